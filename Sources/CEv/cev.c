@@ -1,0 +1,1 @@
+/* Intentionally empty: CEv is header-only (see include/cev.h). */

@@ -1,0 +1,45 @@
+/*
+ * csystem.h — Linux socket calls that Glibc's Swift overlay hides behind
+ * _GNU_SOURCE (accept4, pipe2, recvmmsg, sendmmsg) and the CMSG_* macros,
+ * as plain functions (the first four are defined in csystem.c). Only Reactor/System/Syscalls.swift and the UDP code
+ * use this module.
+ */
+#ifndef CSYSTEM_H
+#define CSYSTEM_H
+
+#include <sys/types.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <fcntl.h>
+#include <unistd.h>
+#include <stdint.h>
+#include <string.h>
+
+struct csys_mmsghdr {
+    struct msghdr msg_hdr;
+    unsigned int msg_len;
+};
+
+/* Out of line (csystem.c defines _GNU_SOURCE; a header must not, or the
+ * module would disagree with Glibc's about struct layouts). */
+int csys_accept4(int fd, struct sockaddr *sa, socklen_t *len, int flags);
+int csys_pipe2(int fds[2], int flags);
+int csys_recvmmsg(int fd, struct csys_mmsghdr *v, unsigned int n, int flags);
+int csys_sendmmsg(int fd, struct csys_mmsghdr *v, unsigned int n, int flags);
+
+static const int CSYS_SO_RXQ_OVFL = SO_RXQ_OVFL;
+static const int CSYS_SOCK_NONBLOCK = SOCK_NONBLOCK;
+static const int CSYS_SOCK_CLOEXEC = SOCK_CLOEXEC;
+static const int CSYS_MSG_NOSIGNAL = MSG_NOSIGNAL;
+static const int CSYS_MSG_DONTWAIT = MSG_DONTWAIT;
+static const int CSYS_SO_REUSEPORT = SO_REUSEPORT;
+
+/* CMSG_* walk over a received control buffer. */
+static inline struct cmsghdr *csys_cmsg_firsthdr(struct msghdr *m) { return CMSG_FIRSTHDR(m); }
+static inline struct cmsghdr *csys_cmsg_nxthdr(struct msghdr *m, struct cmsghdr *c) { return CMSG_NXTHDR(m, c); }
+static inline unsigned char *csys_cmsg_data(struct cmsghdr *c) { return CMSG_DATA(c); }
+static inline size_t csys_cmsg_space(size_t n) { return CMSG_SPACE(n); }
+
+#endif

@@ -1,0 +1,75 @@
+// DeferredQueue: the `setImmediate` of the Reactor.
+//
+// Long work is cut into slices and each slice is deferred. Every iteration a
+// check watcher runs at most `budget` of the slices that were queued before
+// the iteration began; slices queued while draining wait for the next
+// iteration. An idle watcher, active only while work is queued, keeps poll
+// from blocking, so I/O and timers get their turn between slices and a
+// slice never runs before the call that queued it has returned.
+import CEv
+
+public final class DeferredQueue {
+    /// Maximum slices run per loop iteration.
+    public var budget = 64
+    /// Slices run so far, and iterations that ended with work left over.
+    public private(set) var ran: UInt64 = 0
+    public private(set) var carriedOver: UInt64 = 0
+
+    private var items = RingBuffer<() -> Void>(capacity: 256, overflow: .grow)
+    private var loop: EventLoop?
+    private let check: UnsafeMutablePointer<ev_check>
+    private let idle: UnsafeMutablePointer<ev_idle>
+
+    init() {
+        check = .allocate(capacity: 1)
+        idle = .allocate(capacity: 1)
+    }
+
+    deinit {
+        check.deallocate()
+        idle.deallocate()
+    }
+
+    public var count: Int { items.count }
+
+    func attach(to loop: EventLoop) {
+        self.loop = loop
+        let me = Unmanaged.passUnretained(self).toOpaque()
+        cev_check_init(check) { _, w, _ in
+            Unmanaged<DeferredQueue>.fromOpaque(cev_data(w!)!).takeUnretainedValue().drain()
+        }
+        cev_set_data(check, me)
+        cev_idle_init(idle) { _, _, _ in }
+        cev_set_data(idle, me)
+    }
+
+    func detach() {
+        guard let loop else { return }
+        if cev_is_active(check) != 0 { ev_check_stop(loop.raw, check) }
+        if cev_is_active(idle) != 0 { ev_idle_stop(loop.raw, idle) }
+        self.loop = nil
+    }
+
+    func enqueue(_ work: @escaping () -> Void) {
+        items.append(work)
+        guard let loop, cev_is_active(idle) == 0 else { return }
+        ev_check_start(loop.raw, check)
+        ev_idle_start(loop.raw, idle)
+    }
+
+    private func drain() {
+        let n = min(items.count, budget)
+        for _ in 0..<n {
+            guard let work = items.popFirst() else { break }
+            ran &+= 1
+            work()
+        }
+        guard let loop else { return }
+        if items.isEmpty {
+            ev_check_stop(loop.raw, check)
+            ev_idle_stop(loop.raw, idle)
+        } else {
+            carriedOver &+= 1
+        }
+    }
+}

@@ -1,0 +1,80 @@
+// ProcessLimits: the tuning a server does for itself at start.
+#if canImport(Glibc)
+import Glibc
+#endif
+
+public enum ProcessLimits {
+    /// Raises the RLIMIT_NOFILE soft limit to the hard limit.
+    /// Returns the limits before and after so the caller can log them.
+    public static func raiseDescriptorLimit() throws -> (before: UInt64, after: UInt64, hard: UInt64) {
+        var rl = rlimit()
+        _ = try Syscalls.blocking("getrlimit(RLIMIT_NOFILE)") { getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &rl) }
+        let before = UInt64(rl.rlim_cur)
+        if rl.rlim_cur < rl.rlim_max {
+            rl.rlim_cur = rl.rlim_max
+            _ = try Syscalls.blocking("setrlimit(RLIMIT_NOFILE)") { setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &rl) }
+        }
+        return (before, UInt64(rl.rlim_cur), UInt64(rl.rlim_max))
+    }
+
+    /// The current soft descriptor limit.
+    public static func descriptorLimit() -> UInt64 {
+        var rl = rlimit()
+        getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &rl)
+        return UInt64(rl.rlim_cur)
+    }
+
+    /// Sets the soft descriptor limit (tests use this to provoke EMFILE).
+    public static func setDescriptorLimit(_ soft: UInt64) throws {
+        var rl = rlimit()
+        getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &rl)
+        rl.rlim_cur = rlim_t(soft)
+        _ = try Syscalls.blocking("setrlimit(RLIMIT_NOFILE)") { setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &rl) }
+    }
+
+    /// Descriptors open in this process (entries of /proc/self/fd).
+    public static func openDescriptorCount() -> Int {
+        guard let dir = opendir("/proc/self/fd") else { return -1 }
+        defer { closedir(dir) }
+        var n = 0
+        while readdir(dir) != nil { n += 1 }
+        return n - 3  // ".", ".." and the directory stream itself
+    }
+
+    /// The kernel's listen backlog cap (net.core.somaxconn), or nil if unreadable.
+    public static func somaxconn() -> Int? {
+        readSmallFile("/proc/sys/net/core/somaxconn").flatMap { Int($0.trimmingSpaces()) }
+    }
+
+    /// Resident set size of this process in bytes (from /proc/self/statm).
+    public static func residentBytes() -> UInt64 {
+        guard let s = readSmallFile("/proc/self/statm") else { return 0 }
+        let parts = s.split(separator: " ")
+        guard parts.count > 1, let pages = UInt64(parts[1]) else { return 0 }
+        return pages * UInt64(sysconf(Int32(_SC_PAGESIZE)))
+    }
+
+    /// User+system CPU time of this process in seconds.
+    public static func cpuSeconds() -> Double {
+        var ru = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &ru)
+        return Double(ru.ru_utime.tv_sec) + Double(ru.ru_utime.tv_usec) / 1e6
+            + Double(ru.ru_stime.tv_sec) + Double(ru.ru_stime.tv_usec) / 1e6
+    }
+
+    /// Reads a small text file in one go (procfs, sysfs); nil on error.
+    public static func readSmallFile(_ path: String, max: Int = 65536) -> String? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { Glibc.close(fd) }
+        var bytes = [UInt8](repeating: 0, count: max)
+        var total = 0
+        while total < max {
+            let n = bytes.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress! + total, max - total) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { break }
+            total += n
+        }
+        return String(decoding: bytes[0..<total], as: UTF8.self)
+    }
+}

@@ -1,0 +1,261 @@
+// Syscalls: every system call the Reactor makes goes through here.
+//
+// The rules (after SwiftNIO's System.swift): errno is captured right after
+// the call, EINTR is retried, EAGAIN/EWOULDBLOCK come back as a value
+// (`.wouldBlock`), and anything else is a `SyscallError` naming the call.
+// EBADF and EFAULT mean the caller holds a dead descriptor or a bad pointer:
+// that is a programmer error, so it traps instead of being handled.
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+import CSystem
+
+/// A failed system call: which call, and the errno it left.
+public struct SyscallError: Error, CustomStringConvertible, Equatable {
+    public let call: String
+    public let errno: Int32
+
+    public init(call: String, errno: Int32) {
+        self.call = call
+        self.errno = errno
+    }
+
+    public var description: String {
+        "\(call) failed: \(Syscalls.errorName(errno)) (\(errno))"
+    }
+}
+
+/// The outcome of a nonblocking call: a value, or "try again when ready".
+public enum IOResult<T> {
+    case value(T)
+    case wouldBlock
+}
+
+public enum Syscalls {
+    /// Runs `body`, retrying on EINTR; returns its non-negative result,
+    /// `.wouldBlock` on EAGAIN, or throws naming `call`.
+    @inline(__always)
+    static func retrying<T: BinaryInteger>(_ call: String, _ body: () -> T) throws -> IOResult<T> {
+        while true {
+            let r = body()
+            if r >= 0 { return .value(r) }
+            let err = Glibc.errno
+            switch err {
+            case EINTR: continue
+            case EAGAIN, EWOULDBLOCK: return .wouldBlock
+            case EBADF, EFAULT:
+                fatalError("\(call): \(errorName(err)) — descriptor or buffer misuse is a bug")
+            default: throw SyscallError(call: call, errno: err)
+            }
+        }
+    }
+
+    /// Like `retrying`, for calls where EAGAIN cannot happen or is an error.
+    @inline(__always)
+    static func blocking<T: BinaryInteger>(_ call: String, _ body: () -> T) throws -> T {
+        switch try retrying(call, body) {
+        case .value(let v): return v
+        case .wouldBlock: throw SyscallError(call: call, errno: EAGAIN)
+        }
+    }
+
+    public static func errorName(_ err: Int32) -> String {
+        switch err {
+        case EAGAIN: return "EAGAIN"
+        case ECONNREFUSED: return "ECONNREFUSED"
+        case ECONNRESET: return "ECONNRESET"
+        case ETIMEDOUT: return "ETIMEDOUT"
+        case EPIPE: return "EPIPE"
+        case EMFILE: return "EMFILE"
+        case ENFILE: return "ENFILE"
+        case EADDRINUSE: return "EADDRINUSE"
+        case EADDRNOTAVAIL: return "EADDRNOTAVAIL"
+        case EACCES: return "EACCES"
+        case EINVAL: return "EINVAL"
+        case ENOBUFS: return "ENOBUFS"
+        case ENOMEM: return "ENOMEM"
+        case EHOSTUNREACH: return "EHOSTUNREACH"
+        case ENETUNREACH: return "ENETUNREACH"
+        case EINPROGRESS: return "EINPROGRESS"
+        case ENOTCONN: return "ENOTCONN"
+        case ECONNABORTED: return "ECONNABORTED"
+        default:
+            guard let s = strerror(err) else { return "errno \(err)" }
+            return String(cString: s)
+        }
+    }
+
+    // MARK: descriptors
+
+    @inline(never)
+    public static func close(_ fd: Int32) {
+        // close(2) must not be retried on EINTR on Linux: the fd is gone.
+        if Glibc.close(fd) < 0 && Glibc.errno == EBADF {
+            fatalError("close(\(fd)): EBADF — double close is a bug")
+        }
+    }
+
+    @inline(never)
+    public static func read(_ fd: Int32, _ buf: UnsafeMutableRawPointer, _ count: Int) throws -> IOResult<Int> {
+        try retrying("read") { Glibc.read(fd, buf, count) }
+    }
+
+    @inline(never)
+    public static func write(_ fd: Int32, _ buf: UnsafeRawPointer, _ count: Int) throws -> IOResult<Int> {
+        try retrying("write") { Glibc.write(fd, buf, count) }
+    }
+
+    @inline(never)
+    public static func writev(_ fd: Int32, _ iov: UnsafePointer<iovec>, _ count: Int32) throws -> IOResult<Int> {
+        try retrying("writev") { Glibc.writev(fd, iov, count) }
+    }
+
+    @inline(never)
+    public static func setNonBlocking(_ fd: Int32) throws {
+        let flags = try blocking("fcntl(F_GETFL)") { fcntl(fd, F_GETFL) }
+        _ = try blocking("fcntl(F_SETFL)") { fcntl(fd, F_SETFL, flags | O_NONBLOCK) }
+    }
+
+    @inline(never)
+    public static func pipe() throws -> (read: Int32, write: Int32) {
+        var fds: [Int32] = [0, 0]
+        _ = try blocking("pipe2") { csys_pipe2(&fds, Int32(O_NONBLOCK | O_CLOEXEC)) }
+        return (fds[0], fds[1])
+    }
+
+    // MARK: sockets
+
+    @inline(never)
+    public static func socket(_ domain: Int32, _ type: Int32, _ proto: Int32 = 0) throws -> Int32 {
+        try blocking("socket") { Glibc.socket(domain, type | Int32(SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue), proto) }
+    }
+
+    @inline(never)
+    public static func socketpair(_ type: Int32 = Int32(SOCK_STREAM.rawValue)) throws -> (Int32, Int32) {
+        var fds: [Int32] = [0, 0]
+        _ = try blocking("socketpair") {
+            Glibc.socketpair(AF_UNIX, type | Int32(SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue), 0, &fds)
+        }
+        return (fds[0], fds[1])
+    }
+
+    @inline(never)
+    public static func setOption<T>(_ fd: Int32, _ level: Int32, _ name: Int32, _ value: T, _ label: String) throws {
+        var v = value
+        _ = try blocking("setsockopt(\(label))") {
+            setsockopt(fd, level, name, &v, socklen_t(MemoryLayout<T>.size))
+        }
+    }
+
+    @inline(never)
+    public static func getOption(_ fd: Int32, _ level: Int32, _ name: Int32, _ label: String) throws -> Int32 {
+        var v: Int32 = 0
+        var len = socklen_t(MemoryLayout<Int32>.size)
+        _ = try blocking("getsockopt(\(label))") { getsockopt(fd, level, name, &v, &len) }
+        return v
+    }
+
+    @inline(never)
+    public static func bind(_ fd: Int32, _ address: SocketAddress) throws {
+        _ = try blocking("bind(\(address))") {
+            address.withSockaddr { sa, len in Glibc.bind(fd, sa, len) }
+        }
+    }
+
+    @inline(never)
+    public static func listen(_ fd: Int32, _ backlog: Int32) throws {
+        _ = try blocking("listen") { Glibc.listen(fd, backlog) }
+    }
+
+    /// Starts a nonblocking connect. Returns true when it completed at once,
+    /// false when it is in progress (wait for writability, then `socketError`).
+    @inline(never)
+    public static func connect(_ fd: Int32, _ address: SocketAddress) throws -> Bool {
+        while true {
+            let r = address.withSockaddr { sa, len in Glibc.connect(fd, sa, len) }
+            if r == 0 { return true }
+            let err = Glibc.errno
+            switch err {
+            case EINTR: continue
+            case EINPROGRESS: return false
+            case EBADF, EFAULT: fatalError("connect: \(errorName(err)) — descriptor misuse is a bug")
+            default: throw SyscallError(call: "connect(\(address))", errno: err)
+            }
+        }
+    }
+
+    /// Accepts one connection as a nonblocking, close-on-exec descriptor.
+    /// EMFILE/ENFILE are thrown so the listener can apply its policy.
+    @inline(never)
+    public static func accept(_ fd: Int32) throws -> IOResult<(Int32, SocketAddress)> {
+        var storage = sockaddr_storage()
+        var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        while true {
+            let r = withUnsafeMutablePointer(to: &storage) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    csys_accept4(fd, $0, &len, CSYS_SOCK_NONBLOCK | CSYS_SOCK_CLOEXEC)
+                }
+            }
+            if r >= 0 { return .value((r, SocketAddress(storage: storage))) }
+            let err = Glibc.errno
+            switch err {
+            case EINTR, ECONNABORTED: continue
+            case EAGAIN, EWOULDBLOCK: return .wouldBlock
+            case EBADF, EFAULT: fatalError("accept4: \(errorName(err)) — descriptor misuse is a bug")
+            default: throw SyscallError(call: "accept4", errno: err)
+            }
+        }
+    }
+
+    /// The pending error of a socket (SO_ERROR), 0 when none.
+    @inline(never)
+    public static func socketError(_ fd: Int32) -> Int32 {
+        (try? getOption(fd, SOL_SOCKET, SO_ERROR, "SO_ERROR")) ?? EINVAL
+    }
+
+    @inline(never)
+    public static func shutdown(_ fd: Int32, _ how: Int32) throws {
+        do { _ = try blocking("shutdown") { Glibc.shutdown(fd, how) } }
+        catch let e as SyscallError where e.errno == ENOTCONN { return }
+    }
+
+    @inline(never)
+    public static func send(_ fd: Int32, _ buf: UnsafeRawPointer, _ count: Int) throws -> IOResult<Int> {
+        try retrying("send") { Glibc.send(fd, buf, count, Int32(MSG_NOSIGNAL)) }
+    }
+
+    @inline(never)
+    public static func sendmsg(_ fd: Int32, _ msg: UnsafePointer<msghdr>) throws -> IOResult<Int> {
+        try retrying("sendmsg") { Glibc.sendmsg(fd, msg, Int32(MSG_NOSIGNAL)) }
+    }
+
+    @inline(never)
+    public static func recvmmsg(_ fd: Int32, _ vec: UnsafeMutablePointer<csys_mmsghdr>, _ count: Int) throws -> IOResult<Int32> {
+        try retrying("recvmmsg") { csys_recvmmsg(fd, vec, UInt32(count), CSYS_MSG_DONTWAIT) }
+    }
+
+    @inline(never)
+    public static func sendmmsg(_ fd: Int32, _ vec: UnsafeMutablePointer<csys_mmsghdr>, _ count: Int) throws -> IOResult<Int32> {
+        try retrying("sendmmsg") { csys_sendmmsg(fd, vec, UInt32(count), CSYS_MSG_NOSIGNAL | CSYS_MSG_DONTWAIT) }
+    }
+
+    @inline(never)
+    public static func localAddress(_ fd: Int32) throws -> SocketAddress {
+        var storage = sockaddr_storage()
+        var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        _ = try blocking("getsockname") {
+            withUnsafeMutablePointer(to: &storage) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
+            }
+        }
+        return SocketAddress(storage: storage)
+    }
+
+    /// SIGPIPE must never kill a Vigil process: sends use MSG_NOSIGNAL, and
+    /// this covers write(2)/writev(2) on sockets and pipes.
+    public static func ignoreSIGPIPE() {
+        signal(SIGPIPE, SIG_IGN)
+    }
+}
