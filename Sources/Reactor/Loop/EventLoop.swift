@@ -30,14 +30,18 @@ public final class EventLoop {
     private var busySince: UInt64 = 0
 
     /// The process-wide default loop: the only one that can watch child
-    /// processes and signals (ev.pod, "ev_child"). Create it once.
+    /// processes (ev.pod, "ev_child"). Every call returns the same object.
     public static func makeDefault() -> EventLoop {
+        if let l = defaultLoop { return l }
         installSyserrHandler()
-        guard let l = ev_default_loop(UInt32(EVFLAG_AUTO)) else {
+        guard let raw = ev_default_loop(UInt32(EVFLAG_AUTO)) else {
             fatalError("ev_default_loop failed: no usable backend")
         }
-        return EventLoop(raw: l, isDefault: true)
+        let l = EventLoop(raw: raw, isDefault: true)
+        defaultLoop = l
+        return l
     }
+    private static var defaultLoop: EventLoop?
 
     /// A new, independent loop (signals and children need the default one).
     public convenience init() {

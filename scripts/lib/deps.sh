@@ -1,0 +1,26 @@
+# Sourced by the scripts: installs the Debian packages Vigil needs when any
+# is missing (apt-get update once, then one apt-get install), as root or via
+# sudo. Nothing else is assumed on a fresh Debian machine but Swift.
+
+VIGIL_DEBIAN_PACKAGES=(
+  libev-dev            # Reactor: the event loop (also libev.a for static agents)
+  libsodium-dev        # Wire: X25519, ChaCha20-Poly1305, SHA-256
+  libsqlite3-dev       # Collector: embedded storage
+  libmicrohttpd-dev    # Collector: HTTP API on the loop
+  libcurl4-openssl-dev # Agent: HTTP synthetic monitors
+  pkg-config
+  gcc                  # benchmark baselines in C
+)
+
+vigil_ensure_deps() {
+  local missing=() p
+  for p in "${VIGIL_DEBIAN_PACKAGES[@]}" "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  echo "installing Debian packages: ${missing[*]}"
+  local sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+}

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds, and runs every test: the XCTest suites,
+# the Reactor suite under AddressSanitizer and ThreadSanitizer, and a short
+# run of each fuzz target. Exits non-zero on any failure.
+#   scripts/test.sh            everything
+#   VIGIL_SKIP_SANITIZERS=1    skip the sanitizer runs (local iteration only)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib/deps.sh
+vigil_ensure_deps
+
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+passed=0
+failed=0
+
+# Runs one `swift test` invocation, adding its XCTest totals to the tally.
+run_suite() {
+  local label=$1; shift
+  echo "== $label"
+  set +e
+  swift test --disable-swift-testing "$@" >"$log" 2>&1
+  local rc=$?
+  set -e
+  local line
+  line=$(grep -E "Executed [0-9]+ tests?, with [0-9]+ failures?" "$log" | tail -1 || true)
+  grep -E "error:|' failed \(" "$log" | head -40 || true
+  echo "$line"
+  local n f
+  n=$(echo "$line" | sed -E 's/.*Executed ([0-9]+) tests?.*/\1/')
+  f=$(echo "$line" | sed -E 's/.*with ([0-9]+) failures?.*/\1/')
+  [ -n "$n" ] || n=0
+  [ -n "$f" ] || f=0
+  if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; tail -40 "$log"; fi
+  passed=$((passed + n - f))
+  failed=$((failed + f))
+  return 0
+}
+
+echo "== build"
+swift build --build-tests 2>&1 | grep -E "error|warning: unre|Build complete" || true
+swift build --build-tests >/dev/null
+
+run_suite "tests"
+
+if [ "${VIGIL_SKIP_SANITIZERS:-0}" != 1 ]; then
+  run_suite "Reactor tests under AddressSanitizer" --sanitize=address --scratch-path .build-asan --filter ReactorTests
+  run_suite "Reactor tests under ThreadSanitizer" --sanitize=thread --scratch-path .build-tsan --filter ReactorTests
+fi
+
+if [ -x scripts/fuzz-all.sh ]; then
+  echo "== fuzz (short runs)"
+  if scripts/fuzz-all.sh "${VIGIL_FUZZ_SECONDS:-20}"; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
+fi
+
+echo
+echo "vigil: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
