@@ -22,8 +22,12 @@ let package = Package(
         .target(name: "CSystem"),
         // The event loop: watchers, syscalls, sockets, buffers. No Foundation.
         .target(name: "Reactor", dependencies: ["CEv", "CSystem"]),
+        // The agent's logic (ingest, filtering, aggregation, uplink), as a library
+        // so tests and fuzzers link it; `vigil-agent` is its thin executable.
+        .target(name: "Agent", dependencies: ["Reactor"]),
         .executableTarget(name: "reactor-demo", dependencies: ["Reactor"], path: "Sources/ReactorDemo"),
         .testTarget(name: "ReactorTests", dependencies: ["Reactor", "CEv"]),
+        .testTarget(name: "AgentTests", dependencies: ["Agent", "Reactor"]),
     ],
     swiftLanguageModes: [.v5]
 )
