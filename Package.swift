@@ -25,9 +25,15 @@ let package = Package(
         // The agent's logic (ingest, filtering, aggregation, uplink), as a library
         // so tests and fuzzers link it; `vigil-agent` is its thin executable.
         .target(name: "Agent", dependencies: ["Reactor"]),
+        // libmicrohttpd's variadic start/info calls as fixed-argument functions.
+        .target(name: "CMicroHTTPD"),
+        // The collector's logic (sessions, storage, HTTP API) as a library;
+        // `vigil-collector` is its thin executable.
+        .target(name: "Collector", dependencies: ["Reactor", "CMicroHTTPD"]),
         .executableTarget(name: "reactor-demo", dependencies: ["Reactor"], path: "Sources/ReactorDemo"),
         .testTarget(name: "ReactorTests", dependencies: ["Reactor", "CEv"]),
         .testTarget(name: "AgentTests", dependencies: ["Agent", "Reactor"]),
+        .testTarget(name: "CollectorTests", dependencies: ["Collector", "Reactor"]),
     ],
     swiftLanguageModes: [.v5]
 )
