@@ -1,0 +1,49 @@
+// CollectorList: which collector to try next, and how long to wait.
+//
+// On a lost or failed connection the next host in the list is tried at
+// once. When a whole round of the list has failed, the agent waits a
+// jittered delay in [reconnect_interval_min, reconnect_interval_max]; after
+// three such rounds the delay doubles per round up to five minutes. A
+// successful session resets the rounds and, on its next loss, the agent
+// starts over from the host after the one it lost.
+import Reactor
+
+public struct CollectorList<R: RandomSource> {
+    public let hosts: [String]
+    public private(set) var index = 0
+    private var failuresThisRound = 0
+    private var backoff: Backoff<R>
+    /// Completed rounds in which every host failed, since the last success.
+    public var failedRounds: Int { backoff.round }
+
+    public init(hosts: [String], minDelay: Double, maxDelay: Double, random: R) {
+        precondition(!hosts.isEmpty, "at least one collector")
+        self.hosts = hosts
+        backoff = Backoff(min: minDelay, max: maxDelay, flatRounds: 3, cap: 300, random: random)
+    }
+
+    public var current: String { hosts[index] }
+
+    /// Records a failed attempt on the current host and moves to the next.
+    /// Returns the delay before the next attempt: 0 within a round, a
+    /// backoff delay when the round is complete.
+    public mutating func failed() -> Double {
+        index = (index + 1) % hosts.count
+        failuresThisRound += 1
+        guard failuresThisRound >= hosts.count else { return 0 }
+        failuresThisRound = 0
+        return backoff.next()
+    }
+
+    /// The session on the current host was established.
+    public mutating func connected() {
+        failuresThisRound = 0
+        backoff.reset()
+    }
+
+    /// An established session was lost: try the next host at once.
+    public mutating func lost() {
+        index = (index + 1) % hosts.count
+        failuresThisRound = 0
+    }
+}
