@@ -16,7 +16,7 @@ public final class DeferredQueue {
     public private(set) var carriedOver: UInt64 = 0
 
     private var items = RingBuffer<() -> Void>(capacity: 256, overflow: .grow)
-    private var loop: EventLoop?
+    private weak var loop: EventLoop?
     private let check: UnsafeMutablePointer<ev_check>
     private let idle: UnsafeMutablePointer<ev_idle>
 
