@@ -14,6 +14,7 @@ let package = Package(
     name: "Vigil",
     products: [
         .library(name: "Reactor", targets: ["Reactor"]),
+        .library(name: "ConfigFile", targets: ["ConfigFile"]),
     ],
     targets: [
         // libev's macros as static inline functions; nothing else.
@@ -24,6 +25,9 @@ let package = Package(
         .target(name: "Reactor", dependencies: ["CEv", "CSystem"]),
         .executableTarget(name: "reactor-demo", dependencies: ["Reactor"], path: "Sources/ReactorDemo"),
         .testTarget(name: "ReactorTests", dependencies: ["Reactor", "CEv"]),
+        // Configuration files, environment and --set layering; shared by every program. No Foundation.
+        .target(name: "ConfigFile"),
+        .testTarget(name: "ConfigFileTests", dependencies: ["ConfigFile"]),
     ],
     swiftLanguageModes: [.v5]
 )
