@@ -114,6 +114,25 @@ final class StoreLifecycleTests: XCTestCase {
         close(f.store)
     }
 
+    func testCheckpointBlockedByAReaderDoesNotStarveWrites() throws {
+        let f = try StoreFixture(self) { $0.checkpointPages = 4 }
+        let reader = try SQLiteConnection(path: f.store.path, readOnly: true)
+        try reader.exec("BEGIN")
+        _ = try reader.scalar("SELECT count(*) FROM measurements")      // holds a snapshot: frames cannot be copied
+        for seq in 0..<20 {
+            let ms = (0..<50).map { measurement(Int64($0), check: "c\($0)") }
+            XCTAssertEqual(try wait(f.loop) { f.store.submitBatch(f.batch(seq: Int64(seq), measurements: ms), completion: $0) },
+                           .stored(rows: 50))
+        }
+        XCTAssertGreaterThan(f.store.stats.checkpoints, 0)
+        XCTAssertLessThanOrEqual(f.store.stats.checkpoints, f.store.stats.transactions,
+                                 "at most one attempt per threshold of WAL growth, i.e. per transaction here")
+        XCTAssertGreaterThan(f.store.db.walPages, 20 * 4, "the reader kept the WAL from being reset")
+        try reader.exec("COMMIT")
+        reader.close()
+        close(f.store)
+    }
+
     func testStatementsAreCached() throws {
         let f = try StoreFixture(self)
         // Two batches warm the cache: the first of a boot inserts its sequence row, later ones update it.

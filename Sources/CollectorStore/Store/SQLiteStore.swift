@@ -15,8 +15,9 @@
 // within a per-slice count and time budget.
 //
 // Checkpoints. The WAL hook counts pages; past `checkpointPages` a PASSIVE
-// checkpoint runs in its own deferred slice, never between a COMMIT and its
-// completions, and its duration is measured separately.
+// checkpoint takes the next slice in place of a write transaction — never
+// between a COMMIT and its completions, never in the same iteration as a
+// transaction — and its duration is measured separately.
 //
 // Threading: loop thread only, like the EventLoop it is bound to. Owns the
 // SQLiteConnection; nothing else may use it.
@@ -42,7 +43,8 @@ public final class SQLiteStore: MeasurementStore {
     private var writes = RingBuffer<PendingWrite>(capacity: 256, overflow: .grow)
     private var reads = RingBuffer<PendingRead>(capacity: 64, overflow: .grow)
     private var flushScheduled = false
-    private var checkpointScheduled = false
+    /// WAL pages at which the next checkpoint runs.
+    private lazy var checkpointAt: Int32 = options.checkpointPages
     private var busyTimer: TimerWatcher?
     var retentionTimer: TimerWatcher?
     var retentionRunning = false
@@ -175,21 +177,25 @@ public final class SQLiteStore: MeasurementStore {
     private func flush() {
         flushScheduled = false
         guard phase != .closed else { return }
+        // A due checkpoint takes this iteration instead of a write slice, so
+        // the two never add up in one iteration's loop lag.
+        if checkpointDue {
+            checkpoint()
+            if !writes.isEmpty || !reads.isEmpty || phase == .closing { scheduleFlush() }
+            return
+        }
         if !writes.isEmpty {
             if !writeSlice() { return }          // busy: a timer retries
         }
         readSlice()
-        if !writes.isEmpty || !reads.isEmpty {
+        if !writes.isEmpty || !reads.isEmpty || checkpointDue {
             scheduleFlush()
         } else if phase == .closing {
             finishClose()
-            return
-        }
-        if db.walPages >= options.checkpointPages && !checkpointScheduled {
-            checkpointScheduled = true
-            loop.defer { [weak self] in self?.checkpoint() }
         }
     }
+
+    private var checkpointDue: Bool { db.walPages >= checkpointAt }
 
     /// One transaction's worth of queued writes. Returns false when the
     /// database was locked by another process and the slice must be retried.
@@ -286,14 +292,17 @@ public final class SQLiteStore: MeasurementStore {
     }
 
     private func checkpoint() {
-        checkpointScheduled = false
-        guard phase != .closed else { return }
         let t0 = Clock.monotonicNanos()
         do {
-            try db.checkpoint()
+            let (log, done) = try db.checkpoint()
             stats.checkpoints &+= 1
+            // A reader in another process kept frames from being copied. Try
+            // again once the WAL has grown by another threshold, so writes
+            // are never starved by checkpoints that cannot finish.
+            checkpointAt = done < log ? db.walPages + options.checkpointPages : options.checkpointPages
         } catch {
             Log.warn("store: checkpoint failed: \(error)")
+            checkpointAt = db.walPages + options.checkpointPages
         }
         stats.checkpointMicros.record((Clock.monotonicNanos() &- t0) / 1000)
     }

@@ -14,7 +14,7 @@ public struct StoreOptions: Sendable {
     /// goes in whole: a batch is atomic).
     public var maxRowsPerTransaction = 5_000
     /// Stop adding writes to a transaction after this much work (µs).
-    public var maxTransactionMicros: UInt64 = 20_000
+    public var maxTransactionMicros: UInt64 = 10_000
     /// Rows queued but not yet committed; beyond it writes are refused
     /// with `.overloaded` (the agent re-sends later; nothing is lost).
     public var maxPendingRows = 200_000
