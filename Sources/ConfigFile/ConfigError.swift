@@ -106,3 +106,14 @@ public struct ConfigErrors: Error, Equatable, Sendable, CustomStringConvertible 
     /// One error per line.
     public var description: String { errors.map(\.description).joined(separator: "\n") }
 }
+
+extension Array where Element == ConfigError {
+    /// key → message without the key prefix (the first error per key): the
+    /// per-key object an API answers a rejected update with. Errors without
+    /// a key are filed under "".
+    public var messagesByKey: [String: String] {
+        var out: [String: String] = [:]
+        for e in self where out[e.key ?? ""] == nil { out[e.key ?? ""] = e.detail }
+        return out
+    }
+}

@@ -29,10 +29,13 @@ final class StoreLifecycleTests: XCTestCase {
         XCTAssertEqual(stat(store.path, &st), 0)
         XCTAssertEqual(st.st_mode & 0o777, 0o600, "the database holds key secrets")
         close(store)
+        chmod(store.path, 0o644)
 
         // Reopening applies nothing new.
         let again = try SQLiteStore.open(loop: loop, options: StoreOptions(dataDirectory: data), now: 99)
         XCTAssertEqual(try again.db.scalar("SELECT count(*) FROM schema_migrations"), Int64(Migrations.all.count))
+        XCTAssertEqual(stat(again.path, &st), 0)
+        XCTAssertEqual(st.st_mode & 0o777, 0o600, "tightened on open")
         close(again)
     }
 

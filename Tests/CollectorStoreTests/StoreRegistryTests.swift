@@ -21,6 +21,7 @@ final class StoreRegistryTests: XCTestCase {
         active = try wait(f.loop) { f.store.activeKeys(project: "demo", completion: $0) }
         XCTAssertEqual(active.keys.map(\.secret), ["secret-1"])
         XCTAssertEqual(active.projectId, f.projectId)
+        XCTAssertFalse("\(active)".contains("secret-1"), "a logged ProjectKeys shows no secret")
 
         guard case .failure(.notFound("key 999")) = try waitResult(f.loop, { f.store.revokeKey(id: 999, at: 1, completion: $0) }) else { return XCTFail() }
         guard case .failure(.notFound("project 'nope'")) = try waitResult(f.loop, { f.store.activeKeys(project: "nope", completion: $0) }) else { return XCTFail() }

@@ -49,6 +49,9 @@ final class ConfigurationTests: XCTestCase {
             "key 'capture': given twice",
         ])
         XCTAssertEqual(errors[0].detail, "expected an integer 1...65535, got \"66000\"")
+        XCTAssertEqual(errors.messagesByKey["server_port"], "expected an integer 1...65535, got \"66000\"")
+        XCTAssertEqual(errors.messagesByKey["nope"], "unknown key 'nope'")
+        XCTAssertEqual(errors.messagesByKey["capture"], "given twice")
         XCTAssertEqual(c.int("server_port"), 7000)
         XCTAssertTrue(c.bool("capture"))
     }

@@ -17,10 +17,16 @@ public struct KeyInfo: Equatable, Sendable {
 
 /// The secrets a handshake may accept for a project (revoked keys excluded).
 /// Never log or render these.
-public struct ProjectKeys: Sendable {
+public struct ProjectKeys: Sendable, CustomStringConvertible {
     public var projectId: Int64
     public var project: String
     public var keys: [(id: Int64, secret: String)]
+
+    /// Names the keys by id only, so interpolating this into a log line
+    /// cannot leak a secret.
+    public var description: String {
+        "ProjectKeys(project: \(project) (\(projectId)), keys: \(keys.map { "#\($0.id)" }.joined(separator: ", ")))"
+    }
 }
 
 /// One IPA filter rule: method (or `*`), host glob, path glob → (monitor, check).

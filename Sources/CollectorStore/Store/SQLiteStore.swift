@@ -62,7 +62,10 @@ public final class SQLiteStore: MeasurementStore {
         // creating the file first keeps secrets (keys) out of other users' reach.
         let fd = Glibc.open(options.databasePath, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         if fd < 0 { throw .io(call: "open", path: options.databasePath, errno: errno) }
+        let chmodFailed = fchmod(fd, 0o600) != 0      // a file from an older, laxer install
+        let chmodErrno = errno
         Glibc.close(fd)
+        if chmodFailed { throw .io(call: "fchmod", path: options.databasePath, errno: chmodErrno) }
         let db: SQLiteConnection
         do { db = try SQLiteConnection(path: options.databasePath) } catch { throw .sqlite(error) }
         do { try configure(db, options) } catch {
