@@ -14,6 +14,8 @@ let package = Package(
     name: "Vigil",
     products: [
         .library(name: "Reactor", targets: ["Reactor"]),
+        .library(name: "ConfigFile", targets: ["ConfigFile"]),
+        .library(name: "CollectorStore", targets: ["CollectorStore"]),
     ],
     targets: [
         // libev's macros as static inline functions; nothing else.
@@ -34,6 +36,15 @@ let package = Package(
         .testTarget(name: "ReactorTests", dependencies: ["Reactor", "CEv"]),
         .testTarget(name: "AgentTests", dependencies: ["Agent", "Reactor"]),
         .testTarget(name: "CollectorTests", dependencies: ["Collector", "Reactor"]),
+        // Configuration files, environment and --set layering; shared by every program. No Foundation.
+        .target(name: "ConfigFile"),
+        .testTarget(name: "ConfigFileTests", dependencies: ["ConfigFile"]),
+        // Debian's libsqlite3-dev, plus static inline helpers for what Swift cannot import.
+        .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
+        // The collector's embedded SQLite storage behind an asynchronous seam.
+        .target(name: "CollectorStore", dependencies: ["Reactor", "CSQLite"]),
+        .testTarget(name: "CollectorStoreTests", dependencies: ["CollectorStore", "Reactor"]),
+        .executableTarget(name: "store-bench", dependencies: ["CollectorStore", "Reactor", "CSQLite"], path: "Sources/StoreBench"),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -1,0 +1,108 @@
+// Batch: what one agent data batch stores — aggregated measurements, raw
+// events, status snapshots and monitor runs — identified by (agent id,
+// boot id, sequence) so a batch re-sent after a reconnect is recognised.
+// Plain values; built by a session, handed to the store, not kept.
+
+/// One aggregate of one (monitor, check) window: `count` requests whose
+/// latencies summed to `sumMs`, with min, max and quantiles in milliseconds.
+public struct MeasurementRow: Equatable, Sendable {
+    /// Window start, collector time, ms since the epoch.
+    public var ts: Int64
+    public var monitor: String
+    public var check: String
+    /// Where the data came from, e.g. `ipa` (in-process agent) or `synthetic`.
+    public var source: String
+    public var count: Int64
+    public var sumMs: Double
+    public var minMs: Double
+    public var maxMs: Double
+    public var p50Ms: Double
+    public var p95Ms: Double
+    public var p99Ms: Double
+    /// Free-form JSON text, stored as given.
+    public var meta: String?
+
+    public init(ts: Int64, monitor: String, check: String, source: String, count: Int64,
+                sumMs: Double, minMs: Double, maxMs: Double, p50Ms: Double, p95Ms: Double, p99Ms: Double,
+                meta: String? = nil) {
+        self.ts = ts; self.monitor = monitor; self.check = check; self.source = source
+        self.count = count; self.sumMs = sumMs; self.minMs = minMs; self.maxMs = maxMs
+        self.p50Ms = p50Ms; self.p95Ms = p95Ms; self.p99Ms = p99Ms; self.meta = meta
+    }
+}
+
+/// One raw (already redacted) request record.
+public struct RawEvent: Equatable, Sendable {
+    public var ts: Int64
+    public var monitor: String
+    public var check: String
+    public var method: String
+    public var host: String
+    public var path: String
+    public var durationMs: Double
+    public var meta: String?
+
+    public init(ts: Int64, monitor: String, check: String, method: String, host: String, path: String,
+                durationMs: Double, meta: String? = nil) {
+        self.ts = ts; self.monitor = monitor; self.check = check; self.method = method
+        self.host = host; self.path = path; self.durationMs = durationMs; self.meta = meta
+    }
+}
+
+/// The agent's periodic status, as JSON text (the store does not parse it).
+public struct StatusSnapshot: Equatable, Sendable {
+    public var ts: Int64
+    public var json: String
+
+    public init(ts: Int64, json: String) { self.ts = ts; self.json = json }
+}
+
+/// One run of a synthetic monitor.
+public struct MonitorRun: Equatable, Sendable {
+    public var ts: Int64
+    public var monitor: String
+    public var check: String
+    public var ok: Bool
+    public var durationMs: Double
+    public var detail: String?
+
+    public init(ts: Int64, monitor: String, check: String, ok: Bool, durationMs: Double, detail: String? = nil) {
+        self.ts = ts; self.monitor = monitor; self.check = check; self.ok = ok
+        self.durationMs = durationMs; self.detail = detail
+    }
+}
+
+public struct Batch: Sendable {
+    public var projectId: Int64
+    public var agentId: String
+    /// Changes at every agent process start; sequences restart with it.
+    public var bootId: String
+    /// Non-negative, increasing per (agent, boot); gaps and re-sends allowed.
+    public var sequence: Int64
+    /// When the collector received it (ms): becomes the agent's last_seen.
+    public var receivedAt: Int64
+    public var measurements: [MeasurementRow]
+    public var events: [RawEvent]
+    public var statuses: [StatusSnapshot]
+    public var monitorRuns: [MonitorRun]
+
+    public init(projectId: Int64, agentId: String, bootId: String, sequence: Int64, receivedAt: Int64,
+                measurements: [MeasurementRow] = [], events: [RawEvent] = [], statuses: [StatusSnapshot] = [],
+                monitorRuns: [MonitorRun] = []) {
+        self.projectId = projectId; self.agentId = agentId; self.bootId = bootId; self.sequence = sequence
+        self.receivedAt = receivedAt; self.measurements = measurements; self.events = events
+        self.statuses = statuses; self.monitorRuns = monitorRuns
+    }
+
+    /// Rows this batch writes (its weight in a transaction's row budget).
+    public var rowCount: Int { measurements.count + events.count + statuses.count + monitorRuns.count }
+}
+
+/// What happened to a submitted batch. Either way it is durable once the
+/// completion runs, so the collector may acknowledge the sequence.
+public enum BatchOutcome: Equatable, Sendable {
+    /// Stored now, with this many rows.
+    case stored(rows: Int)
+    /// Stored before (same agent, boot and sequence); nothing written.
+    case duplicate
+}

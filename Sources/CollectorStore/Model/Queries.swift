@@ -1,0 +1,86 @@
+// Query filters and result rows for the HTTP API. Every list is newest
+// first and bounded: `limit` is clamped to 1...SQLiteStore.maxQueryLimit.
+
+public struct MeasurementQuery: Sendable {
+    public var project: String?
+    public var agent: String?
+    public var monitor: String?
+    public var check: String?
+    public var source: String?
+    /// Only rows with ts >= since (ms).
+    public var since: Int64?
+    public var limit: Int
+
+    public init(project: String? = nil, agent: String? = nil, monitor: String? = nil, check: String? = nil,
+                source: String? = nil, since: Int64? = nil, limit: Int = 100) {
+        self.project = project; self.agent = agent; self.monitor = monitor; self.check = check
+        self.source = source; self.since = since; self.limit = limit
+    }
+}
+
+public struct MeasurementRecord: Equatable, Sendable {
+    public var project: String
+    public var agent: String
+    public var measurement: MeasurementRow
+}
+
+public struct EventQuery: Sendable {
+    public var project: String?
+    public var agent: String?
+    public var monitor: String?
+    public var check: String?
+    public var since: Int64?
+    public var limit: Int
+
+    public init(project: String? = nil, agent: String? = nil, monitor: String? = nil, check: String? = nil,
+                since: Int64? = nil, limit: Int = 100) {
+        self.project = project; self.agent = agent; self.monitor = monitor; self.check = check
+        self.since = since; self.limit = limit
+    }
+}
+
+public struct EventRecord: Equatable, Sendable {
+    public var id: Int64
+    public var project: String
+    public var agent: String
+    public var event: RawEvent
+}
+
+public struct MonitorRunQuery: Sendable {
+    public var project: String?
+    public var agent: String?
+    public var monitor: String?
+    public var since: Int64?
+    public var limit: Int
+
+    public init(project: String? = nil, agent: String? = nil, monitor: String? = nil, since: Int64? = nil, limit: Int = 100) {
+        self.project = project; self.agent = agent; self.monitor = monitor; self.since = since; self.limit = limit
+    }
+}
+
+public struct MonitorRunRecord: Equatable, Sendable {
+    public var project: String
+    public var agent: String
+    public var run: MonitorRun
+}
+
+public struct AuditQuery: Sendable {
+    public var target: String?
+    public var action: String?
+    public var since: Int64?
+    public var limit: Int
+
+    public init(target: String? = nil, action: String? = nil, since: Int64? = nil, limit: Int = 100) {
+        self.target = target; self.action = action; self.since = since; self.limit = limit
+    }
+}
+
+/// What one retention pass removed, per table.
+public struct RetentionReport: Equatable, Sendable {
+    public var cutoff: Int64
+    public var deleted: [String: Int] = [:]
+    /// Transactions (chunks) it took.
+    public var chunks = 0
+
+    public var total: Int { deleted.values.reduce(0, +) }
+}

@@ -1,0 +1,217 @@
+// Migrations: the database schema as an ordered list of steps. The file's
+// `PRAGMA user_version` is the number of steps applied; opening a database
+// applies the missing ones, each in its own IMMEDIATE transaction together
+// with the new user_version, so a crash mid-upgrade leaves the previous
+// version intact. `schema_migrations` records when each step ran, for people.
+// docs/STORAGE.md describes every table.
+//
+// Rules: never edit a released step; add a new one. Times are integer
+// milliseconds since the Unix epoch (`*_ms`); durations are REAL milliseconds.
+
+struct Migration {
+    let version: Int
+    let name: String
+    let sql: String
+}
+
+enum Migrations {
+    static let all: [Migration] = [
+        Migration(version: 1, name: "initial schema", sql: """
+        CREATE TABLE schema_migrations (
+            version    INTEGER PRIMARY KEY,
+            name       TEXT NOT NULL,
+            applied_ms INTEGER NOT NULL
+        );
+
+        CREATE TABLE projects (
+            id         INTEGER PRIMARY KEY,
+            name       TEXT NOT NULL UNIQUE,
+            created_ms INTEGER NOT NULL
+        );
+        CREATE TABLE project_keys (
+            id         INTEGER PRIMARY KEY,
+            project_id INTEGER NOT NULL REFERENCES projects(id),
+            secret     TEXT NOT NULL UNIQUE,
+            created_ms INTEGER NOT NULL,
+            revoked_ms INTEGER
+        );
+        CREATE INDEX project_keys_project ON project_keys(project_id);
+
+        CREATE TABLE agents (
+            id             TEXT PRIMARY KEY,
+            project_id     INTEGER NOT NULL REFERENCES projects(id),
+            name           TEXT NOT NULL DEFAULT '',
+            hostname       TEXT NOT NULL DEFAULT '',
+            version        TEXT NOT NULL DEFAULT '',
+            boot_id        TEXT NOT NULL DEFAULT '',
+            state          TEXT NOT NULL,
+            state_messages TEXT NOT NULL DEFAULT '',
+            state_since_ms INTEGER NOT NULL,
+            first_seen_ms  INTEGER NOT NULL,
+            last_seen_ms   INTEGER NOT NULL,
+            status_ms      INTEGER,
+            status         TEXT
+        );
+        CREATE INDEX agents_project ON agents(project_id);
+
+        CREATE TABLE agent_states (
+            id       INTEGER PRIMARY KEY,
+            agent_id TEXT NOT NULL,
+            ts_ms    INTEGER NOT NULL,
+            state    TEXT NOT NULL,
+            messages TEXT NOT NULL DEFAULT ''
+        );
+        CREATE INDEX agent_states_agent_ts ON agent_states(agent_id, ts_ms);
+        CREATE INDEX agent_states_ts ON agent_states(ts_ms);
+
+        CREATE TABLE agent_status (
+            id       INTEGER PRIMARY KEY,
+            agent_id TEXT NOT NULL,
+            ts_ms    INTEGER NOT NULL,
+            status   TEXT NOT NULL
+        );
+        CREATE INDEX agent_status_agent_ts ON agent_status(agent_id, ts_ms);
+        CREATE INDEX agent_status_ts ON agent_status(ts_ms);
+
+        CREATE TABLE series (
+            id         INTEGER PRIMARY KEY,
+            project_id INTEGER NOT NULL,
+            agent_id   TEXT NOT NULL,
+            monitor    TEXT NOT NULL,
+            check_name TEXT NOT NULL,
+            source     TEXT NOT NULL,
+            UNIQUE (agent_id, monitor, check_name, source)
+        );
+        CREATE INDEX series_project ON series(project_id);
+
+        CREATE TABLE measurements (
+            series_id INTEGER NOT NULL,
+            ts_ms     INTEGER NOT NULL,
+            count     INTEGER NOT NULL,
+            sum_ms    REAL NOT NULL,
+            min_ms    REAL NOT NULL,
+            max_ms    REAL NOT NULL,
+            p50_ms    REAL NOT NULL,
+            p95_ms    REAL NOT NULL,
+            p99_ms    REAL NOT NULL,
+            meta      TEXT
+        );
+        CREATE INDEX measurements_series_ts ON measurements(series_id, ts_ms);
+        CREATE INDEX measurements_ts ON measurements(ts_ms);
+
+        CREATE TABLE events (
+            id          INTEGER PRIMARY KEY,
+            ts_ms       INTEGER NOT NULL,
+            project_id  INTEGER NOT NULL,
+            agent_id    TEXT NOT NULL,
+            monitor     TEXT NOT NULL,
+            check_name  TEXT NOT NULL,
+            method      TEXT NOT NULL,
+            host        TEXT NOT NULL,
+            path        TEXT NOT NULL,
+            duration_ms REAL NOT NULL,
+            meta        TEXT
+        );
+        CREATE INDEX events_ts ON events(ts_ms);
+        CREATE INDEX events_agent_ts ON events(agent_id, ts_ms);
+
+        CREATE TABLE monitor_definitions (
+            project_id INTEGER PRIMARY KEY REFERENCES projects(id),
+            version    INTEGER NOT NULL,
+            body       TEXT NOT NULL,
+            updated_ms INTEGER NOT NULL
+        );
+        CREATE TABLE monitor_runs (
+            id          INTEGER PRIMARY KEY,
+            ts_ms       INTEGER NOT NULL,
+            project_id  INTEGER NOT NULL,
+            agent_id    TEXT NOT NULL,
+            monitor     TEXT NOT NULL,
+            check_name  TEXT NOT NULL,
+            ok          INTEGER NOT NULL,
+            duration_ms REAL NOT NULL,
+            detail      TEXT
+        );
+        CREATE INDEX monitor_runs_ts ON monitor_runs(ts_ms);
+        CREATE INDEX monitor_runs_project_ts ON monitor_runs(project_id, ts_ms);
+
+        CREATE TABLE pattern_sets (
+            project_id INTEGER PRIMARY KEY REFERENCES projects(id),
+            version    INTEGER NOT NULL,
+            updated_ms INTEGER NOT NULL
+        );
+        CREATE TABLE patterns (
+            project_id INTEGER NOT NULL,
+            position   INTEGER NOT NULL,
+            method     TEXT NOT NULL,
+            host       TEXT NOT NULL,
+            path       TEXT NOT NULL,
+            monitor    TEXT NOT NULL,
+            check_name TEXT NOT NULL,
+            PRIMARY KEY (project_id, position)
+        ) WITHOUT ROWID;
+
+        CREATE TABLE config_overrides (
+            project_id INTEGER NOT NULL REFERENCES projects(id),
+            agent_id   TEXT NOT NULL DEFAULT '',
+            key        TEXT NOT NULL,
+            value      TEXT NOT NULL,
+            updated_ms INTEGER NOT NULL,
+            PRIMARY KEY (project_id, agent_id, key)
+        ) WITHOUT ROWID;
+
+        CREATE TABLE audit (
+            id     INTEGER PRIMARY KEY,
+            ts_ms  INTEGER NOT NULL,
+            actor  TEXT NOT NULL,
+            action TEXT NOT NULL,
+            target TEXT NOT NULL,
+            detail TEXT NOT NULL DEFAULT '',
+            result TEXT NOT NULL
+        );
+        CREATE INDEX audit_ts ON audit(ts_ms);
+
+        CREATE TABLE batch_sequences (
+            agent_id   TEXT NOT NULL,
+            boot_id    TEXT NOT NULL,
+            high_seq   INTEGER NOT NULL,
+            gaps       TEXT NOT NULL DEFAULT '',
+            batches    INTEGER NOT NULL,
+            updated_ms INTEGER NOT NULL,
+            PRIMARY KEY (agent_id, boot_id)
+        ) WITHOUT ROWID;
+        CREATE INDEX batch_sequences_updated ON batch_sequences(updated_ms);
+        """),
+    ]
+
+    static var latest: Int { all.last?.version ?? 0 }
+
+    /// Brings `db` to the latest version; returns the versions applied.
+    /// A database newer than this program is refused, untouched.
+    @discardableResult
+    static func migrate(_ db: SQLiteConnection, now: Int64, upTo target: Int = latest) throws(StoreError) -> [Int] {
+        let current: Int
+        do { current = Int(try db.scalar("PRAGMA user_version") ?? 0) } catch { throw .sqlite(error) }
+        if current > latest { throw .schemaTooNew(found: current, known: latest) }
+        var applied: [Int] = []
+        for m in all where m.version > current && m.version <= target {
+            do { try apply(m, to: db, now: now) } catch { throw .sqlite(error) }
+            applied.append(m.version)
+        }
+        return applied
+    }
+
+    private static func apply(_ m: Migration, to db: SQLiteConnection, now: Int64) throws(SQLiteError) {
+        try db.exec("BEGIN IMMEDIATE")
+        do {
+            try db.exec(m.sql)
+            try db.run("INSERT INTO schema_migrations(version, name, applied_ms) VALUES (?, ?, ?)",
+                       [.integer(Int64(m.version)), .text(m.name), .integer(now)])
+            try db.exec("PRAGMA user_version = \(m.version)")
+            try db.exec("COMMIT")
+        } catch {
+            try? db.exec("ROLLBACK")
+            throw error
+        }
+    }
+}

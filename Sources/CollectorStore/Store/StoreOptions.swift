@@ -1,0 +1,44 @@
+// StoreOptions: the knobs of SQLiteStore, with the defaults the collector
+// uses. Every queue and cache the store keeps is bounded by one of these.
+
+public struct StoreOptions: Sendable {
+    /// `PRAGMA synchronous`. `.full` fsyncs the WAL at every commit, so an
+    /// acknowledged batch survives power loss; `.normal` survives process
+    /// crashes only (docs/STORAGE.md has the measurements).
+    public enum Synchronous: String, Sendable { case normal = "NORMAL", full = "FULL" }
+
+    public var dataDirectory: String
+    public var fileName = "vigil.db"
+    public var synchronous = Synchronous.full
+    /// Rows written per transaction at most (a single larger batch still
+    /// goes in whole: a batch is atomic).
+    public var maxRowsPerTransaction = 5_000
+    /// Stop adding writes to a transaction after this much work (µs).
+    public var maxTransactionMicros: UInt64 = 10_000
+    /// Rows queued but not yet committed; beyond it writes are refused
+    /// with `.overloaded` (the agent re-sends later; nothing is lost).
+    public var maxPendingRows = 200_000
+    /// Reads run per loop iteration at most, and their time budget (µs).
+    public var maxReadsPerSlice = 256
+    public var maxReadMicros: UInt64 = 10_000
+    /// Checkpoint once the WAL holds this many pages (4 KiB each).
+    public var checkpointPages: Int32 = 1_000
+    /// How long SQLite itself waits for another process's lock (ms) before
+    /// the store retries on a later iteration.
+    public var busyTimeoutMillis: Int32 = 20
+    public var busyRetryDelay = 0.005
+    /// Rows deleted per retention transaction.
+    public var retentionChunkRows = 2_000
+    /// (agent, monitor, check, source) → series id entries kept in memory.
+    public var seriesCacheLimit = 100_000
+    /// Gaps remembered per (agent, boot) sequence set (see ReceivedSequences).
+    public var maxSequenceGaps = 64
+
+    public init(dataDirectory: String) {
+        self.dataDirectory = dataDirectory
+    }
+
+    public var databasePath: String {
+        dataDirectory.hasSuffix("/") ? dataDirectory + fileName : dataDirectory + "/" + fileName
+    }
+}

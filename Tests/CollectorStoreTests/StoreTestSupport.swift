@@ -1,0 +1,93 @@
+import XCTest
+import Glibc
+import Reactor
+@testable import CollectorStore
+
+struct StoreTimeout: Error {}
+
+/// A fresh data directory under /tmp, removed by `cleanUp`.
+final class TempDir {
+    let path: String
+
+    init() {
+        var template = Array("/tmp/vigil-store-test-XXXXXX".utf8CString)
+        let p = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
+        precondition(p != nil, "mkdtemp failed")
+        path = String(cString: p!)
+    }
+
+    deinit {
+        for name in ["vigil.db", "vigil.db-wal", "vigil.db-shm"] { unlink(path + "/" + name) }
+        unlink(path + "/data/vigil.db"); unlink(path + "/data/vigil.db-wal"); unlink(path + "/data/vigil.db-shm")
+        rmdir(path + "/data")
+        rmdir(path)
+    }
+}
+
+extension XCTestCase {
+    /// Runs `op`, checks its completion did not run before `op` returned,
+    /// drives the loop until it runs, and returns its result.
+    func wait<T>(_ loop: EventLoop, file: StaticString = #filePath, line: UInt = #line,
+                 _ op: (@escaping StoreCompletion<T>) -> Void) throws -> T {
+        try waitResult(loop, file: file, line: line, op).get()
+    }
+
+    func waitResult<T>(_ loop: EventLoop, file: StaticString = #filePath, line: UInt = #line,
+                       _ op: (@escaping StoreCompletion<T>) -> Void) throws -> Result<T, StoreError> {
+        var result: Result<T, StoreError>?
+        op { result = $0 }
+        XCTAssertNil(result, "completion ran before the call returned", file: file, line: line)
+        guard loop.run(until: { result != nil }, timeout: 20) else { throw StoreTimeout() }
+        return result!
+    }
+
+    func close(_ store: SQLiteStore) {
+        var done = false
+        store.close { done = true }
+        XCTAssertTrue(store.loop.run(until: { done }, timeout: 20))
+    }
+}
+
+func measurement(_ ts: Int64, monitor: String = "shop", check: String = "checkout", source: String = "ipa",
+                 count: Int64 = 10) -> MeasurementRow {
+    MeasurementRow(ts: ts, monitor: monitor, check: check, source: source, count: count, sumMs: Double(count) * 12.5,
+                minMs: 1, maxMs: 40, p50Ms: 11, p95Ms: 30, p99Ms: 39, meta: nil)
+}
+
+/// A store with one project ("demo"), one key and one connected agent ("a1").
+final class StoreFixture {
+    let dir = TempDir()
+    let loop = EventLoop()
+    var store: SQLiteStore!
+    var projectId: Int64 = 0
+
+    init(_ test: XCTestCase, configure: (inout StoreOptions) -> Void = { _ in }) throws {
+        var options = StoreOptions(dataDirectory: dir.path)
+        configure(&options)
+        store = try SQLiteStore.open(loop: loop, options: options, now: 1_000)
+        _ = try test.wait(loop) { self.store.createKey(project: "demo", secret: "secret-1", at: 1_000, completion: $0) }
+        projectId = try test.wait(loop) { self.store.activeKeys(project: "demo", completion: $0) }.projectId
+        try connect(test, agent: "a1", boot: "boot-1")
+    }
+
+    func connect(_ test: XCTestCase, agent: String, boot: String, project: Int64? = nil, at: Int64 = 2_000) throws {
+        _ = try test.wait(loop) {
+            self.store.agentConnected(AgentHello(id: agent, projectId: project ?? self.projectId, name: agent + "-name",
+                                                 hostname: "host-" + agent, version: "1.0", bootId: boot, at: at), completion: $0)
+        }
+    }
+
+    func batch(agent: String = "a1", boot: String = "boot-1", seq: Int64, project: Int64? = nil,
+               measurements: [MeasurementRow] = [], events: [RawEvent] = [], statuses: [StatusSnapshot] = []) -> Batch {
+        Batch(projectId: project ?? projectId, agentId: agent, bootId: boot, sequence: seq, receivedAt: 5_000 + seq,
+              measurements: measurements, events: events, statuses: statuses)
+    }
+
+    /// Row count of `table` through an independent connection: sees only
+    /// what was committed.
+    func committedCount(_ table: String) throws -> Int64 {
+        let c = try SQLiteConnection(path: store.path, readOnly: true)
+        defer { c.close() }
+        return try c.scalar("SELECT count(*) FROM \(table)") ?? -1
+    }
+}
