@@ -16,6 +16,7 @@
 #include <unistd.h>
 #include <stdint.h>
 #include <string.h>
+#include <malloc.h>   /* mallinfo2, malloc_usable_size: heap figures for self-monitoring */
 
 struct csys_mmsghdr {
     struct msghdr msg_hdr;

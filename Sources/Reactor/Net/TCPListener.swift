@@ -75,7 +75,7 @@ public final class TCPListener {
     private var resumeTimer: TimerWatcher?
     private var started = false
     private var reserveFD: Int32 = -1
-    private var logLimiter = LogLimiter(interval: 1, maxKeys: 8)
+    private var logLimiter = LogLimiter(interval: 1, maxKeys: 1)
 
     /// Creates the socket, binds it to `address` (SO_REUSEADDR always) and
     /// listens. Does not accept until `start()`. Throws the failing call
@@ -162,19 +162,23 @@ public final class TCPListener {
         acceptErrors &+= 1
         switch e.errno {
         case EMFILE, ENFILE:
-            if dropOneWithReserve() {
+            switch dropOneWithReserve() {
+            case .dropped:
                 emfileDrops &+= 1
-                logOnce("emfile", "accept: out of descriptors, dropping new connections",
-                        ["listen": "\(localAddress)", "error": Syscalls.errorName(e.errno), "dropped": "\(emfileDrops)"])
+                logLimited("accept: out of descriptors, dropping new connections", e)
                 return true
+            case .queueEmpty:
+                // accept4 takes the descriptor before it looks at the queue,
+                // so at the limit even an empty queue says EMFILE.
+                return false
+            case .unavailable:
+                pause(because: e)
+                return false
             }
-            pause(because: e)
-            return false
         // accept(2), "Error handling": on Linux these are errors of the one
         // pending connection, already consumed; treat them like EAGAIN.
         case EPROTO, ENOPROTOOPT, EHOSTDOWN, ENONET, EHOSTUNREACH, EOPNOTSUPP, ENETUNREACH, ENETDOWN, EPERM:
-            logOnce("transient", "accept: connection failed before it was accepted",
-                    ["listen": "\(localAddress)", "error": Syscalls.errorName(e.errno), "errors": "\(acceptErrors)"])
+            logLimited("accept: connection failed before it was accepted", e)
             return true
         default:
             pause(because: e)
@@ -182,19 +186,26 @@ public final class TCPListener {
         }
     }
 
-    /// The reserve-descriptor dance. Returns false when there is no reserve
-    /// or the accept still failed, so the caller falls back to pausing.
-    private func dropOneWithReserve() -> Bool {
-        guard reserveFD >= 0 else { return false }
+    private enum ReserveOutcome { case dropped, queueEmpty, unavailable }
+
+    /// The reserve-descriptor dance: free one descriptor, accept with it,
+    /// close the connection at once, take the descriptor back.
+    private func dropOneWithReserve() -> ReserveOutcome {
+        guard reserveFD >= 0 else { return .unavailable }
         Syscalls.close(reserveFD)
         reserveFD = -1
-        var dropped = false
-        if case .value(let (cfd, _))? = try? Syscalls.accept(fd) {
+        var outcome = ReserveOutcome.unavailable
+        switch try? Syscalls.accept(fd) {
+        case .value(let (cfd, _))?:
             Syscalls.close(cfd)
-            dropped = true
+            outcome = .dropped
+        case .wouldBlock?:
+            outcome = .queueEmpty
+        case nil:
+            outcome = .unavailable  // still failing: someone else took the descriptor
         }
         reopenReserve()
-        return dropped && reserveFD >= 0
+        return reserveFD >= 0 ? outcome : .unavailable
     }
 
     private func reopenReserve() {
@@ -207,8 +218,7 @@ public final class TCPListener {
         isPaused = true
         pauses &+= 1
         io.stop()
-        logOnce("pause", "accept: pausing",
-                ["listen": "\(localAddress)", "error": "\(e)", "seconds": "\(options.pauseOnError)", "pauses": "\(pauses)"])
+        logLimited("accept: pausing for \(options.pauseOnError) s", e)
         if resumeTimer == nil {
             resumeTimer = TimerWatcher(loop: loop) { [unowned self] _ in self.resume() }
         }
@@ -221,7 +231,12 @@ public final class TCPListener {
         if started && fd >= 0 { io.start() }
     }
 
-    private func logOnce(_ key: String, _ msg: String, _ fields: KeyValuePairs<String, String>) {
-        if logLimiter.allow(key, now: loop.now) { Log.warn(msg, fields) }
+    /// At most one line per second about accept trouble, whatever the
+    /// kind; each line carries the running counters, so nothing suppressed
+    /// is lost from the totals.
+    private func logLimited(_ msg: String, _ e: SyscallError) {
+        guard logLimiter.allow("accept", now: loop.now) else { return }
+        Log.warn(msg, ["listen": "\(localAddress)", "error": "\(e)", "errors": "\(acceptErrors)",
+                       "dropped": "\(emfileDrops)", "pauses": "\(pauses)", "suppressed": "\(logLimiter.suppressed)"])
     }
 }

@@ -7,7 +7,7 @@
 // small frames costs a few allocations and one writev, not one syscall each.
 // A large write gets a chunk of exactly its size (one copy, no regrowth).
 // Chunks are freed as soon as they are written, and an empty queue holds no
-// memory beyond a few words, which is what keeps an idle connection small.
+// memory beyond its three words, which is what keeps an idle connection small.
 //
 // Ownership: the queue owns its chunk memory. It is a struct without deinit,
 // so its owner must call `removeAll()` before dropping it (TCPConnection
@@ -94,8 +94,8 @@ struct WriteQueue {
         }
         count -= n
         if head == chunks.count {
-            // Keep a small array's storage for the next burst; drop a big one.
-            chunks.removeAll(keepingCapacity: chunks.capacity <= 8)
+            // Drained: hold nothing while idle (the next burst reallocates).
+            chunks = []
             head = 0
         } else if head >= 32 && head * 2 >= chunks.count {
             chunks.removeFirst(head)
