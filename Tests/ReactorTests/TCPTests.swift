@@ -54,18 +54,26 @@ final class TCPTests: XCTestCase {
         }
     }
 
+    private struct WeakLoop { weak var loop: EventLoop? }
+    private var loops: [WeakLoop] = []
+
     /// A loop for one test. An unclosed connection keeps itself, and so its
     /// loop, alive; a loop still alive at teardown must have nothing left
     /// open once its deferred work (close callbacks) is delivered.
     func makeLoop() -> EventLoop {
         let loop = EventLoop()
-        addTeardownBlock { [weak loop] in
-            guard let loop else { return }
+        loops.append(WeakLoop(loop: loop))
+        return loop
+    }
+
+    override func tearDown() {
+        for case let loop? in loops.map(\.loop) {
             loop.run(until: { loop.deferred.count == 0 }, timeout: 2)
             XCTAssertEqual(loop.deferred.count, 0, "deferred work left")
             XCTAssertEqual(loop.activeWatchers, 0, "a connection or watcher was left open")
         }
-        return loop
+        loops = []  // XCTest keeps test case objects; do not keep loops with them
+        super.tearDown()
     }
 
     static func pattern(_ n: Int, seed: Int = 0) -> [UInt8] {
