@@ -380,7 +380,7 @@ public final class TCPConnection: CustomStringConvertible {
             budget -= n
             bytesRead &+= UInt64(n)
             lastActivity = Clock.monotonic()
-            handler?.connection(self, didRead: buffer)
+            if let handler { handler.connection(self, didRead: buffer) } else { buffer.consume(buffer.readableBytes) }
             if let lent {
                 keepUnconsumed(of: lent)
                 ReadScratch.giveBack(lent)
