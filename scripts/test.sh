@@ -44,7 +44,8 @@ swift build --build-tests >/dev/null
 run_suite "tests"
 
 if [ "${VIGIL_SKIP_SANITIZERS:-0}" != 1 ]; then
-  run_suite "Reactor tests under AddressSanitizer" --sanitize=address --scratch-path .build-asan --filter ReactorTests
+  ASAN_OPTIONS=malloc_context_size=10 LSAN_OPTIONS="suppressions=$PWD/scripts/lsan.supp" \
+    run_suite "Reactor tests under AddressSanitizer" --sanitize=address --scratch-path .build-asan --filter ReactorTests
   run_suite "Reactor tests under ThreadSanitizer" --sanitize=thread --scratch-path .build-tsan --filter ReactorTests
 fi
 

@@ -64,3 +64,20 @@ final class DeferredQueueTests: XCTestCase {
         XCTAssertEqual(loop.deferred.count, 0)
     }
 }
+
+final class EventLoopLifetimeTests: XCTestCase {
+    /// The deferred queue must not keep its loop alive: a dropped loop is
+    /// freed, and ev_loop_destroy gives back its backend descriptors.
+    func testDroppedLoopIsFreedWithItsDescriptors() {
+        let before = ProcessLimits.openDescriptorCount()
+        weak var weakLoop: EventLoop?
+        for _ in 0..<20 {
+            let loop = EventLoop()
+            loop.defer {}
+            loop.runOnce()
+            weakLoop = loop
+        }
+        XCTAssertNil(weakLoop, "a loop nobody holds is freed")
+        XCTAssertEqual(ProcessLimits.openDescriptorCount(), before, "no epoll descriptor leaked per loop")
+    }
+}

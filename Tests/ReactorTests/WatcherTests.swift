@@ -135,6 +135,7 @@ final class WatcherTests: XCTestCase {
         Syscalls.close(firedA == 1 ? a : b)
         Syscalls.close(aPeer); Syscalls.close(bPeer)
         XCTAssertEqual(loop.activeWatchers, 0)
+        wa = nil; wb = nil  // each callback captures both: break the cycle
     }
 
     func testIOWatcherChangesEvents() throws {

@@ -16,6 +16,7 @@
 #include <unistd.h>
 #include <stdint.h>
 #include <string.h>
+#include <malloc.h>   /* mallinfo2, malloc_usable_size: heap figures for self-monitoring */
 
 struct csys_mmsghdr {
     struct msghdr msg_hdr;
@@ -35,6 +36,7 @@ static const int CSYS_SOCK_CLOEXEC = SOCK_CLOEXEC;
 static const int CSYS_MSG_NOSIGNAL = MSG_NOSIGNAL;
 static const int CSYS_MSG_DONTWAIT = MSG_DONTWAIT;
 static const int CSYS_SO_REUSEPORT = SO_REUSEPORT;
+static const int CSYS_TCP_NODELAY = TCP_NODELAY;
 
 /* CMSG_* walk over a received control buffer. */
 static inline struct cmsghdr *csys_cmsg_firsthdr(struct msghdr *m) { return CMSG_FIRSTHDR(m); }

@@ -2,6 +2,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CSystem
 
 public enum ProcessLimits {
     /// Raises the RLIMIT_NOFILE soft limit to the hard limit.
@@ -52,6 +53,12 @@ public enum ProcessLimits {
         let parts = s.split(separator: " ")
         guard parts.count > 1, let pages = UInt64(parts[1]) else { return 0 }
         return pages * UInt64(sysconf(Int32(_SC_PAGESIZE)))
+    }
+
+    /// Bytes of heap in use by malloc (mallinfo2's uordblks), for
+    /// footprint figures. 0 under a sanitizer's allocator.
+    public static func heapBytesInUse() -> Int {
+        Int(mallinfo2().uordblks)
     }
 
     /// User+system CPU time of this process in seconds.

@@ -112,6 +112,13 @@ public enum Syscalls {
         try retrying("writev") { Glibc.writev(fd, iov, count) }
     }
 
+    /// Opens `path` as a close-on-exec descriptor (the TCP listener keeps
+    /// /dev/null open as its reserve descriptor).
+    @inline(never)
+    public static func open(_ path: String, _ flags: Int32) throws -> Int32 {
+        try blocking("open(\(path))") { Glibc.open(path, flags | O_CLOEXEC) }
+    }
+
     @inline(never)
     public static func setNonBlocking(_ fd: Int32) throws {
         let flags = try blocking("fcntl(F_GETFL)") { fcntl(fd, F_GETFL) }
@@ -213,6 +220,13 @@ public enum Syscalls {
     @inline(never)
     public static func socketError(_ fd: Int32) -> Int32 {
         (try? getOption(fd, SOL_SOCKET, SO_ERROR, "SO_ERROR")) ?? EINVAL
+    }
+
+    /// SO_LINGER {on, 0 s}: the next close(2) discards unsent data and sends
+    /// RST instead of FIN (an abortive close; socket(7)).
+    @inline(never)
+    public static func setLingerZero(_ fd: Int32) throws {
+        try setOption(fd, SOL_SOCKET, SO_LINGER, linger(l_onoff: 1, l_linger: 0), "SO_LINGER")
     }
 
     @inline(never)
