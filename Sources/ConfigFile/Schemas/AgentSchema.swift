@@ -1,0 +1,50 @@
+// The agent's configuration keys. Lives beside the parser because both
+// programs need it: the agent to load its file, the collector to show an
+// agent's effective configuration and to check an update before sending it.
+
+public enum AgentSchema {
+    public static let keys: [ConfigKey] = [
+        ConfigKey("server_host", .list(.host, allowEmpty: false), default: "127.0.0.1",
+                  help: "collectors to connect to, in order of preference"),
+        ConfigKey("server_port", .integer(1...65535), default: "6600", help: "collector port"),
+        ConfigKey("access_key", .string(allowEmpty: false), default: nil, secret: true,
+                  help: "the project's access key, <project-id>.<secret>"),
+        ConfigKey("agent_name", .string(allowEmpty: true), default: "", live: true,
+                  help: "name shown in the collector (default: the host name)"),
+        ConfigKey("groups", .list(.string(allowEmpty: false), allowEmpty: false), default: "default", live: true,
+                  help: "monitor groups this agent runs"),
+        ConfigKey("tcp_connection_timeout", .milliseconds(100...600_000), default: "5000", live: true,
+                  help: "connect timeout to a collector"),
+        ConfigKey("tcp_so_timeout", .milliseconds(1000...3_600_000), default: "60000", live: true,
+                  help: "silence before the agent pings, then gives up on the session"),
+        ConfigKey("net_send_max_bytes", .bytes(4096...268_435_456), default: "5242880", live: true,
+                  help: "bytes written per burst before the loop gets control back"),
+        ConfigKey("net_send_queue1_size", .integer(1...1_000_000), default: "512", live: true,
+                  help: "queue 1 (aggregates, status, control answers) capacity in records"),
+        ConfigKey("net_send_queue2_size", .integer(1...1_000_000), default: "1024", live: true,
+                  help: "queue 2 (raw events, monitor details) capacity in records"),
+        ConfigKey("reconnect_interval_min", .milliseconds(100...3_600_000), default: "5000", live: true,
+                  help: "shortest wait after a failed round of collectors"),
+        ConfigKey("reconnect_interval_max", .milliseconds(100...3_600_000), default: "10000", live: true,
+                  help: "longest (jittered) wait after a failed round of collectors"),
+        ConfigKey("ipa_port", .integer(1...65535), default: "51712", live: true,
+                  help: "UDP port for in-process instrumentation"),
+        ConfigKey("ipa_bind", .list(.ipAddress, allowEmpty: false), default: "127.0.0.1", live: true,
+                  help: "addresses to receive instrumentation on (IPv6 allowed)"),
+        ConfigKey("ipa_rcvbuf", .bytes(0...268_435_456), default: "4194304", live: true,
+                  help: "UDP receive buffer (SO_RCVBUF); 0 keeps the kernel default"),
+        ConfigKey("capture", .bool, default: "on", live: true, help: "receive instrumentation"),
+        ConfigKey("aggregation_interval_ms", .milliseconds(100...3_600_000), default: "10000", live: true,
+                  help: "aggregation window"),
+        ConfigKey("status_interval_ms", .milliseconds(100...3_600_000), default: "10000", live: true,
+                  help: "status report interval"),
+        ConfigKey("schedule_sync_interval_ms", .milliseconds(100...3_600_000), default: "10000", live: true,
+                  help: "schedule and filter-rule sync interval"),
+        ConfigKey("forward_raw_events", .bool, default: "off", live: true,
+                  help: "also send matched records, redacted, as raw events"),
+        ConfigKey("log_level", .choice(["debug", "info", "warn", "error"]), default: "info", live: true, help: "log level"),
+        ConfigKey("log_format", .choice(["text", "json"]), default: "text", live: true, help: "log line format"),
+    ]
+
+    public static let schema = ConfigSchema(keys: keys, environmentPrefix: "VIGIL_")
+}
