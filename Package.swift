@@ -14,6 +14,7 @@ let package = Package(
     name: "Vigil",
     products: [
         .library(name: "Reactor", targets: ["Reactor"]),
+        .library(name: "Wire", targets: ["Wire"]),
     ],
     targets: [
         // libev's macros as static inline functions; nothing else.
@@ -24,6 +25,11 @@ let package = Package(
         .target(name: "Reactor", dependencies: ["CEv", "CSystem"]),
         .executableTarget(name: "reactor-demo", dependencies: ["Reactor"], path: "Sources/ReactorDemo"),
         .testTarget(name: "ReactorTests", dependencies: ["Reactor", "CEv"]),
+        // libsodium (X25519, ChaCha20-Poly1305, SHA-256, HMAC) from libsodium-dev.
+        .systemLibrary(name: "CSodium", pkgConfig: "libsodium", providers: [.apt(["libsodium-dev"])]),
+        // The agent<->collector protocol: preamble, framing, Noise NNpsk0, records, sessions.
+        .target(name: "Wire", dependencies: ["CSodium", "Reactor"]),
+        .testTarget(name: "WireTests", dependencies: ["Wire"], exclude: ["Fixtures"]),
     ],
     swiftLanguageModes: [.v5]
 )
