@@ -28,6 +28,11 @@ public struct WireReader {
         return b
     }
 
+    /// The next byte without consuming it; nil at the end.
+    public func peek() -> UInt8? {
+        offset < end ? base!.load(fromByteOffset: offset, as: UInt8.self) : nil
+    }
+
     /// Unsigned LEB128, at most 10 bytes, minimal, ≤ 2^64-1.
     @inline(__always)
     public mutating func varint() throws(WireError) -> UInt64 {

@@ -10,7 +10,7 @@ import Reactor
 
 /// One agent-side session. Owned by one connection on one thread.
 public final class ClientSession {
-    private let channel: SecureChannel
+    let channel: SecureChannel
     private var handshake: NoiseHandshake
     public let preamble: Preamble
     /// Sent in message 1; nil opens a probe session (Ping only).
@@ -71,10 +71,10 @@ public final class ClientSession {
         while !rest.isEmpty && channel.isOpen {
             switch channel.state {
             case .handshake:
-                let used = channel.drain(rest, handler) { frame in readMessage2(frame, handler) }
+                let used = channel.drain(rest, handler) { frame in readMessage2(frame, handler); return false }
                 rest = UnsafeRawBufferPointer(rebasing: rest[used...])
             case .established:
-                channel.drain(rest, handler) { frame in channel.receiveTransport(frame, handler) }
+                channel.drain(rest, handler) { frame in channel.receiveTransport(frame, handler); return true }
                 rest = UnsafeRawBufferPointer(start: nil, count: 0)
             default:
                 // Bytes before start(): the collector speaks first only after message 1.

@@ -109,6 +109,9 @@ final class SecureChannel {
         case .closed: throw .closed
         default: throw .notEstablished
         }
+        if let type = record.type, type.placement != .either, type.placement != sendsAs {
+            throw .wrongDirection
+        }
         if probe {
             switch record {
             case .ping, .pong, .error: break
@@ -201,7 +204,13 @@ final class SecureChannel {
             return
         }
         var reader = WireReader(UnsafeRawBufferPointer(rebasing: frame[0..<n]))
-        while !reader.isAtEnd && isOpen {
+        while let typeByte = reader.peek(), isOpen {
+            // Placement is checked before the body is decoded: a record that
+            // may not appear here is refused whatever its body holds.
+            if let type = RecordType(rawValue: typeByte), !mayReceive(type) {
+                fail(.unexpectedRecord, handler)
+                return
+            }
             let record: Record
             do throws(WireError) {
                 record = try Record.decode(from: &reader, limits: limits.wire)
@@ -214,30 +223,21 @@ final class SecureChannel {
         }
     }
 
+    /// Transport records this side accepts: either-way records, the peer's
+    /// own types, and in a probe session only Ping, Pong and Error.
+    private func mayReceive(_ type: RecordType) -> Bool {
+        if probe { return type == .ping || type == .pong || type == .error }
+        return type.placement == .either || type.placement == acceptsFromPeer
+    }
+
     private func dispatch(_ record: Record, _ handler: (SessionEvent) -> Void) {
-        guard let type = record.type else {
-            counters.unknownRecords += 1
-            return
-        }
-        switch type.placement {
-        case .either: break
-        case .handshake:
-            fail(.unexpectedRecord, handler)
-            return
-        case .fromAgent, .fromCollector:
-            guard type.placement == acceptsFromPeer, !probe else {
-                fail(.unexpectedRecord, handler)
-                return
-            }
-        }
         switch record {
+        case .unknown:
+            counters.unknownRecords += 1
         case .ping(let p):
             counters.pingsAnswered += 1
-            do throws(SessionError) { try send(.pong(p)) } catch {
-                fail(.outboundOverflow, handler)
-            }
+            do throws(SessionError) { try send(.pong(p)) } catch { fail(.outboundOverflow, handler) }
         case .stringDef(let def):
-            guard !probe else { fail(.unexpectedRecord, handler); return }
             do throws(WireError) {
                 try received.define(def.id, def.text)
                 counters.stringDefs += 1
@@ -245,7 +245,6 @@ final class SecureChannel {
                 fail(.stringTableOverflow, handler)
             }
         case .stringClear:
-            guard !probe else { fail(.unexpectedRecord, handler); return }
             received.clear()
         case .error:
             handler(.record(record))
@@ -259,10 +258,12 @@ final class SecureChannel {
     }
 
     /// Runs `input` through the frame decoder, calling `onFrame` for each
-    /// complete frame while the session stays open. Returns bytes used.
+    /// complete frame while the session stays open and `onFrame` returns
+    /// true (false: the phase changed, the caller re-dispatches the rest).
+    /// Returns bytes used.
     @discardableResult
     func drain(_ input: UnsafeRawBufferPointer, _ handler: (SessionEvent) -> Void,
-               onFrame: (UnsafeMutableRawBufferPointer) -> Void) -> Int {
+               onFrame: (UnsafeMutableRawBufferPointer) -> Bool) -> Int {
         var offset = 0
         while offset < input.count && isOpen {
             let (used, step) = frames.consume(UnsafeRawBufferPointer(rebasing: input[offset...]))
@@ -274,7 +275,7 @@ final class SecureChannel {
                 fail(.badFrameLength, handler)
                 return offset
             case .frame:
-                onFrame(frames.frame)
+                if !onFrame(frames.frame) { return offset }
             }
         }
         return offset

@@ -17,7 +17,7 @@ public final class ServerSession {
     /// Called once per connection, inside `feed`.
     public typealias KeyLookup = (_ projectID: String) -> Key32?
 
-    private let channel: SecureChannel
+    let channel: SecureChannel
     private let keyLookup: KeyLookup
     private var preambleBytes: [UInt8] = []
     private var handshake: NoiseHandshake?
@@ -30,11 +30,20 @@ public final class ServerSession {
     /// The handshake hash, once established (binds data to this session).
     public private(set) var handshakeHash: Key32?
 
-    public init(limits: SessionLimits = SessionLimits(), keyLookup: @escaping KeyLookup) {
+    public convenience init(limits: SessionLimits = SessionLimits(), keyLookup: @escaping KeyLookup) {
+        self.init(limits: limits, keyLookup: keyLookup, ephemeralSecret: nil)
+    }
+
+    /// Test-only seam: a fixed ephemeral key makes the session's bytes
+    /// reproducible (docs/PROTOCOL.md's example). Never use outside tests.
+    init(limits: SessionLimits, keyLookup: @escaping KeyLookup, ephemeralSecret: Key32?) {
         channel = SecureChannel(limits: limits, isServer: true, state: .preamble)
         self.keyLookup = keyLookup
+        self.ephemeralSecret = ephemeralSecret
         preambleBytes.reserveCapacity(Preamble.maxLength)
     }
+
+    private let ephemeralSecret: Key32?
 
     public var state: SessionState { channel.state }
     public var isProbe: Bool { channel.probe }
@@ -63,10 +72,10 @@ public final class ServerSession {
         while !rest.isEmpty && channel.isOpen {
             switch channel.state {
             case .handshake:
-                let used = channel.drain(rest, handler) { frame in readMessage1(frame, handler) }
+                let used = channel.drain(rest, handler) { frame in readMessage1(frame, handler); return false }
                 rest = UnsafeRawBufferPointer(rebasing: rest[used...])
             case .established:
-                channel.drain(rest, handler) { frame in channel.receiveTransport(frame, handler) }
+                channel.drain(rest, handler) { frame in channel.receiveTransport(frame, handler); return true }
                 rest = UnsafeRawBufferPointer(start: nil, count: 0)
             case .awaitingAccept:
                 // The agent cannot have transport keys before message 2.
@@ -106,7 +115,9 @@ public final class ServerSession {
                 handler(.closed(.unknownProject))
                 return take - extra
             }
-            handshake = preambleBytes.withUnsafeBytes { NoiseHandshake(role: .responder, prologue: $0, psk: psk) }
+            handshake = preambleBytes.withUnsafeBytes {
+                NoiseHandshake(role: .responder, prologue: $0, psk: psk, ephemeralSecret: ephemeralSecret)
+            }
             psk.wipe()
             channel.state = .handshake
             return take - extra

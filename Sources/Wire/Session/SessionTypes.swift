@@ -161,6 +161,8 @@ public enum SessionError: Error, Equatable, Sendable {
     case outboundFull
     /// Probe sessions carry only Ping/Pong.
     case probeSession
+    /// The record type is not sent by this side (or only in a handshake).
+    case wrongDirection
     /// The string table is full; call `clearStrings()` between batches.
     case stringTableFull
     case noise(NoiseError)
