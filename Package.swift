@@ -14,37 +14,50 @@ let package = Package(
     name: "Vigil",
     products: [
         .library(name: "Reactor", targets: ["Reactor"]),
+        .library(name: "Wire", targets: ["Wire"]),
         .library(name: "ConfigFile", targets: ["ConfigFile"]),
         .library(name: "CollectorStore", targets: ["CollectorStore"]),
     ],
     targets: [
+        // ── C shims over Debian's -dev packages ────────────────────────────
         // libev's macros as static inline functions; nothing else.
         .target(name: "CEv", linkerSettings: [cLibrary("ev"), .linkedLibrary("m")]),
         // Linux socket calls hidden behind _GNU_SOURCE, and the CMSG macros.
         .target(name: "CSystem"),
-        // The event loop: watchers, syscalls, sockets, buffers. No Foundation.
-        .target(name: "Reactor", dependencies: ["CEv", "CSystem"]),
-        // The agent's logic (ingest, filtering, aggregation, uplink), as a library
-        // so tests and fuzzers link it; `vigil-agent` is its thin executable.
-        .target(name: "Agent", dependencies: ["Reactor"]),
+        // libsodium (X25519, ChaCha20-Poly1305, SHA-256, HMAC) from libsodium-dev.
+        .systemLibrary(name: "CSodium", pkgConfig: "libsodium", providers: [.apt(["libsodium-dev"])]),
+        // Debian's libsqlite3-dev.
+        .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         // libmicrohttpd's variadic start/info calls as fixed-argument functions.
         .target(name: "CMicroHTTPD"),
-        // The collector's logic (sessions, storage, HTTP API) as a library;
-        // `vigil-collector` is its thin executable.
-        .target(name: "Collector", dependencies: ["Reactor", "CMicroHTTPD"]),
-        .executableTarget(name: "reactor-demo", dependencies: ["Reactor"], path: "Sources/ReactorDemo"),
-        .testTarget(name: "ReactorTests", dependencies: ["Reactor", "CEv"]),
-        .testTarget(name: "AgentTests", dependencies: ["Agent", "Reactor"]),
-        .testTarget(name: "CollectorTests", dependencies: ["Collector", "Reactor"]),
-        // Configuration files, environment and --set layering; shared by every program. No Foundation.
+
+        // ── Libraries ──────────────────────────────────────────────────────
+        // The event loop: watchers, syscalls, sockets, buffers. No Foundation.
+        .target(name: "Reactor", dependencies: ["CEv", "CSystem"]),
+        // The agent<->collector protocol: preamble, framing, Noise NNpsk0, records, sessions.
+        .target(name: "Wire", dependencies: ["CSodium", "Reactor"]),
+        // Configuration files, environment and --set layering, and both programs' keys. No Foundation.
         .target(name: "ConfigFile"),
-        .testTarget(name: "ConfigFileTests", dependencies: ["ConfigFile"]),
-        // Debian's libsqlite3-dev, plus static inline helpers for what Swift cannot import.
-        .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         // The collector's embedded SQLite storage behind an asynchronous seam.
         .target(name: "CollectorStore", dependencies: ["Reactor", "CSQLite"]),
-        .testTarget(name: "CollectorStoreTests", dependencies: ["CollectorStore", "Reactor"]),
+        // The agent's logic (ingest, filtering, aggregation, uplink), as a library
+        // so tests and fuzzers link it; `vigil-agent` is its thin executable.
+        .target(name: "Agent", dependencies: ["Reactor", "Wire", "ConfigFile"]),
+        // The collector's logic (sessions, storage, HTTP API) as a library;
+        // `vigil-collector` is its thin executable.
+        .target(name: "Collector", dependencies: ["Reactor", "Wire", "ConfigFile", "CollectorStore", "CMicroHTTPD"]),
+
+        // ── Executables ────────────────────────────────────────────────────
+        .executableTarget(name: "reactor-demo", dependencies: ["Reactor"], path: "Sources/ReactorDemo"),
         .executableTarget(name: "store-bench", dependencies: ["CollectorStore", "Reactor", "CSQLite"], path: "Sources/StoreBench"),
+
+        // ── Tests ──────────────────────────────────────────────────────────
+        .testTarget(name: "ReactorTests", dependencies: ["Reactor", "CEv"]),
+        .testTarget(name: "WireTests", dependencies: ["Wire"], exclude: ["Fixtures"]),
+        .testTarget(name: "ConfigFileTests", dependencies: ["ConfigFile"]),
+        .testTarget(name: "CollectorStoreTests", dependencies: ["CollectorStore", "Reactor"]),
+        .testTarget(name: "AgentTests", dependencies: ["Agent", "Reactor"]),
+        .testTarget(name: "CollectorTests", dependencies: ["Collector", "Reactor"]),
     ],
     swiftLanguageModes: [.v5]
 )

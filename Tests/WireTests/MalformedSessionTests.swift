@@ -1,0 +1,234 @@
+// Every malformed-input path of the session layer: each closes the session
+// with its own counted reason (or skips and counts), none traps.
+import Reactor
+import XCTest
+@testable import Wire
+
+final class MalformedSessionTests: XCTestCase {
+    let psk = Key32(bytes: [UInt8](repeating: 0x42, count: 32))!
+
+    func server(_ limits: SessionLimits = SessionLimits()) -> ServerSession {
+        let psk = self.psk
+        return ServerSession(limits: limits) { $0 == "acme" ? psk : nil }
+    }
+
+    func frame(_ body: [UInt8]) -> [UInt8] { [UInt8(body.count >> 8), UInt8(body.count & 0xFF)] + body }
+
+    /// Preamble + message 1 built by hand, with an arbitrary payload.
+    func message1(payload: [UInt8], psk: Key32? = nil) throws -> [UInt8] {
+        let pre = Preamble(projectID: "acme")!.bytes
+        var hs = NoiseHandshake(role: .initiator, prologue: pre, psk: psk ?? self.psk)
+        return pre + frame(try hs.writeMessage(payload: payload))
+    }
+
+    /// Seals raw plaintext bytes as one transport message from the client.
+    func sealRaw(_ client: ClientSession, _ plaintext: [UInt8]) throws {
+        client.channel.pending.raw(plaintext)
+        try client.channel.flush()
+    }
+
+    func established(serverLimits: SessionLimits = SessionLimits()) throws -> SessionPair {
+        let pair = SessionPair(serverLimits: serverLimits)
+        try pair.establish()
+        return pair
+    }
+
+    // MARK: before and during the handshake
+
+    func testBadPreambleClosesAtFirstWrongByte() {
+        let s = server()
+        XCTAssertEqual(s.feed(Array("GE".utf8)), [.closed(.badPreamble)])
+        let s2 = server()
+        XCTAssertEqual(s2.feed([0x56, 0x47]), [])
+        XCTAssertEqual(s2.feed([0x4C, 0x09]), [.closed(.badPreamble)], "wrong version")
+        XCTAssertEqual(server().feed([0x56, 0x47, 0x4C, 0x01, 0x00]), [.closed(.badPreamble)], "zero length")
+        XCTAssertEqual(server().feed([0x56, 0x47, 0x4C, 0x01, 0x02, 0x61, 0x00]), [.closed(.badPreamble)], "bad id byte")
+    }
+
+    func testUnknownProject() {
+        XCTAssertEqual(server().feed(Preamble(projectID: "nobody")!.bytes), [.closed(.unknownProject)])
+    }
+
+    func testWrongKeyFailsTheHandshake() throws {
+        let s = server()
+        XCTAssertEqual(s.feed(try message1(payload: [], psk: Key32.random())), [.closed(.handshakeFailed)])
+        XCTAssertEqual(s.outbound.readableBytes, 0, "nothing is sent to an unauthenticated peer")
+    }
+
+    func testHandshakeFrameLengthBounds() {
+        let pre = Preamble(projectID: "acme")!.bytes
+        XCTAssertEqual(server().feed(pre + [0xFF, 0xFF]), [.closed(.badFrameLength)], "above maxHandshakeLength")
+        XCTAssertEqual(server().feed(pre + [0x00, 0x2F]), [.closed(.badFrameLength)], "below key + tag")
+        XCTAssertEqual(server().feed(pre + [0x00, 0x00]), [.closed(.badFrameLength)])
+    }
+
+    func testMessage1PayloadRules() throws {
+        let hello = Record.hello(Hello(agentID: "a")).encoded
+        XCTAssertEqual(server().feed(try message1(payload: Record.ping(Ping(1)).encoded)), [.closed(.badHandshakePayload)])
+        XCTAssertEqual(server().feed(try message1(payload: hello + hello)), [.closed(.badHandshakePayload)])
+        XCTAssertEqual(server().feed(try message1(payload: [0x10, 0x80, 0x00])), [.closed(.badHandshakePayload)], "bad varint")
+        XCTAssertEqual(server().feed(try message1(payload: [0x10, 0x05, 0x01])), [.closed(.badHandshakePayload)], "truncated")
+        XCTAssertEqual(server().feed(try message1(payload: [0x7E, 0x00])), [.closed(.badHandshakePayload)], "no Hello")
+        let s = server()
+        XCTAssertEqual(s.feed(try message1(payload: hello + [0x7E, 0x01, 0x00])), [.hello(Hello(agentID: "a"))])
+        XCTAssertEqual(s.counters.unknownRecords, 1, "unknown records after Hello are skipped and counted")
+    }
+
+    func testBytesBeforeAcceptAreAViolation() throws {
+        let s = server()
+        XCTAssertEqual(s.feed(try message1(payload: []) + [0x00]), [.hello(nil), .closed(.unexpectedRecord)])
+    }
+
+    func testClientRefusesBadMessage2() throws {
+        // A responder that answers with a Ping instead of Welcome/Error.
+        func run(_ mutate: (inout [UInt8]) -> Void, payload: [UInt8]) throws -> [SessionEvent] {
+            let client = ClientSession(preamble: Preamble(projectID: "acme")!, psk: psk, hello: nil)
+            try client.start()
+            let out = SessionPair.take(client.outbound)
+            let pre = Preamble(projectID: "acme")!.bytes
+            var responder = NoiseHandshake(role: .responder, prologue: pre, psk: psk)
+            _ = try responder.readMessage(Array(out[(pre.count + 2)...]))
+            var m2 = try responder.writeMessage(payload: payload)
+            mutate(&m2)
+            return client.feed(frame(m2))
+        }
+        XCTAssertEqual(try run({ _ in }, payload: Record.ping(Ping(1)).encoded), [.closed(.badHandshakePayload)])
+        XCTAssertEqual(try run({ _ in }, payload: []), [.closed(.badHandshakePayload)])
+        let welcome = Record.welcome(Welcome(sessionID: 1, collectorTimeMs: 2)).encoded
+        XCTAssertEqual(try run({ _ in }, payload: welcome + welcome), [.closed(.badHandshakePayload)])
+        XCTAssertEqual(try run({ $0[40] ^= 1 }, payload: welcome), [.closed(.handshakeFailed)])
+        XCTAssertEqual(try run({ _ in }, payload: welcome), [.welcome(Welcome(sessionID: 1, collectorTimeMs: 2))])
+    }
+
+    func testClientRefusesBytesBeforeStart() {
+        let client = ClientSession(preamble: Preamble(projectID: "acme")!, psk: psk, hello: nil)
+        XCTAssertEqual(client.feed([0x00]), [.closed(.unexpectedRecord)])
+    }
+
+    // MARK: transport
+
+    func testTamperedCiphertextFailsDecryption() throws {
+        let pair = try established()
+        try pair.client.send(.ping(Ping(1)))
+        try pair.client.flush()
+        var bytes = SessionPair.take(pair.client.outbound)
+        bytes[5] ^= 0x01
+        XCTAssertEqual(pair.server.feed(bytes), [.closed(.decryptFailed)])
+        // The server tells the client why before closing.
+        pair.pump()
+        XCTAssertEqual(pair.client.peerError, nil)
+        XCTAssertEqual(pair.clientRecords.last, .error(ErrorRecord(code: .protocolViolation, message: "decrypt_failed")))
+    }
+
+    func testReplayedMessageFailsDecryption() throws {
+        let pair = try established()
+        try pair.client.send(.ping(Ping(1)))
+        try pair.client.flush()
+        let bytes = SessionPair.take(pair.client.outbound)
+        XCTAssertEqual(pair.server.feed(bytes), [])
+        XCTAssertEqual(pair.server.feed(bytes), [.closed(.decryptFailed)])
+    }
+
+    func testTransportFrameShorterThanTag() throws {
+        let pair = try established()
+        XCTAssertEqual(pair.server.feed([0x00, 0x0F] + [UInt8](repeating: 0, count: 15)), [.closed(.badFrameLength)])
+    }
+
+    func testRecordLevelFailuresCloseWithTheirReason() throws {
+        let cases: [([UInt8], CloseReason)] = [
+            ([0x30, 0x80, 0x00], .badVarint),                  // ScheduleRequest, non-minimal length
+            ([0x30, 0x02, 0x80, 0x00], .badVarint),            // ... non-minimal field
+            ([0x30, 0x01, 0xFF], .truncatedRecord),
+            ([0x30, 0x05, 0x01], .truncatedRecord),
+            ([0x30], .truncatedRecord),
+            ([0x01, 0x02, 0x00, 0x00], .malformedRecord),
+            ([0x12, 0x02, 0x00, 0x00], .malformedRecord),
+            ([0x10, 0x00], .unexpectedRecord),                 // Hello outside the handshake
+            ([0x21, 0x01, 0x01], .unexpectedRecord),           // Ack from the agent
+        ]
+        for (plaintext, reason) in cases {
+            let pair = try established()
+            try sealRaw(pair.client, plaintext)
+            pair.pump()
+            XCTAssertEqual(pair.server.closeReason, reason, "\(plaintext)")
+            XCTAssertEqual(pair.serverEvents.last, .closed(reason))
+        }
+    }
+
+    func testConfiguredLimitsCloseTheSession() throws {
+        var pair = try established(serverLimits: SessionLimits(wire: WireLimits(maxRecordLength: 100)))
+        try pair.client.send(.status(Status(timestampMs: 0, state: .stopped, messages: [String(repeating: "s", count: 200)])))
+        try pair.client.flush()
+        pair.pump()
+        XCTAssertEqual(pair.server.closeReason, .recordTooLarge)
+
+        pair = try established(serverLimits: SessionLimits(wire: WireLimits(maxBatchItems: 2)))
+        let item = BatchItem.event(RawEvent(timestampUs: 0, method: 0, host: 0, path: "", durationUs: 0))
+        try pair.client.send(.dataBatch(DataBatch(sequence: 1, items: [item, item, item])))
+        try pair.client.flush()
+        pair.pump()
+        XCTAssertEqual(pair.server.closeReason, .batchTooLarge)
+    }
+
+    func testUnknownRecordTypeIsSkippedAndCounted() throws {
+        let pair = try established()
+        try sealRaw(pair.client, [0x7E, 0x02, 0xAA, 0xBB] + Record.status(Status(timestampMs: 1, state: .capturing)).encoded)
+        try pair.client.send(.unknown(type: 0xF0, length: 0))
+        try pair.client.flush()
+        pair.pump()
+        XCTAssertNil(pair.server.closeReason)
+        XCTAssertEqual(pair.server.counters.unknownRecords, 2)
+        XCTAssertEqual(pair.serverRecords, [.status(Status(timestampMs: 1, state: .capturing))])
+    }
+
+    func testEmptyTransportMessageIsHarmless() throws {
+        let pair = try established()
+        try sealRaw(pair.client, [])   // nothing pending: no message at all
+        pair.client.channel.pending.raw([])
+        // Seal an empty plaintext by hand: 16-byte tag only.
+        var tag = [UInt8](repeating: 0, count: 16)
+        _ = try tag.withUnsafeMutableBytes { (o) throws(NoiseError) -> Int in
+            try pair.client.channel.sendCipher.encrypt(ad: UnsafeRawBufferPointer(start: nil, count: 0),
+                                                       plaintext: UnsafeRawBufferPointer(start: nil, count: 0), into: o)
+        }
+        XCTAssertEqual(pair.server.feed(frame(tag)), [])
+        XCTAssertNil(pair.server.closeReason)
+    }
+
+    // MARK: random input
+
+    func testRandomBytesAtEveryStageNeverTrap() throws {
+        var rng = SeededRandom(seed: 2024)
+        let pre = Preamble(projectID: "acme")!.bytes
+        let m1 = try message1(payload: Record.hello(Hello(agentID: "a")).encoded)
+        var reasons = CloseReasonCounts()
+        for i in 0..<3000 {
+            let garbage = (0..<Int.random(in: 0...300, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            let s = server()
+            var input: [UInt8]
+            switch i % 4 {
+            case 0: input = garbage
+            case 1: input = pre + garbage
+            case 2: input = pre + [UInt8(garbage.count >> 8), UInt8(garbage.count & 0xFF)] + garbage
+            default:
+                // Flip one bit in a valid message 1.
+                input = m1
+                let bit = Int.random(in: 0..<(input.count * 8), using: &rng)
+                input[bit / 8] ^= UInt8(1 << (bit % 8))
+            }
+            var events = s.feed(input)
+            if case .hello? = events.last { try? s.accept(Welcome(sessionID: 1, collectorTimeMs: 1)); events += s.feed(garbage) }
+            if let r = s.closeReason { reasons.add(r) }
+        }
+        XCTAssertGreaterThan(reasons.total, 2000)
+        XCTAssertGreaterThan(reasons[.badPreamble], 0)
+        XCTAssertGreaterThan(reasons[.handshakeFailed], 0)
+
+        // Random frames into an established session.
+        for _ in 0..<300 {
+            let pair = try established()
+            let garbage = (0..<Int.random(in: 16...200, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            XCTAssertEqual(pair.server.feed(frame(garbage)), [.closed(.decryptFailed)])
+        }
+    }
+}
