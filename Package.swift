@@ -23,6 +23,7 @@ let package = Package(
         // The event loop: watchers, syscalls, sockets, buffers. No Foundation.
         .target(name: "Reactor", dependencies: ["CEv", "CSystem"]),
         .executableTarget(name: "reactor-demo", dependencies: ["Reactor"], path: "Sources/ReactorDemo"),
+        .executableTarget(name: "reactor-bench", dependencies: ["Reactor"], path: "Sources/ReactorBench"),
         .testTarget(name: "ReactorTests", dependencies: ["Reactor", "CEv"]),
     ],
     swiftLanguageModes: [.v5]
