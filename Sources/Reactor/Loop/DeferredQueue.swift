@@ -16,7 +16,10 @@ public final class DeferredQueue {
     public private(set) var carriedOver: UInt64 = 0
 
     private var items = RingBuffer<() -> Void>(capacity: 256, overflow: .grow)
-    private var loop: EventLoop?
+    // The raw ev_loop, not the EventLoop: the loop owns this queue, so a
+    // strong reference back would be a retain cycle and no loop would ever
+    // be freed.
+    private var raw: OpaquePointer?
     private let check: UnsafeMutablePointer<ev_check>
     private let idle: UnsafeMutablePointer<ev_idle>
 
@@ -33,7 +36,7 @@ public final class DeferredQueue {
     public var count: Int { items.count }
 
     func attach(to loop: EventLoop) {
-        self.loop = loop
+        raw = loop.raw
         let me = Unmanaged.passUnretained(self).toOpaque()
         cev_check_init(check) { _, w, _ in
             Unmanaged<DeferredQueue>.fromOpaque(cev_data(w!)!).takeUnretainedValue().drain()
@@ -44,17 +47,17 @@ public final class DeferredQueue {
     }
 
     func detach() {
-        guard let loop else { return }
-        if cev_is_active(check) != 0 { ev_check_stop(loop.raw, check) }
-        if cev_is_active(idle) != 0 { ev_idle_stop(loop.raw, idle) }
-        self.loop = nil
+        guard let raw else { return }
+        if cev_is_active(check) != 0 { ev_check_stop(raw, check) }
+        if cev_is_active(idle) != 0 { ev_idle_stop(raw, idle) }
+        self.raw = nil
     }
 
     func enqueue(_ work: @escaping () -> Void) {
         items.append(work)
-        guard let loop, cev_is_active(idle) == 0 else { return }
-        ev_check_start(loop.raw, check)
-        ev_idle_start(loop.raw, idle)
+        guard let raw, cev_is_active(idle) == 0 else { return }
+        ev_check_start(raw, check)
+        ev_idle_start(raw, idle)
     }
 
     private func drain() {
@@ -64,10 +67,10 @@ public final class DeferredQueue {
             ran &+= 1
             work()
         }
-        guard let loop else { return }
+        guard let raw else { return }
         if items.isEmpty {
-            ev_check_stop(loop.raw, check)
-            ev_idle_stop(loop.raw, idle)
+            ev_check_stop(raw, check)
+            ev_idle_stop(raw, idle)
         } else {
             carriedOver &+= 1
         }
