@@ -30,6 +30,11 @@ let package = Package(
         // The agent<->collector protocol: preamble, framing, Noise NNpsk0, records, sessions.
         .target(name: "Wire", dependencies: ["CSodium", "Reactor"]),
         .testTarget(name: "WireTests", dependencies: ["Wire"], exclude: ["Fixtures"]),
+        // libFuzzer targets (scripts/fuzz.sh builds them with -D FUZZING);
+        // a plain build makes file-replay tools of the same code.
+        .executableTarget(name: "fuzz-framing", dependencies: ["Wire"], path: "Sources/FuzzFraming"),
+        .executableTarget(name: "fuzz-records", dependencies: ["Wire"], path: "Sources/FuzzRecords"),
+        .executableTarget(name: "fuzz-handshake", dependencies: ["Wire", "Reactor"], path: "Sources/FuzzHandshake"),
     ],
     swiftLanguageModes: [.v5]
 )
