@@ -232,3 +232,34 @@ final class MalformedSessionTests: XCTestCase {
         }
     }
 }
+
+final class NonceExhaustionSessionTests: XCTestCase {
+    func testReceiveNonceExhaustedCloses() throws {
+        let pair = SessionPair()
+        try pair.establish()
+        pair.server.channel.receiveCipher.setNonce(UInt64.max)
+        try pair.client.send(.ping(Ping(1)))
+        try pair.client.flush()
+        pair.pump()
+        XCTAssertEqual(pair.server.closeReason, .nonceExhausted)
+    }
+
+    func testSendNonceExhaustedCloses() throws {
+        let pair = SessionPair()
+        try pair.establish()
+        pair.client.channel.sendCipher.setNonce(UInt64.max)
+        try pair.client.send(.ping(Ping(1)))
+        XCTAssertThrowsError(try pair.client.flush()) { XCTAssertEqual($0 as? SessionError, .noise(.nonceExhausted)) }
+        XCTAssertEqual(pair.client.closeReason, .nonceExhausted)
+
+        // A Pong the server owes when its own nonce is spent: the session reports the close.
+        let other = SessionPair()
+        try other.establish()
+        other.server.channel.sendCipher.setNonce(UInt64.max)
+        try other.client.send(.ping(Ping(2)))
+        try other.client.flush()
+        other.pump()
+        XCTAssertEqual(other.server.closeReason, .nonceExhausted)
+        XCTAssertEqual(other.serverEvents.last, .closed(.nonceExhausted))
+    }
+}

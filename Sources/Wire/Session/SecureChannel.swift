@@ -149,7 +149,12 @@ final class SecureChannel {
             do throws(NoiseError) { _ = try sendCipher.encrypt(ad: UnsafeRawBufferPointer(start: nil, count: 0), plaintext: p, into: body) }
             catch { failure = error }
         }
-        if let failure { throw .noise(failure) }
+        if let failure {
+            // The reserved nonce is reached: this direction can never send
+            // again, so the session is over (Noise rev 34 §5.1).
+            if failure == .nonceExhausted { state = .closed(.nonceExhausted) }
+            throw .noise(failure)
+        }
         outbound.didWrite(FrameDecoder.headerLength + length)
         pending.clear()
         counters.messagesOut += 1
@@ -236,7 +241,7 @@ final class SecureChannel {
             counters.unknownRecords += 1
         case .ping(let p):
             counters.pingsAnswered += 1
-            do throws(SessionError) { try send(.pong(p)) } catch { fail(.outboundOverflow, handler) }
+            do throws(SessionError) { try send(.pong(p)) } catch { sendFailed(handler) }
         case .stringDef(let def):
             do throws(WireError) {
                 try received.define(def.id, def.text)
@@ -285,6 +290,17 @@ final class SecureChannel {
     /// outbound overflow here closes the session: the peer is not reading.
     func flushAfterFeed(_ handler: (SessionEvent) -> Void) {
         guard case .established = state, pending.count > 0 else { return }
-        do throws(SessionError) { try flush() } catch { fail(.outboundOverflow, handler) }
+        do throws(SessionError) { try flush() } catch { sendFailed(handler) }
+    }
+
+    /// A reply the session owes could not be queued or sealed: either the
+    /// send nonce ran out (already closed by `flush`) or the peer is not
+    /// reading and `outbound` is full.
+    private func sendFailed(_ handler: (SessionEvent) -> Void) {
+        if case .closed(let reason) = state {
+            handler(.closed(reason))
+        } else {
+            fail(.outboundOverflow, handler)
+        }
     }
 }
