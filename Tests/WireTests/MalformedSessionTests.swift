@@ -116,7 +116,7 @@ final class MalformedSessionTests: XCTestCase {
         XCTAssertEqual(pair.server.feed(bytes), [.closed(.decryptFailed)])
         // The server tells the client why before closing.
         pair.pump()
-        XCTAssertEqual(pair.client.peerError, nil)
+        XCTAssertEqual(pair.client.peerError, ErrorRecord(code: .protocolViolation, message: "decrypt_failed"))
         XCTAssertEqual(pair.clientRecords.last, .error(ErrorRecord(code: .protocolViolation, message: "decrypt_failed")))
     }
 

@@ -29,6 +29,12 @@ final class SecureChannel {
     let sendsAs: RecordType.Placement
     var probe = false
     var state: SessionState
+    /// The peer's Error record, if it sent one.
+    var peerError: ErrorRecord?
+    /// Bounds for records this side sends: its own limits, narrowed by what
+    /// the collector announced in Welcome (so the peer never refuses them).
+    var sendMaxRecordLength: Int
+    var sendMaxBatchItems: Int
 
     init(limits: SessionLimits, isServer: Bool, state: SessionState) {
         self.limits = limits
@@ -38,6 +44,8 @@ final class SecureChannel {
         pending = WireWriter(capacity: 256, limit: limits.maxMessagePlaintext)
         received = StringTable(maxID: limits.wire.maxStringID, maxBytes: limits.wire.maxStringTableBytes)
         interner = StringInterner(maxID: limits.wire.maxStringID, maxBytes: limits.wire.maxStringTableBytes)
+        sendMaxRecordLength = limits.wire.maxRecordLength
+        sendMaxBatchItems = limits.wire.maxBatchItems
         acceptsFromPeer = isServer ? .fromAgent : .fromCollector
         sendsAs = isServer ? .fromCollector : .fromAgent
     }
@@ -118,7 +126,7 @@ final class SecureChannel {
             default: throw .probeSession
             }
         }
-        if case .dataBatch(let b) = record, b.items.count > limits.wire.maxBatchItems {
+        if case .dataBatch(let b) = record, b.items.count > sendMaxBatchItems {
             throw .batchTooLarge(b.items.count)
         }
         let mark = pending.count
@@ -128,7 +136,7 @@ final class SecureChannel {
             try flush()
             bodyLength = record.encode(into: &pending)
         }
-        if pending.overflowed || bodyLength > limits.wire.maxRecordLength {
+        if pending.overflowed || bodyLength > sendMaxRecordLength {
             pending.truncate(to: mark)
             throw .recordTooLarge(bodyLength)
         }
@@ -251,7 +259,8 @@ final class SecureChannel {
             }
         case .stringClear:
             received.clear()
-        case .error:
+        case .error(let e):
+            peerError = e
             handler(.record(record))
             if isOpen {
                 state = .closed(.peerError)
@@ -284,6 +293,14 @@ final class SecureChannel {
             }
         }
         return offset
+    }
+
+    /// Returns grown buffers to small sizes while nothing is in flight
+    /// (an idle session after a burst).
+    func releaseMemory() {
+        if outbound.isEmpty { outbound.shrink(to: 512) }
+        frames.shrink(to: 512)
+        if pending.count == 0 { pending = WireWriter(capacity: 256, limit: limits.maxMessagePlaintext) }
     }
 
     /// Seals records queued during `feed` (Pongs, owner replies). An
