@@ -25,10 +25,13 @@ let package = Package(
         .target(name: "Reactor", dependencies: ["CEv", "CSystem"]),
         .executableTarget(name: "reactor-demo", dependencies: ["Reactor"], path: "Sources/ReactorDemo"),
         .testTarget(name: "ReactorTests", dependencies: ["Reactor", "CEv"]),
-        // libsodium (X25519, ChaCha20-Poly1305, SHA-256, HMAC) from libsodium-dev.
-        .systemLibrary(name: "CSodium", pkgConfig: "libsodium", providers: [.apt(["libsodium-dev"])]),
+        // libsodium's header (X25519, ChaCha20-Poly1305, SHA-256, HMAC) from
+        // libsodium-dev. No pkgConfig and no `link` in the modulemap: both
+        // would add -lsodium and pin the shared library even with
+        // VIGIL_STATIC=1; Wire links it through cLibrary, like CEv does libev.
+        .systemLibrary(name: "CSodium", providers: [.apt(["libsodium-dev"])]),
         // The agent<->collector protocol: preamble, framing, Noise NNpsk0, records, sessions.
-        .target(name: "Wire", dependencies: ["CSodium", "Reactor"]),
+        .target(name: "Wire", dependencies: ["CSodium", "Reactor"], linkerSettings: [cLibrary("sodium")]),
         .testTarget(name: "WireTests", dependencies: ["Wire"], exclude: ["Fixtures"]),
         // libFuzzer targets (scripts/fuzz.sh builds them with -D FUZZING);
         // a plain build makes file-replay tools of the same code.

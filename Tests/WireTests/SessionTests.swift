@@ -249,7 +249,7 @@ final class SessionTests: XCTestCase {
         let status = Record.status(Status(timestampMs: 0, state: .capturing, messages: [String(repeating: "q", count: 4000)]))
         var refused: SessionError?
         for _ in 0..<100 {
-            do { try pair.client.send(status) } catch let e as SessionError { refused = e; break }
+            do { try pair.client.send(status) } catch { refused = error; break }
         }
         XCTAssertEqual(refused, .outboundFull)
         XCTAssertLessThanOrEqual(pair.client.outbound.readableBytes, 100_000)
