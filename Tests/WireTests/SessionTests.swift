@@ -169,6 +169,22 @@ final class SessionTests: XCTestCase {
         XCTAssertEqual(pair.client.state, .established)
     }
 
+    func testAcceptInsideTheHelloHandler() throws {
+        let pair = SessionPair()
+        try pair.client.start()
+        let bytes = SessionPair.take(pair.client.outbound)
+        var events: [SessionEvent] = []
+        bytes.withUnsafeBytes { raw in
+            pair.server.feed(raw) { event in
+                events.append(event)
+                if case .hello = event { _ = try? pair.server.accept(pair.welcome) }
+            }
+        }
+        XCTAssertEqual(events, [.hello(pair.client.hello)])
+        XCTAssertEqual(pair.server.state, .established)
+        XCTAssertEqual(pair.client.feed(SessionPair.take(pair.server.outbound)), [.welcome(pair.welcome)])
+    }
+
     func testStringTable() throws {
         let pair = SessionPair()
         try pair.establish()
