@@ -24,8 +24,11 @@ let package = Package(
         .target(name: "CEv", linkerSettings: [cLibrary("ev"), .linkedLibrary("m")]),
         // Linux socket calls hidden behind _GNU_SOURCE, and the CMSG macros.
         .target(name: "CSystem"),
-        // libsodium (X25519, ChaCha20-Poly1305, SHA-256, HMAC) from libsodium-dev.
-        .systemLibrary(name: "CSodium", pkgConfig: "libsodium", providers: [.apt(["libsodium-dev"])]),
+        // libsodium's header (X25519, ChaCha20-Poly1305, SHA-256, HMAC) from
+        // libsodium-dev. No pkgConfig and no `link` in the modulemap: both
+        // would add -lsodium and pin the shared library even with
+        // VIGIL_STATIC=1; Wire links it through cLibrary, like CEv does libev.
+        .systemLibrary(name: "CSodium", providers: [.apt(["libsodium-dev"])]),
         // Debian's libsqlite3-dev.
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         // libmicrohttpd's variadic start/info calls as fixed-argument functions.
@@ -35,7 +38,7 @@ let package = Package(
         // The event loop: watchers, syscalls, sockets, buffers. No Foundation.
         .target(name: "Reactor", dependencies: ["CEv", "CSystem"]),
         // The agent<->collector protocol: preamble, framing, Noise NNpsk0, records, sessions.
-        .target(name: "Wire", dependencies: ["CSodium", "Reactor"]),
+        .target(name: "Wire", dependencies: ["CSodium", "Reactor"], linkerSettings: [cLibrary("sodium")]),
         // Configuration files, environment and --set layering, and both programs' keys. No Foundation.
         .target(name: "ConfigFile"),
         // The collector's embedded SQLite storage behind an asynchronous seam.
@@ -51,6 +54,13 @@ let package = Package(
         .executableTarget(name: "reactor-demo", dependencies: ["Reactor"], path: "Sources/ReactorDemo"),
         .executableTarget(name: "store-bench", dependencies: ["CollectorStore", "Reactor", "CSQLite"], path: "Sources/StoreBench"),
         .executableTarget(name: "reactor-bench", dependencies: ["Reactor"], path: "Sources/ReactorBench"),
+        // Release-mode crypto and handshake throughput (scripts/bench-wire.sh).
+        .executableTarget(name: "wire-bench", dependencies: ["Wire", "Reactor"], path: "Sources/WireBench"),
+        // libFuzzer targets (scripts/fuzz.sh builds them with -D FUZZING);
+        // a plain build makes file-replay tools of the same code.
+        .executableTarget(name: "fuzz-framing", dependencies: ["Wire"], path: "Sources/FuzzFraming"),
+        .executableTarget(name: "fuzz-records", dependencies: ["Wire"], path: "Sources/FuzzRecords"),
+        .executableTarget(name: "fuzz-handshake", dependencies: ["Wire", "Reactor"], path: "Sources/FuzzHandshake"),
 
         // ── Tests ──────────────────────────────────────────────────────────
         .testTarget(name: "ReactorTests", dependencies: ["Reactor", "CEv"]),

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# fuzz.sh TARGET SECONDS [libFuzzer options...]
+#   TARGET: framing | records | handshake
+# Builds the libFuzzer target (release, -sanitize=fuzzer,address, -D FUZZING)
+# in its own scratch path (.build-fuzz) so the normal .build is untouched,
+# then runs it for SECONDS on one core. The corpus grows in
+# fuzz-out/TARGET/corpus (seeded from Tests/WireTests/Fixtures/fuzz-seeds/TARGET);
+# crashes land in fuzz-out/TARGET/ as crash-* files. Reproduce one with the
+# plain build's replay tool:  swift run fuzz-TARGET fuzz-out/TARGET/crash-...
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+target="${1:?usage: fuzz.sh framing|records|handshake SECONDS [libFuzzer options]}"
+seconds="${2:?usage: fuzz.sh TARGET SECONDS}"
+shift 2
+case "$target" in
+  framing|records|handshake) ;;
+  *) echo "unknown target: $target (framing, records, handshake)" >&2; exit 2 ;;
+esac
+product="fuzz-$target"
+
+swift build -c release --scratch-path .build-fuzz --product "$product" \
+  -Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library -Xswiftc -DFUZZING >&2
+
+bin=".build-fuzz/release/$product"
+out="fuzz-out/$target"
+mkdir -p "$out/corpus"
+seeds="Tests/WireTests/Fixtures/fuzz-seeds/$target"
+dirs=("$out/corpus")
+[ -d "$seeds" ] && dirs+=("$seeds")
+
+# Let ASan/libFuzzer report crashes; Swift's backtracer would run first.
+export SWIFT_BACKTRACE=enable=no
+exec "$bin" -max_total_time="$seconds" -max_len=16384 -rss_limit_mb=2048 -timeout=10 \
+  -print_final_stats=1 -artifact_prefix="$out/" "$@" "${dirs[@]}"
