@@ -61,7 +61,7 @@ let package = Package(
         .testTarget(name: "CollectorStoreTests", dependencies: ["CollectorStore", "Reactor"]),
         .testTarget(name: "AgentTests", dependencies: ["Agent", "Reactor"]),
         // Integration tests start the built vigil-collector (a dependency, so it is built first).
-        .testTarget(name: "CollectorTests", dependencies: ["Collector", "Reactor", "Wire", "CollectorStore", "vigil-collector"]),
+        .testTarget(name: "CollectorTests", dependencies: ["Collector", "Reactor", "Wire", "ConfigFile", "CollectorStore", "vigil-collector"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -352,6 +352,8 @@ public final class CollectorServer {
         p.family("vigil_handshake_failures_total", "counter", "Connections that did not become a session, by reason.")
         for f in HandshakeFailure.allCases { p.sample("vigil_handshake_failures_total", ["reason": f.description], s.failures(f)) }
         p.summary("vigil_handshake_seconds", "Time from accept to Welcome.", s.handshakeMicros, unit: 1e-6)
+        p.single("vigil_handshakes_deferred_total", "counter", "Handshakes postponed by the per-iteration budget.",
+                 Double(s.handshakesDeferred))
         p.family("vigil_sessions_closed_total", "counter", "Established sessions closed, by reason.")
         for (reason, n) in s.sessionsClosed.nonZero { p.sample("vigil_sessions_closed_total", ["reason": reason.description], n) }
         p.single("vigil_sessions_replaced_total", "counter", "Sessions closed because the same agent connected again.",

@@ -161,6 +161,10 @@ final class AgentSession: TCPConnectionHandler, DeadlineEntry, CustomStringConve
             connection?.pauseReading()
             return
         }
+        guard manager.mayHandshake(self) else {
+            connection?.pauseReading()
+            return
+        }
         manager.stats.bytesIn &+= UInt64(total)
         tryKeys(keys, UnsafeRawBufferPointer(rebasing: input[0..<total]))
         self.keys = nil  // secrets are not kept past the handshake
@@ -189,6 +193,14 @@ final class AgentSession: TCPConnectionHandler, DeadlineEntry, CustomStringConve
             manager.storeTrouble("handshake key lookup", e)
             failHandshake(.storeError)
         }
+    }
+
+    /// The manager's turn: offer the kept bytes again. False when the
+    /// session no longer waits (it closed meanwhile).
+    func resumeHandshake() -> Bool {
+        guard phase == .handshake, let c = connection, c.isReadingPaused, !waitingForKeys else { return false }
+        c.resumeReading()
+        return true
     }
 
     /// NNpsk0 gives no hint which key the initiator used, but message 1

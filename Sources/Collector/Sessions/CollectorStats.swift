@@ -63,6 +63,8 @@ public struct CollectorStats {
     public var sessionsClosed = CloseReasonCounts()
     /// Sessions closed because the same agent connected again.
     public var sessionsReplaced: UInt64 = 0
+    /// Handshakes postponed to a later loop iteration (per-iteration budget).
+    public var handshakesDeferred: UInt64 = 0
     public var keyLookups: UInt64 = 0
     public var keyLookupsShared: UInt64 = 0
 

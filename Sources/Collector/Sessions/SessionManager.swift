@@ -36,6 +36,10 @@ public final class SessionManager {
     static let closeGrace = 5.0
     /// Patterns sent per loop iteration when a change is pushed.
     static let pushSlice = 256
+    /// Handshakes completed per loop iteration (each costs an X25519 key
+    /// generation and agreement, ~0.1 ms); a reconnect storm is spread over
+    /// iterations instead of holding the loop.
+    static let handshakesPerIteration = 32
 
     public let loop: EventLoop
     let store: MeasurementStore
@@ -61,6 +65,10 @@ public final class SessionManager {
     /// Established agent sessions by operator state (`AgentState` order).
     private var stateCounts = [Int](repeating: 0, count: CollectorStore.AgentState.allCases.count)
     private var nextSessionID: UInt64
+    private var handshakeIteration: UInt = .max
+    private var handshakesThisIteration = 0
+    private var waitingForTurn = RingBuffer<AgentSession>(capacity: 64, overflow: .grow)
+    private var turnScheduled = false
     public private(set) var isShuttingDown = false
     private var drained: (() -> Void)?
 
@@ -105,6 +113,40 @@ public final class SessionManager {
         handshaking += 1
         sessions[s.sessionID] = s
         s.attach(fd: fd, options: connectionOptions)
+    }
+
+    /// Whether a session may run its handshake's key agreement in this
+    /// iteration. When not, it waits (reading paused, its bytes kept in the
+    /// connection) and `resumeHandshake()` is called on a later iteration.
+    func mayHandshake(_ s: AgentSession) -> Bool {
+        if loop.iteration != handshakeIteration {
+            handshakeIteration = loop.iteration
+            handshakesThisIteration = 0
+        }
+        if handshakesThisIteration < SessionManager.handshakesPerIteration {
+            handshakesThisIteration += 1
+            return true
+        }
+        stats.handshakesDeferred &+= 1
+        waitingForTurn.append(s)
+        scheduleTurns()
+        return false
+    }
+
+    private func scheduleTurns() {
+        guard !turnScheduled else { return }
+        turnScheduled = true
+        loop.defer { [weak self] in
+            guard let self else { return }
+            self.turnScheduled = false
+            // Wake one iteration's worth; their bytes are offered again on a
+            // later iteration, where each asks for a turn once more.
+            var n = 0
+            while n < SessionManager.handshakesPerIteration, let s = self.waitingForTurn.popFirst() {
+                if s.resumeHandshake() { n += 1 }
+            }
+            if !self.waitingForTurn.isEmpty { self.scheduleTurns() }
+        }
     }
 
     func lookupKeys(project: String, _ completion: @escaping KeyDirectory.Completion) {
