@@ -119,6 +119,9 @@ public final class ServerSession {
                 NoiseHandshake(role: .responder, prologue: $0, psk: psk, ephemeralSecret: ephemeralSecret)
             }
             psk.wipe()
+            // The prologue is absorbed into the handshake hash: a session
+            // that lives for days need not keep its copy.
+            preambleBytes = []
             channel.state = .handshake
             return take - extra
         }
