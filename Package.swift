@@ -53,6 +53,7 @@ let package = Package(
         // The collector: `run`, `keys`, `check-config` (all in Collector's CollectorCommand).
         .executableTarget(name: "vigil-collector", dependencies: ["Collector"]),
         .executableTarget(name: "store-bench", dependencies: ["CollectorStore", "Reactor", "CSQLite"], path: "Sources/StoreBench"),
+        .executableTarget(name: "reactor-bench", dependencies: ["Reactor"], path: "Sources/ReactorBench"),
 
         // ── Tests ──────────────────────────────────────────────────────────
         .testTarget(name: "ReactorTests", dependencies: ["Reactor", "CEv"]),
