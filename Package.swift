@@ -50,6 +50,7 @@ let package = Package(
         // ── Executables ────────────────────────────────────────────────────
         .executableTarget(name: "reactor-demo", dependencies: ["Reactor"], path: "Sources/ReactorDemo"),
         .executableTarget(name: "store-bench", dependencies: ["CollectorStore", "Reactor", "CSQLite"], path: "Sources/StoreBench"),
+        .executableTarget(name: "reactor-bench", dependencies: ["Reactor"], path: "Sources/ReactorBench"),
 
         // ── Tests ──────────────────────────────────────────────────────────
         .testTarget(name: "ReactorTests", dependencies: ["Reactor", "CEv"]),

@@ -17,6 +17,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <malloc.h>   /* mallinfo2, malloc_usable_size: heap figures for self-monitoring */
+#include <linux/sock_diag.h>
 
 struct csys_mmsghdr {
     struct msghdr msg_hdr;
@@ -37,6 +38,14 @@ static const int CSYS_MSG_NOSIGNAL = MSG_NOSIGNAL;
 static const int CSYS_MSG_DONTWAIT = MSG_DONTWAIT;
 static const int CSYS_SO_REUSEPORT = SO_REUSEPORT;
 static const int CSYS_TCP_NODELAY = TCP_NODELAY;
+static const int CSYS_SO_RCVBUFFORCE = SO_RCVBUFFORCE;
+static const int CSYS_MSG_TRUNC = MSG_TRUNC;
+static const int CSYS_MSG_CTRUNC = MSG_CTRUNC;
+/* getsockopt(SO_MEMINFO) fills u32[SK_MEMINFO_VARS]; [SK_MEMINFO_DROPS] is
+ * the same sk_drops counter that SO_RXQ_OVFL reports per datagram. */
+static const int CSYS_SO_MEMINFO = SO_MEMINFO;
+static const int CSYS_SK_MEMINFO_VARS = SK_MEMINFO_VARS;
+static const int CSYS_SK_MEMINFO_DROPS = SK_MEMINFO_DROPS;
 
 /* CMSG_* walk over a received control buffer. */
 static inline struct cmsghdr *csys_cmsg_firsthdr(struct msghdr *m) { return CMSG_FIRSTHDR(m); }

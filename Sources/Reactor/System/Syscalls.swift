@@ -164,6 +164,24 @@ public enum Syscalls {
         return v
     }
 
+    /// getsockopt into a caller's buffer, for options wider than an int
+    /// (e.g. SO_MEMINFO). Returns the length the kernel wrote.
+    @inline(never)
+    public static func getOption(_ fd: Int32, _ level: Int32, _ name: Int32, into buffer: UnsafeMutableRawBufferPointer, _ label: String) throws -> Int {
+        var len = socklen_t(buffer.count)
+        _ = try blocking("getsockopt(\(label))") { getsockopt(fd, level, name, buffer.baseAddress, &len) }
+        return Int(len)
+    }
+
+    @inline(never)
+    public static func connectDatagram(_ fd: Int32, _ address: SocketAddress) throws {
+        // connect(2) on a datagram socket only sets the default peer: it
+        // completes at once, so EINPROGRESS cannot happen.
+        _ = try blocking("connect(\(address))") {
+            address.withSockaddr { sa, len in Glibc.connect(fd, sa, len) }
+        }
+    }
+
     @inline(never)
     public static func bind(_ fd: Int32, _ address: SocketAddress) throws {
         _ = try blocking("bind(\(address))") {
