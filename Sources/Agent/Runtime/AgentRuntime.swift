@@ -167,6 +167,18 @@ public final class AgentRuntime {
         scheduleWindow()
     }
 
+    /// After a handshake the offset may have moved the collector's "now"
+    /// into another window: close the open one under its old start and
+    /// open the one that contains collector-now.
+    func realignWindow() {
+        let current = pipeline.aggregator.windowStart(containing: collectorNowMs)
+        if current != openWindowStart {
+            flushWindow()
+            openWindowStart = current
+        }
+        scheduleWindow()
+    }
+
     /// Closes the open window: one aggregate per key into queue 1.
     func flushWindow() {
         for a in pipeline.aggregator.flush(windowStartMs: openWindowStart) {
@@ -254,8 +266,7 @@ extension AgentRuntime: UplinkDelegate {
         uplink.sendNow(.status(makeStatus()))
         uplink.sendNow(.patternsRequest(PatternsRequest(haveVersion: pipeline.patterns.version)))
         restartSyncTimer()
-        // The clock offset may have moved: re-aim the window timer.
-        scheduleWindow()
+        realignWindow()
         emit(.established)
     }
 
