@@ -116,6 +116,8 @@ public struct UplinkCounters: Sendable {
     /// Standalone records sent (Status, ControlResponse, Interfaces, …).
     public var recordsSent: UInt64 = 0
     public var pingsSent: UInt64 = 0
+    /// Bursts that spent `net_send_max_bytes` and yielded to the loop.
+    public var burstsYielded: UInt64 = 0
     /// Acks that named a batch never sent (ignored).
     public var bogusAcks: UInt64 = 0
     public init() {}
@@ -300,9 +302,12 @@ public final class Uplink {
         return announced > 0 ? min(announced, Uplink.maxBatchItems) : Uplink.maxBatchItems
     }
 
+    /// A batch never exceeds one burst (a single item larger than a burst
+    /// still goes, alone).
     private var batchByteLimit: Int {
         let announced = Int(welcome?.limits.maxRecordLength ?? 0)
-        return announced > 0 ? min(announced - 16, Uplink.maxBatchBytes) : Uplink.maxBatchBytes
+        let limit = announced > 0 ? min(announced - 16, Uplink.maxBatchBytes) : Uplink.maxBatchBytes
+        return min(limit, settings.sendMaxBytes)
     }
 
     /// One burst: re-sends first, then queue 1, then queue 2, until
@@ -327,7 +332,7 @@ public final class Uplink {
                         try session.send(r)
                         counters.recordsSent &+= 1
                     } else {
-                        guard window.count < inFlightLimit, window.bytes + batchByteLimit <= window.maxBytes else {
+                        guard window.count < inFlightLimit, window.bytes + Uplink.maxBatchBytes <= window.maxBytes else {
                             blocked = true
                             break
                         }
@@ -351,6 +356,7 @@ public final class Uplink {
         }
         if produced >= budget && !blocked && hasWork {
             // Budget spent: yield, continue on a later iteration.
+            counters.burstsYielded &+= 1
             schedulePump()
         } else if reintroduce && !hasWork {
             reintroduce = false
@@ -412,10 +418,11 @@ public final class Uplink {
         var o = TCPConnection.Options()
         o.connectTimeout = settings.connectTimeout
         o.writeBudget = settings.sendMaxBytes
-        o.highWatermark = settings.sendMaxBytes
-        o.lowWatermark = settings.sendMaxBytes / 4
-        // Room for one whole burst above the watermark, plus a frame.
-        o.maxQueuedBytes = 2 * settings.sendMaxBytes + 70_000
+        // Producing pauses above two bursts queued and resumes below half
+        // of one; the hard cap leaves room for a burst above the watermark.
+        o.highWatermark = 2 * settings.sendMaxBytes
+        o.lowWatermark = settings.sendMaxBytes / 2
+        o.maxQueuedBytes = 4 * settings.sendMaxBytes + 140_000
         self.link = link
         link.connection = TCPConnection.connect(loop: loop, to: address, options: o, handler: link)
     }

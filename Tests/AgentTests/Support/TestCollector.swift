@@ -182,6 +182,12 @@ final class TestCollector {
         }
     }
 
+    /// Marks everything stored as acknowledged (durable) without sending
+    /// Acks: the next Welcome tells the agent.
+    func markDurable() {
+        for (k, seqs) in storedBatches { acked[k] = seqs.max() ?? 0 }
+    }
+
     /// Acknowledges everything stored so far on every session (after a
     /// period of holding acks).
     func ackAll() {
