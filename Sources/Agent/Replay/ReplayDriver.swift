@@ -35,7 +35,9 @@ public final class ReplayDriver {
     private enum Phase { case connecting, reading, flushing, done }
     private var phase = Phase.connecting
     private var fd: Int32 = -1
-    private var carry: [UInt8] = []
+    /// Bytes read but not yet fed; `pending` is where feeding resumes.
+    private var buffer: [UInt8] = []
+    private var pending = 0
     /// Inside a line longer than the parser accepts: skip to its end.
     private var skippingLongLine = false
     private var readTimer: TimerWatcher!
@@ -84,13 +86,28 @@ public final class ReplayDriver {
         }
     }
 
+    /// One tick: feed complete lines from the buffer (as many as queue 2
+    /// has room for when raw events are forwarded), reading the next slice
+    /// once the buffer holds no complete line.
     private func readSlice() {
         guard phase == .reading else { return }
-        // Raw events wait in queue 2: let it drain rather than overflow.
-        if runtime.settings.forwardRawEvents && runtime.uplink.queues.queue2.count * 2 > runtime.settings.uplink.queue2Size {
-            readTimer.start(after: 0.005)
+        var budget = Int.max
+        if runtime.settings.forwardRawEvents {
+            // Each matched record becomes a raw event in queue 2: feed no
+            // more lines than it has room for, keeping it at most half full.
+            budget = runtime.settings.uplink.queue2Size / 2 - runtime.uplink.queues.queue2.count
+            if budget <= 0 {
+                readTimer.start(after: 0.002)
+                return
+            }
+        }
+        if feedLines(max: budget) {
+            readTimer.start(after: 0)
             return
         }
+        // No complete line left: keep the partial one, read more.
+        if pending > 0 { buffer.removeFirst(pending) } else { buffer.removeAll(keepingCapacity: true) }
+        pending = 0
         let n = Glibc.read(fd, slice.baseAddress, slice.count)
         if n < 0 {
             if errno == EINTR || errno == EAGAIN { readTimer.start(after: 0); return }
@@ -101,57 +118,66 @@ public final class ReplayDriver {
             finishFile()
             return
         }
-        feed(UnsafeRawBufferPointer(rebasing: slice[0..<n]))
+        buffer.append(contentsOf: UnsafeRawBufferPointer(rebasing: slice[0..<n]))
         readTimer.start(after: 0)
     }
 
-    /// Feeds the complete lines of `chunk` (with the carried partial line).
-    private func feed(_ chunk: UnsafeRawBufferPointer) {
-        var start = 0
-        if skippingLongLine {
-            guard let nl = chunk.firstIndex(of: 0x0A) else { return }
-            skippingLongLine = false
-            lines += 1
-            start = nl + 1
+    /// Feeds up to `max` complete lines starting at `pending`, in one
+    /// ingest call. Returns true when it stopped at `max` (more may be
+    /// there), false when no complete line is left. A partial line that
+    /// outgrows the parser's limit is fed as one oversize line (the parser
+    /// counts it) and the rest of it skipped.
+    private func feedLines(max: Int) -> Bool {
+        let pipeline = runtime.pipeline
+        var stoppedAtMax = false
+        var lineCount: UInt64 = 0
+        var skipping = skippingLongLine
+        let cursorEnd: Int = buffer.withUnsafeBytes { all in
+            var fed = 0
+            var start = pending
+            var cursor = pending
+            while true {
+                if fed >= max { stoppedAtMax = true; break }
+                if skipping {
+                    guard let nl = all[cursor...].firstIndex(of: 0x0A) else { cursor = all.count; start = cursor; break }
+                    skipping = false
+                    lineCount += 1
+                    cursor = nl + 1
+                    start = cursor
+                    continue
+                }
+                guard let nl = all[cursor...].firstIndex(of: 0x0A) else {
+                    if all.count - cursor > IPAParser.maxLineBytes + 1 {
+                        if cursor > start { pipeline.ingest(UnsafeRawBufferPointer(rebasing: all[start..<cursor])) }
+                        pipeline.ingest(UnsafeRawBufferPointer(rebasing: all[cursor..<(cursor + IPAParser.maxLineBytes + 2)]))
+                        skipping = true
+                        cursor = all.count
+                        start = cursor
+                    }
+                    break
+                }
+                cursor = nl + 1
+                fed += 1
+                lineCount += 1
+            }
+            if cursor > start { pipeline.ingest(UnsafeRawBufferPointer(rebasing: all[start..<cursor])) }
+            return cursor
         }
-        guard let lastNL = chunk[start...].lastIndex(of: 0x0A) else {
-            carryOn(UnsafeRawBufferPointer(rebasing: chunk[start...]))
-            return
-        }
-        for b in chunk[start...lastNL] where b == 0x0A { lines += 1 }
-        if !carry.isEmpty {
-            let firstNL = chunk[start...].firstIndex(of: 0x0A)!
-            carry.append(contentsOf: chunk[start...firstNL])
-            carry.withUnsafeBytes { runtime.pipeline.ingest($0) }
-            carry.removeAll(keepingCapacity: true)
-            start = firstNL + 1
-        }
-        if start <= lastNL {
-            runtime.pipeline.ingest(UnsafeRawBufferPointer(rebasing: chunk[start...lastNL]))
-        }
-        carryOn(UnsafeRawBufferPointer(rebasing: chunk[(lastNL + 1)...]))
-    }
-
-    /// Keeps a partial line for the next slice; a line that outgrows the
-    /// parser's limit is counted as oversize (by the parser) and skipped.
-    private func carryOn(_ tail: UnsafeRawBufferPointer) {
-        guard !tail.isEmpty else { return }
-        carry.append(contentsOf: tail)
-        if carry.count > IPAParser.maxLineBytes + 1 {
-            carry.withUnsafeBytes { runtime.pipeline.ingest(UnsafeRawBufferPointer(rebasing: $0[0...IPAParser.maxLineBytes + 1])) }
-            carry = []
-            skippingLongLine = true
-        }
+        skippingLongLine = skipping
+        lines += lineCount
+        pending = cursorEnd
+        return stoppedAtMax
     }
 
     private func finishFile() {
-        if !carry.isEmpty {
+        if !skippingLongLine && pending < buffer.count {
             lines += 1
-            carry.withUnsafeBytes { runtime.pipeline.ingest($0) }
-            carry = []
+            buffer.withUnsafeBytes { runtime.pipeline.ingest(UnsafeRawBufferPointer(rebasing: $0[pending...])) }
         } else if skippingLongLine {
             lines += 1
         }
+        buffer = []
+        pending = 0
         Glibc.close(fd)
         fd = -1
         phase = .flushing
