@@ -60,7 +60,7 @@ let package = Package(
         .testTarget(name: "WireTests", dependencies: ["Wire"], exclude: ["Fixtures"]),
         .testTarget(name: "ConfigFileTests", dependencies: ["ConfigFile"]),
         .testTarget(name: "CollectorStoreTests", dependencies: ["CollectorStore", "Reactor"]),
-        .testTarget(name: "AgentTests", dependencies: ["Agent", "Reactor"]),
+        .testTarget(name: "AgentTests", dependencies: ["Agent", "Reactor", "Wire", "ConfigFile", "vigil-agent"]),
         .testTarget(name: "CollectorTests", dependencies: ["Collector", "Reactor"]),
     ],
     swiftLanguageModes: [.v5]
