@@ -18,6 +18,7 @@ let package = Package(
         .library(name: "ConfigFile", targets: ["ConfigFile"]),
         .library(name: "CollectorStore", targets: ["CollectorStore"]),
         .executable(name: "vigil-agent", targets: ["vigil-agent"]),
+        .executable(name: "vigil-collector", targets: ["vigil-collector"]),
     ],
     targets: [
         // ── C shims over Debian's -dev packages ────────────────────────────
@@ -52,6 +53,8 @@ let package = Package(
         // The edge agent: argv to AgentCommandLine, nothing else.
         .executableTarget(name: "vigil-agent", dependencies: ["Agent"], path: "Sources/vigil-agent"),
         .executableTarget(name: "reactor-demo", dependencies: ["Reactor"], path: "Sources/ReactorDemo"),
+        // The collector: `run`, `keys`, `check-config` (all in Collector's CollectorCommand).
+        .executableTarget(name: "vigil-collector", dependencies: ["Collector"]),
         .executableTarget(name: "store-bench", dependencies: ["CollectorStore", "Reactor", "CSQLite"], path: "Sources/StoreBench"),
         .executableTarget(name: "reactor-bench", dependencies: ["Reactor"], path: "Sources/ReactorBench"),
 
@@ -60,8 +63,11 @@ let package = Package(
         .testTarget(name: "WireTests", dependencies: ["Wire"], exclude: ["Fixtures"]),
         .testTarget(name: "ConfigFileTests", dependencies: ["ConfigFile"]),
         .testTarget(name: "CollectorStoreTests", dependencies: ["CollectorStore", "Reactor"]),
-        .testTarget(name: "AgentTests", dependencies: ["Agent", "Reactor", "Wire", "ConfigFile", "vigil-agent"]),
-        .testTarget(name: "CollectorTests", dependencies: ["Collector", "Reactor"]),
+        // In-process and end-to-end tests; both binaries are dependencies so
+        // they are built before the process tests start them.
+        .testTarget(name: "AgentTests", dependencies: ["Agent", "Reactor", "Wire", "ConfigFile", "vigil-agent", "vigil-collector"]),
+        // Integration tests start the built vigil-collector (a dependency, so it is built first).
+        .testTarget(name: "CollectorTests", dependencies: ["Collector", "Reactor", "Wire", "ConfigFile", "CollectorStore", "vigil-collector"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -129,6 +129,11 @@ public final class ClientSession {
         }
     }
 
+    /// Frees buffers grown by a past large message (see
+    /// `SecureChannel.compact`); call between reads, after writing
+    /// `outbound` out. Cheap when there is nothing to free.
+    public func compactBuffers(threshold: Int = 4096) { channel.compact(threshold: threshold) }
+
     /// Queues a record for the next transport message.
     public func send(_ record: Record) throws(SessionError) { try channel.send(record) }
 

@@ -177,6 +177,18 @@ final class SecureChannel {
         interner.clear()
     }
 
+    /// Gives back memory a past large message left behind: the frame
+    /// buffer (between frames), `outbound` (when written out) and the
+    /// plaintext buffer (when empty), once each exceeds `threshold` bytes.
+    /// A long-lived idle session then holds only its small initial buffers.
+    func compact(threshold: Int) {
+        if frames.capacity > threshold { frames.shrink(to: 512) }
+        if outbound.capacity > threshold { outbound.shrink(to: 512) }
+        if pending.count == 0 && pending.bytes.capacity > threshold {
+            pending = WireWriter(capacity: 256, limit: limits.maxMessagePlaintext)
+        }
+    }
+
     // MARK: - Receiving
 
     /// Closes with `reason`; after establishment, tells the peer why with a
