@@ -44,8 +44,9 @@ final class AgentProcess {
     func signal(_ s: Int32) { kill(process.processIdentifier, s) }
 
     /// Runs a short command to completion (no loop needed: nothing to serve).
-    static func run(_ arguments: [String], environment: [String: String] = [:]) throws -> (code: Int32, stdout: String, stderr: String) {
-        let p = try AgentProcess(arguments, environment: environment)
+    static func run(_ arguments: [String], environment: [String: String] = [:],
+                    binary: String = "vigil-agent") throws -> (code: Int32, stdout: String, stderr: String) {
+        let p = try AgentProcess(arguments, environment: environment, binary: binary)
         p.process.waitUntilExit()
         return (p.process.terminationStatus, p.stdout, p.stderr)
     }
