@@ -57,6 +57,9 @@ let package = Package(
         .executableTarget(name: "vigil-collector", dependencies: ["Collector"]),
         .executableTarget(name: "store-bench", dependencies: ["CollectorStore", "Reactor", "CSQLite"], path: "Sources/StoreBench"),
         .executableTarget(name: "reactor-bench", dependencies: ["Reactor"], path: "Sources/ReactorBench"),
+        // libFuzzer target for the agent's IPA parser and ingest path
+        // (scripts/fuzz.sh builds it with -D FUZZING; a plain build replays files).
+        .executableTarget(name: "fuzz-ipa", dependencies: ["Agent"], path: "Sources/FuzzIPA", exclude: ["seeds"]),
 
         // ── Tests ──────────────────────────────────────────────────────────
         .testTarget(name: "ReactorTests", dependencies: ["Reactor", "CEv"]),

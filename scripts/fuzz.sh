@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# fuzz.sh TARGET SECONDS [libFuzzer options...]
+#   TARGET: ipa (the agent's IPA parser and ingest path), or a Wire target
+#           (framing | records | handshake) where its Sources/Fuzz* exists.
+# Builds the libFuzzer target (release, -sanitize=fuzzer,address, -D FUZZING)
+# in its own scratch path (.build-fuzz) so the normal .build is untouched,
+# then runs it for SECONDS on one core. The corpus grows in
+# fuzz-out/TARGET/corpus (seeded from the target's seed directory); crashes
+# land in fuzz-out/TARGET/ as crash-* files. Reproduce one with the plain
+# build's replay tool:  swift run fuzz-TARGET fuzz-out/TARGET/crash-...
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+target="${1:?usage: fuzz.sh ipa|framing|records|handshake SECONDS [libFuzzer options]}"
+seconds="${2:?usage: fuzz.sh TARGET SECONDS}"
+shift 2
+case "$target" in
+  ipa) seeds="Sources/FuzzIPA/seeds" ;;
+  framing|records|handshake) seeds="Tests/WireTests/Fixtures/fuzz-seeds/$target" ;;
+  *) echo "unknown target: $target (ipa, framing, records, handshake)" >&2; exit 2 ;;
+esac
+product="fuzz-$target"
+
+swift build -c release --scratch-path .build-fuzz --product "$product" \
+  -Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library -Xswiftc -DFUZZING >&2
+
+bin=".build-fuzz/release/$product"
+out="fuzz-out/$target"
+mkdir -p "$out/corpus"
+dirs=("$out/corpus")
+[ -d "$seeds" ] && dirs+=("$seeds")
+
+exec "$bin" -max_total_time="$seconds" -max_len=16384 -rss_limit_mb=2048 -timeout=10 \
+  -print_final_stats=1 -artifact_prefix="$out/" "$@" "${dirs[@]}"
