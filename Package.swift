@@ -10,6 +10,14 @@ func cLibrary(_ name: String) -> LinkerSetting {
     staticC ? .unsafeFlags(["-Xlinker", "-l:lib\(name).a"]) : .linkedLibrary(name)
 }
 
+// libsodium (X25519, ChaCha20-Poly1305, SHA-256, HMAC) from libsodium-dev:
+// through pkg-config normally; with VIGIL_STATIC=1 the same module as a C
+// target that links libsodium.a (a system library's module map would link
+// the shared object).
+let sodium: Target = staticC
+    ? .target(name: "CSodium", path: "Sources/CSodiumStatic", linkerSettings: [cLibrary("sodium")])
+    : .systemLibrary(name: "CSodium", pkgConfig: "libsodium", providers: [.apt(["libsodium-dev"])])
+
 let package = Package(
     name: "Vigil",
     products: [
@@ -26,8 +34,7 @@ let package = Package(
         .target(name: "CEv", linkerSettings: [cLibrary("ev"), .linkedLibrary("m")]),
         // Linux socket calls hidden behind _GNU_SOURCE, and the CMSG macros.
         .target(name: "CSystem"),
-        // libsodium (X25519, ChaCha20-Poly1305, SHA-256, HMAC) from libsodium-dev.
-        .systemLibrary(name: "CSodium", pkgConfig: "libsodium", providers: [.apt(["libsodium-dev"])]),
+        sodium,
         // Debian's libsqlite3-dev.
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         // libmicrohttpd's variadic start/info calls as fixed-argument functions.

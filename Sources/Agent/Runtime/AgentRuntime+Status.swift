@@ -44,6 +44,7 @@ extension AgentRuntime {
             Counter("drops_queue1", q.dropped1),
             Counter("drops_queue2", q.dropped2),
             Counter("drops_inflight_evicted", uplink.window.evictedItems),
+            Counter("drops_unencodable", uplink.counters.itemsUnencodable),
         ]
     }
 

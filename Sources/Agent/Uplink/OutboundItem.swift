@@ -40,6 +40,15 @@ public enum OutboundItem: Sendable {
     /// Queue 1, sent alone and not acknowledged (Status, ControlResponse).
     case record(Record)
 
+    /// The names the item puts in the string table.
+    var names: [String] {
+        switch self {
+        case .aggregate(let a): return [a.monitor, a.check, a.source]
+        case .event(let e): return [e.method, e.host, e.monitor, e.check]
+        case .record: return []
+        }
+    }
+
     public var isData: Bool {
         if case .record = self { return false }
         return true
@@ -73,15 +82,67 @@ func microseconds(_ ms: Double) -> UInt64 {
 public enum BatchEncoder {
     public static let source = "ipa"
 
+    /// Limits for one batch. A batch may need at most half the string
+    /// table's ids and bytes, so that after a StringClear it always fits.
+    public struct Limits: Sendable {
+        public var maxItems: Int
+        public var maxBytes: Int
+        public var maxNames: Int
+        public var maxNameBytes: Int
+
+        public init(maxItems: Int, maxBytes: Int, maxNames: Int, maxNameBytes: Int) {
+            self.maxItems = maxItems
+            self.maxBytes = maxBytes
+            self.maxNames = maxNames
+            self.maxNameBytes = maxNameBytes
+        }
+    }
+
+    /// Pops the consecutive data items at the head of `queues` that fit
+    /// one batch (the first always does). Returns them and their size bound.
+    public static func takeBatch(from queues: inout SendQueues<OutboundItem>, limits: Limits) -> ([OutboundItem], Int) {
+        var items: [OutboundItem] = []
+        var bytes = 16
+        var names: Set<String> = [source]
+        var nameBytes = source.utf8.count
+        while let next = queues.next, next.isData {
+            let size = next.encodedSizeBound
+            var fresh: [String] = []
+            for n in next.names where !n.isEmpty && !names.contains(n) && !fresh.contains(n) { fresh.append(n) }
+            let freshBytes = fresh.reduce(0) { $0 + $1.utf8.count }
+            let namesFull = !fresh.isEmpty
+                && (names.count + fresh.count > limits.maxNames || nameBytes + freshBytes > limits.maxNameBytes)
+            if !items.isEmpty && (items.count >= limits.maxItems || bytes + size > limits.maxBytes || namesFull) {
+                break
+            }
+            items.append(queues.pop()!)
+            bytes += size
+            names.formUnion(fresh)
+            nameBytes += freshBytes
+        }
+        return (items, bytes)
+    }
+
     /// Writes `items` as DataBatch `sequence` into `session`. When the
     /// string table is full it is cleared (StringClear) and the batch
-    /// encoded again — never in the middle of a batch.
-    public static func send(sequence: UInt64, items: [OutboundItem], on session: ClientSession) throws(SessionError) {
+    /// encoded again — never in the middle of a batch. If its names do not
+    /// fit even an empty table (a collector announcing a tiny table), an
+    /// empty batch with the same sequence goes instead, so sequences stay
+    /// consecutive, and false is returned: the caller counts the items as
+    /// dropped.
+    public static func send(sequence: UInt64, items: [OutboundItem], on session: ClientSession) throws(SessionError) -> Bool {
         do {
             try session.send(.dataBatch(DataBatch(sequence: sequence, items: try wireItems(items, session))))
+            return true
         } catch .stringTableFull {
             try session.clearStrings()
+        }
+        do {
             try session.send(.dataBatch(DataBatch(sequence: sequence, items: try wireItems(items, session))))
+            return true
+        } catch .stringTableFull {
+            try session.send(.dataBatch(DataBatch(sequence: sequence, items: [])))
+            return false
         }
     }
 

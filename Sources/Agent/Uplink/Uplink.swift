@@ -118,6 +118,9 @@ public struct UplinkCounters: Sendable {
     public var pingsSent: UInt64 = 0
     /// Bursts that spent `net_send_max_bytes` and yielded to the loop.
     public var burstsYielded: UInt64 = 0
+    /// Items dropped because their names could not fit the collector's
+    /// string table even after a clear.
+    public var itemsUnencodable: UInt64 = 0
     /// Acks that named a batch never sent (ignored).
     public var bogusAcks: UInt64 = 0
     public init() {}
@@ -323,7 +326,9 @@ public final class Uplink {
             guard conn.isWritable else { blocked = true; break }
             do {
                 if let entry = window.firstPending(after: sentThrough) {
-                    try BatchEncoder.send(sequence: entry.sequence, items: entry.batch, on: session)
+                    if !(try BatchEncoder.send(sequence: entry.sequence, items: entry.batch, on: session)) {
+                        unencodable(entry.items)
+                    }
                     sentThrough = entry.sequence
                     counters.batchesResent &+= 1
                 } else if let next = queues.next {
@@ -336,9 +341,11 @@ public final class Uplink {
                             blocked = true
                             break
                         }
-                        let (items, bytes) = takeBatch()
+                        let (items, bytes) = BatchEncoder.takeBatch(from: &queues, limits: batchLimits(session))
                         let sequence = window.add(items, bytes: bytes, items: items.count)
-                        try BatchEncoder.send(sequence: sequence, items: items, on: session)
+                        if !(try BatchEncoder.send(sequence: sequence, items: items, on: session)) {
+                            unencodable(items.count)
+                        }
                         sentThrough = sequence
                         counters.batchesSent &+= 1
                         counters.itemsSent &+= UInt64(items.count)
@@ -368,18 +375,18 @@ public final class Uplink {
 
     private var hasWork: Bool { !queues.isEmpty || window.firstPending(after: sentThrough) != nil }
 
-    /// Pops consecutive data items for one batch.
-    private func takeBatch() -> ([OutboundItem], Int) {
-        var items: [OutboundItem] = []
-        var bytes = 16
-        let maxItems = batchItemLimit, maxBytes = batchByteLimit
-        while let next = queues.next, next.isData {
-            let size = next.encodedSizeBound
-            if !items.isEmpty && (items.count >= maxItems || bytes + size > maxBytes) { break }
-            items.append(queues.pop()!)
-            bytes += size
-        }
-        return (items, bytes)
+    private func batchLimits(_ session: ClientSession) -> BatchEncoder.Limits {
+        let table = session.stringTableLimits
+        return BatchEncoder.Limits(maxItems: batchItemLimit, maxBytes: batchByteLimit,
+                                   maxNames: max(1, Int(table.maxID) / 2), maxNameBytes: max(1, table.maxBytes / 2))
+    }
+
+    /// A batch whose names cannot fit this collector's string table went
+    /// out empty: its items are lost, and counted.
+    private func unencodable(_ items: Int) {
+        counters.itemsUnencodable &+= UInt64(items)
+        Log.error("uplink: a batch's names exceed the collector's string table; its items were dropped",
+                  ["items": "\(items)"])
     }
 
     /// Moves sealed bytes from the session to the socket's write queue.
