@@ -121,7 +121,7 @@ step() {
 }
 
 echo
-echo "== ingest: ${STEP_S}s per step, single-record datagrams of 52 bytes, kernel drops per step =="
+echo "== ingest: ${STEP_S}s per step, single-record datagrams of 46 bytes, kernel drops per step =="
 agent_max=0 c_max=0 peak_rss=0
 printf '%12s %12s %12s %10s | %12s %10s\n' rate achieved agent_drops agent_rss c_achieved c_drops | tee -a "$OUT/summary.txt"
 for rate in $RATES; do

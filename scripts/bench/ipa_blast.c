@@ -31,7 +31,7 @@ static double mono(void) {
     return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-#define REC_LEN 52
+#define REC_LEN 46
 
 /* Writes record `n` (exactly REC_LEN bytes) at p. */
 static void record(char *p, uint64_t n) {
