@@ -1,0 +1,2 @@
+// A C target needs one source file; everything is in <sodium.h>.
+#include "csodium.h"
