@@ -231,6 +231,51 @@ final class TCPTests: XCTestCase {
         XCTAssertEqual(c.state, .closed)
     }
 
+    // MARK: local address of a client
+
+    func testConnectFromAChosenLoopbackSourceAddress() throws {
+        let loop = makeLoop()
+        let server = try Server(loop: loop, address: loopback)
+        server.configure = { _, probe in
+            probe.onRead = { c, b in
+                XCTAssertTrue(c.write(b.readable))
+                b.consume(b.readableBytes)
+            }
+        }
+        var o = TCPConnection.Options()
+        o.localAddress = try SocketAddress(ip: "127.0.0.2", port: 0)
+        let client = TCPProbe()
+        var local: SocketAddress?
+        client.onConnect = { c in local = c.localAddress }
+        let c = TCPConnection.connect(loop: loop, to: server.listener.localAddress, options: o, handler: client)
+        XCTAssertTrue(c.write([1, 2, 3, 4]))
+        XCTAssertTrue(loop.run(until: { client.received.count == 4 }, timeout: 5))
+        XCTAssertEqual(client.received, [1, 2, 3, 4])
+        XCTAssertEqual(server.connections.first?.peer.ip, "127.0.0.2", "the server sees the chosen source")
+        XCTAssertEqual(local?.ip, "127.0.0.2")
+        XCTAssertNotEqual(local?.port, 0, "connect(2) chose a port")
+        c.close()
+        server.connections.forEach { $0.close() }
+        server.listener.close()
+        XCTAssertTrue(loop.run(until: { client.closes.count == 1 }, timeout: 5))
+    }
+
+    func testLocalAddressBindFailureIsReportedLaterNamingBind() throws {
+        let loop = makeLoop()
+        let server = try Server(loop: loop, address: loopback)
+        let taken = server.listener.localAddress
+        var o = TCPConnection.Options()
+        o.localAddress = taken  // the listener holds this address and port
+        let probe = TCPProbe()
+        let c = TCPConnection.connect(loop: loop, to: taken, options: o, handler: probe)
+        XCTAssertEqual(probe.closes.count, 0, "never called back from inside connect()")
+        XCTAssertTrue(loop.run(until: { probe.closes.count == 1 }, timeout: 5))
+        XCTAssertEqual(probe.closes, [.error(SyscallError(call: "bind(\(taken))", errno: EADDRINUSE))])
+        XCTAssertEqual(probe.connected, 0)
+        XCTAssertEqual(c.state, .closed)
+        server.listener.close()
+    }
+
     // MARK: timeouts
 
     func testIdleTimeoutIsPushedBackByActivity() throws {

@@ -38,6 +38,8 @@ static const int CSYS_MSG_NOSIGNAL = MSG_NOSIGNAL;
 static const int CSYS_MSG_DONTWAIT = MSG_DONTWAIT;
 static const int CSYS_SO_REUSEPORT = SO_REUSEPORT;
 static const int CSYS_TCP_NODELAY = TCP_NODELAY;
+/* Bind a client socket's address only; connect(2) picks the port (ip(7)). */
+static const int CSYS_IP_BIND_ADDRESS_NO_PORT = IP_BIND_ADDRESS_NO_PORT;
 static const int CSYS_SO_RCVBUFFORCE = SO_RCVBUFFORCE;
 static const int CSYS_MSG_TRUNC = MSG_TRUNC;
 static const int CSYS_MSG_CTRUNC = MSG_CTRUNC;

@@ -63,6 +63,16 @@ public final class TCPConnection: CustomStringConvertible {
         /// On the peer's FIN, keep the connection open for writing and call
         /// `connectionDidReadEOF` instead of closing.
         public var allowHalfOpen = false
+        /// Client connects only: the local address to bind before
+        /// connecting, e.g. 127.0.0.2 for a second range of ephemeral ports
+        /// toward the same peer (one local address runs out after
+        /// net.ipv4.ip_local_port_range, ~28,000 connections). With IPv4
+        /// and port 0 the port is chosen by connect(2), not bind(2)
+        /// (IP_BIND_ADDRESS_NO_PORT, ip(7)), so ports are shared across
+        /// peers instead of being reserved per local address. A failed bind
+        /// closes the connection with `.error` naming bind(2). nil: the
+        /// kernel picks address and port.
+        public var localAddress: SocketAddress?
 
         public init() {}
     }
@@ -154,6 +164,7 @@ public final class TCPConnection: CustomStringConvertible {
         do {
             c.fd = try Syscalls.socket(address.family, Int32(SOCK_STREAM.rawValue))
             try c.configureSocket()
+            if let local = options.localAddress { try bindLocal(c.fd, local) }
             // Completion, even an immediate one, is seen as writability.
             _ = try Syscalls.connect(c.fd, address)
         } catch {
@@ -164,6 +175,14 @@ public final class TCPConnection: CustomStringConvertible {
         if options.connectTimeout > 0 { c.armTimer(after: options.connectTimeout) }
         c.updateInterest()
         return c
+    }
+
+    /// Binds a client socket to `local` before its connect.
+    private static func bindLocal(_ fd: Int32, _ local: SocketAddress) throws {
+        if local.port == 0 && local.family == AF_INET {
+            try Syscalls.setOption(fd, Int32(IPPROTO_IP), CSYS_IP_BIND_ADDRESS_NO_PORT, Int32(1), "IP_BIND_ADDRESS_NO_PORT")
+        }
+        try Syscalls.bind(fd, local)
     }
 
     deinit {
