@@ -19,6 +19,7 @@ let package = Package(
         .library(name: "CollectorStore", targets: ["CollectorStore"]),
         .executable(name: "vigil-agent", targets: ["vigil-agent"]),
         .executable(name: "vigil-collector", targets: ["vigil-collector"]),
+        .executable(name: "vigil-load", targets: ["vigil-load"]),
     ],
     targets: [
         // ── C shims over Debian's -dev packages ────────────────────────────
@@ -52,12 +53,18 @@ let package = Package(
         // `vigil-collector` is its thin executable.
         .target(name: "Collector", dependencies: ["Reactor", "Wire", "ConfigFile", "CollectorStore", "CMicroHTTPD"]),
 
+        // The load generator's logic (simulated agents, ack ledger, verify),
+        // as a library so tests link it; `vigil-load` is its thin executable.
+        .target(name: "LoadGen", dependencies: ["Reactor", "Wire", "CollectorStore"]),
+
         // ── Executables ────────────────────────────────────────────────────
         // The edge agent: argv to AgentCommandLine, nothing else.
         .executableTarget(name: "vigil-agent", dependencies: ["Agent"], path: "Sources/vigil-agent"),
         .executableTarget(name: "reactor-demo", dependencies: ["Reactor"], path: "Sources/ReactorDemo"),
         // The collector: `run`, `keys`, `check-config` (all in Collector's CollectorCommand).
         .executableTarget(name: "vigil-collector", dependencies: ["Collector"]),
+        // Many simulated agents on one loop against vigil-collector (scripts/load.sh, soak.sh).
+        .executableTarget(name: "vigil-load", dependencies: ["LoadGen"], path: "Sources/vigil-load"),
         .executableTarget(name: "store-bench", dependencies: ["CollectorStore", "Reactor", "CSQLite"], path: "Sources/StoreBench"),
         .executableTarget(name: "reactor-bench", dependencies: ["Reactor"], path: "Sources/ReactorBench"),
         // Release-mode crypto and handshake throughput (scripts/bench-wire.sh).
@@ -81,6 +88,7 @@ let package = Package(
         .testTarget(name: "AgentTests", dependencies: ["Agent", "Reactor", "Wire", "ConfigFile", "vigil-agent", "vigil-collector"]),
         // Integration tests start the built vigil-collector (a dependency, so it is built first).
         .testTarget(name: "CollectorTests", dependencies: ["Collector", "Reactor", "Wire", "ConfigFile", "CollectorStore", "vigil-collector"]),
+        .testTarget(name: "LoadGenTests", dependencies: ["LoadGen", "Reactor", "Wire", "CollectorStore"]),
     ],
     swiftLanguageModes: [.v5]
 )

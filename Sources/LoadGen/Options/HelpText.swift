@@ -1,0 +1,63 @@
+// HelpText: `vigil-load --help`.
+
+public enum HelpText {
+    public static let usage = """
+    vigil-load — many simulated agents in one process, speaking the real Wire protocol to vigil-collector
+
+    usage:
+      vigil-load density --key KEY [options]     hold N sessions: Status + a small DataBatch every interval
+      vigil-load ingest  --key KEY [options]     saturate: keep every session's batch window full
+      vigil-load verify  --ledger FILE --db PATH [--db PATH]…
+                                                 check a run's acknowledged batches against collector databases
+      vigil-load --help
+
+    Each simulated agent opens one TCP session (Noise NNpsk0 with the project's access key), sends
+    Hello, then Interfaces, Status and PatternsRequest, a Status every --status-interval and DataBatches
+    of --items aggregates, answers Pings and ControlRequests, re-sends unacknowledged batches first after
+    a reconnect, and moves to the next collector of --collector when a session is lost. Timers are
+    jittered per agent so sessions do not fire together. All agents share one event loop.
+
+    run options (density | ingest):
+      --key KEY               access key <project-id>.<secret> (`vigil-collector keys create --project P`)
+      --key-file FILE         the key from a file (keeps it out of the process list)
+      --collector LIST        collectors in order of preference, IP:PORT[,IP:PORT…]   [127.0.0.1:6600]
+      --agents N              simulated agents                              [density 10000, ingest 50]
+      --rate N                new connections per second while ramping up                      [2000]
+      --max-pending N         connects + handshakes in progress at once                         [1000]
+      --sources auto|LIST     loopback source addresses: 127.0.0.1-127.0.0.4 or a comma list; auto adds
+                              127.0.0.x addresses as the agent count exceeds one address's ephemeral
+                              ports (net.ipv4.ip_local_port_range)                              [auto]
+      --duration S            seconds to run after the ramp (all agents connected or --ramp-timeout) [30]
+      --ramp-timeout S        longest ramp; the run goes on with the sessions it has            [180]
+      --status-interval S     seconds between one agent's Status records                         [10]
+      --batch-interval S      density: seconds between one agent's DataBatches                    [10]
+      --items N               aggregates per DataBatch                        [density 10, ingest 100]
+      --inflight N            unacknowledged batches per session (capped by the collector's Welcome)
+                                                                              [density 64, ingest 8]
+      --silence S             collector silence before a Ping; no answer in S/2 more → reconnect  [30]
+      --connect-timeout S     connect + handshake                                                 [10]
+      --reconnect-min S, --reconnect-max S
+                              jittered wait before a reconnect, doubling per failure       [0.5, 2]
+      --drain S               at the end, wait this long for acks of batches in flight             [5]
+      --ledger FILE           write every acknowledgement (agent, sequences, records, collector) for
+                              `vigil-load verify`; the file is truncated first
+      --prefix P              agent ids are P-<index>                                          [load]
+      --report-interval S     progress line on stderr every S seconds (0: none)                     [5]
+      --json FILE             also write the summary as a JSON object
+      --seed N                seed for the jitter (0: from the clock)                              [0]
+
+    output: progress lines on stderr ("ramp complete …" once the ramp ends), then ONE line on stdout:
+      load-run mode=… sessions=… handshakes_per_s=… acked_records=… acked_records_per_s=… lost… loop_lag_p99_ms=…
+    Exit status: 0 done; 1 the run failed (no session at all, an ack for a batch never sent, a ledger
+    write error); 2 usage error. SIGINT/SIGTERM end the run early (drain, summary, exit 0); a second
+    signal exits at once.
+
+    The process raises its descriptor limit (soft to hard; as root, hard too) to fit --agents.
+
+    verify: reads the ledger, and for every acknowledged batch counts its aggregates in the database of
+    the collector that acknowledged it. Prints
+      verify: acked_batches=… acked_records=… lost_records=… duplicate_rows=… cross_collector_batches=… …
+    and exits 0 only when lost_records=0 and duplicate_rows=0 (1 otherwise, 2 on a usage error).
+    Run it after the collectors have stopped.
+    """
+}
