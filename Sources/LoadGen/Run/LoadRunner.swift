@@ -170,8 +170,10 @@ public final class LoadRunner {
 
     // MARK: running
 
-    /// Runs the whole timeline and returns the summary.
-    public func run() -> SummaryFields {
+    /// Runs the whole timeline and returns the summary. With
+    /// `handleSignals`, SIGINT and SIGTERM end the run early (the default
+    /// loop should run it then: a signal is watched by one loop only).
+    public func run(handleSignals: Bool = true) -> SummaryFields {
         started = Clock.monotonic()
         lastTick = started
         nextReport = started + options.reportInterval
@@ -188,7 +190,7 @@ public final class LoadRunner {
         }
         timer = TimerWatcher(loop: loop) { [unowned self] _ in self.tickNow() }
         timer.start(after: 0, repeat: LoadRunner.tick)
-        for sig in [SIGINT, SIGTERM] {
+        for sig in handleSignals ? [SIGINT, SIGTERM] : [] {
             let w = SignalWatcher(loop: loop, signal: sig) { [unowned self] _ in self.signalled() }
             w.start()
             signals.append(w)
