@@ -13,7 +13,7 @@ public enum LoadCommandLine {
         do {
             command = try LoadArguments.parse(Array(argv.dropFirst()))
         } catch {
-            printError("vigil-load: \(error)\nusage: vigil-load density|ingest --key KEY [options] | verify --ledger FILE --db PATH…   (vigil-load --help)")
+            printError("vigil-load: \(error)\nusage: vigil-load density|ingest --key KEY [options] | verify --ledger FILE --db PATH… | e2e --udp IP:PORT --db PATH   (vigil-load --help)")
             return 2
         }
         switch command {
@@ -27,6 +27,15 @@ public enum LoadCommandLine {
                 return ok ? 0 : 1
             } catch {
                 printError("vigil-load verify: \(error)")
+                return 1
+            }
+        case .e2e(let o):
+            do {
+                let summary = try LatencyProbe(options: o).run()
+                print(summary.line(prefix: "e2e:"))
+                return summary["windows"] == "0" ? 1 : 0
+            } catch {
+                printError("vigil-load e2e: \(error)")
                 return 1
             }
         case .run(let o):

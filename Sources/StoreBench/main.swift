@@ -7,6 +7,10 @@
 //   swift build -c release --product store-bench
 //   .build/release/store-bench [--rows N] [--batch ROWS] [--inflight BATCHES] [--dir DIR]
 //                              [--tx-us MICROS] [--tx-rows ROWS] [--sync full|normal] [--repeat N]
+//                              [--baseline-only]
+//
+// --baseline-only measures the raw insert rate alone and prints it as
+// `baseline_rows_per_s=N sync=MODE` (scripts/load.sh's ratio baseline).
 //
 // The machine is shared, so each figure is the median of N runs (raw and
 // store runs alternate); the latency lines come from the median store run.
@@ -25,8 +29,10 @@ var txMicros: UInt64 = StoreOptions(dataDirectory: "").maxTransactionMicros
 var txRows = StoreOptions(dataDirectory: "").maxRowsPerTransaction
 var modes: [StoreOptions.Synchronous] = [.full, .normal]
 var repeats = 3
+var baselineOnly = false
 var args = CommandLine.arguments.dropFirst()
 while let a = args.popFirst() {
+    if a == "--baseline-only" { baselineOnly = true; continue }
     guard let v = args.popFirst() else { fatalError("\(a) needs a value") }
     switch a {
     case "--rows": rows = Int(v)!
@@ -175,6 +181,15 @@ func q(_ h: LogHistogram) -> String {
 }
 
 mkdir(dir, 0o700)
+if baselineOnly {
+    for sync in modes {
+        let raws = try (0..<repeats).map { _ in try rawBaseline(sync) }
+        print("baseline_rows_per_s=\(Int(raws.sorted()[raws.count / 2].rounded())) sync=\(sync.rawValue) rows=\(rows) rows_per_tx=\(batchRows * 100) runs=\(repeats)")
+    }
+    removeDatabase(dir)
+    rmdir(dir)
+    exit(0)
+}
 print("store-bench: \(fmt(Double(rows))) aggregate rows, batches of \(batchRows), \(inflight) batches in flight, "
       + "transactions up to \(txRows) rows / \(txMicros) µs of work, dir \(dir)")
 print("SQLite \(String(cString: sqlite3_libversion()))")

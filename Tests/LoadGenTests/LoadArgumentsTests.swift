@@ -82,7 +82,7 @@ final class LoadArgumentsTests: XCTestCase {
     func testErrorsNameTheOptionAndWhatWasExpected() {
         XCTAssertTrue(usageError([]).contains("no command"))
         XCTAssertEqual(usageError(["dencity", "--key", key]),
-                       "unknown command 'dencity' (did you mean 'density'?); expected density, ingest or verify")
+                       "unknown command 'dencity' (did you mean 'density'?); expected density, ingest, verify or e2e")
         XCTAssertTrue(usageError(["density"]).contains("access key is required"))
         XCTAssertTrue(usageError(["density", "--key", "nodot"]).hasPrefix("--key: not an access key"))
         XCTAssertEqual(usageError(["density", "--key", key, "--agnets", "5"]), "unknown option '--agnets' (did you mean '--agents'?)")
@@ -108,6 +108,20 @@ final class LoadArgumentsTests: XCTestCase {
         XCTAssertEqual(try parse(["verify", "--ledger", "l", "--db", "a.db", "--db=b.db"]),
                        .verify(VerifyOptions(ledgerPath: "l", databases: ["a.db", "b.db"])))
         XCTAssertTrue(HelpText.usage.contains("--max-pending"))
+    }
+
+    func testE2EOptions() throws {
+        guard case .e2e(let o) = try parse(["e2e", "--udp", "127.0.0.1:51800", "--db", "/d/vigil.db", "--rate", "500",
+                                            "--window-ms", "1000", "--check", "p2"]) else { return XCTFail() }
+        XCTAssertEqual(o.udp, try SocketAddress(ip: "127.0.0.1", port: 51800))
+        XCTAssertEqual(o.database, "/d/vigil.db")
+        XCTAssertEqual(o.rate, 500)
+        XCTAssertEqual(o.windowMs, 1000)
+        XCTAssertEqual(o.monitor, "e2e")
+        XCTAssertEqual(o.check, "p2")
+        XCTAssertEqual(usageError(["e2e", "--db", "x"]), "e2e needs --udp IP:PORT (the agent's ipa_port)")
+        XCTAssertEqual(usageError(["e2e", "--udp", "127.0.0.1:1", "--db", "x", "--window-ms", "5"]),
+                       "--window-ms: expected an integer 100...3600000, got '5'")
     }
 
     func testSourcesResolve() throws {

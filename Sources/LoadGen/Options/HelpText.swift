@@ -9,6 +9,8 @@ public enum HelpText {
       vigil-load ingest  --key KEY [options]     saturate: keep every session's batch window full
       vigil-load verify  --ledger FILE --db PATH [--db PATH]…
                                                  check a run's acknowledged batches against collector databases
+      vigil-load e2e --udp IP:PORT --db PATH [options]
+                                                 datagram sent → aggregate durable, through a real agent
       vigil-load --help
 
     Each simulated agent opens one TCP session (Noise NNpsk0 with the project's access key), sends
@@ -59,5 +61,13 @@ public enum HelpText {
       verify: acked_batches=… acked_records=… lost_records=… duplicate_rows=… cross_collector_batches=… …
     and exits 0 only when lost_records=0 and duplicate_rows=0 (1 otherwise, 2 on a usage error).
     Run it after the collectors have stopped.
+
+    e2e: sends single-record IPA datagrams (host e2e.example.com, path /e2e/N) to the agent at --udp and
+    polls the collector's database (read-only) for the rule's rows; each datagram's latency is the first
+    time its window's row was visible minus its send time. Needs a filter rule host e2e.example.com,
+    path /e2e/* → --monitor/--check, and --window-ms equal to the agent's aggregation_interval_ms.
+      --rate N [1000]  --duration S [10]  --window-ms MS [1000]  --monitor M [e2e]  --check C [probe]
+      --settle S       wait after the last datagram for its row [5]
+    Prints  e2e: sent=… windows=… stored_records=… e2e_p50_ms=… e2e_p99_ms=… after_window_p99_ms=…
     """
 }

@@ -9,6 +9,7 @@ import Wire
 public enum LoadCommand: Equatable, Sendable {
     case run(LoadOptions)
     case verify(VerifyOptions)
+    case e2e(E2EOptions)
     case help
 }
 
@@ -27,16 +28,20 @@ public enum LoadArguments {
         "--report-interval", "--json", "--seed",
     ]
     static let verifyOptions = ["--ledger", "--db"]
+    static let e2eOptions = ["--udp", "--db", "--rate", "--duration", "--window-ms", "--monitor", "--check", "--settle"]
 
     /// Parses `arguments` (without the program name). `readFile` returns a
     /// file's text or nil (for --key-file).
     public static func parse(_ arguments: [String], readFile: (String) -> String? = { ProcessLimits.readSmallFile($0) })
         throws(UsageError) -> LoadCommand {
-        guard let first = arguments.first else { throw UsageError("no command given (density, ingest or verify); see --help") }
+        guard let first = arguments.first else { throw UsageError("no command given (density, ingest, verify or e2e); see --help") }
         if first == "--help" || first == "-h" || first == "help" { return .help }
         if arguments.contains("--help") || arguments.contains("-h") { return .help }
-        let pairs = try split(Array(arguments.dropFirst()), allowed: first == "verify" ? verifyOptions : runOptions)
+        let allowed = first == "verify" ? verifyOptions : first == "e2e" ? e2eOptions : runOptions
+        let pairs = try split(Array(arguments.dropFirst()), allowed: allowed)
         switch first {
+        case "e2e":
+            return .e2e(try e2eOptions(pairs))
         case "verify":
             var ledger: String?
             var dbs: [String] = []
@@ -48,8 +53,8 @@ public enum LoadArguments {
             return .verify(VerifyOptions(ledgerPath: ledger, databases: dbs))
         default:
             guard let mode = LoadMode(rawValue: first) else {
-                let known = LoadMode.allCases.map(\.rawValue) + ["verify"]
-                throw UsageError("unknown command '\(first)'" + suggestion(first, known) + "; expected density, ingest or verify")
+                let known = LoadMode.allCases.map(\.rawValue) + ["verify", "e2e"]
+                throw UsageError("unknown command '\(first)'" + suggestion(first, known) + "; expected density, ingest, verify or e2e")
             }
             return .run(try runOptions(mode, pairs, readFile: readFile))
         }
@@ -129,6 +134,29 @@ public enum LoadArguments {
         }
         guard o.reconnectMin <= o.reconnectMax else {
             throw UsageError("--reconnect-min (\(o.reconnectMin)) is above --reconnect-max (\(o.reconnectMax))")
+        }
+        return o
+    }
+
+    static func e2eOptions(_ pairs: [(String, String)]) throws(UsageError) -> E2EOptions {
+        var udp: SocketAddress?, db: String?
+        for (name, v) in pairs {
+            if name == "--udp" { udp = try addresses(name, v, defaultPort: 51712).first }
+            if name == "--db" { db = try nonEmpty(name, v) }
+        }
+        guard let udp else { throw UsageError("e2e needs --udp IP:PORT (the agent's ipa_port)") }
+        guard let db else { throw UsageError("e2e needs --db PATH (the collector's vigil.db)") }
+        var o = E2EOptions(udp: udp, database: db)
+        for (name, v) in pairs {
+            switch name {
+            case "--rate": o.rate = try number(name, v, 1...100_000)
+            case "--duration": o.duration = try number(name, v, 0.1...3600)
+            case "--window-ms": o.windowMs = Int64(try int(name, v, 100...3_600_000))
+            case "--monitor": o.monitor = try nonEmpty(name, v)
+            case "--check": o.check = try nonEmpty(name, v)
+            case "--settle": o.settle = try number(name, v, 0...3600)
+            default: break
+            }
         }
         return o
     }
