@@ -98,8 +98,12 @@ public enum Verifier {
         var duplicateAll: UInt64 = 0
         var otherRows: UInt64 = 0, otherRecords: UInt64 = 0
         do {
+            // Per database the rows are summed (an agent that sent two rows
+            // for one window counts both); across databases a key counts
+            // once (the same aggregate re-sent to the other collector).
             var others: [String: UInt64] = [:]
             for db in dbs {
+                var here: [String: UInt64] = [:]
                 duplicateAll += UInt64(try db.scalar("""
                     SELECT COALESCE(SUM(c - 1), 0) FROM
                       (SELECT COUNT(*) AS c FROM measurements GROUP BY series_id, ts_ms HAVING c > 1)
@@ -114,8 +118,9 @@ public enum Verifier {
                 q.bind(2, h.prefix + "-")
                 while try q.step() {
                     let key = "\(q.text(0))\u{1}\(q.text(1))\u{1}\(q.text(2))\u{1}\(q.text(3))\u{1}\(q.int64(4))"
-                    others[key] = max(others[key] ?? 0, UInt64(max(0, q.int64(5))))
+                    here[key, default: 0] += UInt64(max(0, q.int64(5)))
                 }
+                for (key, n) in here { others[key] = max(others[key] ?? 0, n) }
             }
             otherRows = UInt64(others.count)
             otherRecords = others.values.reduce(0, +)
