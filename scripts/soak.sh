@@ -113,12 +113,13 @@ wait_line() {   # wait_line FILE PATTERN SECONDS PID
 }
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 fds() { ls "/proc/$1/fd" 2>/dev/null | wc -l; }
-field() { tr ' ' '\n' <<<"$2" | sed -n "s/^$1=//p" | head -1; }
+jnum() { sed -n "s/.*\"$1\":\([0-9]*\).*/\1/p" <<<"$2"; }   # jnum KEY JSON: the last numeric "KEY":N
+field() { tr ' ' '\n' <<<"$2" | sed -n "/^$1=/{s/^$1=//p;q}"; }
 http_of() { [ "$1" = A ] && echo "$HTTP_A" || echo "$HTTP_B"; }
 metric() {   # metric A|B NAME [LABELS]
     local n=$2
     [ -n "${3:-}" ] && n="$2{$3}"
-    curl -sf -m 2 "http://127.0.0.1:$(http_of "$1")/metrics" | awk -v n="$n" '$1 == n {print $2; exit}'
+    curl -sf -m 2 "http://127.0.0.1:$(http_of "$1")/metrics" | awk -v n="$n" '$1 == n && !done {print $2; done = 1}'
 }
 established() { local v; v=$(metric "$1" vigil_sessions 'phase="established"' || true); echo "${v:-0}"; }
 all_sessions() { local v s=0 p; for p in handshake established closing; do v=$(metric "$1" vigil_sessions "phase=\"$p\"" || true); s=$((s + ${v:-0})); done; echo $s; }
@@ -343,10 +344,10 @@ agent_json=""
 for c in B A; do
     j=$(curl -sf -m 5 -H "Authorization: Bearer $(cat "$DIR/$c/admin_token")" "http://127.0.0.1:$(http_of "$c")/api/v1/agents" || true)
     grep -q '"records_matched"' <<<"$j" || continue
-    m=$(grep -o '"records_matched":[0-9]*' <<<"$j" | head -1 | cut -d: -f2)
-    if [ -z "$agent_json" ] || [ "$m" -gt "$(grep -o '"records_matched":[0-9]*' <<<"$agent_json" | head -1 | cut -d: -f2)" ]; then agent_json=$j; fi
+    m=$(jnum records_matched "$j")
+    if [ -z "$agent_json" ] || [ "$m" -gt "$(jnum records_matched "$agent_json")" ]; then agent_json=$j; fi
 done
-counter() { grep -o "\"$1\":[0-9]*" <<<"$agent_json" | head -1 | cut -d: -f2; }
+counter() { jnum "$1" "$agent_json"; }
 matched=$(counter records_matched); agent_kernel_drops=$(counter drops_kernel)
 q1=$(counter drops_queue1); ev=$(counter drops_inflight_evicted); un=$(counter drops_unencodable)
 item_drops=$(( ${q1:-0} + ${ev:-0} + ${un:-0} ))

@@ -7,10 +7,12 @@
 //   swift build -c release --product store-bench
 //   .build/release/store-bench [--rows N] [--batch ROWS] [--inflight BATCHES] [--dir DIR]
 //                              [--tx-us MICROS] [--tx-rows ROWS] [--sync full|normal] [--repeat N]
-//                              [--baseline-only]
+//                              [--baseline-only] [--series N]
 //
 // --baseline-only measures the raw insert rate alone and prints it as
-// `baseline_rows_per_s=N sync=MODE` (scripts/load.sh's ratio baseline).
+// `baseline_rows_per_s=N sync=MODE` (scripts/load.sh's ratio baseline);
+// --series spreads the raw rows over N series (default 1000), each with
+// increasing timestamps, to match a workload's (agent, check) count.
 //
 // The machine is shared, so each figure is the median of N runs (raw and
 // store runs alternate); the latency lines come from the median store run.
@@ -30,6 +32,7 @@ var txRows = StoreOptions(dataDirectory: "").maxRowsPerTransaction
 var modes: [StoreOptions.Synchronous] = [.full, .normal]
 var repeats = 3
 var baselineOnly = false
+var baselineSeries = 1000
 var args = CommandLine.arguments.dropFirst()
 while let a = args.popFirst() {
     if a == "--baseline-only" { baselineOnly = true; continue }
@@ -43,6 +46,7 @@ while let a = args.popFirst() {
     case "--tx-rows": txRows = Int(v)!
     case "--sync": modes = [v == "normal" ? .normal : .full]
     case "--repeat": repeats = max(1, Int(v)!)
+    case "--series": baselineSeries = max(1, Int(v)!)
     default: fatalError("unknown option \(a)")
     }
 }
@@ -94,7 +98,8 @@ func rawBaseline(_ sync: StoreOptions.Synchronous) throws -> Double {
         try db.exec("BEGIN")
         for _ in 0..<min(perTx, rows - i) {
             let m = row(i)
-            s.bind(1, Int64(i % 1000 + 1)); s.bind(2, m.ts); s.bind(3, m.count); s.bind(4, m.sumMs); s.bind(5, m.minMs)
+            let ts = 1_700_000_000_000 + Int64(i / baselineSeries) * 10_000
+            s.bind(1, Int64(i % baselineSeries + 1)); s.bind(2, ts); s.bind(3, m.count); s.bind(4, m.sumMs); s.bind(5, m.minMs)
             s.bind(6, m.maxMs); s.bind(7, m.p50Ms); s.bind(8, m.p95Ms); s.bind(9, m.p99Ms); s.bindNull(10)
             try s.run()
             s.reset()
@@ -184,7 +189,7 @@ mkdir(dir, 0o700)
 if baselineOnly {
     for sync in modes {
         let raws = try (0..<repeats).map { _ in try rawBaseline(sync) }
-        print("baseline_rows_per_s=\(Int(raws.sorted()[raws.count / 2].rounded())) sync=\(sync.rawValue) rows=\(rows) rows_per_tx=\(batchRows * 100) runs=\(repeats)")
+        print("baseline_rows_per_s=\(Int(raws.sorted()[raws.count / 2].rounded())) sync=\(sync.rawValue) rows=\(rows) rows_per_tx=\(batchRows * 100) series=\(baselineSeries) runs=\(raws.map { Int($0.rounded()) })")
     }
     removeDatabase(dir)
     rmdir(dir)
