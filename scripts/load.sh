@@ -24,7 +24,7 @@
 # Ends with one line `load: key=value …` and writes everything to results/load-<UTC time>.json.
 # Stops everything it started on exit, on failure and on Ctrl-C.
 #
-# Options (or environment): --agents N (AGENTS, 10000), --rate N (RATE, 3000 connects/s),
+# Options (or environment): --agents N (AGENTS, 10000), --rate N (RATE, 5000 connects/s, at most 1,000 in progress),
 # --hold S (HOLD, 30), --ingest-s S (INGEST_S, 20), --ingest-agents N (INGEST_AGENTS, 50),
 # --quick (a short smoke run), --keep (keep the temporary directory). Environment: RATES (UDP
 # steps, datagrams/s, agent and C receiver), COLLECTD_RATES (its steps), STEP_S (3), PORT (47600: collector; +80 HTTP, +100 agent UDP, +101 C
@@ -34,7 +34,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 
 AGENTS=${AGENTS:-10000}
-RATE=${RATE:-3000}
+RATE=${RATE:-5000}
 HOLD=${HOLD:-30}
 INGEST_S=${INGEST_S:-20}
 INGEST_AGENTS=${INGEST_AGENTS:-50}
@@ -92,9 +92,10 @@ fail() { echo "load.sh: $*" >&2; exit 1; }
 say() { echo "$*" >&2; }
 
 # Descriptors: the collector and vigil-load each hold one per session.
-need=$((AGENTS + 4096))
+need=$((AGENTS + 400))   # one per session, ~300 of the collector's own
 if [ "$(ulimit -Hn)" != unlimited ] && [ "$(ulimit -Hn)" -lt "$need" ]; then
-    ulimit -Hn "$need" 2>/dev/null || fail "need $need descriptors for $AGENTS agents, hard limit $(ulimit -Hn); run as root or lower --agents"
+    ulimit -Hn "$need" 2>/dev/null \
+        || fail "need $need descriptors for $AGENTS agents, but the hard limit is $(ulimit -Hn) and cannot be raised here (CAP_SYS_RESOURCE); use --agents $(( $(ulimit -Hn) - 400 )) or fewer"
 fi
 ulimit -Sn "$need"
 

@@ -79,9 +79,10 @@ say() { printf '[%4ss] %s\n' "$(( $(date +%s) - T0 ))" "$*" >&2; }
 VIOLATIONS=()
 violation() { VIOLATIONS+=("$1"); say "VIOLATION: $1"; }
 
-need=$((AGENTS + 4096))
+need=$((AGENTS + 400))   # one per session, ~300 of the collector's own
 if [ "$(ulimit -Hn)" != unlimited ] && [ "$(ulimit -Hn)" -lt "$need" ]; then
-    ulimit -Hn "$need" 2>/dev/null || fail "need $need descriptors for $AGENTS agents, hard limit $(ulimit -Hn)"
+    ulimit -Hn "$need" 2>/dev/null \
+        || fail "need $need descriptors for $AGENTS agents, but the hard limit is $(ulimit -Hn) and cannot be raised here; use --agents $(( $(ulimit -Hn) - 400 )) or fewer"
 fi
 ulimit -Sn "$need"
 
