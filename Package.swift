@@ -17,6 +17,7 @@ let package = Package(
         .library(name: "Wire", targets: ["Wire"]),
         .library(name: "ConfigFile", targets: ["ConfigFile"]),
         .library(name: "CollectorStore", targets: ["CollectorStore"]),
+        .executable(name: "vigil-collector", targets: ["vigil-collector"]),
     ],
     targets: [
         // ── C shims over Debian's -dev packages ────────────────────────────
@@ -52,6 +53,8 @@ let package = Package(
 
         // ── Executables ────────────────────────────────────────────────────
         .executableTarget(name: "reactor-demo", dependencies: ["Reactor"], path: "Sources/ReactorDemo"),
+        // The collector: `run`, `keys`, `check-config` (all in Collector's CollectorCommand).
+        .executableTarget(name: "vigil-collector", dependencies: ["Collector"]),
         .executableTarget(name: "store-bench", dependencies: ["CollectorStore", "Reactor", "CSQLite"], path: "Sources/StoreBench"),
         .executableTarget(name: "reactor-bench", dependencies: ["Reactor"], path: "Sources/ReactorBench"),
         // Release-mode crypto and handshake throughput (scripts/bench-wire.sh).
@@ -68,7 +71,8 @@ let package = Package(
         .testTarget(name: "ConfigFileTests", dependencies: ["ConfigFile"]),
         .testTarget(name: "CollectorStoreTests", dependencies: ["CollectorStore", "Reactor"]),
         .testTarget(name: "AgentTests", dependencies: ["Agent", "Reactor"]),
-        .testTarget(name: "CollectorTests", dependencies: ["Collector", "Reactor"]),
+        // Integration tests start the built vigil-collector (a dependency, so it is built first).
+        .testTarget(name: "CollectorTests", dependencies: ["Collector", "Reactor", "Wire", "ConfigFile", "CollectorStore", "vigil-collector"]),
     ],
     swiftLanguageModes: [.v5]
 )

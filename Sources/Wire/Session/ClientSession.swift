@@ -136,7 +136,11 @@ public final class ClientSession {
     }
 
     /// Shrinks buffers grown by a burst; call on idle sessions.
-    public func releaseMemory() { channel.releaseMemory() }
+    public func releaseMemory() { compactBuffers(threshold: 512) }
+    /// Frees buffer memory above `threshold` bytes that no message is using
+    /// (see `SecureChannel.compact`); call between reads, after writing
+    /// `outbound` out. Cheap when there is nothing to free.
+    public func compactBuffers(threshold: Int = 4096) { channel.compact(threshold: threshold) }
 
     /// Queues a record for the next transport message.
     public func send(_ record: Record) throws(SessionError) { try channel.send(record) }
