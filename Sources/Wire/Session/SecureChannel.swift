@@ -310,14 +310,6 @@ final class SecureChannel {
         return offset
     }
 
-    /// Returns grown buffers to small sizes while nothing is in flight
-    /// (an idle session after a burst).
-    func releaseMemory() {
-        if outbound.isEmpty { outbound.shrink(to: 512) }
-        frames.shrink(to: 512)
-        if pending.count == 0 { pending = WireWriter(capacity: 256, limit: limits.maxMessagePlaintext) }
-    }
-
     /// Seals records queued during `feed` (Pongs, owner replies). An
     /// outbound overflow here closes the session: the peer is not reading.
     func flushAfterFeed(_ handler: (SessionEvent) -> Void) {

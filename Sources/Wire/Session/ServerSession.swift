@@ -192,8 +192,7 @@ public final class ServerSession {
     }
 
     /// Shrinks buffers grown by a burst; call on idle sessions.
-    public func releaseMemory() { channel.releaseMemory() }
-
+    public func releaseMemory() { compactBuffers(threshold: 512) }
     /// Frees buffer memory above `threshold` bytes that no message is using
     /// (see `SecureChannel.compact`); call between reads, after writing
     /// `outbound` out. Cheap when there is nothing to free.
