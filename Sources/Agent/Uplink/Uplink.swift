@@ -290,9 +290,21 @@ public final class Uplink {
         return writeOut(link)
     }
 
-    private func schedulePump() {
-        guard let link, link.established, !pumpTimer.isActive else { return }
-        pumpTimer.start(after: 0)
+    /// Raw events arrive one at a time; lingering this long before a burst
+    /// lets them share a batch (one record and one Ack instead of dozens).
+    public static let linger = 0.05
+
+    /// Arms the pump: at once for queue 1, re-sends, a full batch of queue 2
+    /// or a yielded burst; after `linger` for a few raw events.
+    private func schedulePump(now: Bool = false) {
+        guard let link, link.established else { return }
+        let urgent = now || reintroduce || !queues.queue1.isEmpty || queues.queue2.count >= batchItemLimit
+            || window.firstPending(after: sentThrough) != nil
+        if pumpTimer.isActive {
+            if urgent && pumpTimer.remaining > 0.0005 { pumpTimer.start(after: 0) }
+            return
+        }
+        pumpTimer.start(after: urgent ? 0 : Uplink.linger)
     }
 
     private var inFlightLimit: Int {
@@ -364,7 +376,7 @@ public final class Uplink {
         if produced >= budget && !blocked && hasWork {
             // Budget spent: yield, continue on a later iteration.
             counters.burstsYielded &+= 1
-            schedulePump()
+            schedulePump(now: true)
         } else if reintroduce && !hasWork {
             reintroduce = false
             link.reintroducing = true

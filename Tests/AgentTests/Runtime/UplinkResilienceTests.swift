@@ -167,6 +167,21 @@ final class UplinkResilienceTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(h.runtime.uplink.counters.burstsYielded, 10)
     }
 
+    func testTricklingRawEventsShareBatches() throws {
+        let h = try AgentHarness(["forward_raw_events": "on"])
+        try h.start()
+        XCTAssertTrue(h.run(until: h.connected))
+        h.install(all, version: 1)
+        let before = h.runtime.uplink.counters.batchesSent
+        for i in 0..<10 {
+            h.send(["0\tGET\th\t/k/\(i)\t1"])
+            h.spin(0.004)
+        }
+        XCTAssertTrue(h.run(until: { h.collector.events.count == 10 }))
+        let batches = h.runtime.uplink.counters.batchesSent - before
+        XCTAssertLessThanOrEqual(batches, 4, "events 4 ms apart linger \(Uplink.linger) s and travel together")
+    }
+
     func testRejectedKeyIsReportedAndRetried() throws {
         let h = try AgentHarness()
         h.collector.reject = ErrorRecord(code: .rejected, message: "unknown key")
