@@ -113,6 +113,7 @@ final class UDPTests: XCTestCase {
         let text = String(events)
         XCTAssertFalse(text.contains("BB"), "batches ran back to back: \(text)")
         XCTAssertEqual(events.filter { $0 == "B" }.count, n / 8)
+        receiver = nil  // the handler and timers capture this variable: break the cycle
     }
 
     func testKernelDropsCountedWhenReceiveQueueOverflows() throws {
@@ -247,6 +248,27 @@ final class UDPTests: XCTestCase {
         XCTAssertEqual(batches, 1)
         XCTAssertNil(weakReceiver, "a stopped receiver is released by the loop")
         XCTAssertEqual(loop.activeWatchers, 0)
+    }
+
+    func testStoppedReceiverItsSocketAndLoopAreFreed() throws {
+        weak var weakLoop: EventLoop?
+        weak var weakReceiver: UDPReceiver?
+        weak var weakSocket: UDPSocket?
+        var fd: Int32 = -1
+        try {
+            let loop = EventLoop()
+            let rx = try UDPSocket.loopback()
+            fd = rx.fd
+            let r = try UDPReceiver(socket: rx, loop: loop) { _ in }
+            r.start()
+            loop.runOnce()
+            r.stop()
+            (weakLoop, weakReceiver, weakSocket) = (loop, r, rx)
+        }()
+        XCTAssertNil(weakReceiver)
+        XCTAssertNil(weakSocket)
+        XCTAssertNil(weakLoop, "the loop leaked (a reference cycle through one of its parts)")
+        XCTAssertEqual(fcntl(fd, F_GETFD), -1, "the socket's descriptor was not closed")
     }
 
     func testInvalidConfigIsRejected() throws {

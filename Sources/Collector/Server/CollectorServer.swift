@@ -162,9 +162,9 @@ public final class CollectorServer {
         SessionSettings(maxClients: s.maxClients, handshakeTimeout: s.handshakeTimeout, idleTimeout: s.idleTimeout)
     }
 
-    /// Raises RLIMIT_NOFILE to the hard limit and warns about the limits
-    /// that silently cap a server: a backlog above somaxconn, and more
-    /// clients allowed than descriptors.
+    /// Raises RLIMIT_NOFILE to the hard limit and warns when more clients
+    /// are allowed than descriptors (the backlog-versus-somaxconn warning
+    /// comes from TCPListener).
     private func tuneDescriptors() {
         do {
             let (before, after, hard) = try ProcessLimits.raiseDescriptorLimit()
@@ -183,10 +183,8 @@ public final class CollectorServer {
                       "usable": "\(limit > CollectorServer.descriptorReserve ? limit - CollectorServer.descriptorReserve : 0)",
                       "hint": "raise the hard limit (LimitNOFILE=, ulimit -Hn) or lower max_clients"])
         }
-        if let cap = ProcessLimits.somaxconn(), Int(s.backlog) > cap {
-            Log.warn("backlog exceeds net.core.somaxconn; the kernel caps it",
-                     ["backlog": "\(s.backlog)", "somaxconn": "\(cap)", "hint": "sysctl -w net.core.somaxconn=\(s.backlog)"])
-        }
+        // A backlog above net.core.somaxconn is reported by TCPListener
+        // when it listens (the kernel caps it silently).
     }
 
     // MARK: reload (SIGHUP)

@@ -60,8 +60,9 @@ final class AgentSession: TCPConnectionHandler, DeadlineEntry, CustomStringConve
     private var ackScheduled = false
     private var windowPaused = false
     private var draining = false
-    /// The latest Interfaces record, as JSON, for status snapshots.
-    private var interfaces: JSON?
+    /// The latest Interfaces record as JSON text (one allocation), for
+    /// status snapshots.
+    private var interfaces: String?
 
     init(manager: SessionManager, peer: SocketAddress, sessionID: UInt64, overCapacity: Bool) {
         self.manager = manager
@@ -330,7 +331,7 @@ final class AgentSession: TCPConnectionHandler, DeadlineEntry, CustomStringConve
             receivedStatus(s)
         case .interfaces(let i):
             manager.stats.interfaceRecords &+= 1
-            interfaces = AgentSession.json(i)
+            interfaces = AgentSession.json(i).serialized
         case .patternsRequest(let r):
             manager.patternsRequested(by: self, have: r.haveVersion)
         case .scheduleRequest(let r):
@@ -434,7 +435,7 @@ final class AgentSession: TCPConnectionHandler, DeadlineEntry, CustomStringConve
             ("rss_bytes", .number(Double(s.rssBytes))),
             ("counters", .object(s.counters.map { ($0.name, .number(Double($0.value))) })),
         ]
-        if let interfaces { fields.append(("interfaces", interfaces)) }
+        if let interfaces { fields.append(("interfaces", .raw(interfaces))) }
         manager.agentStatus(self, state: newState, messages: messages, json: JSON.object(fields).serialized)
     }
 
@@ -462,7 +463,7 @@ final class AgentSession: TCPConnectionHandler, DeadlineEntry, CustomStringConve
             return false
         }
         flushOutbound()
-        wire.compactBuffers()
+        wire.compactBuffers(threshold: SessionManager.idleBufferBytes)
         return phase == .established
     }
 
@@ -505,7 +506,7 @@ final class AgentSession: TCPConnectionHandler, DeadlineEntry, CustomStringConve
 
     private func afterWireActivity() {
         flushOutbound()
-        wire?.compactBuffers()
+        wire?.compactBuffers(threshold: SessionManager.idleBufferBytes)
     }
 
     // MARK: timeouts

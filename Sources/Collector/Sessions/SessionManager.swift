@@ -36,6 +36,9 @@ public final class SessionManager {
     static let closeGrace = 5.0
     /// Patterns sent per loop iteration when a change is pushed.
     static let pushSlice = 256
+    /// What a session's Wire buffers keep between messages: enough for an
+    /// Ack or a Pong, so an idle session holds almost no buffer memory.
+    static let idleBufferBytes = 64
     /// Handshakes completed per loop iteration (each costs an X25519 key
     /// generation and agreement, ~0.1 ms); a reconnect storm is spread over
     /// iterations instead of holding the loop.

@@ -128,6 +128,10 @@ public final class EventLoop {
     /// The loop's cached wall-clock time at the start of this iteration (`ev_now`).
     public var now: Double { ev_now(raw) }
 
+    /// Monotonic seconds (CLOCK_MONOTONIC), for intervals and deadlines that
+    /// must not jump with the wall clock; not cached per iteration.
+    public var monotonicNow: Double { Clock.monotonic() }
+
     /// Refreshes `now` (`ev_now_update`), e.g. after a long computation.
     public func updateNow() { ev_now_update(raw) }
 

@@ -181,7 +181,9 @@ public final class UDPReceiver {
                 }
             } catch let e as SyscallError {
                 receiveErrors &+= 1
-                if lastError == nil { Log.warn("udp receive failed", ["socket": "\(socket.localAddress)", "error": "\(e)"]) }
+                // One line per change of cause, not per wakeup: a persistent
+                // error would otherwise log on every loop iteration.
+                if lastError?.errno != e.errno { Log.warn("udp receive failed", ["socket": "\(socket.localAddress)", "error": "\(e)"]) }
                 lastError = e
                 return
             } catch { return }

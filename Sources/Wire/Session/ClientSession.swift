@@ -132,8 +132,8 @@ public final class ClientSession {
         }
     }
 
-    /// Frees buffers grown by a past large message (see
-    /// `SecureChannel.compact`); call between reads, after writing
+    /// Frees buffer memory above `threshold` bytes that no message is using
+    /// (see `SecureChannel.compact`); call between reads, after writing
     /// `outbound` out. Cheap when there is nothing to free.
     public func compactBuffers(threshold: Int = 4096) { channel.compact(threshold: threshold) }
 

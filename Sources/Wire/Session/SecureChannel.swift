@@ -177,15 +177,18 @@ final class SecureChannel {
         interner.clear()
     }
 
-    /// Gives back memory a past large message left behind: the frame
-    /// buffer (between frames), `outbound` (when written out) and the
-    /// plaintext buffer (when empty), once each exceeds `threshold` bytes.
-    /// A long-lived idle session then holds only its small initial buffers.
+    /// Gives back memory a past message left behind: the frame buffer
+    /// (between frames), `outbound` (once written out) and the plaintext
+    /// buffer (when empty), each that holds more than `threshold` bytes, go
+    /// back to `min(threshold, 512)` (at least 16). A collector holding 10^5
+    /// mostly idle sessions passes a small threshold, so an idle session
+    /// keeps almost no buffer memory; the next message grows them again.
     func compact(threshold: Int) {
-        if frames.capacity > threshold { frames.shrink(to: 512) }
-        if outbound.capacity > threshold { outbound.shrink(to: 512) }
+        let idle = max(16, min(threshold, 512))
+        if frames.capacity > threshold { frames.shrink(to: idle) }
+        if outbound.capacity > threshold { outbound.shrink(to: idle) }
         if pending.count == 0 && pending.bytes.capacity > threshold {
-            pending = WireWriter(capacity: 256, limit: limits.maxMessagePlaintext)
+            pending = WireWriter(capacity: idle, limit: limits.maxMessagePlaintext)
         }
     }
 

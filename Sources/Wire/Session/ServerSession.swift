@@ -119,6 +119,9 @@ public final class ServerSession {
                 NoiseHandshake(role: .responder, prologue: $0, psk: psk, ephemeralSecret: ephemeralSecret)
             }
             psk.wipe()
+            // The prologue is absorbed into the handshake hash: a session
+            // that lives for days need not keep its copy.
+            preambleBytes = []
             channel.state = .handshake
             return take - extra
         }
@@ -188,8 +191,8 @@ public final class ServerSession {
         channel.state = .closed(.rejected)
     }
 
-    /// Frees buffers grown by a past large message (see
-    /// `SecureChannel.compact`); call between reads, after writing
+    /// Frees buffer memory above `threshold` bytes that no message is using
+    /// (see `SecureChannel.compact`); call between reads, after writing
     /// `outbound` out. Cheap when there is nothing to free.
     public func compactBuffers(threshold: Int = 4096) { channel.compact(threshold: threshold) }
 
