@@ -10,14 +10,6 @@ func cLibrary(_ name: String) -> LinkerSetting {
     staticC ? .unsafeFlags(["-Xlinker", "-l:lib\(name).a"]) : .linkedLibrary(name)
 }
 
-// libsodium (X25519, ChaCha20-Poly1305, SHA-256, HMAC) from libsodium-dev:
-// through pkg-config normally; with VIGIL_STATIC=1 the same module as a C
-// target that links libsodium.a (a system library's module map would link
-// the shared object).
-let sodium: Target = staticC
-    ? .target(name: "CSodium", path: "Sources/CSodiumStatic", linkerSettings: [cLibrary("sodium")])
-    : .systemLibrary(name: "CSodium", pkgConfig: "libsodium", providers: [.apt(["libsodium-dev"])])
-
 let package = Package(
     name: "Vigil",
     products: [
@@ -34,7 +26,11 @@ let package = Package(
         .target(name: "CEv", linkerSettings: [cLibrary("ev"), .linkedLibrary("m")]),
         // Linux socket calls hidden behind _GNU_SOURCE, and the CMSG macros.
         .target(name: "CSystem"),
-        sodium,
+        // libsodium's header (X25519, ChaCha20-Poly1305, SHA-256, HMAC) from
+        // libsodium-dev. No pkgConfig and no `link` in the modulemap: both
+        // would add -lsodium and pin the shared library even with
+        // VIGIL_STATIC=1; Wire links it through cLibrary, like CEv does libev.
+        .systemLibrary(name: "CSodium", providers: [.apt(["libsodium-dev"])]),
         // Debian's libsqlite3-dev.
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         // libmicrohttpd's variadic start/info calls as fixed-argument functions.
@@ -44,7 +40,7 @@ let package = Package(
         // The event loop: watchers, syscalls, sockets, buffers. No Foundation.
         .target(name: "Reactor", dependencies: ["CEv", "CSystem"]),
         // The agent<->collector protocol: preamble, framing, Noise NNpsk0, records, sessions.
-        .target(name: "Wire", dependencies: ["CSodium", "Reactor"]),
+        .target(name: "Wire", dependencies: ["CSodium", "Reactor"], linkerSettings: [cLibrary("sodium")]),
         // Configuration files, environment and --set layering, and both programs' keys. No Foundation.
         .target(name: "ConfigFile"),
         // The collector's embedded SQLite storage behind an asynchronous seam.
@@ -64,6 +60,13 @@ let package = Package(
         .executableTarget(name: "vigil-collector", dependencies: ["Collector"]),
         .executableTarget(name: "store-bench", dependencies: ["CollectorStore", "Reactor", "CSQLite"], path: "Sources/StoreBench"),
         .executableTarget(name: "reactor-bench", dependencies: ["Reactor"], path: "Sources/ReactorBench"),
+        // Release-mode crypto and handshake throughput (scripts/bench-wire.sh).
+        .executableTarget(name: "wire-bench", dependencies: ["Wire", "Reactor"], path: "Sources/WireBench"),
+        // libFuzzer targets (scripts/fuzz.sh builds them with -D FUZZING);
+        // a plain build makes file-replay tools of the same code.
+        .executableTarget(name: "fuzz-framing", dependencies: ["Wire"], path: "Sources/FuzzFraming"),
+        .executableTarget(name: "fuzz-records", dependencies: ["Wire"], path: "Sources/FuzzRecords"),
+        .executableTarget(name: "fuzz-handshake", dependencies: ["Wire", "Reactor"], path: "Sources/FuzzHandshake"),
         // libFuzzer target for the agent's IPA parser and ingest path
         // (scripts/fuzz.sh builds it with -D FUZZING; a plain build replays files).
         .executableTarget(name: "fuzz-ipa", dependencies: ["Agent"], path: "Sources/FuzzIPA", exclude: ["seeds"]),

@@ -30,5 +30,7 @@ mkdir -p "$out/corpus"
 dirs=("$out/corpus")
 [ -d "$seeds" ] && dirs+=("$seeds")
 
+# Let ASan/libFuzzer report crashes; Swift's backtracer would run first.
+export SWIFT_BACKTRACE=enable=no
 exec "$bin" -max_total_time="$seconds" -max_len=16384 -rss_limit_mb=2048 -timeout=10 \
   -print_final_stats=1 -artifact_prefix="$out/" "$@" "${dirs[@]}"

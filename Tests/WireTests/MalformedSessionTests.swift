@@ -116,7 +116,7 @@ final class MalformedSessionTests: XCTestCase {
         XCTAssertEqual(pair.server.feed(bytes), [.closed(.decryptFailed)])
         // The server tells the client why before closing.
         pair.pump()
-        XCTAssertEqual(pair.client.peerError, nil)
+        XCTAssertEqual(pair.client.peerError, ErrorRecord(code: .protocolViolation, message: "decrypt_failed"))
         XCTAssertEqual(pair.clientRecords.last, .error(ErrorRecord(code: .protocolViolation, message: "decrypt_failed")))
     }
 
@@ -230,5 +230,36 @@ final class MalformedSessionTests: XCTestCase {
             let garbage = (0..<Int.random(in: 16...200, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }
             XCTAssertEqual(pair.server.feed(frame(garbage)), [.closed(.decryptFailed)])
         }
+    }
+}
+
+final class NonceExhaustionSessionTests: XCTestCase {
+    func testReceiveNonceExhaustedCloses() throws {
+        let pair = SessionPair()
+        try pair.establish()
+        pair.server.channel.receiveCipher.setNonce(UInt64.max)
+        try pair.client.send(.ping(Ping(1)))
+        try pair.client.flush()
+        pair.pump()
+        XCTAssertEqual(pair.server.closeReason, .nonceExhausted)
+    }
+
+    func testSendNonceExhaustedCloses() throws {
+        let pair = SessionPair()
+        try pair.establish()
+        pair.client.channel.sendCipher.setNonce(UInt64.max)
+        try pair.client.send(.ping(Ping(1)))
+        XCTAssertThrowsError(try pair.client.flush()) { XCTAssertEqual($0 as? SessionError, .noise(.nonceExhausted)) }
+        XCTAssertEqual(pair.client.closeReason, .nonceExhausted)
+
+        // A Pong the server owes when its own nonce is spent: the session reports the close.
+        let other = SessionPair()
+        try other.establish()
+        other.server.channel.sendCipher.setNonce(UInt64.max)
+        try other.client.send(.ping(Ping(2)))
+        try other.client.flush()
+        other.pump()
+        XCTAssertEqual(other.server.closeReason, .nonceExhausted)
+        XCTAssertEqual(other.serverEvents.last, .closed(.nonceExhausted))
     }
 }

@@ -169,6 +169,22 @@ final class SessionTests: XCTestCase {
         XCTAssertEqual(pair.client.state, .established)
     }
 
+    func testAcceptInsideTheHelloHandler() throws {
+        let pair = SessionPair()
+        try pair.client.start()
+        let bytes = SessionPair.take(pair.client.outbound)
+        var events: [SessionEvent] = []
+        bytes.withUnsafeBytes { raw in
+            pair.server.feed(raw) { event in
+                events.append(event)
+                if case .hello = event { _ = try? pair.server.accept(pair.welcome) }
+            }
+        }
+        XCTAssertEqual(events, [.hello(pair.client.hello)])
+        XCTAssertEqual(pair.server.state, .established)
+        XCTAssertEqual(pair.client.feed(SessionPair.take(pair.server.outbound)), [.welcome(pair.welcome)])
+    }
+
     func testStringTable() throws {
         let pair = SessionPair()
         try pair.establish()
@@ -249,7 +265,7 @@ final class SessionTests: XCTestCase {
         let status = Record.status(Status(timestampMs: 0, state: .capturing, messages: [String(repeating: "q", count: 4000)]))
         var refused: SessionError?
         for _ in 0..<100 {
-            do { try pair.client.send(status) } catch let e as SessionError { refused = e; break }
+            do { try pair.client.send(status) } catch { refused = error; break }
         }
         XCTAssertEqual(refused, .outboundFull)
         XCTAssertLessThanOrEqual(pair.client.outbound.readableBytes, 100_000)
@@ -264,10 +280,35 @@ final class SessionTests: XCTestCase {
         pair.server.close(.idleTimeout, error: ErrorRecord(code: .idleTimeout, message: "idle 60s"))
         XCTAssertEqual(pair.server.closeReason, .idleTimeout)
         pair.pump()
-        XCTAssertEqual(pair.client.peerError, nil)
+        XCTAssertEqual(pair.client.peerError, ErrorRecord(code: .idleTimeout, message: "idle 60s"))
         XCTAssertEqual(pair.clientRecords, [.error(ErrorRecord(code: .idleTimeout, message: "idle 60s"))])
         XCTAssertEqual(pair.client.closeReason, .peerError)
         XCTAssertEqual(pair.server.feed([1, 2, 3]), [], "a closed session ignores input")
+    }
+
+    func testClientObeysAnnouncedLimits() throws {
+        let serverLimits = SessionLimits(wire: WireLimits(maxRecordLength: 300, maxBatchItems: 3))
+        let pair = SessionPair(serverLimits: serverLimits)
+        pair.welcome = Welcome(sessionID: 1, collectorTimeMs: 0,
+                               limits: serverLimits.announced(maxInFlightBatches: 4, pingIntervalMs: 1000, idleTimeoutMs: 5000))
+        try pair.establish()
+        let item = BatchItem.event(RawEvent(timestampUs: 0, method: 0, host: 0, path: "", durationUs: 0))
+        XCTAssertThrowsError(try pair.client.send(.dataBatch(DataBatch(sequence: 1, items: [item, item, item, item])))) {
+            XCTAssertEqual($0 as? SessionError, .batchTooLarge(4))
+        }
+        XCTAssertThrowsError(try pair.client.send(.status(Status(timestampMs: 0, state: .stopped,
+                                                                  messages: [String(repeating: "m", count: 400)]))))
+        try pair.client.send(.dataBatch(DataBatch(sequence: 1, items: [item, item, item])))
+        try pair.client.flush()
+        pair.pump()
+        XCTAssertNil(pair.server.closeReason)
+        XCTAssertEqual(pair.serverRecords.count, 1)
+        pair.client.releaseMemory()
+        pair.server.releaseMemory()
+        try pair.client.send(.ping(Ping(3)))
+        try pair.client.flush()
+        pair.pump()
+        XCTAssertEqual(pair.clientRecords, [.pong(Ping(3))])
     }
 
     func testCloseReasonCounts() {

@@ -48,17 +48,18 @@ enum Sodium {
     }
 
     /// Verifies and decrypts `ciphertext` (≥ 16 bytes) into `out`
-    /// (`ciphertext.count - 16` bytes; may equal the ciphertext's address).
+    /// (`ciphertext.count - 16` bytes; may equal the ciphertext's address,
+    /// and may be nil for an empty plaintext: libsodium then only verifies).
     /// Returns false on an authentication failure, writing nothing useful.
     @inline(__always)
     static func open(key: Key32, nonce: UInt64, ad: UnsafeRawBufferPointer,
-                     ciphertext: UnsafeRawBufferPointer, out: UnsafeMutableRawPointer) -> Bool {
+                     ciphertext: UnsafeRawBufferPointer, out: UnsafeMutableRawPointer?) -> Bool {
         guard ciphertext.count >= tagLength else { return false }
         var mlen: UInt64 = 0
         return key.withUnsafeBytes { k in
             withNonce(nonce) { npub in
                 crypto_aead_chacha20poly1305_ietf_decrypt(
-                    out.assumingMemoryBound(to: UInt8.self), &mlen, nil,
+                    out?.assumingMemoryBound(to: UInt8.self), &mlen, nil,
                     ciphertext.baseAddress!.assumingMemoryBound(to: UInt8.self), UInt64(ciphertext.count),
                     ad.baseAddress?.assumingMemoryBound(to: UInt8.self), UInt64(ad.count),
                     npub, k.baseAddress!.assumingMemoryBound(to: UInt8.self)) == 0

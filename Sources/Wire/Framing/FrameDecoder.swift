@@ -50,8 +50,9 @@ public final class FrameDecoder {
         body = ByteBuffer(capacity: max(1, min(initialCapacity, maxLength)), limit: FrameDecoder.maxFrameLength)
     }
 
-    /// Bytes held for a frame that is not complete yet.
-    public var bufferedBytes: Int { headerHave + (bodyLength >= 0 ? body.readableBytes : 0) }
+    /// Bytes held for a frame that is not complete yet (0 while a complete
+    /// frame is being handed out).
+    public var bufferedBytes: Int { delivered ? 0 : headerHave + (bodyLength >= 0 ? body.readableBytes : 0) }
 
     /// Current allocation (for memory accounting).
     public var capacity: Int { body.capacity }

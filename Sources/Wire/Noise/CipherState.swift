@@ -70,7 +70,7 @@ public struct CipherState: Sendable {
         let plainLength = ciphertext.count - CipherState.tagLength
         guard out.count >= plainLength else { throw .bufferTooSmall(needed: plainLength, available: out.count) }
         guard nonce != UInt64.max else { throw .nonceExhausted }
-        guard Sodium.open(key: key, nonce: nonce, ad: ad, ciphertext: ciphertext, out: out.baseAddress!) else {
+        guard Sodium.open(key: key, nonce: nonce, ad: ad, ciphertext: ciphertext, out: out.baseAddress) else {
             throw .decryptFailed
         }
         nonce += 1

@@ -17,7 +17,7 @@ public final class ClientSession {
     public let hello: Hello?
     public private(set) var welcome: Welcome?
     /// The collector's Error record (rejection or closing notice).
-    public private(set) var peerError: ErrorRecord?
+    public var peerError: ErrorRecord? { channel.peerError }
     public private(set) var handshakeHash: Key32?
 
     public convenience init(accessKey: AccessKey, hello: Hello?, limits: SessionLimits = SessionLimits()) {
@@ -121,9 +121,15 @@ public final class ClientSession {
             handshakeHash = handshake.handshakeHash
             channel.establish(&handshake)
             channel.interner.restrict(maxID: w.limits.maxStringID, maxBytes: Int(w.limits.maxStringTableBytes))
+            if w.limits.maxRecordLength > 0 {
+                channel.sendMaxRecordLength = min(channel.sendMaxRecordLength, Int(w.limits.maxRecordLength))
+            }
+            if w.limits.maxBatchItems > 0 {
+                channel.sendMaxBatchItems = min(channel.sendMaxBatchItems, Int(w.limits.maxBatchItems))
+            }
             handler(.welcome(w))
         case .error(let e):
-            peerError = e
+            channel.peerError = e
             channel.state = .closed(.rejected)
             handler(.closed(.rejected))
         default:
@@ -136,6 +142,9 @@ public final class ClientSession {
     /// (see `SecureChannel.compact`); call between reads, after writing
     /// `outbound` out. Cheap when there is nothing to free.
     public func compactBuffers(threshold: Int = 4096) { channel.compact(threshold: threshold) }
+
+    /// Shrinks buffers grown by a burst; call on idle sessions.
+    public func releaseMemory() { channel.releaseMemory() }
 
     /// Queues a record for the next transport message.
     public func send(_ record: Record) throws(SessionError) { try channel.send(record) }

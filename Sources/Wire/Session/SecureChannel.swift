@@ -29,6 +29,12 @@ final class SecureChannel {
     let sendsAs: RecordType.Placement
     var probe = false
     var state: SessionState
+    /// The peer's Error record, if it sent one.
+    var peerError: ErrorRecord?
+    /// Bounds for records this side sends: its own limits, narrowed by what
+    /// the collector announced in Welcome (so the peer never refuses them).
+    var sendMaxRecordLength: Int
+    var sendMaxBatchItems: Int
 
     init(limits: SessionLimits, isServer: Bool, state: SessionState) {
         self.limits = limits
@@ -38,6 +44,8 @@ final class SecureChannel {
         pending = WireWriter(capacity: 256, limit: limits.maxMessagePlaintext)
         received = StringTable(maxID: limits.wire.maxStringID, maxBytes: limits.wire.maxStringTableBytes)
         interner = StringInterner(maxID: limits.wire.maxStringID, maxBytes: limits.wire.maxStringTableBytes)
+        sendMaxRecordLength = limits.wire.maxRecordLength
+        sendMaxBatchItems = limits.wire.maxBatchItems
         acceptsFromPeer = isServer ? .fromAgent : .fromCollector
         sendsAs = isServer ? .fromCollector : .fromAgent
     }
@@ -118,7 +126,7 @@ final class SecureChannel {
             default: throw .probeSession
             }
         }
-        if case .dataBatch(let b) = record, b.items.count > limits.wire.maxBatchItems {
+        if case .dataBatch(let b) = record, b.items.count > sendMaxBatchItems {
             throw .batchTooLarge(b.items.count)
         }
         let mark = pending.count
@@ -128,7 +136,7 @@ final class SecureChannel {
             try flush()
             bodyLength = record.encode(into: &pending)
         }
-        if pending.overflowed || bodyLength > limits.wire.maxRecordLength {
+        if pending.overflowed || bodyLength > sendMaxRecordLength {
             pending.truncate(to: mark)
             throw .recordTooLarge(bodyLength)
         }
@@ -149,7 +157,12 @@ final class SecureChannel {
             do throws(NoiseError) { _ = try sendCipher.encrypt(ad: UnsafeRawBufferPointer(start: nil, count: 0), plaintext: p, into: body) }
             catch { failure = error }
         }
-        if let failure { throw .noise(failure) }
+        if let failure {
+            // The reserved nonce is reached: this direction can never send
+            // again, so the session is over (Noise rev 34 §5.1).
+            if failure == .nonceExhausted { state = .closed(.nonceExhausted) }
+            throw .noise(failure)
+        }
         outbound.didWrite(FrameDecoder.headerLength + length)
         pending.clear()
         counters.messagesOut += 1
@@ -251,7 +264,7 @@ final class SecureChannel {
             counters.unknownRecords += 1
         case .ping(let p):
             counters.pingsAnswered += 1
-            do throws(SessionError) { try send(.pong(p)) } catch { fail(.outboundOverflow, handler) }
+            do throws(SessionError) { try send(.pong(p)) } catch { sendFailed(handler) }
         case .stringDef(let def):
             do throws(WireError) {
                 try received.define(def.id, def.text)
@@ -261,7 +274,8 @@ final class SecureChannel {
             }
         case .stringClear:
             received.clear()
-        case .error:
+        case .error(let e):
+            peerError = e
             handler(.record(record))
             if isOpen {
                 state = .closed(.peerError)
@@ -296,10 +310,29 @@ final class SecureChannel {
         return offset
     }
 
+    /// Returns grown buffers to small sizes while nothing is in flight
+    /// (an idle session after a burst).
+    func releaseMemory() {
+        if outbound.isEmpty { outbound.shrink(to: 512) }
+        frames.shrink(to: 512)
+        if pending.count == 0 { pending = WireWriter(capacity: 256, limit: limits.maxMessagePlaintext) }
+    }
+
     /// Seals records queued during `feed` (Pongs, owner replies). An
     /// outbound overflow here closes the session: the peer is not reading.
     func flushAfterFeed(_ handler: (SessionEvent) -> Void) {
         guard case .established = state, pending.count > 0 else { return }
-        do throws(SessionError) { try flush() } catch { fail(.outboundOverflow, handler) }
+        do throws(SessionError) { try flush() } catch { sendFailed(handler) }
+    }
+
+    /// A reply the session owes could not be queued or sealed: either the
+    /// send nonce ran out (already closed by `flush`) or the peer is not
+    /// reading and `outbound` is full.
+    private func sendFailed(_ handler: (SessionEvent) -> Void) {
+        if case .closed(let reason) = state {
+            handler(.closed(reason))
+        } else {
+            fail(.outboundOverflow, handler)
+        }
     }
 }

@@ -25,8 +25,8 @@ public final class ServerSession {
     public private(set) var preamble: Preamble?
     /// The agent's Hello; nil before message 1 and for probes.
     public private(set) var hello: Hello?
-    /// The peer's last Error record, if it sent one.
-    public private(set) var peerError: ErrorRecord?
+    /// The agent's Error record, if it sent one before closing.
+    public var peerError: ErrorRecord? { channel.peerError }
     /// The handshake hash, once established (binds data to this session).
     public private(set) var handshakeHash: Key32?
 
@@ -195,6 +195,9 @@ public final class ServerSession {
     /// (see `SecureChannel.compact`); call between reads, after writing
     /// `outbound` out. Cheap when there is nothing to free.
     public func compactBuffers(threshold: Int = 4096) { channel.compact(threshold: threshold) }
+
+    /// Shrinks buffers grown by a burst; call on idle sessions.
+    public func releaseMemory() { channel.releaseMemory() }
 
     /// Queues a record for the next transport message.
     public func send(_ record: Record) throws(SessionError) { try channel.send(record) }

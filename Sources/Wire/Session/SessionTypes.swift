@@ -124,6 +124,17 @@ public struct SessionLimits: Equatable, Sendable {
     }
 }
 
+extension SessionLimits {
+    /// The Welcome.Limits that announce these limits to an agent, so the
+    /// agent's sender never exceeds what this side's receiver accepts.
+    public func announced(maxInFlightBatches: UInt32, pingIntervalMs: UInt32, idleTimeoutMs: UInt32) -> Welcome.Limits {
+        Welcome.Limits(maxRecordLength: UInt32(wire.maxRecordLength), maxBatchItems: UInt32(clamping: wire.maxBatchItems),
+                       maxStringID: wire.maxStringID, maxInFlightBatches: maxInFlightBatches,
+                       pingIntervalMs: pingIntervalMs, idleTimeoutMs: idleTimeoutMs,
+                       maxStringTableBytes: UInt32(clamping: wire.maxStringTableBytes))
+    }
+}
+
 /// What `feed` reports.
 public enum SessionEvent: Equatable, Sendable {
     /// Server: message 1 authenticated. `nil` is a probe. The owner must

@@ -1,0 +1,153 @@
+// wire-bench: one-core throughput of the Wire session crypto.
+//   wire-bench [seconds-per-test]   (default 2; run via scripts/bench-wire.sh)
+// Prints: ChaCha20-Poly1305 seal and seal+open MB/s for 16 KiB messages,
+// the full session pipeline (encode, seal, frame, open, decode) for
+// DataBatch records, and responder / initiator handshakes per second.
+import Reactor
+import Wire
+#if canImport(Glibc)
+import Glibc
+#endif
+
+let args = CommandLine.arguments
+if args.count > 1 && (args[1] == "-h" || args[1] == "--help") {
+    print("usage: wire-bench [seconds-per-test]")
+    exit(0)
+}
+let seconds = args.count > 1 ? Double(args[1]) ?? 2 : 2
+
+/// Runs `body` in rounds until `seconds` have passed; returns (operations, seconds).
+func measure(_ opsPerRound: Int, _ body: () -> Void) -> (Double, Double) {
+    for _ in 0..<3 { body() }  // warm up
+    let start = Clock.monotonicNanos()
+    var rounds = 0
+    var elapsed: Double = 0
+    repeat {
+        body()
+        rounds += 1
+        elapsed = Double(Clock.monotonicNanos() - start) / 1e9
+    } while elapsed < seconds
+    return (Double(rounds * opsPerRound), elapsed)
+}
+
+func report(_ name: String, _ value: Double, _ unit: String) {
+    let rounded = (value * 10).rounded() / 10
+    print("\(name): \(rounded) \(unit)")
+}
+
+// MARK: raw cipher, 16 KiB messages
+
+let messageSize = 16 * 1024
+let key = Key32.random()
+var plaintext = [UInt8](repeating: 0x61, count: messageSize)
+var buffer = [UInt8](repeating: 0, count: messageSize + CipherState.tagLength)
+let noAD = UnsafeRawBufferPointer(start: nil, count: 0)
+
+do {
+    var sender = CipherState(key: key)
+    let perRound = 64
+    let (ops, secs) = plaintext.withUnsafeBytes { p in
+        buffer.withUnsafeMutableBytes { out in
+            measure(perRound) {
+                for _ in 0..<perRound { _ = try? sender.encrypt(ad: noAD, plaintext: p, into: out) }
+            }
+        }
+    }
+    report("seal 16KiB", ops * Double(messageSize) / secs / 1e6, "MB/s")
+}
+
+do {
+    var sender = CipherState(key: key)
+    var receiver = CipherState(key: key)
+    let perRound = 64
+    var failures = 0
+    let (ops, secs) = plaintext.withUnsafeBytes { p in
+        buffer.withUnsafeMutableBytes { out in
+            measure(perRound) {
+                for _ in 0..<perRound {
+                    _ = try? sender.encrypt(ad: noAD, plaintext: p, into: out)
+                    // Open in place, as the session does.
+                    if (try? receiver.decrypt(ad: noAD, ciphertext: UnsafeRawBufferPointer(out), into: out)) == nil { failures += 1 }
+                }
+            }
+        }
+    }
+    precondition(failures == 0)
+    report("seal+open 16KiB (bytes through both)", ops * Double(messageSize) / secs / 1e6, "MB/s")
+}
+
+// MARK: session pipeline
+
+let psk = Key32.random()
+let welcome = Welcome(sessionID: 1, collectorTimeMs: 0)
+func makePair() -> (ClientSession, ServerSession) {
+    let client = ClientSession(preamble: Preamble(projectID: "bench")!, psk: psk, hello: Hello(agentID: "bench"))
+    let server = ServerSession { _ in psk }
+    try! client.start()
+    server.feed(client.outbound.readable) { _ in }
+    client.outbound.consume(client.outbound.readableBytes)
+    try! server.accept(welcome)
+    client.feed(server.outbound.readable) { _ in }
+    server.outbound.consume(server.outbound.readableBytes)
+    return (client, server)
+}
+
+do {
+    let (client, server) = makePair()
+    let aggregate = BatchItem.aggregate(Aggregate(
+        windowStartMs: 1_700_000_000_000, windowLengthMs: 10_000, monitor: 3, check: 17, source: 2, count: 12_345,
+        errors: 12, sumUs: 987_654_321, minUs: 150, maxUs: 2_500_000, p50Us: 12_000, p95Us: 95_000, p99Us: 480_000))
+    let batch = Record.dataBatch(DataBatch(sequence: 1, items: [BatchItem](repeating: aggregate, count: 450)))
+    let recordBytes = batch.encoded.count
+    var received = 0
+    let perRound = 16
+    let (ops, secs) = measure(perRound) {
+        for _ in 0..<perRound {
+            try! client.send(batch)
+            try! client.flush()
+            server.feed(client.outbound.readable) { e in if case .record = e { received += 1 } }
+            client.outbound.consume(client.outbound.readableBytes)
+        }
+    }
+    precondition(server.closeReason == nil && received > 0)
+    report("session DataBatch (\(recordBytes) B, 450 aggregates) send+seal+open+decode", ops * Double(recordBytes) / secs / 1e6, "MB/s")
+    report("session DataBatch items", ops * 450 / secs, "items/s")
+}
+
+// MARK: handshakes
+
+do {
+    // Message 1s prepared up front: only the responder's work is timed.
+    let count = 2000
+    var firsts: [[UInt8]] = []
+    for _ in 0..<count {
+        let c = ClientSession(preamble: Preamble(projectID: "bench")!, psk: psk, hello: Hello(agentID: "agent"))
+        try! c.start()
+        firsts.append(c.outbound.readableArray)
+    }
+    var index = 0
+    var established = 0
+    let perRound = 100
+    let (ops, secs) = measure(perRound) {
+        for _ in 0..<perRound {
+            let server = ServerSession { _ in psk }
+            firsts[index].withUnsafeBytes { server.feed($0) { _ in } }
+            try! server.accept(welcome)
+            if server.state == .established { established += 1 }
+            index = (index + 1) % count
+        }
+    }
+    precondition(established > 0)
+    report("responder handshakes (ServerSession: preamble, msg1, Welcome msg2)", ops / secs, "/s")
+}
+
+do {
+    let perRound = 100
+    let (ops, secs) = measure(perRound) {
+        for _ in 0..<perRound {
+            let c = ClientSession(preamble: Preamble(projectID: "bench")!, psk: psk, hello: Hello(agentID: "agent"))
+            try! c.start()
+        }
+    }
+    report("initiator message 1 (ClientSession.start)", ops / secs, "/s")
+}
