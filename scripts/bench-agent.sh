@@ -133,11 +133,11 @@ printf '%10s | %-26s %-26s %8s | %-26s %-26s\n' rate "agent achieved" "agent dro
 for rate in $RATES; do
     a_ach="" a_drops="" c_ach="" c_drops=""
     for _ in $(seq "$ROUNDS"); do
-        step agent "$rate"; a_ach+="$ACHIEVED "; a_drops+="$DROPS "
-        [ "$RSS" -gt "$peak_rss" ] && peak_rss=$RSS
+        step agent "$rate"; a_ach+="$ACHIEVED "; a_drops+="$DROPS "; a_rss=$RSS
+        [ "$a_rss" -gt "$peak_rss" ] && peak_rss=$a_rss
         step c "$rate"; c_ach+="$ACHIEVED "; c_drops+="$DROPS "
     done
-    printf '%10s | %-26s %-26s %5s KiB | %-26s %-26s\n' "$rate" "$a_ach" "$a_drops" "$RSS" "$c_ach" "$c_drops" | tee -a "$OUT/summary.txt"
+    printf '%10s | %-26s %-26s %5s KiB | %-26s %-26s\n' "$rate" "$a_ach" "$a_drops" "$a_rss" "$c_ach" "$c_drops" | tee -a "$OUT/summary.txt"
     # A step counts when, in the median round, the sender kept the pace
     # (within 2 %) and nothing was dropped.
     if [ "$(median <<<"$a_drops")" -eq 0 ] && [ "$(median <<<"$a_ach")" -ge $((rate * 98 / 100)) ]; then agent_max=$rate; fi

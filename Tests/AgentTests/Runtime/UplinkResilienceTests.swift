@@ -203,5 +203,13 @@ final class UplinkResilienceTests: XCTestCase {
         let wait = Double(until - Clock.wallMillis()) / 1000
         XCTAssertLessThanOrEqual(wait, 0.25)
         XCTAssertTrue(h.runtime.uplink.lastError?.contains("refused") ?? false)
+        // When a collector appears, the first status reports the outage.
+        h.spin(0.3)
+        try h.collector.start(port: UInt16(h.lines["server_port"]!)!)
+        XCTAssertTrue(h.run(until: { !h.collector.statuses.isEmpty }))
+        let status = h.collector.statuses[0].counters
+        XCTAssertGreaterThanOrEqual(status.first { $0.name == "last_outage_attempts" }!.value, 2)
+        XCTAssertGreaterThanOrEqual(status.first { $0.name == "last_outage_ms" }!.value, 300)
+        XCTAssertGreaterThan(status.first { $0.name == "session_start_ms" }!.value, 0)
     }
 }
