@@ -118,6 +118,11 @@ public struct UplinkCounters: Sendable {
     public var pingsSent: UInt64 = 0
     /// Bursts that spent `net_send_max_bytes` and yielded to the loop.
     public var burstsYielded: UInt64 = 0
+    /// The last time without a session: how long it lasted (ms) and how
+    /// many attempts it took to end it — what the first status after a
+    /// reconnect reports about the outage the log recorded.
+    public var lastOutageMs: UInt64 = 0
+    public var lastOutageAttempts: UInt64 = 0
     /// Items dropped because their names could not fit the collector's
     /// string table even after a clear.
     public var itemsUnencodable: UInt64 = 0
@@ -166,6 +171,12 @@ public final class Uplink {
     /// Hello changed: reconnect to the same host once the queues are empty.
     private var reintroduce = false
     private var closedBytesWritten: UInt64 = 0
+    /// Since when (wall ms) no session has been established, and the
+    /// attempts made since.
+    private var outageSinceMs: Int64 = 0
+    private var outageAttempts: UInt64 = 0
+    /// Wall ms when the current session was established; 0 without one.
+    public private(set) var sessionStartMs: Int64 = 0
     private var random = XorShiftRandom()
 
     public init(loop: EventLoop, accessKey: AccessKey, hello: Hello, settings: UplinkSettings) {
@@ -197,6 +208,8 @@ public final class Uplink {
     public func start() {
         guard !started else { return }
         started = true
+        outageSinceMs = Clock.wallMillis()
+        outageAttempts = 0
         state = .connecting(host: list.current)
         reconnectTimer.start(after: 0)
     }
@@ -290,9 +303,21 @@ public final class Uplink {
         return writeOut(link)
     }
 
-    private func schedulePump() {
-        guard let link, link.established, !pumpTimer.isActive else { return }
-        pumpTimer.start(after: 0)
+    /// Raw events arrive one at a time; lingering this long before a burst
+    /// lets them share a batch (one record and one Ack instead of dozens).
+    public static let linger = 0.05
+
+    /// Arms the pump: at once for queue 1, re-sends, a full batch of queue 2
+    /// or a yielded burst; after `linger` for a few raw events.
+    private func schedulePump(now: Bool = false) {
+        guard let link, link.established else { return }
+        let urgent = now || reintroduce || !queues.queue1.isEmpty || queues.queue2.count >= batchItemLimit
+            || window.firstPending(after: sentThrough) != nil
+        if pumpTimer.isActive {
+            if urgent && pumpTimer.remaining > 0.0005 { pumpTimer.start(after: 0) }
+            return
+        }
+        pumpTimer.start(after: urgent ? 0 : Uplink.linger)
     }
 
     private var inFlightLimit: Int {
@@ -364,7 +389,7 @@ public final class Uplink {
         if produced >= budget && !blocked && hasWork {
             // Budget spent: yield, continue on a later iteration.
             counters.burstsYielded &+= 1
-            schedulePump()
+            schedulePump(now: true)
         } else if reintroduce && !hasWork {
             reintroduce = false
             link.reintroducing = true
@@ -481,6 +506,9 @@ public final class Uplink {
         clockOffsetMs = Int64(w.collectorTimeMs) + (nowMs - link.helloSentAtMs) / 2 - nowMs
         list.connected()
         counters.sessions &+= 1
+        counters.lastOutageMs = UInt64(max(0, nowMs - outageSinceMs))
+        counters.lastOutageAttempts = outageAttempts + 1
+        sessionStartMs = nowMs
         state = .established(host: link.host)
         var settled = 0
         if w.ackedSequence > 0 && w.ackedSequence < window.nextSequence {
@@ -548,6 +576,11 @@ public final class Uplink {
         livenessTimer.stop()
         pumpTimer.stop()
         welcome = nil
+        if link.established {
+            outageSinceMs = Clock.wallMillis()
+            outageAttempts = 0
+            sessionStartMs = 0
+        }
         let endpoint = "\(link.host):\(settings.port)"
         if link.established {
             let reason = link.failReason ?? (tcpReason == .peerClosed ? "closed by the collector" : tcpReason.description)
@@ -575,6 +608,7 @@ public final class Uplink {
         let endpoint = "\(host):\(settings.port)"
         lastError = "\(endpoint): \(reason)"
         counters.connectFailures &+= 1
+        outageAttempts &+= 1
         let delay = list.failed()
         if delay == 0 {
             Log.info("uplink: collector unreachable; trying the next one", [

@@ -167,6 +167,21 @@ final class UplinkResilienceTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(h.runtime.uplink.counters.burstsYielded, 10)
     }
 
+    func testTricklingRawEventsShareBatches() throws {
+        let h = try AgentHarness(["forward_raw_events": "on"])
+        try h.start()
+        XCTAssertTrue(h.run(until: h.connected))
+        h.install(all, version: 1)
+        let before = h.runtime.uplink.counters.batchesSent
+        for i in 0..<10 {
+            h.send(["0\tGET\th\t/k/\(i)\t1"])
+            h.spin(0.004)
+        }
+        XCTAssertTrue(h.run(until: { h.collector.events.count == 10 }))
+        let batches = h.runtime.uplink.counters.batchesSent - before
+        XCTAssertLessThanOrEqual(batches, 4, "events 4 ms apart linger \(Uplink.linger) s and travel together")
+    }
+
     func testRejectedKeyIsReportedAndRetried() throws {
         let h = try AgentHarness()
         h.collector.reject = ErrorRecord(code: .rejected, message: "unknown key")
@@ -188,5 +203,13 @@ final class UplinkResilienceTests: XCTestCase {
         let wait = Double(until - Clock.wallMillis()) / 1000
         XCTAssertLessThanOrEqual(wait, 0.25)
         XCTAssertTrue(h.runtime.uplink.lastError?.contains("refused") ?? false)
+        // When a collector appears, the first status reports the outage.
+        h.spin(0.3)
+        try h.collector.start(port: UInt16(h.lines["server_port"]!)!)
+        XCTAssertTrue(h.run(until: { !h.collector.statuses.isEmpty }))
+        let status = h.collector.statuses[0].counters
+        XCTAssertGreaterThanOrEqual(status.first { $0.name == "last_outage_attempts" }!.value, 2)
+        XCTAssertGreaterThanOrEqual(status.first { $0.name == "last_outage_ms" }!.value, 300)
+        XCTAssertGreaterThan(status.first { $0.name == "session_start_ms" }!.value, 0)
     }
 }

@@ -92,9 +92,12 @@ final class AgentHarness {
         loop.run(until: condition, timeout: timeout)
     }
 
-    /// Runs the loop for `seconds` regardless.
+    /// Runs the loop for `seconds` regardless (a timer wakes it on time).
     func spin(_ seconds: Double) {
         let end = Clock.monotonic() + seconds
+        let wake = TimerWatcher(loop: loop) { _ in }
+        wake.start(after: seconds)
+        defer { wake.stop() }
         loop.run(until: { Clock.monotonic() >= end }, timeout: seconds + 1)
     }
 

@@ -1,2 +1,0 @@
-// A C target needs one source file; everything is in <sodium.h>.
-#include "csodium.h"
