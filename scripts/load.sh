@@ -27,7 +27,7 @@
 # Options (or environment): --agents N (AGENTS, 10000), --rate N (RATE, 5000 connects/s, at most 1,000 in progress),
 # --hold S (HOLD, 30), --ingest-s S (INGEST_S, 20), --ingest-agents N (INGEST_AGENTS, 50),
 # --quick (a short smoke run), --keep (keep the temporary directory). Environment: RATES (UDP
-# steps, datagrams/s, agent and C receiver), COLLECTD_RATES (its steps), STEP_S (3), PORT (47600: collector; +80 HTTP, +100 agent UDP, +101 C
+# steps, datagrams/s, agent and C receiver), COLLECTD_RATES (its steps), STEP_S (3), PORT (27600: collector; +80 HTTP, +100 agent UDP, +101 C
 # receiver, +102 collectd).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,7 +41,7 @@ INGEST_AGENTS=${INGEST_AGENTS:-50}
 RATES=${RATES:-"100000 200000 300000 400000 500000 600000 800000"}
 COLLECTD_RATES=${COLLECTD_RATES:-"10000 25000 50000 100000 200000 300000 400000 500000 600000 800000"}
 STEP_S=${STEP_S:-3}
-PORT=${PORT:-47600}
+PORT=${PORT:-27600}
 GOAL_RATE=400000
 KEEP=0
 while [ $# -gt 0 ]; do
@@ -62,6 +62,15 @@ case "$AGENTS$RATE$HOLD$INGEST_S$INGEST_AGENTS" in *[!0-9]*) echo "load.sh: numb
 HTTP=$((PORT + 80)) UDP=$((PORT + 100)) UDP_C=$((PORT + 101)) UDP_COLLECTD=$((PORT + 102))
 STARTED=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 T_START=$(date +%s)
+
+# Listeners must sit outside the ephemeral range: with 10^4 client connections on this host, a
+# port in it is soon some connection's local port, and a collector restarted on it would fail to
+# bind (EADDRINUSE).
+read -r EPH_LO EPH_HI < /proc/sys/net/ipv4/ip_local_port_range
+if [ "$PORT" -le "$EPH_HI" ] && [ $((PORT + 102)) -ge "$EPH_LO" ]; then
+    echo "$(basename "$0"): PORT=$PORT overlaps net.ipv4.ip_local_port_range ($EPH_LO-$EPH_HI); choose a port outside it" >&2
+    exit 2
+fi
 
 source scripts/lib/deps.sh
 vigil_ensure_deps collectd-core curl

@@ -25,14 +25,14 @@
 #
 # Options (or environment): --minutes N (MINUTES, 10), --agents N (AGENTS, 1000),
 # --udp-rate N (UDP_RATE, 2000 datagrams/s), --keep (keep the temporary directory).
-# Environment: PORT (47900: both collectors; +80/+81 their HTTP; +100 agent UDP).
+# Environment: PORT (27900: both collectors; +80/+81 their HTTP; +100 agent UDP).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 MINUTES=${MINUTES:-10}
 AGENTS=${AGENTS:-1000}
 UDP_RATE=${UDP_RATE:-2000}
-PORT=${PORT:-47900}
+PORT=${PORT:-27900}
 KEEP=0
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -49,6 +49,15 @@ case "$MINUTES$AGENTS$UDP_RATE" in *[!0-9]*) echo "soak.sh: whole numbers expect
 T=$((MINUTES * 60))
 HTTP_A=$((PORT + 80)) HTTP_B=$((PORT + 81)) UDP=$((PORT + 100))
 STARTED=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+
+# Listeners must sit outside the ephemeral range: with 10^4 client connections on this host, a
+# port in it is soon some connection's local port, and a collector restarted on it would fail to
+# bind (EADDRINUSE).
+read -r EPH_LO EPH_HI < /proc/sys/net/ipv4/ip_local_port_range
+if [ "$PORT" -le "$EPH_HI" ] && [ $((PORT + 102)) -ge "$EPH_LO" ]; then
+    echo "$(basename "$0"): PORT=$PORT overlaps net.ipv4.ip_local_port_range ($EPH_LO-$EPH_HI); choose a port outside it" >&2
+    exit 2
+fi
 
 source scripts/lib/deps.sh
 vigil_ensure_deps curl
