@@ -59,7 +59,6 @@ final class SimulatedAgent: TCPConnectionHandler {
     }
 
     var isEstablished: Bool { state == .established }
-    var isAttempting: Bool { state == .connecting || state == .handshake }
     var inFlight: Int { tracker.inFlight }
 
     // MARK: connecting
@@ -100,7 +99,8 @@ final class SimulatedAgent: TCPConnectionHandler {
         buffer.consume(buffer.readableBytes)
         writeOut()   // Pongs
         for event in events {
-            guard self.session === session else { break }
+            // A handler may have given the session up (abort): the rest is moot.
+            guard self.session === session, connection?.state != .closed else { break }
             switch event {
             case .welcome(let w): established(w)
             case .record(let r): received(r)
@@ -206,7 +206,7 @@ final class SimulatedAgent: TCPConnectionHandler {
     /// Moves sealed bytes to the connection's write queue.
     @discardableResult
     private func writeOut() -> Bool {
-        guard let session, let connection else { return false }
+        guard let session, let connection, connection.state != .closed else { return false }
         let out = session.outbound
         guard !out.isEmpty else { return true }
         guard connection.write(out.readable) else {
