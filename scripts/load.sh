@@ -10,9 +10,9 @@
 #     HOLD s: sessions held, handshakes/s, collector RSS per session and CPU, loop lag.
 #  2. Ingest: `vigil-load ingest` saturating the same collector; records/s acknowledged (the
 #     collector acknowledges only after COMMIT), then `vigil-load verify` checks every
-#     acknowledged record is in the database; beside it the raw SQLite insert rate of the same
-#     kind of rows on the same disk (`store-bench --baseline-only`, synchronous=FULL as the
-#     collector).
+#     acknowledged record is in the database; beside it the raw SQLite insert rate of as many
+#     rows over as many series on the same disk (`store-bench --baseline-only --series`,
+#     synchronous=FULL as the collector).
 #  3. Agent UDP ingest: a real vigil-agent fed single-record IPA datagrams at increasing rates by
 #     a paced sendmmsg sender on the other core (scripts/bench/ipa_blast.c); the highest rate with
 #     no kernel drop (/proc/net/udp), agent CPU and RSS. The same steps against the C recvmmsg
@@ -24,11 +24,12 @@
 # Ends with one line `load: key=value …` and writes everything to results/load-<UTC time>.json.
 # Stops everything it started on exit, on failure and on Ctrl-C.
 #
-# Options (or environment): --agents N (AGENTS, 10000), --rate N (RATE, 5000 connects/s, at most 1,000 in progress),
-# --hold S (HOLD, 30), --ingest-s S (INGEST_S, 20), --ingest-agents N (INGEST_AGENTS, 50),
-# --quick (a short smoke run), --keep (keep the temporary directory). Environment: RATES (UDP
-# steps, datagrams/s, agent and C receiver), COLLECTD_RATES (its steps), STEP_S (3), PORT (27600: collector; +80 HTTP, +100 agent UDP, +101 C
-# receiver, +102 collectd).
+# Options (or environment): --agents N (AGENTS, 10000), --rate N (RATE, 5000 connects/s, at
+# most 1,000 in progress), --hold S (HOLD, 30), --ingest-s S (INGEST_S, 20), --ingest-agents N
+# (INGEST_AGENTS, 50), --quick (a short smoke run), --keep (keep the temporary directory).
+# Environment: RATES (UDP steps of the agent and the C receiver, datagrams/s), COLLECTD_RATES
+# (collectd's steps), STEP_S (3), PORT (27600: collector; +80 HTTP, +100 agent UDP, +101 C
+# receiver, +102 collectd; below net.ipv4.ip_local_port_range).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
