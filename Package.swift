@@ -17,6 +17,7 @@ let package = Package(
         .library(name: "Wire", targets: ["Wire"]),
         .library(name: "ConfigFile", targets: ["ConfigFile"]),
         .library(name: "CollectorStore", targets: ["CollectorStore"]),
+        .library(name: "Monitors", targets: ["Monitors"]),
     ],
     targets: [
         // ── C shims over Debian's -dev packages ────────────────────────────
@@ -33,6 +34,9 @@ let package = Package(
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         // libmicrohttpd's variadic start/info calls as fixed-argument functions.
         .target(name: "CMicroHTTPD"),
+        // libcurl (libcurl4-openssl-dev headers) loaded with dlopen on first
+        // use, behind fixed-argument wrappers; nothing links -lcurl.
+        .target(name: "CCurl", linkerSettings: [.linkedLibrary("dl")]),
 
         // ── Libraries ──────────────────────────────────────────────────────
         // The event loop: watchers, syscalls, sockets, buffers. No Foundation.
@@ -43,6 +47,9 @@ let package = Package(
         .target(name: "ConfigFile"),
         // The collector's embedded SQLite storage behind an asynchronous seam.
         .target(name: "CollectorStore", dependencies: ["Reactor", "CSQLite"]),
+        // Synthetic monitors: definitions and their JSON, the scheduler, and the
+        // http (libcurl multi-socket), tcp and exec runners on the loop. No Foundation.
+        .target(name: "Monitors", dependencies: ["Reactor", "Wire", "CCurl", "CSystem"]),
         // The agent's logic (ingest, filtering, aggregation, uplink), as a library
         // so tests and fuzzers link it; `vigil-agent` is its thin executable.
         .target(name: "Agent", dependencies: ["Reactor", "Wire", "ConfigFile"]),
@@ -61,6 +68,11 @@ let package = Package(
         .executableTarget(name: "fuzz-framing", dependencies: ["Wire"], path: "Sources/FuzzFraming"),
         .executableTarget(name: "fuzz-records", dependencies: ["Wire"], path: "Sources/FuzzRecords"),
         .executableTarget(name: "fuzz-handshake", dependencies: ["Wire", "Reactor"], path: "Sources/FuzzHandshake"),
+        .executableTarget(name: "fuzz-json", dependencies: ["Monitors"], path: "Sources/FuzzJSON"),
+        // 1,000 HTTP monitors on one engine, idle RSS with and without libcurl (scripts/bench-monitors.sh).
+        .executableTarget(name: "monitors-bench", dependencies: ["Monitors", "Reactor"], path: "Sources/MonitorsBench"),
+        // The benchmark's local HTTP server, in its own process.
+        .executableTarget(name: "monitors-bench-server", dependencies: ["Collector", "Reactor"], path: "Sources/MonitorsBenchServer"),
 
         // ── Tests ──────────────────────────────────────────────────────────
         .testTarget(name: "ReactorTests", dependencies: ["Reactor", "CEv"]),
@@ -69,6 +81,7 @@ let package = Package(
         .testTarget(name: "CollectorStoreTests", dependencies: ["CollectorStore", "Reactor"]),
         .testTarget(name: "AgentTests", dependencies: ["Agent", "Reactor"]),
         .testTarget(name: "CollectorTests", dependencies: ["Collector", "Reactor"]),
+        .testTarget(name: "MonitorsTests", dependencies: ["Monitors", "Reactor", "Wire", "Collector"]),
     ],
     swiftLanguageModes: [.v5]
 )
