@@ -142,7 +142,7 @@ final class ValidationTests: XCTestCase {
             (h, "spec.tls_verify", 0, "monitors[0].spec.tls_verify: expected true or false, got a number"),
             (t, "spec.host", nil, "monitors[0].spec.host: required"),
             (t, "spec.host", "bad host!", "monitors[0].spec.host: expected a host name or an IP address"),
-            (t, "spec.host", "${env:DB}x${", "monitors[0].spec.host: malformed reference at character 11: expected ${env:NAME}"),
+            (t, "spec.host", "${env:DB}x${Env:", "monitors[0].spec.host: malformed reference at character 11: expected ${env:NAME}"),
             (t, "spec.port", 0, "monitors[0].spec.port: expected an integer from 1 to 65535"),
             (t, "spec.port", nil, "monitors[0].spec.port: required"),
             (t, "spec.url", "x", "monitors[0].spec.url: unknown field"),
@@ -211,7 +211,9 @@ final class ValidationTests: XCTestCase {
         XCTAssertEqual(EnvReference.names(in: "a${env:X}b${env:Y_2}"), ["X", "Y_2"])
         XCTAssertNil(EnvReference.syntaxError(in: "cost: $5, ${env:A}"))
         XCTAssertNotNil(EnvReference.syntaxError(in: "${env:A"))
-        XCTAssertNotNil(EnvReference.syntaxError(in: "${HOME}"))
+        XCTAssertNil(EnvReference.syntaxError(in: "echo ${HOME} $${x}"), "other ${...} is plain text")
+        XCTAssertNotNil(EnvReference.syntaxError(in: "${Env:HOME}"))
+        XCTAssertNotNil(EnvReference.syntaxError(in: "${env HOME}"))
         var env = EnvResolver { ["TOKEN": "s3cr3t-value", "H": "example.org", "S": "ab"][$0] }
         XCTAssertEqual(try env.resolve("https://${env:H}/?t=${env:TOKEN}&s=${env:S}"), "https://example.org/?t=s3cr3t-value&s=ab")
         XCTAssertEqual(env.redact("GET https://example.org/?t=s3cr3t-value&s=ab failed"),

@@ -3,15 +3,17 @@
 // Definitions are stored and sent with the references unresolved; the agent
 // resolves them from its own environment at each run (so a secret changes
 // with the agent's environment, and never travels to or from the collector).
-// Every "${" in a value must start a well-formed reference: NAME is
-// [A-Za-z_][A-Za-z0-9_]*, so a typo such as "${ENV:X}" or "${env:X" is
-// refused at validation instead of being sent literally.
+// A "${" followed by "env" in any case must be a well-formed reference,
+// "${env:NAME}" with NAME matching [A-Za-z_][A-Za-z0-9_]*, so a typo such as
+// "${ENV:X}" or "${env:X" is refused at validation instead of being sent
+// literally. Any other "${" is plain text (a shell command in an exec
+// monitor's config may well say "${HOME}").
 #if canImport(Glibc)
 import Glibc
 #endif
 
 public enum EnvReference {
-    /// nil when every "${" in `text` starts a well-formed reference, else why not.
+    /// nil when every "${env" in `text` starts a well-formed reference, else why not.
     public static func syntaxError(in text: String) -> String? {
         var err: String?
         _ = scan(text) { _ in "" } onError: { err = $0 }
@@ -43,7 +45,9 @@ public enum EnvReference {
             }
             let prefix = Array("${env:".utf8)
             guard u.count - i >= prefix.count, Array(u[i..<i + prefix.count]) == prefix else {
-                onError("malformed reference at character \(i + 1): expected ${env:NAME}")
+                if u.count - i >= 5, Array(u[i + 2..<i + 5]).map({ $0 | 0x20 }) == Array("env".utf8) {
+                    onError("malformed reference at character \(i + 1): expected ${env:NAME}")
+                }
                 out.append(u[i]); i += 1; continue
             }
             var j = i + prefix.count
