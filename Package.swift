@@ -81,7 +81,7 @@ let package = Package(
         .testTarget(name: "CollectorStoreTests", dependencies: ["CollectorStore", "Reactor"]),
         .testTarget(name: "AgentTests", dependencies: ["Agent", "Reactor"]),
         .testTarget(name: "CollectorTests", dependencies: ["Collector", "Reactor"]),
-        .testTarget(name: "MonitorsTests", dependencies: ["Monitors", "Reactor", "Wire", "Collector"]),
+        .testTarget(name: "MonitorsTests", dependencies: ["Monitors", "Reactor", "Wire", "Collector"], exclude: ["Fixtures"]),
     ],
     swiftLanguageModes: [.v5]
 )

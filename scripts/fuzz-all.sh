@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# fuzz-all.sh [SECONDS]: runs every Wire fuzz target for SECONDS (default 20)
+# fuzz-all.sh [SECONDS]: runs every fuzz target (Wire's and the JSON parser's) for SECONDS (default 20)
 # each, one after another (one core). Exits non-zero if any target finds a
 # crash. Called by scripts/test.sh with a short duration.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-20}"
 status=0
-for target in framing records handshake; do
+for target in framing records handshake json; do
   log="fuzz-out/$target.log"
   mkdir -p fuzz-out
   if scripts/fuzz.sh "$target" "$seconds" >"$log" 2>&1; then
