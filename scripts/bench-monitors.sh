@@ -8,10 +8,10 @@
 #      dlopened and initialised).
 #   3. Load: one engine running MONITORS HTTP monitors at an INTERVAL-second
 #      cadence against a local HTTP server (monitors-bench-server, the
-#      collector's HTTPServer in its own process) for SECONDS: runs and
+#      collector's HTTPServer in its own process) for RUN_SECONDS: runs and
 #      outcomes, loop lag p50/p99/max, CPU, RSS.
-# Loopback only. Environment: MONITORS (1000), INTERVAL (10), SECONDS (60),
-# PORT (47180), ROUNDS (3, for the RSS figures).
+# Loopback only. Environment: MONITORS (1000), INTERVAL (10), RUN_SECONDS (60),
+# PORT (0: any free port), ROUNDS (3, for the RSS figures).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/deps.sh
@@ -19,8 +19,8 @@ vigil_ensure_deps
 
 MONITORS=${MONITORS:-1000}
 INTERVAL=${INTERVAL:-10}
-SECONDS_RUN=${SECONDS:-60}
-PORT=${PORT:-47180}
+RUN_SECONDS=${RUN_SECONDS:-60}
+PORT=${PORT:-0}
 ROUNDS=${ROUNDS:-3}
 OUT=.build/bench
 mkdir -p "$OUT"
@@ -59,7 +59,7 @@ echo "one HTTP monitor scheduled (libcurl dlopened + curl_global_init + multi ha
 echo "shared objects mapped by the engine binary at start: $(ldd "$MB" | wc -l)"
 
 echo
-echo "== 3. load: $MONITORS HTTP monitors every ${INTERVAL}s for ${SECONDS_RUN}s =="
+echo "== 3. load: $MONITORS HTTP monitors every ${INTERVAL}s for ${RUN_SECONDS}s =="
 SC=() EC=()
 if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then SC=(taskset -c 0); EC=(taskset -c 1); fi
 SPID=
@@ -68,10 +68,11 @@ trap cleanup EXIT
 "${SC[@]}" "$SRV" "$PORT" > "$OUT/server.out" &
 SPID=$!
 for _ in $(seq 100); do grep -q '^ready' "$OUT/server.out" && break; sleep 0.05; done
-grep -q '^ready' "$OUT/server.out" || { echo "server did not start" >&2; exit 1; }
+grep -q '^ready' "$OUT/server.out" || { echo "server did not start" >&2; cat "$OUT/server.out" >&2; exit 1; }
+PORT=$(awk '/^ready/ {print $2}' "$OUT/server.out")
 srv_cpu0=$(awk '{print $14 + $15}' "/proc/$SPID/stat")
 "${EC[@]}" "$MB" run --url "http://127.0.0.1:$PORT/health" --monitors "$MONITORS" --interval "$INTERVAL" \
-  --seconds "$SECONDS_RUN"
+  --seconds "$RUN_SECONDS"
 srv_cpu1=$(awk '{print $14 + $15}' "/proc/$SPID/stat")
 kill "$SPID"; wait "$SPID" 2>/dev/null || true; SPID=
 echo "server: $(grep requests "$OUT/server.out"), cpu_s=$(( (srv_cpu1 - srv_cpu0) / $(getconf CLK_TCK) ))"
