@@ -6,10 +6,11 @@
 //       (jittered over the interval, as agents do). Prints runs and
 //       outcomes, loop lag p50/p99/max, CPU (user+system, % of one core),
 //       RSS now and peak, and request latency quantiles.
-//   monitors-bench idle-rss [--seconds 1] [--load-curl]
+//   monitors-bench idle-rss [--seconds 1] [--load-curl | --no-engine]
 //       An engine with no monitor (or, with --load-curl, one HTTP monitor
-//       that never comes due, which loads libcurl) on an otherwise empty
-//       loop; prints the resident set after SECONDS.
+//       that never comes due, which loads libcurl; with --no-engine, no
+//       engine at all: the binary's own floor) on an otherwise empty loop;
+//       prints the resident set after SECONDS.
 import Monitors
 import Reactor
 #if canImport(Glibc)
@@ -97,8 +98,8 @@ func format1(_ v: Double) -> String {
 func idleRSS() {
     let seconds = Double(option("seconds", "1"))!
     let loop = EventLoop.makeDefault()
-    let engine = MonitorEngine(loop: loop) { _ in }
-    if flag("load-curl") {
+    let engine: MonitorEngine? = flag("no-engine") ? nil : MonitorEngine(loop: loop) { _ in }
+    if let engine, flag("load-curl") {
         // Due within a day: never during the probe, but scheduled, so libcurl loads.
         engine.apply(definitions: [MonitorDefinition(id: "probe", name: "probe", intervalSecs: 86_400, timeoutSecs: 5,
                                                      check: .http(HTTPCheck(url: "http://127.0.0.1:9/")))])
@@ -110,8 +111,8 @@ func idleRSS() {
     }
     sample.start(after: seconds)
     loop.run()
-    print("idle_rss_kib=\(rss / 1024) libcurl_loaded=\(engine.isHTTPLoaded)")
-    engine.shutdown()
+    print("idle_rss_kib=\(rss / 1024) libcurl_loaded=\(engine?.isHTTPLoaded ?? false)")
+    engine?.shutdown()
 }
 
 switch CommandLine.arguments.dropFirst().first {
@@ -119,6 +120,6 @@ case "run": run()
 case "idle-rss": idleRSS()
 default:
     print("usage: monitors-bench run --url URL [--monitors N] [--interval S] [--seconds S] [--timeout S]")
-    print("       monitors-bench idle-rss [--seconds S] [--load-curl]")
+    print("       monitors-bench idle-rss [--seconds S] [--load-curl | --no-engine]")
     exit(2)
 }

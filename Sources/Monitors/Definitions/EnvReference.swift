@@ -22,7 +22,7 @@ public enum EnvReference {
 
     /// Whether `text` holds at least one reference.
     public static func containsReference(_ text: String) -> Bool {
-        text.utf8.count >= 7 && text.contains("${env:")
+        text.utf8.count >= 7 && text.containsBytes("${env:")
     }
 
     /// The referenced names, in order of appearance.
@@ -131,6 +131,17 @@ public struct EnvResolver {
 }
 
 extension String {
+    /// Whether `needle` occurs (byte-wise). Spelled out: the standard
+    /// library's String.contains(String) lives in _StringProcessing, whose
+    /// regex engine would be linked into the agent for this one call.
+    func containsBytes(_ needle: String) -> Bool {
+        let h = Array(utf8), n = Array(needle.utf8)
+        guard !n.isEmpty else { return true }
+        guard h.count >= n.count else { return false }
+        for i in 0...(h.count - n.count) where h[i] == n[0] && h[i..<i + n.count].elementsEqual(n) { return true }
+        return false
+    }
+
     /// Every occurrence of `needle` replaced (byte-wise), without Foundation.
     func replacingAll(_ needle: String, with replacement: String) -> String {
         let h = Array(utf8), n = Array(needle.utf8)

@@ -56,7 +56,7 @@ public enum ScheduleCodec {
             params.append(KeyValue("follow_redirects", h.followRedirects ? "true" : "false"))
             params.append(KeyValue("tls_verify", h.tlsVerify ? "true" : "false"))
         case .tcp(let t):
-            target = t.host.contains(":") && !t.host.hasPrefix("[") ? "[\(t.host)]:\(t.port)" : "\(t.host):\(t.port)"
+            target = t.host.contains(Character(":")) && !t.host.hasPrefix("[") ? "[\(t.host)]:\(t.port)" : "\(t.host):\(t.port)"
             params.append(KeyValue("host", t.host))
             params.append(KeyValue("port", String(t.port)))
         case .exec(let e):

@@ -145,7 +145,7 @@ final class ExecRun: MonitorRun {
         try Syscalls.setBlocking(errPipe.write)
         pid = try Syscalls.spawn(path: check.command, arguments: [check.command] + check.args, environment: environment,
                                  stdin: inPipe.read, stdout: outPipe.write, stderr: errPipe.write,
-                                 searchPath: !check.command.contains("/"))
+                                 searchPath: !check.command.contains(Character("/")))
         stats.spawned &+= 1
         keepAlive = self
         let c = ChildWatcher(loop: loop, pid: pid) { [unowned self] _, how in self.exited(how) }

@@ -46,10 +46,12 @@ final class HostResolver {
 
     deinit {
         watcher.stop()
-        // Requests still inside glibc keep their memory: freeing it under a
-        // running lookup would be worse than the leak at shutdown.
         Syscalls.close(readFD)
-        Syscalls.close(writeFD)
+        // A lookup still inside glibc will write its pointer to writeFD: keep
+        // that descriptor open (its write then fails with EPIPE) rather than
+        // let the number be reused by something else, and keep the request's
+        // memory. Both only happen at shutdown with lookups in flight.
+        if pendingCount == 0 { Syscalls.close(writeFD) }
     }
 
     /// Starts resolving `host`; `completion` runs on a later iteration.
