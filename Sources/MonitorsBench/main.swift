@@ -69,6 +69,14 @@ func run() {
     loop.resetLag()
     let stop = TimerWatcher(loop: loop) { _ in loop.stop() }
     stop.start(after: seconds)
+    // The first interval holds libcurl's first use (resolver, TLS and
+    // connection code paths faulted in); it is reported apart.
+    var firstInterval = LogHistogram()
+    let warm = TimerWatcher(loop: loop) { _ in
+        firstInterval = loop.lag
+        loop.resetLag()
+    }
+    if seconds > Double(interval) * 2 { warm.start(after: Double(interval)) }
     var samples: [UInt64] = []
     let sampler = TimerWatcher(loop: loop) { _ in samples.append(ProcessLimits.residentBytes() / 1024) }
     sampler.start(after: 1, repeat: 1)
@@ -84,7 +92,10 @@ func run() {
     print("libcurl=\(engine.httpLibraryVersion)")
     print("runs_started=\(s.runsStarted) runs_completed=\(s.runsCompleted) outcomes=\(outcomes.sorted { $0.key < $1.key }.map { "\($0.key):\($0.value)" }.joined(separator: ",")) overtime=\(s.overtime) late_skips=\(s.lateSkips)")
     print("runs_per_s=\(format1(Double(s.runsCompleted) / wall))")
-    print("loop_lag_us p50=\(lag.quantile(0.5)) p99=\(lag.quantile(0.99)) p999=\(lag.quantile(0.999)) max=\(lag.max) iterations=\(lag.count)")
+    if firstInterval.count > 0 {
+        print("loop_lag_us first_interval p50=\(firstInterval.quantile(0.5)) p99=\(firstInterval.quantile(0.99)) max=\(firstInterval.max) iterations=\(firstInterval.count)")
+    }
+    print("loop_lag_us\(firstInterval.count > 0 ? " after_first_interval" : "") p50=\(lag.quantile(0.5)) p99=\(lag.quantile(0.99)) p999=\(lag.quantile(0.999)) max=\(lag.max) iterations=\(lag.count)")
     print("cpu_s=\(format1(cpu)) cpu_pct_of_one_core=\(format1(100 * cpu / wall))")
     print("rss_kib before_apply=\(rssBefore) median=\(samples.sorted()[samples.count / 2]) last=\(samples.last ?? 0) peak=\(peakRSSKiB())")
     print("request_us p50=\(latency.quantile(0.5)) p99=\(latency.quantile(0.99)) max=\(latency.max) ttfb_p50=\(ttfb.quantile(0.5))")

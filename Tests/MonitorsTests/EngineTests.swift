@@ -124,6 +124,27 @@ final class EngineTests: XCTestCase {
         XCTAssertEqual(h.engine.stats.skippedConcurrency, 3)
     }
 
+    func testEngineAndItsRunsAreFreed() throws {
+        let loop = EventLoop.makeDefault()
+        let watchersBefore = loop.activeWatchers
+        weak var weakEngine: MonitorEngine?
+        var results = 0
+        do {
+            let engine = MonitorEngine(loop: loop, random: FixedRandom(0)) { _ in results += 1 }
+            weakEngine = engine
+            engine.apply(definitions: [.tcp("t", host: "127.0.0.1", port: port),
+                                       .http("h", url: "http://127.0.0.1:\(port)/", timeout: 1),
+                                       .exec("e", steps: [("a", 5)], config: JSONObject([("a", "true")]))])
+            XCTAssertTrue(loop.run(until: { results >= 2 }, timeout: 10))
+            engine.shutdown()
+        }
+        // Let the exec child be reaped and the closes be delivered.
+        let end = Clock.monotonic() + 1
+        loop.run(until: { Clock.monotonic() >= end }, timeout: 5)
+        XCTAssertNil(weakEngine, "nothing keeps the engine alive after shutdown")
+        XCTAssertEqual(loop.activeWatchers, watchersBefore, "every watcher of the engine and its runs is stopped")
+    }
+
     func testResultsBecomeBatchItemsThatDecode() throws {
         var table: [String: StringRef] = [:]
         func ref(_ s: String) -> StringRef {

@@ -182,15 +182,16 @@ final class ExecMonitorTests: XCTestCase {
     /// A throw-away script in a fresh temporary directory.
     func writeScript(_ text: String) throws -> String {
         var template = Array("/tmp/vigil-monitor-test-XXXXXX".utf8CString)
-        guard let dir = mkdtemp(&template) else { throw SyscallError(call: "mkdtemp", errno: errno) }
-        let path = String(cString: dir) + "/monitor.sh"
+        guard mkdtemp(&template) != nil else { throw SyscallError(call: "mkdtemp", errno: errno) }
+        let dir = template.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+        let path = dir + "/monitor.sh"
         let body = text.split(separator: "\n", omittingEmptySubsequences: false)
             .map { $0.drop(while: { $0 == " " }) }.joined(separator: "\n") + "\n"
         let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o755)
         guard fd >= 0 else { throw SyscallError(call: "open", errno: errno) }
         _ = body.withCString { write(fd, $0, strlen($0)) }
         close(fd)
-        addTeardownBlock { unlink(path); rmdir(String(cString: dir)) }
+        addTeardownBlock { unlink(path); rmdir(dir) }
         return path
     }
 }
