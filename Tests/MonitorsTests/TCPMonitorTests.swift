@@ -42,6 +42,12 @@ final class TCPMonitorTests: XCTestCase {
     }
 
     func testHostNameIsResolvedOffTheLoop() throws {
+        // glibc starts getaddrinfo_a's resolver thread with its internal
+        // pthread_create, which ThreadSanitizer does not intercept: that
+        // thread's first malloc crashes inside TSan's allocator.
+        if dlsym(UnsafeMutableRawPointer(bitPattern: 0), "__tsan_init") != nil {
+            throw XCTSkip("getaddrinfo_a's thread is invisible to ThreadSanitizer")
+        }
         let r = try XCTUnwrap(harness.first(.tcp("tcp-name", host: "localhost", port: port)))
         // localhost may list ::1 first, where nothing listens: the next address is tried.
         XCTAssertEqual(r.status, .ok, r.message)
