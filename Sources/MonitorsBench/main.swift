@@ -96,7 +96,9 @@ func run() {
         print("loop_lag_us first_interval p50=\(firstInterval.quantile(0.5)) p99=\(firstInterval.quantile(0.99)) max=\(firstInterval.max) iterations=\(firstInterval.count)")
     }
     print("loop_lag_us\(firstInterval.count > 0 ? " after_first_interval" : "") p50=\(lag.quantile(0.5)) p99=\(lag.quantile(0.99)) p999=\(lag.quantile(0.999)) max=\(lag.max) iterations=\(lag.count)")
-    print("cpu_s=\(format1(cpu)) cpu_pct_of_one_core=\(format1(100 * cpu / wall))")
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    print("cpu_s=\(format1(cpu)) cpu_pct_of_one_core=\(format1(100 * cpu / wall)) involuntary_context_switches=\(usage.ru_nivcsw)")
     print("rss_kib before_apply=\(rssBefore) median=\(samples.sorted()[samples.count / 2]) last=\(samples.last ?? 0) peak=\(peakRSSKiB())")
     print("request_us p50=\(latency.quantile(0.5)) p99=\(latency.quantile(0.99)) max=\(latency.max) ttfb_p50=\(ttfb.quantile(0.5))")
 }
