@@ -65,9 +65,9 @@ if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then SC=(taskset -c 0)
 SPID=
 cleanup() { [ -n "$SPID" ] && kill "$SPID" 2>/dev/null || true; }
 trap cleanup EXIT
-"${SC[@]}" "$SRV" "$PORT" > "$OUT/server.out" &
+"${SC[@]}" "$SRV" "$PORT" > "$OUT/server.out" 2>&1 &
 SPID=$!
-for _ in $(seq 100); do grep -q '^ready' "$OUT/server.out" && break; sleep 0.05; done
+for _ in $(seq 400); do grep -q '^ready' "$OUT/server.out" && break; sleep 0.05; done
 grep -q '^ready' "$OUT/server.out" || { echo "server did not start" >&2; cat "$OUT/server.out" >&2; exit 1; }
 PORT=$(awk '/^ready/ {print $2}' "$OUT/server.out")
 srv_cpu0=$(awk '{print $14 + $15}' "/proc/$SPID/stat")
