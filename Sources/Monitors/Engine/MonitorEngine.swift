@@ -301,11 +301,15 @@ public final class MonitorEngine {
         onResult(result)
     }
 
+    /// dlopen and curl_global_init block the loop once, for a few
+    /// milliseconds (logged); every later HTTP call is nonblocking.
     private func loadCurl() {
+        let t0 = Clock.monotonicNanos()
         do {
             try CurlLibrary.load(soname: options.curlLibrary)
             curl = try CurlMulti(loop: loop)
-            Log.info("monitors: loaded \(CurlLibrary.version) for HTTP monitors")
+            let ms = Double((Clock.monotonicNanos() &- t0) / 10_000) / 100
+            Log.info("monitors: loaded \(CurlLibrary.version) for HTTP monitors in \(ms) ms")
         } catch {
             curlError = "\(error)"
             Log.error("monitors: HTTP monitors cannot run: \(error)")
