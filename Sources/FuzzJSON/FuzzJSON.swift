@@ -15,12 +15,12 @@ import Glibc
 #endif
 
 func fuzzJSON(_ data: UnsafeRawBufferPointer) {
-    guard let value = try? JSON.parse(data, limits: JSONLimits(maxBytes: 1 << 16, maxDepth: 64)) else { return }
+    guard let value = try? JSONValue.parse(data, limits: JSONLimits(maxBytes: 1 << 16, maxDepth: 64)) else { return }
     let text = value.serialized
-    guard let again = try? JSON.parse(text) else { preconditionFailure("serialized JSON failed to parse: \(text)") }
+    guard let again = try? JSONValue.parse(text) else { preconditionFailure("serialized JSON failed to parse: \(text)") }
     precondition(again == value, "round trip changed the value")
     precondition(again.serialized == text, "serialization is not stable")
-    guard case .success(let defs) = MonitorDefinitions.validate(value) else { return }
+    guard case .success(let defs) = MonitorDocument.validate(value) else { return }
     var back: [MonitorDefinition] = []
     for record in ScheduleCodec.records(version: 1, definitions: defs) {
         let bytes = Record.schedule(record).encoded

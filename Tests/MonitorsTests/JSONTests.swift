@@ -5,7 +5,7 @@ import XCTest
 
 final class JSONTests: XCTestCase {
     func testParsesEveryValueKind() throws {
-        let v = try JSON.parse(#" { "a": [1, -2.5e3, 0, true, false, null], "b": {"c": "d\n\u00e9\ud83d\ude00"}, "e": [] , "f": {} } "#)
+        let v = try JSONValue.parse(#" { "a": [1, -2.5e3, 0, true, false, null], "b": {"c": "d\n\u00e9\ud83d\ude00"}, "e": [] , "f": {} } "#)
         XCTAssertEqual(v["a"], [1, .number(JSONNumber(validatedText: "-2.5e3")), 0, true, false, nil])
         XCTAssertEqual(v["b"]?["c"]?.stringValue, "d\né😀")
         XCTAssertEqual(v["e"], [])
@@ -16,7 +16,7 @@ final class JSONTests: XCTestCase {
 
     func testNumbersKeepTheirText() throws {
         let big = "123456789012345678901234567890"
-        let v = try JSON.parse("[\(big), 1e400, 0.1, 10.0, 1E+2]")
+        let v = try JSONValue.parse("[\(big), 1e400, 0.1, 10.0, 1E+2]")
         XCTAssertEqual(v.serialized, "[\(big),1e400,0.1,10.0,1E+2]")
         let a = v.arrayValue!
         XCTAssertNil(a[0].numberValue?.exactInteger, "beyond 2^53 is not an exact integer")
@@ -34,8 +34,8 @@ final class JSONTests: XCTestCase {
         let text = doc.serialized
         XCTAssertFalse(text.contains("\n"))
         XCTAssertEqual(text, #"{"k\"ey":"line1\nline2\t\u0001\u007f\\/é","n":[1,2.5,null,true],"o":{"x":{}}}"#)
-        XCTAssertEqual(try JSON.parse(text), doc)
-        XCTAssertEqual(try JSON.parse(text).serialized, text)
+        XCTAssertEqual(try JSONValue.parse(text), doc)
+        XCTAssertEqual(try JSONValue.parse(text).serialized, text)
     }
 
     func testRefusalsNameTheProblemAndItsPlace() {
@@ -66,7 +66,7 @@ final class JSONTests: XCTestCase {
             ("{\n  \"a\": [\n    1,\n  ]\n}", "unexpected ']'", 4, 3),
         ]
         for (text, fragment, line, column) in cases {
-            XCTAssertThrowsError(try JSON.parse(text), text) { e in
+            XCTAssertThrowsError(try JSONValue.parse(text), text) { e in
                 guard let e = e as? JSONError else { return XCTFail("not a JSONError: \(e)") }
                 XCTAssertTrue(e.message.contains(fragment), "\(text): \(e.message)")
                 XCTAssertEqual(e.line, line, "\(text): \(e)")
@@ -77,21 +77,21 @@ final class JSONTests: XCTestCase {
     }
 
     func testInvalidUTF8IsRefused() {
-        XCTAssertThrowsError(try JSON.parse([0x22, 0xC3, 0x28, 0x22])) { e in
+        XCTAssertThrowsError(try JSONValue.parse([0x22, 0xC3, 0x28, 0x22])) { e in
             XCTAssertEqual((e as? JSONError)?.message, "string is not valid UTF-8")
         }
         // An encoded surrogate (ED A0 80) is not UTF-8 either.
-        XCTAssertThrowsError(try JSON.parse([0x22, 0xED, 0xA0, 0x80, 0x22]))
-        XCTAssertThrowsError(try JSON.parse([0xEF, 0xBB, 0xBF, 0x31]), "a byte-order mark is not JSON")
+        XCTAssertThrowsError(try JSONValue.parse([0x22, 0xED, 0xA0, 0x80, 0x22]))
+        XCTAssertThrowsError(try JSONValue.parse([0xEF, 0xBB, 0xBF, 0x31]), "a byte-order mark is not JSON")
     }
 
     func testLimits() {
         let deep = String(repeating: "[", count: 65) + String(repeating: "]", count: 65)
-        XCTAssertThrowsError(try JSON.parse(deep)) { e in
+        XCTAssertThrowsError(try JSONValue.parse(deep)) { e in
             XCTAssertEqual((e as? JSONError)?.message, "nesting deeper than 64")
         }
-        XCTAssertNoThrow(try JSON.parse(String(repeating: "[", count: 64) + String(repeating: "]", count: 64)))
-        XCTAssertThrowsError(try JSON.parse("[1,2,3]", limits: JSONLimits(maxBytes: 6))) { e in
+        XCTAssertNoThrow(try JSONValue.parse(String(repeating: "[", count: 64) + String(repeating: "]", count: 64)))
+        XCTAssertThrowsError(try JSONValue.parse("[1,2,3]", limits: JSONLimits(maxBytes: 6))) { e in
             XCTAssertEqual((e as? JSONError)?.message, "document is 7 bytes; the limit is 6")
         }
     }
@@ -111,8 +111,8 @@ final class JSONTests: XCTestCase {
         for _ in 0..<5000 {
             let n = Int.random(in: 0...40, using: &rng)
             let bytes = (0..<n).map { _ in alphabet.randomElement(using: &rng)! }
-            if let v = try? JSON.parse(bytes) {
-                XCTAssertEqual(try JSON.parse(v.serialized), v)
+            if let v = try? JSONValue.parse(bytes) {
+                XCTAssertEqual(try JSONValue.parse(v.serialized), v)
             }
         }
     }

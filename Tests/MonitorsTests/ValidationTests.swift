@@ -1,4 +1,4 @@
-// MonitorDefinitions.validate: the PUT body's rules, one error per field.
+// MonitorDocument.validate: the PUT body's rules, one error per field.
 import XCTest
 @testable import Monitors
 
@@ -24,7 +24,7 @@ final class ValidationTests: XCTestCase {
     func document(_ monitors: JSONValue...) -> JSONValue { ["monitors": .array(monitors)] }
 
     func errors(_ doc: JSONValue, file: StaticString = #filePath, line: UInt = #line) -> [FieldError] {
-        switch MonitorDefinitions.validate(doc) {
+        switch MonitorDocument.validate(doc) {
         case .success: XCTFail("expected errors", file: file, line: line); return []
         case .failure(let e): return e.errors
         }
@@ -41,7 +41,7 @@ final class ValidationTests: XCTestCase {
     }
 
     func testValidDocumentBecomesDefinitions() throws {
-        let defs = try MonitorDefinitions.validate(document(httpMonitor, tcpMonitor, execMonitor)).get()
+        let defs = try MonitorDocument.validate(document(httpMonitor, tcpMonitor, execMonitor)).get()
         XCTAssertEqual(defs.count, 3)
         XCTAssertEqual(defs[0], MonitorDefinition(
             id: "api-health", name: "API health", intervalSecs: 30, timeoutSecs: 10, groups: ["eu", "default"],
@@ -62,19 +62,19 @@ final class ValidationTests: XCTestCase {
     func testDefaults() throws {
         let m: JSONValue = ["id": "a", "name": "A", "kind": "http", "interval_secs": 10, "timeout_secs": 10,
                             "spec": ["url": "http://127.0.0.1/"]]
-        let d = try MonitorDefinitions.validate(document(m)).get()[0]
+        let d = try MonitorDocument.validate(document(m)).get()[0]
         XCTAssertEqual(d.check, .http(HTTPCheck(method: "GET", url: "http://127.0.0.1/", headers: [], body: nil,
                                                expectStatus: [.class(2)], followRedirects: false, tlsVerify: true)))
     }
 
     func testJSONFormValidatesBackToTheSameDefinitions() throws {
-        let defs = try MonitorDefinitions.validate(document(httpMonitor, tcpMonitor, execMonitor)).get()
-        let again = try MonitorDefinitions.validate(try JSON.parse(MonitorDefinitions.json(defs).serialized)).get()
+        let defs = try MonitorDocument.validate(document(httpMonitor, tcpMonitor, execMonitor)).get()
+        let again = try MonitorDocument.validate(try JSONValue.parse(MonitorDocument.json(defs).serialized)).get()
         XCTAssertEqual(again, defs)
     }
 
     func testParseErrorIsOneBodyError() {
-        guard case .failure(let e) = MonitorDefinitions.validate(json: Array("{\"monitors\": [}".utf8)) else { return XCTFail() }
+        guard case .failure(let e) = MonitorDocument.validate(json: Array("{\"monitors\": [}".utf8)) else { return XCTFail() }
         XCTAssertEqual(e.errors.map(\.field), ["(body)"])
         XCTAssertEqual(e.errors[0].message, "invalid JSON at line 1, column 15: unexpected '}', expected a value")
         XCTAssertEqual(e.json.serialized,
@@ -89,7 +89,7 @@ final class ValidationTests: XCTestCase {
         XCTAssertEqual(errors(document(1)).map(\.description), ["monitors[0]: expected an object, got a number"])
         var limits = MonitorLimits()
         limits.maxMonitors = 1
-        guard case .failure(let e) = MonitorDefinitions.validate(document(tcpMonitor, tcpMonitor), limits: limits) else { return XCTFail() }
+        guard case .failure(let e) = MonitorDocument.validate(document(tcpMonitor, tcpMonitor), limits: limits) else { return XCTFail() }
         XCTAssertEqual(e.errors.map(\.description), ["monitors: 2 monitors; at most 1"])
     }
 
@@ -183,7 +183,7 @@ final class ValidationTests: XCTestCase {
 
     func testReferencesInURLsAreCheckedAroundTheReference() throws {
         for ok in ["https://${env:HOST}/x", "${env:FULL_URL}", "http://h/${env:PATH_PART}?t=${env:T}"] {
-            XCTAssertNoThrow(try MonitorDefinitions.validate(document(with(httpMonitor, "spec.url", .string(ok)))).get(), ok)
+            XCTAssertNoThrow(try MonitorDocument.validate(document(with(httpMonitor, "spec.url", .string(ok)))).get(), ok)
         }
         XCTAssertEqual(errors(document(with(httpMonitor, "spec.url", "ftp://${env:H}/"))).map(\.message),
                        ["expected an http or https URL"])

@@ -1,5 +1,5 @@
 // MonitorDefinition: one synthetic monitor as the API defines it and the
-// agent runs it. Built only by `MonitorDefinitions.validate` (from the API's
+// agent runs it. Built only by `MonitorDocument.validate` (from the API's
 // JSON) or `ScheduleCodec` (from a Wire Schedule), so every instance has
 // passed validation.
 

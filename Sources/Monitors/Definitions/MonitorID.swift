@@ -5,7 +5,7 @@
 // masked to 53 bits. It is stable across collector restarts and databases,
 // both programs compute it without state, and 53 bits stay exact as a JSON
 // number and as a SQLite INTEGER. Two ids of one project that happen to
-// hash alike are refused by `MonitorDefinitions.validate` ("rename one"),
+// hash alike are refused by `MonitorDocument.validate` ("rename one"),
 // so within a project the mapping is one-to-one. 0 is never produced
 // (it would read as "none").
 

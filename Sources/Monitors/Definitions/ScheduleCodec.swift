@@ -147,7 +147,7 @@ public enum ScheduleCodec {
             }
             spec["steps"] = .array(steps)
             if let c = one("config") {
-                guard let cfg = try? JSON.parse(c) else { return .failure(SpecError(message: "config is not valid JSON")) }
+                guard let cfg = try? JSONValue.parse(c) else { return .failure(SpecError(message: "config is not valid JSON")) }
                 spec["config"] = cfg
             }
         default:
@@ -161,7 +161,7 @@ public enum ScheduleCodec {
         m["timeout_secs"] = .number(JSONNumber(Int(s.timeoutMs / 1000)))
         m["groups"] = .array((s.groups.isEmpty ? ["default"] : s.groups).map { .string($0) })
         m["spec"] = .object(spec)
-        switch MonitorDefinitions.validate(.object(JSONObject([("monitors", .array([.object(m)]))]))) {
+        switch MonitorDocument.validate(.object(JSONObject([("monitors", .array([.object(m)]))]))) {
         case .success(let d):
             guard d[0].numericID == s.id else { return .failure(SpecError(message: "numeric id does not match id \"\(id)\"")) }
             return .success(d[0])

@@ -34,7 +34,7 @@ public struct JSONError: Error, Equatable, Sendable, CustomStringConvertible {
     public var description: String { "invalid JSON at line \(line), column \(column): \(message)" }
 }
 
-public enum JSON {
+extension JSONValue {
     /// Parses one JSON document from `bytes`.
     public static func parse(_ bytes: [UInt8], limits: JSONLimits = .default) throws(JSONError) -> JSONValue {
         try bytes.withUnsafeBufferPointer { (buf) throws(JSONError) -> JSONValue in

@@ -1,4 +1,4 @@
-// MonitorDefinitions: the API's `{"monitors": [...]}` document, validated
+// MonitorDocument: the API's `{"monitors": [...]}` document, validated
 // into definitions or refused with one message per faulty field.
 //
 // The collector's `PUT /api/v1/projects/{project}/monitors` handler calls
@@ -52,12 +52,12 @@ public struct MonitorLimits: Equatable, Sendable {
     public static let `default` = MonitorLimits()
 }
 
-public enum MonitorDefinitions {
+public enum MonitorDocument {
     /// Parses and validates a PUT body.
     public static func validate(json bytes: [UInt8], limits: MonitorLimits = .default) -> Result<[MonitorDefinition], MonitorValidationError> {
         let doc: JSONValue
         do {
-            doc = try JSON.parse(bytes)
+            doc = try JSONValue.parse(bytes)
         } catch {
             return .failure(MonitorValidationError(errors: [FieldError(field: "(body)", message: error.description)]))
         }
