@@ -17,6 +17,7 @@ let package = Package(
         .library(name: "Wire", targets: ["Wire"]),
         .library(name: "ConfigFile", targets: ["ConfigFile"]),
         .library(name: "CollectorStore", targets: ["CollectorStore"]),
+        .executable(name: "vigil-agent", targets: ["vigil-agent"]),
         .executable(name: "vigil-collector", targets: ["vigil-collector"]),
     ],
     targets: [
@@ -52,6 +53,8 @@ let package = Package(
         .target(name: "Collector", dependencies: ["Reactor", "Wire", "ConfigFile", "CollectorStore", "CMicroHTTPD"]),
 
         // ── Executables ────────────────────────────────────────────────────
+        // The edge agent: argv to AgentCommandLine, nothing else.
+        .executableTarget(name: "vigil-agent", dependencies: ["Agent"], path: "Sources/vigil-agent"),
         .executableTarget(name: "reactor-demo", dependencies: ["Reactor"], path: "Sources/ReactorDemo"),
         // The collector: `run`, `keys`, `check-config` (all in Collector's CollectorCommand).
         .executableTarget(name: "vigil-collector", dependencies: ["Collector"]),
@@ -64,13 +67,18 @@ let package = Package(
         .executableTarget(name: "fuzz-framing", dependencies: ["Wire"], path: "Sources/FuzzFraming"),
         .executableTarget(name: "fuzz-records", dependencies: ["Wire"], path: "Sources/FuzzRecords"),
         .executableTarget(name: "fuzz-handshake", dependencies: ["Wire", "Reactor"], path: "Sources/FuzzHandshake"),
+        // libFuzzer target for the agent's IPA parser and ingest path
+        // (scripts/fuzz.sh builds it with -D FUZZING; a plain build replays files).
+        .executableTarget(name: "fuzz-ipa", dependencies: ["Agent"], path: "Sources/FuzzIPA", exclude: ["seeds"]),
 
         // ── Tests ──────────────────────────────────────────────────────────
         .testTarget(name: "ReactorTests", dependencies: ["Reactor", "CEv"]),
         .testTarget(name: "WireTests", dependencies: ["Wire"], exclude: ["Fixtures"]),
         .testTarget(name: "ConfigFileTests", dependencies: ["ConfigFile"]),
         .testTarget(name: "CollectorStoreTests", dependencies: ["CollectorStore", "Reactor"]),
-        .testTarget(name: "AgentTests", dependencies: ["Agent", "Reactor"]),
+        // In-process and end-to-end tests; both binaries are dependencies so
+        // they are built before the process tests start them.
+        .testTarget(name: "AgentTests", dependencies: ["Agent", "Reactor", "Wire", "ConfigFile", "vigil-agent", "vigil-collector"]),
         // Integration tests start the built vigil-collector (a dependency, so it is built first).
         .testTarget(name: "CollectorTests", dependencies: ["Collector", "Reactor", "Wire", "ConfigFile", "CollectorStore", "vigil-collector"]),
     ],

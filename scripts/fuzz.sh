@@ -1,21 +1,23 @@
 #!/usr/bin/env bash
 # fuzz.sh TARGET SECONDS [libFuzzer options...]
-#   TARGET: framing | records | handshake
+#   TARGET: ipa (the agent's IPA parser and ingest path), or a Wire target
+#           (framing | records | handshake) where its Sources/Fuzz* exists.
 # Builds the libFuzzer target (release, -sanitize=fuzzer,address, -D FUZZING)
 # in its own scratch path (.build-fuzz) so the normal .build is untouched,
 # then runs it for SECONDS on one core. The corpus grows in
-# fuzz-out/TARGET/corpus (seeded from Tests/WireTests/Fixtures/fuzz-seeds/TARGET);
-# crashes land in fuzz-out/TARGET/ as crash-* files. Reproduce one with the
-# plain build's replay tool:  swift run fuzz-TARGET fuzz-out/TARGET/crash-...
+# fuzz-out/TARGET/corpus (seeded from the target's seed directory); crashes
+# land in fuzz-out/TARGET/ as crash-* files. Reproduce one with the plain
+# build's replay tool:  swift run fuzz-TARGET fuzz-out/TARGET/crash-...
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-target="${1:?usage: fuzz.sh framing|records|handshake SECONDS [libFuzzer options]}"
+target="${1:?usage: fuzz.sh ipa|framing|records|handshake SECONDS [libFuzzer options]}"
 seconds="${2:?usage: fuzz.sh TARGET SECONDS}"
 shift 2
 case "$target" in
-  framing|records|handshake) ;;
-  *) echo "unknown target: $target (framing, records, handshake)" >&2; exit 2 ;;
+  ipa) seeds="Sources/FuzzIPA/seeds" ;;
+  framing|records|handshake) seeds="Tests/WireTests/Fixtures/fuzz-seeds/$target" ;;
+  *) echo "unknown target: $target (ipa, framing, records, handshake)" >&2; exit 2 ;;
 esac
 product="fuzz-$target"
 
@@ -25,7 +27,6 @@ swift build -c release --scratch-path .build-fuzz --product "$product" \
 bin=".build-fuzz/release/$product"
 out="fuzz-out/$target"
 mkdir -p "$out/corpus"
-seeds="Tests/WireTests/Fixtures/fuzz-seeds/$target"
 dirs=("$out/corpus")
 [ -d "$seeds" ] && dirs+=("$seeds")
 

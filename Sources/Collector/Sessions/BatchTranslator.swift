@@ -43,11 +43,14 @@ enum BatchTranslator {
                     count: clamp(a.count), sumMs: ms(a.sumUs), minMs: ms(a.minUs), maxMs: ms(a.maxUs),
                     p50Ms: ms(a.p50Us), p95Ms: ms(a.p95Us), p99Ms: ms(a.p99Us), meta: JSON.object(meta).serialized))
             case .event(let e):
-                let method: String, host: String
+                let method: String, host: String, monitor: String, check: String
                 switch name(e.method, "event.method") { case .success(let s): method = s; case .failure(let f): return .failure(f) }
                 switch name(e.host, "event.host") { case .success(let s): host = s; case .failure(let f): return .failure(f) }
+                // The rule that matched (0, i.e. "", from agents that predate the fields).
+                switch name(e.monitor, "event.monitor") { case .success(let s): monitor = s; case .failure(let f): return .failure(f) }
+                switch name(e.check, "event.check") { case .success(let s): check = s; case .failure(let f): return .failure(f) }
                 let meta: String? = e.status != 0 ? JSON.object([("status", .int(Int(e.status)))]).serialized : nil
-                batch.events.append(CollectorStore.RawEvent(ts: clamp(e.timestampUs / 1000), monitor: "", check: "",
+                batch.events.append(CollectorStore.RawEvent(ts: clamp(e.timestampUs / 1000), monitor: monitor, check: check,
                                                             method: method, host: host, path: e.path,
                                                             durationMs: ms(e.durationUs), meta: meta))
             case .monitorResult(let r):

@@ -51,6 +51,9 @@ public final class ClientSession {
     public var strings: StringTable { channel.received }
     /// Strings this side has defined so far.
     public var internedStrings: Int { channel.interner.count }
+    /// The bounds of this side's string table (narrowed by the Welcome): a
+    /// batch must not need more distinct names than these.
+    public var stringTableLimits: (maxID: UInt32, maxBytes: Int) { (channel.interner.maxID, channel.interner.maxBytes) }
 
     /// Writes the preamble and message 1 into `outbound`.
     public func start() throws(SessionError) {
