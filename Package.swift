@@ -18,6 +18,8 @@ let package = Package(
         .library(name: "ConfigFile", targets: ["ConfigFile"]),
         .library(name: "CollectorStore", targets: ["CollectorStore"]),
         .library(name: "Monitors", targets: ["Monitors"]),
+        .executable(name: "vigil-agent", targets: ["vigil-agent"]),
+        .executable(name: "vigil-collector", targets: ["vigil-collector"]),
     ],
     targets: [
         // ── C shims over Debian's -dev packages ────────────────────────────
@@ -58,7 +60,11 @@ let package = Package(
         .target(name: "Collector", dependencies: ["Reactor", "Wire", "ConfigFile", "CollectorStore", "CMicroHTTPD"]),
 
         // ── Executables ────────────────────────────────────────────────────
+        // The edge agent: argv to AgentCommandLine, nothing else.
+        .executableTarget(name: "vigil-agent", dependencies: ["Agent"], path: "Sources/vigil-agent"),
         .executableTarget(name: "reactor-demo", dependencies: ["Reactor"], path: "Sources/ReactorDemo"),
+        // The collector: `run`, `keys`, `check-config` (all in Collector's CollectorCommand).
+        .executableTarget(name: "vigil-collector", dependencies: ["Collector"]),
         .executableTarget(name: "store-bench", dependencies: ["CollectorStore", "Reactor", "CSQLite"], path: "Sources/StoreBench"),
         .executableTarget(name: "reactor-bench", dependencies: ["Reactor"], path: "Sources/ReactorBench"),
         // Release-mode crypto and handshake throughput (scripts/bench-wire.sh).
@@ -68,7 +74,11 @@ let package = Package(
         .executableTarget(name: "fuzz-framing", dependencies: ["Wire"], path: "Sources/FuzzFraming"),
         .executableTarget(name: "fuzz-records", dependencies: ["Wire"], path: "Sources/FuzzRecords"),
         .executableTarget(name: "fuzz-handshake", dependencies: ["Wire", "Reactor"], path: "Sources/FuzzHandshake"),
-        .executableTarget(name: "fuzz-json", dependencies: ["Monitors"], path: "Sources/FuzzJSON"),
+        // libFuzzer target for the agent's IPA parser and ingest path
+        // (scripts/fuzz.sh builds it with -D FUZZING; a plain build replays files).
+        .executableTarget(name: "fuzz-ipa", dependencies: ["Agent"], path: "Sources/FuzzIPA", exclude: ["seeds"]),
+        // libFuzzer target for the monitors' JSON parser, validation and Schedule round trip.
+        .executableTarget(name: "fuzz-json", dependencies: ["Monitors", "Wire"], path: "Sources/FuzzJSON"),
         // 1,000 HTTP monitors on one engine, idle RSS with and without libcurl (scripts/bench-monitors.sh).
         .executableTarget(name: "monitors-bench", dependencies: ["Monitors", "Reactor"], path: "Sources/MonitorsBench"),
         // The benchmark's local HTTP server, in its own process.
@@ -79,8 +89,12 @@ let package = Package(
         .testTarget(name: "WireTests", dependencies: ["Wire"], exclude: ["Fixtures"]),
         .testTarget(name: "ConfigFileTests", dependencies: ["ConfigFile"]),
         .testTarget(name: "CollectorStoreTests", dependencies: ["CollectorStore", "Reactor"]),
-        .testTarget(name: "AgentTests", dependencies: ["Agent", "Reactor"]),
-        .testTarget(name: "CollectorTests", dependencies: ["Collector", "Reactor"]),
+        // In-process and end-to-end tests; both binaries are dependencies so
+        // they are built before the process tests start them.
+        .testTarget(name: "AgentTests", dependencies: ["Agent", "Reactor", "Wire", "ConfigFile", "vigil-agent", "vigil-collector"]),
+        // Integration tests start the built vigil-collector (a dependency, so it is built first).
+        .testTarget(name: "CollectorTests", dependencies: ["Collector", "Reactor", "Wire", "ConfigFile", "CollectorStore", "vigil-collector"]),
+        // Monitors against local servers (the collector's HTTPServer, a TCP listener, the example exec monitor).
         .testTarget(name: "MonitorsTests", dependencies: ["Monitors", "Reactor", "Wire", "Collector"], exclude: ["Fixtures"]),
     ],
     swiftLanguageModes: [.v5]

@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
-# fuzz-all.sh [SECONDS]: runs every fuzz target (Wire's and the JSON parser's) for SECONDS (default 20)
-# each, one after another (one core). Exits non-zero if any target finds a
-# crash. Called by scripts/test.sh with a short duration.
+# fuzz-all.sh [SECONDS]: runs every fuzz target present (Sources/Fuzz*) for
+# SECONDS (default 20) each, one after another (one core). Exits non-zero if
+# any target finds a crash. Called by scripts/test.sh with a short duration.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-20}"
 status=0
-for target in framing records handshake json; do
+for target in ipa framing records handshake json; do
+  case "$target" in
+    ipa) src=Sources/FuzzIPA ;;
+    json) src=Sources/FuzzJSON ;;
+    *) src="Sources/Fuzz$(tr '[:lower:]' '[:upper:]' <<<"${target:0:1}")${target:1}" ;;
+  esac
+  [ -d "$src" ] || continue
   log="fuzz-out/$target.log"
   mkdir -p fuzz-out
   if scripts/fuzz.sh "$target" "$seconds" >"$log" 2>&1; then

@@ -1,22 +1,25 @@
 #!/usr/bin/env bash
 # fuzz.sh TARGET SECONDS [libFuzzer options...]
-#   TARGET: framing | records | handshake | json
+#   TARGET: ipa (the agent's IPA parser and ingest path), json (the monitors'
+#           JSON parser and definitions), or a Wire target (framing | records |
+#           handshake) where its Sources/Fuzz* exists.
 # Builds the libFuzzer target (release, -sanitize=fuzzer,address, -D FUZZING)
 # in its own scratch path (.build-fuzz) so the normal .build is untouched,
 # then runs it for SECONDS on one core. The corpus grows in
-# fuzz-out/TARGET/corpus (seeded from Tests/WireTests/Fixtures/fuzz-seeds/TARGET,
-# or Tests/MonitorsTests/Fixtures/fuzz-seeds/json for json);
-# crashes land in fuzz-out/TARGET/ as crash-* files. Reproduce one with the
-# plain build's replay tool:  swift run fuzz-TARGET fuzz-out/TARGET/crash-...
+# fuzz-out/TARGET/corpus (seeded from the target's seed directory); crashes
+# land in fuzz-out/TARGET/ as crash-* files. Reproduce one with the plain
+# build's replay tool:  swift run fuzz-TARGET fuzz-out/TARGET/crash-...
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-target="${1:?usage: fuzz.sh framing|records|handshake|json SECONDS [libFuzzer options]}"
+target="${1:?usage: fuzz.sh ipa|json|framing|records|handshake SECONDS [libFuzzer options]}"
 seconds="${2:?usage: fuzz.sh TARGET SECONDS}"
 shift 2
 case "$target" in
-  framing|records|handshake|json) ;;
-  *) echo "unknown target: $target (framing, records, handshake, json)" >&2; exit 2 ;;
+  ipa) seeds="Sources/FuzzIPA/seeds" ;;
+  json) seeds="Tests/MonitorsTests/Fixtures/fuzz-seeds/json" ;;
+  framing|records|handshake) seeds="Tests/WireTests/Fixtures/fuzz-seeds/$target" ;;
+  *) echo "unknown target: $target (ipa, json, framing, records, handshake)" >&2; exit 2 ;;
 esac
 product="fuzz-$target"
 
@@ -26,8 +29,6 @@ swift build -c release --scratch-path .build-fuzz --product "$product" \
 bin=".build-fuzz/release/$product"
 out="fuzz-out/$target"
 mkdir -p "$out/corpus"
-seeds="Tests/WireTests/Fixtures/fuzz-seeds/$target"
-[ "$target" = json ] && seeds="Tests/MonitorsTests/Fixtures/fuzz-seeds/json"
 dirs=("$out/corpus")
 [ -d "$seeds" ] && dirs+=("$seeds")
 

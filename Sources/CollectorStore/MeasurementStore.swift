@@ -26,6 +26,11 @@ public protocol MeasurementStore: AnyObject {
     /// change. Completes with whether they changed.
     func setAgentState(agent: String, state: AgentState, messages: [String], at: Int64,
                        completion: @escaping StoreCompletion<Bool>)
+    /// A Status from the agent: stores the snapshot (and makes it the latest)
+    /// and sets the state as `setAgentState` does, in one write. Completes
+    /// with whether state or messages changed.
+    func recordAgentStatus(agent: String, state: AgentState, messages: [String], snapshot: StatusSnapshot,
+                           completion: @escaping StoreCompletion<Bool>)
     /// Collector start: every agent becomes `not_visible` (no session yet).
     /// Completes with the number of agents that changed.
     func markAllAgentsNotVisible(at: Int64, completion: @escaping StoreCompletion<Int>)
@@ -41,6 +46,10 @@ public protocol MeasurementStore: AnyObject {
     /// an unknown project. Read at each handshake, so keys created or revoked
     /// by another process apply without a restart.
     func activeKeys(project: String, completion: @escaping StoreCompletion<ProjectKeys>)
+    /// Every key of a project for a handshake: the active secrets, and the
+    /// revoked ones in `revoked` so a session presenting a revoked key can
+    /// be told so. `.notFound` for an unknown project.
+    func handshakeKeys(project: String, completion: @escaping StoreCompletion<ProjectKeys>)
     func projects(completion: @escaping StoreCompletion<[ProjectInfo]>)
 
     // MARK: project configuration

@@ -12,7 +12,8 @@ final class HostInfoTests: XCTestCase {
     func testLoopbackInterfaceIsListed() {
         let lo = HostInfo.interfaces().first { $0.name == "lo" }
         XCTAssertNotNil(lo)
-        XCTAssertTrue(lo!.addresses.contains("127.0.0.1"))
+        XCTAssertTrue(lo!.addresses.contains("127.0.0.1/8"), "\(lo!.addresses)")
+        XCTAssertEqual(lo!.flags & 3, 3, "up and loopback")
     }
 
     func testCPUSamplerSeesBusyWork() {

@@ -90,9 +90,9 @@ final class IPAParserTests: XCTestCase {
 
 final class PatternSetTests: XCTestCase {
     let set = PatternSet(rules: [
-        PatternRule(method: "GET", host: "api.example.com", path: "/v1/users/*", monitor: "users", check: "get-user"),
-        PatternRule(method: "*", host: "*.example.com", path: "/v1/*", monitor: "api", check: "any-v1"),
-        PatternRule(method: "", host: "pay?.example.net", path: "/charge", monitor: "pay", check: "charge"),
+        FilterRule(method: "GET", host: "api.example.com", path: "/v1/users/*", monitor: "users", check: "get-user"),
+        FilterRule(method: "*", host: "*.example.com", path: "/v1/*", monitor: "api", check: "any-v1"),
+        FilterRule(method: "", host: "pay?.example.net", path: "/charge", monitor: "pay", check: "charge"),
     ], version: 1)
 
     func testFirstMatchWinsAndMatchingIsAnchored() {
@@ -110,7 +110,7 @@ final class PatternSetTests: XCTestCase {
     }
 
     func testGlobBacktracking() {
-        let s = PatternSet(rules: [PatternRule(method: "*", host: "*", path: "/a*b*c", monitor: "m", check: "c")], version: 1)
+        let s = PatternSet(rules: [FilterRule(method: "*", host: "*", path: "/a*b*c", monitor: "m", check: "c")], version: 1)
         XCTAssertEqual(s.match(method: "GET", host: "h", path: "/aXbYbZc"), 0)
         XCTAssertNil(s.match(method: "GET", host: "h", path: "/aXbYbZ"))
         XCTAssertEqual(s.match(method: "GET", host: "h", path: "/abc"), 0)
@@ -118,8 +118,8 @@ final class PatternSetTests: XCTestCase {
 
     func testRuleProblems() {
         XCTAssertNil(set.rules[0].problem)
-        XCTAssertNotNil(PatternRule(method: "", host: "", path: "/", monitor: "m", check: "c").problem)
-        XCTAssertNotNil(PatternRule(method: "", host: "*", path: "/", monitor: "", check: "c").problem)
+        XCTAssertNotNil(FilterRule(method: "", host: "", path: "/", monitor: "m", check: "c").problem)
+        XCTAssertNotNil(FilterRule(method: "", host: "*", path: "/", monitor: "", check: "c").problem)
     }
 }
 
@@ -138,9 +138,9 @@ final class RedactorTests: XCTestCase {
 final class AggregatorTests: XCTestCase {
     func testOneAggregatePerKeyPerWindow() {
         let rules = [
-            PatternRule(method: "*", host: "*", path: "/a", monitor: "m", check: "a"),
-            PatternRule(method: "*", host: "*", path: "/a2", monitor: "m", check: "a"),   // same key
-            PatternRule(method: "*", host: "*", path: "/b", monitor: "m", check: "b"),
+            FilterRule(method: "*", host: "*", path: "/a", monitor: "m", check: "a"),
+            FilterRule(method: "*", host: "*", path: "/a2", monitor: "m", check: "a"),   // same key
+            FilterRule(method: "*", host: "*", path: "/b", monitor: "m", check: "b"),
         ]
         let agg = Aggregator(intervalMs: 10_000)
         agg.install(PatternSet(rules: rules, version: 1))
@@ -168,11 +168,11 @@ final class AggregatorTests: XCTestCase {
 
     func testReinstallKeepsOpenWindowDataOfSurvivingKeys() {
         let agg = Aggregator(intervalMs: 1000)
-        agg.install(PatternSet(rules: [PatternRule(method: "*", host: "*", path: "/a", monitor: "m", check: "a")], version: 1))
+        agg.install(PatternSet(rules: [FilterRule(method: "*", host: "*", path: "/a", monitor: "m", check: "a")], version: 1))
         agg.record(rule: 0, durationMs: 5)
         agg.install(PatternSet(rules: [
-            PatternRule(method: "*", host: "*", path: "/z", monitor: "m", check: "z"),
-            PatternRule(method: "*", host: "*", path: "/a", monitor: "m", check: "a"),
+            FilterRule(method: "*", host: "*", path: "/z", monitor: "m", check: "z"),
+            FilterRule(method: "*", host: "*", path: "/a", monitor: "m", check: "a"),
         ], version: 2))
         agg.record(rule: 1, durationMs: 7)
         let out = agg.flush(windowStartMs: 0)

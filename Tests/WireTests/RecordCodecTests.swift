@@ -97,6 +97,20 @@ final class RecordCodecTests: XCTestCase {
         XCTAssertEqual(MonitorStatus.overtime.description, "overtime")
     }
 
+    func testRawEventFromAnOlderSenderHasNoRuleNames() throws {
+        // The body as a sender without monitor/check writes it: decodes with 0s.
+        var w = WireWriter()
+        w.varint(UInt64(7)); w.varint(UInt64(1)); w.varint(UInt64(2)); w.string("/p"); w.varint(UInt64(200)); w.varint(UInt64(9))
+        let decoded: RawEvent = try w.bytes.withUnsafeBytes { p in
+            var r = WireReader(p)
+            return try RawEvent.decode(from: &r, limits: .default)
+        }
+        XCTAssertEqual(decoded, RawEvent(timestampUs: 7, method: 1, host: 2, path: "/p", status: 200, durationUs: 9))
+        let full = RawEvent(timestampUs: 7, method: 1, host: 2, path: "/p", status: 200, durationUs: 9, monitor: 3, check: 4)
+        XCTAssertEqual(try decodeOne(Record.dataBatch(DataBatch(sequence: 1, items: [.event(full)])).encoded),
+                       .dataBatch(DataBatch(sequence: 1, items: [.event(full)])))
+    }
+
     func testUnknownBatchItemKindIsSkipped() throws {
         // sequence 1, 2 items: kind 9 (3 bytes body), then an Aggregate... use an unknown + ack-sized known
         var w = WireWriter()

@@ -39,7 +39,7 @@ struct RecordGenerator {
                                         maxUs: u64(), p50Us: u64(), p95Us: u64(), p99Us: u64()))
         case 1:
             return .event(RawEvent(timestampUs: u64(), method: u32(), host: u32(), path: string(max: 60),
-                                   status: u32(), durationUs: u64()))
+                                   status: u32(), durationUs: u64(), monitor: u32(), check: u32()))
         default:
             return .monitorResult(MonitorResult(
                 monitorID: u64(), runID: u64(), timestampMs: u64(), step: u32(), status: MonitorStatus(rawValue: u8()),

@@ -8,7 +8,8 @@
 // each a histogram whose blocks exist only for latency ranges seen.
 import Reactor
 
-public struct Aggregate: Equatable, Sendable {
+/// One (monitor, check) window's latency statistics, in milliseconds.
+public struct LatencyAggregate: Equatable, Sendable {
     public var windowStartMs: Int64
     public var windowMs: Int64
     public var monitor: String
@@ -77,12 +78,12 @@ public final class Aggregator {
 
     /// Closes the window that started at `windowStartMs`: returns one
     /// aggregate per key that saw records, and empties the histograms.
-    public func flush(windowStartMs: Int64) -> [Aggregate] {
-        var out: [Aggregate] = []
+    public func flush(windowStartMs: Int64) -> [LatencyAggregate] {
+        var out: [LatencyAggregate] = []
         for i in 0..<slots.count where slots[i].histogram.count > 0 {
             let h = slots[i].histogram
             func ms(_ us: UInt64) -> Double { Double(us) / 1000 }
-            out.append(Aggregate(windowStartMs: windowStartMs, windowMs: intervalMs,
+            out.append(LatencyAggregate(windowStartMs: windowStartMs, windowMs: intervalMs,
                                  monitor: slots[i].monitor, check: slots[i].check, source: source,
                                  count: h.count, sumMs: ms(h.sum), minMs: ms(h.min), maxMs: ms(h.max),
                                  p50Ms: ms(h.quantile(0.50)), p95Ms: ms(h.quantile(0.95)),

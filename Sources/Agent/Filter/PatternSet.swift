@@ -5,29 +5,42 @@
 // case-insensitive; "*" or empty for any), a host glob (case-insensitive)
 // and a path glob, each matched against the whole value (anchored). In a
 // glob `*` matches any run of characters, `/` included, and `?` exactly one.
-// The query string was already cut off by the parser.
+// The query string was already cut off by the parser. A matching rule
+// marked `exclude` drops the record (counted) instead of counting it.
+import Wire
 
-public struct PatternRule: Equatable, Sendable {
+/// One filter rule as the agent applies it. (The collector sends
+/// `Wire.PatternRule`; `init(wire:)` maps it, empty globs meaning "any".)
+public struct FilterRule: Equatable, Sendable {
     public var method: String
     public var host: String
     public var path: String
     public var monitor: String
     public var check: String
+    public var exclude: Bool
 
-    public init(method: String, host: String, path: String, monitor: String, check: String) {
+    public init(method: String, host: String, path: String, monitor: String, check: String, exclude: Bool = false) {
         self.method = method
         self.host = host
         self.path = path
         self.monitor = monitor
         self.check = check
+        self.exclude = exclude
     }
 
-    /// Why a rule is unusable, or nil.
+    /// The agent's reading of a rule from the collector: an empty glob
+    /// matches anything, as the protocol says.
+    public init(wire r: Wire.PatternRule) {
+        self.init(method: r.method, host: r.hostGlob.isEmpty ? "*" : r.hostGlob,
+                  path: r.pathGlob.isEmpty ? "*" : r.pathGlob, monitor: r.monitor, check: r.check, exclude: r.exclude)
+    }
+
+    /// Why a rule is unusable, or nil. An exclude rule needs no names.
     public var problem: String? {
         if host.isEmpty { return "host glob is empty (use \"*\" for any host)" }
         if path.isEmpty { return "path glob is empty (use \"*\" for any path)" }
-        if monitor.isEmpty { return "monitor is empty" }
-        if check.isEmpty { return "check is empty" }
+        if !exclude && monitor.isEmpty { return "monitor is empty" }
+        if !exclude && check.isEmpty { return "check is empty" }
         for (name, v) in [("method", method), ("host", host), ("path", path), ("monitor", monitor), ("check", check)]
             where v.utf8.count > 512 {
             return "\(name) is longer than 512 bytes"
@@ -36,33 +49,52 @@ public struct PatternRule: Equatable, Sendable {
     }
 }
 
+/// An immutable, ordered rule list compiled for matching without
+/// allocation. Replaced whole when the collector sends new rules; share it
+/// freely on the loop thread.
 public final class PatternSet {
-    public let rules: [PatternRule]
+    public let rules: [FilterRule]
     public let version: UInt64
-    // Lower-cased copies as bytes, matched without allocating.
-    private let methods: [[UInt8]?]
-    private let hosts: [[UInt8]]
-    private let paths: [[UInt8]]
+    /// Indices of rules with a `problem`: never matched (the other rules
+    /// keep their indices, so rule numbers stay those the collector sent).
+    public let unusable: [Int]
 
-    public init(rules: [PatternRule], version: UInt64) {
+    // Lower-cased copies as bytes, matched without allocating.
+    private struct Compiled {
+        let usable: Bool
+        let exclude: Bool
+        let method: [UInt8]?
+        let host: [UInt8]
+        let path: [UInt8]
+    }
+    private let compiled: [Compiled]
+
+    public init(rules: [FilterRule], version: UInt64) {
         self.rules = rules
         self.version = version
-        methods = rules.map { r in
-            r.method.isEmpty || r.method == "*" ? nil : Array(r.method.utf8).map(PatternSet.lower)
+        unusable = rules.indices.filter { rules[$0].problem != nil }
+        compiled = rules.map { r in
+            Compiled(usable: r.problem == nil, exclude: r.exclude,
+                     method: r.method.isEmpty || r.method == "*" ? nil : Array(r.method.utf8).map(PatternSet.lower),
+                     host: Array(r.host.utf8).map(PatternSet.lower), path: Array(r.path.utf8))
         }
-        hosts = rules.map { Array($0.host.utf8).map(PatternSet.lower) }
-        paths = rules.map { Array($0.path.utf8) }
     }
 
     public static let empty = PatternSet(rules: [], version: 0)
 
+    /// Whether rule `i` drops what it matches.
+    @inline(__always)
+    public func isExclude(_ i: Int) -> Bool { compiled[i].exclude }
+
     /// Index of the first rule matching the record, or nil.
     public func match(method: UnsafeRawBufferPointer, host: UnsafeRawBufferPointer,
                       path: UnsafeRawBufferPointer) -> Int? {
-        for i in 0..<rules.count {
-            if let m = methods[i], !PatternSet.equalsLowercased(method, m) { continue }
-            if !hosts[i].withUnsafeBufferPointer({ PatternSet.glob($0, host, foldCase: true) }) { continue }
-            if !paths[i].withUnsafeBufferPointer({ PatternSet.glob($0, path, foldCase: false) }) { continue }
+        for i in 0..<compiled.count {
+            let c = compiled[i]
+            guard c.usable else { continue }
+            if let m = c.method, !PatternSet.equalsLowercased(method, m) { continue }
+            if !c.host.withUnsafeBufferPointer({ PatternSet.glob($0, host, foldCase: true) }) { continue }
+            if !c.path.withUnsafeBufferPointer({ PatternSet.glob($0, path, foldCase: false) }) { continue }
             return i
         }
         return nil

@@ -41,12 +41,39 @@ public enum IPADropCause: Int, CaseIterable, Sendable {
     }
 }
 
-public struct IPADropCounters: Sendable {
-    public private(set) var byCause = [UInt64](repeating: 0, count: IPADropCause.allCases.count)
+/// Drops per cause. Plain stored fields, not an array: the ingest path
+/// copies this per datagram and must not allocate.
+public struct IPADropCounters: Sendable, Equatable {
+    private var badVersion: UInt64 = 0
+    private var fieldCount: UInt64 = 0
+    private var duration: UInt64 = 0
+    private var badURL: UInt64 = 0
+    private var oversize: UInt64 = 0
+
     public init() {}
-    public mutating func count(_ c: IPADropCause) { byCause[c.rawValue] &+= 1 }
-    public subscript(_ c: IPADropCause) -> UInt64 { byCause[c.rawValue] }
-    public var total: UInt64 { byCause.reduce(0, &+) }
+
+    @inline(__always)
+    public mutating func count(_ c: IPADropCause) {
+        switch c {
+        case .badVersion: badVersion &+= 1
+        case .fieldCount: fieldCount &+= 1
+        case .duration: duration &+= 1
+        case .badURL: badURL &+= 1
+        case .oversize: oversize &+= 1
+        }
+    }
+
+    public subscript(_ c: IPADropCause) -> UInt64 {
+        switch c {
+        case .badVersion: return badVersion
+        case .fieldCount: return fieldCount
+        case .duration: return duration
+        case .badURL: return badURL
+        case .oversize: return oversize
+        }
+    }
+
+    public var total: UInt64 { badVersion &+ fieldCount &+ duration &+ badURL &+ oversize }
 }
 
 public enum IPAParser {

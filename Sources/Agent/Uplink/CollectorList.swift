@@ -19,10 +19,20 @@ public struct CollectorList<R: RandomSource> {
     public init(hosts: [String], minDelay: Double, maxDelay: Double, random: R) {
         precondition(!hosts.isEmpty, "at least one collector")
         self.hosts = hosts
-        backoff = Backoff(min: minDelay, max: maxDelay, flatRounds: 3, cap: 300, random: random)
+        backoff = Backoff(min: minDelay, max: maxDelay, flatRounds: 3, cap: Swift.max(300, maxDelay), random: random)
     }
 
     public var current: String { hosts[index] }
+
+    /// New round delays (a configuration change); the position in the
+    /// list is kept, the rounds count starts over.
+    public mutating func setDelays(min: Double, max: Double, random: R) {
+        backoff = Backoff(min: min, max: max, flatRounds: 3, cap: Swift.max(300, max), random: random)
+        failuresThisRound = 0
+    }
+
+    /// Failed attempts since the last round completed (or the last success).
+    public var attemptsThisRound: Int { failuresThisRound }
 
     /// Records a failed attempt on the current host and moves to the next.
     /// Returns the delay before the next attempt: 0 within a round, a

@@ -23,6 +23,8 @@ public struct InFlightWindow<Batch> {
     public private(set) var bytes = 0
     public private(set) var nextSequence: UInt64 = 1
     public private(set) var acknowledged: UInt64 = 0
+    /// Items of the batches settled by acknowledgements so far.
+    public private(set) var acknowledgedItems: UInt64 = 0
     /// Batches pushed out by the bounds before they were acknowledged.
     public private(set) var evicted: UInt64 = 0
     public private(set) var evictedItems: UInt64 = 0
@@ -64,6 +66,7 @@ public struct InFlightWindow<Batch> {
         var settled = 0
         while head < entries.count && entries[head].sequence <= sequence {
             bytes -= entries[head].bytes
+            acknowledgedItems &+= UInt64(entries[head].items)
             head += 1
             settled += 1
         }
@@ -73,6 +76,15 @@ public struct InFlightWindow<Batch> {
 
     /// The unacknowledged batches, oldest first (to re-send after reconnect).
     public var pending: ArraySlice<Entry> { entries[head...] }
+
+    /// The oldest unacknowledged batch with a sequence above `sequence`
+    /// (sequences in the window are consecutive), or nil.
+    public func firstPending(after sequence: UInt64) -> Entry? {
+        guard head < entries.count else { return nil }
+        let first = entries[head].sequence
+        let offset = sequence >= first ? Int(sequence - first) + 1 : 0
+        return head + offset < entries.count ? entries[head + offset] : nil
+    }
 
     mutating func compactIfNeeded() {
         if head > 64 && head * 2 > entries.count {

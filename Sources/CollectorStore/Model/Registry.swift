@@ -21,11 +21,13 @@ public struct ProjectKeys: Sendable, CustomStringConvertible {
     public var projectId: Int64
     public var project: String
     public var keys: [(id: Int64, secret: String)]
+    /// Revoked keys; filled by `handshakeKeys` only (never accepted).
+    public var revoked: [(id: Int64, secret: String)] = []
 
     /// Names the keys by id only, so interpolating this into a log line
     /// cannot leak a secret.
     public var description: String {
-        "ProjectKeys(project: \(project) (\(projectId)), keys: \(keys.map { "#\($0.id)" }.joined(separator: ", ")))"
+        "ProjectKeys(project: \(project) (\(projectId)), keys: \(keys.map { "#\($0.id)" }.joined(separator: ", ")), revoked: \(revoked.count))"
     }
 }
 
@@ -48,6 +50,10 @@ public struct PatternSet: Equatable, Sendable {
     public var version: Int64
     public var updated: Int64
     public var patterns: [FilterPattern]
+
+    public init(version: Int64, updated: Int64, patterns: [FilterPattern]) {
+        self.version = version; self.updated = updated; self.patterns = patterns
+    }
 }
 
 /// A project's synthetic monitor definitions as JSON text, versioned.

@@ -165,6 +165,19 @@ extension SQLiteStore {
                      completion: completion)
     }
 
+    public func recordAgentStatus(agent: String, state: AgentState, messages: [String], snapshot: StatusSnapshot,
+                                  completion: @escaping StoreCompletion<Bool>) {
+        enqueueWrite(rows: 2, { store in
+            try store.db.run("INSERT INTO agent_status(agent_id, ts_ms, status) VALUES (?, ?, ?)",
+                             [.text(agent), .integer(snapshot.ts), .text(snapshot.json)])
+            try store.db.run("""
+                UPDATE agents SET status = ?1, status_ms = ?2, last_seen_ms = max(last_seen_ms, ?2)
+                WHERE id = ?3 AND (status_ms IS NULL OR status_ms <= ?2)
+                """, [.text(snapshot.json), .integer(snapshot.ts), .text(agent)])
+            return try store.applyState(agent: agent, state: state, messages: messages, at: snapshot.ts)
+        }, completion: completion)
+    }
+
     public func markAllAgentsNotVisible(at: Int64, completion: @escaping StoreCompletion<Int>) {
         enqueueWrite(rows: 1, { store in
             try store.db.run("""

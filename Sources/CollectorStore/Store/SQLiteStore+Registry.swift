@@ -65,6 +65,20 @@ extension SQLiteStore {
         }, completion: completion)
     }
 
+    public func handshakeKeys(project: String, completion: @escaping StoreCompletion<ProjectKeys>) {
+        enqueueRead({ store in
+            let pid = try store.projectId(named: project)
+            let s = try store.db.statement("SELECT id, secret, revoked_ms IS NOT NULL FROM project_keys WHERE project_id = ? ORDER BY id")
+            defer { s.reset() }
+            s.bind(1, pid)
+            var keys = ProjectKeys(projectId: pid, project: project, keys: [])
+            while try s.step() {
+                if s.int64(2) != 0 { keys.revoked.append((s.int64(0), s.text(1))) } else { keys.keys.append((s.int64(0), s.text(1))) }
+            }
+            return keys
+        }, completion: completion)
+    }
+
     public func projects(completion: @escaping StoreCompletion<[ProjectInfo]>) {
         enqueueRead({ store in
             let s = try store.db.statement("SELECT id, name, created_ms FROM projects ORDER BY name")

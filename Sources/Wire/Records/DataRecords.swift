@@ -140,6 +140,8 @@ public struct Aggregate: Equatable, Sendable {
 
 /// Item kind 2: one observed request, sent raw (sampled or on demand).
 /// `path` is inline text: paths are too varied for the string table.
+/// `monitor` and `check` (appended later; 0 when absent) name the filter
+/// rule that matched it, as an Aggregate does.
 public struct RawEvent: Equatable, Sendable {
     public var timestampUs: UInt64
     public var method: StringRef
@@ -148,14 +150,19 @@ public struct RawEvent: Equatable, Sendable {
     /// Protocol status (e.g. HTTP 200); 0 when unknown.
     public var status: UInt32
     public var durationUs: UInt64
+    public var monitor: StringRef
+    public var check: StringRef
 
-    public init(timestampUs: UInt64, method: StringRef, host: StringRef, path: String, status: UInt32 = 0, durationUs: UInt64) {
+    public init(timestampUs: UInt64, method: StringRef, host: StringRef, path: String, status: UInt32 = 0, durationUs: UInt64,
+                monitor: StringRef = 0, check: StringRef = 0) {
         self.timestampUs = timestampUs
         self.method = method
         self.host = host
         self.path = path
         self.status = status
         self.durationUs = durationUs
+        self.monitor = monitor
+        self.check = check
     }
 
     public func encode(into w: inout WireWriter) {
@@ -165,12 +172,18 @@ public struct RawEvent: Equatable, Sendable {
         w.string(path)
         w.varint(status)
         w.varint(durationUs)
+        w.varint(monitor)
+        w.varint(check)
     }
 
     public static func decode(from r: inout WireReader, limits: WireLimits) throws(WireError) -> RawEvent {
-        RawEvent(timestampUs: try r.varint(), method: try r.varint32(), host: try r.varint32(),
-                 path: try r.string("event.path", maxLength: limits.maxStringLength),
-                 status: try r.varint32(), durationUs: try r.varint())
+        var e = RawEvent(timestampUs: try r.varint(), method: try r.varint32(), host: try r.varint32(),
+                         path: try r.string("event.path", maxLength: limits.maxStringLength),
+                         status: try r.varint32(), durationUs: try r.varint())
+        // Appended fields: an older sender's body ends here.
+        if !r.isAtEnd { e.monitor = try r.varint32() }
+        if !r.isAtEnd { e.check = try r.varint32() }
+        return e
     }
 }
 

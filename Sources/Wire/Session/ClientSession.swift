@@ -51,6 +51,9 @@ public final class ClientSession {
     public var strings: StringTable { channel.received }
     /// Strings this side has defined so far.
     public var internedStrings: Int { channel.interner.count }
+    /// The bounds of this side's string table (narrowed by the Welcome): a
+    /// batch must not need more distinct names than these.
+    public var stringTableLimits: (maxID: UInt32, maxBytes: Int) { (channel.interner.maxID, channel.interner.maxBytes) }
 
     /// Writes the preamble and message 1 into `outbound`.
     public func start() throws(SessionError) {
@@ -136,7 +139,11 @@ public final class ClientSession {
     }
 
     /// Shrinks buffers grown by a burst; call on idle sessions.
-    public func releaseMemory() { channel.releaseMemory() }
+    public func releaseMemory() { compactBuffers(threshold: 512) }
+    /// Frees buffer memory above `threshold` bytes that no message is using
+    /// (see `SecureChannel.compact`); call between reads, after writing
+    /// `outbound` out. Cheap when there is nothing to free.
+    public func compactBuffers(threshold: Int = 4096) { channel.compact(threshold: threshold) }
 
     /// Queues a record for the next transport message.
     public func send(_ record: Record) throws(SessionError) { try channel.send(record) }

@@ -190,6 +190,21 @@ final class SecureChannel {
         interner.clear()
     }
 
+    /// Gives back memory a past message left behind: the frame buffer
+    /// (between frames), `outbound` (once written out) and the plaintext
+    /// buffer (when empty), each that holds more than `threshold` bytes, go
+    /// back to `min(threshold, 512)` (at least 16). A collector holding 10^5
+    /// mostly idle sessions passes a small threshold, so an idle session
+    /// keeps almost no buffer memory; the next message grows them again.
+    func compact(threshold: Int) {
+        let idle = max(16, min(threshold, 512))
+        if frames.capacity > threshold { frames.shrink(to: idle) }
+        if outbound.capacity > threshold { outbound.shrink(to: idle) }
+        if pending.count == 0 && pending.bytes.capacity > threshold {
+            pending = WireWriter(capacity: idle, limit: limits.maxMessagePlaintext)
+        }
+    }
+
     // MARK: - Receiving
 
     /// Closes with `reason`; after establishment, tells the peer why with a
@@ -293,14 +308,6 @@ final class SecureChannel {
             }
         }
         return offset
-    }
-
-    /// Returns grown buffers to small sizes while nothing is in flight
-    /// (an idle session after a burst).
-    func releaseMemory() {
-        if outbound.isEmpty { outbound.shrink(to: 512) }
-        frames.shrink(to: 512)
-        if pending.count == 0 { pending = WireWriter(capacity: 256, limit: limits.maxMessagePlaintext) }
     }
 
     /// Seals records queued during `feed` (Pongs, owner replies). An

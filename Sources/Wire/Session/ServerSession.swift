@@ -119,6 +119,9 @@ public final class ServerSession {
                 NoiseHandshake(role: .responder, prologue: $0, psk: psk, ephemeralSecret: ephemeralSecret)
             }
             psk.wipe()
+            // The prologue is absorbed into the handshake hash: a session
+            // that lives for days need not keep its copy.
+            preambleBytes = []
             channel.state = .handshake
             return take - extra
         }
@@ -189,7 +192,11 @@ public final class ServerSession {
     }
 
     /// Shrinks buffers grown by a burst; call on idle sessions.
-    public func releaseMemory() { channel.releaseMemory() }
+    public func releaseMemory() { compactBuffers(threshold: 512) }
+    /// Frees buffer memory above `threshold` bytes that no message is using
+    /// (see `SecureChannel.compact`); call between reads, after writing
+    /// `outbound` out. Cheap when there is nothing to free.
+    public func compactBuffers(threshold: Int = 4096) { channel.compact(threshold: threshold) }
 
     /// Queues a record for the next transport message.
     public func send(_ record: Record) throws(SessionError) { try channel.send(record) }

@@ -1,0 +1,119 @@
+// AgentCommandLine: `vigil-agent`'s commands, in the library so tests can
+// call them; Sources/vigil-agent/main.swift only forwards argv.
+//
+//   vigil-agent run [--config FILE] [--set key=value]…
+//   vigil-agent check-config [--config FILE]
+//   vigil-agent replay FILE [--config FILE] [--set key=value]…
+//   vigil-agent version
+//
+// Exit status: 0 success; 1 configuration error or start failure (printed
+// before any socket is opened); 2 usage error; 3 replay: no collector
+// reachable or acknowledging; 4 replay: the file cannot be read.
+#if canImport(Glibc)
+import Glibc
+#endif
+import ConfigFile
+import Reactor
+
+public enum AgentCommandLine {
+    public enum ExitCode {
+        public static let ok: Int32 = 0
+        public static let config: Int32 = 1
+        public static let usage: Int32 = 2
+    }
+
+    public static let commands: [CommandSpec] = [
+        CommandSpec(["run"], set: true, summary: "receive, filter, aggregate and ship to the collector until SIGTERM"),
+        CommandSpec(["check-config"], summary: "validate the configuration and print it (secrets redacted)"),
+        CommandSpec(["replay"], positionals: ["FILE"], set: true,
+                    summary: "send the IPA records of FILE (one per line) and wait until all are acknowledged"),
+        CommandSpec(["version"], config: false, summary: "print the version"),
+    ]
+
+    /// Runs the command in `arguments` (argv without the program name) and
+    /// returns the exit status.
+    public static func main(_ arguments: [String]) -> Int32 {
+        let parsed: ParsedArguments
+        do throws(UsageError) {
+            parsed = try CommandArguments.parse(arguments, program: "vigil-agent", commands: commands)
+        } catch {
+            if error.isHelp {
+                print(error.usage + "\nConfiguration keys (file `key = value`, env VIGIL_<KEY>, --set key=value):\n"
+                      + AgentSchema.keys.map { "  \($0.name) (default \($0.defaultText.map { $0.isEmpty ? "\"\"" : $0 } ?? "required"))  \($0.help)" }
+                          .joined(separator: "\n"), terminator: "\n")
+                return ExitCode.ok
+            }
+            printError(error.description)
+            return ExitCode.usage
+        }
+        let source = ConfigSource(path: parsed.configPath, environment: ConfigEnvironment.current(),
+                                  overrides: parsed.overrides)
+        switch parsed.commandName {
+        case "version":
+            print("vigil-agent \(AgentVersion.current)")
+            return ExitCode.ok
+        case "check-config":
+            guard let (config, _) = load(source) else { return ExitCode.config }
+            print(config.render(), terminator: "")
+            return ExitCode.ok
+        case "run":
+            return run(source, replay: nil)
+        case "replay":
+            return run(source, replay: parsed.positionals[0])
+        default:
+            printError("vigil-agent: unknown command \(parsed.commandName)")
+            return ExitCode.usage
+        }
+    }
+
+    static func load(_ source: ConfigSource) -> (Configuration, AgentSettings)? {
+        do throws(ConfigErrors) {
+            return try source.load()
+        } catch {
+            for e in error.errors { printError(e.description) }
+            printError("vigil-agent: configuration invalid (\(error.errors.count) error\(error.errors.count == 1 ? "" : "s"))")
+            return nil
+        }
+    }
+
+    static func run(_ source: ConfigSource, replay path: String?) -> Int32 {
+        guard let (config, settings) = load(source) else { return ExitCode.config }
+        Log.level = settings.logLevel
+        Log.format = settings.logFormat
+        let loop = EventLoop.makeDefault()
+        let runtime = AgentRuntime(loop: loop, mode: path == nil ? .run : .replay, source: source,
+                                   config: config, settings: settings)
+        var status = ExitCode.ok
+        runtime.onExit = { code in
+            status = code
+            loop.stop()
+        }
+        runtime.installSignalHandlers()
+        var driver: ReplayDriver?
+        do {
+            if let path {
+                let d = ReplayDriver(runtime: runtime, path: path)
+                driver = d
+                do {
+                    try d.start()
+                } catch let e as SyscallError where e.call.hasPrefix("open(") {
+                    printError("vigil-agent replay: cannot read \(path): \(Syscalls.errorName(e.errno))")
+                    return ReplayDriver.ExitCode.unreadable
+                }
+            } else {
+                try runtime.start()
+            }
+        } catch {
+            printError("vigil-agent: cannot start: \(error)")
+            return ExitCode.config
+        }
+        loop.run()
+        withExtendedLifetime(driver) {}
+        return status
+    }
+
+    static func printError(_ s: String) {
+        let line = s + "\n"
+        _ = line.withCString { Glibc.write(2, $0, strlen($0)) }
+    }
+}

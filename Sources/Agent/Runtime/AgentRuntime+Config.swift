@@ -1,0 +1,167 @@
+// Configuration changes while running: remote control (capture start/stop,
+// config update) and SIGHUP. One discipline for all of them:
+//
+//   validate every key (schema, live keys only, cross-key checks)
+//     → prepare what can fail (binding new UDP sockets)
+//       → commit everything, restarting only the parts whose keys changed.
+//
+// Any error keeps the running configuration untouched, answers with one
+// message per key, and puts the agent in `wrong_configuration` with those
+// messages until a later change succeeds. Secret values never appear in a
+// message (ConfigError redacts them), and `access_key` cannot be changed
+// remotely at all.
+import ConfigFile
+import Reactor
+import Wire
+
+extension AgentRuntime {
+    // MARK: - Remote control
+
+    func handleControl(_ request: ControlRequest) {
+        let response: ControlResponse
+        switch request.kind {
+        case .captureStart, .captureStop:
+            let on = request.kind == .captureStart
+            let errors = update([(key: "capture", value: on ? "on" : "off")], origin: .update, what: "remote \(request.kind)")
+            response = answer(request, errors)
+        case .configUpdate:
+            if let secret = request.values.first(where: { AgentSchema.schema.key($0.key)?.secret == true }) {
+                let e = ConfigError(location: .update, key: secret.key, problem: .notLive)
+                let message = "key '\(secret.key)': cannot be changed remotely"
+                reject([e], what: "remote config update", messages: [message])
+                response = ControlResponse(requestID: request.requestID, ok: false,
+                                           errors: [KeyValue(secret.key, "cannot be changed remotely")],
+                                           message: "configuration not changed: " + message)
+            } else {
+                let errors = update(request.values.map { (key: $0.key, value: $0.value) }, origin: .update,
+                                    what: "remote config update")
+                response = answer(request, errors)
+            }
+        default:
+            response = ControlResponse(requestID: request.requestID, ok: false,
+                                       message: "unsupported control request \(request.kind)")
+        }
+        if !uplink.enqueue(.record(.controlResponse(response)), priority: true) {
+            Log.warn("control answer dropped: queue 1 full", ["request": "\(request.requestID)"])
+        }
+    }
+
+    private func answer(_ request: ControlRequest, _ errors: [ConfigError]) -> ControlResponse {
+        guard !errors.isEmpty else { return ControlResponse(requestID: request.requestID, ok: true) }
+        let perKey = errors.map { KeyValue($0.key ?? "", $0.detail) }
+        return ControlResponse(requestID: request.requestID, ok: false, errors: perKey,
+                               message: "configuration not changed: " + errors.map(\.message).joined(separator: "; "))
+    }
+
+    // MARK: - SIGHUP
+
+    /// Re-reads the configuration file with the same layers. A file that
+    /// does not load keeps the running configuration.
+    public func reload() {
+        guard source.path != nil else {
+            Log.info("SIGHUP: no configuration file to reload (started without --config)")
+            return
+        }
+        let fresh: Configuration
+        do throws(ConfigErrors) {
+            fresh = try AgentSchema.schema.load(file: source.path, environment: source.environment,
+                                                overrides: source.overrides)
+        } catch {
+            reject(error.errors, what: "SIGHUP reload", messages: error.errors.map(\.description))
+            return
+        }
+        let r = config.reloading(from: fresh)
+        for key in r.needsRestart {
+            Log.warn("SIGHUP: key changed in the file but takes effect only at restart", ["key": key])
+        }
+        let errors = commit(r.configuration, changed: r.applied, what: "SIGHUP reload")
+        if errors.isEmpty && r.applied.isEmpty {
+            Log.info("SIGHUP: configuration reloaded, nothing changed")
+        }
+    }
+
+    // MARK: - The update discipline
+
+    /// Validates and applies `pairs` (live keys only). Returns the errors;
+    /// empty when applied.
+    @discardableResult
+    public func update(_ pairs: [(key: String, value: String)], origin: ConfigOrigin, what: String) -> [ConfigError] {
+        var candidate = config
+        let changed: [String]
+        do throws(ConfigErrors) {
+            changed = try candidate.apply(pairs, origin: origin, requireLive: true)
+        } catch {
+            reject(error.errors, what: what, messages: error.errors.map(\.description))
+            return error.errors
+        }
+        return commit(candidate, changed: changed, what: what)
+    }
+
+    /// Applies a candidate configuration whose `changed` keys differ from
+    /// the running one: all of it, or (on any error) none of it.
+    @discardableResult
+    func commit(_ candidate: Configuration, changed: [String], what: String) -> [ConfigError] {
+        let next: AgentSettings
+        do throws(ConfigErrors) {
+            next = try AgentSettings(candidate)
+        } catch {
+            reject(error.errors, what: what, messages: error.errors.map(\.description))
+            return error.errors
+        }
+        // The one step that can fail: (re)binding instrumentation sockets.
+        let wantCapture = mode == .run && next.capture && !draining
+        if wantCapture && (!receiver.isOpen || receiver.settings != next.ingest) {
+            do {
+                let wasOpen = receiver.isOpen
+                try receiver.open(next.ingest)
+                if !wasOpen { captureStartMs = Clock.wallMillis() }
+            } catch {
+                let key = changed.contains("ipa_bind") && !changed.contains("ipa_port") ? "ipa_bind" : "ipa_port"
+                let e = ConfigError(location: .update, key: key,
+                                    problem: .invalidValue(expected: "an address this host can receive on (\(error))",
+                                                           got: candidate.value(key)?.description))
+                reject([e], what: what, messages: [e.message])
+                return [e]
+            }
+        } else if !wantCapture && receiver.isOpen {
+            receiver.close()
+            captureStartMs = 0
+        }
+
+        let before = settings
+        config = candidate
+        settings = next
+        Log.level = next.logLevel
+        Log.format = next.logFormat
+        uplink.update(next.uplink)
+        if next.agentName != before.agentName || next.groups != before.groups {
+            uplink.updateHello(AgentRuntime.hello(next, instance: instance))
+        }
+        if next.forwardRawEvents != before.forwardRawEvents { setForwarding(next.forwardRawEvents) }
+        if next.aggregationIntervalMs != before.aggregationIntervalMs {
+            // The open window closes early under the old length; the next
+            // starts on the new grid.
+            flushWindow()
+            pipeline.setAggregationInterval(Int64(next.aggregationIntervalMs))
+            openWindowStart = 0
+            scheduleWindow()
+        }
+        if next.statusIntervalMs != before.statusIntervalMs { restartStatusTimer() }
+        if next.syncIntervalMs != before.syncIntervalMs { restartSyncTimer() }
+
+        let wasWrong = !configProblems.isEmpty
+        configProblems = []
+        if !changed.isEmpty {
+            Log.info("configuration applied", ["by": what, "changed": changed.joined(separator: ",")])
+        }
+        if wasWrong || changed.contains("capture") { statusChanged() }
+        return []
+    }
+
+    /// Keeps the running configuration and enters `wrong_configuration`.
+    func reject(_ errors: [ConfigError], what: String, messages: [String]) {
+        configProblems = messages
+        for m in messages { Log.warn("configuration rejected; keeping the running one", ["by": what, "error": m]) }
+        statusChanged()
+    }
+}

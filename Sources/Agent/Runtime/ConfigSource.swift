@@ -1,0 +1,28 @@
+// ConfigSource: where the agent's configuration comes from — the file named
+// by --config (if any), the VIGIL_<KEY> environment captured at start, and
+// the --set overrides — so SIGHUP can load the same layers again.
+import ConfigFile
+
+/// The layers of one agent process. Immutable value.
+public struct ConfigSource: Sendable {
+    public let path: String?
+    public let environment: [String: String]
+    public let overrides: [(key: String, value: String)]
+
+    public init(path: String?, environment: [String: String], overrides: [(key: String, value: String)]) {
+        self.path = path
+        self.environment = environment
+        self.overrides = overrides
+    }
+
+    /// Loads and checks every layer: key-by-key errors from the loader, then
+    /// the cross-key checks of `AgentSettings`.
+    public func load() throws(ConfigErrors) -> (Configuration, AgentSettings) {
+        let config = try AgentSchema.schema.load(file: path, environment: environment, overrides: overrides)
+        return (config, try AgentSettings(config))
+    }
+}
+
+public enum AgentVersion {
+    public static let current = "0.1.0"
+}

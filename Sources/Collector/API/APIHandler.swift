@@ -1,0 +1,208 @@
+// APIHandler: routes the HTTP API (docs/API.md). `/healthz` and `/metrics`
+// are open; everything under `/api/v1/` needs `Authorization: Bearer
+// <admin_token>`. Handlers answer JSON, now or when the store (or an agent)
+// has answered — HTTPServer suspends the connection meanwhile.
+//
+// Thread: loop thread.
+import CollectorStore
+import ConfigFile
+import Reactor
+
+public final class APIHandler {
+    let loop: EventLoop
+    let store: MeasurementStore
+    let manager: SessionManager
+    /// The bearer token (changes on SIGHUP when `admin_token` does).
+    var adminToken: String
+    /// How long a control request waits for the agent (the request may ask
+    /// for another value with `timeout_ms`, up to `maxControlTimeout`).
+    var controlTimeout = 10.0
+    static let maxControlTimeout = 60.0
+    /// Renders /metrics (the collector supplies it).
+    var metrics: () -> String = { "" }
+    /// The collector's own configuration, for `GET /api/v1/config`.
+    var collectorConfig: () -> Configuration? = { nil }
+
+    public private(set) var requests: UInt64 = 0
+    public private(set) var unauthorized: UInt64 = 0
+    /// Answers by status class (index 1...5 for 1xx...5xx).
+    public private(set) var answers = [UInt64](repeating: 0, count: 6)
+
+    init(loop: EventLoop, store: MeasurementStore, manager: SessionManager, adminToken: String) {
+        self.loop = loop
+        self.store = store
+        self.manager = manager
+        self.adminToken = adminToken
+    }
+
+    /// HTTPServer's handler.
+    public func handle(_ req: HTTPRequest, _ responder: HTTPResponder) {
+        requests &+= 1
+        let parts = req.path.split(separator: "/", omittingEmptySubsequences: true).map(String.init)
+        let r = CountingResponder(responder) { [weak self] status in
+            guard let self else { return }
+            self.answers[min(5, max(1, status / 100))] &+= 1
+        }
+        switch parts.first {
+        case "healthz"? where parts.count == 1:
+            guard req.method == "GET" || req.method == "HEAD" else { return r.fail(methodNotAllowed("GET")) }
+            r.respond(HTTPResponse(status: 200, contentType: "text/plain; charset=utf-8", text: "ok\n"))
+        case "metrics"? where parts.count == 1:
+            guard req.method == "GET" else { return r.fail(methodNotAllowed("GET")) }
+            r.respond(HTTPResponse(status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8", text: metrics()))
+        case "api"? where parts.count >= 2 && parts[1] == "v1":
+            guard authorized(req) else {
+                unauthorized &+= 1
+                return r.fail(APIError(401, "unauthorized", .string("send Authorization: Bearer <admin_token>")),
+                              headers: [("WWW-Authenticate", "Bearer realm=\"vigil\"")])
+            }
+            route(req, Array(parts.dropFirst(2)), r)
+        default:
+            r.fail(.notFound("no such endpoint: \(req.path)"))
+        }
+    }
+
+    private func route(_ req: HTTPRequest, _ p: [String], _ r: CountingResponder) {
+        let m = req.method
+        switch (p.count, p.first) {
+        case (1, "agents"?):
+            guard m == "GET" else { return r.fail(methodNotAllowed("GET")) }
+            listAgents(req, r)
+        case (2, "agents"?):
+            guard m == "GET" else { return r.fail(methodNotAllowed("GET")) }
+            getAgent(p[1], r)
+        case (3, "agents"?):
+            switch (p[2], m) {
+            case ("capture", "POST"): capture(p[1], req, r)
+            case ("capture", _): r.fail(methodNotAllowed("POST"))
+            case ("config", "GET"): getAgentConfig(p[1], r)
+            case ("config", "PUT"): putAgentConfig(p[1], req, r)
+            case ("config", _): r.fail(methodNotAllowed("GET, PUT"))
+            case ("status", "GET"): statusHistory(p[1], req, r)
+            case ("states", "GET"): stateHistory(p[1], req, r)
+            case ("status", _), ("states", _): r.fail(methodNotAllowed("GET"))
+            default: r.fail(.notFound("no such endpoint: \(req.path)"))
+            }
+        case (1, "projects"?):
+            guard m == "GET" else { return r.fail(methodNotAllowed("GET")) }
+            listProjects(r)
+        case (3, "projects"?):
+            switch (p[2], m) {
+            case ("patterns", "GET"): getPatterns(p[1], r)
+            case ("patterns", "PUT"): putPatterns(p[1], req, r)
+            case ("monitors", "GET"): getMonitors(p[1], r)
+            case ("monitors", "PUT"): putMonitors(p[1], req, r)
+            case ("patterns", _), ("monitors", _): r.fail(methodNotAllowed("GET, PUT"))
+            default: r.fail(.notFound("no such endpoint: \(req.path)"))
+            }
+        case (1, "measurements"?):
+            guard m == "GET" else { return r.fail(methodNotAllowed("GET")) }
+            measurements(req, r)
+        case (1, "events"?):
+            guard m == "GET" else { return r.fail(methodNotAllowed("GET")) }
+            events(req, r)
+        case (1, "audit"?):
+            guard m == "GET" else { return r.fail(methodNotAllowed("GET")) }
+            audit(req, r)
+        case (1, "config"?):
+            guard m == "GET" else { return r.fail(methodNotAllowed("GET")) }
+            ownConfig(r)
+        default:
+            r.fail(.notFound("no such endpoint: \(req.path)"))
+        }
+    }
+
+    private func methodNotAllowed(_ allowed: String) -> APIError {
+        APIError(405, "method not allowed", .object([("allowed", .string(allowed))]))
+    }
+
+    // MARK: auth
+
+    /// Constant-time comparison, so the answer time says nothing about how
+    /// much of a guessed token was right.
+    private func authorized(_ req: HTTPRequest) -> Bool {
+        guard !adminToken.isEmpty, let h = req.header("authorization") else { return false }
+        let prefix = "Bearer "
+        guard h.hasPrefix(prefix) else { return false }
+        let given = Array(h.utf8.dropFirst(prefix.utf8.count))
+        let want = Array(adminToken.utf8)
+        var diff = UInt8(given.count == want.count ? 0 : 1)
+        for i in 0..<want.count { diff |= want[i] ^ (i < given.count ? given[i] : 0) }
+        return diff == 0
+    }
+
+    /// Who asked, for the audit table: `api`, or `api:<name>` when the
+    /// caller names itself with an `X-Vigil-Actor` header.
+    func actor(_ req: HTTPRequest) -> String {
+        guard let a = req.header("x-vigil-actor"), !a.isEmpty else { return "api" }
+        return "api:" + String(a.prefix(64).filter { $0.isLetter || $0.isNumber || "._-@".contains($0) })
+    }
+
+    // MARK: request helpers
+
+    func body(_ req: HTTPRequest) throws(APIError) -> JSON {
+        guard !req.body.isEmpty else { throw .badRequest("request body is empty", .string("expected a JSON object")) }
+        do {
+            return try JSON.parse(req.body)
+        } catch {
+            throw .badRequest("request body is not JSON", .string(error.description))
+        }
+    }
+
+    func integer(_ req: HTTPRequest, _ name: String) throws(APIError) -> Int64? {
+        guard let text = req.query[name], !text.isEmpty else { return nil }
+        guard let v = Int64(text) else {
+            throw .badRequest("invalid query parameter", .object([(name, .string("expected an integer, got \(text)"))]))
+        }
+        return v
+    }
+
+    func limit(_ req: HTTPRequest) throws(APIError) -> Int {
+        guard let v = try integer(req, "limit") else { return 100 }
+        guard v >= 1 && v <= Int64(SQLiteStore.maxQueryLimit) else {
+            throw .badRequest("invalid query parameter",
+                              .object([("limit", .string("expected 1...\(SQLiteStore.maxQueryLimit), got \(v)"))]))
+        }
+        return Int(v)
+    }
+
+    func text(_ req: HTTPRequest, _ name: String) -> String? {
+        guard let v = req.query[name], !v.isEmpty else { return nil }
+        return v
+    }
+}
+
+/// Wraps a responder to count answers by status class.
+struct CountingResponder {
+    let responder: HTTPResponder
+    let count: (Int) -> Void
+
+    init(_ responder: HTTPResponder, count: @escaping (Int) -> Void) {
+        self.responder = responder
+        self.count = count
+    }
+
+    var isOpen: Bool { responder.isOpen }
+
+    func respond(_ r: HTTPResponse) {
+        count(r.status)
+        responder.respond(r)
+    }
+
+    func json(_ value: JSON, status: Int = 200) {
+        let text = value.serialized + "\n"
+        respond(HTTPResponse(status: status, contentType: "application/json", body: Array(text.utf8)))
+    }
+
+    func fail(_ e: APIError, headers: [(String, String)] = []) {
+        let text = e.body.serialized + "\n"
+        respond(HTTPResponse(status: e.status, contentType: "application/json", body: Array(text.utf8), headers: headers))
+    }
+
+    func result<T>(_ r: Result<T, StoreError>, _ render: (T) -> JSON) {
+        switch r {
+        case .success(let v): json(render(v))
+        case .failure(let e): fail(.store(e))
+        }
+    }
+}

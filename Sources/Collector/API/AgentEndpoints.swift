@@ -1,0 +1,245 @@
+// The agent endpoints: listing, one agent, capture control, configuration
+// (effective view and remote update), status and state history.
+import CollectorStore
+import ConfigFile
+import Reactor
+import Wire
+
+extension APIHandler {
+    // MARK: reading
+
+    func listAgents(_ req: HTTPRequest, _ r: CountingResponder) {
+        store.agents(project: text(req, "project")) { [self] result in
+            r.result(result) { agents in .object([("agents", .array(agents.map(agentJSON)))]) }
+        }
+    }
+
+    func getAgent(_ id: String, _ r: CountingResponder) {
+        store.agent(id: id) { [self] result in r.result(result, agentJSON) }
+    }
+
+    /// An agent as the API shows it. A connected agent's state comes from
+    /// its session (current to the last record); otherwise from the store.
+    func agentJSON(_ a: AgentRecord) -> JSON {
+        let live = manager.session(forAgent: a.id)
+        let state = live?.state ?? a.state
+        return .object([
+            ("id", .string(a.id)), ("project", .string(a.project)), ("name", .string(a.name)),
+            ("hostname", .string(a.hostname)), ("version", .string(a.version)), ("state", .string(state.rawValue)),
+            ("state_messages", .array(a.stateMessages.map(JSON.string))), ("state_since", .int(a.stateSince)),
+            ("connected", .bool(live != nil)), ("last_seen", .int(a.lastSeen)), ("first_seen", .int(a.firstSeen)),
+            ("status", a.status.map(JSON.raw) ?? .null), ("status_ts", .optional(a.statusTs)),
+        ])
+    }
+
+    func statusHistory(_ id: String, _ req: HTTPRequest, _ r: CountingResponder) {
+        let since: Int64?, n: Int
+        do { since = try integer(req, "since"); n = try limit(req) } catch { return r.fail(error) }
+        store.agent(id: id) { [self] found in
+            if case .failure(let e) = found { return r.fail(.store(e)) }
+            store.statusHistory(agent: id, since: since, limit: n) { result in
+                r.result(result) { rows in
+                    .object([("agent", .string(id)),
+                             ("status", .array(rows.map { .object([("ts", .int($0.ts)), ("status", .raw($0.json))]) }))])
+                }
+            }
+        }
+    }
+
+    func stateHistory(_ id: String, _ req: HTTPRequest, _ r: CountingResponder) {
+        let since: Int64?, n: Int
+        do { since = try integer(req, "since"); n = try limit(req) } catch { return r.fail(error) }
+        store.agent(id: id) { [self] found in
+            if case .failure(let e) = found { return r.fail(.store(e)) }
+            store.stateHistory(agent: id, since: since, limit: n) { result in
+                r.result(result) { rows in
+                    .object([("agent", .string(id)), ("states", .array(rows.map {
+                        .object([("ts", .int($0.ts)), ("state", .string($0.state.rawValue)),
+                                 ("messages", .array($0.messages.map(JSON.string)))])
+                    }))])
+                }
+            }
+        }
+    }
+
+    // MARK: capture
+
+    func capture(_ id: String, _ req: HTTPRequest, _ r: CountingResponder) {
+        let b: JSON, timeout: Double
+        do { b = try body(req); timeout = try controlTimeout(req) } catch { return r.fail(error) }
+        guard let action = b["action"]?.stringValue, action == "start" || action == "stop" else {
+            return r.fail(APIError(422, "invalid request", .object([("action", .string("expected \"start\" or \"stop\""))])))
+        }
+        var values: [KeyValue] = []
+        if let iface = b["interface"]?.stringValue, !iface.isEmpty { values.append(KeyValue("interface", iface)) }
+        let audit = AuditContext(actor: actor(req), action: "capture.\(action)", target: id,
+                                 detail: values.map { "\($0.key)=\($0.value)" }.joined(separator: ","))
+        withConnectedAgent(id, audit, r) { [self] session in
+            manager.control.send(to: session, kind: action == "start" ? .captureStart : .captureStop, values: values,
+                                 timeout: timeout, audit: audit) { [self] outcome in
+                answer(outcome, timeout: timeout, r) {
+                    r.json(.object([("agent", .string(id)), ("action", .string(action)), ("result", .string("ok")),
+                                    ("message", .string($0))]))
+                }
+            }
+        }
+    }
+
+    // MARK: configuration
+
+    func getAgentConfig(_ id: String, _ r: CountingResponder) {
+        store.agent(id: id) { [self] found in
+            switch found {
+            case .failure(let e): r.fail(.store(e))
+            case .success(let a):
+                overrides(project: a.project, agent: id, r) { p, o in
+                    let (config, skipped) = AgentConfigView.effective(project: p, agent: o)
+                    r.json(.object([("agent", .string(id)), ("project", .string(a.project)),
+                                    ("config", AgentConfigView.json(config)),
+                                    ("skipped", .array(skipped.map(JSON.string)))]))
+                }
+            }
+        }
+    }
+
+    /// `{"key": "value", …}`; `null` removes the agent's own override (the
+    /// agent then gets the project's value or the default).
+    func putAgentConfig(_ id: String, _ req: HTTPRequest, _ r: CountingResponder) {
+        let b: JSON, timeout: Double
+        do { b = try body(req); timeout = try controlTimeout(req) } catch { return r.fail(error) }
+        guard case .object(let members) = b, !members.isEmpty else {
+            return r.fail(.badRequest("expected a JSON object of key: value", .null))
+        }
+        var set: [String: String] = [:]
+        var removed: [String] = []
+        var problems: [String: String] = [:]
+        for (k, v) in members {
+            if case .null = v {
+                removed.append(k)
+            } else if let t = v.configText {
+                set[k] = t
+            } else {
+                problems[k] = "expected a string, number or boolean (or null to remove the agent's override)"
+            }
+        }
+        for e in AgentConfigView.validate(set) where problems[e.key ?? ""] == nil { problems[e.key ?? ""] = e.detail }
+        for k in removed {
+            guard let key = AgentSchema.schema.key(k) else { problems[k] = "unknown key"; continue }
+            if !key.live || AgentConfigView.neverRemote.contains(k) { problems[k] = "cannot change while running (restart to apply)" }
+        }
+        if !problems.isEmpty {
+            return r.fail(APIError(422, "invalid configuration", keyProblems(problems, message: "", by: "collector")))
+        }
+        let audit = AuditContext(actor: actor(req), action: "config.update", target: id,
+                                 detail: (Array(set.keys) + removed).sorted().joined(separator: ","))
+        store.agent(id: id) { [self] found in
+            let a: AgentRecord
+            switch found {
+            case .failure(let e): return r.fail(.store(e))
+            case .success(let x): a = x
+            }
+            overrides(project: a.project, agent: id, r) { [self] projectValues, _ in
+                // A removed override falls back to the project's value, else the default.
+                var values = set
+                for k in removed {
+                    guard let v = projectValues[k] ?? AgentSchema.schema.key(k)?.defaultText else { continue }
+                    values[k] = v
+                }
+                let update = values.sorted { $0.key < $1.key }.map { KeyValue($0.key, $0.value) }
+                withConnectedAgent(id, audit, r) { [self] session in
+                    manager.control.send(to: session, kind: .configUpdate, values: update, timeout: timeout, audit: audit) { [self] outcome in
+                        answer(outcome, timeout: timeout, r) { _ in
+                            var change: [String: String?] = set.mapValues { Optional($0) }
+                            for k in removed { change[k] = .some(nil) }
+                            store.setConfigOverrides(project: a.project, agent: id, values: change, at: Clock.wallMillis()) { [self] saved in
+                                switch saved {
+                                case .failure(let e):
+                                    // The agent runs the new values; only the record of them failed.
+                                    r.fail(APIError(500, "applied by the agent but not saved", .string(e.description)))
+                                case .success(let agentValues):
+                                    overrides(project: a.project, agent: nil, r) { p, _ in
+                                        let (config, _) = AgentConfigView.effective(project: p, agent: agentValues)
+                                        r.json(.object([("agent", .string(id)), ("result", .string("ok")),
+                                                        ("applied", .array(update.map { .string($0.key) })),
+                                                        ("config", AgentConfigView.json(config))]))
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The project's and the agent's stored overrides (`agent` nil: only
+    /// the project's, the second value then empty).
+    private func overrides(project: String, agent: String?, _ r: CountingResponder,
+                           _ done: @escaping ([String: String], [String: String]) -> Void) {
+        store.configOverrides(project: project, agent: nil) { [self] p in
+            switch p {
+            case .failure(let e): r.fail(.store(e))
+            case .success(let pv):
+                guard let agent else { return done(pv, [:]) }
+                store.configOverrides(project: project, agent: agent) { a in
+                    switch a {
+                    case .failure(let e): r.fail(.store(e))
+                    case .success(let av): done(pv, av)
+                    }
+                }
+            }
+        }
+    }
+
+    // MARK: control helpers
+
+    func controlTimeout(_ req: HTTPRequest) throws(APIError) -> Double {
+        guard let ms = try integer(req, "timeout_ms") else { return controlTimeout }
+        guard ms >= 1 && Double(ms) <= APIHandler.maxControlTimeout * 1000 else {
+            throw .badRequest("invalid query parameter",
+                              .object([("timeout_ms", .string("expected 1...\(Int(APIHandler.maxControlTimeout * 1000))"))]))
+        }
+        return Double(ms) / 1000
+    }
+
+    /// Runs `body` with the agent's session; answers 404 for an unknown
+    /// agent and 409 (audited) for one without a session.
+    func withConnectedAgent(_ id: String, _ audit: AuditContext, _ r: CountingResponder,
+                            _ body: @escaping (AgentSession) -> Void) {
+        if let s = manager.session(forAgent: id) { return body(s) }
+        store.agent(id: id) { [self] found in
+            switch found {
+            case .failure(let e):
+                r.fail(.store(e))
+            case .success(let a):
+                if let s = manager.session(forAgent: id) { return body(s) }   // connected meanwhile
+                store.appendAudit(AuditEntry(ts: Clock.wallMillis(), actor: audit.actor, action: audit.action,
+                                             target: id, detail: audit.detail, result: "not_connected")) { _ in }
+                r.fail(APIError(409, "agent not connected", .object([("agent", .string(id)), ("state", .string(a.state.rawValue))])))
+            }
+        }
+    }
+
+    /// The HTTP answer for a control outcome; `accepted` renders success.
+    func answer(_ outcome: ControlOutcome, timeout: Double, _ r: CountingResponder, accepted: (String) -> Void) {
+        switch outcome {
+        case .accepted(let message):
+            accepted(message)
+        case .rejected(let errors, let message):
+            var keys: [String: String] = [:]
+            for e in errors { keys[e.key] = e.value }
+            r.fail(APIError(422, "rejected by the agent", keyProblems(keys, message: message, by: "agent")))
+        case .timedOut:
+            r.fail(APIError(504, "agent did not answer", .object([("timeout_ms", .int(Int(timeout * 1000)))])))
+        case .disconnected:
+            r.fail(APIError(504, "agent disconnected before answering", .null))
+        case .shuttingDown:
+            r.fail(APIError(503, "shutting down", .null))
+        }
+    }
+
+    func keyProblems(_ keys: [String: String], message: String, by: String) -> JSON {
+        .object([("keys", .object(keys.sorted { $0.key < $1.key }.map { ($0.key, .string($0.value)) })),
+                 ("message", .string(message)), ("by", .string(by))])
+    }
+}

@@ -1,0 +1,77 @@
+// CollectorSettings: the collector's configuration as typed values, checked
+// beyond what the schema's types can say (a listen address must be an IP
+// literal). Errors name the key and where its value came from, like every
+// configuration error.
+import ConfigFile
+import Reactor
+#if canImport(Glibc)
+import Glibc
+#endif
+
+public struct CollectorSettings: Sendable {
+    public var listen: SocketAddress
+    public var httpListen: SocketAddress
+    public var dataDir: String
+    /// Empty: generated into `data_dir/admin_token` at first start.
+    public var adminToken: String
+    public var maxClients: Int
+    public var backlog: Int32
+    public var handshakeTimeout: Double
+    public var idleTimeout: Double
+    public var retentionDays: Int
+    public var logLevel: LogLevel
+    public var logFormat: LogFormat
+
+    public init(_ c: Configuration) throws(ConfigErrors) {
+        var errors: [ConfigError] = []
+        func address(_ key: String) -> SocketAddress {
+            let (host, port) = c.address(key)
+            do {
+                return try SocketAddress(ip: host, port: port)
+            } catch {
+                errors.append(ConfigError(location: CollectorSettings.location(of: key, in: c), key: key,
+                                          problem: .invalidValue(expected: "an IP address and port (a host name cannot be listened on)",
+                                                                 got: c.value(key)?.description)))
+                return SocketAddress.v4(sockaddr_in_any(port: port))
+            }
+        }
+        listen = address("listen")
+        httpListen = address("http_listen")
+        dataDir = c.string("data_dir")
+        adminToken = c.string("admin_token")
+        maxClients = c.int("max_clients")
+        backlog = Int32(c.int("backlog"))
+        handshakeTimeout = Double(c.int("handshake_timeout_ms")) / 1000
+        idleTimeout = Double(c.int("session_idle_timeout_ms")) / 1000
+        retentionDays = c.int("retention_days")
+        logLevel = LogLevel(name: c.string("log_level")) ?? .info
+        logFormat = LogFormat(rawValue: c.string("log_format")) ?? .text
+        if !errors.isEmpty { throw ConfigErrors(errors) }
+    }
+
+    /// Where a key's value came from, as an error location.
+    static func location(of key: String, in c: Configuration) -> ConfigLocation {
+        switch c.origin(key) {
+        case .file(let path, let line)?: return .file(path: path, line: line)
+        case .environment(let v)?: return .environment(variable: v)
+        case .commandLine?: return .commandLine
+        default: return .update
+        }
+    }
+
+    /// Loads and checks a configuration: defaults < file < environment
+    /// (`VIGIL_COLLECTOR_<KEY>`) < `--set`. Every error is collected.
+    public static func load(file: String?, environment: [String: String],
+                            overrides: [(key: String, value: String)]) throws(ConfigErrors) -> (Configuration, CollectorSettings) {
+        let c = try CollectorSchema.schema.load(file: file, environment: environment, overrides: overrides)
+        return (c, try CollectorSettings(c))
+    }
+}
+
+/// A placeholder address for a value already reported as an error.
+private func sockaddr_in_any(port: UInt16) -> sockaddr_in {
+    var sa = sockaddr_in()
+    sa.sin_family = sa_family_t(AF_INET)
+    sa.sin_port = port.bigEndian
+    return sa
+}

@@ -1,0 +1,81 @@
+// BatchTranslator: a Wire DataBatch (string refs, microseconds) as the rows
+// the store keeps (names, milliseconds). Pure; runs on the loop thread
+// while the session's string table is current.
+import CollectorStore
+import Wire
+
+enum BatchTranslator {
+    /// Why a batch cannot be stored as sent.
+    struct Refusal: Error, Equatable, CustomStringConvertible {
+        let description: String
+    }
+
+    struct Translated {
+        var batch: Batch
+        /// Items of kinds this version does not store (dropped, counted).
+        var unknownItems: Int
+    }
+
+    /// `dedupBoot` identifies the agent process (see `SessionIdentity`).
+    static func translate(_ b: DataBatch, projectId: Int64, agentID: String, dedupBoot: String,
+                          strings: StringTable, receivedAt: Int64) -> Result<Translated, Refusal> {
+        guard b.sequence <= UInt64(Int64.max) else {
+            return .failure(Refusal(description: "batch sequence \(b.sequence) out of range"))
+        }
+        var batch = Batch(projectId: projectId, agentId: agentID, bootId: dedupBoot, sequence: Int64(b.sequence),
+                          receivedAt: receivedAt)
+        var unknown = 0
+        func name(_ ref: StringRef, _ field: String) -> Result<String, Refusal> {
+            guard let s = strings[ref] else { return .failure(Refusal(description: "\(field) refers to undefined string id \(ref)")) }
+            return .success(s)
+        }
+        for item in b.items {
+            switch item {
+            case .aggregate(let a):
+                let monitor: String, check: String, source: String
+                switch name(a.monitor, "aggregate.monitor") { case .success(let s): monitor = s; case .failure(let e): return .failure(e) }
+                switch name(a.check, "aggregate.check") { case .success(let s): check = s; case .failure(let e): return .failure(e) }
+                switch name(a.source, "aggregate.source") { case .success(let s): source = s; case .failure(let e): return .failure(e) }
+                var meta: [(String, JSON)] = [("window_ms", .int(Int(a.windowLengthMs)))]
+                if a.errors > 0 { meta.append(("errors", .number(Double(a.errors)))) }
+                batch.measurements.append(MeasurementRow(
+                    ts: clamp(a.windowStartMs), monitor: monitor, check: check, source: source,
+                    count: clamp(a.count), sumMs: ms(a.sumUs), minMs: ms(a.minUs), maxMs: ms(a.maxUs),
+                    p50Ms: ms(a.p50Us), p95Ms: ms(a.p95Us), p99Ms: ms(a.p99Us), meta: JSON.object(meta).serialized))
+            case .event(let e):
+                let method: String, host: String, monitor: String, check: String
+                switch name(e.method, "event.method") { case .success(let s): method = s; case .failure(let f): return .failure(f) }
+                switch name(e.host, "event.host") { case .success(let s): host = s; case .failure(let f): return .failure(f) }
+                // The rule that matched (0, i.e. "", from agents that predate the fields).
+                switch name(e.monitor, "event.monitor") { case .success(let s): monitor = s; case .failure(let f): return .failure(f) }
+                switch name(e.check, "event.check") { case .success(let s): check = s; case .failure(let f): return .failure(f) }
+                let meta: String? = e.status != 0 ? JSON.object([("status", .int(Int(e.status)))]).serialized : nil
+                batch.events.append(CollectorStore.RawEvent(ts: clamp(e.timestampUs / 1000), monitor: monitor, check: check,
+                                                            method: method, host: host, path: e.path,
+                                                            durationMs: ms(e.durationUs), meta: meta))
+            case .monitorResult(let r):
+                let step: String
+                switch name(r.step, "result.step") { case .success(let s): step = s; case .failure(let f): return .failure(f) }
+                var phases: [(String, JSON)] = []
+                for p in r.phases {
+                    switch name(p.name, "result.phase") {
+                    case .success(let s): phases.append((s, .number(ms(p.durationUs))))
+                    case .failure(let f): return .failure(f)
+                    }
+                }
+                var detail: [(String, JSON)] = [("run_id", .number(Double(r.runID))), ("status", .string(r.status.description))]
+                if !r.message.isEmpty { detail.append(("message", .string(r.message))) }
+                if !phases.isEmpty { detail.append(("phases_ms", .object(phases))) }
+                batch.monitorRuns.append(MonitorRun(ts: clamp(r.timestampMs), monitor: String(r.monitorID), check: step,
+                                                    ok: r.status == .ok, durationMs: ms(r.durationUs),
+                                                    detail: JSON.object(detail).serialized))
+            case .unknown:
+                unknown += 1
+            }
+        }
+        return .success(Translated(batch: batch, unknownItems: unknown))
+    }
+
+    @inline(__always) static func ms(_ us: UInt64) -> Double { Double(us) / 1000 }
+    @inline(__always) static func clamp(_ v: UInt64) -> Int64 { v > UInt64(Int64.max) ? Int64.max : Int64(v) }
+}

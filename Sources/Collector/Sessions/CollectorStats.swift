@@ -1,0 +1,105 @@
+// CollectorStats: what the session layer did, for /metrics and the periodic
+// self-report. Every refusal and drop is counted under its cause.
+import Reactor
+import Wire
+
+/// Why a connection did not become a session. Each failed handshake is
+/// counted under exactly one of these (`vigil_handshake_failures_total`).
+public enum HandshakeFailure: Int, CaseIterable, Sendable, CustomStringConvertible {
+    /// The first bytes were not a Vigil preamble (a port scan, an HTTP client).
+    case badPreamble
+    /// No project of that name.
+    case unknownProject
+    /// Message 1 did not decrypt with any key of the project.
+    case wrongKey
+    /// Message 1 decrypted with a key that was revoked.
+    case revokedKey
+    /// `max_clients` sessions were open: refused with an Error record.
+    case capacity
+    /// So far over `max_clients` that even the refusal was not offered:
+    /// closed at accept.
+    case overload
+    case handshakeTimeout
+    /// Message 1's frame length was out of bounds.
+    case badFrame
+    /// Message 1 decrypted but its payload was not a Hello (or a probe).
+    case badHandshakePayload
+    /// The Hello had no usable agent id.
+    case badHello
+    /// The peer closed or reset before the handshake completed.
+    case peerClosed
+    case ioError
+    /// The key lookup failed in the store.
+    case storeError
+    case shuttingDown
+
+    public var description: String {
+        switch self {
+        case .badPreamble: return "bad_preamble"
+        case .unknownProject: return "unknown_project"
+        case .wrongKey: return "wrong_key"
+        case .revokedKey: return "revoked_key"
+        case .capacity: return "capacity"
+        case .overload: return "overload"
+        case .handshakeTimeout: return "handshake_timeout"
+        case .badFrame: return "bad_frame"
+        case .badHandshakePayload: return "bad_handshake_payload"
+        case .badHello: return "bad_hello"
+        case .peerClosed: return "peer_closed"
+        case .ioError: return "io_error"
+        case .storeError: return "store_error"
+        case .shuttingDown: return "shutting_down"
+        }
+    }
+}
+
+/// Counters of the session layer. A value owned by `SessionManager`.
+public struct CollectorStats {
+    public var accepted: UInt64 = 0
+    public var handshakesCompleted: UInt64 = 0
+    public var probeSessions: UInt64 = 0
+    public var handshakeFailures = [UInt64](repeating: 0, count: HandshakeFailure.allCases.count)
+    /// Established sessions closed, by reason.
+    public var sessionsClosed = CloseReasonCounts()
+    /// Sessions closed because the same agent connected again.
+    public var sessionsReplaced: UInt64 = 0
+    /// Handshakes postponed to a later loop iteration (per-iteration budget).
+    public var handshakesDeferred: UInt64 = 0
+    public var keyLookups: UInt64 = 0
+    public var keyLookupsShared: UInt64 = 0
+
+    public var bytesIn: UInt64 = 0
+    public var bytesOut: UInt64 = 0
+    public var recordsIn: UInt64 = 0
+    /// Writes the connection refused (its queue was full): the session is closed.
+    public var writesRefused: UInt64 = 0
+
+    public var batchesReceived: UInt64 = 0
+    public var batchesStored: UInt64 = 0
+    public var batchesDuplicate: UInt64 = 0
+    public var batchesFailed: UInt64 = 0
+    public var rowsStored: UInt64 = 0
+    public var acksSent: UInt64 = 0
+    /// Batch items of a kind this version does not store, dropped.
+    public var itemsUnknownDropped: UInt64 = 0
+    /// Sessions whose reading paused because their in-flight window was full.
+    public var windowPauses: UInt64 = 0
+
+    public var statusRecords: UInt64 = 0
+    public var interfaceRecords: UInt64 = 0
+    public var patternsSent: UInt64 = 0
+    public var patternsUnchanged: UInt64 = 0
+    public var patternsPushed: UInt64 = 0
+    public var scheduleAnswers: UInt64 = 0
+    public var pingsSent: UInt64 = 0
+    /// Store writes for agent state and status that failed.
+    public var stateWritesFailed: UInt64 = 0
+    /// Time from accept to the Welcome, µs.
+    public var handshakeMicros = LogHistogram()
+
+    public init() {}
+
+    public mutating func fail(_ f: HandshakeFailure) { handshakeFailures[f.rawValue] &+= 1 }
+    public func failures(_ f: HandshakeFailure) -> UInt64 { handshakeFailures[f.rawValue] }
+    public var totalHandshakeFailures: UInt64 { handshakeFailures.reduce(0, &+) }
+}

@@ -1,0 +1,36 @@
+// The collector's configuration keys (issue: collector, "Command line and
+// configuration"). Names and defaults are part of the command-line contract:
+// scripts and tests rely on them.
+//
+// `live` keys are taken over by SIGHUP; the others need a restart (the
+// sockets, the data directory and the listen backlog are fixed at start).
+
+public enum CollectorSchema {
+    public static let keys: [ConfigKey] = [
+        ConfigKey("listen", .address(defaultPort: 6600), default: "0.0.0.0:6600",
+                  help: "address for agent sessions (an IP literal and port)"),
+        ConfigKey("http_listen", .address(defaultPort: 6680), default: "127.0.0.1:6680",
+                  help: "address of the HTTP API, /healthz and /metrics"),
+        ConfigKey("data_dir", .string(allowEmpty: false), default: "./data",
+                  help: "directory of the database and the generated admin token"),
+        ConfigKey("admin_token", .string(allowEmpty: true), default: "", secret: true, live: true,
+                  help: "bearer token of the HTTP API; empty: generated at first start into data_dir/admin_token"),
+        ConfigKey("max_clients", .integer(1...1_000_000), default: "10000", live: true,
+                  help: "most concurrent agent sessions; one more is refused with a capacity error"),
+        ConfigKey("backlog", .integer(1...65535), default: "4096",
+                  help: "listen(2) backlog (the kernel caps it at net.core.somaxconn)"),
+        ConfigKey("handshake_timeout_ms", .milliseconds(100...600_000), default: "5000", live: true,
+                  help: "time from accept to a completed handshake"),
+        ConfigKey("session_idle_timeout_ms", .milliseconds(1000...86_400_000), default: "120000", live: true,
+                  help: "silence that closes a session (a Ping is sent at half)"),
+        ConfigKey("retention_days", .integer(0...36_500), default: "30", live: true,
+                  help: "days of measurements, events, status and audit kept; 0 keeps everything"),
+        ConfigKey("log_level", .choice(["debug", "info", "warn", "error"]), default: "info", live: true, help: "log level"),
+        ConfigKey("log_format", .choice(["text", "json"]), default: "text", live: true, help: "log line format"),
+    ]
+
+    /// `VIGIL_COLLECTOR_<KEY>` environment variables override the file (a
+    /// prefix of its own, so an agent's `VIGIL_LOG_LEVEL` on the same host
+    /// does not leak into the collector).
+    public static let schema = ConfigSchema(keys: keys, environmentPrefix: "VIGIL_COLLECTOR_")
+}

@@ -1,0 +1,113 @@
+// fuzz-ipa: libFuzzer target for the agent's ingest path — IPAParser on
+// arbitrary datagrams, then the pattern match and the redactor on whatever
+// it accepts, then the whole IngestPipeline on the same bytes.
+//
+// Invariants (a violation traps, which is what the fuzzer looks for):
+// every non-empty line is either one record or one counted drop; a record's
+// fields lie inside the datagram (or are the shared "/" for an empty path),
+// its host is non-empty without spaces or controls, its path carries no
+// query string or fragment, its duration is a finite 0...maxDurationMs; the
+// redacted path has as many segments as the path; the pipeline's counters
+// agree with the parser's.
+//
+// Built with -D FUZZING (scripts/fuzz.sh ipa) it exports
+// LLVMFuzzerTestOneInput; a normal build replays files: `fuzz-ipa FILE...`.
+import Agent
+#if canImport(Glibc)
+import Glibc
+#endif
+
+let rules = PatternSet(rules: [
+    FilterRule(method: "GET", host: "api.example.com", path: "/v1/users/*", monitor: "users", check: "get"),
+    FilterRule(method: "*", host: "*.example.com", path: "/v1/*", monitor: "api", check: "v1"),
+    FilterRule(method: "", host: "*", path: "/health", monitor: "", check: "", exclude: true),
+    FilterRule(method: "", host: "h?st*", path: "*a*b*c*", monitor: "glob", check: "abc"),
+], version: 1)
+
+func fuzzIPA(_ data: UnsafeRawBufferPointer) {
+    let lo = UInt(bitPattern: data.baseAddress), hi = lo + UInt(data.count)
+    func inside(_ f: UnsafeRawBufferPointer) -> Bool {
+        f.count == 0 || (UInt(bitPattern: f.baseAddress) >= lo && UInt(bitPattern: f.baseAddress) + UInt(f.count) <= hi)
+    }
+    var drops = IPADropCounters()
+    var records = 0
+    IPAParser.parse(data, drops: &drops) { r in
+        records += 1
+        precondition(inside(r.method) && inside(r.host), "record field outside the datagram")
+        precondition(inside(r.path) || (r.path.count == 1 && r.path[0] == UInt8(ascii: "/")), "path outside the datagram")
+        precondition(r.host.count > 0 && !r.host.contains { $0 <= 0x20 || $0 == 0x7F }, "bad host")
+        precondition(r.method.count > 0, "empty method")
+        precondition(r.path.count > 0 && !r.path.contains(UInt8(ascii: "?")) && !r.path.contains(UInt8(ascii: "#")), "query left in path")
+        precondition(r.durationMs.isFinite && r.durationMs >= 0 && r.durationMs <= IPAParser.maxDurationMs, "bad duration")
+        if let i = rules.match(method: r.method, host: r.host, path: r.path) {
+            precondition(i >= 0 && i < rules.rules.count)
+        }
+        let redacted = Redactor.redactPath(r.path)
+        let segments = r.path.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false).count
+        precondition(redacted.utf8.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false).count == segments,
+                     "redaction changed the path's shape")
+    }
+    // Lines: LF-separated, a trailing CR dropped, empty ones ignored.
+    var lines = 0
+    var start = 0
+    while start < data.count {
+        var end = start
+        while end < data.count && data[end] != 0x0A { end += 1 }
+        var e = end
+        if e > start && data[e - 1] == 0x0D { e -= 1 }
+        if e > start { lines += 1 }
+        start = end + 1
+    }
+    precondition(records + Int(drops.total) == lines, "a line neither parsed nor counted")
+
+    let pipeline = IngestPipeline(patterns: rules, aggregationIntervalMs: 1000)
+    pipeline.ingest(data)
+    let c = pipeline.counters
+    precondition(c.records == UInt64(records) && c.parseDrops == drops, "pipeline and parser disagree")
+    precondition(c.matched + c.unmatched + c.excluded == c.records, "a record neither matched, unmatched nor excluded")
+    let out = pipeline.aggregator.flush(windowStartMs: 0)
+    precondition(out.reduce(0) { $0 + $1.count } == c.matched, "aggregates do not add up")
+    for a in out { precondition(a.minMs <= a.p50Ms + 0.01 * a.p50Ms + 0.001 && a.p99Ms <= a.maxMs * 1.01 + 0.001) }
+}
+
+#if FUZZING
+// SwiftPM links executables with `--defsym main=fuzz_ipa_main`, so libFuzzer's
+// own main() is never pulled in; this entry starts libFuzzer's driver.
+@_silgen_name("LLVMFuzzerRunDriver")
+func LLVMFuzzerRunDriver(_ argc: UnsafeMutablePointer<CInt>,
+                         _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
+                         _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> CInt) -> CInt
+
+@_cdecl("fuzz_ipa_main")
+public func fuzzMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> CInt {
+    var argc = argc
+    var argv = argv
+    return LLVMFuzzerRunDriver(&argc, &argv, fuzzerTestOneInput)
+}
+
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzzerTestOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
+    fuzzIPA(UnsafeRawBufferPointer(start: data, count: size))
+    return 0
+}
+#else
+/// Replays saved inputs (e.g. a crash file) through the same code path.
+@main
+enum Replay {
+    static func main() {
+        for path in CommandLine.arguments.dropFirst() {
+            guard let f = fopen(path, "rb") else { print("cannot open \(path)"); exit(2) }
+            var bytes: [UInt8] = []
+            var buf = [UInt8](repeating: 0, count: 65536)
+            while true {
+                let n = fread(&buf, 1, buf.count, f)
+                if n <= 0 { break }
+                bytes += buf[0..<n]
+            }
+            fclose(f)
+            bytes.withUnsafeBytes { fuzzIPA($0) }
+            print("\(path): ok (\(bytes.count) bytes)")
+        }
+    }
+}
+#endif

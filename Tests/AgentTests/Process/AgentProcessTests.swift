@@ -1,0 +1,136 @@
+// The real vigil-agent binary against the test collector on loopback:
+// command line and exit codes, records over UDP arriving as aggregates,
+// SIGTERM draining then exit 0, SIGHUP with a broken file keeping the old
+// configuration, replay's exit codes.
+import Foundation
+import XCTest
+import Reactor
+import Wire
+@testable import Agent
+
+final class AgentProcessTests: XCTestCase {
+    func testVersionHelpAndUsageErrors() throws {
+        let v = try AgentProcess.run(["version"])
+        XCTAssertEqual(v.code, 0)
+        XCTAssertEqual(v.stdout, "vigil-agent \(AgentVersion.current)\n")
+        let help = try AgentProcess.run(["--help"])
+        XCTAssertEqual(help.code, 0)
+        for c in ["run [--config FILE] [--set key=value]", "check-config [--config FILE]",
+                  "replay FILE [--config FILE] [--set key=value]", "version", "tcp_so_timeout"] {
+            XCTAssertTrue(help.stdout.contains(c), c)
+        }
+        let bad = try AgentProcess.run(["rnu"])
+        XCTAssertEqual(bad.code, 2)
+        XCTAssertTrue(bad.stderr.contains("did you mean 'run'"), bad.stderr)
+    }
+
+    func testCheckConfigNamesFileLineKeyAndExpectation() throws {
+        let path = writeConfig([:], extra: "access_key = acme.short\nserver_port = 99999\nsever_host = x\n")
+        defer { unlink(path) }
+        let r = try AgentProcess.run(["check-config", "--config", path])
+        XCTAssertEqual(r.code, 1)
+        XCTAssertTrue(r.stderr.contains("\(path):3: key 'server_port': expected an integer 1...65535, got \"99999\""), r.stderr)
+        XCTAssertTrue(r.stderr.contains("\(path):4: unknown key 'sever_host' (did you mean 'server_host'?)"), r.stderr)
+        let key = TestCollector.makeKey().text
+        let ok = try AgentProcess.run(["check-config"], environment: ["VIGIL_ACCESS_KEY": key, "VIGIL_IPA_PORT": "5000"])
+        XCTAssertEqual(ok.code, 0, ok.stderr)
+        XCTAssertTrue(ok.stdout.contains("access_key = <redacted>  # env VIGIL_ACCESS_KEY"), ok.stdout)
+        XCTAssertTrue(ok.stdout.contains("ipa_port = 5000  # env VIGIL_IPA_PORT"), ok.stdout)
+        XCTAssertFalse(ok.stdout.contains(key))
+        // A bad access key is caught before any socket is opened.
+        let badKey = try AgentProcess.run(["run", "--set", "access_key=nodot"])
+        XCTAssertEqual(badKey.code, 1)
+        XCTAssertTrue(badKey.stderr.contains("--set: key 'access_key': expected an access key"), badKey.stderr)
+        XCTAssertFalse(badKey.stderr.contains("nodot"), "secret values are not echoed")
+    }
+
+    /// Starts the test collector and an agent process configured for it.
+    func startAgent(_ h: AgentHarness, extra: [String: String] = [:]) throws -> (AgentProcess, String) {
+        var lines = h.lines
+        lines["log_level"] = "info"
+        for (k, v) in extra { lines[k] = v }
+        let path = writeConfig(lines)
+        let p = try AgentProcess(["run", "--config", path])
+        XCTAssertTrue(h.run(until: { !h.collector.established.isEmpty && h.collector.patternsRequests > 0 }), p.stderr)
+        return (p, path)
+    }
+
+    func testRecordsArriveAsAggregatesAndSIGTERMDrainsThenExitsZero() throws {
+        let h = try AgentHarness()
+        h.collector.patterns = Patterns(version: 1, rules: [rule("GET", "*.example.com", "/v1/*", "api", "v1")])
+        let (agent, path) = try startAgent(h)
+        defer { unlink(path) }
+        XCTAssertTrue(h.run(until: { h.collector.statuses.contains { $0.counters.contains { $0.name == "rules" && $0.value == 1 } } }),
+                      agent.stderr)
+        for i in 0..<100 { h.udp.send("0\tGET\tapi.example.com\t/v1/items/\(i)?q=\(i)\t\(i % 10 + 1)") }
+        h.udp.send("0\tGET\tother.org\t/v1/x\t1")
+        h.udp.send("not a record")
+        // Wait until the agent has ingested them (its status says so), then stop it.
+        XCTAssertTrue(h.run(until: { (h.collector.counter("records") ?? 0) >= 101 }), agent.stderr)
+        XCTAssertEqual(h.collector.counter("drops_unmatched"), 1)
+        XCTAssertEqual(h.collector.counter("drops_parse"), 1)
+        agent.signal(SIGTERM)
+        XCTAssertTrue(h.run(until: { !agent.isRunning }, timeout: 10), agent.stderr)
+        XCTAssertEqual(agent.exitCode, 0, agent.stderr)
+        XCTAssertEqual(h.collector.count("api", "v1"), 100, "the open window was delivered before exit")
+        XCTAssertEqual(h.collector.totalCount, 100)
+        XCTAssertTrue(agent.stderr.contains("drained; exiting"), agent.stderr)
+    }
+
+    func testSIGHUPWithABrokenFileKeepsTheOldConfig() throws {
+        let h = try AgentHarness()
+        h.collector.patterns = Patterns(version: 1, rules: [rule("", "*", "*", "m", "c")])
+        let (agent, path) = try startAgent(h)
+        defer { unlink(path) }
+        XCTAssertTrue(h.run(until: { h.collector.lastStatus?.state == .capturing }), agent.stderr)
+        // Break the file: an invalid value and a non-line.
+        let broken = (try String(contentsOfFile: path, encoding: .utf8)) + "capture = sometimes\nnot a line\n"
+        try broken.write(toFile: path, atomically: true, encoding: .utf8)
+        agent.signal(SIGHUP)
+        XCTAssertTrue(h.run(until: { h.collector.lastStatus?.state == .wrongConfiguration }), agent.stderr)
+        let messages = h.collector.lastStatus!.messages
+        XCTAssertEqual(messages.count, 2, "\(messages)")
+        XCTAssertTrue(messages.contains { $0.contains("key 'capture'") }, "\(messages)")
+        // Still receiving under the old configuration.
+        let before = h.collector.counter("records") ?? 0
+        h.udp.send("0\tGET\th\t/x\t1")
+        XCTAssertTrue(h.run(until: { (h.collector.counter("records") ?? 0) > before }), agent.stderr)
+        XCTAssertTrue(agent.isRunning)
+        XCTAssertTrue(agent.stderr.contains("configuration rejected; keeping the running one"), agent.stderr)
+        // A fixed file clears the state.
+        let fixed = broken.replacingOccurrences(of: "capture = sometimes\nnot a line\n", with: "forward_raw_events = on\n")
+        try fixed.write(toFile: path, atomically: true, encoding: .utf8)
+        agent.signal(SIGHUP)
+        XCTAssertTrue(h.run(until: { h.collector.lastStatus?.state == .capturing }), agent.stderr)
+        agent.signal(SIGTERM)
+        XCTAssertTrue(h.run(until: { !agent.isRunning }, timeout: 10))
+        XCTAssertEqual(agent.exitCode, 0)
+    }
+
+    func testReplayExitCodes() throws {
+        let h = try AgentHarness()
+        h.collector.patterns = Patterns(version: 1, rules: [rule("", "*", "/a/*", "m", "a")])
+        let file = writeTempFile((0..<1000).map { "0\tGET\th\t/a/\($0)\t\($0 % 20)" }.joined(separator: "\n") + "\nbad line\n")
+        defer { unlink(file) }
+        let path = writeConfig(h.lines)
+        defer { unlink(path) }
+        let ok = try AgentProcess(["replay", file, "--config", path])
+        XCTAssertTrue(h.run(until: { !ok.isRunning }, timeout: 30), ok.stderr)
+        XCTAssertEqual(ok.exitCode, 0, ok.stderr)
+        XCTAssertEqual(h.collector.count("m", "a"), 1000)
+        XCTAssertTrue(ok.stdout.contains("read lines=1001 records=1000 matched=1000"), ok.stdout)
+        XCTAssertTrue(ok.stdout.contains("bad_version=1"), ok.stdout)
+        XCTAssertTrue(ok.stdout.contains("acknowledged batches=1 items=1"), ok.stdout)
+
+        h.collector.stop()
+        let down = try AgentProcess(["replay", file, "--config", path])
+        XCTAssertTrue(h.run(until: { !down.isRunning }, timeout: 30))
+        XCTAssertEqual(down.exitCode, 3)
+        XCTAssertTrue(down.stderr.contains("vigil-agent replay: no collector reachable"), down.stderr)
+        XCTAssertTrue(down.stderr.contains("connection refused"), down.stderr)
+
+        let missing = try AgentProcess.run(["replay", "/nonexistent/file", "--config", path])
+        XCTAssertEqual(missing.code, 4)
+        XCTAssertTrue(missing.stderr.contains("cannot read /nonexistent/file: No such file or directory"), missing.stderr)
+    }
+}

@@ -1,0 +1,155 @@
+// The collector's pure parts, without a process: JSON, the deadline wheel,
+// the acknowledgement window, the agent configuration view, pattern checks.
+import XCTest
+import Reactor
+import Wire
+import ConfigFile
+@testable import Collector
+
+final class JSONTests: XCTestCase {
+    func testRoundTripAndOrder() throws {
+        let text = #"{"b":1,"a":[true,false,null,-2.5,1e3,"x\"\\\n\u00e9\ud83d\ude00"],"c":{}}"#
+        let v = try JSON.parse(text)
+        XCTAssertEqual(v["b"]?.int64Value, 1)
+        XCTAssertEqual(v["a"]?.arrayValue?[5].stringValue, "x\"\\\né😀")
+        XCTAssertEqual(v["a"]?.arrayValue?[4].numberValue, 1000)
+        XCTAssertEqual(v.serialized, #"{"b":1,"a":[true,false,null,-2.5,1000,"x\"\\\né😀"],"c":{}}"#)
+        XCTAssertEqual(try JSON.parse(v.serialized), v)
+        XCTAssertEqual(JSON.object([("k", .raw(#"{"x":1}"#))]).serialized, #"{"k":{"x":1}}"#)
+        XCTAssertEqual(JSON.string("\u{1}").serialized, #""\u0001""#)
+        XCTAssertEqual(JSON.number(.nan).serialized, "null")
+    }
+
+    func testRejectsMalformedInputWithAnOffset() {
+        for bad in ["", "{", "[1,]", "{\"a\" 1}", "01", "1.", "\"\\x\"", "\"\u{1}\"", "tru", "[1] 2", "\"\\ud800\"",
+                    String(repeating: "[", count: 100) + String(repeating: "]", count: 100)] {
+            XCTAssertThrowsError(try JSON.parse(bad), bad)
+        }
+        XCTAssertThrowsError(try JSON.parse([0x22, 0xC0, 0x80, 0x22])) { e in
+            XCTAssertEqual((e as? JSON.ParseError)?.offset, 1, "an overlong UTF-8 sequence")
+        }
+    }
+
+    func testConfigText() {
+        XCTAssertEqual(JSON.bool(false).configText, "off")
+        XCTAssertEqual(JSON.number(5000).configText, "5000")
+        XCTAssertEqual(JSON.number(0.5).configText, "0.5")
+        XCTAssertEqual(JSON.string("x").configText, "x")
+        XCTAssertNil(JSON.null.configText)
+        XCTAssertNil(JSON.array([]).configText)
+    }
+}
+
+private final class Entry: DeadlineEntry {
+    var deadlineLink = DeadlineLink<Entry>()
+    let name: String
+    init(_ name: String) { self.name = name }
+}
+
+final class DeadlineWheelTests: XCTestCase {
+    func testExpiresInOrderNeverEarlyAndOnlyWhatIsScheduled() {
+        let loop = EventLoop()
+        var fired: [(String, Double)] = []
+        let wheel = DeadlineWheel<Entry>(loop: loop, slots: 8, granularity: 0.02) { e in
+            fired.append((e.name, Clock.monotonic()))
+        }
+        let now = Clock.monotonic()
+        let a = Entry("a"), b = Entry("b"), c = Entry("c"), far = Entry("far"), gone = Entry("gone")
+        wheel.schedule(b, at: now + 0.10)
+        wheel.schedule(a, at: now + 0.05)
+        wheel.schedule(c, at: now + 0.10)
+        wheel.schedule(far, at: now + 0.40)    // beyond 8 × 20 ms: re-filed on the way
+        wheel.schedule(gone, at: now + 0.05)
+        wheel.remove(gone)
+        wheel.schedule(c, at: now + 0.20)      // moved
+        XCTAssertEqual(wheel.count, 4)
+        XCTAssertTrue(loop.run(until: { fired.count == 4 }, timeout: 5))
+        XCTAssertEqual(fired.map(\.0), ["a", "b", "c", "far"])
+        let due = ["a": 0.05, "b": 0.10, "c": 0.20, "far": 0.40]
+        for (name, at) in fired { XCTAssertGreaterThanOrEqual(at - now, due[name]! - 0.002, name) }
+        XCTAssertEqual(wheel.count, 0)
+        XCTAssertFalse(wheel.isScheduled(gone))
+    }
+
+    func testCallbackMayRescheduleAndRemoveOthers() {
+        let loop = EventLoop()
+        let a = Entry("a"), b = Entry("b")
+        var runs = 0
+        var wheel: DeadlineWheel<Entry>!
+        wheel = DeadlineWheel<Entry>(loop: loop, slots: 16, granularity: 0.01) { e in
+            runs += 1
+            wheel.remove(b)                     // the other entry of the same slot
+            if runs < 3 { wheel.schedule(e, at: Clock.monotonic() + 0.01) }
+        }
+        let t = Clock.monotonic() + 0.02
+        wheel.schedule(a, at: t)
+        wheel.schedule(b, at: t)
+        XCTAssertTrue(loop.run(until: { runs == 3 && wheel.count == 0 }, timeout: 5))
+        XCTAssertEqual(runs, 3)
+    }
+}
+
+final class AckWindowTests: XCTestCase {
+    func testAcknowledgesOnlyLeadingDurableBatchesCumulatively() {
+        var w = AckWindow()
+        let t1 = w.received(1), t2 = w.received(2), t3 = w.received(3)
+        XCTAssertEqual(w.advance(), .none)
+        w.completed(t2, durable: true)
+        XCTAssertEqual(w.advance(), .none, "2 committed, but 1 not yet")
+        w.completed(t1, durable: true)
+        XCTAssertEqual(w.advance(), .ack(2))
+        XCTAssertEqual(w.inFlight, 1)
+        w.completed(t3, durable: false)
+        XCTAssertEqual(w.advance(), .failed(3))
+        XCTAssertEqual(w.acknowledged, 2)
+    }
+
+    func testTicketsSurviveCompaction() {
+        var w = AckWindow()
+        var tickets: [Int] = []
+        for seq in 1...100 as ClosedRange<UInt64> { tickets.append(w.received(seq)) }
+        for t in tickets.prefix(60) { w.completed(t, durable: true) }
+        XCTAssertEqual(w.advance(), .ack(60))
+        let late = w.received(101)
+        for t in tickets.suffix(40) + [late] { w.completed(t, durable: true) }
+        XCTAssertEqual(w.advance(), .ack(101))
+        XCTAssertTrue(w.isEmpty)
+        // A duplicate re-sent with a lower number never lowers the ack.
+        w.completed(w.received(50), durable: true)
+        XCTAssertEqual(w.advance(), .ack(101))
+    }
+}
+
+final class AgentConfigViewTests: XCTestCase {
+    func testLayersAndRemoteRules() {
+        let (config, skipped) = AgentConfigView.effective(project: ["capture": "off", "groups": "a, b"],
+                                                          agent: ["capture": "on", "ipa_port": "70000"])
+        XCTAssertEqual(config.value("capture")?.description, "on")
+        XCTAssertEqual(config.origin("capture")?.name, "agent")
+        XCTAssertEqual(config.origin("groups")?.name, "project")
+        XCTAssertEqual(config.origin("ipa_port")?.name, "default")
+        XCTAssertEqual(skipped, ["ipa_port"])
+
+        XCTAssertTrue(AgentConfigView.validate(["capture": "off", "status_interval_ms": "5s"]).isEmpty)
+        XCTAssertEqual(AgentConfigView.validate(["access_key": "x.y"]).first?.key, "access_key")
+        XCTAssertEqual(AgentConfigView.validate(["server_port": "7000"]).first?.problem, .notLive)
+        XCTAssertEqual(AgentConfigView.remotelySettable(["capture": "off", "server_port": "1", "bogus": "1"]),
+                       [KeyValue("capture", "off")])
+        let rendered = AgentConfigView.json(Configuration(defaultsOf: AgentSchema.schema)).serialized
+        XCTAssertTrue(rendered.contains(#"{"key":"access_key","value":null,"origin":"default","secret":true,"live":false}"#), rendered)
+    }
+
+    func testPatternChecks() throws {
+        let ok = try JSON.parse(#"{"patterns":[{"host":"*","path":"/a/*","monitor":"m","check":"c"}]}"#)
+        XCTAssertEqual(APIHandler.parsePatterns(ok).patterns.first?.method, "")
+        XCTAssertTrue(APIHandler.parsePatterns(ok).problems.isEmpty)
+        let long = String(repeating: "x", count: 513)
+        let bad = try JSON.parse(#"{"patterns":[{"host":"","path":"\#(long)","monitor":1,"check":"c"}, 7]}"#)
+        let problems = APIHandler.parsePatterns(bad).problems.map(\.0)
+        XCTAssertEqual(problems, ["patterns[0].host", "patterns[0].path", "patterns[0].monitor", "patterns[1]"])
+        // The whole list must fit one Wire message.
+        let many = (0..<2000).map { #"{"host":"h\#($0).example","path":"/\#(long.prefix(40))","monitor":"m","check":"c"}"# }
+        let big = try JSON.parse(#"{"patterns":["# + many.joined(separator: ",") + "]}")
+        XCTAssertEqual(APIHandler.parsePatterns(big).problems.map(\.0), ["patterns"])
+    }
+}

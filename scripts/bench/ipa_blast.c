@@ -1,0 +1,98 @@
+/*
+ * ipa_blast.c — a paced sendmmsg sender of single-record IPA datagrams for
+ * scripts/bench-agent.sh. Every datagram is one version-0 record of the
+ * same length, e.g.
+ *     0<TAB>GET<TAB>api.example.com<TAB>/v1/users/00012345<TAB>12.5<LF>
+ * (the user id varies, the duration cycles through 0.5 … 99.5 ms), so the
+ * receiver parses, matches and aggregates real records.
+ *
+ *   ipa_blast PORT SECONDS RATE [BATCH] [GSO_SEGMENTS]
+ *
+ * RATE is datagrams per second (0: as fast as the kernel takes them). With
+ * GSO_SEGMENTS > 1 each message is a UDP GSO super-datagram the kernel
+ * splits into that many datagrams (cheaper for the sender; the receiver
+ * sees ordinary datagrams). Prints one key=value line: sent, seconds, rate.
+ */
+#define _GNU_SOURCE 1
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/udp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+static double mono(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+#define REC_LEN 46
+
+/* Writes record `n` (exactly REC_LEN bytes) at p. */
+static void record(char *p, uint64_t n) {
+    char buf[REC_LEN + 16];
+    int len = snprintf(buf, sizeof buf, "0\tGET\tapi.example.com\t/v1/users/%08llu\t%02u.5\n",
+                       (unsigned long long)(n % 100000000ull), (unsigned)(n % 100));
+    if (len != REC_LEN) { fprintf(stderr, "record length %d != %d\n", len, REC_LEN); exit(1); }
+    memcpy(p, buf, REC_LEN);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 4) { fprintf(stderr, "usage: %s PORT SECONDS RATE [BATCH] [GSO_SEGMENTS]\n", argv[0]); return 2; }
+    int port = atoi(argv[1]);
+    double seconds = atof(argv[2]);
+    double rate = atof(argv[3]);
+    int batch = argc > 4 ? atoi(argv[4]) : 32;
+    int segs = argc > 5 ? atoi(argv[5]) : 1;
+    if (segs < 1) segs = 1;
+
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(port) };
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) { perror("connect"); return 1; }
+    int size = REC_LEN;
+    if (segs > 1 && setsockopt(fd, SOL_UDP, UDP_SEGMENT, &size, sizeof size) < 0) { perror("UDP_SEGMENT"); return 1; }
+    int sndbuf = 64 << 20;
+    setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &sndbuf, sizeof sndbuf);
+
+    size_t msgsize = (size_t)REC_LEN * segs;
+    char *buf = calloc(batch, msgsize);
+    struct mmsghdr *msgs = calloc(batch, sizeof *msgs);
+    struct iovec *iov = calloc(batch, sizeof *iov);
+    for (int i = 0; i < batch; i++) {
+        iov[i].iov_base = buf + i * msgsize;
+        iov[i].iov_len = msgsize;
+        msgs[i].msg_hdr.msg_iov = &iov[i];
+        msgs[i].msg_hdr.msg_iovlen = 1;
+    }
+    uint64_t sent = 0, seq = 0, errors = 0;
+    double t0 = mono(), end = t0 + seconds;
+    for (;;) {
+        double now = mono();
+        if (now >= end) break;
+        if (rate > 0) {
+            /* Pace per batch: wait until this batch is due. */
+            double due = t0 + (double)sent / rate;
+            if (due > now) {
+                if (due - now > 0.0002) {
+                    struct timespec ts = { 0, (long)((due - now - 0.0001) * 1e9) };
+                    nanosleep(&ts, NULL);
+                }
+                continue;
+            }
+        }
+        for (int i = 0; i < batch * segs; i++) record(buf + (size_t)i * REC_LEN, seq++);
+        int n = sendmmsg(fd, msgs, batch, 0);
+        if (n < 0) { if (errno != EINTR) errors++; continue; }
+        sent += (uint64_t)n * segs;
+    }
+    double took = mono() - t0;
+    printf("sender=ipa sent=%llu seconds=%.3f rate=%.0f errors=%llu\n", (unsigned long long)sent, took, sent / took,
+           (unsigned long long)errors);
+    return 0;
+}
