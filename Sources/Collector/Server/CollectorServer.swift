@@ -197,8 +197,9 @@ public final class CollectorServer {
             (fresh, freshSettings) = try CollectorSettings.load(file: configPath, environment: environment, overrides: overrides)
         } catch {
             reloadsRejected &+= 1
-            Log.error("reload: configuration rejected; keeping the running one", ["errors": "\(error.errors.count)"])
+            // The details first: the summary line is the one to wait for.
             for e in error.errors { Log.error("reload: \(e)") }
+            Log.error("reload: configuration rejected; keeping the running one", ["errors": "\(error.errors.count)"])
             return
         }
         let r = configuration.reloading(from: fresh)
