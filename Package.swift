@@ -54,10 +54,10 @@ let package = Package(
         .target(name: "Monitors", dependencies: ["Reactor", "Wire", "CCurl", "CSystem"]),
         // The agent's logic (ingest, filtering, aggregation, uplink), as a library
         // so tests and fuzzers link it; `vigil-agent` is its thin executable.
-        .target(name: "Agent", dependencies: ["Reactor", "Wire", "ConfigFile"]),
+        .target(name: "Agent", dependencies: ["Reactor", "Wire", "ConfigFile", "Monitors"]),
         // The collector's logic (sessions, storage, HTTP API) as a library;
         // `vigil-collector` is its thin executable.
-        .target(name: "Collector", dependencies: ["Reactor", "Wire", "ConfigFile", "CollectorStore", "CMicroHTTPD"]),
+        .target(name: "Collector", dependencies: ["Reactor", "Wire", "ConfigFile", "CollectorStore", "CMicroHTTPD", "Monitors"]),
 
         // ── Executables ────────────────────────────────────────────────────
         // The edge agent: argv to AgentCommandLine, nothing else.

@@ -381,6 +381,10 @@ public final class CollectorServer {
         p.sample("vigil_patterns_total", ["kind": "sent"], s.patternsSent)
         p.sample("vigil_patterns_total", ["kind": "unchanged"], s.patternsUnchanged)
         p.sample("vigil_patterns_total", ["kind": "pushed"], s.patternsPushed)
+        p.family("vigil_schedules_total", "counter", "Monitor schedule answers and pushes.")
+        p.sample("vigil_schedules_total", ["kind": "sent"], s.schedulesSent)
+        p.sample("vigil_schedules_total", ["kind": "unchanged"], s.scheduleAnswers)
+        p.sample("vigil_schedules_total", ["kind": "pushed"], s.schedulesPushed)
         p.single("vigil_pings_sent_total", "counter", "Pings sent to silent sessions.", Double(s.pingsSent))
         p.family("vigil_control_requests_total", "counter", "Control requests by result.")
         for (result, n) in manager.control.outcomes.sorted(by: { $0.key < $1.key }) {
