@@ -46,8 +46,8 @@ public final class AgentRuntime {
     public let receiver: IPAReceiver
     public let uplink: Uplink
     /// Synthetic monitors (run mode; nil in replay). Exec monitors need the
-    /// default loop (child watchers).
-    public let monitors: MonitorEngine?
+    /// default loop (child watchers). Replaced when `groups` changes.
+    public internal(set) var monitors: MonitorEngine?
     /// The schedule version the engine holds (0: none yet).
     public internal(set) var scheduleVersion: UInt64 = 0
     /// Monitors the last schedule left out, with why (Status messages).
@@ -90,17 +90,7 @@ public final class AgentRuntime {
         receiver = IPAReceiver(loop: loop, pipeline: pipeline)
         uplink = Uplink(loop: loop, accessKey: settings.accessKey,
                         hello: AgentRuntime.hello(settings, instance: instance), settings: settings.uplink)
-        if mode == .run {
-            var options = MonitorEngine.Options()
-            options.groups = settings.groups.isEmpty ? nil : settings.groups
-            let up = uplink
-            monitors = MonitorEngine(loop: loop, options: options) { result in
-                // Refused when queue 1 is full: counted there (drops_queue1).
-                up.enqueue(.monitorRun(result), priority: true)
-            }
-        } else {
-            monitors = nil
-        }
+        monitors = mode == .run ? AgentRuntime.monitorEngine(loop: loop, uplink: uplink, groups: settings.groups) : nil
         uplink.delegate = self
         windowTimer = TimerWatcher(loop: loop) { [unowned self] _ in self.windowFired() }
         statusTimer = TimerWatcher(loop: loop) { [unowned self] _ in self.statusTick() }
@@ -253,6 +243,25 @@ public final class AgentRuntime {
     }
 
     // MARK: - Monitors
+
+    static func monitorEngine(loop: EventLoop, uplink: Uplink, groups: [String]) -> MonitorEngine {
+        var options = MonitorEngine.Options()
+        options.groups = groups.isEmpty ? ["default"] : groups
+        return MonitorEngine(loop: loop, options: options) { [unowned uplink] result in
+            // Refused when queue 1 is full: counted there (drops_queue1).
+            uplink.enqueue(.monitorRun(result), priority: true)
+        }
+    }
+
+    /// `groups` changed: a fresh engine for the new groups, and the next
+    /// session (new Hello) asks for the whole schedule again.
+    func regroupMonitors() {
+        guard let old = monitors else { return }
+        old.shutdown()
+        monitors = AgentRuntime.monitorEngine(loop: loop, uplink: uplink, groups: settings.groups)
+        scheduleVersion = 0
+        monitorProblems = []
+    }
 
     func requestSchedule() {
         guard monitors != nil else { return }
