@@ -17,6 +17,7 @@ let package = Package(
         .library(name: "Wire", targets: ["Wire"]),
         .library(name: "ConfigFile", targets: ["ConfigFile"]),
         .library(name: "CollectorStore", targets: ["CollectorStore"]),
+        .library(name: "Monitors", targets: ["Monitors"]),
         .executable(name: "vigil-agent", targets: ["vigil-agent"]),
         .executable(name: "vigil-collector", targets: ["vigil-collector"]),
         .executable(name: "vigil-load", targets: ["vigil-load"]),
@@ -36,6 +37,9 @@ let package = Package(
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         // libmicrohttpd's variadic start/info calls as fixed-argument functions.
         .target(name: "CMicroHTTPD"),
+        // libcurl (libcurl4-openssl-dev headers) loaded with dlopen on first
+        // use, behind fixed-argument wrappers; nothing links -lcurl.
+        .target(name: "CCurl", linkerSettings: [.linkedLibrary("dl")]),
 
         // ── Libraries ──────────────────────────────────────────────────────
         // The event loop: watchers, syscalls, sockets, buffers. No Foundation.
@@ -46,12 +50,15 @@ let package = Package(
         .target(name: "ConfigFile"),
         // The collector's embedded SQLite storage behind an asynchronous seam.
         .target(name: "CollectorStore", dependencies: ["Reactor", "CSQLite"]),
+        // Synthetic monitors: definitions and their JSON, the scheduler, and the
+        // http (libcurl multi-socket), tcp and exec runners on the loop. No Foundation.
+        .target(name: "Monitors", dependencies: ["Reactor", "Wire", "CCurl", "CSystem"]),
         // The agent's logic (ingest, filtering, aggregation, uplink), as a library
         // so tests and fuzzers link it; `vigil-agent` is its thin executable.
-        .target(name: "Agent", dependencies: ["Reactor", "Wire", "ConfigFile"]),
+        .target(name: "Agent", dependencies: ["Reactor", "Wire", "ConfigFile", "Monitors"]),
         // The collector's logic (sessions, storage, HTTP API) as a library;
         // `vigil-collector` is its thin executable.
-        .target(name: "Collector", dependencies: ["Reactor", "Wire", "ConfigFile", "CollectorStore", "CMicroHTTPD"]),
+        .target(name: "Collector", dependencies: ["Reactor", "Wire", "ConfigFile", "CollectorStore", "CMicroHTTPD", "Monitors"]),
 
         // The load generator's logic (simulated agents, ack ledger, verify),
         // as a library so tests link it; `vigil-load` is its thin executable.
@@ -77,6 +84,12 @@ let package = Package(
         // libFuzzer target for the agent's IPA parser and ingest path
         // (scripts/fuzz.sh builds it with -D FUZZING; a plain build replays files).
         .executableTarget(name: "fuzz-ipa", dependencies: ["Agent"], path: "Sources/FuzzIPA", exclude: ["seeds"]),
+        // libFuzzer target for the monitors' JSON parser, validation and Schedule round trip.
+        .executableTarget(name: "fuzz-json", dependencies: ["Monitors", "Wire"], path: "Sources/FuzzJSON"),
+        // 1,000 HTTP monitors on one engine, idle RSS with and without libcurl (scripts/bench-monitors.sh).
+        .executableTarget(name: "monitors-bench", dependencies: ["Monitors", "Reactor"], path: "Sources/MonitorsBench"),
+        // The benchmark's local HTTP server, in its own process.
+        .executableTarget(name: "monitors-bench-server", dependencies: ["Collector", "Reactor"], path: "Sources/MonitorsBenchServer"),
 
         // ── Tests ──────────────────────────────────────────────────────────
         .testTarget(name: "ReactorTests", dependencies: ["Reactor", "CEv"]),
@@ -88,6 +101,8 @@ let package = Package(
         .testTarget(name: "AgentTests", dependencies: ["Agent", "Reactor", "Wire", "ConfigFile", "vigil-agent", "vigil-collector"]),
         // Integration tests start the built vigil-collector (a dependency, so it is built first).
         .testTarget(name: "CollectorTests", dependencies: ["Collector", "Reactor", "Wire", "ConfigFile", "CollectorStore", "vigil-collector"]),
+        // Monitors against local servers (the collector's HTTPServer, a TCP listener, the example exec monitor).
+        .testTarget(name: "MonitorsTests", dependencies: ["Monitors", "Reactor", "Wire", "Collector"], exclude: ["Fixtures"]),
         .testTarget(name: "LoadGenTests", dependencies: ["LoadGen", "Reactor", "Wire", "CollectorStore"]),
     ],
     swiftLanguageModes: [.v5]

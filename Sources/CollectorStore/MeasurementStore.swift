@@ -76,6 +76,10 @@ public protocol MeasurementStore: AnyObject {
     func measurements(_ query: MeasurementQuery, completion: @escaping StoreCompletion<[MeasurementRecord]>)
     func events(_ query: EventQuery, completion: @escaping StoreCompletion<[EventRecord]>)
     func monitorRuns(_ query: MonitorRunQuery, completion: @escaping StoreCompletion<[MonitorRunRecord]>)
+    /// The latest run time (ms) per monitor name, for one agent of a
+    /// project or (agent nil) any agent: the Schedule's last runs and the
+    /// API's staleness.
+    func lastMonitorRuns(project: String, agent: String?, completion: @escaping StoreCompletion<[String: Int64]>)
     func statusHistory(agent: String, since: Int64?, limit: Int, completion: @escaping StoreCompletion<[StatusRecord]>)
     func stateHistory(agent: String, since: Int64?, limit: Int, completion: @escaping StoreCompletion<[StateChange]>)
     func audit(_ query: AuditQuery, completion: @escaping StoreCompletion<[AuditRecord]>)

@@ -229,9 +229,36 @@ final class APIIntegrationTests: XCTestCase {
         XCTAssertEqual(c.api("PUT", "/projects/acme/patterns", body: #"{"rules":[]}"#).status, 422)
         XCTAssertEqual(c.api("PUT", "/projects/nope/patterns", body: #"{"patterns":[]}"#).status, 404)
 
-        // Schedules are not served yet: what the agent holds stays current.
+        // No monitors defined: the agent's version 0 is current.
         client.send([.scheduleRequest(ScheduleRequest(haveVersion: 0))])
         XCTAssertNotNil(client.waitForRecord { $0 == .scheduleUnchanged(ScheduleUnchanged(version: 0)) })
+    }
+
+    func testMonitorSchedulesAnsweredAndPushed() throws {
+        let client = try agent("sched-1")
+        client.send([.scheduleRequest(ScheduleRequest(haveVersion: 0))])
+        XCTAssertNotNil(client.waitForRecord { $0 == .scheduleUnchanged(ScheduleUnchanged(version: 0)) })
+
+        // Two monitors: one in the agent's group ("default"), one not.
+        let body = #"{"monitors":[{"id":"db","name":"db port","kind":"tcp","interval_secs":10,"timeout_secs":3,"#
+            + #""spec":{"host":"127.0.0.1","port":5432}},"#
+            + #"{"id":"eu","name":"eu only","kind":"tcp","interval_secs":10,"timeout_secs":3,"groups":["eu"],"#
+            + #""spec":{"host":"127.0.0.1","port":5433}}]}"#
+        client.clearEvents()
+        XCTAssertEqual(c.api("PUT", "/projects/acme/monitors", body: body).status, 200)
+        // Pushed without asking, only the agent's groups.
+        let pushed = client.waitForRecord { if case .schedule = $0 { return true }; return false }
+        guard case .schedule(let s)? = pushed else { return XCTFail("no push: \(client.records)") }
+        XCTAssertEqual(s.version, 1)
+        XCTAssertEqual(s.monitors.map(\.name), ["db port"])
+        XCTAssertEqual(s.monitors.first?.target, "127.0.0.1:5432")
+        XCTAssertEqual(s.monitors.first?.lastRunMs, 0)
+
+        client.clearEvents()
+        client.send([.scheduleRequest(ScheduleRequest(haveVersion: 1)), .scheduleRequest(ScheduleRequest(haveVersion: 0))])
+        XCTAssertNotNil(client.waitForRecord { $0 == .scheduleUnchanged(ScheduleUnchanged(version: 1)) })
+        XCTAssertNotNil(client.waitForRecord { if case .schedule(let x) = $0 { return x.version == 1 }; return false })
+        XCTAssertEqual(c.metric(#"vigil_schedules_total{kind="pushed"}"#), 1)
     }
 
     func testMonitorsProjectsAndOwnConfig() throws {
@@ -247,8 +274,15 @@ final class APIIntegrationTests: XCTestCase {
         let monitors = r.object["monitors"] as? [[String: Any]]
         XCTAssertEqual(monitors?.first?["name"] as? String, "home")
         XCTAssertEqual((monitors?.first?["spec"] as? [String: Any])?["url"] as? String, "https://example.com/")
-        XCTAssertEqual(c.api("PUT", "/projects/acme/monitors", body: #"{"monitors":[{"name":"x"}]}"#).status, 422)
+        XCTAssertEqual((r.object["state"] as? [String: [String: Any]])?["m1"]?["stale"] as? Bool, false)
+        r = c.api("PUT", "/projects/acme/monitors", body: #"{"monitors":[{"name":"x"}]}"#)
+        XCTAssertEqual(r.status, 422)
+        XCTAssertNotNil((r.object["detail"] as? [String: Any])?["monitors[0].id"], r.body)
         XCTAssertEqual(c.api("PUT", "/projects/acme/monitors", body: #"{"monitors":[{"id":1},{"id":1}]}"#).status, 422)
+        r = c.api("GET", "/projects/acme/monitors/m1/runs")
+        XCTAssertEqual(r.status, 200, r.body)
+        XCTAssertEqual((r.object["runs"] as? [Any])?.count, 0)
+        XCTAssertEqual(c.api("GET", "/projects/acme/monitors/nope/runs").status, 404)
         XCTAssertEqual(c.api("PUT", "/projects/nope/monitors", body: #"{"monitors":[]}"#).status, 404)
 
         let projects = c.api("GET", "/projects").object["projects"] as? [[String: Any]]

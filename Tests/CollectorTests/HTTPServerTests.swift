@@ -79,6 +79,22 @@ final class HTTPServerTests: XCTestCase {
         server.stop()
     }
 
+    /// MHD aborts when stopped with a suspended connection; `stop()` must
+    /// answer waiting requests first.
+    func testStopWhileARequestWaitsForALateAnswer() throws {
+        let loop = EventLoop()
+        var pending: HTTPResponder?
+        let server = HTTPServer(loop: loop) { _, responder in pending = responder }
+        try server.start(address: SocketAddress(parsing: "127.0.0.1:0"))
+        let c = RawHTTPClient()
+        c.send(port: server.port, "GET /wait HTTP/1.0\r\n\r\n")
+        XCTAssertTrue(loop.run(until: { pending != nil }, timeout: 10))
+        server.stop()
+        XCTAssertTrue(loop.run(until: { c.result != nil }, timeout: 10))
+        XCTAssertTrue(c.result!.isEmpty || c.result!.contains(" 503 "), c.result!)
+        pending!.respond(HTTPResponse(status: 200, text: "late"))   // ignored, no crash
+    }
+
     func testBindFailureNamesTheAddress() throws {
         let loop = EventLoop()
         let a = HTTPServer(loop: loop) { _, r in r.respond(HTTPResponse(status: 200, text: "")) }

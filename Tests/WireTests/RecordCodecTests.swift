@@ -73,6 +73,30 @@ final class RecordCodecTests: XCTestCase {
         XCTAssertEqual(try decodeOne([0x21, 0x03, 0x05, 0xFF, 0x01]), .ack(Ack(sequence: 5)))
     }
 
+    func testAppendedMonitorFieldsAreOptional() throws {
+        // A MonitorResult item and a Schedule as a first-version sender wrote
+        // them (without the appended fields) decode with the defaults.
+        var item = WireWriter()
+        item.varint(UInt64(9)); item.varint(UInt64(2)); item.varint(UInt64(1000)); item.varint(UInt64(0))
+        item.u8(MonitorStatus.error.rawValue); item.varint(UInt64(55)); item.varint(UInt64(0)); item.string("down")
+        var batch = WireWriter()
+        batch.varint(UInt64(1)); batch.varint(UInt64(1)); batch.u8(BatchItem.monitorResultKind)
+        batch.varint(UInt64(item.count)); batch.raw(item.bytes)
+        var lw = WireWriter(); lw.varint(UInt64(batch.count))
+        let decoded = try decodeOne([0x20] + lw.bytes + batch.bytes)
+        XCTAssertEqual(decoded, .dataBatch(DataBatch(sequence: 1, items: [.monitorResult(MonitorResult(
+            monitorID: 9, runID: 2, timestampMs: 1000, step: 0, status: .error, durationUs: 55, message: "down"))])))
+
+        var sched = WireWriter()
+        sched.varint(UInt64(4)); sched.varint(UInt64(1))
+        sched.varint(UInt64(7)); sched.string("n"); sched.string("tcp"); sched.string("h:1")
+        sched.varint(UInt64(10_000)); sched.varint(UInt64(1000)); sched.keyValues([])
+        var sl = WireWriter(); sl.varint(UInt64(sched.count))
+        XCTAssertEqual(try decodeOne([0x32] + sl.bytes + sched.bytes), .schedule(Schedule(version: 4, monitors: [
+            MonitorSpec(id: 7, name: "n", kind: "tcp", target: "h:1", intervalMs: 10_000, timeoutMs: 1000)])))
+        XCTAssertEqual(MonitorStatus.overtime.description, "overtime")
+    }
+
     func testRawEventFromAnOlderSenderHasNoRuleNames() throws {
         // The body as a sender without monitor/check writes it: decodes with 0s.
         var w = WireWriter()

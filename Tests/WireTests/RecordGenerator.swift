@@ -45,7 +45,7 @@ struct RecordGenerator {
                 monitorID: u64(), runID: u64(), timestampMs: u64(), step: u32(), status: MonitorStatus(rawValue: u8()),
                 durationUs: u64(),
                 phases: (0..<int(0...4)).map { _ in MonitorResult.Phase(name: u32(), durationUs: u64()) },
-                message: string(max: 40)))
+                message: string(max: 40), protocolStatus: u32(), bytes: u64()))
         }
     }
 
@@ -78,10 +78,11 @@ struct RecordGenerator {
         case .scheduleRequest: return .scheduleRequest(ScheduleRequest(haveVersion: u64()))
         case .scheduleUnchanged: return .scheduleUnchanged(ScheduleUnchanged(version: u64()))
         case .schedule:
+            let parts = UInt32(int(1...4))
             return .schedule(Schedule(version: u64(), monitors: (0..<int(0...5)).map { _ in
                 MonitorSpec(id: u64(), name: string(), kind: string(), target: string(max: 60), intervalMs: u32(),
-                            timeoutMs: u32(), params: keyValues())
-            }))
+                            timeoutMs: u32(), params: keyValues(), lastRunMs: u64(), groups: strings(max: 3))
+            }, part: UInt32(int(0...Int(parts) - 1)), parts: parts))
         case .patternsRequest: return .patternsRequest(PatternsRequest(haveVersion: u64()))
         case .patternsUnchanged: return .patternsUnchanged(PatternsUnchanged(version: u64()))
         case .patterns:

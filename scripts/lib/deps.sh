@@ -9,6 +9,7 @@ VIGIL_DEBIAN_PACKAGES=(
   libmicrohttpd-dev    # Collector: HTTP API on the loop
   libcurl4-openssl-dev # Agent: HTTP synthetic monitors
   pkg-config
+  curl                 # run.sh and the benchmarks talk to the HTTP API
   gcc                  # benchmark baselines in C
 )
 

@@ -137,6 +137,7 @@ extension AgentRuntime {
         if next.agentName != before.agentName || next.groups != before.groups {
             uplink.updateHello(AgentRuntime.hello(next, instance: instance))
         }
+        if next.groups != before.groups { regroupMonitors() }
         if next.forwardRawEvents != before.forwardRawEvents { setForwarding(next.forwardRawEvents) }
         if next.aggregationIntervalMs != before.aggregationIntervalMs {
             // The open window closes early under the old length; the next

@@ -18,6 +18,9 @@ extension AgentRuntime {
         receiver.close()
         captureStartMs = 0
         flushWindow()
+        // Runs in flight are cancelled (exec children terminated and reaped);
+        // results already queued still drain.
+        monitors?.shutdown()
         let deadline = Clock.monotonic() + AgentRuntime.drainSeconds
         Log.info("\(reason): draining the queues before exit", [
             "queued": "\(uplink.queues.count)", "unacknowledged_batches": "\(uplink.window.count)",

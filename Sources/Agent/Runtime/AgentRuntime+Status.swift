@@ -86,11 +86,16 @@ extension AgentRuntime {
             Counter("collector_index", UInt64(uplink.currentHostIndex)),
             Counter("patterns_version", pipeline.patterns.version),
             Counter("rules", UInt64(pipeline.patterns.rules.count)),
+            Counter("schedule_version", scheduleVersion),
         ]
+        if let monitors {
+            counters.append(Counter("monitors", UInt64(monitors.scheduler.count)))
+            counters += monitors.stats.counters
+        }
         statusBaseline.at = now
         statusBaseline.records = c.records
         statusBaseline.bytesUploaded = uploaded
-        return Status(timestampMs: UInt64(max(0, collectorNowMs)), state: agentState, messages: configProblems,
+        return Status(timestampMs: UInt64(max(0, collectorNowMs)), state: agentState, messages: configProblems + monitorProblems,
                       cpuPermille: UInt32(min(Double(UInt32.max), max(0, cpuPercent * 10).rounded())),
                       rssBytes: ProcessLimits.residentBytes(), counters: counters)
     }

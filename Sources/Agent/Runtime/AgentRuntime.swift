@@ -5,6 +5,7 @@
 //                               └ raw events (opt-in, redacted) ─▶ queue 2
 //   Uplink (one session) ◀─ queues, status, control answers
 //   collector ─▶ Patterns (installed at once), ControlRequest, Acks
+//   collector ─▶ Schedule ─▶ MonitorEngine (synthetic monitors) ─▶ queue 1
 //
 // and the timers around it: the aggregation window (aligned to the
 // collector's clock, using the offset learned in the handshake), status,
@@ -14,6 +15,7 @@
 import Glibc
 #endif
 import ConfigFile
+import Monitors
 import Reactor
 import Wire
 
@@ -43,6 +45,13 @@ public final class AgentRuntime {
     public let pipeline: IngestPipeline
     public let receiver: IPAReceiver
     public let uplink: Uplink
+    /// Synthetic monitors (run mode; nil in replay). Exec monitors need the
+    /// default loop (child watchers). Replaced when `groups` changes.
+    public internal(set) var monitors: MonitorEngine?
+    /// The schedule version the engine holds (0: none yet).
+    public internal(set) var scheduleVersion: UInt64 = 0
+    /// Monitors the last schedule left out, with why (Status messages).
+    public internal(set) var monitorProblems: [String] = []
     /// Random per process start: the Hello's instance and boot id.
     public let instance: UInt64
     public var onEvent: ((Event) -> Void)?
@@ -81,6 +90,7 @@ public final class AgentRuntime {
         receiver = IPAReceiver(loop: loop, pipeline: pipeline)
         uplink = Uplink(loop: loop, accessKey: settings.accessKey,
                         hello: AgentRuntime.hello(settings, instance: instance), settings: settings.uplink)
+        monitors = mode == .run ? AgentRuntime.monitorEngine(loop: loop, uplink: uplink, groups: settings.groups) : nil
         uplink.delegate = self
         windowTimer = TimerWatcher(loop: loop) { [unowned self] _ in self.windowFired() }
         statusTimer = TimerWatcher(loop: loop) { [unowned self] _ in self.statusTick() }
@@ -138,7 +148,7 @@ public final class AgentRuntime {
         return Hello(agentID: HostInfo.agentID(name: settings.agentName), name: settings.agentName,
                      host: HostInfo.hostname(), version: AgentVersion.current,
                      bootID: String(repeating: "0", count: 16 - hex.count) + hex, instance: instance,
-                     capabilities: ["aggregates", "events", "capture", "config"], groups: settings.groups)
+                     capabilities: ["aggregates", "events", "capture", "config", "monitors"], groups: settings.groups)
     }
 
     // MARK: - Time
@@ -229,6 +239,47 @@ public final class AgentRuntime {
     private func syncTick() {
         guard uplink.isEstablished else { return }
         uplink.sendNow(.patternsRequest(PatternsRequest(haveVersion: pipeline.patterns.version)))
+        requestSchedule()
+    }
+
+    // MARK: - Monitors
+
+    static func monitorEngine(loop: EventLoop, uplink: Uplink, groups: [String]) -> MonitorEngine {
+        var options = MonitorEngine.Options()
+        options.groups = groups.isEmpty ? ["default"] : groups
+        return MonitorEngine(loop: loop, options: options) { [unowned uplink] result in
+            // Refused when queue 1 is full: counted there (drops_queue1).
+            uplink.enqueue(.monitorRun(result), priority: true)
+        }
+    }
+
+    /// `groups` changed: a fresh engine for the new groups, and the next
+    /// session (new Hello) asks for the whole schedule again.
+    func regroupMonitors() {
+        guard let old = monitors else { return }
+        old.shutdown()
+        monitors = AgentRuntime.monitorEngine(loop: loop, uplink: uplink, groups: settings.groups)
+        scheduleVersion = 0
+        monitorProblems = []
+    }
+
+    func requestSchedule() {
+        guard monitors != nil else { return }
+        uplink.sendNow(.scheduleRequest(ScheduleRequest(haveVersion: scheduleVersion)))
+    }
+
+    /// One Schedule record (answer or push); parts are joined by the engine.
+    func received(_ schedule: Schedule) {
+        guard let monitors, !draining else { return }
+        guard let rejected = monitors.apply(schedule: schedule) else { return }
+        scheduleVersion = schedule.version
+        if rejected != monitorProblems {
+            monitorProblems = rejected
+            statusChanged()
+        }
+        Log.info("monitor schedule applied", ["version": "\(schedule.version)",
+                                              "monitors": "\(monitors.scheduler.count)", "left_out": "\(rejected.count)"])
+        for m in rejected { Log.warn("monitor left out", ["version": "\(schedule.version)", "problem": m]) }
     }
 
     func restartSyncTimer() {
@@ -252,6 +303,7 @@ public final class AgentRuntime {
         syncTimer.stop()
         drainTimer?.stop()
         for s in signals { s.stop() }
+        monitors?.shutdown()
         receiver.close()
         uplink.stop()
         if let onExit { onExit(code) } else { loop.stop() }
@@ -265,6 +317,7 @@ extension AgentRuntime: UplinkDelegate {
         uplink.sendNow(.interfaces(Interfaces(lastInterfaces)))
         uplink.sendNow(.status(makeStatus()))
         uplink.sendNow(.patternsRequest(PatternsRequest(haveVersion: pipeline.patterns.version)))
+        requestSchedule()
         restartSyncTimer()
         realignWindow()
         emit(.established)
@@ -281,8 +334,10 @@ extension AgentRuntime: UplinkDelegate {
             markSynced()
         case .controlRequest(let r):
             handleControl(r)
-        case .schedule, .scheduleUnchanged:
-            break   // synthetic monitors: not in this agent yet
+        case .schedule(let sched):
+            received(sched)
+        case .scheduleUnchanged:
+            break
         default:
             Log.debug("uplink: record ignored", ["type": "\(record.type.map { "\($0)" } ?? "unknown")"])
         }

@@ -5,6 +5,7 @@
 // Items hold their names as text, not string-table ids: the table belongs
 // to one session, while a batch may be re-sent on the next one. Ids are
 // assigned when a batch is written to a session (`BatchEncoder`).
+import Monitors
 import Wire
 
 /// A matched record forwarded raw (`forward_raw_events`), already redacted:
@@ -37,6 +38,9 @@ public enum OutboundItem: Sendable {
     case aggregate(LatencyAggregate)
     /// Queue 2, batched.
     case event(ForwardedEvent)
+    /// Queue 1, batched: one synthetic monitor run (its aggregates and
+    /// MonitorResult items, `MonitorRunResult.batchItems`).
+    case monitorRun(MonitorRunResult)
     /// Queue 1, sent alone and not acknowledged (Status, ControlResponse).
     case record(Record)
 
@@ -45,6 +49,11 @@ public enum OutboundItem: Sendable {
         switch self {
         case .aggregate(let a): return [a.monitor, a.check, a.source]
         case .event(let e): return [e.method, e.host, e.monitor, e.check]
+        case .monitorRun(let r):
+            var names = [r.monitorKey, MonitorRunResult.source, MonitorRunResult.requestCheck]
+            names += r.phases.map(\.name)
+            for s in r.steps { names.append(s.name); names += s.phases.map(\.name) }
+            return names
         case .record: return []
         }
     }
@@ -65,6 +74,14 @@ public enum OutboundItem: Sendable {
         case .event(let e):
             // 8 varints, the path with its length, kind, length prefix.
             return 4 + 8 * 10 + 3 + e.path.utf8.count
+        case .monitorRun(let r):
+            // An aggregate per step (or one), a result for the run and one
+            // per step: 14 varints each, 2 per phase, the message.
+            let aggregates = max(1, r.steps.count) * (2 + 14 * 10)
+            let results = (1 + r.steps.count) * (4 + 14 * 10)
+            let phases = (r.phases.count + r.steps.reduce(0) { $0 + $1.phases.count }) * 20
+            let messages = r.message.utf8.count + r.steps.reduce(0) { $0 + $1.message.utf8.count }
+            return aggregates + results + phases + messages
         case .record:
             return 0
         }
@@ -162,6 +179,15 @@ public enum BatchEncoder {
                     timestampUs: e.timestampUs, method: try s.stringRef(e.method), host: try s.stringRef(e.host),
                     path: e.path, durationUs: e.durationUs,
                     monitor: try s.stringRef(e.monitor), check: try s.stringRef(e.check))))
+            case .monitorRun(let r):
+                // `batchItems` rethrows the table's own error; nothing else throws.
+                do {
+                    out += try r.batchItems { name throws(SessionError) in try s.stringRef(name) }
+                } catch let e as SessionError {
+                    throw e
+                } catch {
+                    throw .stringTableFull
+                }
             case .record:
                 continue
             }

@@ -95,6 +95,9 @@ public final class APIHandler {
             case ("patterns", _), ("monitors", _): r.fail(methodNotAllowed("GET, PUT"))
             default: r.fail(.notFound("no such endpoint: \(req.path)"))
             }
+        case (5, "projects"?) where p[2] == "monitors" && p[4] == "runs":
+            guard m == "GET" else { return r.fail(methodNotAllowed("GET")) }
+            monitorRuns(p[1], p[3], req, r)
         case (1, "measurements"?):
             guard m == "GET" else { return r.fail(methodNotAllowed("GET")) }
             measurements(req, r)

@@ -1,6 +1,7 @@
 // The project endpoints: the list of projects, filter rules (pushed to the
 // project's connected agents on change) and monitor definitions.
 import CollectorStore
+import Monitors
 import Reactor
 import Wire
 
@@ -102,48 +103,104 @@ extension APIHandler {
 
     // MARK: monitors
 
+    /// The stored document (as PUT normalised it) and, per monitor, its
+    /// latest run from any agent and whether it is stale.
     func getMonitors(_ project: String, _ r: CountingResponder) {
-        store.monitorDefinitions(project: project) { [self] result in r.result(result) { monitorsJSON(project, $0) } }
-    }
-
-    func monitorsJSON(_ project: String, _ m: MonitorDefinitions) -> JSON {
-        .object([("project", .string(project)), ("version", .int(m.version)), ("updated", .int(m.updated)),
-                 ("monitors", .raw(m.json))])
-    }
-
-    /// `{"monitors":[{…}]}`: stored as given once its shape is right (an
-    /// array of objects, each with a unique `id`); the monitor kinds and
-    /// their specs are the monitors' own business (see their issue).
-    func putMonitors(_ project: String, _ req: HTTPRequest, _ r: CountingResponder) {
-        let b: JSON
-        do { b = try body(req) } catch { return r.fail(error) }
-        guard let list = b["monitors"]?.arrayValue else {
-            return r.fail(APIError(422, "invalid monitors", .object([("monitors", .string("expected an array of monitor objects"))])))
-        }
-        var problems: [(String, JSON)] = []
-        var ids = Set<String>()
-        for (i, m) in list.enumerated() {
-            guard case .object = m else { problems.append(("monitors[\(i)]", .string("expected an object"))); continue }
-            let id: String?
-            switch m["id"] {
-            case .string(let s)? where !s.isEmpty: id = s
-            case .number? where m["id"]?.int64Value != nil: id = String(m["id"]!.int64Value!)
-            default: id = nil
+        store.monitorDefinitions(project: project) { [self] result in
+            switch result {
+            case .failure(let e):
+                r.fail(.store(e))
+            case .success(let stored):
+                store.lastMonitorRuns(project: project, agent: nil) { [self] last in
+                    r.result(last) { monitorsJSON(project, stored, lastRuns: $0) }
+                }
             }
-            guard let id else { problems.append(("monitors[\(i)].id", .string("expected a non-empty string or an integer"))); continue }
-            if !ids.insert(id).inserted { problems.append(("monitors[\(i)].id", .string("duplicate id \(id)"))) }
         }
-        if !problems.isEmpty { return r.fail(APIError(422, "invalid monitors", .object(problems))) }
-        let text = JSON.array(list).serialized
+    }
+
+    /// A monitor is stale when no agent reported a run within 3 intervals
+    /// (counted from the definitions' update when it never ran since).
+    static let staleIntervals: Int64 = 3
+
+    static func monitorState(_ d: MonitorDefinition, lastRun: Int64?, updated: Int64, now: Int64) -> JSON {
+        let since = max(lastRun ?? 0, updated)
+        let stale = now - since > staleIntervals * Int64(d.intervalSecs) * 1000
+        return .object([("last_run_ms", lastRun.map { .int($0) } ?? .null), ("stale", .bool(stale))])
+    }
+
+    func monitorsJSON(_ project: String, _ m: MonitorDefinitions, lastRuns: [String: Int64]) -> JSON {
+        let now = Clock.wallMillis()
+        let defs = manager.schedules.entry(m).definitions
+        return .object([("project", .string(project)), ("version", .int(m.version)), ("updated", .int(m.updated)),
+                        ("monitors", .raw(m.json)),
+                        ("state", .object(defs.map {
+                            ($0.id, APIHandler.monitorState($0, lastRun: lastRuns[String($0.numericID)], updated: m.updated, now: now))
+                        }))])
+    }
+
+    /// `GET /api/v1/projects/{p}/monitors/{id}/runs`: newest first, `limit`
+    /// and `since` as elsewhere; `agent` narrows to one agent. Each run's
+    /// result is its step `run` row; other rows are its steps.
+    func monitorRuns(_ project: String, _ id: String, _ req: HTTPRequest, _ r: CountingResponder) {
+        let q: MonitorRunQuery
+        do {
+            q = MonitorRunQuery(project: project, agent: text(req, "agent"), monitor: String(MonitorID.numeric(id)),
+                                since: try integer(req, "since"), limit: try limit(req))
+        } catch { return r.fail(error) }
+        store.monitorDefinitions(project: project) { [self] result in
+            switch result {
+            case .failure(let e):
+                r.fail(.store(e))
+            case .success(let stored):
+                guard let def = manager.schedules.entry(stored).definitions.first(where: { $0.id == id }) else {
+                    return r.fail(.notFound("no monitor \(id) in project \(project)"))
+                }
+                store.lastMonitorRuns(project: project, agent: nil) { [self] last in
+                    guard case .success(let lastRuns) = last else { return r.result(last) { _ in .null } }
+                    store.monitorRuns(q) { runs in
+                        r.result(runs) { rows in
+                            .object([("project", .string(project)), ("monitor", .string(id)),
+                                     ("state", APIHandler.monitorState(def, lastRun: lastRuns[String(def.numericID)],
+                                                                       updated: stored.updated, now: Clock.wallMillis())),
+                                     ("runs", .array(rows.map { rec in
+                                         .object([("ts", .int(rec.run.ts)), ("agent", .string(rec.agent)),
+                                                  ("step", .string(rec.run.check)), ("ok", .bool(rec.run.ok)),
+                                                  ("duration_ms", .number(rec.run.durationMs)),
+                                                  ("detail", rec.run.detail.map(JSON.raw) ?? .null)])
+                                     }))])
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// `{"monitors":[{…}]}`: validated by `MonitorDocument.validate` (every
+    /// faulty field at once, keyed by path: 422), then stored normalised
+    /// (defaults explicit) under the next version and pushed to the
+    /// project's connected agents.
+    func putMonitors(_ project: String, _ req: HTTPRequest, _ r: CountingResponder) {
+        guard !req.body.isEmpty else {
+            return r.fail(.badRequest("request body is empty", .string("expected a JSON object")))
+        }
+        let defs: [MonitorDefinition]
+        switch MonitorDocument.validate(json: req.body) {
+        case .success(let d):
+            defs = d
+        case .failure(let e):
+            return r.fail(APIError(422, "invalid monitors", .object(e.errors.map { ($0.field, .string($0.message)) })))
+        }
+        let text = JSONValue.array(defs.map(\.json)).serialized
         store.replaceMonitorDefinitions(project: project, json: text, at: Clock.wallMillis()) { [self] result in
             switch result {
             case .failure(let e):
                 r.fail(.store(e))
-            case .success(let defs):
+            case .success(let stored):
+                manager.pushSchedules(project: project, stored: stored)
                 store.appendAudit(AuditEntry(ts: Clock.wallMillis(), actor: actor(req), action: "monitors.replace",
-                                             target: project, detail: "version \(defs.version), \(list.count) monitors",
+                                             target: project, detail: "version \(stored.version), \(defs.count) monitors",
                                              result: "ok")) { _ in }
-                r.json(monitorsJSON(project, defs))
+                r.json(monitorsJSON(project, stored, lastRuns: [:]))
             }
         }
     }

@@ -56,6 +56,7 @@ public final class HTTPResponder {
         response = r
         if suspended, let c = connection, let server, server.isRunning {
             suspended = false
+            server.suspended.removeValue(forKey: ObjectIdentifier(self))
             MHD_resume_connection(c)
             server.runSoon()
         }
@@ -79,6 +80,9 @@ public final class HTTPServer {
     private var io: IOWatcher?
     private var timer: TimerWatcher?
     private var runScheduled = false
+    /// Requests waiting for a late answer. MHD must not be stopped while a
+    /// connection is suspended, so `stop()` answers these first.
+    fileprivate var suspended: [ObjectIdentifier: HTTPResponder] = [:]
 
     var isRunning: Bool { daemon != nil }
 
@@ -108,6 +112,7 @@ public final class HTTPServer {
             }, me, { _, _, conCls, _ in
                 guard let p = conCls?.pointee else { return }
                 let ex = Unmanaged<Exchange>.fromOpaque(p).takeRetainedValue()
+                ex.responder.server?.suspended.removeValue(forKey: ObjectIdentifier(ex.responder))
                 ex.responder.finished = true
                 ex.responder.connection = nil
                 conCls!.pointee = nil
@@ -129,10 +134,16 @@ public final class HTTPServer {
     public func stop() {
         io?.stop(); io = nil
         timer?.stop(); timer = nil
-        if let d = daemon {
-            daemon = nil
-            MHD_stop_daemon(d)
+        guard let d = daemon else { return }
+        if !suspended.isEmpty {
+            for r in suspended.values {
+                r.respond(HTTPResponse(status: 503, text: "{\"error\":\"shutting down\",\"detail\":null}"))
+            }
+            suspended.removeAll()
+            MHD_run(d)   // processes the resumes; MHD refuses to stop with suspended connections
         }
+        daemon = nil
+        MHD_stop_daemon(d)
     }
 
     public var connectionCount: Int { daemon.map { Int(cmhd_connection_count($0)) } ?? 0 }
@@ -205,6 +216,7 @@ public final class HTTPServer {
         handler(req, ex.responder)
         if let r = ex.responder.response { return queue(conn, r) }
         ex.responder.suspended = true
+        suspended[ObjectIdentifier(ex.responder)] = ex.responder
         MHD_suspend_connection(conn)
         return .YES
     }

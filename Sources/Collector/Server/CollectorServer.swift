@@ -197,8 +197,9 @@ public final class CollectorServer {
             (fresh, freshSettings) = try CollectorSettings.load(file: configPath, environment: environment, overrides: overrides)
         } catch {
             reloadsRejected &+= 1
-            Log.error("reload: configuration rejected; keeping the running one", ["errors": "\(error.errors.count)"])
+            // The details first: the summary line is the one to wait for.
             for e in error.errors { Log.error("reload: \(e)") }
+            Log.error("reload: configuration rejected; keeping the running one", ["errors": "\(error.errors.count)"])
             return
         }
         let r = configuration.reloading(from: fresh)
@@ -380,6 +381,10 @@ public final class CollectorServer {
         p.sample("vigil_patterns_total", ["kind": "sent"], s.patternsSent)
         p.sample("vigil_patterns_total", ["kind": "unchanged"], s.patternsUnchanged)
         p.sample("vigil_patterns_total", ["kind": "pushed"], s.patternsPushed)
+        p.family("vigil_schedules_total", "counter", "Monitor schedule answers and pushes.")
+        p.sample("vigil_schedules_total", ["kind": "sent"], s.schedulesSent)
+        p.sample("vigil_schedules_total", ["kind": "unchanged"], s.scheduleAnswers)
+        p.sample("vigil_schedules_total", ["kind": "pushed"], s.schedulesPushed)
         p.single("vigil_pings_sent_total", "counter", "Pings sent to silent sessions.", Double(s.pingsSent))
         p.family("vigil_control_requests_total", "counter", "Control requests by result.")
         for (result, n) in manager.control.outcomes.sorted(by: { $0.key < $1.key }) {

@@ -52,6 +52,8 @@ final class AgentSession: TCPConnectionHandler, DeadlineEntry, CustomStringConve
     /// (boot id, instance) as one key: batches are de-duplicated per agent
     /// process, since sequence numbers restart with each.
     private(set) var dedupBoot = ""
+    /// The Hello's groups: which monitors this agent runs.
+    private(set) var groups: [String] = []
     /// The operator's view: `connecting` until the first Status.
     var state = CollectorStore.AgentState.connecting
     private var lastReceived = 0.0
@@ -258,6 +260,7 @@ final class AgentSession: TCPConnectionHandler, DeadlineEntry, CustomStringConve
             }
             agentID = hello.agentID
             dedupBoot = hello.instance == 0 ? hello.bootID : "\(hello.bootID)/\(hello.instance)"
+            groups = hello.groups
         }
         let idle = manager.settings.idleTimeout
         let welcome = Welcome(sessionID: sessionID, collectorTimeMs: UInt64(max(0, Clock.wallMillis())),
@@ -335,9 +338,12 @@ final class AgentSession: TCPConnectionHandler, DeadlineEntry, CustomStringConve
         case .patternsRequest(let r):
             manager.patternsRequested(by: self, have: r.haveVersion)
         case .scheduleRequest(let r):
-            // Monitor schedules are not served yet: what the agent holds stays current.
-            manager.stats.scheduleAnswers &+= 1
-            send(.scheduleUnchanged(ScheduleUnchanged(version: r.haveVersion)))
+            if agentID == nil {
+                manager.stats.scheduleAnswers &+= 1
+                send(.scheduleUnchanged(ScheduleUnchanged(version: r.haveVersion)))
+            } else {
+                manager.scheduleRequested(by: self, have: r.haveVersion)
+            }
         case .controlResponse(let r):
             manager.control.received(r, from: self)
         case .error(let e):

@@ -90,7 +90,12 @@ public struct CollectorStats {
     public var patternsSent: UInt64 = 0
     public var patternsUnchanged: UInt64 = 0
     public var patternsPushed: UInt64 = 0
+    /// ScheduleUnchanged answers.
     public var scheduleAnswers: UInt64 = 0
+    /// Schedules sent (answers and pushes; one per schedule, however many records).
+    public var schedulesSent: UInt64 = 0
+    /// Schedules pushed after a definitions change.
+    public var schedulesPushed: UInt64 = 0
     public var pingsSent: UInt64 = 0
     /// Store writes for agent state and status that failed.
     public var stateWritesFailed: UInt64 = 0

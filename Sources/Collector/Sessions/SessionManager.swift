@@ -52,6 +52,7 @@ public final class SessionManager {
     private(set) lazy var wheel = DeadlineWheel<AgentSession>(loop: loop) { $0.deadlinePassed() }
     let keys: KeyDirectory
     let patterns: PatternDirectory
+    let schedules: ScheduleDirectory
     let control: ControlRouter
     public internal(set) var stats = CollectorStats()
     private var failureLog = LogLimiter(interval: 60, maxKeys: 4096)
@@ -90,6 +91,7 @@ public final class SessionManager {
         connectionOptions = o
         keys = KeyDirectory(store: store)
         patterns = PatternDirectory(loop: loop, store: store)
+        schedules = ScheduleDirectory(loop: loop, store: store)
         control = ControlRouter(loop: loop, store: store)
         // Session ids differ across restarts without coordination.
         nextSessionID = UInt64(max(0, Clock.wallMillis())) << 16
@@ -268,6 +270,63 @@ public final class SessionManager {
         }
         let rest = targets.dropFirst(SessionManager.pushSlice)
         if !rest.isEmpty { loop.defer { [weak self] in self?.pushSlice(rest, set) } }
+    }
+
+    // MARK: monitor schedules
+
+    /// `ScheduleRequest(have)`: "unchanged" when the agent holds the
+    /// current version, else the monitors of its groups with its last run
+    /// of each (from the stored runs).
+    func scheduleRequested(by s: AgentSession, have: UInt64?) {
+        schedules.definitions(project: s.projectName) { [weak self] result in
+            switch result {
+            case .success(let e): self?.sendSchedule(e, to: s, have: have)
+            case .failure(.notFound): self?.sendSchedule(ScheduleDirectory.Entry(version: 0, definitions: []), to: s, have: have)
+            case .failure(let e): self?.storeTrouble("reading monitor definitions", e)
+            }
+        }
+    }
+
+    private func sendSchedule(_ e: ScheduleDirectory.Entry, to s: AgentSession, have: UInt64?) {
+        guard s.phase == .established else { return }
+        if let have, have == e.version {
+            stats.scheduleAnswers &+= 1
+            s.send(.scheduleUnchanged(ScheduleUnchanged(version: e.version)))
+            return
+        }
+        guard let agent = s.agentID else { return }
+        store.lastMonitorRuns(project: s.projectName, agent: agent) { [weak self] result in
+            guard let self, s.phase == .established else { return }
+            let last: [String: Int64]
+            switch result {
+            case .success(let l): last = l
+            case .failure(let err):
+                // A schedule without last runs is still right, only less even.
+                self.storeTrouble("reading last monitor runs", err)
+                last = [:]
+            }
+            self.stats.schedulesSent &+= 1
+            for record in ScheduleDirectory.records(e, groups: s.groups, lastRuns: last) {
+                guard s.send(.schedule(record)) else { return }
+            }
+        }
+    }
+
+    /// New definitions committed: every connected agent of the project
+    /// gets its schedule now, a slice of sessions per loop iteration.
+    public func pushSchedules(project: String, stored: MonitorDefinitions) {
+        let e = schedules.replaced(project: project, with: stored)
+        let targets = agents.values.filter { $0.projectName == project }
+        pushScheduleSlice(targets[...], e)
+    }
+
+    private func pushScheduleSlice(_ targets: ArraySlice<AgentSession>, _ e: ScheduleDirectory.Entry) {
+        for s in targets.prefix(SessionManager.pushSlice) {
+            stats.schedulesPushed &+= 1
+            sendSchedule(e, to: s, have: nil)
+        }
+        let rest = targets.dropFirst(SessionManager.pushSlice)
+        if !rest.isEmpty { loop.defer { [weak self] in self?.pushScheduleSlice(rest, e) } }
     }
 
     // MARK: configuration convergence

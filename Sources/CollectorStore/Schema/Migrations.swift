@@ -182,6 +182,10 @@ enum Migrations {
         ) WITHOUT ROWID;
         CREATE INDEX batch_sequences_updated ON batch_sequences(updated_ms);
         """),
+        // Last run per (agent, monitor): every Schedule sent carries them.
+        Migration(version: 2, name: "monitor runs by agent", sql: """
+        CREATE INDEX monitor_runs_agent_monitor ON monitor_runs(project_id, agent_id, monitor, ts_ms);
+        """),
     ]
 
     static var latest: Int { all.last?.version ?? 0 }

@@ -89,6 +89,20 @@ extension SQLiteStore {
         }, completion: completion)
     }
 
+    public func lastMonitorRuns(project: String, agent: String?, completion: @escaping StoreCompletion<[String: Int64]>) {
+        enqueueRead({ store in
+            var f = Filter()
+            f.add("p.name = ?", project); f.add("r.agent_id = ?", agent)
+            var out: [String: Int64] = [:]
+            try store.select("""
+                SELECT r.monitor, MAX(r.ts_ms) FROM monitor_runs r JOIN projects p ON p.id = r.project_id
+                """ + f.sql + " GROUP BY r.monitor LIMIT ?", f, limit: 100_000) { s in
+                out[s.text(0)] = s.int64(1)
+            }
+            return out
+        }, completion: completion)
+    }
+
     public func statusHistory(agent: String, since: Int64?, limit: Int, completion: @escaping StoreCompletion<[StatusRecord]>) {
         enqueueRead({ store in
             var f = Filter()

@@ -285,6 +285,77 @@ public enum Syscalls {
         return SocketAddress(storage: storage)
     }
 
+    /// Clears O_NONBLOCK, e.g. on the end of a pipe a child process or a
+    /// helper thread writes to.
+    @inline(never)
+    public static func setBlocking(_ fd: Int32) throws {
+        let flags = try blocking("fcntl(F_GETFL)") { fcntl(fd, F_GETFL) }
+        _ = try blocking("fcntl(F_SETFL)") { fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) }
+    }
+
+    // MARK: processes
+
+    /// kill(2). Returns false when no such process (group) exists (ESRCH).
+    @inline(never)
+    @discardableResult
+    public static func kill(_ pid: pid_t, _ signal: Int32) throws -> Bool {
+        if Glibc.kill(pid, signal) == 0 { return true }
+        let err = Glibc.errno
+        if err == ESRCH { return false }
+        throw SyscallError(call: "kill(\(pid), \(signal))", errno: err)
+    }
+
+    /// posix_spawn(3) (posix_spawnp with `searchPath`): runs `path` with
+    /// `arguments` (argv[0] first) and exactly `environment` ("K=V"), with
+    /// stdin/stdout/stderr dup2'ed from the given descriptors. The child gets
+    /// an empty signal mask (libev may block signals in the parent) and
+    /// SIG_DFL for `defaultSignals` (an ignored signal stays ignored across
+    /// exec otherwise, e.g. SIGPIPE); with `newProcessGroup` it leads a new
+    /// process group, so kill(-pid, …) reaches whatever it starts. glibc
+    /// reports an exec failure (ENOENT, EACCES) as this call's error.
+    @inline(never)
+    public static func spawn(path: String, arguments: [String], environment: [String],
+                             stdin: Int32, stdout: Int32, stderr: Int32, searchPath: Bool = false,
+                             newProcessGroup: Bool = true,
+                             defaultSignals: [Int32] = [SIGPIPE, SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGCHLD]) throws -> pid_t {
+        var actions = posix_spawn_file_actions_t()
+        var attr = posix_spawnattr_t()
+        posix_spawn_file_actions_init(&actions)
+        posix_spawnattr_init(&attr)
+        defer {
+            posix_spawn_file_actions_destroy(&actions)
+            posix_spawnattr_destroy(&attr)
+        }
+        posix_spawn_file_actions_adddup2(&actions, stdin, 0)
+        posix_spawn_file_actions_adddup2(&actions, stdout, 1)
+        posix_spawn_file_actions_adddup2(&actions, stderr, 2)
+        var flags = Int32(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF)
+        if newProcessGroup {
+            flags |= Int32(POSIX_SPAWN_SETPGROUP)
+            posix_spawnattr_setpgroup(&attr, 0)
+        }
+        posix_spawnattr_setflags(&attr, Int16(flags))
+        var mask = sigset_t()
+        sigemptyset(&mask)
+        posix_spawnattr_setsigmask(&attr, &mask)
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        for s in defaultSignals { sigaddset(&defaults, s) }
+        posix_spawnattr_setsigdefault(&attr, &defaults)
+
+        let argv = arguments.map { strdup($0) } + [nil]
+        let envp = environment.map { strdup($0) } + [nil]
+        defer {
+            for p in argv { free(p) }
+            for p in envp { free(p) }
+        }
+        var pid: pid_t = 0
+        let rc = searchPath ? posix_spawnp(&pid, path, &actions, &attr, argv, envp)
+                            : posix_spawn(&pid, path, &actions, &attr, argv, envp)
+        guard rc == 0 else { throw SyscallError(call: "posix_spawn(\(path))", errno: rc) }
+        return pid
+    }
+
     /// SIGPIPE must never kill a Vigil process: sends use MSG_NOSIGNAL, and
     /// this covers write(2)/writev(2) on sockets and pipes.
     public static func ignoreSIGPIPE() {

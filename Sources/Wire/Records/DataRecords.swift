@@ -195,6 +195,9 @@ public struct MonitorStatus: RawRepresentable, Hashable, Sendable, CustomStringC
     public static let error = MonitorStatus(rawValue: 1)
     public static let blocked = MonitorStatus(rawValue: 2)
     public static let timeout = MonitorStatus(rawValue: 3)
+    /// The run was not started: the previous run of the monitor was still
+    /// going when this one was due.
+    public static let overtime = MonitorStatus(rawValue: 4)
 
     public var description: String {
         switch self {
@@ -202,6 +205,7 @@ public struct MonitorStatus: RawRepresentable, Hashable, Sendable, CustomStringC
         case .error: return "error"
         case .blocked: return "blocked"
         case .timeout: return "timeout"
+        case .overtime: return "overtime"
         default: return "status_\(rawValue)"
         }
     }
@@ -230,9 +234,15 @@ public struct MonitorResult: Equatable, Sendable {
     public var durationUs: UInt64
     public var phases: [Phase]
     public var message: String
+    /// The protocol's own status, e.g. the HTTP status code; 0 = none.
+    /// Appended field.
+    public var protocolStatus: UInt32
+    /// Bytes received (an HTTP response body); 0 = none. Appended field.
+    public var bytes: UInt64
 
     public init(monitorID: UInt64, runID: UInt64, timestampMs: UInt64, step: StringRef, status: MonitorStatus,
-                durationUs: UInt64, phases: [Phase] = [], message: String = "") {
+                durationUs: UInt64, phases: [Phase] = [], message: String = "", protocolStatus: UInt32 = 0,
+                bytes: UInt64 = 0) {
         self.monitorID = monitorID
         self.runID = runID
         self.timestampMs = timestampMs
@@ -241,6 +251,8 @@ public struct MonitorResult: Equatable, Sendable {
         self.durationUs = durationUs
         self.phases = phases
         self.message = message
+        self.protocolStatus = protocolStatus
+        self.bytes = bytes
     }
 
     public func encode(into w: inout WireWriter) {
@@ -255,15 +267,22 @@ public struct MonitorResult: Equatable, Sendable {
             w.varint(p.durationUs)
         }
         w.string(message)
+        w.varint(protocolStatus)
+        w.varint(bytes)
     }
 
     public static func decode(from r: inout WireReader, limits: WireLimits) throws(WireError) -> MonitorResult {
-        MonitorResult(monitorID: try r.varint(), runID: try r.varint(), timestampMs: try r.varint(),
-                      step: try r.varint32(), status: MonitorStatus(rawValue: try r.u8()), durationUs: try r.varint(),
-                      phases: try r.list("result.phases", max: limits.maxListCount) { (r) throws(WireError) -> Phase in
-                          Phase(name: try r.varint32(), durationUs: try r.varint())
-                      },
-                      message: try r.string("result.message", maxLength: limits.maxStringLength))
+        var m = MonitorResult(monitorID: try r.varint(), runID: try r.varint(), timestampMs: try r.varint(),
+                              step: try r.varint32(), status: MonitorStatus(rawValue: try r.u8()), durationUs: try r.varint(),
+                              phases: try r.list("result.phases", max: limits.maxListCount) { (r) throws(WireError) -> Phase in
+                                  Phase(name: try r.varint32(), durationUs: try r.varint())
+                              },
+                              message: try r.string("result.message", maxLength: limits.maxStringLength))
+        // Appended fields: absent in bodies from older senders.
+        if r.isAtEnd { return m }
+        m.protocolStatus = try r.varint32()
+        m.bytes = try r.varint()
+        return m
     }
 }
 

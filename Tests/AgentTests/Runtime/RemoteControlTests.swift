@@ -176,6 +176,25 @@ final class RemoteControlTests: XCTestCase {
         XCTAssertFalse(runtime.settings.forwardRawEvents)
     }
 
+    func testRenameReintroducesTheAgentAfterItsQueuesAreWritten() throws {
+        let h = try AgentHarness()
+        try h.start()
+        XCTAssertTrue(h.run(until: h.connected))
+        h.install(all, version: 1)
+        h.send(["0\tGET\th\t/a\t1"])
+        let id = h.collector.control(.configUpdate, [KeyValue("agent_name", "renamed"), KeyValue("groups", "edge, eu")])
+        XCTAssertTrue(h.run(until: { h.collector.hellos.count == 2 && h.runtime.uplink.isEstablished }))
+        XCTAssertEqual(h.collector.response(to: id)?.ok, true, "answered before the session was replaced")
+        let hello = h.collector.hellos[1]
+        XCTAssertEqual(hello.name, "renamed")
+        XCTAssertEqual(hello.groups, ["edge", "eu"])
+        XCTAssertEqual(hello.agentID, HostInfo.agentID(name: "renamed"))
+        XCTAssertEqual(hello.instance, h.collector.hellos[0].instance, "same process, same sequence space")
+        XCTAssertEqual(h.runtime.uplink.counters.reconnects, 0, "an intended reconnect is not a lost session")
+        h.runtime.flushOpenWindow()
+        XCTAssertTrue(h.run(until: { h.collector.totalCount == 1 }))
+    }
+
     func testInterfacesGoUpAtConnectWithTheCapturingOneFlagged() throws {
         let h = try AgentHarness()
         try h.start()
