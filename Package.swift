@@ -76,16 +76,18 @@ let package = Package(
         .executableTarget(name: "reactor-bench", dependencies: ["Reactor"], path: "Sources/ReactorBench"),
         // Release-mode crypto and handshake throughput (scripts/bench-wire.sh).
         .executableTarget(name: "wire-bench", dependencies: ["Wire", "Reactor"], path: "Sources/WireBench"),
+        // The libFuzzer hand-over and file replay every fuzz target shares.
+        .target(name: "FuzzSupport"),
         // libFuzzer targets (scripts/fuzz.sh builds them with -D FUZZING);
         // a plain build makes file-replay tools of the same code.
-        .executableTarget(name: "fuzz-framing", dependencies: ["Wire"], path: "Sources/FuzzFraming"),
-        .executableTarget(name: "fuzz-records", dependencies: ["Wire"], path: "Sources/FuzzRecords"),
-        .executableTarget(name: "fuzz-handshake", dependencies: ["Wire", "Reactor"], path: "Sources/FuzzHandshake"),
+        .executableTarget(name: "fuzz-framing", dependencies: ["FuzzSupport", "Wire"], path: "Sources/FuzzFraming"),
+        .executableTarget(name: "fuzz-records", dependencies: ["FuzzSupport", "Wire"], path: "Sources/FuzzRecords"),
+        .executableTarget(name: "fuzz-handshake", dependencies: ["FuzzSupport", "Wire", "Reactor"], path: "Sources/FuzzHandshake"),
         // libFuzzer target for the agent's IPA parser and ingest path
         // (scripts/fuzz.sh builds it with -D FUZZING; a plain build replays files).
-        .executableTarget(name: "fuzz-ipa", dependencies: ["Agent"], path: "Sources/FuzzIPA", exclude: ["seeds"]),
+        .executableTarget(name: "fuzz-ipa", dependencies: ["FuzzSupport", "Agent"], path: "Sources/FuzzIPA", exclude: ["seeds"]),
         // libFuzzer target for the monitors' JSON parser, validation and Schedule round trip.
-        .executableTarget(name: "fuzz-json", dependencies: ["Monitors", "Wire"], path: "Sources/FuzzJSON"),
+        .executableTarget(name: "fuzz-json", dependencies: ["FuzzSupport", "Monitors", "Wire"], path: "Sources/FuzzJSON"),
         // 1,000 HTTP monitors on one engine, idle RSS with and without libcurl (scripts/bench-monitors.sh).
         .executableTarget(name: "monitors-bench", dependencies: ["Monitors", "Reactor"], path: "Sources/MonitorsBench"),
         // The benchmark's local HTTP server, in its own process.

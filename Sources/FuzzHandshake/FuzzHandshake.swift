@@ -14,6 +14,7 @@
 //
 // Built with -D FUZZING it exports LLVMFuzzerTestOneInput; a normal build
 // replays files: `fuzz-handshake FILE...`.
+import FuzzSupport
 import Reactor
 import Wire
 #if canImport(Glibc)
@@ -92,18 +93,9 @@ func fuzzHandshake(_ data: UnsafeRawBufferPointer) {
 }
 
 #if FUZZING
-// SwiftPM links executables with `--defsym main=fuzz_handshake_main`, so libFuzzer's
-// own main() is never pulled in; this entry starts libFuzzer's driver.
-@_silgen_name("LLVMFuzzerRunDriver")
-func LLVMFuzzerRunDriver(_ argc: UnsafeMutablePointer<CInt>,
-                         _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
-                         _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> CInt) -> CInt
-
 @_cdecl("fuzz_handshake_main")
 public func fuzzMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> CInt {
-    var argc = argc
-    var argv = argv
-    return LLVMFuzzerRunDriver(&argc, &argv, fuzzerTestOneInput)
+    runFuzzer(argc, argv, fuzzerTestOneInput)
 }
 
 @_cdecl("LLVMFuzzerTestOneInput")
@@ -112,23 +104,8 @@ public func fuzzerTestOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CI
     return 0
 }
 #else
-/// Replays saved inputs (e.g. a crash file) through the same code path.
 @main
 enum Replay {
-    static func main() {
-        for path in CommandLine.arguments.dropFirst() {
-            guard let f = fopen(path, "rb") else { print("cannot open \(path)"); exit(2) }
-            var bytes: [UInt8] = []
-            var buf = [UInt8](repeating: 0, count: 65536)
-            while true {
-                let n = fread(&buf, 1, buf.count, f)
-                if n <= 0 { break }
-                bytes += buf[0..<n]
-            }
-            fclose(f)
-            bytes.withUnsafeBytes { fuzzHandshake($0) }
-            print("\(path): ok (\(bytes.count) bytes)")
-        }
-    }
+    static func main() { replayFuzzInputs(CommandLine.arguments.dropFirst(), fuzzHandshake) }
 }
 #endif
