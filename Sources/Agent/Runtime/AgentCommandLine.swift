@@ -66,6 +66,10 @@ public enum AgentCommandLine {
         }
     }
 
+    /// Seconds after start when `run` trims mapped pages: the session and
+    /// the first rule install are done by then on any reachable collector.
+    static let trimDelaySeconds = 5.0
+
     static func load(_ source: ConfigSource) -> (Configuration, AgentSettings)? {
         do throws(ConfigErrors) {
             return try source.load()
@@ -107,7 +111,20 @@ public enum AgentCommandLine {
             printError("vigil-agent: cannot start: \(error)")
             return ExitCode.config
         }
+        // Start-up code (configuration, handshake, rule install) is mapped
+        // by now; give back what idle operation does not use
+        // (MappedPageTrim). The process only: tests that run the agent
+        // in-process keep their mappings.
+        let trim = TimerWatcher(loop: loop) { _ in
+            let t = MappedPageTrim.run()
+            Log.info("mapped pages trimmed", [
+                "rss_before_kib": "\(t.rssBefore / 1024)", "rss_after_kib": "\(t.rssAfter / 1024)",
+                "mappings": "\(t.mappings)", "failures": "\(t.failures)",
+            ])
+        }
+        if path == nil { trim.start(after: trimDelaySeconds) }
         loop.run()
+        trim.stop()
         withExtendedLifetime(driver) {}
         return status
     }

@@ -356,6 +356,18 @@ public enum Syscalls {
         return pid
     }
 
+    // MARK: memory
+
+    /// madvise(2) over `[address, address + length)`. EINVAL (a locked or
+    /// special mapping, an advice the kernel lacks) and ENOMEM (a range no
+    /// longer mapped) come back as errors for the caller to count.
+    @inline(never)
+    public static func madvise(_ address: UInt, _ length: Int, _ advice: Int32) throws {
+        _ = try blocking("madvise(\(advice))") {
+            Glibc.madvise(UnsafeMutableRawPointer(bitPattern: address), length, advice)
+        }
+    }
+
     /// SIGPIPE must never kill a Vigil process: sends use MSG_NOSIGNAL, and
     /// this covers write(2)/writev(2) on sockets and pipes.
     public static func ignoreSIGPIPE() {

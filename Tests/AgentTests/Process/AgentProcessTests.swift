@@ -77,6 +77,22 @@ final class AgentProcessTests: XCTestCase {
         XCTAssertTrue(agent.stderr.contains("drained; exiting"), agent.stderr)
     }
 
+    func testMappedPagesAreTrimmedAfterStartAndIngestContinues() throws {
+        let h = try AgentHarness()
+        h.collector.patterns = Patterns(version: 1, rules: [rule("", "*", "*", "m", "c")])
+        let (agent, path) = try startAgent(h)
+        defer { unlink(path) }
+        XCTAssertTrue(h.run(until: { agent.stderr.contains("mapped pages trimmed") }, timeout: AgentCommandLine.trimDelaySeconds + 10),
+                      agent.stderr)
+        XCTAssertTrue(agent.stderr.contains("failures=0"), agent.stderr)
+        // The code it dropped faults back in: records still arrive.
+        for i in 0..<10 { h.udp.send("0\tGET\th\t/x/\(i)\t1") }
+        XCTAssertTrue(h.run(until: { (h.collector.counter("records") ?? 0) >= 10 }), agent.stderr)
+        agent.signal(SIGTERM)
+        XCTAssertTrue(h.run(until: { !agent.isRunning }, timeout: 10), agent.stderr)
+        XCTAssertEqual(agent.exitCode, 0, agent.stderr)
+    }
+
     func testSIGHUPWithABrokenFileKeepsTheOldConfig() throws {
         let h = try AgentHarness()
         h.collector.patterns = Patterns(version: 1, rules: [rule("", "*", "*", "m", "c")])

@@ -1,0 +1,117 @@
+// MappedPageTrim: after start-up, gives back the pages of mapped files (the
+// agent's code, its libraries' code and read-only data) that start-up
+// touched and idle operation does not use.
+//
+// Why: the idle agent's anonymous memory is under 1 MiB; the rest of its RSS
+// is pages of its executable and shared libraries. The kernel maps up to
+// 64 KiB around each page fault (fault-around), so code run once at start —
+// configuration, the handshake, the first rule install, the dynamic linker's
+// symbol lookups — stays mapped in 64 KiB blocks for the life of the process.
+// MADV_DONTNEED on a mapping of a file removes this process's page-table
+// entries only (madvise(2)): the pages stay in the page cache, and the next
+// access is a minor fault that maps them, and their neighbours, again. What
+// is resident a moment later is what the agent runs.
+//
+// Which mappings: file-backed, not writable, with no anonymous pages. A
+// private mapping that was ever written (the RELRO region the dynamic linker
+// relocates and then makes read-only) holds private copies that
+// MADV_DONTNEED would replace with the file's original bytes; smaps'
+// `Anonymous: 0 kB` proves there is none, and a read-only mapping cannot
+// gain one afterwards. The executable and its libraries are never unmapped,
+// so the ranges read here are still the same mappings when madvise runs.
+// Writable mappings (.data, .bss, heap, stacks) are not touched.
+#if canImport(Glibc)
+import Glibc
+#endif
+import Reactor
+
+/// One pass over /proc/self/smaps. Stateless; call from any thread, though
+/// the agent calls it once from the loop thread.
+public enum MappedPageTrim {
+    /// What one pass did.
+    public struct Outcome: Equatable, Sendable {
+        /// Mappings advised.
+        public var mappings = 0
+        /// Resident bytes of those mappings before the advice.
+        public var residentBytes = 0
+        /// madvise calls that failed (a locked mapping: EINVAL), by count.
+        public var failures = 0
+        /// RSS of the process before and after (statm), bytes.
+        public var rssBefore: UInt64 = 0
+        public var rssAfter: UInt64 = 0
+    }
+
+    /// A mapping that may be dropped: its range and resident size.
+    struct Candidate: Equatable {
+        var start: UInt
+        var end: UInt
+        var residentKiB: Int
+    }
+
+    /// Reads /proc/self/smaps and advises MADV_DONTNEED on every candidate.
+    public static func run(smapsPath: String = "/proc/self/smaps") -> Outcome {
+        var outcome = Outcome()
+        outcome.rssBefore = ProcessLimits.residentBytes()
+        // ~40 mappings of ~1 KiB of text each; the cap only bounds a
+        // pathological map count (a truncated tail is just not trimmed).
+        guard let text = ProcessLimits.readSmallFile(smapsPath, max: 256 * 1024) else { return outcome }
+        for c in candidates(smaps: text) {
+            do {
+                try Syscalls.madvise(c.start, Int(c.end - c.start), MADV_DONTNEED)
+                outcome.mappings += 1
+                outcome.residentBytes += c.residentKiB * 1024
+            } catch {
+                outcome.failures += 1
+            }
+        }
+        outcome.rssAfter = ProcessLimits.residentBytes()
+        return outcome
+    }
+
+    /// The mappings of `smaps` (the text of /proc/PID/smaps) that are
+    /// file-backed, not writable, resident and hold no anonymous page.
+    static func candidates(smaps: String) -> [Candidate] {
+        var result: [Candidate] = []
+        var current: Candidate?
+        var resident = 0
+        for line in smaps.split(separator: "\n", omittingEmptySubsequences: true) {
+            if let header = mappingHeader(line) {
+                current = header
+                resident = 0
+                continue
+            }
+            guard current != nil else { continue }
+            if line.hasPrefix("Rss:") {
+                resident = kib(line) ?? 0
+            } else if line.hasPrefix("Anonymous:") {
+                // Anonymous follows Rss in every kernel since 2.6.x; a record
+                // without it is never a candidate.
+                if kib(line) == 0 && resident > 0, var c = current {
+                    c.residentKiB = resident
+                    result.append(c)
+                }
+                current = nil
+            }
+        }
+        return result
+    }
+
+    /// `start-end perms offset dev inode path` for a file mapping that is
+    /// not writable; nil for every other line (fields, anonymous, [vdso]).
+    private static func mappingHeader(_ line: Substring) -> Candidate? {
+        let fields = line.split(separator: " ", maxSplits: 5, omittingEmptySubsequences: true)
+        guard fields.count == 6, let dash = fields[0].firstIndex(of: "-"),
+              let start = UInt(fields[0][..<dash], radix: 16),
+              let end = UInt(fields[0][fields[0].index(after: dash)...], radix: 16), end > start
+        else { return nil }
+        let perms = Array(fields[1].utf8)
+        let path = fields[5].drop(while: { $0 == " " })
+        guard perms.count == 4, perms[1] != UInt8(ascii: "w"), path.hasPrefix("/") else { return nil }
+        return Candidate(start: start, end: end, residentKiB: 0)
+    }
+
+    /// The number of `Key:   123 kB`.
+    private static func kib(_ line: Substring) -> Int? {
+        line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first.flatMap { Int($0) }
+    }
+}
