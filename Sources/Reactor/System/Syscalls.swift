@@ -149,7 +149,7 @@ public enum Syscalls {
     }
 
     @inline(never)
-    public static func setOption<T>(_ fd: Int32, _ level: Int32, _ name: Int32, _ value: T, _ label: String) throws {
+    public static func setOption<T: BitwiseCopyable>(_ fd: Int32, _ level: Int32, _ name: Int32, _ value: T, _ label: String) throws {
         var v = value
         _ = try blocking("setsockopt(\(label))") {
             setsockopt(fd, level, name, &v, socklen_t(MemoryLayout<T>.size))
