@@ -3,9 +3,8 @@
 //
 // Like PatternDirectory: the stored document is read and validated once per
 // project and kept in memory; `PUT /api/v1/projects/{p}/monitors` is the
-// only writer and updates the entry, so it is never stale. Concurrent first
-// reads share one store read; past `maxProjects` entries the cache starts
-// over. A stored document that no longer validates (a newer collector wrote
+// only writer and updates the entry (ProjectCache: shared first reads,
+// bounded). A stored document that no longer validates (a newer collector wrote
 // it) serves an empty schedule and is counted, never a crash.
 //
 // Thread: loop thread.
@@ -25,45 +24,31 @@ final class ScheduleDirectory {
 
     static let maxProjects = 10_000
 
-    private let loop: EventLoop
-    private let store: MeasurementStore
-    private var cache: [String: Entry] = [:]
-    private var loading: [String: [Completion]] = [:]
-    private(set) var reads: UInt64 = 0
+    private var cache: ProjectCache<Entry>!
+    var reads: UInt64 { cache.reads }
     /// Stored documents that failed validation when read back.
     private(set) var invalidStored: UInt64 = 0
 
     init(loop: EventLoop, store: MeasurementStore) {
-        self.loop = loop
-        self.store = store
+        cache = ProjectCache(loop: loop, maxProjects: ScheduleDirectory.maxProjects) { [weak self] project, done in
+            store.monitorDefinitions(project: project) { result in
+                guard let self else { return }   // torn down while the read was in flight
+                done(result.map { self.entry($0) })
+            }
+        }
     }
 
     /// The project's definitions, from memory or the store. Completes on a
     /// later iteration, never inside this call.
     func definitions(project: String, _ completion: @escaping Completion) {
-        if let e = cache[project] {
-            loop.defer { completion(.success(e)) }
-            return
-        }
-        if loading[project] != nil {
-            loading[project]!.append(completion)
-            return
-        }
-        loading[project] = [completion]
-        reads &+= 1
-        store.monitorDefinitions(project: project) { [weak self] result in
-            guard let self else { return }
-            let mapped = result.map { self.entry($0) }
-            if case .success(let e) = mapped { self.remember(project, e) }
-            for c in self.loading.removeValue(forKey: project) ?? [] { c(mapped) }
-        }
+        cache.get(project, completion)
     }
 
     /// A replacement committed: returns the parsed entry, kept for later requests.
     @discardableResult
     func replaced(project: String, with stored: MonitorDefinitions) -> Entry {
         let e = entry(stored)
-        remember(project, e)
+        cache.put(project, e)
         return e
     }
 
@@ -78,11 +63,6 @@ final class ScheduleDirectory {
             Log.warn("stored monitor definitions do not validate", ["version": "\(version)", "error": "\(e)"])
             return Entry(version: version, definitions: [])
         }
-    }
-
-    private func remember(_ project: String, _ e: Entry) {
-        if cache[project] == nil && cache.count >= ScheduleDirectory.maxProjects { cache.removeAll() }
-        cache[project] = e
     }
 
     /// The monitors an agent of `groups` runs (an agent without groups is in `default`).
