@@ -74,24 +74,17 @@ if [ "$PORT" -le "$EPH_HI" ] && [ $((PORT + 102)) -ge "$EPH_LO" ]; then
 fi
 
 source scripts/lib/deps.sh
+source scripts/lib/procs.sh
 vigil_ensure_deps collectd-core curl
 
 DIR=$(mktemp -d /tmp/vigil-load.XXXXXX)
 PIDS=()
 RMEM_DEFAULT_SAVED=
 cleanup() {
-    local status=$? p
+    local status=$?
     trap - EXIT INT TERM
     [ -n "$RMEM_DEFAULT_SAVED" ] && echo "$RMEM_DEFAULT_SAVED" > /proc/sys/net/core/rmem_default 2>/dev/null || true
-    for p in "${PIDS[@]}"; do kill -CONT "$p" 2>/dev/null || true; kill -TERM "$p" 2>/dev/null || true; done
-    for _ in $(seq 50); do
-        local alive=0
-        for p in "${PIDS[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
-        [ $alive = 0 ] && break
-        sleep 0.1
-    done
-    for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
+    vigil_stop_pids "${PIDS[@]}"
     if [ "$KEEP" = 1 ]; then echo "kept $DIR" >&2; else rm -rf "$DIR"; fi
     exit "$status"
 }
