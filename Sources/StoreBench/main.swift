@@ -6,7 +6,7 @@
 //
 //   swift build -c release --product store-bench
 //   .build/release/store-bench [--rows N] [--batch ROWS] [--inflight BATCHES] [--dir DIR]
-//                              [--tx-us MICROS] [--tx-rows ROWS] [--sync full|normal] [--repeat N]
+//                              [--tx-rows ROWS] [--sync full|normal] [--repeat N]
 //                              [--baseline-only] [--series N]
 //
 // --baseline-only measures the raw insert rate alone and prints it as
@@ -27,7 +27,6 @@ var rows = 200_000
 var batchRows = 50
 var inflight = 1_000
 var dir = "/tmp/vigil-store-bench-\(getpid())"
-var txMicros: UInt64 = StoreOptions(dataDirectory: "").maxTransactionMicros
 var txRows = StoreOptions(dataDirectory: "").maxRowsPerTransaction
 var modes: [StoreOptions.Synchronous] = [.full, .normal]
 var repeats = 3
@@ -42,7 +41,6 @@ while let a = args.popFirst() {
     case "--batch": batchRows = Int(v)!
     case "--inflight": inflight = Int(v)!
     case "--dir": dir = v
-    case "--tx-us": txMicros = UInt64(v)!
     case "--tx-rows": txRows = Int(v)!
     case "--sync": modes = [v == "normal" ? .normal : .full]
     case "--repeat": repeats = max(1, Int(v)!)
@@ -66,7 +64,6 @@ func fmt(_ v: Double) -> String {
 func options(_ sync: StoreOptions.Synchronous) -> StoreOptions {
     var o = StoreOptions(dataDirectory: dir)
     o.synchronous = sync
-    o.maxTransactionMicros = txMicros
     o.maxRowsPerTransaction = txRows
     return o
 }
@@ -196,7 +193,7 @@ if baselineOnly {
     exit(0)
 }
 print("store-bench: \(fmt(Double(rows))) aggregate rows, batches of \(batchRows), \(inflight) batches in flight, "
-      + "transactions up to \(txRows) rows / \(txMicros) µs of work, dir \(dir)")
+      + "transactions up to \(txRows) rows, dir \(dir)")
 print("SQLite \(String(cString: sqlite3_libversion()))")
 for sync in modes {
     var raws: [Double] = []
@@ -213,7 +210,7 @@ for sync in modes {
     print("  through SQLiteStore:     \(fmt(run.rate)) rows/s (\(format1(run.rate / raw * 100))% of baseline; runs \(runs.map { fmt($0.rate) }.joined(separator: " ")))")
     print("    transactions:          \(run.stats.transactions), rows/tx p50 \(run.stats.transactionRows.quantile(0.5)) max \(run.stats.transactionRows.max)")
     print("    commit (COMMIT only):  \(q(run.stats.commitMicros))")
-    print("    transaction slice:     \(q(run.stats.transactionMicros))")
+    print("    transaction (writer):  \(q(run.stats.transactionMicros))")
     print("    checkpoints:           \(run.stats.checkpoints), \(q(run.stats.checkpointMicros))")
     print("    loop busy/iteration:   \(q(run.lag))")
     print("  single-row commit:       \(q(commits))")

@@ -6,16 +6,16 @@ import Reactor
 extension SQLiteStore {
     public func submitBatch(_ batch: Batch, completion: @escaping StoreCompletion<BatchOutcome>) {
         guard batch.sequence >= 0, !batch.agentId.isEmpty else {
-            stats.refusedInvalid &+= 1
+            loopStats.refusedInvalid &+= 1
             return deliverLater(completion, .failure(.invalid("batch needs an agent id and a sequence >= 0")))
         }
         enqueueWrite(rows: max(batch.rowCount, 1), { store in try store.writeBatch(batch) }) { [weak self] result in
             switch result {
             case .success(.stored(let rows)):
-                self?.stats.batchesStored &+= 1
-                self?.stats.rowsStored &+= UInt64(rows)
-            case .success(.duplicate): self?.stats.batchesDuplicate &+= 1
-            case .failure: self?.stats.batchesFailed &+= 1
+                self?.loopStats.batchesStored &+= 1
+                self?.loopStats.rowsStored &+= UInt64(rows)
+            case .success(.duplicate): self?.loopStats.batchesDuplicate &+= 1
+            case .failure: self?.loopStats.batchesFailed &+= 1
             }
             completion(result)
         }
@@ -35,7 +35,7 @@ extension SQLiteStore {
             }
         }
         if seqs.contains(b.sequence) { return .duplicate }
-        stats.sequenceGapsForgotten &+= UInt64(seqs.insert(b.sequence, maxGaps: options.maxSequenceGaps))
+        writer.countGapsForgotten(seqs.insert(b.sequence, maxGaps: options.maxSequenceGaps))
 
         if !b.measurements.isEmpty {
             let s = try db.statement("""
@@ -108,7 +108,7 @@ extension SQLiteStore {
     /// The id of a (agent, monitor, check, source) series, created on first
     /// use; cached, with the cache cleared when it reaches its limit.
     private func seriesId(_ key: SeriesKey, project: Int64) throws -> Int64 {
-        if let id = seriesCache[key] { return id }
+        if let id = writer.seriesCache[key] { return id }
         let insert = try db.statement("""
             INSERT INTO series(project_id, agent_id, monitor, check_name, source) VALUES (?, ?, ?, ?, ?)
             ON CONFLICT (agent_id, monitor, check_name, source) DO NOTHING
@@ -125,8 +125,8 @@ extension SQLiteStore {
             guard try s.step() else { throw StoreError.invalid("series vanished: \(key)") }
             id = s.int64(0)
         }
-        if seriesCache.count >= options.seriesCacheLimit { seriesCache.removeAll(keepingCapacity: true) }
-        seriesCache[key] = id
+        if writer.seriesCache.count >= options.seriesCacheLimit { writer.seriesCache.removeAll(keepingCapacity: true) }
+        writer.seriesCache[key] = id
         return id
     }
 
@@ -134,7 +134,7 @@ extension SQLiteStore {
 
     public func agentConnected(_ hello: AgentHello, completion: @escaping StoreCompletion<AgentRecord>) {
         guard !hello.id.isEmpty else {
-            stats.refusedInvalid &+= 1
+            loopStats.refusedInvalid &+= 1
             return deliverLater(completion, .failure(.invalid("agent id is empty")))
         }
         enqueueWrite(rows: 2, { store in

@@ -13,7 +13,7 @@ extension SQLiteStore {
 
     public func createKey(project: String, secret: String, at: Int64, completion: @escaping StoreCompletion<KeyInfo>) {
         guard !project.isEmpty, !secret.isEmpty else {
-            stats.refusedInvalid &+= 1
+            loopStats.refusedInvalid &+= 1
             return deliverLater(completion, .failure(.invalid("a key needs a project name and a secret")))
         }
         enqueueWrite(rows: 2, { store in

@@ -34,7 +34,7 @@ extension SQLiteStore {
                 var next = report
                 next.chunks += 1
                 next.deleted[table, default: 0] += deleted
-                self.stats.retentionDeleted &+= UInt64(deleted)
+                self.loopStats.retentionDeleted &+= UInt64(deleted)
                 self.retentionStep(table: deleted < chunk ? index + 1 : index, report: next, completion: completion)
             }
         }

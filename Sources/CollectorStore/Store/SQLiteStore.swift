@@ -1,26 +1,27 @@
 // SQLiteStore: the collector's MeasurementStore over one embedded SQLite
-// database in WAL mode, driven from the loop thread.
+// database in WAL mode. The loop thread queues work and runs completions;
+// a writer thread (StoreWriter) runs every statement.
 //
-// Write path. Callers queue writes; one deferred slice per loop iteration
-// opens a transaction, runs queued writes (each inside a SAVEPOINT, so one
-// bad write fails alone) until `maxRowsPerTransaction` rows or
-// `maxTransactionMicros` of work, COMMITs, and only then runs the writes'
-// completions — that is when the collector acknowledges. What is left
-// continues in the next iteration via `loop.defer`, so a large backlog is
-// cut into bounded slices with I/O and timers served in between. Writes
-// queued in the same iteration share one commit (group commit), which is
-// what makes one fsync per commit affordable.
+// Write path. Callers queue writes; once per loop iteration the queued jobs
+// are handed to the writer, which runs the writes it has together in one
+// transaction (each inside a SAVEPOINT, so one bad write fails alone) up to
+// `maxRowsPerTransaction` rows, COMMITs, and hands them back; only then do
+// their completions run on the loop — that is when the collector
+// acknowledges. Writes queued while the writer is busy share its next
+// commit (group commit), which is what makes one fsync per commit
+// affordable and lets transactions grow with the load.
 //
-// Read path. Reads queue behind writes and run after the slice's COMMIT,
-// within a per-slice count and time budget.
+// Read path. Reads run on the writer too, after the COMMIT of the writes
+// queued before them, so a read sees every earlier write.
 //
-// Checkpoints. The WAL hook counts pages; past `checkpointPages` a PASSIVE
-// checkpoint takes the next slice in place of a write transaction — never
-// between a COMMIT and its completions, never in the same iteration as a
-// transaction — and its duration is measured separately.
+// Checkpoints. The WAL hook counts pages; past `checkpointPages` the writer
+// runs a PASSIVE checkpoint between two transactions — never between a
+// COMMIT and its completions.
 //
-// Threading: loop thread only, like the EventLoop it is bound to. Owns the
-// SQLiteConnection; nothing else may use it.
+// Threading: the public API is loop-thread only, like the EventLoop it is
+// bound to. The SQLiteConnection belongs to the writer thread while the
+// store is open; `db` may be used directly only while no store work is
+// outstanding (tests, start-up).
 import CSQLite
 import Reactor
 #if canImport(Glibc)
@@ -34,28 +35,36 @@ public final class SQLiteStore: MeasurementStore {
     public let loop: EventLoop
     public let options: StoreOptions
     public var path: String { options.databasePath }
-    public internal(set) var stats = StoreStats()
+    /// The loop's counters with the writer's as of its latest hand-back.
+    public var stats: StoreStats {
+        var s = loopStats
+        s.takeWriterCounters(from: writerStats)
+        return s
+    }
+    /// Counters kept on the loop thread (queueing, outcomes, refusals).
+    var loopStats = StoreStats()
+    private var writerStats = StoreStats()
     /// Days of data kept by the retention timer (0: keep everything).
     /// Changeable while running (a live configuration key).
     public var retentionDays = 0
+    /// The schema version of the open database.
+    public let schemaVersion: Int
 
     let db: SQLiteConnection
-    private var writes = RingBuffer<PendingWrite>(capacity: 256, overflow: .grow)
-    private var reads = RingBuffer<PendingRead>(capacity: 64, overflow: .grow)
-    private var flushScheduled = false
-    /// WAL pages at which the next checkpoint runs.
-    private lazy var checkpointAt: Int32 = options.checkpointPages
-    private var busyTimer: TimerWatcher?
+    let writer: StoreWriter
+    private let wake: AsyncWatcher
+    /// Jobs queued during this loop iteration, handed to the writer at once.
+    private var outbox: [StoreJob] = []
+    private var handOffScheduled = false
     var retentionTimer: TimerWatcher?
     var retentionRunning = false
     private enum Phase { case open, closing, closed }
     private var phase = Phase.open
     private var closeWaiters: [() -> Void] = []
-    var seriesCache: [SeriesKey: Int64] = [:]
 
     /// Creates the data directory (0700) and the database file (0600) if
-    /// needed, opens it in WAL mode and applies migrations. Synchronous:
-    /// call before serving.
+    /// needed, opens it in WAL mode, applies migrations and starts the
+    /// writer thread. Synchronous: call before serving.
     public static func open(loop: EventLoop, options: StoreOptions, now: Int64 = Clock.wallMillis()) throws(StoreError) -> SQLiteStore {
         try makeDirectories(options.dataDirectory)
         // SQLite creates the -wal and -shm files with the database's mode, so
@@ -76,7 +85,14 @@ public final class SQLiteStore: MeasurementStore {
             db.close()
             throw error
         }
-        return SQLiteStore(loop: loop, options: options, db: db)
+        let store = SQLiteStore(loop: loop, options: options, db: db)
+        do { try store.writer.start() } catch {
+            store.phase = .closed
+            store.wake.stop()
+            db.close()
+            throw error
+        }
+        return store
     }
 
     private static func configure(_ db: SQLiteConnection, _ options: StoreOptions) throws(SQLiteError) {
@@ -96,64 +112,72 @@ public final class SQLiteStore: MeasurementStore {
         self.loop = loop
         self.options = options
         self.db = db
+        schemaVersion = Int((try? db.scalar("PRAGMA user_version")) ?? 0)
+        var drain: () -> Void = {}
+        wake = AsyncWatcher(loop: loop) { _ in drain() }
+        writer = StoreWriter(db: db, options: options, wakeLoop: wake)
+        drain = { [weak self] in self?.drainFinished() }
+        wake.start()
     }
 
     deinit {
         retentionTimer?.stop()
-        busyTimer?.stop()
-        db.close()
+        wake.stop()
+        if phase != .closed {
+            // Dropped without close: nothing is queued (jobs hold the store),
+            // so stopping the writer abandons no work.
+            writer.requestStop()
+            writer.join()
+            db.close()
+        }
     }
 
-    /// The schema version of the open database.
-    public var schemaVersion: Int { Int((try? db.scalar("PRAGMA user_version")) ?? 0) }
-
     /// Changes whenever another connection (e.g. `keys create` in another
-    /// process) commits: a cheap check before re-reading cached data.
-    public var dataVersion: Int64 { (try? db.scalar("PRAGMA data_version")) ?? 0 }
+    /// process) commits. Uses the connection directly: only while no store
+    /// work is outstanding.
+    var dataVersion: Int64 { (try? db.scalar("PRAGMA data_version")) ?? 0 }
 
     // MARK: queueing
 
-    /// Queues a write of `rows` rows. `body` runs inside a savepoint of the
-    /// current slice's transaction; `completion` runs after COMMIT.
+    /// Queues a write of `rows` rows. `body` runs on the writer thread inside
+    /// a savepoint of a transaction; `completion` runs on the loop after COMMIT.
     func enqueueWrite<T>(rows: Int, _ body: @escaping (SQLiteStore) throws -> T,
                          completion: @escaping StoreCompletion<T>) {
         guard phase == .open else {
-            stats.refusedClosed &+= 1
+            loopStats.refusedClosed &+= 1
             return deliverLater(completion, .failure(.closed))
         }
-        if stats.pendingRows + rows > options.maxPendingRows {
+        if loopStats.pendingRows + rows > options.maxPendingRows {
             if rows > options.maxPendingRows {
-                stats.refusedInvalid &+= 1
+                loopStats.refusedInvalid &+= 1
                 return deliverLater(completion, .failure(.invalid("a write of \(rows) rows exceeds the queue limit of \(options.maxPendingRows)")))
             }
-            stats.refusedOverloaded &+= 1
-            return deliverLater(completion, .failure(.overloaded(pendingRows: stats.pendingRows, limit: options.maxPendingRows)))
+            loopStats.refusedOverloaded &+= 1
+            return deliverLater(completion, .failure(.overloaded(pendingRows: loopStats.pendingRows, limit: options.maxPendingRows)))
         }
+        // `result` is written by the writer and read by the loop after the
+        // hand-back, which passes through the writer's mutex.
         var result: T?
-        let w = PendingWrite(rows: rows, execute: { store in result = try body(store) }, finish: { error in
+        let job = StoreJob(kind: .write(rows: rows), execute: { result = try body(self) }, finish: { error in
             if let error { completion(.failure(error)) } else { completion(.success(result!)) }
         })
-        writes.append(w)
-        stats.pendingWrites += 1
-        stats.pendingRows += rows
-        scheduleFlush()
+        loopStats.pendingWrites += 1
+        loopStats.pendingRows += rows
+        queue(job)
     }
 
     /// Queues a read; it runs after the writes queued before it committed.
     func enqueueRead<T>(_ body: @escaping (SQLiteStore) throws -> T, completion: @escaping StoreCompletion<T>) {
         guard phase == .open else {
-            stats.refusedClosed &+= 1
+            loopStats.refusedClosed &+= 1
             return deliverLater(completion, .failure(.closed))
         }
-        reads.append(PendingRead { store in
-            let t0 = Clock.monotonicNanos()
-            let r: Result<T, StoreError>
-            do { r = .success(try body(store)) } catch { r = .failure(SQLiteStore.storeError(error)); store.stats.readsFailed &+= 1 }
-            store.stats.readMicros.record((Clock.monotonicNanos() &- t0) / 1000)
-            completion(r)
+        var result: T?
+        let job = StoreJob(kind: .read, execute: { result = try body(self) }, finish: { error in
+            if let error { completion(.failure(error)) } else { completion(.success(result!)) }
         })
-        stats.pendingReads += 1
-        scheduleFlush()
+        loopStats.pendingReads += 1
+        queue(job)
     }
 
     /// Delivers a result on a later iteration (never before the call returns).
@@ -169,145 +193,38 @@ public final class SQLiteStore: MeasurementStore {
         }
     }
 
-    private func scheduleFlush() {
-        if flushScheduled || busyTimer?.isActive == true { return }
-        flushScheduled = true
-        loop.defer { [weak self] in self?.flush() }
+    private func queue(_ job: StoreJob) {
+        outbox.append(job)
+        if handOffScheduled { return }
+        handOffScheduled = true
+        loop.defer { [weak self] in self?.handOff() }
     }
 
-    // MARK: the slice
-
-    private func flush() {
-        flushScheduled = false
-        guard phase != .closed else { return }
-        // A due checkpoint takes this iteration instead of a write slice, so
-        // the two never add up in one iteration's loop lag.
-        if checkpointDue {
-            checkpoint()
-            if !writes.isEmpty || !reads.isEmpty || phase == .closing { scheduleFlush() }
-            return
-        }
-        if !writes.isEmpty {
-            if !writeSlice() { return }          // busy: a timer retries
-        }
-        readSlice()
-        if !writes.isEmpty || !reads.isEmpty || checkpointDue {
-            scheduleFlush()
-        } else if phase == .closing {
-            finishClose()
-        }
+    /// One lock round trip per loop iteration, however many jobs were queued.
+    private func handOff() {
+        handOffScheduled = false
+        guard !outbox.isEmpty else { return }
+        writer.submit(outbox)
+        outbox.removeAll(keepingCapacity: true)
     }
 
-    private var checkpointDue: Bool { db.walPages >= checkpointAt }
-
-    /// One transaction's worth of queued writes. Returns false when the
-    /// database was locked by another process and the slice must be retried.
-    private func writeSlice() -> Bool {
-        let start = Clock.monotonicNanos()
-        do {
-            try db.exec("BEGIN IMMEDIATE")
-        } catch {
-            if error.isBusy {
-                stats.busyRetries &+= 1
-                retryLater()
-                return false
+    /// Loop thread (the writer's wake-up): completions, in order.
+    private func drainFinished() {
+        let (jobs, counters, closed) = writer.takeFinished()
+        writerStats = counters
+        for job in jobs {
+            switch job.kind {
+            case .write(let rows):
+                loopStats.pendingWrites -= 1
+                loopStats.pendingRows -= rows
+            case .read:
+                loopStats.pendingReads -= 1
+            case .close:
+                break
             }
-            failAllQueuedWrites(.sqlite(error))
-            return true
+            job.finish(job.error)
         }
-        var taken: [(PendingWrite, StoreError?)] = []
-        var rows = 0
-        while let w = writes.first {
-            if !taken.isEmpty && (rows + w.rows > options.maxRowsPerTransaction
-                                  || (Clock.monotonicNanos() &- start) / 1000 >= options.maxTransactionMicros) { break }
-            _ = writes.popFirst()
-            stats.pendingWrites -= 1
-            stats.pendingRows -= w.rows
-            rows += w.rows
-            taken.append((w, runInSavepoint(w)))
-        }
-        let commitStart = Clock.monotonicNanos()
-        do {
-            try db.exec("COMMIT")
-        } catch {
-            try? db.exec("ROLLBACK")
-            seriesCache.removeAll()
-            stats.transactionsFailed &+= 1
-            stats.writesFailed &+= UInt64(taken.count)
-            for (w, _) in taken { w.finish(.sqlite(error)) }
-            return true
-        }
-        let end = Clock.monotonicNanos()
-        stats.commitMicros.record((end &- commitStart) / 1000)
-        stats.transactionMicros.record((end &- start) / 1000)
-        stats.transactionRows.record(UInt64(rows))
-        stats.transactions &+= 1
-        for (w, error) in taken {
-            if error != nil { stats.writesFailed &+= 1 }
-            w.finish(error)
-        }
-        return true
-    }
-
-    private func runInSavepoint(_ w: PendingWrite) -> StoreError? {
-        do {
-            try db.exec("SAVEPOINT w")
-        } catch {
-            return .sqlite(error)
-        }
-        do {
-            try w.execute(self)
-            try db.exec("RELEASE w")
-            return nil
-        } catch {
-            try? db.exec("ROLLBACK TO w")
-            try? db.exec("RELEASE w")
-            seriesCache.removeAll()       // ids created inside the savepoint are gone
-            return SQLiteStore.storeError(error)
-        }
-    }
-
-    private func failAllQueuedWrites(_ error: StoreError) {
-        while let w = writes.popFirst() {
-            stats.pendingWrites -= 1
-            stats.pendingRows -= w.rows
-            stats.writesFailed &+= 1
-            w.finish(error)
-        }
-    }
-
-    private func retryLater() {
-        let t = busyTimer ?? TimerWatcher(loop: loop) { [weak self] _ in self?.scheduleFlush() }
-        busyTimer = t
-        t.start(after: options.busyRetryDelay)
-    }
-
-    private func readSlice() {
-        let start = Clock.monotonicNanos()
-        var n = 0
-        while n < options.maxReadsPerSlice, let r = reads.popFirst() {
-            stats.pendingReads -= 1
-            stats.reads &+= 1
-            n += 1
-            r.run(self)
-            if (Clock.monotonicNanos() &- start) / 1000 >= options.maxReadMicros { break }
-        }
-    }
-
-    private func checkpoint() {
-        let t0 = Clock.monotonicNanos()
-        do {
-            let (log, done) = try db.checkpoint()
-            stats.checkpoints &+= 1
-            // A reader in another process kept frames from being copied. Try
-            // again once the WAL has grown by another threshold, so writes
-            // are never starved by checkpoints that cannot finish.
-            checkpointAt = done < log ? db.walPages + options.checkpointPages : options.checkpointPages
-        } catch {
-            Log.warn("store: checkpoint failed: \(error)")
-            checkpointAt = db.walPages + options.checkpointPages
-        }
-        stats.checkpointMicros.record((Clock.monotonicNanos() &- t0) / 1000)
+        if closed { finishClose() }
     }
 
     // MARK: closing
@@ -322,21 +239,17 @@ public final class SQLiteStore: MeasurementStore {
             phase = .closing
             closeWaiters.append(completion)
             retentionTimer?.stop()
-            if writes.isEmpty && reads.isEmpty && busyTimer?.isActive != true {
-                loop.defer { [weak self] in self?.finishClose() }
-            } else {
-                scheduleFlush()
-            }
+            // Behind every queued job: the writer finishes them, folds the
+            // WAL into the database and closes it.
+            queue(StoreJob(kind: .close, execute: {}, finish: { _ in }))
         }
     }
 
     private func finishClose() {
         guard phase == .closing else { return }
         phase = .closed
-        busyTimer?.stop()
-        // Fold the WAL into the database so the directory holds one file.
-        _ = try? db.checkpoint(truncate: true)
-        db.close()
+        writer.join()
+        wake.stop()
         let waiters = closeWaiters
         closeWaiters = []
         for w in waiters { w() }
@@ -354,23 +267,6 @@ public final class SQLiteStore: MeasurementStore {
             prefix += "/"
         }
     }
-}
-
-final class PendingWrite {
-    let rows: Int
-    let execute: (SQLiteStore) throws -> Void
-    let finish: (StoreError?) -> Void
-
-    init(rows: Int, execute: @escaping (SQLiteStore) throws -> Void, finish: @escaping (StoreError?) -> Void) {
-        self.rows = rows
-        self.execute = execute
-        self.finish = finish
-    }
-}
-
-final class PendingRead {
-    let run: (SQLiteStore) -> Void
-    init(_ run: @escaping (SQLiteStore) -> Void) { self.run = run }
 }
 
 struct SeriesKey: Hashable {

@@ -11,20 +11,16 @@ public struct StoreOptions: Sendable {
     public var fileName = "vigil.db"
     public var synchronous = Synchronous.full
     /// Rows written per transaction at most (a single larger batch still
-    /// goes in whole: a batch is atomic).
-    public var maxRowsPerTransaction = 5_000
-    /// Stop adding writes to a transaction after this much work (µs).
-    public var maxTransactionMicros: UInt64 = 10_000
+    /// goes in whole: a batch is atomic). Transactions are as large as
+    /// what queued while the writer was busy, up to this.
+    public var maxRowsPerTransaction = 50_000
     /// Rows queued but not yet committed; beyond it writes are refused
     /// with `.overloaded` (the agent re-sends later; nothing is lost).
     public var maxPendingRows = 200_000
-    /// Reads run per loop iteration at most, and their time budget (µs).
-    public var maxReadsPerSlice = 256
-    public var maxReadMicros: UInt64 = 10_000
     /// Checkpoint once the WAL holds this many pages (4 KiB each).
     public var checkpointPages: Int32 = 1_000
     /// How long SQLite itself waits for another process's lock (ms) before
-    /// the store retries on a later iteration.
+    /// the writer counts a busy retry, sleeps `busyRetryDelay` (s) and tries again.
     public var busyTimeoutMillis: Int32 = 20
     public var busyRetryDelay = 0.005
     /// Rows deleted per retention transaction.

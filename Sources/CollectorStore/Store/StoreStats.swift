@@ -28,11 +28,29 @@ public struct StoreStats: Sendable {
     public var pendingReads = 0
     /// COMMIT alone (the fsync), µs.
     public var commitMicros = LogHistogram()
-    /// BEGIN to COMMIT returned, µs: how long one slice held the loop.
+    /// BEGIN to COMMIT returned, µs (on the writer thread).
     public var transactionMicros = LogHistogram()
     public var transactionRows = LogHistogram()
     public var checkpointMicros = LogHistogram()
     public var readMicros = LogHistogram()
 
     public init() {}
+
+    /// Copies the counters the writer thread keeps (transactions, reads,
+    /// checkpoints, their latencies) from `w`; the rest stay the loop's.
+    mutating func takeWriterCounters(from w: StoreStats) {
+        writesFailed = w.writesFailed
+        transactions = w.transactions
+        transactionsFailed = w.transactionsFailed
+        busyRetries = w.busyRetries
+        reads = w.reads
+        readsFailed = w.readsFailed
+        checkpoints = w.checkpoints
+        sequenceGapsForgotten = w.sequenceGapsForgotten
+        commitMicros = w.commitMicros
+        transactionMicros = w.transactionMicros
+        transactionRows = w.transactionRows
+        checkpointMicros = w.checkpointMicros
+        readMicros = w.readMicros
+    }
 }
