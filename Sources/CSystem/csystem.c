@@ -17,3 +17,4 @@ int csys_recvmmsg(int fd, struct csys_mmsghdr *v, unsigned int n, int flags) {
 int csys_sendmmsg(int fd, struct csys_mmsghdr *v, unsigned int n, int flags) {
     return sendmmsg(fd, (struct mmsghdr *)v, n, flags);
 }
+int csys_gettid(void) { return (int)gettid(); }

@@ -30,6 +30,8 @@ int csys_accept4(int fd, struct sockaddr *sa, socklen_t *len, int flags);
 int csys_pipe2(int fds[2], int flags);
 int csys_recvmmsg(int fd, struct csys_mmsghdr *v, unsigned int n, int flags);
 int csys_sendmmsg(int fd, struct csys_mmsghdr *v, unsigned int n, int flags);
+/* The calling thread's kernel id (gettid(2)). */
+int csys_gettid(void);
 
 static const int CSYS_SO_RXQ_OVFL = SO_RXQ_OVFL;
 static const int CSYS_SOCK_NONBLOCK = SOCK_NONBLOCK;

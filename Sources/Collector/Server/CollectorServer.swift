@@ -353,6 +353,8 @@ public final class CollectorServer {
         p.summary("vigil_handshake_seconds", "Time from accept to Welcome.", s.handshakeMicros, unit: 1e-6)
         p.single("vigil_handshakes_deferred_total", "counter", "Handshakes postponed by the per-iteration budget.",
                  Double(s.handshakesDeferred))
+        p.single("vigil_session_input_deferred_total", "counter", "Session reads postponed by the per-iteration decode budget.",
+                 Double(s.inputDeferred))
         p.family("vigil_sessions_closed_total", "counter", "Established sessions closed, by reason.")
         for (reason, n) in s.sessionsClosed.nonZero { p.sample("vigil_sessions_closed_total", ["reason": reason.description], n) }
         p.single("vigil_sessions_replaced_total", "counter", "Sessions closed because the same agent connected again.",

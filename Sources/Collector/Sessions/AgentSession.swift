@@ -61,6 +61,8 @@ final class AgentSession: TCPConnectionHandler, DeadlineEntry, CustomStringConve
     private var window = AckWindow()
     private var ackScheduled = false
     private var windowPaused = false
+    /// Reading paused until the manager's next input turn (decode budget).
+    private var inputWaiting = false
     private var draining = false
     /// The latest Interfaces record as JSON text (one allocation), for
     /// status snapshots.
@@ -87,11 +89,18 @@ final class AgentSession: TCPConnectionHandler, DeadlineEntry, CustomStringConve
 
     // MARK: TCPConnectionHandler
 
+    func connectionWillRead(_ c: TCPConnection) {
+        guard phase == .established, !manager.mayRead(self) else { return }
+        inputWaiting = true
+        c.pauseReading()
+    }
+
     func connection(_ c: TCPConnection, didRead buffer: ByteBuffer) {
         switch phase {
         case .handshake:
             handshakeRead(buffer)
         case .established:
+            manager.decoded(bytes: buffer.readableBytes)
             manager.stats.bytesIn &+= UInt64(buffer.readableBytes)
             lastReceived = Clock.monotonic()
             pinged = false
@@ -200,6 +209,13 @@ final class AgentSession: TCPConnectionHandler, DeadlineEntry, CustomStringConve
 
     /// The manager's turn: offer the kept bytes again. False when the
     /// session no longer waits (it closed meanwhile).
+    /// The manager's turn after `mayRead` refused: read again.
+    func resumeInput() {
+        guard inputWaiting else { return }
+        inputWaiting = false
+        if !windowPaused && !draining { connection?.resumeReading() }
+    }
+
     func resumeHandshake() -> Bool {
         guard phase == .handshake, let c = connection, c.isReadingPaused, !waitingForKeys else { return false }
         c.resumeReading()
@@ -417,7 +433,7 @@ final class AgentSession: TCPConnectionHandler, DeadlineEntry, CustomStringConve
         }
         if windowPaused && window.inFlight <= SessionManager.maxInFlightBatches / 2 && !draining {
             windowPaused = false
-            connection?.resumeReading()
+            if !inputWaiting { connection?.resumeReading() }     // else the input turn resumes it
         }
         if draining && window.isEmpty { close(.local, error: ErrorRecord(code: .shuttingDown, message: "collector shutting down")) }
     }

@@ -65,6 +65,8 @@ public struct CollectorStats {
     public var sessionsReplaced: UInt64 = 0
     /// Handshakes postponed to a later loop iteration (per-iteration budget).
     public var handshakesDeferred: UInt64 = 0
+    /// Session input postponed to a later iteration (per-iteration budget).
+    public var inputDeferred: UInt64 = 0
     public var keyLookups: UInt64 = 0
     public var keyLookupsShared: UInt64 = 0
 

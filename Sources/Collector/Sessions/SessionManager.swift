@@ -42,7 +42,13 @@ public final class SessionManager {
     /// Handshakes completed per loop iteration (each costs an X25519 key
     /// generation and agreement, ~0.1 ms); a reconnect storm is spread over
     /// iterations instead of holding the loop.
-    static let handshakesPerIteration = 32
+    static let handshakesPerIteration = 8
+    /// Wire bytes of established sessions read per loop iteration (about
+    /// 1 µs of decrypting, decoding and translating per aggregate). When a
+    /// commit acknowledges many batches at once, their agents' next batches
+    /// arrive together; past this budget the rest wait in the kernel for a
+    /// later iteration. One read (`readBudget`) may overshoot it.
+    static let inputBytesPerIteration = 32 * 1024
 
     public let loop: EventLoop
     let store: MeasurementStore
@@ -73,6 +79,10 @@ public final class SessionManager {
     private var handshakesThisIteration = 0
     private var waitingForTurn = RingBuffer<AgentSession>(capacity: 64, overflow: .grow)
     private var turnScheduled = false
+    private var inputIteration: UInt = .max
+    private var inputBytesThisIteration = 0
+    private var waitingForInput = RingBuffer<AgentSession>(capacity: 64, overflow: .grow)
+    private var inputTurnScheduled = false
     public private(set) var isShuttingDown = false
     private var drained: (() -> Void)?
 
@@ -86,6 +96,7 @@ public final class SessionManager {
                                maxHandshakeLength: 16 * 1024, maxOutboundBytes: 1 << 20)
         var o = TCPConnection.Options()
         o.idleTimeout = 0                 // the deadline wheel does timeouts
+        o.readBudget = 16 * 1024          // per wakeup; keeps one read within the input budget
         o.maxReadBuffer = Preamble.maxLength + 2 + limits.maxHandshakeLength
         o.maxQueuedBytes = 2 << 20
         connectionOptions = o
@@ -152,6 +163,40 @@ public final class SessionManager {
             }
             if !self.waitingForTurn.isEmpty { self.scheduleTurns() }
         }
+    }
+
+    /// Whether an established session may read more input in this
+    /// iteration. Once the iteration's budget is spent the session waits
+    /// (reading paused, bytes left in the kernel) and `resumeInput()` lets it
+    /// read again on a later iteration.
+    func mayRead(_ s: AgentSession) -> Bool {
+        if loop.iteration != inputIteration {
+            inputIteration = loop.iteration
+            inputBytesThisIteration = 0
+        }
+        if inputBytesThisIteration < SessionManager.inputBytesPerIteration { return true }
+        stats.inputDeferred &+= 1
+        waitingForInput.append(s)
+        if !inputTurnScheduled {
+            inputTurnScheduled = true
+            // Runs at the end of this iteration: the sessions are watched
+            // again and read on the next one, each asking once more.
+            loop.defer { [weak self] in
+                guard let self else { return }
+                self.inputTurnScheduled = false
+                while let s = self.waitingForInput.popFirst() { s.resumeInput() }
+            }
+        }
+        return false
+    }
+
+    /// Counts input decoded in this iteration against the budget.
+    func decoded(bytes: Int) {
+        if loop.iteration != inputIteration {
+            inputIteration = loop.iteration
+            inputBytesThisIteration = 0
+        }
+        inputBytesThisIteration += bytes
     }
 
     func lookupKeys(project: String, _ completion: @escaping KeyDirectory.Completion) {

@@ -22,7 +22,14 @@ public final class SQLiteConnection {
     public private(set) var walPages: Int32 = 0
     private var closed = false
 
+    /// Process-wide settings, applied once before the first connection.
+    private static let configured: Bool = {
+        _ = csqlite_disable_memstatus()
+        return true
+    }()
+
     public init(path: String, readOnly: Bool = false) throws(SQLiteError) {
+        _ = SQLiteConnection.configured
         var db: OpaquePointer?
         let flags = (readOnly ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE))
             | SQLITE_OPEN_NOMUTEX

@@ -186,6 +186,17 @@ enum Migrations {
         Migration(version: 2, name: "monitor runs by agent", sql: """
         CREATE INDEX monitor_runs_agent_monitor ON monitor_runs(project_id, agent_id, monitor, ts_ms);
         """),
+        // One time-ordered index on measurements instead of (series, ts) and
+        // (ts). Rows arrive in time order, so every insert lands at the right
+        // edge of this index; the per-series index took one page write per
+        // series per commit and capped durable ingest (docs/STORAGE.md,
+        // "Indexes"). Queries for some series scan it newest first and test
+        // series_id inside the index entries.
+        Migration(version: 3, name: "measurements indexed by time, then series", sql: """
+        DROP INDEX measurements_series_ts;
+        DROP INDEX measurements_ts;
+        CREATE INDEX measurements_ts_series ON measurements(ts_ms, series_id);
+        """),
     ]
 
     static var latest: Int { all.last?.version ?? 0 }

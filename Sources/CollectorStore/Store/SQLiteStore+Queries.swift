@@ -34,9 +34,19 @@ extension SQLiteStore {
 
     public func measurements(_ q: MeasurementQuery, completion: @escaping StoreCompletion<[MeasurementRecord]>) {
         enqueueRead({ store in
+            // The series filters pick a set of series ids first; the scan of
+            // the time-ordered index then tests each entry's series_id against
+            // that set without joining every row (docs/STORAGE.md, "Indexes").
+            var series = Filter()
+            series.add("p2.name = ?", q.project); series.add("s2.agent_id = ?", q.agent); series.add("s2.monitor = ?", q.monitor)
+            series.add("s2.check_name = ?", q.check); series.add("s2.source = ?", q.source)
             var f = Filter()
-            f.add("p.name = ?", q.project); f.add("s.agent_id = ?", q.agent); f.add("s.monitor = ?", q.monitor)
-            f.add("s.check_name = ?", q.check); f.add("s.source = ?", q.source); f.add("m.ts_ms >= ?", q.since)
+            if !series.clauses.isEmpty {
+                f.clauses.append("m.series_id IN (SELECT s2.id FROM series s2 JOIN projects p2 ON p2.id = s2.project_id"
+                                 + series.sql + ")")
+                f.values = series.values
+            }
+            f.add("m.ts_ms >= ?", q.since)
             var out: [MeasurementRecord] = []
             try store.select("""
                 SELECT m.ts_ms, p.name, s.agent_id, s.monitor, s.check_name, s.source, m.count, m.sum_ms, m.min_ms,

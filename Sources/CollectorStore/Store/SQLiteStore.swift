@@ -105,6 +105,9 @@ public final class SQLiteStore: MeasurementStore {
         try db.exec("PRAGMA temp_store = MEMORY")
         // After a checkpoint the WAL file is cut back to this size.
         try db.exec("PRAGMA journal_size_limit = 67108864")
+        // Keeps the measurement indexes' working set (the last leaf of every
+        // series) in memory instead of re-reading it from the OS each write.
+        try db.exec("PRAGMA cache_size = -\(options.cacheKiB)")
         sqlite3_busy_timeout(db.handle, options.busyTimeoutMillis)
     }
 

@@ -17,6 +17,12 @@ public struct StoreOptions: Sendable {
     /// Rows queued but not yet committed; beyond it writes are refused
     /// with `.overloaded` (the agent re-sends later; nothing is lost).
     public var maxPendingRows = 200_000
+    /// SQLite's page cache of the store's connection, KiB: an upper bound,
+    /// filled only as pages are used.
+    public var cacheKiB = 65_536
+    /// Nice value of the writer thread (0: the process's own). Positive:
+    /// the loop thread wins the CPU whenever both want it.
+    public var writerNice: Int32 = 10
     /// Checkpoint once the WAL holds this many pages (4 KiB each).
     public var checkpointPages: Int32 = 1_000
     /// How long SQLite itself waits for another process's lock (ms) before

@@ -148,6 +148,14 @@ final class StoreWriter: @unchecked Sendable {
     // MARK: writer thread
 
     private func run() {
+        // Below the loop thread: when both are runnable on one core the loop
+        // (sessions, timers, acknowledgements) wins and the writer takes
+        // what is left, so its work shows up as throughput, not loop lag.
+        if options.writerNice != 0 {
+            do { try Syscalls.setThreadNice(options.writerNice) } catch {
+                Log.warn("store: cannot lower the writer thread's priority: \(error)")
+            }
+        }
         while true {
             pthread_mutex_lock(mutex)
             while incoming.isEmpty && !stopRequested { pthread_cond_wait(wakeWriter, mutex) }

@@ -50,25 +50,26 @@ public enum Verifier {
         var crossBatches: UInt64 = 0, storedUnacked: UInt64 = 0
         var examples: [String] = []
         do {
-            let perDB = try dbs.map { db in
-                try db.statement("""
-                    SELECT m.ts_ms, COUNT(*) FROM measurements m JOIN series s ON s.id = m.series_id
-                    WHERE s.agent_id = ?1 AND m.ts_ms > ?2 GROUP BY m.ts_ms
+            // One pass per database (the measurements are indexed by time,
+            // not by series): agent → sequence → rows.
+            let perDB: [[String: [UInt64: UInt64]]] = try dbs.map { db in
+                let q = try db.statement("""
+                    SELECT s.agent_id, m.ts_ms, COUNT(*) FROM measurements m JOIN series s ON s.id = m.series_id
+                    WHERE m.ts_ms > ?1 GROUP BY s.agent_id, m.ts_ms
                     """)
+                defer { q.reset() }
+                q.bind(1, h.baseMs)
+                var byAgent: [String: [UInt64: UInt64]] = [:]
+                while try q.step() {
+                    let agent = q.text(0)
+                    guard ledger.acks[agent] != nil else { continue }
+                    byAgent[agent, default: [:]][UInt64(q.int64(1) - h.baseMs)] = UInt64(q.int64(2))
+                }
+                return byAgent
             }
             for (agent, ranges) in ledger.acks.sorted(by: { $0.key < $1.key }) {
                 // Stored batches of this agent, per database: sequence → rows.
-                var stored: [[UInt64: UInt64]] = []
-                for q in perDB {
-                    q.reset()
-                    q.bind(1, agent)
-                    q.bind(2, h.baseMs)
-                    var counts: [UInt64: UInt64] = [:]
-                    while try q.step() {
-                        counts[UInt64(q.int64(0) - h.baseMs)] = UInt64(q.int64(1))
-                    }
-                    stored.append(counts)
-                }
+                let stored: [[UInt64: UInt64]] = perDB.map { $0[agent] ?? [:] }
                 let ackedThrough = ranges.last?.to ?? 0
                 for r in ranges {
                     for seq in r.from...r.to {

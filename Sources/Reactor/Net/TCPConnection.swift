@@ -363,6 +363,8 @@ public final class TCPConnection: CustomStringConvertible {
     private func readable() {
         var budget = options.readBudget
         while budget > 0 && state == .open && !readEOF && !readingPaused {
+            handler?.connectionWillRead(self)
+            if readingPaused || state != .open { return }
             let buffer: ByteBuffer
             var lent: ByteBuffer?
             if let own = readBuffer {

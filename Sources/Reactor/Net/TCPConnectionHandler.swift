@@ -16,6 +16,12 @@ public protocol TCPConnectionHandler: AnyObject {
     /// connections, which start open).
     func connectionDidConnect(_ connection: TCPConnection)
 
+    /// About to read from the socket. A handler that must not take more
+    /// input now (a per-iteration budget spent) calls `pauseReading()` here;
+    /// nothing is read then, and the bytes wait in the kernel until it
+    /// resumes.
+    func connectionWillRead(_ connection: TCPConnection)
+
     /// Bytes arrived. `buffer.readable` holds everything not yet consumed;
     /// consume (`buffer.consume(n)`) what was parsed and leave a partial
     /// frame in place: it is kept and more bytes are appended after it. The
@@ -40,6 +46,7 @@ public protocol TCPConnectionHandler: AnyObject {
 
 extension TCPConnectionHandler {
     public func connectionDidConnect(_ connection: TCPConnection) {}
+    public func connectionWillRead(_ connection: TCPConnection) {}
     public func connectionDidReadEOF(_ connection: TCPConnection) {}
     public func connectionWritabilityChanged(_ connection: TCPConnection) {}
 }

@@ -368,6 +368,16 @@ public enum Syscalls {
         }
     }
 
+    /// Sets the calling thread's nice value (setpriority on its thread id):
+    /// a helper thread can yield the CPU to its loop thread. Raising the
+    /// value needs no privilege; lowering it below 0 does (EACCES/EPERM).
+    public static func setThreadNice(_ value: Int32) throws {
+        let tid = csys_gettid()
+        _ = try blocking("setpriority(thread \(tid), \(value))") {
+            setpriority(__priority_which_t(PRIO_PROCESS.rawValue), id_t(tid), value)
+        }
+    }
+
     /// SIGPIPE must never kill a Vigil process: sends use MSG_NOSIGNAL, and
     /// this covers write(2)/writev(2) on sockets and pipes.
     public static func ignoreSIGPIPE() {
