@@ -163,7 +163,7 @@ log_level = info
 EOF
 "$BIN/vigil-collector" keys create --project load --config "$DIR/collector.conf" > "$DIR/key" 2>/dev/null \
     || fail "vigil-collector keys create failed"
-start /dev/null "$DIR/collector.log" "$BIN/vigil-collector" run --config "$DIR/collector.conf"
+start /dev/null "$DIR/collector.log" "${RX[@]}" "$BIN/vigil-collector" run --config "$DIR/collector.conf"
 CPID=$LAST
 wait_line "$DIR/collector.log" " ready " 30 "$CPID" || { cat "$DIR/collector.log" >&2; fail "the collector did not start"; }
 TOKEN=$(cat "$DIR/collector/admin_token")

@@ -39,6 +39,33 @@ final class StoreLifecycleTests: XCTestCase {
         close(again)
     }
 
+    func testVersion2DatabaseGetsTheTimeOrderedIndexAndKeepsItsRows() throws {
+        let dir = TempDir()
+        let path = dir.path + "/vigil.db"
+        do {
+            let old = try SQLiteConnection(path: path)
+            try Migrations.migrate(old, now: 1, upTo: 2)
+            try old.exec("""
+                INSERT INTO projects(id, name, created_ms) VALUES (1, 'demo', 1);
+                INSERT INTO series(id, project_id, agent_id, monitor, check_name, source) VALUES (7, 1, 'a1', 'm', 'c', 'ipa');
+                INSERT INTO measurements(series_id, ts_ms, count, sum_ms, min_ms, max_ms, p50_ms, p95_ms, p99_ms)
+                    VALUES (7, 1000, 3, 3, 1, 1, 1, 1, 1), (7, 2000, 4, 4, 1, 1, 1, 1, 1);
+                """)
+            old.close()
+        }
+        let loop = EventLoop()
+        let store = try SQLiteStore.open(loop: loop, options: StoreOptions(dataDirectory: dir.path), now: 5)
+        XCTAssertEqual(store.schemaVersion, 3)
+        var indexes: [String] = []
+        let s = try store.db.statement("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'measurements' ORDER BY name")
+        while try s.step() { indexes.append(s.text(0)) }
+        s.reset()
+        XCTAssertEqual(indexes, ["measurements_ts_series"])
+        let rows = try wait(loop) { store.measurements(MeasurementQuery(agent: "a1", check: "c"), completion: $0) }
+        XCTAssertEqual(rows.map(\.measurement.ts), [2000, 1000], "newest first, through the new index")
+        close(store)
+    }
+
     func testNewerSchemaIsRefusedUntouched() throws {
         let dir = TempDir()
         let loop = EventLoop()

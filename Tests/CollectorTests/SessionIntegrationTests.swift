@@ -168,6 +168,35 @@ final class SessionIntegrationTests: XCTestCase {
     /// The agent's view of "between receive and ack": it sent a batch and
     /// has seen no Ack (it never read one) when the collector dies with
     /// kill -9. After a restart it re-sends; the batch is stored once.
+    /// Input that arrives from many sessions at once is spread over loop
+    /// iterations (the per-iteration read budget), and none of it is lost.
+    func testBurstFromManySessionsIsSpreadOverIterationsAndFullyStored() throws {
+        let c = try CollectorProcess()
+        defer { c.stop(); c.removeDirectory() }
+        let key = c.createKey(project: "acme")
+        let clients = try (0..<4).map { i -> WireTestClient in
+            let client = try WireTestClient(port: c.sessionPort, key: key, hello: WireTestClient.hello("burst-\(i)"))
+            XCTAssertNotNil(client.handshake())
+            return client
+        }
+        let batches: UInt64 = 60
+        let padding = String(repeating: "x", count: 200)
+        // Stopped, the collector reads nothing: every client's ~17 KB is in
+        // its socket when it continues, so one iteration sees all four.
+        c.signal(SIGSTOP)
+        for client in clients {
+            var records: [Record] = []
+            for seq in 1...batches { records += client.batch(seq, check: "GET /cart/\(seq)/\(padding)") }
+            client.send(records)
+        }
+        c.signal(SIGCONT)
+        for client in clients {
+            XCTAssertNotNil(client.waitForRecord(timeout: 20) { $0 == .ack(Ack(sequence: batches)) }, "every batch acknowledged")
+        }
+        XCTAssertGreaterThan(c.metric("vigil_session_input_deferred_total") ?? 0, 0, "some reads waited for a later iteration")
+        XCTAssertEqual(c.metric("vigil_rows_stored_total"), Double(4 * batches))
+    }
+
     func testBatchResentAfterKill9IsStoredExactlyOnce() throws {
         var c = try CollectorProcess()
         defer { c.stop(); c.removeDirectory() }

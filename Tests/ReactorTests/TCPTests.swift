@@ -11,6 +11,8 @@ final class TCPProbe: TCPConnectionHandler {
     var eofs = 0
     var writability: [Bool] = []
     var closes: [TCPCloseReason] = []
+    var willReads = 0
+    var onWillRead: ((TCPConnection) -> Void)?
     var onConnect: ((TCPConnection) -> Void)?
     var onRead: ((TCPConnection, ByteBuffer) -> Void)?
     var onEOF: ((TCPConnection) -> Void)?
@@ -18,6 +20,7 @@ final class TCPProbe: TCPConnectionHandler {
     var onClose: ((TCPConnection) -> Void)?
 
     func connectionDidConnect(_ c: TCPConnection) { connected += 1; onConnect?(c) }
+    func connectionWillRead(_ c: TCPConnection) { willReads += 1; onWillRead?(c) }
     func connection(_ c: TCPConnection, didRead b: ByteBuffer) {
         if let onRead { onRead(c, b); return }
         received += b.readable
@@ -663,6 +666,32 @@ final class TCPTests: XCTestCase {
     }
 
     // MARK: listener
+
+    func testPausingInWillReadLeavesTheBytesInTheKernel() throws {
+        let loop = makeLoop()
+        let server = try Server(loop: loop, address: loopback)
+        var admit = false
+        server.configure = { _, probe in
+            probe.onWillRead = { c in if !admit { c.pauseReading() } }
+        }
+        let client = TCPProbe()
+        let c = TCPConnection.connect(loop: loop, to: server.listener.localAddress, handler: client)
+        let message = Self.pattern(10_000)
+        XCTAssertTrue(c.write(message))
+        XCTAssertTrue(loop.run(until: { (server.probes.first?.willReads ?? 0) > 0 }, timeout: 5))
+        for _ in 0..<20 { loop.runOnce(wait: false) }
+        let conn = server.connections[0], probe = server.probes[0]
+        XCTAssertEqual(probe.willReads, 1, "a paused connection is not asked again")
+        XCTAssertEqual(conn.bytesRead, 0, "nothing was read")
+        XCTAssertTrue(probe.received.isEmpty)
+        admit = true
+        conn.resumeReading()
+        XCTAssertTrue(loop.run(until: { probe.received.count == message.count }, timeout: 5))
+        XCTAssertEqual(probe.received, message, "every byte arrives once reading resumes")
+        c.close()
+        XCTAssertTrue(loop.run(until: { client.closes.count == 1 && probe.closes.count == 1 }, timeout: 5))
+        server.listener.close()
+    }
 
     func testReusePortLetsTwoListenersShareAPort() throws {
         let loop = makeLoop()

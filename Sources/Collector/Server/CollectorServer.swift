@@ -116,7 +116,7 @@ public final class CollectorServer {
 
         var lo = TCPListener.Options()
         lo.backlog = settings.backlog
-        lo.acceptBatch = 256
+        lo.acceptBatch = 64
         do {
             let l = try TCPListener(loop: loop, address: settings.listen, options: lo) { [unowned manager] fd, peer in
                 manager.accept(fd: fd, peer: peer)

@@ -48,7 +48,7 @@ public final class SessionManager {
     /// commit acknowledges many batches at once, their agents' next batches
     /// arrive together; past this budget the rest wait in the kernel for a
     /// later iteration. One read (`readBudget`) may overshoot it.
-    static let inputBytesPerIteration = 32 * 1024
+    static let inputBytesPerIteration = 16 * 1024
 
     public let loop: EventLoop
     let store: MeasurementStore
@@ -96,7 +96,7 @@ public final class SessionManager {
                                maxHandshakeLength: 16 * 1024, maxOutboundBytes: 1 << 20)
         var o = TCPConnection.Options()
         o.idleTimeout = 0                 // the deadline wheel does timeouts
-        o.readBudget = 16 * 1024          // per wakeup; keeps one read within the input budget
+        o.readBudget = 8 * 1024           // per wakeup; keeps one read within the input budget
         o.maxReadBuffer = Preamble.maxLength + 2 + limits.maxHandshakeLength
         o.maxQueuedBytes = 2 << 20
         connectionOptions = o

@@ -56,6 +56,10 @@ public final class SQLiteStore: MeasurementStore {
     /// Jobs queued during this loop iteration, handed to the writer at once.
     private var outbox: [StoreJob] = []
     private var handOffScheduled = false
+    /// Finished jobs whose completions have not run yet.
+    private var completions = RingBuffer<StoreJob>(capacity: 1024, overflow: .grow)
+    private var completionsScheduled = false
+    private var writerClosed = false
     var retentionTimer: TimerWatcher?
     var retentionRunning = false
     private enum Phase { case open, closing, closed }
@@ -211,11 +215,20 @@ public final class SQLiteStore: MeasurementStore {
         outbox.removeAll(keepingCapacity: true)
     }
 
-    /// Loop thread (the writer's wake-up): completions, in order.
+    /// Loop thread (the writer's wake-up): completions, in order, at most
+    /// `maxCompletionsPerIteration` per iteration.
     private func drainFinished() {
         let (jobs, counters, closed) = writer.takeFinished()
         writerStats = counters
-        for job in jobs {
+        if closed { writerClosed = true }
+        for job in jobs { completions.append(job) }
+        runCompletions()
+    }
+
+    private func runCompletions() {
+        var n = 0
+        while n < options.maxCompletionsPerIteration, let job = completions.popFirst() {
+            n += 1
             switch job.kind {
             case .write(let rows):
                 loopStats.pendingWrites -= 1
@@ -227,7 +240,18 @@ public final class SQLiteStore: MeasurementStore {
             }
             job.finish(job.error)
         }
-        if closed { finishClose() }
+        if !completions.isEmpty {
+            if !completionsScheduled {
+                completionsScheduled = true
+                loop.defer { [weak self] in
+                    guard let self else { return }
+                    self.completionsScheduled = false
+                    self.runCompletions()
+                }
+            }
+        } else if writerClosed {
+            finishClose()
+        }
     }
 
     // MARK: closing

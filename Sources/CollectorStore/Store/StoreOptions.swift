@@ -18,8 +18,12 @@ public struct StoreOptions: Sendable {
     /// with `.overloaded` (the agent re-sends later; nothing is lost).
     public var maxPendingRows = 200_000
     /// SQLite's page cache of the store's connection, KiB: an upper bound,
-    /// filled only as pages are used.
-    public var cacheKiB = 65_536
+    /// filled only as pages are used. The hot pages are the right edges of
+    /// time-ordered tables and indexes, so a small cache holds them.
+    public var cacheKiB = 8_192
+    /// Completions run per loop iteration at most; the rest run on the
+    /// next ones (a commit of thousands of writes does not hold the loop).
+    public var maxCompletionsPerIteration = 512
     /// Nice value of the writer thread (0: the process's own). Positive:
     /// the loop thread wins the CPU whenever both want it.
     public var writerNice: Int32 = 10
