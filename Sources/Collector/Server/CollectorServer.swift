@@ -396,7 +396,7 @@ public final class CollectorServer {
 
         let st = store.stats
         p.summary("vigil_store_commit_seconds", "COMMIT (the fsync) of one store transaction.", st.commitMicros, unit: 1e-6)
-        p.summary("vigil_store_transaction_seconds", "BEGIN to COMMIT of one store slice (time the loop was held).",
+        p.summary("vigil_store_transaction_seconds", "BEGIN to COMMIT of one store transaction (on the writer thread).",
                   st.transactionMicros, unit: 1e-6)
         p.single("vigil_store_transactions_total", "counter", "Store transactions committed.", Double(st.transactions))
         p.single("vigil_store_pending_rows", "gauge", "Rows queued for the store and not yet committed.", Double(st.pendingRows))
