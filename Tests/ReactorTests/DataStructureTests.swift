@@ -171,6 +171,13 @@ final class SystemTests: XCTestCase {
         XCTAssertNotNil(ProcessLimits.somaxconn())
         XCTAssertGreaterThan(ProcessLimits.residentBytes(), 0)
         XCTAssertGreaterThan(ProcessLimits.openDescriptorCount(), 2)
+        // The count follows the descriptors actually open.
+        let before = ProcessLimits.openDescriptorCount()
+        var fds: [Int32] = [0, 0]
+        XCTAssertEqual(pipe(&fds), 0)
+        XCTAssertEqual(ProcessLimits.openDescriptorCount(), before + 2)
+        close(fds[0]); close(fds[1])
+        XCTAssertEqual(ProcessLimits.openDescriptorCount(), before)
     }
 
     func testLogLimiterAllowsOneLinePerKeyPerInterval() {

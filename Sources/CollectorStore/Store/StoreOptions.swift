@@ -23,7 +23,7 @@ public struct StoreOptions: Sendable {
     public var cacheKiB = 8_192
     /// Completions run per loop iteration at most; the rest run on the
     /// next ones (a commit of thousands of writes does not hold the loop).
-    public var maxCompletionsPerIteration = 512
+    public var maxCompletionsPerIteration = 128
     /// Nice value of the writer thread (0: the process's own). Positive:
     /// the loop thread wins the CPU whenever both want it.
     public var writerNice: Int32 = 10
