@@ -46,7 +46,9 @@ run_suite "tests"
 if [ "${VIGIL_SKIP_SANITIZERS:-0}" != 1 ]; then
   ASAN_OPTIONS=malloc_context_size=10 LSAN_OPTIONS="suppressions=$PWD/scripts/lsan.supp" \
     run_suite "Reactor tests under AddressSanitizer" --sanitize=address --scratch-path .build-asan --filter ReactorTests
-  run_suite "Reactor tests under ThreadSanitizer" --sanitize=thread --scratch-path .build-tsan --filter ReactorTests
+  # The store's writer thread shares jobs with the loop thread: its suite runs under TSan too.
+  run_suite "Reactor and store tests under ThreadSanitizer" --sanitize=thread --scratch-path .build-tsan \
+    --filter "ReactorTests|CollectorStoreTests"
 fi
 
 if [ -x scripts/fuzz-all.sh ]; then

@@ -36,7 +36,9 @@ final class StoreJob {
 
     let kind: Kind
     /// Writer thread. A write runs inside a savepoint of a transaction.
-    let execute: () throws -> Void
+    /// Cleared before the job is handed back: what it captured (the store)
+    /// must not be kept alive by a writer that still holds the job.
+    var execute: (() throws -> Void)?
     /// Loop thread, after the job ran (`error` nil on success).
     let finish: (StoreError?) -> Void
     /// Set by the writer before the job is handed back.
@@ -208,6 +210,7 @@ final class StoreWriter: @unchecked Sendable {
     }
 
     private func publish(_ jobs: [StoreJob], closing: Bool = false) {
+        for job in jobs { job.execute = nil }
         pthread_mutex_lock(mutex)
         finished.append(contentsOf: jobs)
         published = stats
@@ -261,7 +264,7 @@ final class StoreWriter: @unchecked Sendable {
             return .sqlite(error)
         }
         do {
-            try w.execute()
+            try w.execute?()
             try db.exec("RELEASE w")
             return nil
         } catch {
@@ -275,7 +278,7 @@ final class StoreWriter: @unchecked Sendable {
     private func runRead(_ r: StoreJob) {
         let t0 = Clock.monotonicNanos()
         stats.reads &+= 1
-        do { try r.execute() } catch {
+        do { try r.execute?() } catch {
             r.error = SQLiteStore.storeError(error)
             stats.readsFailed &+= 1
         }
