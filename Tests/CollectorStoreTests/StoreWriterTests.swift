@@ -79,3 +79,35 @@ final class StoreWriterTests: XCTestCase {
         other.close()
     }
 }
+
+/// Reads run on the writer thread: one that scans too long is stopped.
+final class StoreReadLimitTests: XCTestCase {
+    func testAReadPastItsDeadlineIsStoppedAndWritesGoOn() throws {
+        let f = try StoreFixture(self) { $0.maxReadMillis = 1 }
+        // 400,000 rows of one series, written directly while the store is idle.
+        try f.store.db.exec("""
+            INSERT INTO series(id, project_id, agent_id, monitor, check_name, source) VALUES (900, 1, 'busy', 'm', 'c', 'ipa');
+            WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 400000)
+            INSERT INTO measurements(series_id, ts_ms, count, sum_ms, min_ms, max_ms, p50_ms, p95_ms, p99_ms)
+                SELECT 900, x, 1, 1, 1, 1, 1, 1, 1 FROM n;
+            """)
+        // A series with no rows: the scan goes through the whole index.
+        let r = try waitResult(f.loop) { f.store.measurements(MeasurementQuery(agent: "a1", check: "nothing"), completion: $0) }
+        XCTAssertEqual(r.failureValue, .readTooLong(millis: 1))
+        XCTAssertEqual(f.store.stats.readsInterrupted, 1)
+        XCTAssertTrue("\(StoreError.readTooLong(millis: 1))".contains("narrow it"))
+        // The writer goes on: a write and a bounded read after it succeed.
+        XCTAssertEqual(try wait(f.loop) { f.store.submitBatch(f.batch(seq: 0, measurements: [measurement(500_000)]), completion: $0) },
+                       .stored(rows: 1))
+        let newest = try wait(f.loop) { f.store.measurements(MeasurementQuery(limit: 1), completion: $0) }
+        XCTAssertEqual(newest.map(\.measurement.ts), [500_000])
+        close(f.store)
+    }
+}
+
+private extension Result {
+    var failureValue: Failure? {
+        if case .failure(let e) = self { return e }
+        return nil
+    }
+}

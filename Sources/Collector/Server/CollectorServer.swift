@@ -407,6 +407,8 @@ public final class CollectorServer {
         p.sample("vigil_store_failures_total", ["cause": "closed"], st.refusedClosed)
         p.sample("vigil_store_failures_total", ["cause": "invalid"], st.refusedInvalid)
         p.sample("vigil_store_failures_total", ["cause": "busy_retry"], st.busyRetries)
+        p.sample("vigil_store_failures_total", ["cause": "read_failed"], st.readsFailed - st.readsInterrupted)
+        p.sample("vigil_store_failures_total", ["cause": "read_too_long"], st.readsInterrupted)
         p.single("vigil_store_retention_deleted_total", "counter", "Rows removed by retention.", Double(st.retentionDeleted))
 
         p.summary("vigil_loop_lag_seconds", "Time the loop was busy before polling again (since start).", loop.lag, unit: 1e-6)

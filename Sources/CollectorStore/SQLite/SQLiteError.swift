@@ -54,6 +54,9 @@ public enum StoreError: Error, Equatable, Sendable, CustomStringConvertible {
     case schemaTooNew(found: Int, known: Int)
     /// The store was closed before the operation ran.
     case closed
+    /// A read ran longer than the store allows (`StoreOptions.maxReadMillis`)
+    /// and was stopped, so it would not hold up the writes behind it.
+    case readTooLong(millis: Int)
 
     public var description: String {
         switch self {
@@ -64,6 +67,8 @@ public enum StoreError: Error, Equatable, Sendable, CustomStringConvertible {
         case .overloaded(let pending, let limit): return "store overloaded: \(pending) rows pending (limit \(limit))"
         case .schemaTooNew(let found, let known): return "database schema version \(found) is newer than this program's \(known)"
         case .closed: return "store closed"
+        case .readTooLong(let ms):
+            return "query stopped after \(ms) ms: narrow it (since, agent, monitor, check) or lower its limit"
         }
     }
 }

@@ -24,6 +24,10 @@ public struct StoreOptions: Sendable {
     /// Completions run per loop iteration at most; the rest run on the
     /// next ones (a commit of thousands of writes does not hold the loop).
     public var maxCompletionsPerIteration = 128
+    /// Longest a read may run (ms) before SQLite interrupts it: reads run
+    /// on the writer thread, and a scan of the whole history must not hold
+    /// up the commits (and acknowledgements) behind it.
+    public var maxReadMillis = 250
     /// Nice value of the writer thread (0: the process's own). Positive:
     /// the loop thread wins the CPU whenever both want it.
     public var writerNice: Int32 = 10

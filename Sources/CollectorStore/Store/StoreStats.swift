@@ -18,6 +18,8 @@ public struct StoreStats: Sendable {
     public var busyRetries: UInt64 = 0
     public var reads: UInt64 = 0
     public var readsFailed: UInt64 = 0
+    /// Reads stopped at `maxReadMillis` (counted in `readsFailed` too).
+    public var readsInterrupted: UInt64 = 0
     public var checkpoints: UInt64 = 0
     public var retentionDeleted: UInt64 = 0
     /// Sequence gaps dropped because an (agent, boot) had too many; a batch
@@ -45,6 +47,7 @@ public struct StoreStats: Sendable {
         busyRetries = w.busyRetries
         reads = w.reads
         readsFailed = w.readsFailed
+        readsInterrupted = w.readsInterrupted
         checkpoints = w.checkpoints
         sequenceGapsForgotten = w.sequenceGapsForgotten
         commitMicros = w.commitMicros

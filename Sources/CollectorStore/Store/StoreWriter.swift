@@ -25,6 +25,7 @@
 // Threading contract: `submit`, `takeFinished` and `requestStop` may be
 // called from the loop thread; everything else runs on the writer thread,
 // which alone uses the SQLiteConnection while it runs.
+import CSQLite
 import Reactor
 #if canImport(Glibc)
 import Glibc
@@ -77,6 +78,8 @@ final class StoreWriter: @unchecked Sendable {
     /// `seriesCacheLimit`; cleared when a rollback may have removed ids.
     var seriesCache: [SeriesKey: Int64] = [:]
     private lazy var checkpointAt: Int32 = options.checkpointPages
+    /// Monotonic deadline (ns) of the read being run; 0 while none is.
+    private var readDeadline: UInt64 = 0
     private var thread = pthread_t()
     private var started = false
 
@@ -158,6 +161,12 @@ final class StoreWriter: @unchecked Sendable {
                 Log.warn("store: cannot lower the writer thread's priority: \(error)")
             }
         }
+        // Every 10,000 virtual-machine steps SQLite asks whether to go on;
+        // a read past its deadline is interrupted (SQLITE_INTERRUPT).
+        sqlite3_progress_handler(db.handle, 10_000, { ctx in
+            let w = Unmanaged<StoreWriter>.fromOpaque(ctx!).takeUnretainedValue()
+            return w.readDeadline != 0 && Clock.monotonicNanos() > w.readDeadline ? 1 : 0
+        }, Unmanaged.passUnretained(self).toOpaque())
         while true {
             pthread_mutex_lock(mutex)
             while incoming.isEmpty && !stopRequested { pthread_cond_wait(wakeWriter, mutex) }
@@ -278,10 +287,16 @@ final class StoreWriter: @unchecked Sendable {
     private func runRead(_ r: StoreJob) {
         let t0 = Clock.monotonicNanos()
         stats.reads &+= 1
-        do { try r.execute?() } catch {
+        readDeadline = t0 &+ UInt64(max(1, options.maxReadMillis)) * 1_000_000
+        do { try r.execute?() } catch let e as SQLiteError where e.primaryCode == SQLITE_INTERRUPT {
+            r.error = .readTooLong(millis: options.maxReadMillis)
+            stats.readsFailed &+= 1
+            stats.readsInterrupted &+= 1
+        } catch {
             r.error = SQLiteStore.storeError(error)
             stats.readsFailed &+= 1
         }
+        readDeadline = 0
         stats.readMicros.record((Clock.monotonicNanos() &- t0) / 1000)
     }
 
