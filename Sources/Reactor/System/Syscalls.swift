@@ -189,6 +189,13 @@ public enum Syscalls {
         }
     }
 
+    /// bind(2) of a netlink socket to the multicast `groups` (a bit mask,
+    /// e.g. RTMGRP_LINK); the kernel assigns the port id.
+    @inline(never)
+    public static func bindNetlink(_ fd: Int32, groups: UInt32) throws {
+        _ = try blocking("bind(netlink groups \(groups))") { csys_bind_netlink(fd, groups) }
+    }
+
     @inline(never)
     public static func listen(_ fd: Int32, _ backlog: Int32) throws {
         _ = try blocking("listen") { Glibc.listen(fd, backlog) }
