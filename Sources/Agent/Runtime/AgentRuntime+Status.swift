@@ -112,7 +112,7 @@ extension AgentRuntime {
         // Read the interfaces again only when rtnetlink announced a change
         // or the capture addresses moved (or nothing watches): an idle
         // agent then runs none of getifaddrs and the string work after it.
-        guard interfacesStale || interfaceWatch?.isOpen != true || receiver.localAddresses != lastBound else { return }
+        guard interfacesStale || interfaceWatch?.isOpen != true || receiver.generation != lastBoundGeneration else { return }
         interfacesStale = false
         let now = interfacesNow()
         if now != lastInterfaces {
@@ -129,8 +129,8 @@ extension AgentRuntime {
 
     /// The host's interfaces, those we receive instrumentation on flagged.
     func interfacesNow() -> [Wire.NetworkInterface] {
-        lastBound = receiver.localAddresses
-        let bound = lastBound.map(\.ip)
+        lastBoundGeneration = receiver.generation
+        let bound = receiver.localAddresses.map(\.ip)
         let any = bound.contains("0.0.0.0") || bound.contains("::")
         return HostInfo.interfaces().map { i in
             var i = i

@@ -76,9 +76,9 @@ public final class AgentRuntime {
     var openWindowStart: Int64 = 0
     var statusBaseline = StatusBaseline()
     var lastInterfaces: [Wire.NetworkInterface] = []
-    /// The receiver's addresses when `lastInterfaces` was read (they decide
-    /// the capturing flag).
-    var lastBound: [SocketAddress] = []
+    /// `receiver.generation` when `lastInterfaces` was read (the bound
+    /// addresses decide the capturing flag).
+    var lastBoundGeneration: UInt64 = .max
     /// Interface changes from rtnetlink (run mode); nil: every status tick
     /// reads the interfaces again.
     var interfaceWatch: InterfaceChangeWatcher?
