@@ -91,6 +91,8 @@ awk 'NR == FNR { hit[++n] = $1 + 0; next }
     echo '.text.$s5Agent14MappedPageTrimO*'
     echo '.text.$s5Agent0A11CommandLineO3run_6replay*'
     echo '.text.$s7Reactor8SyscallsO7madvise*'
+    echo '.text.$s7Reactor8SyscallsO8blocking*'
+    echo '.text.$s7Reactor8SyscallsO8retrying*'
     echo "# Traced:"
     cat "$OUT/sections"
 } > "$ORDER"

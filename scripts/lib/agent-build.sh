@@ -16,12 +16,18 @@
 #                         taken (gold is the toolchain's linker on Linux).
 #   --section-ordering-file  the functions an idle agent runs, placed first
 #                         and together (scripts/agent-text-order.sh writes it).
+#   -z max-page-size=0x10000  segments aligned to 64 KiB, so the kernel loads
+#                         the binary at a 64 KiB boundary and its 64 KiB
+#                         fault-around blocks are the binary's own: the same
+#                         code is resident in every run, not one block more or
+#                         less with where ASLR put it.
 VIGIL_AGENT_SCRATCH=.build-agent
 VIGIL_AGENT_BUILD=(swift build -c release --static-swift-stdlib --product vigil-agent
     --scratch-path "$VIGIL_AGENT_SCRATCH"
     -Xswiftc -Xfrontend -Xswiftc -function-sections
     -Xlinker --no-export-dynamic -Xlinker --icf=safe
-    -Xlinker --section-ordering-file=scripts/agent-text.order)
+    -Xlinker --section-ordering-file=scripts/agent-text.order
+    -Xlinker -z -Xlinker max-page-size=0x10000)
 
 # vigil_build_agent [ARGS…]: the shipped agent, unstripped, into
 # $VIGIL_AGENT_SCRATCH/release/vigil-agent. The ordering file is not an
