@@ -101,6 +101,9 @@ idle_cpu=$(awk -v t="$((t1 - t0))" -v hz="$HZ" -v a="$s0" -v b="$s1" 'BEGIN {pri
 idle_rss=$(rss_kb "$APID")
 say "idle:   RSS $idle_rss KiB ($(awk -v k="$idle_rss" 'BEGIN {printf "%.2f", k / 1024}') MiB; goal <= 6 MB, 5,859 KiB), CPU $idle_cpu % of one core over ${IDLE_S}s ($((t1 - t0)) ticks; goal <= 0.1 %)"
 say "        of the RSS: $(awk '/^RssAnon:/ {a=$2} /^RssFile:/ {f=$2} END {printf "anonymous %d KiB, file-backed %d KiB", a, f}' "/proc/$APID/status"); PSS $(awk '/^Pss:/ {print $2}' "/proc/$APID/smaps_rollup") KiB"
+# Resident code (executable mappings) of the agent and of libc, from smaps.
+code_kb() { awk -v m="$2" '/^[0-9a-f]+-[0-9a-f]+ / {x = ($2 ~ /x/ && $6 ~ m)} x && /^Rss:/ {k += $2} END {print k + 0}' "/proc/$1/smaps"; }
+say "        resident code: the agent's $(code_kb "$APID" "vigil-agent$") KiB, libc's $(code_kb "$APID" "libc[.]so") KiB"
 
 # step KIND RATE: sends STEP_S seconds at RATE to the receiver of KIND;
 # sets SENT, DROPS, RSS (agent, mid-step).
