@@ -90,10 +90,10 @@ fi
 # collector) give loop lag, CPU and RSS as the agent measures them.
 echo
 echo "== 4. the real agent: $MONITORS HTTP monitors every ${INTERVAL}s for ${RUN_SECONDS}s =="
-VIGIL_STATIC=1 swift build -c release --static-swift-stdlib --scratch-path .build-static --product vigil-agent 2>&1 \
-  | grep -E "error" || true
+source scripts/lib/agent-build.sh
+vigil_build_agent 2>&1 | grep -E "error" || true
 swift build -c release --product vigil-collector 2>&1 | grep -E "error" || true
-AG=.build-static/release/vigil-agent
+AG="$VIGIL_AGENT_SCRATCH/release/vigil-agent"
 COL="$(swift build -c release --show-bin-path)/vigil-collector"
 DIR=$(mktemp -d /tmp/vigil-bench-monitors.XXXXXX)
 CPID= APID=

@@ -1,9 +1,12 @@
-/* The _GNU_SOURCE calls declared in include/csystem.h. */
+/* The _GNU_SOURCE calls declared in include/csystem.h, and the rtnetlink
+ * values (kept out of the header). */
 #define _GNU_SOURCE 1
 #include <sys/socket.h>
 #include <fcntl.h>
 #include <unistd.h>
 #include <stddef.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
 #include "csystem.h"
 
 _Static_assert(sizeof(struct csys_mmsghdr) == sizeof(struct mmsghdr), "mmsghdr layout");
@@ -18,3 +21,14 @@ int csys_sendmmsg(int fd, struct csys_mmsghdr *v, unsigned int n, int flags) {
     return sendmmsg(fd, (struct mmsghdr *)v, n, flags);
 }
 int csys_gettid(void) { return (int)gettid(); }
+
+const int csys_netlink_route = NETLINK_ROUTE;
+const uint32_t csys_rtmgrp_interfaces = RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR;
+
+int csys_bind_netlink(int fd, uint32_t groups) {
+    struct sockaddr_nl sa;
+    memset(&sa, 0, sizeof sa);
+    sa.nl_family = AF_NETLINK;
+    sa.nl_groups = groups;
+    return bind(fd, (struct sockaddr *)&sa, sizeof sa);
+}

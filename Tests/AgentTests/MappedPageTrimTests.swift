@@ -68,5 +68,10 @@ final class MappedPageTrimTests: XCTestCase {
         let duration = Array("12.5".utf8).withUnsafeBytes { IPAParser.parseDuration($0) }
         XCTAssertEqual(duration, 12.5)
         XCTAssertEqual(MappedPageTrim.run().failures, 0)
+        // Advising the same ranges again (after the log line) fails nowhere,
+        // and the code still runs.
+        XCTAssertEqual(t.advised.count, t.mappings)
+        XCTAssertEqual(MappedPageTrim.repeatAdvice(t), 0)
+        XCTAssertEqual(Array("7.25".utf8).withUnsafeBytes { IPAParser.parseDuration($0) }, 7.25)
     }
 }

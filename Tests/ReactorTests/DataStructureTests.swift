@@ -180,6 +180,25 @@ final class SystemTests: XCTestCase {
         XCTAssertEqual(ProcessLimits.openDescriptorCount(), before)
     }
 
+    func testResidentBytesAgreesWithStatusAndParsesStatmStrictly() throws {
+        // VmRSS (kB) and statm (pages) are read a moment apart: within 5 MiB.
+        let status = try XCTUnwrap(ProcessLimits.readSmallFile("/proc/self/status"))
+        let line = try XCTUnwrap(status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") })
+        let kib = try XCTUnwrap(UInt64(line.split(separator: " ", omittingEmptySubsequences: true)[1]))
+        let rss = ProcessLimits.residentBytes()
+        XCTAssertLessThan(abs(Int64(rss / 1024) - Int64(kib)), 5 * 1024, "statm \(rss) B, status \(kib) kB")
+        func parse(_ s: String) -> UInt64? {
+            Array(s.utf8).withUnsafeBufferPointer { ProcessLimits.statmResidentPages($0) }
+        }
+        XCTAssertEqual(parse("5316 1530 1100 1204 0 340 0\n"), 1530)
+        XCTAssertEqual(parse("5316 7\n"), 7)
+        XCTAssertNil(parse("5316\n"))
+        XCTAssertNil(parse("5316  1530 0"), "an empty second field")
+        XCTAssertNil(parse("5316 15x0 0"))
+        XCTAssertNil(parse("1 99999999999999999999 0"), "more digits than a UInt64 holds")
+        XCTAssertNil(parse(""))
+    }
+
     func testLogLimiterAllowsOneLinePerKeyPerInterval() {
         var l = LogLimiter(interval: 60, maxKeys: 2)
         XCTAssertTrue(l.allow("a", now: 0))

@@ -41,7 +41,10 @@ public final class IPAReceiver {
 
     public let loop: EventLoop
     public let pipeline: IngestPipeline
-    private var endpoints: [Endpoint] = []
+    private var endpoints: [Endpoint] = [] { didSet { generation &+= 1 } }
+    /// Changes whenever the sockets do (open, close): a cheap "did the bound
+    /// addresses move" for callers that cache something derived from them.
+    public private(set) var generation: UInt64 = 0
     public private(set) var settings: Settings?
     // Totals of endpoints already closed.
     private var closedKernelDrops: UInt64 = 0

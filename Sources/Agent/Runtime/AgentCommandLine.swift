@@ -121,6 +121,9 @@ public enum AgentCommandLine {
                 "rss_before_kib": "\(t.rssBefore / 1024)", "rss_after_kib": "\(t.rssAfter / 1024)",
                 "mappings": "\(t.mappings)", "failures": "\(t.failures)",
             ])
+            // The log line above ran formatting code idle operation does
+            // not use; drop it again.
+            MappedPageTrim.repeatAdvice(t)
         }
         if path == nil { trim.start(after: trimDelaySeconds) }
         loop.run()

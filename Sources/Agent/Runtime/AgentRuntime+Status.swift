@@ -1,7 +1,8 @@
 // Status: the agent's health, every `status_interval_ms` into queue 1, and
 // at once after each handshake. Rates, CPU and loop lag cover the time
-// since the previous status. The interface list is re-read at each tick and
-// sent again when it changed.
+// since the previous status. The interface list is re-read at a tick after
+// rtnetlink announced a change (InterfaceChangeWatcher; at every tick where
+// the host gives no netlink socket) and sent again when it changed.
 import Reactor
 import Wire
 
@@ -108,6 +109,11 @@ extension AgentRuntime {
             return
         }
         uplink.enqueue(.record(.status(makeStatus())), priority: true)
+        // Read the interfaces again only when rtnetlink announced a change
+        // or the capture addresses moved (or nothing watches): an idle
+        // agent then runs none of getifaddrs and the string work after it.
+        guard interfacesStale || interfaceWatch?.isOpen != true || receiver.generation != lastBoundGeneration else { return }
+        interfacesStale = false
         let now = interfacesNow()
         if now != lastInterfaces {
             lastInterfaces = now
@@ -123,6 +129,7 @@ extension AgentRuntime {
 
     /// The host's interfaces, those we receive instrumentation on flagged.
     func interfacesNow() -> [Wire.NetworkInterface] {
+        lastBoundGeneration = receiver.generation
         let bound = receiver.localAddresses.map(\.ip)
         let any = bound.contains("0.0.0.0") || bound.contains("::")
         return HostInfo.interfaces().map { i in

@@ -76,6 +76,14 @@ public final class AgentRuntime {
     var openWindowStart: Int64 = 0
     var statusBaseline = StatusBaseline()
     var lastInterfaces: [Wire.NetworkInterface] = []
+    /// `receiver.generation` when `lastInterfaces` was read (the bound
+    /// addresses decide the capturing flag).
+    var lastBoundGeneration: UInt64 = .max
+    /// Interface changes from rtnetlink (run mode); nil: every status tick
+    /// reads the interfaces again.
+    var interfaceWatch: InterfaceChangeWatcher?
+    /// A change was announced since `lastInterfaces` was read.
+    var interfacesStale = false
     var exited = false
 
     public init(loop: EventLoop, mode: Mode = .run, source: ConfigSource, config: Configuration, settings: AgentSettings) {
@@ -106,6 +114,7 @@ public final class AgentRuntime {
         syncTimer.stop()
         drainTimer?.stop()
         for s in signals { s.stop() }
+        interfaceWatch?.close()
     }
 
     /// Binds the instrumentation sockets (run mode, capture on), starts the
@@ -126,6 +135,13 @@ public final class AgentRuntime {
         }
         statusBaseline = StatusBaseline(runtime: self)
         lastInterfaces = HostInfo.interfaces()
+        if mode == .run && interfaceWatch == nil {
+            do {
+                interfaceWatch = try InterfaceChangeWatcher(loop: loop) { [unowned self] in self.interfacesStale = true }
+            } catch {
+                Log.info("interface changes not watched: reading them at every status", ["error": "\(error)"])
+            }
+        }
         scheduleWindow()
         restartStatusTimer()
         restartSyncTimer()
@@ -305,6 +321,7 @@ public final class AgentRuntime {
         for s in signals { s.stop() }
         monitors?.shutdown()
         receiver.close()
+        interfaceWatch?.close()
         uplink.stop()
         if let onExit { onExit(code) } else { loop.stop() }
     }
@@ -313,6 +330,7 @@ public final class AgentRuntime {
 extension AgentRuntime: UplinkDelegate {
     public func uplinkEstablished(_ uplink: Uplink, welcome: Welcome) {
         patternsSynced = false
+        interfacesStale = false
         lastInterfaces = interfacesNow()
         uplink.sendNow(.interfaces(Interfaces(lastInterfaces)))
         uplink.sendNow(.status(makeStatus()))

@@ -39,6 +39,8 @@ public enum MappedPageTrim {
         /// RSS of the process before and after (statm), bytes.
         public var rssBefore: UInt64 = 0
         public var rssAfter: UInt64 = 0
+        /// The ranges advised, for `repeatAdvice`.
+        var advised: [Candidate] = []
     }
 
     /// A mapping that may be dropped: its range and resident size.
@@ -60,12 +62,26 @@ public enum MappedPageTrim {
                 try Syscalls.madvise(c.start, Int(c.end - c.start), MADV_DONTNEED)
                 outcome.mappings += 1
                 outcome.residentBytes += c.residentKiB * 1024
+                outcome.advised.append(c)
             } catch {
                 outcome.failures += 1
             }
         }
         outcome.rssAfter = ProcessLimits.residentBytes()
         return outcome
+    }
+
+    /// Advises the ranges `outcome` advised once more, without reading smaps:
+    /// the code that ran since (the caller's log line, the first use of its
+    /// string formatting) drops out too, so what faults back is only what
+    /// the agent keeps running. Returns the madvise calls that failed.
+    @discardableResult
+    public static func repeatAdvice(_ outcome: Outcome) -> Int {
+        var failures = 0
+        for c in outcome.advised {
+            do { try Syscalls.madvise(c.start, Int(c.end - c.start), MADV_DONTNEED) } catch { failures += 1 }
+        }
+        return failures
     }
 
     /// The mappings of `smaps` (the text of /proc/PID/smaps) that are

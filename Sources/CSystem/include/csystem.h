@@ -51,6 +51,17 @@ static const int CSYS_SO_MEMINFO = SO_MEMINFO;
 static const int CSYS_SK_MEMINFO_VARS = SK_MEMINFO_VARS;
 static const int CSYS_SK_MEMINFO_DROPS = SK_MEMINFO_DROPS;
 
+/* rtnetlink (csystem.c: the kernel headers stay out of this module, whose
+ * socket names must agree with Glibc's). A NETLINK_ROUTE socket bound to
+ * csys_rtmgrp_interfaces (RTMGRP_LINK | RTMGRP_IPV4_IFADDR |
+ * RTMGRP_IPV6_IFADDR) is told of every change of a link (state, flags) and
+ * of every IPv4/IPv6 address. csys_bind_netlink binds a netlink socket to
+ * multicast `groups` (the kernel picks the port id). */
+static const int CSYS_AF_NETLINK = AF_NETLINK;
+extern const int csys_netlink_route;
+extern const uint32_t csys_rtmgrp_interfaces;
+int csys_bind_netlink(int fd, uint32_t groups);
+
 /* CMSG_* walk over a received control buffer. */
 static inline struct cmsghdr *csys_cmsg_firsthdr(struct msghdr *m) { return CMSG_FIRSTHDR(m); }
 static inline struct cmsghdr *csys_cmsg_nxthdr(struct msghdr *m, struct cmsghdr *c) { return CMSG_NXTHDR(m, c); }

@@ -52,13 +52,40 @@ public enum ProcessLimits {
         readSmallFile("/proc/sys/net/core/somaxconn").flatMap { Int($0.trimmingSpaces()) }
     }
 
-    /// Resident set size of this process in bytes (from /proc/self/statm).
+    /// Resident set size of this process in bytes (from /proc/self/statm);
+    /// 0 if unreadable. Status paths call it every interval, so it reads
+    /// into a stack buffer and parses bytes: no 64 KiB array through
+    /// malloc's large-chunk code, no String.
     public static func residentBytes() -> UInt64 {
-        guard let s = readSmallFile("/proc/self/statm") else { return 0 }
-        let parts = s.split(separator: " ")
-        guard parts.count > 1, let pages = UInt64(parts[1]) else { return 0 }
-        return pages * UInt64(sysconf(Int32(_SC_PAGESIZE)))
+        let fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return 0 }
+        defer { Glibc.close(fd) }
+        // "size resident shared text lib data dt", in pages: ~40 bytes.
+        return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 128) { buf -> UInt64 in
+            let n = Glibc.read(fd, buf.baseAddress!, buf.count)
+            guard n > 0 else { return 0 }
+            return statmResidentPages(UnsafeBufferPointer(rebasing: buf[0..<n])).map { $0 * pageSize } ?? 0
+        }
     }
+
+    /// The second field of statm text (resident pages); nil if malformed.
+    static func statmResidentPages(_ text: UnsafeBufferPointer<UInt8>) -> UInt64? {
+        var field = 0, digits = 0
+        var value: UInt64 = 0
+        for b in text {
+            if b == UInt8(ascii: " ") || b == UInt8(ascii: "\n") {
+                if field == 1 { break }
+                field += 1
+            } else if field == 1 {
+                guard b >= UInt8(ascii: "0"), b <= UInt8(ascii: "9"), digits < 19 else { return nil }
+                value = value * 10 + UInt64(b - UInt8(ascii: "0"))
+                digits += 1
+            }
+        }
+        return digits > 0 ? value : nil
+    }
+
+    private static let pageSize = UInt64(sysconf(Int32(_SC_PAGESIZE)))
 
     /// Bytes of heap in use by malloc (mallinfo2's uordblks), for
     /// footprint figures. 0 under a sanitizer's allocator.

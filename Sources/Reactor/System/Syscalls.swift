@@ -189,6 +189,13 @@ public enum Syscalls {
         }
     }
 
+    /// bind(2) of a netlink socket to the multicast `groups` (a bit mask,
+    /// e.g. RTMGRP_LINK); the kernel assigns the port id.
+    @inline(never)
+    public static func bindNetlink(_ fd: Int32, groups: UInt32) throws {
+        _ = try blocking("bind(netlink groups \(groups))") { csys_bind_netlink(fd, groups) }
+    }
+
     @inline(never)
     public static func listen(_ fd: Int32, _ backlog: Int32) throws {
         _ = try blocking("listen") { Glibc.listen(fd, backlog) }
@@ -361,10 +368,17 @@ public enum Syscalls {
     /// madvise(2) over `[address, address + length)`. EINVAL (a locked or
     /// special mapping, an advice the kernel lacks) and ENOMEM (a range no
     /// longer mapped) come back as errors for the caller to count.
+    /// The call's name is formatted only on failure: the agent's page trim
+    /// calls this right after dropping its own code, and formatting an
+    /// integer would fault the string code back in for nothing.
     @inline(never)
     public static func madvise(_ address: UInt, _ length: Int, _ advice: Int32) throws {
-        _ = try blocking("madvise(\(advice))") {
-            Glibc.madvise(UnsafeMutableRawPointer(bitPattern: address), length, advice)
+        do {
+            _ = try blocking("madvise") {
+                Glibc.madvise(UnsafeMutableRawPointer(bitPattern: address), length, advice)
+            }
+        } catch let e as SyscallError {
+            throw SyscallError(call: "madvise(\(advice))", errno: e.errno)
         }
     }
 

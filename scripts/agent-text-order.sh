@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# agent-text-order.sh — rewrites scripts/agent-text.order: the function
+# sections the shipped vigil-agent links first and together, so the code an
+# idle agent keeps running fills a few 64 KiB blocks of its text instead of
+# being spread over all of it (the kernel maps code in 64 KiB blocks; see
+# docs/PERFORMANCE.md, "Agent").
+#
+# Builds the agent as it ships (scripts/lib/agent-build.sh), starts a
+# collector (one project, key and rule) and the agent with the settings of
+# scripts/bench-agent.sh (status every second), waits for the mapped-page
+# trim, then single-steps the idle agent for TRACE_S seconds
+# (scripts/bench/steptrace.c) and names the function of every instruction it
+# executed (the link map's input sections). Those sections, in address order, follow a fixed head: the
+# trim itself, whose last instructions run after its own madvise and so stay
+# resident. Symbols without a section of their own (Swift runtime code in
+# one .text, libev, libsodium) match nothing and cost nothing.
+#
+# Regenerate after changing code the idle agent runs: stale lines only stop
+# matching (the agent keeps working; its idle RSS creeps back up).
+# Needs ptrace over a sibling process: root, or kernel.yama.ptrace_scope=0.
+# Loopback only. Environment: TRACE_S (90), PORT (31250; below the ephemeral range).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib/agent-build.sh
+source scripts/lib/procs.sh
+
+TRACE_S=${TRACE_S:-90}
+PORT=${PORT:-31250}          # agent UDP; +2 collector sessions; +3 collector HTTP
+OUT=.build/agent-text-order
+ORDER=scripts/agent-text.order
+mkdir -p "$OUT"
+
+echo "== build (release) =="
+vigil_build_agent -Xlinker -Map="$PWD/$OUT/vigil-agent.map" 2>&1 | grep -E "error|warning: |Build" || true
+swift build -c release --product vigil-collector 2>&1 | grep -E "error|Build" || true
+AGENT_BIN="$VIGIL_AGENT_SCRATCH/release/vigil-agent"
+COLLECTOR_BIN="$(swift build -c release --show-bin-path)/vigil-collector"
+[ -x "$AGENT_BIN" ] && [ -x "$COLLECTOR_BIN" ] || { echo "build failed" >&2; exit 1; }
+gcc -O2 -Wall -o "$OUT/steptrace" scripts/bench/steptrace.c
+
+DIR=$(mktemp -d /tmp/vigil-order.XXXXXX)
+CPID= APID=
+cleanup() { vigil_stop_pids $APID $CPID; rm -rf "$DIR"; }
+trap cleanup EXIT
+cat > "$DIR/collector.conf" <<EOC
+listen = 127.0.0.1:$((PORT + 2))
+http_listen = 127.0.0.1:$((PORT + 3))
+data_dir = $DIR/data
+log_level = warn
+EOC
+KEY=$("$COLLECTOR_BIN" keys create --project bench --config "$DIR/collector.conf" 2>/dev/null)
+"$COLLECTOR_BIN" run --config "$DIR/collector.conf" 2> "$DIR/collector.log" &
+CPID=$!
+for _ in $(seq 100); do [ -s "$DIR/data/admin_token" ] && curl -sf "http://127.0.0.1:$((PORT + 3))/healthz" >/dev/null && break; sleep 0.1; done
+curl -sf "http://127.0.0.1:$((PORT + 3))/healthz" >/dev/null || { echo "the collector did not start:" >&2; cat "$DIR/collector.log" >&2; exit 1; }
+curl -sf -H "Authorization: Bearer $(cat "$DIR/data/admin_token")" -X PUT \
+    "http://127.0.0.1:$((PORT + 3))/api/v1/projects/bench/patterns" \
+    -d '{"patterns":[{"method":"GET","host":"api.example.com","path":"/v1/users/*","monitor":"api","check":"get-user"}]}' >/dev/null
+"$AGENT_BIN" run --set server_port=$((PORT + 2)) --set access_key="$KEY" --set ipa_port=$PORT \
+    --set agent_name=bench --set status_interval_ms=1000 --set log_level=info 2> "$DIR/agent.log" &
+APID=$!
+for _ in $(seq 300); do grep -q "mapped pages trimmed" "$DIR/agent.log" && break; sleep 0.1; done
+grep -q "mapped pages trimmed" "$DIR/agent.log" || { echo "the agent did not trim:" >&2; cat "$DIR/agent.log" >&2; exit 1; }
+sleep 1
+
+echo "== tracing the idle agent for ${TRACE_S}s =="
+"$OUT/steptrace" "$APID" "$TRACE_S" > "$OUT/addresses"
+kill -0 "$APID" || { echo "the agent died while traced:" >&2; cat "$DIR/agent.log" >&2; exit 1; }
+
+# The input sections of .text from the link map (address, size, name, in
+# address order; gold prints a long name on a line of its own), then the
+# addresses (ascending) against them: the sections that contain one, except
+# the plain `.text` of objects built without function sections.
+awk 'function hex(s,   i, v) { v = 0; s = tolower(substr(s, 3)); for (i = 1; i <= length(s); i++) v = v * 16 + index("0123456789abcdef", substr(s, i, 1)) - 1; return v }
+     /^[^ ]/ { text = ($1 == ".text"); pending = ""; next }
+     !text { next }
+     /^ \./ { if (NF >= 4) print hex($2), hex($3), $1; else pending = $1; next }
+     pending != "" && $1 ~ /^0x/ && NF >= 3 { print hex($1), hex($2), pending; pending = "" }' "$OUT/vigil-agent.map" > "$OUT/sections-all"
+awk 'NR == FNR { hit[++n] = $1 + 0; next }
+     {
+         start = $1 + 0; end = start + $2
+         while (i < n && hit[i + 1] < start) i++
+         if (i < n && hit[i + 1] < end && $3 ~ /^\.text\./) print $3
+     }' "$OUT/addresses" "$OUT/sections-all" | awk '!seen[$0]++' > "$OUT/sections"
+
+{
+    echo "# The function sections an idle vigil-agent runs, linked first and together"
+    echo "# (gold --section-ordering-file; scripts/lib/agent-build.sh). Written by"
+    echo "# scripts/agent-text-order.sh on $(date -u +%Y-%m-%d) from ${TRACE_S}s of tracing; do not edit."
+    echo "# The trim (MappedPageTrim, the timer's closure, madvise):"
+    echo '.text.$s5Agent14MappedPageTrimO*'
+    echo '.text.$s5Agent0A11CommandLineO3run_6replay*'
+    echo '.text.$s7Reactor8SyscallsO7madvise*'
+    echo '.text.$s7Reactor8SyscallsO8blocking*'
+    echo '.text.$s7Reactor8SyscallsO8retrying*'
+    echo "# Traced:"
+    cat "$OUT/sections"
+} > "$ORDER"
+echo "$(wc -l < "$OUT/sections") traced sections, $(wc -l < "$OUT/addresses") distinct instruction addresses; wrote $ORDER"
