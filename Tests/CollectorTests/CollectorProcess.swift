@@ -5,6 +5,7 @@ import Foundation
 import Glibc
 import XCTest
 import Wire
+import CSystem  // SOCK_* constants: glibc's socket macros may be owned by this C module
 
 enum CollectorBinary {
     /// The vigil-collector built next to the test bundle (same build

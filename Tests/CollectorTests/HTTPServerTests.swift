@@ -2,6 +2,7 @@ import XCTest
 import Glibc
 import Reactor
 @testable import Collector
+import CSystem  // SOCK_* constants: glibc's socket macros may be owned by this C module
 
 /// A blocking HTTP/1.0 client run on a helper thread while the loop runs.
 final class RawHTTPClient: @unchecked Sendable {

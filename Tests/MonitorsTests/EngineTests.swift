@@ -4,6 +4,7 @@ import XCTest
 import Reactor
 import Wire
 @testable import Monitors
+import CSystem  // SOCK_* constants: glibc's socket macros may be owned by this C module
 
 final class EngineTests: XCTestCase {
     var listenFD: Int32 = -1

@@ -6,6 +6,7 @@ import Reactor
 import Wire
 import Collector
 @testable import Monitors
+import CSystem  // SOCK_* constants: glibc's socket macros may be owned by this C module
 
 final class HTTPMonitorTests: XCTestCase {
     var harness: EngineHarness!

@@ -3,6 +3,7 @@
 import XCTest
 import Reactor
 @testable import Monitors
+import CSystem  // SOCK_* constants: glibc's socket macros may be owned by this C module
 
 final class TCPMonitorTests: XCTestCase {
     var harness: EngineHarness!

@@ -1,5 +1,6 @@
 import XCTest
 @testable import Reactor
+import CSystem  // SOCK_* constants: glibc's socket macros may be owned by this C module
 
 final class RingBufferTests: XCTestCase {
     func testDropNewestRefusesAndCounts() {

@@ -6,6 +6,7 @@
 import XCTest
 import Glibc
 @testable import Reactor
+import CSystem  // SOCK_* constants: glibc's socket macros may be owned by this C module
 
 final class InterfaceChangeWatcherTests: XCTestCase {
     private func open(_ loop: EventLoop, _ onChange: @escaping () -> Void) throws -> InterfaceChangeWatcher {

@@ -2,6 +2,7 @@ import XCTest
 @testable import Reactor
 #if canImport(Glibc)
 import Glibc
+import CSystem  // SOCK_* constants: glibc's socket macros may be owned by this C module
 #endif
 
 /// UDP over loopback only. Datagrams are sent before the loop runs, so each

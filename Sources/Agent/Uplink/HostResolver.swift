@@ -10,6 +10,7 @@
 import Glibc
 #endif
 import Reactor
+import CSystem  // SOCK_* constants: glibc's socket macros may be owned by this C module
 
 /// Resolves names for the uplink. Loop thread only (its worker threads
 /// touch nothing but their own job).

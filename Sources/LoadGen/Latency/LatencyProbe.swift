@@ -15,6 +15,7 @@ import Glibc
 #endif
 import CollectorStore
 import Reactor
+import CSystem  // SOCK_* constants: glibc's socket macros may be owned by this C module
 
 /// What `vigil-load e2e` measures.
 public struct E2EOptions: Equatable, Sendable {

@@ -8,6 +8,7 @@ import Foundation
 import Glibc
 import XCTest
 @testable import Agent
+import CSystem  // SOCK_* constants: glibc's socket macros may be owned by this C module
 
 final class MonitorsEndToEndTests: XCTestCase {
     let project = "synth"

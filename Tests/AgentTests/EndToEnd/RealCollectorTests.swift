@@ -10,6 +10,7 @@ import Foundation
 import XCTest
 import Wire
 @testable import Agent
+import CSystem  // SOCK_* constants: glibc's socket macros may be owned by this C module
 
 final class RealCollectorTests: XCTestCase {
     let project = "e2e"

@@ -7,6 +7,7 @@ import ConfigFile
 import Reactor
 import Wire
 @testable import Agent
+import CSystem  // SOCK_* constants: glibc's socket macros may be owned by this C module
 
 /// A UDP port that was free a moment ago (bound to 0, read, closed).
 func freeUDPPort() -> UInt16 {

@@ -6,6 +6,7 @@
 import Foundation
 import XCTest
 import Wire
+import CSystem  // SOCK_* constants: glibc's socket macros may be owned by this C module
 
 final class RealCollector {
     let directory: String
