@@ -43,6 +43,22 @@ final class ScheduleCodecTests: XCTestCase {
         XCTAssertEqual(lastRun, last)
     }
 
+    /// Found by fuzz-json: a header value starting with a combining mark made
+    /// the separator's space and the mark one Character, and the space stayed.
+    func testHeaderValuesSurviveWhateverUnicodeTheyStartWith() throws {
+        for value in ["\u{0617}idgr", "\u{0301}", " leading space", "", "a: b"] {
+            let def = MonitorDefinition(id: "h", name: "H", intervalSecs: 30, timeoutSecs: 10, groups: ["default"],
+                                        check: .http(HTTPCheck(method: "GET", url: "https://x.example/",
+                                                               headers: [HTTPHeader("X-Test", value)], body: nil,
+                                                               expectStatus: [.code(200)], followRedirects: false,
+                                                               tlsVerify: true)))
+            let back = try wire(ScheduleCodec.records(version: 1, definitions: [def])[0])
+            let (out, _, errors) = ScheduleCodec.definitions(from: back)
+            XCTAssertEqual(errors, [], "value \(value.unicodeScalars.map(\.value))")
+            XCTAssertEqual(out, [def], "value \(value.unicodeScalars.map(\.value))")
+        }
+    }
+
     func testInvalidSpecsAreLeftOutAndNamed() {
         var bad = ScheduleCodec.spec(MonitorDefinition.tcp("t", host: "h", port: 1))
         bad.params.removeAll { $0.key == "port" }

@@ -110,11 +110,16 @@ public enum ScheduleCodec {
             if let m = one("method") { spec["method"] = .string(m) }
             var headers = JSONObject()
             for h in all("header") {
-                guard let colon = h.firstIndex(of: ":") else { return .failure(SpecError(message: "malformed header parameter")) }
-                let name = String(h[..<colon])
-                var value = h[h.index(after: colon)...]
-                if value.first == " " { value = value.dropFirst() }
-                headers[name] = .string(String(value))
+                // Bytes, not Characters: a value that starts with a combining
+                // mark would make the separator's space and the mark one
+                // Character, and the space would stay in the value.
+                let bytes = Array(h.utf8)
+                guard let colon = bytes.firstIndex(of: UInt8(ascii: ":")) else {
+                    return .failure(SpecError(message: "malformed header parameter"))
+                }
+                var start = colon + 1
+                if start < bytes.count && bytes[start] == UInt8(ascii: " ") { start += 1 }
+                headers[String(decoding: bytes[..<colon], as: UTF8.self)] = .string(String(decoding: bytes[start...], as: UTF8.self))
             }
             spec["headers"] = .object(headers)
             if let b = one("body") { spec["body"] = .string(b) }
