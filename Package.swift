@@ -88,6 +88,10 @@ let package = Package(
         .executableTarget(name: "fuzz-ipa", dependencies: ["FuzzSupport", "Agent"], path: "Sources/FuzzIPA", exclude: ["seeds"]),
         // libFuzzer target for the monitors' JSON parser, validation and Schedule round trip.
         .executableTarget(name: "fuzz-json", dependencies: ["FuzzSupport", "Monitors", "Wire"], path: "Sources/FuzzJSON"),
+        // libFuzzer target for the collector's JSON parser (every HTTP API request body).
+        .executableTarget(name: "fuzz-apijson", dependencies: ["FuzzSupport", "Collector"], path: "Sources/FuzzAPIJSON"),
+        // libFuzzer target for configuration files and the updates an agent receives.
+        .executableTarget(name: "fuzz-config", dependencies: ["FuzzSupport", "ConfigFile"], path: "Sources/FuzzConfig"),
         // 1,000 HTTP monitors on one engine, idle RSS with and without libcurl (scripts/bench-monitors.sh).
         .executableTarget(name: "monitors-bench", dependencies: ["Monitors", "Reactor"], path: "Sources/MonitorsBench"),
         // The benchmark's local HTTP server, in its own process.
@@ -96,13 +100,14 @@ let package = Package(
         // ── Tests ──────────────────────────────────────────────────────────
         .testTarget(name: "ReactorTests", dependencies: ["Reactor", "CEv"]),
         .testTarget(name: "WireTests", dependencies: ["Wire"], exclude: ["Fixtures"]),
-        .testTarget(name: "ConfigFileTests", dependencies: ["ConfigFile"]),
+        .testTarget(name: "ConfigFileTests", dependencies: ["ConfigFile"], exclude: ["Fixtures"]),
         .testTarget(name: "CollectorStoreTests", dependencies: ["CollectorStore", "Reactor"]),
         // In-process and end-to-end tests; both binaries are dependencies so
         // they are built before the process tests start them.
         .testTarget(name: "AgentTests", dependencies: ["Agent", "Reactor", "Wire", "ConfigFile", "vigil-agent", "vigil-collector"]),
         // Integration tests start the built vigil-collector (a dependency, so it is built first).
-        .testTarget(name: "CollectorTests", dependencies: ["Collector", "Reactor", "Wire", "ConfigFile", "CollectorStore", "vigil-collector"]),
+        .testTarget(name: "CollectorTests", dependencies: ["Collector", "Reactor", "Wire", "ConfigFile", "CollectorStore", "vigil-collector"],
+                    exclude: ["Fixtures"]),
         // Monitors against local servers (the collector's HTTPServer, a TCP listener, the example exec monitor).
         .testTarget(name: "MonitorsTests", dependencies: ["Monitors", "Reactor", "Wire", "Collector"], exclude: ["Fixtures"]),
         .testTarget(name: "LoadGenTests", dependencies: ["LoadGen", "Reactor", "Wire", "CollectorStore"]),

@@ -248,6 +248,8 @@ public enum JSON: Equatable, Sendable {
             }
             let text = String(decoding: bytes[start..<i], as: UTF8.self)
             guard let d = Double(text) else { throw fail("bad number") }
+            // 1e309 and beyond read as infinity, which JSON cannot write back.
+            guard d.isFinite else { throw ParseError(offset: start, reason: "number out of range") }
             return .number(d)
         }
 
