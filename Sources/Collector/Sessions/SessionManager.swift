@@ -75,12 +75,10 @@ public final class SessionManager {
     /// Established agent sessions by operator state (`AgentState` order).
     private var stateCounts = [Int](repeating: 0, count: CollectorStore.AgentState.allCases.count)
     private var nextSessionID: UInt64
-    private var handshakeIteration: UInt = .max
-    private var handshakesThisIteration = 0
+    private var handshakeBudget = IterationBudget(limit: SessionManager.handshakesPerIteration)
     private var waitingForTurn = RingBuffer<AgentSession>(capacity: 64, overflow: .grow)
     private var turnScheduled = false
-    private var inputIteration: UInt = .max
-    private var inputBytesThisIteration = 0
+    private var inputBudget = IterationBudget(limit: SessionManager.inputBytesPerIteration)
     private var waitingForInput = RingBuffer<AgentSession>(capacity: 64, overflow: .grow)
     private var inputTurnScheduled = false
     public private(set) var isShuttingDown = false
@@ -135,12 +133,8 @@ public final class SessionManager {
     /// iteration. When not, it waits (reading paused, its bytes kept in the
     /// connection) and `resumeHandshake()` is called on a later iteration.
     func mayHandshake(_ s: AgentSession) -> Bool {
-        if loop.iteration != handshakeIteration {
-            handshakeIteration = loop.iteration
-            handshakesThisIteration = 0
-        }
-        if handshakesThisIteration < SessionManager.handshakesPerIteration {
-            handshakesThisIteration += 1
+        if handshakeBudget.hasRoom(in: loop.iteration) {
+            handshakeBudget.spend(1, in: loop.iteration)
             return true
         }
         stats.handshakesDeferred &+= 1
@@ -170,11 +164,7 @@ public final class SessionManager {
     /// (reading paused, bytes left in the kernel) and `resumeInput()` lets it
     /// read again on a later iteration.
     func mayRead(_ s: AgentSession) -> Bool {
-        if loop.iteration != inputIteration {
-            inputIteration = loop.iteration
-            inputBytesThisIteration = 0
-        }
-        if inputBytesThisIteration < SessionManager.inputBytesPerIteration { return true }
+        if inputBudget.hasRoom(in: loop.iteration) { return true }
         stats.inputDeferred &+= 1
         waitingForInput.append(s)
         if !inputTurnScheduled {
@@ -192,11 +182,7 @@ public final class SessionManager {
 
     /// Counts input decoded in this iteration against the budget.
     func decoded(bytes: Int) {
-        if loop.iteration != inputIteration {
-            inputIteration = loop.iteration
-            inputBytesThisIteration = 0
-        }
-        inputBytesThisIteration += bytes
+        inputBudget.spend(bytes, in: loop.iteration)
     }
 
     func lookupKeys(project: String, _ completion: @escaping KeyDirectory.Completion) {

@@ -162,15 +162,9 @@ public final class SQLiteStore: MeasurementStore {
             loopStats.refusedOverloaded &+= 1
             return deliverLater(completion, .failure(.overloaded(pendingRows: loopStats.pendingRows, limit: options.maxPendingRows)))
         }
-        // `result` is written by the writer and read by the loop after the
-        // hand-back, which passes through the writer's mutex.
-        var result: T?
-        let job = StoreJob(kind: .write(rows: rows), execute: { result = try body(self) }, finish: { error in
-            if let error { completion(.failure(error)) } else { completion(.success(result!)) }
-        })
         loopStats.pendingWrites += 1
         loopStats.pendingRows += rows
-        queue(job)
+        queue(job(.write(rows: rows), body, completion))
     }
 
     /// Queues a read; it runs after the writes queued before it committed.
@@ -179,12 +173,19 @@ public final class SQLiteStore: MeasurementStore {
             loopStats.refusedClosed &+= 1
             return deliverLater(completion, .failure(.closed))
         }
+        loopStats.pendingReads += 1
+        queue(job(.read, body, completion))
+    }
+
+    /// `body` on the writer thread, `completion` with its result on the loop.
+    /// `result` is written by the writer and read by the loop after the
+    /// hand-back, which passes through the writer's mutex.
+    private func job<T>(_ kind: StoreJob.Kind, _ body: @escaping (SQLiteStore) throws -> T,
+                        _ completion: @escaping StoreCompletion<T>) -> StoreJob {
         var result: T?
-        let job = StoreJob(kind: .read, execute: { result = try body(self) }, finish: { error in
+        return StoreJob(kind: kind, execute: { result = try body(self) }, finish: { error in
             if let error { completion(.failure(error)) } else { completion(.success(result!)) }
         })
-        loopStats.pendingReads += 1
-        queue(job)
     }
 
     /// Delivers a result on a later iteration (never before the call returns).
