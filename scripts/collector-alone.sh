@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# collector-alone.sh ingest|density [AGENTS] [SECONDS] — one `vigil-load` step against
+# a fresh collector, with nothing else of Vigil running (docs/PERFORMANCE.md, the
+# "isolated" figures of "Load and soak"). The collector is pinned to CPU 1 (its loop and
+# its store's writer thread), vigil-load to CPU 0, as scripts/load.sh pins them.
+#   ingest:  AGENTS (50) sessions keep their batch windows full for SECONDS (20);
+#            prints the progress lines (records/s acknowledged per 5 s) and the verify line.
+#   density: AGENTS (10000) sessions ramp at 5,000 connects/s and hold for SECONDS (20);
+#            prints the ramp line, RSS per session and vigil-load's Ping round trips.
+# Both print the collector's loop lag quantiles since start. Release binaries must be
+# built (scripts/load.sh builds them). Ports: PORT (27700) and PORT+80. KEEP=1 keeps the
+# temporary directory (the database, logs) and prints its path.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib/procs.sh
+
+mode=${1:?usage: collector-alone.sh ingest|density [AGENTS] [SECONDS]}
+case "$mode" in
+    ingest) agents=${2:-50} ;;
+    density) agents=${2:-10000} ;;
+    *) echo "collector-alone.sh: unknown mode '$mode' (ingest or density)" >&2; exit 2 ;;
+esac
+seconds=${3:-20}
+PORT=${PORT:-27700}
+HTTP=$((PORT + 80))
+BIN=$(swift build -c release --show-bin-path)
+for b in vigil-collector vigil-load; do
+    [ -x "$BIN/$b" ] || { echo "collector-alone.sh: $BIN/$b missing; run: swift build -c release --product $b" >&2; exit 1; }
+done
+PIN1=() PIN0=()
+if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then PIN1=(taskset -c 1); PIN0=(taskset -c 0); fi
+ulimit -Sn "$(ulimit -Hn)"
+
+DIR=$(mktemp -d /tmp/vigil-alone.XXXXXX)
+PIDS=()
+trap 'vigil_stop_pids "${PIDS[@]}"; if [ "${KEEP:-0}" = 1 ]; then echo "kept $DIR"; else rm -rf "$DIR"; fi' EXIT
+trap 'exit 130' INT TERM
+
+printf 'listen = 127.0.0.1:%s\nhttp_listen = 127.0.0.1:%s\ndata_dir = %s/collector\nmax_clients = %s\n' \
+    "$PORT" "$HTTP" "$DIR" $((agents + 1000)) > "$DIR/c.conf"
+"$BIN/vigil-collector" keys create --project load --config "$DIR/c.conf" > "$DIR/key" 2>/dev/null
+"${PIN1[@]}" "$BIN/vigil-collector" run --config "$DIR/c.conf" 2> "$DIR/c.log" &
+C=$!
+PIDS+=("$C")
+for _ in $(seq 100); do grep -q " ready " "$DIR/c.log" && break; sleep 0.1; done
+grep -q " ready " "$DIR/c.log" || { cat "$DIR/c.log" >&2; exit 1; }
+rss0=$(awk '/^VmRSS/ {print $2}' "/proc/$C/status")
+
+common=(--key-file "$DIR/key" --collector "127.0.0.1:$PORT" --agents "$agents" --duration "$seconds"
+        --ledger "$DIR/ledger" --json "$DIR/out.json" --prefix "$mode")
+if [ "$mode" = ingest ]; then
+    "${PIN0[@]}" "$BIN/vigil-load" ingest "${common[@]}" --report-interval 5 > "$DIR/load.out" 2> "$DIR/load.log"
+    grep " progress " "$DIR/load.log" | sed 's/.* t=/t=/; s/ phase=[^ ]*//; s/ sessions=.*acked_records=/ acked_records=/'
+    "$BIN/vigil-load" verify --ledger "$DIR/ledger" --db "$DIR/collector/vigil.db" 2>/dev/null | tail -1
+else
+    "${PIN0[@]}" "$BIN/vigil-load" density "${common[@]}" --rate 5000 > "$DIR/load.out" 2> "$DIR/load.log"
+    rss1=$(awk '/^VmRSS/ {print $2}' "/proc/$C/status")
+    grep " ramp complete " "$DIR/load.log" | sed 's/.* ramp complete /ramp complete: /'
+    awk -v a="$rss0" -v b="$rss1" -v n="$agents" 'BEGIN {printf "collector RSS %d -> %d KiB: %.2f KiB per session\n", a, b, (b - a) / n}'
+    tail -1 "$DIR/load.out" | tr ' ' '\n' | grep -E '^ping_rtt_(p50|p99|max)_ms='
+fi
+curl -sf "http://127.0.0.1:$HTTP/metrics" | grep -E '^vigil_loop_lag_seconds\{' \
+    | awk '{printf "collector loop lag %s %.2f ms\n", $1, $2 * 1000}' | sed 's/vigil_loop_lag_seconds//'
