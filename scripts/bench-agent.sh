@@ -40,7 +40,7 @@ AGENT_BIN="$VIGIL_AGENT_SCRATCH/release/vigil-agent"
 COLLECTOR_BIN="$(swift build -c release --show-bin-path)/vigil-collector"
 [ -x "$AGENT_BIN" ] && [ -x "$COLLECTOR_BIN" ] || { echo "build failed" >&2; exit 1; }
 gcc -O2 -Wall -o "$OUT/udp_recv" scripts/bench/udp_recv.c
-gcc -O2 -Wall -o "$OUT/ipa_blast" scripts/bench/ipa_blast.c
+gcc -O2 -Wall -o "$OUT/udp_blast" scripts/bench/udp_blast.c
 strip -o "$OUT/vigil-agent" "$AGENT_BIN"
 
 RX=() TX=()
@@ -116,7 +116,7 @@ step() {
         for _ in $(seq 100); do grep -q '^ready' "$DIR/c.out" && break; sleep 0.02; done
     fi
     d0=$(udp_drops "$port")
-    "${TX[@]}" "$OUT/ipa_blast" "$port" "$STEP_S" "$rate" 32 8 > "$DIR/blast.out" &
+    "${TX[@]}" "$OUT/udp_blast" ipa "$port" "$STEP_S" "$rate" 32 8 > "$DIR/blast.out" &
     local bpid=$!
     RSS=0
     if [ "$kind" = agent ]; then sleep "$(awk -v s="$STEP_S" 'BEGIN {print s / 2}')"; RSS=$(rss_kb "$APID"); fi

@@ -14,11 +14,11 @@
 #     rows over as many series on the same disk (`store-bench --baseline-only --series`,
 #     synchronous=FULL as the collector).
 #  3. Agent UDP ingest: a real vigil-agent fed single-record IPA datagrams at increasing rates by
-#     a paced sendmmsg sender on the other core (scripts/bench/ipa_blast.c); the highest rate with
+#     a paced sendmmsg sender on the other core (scripts/bench/udp_blast.c); the highest rate with
 #     no kernel drop (/proc/net/udp), agent CPU and RSS. The same steps against the C recvmmsg
 #     receiver (scripts/bench/udp_recv.c) and against collectd's statsd plugin (Debian's
 #     collectd-core, its own generated config) fed the equivalent StatsD timer lines
-#     (scripts/bench/statsd_blast.c).
+#     (scripts/bench/udp_blast.c statsd).
 #  4. End-to-end latency: datagram sent → aggregate durable in the collector (`vigil-load e2e`),
 #     with 1 s aggregation windows for this step.
 # Ends with one line `load: key=value …` and writes everything to results/load-<UTC time>.json.
@@ -109,7 +109,7 @@ done
 BIN=$(swift build -c release --show-bin-path)
 for b in vigil-collector vigil-agent vigil-load store-bench; do [ -x "$BIN/$b" ] || fail "$b was not built"; done
 mkdir -p "$DIR/bin"
-for c in udp_recv ipa_blast statsd_blast; do gcc -O2 -Wall -o "$DIR/bin/$c" "scripts/bench/$c.c"; done
+for c in udp_recv udp_blast; do gcc -O2 -Wall -o "$DIR/bin/$c" "scripts/bench/$c.c"; done
 
 RX=() TX=()
 if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then RX=(taskset -c 1); TX=(taskset -c 0); fi
@@ -236,17 +236,17 @@ say "$e2e"
 # step KIND RATE: STEP_S seconds at RATE datagrams/s to one receiver; sets ACH (achieved send
 # rate), DROPS (kernel drops), CPU (% of a core), RSS (KiB, mid-step).
 step() {
-    local kind=$1 rate=$2 port pid d0 d1 t0 t1 blaster=ipa_blast line
+    local kind=$1 rate=$2 port pid d0 d1 t0 t1 blaster=ipa line
     case $kind in
         agent) port=$UDP; pid=$APID ;;
         c) port=$UDP_C
            "${RX[@]}" "$DIR/bin/udp_recv" "$port" 64 65535 4194304 1500 $((STEP_S + 5)) > "$DIR/c.out" &
            pid=$!; PIDS+=("$pid")
            for _ in $(seq 100); do grep -q '^ready' "$DIR/c.out" && break; sleep 0.02; done ;;
-        collectd) port=$UDP_COLLECTD; pid=$COLLECTD_PID; blaster=statsd_blast ;;
+        collectd) port=$UDP_COLLECTD; pid=$COLLECTD_PID; blaster=statsd ;;
     esac
     d0=$(udp_drops "$port"); t0=$(ticks "$pid")
-    "${TX[@]}" "$DIR/bin/$blaster" "$port" "$STEP_S" "$rate" 32 8 > "$DIR/blast.out" &
+    "${TX[@]}" "$DIR/bin/udp_blast" "$blaster" "$port" "$STEP_S" "$rate" 32 8 > "$DIR/blast.out" &
     local bpid=$!
     PIDS+=("$bpid")
     sleep "$(awk -v s="$STEP_S" 'BEGIN {print s / 2}')"; RSS=$(rss_kb "$pid")

@@ -95,7 +95,7 @@ done
 BIN=$(swift build -c release --show-bin-path)
 for b in vigil-collector vigil-agent vigil-load; do [ -x "$BIN/$b" ] || fail "$b was not built"; done
 mkdir -p "$DIR/bin"
-gcc -O2 -Wall -o "$DIR/bin/ipa_blast" scripts/bench/ipa_blast.c
+gcc -O2 -Wall -o "$DIR/bin/udp_blast" scripts/bench/udp_blast.c
 
 # --- helpers ---------------------------------------------------------------
 start() {   # start OUT LOG CMD…: background, sets LAST
@@ -232,7 +232,7 @@ wait_line "$DIR/load.log" " ramp complete " 120 "$LOAD_PID" || { tail -5 "$DIR/l
 say "$(grep ' ramp complete ' "$DIR/load.log" | sed 's/.* ramp complete/ramp complete:/')"
 
 SEND_S=$((T - 20))
-start "$DIR/blast.out" "$DIR/blast.log" "$DIR/bin/ipa_blast" "$UDP" "$SEND_S" "$UDP_RATE" 8 1
+start "$DIR/blast.out" "$DIR/blast.log" "$DIR/bin/udp_blast" ipa "$UDP" "$SEND_S" "$UDP_RATE" 8 1
 BLAST_PID=$LAST
 say "steady load: $AGENTS simulated agents on A, the agent on A with $UDP_RATE datagrams/s for ${SEND_S}s; faults follow"
 

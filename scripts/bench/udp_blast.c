@@ -1,17 +1,21 @@
 /*
- * udp_blast.c — a sendmmsg blaster for scripts/bench-reactor.sh: sends
- * SIZE-byte datagrams to 127.0.0.1:PORT in batches of BATCH for SECONDS,
- * as fast as the kernel takes them, then prints how many it sent.
+ * udp_blast.c — a paced sendmmsg sender of single-record datagrams for the
+ * benchmark scripts. Every datagram of a run has the same length:
+ *   ipa     one version-0 IPA record (scripts/bench-agent.sh, load.sh, soak.sh):
+ *               0<TAB>GET<TAB>api.example.com<TAB>/v1/users/00012345<TAB>12.5<LF>
+ *           (the user id varies), so the agent parses, matches and aggregates
+ *           real records;
+ *   statsd  its StatsD equivalent for collectd's statsd plugin (load.sh):
+ *               api.get-user:12.5|ms<LF>
+ * The duration cycles through 0.5 … 99.5 ms in both.
  *
- *   udp_blast PORT SECONDS [SIZE] [BATCH] [GSO_SEGMENTS] [COUNT]
+ *   udp_blast ipa|statsd PORT SECONDS RATE [BATCH] [GSO_SEGMENTS]
  *
- * Stops after SECONDS, or once COUNT datagrams are sent when COUNT > 0.
- *
- * With GSO_SEGMENTS > 1, each of the BATCH messages of a sendmmsg call is one
- * UDP GSO super-datagram (UDP_SEGMENT) that the kernel splits into that many
- * SIZE-byte datagrams before they reach the receiving socket: the receiver
- * sees ordinary datagrams, while the sender skips most of the per-datagram
- * route and IP work. That is what lets one sender core outrun one receiver.
+ * RATE is datagrams per second (0: as fast as the kernel takes them). With
+ * GSO_SEGMENTS > 1 each message is a UDP GSO super-datagram the kernel
+ * splits into that many datagrams (cheaper for the sender; the receiver
+ * sees ordinary datagrams). Prints one key=value line: sender, sent,
+ * seconds, rate, errors.
  */
 #define _GNU_SOURCE 1
 #include <arpa/inet.h>
@@ -31,26 +35,45 @@ static double mono(void) {
     return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+static int statsd;        /* the record kind: 0 ipa, 1 statsd */
+static int rec_len;       /* bytes of every record of the run */
+
+/* Writes record `n` (exactly rec_len bytes) at p. */
+static void record(char *p, uint64_t n) {
+    char buf[64];
+    int len = statsd
+        ? snprintf(buf, sizeof buf, "api.get-user:%02u.5|ms\n", (unsigned)(n % 100))
+        : snprintf(buf, sizeof buf, "0\tGET\tapi.example.com\t/v1/users/%08llu\t%02u.5\n",
+                   (unsigned long long)(n % 100000000ull), (unsigned)(n % 100));
+    if (len != rec_len) { fprintf(stderr, "record length %d != %d\n", len, rec_len); exit(1); }
+    memcpy(p, buf, rec_len);
+}
+
 int main(int argc, char **argv) {
-    if (argc < 3) { fprintf(stderr, "usage: %s PORT SECONDS [SIZE] [BATCH]\n", argv[0]); return 2; }
+    if (argc < 5 || (strcmp(argv[1], "ipa") != 0 && strcmp(argv[1], "statsd") != 0)) {
+        fprintf(stderr, "usage: %s ipa|statsd PORT SECONDS RATE [BATCH] [GSO_SEGMENTS]\n", argv[0]);
+        return 2;
+    }
+    statsd = strcmp(argv[1], "statsd") == 0;
+    rec_len = statsd ? 21 : 46;
+    argv++, argc--;
     int port = atoi(argv[1]);
     double seconds = atof(argv[2]);
-    int size = argc > 3 ? atoi(argv[3]) : 64;
-    int batch = argc > 4 ? atoi(argv[4]) : 64;
+    double rate = atof(argv[3]);
+    int batch = argc > 4 ? atoi(argv[4]) : 32;
     int segs = argc > 5 ? atoi(argv[5]) : 1;
-    if (size < 8) size = 8;
     if (segs < 1) segs = 1;
-    uint64_t count = argc > 6 ? strtoull(argv[6], NULL, 10) : 0;
 
     int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(port) };
     inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
     if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) { perror("connect"); return 1; }
+    int size = rec_len;
     if (segs > 1 && setsockopt(fd, SOL_UDP, UDP_SEGMENT, &size, sizeof size) < 0) { perror("UDP_SEGMENT"); return 1; }
     int sndbuf = 64 << 20;
     setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &sndbuf, sizeof sndbuf);
 
-    size_t msgsize = (size_t)size * segs;
+    size_t msgsize = (size_t)rec_len * segs;
     char *buf = calloc(batch, msgsize);
     struct mmsghdr *msgs = calloc(batch, sizeof *msgs);
     struct iovec *iov = calloc(batch, sizeof *iov);
@@ -61,16 +84,28 @@ int main(int argc, char **argv) {
         msgs[i].msg_hdr.msg_iovlen = 1;
     }
     uint64_t sent = 0, seq = 0, errors = 0;
-    double end = mono() + seconds;
-    while (mono() < end && (count == 0 || sent < count)) {
-        for (int k = 0; k < 16 && (count == 0 || sent < count); k++) {
-            for (int i = 0; i < batch * segs; i++) memcpy(buf + (size_t)i * size, &seq, 8), seq++;
-            int n = sendmmsg(fd, msgs, batch, 0);
-            if (n < 0) { if (errno == EINTR) continue; errors++; continue; }  /* ECONNREFUSED before the receiver binds */
-            sent += (uint64_t)n * segs;
+    double t0 = mono(), end = t0 + seconds;
+    for (;;) {
+        double now = mono();
+        if (now >= end) break;
+        if (rate > 0) {
+            /* Pace per batch: wait until this batch is due. */
+            double due = t0 + (double)sent / rate;
+            if (due > now) {
+                if (due - now > 0.0002) {
+                    struct timespec ts = { 0, (long)((due - now - 0.0001) * 1e9) };
+                    nanosleep(&ts, NULL);
+                }
+                continue;
+            }
         }
+        for (int i = 0; i < batch * segs; i++) record(buf + (size_t)i * rec_len, seq++);
+        int n = sendmmsg(fd, msgs, batch, 0);
+        if (n < 0) { if (errno != EINTR) errors++; continue; }
+        sent += (uint64_t)n * segs;
     }
-    double took = mono() - (end - seconds);
-    printf("sender=c sent=%llu seconds=%.3f rate=%.0f errors=%llu\n", (unsigned long long)sent, took, sent / took, (unsigned long long)errors);
+    double took = mono() - t0;
+    printf("sender=%s sent=%llu seconds=%.3f rate=%.0f errors=%llu\n", statsd ? "statsd" : "ipa", (unsigned long long)sent, took, sent / took,
+           (unsigned long long)errors);
     return 0;
 }
