@@ -8,7 +8,10 @@
 // its host is non-empty without spaces or controls, its path carries no
 // query string or fragment, its duration is a finite 0...maxDurationMs; the
 // redacted path has as many segments as the path; the pipeline's counters
-// agree with the parser's.
+// agree with the parser's; the aggregates count every matched record, and
+// their integer microseconds keep min <= p50 <= p95 <= p99 <= max <= sum.
+//
+// Thread: the fuzzer's (or the replay's) one thread.
 //
 // Built with -D FUZZING (scripts/fuzz.sh ipa) it exports
 // LLVMFuzzerTestOneInput; a normal build replays files: `fuzz-ipa FILE...`.
@@ -68,7 +71,11 @@ func fuzzIPA(_ data: UnsafeRawBufferPointer) {
     precondition(c.matched + c.unmatched + c.excluded == c.records, "a record neither matched, unmatched nor excluded")
     let out = pipeline.aggregator.flush(windowStartMs: 0)
     precondition(out.reduce(0) { $0 + $1.count } == c.matched, "aggregates do not add up")
-    for a in out { precondition(a.minMs <= a.p50Ms + 0.01 * a.p50Ms + 0.001 && a.p99Ms <= a.maxMs * 1.01 + 0.001) }
+    for a in out {
+        precondition(a.minUs <= a.p50Us && a.p50Us <= a.p95Us && a.p95Us <= a.p99Us && a.p99Us <= a.maxUs,
+                     "quantiles outside min...max or out of order")
+        precondition(a.sumUs >= a.minUs && a.sumUs >= a.maxUs, "sum below a sample")
+    }
 }
 
 #if FUZZING

@@ -79,7 +79,7 @@ final class QueueAndWindowTests: XCTestCase {
 final class BatchEncoderTests: XCTestCase {
     func aggregate(_ m: String, _ c: String) -> OutboundItem {
         .aggregate(LatencyAggregate(windowStartMs: 1000, windowMs: 10, monitor: m, check: c, source: "ipa", count: 2,
-                                    sumMs: 3, minMs: 1, maxMs: 2, p50Ms: 1, p95Ms: 2, p99Ms: 2))
+                                    sumUs: 3000, minUs: 1000, maxUs: 2000, p50Us: 1000, p95Us: 2000, p99Us: 2000))
     }
 
     func testAFullStringTableIsClearedBetweenBatchesAndNamesStayRight() throws {

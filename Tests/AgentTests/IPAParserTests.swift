@@ -152,17 +152,17 @@ final class AggregatorTests: XCTestCase {
         XCTAssertEqual(out.count, 2)
         let a = out.first { $0.check == "a" }!
         XCTAssertEqual(a.count, 100)
-        XCTAssertEqual(a.sumMs, 5050, accuracy: 0.001)
-        XCTAssertEqual(a.minMs, 1)
-        XCTAssertEqual(a.maxMs, 100)
-        XCTAssertEqual(a.p50Ms, 50, accuracy: 0.5)
-        XCTAssertEqual(a.p95Ms, 95, accuracy: 0.95)
-        XCTAssertEqual(a.p99Ms, 99, accuracy: 0.99)
+        XCTAssertEqual(a.sumUs, 5_050_000)
+        XCTAssertEqual(a.minUs, 1000)
+        XCTAssertEqual(a.maxUs, 100_000)
+        XCTAssertEqual(Double(a.p50Us), 50_000, accuracy: 500)
+        XCTAssertEqual(Double(a.p95Us), 95_000, accuracy: 950)
+        XCTAssertEqual(Double(a.p99Us), 99_000, accuracy: 990)
         XCTAssertEqual(a.windowMs, 10_000)
         XCTAssertEqual(a.source, "ipa")
         let b = out.first { $0.check == "b" }!
         XCTAssertEqual(b.count, 1)
-        XCTAssertEqual(b.p99Ms, 0.25, accuracy: 0.0025)
+        XCTAssertEqual(Double(b.p99Us), 250, accuracy: 2.5)
         XCTAssertEqual(agg.flush(windowStartMs: 1_700_000_020_000), [], "an empty window sends nothing")
     }
 
@@ -178,6 +178,6 @@ final class AggregatorTests: XCTestCase {
         let out = agg.flush(windowStartMs: 0)
         XCTAssertEqual(out.count, 1)
         XCTAssertEqual(out[0].count, 2)
-        XCTAssertEqual(out[0].sumMs, 12, accuracy: 0.001)
+        XCTAssertEqual(out[0].sumUs, 12_000)
     }
 }

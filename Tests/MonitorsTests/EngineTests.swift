@@ -1,4 +1,4 @@
-// The engine as the agent uses it: Schedule records in, DataBatch items out,
+// The engine as the agent uses it: Schedule records in, run results out,
 // overtime and removals with real runs, lazy libcurl, the concurrency cap.
 import XCTest
 import Reactor
@@ -90,8 +90,6 @@ final class EngineTests: XCTestCase {
         let run = h.results.first { $0.status != .overtime }!
         XCTAssertEqual(run.status, .ok)
         XCTAssertTrue(overtime.allSatisfy { $0.message == "skipped: run \(run.runID) still in progress" })
-        let items = overtime[0].batchItems { _ in 1 }
-        XCTAssertEqual(items.count, 1, "an overtime skip is a MonitorResult only")
     }
 
     func testRemovedMonitorMidRunIsCancelledAndItsResultDropped() throws {
@@ -144,49 +142,5 @@ final class EngineTests: XCTestCase {
         loop.run(until: { Clock.monotonic() >= end }, timeout: 5)
         XCTAssertNil(weakEngine, "nothing keeps the engine alive after shutdown")
         XCTAssertEqual(loop.activeWatchers, watchersBefore, "every watcher of the engine and its runs is stopped")
-    }
-
-    func testResultsBecomeBatchItemsThatDecode() throws {
-        var table: [String: StringRef] = [:]
-        func ref(_ s: String) -> StringRef {
-            if let r = table[s] { return r }
-            table[s] = StringRef(table.count + 1)
-            return table[s]!
-        }
-        let http = MonitorRunResult(monitorID: 9, monitorKey: "api", name: "API", kind: .http, runID: 77,
-                                    startedMs: 1_700_000_000_000, intervalMs: 10_000, status: .error, durationUs: 1234,
-                                    phases: [PhaseTiming("dns", 10), PhaseTiming("connect", 20)],
-                                    message: "unexpected HTTP status 500 (expected 2xx)", protocolStatus: 500, bytes: 42)
-        let exec = MonitorRunResult(monitorID: 10, monitorKey: "host", name: "Host", kind: .exec, runID: 78,
-                                    startedMs: 1_700_000_000_500, intervalMs: 60_000, status: .error, durationUs: 5000,
-                                    message: "step b: boom",
-                                    steps: [StepResult(name: "a", status: .ok, durationUs: 100, phases: [PhaseTiming("command", 90)]),
-                                            StepResult(name: "b", status: .error, durationUs: 200, message: "boom"),
-                                            StepResult(name: "c", status: .blocked, message: "blocked: step b error")])
-        let items = http.batchItems(stringRef: ref) + exec.batchItems(stringRef: ref)
-        let batch = DataBatch(sequence: 1, items: items)
-        guard case .dataBatch(let back)? = try Record.decodeAll(Record.dataBatch(batch).encoded).first else { return XCTFail() }
-        XCTAssertEqual(back, batch)
-
-        XCTAssertEqual(items.count, 2 + 2 + 1 + 3, "http: aggregate + result; exec: 2 aggregates (not blocked) + run + 3 steps")
-        guard case .aggregate(let a) = items[0], case .monitorResult(let m) = items[1] else { return XCTFail() }
-        XCTAssertEqual(a.monitor, table["api"])
-        XCTAssertEqual(a.check, table["request"])
-        XCTAssertEqual(a.source, table["synthetic"])
-        XCTAssertEqual([a.count, a.errors, a.sumUs, a.minUs, a.maxUs, a.p99Us], [1, 1, 1234, 1234, 1234, 1234])
-        XCTAssertEqual(a.windowStartMs, 1_700_000_000_000)
-        XCTAssertEqual(a.windowLengthMs, 10_000)
-        XCTAssertEqual(m.step, 0)
-        XCTAssertEqual(m.protocolStatus, 500)
-        XCTAssertEqual(m.bytes, 42)
-        XCTAssertEqual(m.phases, [MonitorResult.Phase(name: table["dns"]!, durationUs: 10),
-                                  MonitorResult.Phase(name: table["connect"]!, durationUs: 20)])
-        guard case .aggregate(let sa) = items[2], case .aggregate(let sb) = items[3] else { return XCTFail() }
-        XCTAssertEqual([sa.check, sb.check], [table["a"], table["b"]])
-        XCTAssertEqual([sa.errors, sb.errors], [0, 1])
-        guard case .monitorResult(let blocked) = items[7] else { return XCTFail() }
-        XCTAssertEqual(blocked.step, table["c"])
-        XCTAssertEqual(blocked.status, .blocked)
-        XCTAssertEqual(blocked.message, "blocked: step b error")
     }
 }

@@ -1,28 +1,15 @@
 // Aggregator: per (monitor, check), per window of `intervalMs`, the count,
 // sum, min, max and p50/p95/p99 of latencies, from a LogHistogram (<1 %
-// relative error). One `Aggregate` per key per window.
+// relative error). One `LatencyAggregate` per key per window, in the
+// histogram's integer microseconds.
 //
 // Records are counted by rule index through a slot table rebuilt when the
 // rules change, so the per-record path does no hashing and no allocation.
 // Memory: one slot per distinct (monitor, check) of the installed rules,
 // each a histogram whose blocks exist only for latency ranges seen.
+//
+// Thread: loop thread (the ingest pipeline's, and the window timer's).
 import Reactor
-
-/// One (monitor, check) window's latency statistics, in milliseconds.
-public struct LatencyAggregate: Equatable, Sendable {
-    public var windowStartMs: Int64
-    public var windowMs: Int64
-    public var monitor: String
-    public var check: String
-    public var source: String
-    public var count: UInt64
-    public var sumMs: Double
-    public var minMs: Double
-    public var maxMs: Double
-    public var p50Ms: Double
-    public var p95Ms: Double
-    public var p99Ms: Double
-}
 
 public final class Aggregator {
     public let intervalMs: Int64
@@ -69,6 +56,8 @@ public final class Aggregator {
         slots = newSlots
     }
 
+    /// Counts one record. Its milliseconds (the IPA line's unit) become
+    /// the histogram's integer microseconds here, once, truncated.
     @inline(__always)
     public func record(rule: Int, durationMs: Double) {
         guard rule >= 0 && rule < slotOfRule.count else { return }
@@ -82,12 +71,10 @@ public final class Aggregator {
         var out: [LatencyAggregate] = []
         for i in 0..<slots.count where slots[i].histogram.count > 0 {
             let h = slots[i].histogram
-            func ms(_ us: UInt64) -> Double { Double(us) / 1000 }
             out.append(LatencyAggregate(windowStartMs: windowStartMs, windowMs: intervalMs,
-                                 monitor: slots[i].monitor, check: slots[i].check, source: source,
-                                 count: h.count, sumMs: ms(h.sum), minMs: ms(h.min), maxMs: ms(h.max),
-                                 p50Ms: ms(h.quantile(0.50)), p95Ms: ms(h.quantile(0.95)),
-                                 p99Ms: ms(h.quantile(0.99))))
+                                        monitor: slots[i].monitor, check: slots[i].check, source: source,
+                                        count: h.count, sumUs: h.sum, minUs: h.min, maxUs: h.max,
+                                        p50Us: h.quantile(0.50), p95Us: h.quantile(0.95), p99Us: h.quantile(0.99)))
             slots[i].histogram = LogHistogram()
         }
         pending = 0

@@ -10,6 +10,9 @@
 // acknowledging. The file is read `sliceBytes` per loop iteration so the
 // session keeps being served, and reading waits while queue 2 is more than
 // half full (raw event forwarding), so a large file is not dropped.
+//
+// Thread: loop thread (the runtime's). Uses the runtime; the runtime knows
+// nothing of it (the command line puts the two together).
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -52,7 +55,7 @@ public final class ReplayDriver {
     }
 
     deinit {
-        if fd >= 0 { Glibc.close(fd) }
+        if fd >= 0 { Syscalls.close(fd) }
         slice.deallocate()
         readTimer?.stop()
         stallTimer?.stop()
@@ -61,8 +64,7 @@ public final class ReplayDriver {
     /// Opens the file (throws its error before anything connects), then
     /// starts the runtime.
     public func start() throws {
-        fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw SyscallError(call: "open(\(path))", errno: errno) }
+        fd = try Syscalls.open(path, O_RDONLY)
         readTimer = TimerWatcher(loop: runtime.loop) { [unowned self] _ in self.readSlice() }
         stallTimer = TimerWatcher(loop: runtime.loop) { [unowned self] _ in self.checkStall() }
         runtime.onEvent = { [unowned self] event in self.handle(event) }
@@ -108,10 +110,18 @@ public final class ReplayDriver {
         // No complete line left: keep the partial one, read more.
         if pending > 0 { buffer.removeFirst(pending) } else { buffer.removeAll(keepingCapacity: true) }
         pending = 0
-        let n = Glibc.read(fd, slice.baseAddress, slice.count)
-        if n < 0 {
-            if errno == EINTR || errno == EAGAIN { readTimer.start(after: 0); return }
-            fail("cannot read \(path): \(Syscalls.errorName(errno))")
+        let n: Int
+        do {
+            guard case .value(let got) = try Syscalls.read(fd, slice.baseAddress!, slice.count) else {
+                readTimer.start(after: 0)
+                return
+            }
+            n = got
+        } catch let e as SyscallError {
+            fail("cannot read \(path): \(Syscalls.errorName(e.errno))")
+            return
+        } catch {
+            fail("cannot read \(path): \(error)")
             return
         }
         if n == 0 {
@@ -178,7 +188,7 @@ public final class ReplayDriver {
         }
         buffer = []
         pending = 0
-        Glibc.close(fd)
+        Syscalls.close(fd)
         fd = -1
         phase = .flushing
         runtime.flushOpenWindow()
@@ -208,8 +218,7 @@ public final class ReplayDriver {
         phase = .done
         failure = reason
         output(summary)
-        let line = "vigil-agent replay: \(reason)\n"
-        _ = line.withCString { Glibc.write(2, $0, strlen($0)) }
+        Syscalls.writeAll(2, "vigil-agent replay: \(reason)\n")
         runtime.exit(ExitCode.unreachable)
     }
 

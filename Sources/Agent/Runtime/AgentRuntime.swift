@@ -234,7 +234,7 @@ public final class AgentRuntime {
         let nowUs = UInt64(max(0, loop.now * 1_000_000)) &+ UInt64(bitPattern: uplink.clockOffsetMs &* 1000)
         uplink.enqueue(.event(ForwardedEvent(
             timestampUs: nowUs, method: record.methodString, host: record.hostString,
-            path: Redactor.redactPath(record.path), durationUs: microseconds(record.durationMs),
+            path: Redactor.redactPath(record.path), durationUs: ForwardedEvent.microseconds(record.durationMs),
             monitor: r.monitor, check: r.check)), priority: false)
     }
 

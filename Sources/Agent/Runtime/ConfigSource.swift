@@ -1,6 +1,8 @@
 // ConfigSource: where the agent's configuration comes from — the file named
 // by --config (if any), the VIGIL_<KEY> environment captured at start, and
 // the --set overrides — so SIGHUP can load the same layers again.
+//
+// Thread: any (an immutable value; loaded on the loop thread).
 import ConfigFile
 
 /// The layers of one agent process. Immutable value.
@@ -21,8 +23,4 @@ public struct ConfigSource: Sendable {
         let config = try AgentSchema.schema.load(file: path, environment: environment, overrides: overrides)
         return (config, try AgentSettings(config))
     }
-}
-
-public enum AgentVersion {
-    public static let current = "0.1.0"
 }

@@ -1,5 +1,7 @@
 // HostInfo: what the agent says about the host it runs on — its name, a
 // stable identity, and its network interfaces with addresses.
+//
+// Thread: any (no state; the runtime calls it on the loop thread).
 import Reactor
 import Wire
 #if canImport(Glibc)
@@ -86,19 +88,5 @@ public enum HostInfo {
             return String(repeating: "0", count: 16 - s.count) + s
         }
         return hex(h1) + hex(h2)
-    }
-}
-
-/// CPU usage of this process between two samples, as a percentage of one core.
-public struct CPUSampler {
-    private var lastCPU = ProcessLimits.cpuSeconds()
-    private var lastWall = Clock.monotonic()
-    public init() {}
-
-    public mutating func sample() -> Double {
-        let cpu = ProcessLimits.cpuSeconds(), wall = Clock.monotonic()
-        defer { lastCPU = cpu; lastWall = wall }
-        let dt = wall - lastWall
-        return dt > 0 ? (cpu - lastCPU) / dt * 100 : 0
     }
 }

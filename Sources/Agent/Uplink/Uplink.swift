@@ -1,139 +1,31 @@
-// Uplink: the agent's one session to a collector — TCPConnection for the
-// bytes, ClientSession for the protocol — and everything that keeps data
-// flowing across failures:
+// Uplink: the agent's link to its collectors, above one connection at a
+// time (UplinkSession: handshake, liveness, writes). It keeps what outlives
+// a connection:
 //
 //  - Failover: on a lost session the next host in `server_host` is tried at
 //    once; a failed attempt moves on to the next host; when a whole round
 //    fails, a jittered `reconnect_interval_min…max` wait, exponential after
 //    three rounds up to 5 minutes (CollectorList). Every wait is logged with
-//    its next attempt time.
-//  - Delivery: data items leave the queues as numbered DataBatches that stay
-//    in the in-flight window until the collector's cumulative Ack. After a
-//    reconnect, what the Welcome says is durable is settled, and the rest is
-//    re-sent first, in order, before anything new.
+//    its next attempt time. Host names are resolved off the loop
+//    (Reactor's HostResolver).
+//  - Delivery: data items leave the queues as numbered DataBatches
+//    (BatchEncoder) that stay in the in-flight window until the collector's
+//    cumulative Ack. After a reconnect, what the Welcome says is durable is
+//    settled, and the rest is re-sent first, in order, before anything new.
 //  - Fairness: at most `net_send_max_bytes` are sealed and queued per burst;
 //    then the loop gets control back and the next burst runs on a later
 //    iteration (a zero timer, so UDP and timers are polled in between).
-//  - Liveness: `tcp_so_timeout` of silence from the collector → Ping; no
-//    answer within the grace → the session is given up and replaced. The
-//    handshake is bounded by `tcp_connection_timeout` as the connect is.
+//  - Re-introduction: a new Hello (name or groups changed) goes out on a
+//    new session to the same host, once what is queued now was written.
 //
-// Timeouts use one timer re-armed only when it fires (reads just store a
-// timestamp): libev's "be smart about timeouts".
-#if canImport(Glibc)
-import Glibc
-#endif
+// Thread: loop thread only. Ownership: the runtime owns the uplink; the
+// uplink owns the queues, the window and the current session.
 import Reactor
 import Wire
 
-/// The uplink's tunables, taken from the configuration.
-public struct UplinkSettings: Equatable, Sendable {
-    public var hosts: [String]
-    public var port: UInt16
-    /// Seconds for connect + handshake (`tcp_connection_timeout`).
-    public var connectTimeout: Double
-    /// Seconds of silence before a Ping (`tcp_so_timeout`).
-    public var silenceTimeout: Double
-    /// Bytes sealed per burst (`net_send_max_bytes`).
-    public var sendMaxBytes: Int
-    public var queue1Size: Int
-    public var queue2Size: Int
-    /// Seconds (`reconnect_interval_min`/`max`).
-    public var reconnectMin: Double
-    public var reconnectMax: Double
-
-    public init(hosts: [String], port: UInt16, connectTimeout: Double = 5, silenceTimeout: Double = 60,
-                sendMaxBytes: Int = 5 << 20, queue1Size: Int = 512, queue2Size: Int = 1024,
-                reconnectMin: Double = 5, reconnectMax: Double = 10) {
-        self.hosts = hosts
-        self.port = port
-        self.connectTimeout = connectTimeout
-        self.silenceTimeout = silenceTimeout
-        self.sendMaxBytes = sendMaxBytes
-        self.queue1Size = queue1Size
-        self.queue2Size = queue2Size
-        self.reconnectMin = reconnectMin
-        self.reconnectMax = reconnectMax
-    }
-
-    /// After `silenceTimeout` of silence a Ping goes out; the session is
-    /// given up if nothing arrives within this many more seconds.
-    public var pingGrace: Double { min(silenceTimeout, max(1, silenceTimeout / 2)) }
-}
-
-public enum UplinkState: Equatable, Sendable, CustomStringConvertible {
-    case stopped
-    /// Resolving, connecting or in the handshake with `host`.
-    case connecting(host: String)
-    case established(host: String)
-    /// A whole round failed; the next attempt is at `untilMs` (wall clock).
-    case waiting(untilMs: Int64)
-
-    public var name: String {
-        switch self {
-        case .stopped: return "stopped"
-        case .connecting: return "connecting"
-        case .established: return "established"
-        case .waiting: return "waiting"
-        }
-    }
-
-    public var description: String {
-        switch self {
-        case .stopped: return "stopped"
-        case .connecting(let h): return "connecting to \(h)"
-        case .established(let h): return "established with \(h)"
-        case .waiting(let t): return "waiting until \(Log.timestamp(millis: t))"
-        }
-    }
-}
-
-/// What the uplink tells its owner, on the loop thread.
-public protocol UplinkDelegate: AnyObject {
-    /// A session was established. Session-setup records go out with
-    /// `sendNow` from here (they precede anything queued).
-    func uplinkEstablished(_ uplink: Uplink, welcome: Welcome)
-    /// A record for the owner: Patterns, PatternsUnchanged, ControlRequest,
-    /// Schedule… (Ack, Ping, Pong and Error are handled inside).
-    func uplink(_ uplink: Uplink, received record: Record)
-    /// A session ended or an attempt failed. `roundFailed`: every host of
-    /// the list failed in a row and a backoff wait began.
-    func uplinkDisconnected(_ uplink: Uplink, reason: String, roundFailed: Bool)
-    /// Batches were acknowledged.
-    func uplinkAcknowledged(_ uplink: Uplink)
-}
-
-public struct UplinkCounters: Sendable {
-    /// Sessions established, and lost after being established.
-    public var sessions: UInt64 = 0
-    public var reconnects: UInt64 = 0
-    /// Attempts that failed before a session was established.
-    public var connectFailures: UInt64 = 0
-    /// Batches sent for the first time, and re-sent after a reconnect.
-    public var batchesSent: UInt64 = 0
-    public var batchesResent: UInt64 = 0
-    public var itemsSent: UInt64 = 0
-    /// Standalone records sent (Status, ControlResponse, Interfaces, …).
-    public var recordsSent: UInt64 = 0
-    public var pingsSent: UInt64 = 0
-    /// Bursts that spent `net_send_max_bytes` and yielded to the loop.
-    public var burstsYielded: UInt64 = 0
-    /// The last time without a session: how long it lasted (ms) and how
-    /// many attempts it took to end it — what the first status after a
-    /// reconnect reports about the outage the log recorded.
-    public var lastOutageMs: UInt64 = 0
-    public var lastOutageAttempts: UInt64 = 0
-    /// Items dropped because their names could not fit the collector's
-    /// string table even after a clear.
-    public var itemsUnencodable: UInt64 = 0
-    /// Acks that named a batch never sent (ignored).
-    public var bogusAcks: UInt64 = 0
-    public init() {}
-}
-
-/// The one collector session. Loop thread only; owned by the runtime.
-/// Holds the send queues and the in-flight window, so their memory is
-/// bounded by the queue sizes and `maxInFlightBatches` × `maxBatchBytes`.
+/// The agent's link to its collectors. Loop thread only; owned by the
+/// runtime. Holds the send queues and the in-flight window, so their memory
+/// is bounded by the queue sizes and `maxInFlightBatches` × `maxBatchBytes`.
 public final class Uplink {
     /// Most items and bytes per DataBatch (the collector may announce less).
     public static let maxBatchItems = 1024
@@ -150,20 +42,21 @@ public final class Uplink {
     public private(set) var queues: SendQueues<OutboundItem>
     public private(set) var window: InFlightWindow<[OutboundItem]>
     public private(set) var state: UplinkState = .stopped
-    public private(set) var counters = UplinkCounters()
+    /// The session counts its records and Pings here too.
+    public internal(set) var counters = UplinkCounters()
     /// The current session's Welcome (nil when not established).
-    public private(set) var welcome: Welcome?
+    public var welcome: Welcome? { session?.welcome }
     /// Collector clock minus local clock, from the last handshake (ms).
     public private(set) var clockOffsetMs: Int64 = 0
     /// The last failure, for status and logs.
     public private(set) var lastError: String?
 
+    /// The connection attempt or session in progress, if any.
+    private(set) var session: UplinkSession?
     private var list: CollectorList<XorShiftRandom>
     private let resolver: HostResolver
     private var resolving: HostResolver.Request?
-    private var link: UplinkLink?
     private var reconnectTimer: TimerWatcher!
-    private var livenessTimer: TimerWatcher!
     private var pumpTimer: TimerWatcher!
     private var started = false
     /// Highest batch sequence written on the current session.
@@ -190,16 +83,17 @@ public final class Uplink {
                              random: XorShiftRandom())
         resolver = HostResolver(loop: loop)
         reconnectTimer = TimerWatcher(loop: loop) { [unowned self] _ in self.connectNow() }
-        livenessTimer = TimerWatcher(loop: loop) { [unowned self] _ in self.livenessCheck() }
         pumpTimer = TimerWatcher(loop: loop) { [unowned self] _ in self.pump() }
     }
 
     deinit {
         reconnectTimer.stop()
-        livenessTimer.stop()
         pumpTimer.stop()
         resolving?.cancel()
-        link?.connection?.abort()
+        if let session {
+            session.leave()
+            session.connection?.abort()
+        }
     }
 
     // MARK: - Control
@@ -219,16 +113,14 @@ public final class Uplink {
     public func stop() {
         started = false
         reconnectTimer.stop()
-        livenessTimer.stop()
         pumpTimer.stop()
         resolving?.cancel()
         resolving = nil
-        if let link {
+        if let session {
             // Its close callback still comes (and counts its bytes).
-            self.link = nil
-            link.connection?.close()
+            self.session = nil
+            session.leave()
         }
-        welcome = nil
         state = .stopped
     }
 
@@ -242,7 +134,7 @@ public final class Uplink {
     public var currentHostIndex: Int { list.index + 1 }
 
     /// Bytes written to collectors so far, all sessions.
-    public var bytesUploaded: UInt64 { closedBytesWritten &+ (link?.connection?.bytesWritten ?? 0) }
+    public var bytesUploaded: UInt64 { closedBytesWritten &+ (session?.bytesWritten ?? 0) }
 
     /// Nothing queued and nothing waiting for an acknowledgement.
     public var isDrained: Bool { queues.isEmpty && window.isEmpty }
@@ -257,6 +149,7 @@ public final class Uplink {
             list.setDelays(min: new.reconnectMin, max: new.reconnectMax, random: XorShiftRandom())
         }
         settings = new
+        session?.settings = new
         schedulePump()
     }
 
@@ -291,16 +184,7 @@ public final class Uplink {
     /// session is established.
     @discardableResult
     public func sendNow(_ record: Record) -> Bool {
-        guard let link, link.established else { return false }
-        do {
-            try link.session.send(record)
-            try link.session.flush()
-        } catch {
-            fail(link, "cannot send \(record.type.map { "\($0)" } ?? "record"): \(error)")
-            return false
-        }
-        counters.recordsSent &+= 1
-        return writeOut(link)
+        session?.send(record) ?? false
     }
 
     /// Raw events arrive one at a time; lingering this long before a burst
@@ -310,7 +194,7 @@ public final class Uplink {
     /// Arms the pump: at once for queue 1, re-sends, a full batch of queue 2
     /// or a yielded burst; after `linger` for a few raw events.
     private func schedulePump(now: Bool = false) {
-        guard let link, link.established else { return }
+        guard let session, session.established else { return }
         let urgent = now || reintroduce || !queues.queue1.isEmpty || queues.queue2.count >= batchItemLimit
             || window.firstPending(after: sentThrough) != nil
         if pumpTimer.isActive {
@@ -342,16 +226,16 @@ public final class Uplink {
     /// `sendMaxBytes` are sealed, the connection is above its high
     /// watermark, or the in-flight window is full.
     private func pump() {
-        guard let link, link.established, let conn = link.connection, conn.state == .open else { return }
-        let session = link.session
+        guard let current = session, current.established, current.isOpen else { return }
+        let wire = current.wire
         let budget = settings.sendMaxBytes
         var produced = 0
         var blocked = false
         while produced < budget {
-            guard conn.isWritable else { blocked = true; break }
+            guard current.isWritable else { blocked = true; break }
             do {
                 if let entry = window.firstPending(after: sentThrough) {
-                    if !(try BatchEncoder.send(sequence: entry.sequence, items: entry.batch, on: session)) {
+                    if !(try BatchEncoder.send(sequence: entry.sequence, items: entry.batch, on: wire)) {
                         unencodable(entry.items)
                     }
                     sentThrough = entry.sequence
@@ -359,16 +243,16 @@ public final class Uplink {
                 } else if let next = queues.next {
                     if case .record(let r) = next {
                         _ = queues.pop()
-                        try session.send(r)
+                        try wire.send(r)
                         counters.recordsSent &+= 1
                     } else {
                         guard window.count < inFlightLimit, window.bytes + Uplink.maxBatchBytes <= window.maxBytes else {
                             blocked = true
                             break
                         }
-                        let (items, bytes) = BatchEncoder.takeBatch(from: &queues, limits: batchLimits(session))
+                        let (items, bytes) = BatchEncoder.takeBatch(from: &queues, limits: batchLimits(wire))
                         let sequence = window.add(items, bytes: bytes, items: items.count)
-                        if !(try BatchEncoder.send(sequence: sequence, items: items, on: session)) {
+                        if !(try BatchEncoder.send(sequence: sequence, items: items, on: wire)) {
                             unencodable(items.count)
                         }
                         sentThrough = sequence
@@ -378,13 +262,13 @@ public final class Uplink {
                 } else {
                     break
                 }
-                try session.flush()
+                try wire.flush()
             } catch {
-                fail(link, "cannot encode for the collector: \(error)")
+                current.fail("cannot encode for the collector: \(error)")
                 return
             }
-            produced += session.outbound.readableBytes
-            guard writeOut(link) else { return }
+            produced += wire.outbound.readableBytes
+            guard current.writeOut() else { return }
         }
         if produced >= budget && !blocked && hasWork {
             // Budget spent: yield, continue on a later iteration.
@@ -392,16 +276,16 @@ public final class Uplink {
             schedulePump(now: true)
         } else if reintroduce && !hasWork {
             reintroduce = false
-            link.reintroducing = true
-            Log.info("uplink: re-introducing the agent (name or groups changed)", ["collector": link.host])
-            conn.close()
+            current.reintroducing = true
+            Log.info("uplink: re-introducing the agent (name or groups changed)", ["collector": current.host])
+            current.close()
         }
     }
 
     private var hasWork: Bool { !queues.isEmpty || window.firstPending(after: sentThrough) != nil }
 
-    private func batchLimits(_ session: ClientSession) -> BatchEncoder.Limits {
-        let table = session.stringTableLimits
+    private func batchLimits(_ wire: ClientSession) -> BatchEncoder.Limits {
+        let table = wire.stringTableLimits
         return BatchEncoder.Limits(maxItems: batchItemLimit, maxBytes: batchByteLimit,
                                    maxNames: max(1, Int(table.maxID) / 2), maxNameBytes: max(1, table.maxBytes / 2))
     }
@@ -414,24 +298,10 @@ public final class Uplink {
                   ["items": "\(items)"])
     }
 
-    /// Moves sealed bytes from the session to the socket's write queue.
-    @discardableResult
-    private func writeOut(_ link: UplinkLink) -> Bool {
-        let out = link.session.outbound
-        guard !out.isEmpty, let conn = link.connection else { return true }
-        guard conn.write(out.readable) else {
-            fail(link, "the connection refused \(out.readableBytes) bytes (write queue full)")
-            return false
-        }
-        out.consume(out.readableBytes)
-        link.lastSent = Clock.monotonic()
-        return true
-    }
-
     // MARK: - Connecting
 
     private func connectNow() {
-        guard started, link == nil, resolving == nil else { return }
+        guard started, session == nil, resolving == nil else { return }
         let host = list.current
         state = .connecting(host: host)
         resolving = resolver.resolve(host, port: settings.port) { [unowned self] result in
@@ -445,71 +315,24 @@ public final class Uplink {
     }
 
     private func open(host: String, address: SocketAddress) {
-        let session = ClientSession(accessKey: accessKey, hello: hello)
-        let link = UplinkLink(uplink: self, host: host, address: address, session: session)
-        var o = TCPConnection.Options()
-        o.connectTimeout = settings.connectTimeout
-        o.writeBudget = settings.sendMaxBytes
-        // Producing pauses above two bursts queued and resumes below half
-        // of one; the hard cap leaves room for a burst above the watermark.
-        o.highWatermark = 2 * settings.sendMaxBytes
-        o.lowWatermark = settings.sendMaxBytes / 2
-        o.maxQueuedBytes = 4 * settings.sendMaxBytes + 140_000
-        self.link = link
-        link.connection = TCPConnection.connect(loop: loop, to: address, options: o, handler: link)
+        let session = UplinkSession(uplink: self, host: host, address: address, settings: settings)
+        self.session = session
+        session.connect(loop: loop)
     }
 
-    fileprivate func linkConnected(_ link: UplinkLink) {
-        guard link === self.link else { return }
-        let now = Clock.monotonic()
-        link.lastReceived = now
-        link.handshakeDeadline = now + settings.connectTimeout
-        link.helloSentAtMs = Clock.wallMillis()
-        do {
-            try link.session.start()
-        } catch {
-            fail(link, "cannot start the handshake: \(error)")
-            return
-        }
-        writeOut(link)
-        armLiveness()
-    }
+    // MARK: - What the session reports
 
-    fileprivate func linkRead(_ link: UplinkLink, _ buffer: ByteBuffer) {
-        guard link === self.link else {
-            buffer.consume(buffer.readableBytes)
-            return
-        }
-        link.lastReceived = Clock.monotonic()
-        link.pingSentAt = nil
-        var events: [SessionEvent] = []
-        link.session.feed(buffer.readable) { events.append($0) }
-        buffer.consume(buffer.readableBytes)
-        writeOut(link)   // Pongs
-        for event in events {
-            guard link === self.link else { return }
-            switch event {
-            case .welcome(let w): established(link, w)
-            case .record(let r): received(link, r)
-            case .closed(let reason): sessionClosed(link, reason)
-            case .hello: break
-            }
-        }
-    }
-
-    private func established(_ link: UplinkLink, _ w: Welcome) {
-        let nowMs = Clock.wallMillis()
-        link.established = true
-        welcome = w
-        // Welcome carries the collector's clock when message 2 was written:
-        // assume that was half-way through the handshake round trip.
-        clockOffsetMs = Int64(w.collectorTimeMs) + (nowMs - link.helloSentAtMs) / 2 - nowMs
+    /// The handshake completed: settle what the Welcome says is durable and
+    /// re-send the rest before anything new.
+    func sessionEstablished(_ session: UplinkSession, atMs nowMs: Int64) {
+        guard session === self.session, let w = session.welcome else { return }
+        clockOffsetMs = session.clockOffsetMs
         list.connected()
         counters.sessions &+= 1
         counters.lastOutageMs = UInt64(max(0, nowMs - outageSinceMs))
         counters.lastOutageAttempts = outageAttempts + 1
         sessionStartMs = nowMs
-        state = .established(host: link.host)
+        state = .established(host: session.host)
         var settled = 0
         if w.ackedSequence > 0 && w.ackedSequence < window.nextSequence {
             settled = window.acknowledge(upTo: w.ackedSequence)
@@ -517,17 +340,18 @@ public final class Uplink {
         sentThrough = window.acknowledged
         let resend = window.count
         Log.info("uplink established", [
-            "collector": "\(link.host):\(settings.port)", "session": "\(w.sessionID)",
+            "collector": "\(session.host):\(settings.port)", "session": "\(w.sessionID)",
             "clock_offset_ms": "\(clockOffsetMs)", "resending_batches": "\(resend)",
         ])
         delegate?.uplinkEstablished(self, welcome: w)
-        guard link === self.link else { return }
-        armLiveness()
+        guard session === self.session else { return }
         schedulePump()
         if settled > 0 { delegate?.uplinkAcknowledged(self) }
     }
 
-    private func received(_ link: UplinkLink, _ record: Record) {
+    /// A record the session does not handle itself (Acks, the collector's
+    /// Error, and everything for the owner).
+    func session(_ session: UplinkSession, received record: Record) {
         switch record {
         case .ack(let a):
             // Any batch ever sent may be acknowledged (a commit can finish
@@ -541,50 +365,33 @@ public final class Uplink {
                 delegate?.uplinkAcknowledged(self)
                 schedulePump()
             }
-        case .pong:
-            break
-        case .error(let e):
-            lastError = "collector closed the session: \(e.code) \(e.message)"
-            link.failReason = lastError
+        case .error:
+            lastError = session.failReason
         default:
             delegate?.uplink(self, received: record)
         }
     }
 
-    private func sessionClosed(_ link: UplinkLink, _ reason: CloseReason) {
-        if link.failReason == nil {
-            if reason == .rejected, let e = link.session.peerError {
-                link.failReason = "rejected by the collector: \(e.code)" + (e.message.isEmpty ? "" : " (\(e.message))")
-            } else {
-                link.failReason = "session closed: \(reason)"
-            }
-        }
-        writeOut(link)   // a final Error record, if the session wrote one
-        link.connection?.close()
+    func sessionWritable(_ session: UplinkSession) {
+        guard session === self.session else { return }
+        schedulePump()
     }
 
-    /// Gives up on `link` for `reason` (reset: nothing more is sent).
-    private func fail(_ link: UplinkLink, _ reason: String) {
-        if link.failReason == nil { link.failReason = reason }
-        link.connection?.abort()
-    }
-
-    fileprivate func linkClosed(_ link: UplinkLink, _ tcpReason: TCPCloseReason) {
-        closedBytesWritten &+= link.connection?.bytesWritten ?? 0
-        guard link === self.link else { return }
-        self.link = nil
-        livenessTimer.stop()
+    /// The connection closed (every session reports this once).
+    func sessionClosed(_ session: UplinkSession, reason tcpReason: TCPCloseReason, bytesWritten: UInt64) {
+        closedBytesWritten &+= bytesWritten
+        guard session === self.session else { return }
+        self.session = nil
         pumpTimer.stop()
-        welcome = nil
-        if link.established {
+        if session.established {
             outageSinceMs = Clock.wallMillis()
             outageAttempts = 0
             sessionStartMs = 0
         }
-        let endpoint = "\(link.host):\(settings.port)"
-        if link.established {
-            let reason = link.failReason ?? (tcpReason == .peerClosed ? "closed by the collector" : tcpReason.description)
-            if link.reintroducing {
+        let endpoint = "\(session.host):\(settings.port)"
+        let reason = session.closeReason(tcpReason)
+        if session.established {
+            if session.reintroducing {
                 state = .connecting(host: list.current)
                 reconnectTimer.start(after: 0)
                 return
@@ -599,8 +406,7 @@ public final class Uplink {
             reconnectTimer.start(after: 0)
             delegate?.uplinkDisconnected(self, reason: reason, roundFailed: false)
         } else {
-            let reason = link.failReason ?? (tcpReason == .peerClosed ? "closed by the collector during the handshake" : tcpReason.description)
-            attemptFailed(host: link.host, reason: reason)
+            attemptFailed(host: session.host, reason: reason)
         }
     }
 
@@ -630,105 +436,8 @@ public final class Uplink {
         delegate?.uplinkDisconnected(self, reason: lastError!, roundFailed: true)
     }
 
-    // MARK: - Liveness
-
-    private func armLiveness() {
-        guard let link else { livenessTimer.stop(); return }
-        let deadline: Double
-        if !link.established {
-            deadline = link.handshakeDeadline
-        } else if let ping = link.pingSentAt {
-            deadline = ping + settings.pingGrace
-        } else {
-            var d = link.lastReceived + settings.silenceTimeout
-            if let keepalive = keepaliveInterval { d = min(d, link.lastSent + keepalive) }
-            deadline = d
-        }
-        livenessTimer.start(after: max(0.001, deadline - Clock.monotonic()))
-    }
-
-    /// The collector closes silent sessions; it announces how often to ping.
-    private var keepaliveInterval: Double? {
-        guard let ms = welcome?.limits.pingIntervalMs, ms > 0 else { return nil }
-        return Double(ms) / 1000
-    }
-
-    private func livenessCheck() {
-        guard let link else { return }
-        let now = Clock.monotonic()
-        if !link.established {
-            if now >= link.handshakeDeadline - 0.001 {
-                fail(link, "handshake not answered within \(Uplink.seconds(settings.connectTimeout)) s")
-                return
-            }
-        } else if let ping = link.pingSentAt {
-            if now - ping >= settings.pingGrace - 0.001 {
-                fail(link, "no answer to a Ping within \(Uplink.seconds(settings.pingGrace)) s after \(Uplink.seconds(settings.silenceTimeout)) s of silence")
-                return
-            }
-        } else if now - link.lastReceived >= settings.silenceTimeout - 0.001 {
-            sendPing(link, now)
-        } else if let keepalive = keepaliveInterval, now - link.lastSent >= keepalive - 0.001 {
-            sendPing(link, now)
-            link.pingSentAt = nil   // a keepalive, not a liveness probe
-        }
-        if link === self.link { armLiveness() }
-    }
-
-    private func sendPing(_ link: UplinkLink, _ now: Double) {
-        link.pingSentAt = now
-        counters.pingsSent &+= 1
-        sendNow(.ping(Ping(UInt64(bitPattern: Int64(Clock.monotonicNanos())))))
-    }
-
     static func seconds(_ s: Double) -> String {
         let tenths = Int((s * 10).rounded())
         return "\(tenths / 10).\(tenths % 10)"
-    }
-}
-
-/// One connection attempt or session: the TCP connection's handler.
-/// Holds the uplink weakly; the connection holds this until it closes.
-final class UplinkLink: TCPConnectionHandler {
-    weak var uplink: Uplink?
-    let host: String
-    let address: SocketAddress
-    let session: ClientSession
-    var connection: TCPConnection?
-    var established = false
-    var reintroducing = false
-    /// Why we gave up on it, when we did (kept over the TCP close reason).
-    var failReason: String?
-    var helloSentAtMs: Int64 = 0
-    var handshakeDeadline = 0.0
-    var lastReceived = 0.0
-    var lastSent = 0.0
-    var pingSentAt: Double?
-
-    init(uplink: Uplink, host: String, address: SocketAddress, session: ClientSession) {
-        self.uplink = uplink
-        self.host = host
-        self.address = address
-        self.session = session
-        lastSent = Clock.monotonic()
-    }
-
-    func connectionDidConnect(_ c: TCPConnection) { uplink?.linkConnected(self) }
-
-    func connection(_ c: TCPConnection, didRead buffer: ByteBuffer) {
-        if let uplink { uplink.linkRead(self, buffer) } else { buffer.consume(buffer.readableBytes) }
-    }
-
-    func connectionWritabilityChanged(_ c: TCPConnection) {
-        if c.isWritable { uplink?.linkWritable(self) }
-    }
-
-    func connectionDidClose(_ c: TCPConnection, reason: TCPCloseReason) { uplink?.linkClosed(self, reason) }
-}
-
-extension Uplink {
-    fileprivate func linkWritable(_ link: UplinkLink) {
-        guard link === self.link else { return }
-        schedulePump()
     }
 }

@@ -2,7 +2,7 @@
 //
 // The agent hands it the schedule (`apply(schedule:)` with each Schedule
 // record, or `apply(definitions:lastRunMs:)`) and queues what `onResult`
-// delivers (`MonitorRunResult.batchItems(stringRef:)` makes the DataBatch
+// delivers (the agent's `BatchEncoder` makes the DataBatch
 // items). Inside: a `MonitorScheduler` decides, one TimerWatcher wakes the
 // engine at the next due time, and each run goes to its runner — HTTP
 // through libcurl's multi-socket interface (libcurl is loaded when the first

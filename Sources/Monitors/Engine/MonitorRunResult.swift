@@ -1,17 +1,9 @@
 // MonitorRunResult: what one run (or one skipped slot) produced, in plain
-// strings, and its conversion to DataBatch items for the session.
+// strings and integer microseconds. The agent's BatchEncoder turns it into
+// DataBatch items (docs/MONITORS.md, "Results"); nothing here knows the
+// session or its string table.
 //
-// On the wire (docs/MONITORS.md, "Results"):
-//  - one Aggregate per measured sample — the run for http/tcp (check
-//    "request"), each step that ran for exec (check = step name) — with
-//    source "synthetic", monitor = the monitor's string id, a window that
-//    starts at the run and lasts one interval, count 1, errors 0 or 1, and
-//    every latency field equal to the sample's duration;
-//  - one MonitorResult for the run as a whole (step 0) with the phase
-//    timings, the message, the HTTP status and bytes; for exec, one more
-//    MonitorResult per step (ok, error, timeout or blocked, with its own
-//    timings and message);
-//  - an overtime skip is a MonitorResult with status overtime only.
+// Thread: a value; produced and delivered on the loop thread.
 import Wire
 
 /// Time spent in one named phase, in microseconds.
@@ -82,46 +74,5 @@ public struct MonitorRunResult: Equatable, Sendable {
         self.protocolStatus = protocolStatus
         self.bytes = bytes
         self.steps = steps
-    }
-
-    /// The check name of the run's aggregate for http and tcp.
-    public static let requestCheck = "request"
-    /// The aggregate source of every synthetic measurement.
-    public static let source = "synthetic"
-
-    /// The DataBatch items for this result. `stringRef` maps text to the
-    /// session's string table (`ClientSession.stringRef`).
-    public func batchItems(stringRef: (String) throws -> StringRef) rethrows -> [BatchItem] {
-        var items: [BatchItem] = []
-        let monitorRef = try stringRef(monitorKey)
-        let sourceRef = try stringRef(MonitorRunResult.source)
-        func aggregate(check: String, status: MonitorStatus, us: UInt64) throws -> BatchItem {
-            .aggregate(Aggregate(windowStartMs: startedMs, windowLengthMs: intervalMs, monitor: monitorRef,
-                                 check: try stringRef(check), source: sourceRef, count: 1,
-                                 errors: status == .ok ? 0 : 1, sumUs: us, minUs: us, maxUs: us,
-                                 p50Us: us, p95Us: us, p99Us: us))
-        }
-        func phases(_ list: [PhaseTiming]) throws -> [MonitorResult.Phase] {
-            try list.map { MonitorResult.Phase(name: try stringRef($0.name), durationUs: $0.durationUs) }
-        }
-        if status != .overtime {
-            if kind == .exec {
-                for s in steps where s.status != .blocked {
-                    items.append(try aggregate(check: s.name, status: s.status, us: s.durationUs))
-                }
-            } else {
-                items.append(try aggregate(check: MonitorRunResult.requestCheck, status: status, us: durationUs))
-            }
-        }
-        items.append(.monitorResult(MonitorResult(monitorID: monitorID, runID: runID, timestampMs: startedMs, step: 0,
-                                                  status: status, durationUs: durationUs, phases: try phases(self.phases),
-                                                  message: message, protocolStatus: protocolStatus, bytes: bytes)))
-        for s in steps {
-            items.append(.monitorResult(MonitorResult(monitorID: monitorID, runID: runID, timestampMs: startedMs,
-                                                      step: try stringRef(s.name), status: s.status,
-                                                      durationUs: s.durationUs, phases: try phases(s.phases),
-                                                      message: s.message)))
-        }
-        return items
     }
 }

@@ -397,4 +397,27 @@ public enum Syscalls {
     public static func ignoreSIGPIPE() {
         signal(SIGPIPE, SIG_IGN)
     }
+
+    // MARK: whole writes
+
+    /// Writes all of `text` to a blocking descriptor (stderr for a last
+    /// message, stdout), retrying EINTR and short writes. False when the
+    /// descriptor refused it — EBADF included, unlike `write`: a process
+    /// started with stderr closed must not trap on its last words, and
+    /// there is nowhere left to report the failure.
+    @discardableResult
+    @inline(never)
+    public static func writeAll(_ fd: Int32, _ text: String) -> Bool {
+        var text = text
+        return text.withUTF8 { bytes in
+            var offset = 0
+            while offset < bytes.count {
+                let n = Glibc.write(fd, bytes.baseAddress! + offset, bytes.count - offset)
+                if n < 0 && Glibc.errno == EINTR { continue }
+                guard n > 0 else { return false }
+                offset += n
+            }
+            return true
+        }
+    }
 }

@@ -9,6 +9,11 @@
 // Exit status: 0 success; 1 configuration error or start failure (printed
 // before any socket is opened); 2 usage error; 3 replay: no collector
 // reachable or acknowledging; 4 replay: the file cannot be read.
+//
+// The command line sits above the rest: it builds an AgentRuntime and, for
+// `replay`, a ReplayDriver on top of it; neither knows the command line.
+//
+// Thread: the main thread, which then runs the default loop.
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -133,7 +138,6 @@ public enum AgentCommandLine {
     }
 
     static func printError(_ s: String) {
-        let line = s + "\n"
-        _ = line.withCString { Glibc.write(2, $0, strlen($0)) }
+        Syscalls.writeAll(2, s + "\n")
     }
 }
