@@ -1,52 +1,12 @@
-// Unit tests for the agent's smaller parts: the resolver's threading
-// contract, queue resizing, the in-flight window's re-send cursor, batch
-// encoding across a full string table, size bounds, rule mapping, settings
-// cross-checks, and the UDP receiver's all-or-nothing rebinding.
+// Unit tests for the agent's smaller parts: queue resizing, the in-flight
+// window's re-send cursor, batch encoding across a full string table, size
+// bounds, rule mapping, settings cross-checks, and the UDP receiver's
+// all-or-nothing rebinding.
 import XCTest
 import ConfigFile
 import Reactor
 import Wire
 @testable import Agent
-
-final class HostResolverTests: XCTestCase {
-    func testLiteralAnswersOnALaterIteration() {
-        let loop = EventLoop()
-        let r = HostResolver(loop: loop)
-        var got: SocketAddress?
-        r.resolve("127.0.0.1", port: 6600) { got = try? $0.get() }
-        XCTAssertNil(got, "never calls back before returning")
-        XCTAssertTrue(loop.run(until: { got != nil }, timeout: 2))
-        XCTAssertEqual(got?.description, "127.0.0.1:6600")
-        var v6: SocketAddress?
-        r.resolve("::1", port: 1) { v6 = try? $0.get() }
-        XCTAssertTrue(loop.run(until: { v6 != nil }, timeout: 2))
-        XCTAssertEqual(v6?.description, "[::1]:1")
-    }
-
-    func testNameIsResolvedOffTheLoop() {
-        let loop = EventLoop()
-        let r = HostResolver(loop: loop)
-        var result: Result<SocketAddress, HostResolver.ResolveError>?
-        r.resolve("localhost", port: 6600) { result = $0 }
-        XCTAssertTrue(loop.run(until: { result != nil }, timeout: 10))
-        let a = try? result?.get()
-        XCTAssertTrue(a?.description == "127.0.0.1:6600" || a?.description == "[::1]:6600", "\(String(describing: result))")
-        var bad: Result<SocketAddress, HostResolver.ResolveError>?
-        r.resolve("no-such-host.invalid", port: 1) { bad = $0 }
-        XCTAssertTrue(loop.run(until: { bad != nil }, timeout: 20))
-        if case .failure(let e)? = bad { XCTAssertTrue(e.description.hasPrefix("cannot resolve no-such-host.invalid: ")) } else { XCTFail() }
-    }
-
-    func testCancelledLookupNeverAnswers() {
-        let loop = EventLoop()
-        let r = HostResolver(loop: loop)
-        var called = false
-        r.resolve("localhost", port: 1) { _ in called = true }.cancel()
-        r.resolve("127.0.0.1", port: 1) { _ in called = true }.cancel()
-        loop.run(until: { false }, timeout: 0.5)
-        XCTAssertFalse(called)
-    }
-}
 
 final class QueueAndWindowTests: XCTestCase {
     func testResizeKeepsOrderAndCountsWhatNoLongerFits() {

@@ -96,8 +96,11 @@ public final class AgentRuntime {
         instance = rng.next() | 1
         pipeline = IngestPipeline(aggregationIntervalMs: Int64(settings.aggregationIntervalMs))
         receiver = IPAReceiver(loop: loop, pipeline: pipeline)
+        // One name resolver for the process: the uplink's collectors and the
+        // tcp monitors' hosts (its threads start on the first name).
         uplink = Uplink(loop: loop, accessKey: settings.accessKey,
-                        hello: AgentRuntime.hello(settings, instance: instance), settings: settings.uplink)
+                        hello: AgentRuntime.hello(settings, instance: instance), settings: settings.uplink,
+                        resolver: HostResolver(loop: loop))
         monitors = mode == .run ? AgentRuntime.monitorEngine(loop: loop, uplink: uplink, groups: settings.groups) : nil
         uplink.delegate = self
         windowTimer = TimerWatcher(loop: loop) { [unowned self] _ in self.windowFired() }
@@ -263,6 +266,7 @@ public final class AgentRuntime {
     static func monitorEngine(loop: EventLoop, uplink: Uplink, groups: [String]) -> MonitorEngine {
         var options = MonitorEngine.Options()
         options.groups = groups.isEmpty ? ["default"] : groups
+        options.resolver = uplink.resolver
         return MonitorEngine(loop: loop, options: options) { [unowned uplink] result in
             // Refused when queue 1 is full: counted there (drops_queue1).
             uplink.enqueue(.monitorRun(result), priority: true)

@@ -54,7 +54,8 @@ public final class Uplink {
     /// The connection attempt or session in progress, if any.
     private(set) var session: UplinkSession?
     private var list: CollectorList<XorShiftRandom>
-    private let resolver: HostResolver
+    /// Names in `server_host`; shared with the monitors' tcp checks.
+    public let resolver: HostResolver
     private var resolving: HostResolver.Request?
     private var reconnectTimer: TimerWatcher!
     private var pumpTimer: TimerWatcher!
@@ -72,7 +73,8 @@ public final class Uplink {
     public private(set) var sessionStartMs: Int64 = 0
     private var random = XorShiftRandom()
 
-    public init(loop: EventLoop, accessKey: AccessKey, hello: Hello, settings: UplinkSettings) {
+    /// `resolver`: the process's host name resolver (nil: one of its own).
+    public init(loop: EventLoop, accessKey: AccessKey, hello: Hello, settings: UplinkSettings, resolver: HostResolver? = nil) {
         self.loop = loop
         self.accessKey = accessKey
         self.hello = hello
@@ -81,7 +83,7 @@ public final class Uplink {
         window = InFlightWindow(maxBatches: 4096, maxBytes: Uplink.defaultInFlightBatches * Uplink.maxBatchBytes)
         list = CollectorList(hosts: settings.hosts, minDelay: settings.reconnectMin, maxDelay: settings.reconnectMax,
                              random: XorShiftRandom())
-        resolver = HostResolver(loop: loop)
+        self.resolver = resolver ?? HostResolver(loop: loop)
         reconnectTimer = TimerWatcher(loop: loop) { [unowned self] _ in self.connectNow() }
         pumpTimer = TimerWatcher(loop: loop) { [unowned self] _ in self.pump() }
     }
@@ -308,7 +310,9 @@ public final class Uplink {
             self.resolving = nil
             guard self.started else { return }
             switch result {
-            case .success(let address): self.open(host: host, address: address)
+            // The first address (getaddrinfo's preference); the next host in
+            // the list is the fallback, not the next address.
+            case .success(let addresses): self.open(host: host, address: addresses[0])
             case .failure(let e): self.attemptFailed(host: host, reason: e.description)
             }
         }

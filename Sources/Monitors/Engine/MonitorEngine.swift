@@ -62,6 +62,9 @@ public final class MonitorEngine {
         public var userAgent = "vigil-agent-monitor/1"
         /// Resolves `${env:NAME}`; nil reads the process environment.
         public var environment: ((String) -> String?)?
+        /// Host names of tcp checks; nil: the engine makes its own on the
+        /// first name. The agent passes the one its uplink uses.
+        public var resolver: HostResolver?
 
         public init() {}
     }
@@ -267,8 +270,8 @@ public final class MonitorEngine {
             case .tcp(let t):
                 let host = try env.resolve(t.host)
                 return TCPRun(loop: loop, context: ctx, host: host, port: t.port, env: env) { [unowned self] in
-                    if let r = self.resolver { return r }
-                    let r = try HostResolver(loop: self.loop)
+                    if let r = self.resolver ?? self.options.resolver { return r }
+                    let r = HostResolver(loop: self.loop)
                     self.resolver = r
                     return r
                 }

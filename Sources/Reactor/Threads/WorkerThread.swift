@@ -115,6 +115,9 @@ public final class WorkerThread<Job>: @unchecked Sendable {
         if threads.isEmpty {
             do { try start() } catch { Log.error("\(name): \(error)") }
         }
+        // Active before a thread can see the jobs: ev_async_start clears a
+        // pending send, so a job finished before the start would be lost.
+        wake.start()
         var n = 0
         pthread_mutex_lock(mutex)
         for job in jobs {
@@ -123,9 +126,8 @@ public final class WorkerThread<Job>: @unchecked Sendable {
         }
         if n > 0 { pthread_cond_signal(wakeWorkers) }
         pthread_mutex_unlock(mutex)
-        guard n > 0 else { return }
         outstanding += n
-        wake.start()
+        if outstanding == 0 { wake.stop() }
     }
 
     /// Jobs queued and not yet taken by a thread.

@@ -1,6 +1,6 @@
 // TCPRun: time a TCP connect through the Reactor's TCPConnection.
 //
-// A host name is resolved first (HostResolver, phase "dns"); then the
+// A host name is resolved first (Reactor's HostResolver, phase "dns"); then the
 // addresses are tried in order until one accepts, each attempt bounded by
 // what is left of the monitor's timeout (phase "connect" is the successful
 // attempt). The connection is closed as soon as it is established.
@@ -15,7 +15,7 @@ final class TCPRun: MonitorRun, TCPConnectionHandler {
     private let port: UInt16
     private let env: EnvResolver
     private let resolver: () throws -> HostResolver
-    private var lookup: HostResolver.Token?
+    private var lookup: HostResolver.Request?
     private var lookupOwner: HostResolver?
     private var connection: TCPConnection?
     private var timer: TimerWatcher?
@@ -51,7 +51,7 @@ final class TCPRun: MonitorRun, TCPConnectionHandler {
         do {
             let r = try resolver()
             lookupOwner = r
-            lookup = r.resolve(host) { [unowned self] result in self.resolved(result) }
+            lookup = r.resolve(host, port: port) { [unowned self] result in self.resolved(result) }
         } catch {
             loop.defer { [self] in self.finish(.error, "name lookup unavailable: \(error)") }
         }
@@ -139,7 +139,7 @@ final class TCPRun: MonitorRun, TCPConnectionHandler {
     private func cleanUp() {
         timer?.stop()
         timer = nil
-        if let l = lookup, let r = lookupOwner { r.cancel(l) }
+        lookup?.cancel()
         lookup = nil
         if let c = connection {
             connection = nil
