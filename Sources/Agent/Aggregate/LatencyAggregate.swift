@@ -1,8 +1,8 @@
 // LatencyAggregate: one (monitor, check) window's latency statistics, as
 // the aggregator closes it and the send queue carries it. Latencies stay
-// integer microseconds from the histogram to the wire (the BatchEncoder
-// copies them into a Wire Aggregate as they are); milliseconds appear only
-// where a person reads them.
+// integer microseconds from the histogram to the wire (a Wire Aggregate
+// takes them as they are); milliseconds appear only where a person reads
+// them.
 //
 // Thread: a value; built and read on the loop thread.
 
