@@ -92,10 +92,7 @@ public final class Uplink {
         reconnectTimer.stop()
         pumpTimer.stop()
         resolving?.cancel()
-        if let session {
-            session.leave()
-            session.connection?.abort()
-        }
+        session?.connection?.abort()
     }
 
     // MARK: - Control
