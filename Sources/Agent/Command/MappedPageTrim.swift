@@ -20,6 +20,8 @@
 // gain one afterwards. The executable and its libraries are never unmapped,
 // so the ranges read here are still the same mappings when madvise runs.
 // Writable mappings (.data, .bss, heap, stacks) are not touched.
+//
+// Thread: the loop thread (a timer of `run`), once after start-up.
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -2,6 +2,8 @@
 // that look like identifiers — all digits, a UUID, or a long hex string —
 // become ":id", so user, order or session ids never leave the host.
 // (The query string is already gone: the parser cuts it first.)
+//
+// Thread: any (pure functions).
 
 public enum Redactor {
     /// Hex runs at least this long (with a digit in them) count as ids.

@@ -6,6 +6,8 @@
 // kept (their queued datagrams with them), new ones are bound first, and
 // only when every bind succeeded are the sockets that went away closed. A
 // failed bind leaves the running set untouched and names the address.
+//
+// Thread: loop thread; owned by the runtime.
 #if canImport(Glibc)
 import Glibc
 #endif

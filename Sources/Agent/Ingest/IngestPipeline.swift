@@ -7,25 +7,8 @@
 // datagram, the pattern set matches bytes, the aggregator adds to a
 // histogram. Only a forwarded raw event (opt-in) builds strings, and the
 // owner's `onMatched` checks for queue room before it does.
-
-/// Where each ingested record went. Monotonic counters.
-public struct IngestCounters: Sendable {
-    /// Datagrams (or replayed chunks) fed in, and their bytes.
-    public var datagrams: UInt64 = 0
-    public var bytes: UInt64 = 0
-    /// Lines that parsed into a record.
-    public var records: UInt64 = 0
-    /// Records counted into an aggregate.
-    public var matched: UInt64 = 0
-    /// Records no rule matched: dropped, never forwarded.
-    public var unmatched: UInt64 = 0
-    /// Records an `exclude` rule matched: dropped on purpose.
-    public var excluded: UInt64 = 0
-    /// Lines that did not parse, by cause.
-    public var parseDrops = IPADropCounters()
-
-    public init() {}
-}
+//
+// Thread: loop thread (the receiver's callbacks, the replay driver's timer).
 
 /// The agent's ingest path. Loop thread only; owned by the runtime.
 public final class IngestPipeline {

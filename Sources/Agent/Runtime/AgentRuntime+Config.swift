@@ -10,6 +10,8 @@
 // messages until a later change succeeds. Secret values never appear in a
 // message (ConfigError redacts them), and `access_key` cannot be changed
 // remotely at all.
+//
+// Thread: loop thread (control requests from the uplink, SIGHUP).
 import ConfigFile
 import Reactor
 import Wire

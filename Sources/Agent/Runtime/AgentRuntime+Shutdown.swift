@@ -3,6 +3,8 @@
 // the queues are empty and every batch is acknowledged — for at most
 // `drainSeconds` — then exit 0. What could not be delivered in time is
 // logged with its counts. A second signal exits at once.
+//
+// Thread: loop thread (the signal watchers and a drain timer).
 import Reactor
 
 extension AgentRuntime {

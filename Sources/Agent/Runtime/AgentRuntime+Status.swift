@@ -3,6 +3,8 @@
 // since the previous status. The interface list is re-read at a tick after
 // rtnetlink announced a change (InterfaceChangeWatcher; at every tick where
 // the host gives no netlink socket) and sent again when it changed.
+//
+// Thread: loop thread (the status timer and the uplink callbacks).
 import Reactor
 import Wire
 

@@ -11,6 +11,8 @@
 // collector's clock, using the offset learned in the handshake), status,
 // and rule sync. Configuration changes (remote control, SIGHUP) are in
 // AgentRuntime+Config.swift, status in +Status, shutdown in +Shutdown.
+//
+// Thread: loop thread only; one runtime per process (or per test).
 #if canImport(Glibc)
 import Glibc
 #endif

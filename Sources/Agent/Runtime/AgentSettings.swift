@@ -2,6 +2,8 @@
 // agent's parts take, plus the checks a single key's type cannot make (the
 // access key's format, min ≤ max of the reconnect interval). Errors name
 // the key and where its value came from, like every other config error.
+//
+// Thread: a value; built on the loop thread (or the main thread before it runs).
 import ConfigFile
 import Reactor
 import Wire

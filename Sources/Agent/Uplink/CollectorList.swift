@@ -6,6 +6,8 @@
 // three such rounds the delay doubles per round up to five minutes. A
 // successful session resets the rounds and, on its next loss, the agent
 // starts over from the host after the one it lost.
+//
+// Thread: a value owned by the uplink on the loop thread.
 import Reactor
 
 public struct CollectorList<R: RandomSource> {

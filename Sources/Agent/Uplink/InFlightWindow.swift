@@ -7,6 +7,8 @@
 // acknowledged is ever re-sent. The window is bounded in batches and bytes;
 // when a new batch would exceed a bound the oldest unacknowledged batch is
 // evicted and counted — the only way data leaves without an ack.
+//
+// Thread: a value owned by the uplink on the loop thread.
 
 public struct InFlightWindow<Batch> {
     public struct Entry {

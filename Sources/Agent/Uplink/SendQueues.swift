@@ -5,6 +5,8 @@
 // item and counts it under that queue: what is already queued is older and
 // keeps its place. A producer that checks `hasRoom` before building an
 // expensive item counts its refusal with `countRefused` — same counter.
+//
+// Thread: a value owned by the uplink on the loop thread.
 import Reactor
 
 /// Two FIFO rings with drop-newest overflow. A value type owned by the
