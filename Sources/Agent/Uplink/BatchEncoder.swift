@@ -102,9 +102,10 @@ public enum BatchEncoder {
 
     /// The Wire items for `items`; `stringRef` maps each name to the
     /// session's string table (`ClientSession.stringRef`). Records (which
-    /// travel alone) produce nothing.
-    public static func wireItems(_ items: [OutboundItem],
-                                 stringRef: (String) throws(SessionError) -> StringRef) throws(SessionError) -> [BatchItem] {
+    /// travel alone) produce nothing. Internal: a public generic copy would
+    /// ship in the agent next to the one specialized for the session.
+    static func wireItems(_ items: [OutboundItem],
+                          stringRef: (String) throws(SessionError) -> StringRef) throws(SessionError) -> [BatchItem] {
         var out: [BatchItem] = []
         out.reserveCapacity(items.count)
         for item in items {

@@ -86,8 +86,6 @@ public final class HostResolver {
     public let waitingLimit: Int
     public let idleSeconds: Double
     private let lookup: Lookup
-    /// Handed to threads and not answered yet (cancelled ones included).
-    private var inFlight: [ObjectIdentifier: Request] = [:]
     /// Answered on the loop (literals, refusals); delivered together.
     private var ready: [Request] = []
     private var deliverReady: DeferOnce!
@@ -113,14 +111,14 @@ public final class HostResolver {
 
     deinit {
         // Queued lookups are skipped; running ones finish on their threads,
-        // which then stop (ResolverThreads outlives us until then).
-        for r in inFlight.values { r.cancel() }
-        for r in ready { r.cancel() }
+        // which then stop (ResolverThreads outlives us until then). Their
+        // answers have nowhere to go.
         threads?.orphan()
     }
 
-    /// Lookups waiting for or running on a thread.
-    public var pendingCount: Int { inFlight.count }
+    /// Lookups handed to threads and not answered yet (cancelled ones
+    /// included): what `waitingLimit` bounds.
+    public private(set) var pendingCount = 0
     /// Whether resolver threads exist now.
     public var hasThreads: Bool { threads?.isRunning ?? false }
 
@@ -132,7 +130,7 @@ public final class HostResolver {
         let request = Request(host: host, port: port, completion: completion)
         if let literal = try? SocketAddress(ip: host, port: port) {
             answerSoon(request, .success([literal]))
-        } else if inFlight.count >= waitingLimit {
+        } else if pendingCount >= waitingLimit {
             refused &+= 1
             answerSoon(request, .failure(ResolveError(host: host, reason: "too many lookups (\(waitingLimit)) waiting")))
         } else {
@@ -141,7 +139,7 @@ public final class HostResolver {
             }
             do {
                 if try threads!.submit(request) { threadStarts &+= 1 }
-                inFlight[ObjectIdentifier(request)] = request
+                pendingCount += 1
             } catch {
                 answerSoon(request, .failure(ResolveError(host: host, reason: "cannot start a resolver thread: \(error)")))
             }
@@ -163,7 +161,7 @@ public final class HostResolver {
 
     /// Answers from the threads, in the order they finished.
     fileprivate func answered(_ requests: [Request]) {
-        for r in requests { inFlight[ObjectIdentifier(r)] = nil }
+        pendingCount -= requests.count
         for r in requests { HostResolver.deliver(r) }
     }
 
@@ -226,13 +224,16 @@ private final class ResolverThreads {
     private var idleTimer: TimerWatcher!
     private let idleSeconds: Double
     private var orphaned = false
+    /// Set when the resolver goes away: waiting lookups are skipped.
+    private let abandoned = AbandonedFlag()
 
     init(resolver: HostResolver, loop: EventLoop, count: Int, idleSeconds: Double, lookup: @escaping HostResolver.Lookup) {
         self.resolver = resolver
         self.idleSeconds = idleSeconds
         // One lookup per thread at a time: a slow name holds one thread only.
+        let abandoned = self.abandoned
         worker = WorkerThread(loop: loop, name: "resolver", threads: count, batchLimit: 1, process: { worker, batch in
-            for r in batch where !r.isCancelled {
+            for r in batch where !r.isCancelled && !abandoned.isSet {
                 r.answer = lookup(r.host, r.port)
             }
             worker.finish(batch)
@@ -259,6 +260,7 @@ private final class ResolverThreads {
     /// The resolver went away: stop as soon as nothing runs.
     func orphan() {
         orphaned = true
+        abandoned.set()
         resolver = nil
         if (worker?.outstanding ?? 0) == 0 { idleTimer.start(after: 0) }
     }
@@ -274,4 +276,11 @@ private final class ResolverThreads {
         worker = nil    // breaks the cycle through the completion closure
         resolver?.threadsStopped(self)
     }
+}
+
+/// A flag the loop sets and worker threads read.
+private final class AbandonedFlag: @unchecked Sendable {
+    private let value = Atomic<Bool>(false)
+    func set() { value.store(true, ordering: .relaxed) }
+    var isSet: Bool { value.load(ordering: .relaxed) }
 }
