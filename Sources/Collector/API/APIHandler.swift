@@ -162,9 +162,9 @@ public final class APIHandler {
 
     func limit(_ req: HTTPRequest) throws(APIError) -> Int {
         guard let v = try integer(req, "limit") else { return 100 }
-        guard v >= 1 && v <= Int64(SQLiteStore.maxQueryLimit) else {
+        guard v >= 1 && v <= Int64(store.limits.maxQueryRows) else {
             throw .badRequest("invalid query parameter",
-                              .object([("limit", .string("expected 1...\(SQLiteStore.maxQueryLimit), got \(v)"))]))
+                              .object([("limit", .string("expected 1...\(store.limits.maxQueryRows), got \(v)"))]))
         }
         return Int(v)
     }

@@ -165,7 +165,7 @@ extension APIHandler {
                                      ("runs", .array(rows.map { rec in
                                          .object([("ts", .int(rec.run.ts)), ("agent", .string(rec.agent)),
                                                   ("step", .string(rec.run.check)), ("ok", .bool(rec.run.ok)),
-                                                  ("duration_ms", .number(rec.run.durationMs)),
+                                                  ("duration_ms", APIHandler.millis(rec.run.durationUs)),
                                                   ("detail", rec.run.detail.map(JSON.raw) ?? .null)])
                                      }))])
                         }

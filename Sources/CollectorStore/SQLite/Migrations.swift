@@ -6,7 +6,10 @@
 // docs/STORAGE.md describes every table.
 //
 // Rules: never edit a released step; add a new one. Times are integer
-// milliseconds since the Unix epoch (`*_ms`); durations are REAL milliseconds.
+// milliseconds since the Unix epoch (`*_ms`); durations are integer
+// microseconds (`*_us`, since step 4; REAL milliseconds before).
+//
+// Thread: whoever opens the database, before the store's writer starts.
 
 struct Migration {
     let version: Int
@@ -197,6 +200,84 @@ enum Migrations {
         DROP INDEX measurements_ts;
         CREATE INDEX measurements_ts_series ON measurements(ts_ms, series_id);
         """),
+        // Latencies as the agent measured them, integer microseconds, and
+        // typed columns instead of a JSON `meta` per row: measurements'
+        // meta held only window_ms (and errors when there were any), events'
+        // only the response status. Each table is rebuilt in rowid order (so
+        // ties in time keep their insertion order); REAL milliseconds become
+        // microseconds by rounding ms × 1000, which restores the integer the
+        // agent sent. Meta that is not valid JSON yields 0.
+        Migration(version: 4, name: "durations in integer microseconds, typed columns instead of meta", sql: """
+        CREATE TABLE measurements_v4 (
+            series_id INTEGER NOT NULL,
+            ts_ms     INTEGER NOT NULL,
+            window_ms INTEGER NOT NULL,
+            count     INTEGER NOT NULL,
+            errors    INTEGER NOT NULL,
+            sum_us    INTEGER NOT NULL,
+            min_us    INTEGER NOT NULL,
+            max_us    INTEGER NOT NULL,
+            p50_us    INTEGER NOT NULL,
+            p95_us    INTEGER NOT NULL,
+            p99_us    INTEGER NOT NULL
+        );
+        INSERT INTO measurements_v4(rowid, series_id, ts_ms, window_ms, count, errors,
+                                    sum_us, min_us, max_us, p50_us, p95_us, p99_us)
+            SELECT rowid, series_id, ts_ms,
+                   COALESCE(CAST(CASE WHEN json_valid(meta) THEN json_extract(meta, '$.window_ms') END AS INTEGER), 0),
+                   count,
+                   COALESCE(CAST(CASE WHEN json_valid(meta) THEN json_extract(meta, '$.errors') END AS INTEGER), 0),
+                   CAST(round(sum_ms * 1000) AS INTEGER), CAST(round(min_ms * 1000) AS INTEGER),
+                   CAST(round(max_ms * 1000) AS INTEGER), CAST(round(p50_ms * 1000) AS INTEGER),
+                   CAST(round(p95_ms * 1000) AS INTEGER), CAST(round(p99_ms * 1000) AS INTEGER)
+            FROM measurements ORDER BY rowid;
+        DROP TABLE measurements;
+        ALTER TABLE measurements_v4 RENAME TO measurements;
+        CREATE INDEX measurements_ts_series ON measurements(ts_ms, series_id);
+
+        CREATE TABLE events_v4 (
+            id          INTEGER PRIMARY KEY,
+            ts_ms       INTEGER NOT NULL,
+            project_id  INTEGER NOT NULL,
+            agent_id    TEXT NOT NULL,
+            monitor     TEXT NOT NULL,
+            check_name  TEXT NOT NULL,
+            method      TEXT NOT NULL,
+            host        TEXT NOT NULL,
+            path        TEXT NOT NULL,
+            status      INTEGER NOT NULL,
+            duration_us INTEGER NOT NULL
+        );
+        INSERT INTO events_v4(id, ts_ms, project_id, agent_id, monitor, check_name, method, host, path, status, duration_us)
+            SELECT id, ts_ms, project_id, agent_id, monitor, check_name, method, host, path,
+                   COALESCE(CAST(CASE WHEN json_valid(meta) THEN json_extract(meta, '$.status') END AS INTEGER), 0),
+                   CAST(round(duration_ms * 1000) AS INTEGER)
+            FROM events ORDER BY id;
+        DROP TABLE events;
+        ALTER TABLE events_v4 RENAME TO events;
+        CREATE INDEX events_ts ON events(ts_ms);
+        CREATE INDEX events_agent_ts ON events(agent_id, ts_ms);
+
+        CREATE TABLE monitor_runs_v4 (
+            id          INTEGER PRIMARY KEY,
+            ts_ms       INTEGER NOT NULL,
+            project_id  INTEGER NOT NULL,
+            agent_id    TEXT NOT NULL,
+            monitor     TEXT NOT NULL,
+            check_name  TEXT NOT NULL,
+            ok          INTEGER NOT NULL,
+            duration_us INTEGER NOT NULL,
+            detail      TEXT
+        );
+        INSERT INTO monitor_runs_v4(id, ts_ms, project_id, agent_id, monitor, check_name, ok, duration_us, detail)
+            SELECT id, ts_ms, project_id, agent_id, monitor, check_name, ok, CAST(round(duration_ms * 1000) AS INTEGER), detail
+            FROM monitor_runs ORDER BY id;
+        DROP TABLE monitor_runs;
+        ALTER TABLE monitor_runs_v4 RENAME TO monitor_runs;
+        CREATE INDEX monitor_runs_ts ON monitor_runs(ts_ms);
+        CREATE INDEX monitor_runs_project_ts ON monitor_runs(project_id, ts_ms);
+        CREATE INDEX monitor_runs_agent_monitor ON monitor_runs(project_id, agent_id, monitor, ts_ms);
+        """),
     ]
 
     static var latest: Int { all.last?.version ?? 0 }
@@ -206,11 +287,11 @@ enum Migrations {
     @discardableResult
     static func migrate(_ db: SQLiteConnection, now: Int64, upTo target: Int = latest) throws(StoreError) -> [Int] {
         let current: Int
-        do { current = Int(try db.scalar("PRAGMA user_version") ?? 0) } catch { throw .sqlite(error) }
+        do { current = Int(try db.scalar("PRAGMA user_version") ?? 0) } catch { throw .from(error) }
         if current > latest { throw .schemaTooNew(found: current, known: latest) }
         var applied: [Int] = []
         for m in all where m.version > current && m.version <= target {
-            do { try apply(m, to: db, now: now) } catch { throw .sqlite(error) }
+            do { try apply(m, to: db, now: now) } catch { throw .from(error) }
             applied.append(m.version)
         }
         return applied

@@ -1,27 +1,87 @@
 // SQLiteStore, ingest: batches with de-duplication, and agent registration
-// and state. Everything here runs inside a write slice's transaction.
+// and state. The public methods run on the loop thread and queue a write;
+// the SQLiteWriter methods below run on the writer thread, inside a write's
+// savepoint of a transaction.
 import CSQLite
 import Reactor
 
 extension SQLiteStore {
     public func submitBatch(_ batch: Batch, completion: @escaping StoreCompletion<BatchOutcome>) {
         guard batch.sequence >= 0, !batch.agentId.isEmpty else {
+            let refused = Result<BatchOutcome, StoreError>.failure(.invalid("batch needs an agent id and a sequence >= 0"))
             loopStats.refusedInvalid &+= 1
-            return deliverLater(completion, .failure(.invalid("batch needs an agent id and a sequence >= 0")))
+            loopStats.countBatch(refused)
+            return deliverLater(completion, refused)
         }
-        enqueueWrite(rows: max(batch.rowCount, 1), { store in try store.writeBatch(batch) }) { [weak self] result in
-            switch result {
-            case .success(.stored(let rows)):
-                self?.loopStats.batchesStored &+= 1
-                self?.loopStats.rowsStored &+= UInt64(rows)
-            case .success(.duplicate): self?.loopStats.batchesDuplicate &+= 1
-            case .failure: self?.loopStats.batchesFailed &+= 1
-            }
+        enqueueWrite(rows: max(batch.rowCount, 1), { writer in try writer.writeBatch(batch) }) { [weak self] result in
+            self?.loopStats.countBatch(result)
             completion(result)
         }
     }
 
-    private func writeBatch(_ b: Batch) throws -> BatchOutcome {
+    // MARK: agents
+
+    public func agentConnected(_ hello: AgentHello, completion: @escaping StoreCompletion<AgentRecord>) {
+        guard !hello.id.isEmpty else {
+            loopStats.refusedInvalid &+= 1
+            return deliverLater(completion, .failure(.invalid("agent id is empty")))
+        }
+        enqueueWrite(rows: 2, { writer in
+            let s = try writer.db.statement("""
+                INSERT INTO agents(id, project_id, name, hostname, version, boot_id, state, state_since_ms, first_seen_ms, last_seen_ms)
+                VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'not_visible', ?7, ?7, ?7)
+                ON CONFLICT (id) DO UPDATE SET project_id = excluded.project_id, name = excluded.name,
+                    hostname = excluded.hostname, version = excluded.version, boot_id = excluded.boot_id,
+                    last_seen_ms = max(last_seen_ms, excluded.last_seen_ms)
+                """)
+            defer { s.reset() }
+            s.bind(1, hello.id); s.bind(2, hello.projectId); s.bind(3, hello.name); s.bind(4, hello.hostname)
+            s.bind(5, hello.version); s.bind(6, hello.bootId); s.bind(7, hello.at)
+            do { try s.run() } catch let e as SQLiteError where e.primaryCode == SQLITE_CONSTRAINT {  // no such project
+                throw StoreError.notFound("project \(hello.projectId)")
+            }
+            _ = try writer.applyState(agent: hello.id, state: .connecting, messages: [], at: hello.at)
+            guard let record = try writer.readAgents(id: hello.id, project: nil).first else {
+                throw StoreError.notFound("agent '\(hello.id)'")
+            }
+            return record
+        }, completion: completion)
+    }
+
+    public func setAgentState(agent: String, state: AgentState, messages: [String], at: Int64,
+                              completion: @escaping StoreCompletion<Bool>) {
+        enqueueWrite(rows: 1, { writer in try writer.applyState(agent: agent, state: state, messages: messages, at: at) },
+                     completion: completion)
+    }
+
+    public func recordAgentStatus(agent: String, state: AgentState, messages: [String], snapshot: StatusSnapshot,
+                                  completion: @escaping StoreCompletion<Bool>) {
+        enqueueWrite(rows: 2, { writer in
+            try writer.db.run("INSERT INTO agent_status(agent_id, ts_ms, status) VALUES (?, ?, ?)",
+                              [.text(agent), .integer(snapshot.ts), .text(snapshot.json)])
+            try writer.db.run("""
+                UPDATE agents SET status = ?1, status_ms = ?2, last_seen_ms = max(last_seen_ms, ?2)
+                WHERE id = ?3 AND (status_ms IS NULL OR status_ms <= ?2)
+                """, [.text(snapshot.json), .integer(snapshot.ts), .text(agent)])
+            return try writer.applyState(agent: agent, state: state, messages: messages, at: snapshot.ts)
+        }, completion: completion)
+    }
+
+    public func markAllAgentsNotVisible(at: Int64, completion: @escaping StoreCompletion<Int>) {
+        enqueueWrite(rows: 1, { writer in
+            try writer.db.run("""
+                INSERT INTO agent_states(agent_id, ts_ms, state, messages)
+                SELECT id, ?1, 'not_visible', '' FROM agents WHERE state <> 'not_visible'
+                """, [.integer(at)])
+            return try writer.db.run("""
+                UPDATE agents SET state = 'not_visible', state_messages = '', state_since_ms = ?1 WHERE state <> 'not_visible'
+                """, [.integer(at)])
+        }, completion: completion)
+    }
+}
+
+extension SQLiteWriter {
+    func writeBatch(_ b: Batch) throws -> BatchOutcome {
         var seqs = ReceivedSequences()
         var known = false
         do {
@@ -35,32 +95,32 @@ extension SQLiteStore {
             }
         }
         if seqs.contains(b.sequence) { return .duplicate }
-        writer.countGapsForgotten(seqs.insert(b.sequence, maxGaps: options.maxSequenceGaps))
+        countGapsForgotten(seqs.insert(b.sequence, maxGaps: options.maxSequenceGaps))
 
         if !b.measurements.isEmpty {
             let s = try db.statement("""
-                INSERT INTO measurements(series_id, ts_ms, count, sum_ms, min_ms, max_ms, p50_ms, p95_ms, p99_ms, meta)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                INSERT INTO measurements(series_id, ts_ms, window_ms, count, errors, sum_us, min_us, max_us, p50_us, p95_us, p99_us)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """)
             for m in b.measurements {
                 let series = try seriesId(SeriesKey(agent: b.agentId, monitor: m.monitor, check: m.check, source: m.source),
                                           project: b.projectId)
                 defer { s.reset() }
-                s.bind(1, series); s.bind(2, m.ts); s.bind(3, m.count); s.bind(4, m.sumMs)
-                s.bind(5, m.minMs); s.bind(6, m.maxMs); s.bind(7, m.p50Ms); s.bind(8, m.p95Ms); s.bind(9, m.p99Ms)
-                s.bind(10, m.meta)
+                s.bind(1, series); s.bind(2, m.ts); s.bind(3, m.windowMs); s.bind(4, m.count); s.bind(5, m.errors)
+                s.bind(6, m.sumUs); s.bind(7, m.minUs); s.bind(8, m.maxUs); s.bind(9, m.p50Us); s.bind(10, m.p95Us)
+                s.bind(11, m.p99Us)
                 try s.run()
             }
         }
         if !b.events.isEmpty {
             let s = try db.statement("""
-                INSERT INTO events(ts_ms, project_id, agent_id, monitor, check_name, method, host, path, duration_ms, meta)
+                INSERT INTO events(ts_ms, project_id, agent_id, monitor, check_name, method, host, path, status, duration_us)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """)
             for e in b.events {
                 defer { s.reset() }
                 s.bind(1, e.ts); s.bind(2, b.projectId); s.bind(3, b.agentId); s.bind(4, e.monitor); s.bind(5, e.check)
-                s.bind(6, e.method); s.bind(7, e.host); s.bind(8, e.path); s.bind(9, e.durationMs); s.bind(10, e.meta)
+                s.bind(6, e.method); s.bind(7, e.host); s.bind(8, e.path); s.bind(9, e.status); s.bind(10, e.durationUs)
                 try s.run()
             }
         }
@@ -79,13 +139,13 @@ extension SQLiteStore {
         }
         if !b.monitorRuns.isEmpty {
             let s = try db.statement("""
-                INSERT INTO monitor_runs(ts_ms, project_id, agent_id, monitor, check_name, ok, duration_ms, detail)
+                INSERT INTO monitor_runs(ts_ms, project_id, agent_id, monitor, check_name, ok, duration_us, detail)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)
                 """)
             for r in b.monitorRuns {
                 defer { s.reset() }
                 s.bind(1, r.ts); s.bind(2, b.projectId); s.bind(3, b.agentId); s.bind(4, r.monitor); s.bind(5, r.check)
-                s.bind(6, r.ok); s.bind(7, r.durationMs); s.bind(8, r.detail)
+                s.bind(6, r.ok); s.bind(7, r.durationUs); s.bind(8, r.detail)
                 try s.run()
             }
         }
@@ -108,7 +168,7 @@ extension SQLiteStore {
     /// The id of a (agent, monitor, check, source) series, created on first
     /// use; cached, with the cache cleared when it reaches its limit.
     private func seriesId(_ key: SeriesKey, project: Int64) throws -> Int64 {
-        if let id = writer.seriesCache[key] { return id }
+        if let id = seriesCache[key] { return id }
         let insert = try db.statement("""
             INSERT INTO series(project_id, agent_id, monitor, check_name, source) VALUES (?, ?, ?, ?, ?)
             ON CONFLICT (agent_id, monitor, check_name, source) DO NOTHING
@@ -125,69 +185,9 @@ extension SQLiteStore {
             guard try s.step() else { throw StoreError.invalid("series vanished: \(key)") }
             id = s.int64(0)
         }
-        if writer.seriesCache.count >= options.seriesCacheLimit { writer.seriesCache.removeAll(keepingCapacity: true) }
-        writer.seriesCache[key] = id
+        if seriesCache.count >= options.seriesCacheLimit { seriesCache.removeAll(keepingCapacity: true) }
+        seriesCache[key] = id
         return id
-    }
-
-    // MARK: agents
-
-    public func agentConnected(_ hello: AgentHello, completion: @escaping StoreCompletion<AgentRecord>) {
-        guard !hello.id.isEmpty else {
-            loopStats.refusedInvalid &+= 1
-            return deliverLater(completion, .failure(.invalid("agent id is empty")))
-        }
-        enqueueWrite(rows: 2, { store in
-            let s = try store.db.statement("""
-                INSERT INTO agents(id, project_id, name, hostname, version, boot_id, state, state_since_ms, first_seen_ms, last_seen_ms)
-                VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'not_visible', ?7, ?7, ?7)
-                ON CONFLICT (id) DO UPDATE SET project_id = excluded.project_id, name = excluded.name,
-                    hostname = excluded.hostname, version = excluded.version, boot_id = excluded.boot_id,
-                    last_seen_ms = max(last_seen_ms, excluded.last_seen_ms)
-                """)
-            defer { s.reset() }
-            s.bind(1, hello.id); s.bind(2, hello.projectId); s.bind(3, hello.name); s.bind(4, hello.hostname)
-            s.bind(5, hello.version); s.bind(6, hello.bootId); s.bind(7, hello.at)
-            do { try s.run() } catch let e as SQLiteError where e.primaryCode == SQLITE_CONSTRAINT {  // no such project
-                throw StoreError.notFound("project \(hello.projectId)")
-            }
-            _ = try store.applyState(agent: hello.id, state: .connecting, messages: [], at: hello.at)
-            guard let record = try store.readAgents(id: hello.id, project: nil).first else {
-                throw StoreError.notFound("agent '\(hello.id)'")
-            }
-            return record
-        }, completion: completion)
-    }
-
-    public func setAgentState(agent: String, state: AgentState, messages: [String], at: Int64,
-                              completion: @escaping StoreCompletion<Bool>) {
-        enqueueWrite(rows: 1, { store in try store.applyState(agent: agent, state: state, messages: messages, at: at) },
-                     completion: completion)
-    }
-
-    public func recordAgentStatus(agent: String, state: AgentState, messages: [String], snapshot: StatusSnapshot,
-                                  completion: @escaping StoreCompletion<Bool>) {
-        enqueueWrite(rows: 2, { store in
-            try store.db.run("INSERT INTO agent_status(agent_id, ts_ms, status) VALUES (?, ?, ?)",
-                             [.text(agent), .integer(snapshot.ts), .text(snapshot.json)])
-            try store.db.run("""
-                UPDATE agents SET status = ?1, status_ms = ?2, last_seen_ms = max(last_seen_ms, ?2)
-                WHERE id = ?3 AND (status_ms IS NULL OR status_ms <= ?2)
-                """, [.text(snapshot.json), .integer(snapshot.ts), .text(agent)])
-            return try store.applyState(agent: agent, state: state, messages: messages, at: snapshot.ts)
-        }, completion: completion)
-    }
-
-    public func markAllAgentsNotVisible(at: Int64, completion: @escaping StoreCompletion<Int>) {
-        enqueueWrite(rows: 1, { store in
-            try store.db.run("""
-                INSERT INTO agent_states(agent_id, ts_ms, state, messages)
-                SELECT id, ?1, 'not_visible', '' FROM agents WHERE state <> 'not_visible'
-                """, [.integer(at)])
-            return try store.db.run("""
-                UPDATE agents SET state = 'not_visible', state_messages = '', state_since_ms = ?1 WHERE state <> 'not_visible'
-                """, [.integer(at)])
-        }, completion: completion)
     }
 
     /// Sets the state; a history row only when state or messages change.

@@ -1,13 +1,13 @@
 // SQLiteStore, queries for the HTTP API. Each builds its WHERE clause from
 // the filters present; the statement cache keys on the SQL text, so each
 // combination of filters is prepared once. Lists are newest first, ties
-// broken by insertion order, and `limit` is clamped to 1...maxQueryLimit.
+// broken by insertion order, and `limit` is clamped to
+// 1...limits.maxQueryRows. The public methods run on the loop thread and
+// queue a read; their bodies and the SQLiteWriter helpers run on the writer.
 
-extension SQLiteStore {
-    static func clamp(_ limit: Int) -> Int { min(max(limit, 1), maxQueryLimit) }
-
+extension SQLiteWriter {
     /// Appends `column = ?` (or `op`) for each present value.
-    private struct Filter {
+    struct Filter {
         var clauses: [String] = []
         var values: [SQLiteValue] = []
 
@@ -24,23 +24,27 @@ extension SQLiteStore {
         var sql: String { clauses.isEmpty ? "" : " WHERE " + clauses.joined(separator: " AND ") }
     }
 
-    private func select(_ sql: String, _ f: Filter, limit: Int, _ row: (SQLiteStatement) -> Void) throws {
+    /// Runs `sql` with the filter's values and the clamped `limit` bound
+    /// last; `row` for each row.
+    func select(_ sql: String, _ f: Filter, limit: Int, _ row: (SQLiteStatement) -> Void) throws {
         let s = try db.statement(sql)
         defer { s.reset() }
         for (i, v) in f.values.enumerated() { s.bind(Int32(i + 1), value: v) }
-        s.bind(Int32(f.values.count + 1), SQLiteStore.clamp(limit))
+        s.bind(Int32(f.values.count + 1), options.limits.clamp(limit))
         while try s.step() { row(s) }
     }
+}
 
+extension SQLiteStore {
     public func measurements(_ q: MeasurementQuery, completion: @escaping StoreCompletion<[MeasurementRecord]>) {
-        enqueueRead({ store in
+        enqueueRead({ writer in
             // The series filters pick a set of series ids first; the scan of
             // the time-ordered index then tests each entry's series_id against
             // that set without joining every row (docs/STORAGE.md, "Indexes").
-            var series = Filter()
+            var series = SQLiteWriter.Filter()
             series.add("p2.name = ?", q.project); series.add("s2.agent_id = ?", q.agent); series.add("s2.monitor = ?", q.monitor)
             series.add("s2.check_name = ?", q.check); series.add("s2.source = ?", q.source)
-            var f = Filter()
+            var f = SQLiteWriter.Filter()
             if !series.clauses.isEmpty {
                 f.clauses.append("m.series_id IN (SELECT s2.id FROM series s2 JOIN projects p2 ON p2.id = s2.project_id"
                                  + series.sql + ")")
@@ -48,65 +52,66 @@ extension SQLiteStore {
             }
             f.add("m.ts_ms >= ?", q.since)
             var out: [MeasurementRecord] = []
-            try store.select("""
-                SELECT m.ts_ms, p.name, s.agent_id, s.monitor, s.check_name, s.source, m.count, m.sum_ms, m.min_ms,
-                       m.max_ms, m.p50_ms, m.p95_ms, m.p99_ms, m.meta
+            try writer.select("""
+                SELECT m.ts_ms, p.name, s.agent_id, s.monitor, s.check_name, s.source, m.window_ms, m.count, m.errors,
+                       m.sum_us, m.min_us, m.max_us, m.p50_us, m.p95_us, m.p99_us
                 FROM measurements m JOIN series s ON s.id = m.series_id JOIN projects p ON p.id = s.project_id
                 """ + f.sql + " ORDER BY m.ts_ms DESC, m.rowid DESC LIMIT ?", f, limit: q.limit) { s in
                 out.append(MeasurementRecord(project: s.text(1), agent: s.text(2), measurement: MeasurementRow(
-                    ts: s.int64(0), monitor: s.text(3), check: s.text(4), source: s.text(5), count: s.int64(6),
-                    sumMs: s.double(7), minMs: s.double(8), maxMs: s.double(9), p50Ms: s.double(10),
-                    p95Ms: s.double(11), p99Ms: s.double(12), meta: s.optionalText(13))))
+                    ts: s.int64(0), windowMs: s.int64(6), monitor: s.text(3), check: s.text(4), source: s.text(5),
+                    count: s.int64(7), errors: s.int64(8), sumUs: s.int64(9), minUs: s.int64(10), maxUs: s.int64(11),
+                    p50Us: s.int64(12), p95Us: s.int64(13), p99Us: s.int64(14))))
             }
             return out
         }, completion: completion)
     }
 
     public func events(_ q: EventQuery, completion: @escaping StoreCompletion<[EventRecord]>) {
-        enqueueRead({ store in
-            var f = Filter()
+        enqueueRead({ writer in
+            var f = SQLiteWriter.Filter()
             f.add("p.name = ?", q.project); f.add("e.agent_id = ?", q.agent); f.add("e.monitor = ?", q.monitor)
             f.add("e.check_name = ?", q.check); f.add("e.ts_ms >= ?", q.since)
             var out: [EventRecord] = []
-            try store.select("""
+            try writer.select("""
                 SELECT e.id, p.name, e.agent_id, e.ts_ms, e.monitor, e.check_name, e.method, e.host, e.path,
-                       e.duration_ms, e.meta
+                       e.status, e.duration_us
                 FROM events e JOIN projects p ON p.id = e.project_id
                 """ + f.sql + " ORDER BY e.ts_ms DESC, e.id DESC LIMIT ?", f, limit: q.limit) { s in
                 out.append(EventRecord(id: s.int64(0), project: s.text(1), agent: s.text(2), event: RawEvent(
                     ts: s.int64(3), monitor: s.text(4), check: s.text(5), method: s.text(6), host: s.text(7),
-                    path: s.text(8), durationMs: s.double(9), meta: s.optionalText(10))))
+                    path: s.text(8), status: s.int64(9), durationUs: s.int64(10))))
             }
             return out
         }, completion: completion)
     }
 
     public func monitorRuns(_ q: MonitorRunQuery, completion: @escaping StoreCompletion<[MonitorRunRecord]>) {
-        enqueueRead({ store in
-            var f = Filter()
+        enqueueRead({ writer in
+            var f = SQLiteWriter.Filter()
             f.add("p.name = ?", q.project); f.add("r.agent_id = ?", q.agent); f.add("r.monitor = ?", q.monitor)
             f.add("r.ts_ms >= ?", q.since)
             var out: [MonitorRunRecord] = []
-            try store.select("""
-                SELECT p.name, r.agent_id, r.ts_ms, r.monitor, r.check_name, r.ok, r.duration_ms, r.detail
+            try writer.select("""
+                SELECT p.name, r.agent_id, r.ts_ms, r.monitor, r.check_name, r.ok, r.duration_us, r.detail
                 FROM monitor_runs r JOIN projects p ON p.id = r.project_id
                 """ + f.sql + " ORDER BY r.ts_ms DESC, r.id DESC LIMIT ?", f, limit: q.limit) { s in
                 out.append(MonitorRunRecord(project: s.text(0), agent: s.text(1), run: MonitorRun(
                     ts: s.int64(2), monitor: s.text(3), check: s.text(4), ok: s.int64(5) != 0,
-                    durationMs: s.double(6), detail: s.optionalText(7))))
+                    durationUs: s.int64(6), detail: s.optionalText(7))))
             }
             return out
         }, completion: completion)
     }
 
     public func lastMonitorRuns(project: String, agent: String?, completion: @escaping StoreCompletion<[String: Int64]>) {
-        enqueueRead({ store in
-            var f = Filter()
+        enqueueRead({ writer in
+            var f = SQLiteWriter.Filter()
             f.add("p.name = ?", project); f.add("r.agent_id = ?", agent)
             var out: [String: Int64] = [:]
-            try store.select("""
+            // One row per monitor name, at most limits.maxQueryRows of them.
+            try writer.select("""
                 SELECT r.monitor, MAX(r.ts_ms) FROM monitor_runs r JOIN projects p ON p.id = r.project_id
-                """ + f.sql + " GROUP BY r.monitor LIMIT ?", f, limit: 100_000) { s in
+                """ + f.sql + " GROUP BY r.monitor LIMIT ?", f, limit: .max) { s in
                 out[s.text(0)] = s.int64(1)
             }
             return out
@@ -114,22 +119,22 @@ extension SQLiteStore {
     }
 
     public func statusHistory(agent: String, since: Int64?, limit: Int, completion: @escaping StoreCompletion<[StatusRecord]>) {
-        enqueueRead({ store in
-            var f = Filter()
+        enqueueRead({ writer in
+            var f = SQLiteWriter.Filter()
             f.add("agent_id = ?", agent); f.add("ts_ms >= ?", since)
             var out: [StatusRecord] = []
-            try store.select("SELECT ts_ms, status FROM agent_status" + f.sql + " ORDER BY ts_ms DESC, id DESC LIMIT ?",
+            try writer.select("SELECT ts_ms, status FROM agent_status" + f.sql + " ORDER BY ts_ms DESC, id DESC LIMIT ?",
                              f, limit: limit) { s in out.append(StatusRecord(ts: s.int64(0), json: s.text(1))) }
             return out
         }, completion: completion)
     }
 
     public func stateHistory(agent: String, since: Int64?, limit: Int, completion: @escaping StoreCompletion<[StateChange]>) {
-        enqueueRead({ store in
-            var f = Filter()
+        enqueueRead({ writer in
+            var f = SQLiteWriter.Filter()
             f.add("agent_id = ?", agent); f.add("ts_ms >= ?", since)
             var out: [StateChange] = []
-            try store.select("SELECT ts_ms, state, messages FROM agent_states" + f.sql + " ORDER BY ts_ms DESC, id DESC LIMIT ?",
+            try writer.select("SELECT ts_ms, state, messages FROM agent_states" + f.sql + " ORDER BY ts_ms DESC, id DESC LIMIT ?",
                              f, limit: limit) { s in
                 out.append(StateChange(ts: s.int64(0), state: AgentState(rawValue: s.text(1)) ?? .notVisible,
                                        messages: MessageList.decode(s.text(2))))
@@ -139,11 +144,11 @@ extension SQLiteStore {
     }
 
     public func audit(_ q: AuditQuery, completion: @escaping StoreCompletion<[AuditRecord]>) {
-        enqueueRead({ store in
-            var f = Filter()
+        enqueueRead({ writer in
+            var f = SQLiteWriter.Filter()
             f.add("target = ?", q.target); f.add("action = ?", q.action); f.add("ts_ms >= ?", q.since)
             var out: [AuditRecord] = []
-            try store.select("SELECT id, ts_ms, actor, action, target, detail, result FROM audit" + f.sql
+            try writer.select("SELECT id, ts_ms, actor, action, target, detail, result FROM audit" + f.sql
                              + " ORDER BY ts_ms DESC, id DESC LIMIT ?", f, limit: q.limit) { s in
                 out.append(AuditRecord(id: s.int64(0), entry: AuditEntry(ts: s.int64(1), actor: s.text(2), action: s.text(3),
                                                                          target: s.text(4), detail: s.text(5), result: s.text(6))))
@@ -153,20 +158,22 @@ extension SQLiteStore {
     }
 
     public func agents(project: String?, completion: @escaping StoreCompletion<[AgentRecord]>) {
-        enqueueRead({ store in try store.readAgents(id: nil, project: project) }, completion: completion)
+        enqueueRead({ writer in try writer.readAgents(id: nil, project: project) }, completion: completion)
     }
 
     public func agent(id: String, completion: @escaping StoreCompletion<AgentRecord>) {
-        enqueueRead({ store in
-            guard let a = try store.readAgents(id: id, project: nil).first else { throw StoreError.notFound("agent '\(id)'") }
+        enqueueRead({ writer in
+            guard let a = try writer.readAgents(id: id, project: nil).first else { throw StoreError.notFound("agent '\(id)'") }
             return a
         }, completion: completion)
     }
+}
 
+extension SQLiteWriter {
     /// Every agent (of a project), ordered by project, name, id. Not limited:
     /// the list is bounded by the number of agents.
     func readAgents(id: String?, project: String?) throws -> [AgentRecord] {
-        var f = Filter()
+        var f = SQLiteWriter.Filter()
         f.add("a.id = ?", id); f.add("p.name = ?", project)
         let s = try db.statement("""
             SELECT a.id, a.project_id, p.name, a.name, a.hostname, a.version, a.boot_id, a.state, a.state_messages,

@@ -3,6 +3,7 @@
 // ordinary write so it shares the slicing and group commit of the write
 // path; the next chunk is queued from the previous one's completion, so
 // it runs on a later loop iteration. No reliance on expiry magic.
+// Loop thread, but for the DELETE itself (a write job on the writer).
 import Reactor
 
 extension SQLiteStore {
@@ -23,8 +24,8 @@ extension SQLiteStore {
         // batch_sequences has no rowid (WITHOUT ROWID); its key is (agent_id, boot_id).
         let (key, columns) = table == "batch_sequences" ? ("(agent_id, boot_id)", "agent_id, boot_id") : ("rowid", "rowid")
         let sql = "DELETE FROM \(table) WHERE \(key) IN (SELECT \(columns) FROM \(table) WHERE \(column) < ?1 LIMIT ?2)"
-        enqueueWrite(rows: chunk, { store in
-            try store.db.run(sql, [.integer(report.cutoff), .integer(Int64(chunk))])
+        enqueueWrite(rows: chunk, { writer in
+            try writer.db.run(sql, [.integer(report.cutoff), .integer(Int64(chunk))])
         }) { [weak self] result in
             guard let self else { return }
             switch result {

@@ -1,27 +1,25 @@
 // SQLiteStore: the collector's MeasurementStore over one embedded SQLite
-// database in WAL mode. The loop thread queues work and runs completions;
-// a writer thread (StoreWriter) runs every statement.
+// database in WAL mode — the loop-thread half. It queues jobs and runs
+// their completions; SQLiteWriter, its other half, runs every statement on
+// a Reactor WorkerThread.
 //
-// Write path. Callers queue writes; once per loop iteration the queued jobs
-// are handed to the writer, which runs the writes it has together in one
-// transaction (each inside a SAVEPOINT, so one bad write fails alone) up to
-// `maxRowsPerTransaction` rows, COMMITs, and hands them back; only then do
-// their completions run on the loop — that is when the collector
-// acknowledges. Writes queued while the writer is busy share its next
-// commit (group commit), which is what makes one fsync per commit
+// Write path. Callers queue writes; once per loop iteration (a DeferOnce)
+// the queued jobs are handed to the writer, which runs the writes it has
+// together in one transaction (each inside a SAVEPOINT, so one bad write
+// fails alone) up to `maxRowsPerTransaction` rows, COMMITs, and hands them
+// back; only then do their completions run on the loop — that is when the
+// collector acknowledges. Writes queued while the writer is busy share its
+// next commit (group commit), which is what makes one fsync per commit
 // affordable and lets transactions grow with the load.
 //
 // Read path. Reads run on the writer too, after the COMMIT of the writes
-// queued before them, so a read sees every earlier write.
-//
-// Checkpoints. The WAL hook counts pages; past `checkpointPages` the writer
-// runs a PASSIVE checkpoint between two transactions — never between a
-// COMMIT and its completions.
+// queued before them, so a read sees every earlier write; one that runs
+// past `limits.maxReadMillis` is stopped (`.readTooLong`).
 //
 // Threading: the public API is loop-thread only, like the EventLoop it is
-// bound to. The SQLiteConnection belongs to the writer thread while the
-// store is open; `db` may be used directly only while no store work is
-// outstanding (tests, start-up).
+// bound to. The loop never touches the writer's connection: everything that
+// needs it is a job (`enqueueWrite`, `enqueueRead`) whose body gets the
+// writer as its argument.
 import CSQLite
 import Reactor
 #if canImport(Glibc)
@@ -29,37 +27,37 @@ import Glibc
 #endif
 
 public final class SQLiteStore: MeasurementStore {
-    /// Upper bound of every query's `limit`.
-    public static let maxQueryLimit = 10_000
-
     public let loop: EventLoop
     public let options: StoreOptions
+    public var limits: StoreLimits { options.limits }
     public var path: String { options.databasePath }
     /// The loop's counters with the writer's as of its latest hand-back.
     public var stats: StoreStats {
         var s = loopStats
-        s.takeWriterCounters(from: writerStats)
+        s.takeWriterCounters(from: writer.publishedStats())
         return s
     }
     /// Counters kept on the loop thread (queueing, outcomes, refusals).
     var loopStats = StoreStats()
-    private var writerStats = StoreStats()
     /// Days of data kept by the retention timer (0: keep everything).
     /// Changeable while running (a live configuration key).
     public var retentionDays = 0
     /// The schema version of the open database.
     public let schemaVersion: Int
 
-    let db: SQLiteConnection
-    let writer: StoreWriter
-    private let wake: AsyncWatcher
+    /// The writer-thread half. The loop touches it only through jobs, and
+    /// directly only after the worker thread has been joined (deinit).
+    private let writer: SQLiteWriter
+    private lazy var worker = WorkerThread<StoreJob>(
+        loop: loop, name: "vigil-store", nice: options.writerNice,
+        process: { [writer] thread, jobs in writer.process(jobs) { thread.finish($0) } },
+        completed: { [weak self] jobs in self?.completed(jobs) })
     /// Jobs queued during this loop iteration, handed to the writer at once.
     private var outbox: [StoreJob] = []
-    private var handOffScheduled = false
+    private lazy var handOff = DeferOnce(loop: loop) { [weak self] in self?.handOffJobs() }
     /// Finished jobs whose completions have not run yet.
     private var completions = RingBuffer<StoreJob>(capacity: 1024, overflow: .grow)
-    private var completionsScheduled = false
-    private var writerClosed = false
+    private lazy var moreCompletions = DeferOnce(loop: loop) { [weak self] in self?.runCompletions() }
     var retentionTimer: TimerWatcher?
     var retentionRunning = false
     private enum Phase { case open, closing, closed }
@@ -70,31 +68,33 @@ public final class SQLiteStore: MeasurementStore {
     /// needed, opens it in WAL mode, applies migrations and starts the
     /// writer thread. Synchronous: call before serving.
     public static func open(loop: EventLoop, options: StoreOptions, now: Int64 = Clock.wallMillis()) throws(StoreError) -> SQLiteStore {
-        try makeDirectories(options.dataDirectory)
-        // SQLite creates the -wal and -shm files with the database's mode, so
-        // creating the file first keeps secrets (keys) out of other users' reach.
-        let fd = Glibc.open(options.databasePath, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-        if fd < 0 { throw .io(call: "open", path: options.databasePath, errno: errno) }
-        let chmodFailed = fchmod(fd, 0o600) != 0      // a file from an older, laxer install
-        let chmodErrno = errno
-        Glibc.close(fd)
-        if chmodFailed { throw .io(call: "fchmod", path: options.databasePath, errno: chmodErrno) }
+        do {
+            try makeDirectories(options.dataDirectory)
+            // SQLite creates the -wal and -shm files with the database's mode, so
+            // creating the file first keeps secrets (keys) out of other users' reach.
+            let fd = try Syscalls.open(options.databasePath, O_RDWR | O_CREAT, mode: 0o600)
+            defer { Syscalls.close(fd) }
+            try Syscalls.fchmod(fd, 0o600)       // a file from an older, laxer install
+        } catch {
+            throw .unavailable("\(error)")
+        }
         let db: SQLiteConnection
-        do { db = try SQLiteConnection(path: options.databasePath) } catch { throw .sqlite(error) }
+        do { db = try SQLiteConnection(path: options.databasePath) } catch { throw .unavailable("\(error)") }
         do { try configure(db, options) } catch {
             db.close()
-            throw .sqlite(error)
+            throw .unavailable("\(error)")
         }
         do { try Migrations.migrate(db, now: now) } catch {
             db.close()
             throw error
         }
-        let store = SQLiteStore(loop: loop, options: options, db: db)
-        do { try store.writer.start() } catch {
+        let version = Int((try? db.scalar("PRAGMA user_version")) ?? 0)
+        let store = SQLiteStore(loop: loop, options: options, writer: SQLiteWriter(db: db, options: options),
+                                schemaVersion: version)
+        do { try store.worker.start() } catch {
             store.phase = .closed
-            store.wake.stop()
-            db.close()
-            throw error
+            store.writer.close()
+            throw .unavailable("the store's writer thread: \(error)")
         }
         return store
     }
@@ -109,58 +109,48 @@ public final class SQLiteStore: MeasurementStore {
         try db.exec("PRAGMA temp_store = MEMORY")
         // After a checkpoint the WAL file is cut back to this size.
         try db.exec("PRAGMA journal_size_limit = 67108864")
-        // Keeps the measurement indexes' working set (the last leaf of every
-        // series) in memory instead of re-reading it from the OS each write.
+        // Keeps the measurement index's working set (its right edge) in
+        // memory instead of re-reading it from the OS each write.
         try db.exec("PRAGMA cache_size = -\(options.cacheKiB)")
         sqlite3_busy_timeout(db.handle, options.busyTimeoutMillis)
     }
 
-    private init(loop: EventLoop, options: StoreOptions, db: SQLiteConnection) {
+    private init(loop: EventLoop, options: StoreOptions, writer: SQLiteWriter, schemaVersion: Int) {
         self.loop = loop
         self.options = options
-        self.db = db
-        schemaVersion = Int((try? db.scalar("PRAGMA user_version")) ?? 0)
-        var drain: () -> Void = {}
-        wake = AsyncWatcher(loop: loop) { _ in drain() }
-        writer = StoreWriter(db: db, options: options, wakeLoop: wake)
-        drain = { [weak self] in self?.drainFinished() }
-        wake.start()
+        self.writer = writer
+        self.schemaVersion = schemaVersion
     }
 
     deinit {
         retentionTimer?.stop()
-        wake.stop()
         if phase != .closed {
-            // Dropped without close: nothing is queued (jobs hold the store),
-            // so stopping the writer abandons no work.
-            writer.requestStop()
-            writer.join()
-            db.close()
+            // Dropped without close: queued jobs hold the store, so none is
+            // queued and stopping the thread abandons no work. Joined, the
+            // writer is the loop's to close.
+            worker.stop(discardingQueued: true)
+            writer.close()
         }
     }
-
-    /// Changes whenever another connection (e.g. `keys create` in another
-    /// process) commits. Uses the connection directly: only while no store
-    /// work is outstanding.
-    var dataVersion: Int64 { (try? db.scalar("PRAGMA data_version")) ?? 0 }
 
     // MARK: queueing
 
     /// Queues a write of `rows` rows. `body` runs on the writer thread inside
     /// a savepoint of a transaction; `completion` runs on the loop after COMMIT.
-    func enqueueWrite<T>(rows: Int, _ body: @escaping (SQLiteStore) throws -> T,
+    func enqueueWrite<T>(rows: Int, _ body: @escaping (SQLiteWriter) throws -> T,
                          completion: @escaping StoreCompletion<T>) {
         guard phase == .open else {
             loopStats.refusedClosed &+= 1
             return deliverLater(completion, .failure(.closed))
         }
-        if loopStats.pendingRows + rows > options.maxPendingRows {
-            if rows > options.maxPendingRows {
+        let limit = options.limits.maxPendingRows
+        if loopStats.pendingRows + rows > limit {
+            if rows > limit {
                 loopStats.refusedInvalid &+= 1
-                return deliverLater(completion, .failure(.invalid("a write of \(rows) rows exceeds the queue limit of \(options.maxPendingRows)")))
+                return deliverLater(completion, .failure(.invalid("a write of \(rows) rows exceeds the queue limit of \(limit)")))
             }
             loopStats.refusedOverloaded &+= 1
-            return deliverLater(completion, .failure(.overloaded(pendingRows: loopStats.pendingRows, limit: options.maxPendingRows)))
+            return deliverLater(completion, .failure(.overloaded(pendingRows: loopStats.pendingRows, limit: limit)))
         }
         loopStats.pendingWrites += 1
         loopStats.pendingRows += rows
@@ -168,7 +158,7 @@ public final class SQLiteStore: MeasurementStore {
     }
 
     /// Queues a read; it runs after the writes queued before it committed.
-    func enqueueRead<T>(_ body: @escaping (SQLiteStore) throws -> T, completion: @escaping StoreCompletion<T>) {
+    func enqueueRead<T>(_ body: @escaping (SQLiteWriter) throws -> T, completion: @escaping StoreCompletion<T>) {
         guard phase == .open else {
             loopStats.refusedClosed &+= 1
             return deliverLater(completion, .failure(.closed))
@@ -179,12 +169,15 @@ public final class SQLiteStore: MeasurementStore {
 
     /// `body` on the writer thread, `completion` with its result on the loop.
     /// `result` is written by the writer and read by the loop after the
-    /// hand-back, which passes through the writer's mutex.
-    private func job<T>(_ kind: StoreJob.Kind, _ body: @escaping (SQLiteStore) throws -> T,
+    /// hand-back, which passes through the worker's mutex. A queued job holds
+    /// the store, so a store dropped with work queued finishes it first.
+    private func job<T>(_ kind: StoreJob.Kind, _ body: @escaping (SQLiteWriter) throws -> T,
                         _ completion: @escaping StoreCompletion<T>) -> StoreJob {
         var result: T?
-        return StoreJob(kind: kind, execute: { result = try body(self) }, finish: { error in
-            if let error { completion(.failure(error)) } else { completion(.success(result!)) }
+        return StoreJob(kind: kind, execute: { writer in result = try body(writer) }, finish: { [self] error in
+            withExtendedLifetime(self) {
+                if let error { completion(.failure(error)) } else { completion(.success(result!)) }
+            }
         })
     }
 
@@ -193,35 +186,21 @@ public final class SQLiteStore: MeasurementStore {
         loop.defer { completion(result) }
     }
 
-    static func storeError(_ error: Error) -> StoreError {
-        switch error {
-        case let e as StoreError: return e
-        case let e as SQLiteError: return .sqlite(e)
-        default: return .invalid("\(error)")
-        }
-    }
-
     private func queue(_ job: StoreJob) {
         outbox.append(job)
-        if handOffScheduled { return }
-        handOffScheduled = true
-        loop.defer { [weak self] in self?.handOff() }
+        handOff.schedule()
     }
 
     /// One lock round trip per loop iteration, however many jobs were queued.
-    private func handOff() {
-        handOffScheduled = false
+    private func handOffJobs() {
         guard !outbox.isEmpty else { return }
-        writer.submit(outbox)
+        worker.submit(contentsOf: outbox)
         outbox.removeAll(keepingCapacity: true)
     }
 
-    /// Loop thread (the writer's wake-up): completions, in order, at most
+    /// Loop thread (the worker's hand-back): completions, in order, at most
     /// `maxCompletionsPerIteration` per iteration.
-    private func drainFinished() {
-        let (jobs, counters, closed) = writer.takeFinished()
-        writerStats = counters
-        if closed { writerClosed = true }
+    private func completed(_ jobs: [StoreJob]) {
         for job in jobs { completions.append(job) }
         runCompletions()
     }
@@ -234,25 +213,16 @@ public final class SQLiteStore: MeasurementStore {
             case .write(let rows):
                 loopStats.pendingWrites -= 1
                 loopStats.pendingRows -= rows
+                job.finish(job.error)
             case .read:
                 loopStats.pendingReads -= 1
+                job.finish(job.error)
             case .close:
-                break
+                job.finish(nil)
+                finishClose()
             }
-            job.finish(job.error)
         }
-        if !completions.isEmpty {
-            if !completionsScheduled {
-                completionsScheduled = true
-                loop.defer { [weak self] in
-                    guard let self else { return }
-                    self.completionsScheduled = false
-                    self.runCompletions()
-                }
-            }
-        } else if writerClosed {
-            finishClose()
-        }
+        if !completions.isEmpty { moreCompletions.schedule() }
     }
 
     // MARK: closing
@@ -268,16 +238,16 @@ public final class SQLiteStore: MeasurementStore {
             closeWaiters.append(completion)
             retentionTimer?.stop()
             // Behind every queued job: the writer finishes them, folds the
-            // WAL into the database and closes it.
-            queue(StoreJob(kind: .close, execute: {}, finish: { _ in }))
+            // WAL into the database and closes it, then hands this back.
+            queue(StoreJob(kind: .close, execute: nil, finish: { [self] _ in withExtendedLifetime(self) {} }))
         }
     }
 
+    /// The close job came back: every job before it has completed.
     private func finishClose() {
         guard phase == .closing else { return }
         phase = .closed
-        writer.join()
-        wake.stop()
+        worker.stop()
         let waiters = closeWaiters
         closeWaiters = []
         for w in waiters { w() }
@@ -287,19 +257,12 @@ public final class SQLiteStore: MeasurementStore {
 
     // MARK: helpers
 
-    private static func makeDirectories(_ path: String) throws(StoreError) {
+    private static func makeDirectories(_ path: String) throws {
         var prefix = path.hasPrefix("/") ? "/" : ""
         for part in path.split(separator: "/") {
             prefix += part
-            if mkdir(prefix, 0o700) != 0 && errno != EEXIST { throw .io(call: "mkdir", path: prefix, errno: errno) }
+            _ = try Syscalls.mkdir(prefix, 0o700)
             prefix += "/"
         }
     }
-}
-
-struct SeriesKey: Hashable {
-    let agent: String
-    let monitor: String
-    let check: String
-    let source: String
 }

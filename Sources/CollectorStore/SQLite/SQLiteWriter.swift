@@ -1,30 +1,31 @@
-// StoreWriter: the one thread that runs SQLite for a SQLiteStore.
+// SQLiteWriter: the writer-thread half of SQLiteStore — the connection, its
+// cache of prepared statements, the series cache, the read deadline and the
+// writer's counters. Everything SQL runs here; SQLiteStore (the loop half)
+// only queues jobs and runs completions.
 //
 // Why a thread. A durable COMMIT is an fsync (5–15 ms here), and keeping
-// the measurement indexes current costs page writes that grow with the
-// table; on the loop thread both showed up as loop lag for every session.
-// The writer takes that work off the loop, the way Redis's bio threads take
-// fsync off its event loop: the loop only hands jobs over and runs
-// completions.
+// the measurement index current costs page writes; on the loop thread both
+// showed up as loop lag for every session. Reactor's WorkerThread carries
+// the jobs over and back (one lock per loop iteration each way), the way
+// Redis's bio threads take fsync off its event loop.
 //
-// Hand-off. The loop appends jobs to `incoming` under the mutex (once per
-// loop iteration) and signals; the writer takes everything queued, runs it,
-// appends the finished jobs to `finished` and wakes the loop with an
-// AsyncWatcher. Completions therefore run on the loop thread, in order.
-//
-// Transactions. Writes taken together share one transaction (group
-// commit) up to `maxRowsPerTransaction` rows; each write runs inside a
+// Transactions. The jobs taken together are cut into transactions of up to
+// `maxRowsPerTransaction` rows (group commit); each write runs inside a
 // SAVEPOINT so one bad write fails alone. While the writer is busy with a
 // COMMIT the loop keeps queueing, so under load transactions grow by
-// themselves and the fsync and index pages are paid per many rows.
-// Reads run after the COMMIT of the writes queued before them.
+// themselves and the fsync and index pages are paid per many rows. Reads run
+// after the COMMIT of the writes queued before them. Finished jobs go back
+// transaction by transaction, after COMMIT: that is when the loop may
+// acknowledge.
 //
-// Checkpoints run on this thread too, between transactions, once the WAL
-// holds `checkpointPages` pages.
+// Checkpoints run here too, between transactions (never between a COMMIT and
+// its hand-back), once the WAL holds `checkpointPages` pages.
 //
-// Threading contract: `submit`, `takeFinished` and `requestStop` may be
-// called from the loop thread; everything else runs on the writer thread,
-// which alone uses the SQLiteConnection while it runs.
+// Threading contract: after SQLiteStore.open hands it to the worker thread,
+// only that thread uses a writer — except `publishedStats()`, which any
+// thread may call (a mutex-guarded copy), and `close()` once the thread has
+// been joined. Jobs bodies get the writer as their argument and capture no
+// loop-thread object.
 import CSQLite
 import Reactor
 #if canImport(Glibc)
@@ -37,159 +38,91 @@ final class StoreJob {
 
     let kind: Kind
     /// Writer thread. A write runs inside a savepoint of a transaction.
-    /// Cleared before the job is handed back: what it captured (the store)
-    /// must not be kept alive by a writer that still holds the job.
-    var execute: (() throws -> Void)?
+    /// Cleared once it ran.
+    var execute: ((SQLiteWriter) throws -> Void)?
     /// Loop thread, after the job ran (`error` nil on success).
     let finish: (StoreError?) -> Void
     /// Set by the writer before the job is handed back.
     var error: StoreError?
 
-    init(kind: Kind, execute: @escaping () throws -> Void, finish: @escaping (StoreError?) -> Void) {
+    init(kind: Kind, execute: ((SQLiteWriter) throws -> Void)?, finish: @escaping (StoreError?) -> Void) {
         self.kind = kind
         self.execute = execute
         self.finish = finish
     }
-
-    var rows: Int {
-        if case .write(let rows) = kind { return rows }
-        return 0
-    }
 }
 
-final class StoreWriter: @unchecked Sendable {
+/// (agent, monitor, check, source): what a measurement's series is.
+struct SeriesKey: Hashable {
+    let agent: String
+    let monitor: String
+    let check: String
+    let source: String
+}
+
+final class SQLiteWriter {
     let db: SQLiteConnection
     let options: StoreOptions
-
-    // Shared with the loop thread, under `mutex`.
-    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
-    private let wakeWriter = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
-    private var incoming: [StoreJob] = []
-    private var finished: [StoreJob] = []
-    private var published = StoreStats()
-    private var closed = false
-    private var stopRequested = false
-    /// Wakes the loop; the loop thread owns it (send is thread-safe).
-    private let wakeLoop: AsyncWatcher
-
-    // Writer thread only.
-    private var stats = StoreStats()
     /// (agent, monitor, check, source) → series id, bounded by
     /// `seriesCacheLimit`; cleared when a rollback may have removed ids.
     var seriesCache: [SeriesKey: Int64] = [:]
-    private lazy var checkpointAt: Int32 = options.checkpointPages
+    private var stats = StoreStats()
+    private let published = Published()
+    private var checkpointAt: Int32
     /// Monotonic deadline (ns) of the read being run; 0 while none is.
     private var readDeadline: UInt64 = 0
-    private var thread = pthread_t()
-    private var started = false
+    private(set) var isClosed = false
 
-    init(db: SQLiteConnection, options: StoreOptions, wakeLoop: AsyncWatcher) {
+    init(db: SQLiteConnection, options: StoreOptions) {
         self.db = db
         self.options = options
-        self.wakeLoop = wakeLoop
-        mutex.initialize(to: pthread_mutex_t())
-        pthread_mutex_init(mutex, nil)
-        wakeWriter.initialize(to: pthread_cond_t())
-        pthread_cond_init(wakeWriter, nil)
-    }
-
-    deinit {
-        pthread_cond_destroy(wakeWriter)
-        pthread_mutex_destroy(mutex)
-        wakeWriter.deallocate()
-        mutex.deallocate()
-    }
-
-    /// Starts the thread. The thread holds the writer until it exits.
-    func start() throws(StoreError) {
-        let context = Unmanaged.passRetained(self).toOpaque()
-        let rc = pthread_create(&thread, nil, { raw in
-            let writer = Unmanaged<StoreWriter>.fromOpaque(raw!).takeRetainedValue()
-            writer.run()
-            return nil
-        }, context)
-        guard rc == 0 else {
-            Unmanaged<StoreWriter>.fromOpaque(context).release()
-            throw .io(call: "pthread_create", path: db.path, errno: rc)
-        }
-        started = true
-    }
-
-    /// Waits for the thread to exit (after a `.close` job or `requestStop`).
-    func join() {
-        guard started else { return }
-        started = false
-        pthread_join(thread, nil)
-    }
-
-    // MARK: loop side
-
-    func submit(_ jobs: [StoreJob]) {
-        pthread_mutex_lock(mutex)
-        incoming.append(contentsOf: jobs)
-        pthread_cond_signal(wakeWriter)
-        pthread_mutex_unlock(mutex)
-    }
-
-    /// Jobs finished since the last call, in order; the writer's statistics
-    /// as of the last of them; whether the writer has closed the database.
-    func takeFinished() -> (jobs: [StoreJob], stats: StoreStats, closed: Bool) {
-        pthread_mutex_lock(mutex)
-        defer { pthread_mutex_unlock(mutex) }
-        let jobs = finished
-        finished = []
-        return (jobs, published, closed)
-    }
-
-    /// Ends the thread without closing the database (the store was dropped
-    /// without `close`); queued jobs are abandoned.
-    func requestStop() {
-        pthread_mutex_lock(mutex)
-        stopRequested = true
-        pthread_cond_signal(wakeWriter)
-        pthread_mutex_unlock(mutex)
-    }
-
-    // MARK: writer thread
-
-    private func run() {
-        // Below the loop thread: when both are runnable on one core the loop
-        // (sessions, timers, acknowledgements) wins and the writer takes
-        // what is left, so its work shows up as throughput, not loop lag.
-        if options.writerNice != 0 {
-            do { try Syscalls.setThreadNice(options.writerNice) } catch {
-                Log.warn("store: cannot lower the writer thread's priority: \(error)")
-            }
-        }
+        checkpointAt = options.checkpointPages
         // Every 10,000 virtual-machine steps SQLite asks whether to go on;
-        // a read past its deadline is interrupted (SQLITE_INTERRUPT).
+        // a read past its deadline is interrupted (SQLITE_INTERRUPT). The
+        // handler runs on whichever thread steps, i.e. the writer's.
         sqlite3_progress_handler(db.handle, 10_000, { ctx in
-            let w = Unmanaged<StoreWriter>.fromOpaque(ctx!).takeUnretainedValue()
+            let w = Unmanaged<SQLiteWriter>.fromOpaque(ctx!).takeUnretainedValue()
             return w.readDeadline != 0 && Clock.monotonicNanos() > w.readDeadline ? 1 : 0
         }, Unmanaged.passUnretained(self).toOpaque())
-        while true {
-            pthread_mutex_lock(mutex)
-            while incoming.isEmpty && !stopRequested { pthread_cond_wait(wakeWriter, mutex) }
-            if stopRequested {
-                pthread_mutex_unlock(mutex)
-                return
-            }
-            let jobs = incoming
-            incoming = []
-            pthread_mutex_unlock(mutex)
-            if process(jobs) { return }
-        }
     }
 
-    /// Runs `jobs` in order; returns true once a `.close` job closed the database.
-    private func process(_ jobs: [StoreJob]) -> Bool {
+    /// The writer's counters as of its latest hand-back. Any thread.
+    func publishedStats() -> StoreStats { published.get() }
+
+    /// Folds the WAL into the database (so the directory holds one file)
+    /// and closes the connection. Idempotent.
+    func close() {
+        guard !isClosed else { return }
+        isClosed = true
+        sqlite3_progress_handler(db.handle, 0, nil, nil)
+        _ = try? db.checkpoint(truncate: true)
+        db.close()
+    }
+
+    /// Writer thread: counts sequence gaps forgotten by a batch write.
+    func countGapsForgotten(_ n: Int) {
+        stats.sequenceGapsForgotten &+= UInt64(n)
+    }
+
+    // MARK: running jobs
+
+    /// Runs `jobs` in order, handing finished ones to `finish` one
+    /// transaction (and the reads behind it) at a time.
+    func process(_ jobs: [StoreJob], finish: ([StoreJob]) -> Void) {
         var i = 0
         while i < jobs.count {
+            if isClosed {
+                // The loop queues nothing after `.close`; should it, refuse.
+                let rest = Array(jobs[i...])
+                for job in rest { job.error = .closed; job.execute = nil }
+                return finish(rest)
+            }
             if db.walPages >= checkpointAt { checkpoint() }
             // Gather one transaction's writes; reads met on the way run after
             // its COMMIT, which holds every write queued before them.
             var writes: [StoreJob] = [], reads: [StoreJob] = []
-            var rows = 0, close = false
+            var rows = 0
+            var closeJob: StoreJob?
             while i < jobs.count {
                 let job = jobs[i]
                 if case .write(let n) = job.kind {
@@ -199,33 +132,23 @@ final class StoreWriter: @unchecked Sendable {
                 } else if case .read = job.kind {
                     reads.append(job)
                 } else {
-                    close = true
+                    closeJob = job
+                    i += 1
+                    break
                 }
                 i += 1
             }
             if !writes.isEmpty { runTransaction(writes, rows: rows) }
             for r in reads { runRead(r) }
-            if close {
-                // The loop sends nothing after `.close`: fold the WAL into the
-                // database so the directory holds one file, and close.
-                _ = try? db.checkpoint(truncate: true)
-                db.close()
-                publish(writes + reads, closing: true)
-                return true
+            var done = writes + reads
+            if let closeJob {
+                close()
+                done.append(closeJob)
             }
-            publish(writes + reads)
+            for job in done { job.execute = nil }
+            published.set(stats)
+            finish(done)
         }
-        return false
-    }
-
-    private func publish(_ jobs: [StoreJob], closing: Bool = false) {
-        for job in jobs { job.execute = nil }
-        pthread_mutex_lock(mutex)
-        finished.append(contentsOf: jobs)
-        published = stats
-        if closing { closed = true }
-        pthread_mutex_unlock(mutex)
-        wakeLoop.send()
     }
 
     private func runTransaction(_ writes: [StoreJob], rows: Int) {
@@ -238,10 +161,10 @@ final class StoreWriter: @unchecked Sendable {
                 // Another process (e.g. `keys create`) holds the write lock
                 // beyond SQLite's own busy timeout: wait and try again.
                 stats.busyRetries &+= 1
-                publish([])
+                published.set(stats)
                 usleep(UInt32(max(1_000, options.busyRetryDelay * 1e6)))
             } catch {
-                for w in writes { w.error = .sqlite(error) }
+                for w in writes { w.error = .from(error) }
                 stats.writesFailed &+= UInt64(writes.count)
                 return
             }
@@ -255,7 +178,7 @@ final class StoreWriter: @unchecked Sendable {
             seriesCache.removeAll()
             stats.transactionsFailed &+= 1
             stats.writesFailed &+= UInt64(writes.count)
-            for w in writes { w.error = .sqlite(error) }
+            for w in writes { w.error = .from(error) }
             return
         }
         let end = Clock.monotonicNanos()
@@ -270,30 +193,31 @@ final class StoreWriter: @unchecked Sendable {
         do {
             try db.exec("SAVEPOINT w")
         } catch {
-            return .sqlite(error)
+            return .from(error)
         }
         do {
-            try w.execute?()
+            try w.execute?(self)
             try db.exec("RELEASE w")
             return nil
         } catch {
             try? db.exec("ROLLBACK TO w")
             try? db.exec("RELEASE w")
             seriesCache.removeAll()       // ids created inside the savepoint are gone
-            return SQLiteStore.storeError(error)
+            return .from(error)
         }
     }
 
     private func runRead(_ r: StoreJob) {
         let t0 = Clock.monotonicNanos()
+        let limit = options.limits.maxReadMillis
         stats.reads &+= 1
-        readDeadline = t0 &+ UInt64(max(1, options.maxReadMillis)) * 1_000_000
-        do { try r.execute?() } catch let e as SQLiteError where e.primaryCode == SQLITE_INTERRUPT {
-            r.error = .readTooLong(millis: options.maxReadMillis)
+        readDeadline = t0 &+ UInt64(max(1, limit)) * 1_000_000
+        do { try r.execute?(self) } catch let e as SQLiteError where e.primaryCode == SQLITE_INTERRUPT {
+            r.error = .readTooLong(millis: limit)
             stats.readsFailed &+= 1
             stats.readsInterrupted &+= 1
         } catch {
-            r.error = SQLiteStore.storeError(error)
+            r.error = .from(error)
             stats.readsFailed &+= 1
         }
         readDeadline = 0
@@ -315,9 +239,34 @@ final class StoreWriter: @unchecked Sendable {
         }
         stats.checkpointMicros.record((Clock.monotonicNanos() &- t0) / 1000)
     }
+}
 
-    /// Writer thread: counts a sequence gap forgotten by a batch write.
-    func countGapsForgotten(_ n: Int) {
-        stats.sequenceGapsForgotten &+= UInt64(n)
+/// The writer's counters as the loop may read them: a copy behind a mutex,
+/// replaced at every hand-back (and at every busy retry, so a writer waiting
+/// for another process's lock still shows it).
+private final class Published: @unchecked Sendable {
+    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    private var value = StoreStats()
+
+    init() {
+        mutex.initialize(to: pthread_mutex_t())
+        pthread_mutex_init(mutex, nil)
+    }
+
+    deinit {
+        pthread_mutex_destroy(mutex)
+        mutex.deallocate()
+    }
+
+    func set(_ stats: StoreStats) {
+        pthread_mutex_lock(mutex)
+        value = stats
+        pthread_mutex_unlock(mutex)
+    }
+
+    func get() -> StoreStats {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        return value
     }
 }

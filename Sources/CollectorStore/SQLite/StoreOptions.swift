@@ -1,5 +1,7 @@
 // StoreOptions: the knobs of SQLiteStore, with the defaults the collector
-// uses. Every queue and cache the store keeps is bounded by one of these.
+// uses. Every queue and cache the store keeps is bounded by one of these;
+// the backend-neutral bounds (query rows, read time, queued rows) are its
+// `limits`. Plain values.
 
 public struct StoreOptions: Sendable {
     /// `PRAGMA synchronous`. `.full` fsyncs the WAL at every commit, so an
@@ -14,9 +16,10 @@ public struct StoreOptions: Sendable {
     /// goes in whole: a batch is atomic). Transactions are as large as
     /// what queued while the writer was busy, up to this.
     public var maxRowsPerTransaction = 50_000
-    /// Rows queued but not yet committed; beyond it writes are refused
-    /// with `.overloaded` (the agent re-sends later; nothing is lost).
-    public var maxPendingRows = 200_000
+    /// Query rows, read time and queued rows (StoreLimits). Reads run on
+    /// the writer thread, so `limits.maxReadMillis` is also how long one
+    /// read may hold up the commits behind it.
+    public var limits = StoreLimits()
     /// SQLite's page cache of the store's connection, KiB: an upper bound,
     /// filled only as pages are used. The hot pages are the right edges of
     /// time-ordered tables and indexes, so a small cache holds them.
@@ -24,10 +27,6 @@ public struct StoreOptions: Sendable {
     /// Completions run per loop iteration at most; the rest run on the
     /// next ones (a commit of thousands of writes does not hold the loop).
     public var maxCompletionsPerIteration = 128
-    /// Longest a read may run (ms) before SQLite interrupts it: reads run
-    /// on the writer thread, and a scan of the whole history must not hold
-    /// up the commits (and acknowledgements) behind it.
-    public var maxReadMillis = 250
     /// Nice value of the writer thread (0: the process's own). Positive:
     /// the loop thread wins the CPU whenever both want it.
     public var writerNice: Int32 = 10

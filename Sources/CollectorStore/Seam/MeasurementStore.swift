@@ -9,8 +9,13 @@
 //     durably — that is when the collector may acknowledge a batch;
 //   - completions of writes run in submission order; a read submitted after
 //     a write sees that write;
-//   - failures arrive as `StoreError` values, never as traps or throws.
-// Sessions and the HTTP API depend on this protocol only.
+//   - failures arrive as `StoreError` values, never as traps or throws;
+//   - every query's `limit` is clamped to 1...limits.maxQueryRows, and the
+//     other `limits` hold as documented on StoreLimits;
+//   - batch outcomes are counted once, in `stats` (StoreStats.countBatch);
+//   - latencies are integer microseconds in and out.
+// Sessions and the HTTP API depend on this protocol only; the conformance
+// suite (Tests/CollectorStoreTests/Conformance) holds every backend to it.
 
 public typealias StoreCompletion<T> = (Result<T, StoreError>) -> Void
 
@@ -88,6 +93,9 @@ public protocol MeasurementStore: AnyObject {
     func agent(id: String, completion: @escaping StoreCompletion<AgentRecord>)
 
     // MARK: retention and lifecycle
+
+    /// The bounds this store enforces (query rows, read time, queued rows).
+    var limits: StoreLimits { get }
 
     /// Deletes rows older than `cutoff` (ms) in bounded chunks, one
     /// transaction per chunk, spread over loop iterations.

@@ -1,10 +1,19 @@
-// StoreStats: what the store did, for /metrics and the periodic self-report.
+// StoreStats: what a store did, for /metrics and the periodic self-report.
 // Every refused or failed operation is counted by cause.
+//
+// The store is the one owner of batch outcomes (stored, duplicate, failed,
+// rows): every backend counts each `submitBatch` completion once with
+// `countBatch`, and /metrics renders these. Counters a backend has no use
+// for stay 0 (a networked backend has no checkpoints).
+//
+// Plain values; a store builds a copy on its loop thread when asked.
 import Reactor
 
 public struct StoreStats: Sendable {
+    // Batch outcomes, one per `submitBatch` completion.
     public var batchesStored: UInt64 = 0
     public var batchesDuplicate: UInt64 = 0
+    /// Refusals (overloaded, closed, invalid) included.
     public var batchesFailed: UInt64 = 0
     public var rowsStored: UInt64 = 0
     /// Write operations of any kind that failed (batches included).
@@ -14,7 +23,7 @@ public struct StoreStats: Sendable {
     public var refusedInvalid: UInt64 = 0
     public var transactions: UInt64 = 0
     public var transactionsFailed: UInt64 = 0
-    /// BEGIN found another process holding the write lock; retried later.
+    /// Another process held the write lock; retried later.
     public var busyRetries: UInt64 = 0
     public var reads: UInt64 = 0
     public var readsFailed: UInt64 = 0
@@ -30,7 +39,7 @@ public struct StoreStats: Sendable {
     public var pendingReads = 0
     /// COMMIT alone (the fsync), µs.
     public var commitMicros = LogHistogram()
-    /// BEGIN to COMMIT returned, µs (on the writer thread).
+    /// BEGIN to COMMIT returned, µs.
     public var transactionMicros = LogHistogram()
     public var transactionRows = LogHistogram()
     public var checkpointMicros = LogHistogram()
@@ -38,9 +47,23 @@ public struct StoreStats: Sendable {
 
     public init() {}
 
-    /// Copies the counters the writer thread keeps (transactions, reads,
-    /// checkpoints, their latencies) from `w`; the rest stay the loop's.
-    mutating func takeWriterCounters(from w: StoreStats) {
+    /// Counts the outcome of one `submitBatch`.
+    public mutating func countBatch(_ result: Result<BatchOutcome, StoreError>) {
+        switch result {
+        case .success(.stored(let rows)):
+            batchesStored &+= 1
+            rowsStored &+= UInt64(rows)
+        case .success(.duplicate):
+            batchesDuplicate &+= 1
+        case .failure:
+            batchesFailed &+= 1
+        }
+    }
+
+    /// Copies the counters a backend keeps off the loop thread
+    /// (transactions, reads, checkpoints, their latencies) from `w`; the
+    /// rest stay the loop's.
+    public mutating func takeWriterCounters(from w: StoreStats) {
         writesFailed = w.writesFailed
         transactions = w.transactions
         transactionsFailed = w.transactionsFailed

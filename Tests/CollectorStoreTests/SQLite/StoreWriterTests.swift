@@ -1,3 +1,5 @@
+// SQLiteStore's writer thread: SQLite work off the loop, group commit
+// under load, a clean stop, and the read deadline.
 import XCTest
 import Glibc
 import Reactor
@@ -83,14 +85,16 @@ final class StoreWriterTests: XCTestCase {
 /// Reads run on the writer thread: one that scans too long is stopped.
 final class StoreReadLimitTests: XCTestCase {
     func testAReadPastItsDeadlineIsStoppedAndWritesGoOn() throws {
-        let f = try StoreFixture(self) { $0.maxReadMillis = 1 }
-        // 400,000 rows of one series, written directly while the store is idle.
-        try f.store.db.exec("""
-            INSERT INTO series(id, project_id, agent_id, monitor, check_name, source) VALUES (900, 1, 'busy', 'm', 'c', 'ipa');
-            WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 400000)
-            INSERT INTO measurements(series_id, ts_ms, count, sum_ms, min_ms, max_ms, p50_ms, p95_ms, p99_ms)
-                SELECT 900, x, 1, 1, 1, 1, 1, 1, 1 FROM n;
-            """)
+        let f = try StoreFixture(self) { $0.limits.maxReadMillis = 1 }
+        // 400,000 rows of one series, written directly as one write job.
+        try f.sql(self) {
+            try $0.exec("""
+                INSERT INTO series(id, project_id, agent_id, monitor, check_name, source) VALUES (900, 1, 'busy', 'm', 'c', 'ipa');
+                WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 400000)
+                INSERT INTO measurements(series_id, ts_ms, window_ms, count, errors, sum_us, min_us, max_us, p50_us, p95_us, p99_us)
+                    SELECT 900, x, 1000, 1, 0, 1, 1, 1, 1, 1, 1 FROM n;
+                """)
+        }
         // A series with no rows: the scan goes through the whole index.
         let r = try waitResult(f.loop) { f.store.measurements(MeasurementQuery(agent: "a1", check: "nothing"), completion: $0) }
         XCTAssertEqual(r.failureValue, .readTooLong(millis: 1))
