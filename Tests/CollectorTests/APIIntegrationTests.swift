@@ -316,6 +316,9 @@ final class APIIntegrationTests: XCTestCase {
         for key in ["ts", "agent", "monitor", "check", "source", "count", "sum_ms", "min_ms", "max_ms", "p50_ms", "p95_ms", "p99_ms"] {
             XCTAssertNotNil(m[key], key)
         }
+        // Microseconds on the wire and in the store, milliseconds here, as docs/API.md shows them.
+        XCTAssertTrue(r.body.contains(#""source":"ipa","count":10,"sum_ms":1500,"min_ms":20,"max_ms":400,"p50_ms":100,"p95_ms":300,"p99_ms":390,"meta":{"window_ms":10000}}"#),
+                      r.body)
         XCTAssertEqual((c.api("GET", "/measurements?monitor=shop&check=GET%20/cart&source=ipa&since=1700000000000").object["measurements"] as? [Any])?.count, 1)
         XCTAssertEqual((c.api("GET", "/measurements?monitor=other").object["measurements"] as? [Any])?.count, 0)
         r = c.api("GET", "/measurements?limit=lots")
@@ -329,6 +332,7 @@ final class APIIntegrationTests: XCTestCase {
         XCTAssertEqual(e["method"] as? String, "GET")
         XCTAssertEqual(e["duration_ms"] as? Double, 12.5)
         XCTAssertEqual((e["meta"] as? [String: Any])?["status"] as? Int, 200)
+        XCTAssertTrue(r.body.contains(#""path":"/cart/42","duration_ms":12.5,"meta":{"status":200}}"#), r.body)
 
         r = c.api("GET", "/agents/data-1/status?limit=5")
         XCTAssertEqual(r.status, 200)
