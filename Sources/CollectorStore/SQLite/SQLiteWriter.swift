@@ -67,7 +67,7 @@ final class SQLiteWriter {
     /// `seriesCacheLimit`; cleared when a rollback may have removed ids.
     var seriesCache: [SeriesKey: Int64] = [:]
     private var stats = StoreStats()
-    private let published = Published()
+    private let published = PublishedStats()
     private var checkpointAt: Int32
     /// Monotonic deadline (ns) of the read being run; 0 while none is.
     private var readDeadline: UInt64 = 0
@@ -191,20 +191,28 @@ final class SQLiteWriter {
 
     private func runInSavepoint(_ w: StoreJob) -> StoreError? {
         do {
-            try db.exec("SAVEPOINT w")
+            try step("SAVEPOINT w")
         } catch {
             return .from(error)
         }
         do {
             try w.execute?(self)
-            try db.exec("RELEASE w")
+            try step("RELEASE w")
             return nil
         } catch {
-            try? db.exec("ROLLBACK TO w")
-            try? db.exec("RELEASE w")
+            try? step("ROLLBACK TO w")
+            try? step("RELEASE w")
             seriesCache.removeAll()       // ids created inside the savepoint are gone
             return .from(error)
         }
+    }
+
+    /// Runs a cached statement without parameters: the savepoint statements
+    /// run twice per write, and `exec` would parse them every time.
+    private func step(_ sql: String) throws(SQLiteError) {
+        let s = try db.statement(sql)
+        defer { s.reset() }
+        try s.run()
     }
 
     private func runRead(_ r: StoreJob) {
@@ -244,7 +252,7 @@ final class SQLiteWriter {
 /// The writer's counters as the loop may read them: a copy behind a mutex,
 /// replaced at every hand-back (and at every busy retry, so a writer waiting
 /// for another process's lock still shows it).
-private final class Published: @unchecked Sendable {
+private final class PublishedStats: @unchecked Sendable {
     private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     private var value = StoreStats()
 
