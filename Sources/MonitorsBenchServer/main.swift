@@ -2,7 +2,7 @@
 // against — the collector's HTTPServer (libmicrohttpd on a Reactor loop) in
 // its own process, answering every request with 200 and a short body.
 // Prints "ready PORT" when listening, and its request count on SIGTERM.
-import Collector
+import HTTPServer
 import Reactor
 #if canImport(Glibc)
 import Glibc

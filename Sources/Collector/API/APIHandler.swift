@@ -6,6 +6,8 @@
 // Thread: loop thread.
 import CollectorStore
 import ConfigFile
+import HTTPServer
+import JSON
 import Reactor
 
 public final class APIHandler {

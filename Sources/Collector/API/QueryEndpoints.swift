@@ -3,6 +3,8 @@
 // bounded by `limit` (default 100, at most SQLiteStore.maxQueryLimit).
 import CollectorStore
 import ConfigFile
+import HTTPServer
+import JSON
 
 extension APIHandler {
     func measurements(_ req: HTTPRequest, _ r: CountingResponder) {

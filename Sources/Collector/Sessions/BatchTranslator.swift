@@ -2,6 +2,7 @@
 // the store keeps (names, milliseconds). Pure; runs on the loop thread
 // while the session's string table is current.
 import CollectorStore
+import JSON
 import Wire
 
 enum BatchTranslator {
