@@ -5,6 +5,8 @@
 #include <fcntl.h>
 #include <unistd.h>
 #include <stddef.h>
+#include <pthread.h>
+#include <string.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
 #include "csystem.h"
@@ -21,6 +23,13 @@ int csys_sendmmsg(int fd, struct csys_mmsghdr *v, unsigned int n, int flags) {
     return sendmmsg(fd, (struct mmsghdr *)v, n, flags);
 }
 int csys_gettid(void) { return (int)gettid(); }
+
+void csys_set_thread_name(const char *name) {
+    char short_name[16];
+    strncpy(short_name, name, sizeof short_name - 1);
+    short_name[sizeof short_name - 1] = 0;
+    pthread_setname_np(pthread_self(), short_name);
+}
 
 const int csys_netlink_route = NETLINK_ROUTE;
 const uint32_t csys_rtmgrp_interfaces = RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR;

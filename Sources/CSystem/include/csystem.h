@@ -33,6 +33,9 @@ int csys_sendmmsg(int fd, struct csys_mmsghdr *v, unsigned int n, int flags);
 /* The calling thread's kernel id (gettid(2)). */
 int csys_gettid(void);
 
+/* Names the calling thread (pthread_setname_np(3), at most 15 bytes shown by ps and top). */
+void csys_set_thread_name(const char *name);
+
 static const int CSYS_SO_RXQ_OVFL = SO_RXQ_OVFL;
 static const int CSYS_SOCK_NONBLOCK = SOCK_NONBLOCK;
 static const int CSYS_SOCK_CLOEXEC = SOCK_CLOEXEC;

@@ -1,0 +1,169 @@
+import XCTest
+@testable import Reactor
+#if canImport(Glibc)
+import Glibc
+#endif
+
+final class WorkerThreadTests: XCTestCase {
+    /// Runs the loop until `done` or a generous real-time bound.
+    private func run(_ loop: EventLoop, until done: () -> Bool) {
+        let deadline = Clock.monotonicNanos() + 10_000_000_000
+        while !done() && Clock.monotonicNanos() < deadline { loop.runOnce() }
+    }
+
+    func testJobsRunOffTheLoopThreadAndCompleteOnItInOrder() {
+        let loop = EventLoop()
+        let loopThread = pthread_self()
+        final class Box: @unchecked Sendable { var ranOnLoopThread = false }
+        let box = Box()
+        var results: [Int] = []
+        let worker = WorkerThread<Int>(loop: loop, name: "test-worker", process: { w, batch in
+            if pthread_equal(pthread_self(), loopThread) != 0 { box.ranOnLoopThread = true }
+            w.finish(batch.map { $0 * 2 })
+        }, completed: { jobs in
+            XCTAssertNotEqual(pthread_equal(pthread_self(), loopThread), 0)
+            results.append(contentsOf: jobs)
+        })
+        XCTAssertFalse(worker.isStarted, "threads start on the first submit")
+        worker.submit(contentsOf: 1...100)
+        XCTAssertTrue(worker.isStarted)
+        XCTAssertEqual(results, [], "never completes before the submit returns")
+        run(loop) { results.count == 100 }
+        XCTAssertEqual(results, (1...100).map { $0 * 2 })
+        XCTAssertFalse(box.ranOnLoopThread)
+        XCTAssertEqual(worker.outstanding, 0)
+        worker.stop()
+        XCTAssertEqual(loop.activeWatchers, 0, "an idle worker holds no watcher")
+    }
+
+    func testIdleWorkerLetsRunReturn() {
+        let loop = EventLoop()
+        var done = 0
+        let worker = WorkerThread<Int>(loop: loop, name: "test-worker", process: { w, batch in w.finish(batch) },
+                                       completed: { done += $0.count })
+        worker.submit(1)
+        loop.run()      // returns once the job completed: the watcher is active only while jobs are out
+        XCTAssertEqual(done, 1)
+        worker.stop()
+    }
+
+    func testBatchLimitAndSeveralThreads() {
+        let loop = EventLoop()
+        final class Box: @unchecked Sendable {
+            let lock = NSLockless()
+            var largestBatch = 0
+        }
+        let box = Box()
+        var completed = Set<Int>()
+        let worker = WorkerThread<Int>(loop: loop, name: "test-pool", threads: 3, batchLimit: 2, process: { w, batch in
+            box.lock.with { box.largestBatch = max(box.largestBatch, batch.count) }
+            usleep(1000)
+            w.finish(batch)
+        }, completed: { completed.formUnion($0) })
+        worker.submit(contentsOf: 0..<50)
+        run(loop) { completed.count == 50 }
+        XCTAssertEqual(completed, Set(0..<50))
+        XCTAssertLessThanOrEqual(box.largestBatch, 2)
+        worker.stop()
+    }
+
+    func testStopRunsQueuedJobsOrDiscardsThem() {
+        let loop = EventLoop()
+        var completed: [Int] = []
+        let gate = NSLockless()
+        gate.lock()     // holds the first job until the test lets go
+        let worker = WorkerThread<Int>(loop: loop, name: "test-stop", batchLimit: 1, process: { w, batch in
+            if batch == [0] { gate.lock(); gate.unlock() }
+            w.finish(batch)
+        }, completed: { completed.append(contentsOf: $0) })
+        worker.submit(contentsOf: 0..<5)
+        while worker.queued == 5 { usleep(100) }      // the thread took job 0 and waits on the gate
+        gate.unlock()
+        worker.stop(discardingQueued: true)
+        // Job 0 was running and finished; some of 1..<5 may have been taken
+        // before the stop; the rest were discarded. Nothing is outstanding.
+        XCTAssertEqual(completed.first, 0)
+        XCTAssertEqual(completed, Array(0..<completed.count))
+        XCTAssertEqual(worker.outstanding, 0)
+        XCTAssertEqual(loop.activeWatchers, 0)
+
+        var all: [Int] = []
+        let drain = WorkerThread<Int>(loop: loop, name: "test-drain", process: { w, b in w.finish(b) },
+                                      completed: { all.append(contentsOf: $0) })
+        drain.submit(contentsOf: 0..<20)
+        drain.stop()
+        XCTAssertEqual(all, Array(0..<20), "a plain stop runs every queued job and delivers it")
+    }
+
+    func testDroppedWorkerIsFreedAfterItsThreadsEnd() {
+        let loop = EventLoop()
+        weak var weakWorker: WorkerThread<Int>?
+        do {
+            let worker = WorkerThread<Int>(loop: loop, name: "test-free", process: { w, b in w.finish(b) }, completed: { _ in })
+            weakWorker = worker
+            worker.submit(1)
+            run(loop) { worker.outstanding == 0 }
+            worker.stop()
+        }
+        XCTAssertNil(weakWorker)
+    }
+}
+
+/// A pthread mutex for the tests' shared boxes (no Foundation).
+final class NSLockless: @unchecked Sendable {
+    private let m = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    init() { m.initialize(to: pthread_mutex_t()); pthread_mutex_init(m, nil) }
+    deinit { pthread_mutex_destroy(m); m.deallocate() }
+    func lock() { pthread_mutex_lock(m) }
+    func unlock() { pthread_mutex_unlock(m) }
+    func with<T>(_ body: () -> T) -> T { lock(); defer { unlock() }; return body() }
+}
+
+final class DeferOnceTests: XCTestCase {
+    func testManySchedulesRunTheWorkOnceOnALaterTurn() {
+        let loop = EventLoop()
+        var runs = 0
+        let once = DeferOnce(loop: loop) { runs += 1 }
+        for _ in 0..<10 { once.schedule() }
+        XCTAssertTrue(once.isScheduled)
+        XCTAssertEqual(runs, 0)
+        loop.runOnce()
+        XCTAssertEqual(runs, 1)
+        XCTAssertFalse(once.isScheduled)
+        loop.runOnce()
+        XCTAssertEqual(runs, 1)
+    }
+
+    func testScheduleFromInsideTheWorkRunsAgainNextIteration() {
+        let loop = EventLoop()
+        var runs = 0
+        var once: DeferOnce!
+        once = DeferOnce(loop: loop) {
+            runs += 1
+            if runs == 1 { once.schedule() }
+        }
+        once.schedule()
+        loop.runOnce()
+        XCTAssertEqual(runs, 1)
+        loop.runOnce()
+        XCTAssertEqual(runs, 2)
+        loop.runOnce()
+        XCTAssertEqual(runs, 2)
+    }
+
+    func testAnOwnerGoneWhileARunIsPendingIsNotCalled() {
+        let loop = EventLoop()
+        final class Owner {
+            var runs = 0
+            var flush: DeferOnce!
+            init(loop: EventLoop) { flush = DeferOnce(loop: loop) { [weak self] in self?.runs += 1 } }
+        }
+        var owner: Owner? = Owner(loop: loop)
+        weak let weakOwner = owner
+        owner!.flush.schedule()
+        owner = nil
+        XCTAssertNil(weakOwner, "a pending run does not keep its owner alive")
+        loop.runOnce()
+        XCTAssertEqual(loop.deferred.count, 0)
+    }
+}
