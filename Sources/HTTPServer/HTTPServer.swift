@@ -1,7 +1,9 @@
-// HTTPServer: libmicrohttpd on the collector's one loop, with no thread of
-// its own. MHD runs in external-epoll mode: we watch its epoll descriptor
-// with an IOWatcher and call MHD_run when it is readable or when the timer
-// MHD asks for (MHD_get_timeout) expires.
+// HTTPServer: libmicrohttpd on a Reactor loop, with no thread of its own —
+// the collector's HTTP API serves on it, and so do the monitors' tests and
+// benchmark server, without the rest of the collector. MHD runs in
+// external-epoll mode: we watch its epoll descriptor with an IOWatcher and
+// call MHD_run when it is readable or when the timer MHD asks for
+// (MHD_get_timeout) expires.
 //
 // A handler gets the whole request (body capped at `maxBodyBytes`) and an
 // `HTTPResponder`. It may answer at once or later (e.g. after an agent has
@@ -58,7 +60,7 @@ public final class HTTPResponder {
             suspended = false
             server.suspended.removeValue(forKey: ObjectIdentifier(self))
             MHD_resume_connection(c)
-            server.runSoon()
+            server.runSoon.schedule()
         }
     }
 
@@ -79,7 +81,9 @@ public final class HTTPServer {
     private var handler: Handler
     private var io: IOWatcher?
     private var timer: TimerWatcher?
-    private var runScheduled = false
+    /// Runs MHD on a later turn, after a resume (whose wake-up would
+    /// otherwise only arrive through the epoll descriptor).
+    fileprivate lazy var runSoon = DeferOnce(loop: loop) { [weak self] in self?.run() }
     /// Requests waiting for a late answer. MHD must not be stopped while a
     /// connection is suspended, so `stop()` answers these first.
     fileprivate var suspended: [ObjectIdentifier: HTTPResponder] = [:]
@@ -147,18 +151,6 @@ public final class HTTPServer {
     }
 
     public var connectionCount: Int { daemon.map { Int(cmhd_connection_count($0)) } ?? 0 }
-
-    /// Runs MHD on the next iteration (after a resume, whose wake-up would
-    /// otherwise only arrive through the epoll descriptor).
-    fileprivate func runSoon() {
-        guard !runScheduled else { return }
-        runScheduled = true
-        loop.defer { [weak self] in
-            guard let self else { return }
-            self.runScheduled = false
-            self.run()
-        }
-    }
 
     private func run() {
         guard let d = daemon else { return }
