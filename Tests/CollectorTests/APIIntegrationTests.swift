@@ -293,6 +293,34 @@ final class APIIntegrationTests: XCTestCase {
         XCTAssertEqual(own.count, 11)
     }
 
+    /// Patterns and monitors read their bodies the same way: a key given
+    /// twice is refused (400, naming the key), not resolved one way by one
+    /// endpoint and another way by the other; nothing is stored.
+    func testDuplicateKeysAreRefusedNamingTheKey() throws {
+        let cases: [(String, String, String)] = [
+            ("/projects/acme/patterns", #"{"patterns":[{"host":"a.example","host":"*","path":"*","monitor":"m","check":"c"}]}"#, "host"),
+            ("/projects/acme/patterns", #"{"patterns":[],"patterns":[{"host":"*","path":"*","monitor":"m","check":"c"}]}"#, "patterns"),
+            ("/projects/acme/monitors", #"{"monitors":[{"id":"m1","name":"a","kind":"tcp","interval_secs":10,"timeout_secs":3,"#
+                + #""spec":{"host":"127.0.0.1","port":5432,"port":5433}}]}"#, "port"),
+            ("/projects/acme/monitors", #"{"monitors":[],"monitors":[]}"#, "monitors"),
+        ]
+        for (path, body, key) in cases {
+            let r = c.api("PUT", path, body: body)
+            XCTAssertEqual(r.status, 400, "\(path) \(body): \(r.body)")
+            XCTAssertEqual(r.object["error"] as? String, "request body is not JSON", r.body)
+            let detail = r.object["detail"] as? String ?? ""
+            XCTAssertTrue(detail.contains("duplicate key \"\(key)\""), "\(path): \(detail)")
+            XCTAssertTrue(detail.hasPrefix("invalid JSON at line 1, column "), detail)
+        }
+        XCTAssertEqual(c.api("GET", "/projects/acme/patterns").object["version"] as? Int, 0, "nothing stored")
+        XCTAssertEqual(c.api("GET", "/projects/acme/monitors").object["version"] as? Int, 0, "nothing stored")
+        // Other malformed bodies are refused alike on both.
+        for path in ["/projects/acme/patterns", "/projects/acme/monitors"] {
+            XCTAssertEqual(c.api("PUT", path, body: #"{"x":1,}"#).status, 400, path)
+            XCTAssertEqual(c.api("PUT", path, body: "").status, 400, path)
+        }
+    }
+
     func testMeasurementsEventsAndStatusQueries() throws {
         let client = try agent("data-1")
         let method = try client.session.stringRef("GET"), host = try client.session.stringRef("shop.example")

@@ -5,6 +5,8 @@
 // become the milliseconds docs/API.md shows.
 import CollectorStore
 import ConfigFile
+import HTTPServer
+import JSON
 
 extension APIHandler {
     func measurements(_ req: HTTPRequest, _ r: CountingResponder) {

@@ -18,6 +18,7 @@
 // Thread: the default loop's thread (signals need the default loop).
 import CollectorStore
 import ConfigFile
+import HTTPServer
 import Reactor
 import Wire
 #if canImport(Glibc)

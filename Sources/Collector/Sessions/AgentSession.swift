@@ -20,6 +20,7 @@
 // agents by id. Everything that can end the session goes through `close` or
 // `failHandshake`, and the bookkeeping runs once, in `finish`.
 import CollectorStore
+import JSON
 import Reactor
 import Wire
 

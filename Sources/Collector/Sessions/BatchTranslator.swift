@@ -3,6 +3,7 @@
 // them; the HTTP API turns them into milliseconds. Pure; runs on the loop
 // thread while the session's string table is current.
 import CollectorStore
+import JSON
 import Wire
 
 enum BatchTranslator {
