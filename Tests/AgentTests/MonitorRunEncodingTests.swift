@@ -2,7 +2,8 @@
 // the wire (aggregates and MonitorResults, names in the string table), and
 // that an overtime skip is a MonitorResult only.
 import XCTest
-import Monitors
+import MonitorModel
+import MonitorRunners
 import Wire
 @testable import Agent
 

@@ -19,7 +19,8 @@
 //  - an overtime skip is a MonitorResult with status overtime only.
 //
 // Thread: loop thread (called by the uplink's pump); no state of its own.
-import Monitors
+import MonitorModel
+import MonitorRunners
 import Wire
 
 /// Turns queued data items into a `DataBatch` for one session, defining

@@ -8,7 +8,7 @@
 // knows each item's names and size bound on the wire).
 //
 // Thread: a value; queued and read on the loop thread.
-import Monitors
+import MonitorRunners
 import Wire
 
 /// One entry of a send queue.

@@ -20,6 +20,7 @@
 // agents by id. Everything that can end the session goes through `close` or
 // `failHandshake`, and the bookkeeping runs once, in `finish`.
 import CollectorStore
+import JSON
 import Reactor
 import Wire
 
@@ -393,16 +394,7 @@ final class AgentSession: TCPConnectionHandler, DeadlineEntry, CustomStringConve
     }
 
     private func batchCompleted(_ ticket: Int, _ result: Result<BatchOutcome, StoreError>) {
-        switch result {
-        case .success(.stored(let rows)):
-            manager.stats.batchesStored &+= 1
-            manager.stats.rowsStored &+= UInt64(rows)
-        case .success(.duplicate):
-            manager.stats.batchesDuplicate &+= 1
-        case .failure(let e):
-            manager.stats.batchesFailed &+= 1
-            manager.storeTrouble("storing a batch", e)
-        }
+        if case .failure(let e) = result { manager.storeTrouble("storing a batch", e) }
         guard phase == .established else { return }
         if case .success = result { window.completed(ticket, durable: true) } else { window.completed(ticket, durable: false) }
         scheduleAck()
