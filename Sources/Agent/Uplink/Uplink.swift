@@ -492,7 +492,7 @@ public final class Uplink {
             case .welcome(let w): established(link, w)
             case .record(let r): received(link, r)
             case .closed(let reason): sessionClosed(link, reason)
-            case .hello: break
+            case .hello, .needKeys: break
             }
         }
     }
