@@ -129,13 +129,7 @@ final class AgentSession: TCPConnectionHandler, DeadlineEntry, ConnectedAgent, C
         case .handshake:
             handshakeRead(buffer)
         case .established:
-            let n = buffer.readableBytes
-            context.didRead(self, bytes: n)
-            lastReceived = Clock.monotonic()
-            pinged = false
-            feedWire(buffer.readable)
-            buffer.consume(n)
-            afterWireActivity()
+            establishedRead(buffer)
         case .closing, .closed:
             buffer.consume(buffer.readableBytes)
         }
@@ -171,15 +165,20 @@ final class AgentSession: TCPConnectionHandler, DeadlineEntry, ConnectedAgent, C
 
     private func handshakeRead(_ buffer: ByteBuffer) {
         guard let wire else { return }
-        let offered = buffer.readableBytes
         let taken = wire.feed(buffer.readable) { event in self.handle(event) }
         context.didRead(self, bytes: taken)
         buffer.consume(taken)
         guard phase == .handshake else { return }
-        // Message 1 is in and waits for its keys; what came after it stays
-        // in the connection until the handshake is answered.
-        if taken < offered { connection?.pauseReading() }
         offerKeys()
+        guard buffer.readableBytes > 0 else { return }
+        if phase == .established {
+            // A client does not send before message 2; take what came anyway.
+            establishedRead(buffer)
+        } else if phase == .handshake {
+            // Message 1 waits for its keys; what came after it stays in the
+            // connection until the handshake is answered.
+            connection?.pauseReading()
+        }
     }
 
     /// The context's answer to `lookupKeys`.
@@ -254,7 +253,8 @@ final class AgentSession: TCPConnectionHandler, DeadlineEntry, ConnectedAgent, C
         flushOutbound()
         guard phase == .established else { return }
         context.setDeadline(self, at: lastReceived + context.settings.idleTimeout / 2)
-        // Anything the agent sent early is read now.
+        // Anything the agent sent early (kept in the connection while the
+        // keys were looked up) is offered again now.
         connection?.resumeReading()
     }
 
@@ -274,12 +274,19 @@ final class AgentSession: TCPConnectionHandler, DeadlineEntry, ConnectedAgent, C
         }
     }
 
-    // MARK: Wire events
+    // MARK: established
 
-    private func feedWire(_ bytes: UnsafeRawBufferPointer) {
-        guard let wire else { return }
-        wire.feed(bytes) { event in self.handle(event) }
+    private func establishedRead(_ buffer: ByteBuffer) {
+        let n = buffer.readableBytes
+        context.didRead(self, bytes: n)
+        lastReceived = Clock.monotonic()
+        pinged = false
+        wire?.feed(buffer.readable) { event in self.handle(event) }
+        buffer.consume(n)
+        afterWireActivity()
     }
+
+    // MARK: Wire events
 
     private func handle(_ event: SessionEvent) {
         switch event {
