@@ -25,11 +25,16 @@ final class HandshakeKeys {
     /// `candidates[..<active]` are active.
     let active: Int
 
-    init(_ keys: ProjectKeys) {
-        projectId = keys.projectId
-        let active = keys.keys.compactMap { KeyDirectory.psk(fromSecret: $0.secret) }
+    init(projectId: Int64, active: [Key32], revoked: [Key32]) {
+        self.projectId = projectId
         self.active = active.count
-        candidates = active + keys.revoked.compactMap { KeyDirectory.psk(fromSecret: $0.secret) }
+        candidates = active + revoked
+    }
+
+    /// The stored secrets as PSKs (a secret held in another form is skipped).
+    convenience init(_ keys: ProjectKeys) {
+        self.init(projectId: keys.projectId, active: keys.keys.compactMap { KeyDirectory.psk(fromSecret: $0.secret) },
+                  revoked: keys.revoked.compactMap { KeyDirectory.psk(fromSecret: $0.secret) })
     }
 
     /// Whether the key at `index` of `candidates` was revoked.
