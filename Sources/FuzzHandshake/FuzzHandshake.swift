@@ -96,6 +96,12 @@ func answerKeys(_ server: ServerSession, _ plan: KeyPlan, _ checker: Checker) {
     precondition(!server.isWaitingForKeys)
 }
 
+func acceptHello(_ server: ServerSession, _ plan: KeyPlan, _ checker: Checker) {
+    guard checker.hello && server.state == .awaitingAccept else { return }
+    precondition(server.keyIndex == plan.rightIndex, "Hello under the wrong key")
+    try? server.accept(Welcome(sessionID: 1, collectorTimeMs: 2))
+}
+
 func feed(_ server: ServerSession, _ bytes: [UInt8], chunk: Int, _ plan: KeyPlan, _ checker: Checker) {
     var i = 0
     while i < bytes.count {
@@ -103,15 +109,9 @@ func feed(_ server: ServerSession, _ bytes: [UInt8], chunk: Int, _ plan: KeyPlan
         let taken = bytes.withUnsafeBytes { server.feed(UnsafeRawBufferPointer(rebasing: $0[i..<i + n]), checker.handle) }
         precondition(taken >= 0 && taken <= n)
         precondition(taken == n || server.hasMessage1, "bytes left over without a message 1 waiting for keys")
-        if checker.hello && server.state == .awaitingAccept {
-            precondition(server.keyIndex == plan.rightIndex, "Hello under the wrong key")
-            try? server.accept(Welcome(sessionID: 1, collectorTimeMs: 2))
-        }
+        acceptHello(server, plan, checker)
         answerKeys(server, plan, checker)
-        if checker.hello && server.state == .awaitingAccept {
-            precondition(server.keyIndex == plan.rightIndex, "Hello under the wrong key")
-            try? server.accept(Welcome(sessionID: 1, collectorTimeMs: 2))
-        }
+        acceptHello(server, plan, checker)
         precondition(server.outbound.readableBytes <= limits.maxOutboundBytes)
         i += taken
         if taken == 0 && server.hasMessage1 { break }   // keys never given
