@@ -97,6 +97,21 @@ final class KeyRequestTests: XCTestCase {
         XCTAssertEqual(events.count, 2)
     }
 
+    func testClosingWhileKeysAreAskedForEndsTheRequest() throws {
+        // Found by fuzz-handshake: the preamble, then a frame length above
+        // the handshake bound, in one read.
+        let s = ServerSession()
+        var events: [SessionEvent] = []
+        _ = feed(s, Preamble(projectID: "acme")!.bytes + [0xFF, 0xFF], events: &events)
+        XCTAssertEqual(events, [.needKeys(project: "acme"), .closed(.badFrameLength)])
+        XCTAssertFalse(s.isWaitingForKeys, "a closed session waits for nothing")
+        XCTAssertFalse(s.hasMessage1)
+        s.provideKeys([psk]) { events.append($0) }
+        s.unknownProject { events.append($0) }
+        XCTAssertEqual(events.count, 2)
+        XCTAssertEqual(s.closeReason, .badFrameLength)
+    }
+
     func testBytesAfterMessage1StayWithTheOwnerUntilTheHello() throws {
         let (_, bytes) = try opening()
         let s = ServerSession()

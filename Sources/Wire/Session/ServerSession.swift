@@ -109,6 +109,7 @@ public final class ServerSession {
     public var strings: StringTable { channel.received }
     /// `.needKeys` was reported and neither `provideKeys` nor
     /// `unknownProject` has answered it yet.
+    /// False once the session closed.
     public var isWaitingForKeys: Bool { responder?.waitingForKeys ?? false }
     /// Message 1 has arrived whole and waits for the keys: trying them
     /// (`provideKeys`) happens in that call, not in a later `feed`.
@@ -143,7 +144,13 @@ public final class ServerSession {
                 used = input.count
             }
         }
-        if !channel.isOpen { used = input.count }
+        if !channel.isOpen {
+            used = input.count
+            // Closed during the handshake (a bad frame length): nothing of
+            // it is needed any more, keys least of all.
+            responder?.wipeKeys()
+            responder = nil
+        }
         channel.counters.bytesIn += UInt64(used)
         channel.flushAfterFeed(handler)
         return used
