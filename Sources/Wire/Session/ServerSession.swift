@@ -44,6 +44,9 @@ public final class ServerSession {
         var waitingForKeys = false
         /// The owner's candidates, kept until message 1 is complete.
         var keys: [Key32]?
+        /// `keys` came from `keyLookup` and are this session's own copy to
+        /// wipe; an owner's list is the owner's to wipe.
+        var keysAreOwn = false
         /// Message 1 is complete in the frame decoder and waits for keys.
         var message1 = false
         /// After message 1 authenticated: the handshake that writes message 2.
@@ -57,8 +60,8 @@ public final class ServerSession {
 
         func wipeKeys() {
             guard var k = keys else { return }
-            for i in k.indices { k[i].wipe() }
             keys = nil
+            if keysAreOwn { for i in k.indices { k[i].wipe() } }
         }
     }
 
@@ -168,7 +171,8 @@ public final class ServerSession {
     /// them. When message 1 is complete they are tried now, reporting
     /// `.hello` or `.closed(.handshakeFailed)` (no key fits) to `handler`;
     /// otherwise when it completes, in `feed`. An empty list fails the
-    /// handshake like a wrong key. The session keeps no key past the try.
+    /// handshake like a wrong key. The session keeps no key past the try
+    /// (wiping the caller's key material is the caller's business).
     public func provideKeys(_ keys: [Key32], _ handler: (SessionEvent) -> Void) {
         guard let r = responder, r.waitingForKeys, channel.isOpen else { return }
         r.waitingForKeys = false
@@ -207,6 +211,7 @@ public final class ServerSession {
                     return take - extra
                 }
                 r.keys = [psk]
+                r.keysAreOwn = true
             } else {
                 r.waitingForKeys = true
                 handler(.needKeys(project: p.projectID))
