@@ -17,7 +17,10 @@ let package = Package(
         .library(name: "Wire", targets: ["Wire"]),
         .library(name: "ConfigFile", targets: ["ConfigFile"]),
         .library(name: "CollectorStore", targets: ["CollectorStore"]),
-        .library(name: "Monitors", targets: ["Monitors"]),
+        .library(name: "JSON", targets: ["JSON"]),
+        .library(name: "HTTPServer", targets: ["HTTPServer"]),
+        .library(name: "MonitorModel", targets: ["MonitorModel"]),
+        .library(name: "MonitorRunners", targets: ["MonitorRunners"]),
         .executable(name: "vigil-agent", targets: ["vigil-agent"]),
         .executable(name: "vigil-collector", targets: ["vigil-collector"]),
         .executable(name: "vigil-load", targets: ["vigil-load"]),
@@ -42,23 +45,33 @@ let package = Package(
         .target(name: "CCurl", linkerSettings: [.linkedLibrary("dl")]),
 
         // ── Libraries ──────────────────────────────────────────────────────
+        // The one JSON value, its strict parser and its writer (whose string
+        // escaper Log uses). Depends on nothing, so Reactor can sit on it. No Foundation.
+        .target(name: "JSON"),
         // The event loop: watchers, syscalls, sockets, buffers. No Foundation.
-        .target(name: "Reactor", dependencies: ["CEv", "CSystem"]),
+        .target(name: "Reactor", dependencies: ["CEv", "CSystem", "JSON"]),
         // The agent<->collector protocol: preamble, framing, Noise NNpsk0, records, sessions.
         .target(name: "Wire", dependencies: ["CSodium", "Reactor"], linkerSettings: [cLibrary("sodium")]),
         // Configuration files, environment and --set layering, and both programs' keys. No Foundation.
         .target(name: "ConfigFile"),
         // The collector's embedded SQLite storage behind an asynchronous seam.
         .target(name: "CollectorStore", dependencies: ["Reactor", "CSQLite"]),
-        // Synthetic monitors: definitions and their JSON, the scheduler, and the
-        // http (libcurl multi-socket), tcp and exec runners on the loop. No Foundation.
-        .target(name: "Monitors", dependencies: ["Reactor", "Wire", "CCurl", "CSystem"]),
+        // libmicrohttpd on a Reactor loop (external epoll, suspended
+        // connections for late answers): the collector's API and the console serve on it.
+        .target(name: "HTTPServer", dependencies: ["CMicroHTTPD", "Reactor"]),
+        // Synthetic monitor definitions: the API document and its validation, and
+        // the Schedule record codec. What the collector needs; no runner. No Foundation.
+        .target(name: "MonitorModel", dependencies: ["JSON", "Wire"]),
+        // Running monitors: the engine, the scheduler, and the http (libcurl
+        // multi-socket), tcp and exec runners on the loop. The agent's. No Foundation.
+        .target(name: "MonitorRunners", dependencies: ["MonitorModel", "JSON", "Reactor", "Wire", "CCurl", "CSystem"]),
         // The agent's logic (ingest, filtering, aggregation, uplink), as a library
         // so tests and fuzzers link it; `vigil-agent` is its thin executable.
-        .target(name: "Agent", dependencies: ["Reactor", "Wire", "ConfigFile", "Monitors"]),
+        .target(name: "Agent", dependencies: ["Reactor", "Wire", "ConfigFile", "MonitorModel", "MonitorRunners"]),
         // The collector's logic (sessions, storage, HTTP API) as a library;
-        // `vigil-collector` is its thin executable.
-        .target(name: "Collector", dependencies: ["Reactor", "Wire", "ConfigFile", "CollectorStore", "CMicroHTTPD", "Monitors"]),
+        // `vigil-collector` is its thin executable. Monitor definitions only:
+        // it never links the runners (libcurl's loader, exec, the resolver).
+        .target(name: "Collector", dependencies: ["Reactor", "Wire", "ConfigFile", "CollectorStore", "HTTPServer", "JSON", "MonitorModel"]),
 
         // The load generator's logic (simulated agents, ack ledger, verify),
         // as a library so tests link it; `vigil-load` is its thin executable.
@@ -86,18 +99,18 @@ let package = Package(
         // libFuzzer target for the agent's IPA parser and ingest path
         // (scripts/fuzz.sh builds it with -D FUZZING; a plain build replays files).
         .executableTarget(name: "fuzz-ipa", dependencies: ["FuzzSupport", "Agent"], path: "Sources/FuzzIPA", exclude: ["seeds"]),
-        // libFuzzer target for the monitors' JSON parser, validation and Schedule round trip.
-        .executableTarget(name: "fuzz-json", dependencies: ["FuzzSupport", "Monitors", "Wire"], path: "Sources/FuzzJSON"),
-        // libFuzzer target for the collector's JSON parser (every HTTP API request body).
-        .executableTarget(name: "fuzz-apijson", dependencies: ["FuzzSupport", "Collector"], path: "Sources/FuzzAPIJSON"),
+        // libFuzzer target for the JSON parser and writer (every HTTP API request
+        // body), monitor validation and the Schedule round trip.
+        .executableTarget(name: "fuzz-json", dependencies: ["FuzzSupport", "JSON", "MonitorModel", "Wire"], path: "Sources/FuzzJSON"),
         // libFuzzer target for configuration files and the updates an agent receives.
         .executableTarget(name: "fuzz-config", dependencies: ["FuzzSupport", "ConfigFile"], path: "Sources/FuzzConfig"),
         // 1,000 HTTP monitors on one engine, idle RSS with and without libcurl (scripts/bench-monitors.sh).
-        .executableTarget(name: "monitors-bench", dependencies: ["Monitors", "Reactor"], path: "Sources/MonitorsBench"),
+        .executableTarget(name: "monitors-bench", dependencies: ["MonitorRunners", "MonitorModel", "Reactor"], path: "Sources/MonitorsBench"),
         // The benchmark's local HTTP server, in its own process.
-        .executableTarget(name: "monitors-bench-server", dependencies: ["Collector", "Reactor"], path: "Sources/MonitorsBenchServer"),
+        .executableTarget(name: "monitors-bench-server", dependencies: ["HTTPServer", "Reactor"], path: "Sources/MonitorsBenchServer"),
 
         // ── Tests ──────────────────────────────────────────────────────────
+        .testTarget(name: "JSONTests", dependencies: ["JSON"], exclude: ["Fixtures"]),
         .testTarget(name: "ReactorTests", dependencies: ["Reactor", "CEv"]),
         .testTarget(name: "WireTests", dependencies: ["Wire"], exclude: ["Fixtures"]),
         .testTarget(name: "ConfigFileTests", dependencies: ["ConfigFile"], exclude: ["Fixtures"]),
@@ -106,10 +119,10 @@ let package = Package(
         // they are built before the process tests start them.
         .testTarget(name: "AgentTests", dependencies: ["Agent", "Reactor", "Wire", "ConfigFile", "vigil-agent", "vigil-collector"]),
         // Integration tests start the built vigil-collector (a dependency, so it is built first).
-        .testTarget(name: "CollectorTests", dependencies: ["Collector", "Reactor", "Wire", "ConfigFile", "CollectorStore", "vigil-collector"],
-                    exclude: ["Fixtures"]),
-        // Monitors against local servers (the collector's HTTPServer, a TCP listener, the example exec monitor).
-        .testTarget(name: "MonitorsTests", dependencies: ["Monitors", "Reactor", "Wire", "Collector"], exclude: ["Fixtures"]),
+        .testTarget(name: "CollectorTests", dependencies: ["Collector", "Reactor", "Wire", "ConfigFile", "CollectorStore", "JSON", "vigil-collector"]),
+        .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer", "Reactor", "CSystem"]),
+        // Monitors against local servers (HTTPServer, a TCP listener, the example exec monitor).
+        .testTarget(name: "MonitorsTests", dependencies: ["MonitorModel", "MonitorRunners", "JSON", "Reactor", "Wire", "HTTPServer"]),
         .testTarget(name: "LoadGenTests", dependencies: ["LoadGen", "Reactor", "Wire", "CollectorStore"]),
     ],
     swiftLanguageModes: [.v5]

@@ -6,11 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-20}"
 status=0
-for target in ipa framing records handshake json apijson config; do
+for target in ipa framing records handshake json config; do
   case "$target" in
     ipa) src=Sources/FuzzIPA ;;
     json) src=Sources/FuzzJSON ;;
-    apijson) src=Sources/FuzzAPIJSON ;;
     config) src=Sources/FuzzConfig ;;
     *) src="Sources/Fuzz$(tr '[:lower:]' '[:upper:]' <<<"${target:0:1}")${target:1}" ;;
   esac

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # fuzz.sh TARGET SECONDS [libFuzzer options...]
-#   TARGET: ipa (the agent's IPA parser and ingest path), json (the monitors'
-#           JSON parser and definitions), apijson (the collector's JSON parser
-#           for HTTP API bodies), config (configuration files and agent
-#           updates), or a Wire target (framing | records | handshake) where
-#           its Sources/Fuzz* exists.
+#   TARGET: ipa (the agent's IPA parser and ingest path), json (the JSON
+#           module: every HTTP API body, monitor definitions and the Schedule
+#           round trip), config (configuration files and agent updates), or a
+#           Wire target (framing | records | handshake) where its
+#           Sources/Fuzz* exists.
 # Builds the libFuzzer target (release, -sanitize=fuzzer,address, -D FUZZING)
 # in its own scratch path (.build-fuzz) so the normal .build is untouched,
 # then runs it for SECONDS on one core. The corpus grows in
@@ -14,16 +14,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-target="${1:?usage: fuzz.sh ipa|json|apijson|config|framing|records|handshake SECONDS [libFuzzer options]}"
+target="${1:?usage: fuzz.sh ipa|json|config|framing|records|handshake SECONDS [libFuzzer options]}"
 seconds="${2:?usage: fuzz.sh TARGET SECONDS}"
 shift 2
 case "$target" in
   ipa) seeds="Sources/FuzzIPA/seeds" ;;
-  json) seeds="Tests/MonitorsTests/Fixtures/fuzz-seeds/json" ;;
-  apijson) seeds="Tests/CollectorTests/Fixtures/fuzz-seeds/apijson" ;;
+  json) seeds="Tests/JSONTests/Fixtures/fuzz-seeds/json" ;;
   config) seeds="Tests/ConfigFileTests/Fixtures/fuzz-seeds/config" ;;
   framing|records|handshake) seeds="Tests/WireTests/Fixtures/fuzz-seeds/$target" ;;
-  *) echo "unknown target: $target (ipa, json, apijson, config, framing, records, handshake)" >&2; exit 2 ;;
+  *) echo "unknown target: $target (ipa, json, config, framing, records, handshake)" >&2; exit 2 ;;
 esac
 product="fuzz-$target"
 

@@ -1,28 +1,62 @@
-// fuzz-json: libFuzzer target for the JSON parser and the monitor
+// fuzz-json: libFuzzer target for the JSON module — the parser every HTTP
+// API request body goes through, and the writer every answer, monitor
+// definition and JSON log line comes out of — and for the monitor
 // definitions built on it.
 //
-// Invariants: parsing never traps; whatever parses serializes to text that
-// parses back to the same value and serializes identically; validation of
-// any parsed document never traps; and valid definitions survive the trip
-// through Schedule records (ScheduleCodec) unchanged.
+// Invariants: parsing never traps; whatever parses writes text that parses
+// back to the same value and writes identically; tighter limits (size,
+// depth) refuse exactly the documents beyond them, with an error, never a
+// trap; the escaper's output for any string parses back to that string;
+// validation of any parsed document never traps; and valid definitions
+// survive the trip through Schedule records (ScheduleCodec) unchanged.
 //
 // Built with -D FUZZING it exports LLVMFuzzerTestOneInput; a normal build
 // replays files: `fuzz-json FILE...`.
 import FuzzSupport
-import Monitors
+import JSON
+import MonitorModel
 import Wire
-#if canImport(Glibc)
-import Glibc
-#endif
+
+/// The nesting depth of a parsed value (a scalar is 0).
+func depth(_ v: JSON) -> Int {
+    switch v {
+    case .array(let a): return 1 + (a.map(depth).max() ?? 0)
+    case .object(let o): return 1 + (o.members.map { depth($0.value) }.max() ?? 0)
+    default: return 0
+    }
+}
 
 func fuzzJSON(_ data: UnsafeRawBufferPointer) {
-    guard let value = try? JSONValue.parse(data, limits: JSONLimits(maxBytes: 1 << 16, maxDepth: 64)) else { return }
-    let text = value.serialized
-    guard let again = try? JSONValue.parse(text) else { preconditionFailure("serialized JSON failed to parse: \(text)") }
-    precondition(again == value, "round trip changed the value")
+    // Any bytes, as a string through the escaper (what Log writes).
+    let s = String(decoding: data, as: UTF8.self)
+    let quoted = JSON.quoted(s)
+    guard case .string(let back)? = try? JSON.parse(quoted) else { preconditionFailure("quoted string failed to parse: \(quoted)") }
+    precondition(back == s, "escaping changed the string")
+
+    let parsed: JSON
+    do {
+        parsed = try JSON.parse(data, limits: JSONLimits(maxBytes: 1 << 16, maxDepth: 64))
+    } catch {
+        precondition(error.offset >= 0 && error.offset <= data.count, "error offset outside the input")
+        precondition(error.line >= 1 && error.column >= 1, "error without a place")
+        return
+    }
+    let text = parsed.serialized
+    guard let again = try? JSON.parse(text) else { preconditionFailure("serialized JSON failed to parse: \(text)") }
+    precondition(again == parsed, "round trip changed the value")
     precondition(again.serialized == text, "serialization is not stable")
-    guard case .success(let defs) = MonitorDocument.validate(value) else { return }
-    var back: [MonitorDefinition] = []
+
+    // Limits: a document deeper or larger than allowed is refused; one
+    // within them parses to the same value.
+    let d = depth(parsed)
+    let shallow = max(0, d - 1)
+    precondition((try? JSON.parse(data, limits: JSONLimits(maxBytes: 1 << 16, maxDepth: shallow))) == nil || d == 0,
+                 "a document of depth \(d) passed a depth limit of \(shallow)")
+    precondition((try? JSON.parse(data, limits: JSONLimits(maxBytes: 1 << 16, maxDepth: d))) == parsed, "depth limit refused a document within it")
+    precondition((try? JSON.parse(data, limits: JSONLimits(maxBytes: data.count - 1, maxDepth: 64))) == nil, "size limit let a larger document through")
+
+    guard case .success(let defs) = MonitorDocument.validate(parsed) else { return }
+    var out: [MonitorDefinition] = []
     for record in ScheduleCodec.records(version: 1, definitions: defs) {
         let bytes = Record.schedule(record).encoded
         guard case .schedule(let decoded)? = try? Record.decodeAll(bytes).first else {
@@ -30,9 +64,9 @@ func fuzzJSON(_ data: UnsafeRawBufferPointer) {
         }
         let (d, _, errors) = ScheduleCodec.definitions(from: decoded)
         precondition(errors.isEmpty, "valid definitions refused after the wire: \(errors)")
-        back += d
+        out += d
     }
-    precondition(back == defs, "definitions changed through the Schedule record")
+    precondition(out == defs, "definitions changed through the Schedule record")
 }
 
 #if FUZZING

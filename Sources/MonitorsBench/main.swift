@@ -11,7 +11,8 @@
 //       that never comes due, which loads libcurl; with --no-engine, no
 //       engine at all: the binary's own floor) on an otherwise empty loop;
 //       prints the resident set after SECONDS.
-import Monitors
+import MonitorModel
+import MonitorRunners
 import Reactor
 #if canImport(Glibc)
 import Glibc

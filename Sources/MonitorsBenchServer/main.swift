@@ -1,8 +1,9 @@
 // monitors-bench-server PORT: the HTTP server the monitors benchmark runs
-// against — the collector's HTTPServer (libmicrohttpd on a Reactor loop) in
-// its own process, answering every request with 200 and a short body.
+// against — HTTPServer (libmicrohttpd on a Reactor loop, what the
+// collector's API serves on) in its own process, answering every request
+// with 200 and a short body.
 // Prints "ready PORT" when listening, and its request count on SIGTERM.
-import Collector
+import HTTPServer
 import Reactor
 #if canImport(Glibc)
 import Glibc

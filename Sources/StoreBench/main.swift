@@ -69,8 +69,8 @@ func options(_ sync: StoreOptions.Synchronous) -> StoreOptions {
 }
 
 func row(_ i: Int) -> MeasurementRow {
-    MeasurementRow(ts: 1_700_000_000_000 + Int64(i / 1000) * 10_000, monitor: "m\(i % 20)", check: "c\(i % 50)", source: "ipa",
-                   count: 100, sumMs: 1234.5, minMs: 1.5, maxMs: 99.25, p50Ms: 10.5, p95Ms: 50.25, p99Ms: 90.75)
+    MeasurementRow(ts: 1_700_000_000_000 + Int64(i / 1000) * 10_000, windowMs: 10_000, monitor: "m\(i % 20)", check: "c\(i % 50)",
+                   source: "ipa", count: 100, sumUs: 1_234_500, minUs: 1_500, maxUs: 99_250, p50Us: 10_500, p95Us: 50_250, p99Us: 90_750)
 }
 
 /// Raw SQLite: a prepared INSERT, `batchRows * 100` rows per transaction.
@@ -85,8 +85,8 @@ func rawBaseline(_ sync: StoreOptions.Synchronous) throws -> Double {
     defer { db.close() }
     try db.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = \(sync.rawValue)")
     let s = try db.statement("""
-        INSERT INTO measurements(series_id, ts_ms, count, sum_ms, min_ms, max_ms, p50_ms, p95_ms, p99_ms, meta)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+        INSERT INTO measurements(series_id, ts_ms, window_ms, count, errors, sum_us, min_us, max_us, p50_us, p95_us, p99_us)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
         """)
     let perTx = batchRows * 100
     let t0 = Clock.monotonic()
@@ -96,8 +96,9 @@ func rawBaseline(_ sync: StoreOptions.Synchronous) throws -> Double {
         for _ in 0..<min(perTx, rows - i) {
             let m = row(i)
             let ts = 1_700_000_000_000 + Int64(i / baselineSeries) * 10_000
-            s.bind(1, Int64(i % baselineSeries + 1)); s.bind(2, ts); s.bind(3, m.count); s.bind(4, m.sumMs); s.bind(5, m.minMs)
-            s.bind(6, m.maxMs); s.bind(7, m.p50Ms); s.bind(8, m.p95Ms); s.bind(9, m.p99Ms); s.bindNull(10)
+            s.bind(1, Int64(i % baselineSeries + 1)); s.bind(2, ts); s.bind(3, m.windowMs); s.bind(4, m.count)
+            s.bind(5, m.errors); s.bind(6, m.sumUs); s.bind(7, m.minUs); s.bind(8, m.maxUs); s.bind(9, m.p50Us)
+            s.bind(10, m.p95Us); s.bind(11, m.p99Us)
             try s.run()
             s.reset()
             i += 1

@@ -1,3 +1,6 @@
+// Test support shared by the conformance suite and the SQLite tests: a
+// temporary directory, waiting for a completion on a loop, and rows.
+// Loop thread (the test's).
 import XCTest
 import Glibc
 import Reactor
@@ -42,19 +45,34 @@ extension XCTestCase {
     }
 
     func close(_ store: SQLiteStore) {
+        close(store, on: store.loop)
+    }
+
+    /// Runs `body` with an SQLite store's own connection, on its writer
+    /// thread (as a write: inside a transaction, without the read deadline),
+    /// and waits for it.
+    func sql<T>(_ store: SQLiteStore, file: StaticString = #filePath, line: UInt = #line,
+                _ body: @escaping (SQLiteConnection) throws -> T) throws -> T {
+        try wait(store.loop, file: file, line: line) { done in
+            store.enqueueWrite(rows: 1, { writer in try body(writer.db) }, completion: done)
+        }
+    }
+
+    func close(_ store: MeasurementStore, on loop: EventLoop, file: StaticString = #filePath, line: UInt = #line) {
         var done = false
         store.close { done = true }
-        XCTAssertTrue(store.loop.run(until: { done }, timeout: 20))
+        XCTAssertTrue(loop.run(until: { done }, timeout: 20), "the store closed", file: file, line: line)
     }
 }
 
+/// An aggregate with latencies in µs (sum 12.5 ms per request).
 func measurement(_ ts: Int64, monitor: String = "shop", check: String = "checkout", source: String = "ipa",
                  count: Int64 = 10) -> MeasurementRow {
-    MeasurementRow(ts: ts, monitor: monitor, check: check, source: source, count: count, sumMs: Double(count) * 12.5,
-                minMs: 1, maxMs: 40, p50Ms: 11, p95Ms: 30, p99Ms: 39, meta: nil)
+    MeasurementRow(ts: ts, windowMs: 10_000, monitor: monitor, check: check, source: source, count: count,
+                   sumUs: count * 12_500, minUs: 1_000, maxUs: 40_000, p50Us: 11_000, p95Us: 30_000, p99Us: 39_000)
 }
 
-/// A store with one project ("demo"), one key and one connected agent ("a1").
+/// An SQLite store with one project ("demo"), one key and one connected agent ("a1").
 final class StoreFixture {
     let dir = TempDir()
     let loop = EventLoop()
@@ -81,6 +99,12 @@ final class StoreFixture {
                measurements: [MeasurementRow] = [], events: [RawEvent] = [], statuses: [StatusSnapshot] = []) -> Batch {
         Batch(projectId: project ?? projectId, agentId: agent, bootId: boot, sequence: seq, receivedAt: 5_000 + seq,
               measurements: measurements, events: events, statuses: statuses)
+    }
+
+    /// `sql(store, body)` for the fixture's store.
+    func sql<T>(_ test: XCTestCase, file: StaticString = #filePath, line: UInt = #line,
+                _ body: @escaping (SQLiteConnection) throws -> T) throws -> T {
+        try test.sql(store, file: file, line: line, body)
     }
 
     /// Row count of `table` through an independent connection: sees only

@@ -293,6 +293,34 @@ final class APIIntegrationTests: XCTestCase {
         XCTAssertEqual(own.count, 11)
     }
 
+    /// Patterns and monitors read their bodies the same way: a key given
+    /// twice is refused (400, naming the key), not resolved one way by one
+    /// endpoint and another way by the other; nothing is stored.
+    func testDuplicateKeysAreRefusedNamingTheKey() throws {
+        let cases: [(String, String, String)] = [
+            ("/projects/acme/patterns", #"{"patterns":[{"host":"a.example","host":"*","path":"*","monitor":"m","check":"c"}]}"#, "host"),
+            ("/projects/acme/patterns", #"{"patterns":[],"patterns":[{"host":"*","path":"*","monitor":"m","check":"c"}]}"#, "patterns"),
+            ("/projects/acme/monitors", #"{"monitors":[{"id":"m1","name":"a","kind":"tcp","interval_secs":10,"timeout_secs":3,"#
+                + #""spec":{"host":"127.0.0.1","port":5432,"port":5433}}]}"#, "port"),
+            ("/projects/acme/monitors", #"{"monitors":[],"monitors":[]}"#, "monitors"),
+        ]
+        for (path, body, key) in cases {
+            let r = c.api("PUT", path, body: body)
+            XCTAssertEqual(r.status, 400, "\(path) \(body): \(r.body)")
+            XCTAssertEqual(r.object["error"] as? String, "request body is not JSON", r.body)
+            let detail = r.object["detail"] as? String ?? ""
+            XCTAssertTrue(detail.contains("duplicate key \"\(key)\""), "\(path): \(detail)")
+            XCTAssertTrue(detail.hasPrefix("invalid JSON at line 1, column "), detail)
+        }
+        XCTAssertEqual(c.api("GET", "/projects/acme/patterns").object["version"] as? Int, 0, "nothing stored")
+        XCTAssertEqual(c.api("GET", "/projects/acme/monitors").object["version"] as? Int, 0, "nothing stored")
+        // Other malformed bodies are refused alike on both.
+        for path in ["/projects/acme/patterns", "/projects/acme/monitors"] {
+            XCTAssertEqual(c.api("PUT", path, body: #"{"x":1,}"#).status, 400, path)
+            XCTAssertEqual(c.api("PUT", path, body: "").status, 400, path)
+        }
+    }
+
     func testMeasurementsEventsAndStatusQueries() throws {
         let client = try agent("data-1")
         let method = try client.session.stringRef("GET"), host = try client.session.stringRef("shop.example")
@@ -316,6 +344,9 @@ final class APIIntegrationTests: XCTestCase {
         for key in ["ts", "agent", "monitor", "check", "source", "count", "sum_ms", "min_ms", "max_ms", "p50_ms", "p95_ms", "p99_ms"] {
             XCTAssertNotNil(m[key], key)
         }
+        // Microseconds on the wire and in the store, milliseconds here, as docs/API.md shows them.
+        XCTAssertTrue(r.body.contains(#""source":"ipa","count":10,"sum_ms":1500,"min_ms":20,"max_ms":400,"p50_ms":100,"p95_ms":300,"p99_ms":390,"meta":{"window_ms":10000}}"#),
+                      r.body)
         XCTAssertEqual((c.api("GET", "/measurements?monitor=shop&check=GET%20/cart&source=ipa&since=1700000000000").object["measurements"] as? [Any])?.count, 1)
         XCTAssertEqual((c.api("GET", "/measurements?monitor=other").object["measurements"] as? [Any])?.count, 0)
         r = c.api("GET", "/measurements?limit=lots")
@@ -329,6 +360,7 @@ final class APIIntegrationTests: XCTestCase {
         XCTAssertEqual(e["method"] as? String, "GET")
         XCTAssertEqual(e["duration_ms"] as? Double, 12.5)
         XCTAssertEqual((e["meta"] as? [String: Any])?["status"] as? Int, 200)
+        XCTAssertTrue(r.body.contains(#""path":"/cart/42","duration_ms":12.5,"meta":{"status":200}}"#), r.body)
 
         r = c.api("GET", "/agents/data-1/status?limit=5")
         XCTAssertEqual(r.status, 200)

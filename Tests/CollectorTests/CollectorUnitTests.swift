@@ -1,50 +1,11 @@
-// The collector's pure parts, without a process: JSON, the deadline wheel,
+// The collector's pure parts, without a process: the deadline wheel,
 // the acknowledgement window, the agent configuration view, pattern checks.
 import XCTest
+import JSON
 import Reactor
 import Wire
 import ConfigFile
 @testable import Collector
-
-final class JSONTests: XCTestCase {
-    func testRoundTripAndOrder() throws {
-        let text = #"{"b":1,"a":[true,false,null,-2.5,1e3,"x\"\\\n\u00e9\ud83d\ude00"],"c":{}}"#
-        let v = try JSON.parse(text)
-        XCTAssertEqual(v["b"]?.int64Value, 1)
-        XCTAssertEqual(v["a"]?.arrayValue?[5].stringValue, "x\"\\\né😀")
-        XCTAssertEqual(v["a"]?.arrayValue?[4].numberValue, 1000)
-        XCTAssertEqual(v.serialized, #"{"b":1,"a":[true,false,null,-2.5,1000,"x\"\\\né😀"],"c":{}}"#)
-        XCTAssertEqual(try JSON.parse(v.serialized), v)
-        XCTAssertEqual(JSON.object([("k", .raw(#"{"x":1}"#))]).serialized, #"{"k":{"x":1}}"#)
-        XCTAssertEqual(JSON.string("\u{1}").serialized, #""\u0001""#)
-        XCTAssertEqual(JSON.number(.nan).serialized, "null")
-    }
-
-    func testRejectsMalformedInputWithAnOffset() {
-        for bad in ["", "{", "[1,]", "{\"a\" 1}", "01", "1.", "\"\\x\"", "\"\u{1}\"", "tru", "[1] 2", "\"\\ud800\"",
-                    String(repeating: "[", count: 100) + String(repeating: "]", count: 100)] {
-            XCTAssertThrowsError(try JSON.parse(bad), bad)
-        }
-        XCTAssertThrowsError(try JSON.parse([0x22, 0xC0, 0x80, 0x22])) { e in
-            XCTAssertEqual((e as? JSON.ParseError)?.offset, 1, "an overlong UTF-8 sequence")
-        }
-        // Found by fuzz-apijson: 1e309 read as infinity, which serializes as
-        // something else. Out-of-range numbers are refused, named, at their start.
-        XCTAssertThrowsError(try JSON.parse("[1,1e309]")) { e in
-            XCTAssertEqual(e as? JSON.ParseError, JSON.ParseError(offset: 3, reason: "number out of range"))
-        }
-        XCTAssertEqual(try JSON.parse("-1.7976931348623157e308"), .number(-1.7976931348623157e308))
-    }
-
-    func testConfigText() {
-        XCTAssertEqual(JSON.bool(false).configText, "off")
-        XCTAssertEqual(JSON.number(5000).configText, "5000")
-        XCTAssertEqual(JSON.number(0.5).configText, "0.5")
-        XCTAssertEqual(JSON.string("x").configText, "x")
-        XCTAssertNil(JSON.null.configText)
-        XCTAssertNil(JSON.array([]).configText)
-    }
-}
 
 private final class Entry: DeadlineEntry {
     var deadlineLink = DeadlineLink<Entry>()

@@ -35,7 +35,7 @@ final class VerifierTests: XCTestCase {
         try db.run("INSERT OR IGNORE INTO series(project_id, agent_id, monitor, check_name, source) VALUES (1, ?, 'load', ?, 'load')",
                    [.text(agent), .text("c\(item)")])
         let series = try db.scalar("SELECT id FROM series WHERE agent_id = ? AND check_name = ?", [.text(agent), .text("c\(item)")])!
-        try db.run("INSERT INTO measurements(series_id, ts_ms, count, sum_ms, min_ms, max_ms, p50_ms, p95_ms, p99_ms) VALUES (?, ?, ?, 1, 1, 1, 1, 1, 1)",
+        try db.run("INSERT INTO measurements(series_id, ts_ms, window_ms, count, errors, sum_us, min_us, max_us, p50_us, p95_us, p99_us) VALUES (?, ?, 1000, ?, 0, 1, 1, 1, 1, 1, 1)",
                    [.integer(series), .integer(base + seq), .integer(count)])
     }
 

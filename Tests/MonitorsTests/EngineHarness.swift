@@ -3,7 +3,8 @@
 import XCTest
 import Reactor
 import Wire
-@testable import Monitors
+@testable import MonitorModel
+@testable import MonitorRunners
 
 final class EngineHarness {
     let loop = EventLoop.makeDefault()

@@ -1,9 +1,11 @@
 // The engine as the agent uses it: Schedule records in, DataBatch items out,
 // overtime and removals with real runs, lazy libcurl, the concurrency cap.
 import XCTest
+import JSON
 import Reactor
 import Wire
-@testable import Monitors
+@testable import MonitorModel
+@testable import MonitorRunners
 import CSystem  // SOCK_* constants: glibc's socket macros may be owned by this C module
 
 final class EngineTests: XCTestCase {

@@ -3,9 +3,11 @@
 // ignored, then SIGKILL), plus protocol failures, bounded stderr, and the
 // exec policy.
 import XCTest
+import JSON
 import Reactor
 import Wire
-@testable import Monitors
+@testable import MonitorModel
+@testable import MonitorRunners
 
 final class ExecMonitorTests: XCTestCase {
     var harness: EngineHarness!

@@ -4,8 +4,9 @@
 import XCTest
 import Reactor
 import Wire
-import Collector
-@testable import Monitors
+import HTTPServer
+@testable import MonitorModel
+@testable import MonitorRunners
 import CSystem  // SOCK_* constants: glibc's socket macros may be owned by this C module
 
 final class HTTPMonitorTests: XCTestCase {

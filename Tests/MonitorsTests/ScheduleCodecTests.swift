@@ -1,8 +1,10 @@
 // Definitions through Wire Schedule records and back, split schedules, and
 // the appended Schedule fields.
 import XCTest
+import JSON
 import Wire
-@testable import Monitors
+@testable import MonitorModel
+@testable import MonitorRunners
 
 final class ScheduleCodecTests: XCTestCase {
     func sample() -> [MonitorDefinition] {

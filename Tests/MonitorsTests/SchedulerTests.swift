@@ -2,7 +2,8 @@
 // fixed cadence, overtime skips, and definition changes mid-run.
 import XCTest
 import Reactor
-@testable import Monitors
+@testable import MonitorModel
+@testable import MonitorRunners
 
 final class SchedulerTests: XCTestCase {
     let clock = ManualMonitorClock(monotonicMs: 5_000_000, wallMs: 1_700_000_000_000)

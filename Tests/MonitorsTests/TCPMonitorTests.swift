@@ -2,7 +2,8 @@
 // a name looked up through getaddrinfo_a ("localhost"), and the run cap.
 import XCTest
 import Reactor
-@testable import Monitors
+@testable import MonitorModel
+@testable import MonitorRunners
 import CSystem  // SOCK_* constants: glibc's socket macros may be owned by this C module
 
 final class TCPMonitorTests: XCTestCase {

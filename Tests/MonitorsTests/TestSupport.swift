@@ -1,7 +1,9 @@
 // Shared test helpers: a seeded generator, fixed random sources, paths.
 import XCTest
+import JSON
 import Reactor
-@testable import Monitors
+@testable import MonitorModel
+@testable import MonitorRunners
 
 /// SplitMix64: deterministic values for property-style tests.
 struct SeededRNG: RandomNumberGenerator {

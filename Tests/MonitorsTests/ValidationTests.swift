@@ -1,29 +1,31 @@
 // MonitorDocument.validate: the PUT body's rules, one error per field.
 import XCTest
-@testable import Monitors
+import JSON
+@testable import MonitorModel
+@testable import MonitorRunners
 
 final class ValidationTests: XCTestCase {
-    let httpMonitor: JSONValue = [
+    let httpMonitor: JSON = [
         "id": "api-health", "name": "API health", "kind": "http", "interval_secs": 30, "timeout_secs": 10,
         "groups": ["eu", "default"],
         "spec": ["method": "POST", "url": "https://api.example.com:8443/health?x=1",
                  "headers": ["Authorization": "Bearer ${env:API_TOKEN}", "X-Trace": "1"],
                  "body": "{\"ping\":true}", "expect_status": [200, "3xx"], "follow_redirects": true, "tls_verify": false],
     ]
-    let tcpMonitor: JSONValue = [
+    let tcpMonitor: JSON = [
         "id": "db", "name": "Database port", "kind": "tcp", "interval_secs": 10, "timeout_secs": 3,
         "spec": ["host": "db.internal", "port": 5432],
     ]
-    let execMonitor: JSONValue = [
+    let execMonitor: JSON = [
         "id": "host.basics", "name": "Host basics", "kind": "exec", "interval_secs": 60, "timeout_secs": 30,
         "spec": ["command": "/usr/lib/vigil/monitors/shell-steps.sh", "args": ["--verbose", "${env:HOME}"],
                  "steps": [["name": "disk", "timeout_secs": 5], ["name": "resolve", "timeout_secs": 10]],
                  "config": ["disk": "test -w /tmp", "nested": ["a": [1, "${env:X}"]]]],
     ]
 
-    func document(_ monitors: JSONValue...) -> JSONValue { ["monitors": .array(monitors)] }
+    func document(_ monitors: JSON...) -> JSON { ["monitors": .array(monitors)] }
 
-    func errors(_ doc: JSONValue, file: StaticString = #filePath, line: UInt = #line) -> [FieldError] {
+    func errors(_ doc: JSON, file: StaticString = #filePath, line: UInt = #line) -> [FieldError] {
         switch MonitorDocument.validate(doc) {
         case .success: XCTFail("expected errors", file: file, line: line); return []
         case .failure(let e): return e.errors
@@ -31,8 +33,8 @@ final class ValidationTests: XCTestCase {
     }
 
     /// `monitor` with `path` (dot-separated keys) set to `value` (nil removes it).
-    func with(_ monitor: JSONValue, _ path: String, _ value: JSONValue?) -> JSONValue {
-        func set(_ v: JSONValue, _ keys: ArraySlice<Substring>) -> JSONValue {
+    func with(_ monitor: JSON, _ path: String, _ value: JSON?) -> JSON {
+        func set(_ v: JSON, _ keys: ArraySlice<Substring>) -> JSON {
             guard var o = v.objectValue, let k = keys.first else { return v }
             if keys.count == 1 { o[String(k)] = value } else { o[String(k)] = set(o[String(k)] ?? [:], keys.dropFirst()) }
             return .object(o)
@@ -54,13 +56,13 @@ final class ValidationTests: XCTestCase {
         guard case .exec(let e) = defs[2].check else { return XCTFail() }
         XCTAssertEqual(e.args, ["--verbose", "${env:HOME}"], "references stay unresolved")
         XCTAssertEqual(e.steps, [ExecStep(name: "disk", timeoutSecs: 5), ExecStep(name: "resolve", timeoutSecs: 10)])
-        XCTAssertEqual(JSONValue.object(e.config).serialized, #"{"disk":"test -w /tmp","nested":{"a":[1,"${env:X}"]}}"#)
+        XCTAssertEqual(JSON.object(e.config).serialized, #"{"disk":"test -w /tmp","nested":{"a":[1,"${env:X}"]}}"#)
         XCTAssertNotEqual(defs[0].numericID, defs[1].numericID)
         XCTAssertLessThanOrEqual(defs[0].numericID, MonitorID.mask)
     }
 
     func testDefaults() throws {
-        let m: JSONValue = ["id": "a", "name": "A", "kind": "http", "interval_secs": 10, "timeout_secs": 10,
+        let m: JSON = ["id": "a", "name": "A", "kind": "http", "interval_secs": 10, "timeout_secs": 10,
                             "spec": ["url": "http://127.0.0.1/"]]
         let d = try MonitorDocument.validate(document(m)).get()[0]
         XCTAssertEqual(d.check, .http(HTTPCheck(method: "GET", url: "http://127.0.0.1/", headers: [], body: nil,
@@ -69,7 +71,7 @@ final class ValidationTests: XCTestCase {
 
     func testJSONFormValidatesBackToTheSameDefinitions() throws {
         let defs = try MonitorDocument.validate(document(httpMonitor, tcpMonitor, execMonitor)).get()
-        let again = try MonitorDocument.validate(try JSONValue.parse(MonitorDocument.json(defs).serialized)).get()
+        let again = try MonitorDocument.validate(try JSON.parse(MonitorDocument.json(defs).serialized)).get()
         XCTAssertEqual(again, defs)
     }
 
@@ -96,7 +98,7 @@ final class ValidationTests: XCTestCase {
     /// Every field rule: (monitor, path to change, new value or nil, expected "field: message").
     func testEveryFieldError() {
         let h = httpMonitor, t = tcpMonitor, x = execMonitor
-        let cases: [(JSONValue, String, JSONValue?, String)] = [
+        let cases: [(JSON, String, JSON?, String)] = [
             (h, "id", nil, "monitors[0].id: required"),
             (h, "id", 5, "monitors[0].id: expected a string, got a number"),
             (h, "id", "has space", "monitors[0].id: expected 1 to 64 characters of letters, digits, '_', '-' or '.'"),
@@ -190,7 +192,7 @@ final class ValidationTests: XCTestCase {
     }
 
     func testEntryTooLargeForTheWire() {
-        let args: [JSONValue] = (0..<20).map { _ in .string(String(repeating: "a", count: 4000)) }
+        let args: [JSON] = (0..<20).map { _ in .string(String(repeating: "a", count: 4000)) }
         let got = errors(document(with(execMonitor, "spec.args", .array(args))))
         XCTAssertEqual(got.count, 1)
         XCTAssertEqual(got[0].field, "monitors[0]")
@@ -221,6 +223,6 @@ final class ValidationTests: XCTestCase {
         XCTAssertThrowsError(try env.resolve("${env:MISSING}")) { e in
             XCTAssertEqual("\(e)", "environment variable MISSING is not set")
         }
-        XCTAssertEqual(try env.resolve(["a": ["${env:H}", 1]] as JSONValue), ["a": ["example.org", 1]])
+        XCTAssertEqual(try env.resolve(["a": ["${env:H}", 1]] as JSON), ["a": ["example.org", 1]])
     }
 }

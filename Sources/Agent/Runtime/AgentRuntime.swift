@@ -15,7 +15,7 @@
 import Glibc
 #endif
 import ConfigFile
-import Monitors
+import MonitorRunners
 import Reactor
 import Wire
 

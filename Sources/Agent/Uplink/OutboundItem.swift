@@ -5,7 +5,7 @@
 // Items hold their names as text, not string-table ids: the table belongs
 // to one session, while a batch may be re-sent on the next one. Ids are
 // assigned when a batch is written to a session (`BatchEncoder`).
-import Monitors
+import MonitorRunners
 import Wire
 
 /// A matched record forwarded raw (`forward_raw_events`), already redacted:

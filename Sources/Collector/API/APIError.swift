@@ -1,6 +1,7 @@
 // APIError: how the HTTP API fails — `{"error": "...", "detail": ...}`
 // with a fitting status code.
 import CollectorStore
+import JSON
 
 /// An API failure: the status, a short error text and a detail value.
 struct APIError: Error {

@@ -6,6 +6,8 @@
 // Thread: loop thread.
 import CollectorStore
 import ConfigFile
+import HTTPServer
+import JSON
 import Reactor
 
 public final class APIHandler {
@@ -163,9 +165,9 @@ public final class APIHandler {
 
     func limit(_ req: HTTPRequest) throws(APIError) -> Int {
         guard let v = try integer(req, "limit") else { return 100 }
-        guard v >= 1 && v <= Int64(SQLiteStore.maxQueryLimit) else {
+        guard v >= 1 && v <= Int64(store.limits.maxQueryRows) else {
             throw .badRequest("invalid query parameter",
-                              .object([("limit", .string("expected 1...\(SQLiteStore.maxQueryLimit), got \(v)"))]))
+                              .object([("limit", .string("expected 1...\(store.limits.maxQueryRows), got \(v)"))]))
         }
         return Int(v)
     }
@@ -194,13 +196,19 @@ struct CountingResponder {
     }
 
     func json(_ value: JSON, status: Int = 200) {
-        let text = value.serialized + "\n"
-        respond(HTTPResponse(status: status, contentType: "application/json", body: Array(text.utf8)))
+        respond(HTTPResponse(status: status, contentType: "application/json", body: CountingResponder.line(value)))
     }
 
     func fail(_ e: APIError, headers: [(String, String)] = []) {
-        let text = e.body.serialized + "\n"
-        respond(HTTPResponse(status: e.status, contentType: "application/json", body: Array(text.utf8), headers: headers))
+        respond(HTTPResponse(status: e.status, contentType: "application/json", body: CountingResponder.line(e.body), headers: headers))
+    }
+
+    /// The answer body: compact JSON and a newline, written straight to bytes.
+    private static func line(_ value: JSON) -> [UInt8] {
+        var out: [UInt8] = []
+        value.write(into: &out)
+        out.append(0x0A)
+        return out
     }
 
     func result<T>(_ r: Result<T, StoreError>, _ render: (T) -> JSON) {

@@ -2,6 +2,8 @@
 // (effective view and remote update), status and state history.
 import CollectorStore
 import ConfigFile
+import HTTPServer
+import JSON
 import Reactor
 import Wire
 

@@ -1,7 +1,9 @@
 // The project endpoints: the list of projects, filter rules (pushed to the
 // project's connected agents on change) and monitor definitions.
 import CollectorStore
-import Monitors
+import HTTPServer
+import JSON
+import MonitorModel
 import Reactor
 import Wire
 
@@ -165,7 +167,7 @@ extension APIHandler {
                                      ("runs", .array(rows.map { rec in
                                          .object([("ts", .int(rec.run.ts)), ("agent", .string(rec.agent)),
                                                   ("step", .string(rec.run.check)), ("ok", .bool(rec.run.ok)),
-                                                  ("duration_ms", .number(rec.run.durationMs)),
+                                                  ("duration_ms", APIHandler.millis(rec.run.durationUs)),
                                                   ("detail", rec.run.detail.map(JSON.raw) ?? .null)])
                                      }))])
                         }
@@ -175,22 +177,21 @@ extension APIHandler {
         }
     }
 
-    /// `{"monitors":[{…}]}`: validated by `MonitorDocument.validate` (every
-    /// faulty field at once, keyed by path: 422), then stored normalised
-    /// (defaults explicit) under the next version and pushed to the
-    /// project's connected agents.
+    /// `{"monitors":[{…}]}`: read like every body (not JSON: 400), validated
+    /// by `MonitorDocument.validate` (every faulty field at once, keyed by
+    /// path: 422), then stored normalised (defaults explicit) under the next
+    /// version and pushed to the project's connected agents.
     func putMonitors(_ project: String, _ req: HTTPRequest, _ r: CountingResponder) {
-        guard !req.body.isEmpty else {
-            return r.fail(.badRequest("request body is empty", .string("expected a JSON object")))
-        }
+        let b: JSON
+        do { b = try body(req) } catch { return r.fail(error) }
         let defs: [MonitorDefinition]
-        switch MonitorDocument.validate(json: req.body) {
+        switch MonitorDocument.validate(b) {
         case .success(let d):
             defs = d
         case .failure(let e):
             return r.fail(APIError(422, "invalid monitors", .object(e.errors.map { ($0.field, .string($0.message)) })))
         }
-        let text = JSONValue.array(defs.map(\.json)).serialized
+        let text = JSON.array(defs.map(\.json)).serialized
         store.replaceMonitorDefinitions(project: project, json: text, at: Clock.wallMillis()) { [self] result in
             switch result {
             case .failure(let e):

@@ -1,8 +1,12 @@
 // The query endpoints: measurements, raw events, the audit log, and the
 // collector's own effective configuration. Lists are newest first and
-// bounded by `limit` (default 100, at most SQLiteStore.maxQueryLimit).
+// bounded by `limit` (default 100, at most the store's limits.maxQueryRows).
+// The store keeps latencies in integer microseconds; here, at the edge, they
+// become the milliseconds docs/API.md shows.
 import CollectorStore
 import ConfigFile
+import HTTPServer
+import JSON
 
 extension APIHandler {
     func measurements(_ req: HTTPRequest, _ r: CountingResponder) {
@@ -18,9 +22,10 @@ extension APIHandler {
                     let m = rec.measurement
                     return .object([("ts", .int(m.ts)), ("project", .string(rec.project)), ("agent", .string(rec.agent)),
                                     ("monitor", .string(m.monitor)), ("check", .string(m.check)), ("source", .string(m.source)),
-                                    ("count", .int(m.count)), ("sum_ms", .number(m.sumMs)), ("min_ms", .number(m.minMs)),
-                                    ("max_ms", .number(m.maxMs)), ("p50_ms", .number(m.p50Ms)), ("p95_ms", .number(m.p95Ms)),
-                                    ("p99_ms", .number(m.p99Ms)), ("meta", m.meta.map(JSON.raw) ?? .null)])
+                                    ("count", .int(m.count)), ("sum_ms", APIHandler.millis(m.sumUs)),
+                                    ("min_ms", APIHandler.millis(m.minUs)), ("max_ms", APIHandler.millis(m.maxUs)),
+                                    ("p50_ms", APIHandler.millis(m.p50Us)), ("p95_ms", APIHandler.millis(m.p95Us)),
+                                    ("p99_ms", APIHandler.millis(m.p99Us)), ("meta", APIHandler.meta(m))])
                 }))])
             }
         }
@@ -39,7 +44,8 @@ extension APIHandler {
                     return .object([("id", .int(rec.id)), ("ts", .int(e.ts)), ("project", .string(rec.project)),
                                     ("agent", .string(rec.agent)), ("monitor", .string(e.monitor)), ("check", .string(e.check)),
                                     ("method", .string(e.method)), ("host", .string(e.host)), ("path", .string(e.path)),
-                                    ("duration_ms", .number(e.durationMs)), ("meta", e.meta.map(JSON.raw) ?? .null)])
+                                    ("duration_ms", APIHandler.millis(e.durationUs)),
+                                    ("meta", e.status != 0 ? .object([("status", .int(e.status))]) : .null)])
                 }))])
             }
         }
@@ -61,6 +67,16 @@ extension APIHandler {
                 }))])
             }
         }
+    }
+
+    /// A stored duration (µs) as the API shows it: milliseconds.
+    static func millis(_ us: Int64) -> JSON { .number(Double(us) / 1000) }
+
+    /// A measurement's `meta`: the window length, and the errors when there were any.
+    static func meta(_ m: MeasurementRow) -> JSON {
+        var fields: [(String, JSON)] = [("window_ms", .int(m.windowMs))]
+        if m.errors > 0 { fields.append(("errors", .int(m.errors))) }
+        return .object(fields)
     }
 
     /// The collector's effective configuration with origins; secrets redacted.

@@ -6,6 +6,7 @@
 //
 // Pure functions over ConfigFile values.
 import ConfigFile
+import JSON
 import Wire
 
 enum AgentConfigView {

@@ -13,6 +13,7 @@ enum CollectorMetrics {
                        reloads: (applied: UInt64, rejected: UInt64), uptime: Double) -> String {
         var p = PrometheusText()
         let s = manager.stats
+        let st = store.stats
 
         p.family("vigil_sessions", "gauge", "Agent connections by phase.")
         p.sample("vigil_sessions", ["phase": "handshake"], manager.handshaking)
@@ -47,10 +48,10 @@ enum CollectorMetrics {
         p.single("vigil_bytes_out_total", "counter", "Bytes sent on agent sessions.", Double(s.bytesOut))
         p.family("vigil_batches_total", "counter", "Data batches by outcome.")
         p.sample("vigil_batches_total", ["outcome": "received"], s.batchesReceived)
-        p.sample("vigil_batches_total", ["outcome": "stored"], s.batchesStored)
-        p.sample("vigil_batches_total", ["outcome": "duplicate"], s.batchesDuplicate)
-        p.sample("vigil_batches_total", ["outcome": "failed"], s.batchesFailed)
-        p.single("vigil_rows_stored_total", "counter", "Rows stored from data batches.", Double(s.rowsStored))
+        p.sample("vigil_batches_total", ["outcome": "stored"], st.batchesStored)
+        p.sample("vigil_batches_total", ["outcome": "duplicate"], st.batchesDuplicate)
+        p.sample("vigil_batches_total", ["outcome": "failed"], st.batchesFailed)
+        p.single("vigil_rows_stored_total", "counter", "Rows stored from data batches.", Double(st.rowsStored))
         p.single("vigil_acks_total", "counter", "Ack records sent (each after the batches it covers committed).", Double(s.acksSent))
         p.family("vigil_dropped_total", "counter", "Things dropped, by cause.")
         p.sample("vigil_dropped_total", ["cause": "unknown_batch_item"], s.itemsUnknownDropped)
@@ -73,7 +74,6 @@ enum CollectorMetrics {
         }
         p.single("vigil_control_requests_in_flight", "gauge", "Control requests waiting for an agent.", Double(manager.control.inFlight))
 
-        let st = store.stats
         p.summary("vigil_store_commit_seconds", "COMMIT (the fsync) of one store transaction.", st.commitMicros, unit: 1e-6)
         p.summary("vigil_store_transaction_seconds", "BEGIN to COMMIT of one store transaction (on the writer thread).",
                   st.transactionMicros, unit: 1e-6)

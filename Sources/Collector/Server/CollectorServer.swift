@@ -20,6 +20,7 @@
 // Thread: the default loop's thread (signals need the default loop).
 import CollectorStore
 import ConfigFile
+import HTTPServer
 import Reactor
 import Wire
 #if canImport(Glibc)
@@ -298,7 +299,7 @@ public final class CollectorServer {
     private func snapshot() -> ReportSnapshot {
         let s = manager?.stats ?? CollectorStats()
         return ReportSnapshot(at: Clock.monotonic(), handshakes: s.handshakesCompleted, failures: s.totalHandshakeFailures,
-                              batches: s.batchesReceived, rows: s.rowsStored, acks: s.acksSent, bytesIn: s.bytesIn,
+                              batches: s.batchesReceived, rows: store?.stats.rowsStored ?? 0, acks: s.acksSent, bytesIn: s.bytesIn,
                               cpu: ProcessLimits.cpuSeconds())
     }
 

@@ -1,7 +1,9 @@
-// BatchTranslator: a Wire DataBatch (string refs, microseconds) as the rows
-// the store keeps (names, milliseconds). Pure; runs on the loop thread
-// while the session's string table is current.
+// BatchTranslator: a Wire DataBatch (string refs) as the rows the store
+// keeps (names). Latencies stay integer microseconds, as the agent sent
+// them; the HTTP API turns them into milliseconds. Pure; runs on the loop
+// thread while the session's string table is current.
 import CollectorStore
+import JSON
 import Wire
 
 enum BatchTranslator {
@@ -36,12 +38,11 @@ enum BatchTranslator {
                 switch name(a.monitor, "aggregate.monitor") { case .success(let s): monitor = s; case .failure(let e): return .failure(e) }
                 switch name(a.check, "aggregate.check") { case .success(let s): check = s; case .failure(let e): return .failure(e) }
                 switch name(a.source, "aggregate.source") { case .success(let s): source = s; case .failure(let e): return .failure(e) }
-                var meta: [(String, JSON)] = [("window_ms", .int(Int(a.windowLengthMs)))]
-                if a.errors > 0 { meta.append(("errors", .number(Double(a.errors)))) }
                 batch.measurements.append(MeasurementRow(
-                    ts: clamp(a.windowStartMs), monitor: monitor, check: check, source: source,
-                    count: clamp(a.count), sumMs: ms(a.sumUs), minMs: ms(a.minUs), maxMs: ms(a.maxUs),
-                    p50Ms: ms(a.p50Us), p95Ms: ms(a.p95Us), p99Ms: ms(a.p99Us), meta: JSON.object(meta).serialized))
+                    ts: clamp(a.windowStartMs), windowMs: Int64(a.windowLengthMs), monitor: monitor, check: check,
+                    source: source, count: clamp(a.count), errors: clamp(a.errors), sumUs: clamp(a.sumUs),
+                    minUs: clamp(a.minUs), maxUs: clamp(a.maxUs), p50Us: clamp(a.p50Us), p95Us: clamp(a.p95Us),
+                    p99Us: clamp(a.p99Us)))
             case .event(let e):
                 let method: String, host: String, monitor: String, check: String
                 switch name(e.method, "event.method") { case .success(let s): method = s; case .failure(let f): return .failure(f) }
@@ -49,10 +50,9 @@ enum BatchTranslator {
                 // The rule that matched (0, i.e. "", from agents that predate the fields).
                 switch name(e.monitor, "event.monitor") { case .success(let s): monitor = s; case .failure(let f): return .failure(f) }
                 switch name(e.check, "event.check") { case .success(let s): check = s; case .failure(let f): return .failure(f) }
-                let meta: String? = e.status != 0 ? JSON.object([("status", .int(Int(e.status)))]).serialized : nil
                 batch.events.append(CollectorStore.RawEvent(ts: clamp(e.timestampUs / 1000), monitor: monitor, check: check,
                                                             method: method, host: host, path: e.path,
-                                                            durationMs: ms(e.durationUs), meta: meta))
+                                                            status: Int64(e.status), durationUs: clamp(e.durationUs)))
             case .monitorResult(let r):
                 let step: String
                 switch name(r.step, "result.step") { case .success(let s): step = s; case .failure(let f): return .failure(f) }
@@ -67,7 +67,7 @@ enum BatchTranslator {
                 if !r.message.isEmpty { detail.append(("message", .string(r.message))) }
                 if !phases.isEmpty { detail.append(("phases_ms", .object(phases))) }
                 batch.monitorRuns.append(MonitorRun(ts: clamp(r.timestampMs), monitor: String(r.monitorID), check: step,
-                                                    ok: r.status == .ok, durationMs: ms(r.durationUs),
+                                                    ok: r.status == .ok, durationUs: clamp(r.durationUs),
                                                     detail: JSON.object(detail).serialized))
             case .unknown:
                 unknown += 1
@@ -76,6 +76,8 @@ enum BatchTranslator {
         return .success(Translated(batch: batch, unknownItems: unknown))
     }
 
+    /// The run's detail document keeps its phases in milliseconds, the form
+    /// the API shows it in (the store keeps it as JSON text, unread).
     @inline(__always) static func ms(_ us: UInt64) -> Double { Double(us) / 1000 }
     @inline(__always) static func clamp(_ v: UInt64) -> Int64 { v > UInt64(Int64.max) ? Int64.max : Int64(v) }
 }

@@ -76,11 +76,9 @@ public struct CollectorStats {
     /// Writes the connection refused (its queue was full): the session is closed.
     public var writesRefused: UInt64 = 0
 
+    /// Data batches received; what the store made of them (stored,
+    /// duplicate, failed, rows) is counted once, in StoreStats.
     public var batchesReceived: UInt64 = 0
-    public var batchesStored: UInt64 = 0
-    public var batchesDuplicate: UInt64 = 0
-    public var batchesFailed: UInt64 = 0
-    public var rowsStored: UInt64 = 0
     public var acksSent: UInt64 = 0
     /// Batch items of a kind this version does not store, dropped.
     public var itemsUnknownDropped: UInt64 = 0

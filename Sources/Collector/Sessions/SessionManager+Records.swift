@@ -11,6 +11,7 @@
 //
 // Thread: loop thread.
 import CollectorStore
+import JSON
 import Reactor
 import Wire
 
@@ -67,16 +68,8 @@ extension SessionManager {
     }
 
     private func batchCompleted(_ s: AgentSession, _ ticket: Int, _ result: Result<BatchOutcome, StoreError>) {
-        switch result {
-        case .success(.stored(let rows)):
-            stats.batchesStored &+= 1
-            stats.rowsStored &+= UInt64(rows)
-        case .success(.duplicate):
-            stats.batchesDuplicate &+= 1
-        case .failure(let e):
-            stats.batchesFailed &+= 1
-            storeTrouble("storing a batch", e)
-        }
+        // The store counts batches stored, duplicate and failed itself.
+        if case .failure(let e) = result { storeTrouble("storing a batch", e) }
         guard s.phase == .established else { return }
         if case .success = result { s.window.completed(ticket, durable: true) } else { s.window.completed(ticket, durable: false) }
         guard !s.ackQueued else { return }

@@ -9,7 +9,7 @@
 //
 // Thread: loop thread.
 import CollectorStore
-import Monitors
+import MonitorModel
 import Reactor
 import Wire
 

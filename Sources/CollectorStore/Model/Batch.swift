@@ -1,33 +1,37 @@
 // Batch: what one agent data batch stores — aggregated measurements, raw
 // events, status snapshots and monitor runs — identified by (agent id,
 // boot id, sequence) so a batch re-sent after a reconnect is recognised.
+// Durations are integer microseconds from the wire to the store.
 // Plain values; built by a session, handed to the store, not kept.
 
-/// One aggregate of one (monitor, check) window: `count` requests whose
-/// latencies summed to `sumMs`, with min, max and quantiles in milliseconds.
+/// One aggregate of one (monitor, check) window: `count` requests, `errors`
+/// of them failed, whose latencies summed to `sumUs`, with min, max and
+/// quantiles. Latencies are integer microseconds, as the agent measured and
+/// sent them; the HTTP API shows them in milliseconds.
 public struct MeasurementRow: Equatable, Sendable {
     /// Window start, collector time, ms since the epoch.
     public var ts: Int64
+    /// Window length, ms.
+    public var windowMs: Int64
     public var monitor: String
     public var check: String
     /// Where the data came from, e.g. `ipa` (in-process agent) or `synthetic`.
     public var source: String
     public var count: Int64
-    public var sumMs: Double
-    public var minMs: Double
-    public var maxMs: Double
-    public var p50Ms: Double
-    public var p95Ms: Double
-    public var p99Ms: Double
-    /// Free-form JSON text, stored as given.
-    public var meta: String?
+    /// Samples that ended in an error.
+    public var errors: Int64
+    public var sumUs: Int64
+    public var minUs: Int64
+    public var maxUs: Int64
+    public var p50Us: Int64
+    public var p95Us: Int64
+    public var p99Us: Int64
 
-    public init(ts: Int64, monitor: String, check: String, source: String, count: Int64,
-                sumMs: Double, minMs: Double, maxMs: Double, p50Ms: Double, p95Ms: Double, p99Ms: Double,
-                meta: String? = nil) {
-        self.ts = ts; self.monitor = monitor; self.check = check; self.source = source
-        self.count = count; self.sumMs = sumMs; self.minMs = minMs; self.maxMs = maxMs
-        self.p50Ms = p50Ms; self.p95Ms = p95Ms; self.p99Ms = p99Ms; self.meta = meta
+    public init(ts: Int64, windowMs: Int64, monitor: String, check: String, source: String, count: Int64, errors: Int64 = 0,
+                sumUs: Int64, minUs: Int64, maxUs: Int64, p50Us: Int64, p95Us: Int64, p99Us: Int64) {
+        self.ts = ts; self.windowMs = windowMs; self.monitor = monitor; self.check = check; self.source = source
+        self.count = count; self.errors = errors; self.sumUs = sumUs; self.minUs = minUs; self.maxUs = maxUs
+        self.p50Us = p50Us; self.p95Us = p95Us; self.p99Us = p99Us
     }
 }
 
@@ -39,13 +43,14 @@ public struct RawEvent: Equatable, Sendable {
     public var method: String
     public var host: String
     public var path: String
-    public var durationMs: Double
-    public var meta: String?
+    /// The response status (e.g. HTTP 200); 0 when there was none.
+    public var status: Int64
+    public var durationUs: Int64
 
     public init(ts: Int64, monitor: String, check: String, method: String, host: String, path: String,
-                durationMs: Double, meta: String? = nil) {
+                status: Int64 = 0, durationUs: Int64) {
         self.ts = ts; self.monitor = monitor; self.check = check; self.method = method
-        self.host = host; self.path = path; self.durationMs = durationMs; self.meta = meta
+        self.host = host; self.path = path; self.status = status; self.durationUs = durationUs
     }
 }
 
@@ -63,12 +68,13 @@ public struct MonitorRun: Equatable, Sendable {
     public var monitor: String
     public var check: String
     public var ok: Bool
-    public var durationMs: Double
+    public var durationUs: Int64
+    /// JSON text (run id, status, message, phases), stored as given.
     public var detail: String?
 
-    public init(ts: Int64, monitor: String, check: String, ok: Bool, durationMs: Double, detail: String? = nil) {
+    public init(ts: Int64, monitor: String, check: String, ok: Bool, durationUs: Int64, detail: String? = nil) {
         self.ts = ts; self.monitor = monitor; self.check = check; self.ok = ok
-        self.durationMs = durationMs; self.detail = detail
+        self.durationUs = durationUs; self.detail = detail
     }
 }
 

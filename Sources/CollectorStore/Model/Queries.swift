@@ -1,5 +1,6 @@
 // Query filters and result rows for the HTTP API. Every list is newest
-// first and bounded: `limit` is clamped to 1...SQLiteStore.maxQueryLimit.
+// first and bounded: `limit` is clamped to 1...StoreLimits.maxQueryRows of
+// the store asked. Plain values.
 
 public struct MeasurementQuery: Sendable {
     public var project: String?

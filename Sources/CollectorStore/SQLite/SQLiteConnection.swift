@@ -2,9 +2,10 @@
 // statements keyed by their SQL text (prepared once with
 // SQLITE_PREPARE_PERSISTENT, reused for the life of the connection).
 //
-// Threading: one thread — the owner's (the collector's loop thread). The
-// library is opened with SQLITE_OPEN_NOMUTEX: no SQLite mutexes are taken,
-// because nothing else touches this handle.
+// Threading: one thread at a time — the owner's: SQLiteStore.open on the
+// loop thread until the store's writer thread starts, then that thread
+// (SQLiteWriter) alone. The library is opened with SQLITE_OPEN_NOMUTEX: no
+// SQLite mutexes are taken, because nothing else touches this handle.
 //
 // The WAL hook replaces SQLite's automatic checkpoint: it only counts WAL
 // pages, and the owner decides when a checkpoint runs (so a checkpoint's

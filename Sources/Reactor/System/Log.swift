@@ -3,6 +3,7 @@
 // interleaved; no buffering to lose at exit.
 //
 // Thread: loop thread (the level and format are plain variables).
+import JSON
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -92,28 +93,10 @@ public enum Log {
         return v
     }
 
-    /// A JSON string literal for `s`, escaping quotes, backslashes and controls.
-    public static func jsonString(_ s: String) -> String {
-        var out = "\""
-        out.reserveCapacity(s.utf8.count + 2)
-        for u in s.unicodeScalars {
-            switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if u.value < 0x20 {
-                    let hex = String(u.value, radix: 16)
-                    out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-                } else {
-                    out.unicodeScalars.append(u)
-                }
-            }
-        }
-        return out + "\""
-    }
+    /// A JSON string literal for `s`: JSON's one escaper (quotes,
+    /// backslashes, controls and DEL escaped), so a log line and an API
+    /// answer quote a string the same way.
+    public static func jsonString(_ s: String) -> String { JSON.quoted(s) }
 }
 
 /// Rate-limits log lines per key (e.g. per source address): at most one

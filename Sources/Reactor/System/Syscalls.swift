@@ -119,6 +119,29 @@ public enum Syscalls {
         try blocking("open(\(path))") { Glibc.open(path, flags | O_CLOEXEC) }
     }
 
+    /// Opens `path`, creating it with `mode` (less the umask) if missing,
+    /// as a close-on-exec descriptor; `fchmod` sets the mode of an existing
+    /// one; `mkdir` creates a directory, false when it already exists.
+    @inline(never)
+    public static func open(_ path: String, _ flags: Int32, mode: mode_t) throws -> Int32 {
+        try blocking("open(\(path))") { Glibc.open(path, flags | O_CLOEXEC, mode) }
+    }
+
+    @inline(never)
+    public static func fchmod(_ fd: Int32, _ mode: mode_t) throws {
+        _ = try blocking("fchmod") { Glibc.fchmod(fd, mode) }
+    }
+
+    @inline(never)
+    public static func mkdir(_ path: String, _ mode: mode_t) throws -> Bool {
+        do {
+            _ = try blocking("mkdir(\(path))") { Glibc.mkdir(path, mode) }
+            return true
+        } catch let e as SyscallError where e.errno == EEXIST {
+            return false
+        }
+    }
+
     @inline(never)
     public static func setNonBlocking(_ fd: Int32) throws {
         let flags = try blocking("fcntl(F_GETFL)") { fcntl(fd, F_GETFL) }

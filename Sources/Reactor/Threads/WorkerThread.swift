@@ -115,17 +115,16 @@ public final class WorkerThread<Job>: @unchecked Sendable {
         if threads.isEmpty {
             do { try start() } catch { Log.error("\(name): \(error)") }
         }
-        var n = 0
-        pthread_mutex_lock(mutex)
-        for job in jobs {
-            _ = incoming.append(job)
-            n += 1
-        }
-        if n > 0 { pthread_cond_signal(wakeWorkers) }
-        pthread_mutex_unlock(mutex)
-        guard n > 0 else { return }
-        outstanding += n
+        let batch = Array(jobs)
+        guard !batch.isEmpty else { return }
+        // Active before a worker can see the jobs: ev_async_start clears a
+        // send that came first (`w->sent = 0`), which would lose the wake-up.
+        outstanding += batch.count
         wake.start()
+        pthread_mutex_lock(mutex)
+        for job in batch { _ = incoming.append(job) }
+        pthread_cond_signal(wakeWorkers)
+        pthread_mutex_unlock(mutex)
     }
 
     /// Jobs queued and not yet taken by a thread.

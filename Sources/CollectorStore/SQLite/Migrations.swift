@@ -1,0 +1,313 @@
+// Migrations: the database schema as an ordered list of steps. The file's
+// `PRAGMA user_version` is the number of steps applied; opening a database
+// applies the missing ones, each in its own IMMEDIATE transaction together
+// with the new user_version, so a crash mid-upgrade leaves the previous
+// version intact. `schema_migrations` records when each step ran, for people.
+// docs/STORAGE.md describes every table.
+//
+// Rules: never edit a released step; add a new one. Times are integer
+// milliseconds since the Unix epoch (`*_ms`); durations are integer
+// microseconds (`*_us`, since step 4; REAL milliseconds before).
+//
+// Thread: whoever opens the database, before the store's writer starts.
+
+struct Migration {
+    let version: Int
+    let name: String
+    let sql: String
+}
+
+enum Migrations {
+    static let all: [Migration] = [
+        Migration(version: 1, name: "initial schema", sql: """
+        CREATE TABLE schema_migrations (
+            version    INTEGER PRIMARY KEY,
+            name       TEXT NOT NULL,
+            applied_ms INTEGER NOT NULL
+        );
+
+        CREATE TABLE projects (
+            id         INTEGER PRIMARY KEY,
+            name       TEXT NOT NULL UNIQUE,
+            created_ms INTEGER NOT NULL
+        );
+        CREATE TABLE project_keys (
+            id         INTEGER PRIMARY KEY,
+            project_id INTEGER NOT NULL REFERENCES projects(id),
+            secret     TEXT NOT NULL UNIQUE,
+            created_ms INTEGER NOT NULL,
+            revoked_ms INTEGER
+        );
+        CREATE INDEX project_keys_project ON project_keys(project_id);
+
+        CREATE TABLE agents (
+            id             TEXT PRIMARY KEY,
+            project_id     INTEGER NOT NULL REFERENCES projects(id),
+            name           TEXT NOT NULL DEFAULT '',
+            hostname       TEXT NOT NULL DEFAULT '',
+            version        TEXT NOT NULL DEFAULT '',
+            boot_id        TEXT NOT NULL DEFAULT '',
+            state          TEXT NOT NULL,
+            state_messages TEXT NOT NULL DEFAULT '',
+            state_since_ms INTEGER NOT NULL,
+            first_seen_ms  INTEGER NOT NULL,
+            last_seen_ms   INTEGER NOT NULL,
+            status_ms      INTEGER,
+            status         TEXT
+        );
+        CREATE INDEX agents_project ON agents(project_id);
+
+        CREATE TABLE agent_states (
+            id       INTEGER PRIMARY KEY,
+            agent_id TEXT NOT NULL,
+            ts_ms    INTEGER NOT NULL,
+            state    TEXT NOT NULL,
+            messages TEXT NOT NULL DEFAULT ''
+        );
+        CREATE INDEX agent_states_agent_ts ON agent_states(agent_id, ts_ms);
+        CREATE INDEX agent_states_ts ON agent_states(ts_ms);
+
+        CREATE TABLE agent_status (
+            id       INTEGER PRIMARY KEY,
+            agent_id TEXT NOT NULL,
+            ts_ms    INTEGER NOT NULL,
+            status   TEXT NOT NULL
+        );
+        CREATE INDEX agent_status_agent_ts ON agent_status(agent_id, ts_ms);
+        CREATE INDEX agent_status_ts ON agent_status(ts_ms);
+
+        CREATE TABLE series (
+            id         INTEGER PRIMARY KEY,
+            project_id INTEGER NOT NULL,
+            agent_id   TEXT NOT NULL,
+            monitor    TEXT NOT NULL,
+            check_name TEXT NOT NULL,
+            source     TEXT NOT NULL,
+            UNIQUE (agent_id, monitor, check_name, source)
+        );
+        CREATE INDEX series_project ON series(project_id);
+
+        CREATE TABLE measurements (
+            series_id INTEGER NOT NULL,
+            ts_ms     INTEGER NOT NULL,
+            count     INTEGER NOT NULL,
+            sum_ms    REAL NOT NULL,
+            min_ms    REAL NOT NULL,
+            max_ms    REAL NOT NULL,
+            p50_ms    REAL NOT NULL,
+            p95_ms    REAL NOT NULL,
+            p99_ms    REAL NOT NULL,
+            meta      TEXT
+        );
+        CREATE INDEX measurements_series_ts ON measurements(series_id, ts_ms);
+        CREATE INDEX measurements_ts ON measurements(ts_ms);
+
+        CREATE TABLE events (
+            id          INTEGER PRIMARY KEY,
+            ts_ms       INTEGER NOT NULL,
+            project_id  INTEGER NOT NULL,
+            agent_id    TEXT NOT NULL,
+            monitor     TEXT NOT NULL,
+            check_name  TEXT NOT NULL,
+            method      TEXT NOT NULL,
+            host        TEXT NOT NULL,
+            path        TEXT NOT NULL,
+            duration_ms REAL NOT NULL,
+            meta        TEXT
+        );
+        CREATE INDEX events_ts ON events(ts_ms);
+        CREATE INDEX events_agent_ts ON events(agent_id, ts_ms);
+
+        CREATE TABLE monitor_definitions (
+            project_id INTEGER PRIMARY KEY REFERENCES projects(id),
+            version    INTEGER NOT NULL,
+            body       TEXT NOT NULL,
+            updated_ms INTEGER NOT NULL
+        );
+        CREATE TABLE monitor_runs (
+            id          INTEGER PRIMARY KEY,
+            ts_ms       INTEGER NOT NULL,
+            project_id  INTEGER NOT NULL,
+            agent_id    TEXT NOT NULL,
+            monitor     TEXT NOT NULL,
+            check_name  TEXT NOT NULL,
+            ok          INTEGER NOT NULL,
+            duration_ms REAL NOT NULL,
+            detail      TEXT
+        );
+        CREATE INDEX monitor_runs_ts ON monitor_runs(ts_ms);
+        CREATE INDEX monitor_runs_project_ts ON monitor_runs(project_id, ts_ms);
+
+        CREATE TABLE pattern_sets (
+            project_id INTEGER PRIMARY KEY REFERENCES projects(id),
+            version    INTEGER NOT NULL,
+            updated_ms INTEGER NOT NULL
+        );
+        CREATE TABLE patterns (
+            project_id INTEGER NOT NULL,
+            position   INTEGER NOT NULL,
+            method     TEXT NOT NULL,
+            host       TEXT NOT NULL,
+            path       TEXT NOT NULL,
+            monitor    TEXT NOT NULL,
+            check_name TEXT NOT NULL,
+            PRIMARY KEY (project_id, position)
+        ) WITHOUT ROWID;
+
+        CREATE TABLE config_overrides (
+            project_id INTEGER NOT NULL REFERENCES projects(id),
+            agent_id   TEXT NOT NULL DEFAULT '',
+            key        TEXT NOT NULL,
+            value      TEXT NOT NULL,
+            updated_ms INTEGER NOT NULL,
+            PRIMARY KEY (project_id, agent_id, key)
+        ) WITHOUT ROWID;
+
+        CREATE TABLE audit (
+            id     INTEGER PRIMARY KEY,
+            ts_ms  INTEGER NOT NULL,
+            actor  TEXT NOT NULL,
+            action TEXT NOT NULL,
+            target TEXT NOT NULL,
+            detail TEXT NOT NULL DEFAULT '',
+            result TEXT NOT NULL
+        );
+        CREATE INDEX audit_ts ON audit(ts_ms);
+
+        CREATE TABLE batch_sequences (
+            agent_id   TEXT NOT NULL,
+            boot_id    TEXT NOT NULL,
+            high_seq   INTEGER NOT NULL,
+            gaps       TEXT NOT NULL DEFAULT '',
+            batches    INTEGER NOT NULL,
+            updated_ms INTEGER NOT NULL,
+            PRIMARY KEY (agent_id, boot_id)
+        ) WITHOUT ROWID;
+        CREATE INDEX batch_sequences_updated ON batch_sequences(updated_ms);
+        """),
+        // Last run per (agent, monitor): every Schedule sent carries them.
+        Migration(version: 2, name: "monitor runs by agent", sql: """
+        CREATE INDEX monitor_runs_agent_monitor ON monitor_runs(project_id, agent_id, monitor, ts_ms);
+        """),
+        // One time-ordered index on measurements instead of (series, ts) and
+        // (ts). Rows arrive in time order, so every insert lands at the right
+        // edge of this index; the per-series index took one page write per
+        // series per commit and capped durable ingest (docs/STORAGE.md,
+        // "Indexes"). Queries for some series scan it newest first and test
+        // series_id inside the index entries.
+        Migration(version: 3, name: "measurements indexed by time, then series", sql: """
+        DROP INDEX measurements_series_ts;
+        DROP INDEX measurements_ts;
+        CREATE INDEX measurements_ts_series ON measurements(ts_ms, series_id);
+        """),
+        // Latencies as the agent measured them, integer microseconds, and
+        // typed columns instead of a JSON `meta` per row: measurements'
+        // meta held only window_ms (and errors when there were any), events'
+        // only the response status. Each table is rebuilt in rowid order (so
+        // ties in time keep their insertion order); REAL milliseconds become
+        // microseconds by rounding ms × 1000, which restores the integer the
+        // agent sent. Meta that is not valid JSON yields 0.
+        Migration(version: 4, name: "durations in integer microseconds, typed columns instead of meta", sql: """
+        CREATE TABLE measurements_v4 (
+            series_id INTEGER NOT NULL,
+            ts_ms     INTEGER NOT NULL,
+            window_ms INTEGER NOT NULL,
+            count     INTEGER NOT NULL,
+            errors    INTEGER NOT NULL,
+            sum_us    INTEGER NOT NULL,
+            min_us    INTEGER NOT NULL,
+            max_us    INTEGER NOT NULL,
+            p50_us    INTEGER NOT NULL,
+            p95_us    INTEGER NOT NULL,
+            p99_us    INTEGER NOT NULL
+        );
+        INSERT INTO measurements_v4(rowid, series_id, ts_ms, window_ms, count, errors,
+                                    sum_us, min_us, max_us, p50_us, p95_us, p99_us)
+            SELECT rowid, series_id, ts_ms,
+                   COALESCE(CAST(CASE WHEN json_valid(meta) THEN json_extract(meta, '$.window_ms') END AS INTEGER), 0),
+                   count,
+                   COALESCE(CAST(CASE WHEN json_valid(meta) THEN json_extract(meta, '$.errors') END AS INTEGER), 0),
+                   CAST(round(sum_ms * 1000) AS INTEGER), CAST(round(min_ms * 1000) AS INTEGER),
+                   CAST(round(max_ms * 1000) AS INTEGER), CAST(round(p50_ms * 1000) AS INTEGER),
+                   CAST(round(p95_ms * 1000) AS INTEGER), CAST(round(p99_ms * 1000) AS INTEGER)
+            FROM measurements ORDER BY rowid;
+        DROP TABLE measurements;
+        ALTER TABLE measurements_v4 RENAME TO measurements;
+        CREATE INDEX measurements_ts_series ON measurements(ts_ms, series_id);
+
+        CREATE TABLE events_v4 (
+            id          INTEGER PRIMARY KEY,
+            ts_ms       INTEGER NOT NULL,
+            project_id  INTEGER NOT NULL,
+            agent_id    TEXT NOT NULL,
+            monitor     TEXT NOT NULL,
+            check_name  TEXT NOT NULL,
+            method      TEXT NOT NULL,
+            host        TEXT NOT NULL,
+            path        TEXT NOT NULL,
+            status      INTEGER NOT NULL,
+            duration_us INTEGER NOT NULL
+        );
+        INSERT INTO events_v4(id, ts_ms, project_id, agent_id, monitor, check_name, method, host, path, status, duration_us)
+            SELECT id, ts_ms, project_id, agent_id, monitor, check_name, method, host, path,
+                   COALESCE(CAST(CASE WHEN json_valid(meta) THEN json_extract(meta, '$.status') END AS INTEGER), 0),
+                   CAST(round(duration_ms * 1000) AS INTEGER)
+            FROM events ORDER BY id;
+        DROP TABLE events;
+        ALTER TABLE events_v4 RENAME TO events;
+        CREATE INDEX events_ts ON events(ts_ms);
+        CREATE INDEX events_agent_ts ON events(agent_id, ts_ms);
+
+        CREATE TABLE monitor_runs_v4 (
+            id          INTEGER PRIMARY KEY,
+            ts_ms       INTEGER NOT NULL,
+            project_id  INTEGER NOT NULL,
+            agent_id    TEXT NOT NULL,
+            monitor     TEXT NOT NULL,
+            check_name  TEXT NOT NULL,
+            ok          INTEGER NOT NULL,
+            duration_us INTEGER NOT NULL,
+            detail      TEXT
+        );
+        INSERT INTO monitor_runs_v4(id, ts_ms, project_id, agent_id, monitor, check_name, ok, duration_us, detail)
+            SELECT id, ts_ms, project_id, agent_id, monitor, check_name, ok, CAST(round(duration_ms * 1000) AS INTEGER), detail
+            FROM monitor_runs ORDER BY id;
+        DROP TABLE monitor_runs;
+        ALTER TABLE monitor_runs_v4 RENAME TO monitor_runs;
+        CREATE INDEX monitor_runs_ts ON monitor_runs(ts_ms);
+        CREATE INDEX monitor_runs_project_ts ON monitor_runs(project_id, ts_ms);
+        CREATE INDEX monitor_runs_agent_monitor ON monitor_runs(project_id, agent_id, monitor, ts_ms);
+        """),
+    ]
+
+    static var latest: Int { all.last?.version ?? 0 }
+
+    /// Brings `db` to the latest version; returns the versions applied.
+    /// A database newer than this program is refused, untouched.
+    @discardableResult
+    static func migrate(_ db: SQLiteConnection, now: Int64, upTo target: Int = latest) throws(StoreError) -> [Int] {
+        let current: Int
+        do { current = Int(try db.scalar("PRAGMA user_version") ?? 0) } catch { throw .from(error) }
+        if current > latest { throw .schemaTooNew(found: current, known: latest) }
+        var applied: [Int] = []
+        for m in all where m.version > current && m.version <= target {
+            do { try apply(m, to: db, now: now) } catch { throw .from(error) }
+            applied.append(m.version)
+        }
+        return applied
+    }
+
+    private static func apply(_ m: Migration, to db: SQLiteConnection, now: Int64) throws(SQLiteError) {
+        try db.exec("BEGIN IMMEDIATE")
+        do {
+            try db.exec(m.sql)
+            try db.run("INSERT INTO schema_migrations(version, name, applied_ms) VALUES (?, ?, ?)",
+                       [.integer(Int64(m.version)), .text(m.name), .integer(now)])
+            try db.exec("PRAGMA user_version = \(m.version)")
+            try db.exec("COMMIT")
+        } catch {
+            try? db.exec("ROLLBACK")
+            throw error
+        }
+    }
+}

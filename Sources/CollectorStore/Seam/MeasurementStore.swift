@@ -1,0 +1,108 @@
+// MeasurementStore: the seam between the collector and its storage.
+//
+// Every operation is asynchronous: it takes a completion and returns at
+// once. Contract for every implementation (SQLiteStore now, a PostgreSQL
+// backend over libpq's nonblocking API later):
+//   - call on the loop thread; completions run on the loop thread, always on
+//     a later loop iteration than the call (never before the call returns);
+//   - a write's completion runs only after its transaction committed
+//     durably — that is when the collector may acknowledge a batch;
+//   - completions of writes run in submission order; a read submitted after
+//     a write sees that write;
+//   - failures arrive as `StoreError` values, never as traps or throws;
+//   - every query's `limit` is clamped to 1...limits.maxQueryRows, and the
+//     other `limits` hold as documented on StoreLimits;
+//   - batch outcomes are counted once, in `stats` (StoreStats.countBatch);
+//   - latencies are integer microseconds in and out.
+// Sessions and the HTTP API depend on this protocol only; the conformance
+// suite (Tests/CollectorStoreTests/Conformance) holds every backend to it.
+
+public typealias StoreCompletion<T> = (Result<T, StoreError>) -> Void
+
+public protocol MeasurementStore: AnyObject {
+    // MARK: ingest (sessions)
+
+    /// Stores a batch once: a batch whose (agent, boot, sequence) was stored
+    /// before completes as `.duplicate` without writing anything.
+    func submitBatch(_ batch: Batch, completion: @escaping StoreCompletion<BatchOutcome>)
+    /// Registers (or updates) an agent at handshake and sets it `connecting`.
+    func agentConnected(_ hello: AgentHello, completion: @escaping StoreCompletion<AgentRecord>)
+    /// Sets an agent's state; history gets a row only when state or messages
+    /// change. Completes with whether they changed.
+    func setAgentState(agent: String, state: AgentState, messages: [String], at: Int64,
+                       completion: @escaping StoreCompletion<Bool>)
+    /// A Status from the agent: stores the snapshot (and makes it the latest)
+    /// and sets the state as `setAgentState` does, in one write. Completes
+    /// with whether state or messages changed.
+    func recordAgentStatus(agent: String, state: AgentState, messages: [String], snapshot: StatusSnapshot,
+                           completion: @escaping StoreCompletion<Bool>)
+    /// Collector start: every agent becomes `not_visible` (no session yet).
+    /// Completes with the number of agents that changed.
+    func markAllAgentsNotVisible(at: Int64, completion: @escaping StoreCompletion<Int>)
+
+    // MARK: projects and keys
+
+    /// Creates the project if needed and stores a new key with `secret`.
+    func createKey(project: String, secret: String, at: Int64, completion: @escaping StoreCompletion<KeyInfo>)
+    func keys(project: String?, completion: @escaping StoreCompletion<[KeyInfo]>)
+    /// Revoking a revoked key succeeds and keeps the first revocation time.
+    func revokeKey(id: Int64, at: Int64, completion: @escaping StoreCompletion<KeyInfo>)
+    /// The unrevoked secrets of a project, for a handshake; `.notFound` for
+    /// an unknown project. Read at each handshake, so keys created or revoked
+    /// by another process apply without a restart.
+    func activeKeys(project: String, completion: @escaping StoreCompletion<ProjectKeys>)
+    /// Every key of a project for a handshake: the active secrets, and the
+    /// revoked ones in `revoked` so a session presenting a revoked key can
+    /// be told so. `.notFound` for an unknown project.
+    func handshakeKeys(project: String, completion: @escaping StoreCompletion<ProjectKeys>)
+    func projects(completion: @escaping StoreCompletion<[ProjectInfo]>)
+
+    // MARK: project configuration
+
+    func patterns(project: String, completion: @escaping StoreCompletion<PatternSet>)
+    /// Replaces the whole ordered list and bumps its version.
+    func replacePatterns(project: String, patterns: [FilterPattern], at: Int64,
+                         completion: @escaping StoreCompletion<PatternSet>)
+    func monitorDefinitions(project: String, completion: @escaping StoreCompletion<MonitorDefinitions>)
+    func replaceMonitorDefinitions(project: String, json: String, at: Int64,
+                                   completion: @escaping StoreCompletion<MonitorDefinitions>)
+    /// Overrides for a project (`agent` nil) or one agent of it.
+    func configOverrides(project: String, agent: String?, completion: @escaping StoreCompletion<[String: String]>)
+    /// Sets (value) or removes (nil) overrides; completes with the resulting set.
+    func setConfigOverrides(project: String, agent: String?, values: [String: String?], at: Int64,
+                            completion: @escaping StoreCompletion<[String: String]>)
+
+    // MARK: audit
+
+    func appendAudit(_ entry: AuditEntry, completion: @escaping StoreCompletion<Int64>)
+
+    // MARK: queries (HTTP API), newest first, bounded
+
+    func measurements(_ query: MeasurementQuery, completion: @escaping StoreCompletion<[MeasurementRecord]>)
+    func events(_ query: EventQuery, completion: @escaping StoreCompletion<[EventRecord]>)
+    func monitorRuns(_ query: MonitorRunQuery, completion: @escaping StoreCompletion<[MonitorRunRecord]>)
+    /// The latest run time (ms) per monitor name, for one agent of a
+    /// project or (agent nil) any agent: the Schedule's last runs and the
+    /// API's staleness.
+    func lastMonitorRuns(project: String, agent: String?, completion: @escaping StoreCompletion<[String: Int64]>)
+    func statusHistory(agent: String, since: Int64?, limit: Int, completion: @escaping StoreCompletion<[StatusRecord]>)
+    func stateHistory(agent: String, since: Int64?, limit: Int, completion: @escaping StoreCompletion<[StateChange]>)
+    func audit(_ query: AuditQuery, completion: @escaping StoreCompletion<[AuditRecord]>)
+    func agents(project: String?, completion: @escaping StoreCompletion<[AgentRecord]>)
+    /// `.notFound` for an unknown agent.
+    func agent(id: String, completion: @escaping StoreCompletion<AgentRecord>)
+
+    // MARK: retention and lifecycle
+
+    /// The bounds this store enforces (query rows, read time, queued rows).
+    var limits: StoreLimits { get }
+
+    /// Deletes rows older than `cutoff` (ms) in bounded chunks, one
+    /// transaction per chunk, spread over loop iterations.
+    func removeExpired(olderThan cutoff: Int64, completion: @escaping StoreCompletion<RetentionReport>)
+    /// Counters and latency histograms for /metrics.
+    var stats: StoreStats { get }
+    /// Finishes every queued operation (their completions run), then closes.
+    /// Later calls fail with `.closed`.
+    func close(completion: @escaping () -> Void)
+}

@@ -1,0 +1,246 @@
+// HTTPServer: libmicrohttpd on a Reactor loop, with no thread of its own —
+// the collector's HTTP API serves on it, and so do the monitors' tests and
+// benchmark server, without the rest of the collector. MHD runs in
+// external-epoll mode: we watch its epoll descriptor with an IOWatcher and
+// call MHD_run when it is readable or when the timer MHD asks for
+// (MHD_get_timeout) expires.
+//
+// A handler gets the whole request (body capped at `maxBodyBytes`) and an
+// `HTTPResponder`. It may answer at once or later (e.g. after an agent has
+// answered a control request): the connection is then suspended
+// (MHD_suspend_connection) and resumed when `respond` is called.
+//
+// Thread: loop thread only.
+import CMicroHTTPD
+import Reactor
+#if canImport(Glibc)
+import Glibc
+#endif
+
+public struct HTTPRequest {
+    public let method: String
+    public let path: String
+    public let query: [String: String]
+    public let headers: [String: String]   // lower-cased names
+    public let body: [UInt8]
+
+    public func header(_ name: String) -> String? { headers[name.lowercased()] }
+}
+
+public struct HTTPResponse {
+    public var status: Int
+    public var contentType: String
+    public var body: [UInt8]
+    public var headers: [(String, String)]
+
+    public init(status: Int, contentType: String = "application/json", body: [UInt8], headers: [(String, String)] = []) {
+        self.status = status
+        self.contentType = contentType
+        self.body = body
+        self.headers = headers
+    }
+
+    public init(status: Int, contentType: String = "application/json", text: String) {
+        self.init(status: status, contentType: contentType, body: Array(text.utf8))
+    }
+}
+
+/// Answers one request, now or later; only the first `respond` counts.
+public final class HTTPResponder {
+    fileprivate var response: HTTPResponse?
+    fileprivate var suspended = false
+    fileprivate var finished = false
+    fileprivate var connection: OpaquePointer?
+    fileprivate weak var server: HTTPServer?
+
+    public func respond(_ r: HTTPResponse) {
+        guard response == nil, !finished else { return }
+        response = r
+        if suspended, let c = connection, let server, server.isRunning {
+            suspended = false
+            server.suspended.removeValue(forKey: ObjectIdentifier(self))
+            MHD_resume_connection(c)
+            server.runSoon.schedule()
+        }
+    }
+
+    /// False once the client went away; late answers are then dropped.
+    public var isOpen: Bool { !finished }
+}
+
+public final class HTTPServer {
+    public typealias Handler = (HTTPRequest, HTTPResponder) -> Void
+
+    public let loop: EventLoop
+    public let maxBodyBytes: Int
+    public private(set) var port: UInt16 = 0
+    public private(set) var requests: UInt64 = 0
+    public private(set) var rejectedBodies: UInt64 = 0
+
+    private var daemon: OpaquePointer?
+    private var handler: Handler
+    private var io: IOWatcher?
+    private var timer: TimerWatcher?
+    /// Runs MHD on a later turn, after a resume (whose wake-up would
+    /// otherwise only arrive through the epoll descriptor).
+    fileprivate lazy var runSoon = DeferOnce(loop: loop) { [weak self] in self?.run() }
+    /// Requests waiting for a late answer. MHD must not be stopped while a
+    /// connection is suspended, so `stop()` answers these first.
+    fileprivate var suspended: [ObjectIdentifier: HTTPResponder] = [:]
+
+    var isRunning: Bool { daemon != nil }
+
+    /// Per-request state kept in MHD's `con_cls` (retained until MHD reports
+    /// the request completed).
+    fileprivate final class Exchange {
+        var body: [UInt8] = []
+        var tooLarge = false
+        let responder = HTTPResponder()
+    }
+
+    public init(loop: EventLoop, maxBodyBytes: Int = 1 << 20, handler: @escaping Handler) {
+        self.loop = loop
+        self.maxBodyBytes = maxBodyBytes
+        self.handler = handler
+    }
+
+    deinit { stop() }
+
+    /// Binds and starts serving. Throws naming the address when MHD cannot.
+    public func start(address: SocketAddress, connectionLimit: UInt32 = 256, timeoutSeconds: UInt32 = 30) throws {
+        let me = Unmanaged.passUnretained(self).toOpaque()
+        let d: OpaquePointer? = address.withSockaddr { sa, _ in
+            cmhd_start(sa, address.family == AF_INET6 ? 1 : 0, { cls, conn, url, method, _, upload, uploadSize, conCls in
+                let server = Unmanaged<HTTPServer>.fromOpaque(cls!).takeUnretainedValue()
+                return server.access(conn!, url!, method!, upload, uploadSize!, conCls!)
+            }, me, { _, _, conCls, _ in
+                guard let p = conCls?.pointee else { return }
+                let ex = Unmanaged<Exchange>.fromOpaque(p).takeRetainedValue()
+                ex.responder.server?.suspended.removeValue(forKey: ObjectIdentifier(ex.responder))
+                ex.responder.finished = true
+                ex.responder.connection = nil
+                conCls!.pointee = nil
+            }, me, connectionLimit, timeoutSeconds, 64 * 1024)
+        }
+        guard let d else {
+            throw SyscallError(call: "MHD_start_daemon(\(address))", errno: errno == 0 ? EADDRINUSE : errno)
+        }
+        daemon = d
+        port = cmhd_bound_port(d)
+        let fd = cmhd_epoll_fd(d)
+        precondition(fd >= 0, "MHD started without an epoll descriptor")
+        io = IOWatcher(loop: loop, fd: fd, events: .read) { [unowned self] _, _ in self.run() }
+        io!.start()
+        timer = TimerWatcher(loop: loop) { [unowned self] _ in self.run() }
+        rearmTimer()
+    }
+
+    public func stop() {
+        io?.stop(); io = nil
+        timer?.stop(); timer = nil
+        guard let d = daemon else { return }
+        if !suspended.isEmpty {
+            for r in suspended.values {
+                r.respond(HTTPResponse(status: 503, text: "{\"error\":\"shutting down\",\"detail\":null}"))
+            }
+            suspended.removeAll()
+            MHD_run(d)   // processes the resumes; MHD refuses to stop with suspended connections
+        }
+        daemon = nil
+        MHD_stop_daemon(d)
+    }
+
+    public var connectionCount: Int { daemon.map { Int(cmhd_connection_count($0)) } ?? 0 }
+
+    private func run() {
+        guard let d = daemon else { return }
+        MHD_run(d)
+        rearmTimer()
+    }
+
+    private func rearmTimer() {
+        guard let d = daemon, let timer else { return }
+        var ms: UInt64 = 0
+        if MHD_get_timeout(d, &ms) == .YES {
+            timer.start(after: Double(ms) / 1000)
+        } else {
+            timer.stop()
+        }
+    }
+
+    // MARK: MHD access handler
+
+    private func access(_ conn: OpaquePointer, _ url: UnsafePointer<CChar>, _ method: UnsafePointer<CChar>,
+                        _ upload: UnsafePointer<CChar>?, _ uploadSize: UnsafeMutablePointer<Int>,
+                        _ conCls: UnsafeMutablePointer<UnsafeMutableRawPointer?>) -> MHD_Result {
+        // First call: headers only. Create the exchange.
+        guard let p = conCls.pointee else {
+            let ex = Exchange()
+            ex.responder.connection = conn
+            ex.responder.server = self
+            conCls.pointee = Unmanaged.passRetained(ex).toOpaque()
+            return .YES
+        }
+        let ex = Unmanaged<Exchange>.fromOpaque(p).takeUnretainedValue()
+        // Body chunks.
+        if uploadSize.pointee > 0 {
+            if ex.body.count + uploadSize.pointee > maxBodyBytes {
+                ex.tooLarge = true
+            } else if let upload {
+                upload.withMemoryRebound(to: UInt8.self, capacity: uploadSize.pointee) {
+                    ex.body.append(contentsOf: UnsafeBufferPointer(start: $0, count: uploadSize.pointee))
+                }
+            }
+            uploadSize.pointee = 0
+            return .YES
+        }
+        // Whole request is here (or we were resumed with an answer).
+        if let r = ex.responder.response { return queue(conn, r) }
+        if ex.tooLarge {
+            rejectedBodies &+= 1
+            return queue(conn, HTTPResponse(status: 413, text: "{\"error\":\"request body too large\",\"detail\":{\"limit_bytes\":\(maxBodyBytes)}}"))
+        }
+        requests &+= 1
+        let req = HTTPRequest(method: String(cString: method), path: String(cString: url),
+                              query: values(conn, .GET_ARGUMENT_KIND), headers: values(conn, .HEADER_KIND, lower: true),
+                              body: ex.body)
+        ex.body = []
+        handler(req, ex.responder)
+        if let r = ex.responder.response { return queue(conn, r) }
+        ex.responder.suspended = true
+        suspended[ObjectIdentifier(ex.responder)] = ex.responder
+        MHD_suspend_connection(conn)
+        return .YES
+    }
+
+    private func queue(_ conn: OpaquePointer, _ r: HTTPResponse) -> MHD_Result {
+        let resp = r.body.withUnsafeBytes { b in
+            MHD_create_response_from_buffer(b.count, UnsafeMutableRawPointer(mutating: b.baseAddress), .RESPMEM_MUST_COPY)
+        }
+        guard let resp else { return .NO }
+        MHD_add_response_header(resp, "Content-Type", r.contentType)
+        for (k, v) in r.headers { MHD_add_response_header(resp, k, v) }
+        let ok = MHD_queue_response(conn, UInt32(r.status), resp)
+        MHD_destroy_response(resp)
+        return ok
+    }
+
+    private final class Collected {
+        var values: [String: String] = [:]
+        let lower: Bool
+        init(lower: Bool) { self.lower = lower }
+    }
+
+    private func values(_ conn: OpaquePointer, _ kind: MHD_ValueKind, lower: Bool = false) -> [String: String] {
+        let c = Collected(lower: lower)
+        let cls = Unmanaged.passUnretained(c).toOpaque()
+        _ = MHD_get_connection_values(conn, kind, { cls, _, key, value in
+            let c = Unmanaged<Collected>.fromOpaque(cls!).takeUnretainedValue()
+            guard let key else { return .YES }
+            let k = String(cString: key)
+            c.values[c.lower ? k.lowercased() : k] = value.map { String(cString: $0) } ?? ""
+            return .YES
+        }, cls)
+        return c.values
+    }
+}
