@@ -19,7 +19,7 @@
 // keys; the Hello comes with the right key's index; the outbound buffer
 // stays within its limit.
 //
-// Built with -D FUZZING it exports LLVMFuzzerTestOneInput; a normal build
+// Built with -D FUZZING it hands its body to libFuzzer; a normal build
 // replays files: `fuzz-handshake FILE...`.
 import FuzzSupport
 import Reactor
@@ -157,19 +157,7 @@ func fuzzHandshake(_ data: UnsafeRawBufferPointer) {
 }
 
 #if FUZZING
-@_cdecl("fuzz_handshake_main")
-public func fuzzMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> CInt {
-    runFuzzer(argc, argv, fuzzerTestOneInput)
-}
-
-@_cdecl("LLVMFuzzerTestOneInput")
-public func fuzzerTestOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
-    fuzzHandshake(UnsafeRawBufferPointer(start: data, count: size))
-    return 0
-}
+@_cdecl("fuzz_handshake_main") public func fuzzMain(_ argc: CInt, _ argv: FuzzArgv) -> CInt { runFuzzer(argc, argv, fuzzHandshake) }
 #else
-@main
-enum Replay {
-    static func main() { replayFuzzInputs(CommandLine.arguments.dropFirst(), fuzzHandshake) }
-}
+@main enum Replay { static func main() { replayFuzzInputs(fuzzHandshake) } }
 #endif

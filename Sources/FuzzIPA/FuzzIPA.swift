@@ -10,8 +10,8 @@
 // redacted path has as many segments as the path; the pipeline's counters
 // agree with the parser's.
 //
-// Built with -D FUZZING (scripts/fuzz.sh ipa) it exports
-// LLVMFuzzerTestOneInput; a normal build replays files: `fuzz-ipa FILE...`.
+// Built with -D FUZZING (scripts/fuzz.sh ipa) it hands its
+// body to libFuzzer; a normal build replays files: `fuzz-ipa FILE...`.
 import FuzzSupport
 import Agent
 #if canImport(Glibc)
@@ -72,19 +72,7 @@ func fuzzIPA(_ data: UnsafeRawBufferPointer) {
 }
 
 #if FUZZING
-@_cdecl("fuzz_ipa_main")
-public func fuzzMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> CInt {
-    runFuzzer(argc, argv, fuzzerTestOneInput)
-}
-
-@_cdecl("LLVMFuzzerTestOneInput")
-public func fuzzerTestOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
-    fuzzIPA(UnsafeRawBufferPointer(start: data, count: size))
-    return 0
-}
+@_cdecl("fuzz_ipa_main") public func fuzzMain(_ argc: CInt, _ argv: FuzzArgv) -> CInt { runFuzzer(argc, argv, fuzzIPA) }
 #else
-@main
-enum Replay {
-    static func main() { replayFuzzInputs(CommandLine.arguments.dropFirst(), fuzzIPA) }
-}
+@main enum Replay { static func main() { replayFuzzInputs(fuzzIPA) } }
 #endif
