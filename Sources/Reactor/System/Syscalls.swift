@@ -142,6 +142,21 @@ public enum Syscalls {
         }
     }
 
+    /// Writes all of `bytes` to a blocking descriptor (a file), going on
+    /// after short writes; `label` names the file in errors.
+    @inline(never)
+    public static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, _ label: String) throws {
+        var done = 0
+        while done < bytes.count {
+            done += try blocking("write(\(label))") { Glibc.write(fd, bytes.baseAddress! + done, bytes.count - done) }
+        }
+    }
+
+    @inline(never)
+    public static func fsync(_ fd: Int32, _ label: String) throws {
+        _ = try blocking("fsync(\(label))") { Glibc.fsync(fd) }
+    }
+
     @inline(never)
     public static func setNonBlocking(_ fd: Int32) throws {
         let flags = try blocking("fcntl(F_GETFL)") { fcntl(fd, F_GETFL) }
