@@ -7,7 +7,7 @@
 // validating an update never traps; an update that validates applies, and
 // applying it again changes nothing.
 //
-// Built with -D FUZZING it exports LLVMFuzzerTestOneInput; a normal build
+// Built with -D FUZZING it hands its body to libFuzzer; a normal build
 // replays files: `fuzz-config FILE...`.
 import ConfigFile
 import FuzzSupport
@@ -38,19 +38,7 @@ func fuzzConfig(_ data: UnsafeRawBufferPointer) {
 }
 
 #if FUZZING
-@_cdecl("fuzz_config_main")
-public func fuzzMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> CInt {
-    runFuzzer(argc, argv, fuzzerTestOneInput)
-}
-
-@_cdecl("LLVMFuzzerTestOneInput")
-public func fuzzerTestOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
-    fuzzConfig(UnsafeRawBufferPointer(start: data, count: size))
-    return 0
-}
+@_cdecl("fuzz_config_main") public func fuzzMain(_ argc: CInt, _ argv: FuzzArgv) -> CInt { runFuzzer(argc, argv, fuzzConfig) }
 #else
-@main
-enum Replay {
-    static func main() { replayFuzzInputs(CommandLine.arguments.dropFirst(), fuzzConfig) }
-}
+@main enum Replay { static func main() { replayFuzzInputs(fuzzConfig) } }
 #endif

@@ -5,7 +5,7 @@
 // every byte is consumed exactly once, each frame is within the limits,
 // and re-framing the frames reproduces the consumed prefix of the stream.
 //
-// Built with -D FUZZING (scripts/fuzz.sh) it exports LLVMFuzzerTestOneInput;
+// Built with -D FUZZING (scripts/fuzz.sh) it hands its body to libFuzzer;
 // a normal build replays files: `fuzz-framing FILE...`.
 import FuzzSupport
 import Wire
@@ -52,19 +52,7 @@ func fuzzFraming(_ data: UnsafeRawBufferPointer) {
 }
 
 #if FUZZING
-@_cdecl("fuzz_framing_main")
-public func fuzzMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> CInt {
-    runFuzzer(argc, argv, fuzzerTestOneInput)
-}
-
-@_cdecl("LLVMFuzzerTestOneInput")
-public func fuzzerTestOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
-    fuzzFraming(UnsafeRawBufferPointer(start: data, count: size))
-    return 0
-}
+@_cdecl("fuzz_framing_main") public func fuzzMain(_ argc: CInt, _ argv: FuzzArgv) -> CInt { runFuzzer(argc, argv, fuzzFraming) }
 #else
-@main
-enum Replay {
-    static func main() { replayFuzzInputs(CommandLine.arguments.dropFirst(), fuzzFraming) }
-}
+@main enum Replay { static func main() { replayFuzzInputs(fuzzFraming) } }
 #endif

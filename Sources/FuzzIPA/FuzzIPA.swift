@@ -13,8 +13,8 @@
 //
 // Thread: the fuzzer's (or the replay's) one thread.
 //
-// Built with -D FUZZING (scripts/fuzz.sh ipa) it exports
-// LLVMFuzzerTestOneInput; a normal build replays files: `fuzz-ipa FILE...`.
+// Built with -D FUZZING (scripts/fuzz.sh ipa) it hands its
+// body to libFuzzer; a normal build replays files: `fuzz-ipa FILE...`.
 import FuzzSupport
 import Agent
 #if canImport(Glibc)
@@ -79,19 +79,7 @@ func fuzzIPA(_ data: UnsafeRawBufferPointer) {
 }
 
 #if FUZZING
-@_cdecl("fuzz_ipa_main")
-public func fuzzMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> CInt {
-    runFuzzer(argc, argv, fuzzerTestOneInput)
-}
-
-@_cdecl("LLVMFuzzerTestOneInput")
-public func fuzzerTestOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
-    fuzzIPA(UnsafeRawBufferPointer(start: data, count: size))
-    return 0
-}
+@_cdecl("fuzz_ipa_main") public func fuzzMain(_ argc: CInt, _ argv: FuzzArgv) -> CInt { runFuzzer(argc, argv, fuzzIPA) }
 #else
-@main
-enum Replay {
-    static func main() { replayFuzzInputs(CommandLine.arguments.dropFirst(), fuzzIPA) }
-}
+@main enum Replay { static func main() { replayFuzzInputs(fuzzIPA) } }
 #endif

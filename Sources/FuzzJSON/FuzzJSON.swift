@@ -10,7 +10,7 @@
 // validation of any parsed document never traps; and valid definitions
 // survive the trip through Schedule records (ScheduleCodec) unchanged.
 //
-// Built with -D FUZZING it exports LLVMFuzzerTestOneInput; a normal build
+// Built with -D FUZZING it hands its body to libFuzzer; a normal build
 // replays files: `fuzz-json FILE...`.
 import FuzzSupport
 import JSON
@@ -70,19 +70,7 @@ func fuzzJSON(_ data: UnsafeRawBufferPointer) {
 }
 
 #if FUZZING
-@_cdecl("fuzz_json_main")
-public func fuzzMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> CInt {
-    runFuzzer(argc, argv, fuzzerTestOneInput)
-}
-
-@_cdecl("LLVMFuzzerTestOneInput")
-public func fuzzerTestOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
-    fuzzJSON(UnsafeRawBufferPointer(start: data, count: size))
-    return 0
-}
+@_cdecl("fuzz_json_main") public func fuzzMain(_ argc: CInt, _ argv: FuzzArgv) -> CInt { runFuzzer(argc, argv, fuzzJSON) }
 #else
-@main
-enum Replay {
-    static func main() { replayFuzzInputs(CommandLine.arguments.dropFirst(), fuzzJSON) }
-}
+@main enum Replay { static func main() { replayFuzzInputs(fuzzJSON) } }
 #endif

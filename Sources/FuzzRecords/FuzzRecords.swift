@@ -5,7 +5,7 @@
 // the same records (fields a newer sender appended are the only bytes a
 // round trip may drop; unknown records keep their type, not their body).
 //
-// Built with -D FUZZING it exports LLVMFuzzerTestOneInput; a normal build
+// Built with -D FUZZING it hands its body to libFuzzer; a normal build
 // replays files: `fuzz-records FILE...`.
 import FuzzSupport
 import Wire
@@ -43,19 +43,7 @@ func fuzzRecords(_ data: UnsafeRawBufferPointer) {
 }
 
 #if FUZZING
-@_cdecl("fuzz_records_main")
-public func fuzzMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> CInt {
-    runFuzzer(argc, argv, fuzzerTestOneInput)
-}
-
-@_cdecl("LLVMFuzzerTestOneInput")
-public func fuzzerTestOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
-    fuzzRecords(UnsafeRawBufferPointer(start: data, count: size))
-    return 0
-}
+@_cdecl("fuzz_records_main") public func fuzzMain(_ argc: CInt, _ argv: FuzzArgv) -> CInt { runFuzzer(argc, argv, fuzzRecords) }
 #else
-@main
-enum Replay {
-    static func main() { replayFuzzInputs(CommandLine.arguments.dropFirst(), fuzzRecords) }
-}
+@main enum Replay { static func main() { replayFuzzInputs(fuzzRecords) } }
 #endif

@@ -52,7 +52,7 @@ final class BatchEncoderTests: XCTestCase {
             for _ in 0..<4 {
                 let up = client.outbound.readableArray; client.outbound.consume(up.count)
                 up.withUnsafeBytes { bytes in
-                    server.feed(bytes) { e in
+                    _ = server.feed(bytes) { e in
                         if case .hello = e { try? server.accept(Welcome(sessionID: 1, collectorTimeMs: 0, limits: .init(maxStringID: 4))) }
                         if case .record(.dataBatch(let b)) = e {
                             records.append((b.sequence, b.items.compactMap {

@@ -113,7 +113,7 @@ final class TestSession: TCPConnectionHandler {
             case .record(.status): collector.statuses += 1
             case .record(.interfaces): collector.interfaces += 1
             case .record(.patternsRequest): collector.patternsRequests += 1
-            case .record, .welcome: break
+            case .record, .welcome, .needKeys: break
             case .closed: c.close()
             }
         }

@@ -27,6 +27,16 @@ final class FuzzSeedTests: XCTestCase {
         out["handshake/hello"] = [0x02, 0xFF] + gen.record(.hello).encoded
         out["handshake/probe"] = [0x02, 0xFF]
         out["handshake/preamble"] = [0x00, 0x07] + Preamble(projectID: "fuzz")!.bytes + [0x00, 0x30]
+        // Byte 0's high bits say how fuzz-handshake answers `.needKeys`.
+        let hello = Record.hello(Hello(agentID: "fuzz")).encoded
+        out["handshake/keys-third-of-three"] = [0x02 | 0b000100 << 2, 0xFF] + hello
+        out["handshake/keys-before-message1"] = [0x02 | 0b100000 << 2, 0x07] + hello
+        out["handshake/keys-none-fits"] = [0x02 | 0b001010 << 2, 0xFF] + hello
+        out["handshake/keys-unknown-project"] = [0x02 | 0b010000 << 2, 0xFF] + hello
+        out["handshake/keys-lookup"] = [0x02 | 0b000001 << 2, 0xFF] + hello
+        // Found by fuzz-handshake: a bad frame length right after the
+        // preamble closed the session while it still said it waited for keys.
+        out["handshake/keys-bad-frame"] = [0x01 | 0b111110 << 2, 0xFF, 0xFF, 0xFF]
         out["framing/two-frames"] = [0x80, 0x03, 0x00, 0x02, 0xAA, 0xBB, 0x00, 0x00]
         return out
     }

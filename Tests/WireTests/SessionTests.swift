@@ -175,7 +175,7 @@ final class SessionTests: XCTestCase {
         let bytes = SessionPair.take(pair.client.outbound)
         var events: [SessionEvent] = []
         bytes.withUnsafeBytes { raw in
-            pair.server.feed(raw) { event in
+            _ = pair.server.feed(raw) { event in
                 events.append(event)
                 if case .hello = event { _ = try? pair.server.accept(pair.welcome) }
             }

@@ -138,6 +138,6 @@ public enum AgentCommandLine {
     }
 
     static func printError(_ s: String) {
-        Syscalls.writeAll(2, s + "\n")
+        Syscalls.writeMessage(2, s + "\n")
     }
 }

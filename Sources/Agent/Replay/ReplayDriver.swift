@@ -218,7 +218,7 @@ public final class ReplayDriver {
         phase = .done
         failure = reason
         output(summary)
-        Syscalls.writeAll(2, "vigil-agent replay: \(reason)\n")
+        Syscalls.writeMessage(2, "vigil-agent replay: \(reason)\n")
         runtime.exit(ExitCode.unreachable)
     }
 

@@ -177,7 +177,7 @@ final class UplinkSession: TCPConnectionHandler {
             case .welcome(let w): welcomed(w, uplink)
             case .record(let r): received(r, uplink)
             case .closed(let reason): wireClosed(reason)
-            case .hello: break
+            case .hello, .needKeys: break
             }
         }
     }

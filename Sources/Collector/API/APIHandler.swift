@@ -13,7 +13,8 @@ import Reactor
 public final class APIHandler {
     let loop: EventLoop
     let store: MeasurementStore
-    let manager: SessionManager
+    /// The session layer, seen through its API-facing protocol.
+    let manager: ConnectedAgents
     /// The bearer token (changes on SIGHUP when `admin_token` does).
     var adminToken: String
     /// How long a control request waits for the agent (the request may ask
@@ -30,7 +31,7 @@ public final class APIHandler {
     /// Answers by status class (index 1...5 for 1xx...5xx).
     public private(set) var answers = [UInt64](repeating: 0, count: 6)
 
-    init(loop: EventLoop, store: MeasurementStore, manager: SessionManager, adminToken: String) {
+    init(loop: EventLoop, store: MeasurementStore, manager: ConnectedAgents, adminToken: String) {
         self.loop = loop
         self.store = store
         self.manager = manager

@@ -207,7 +207,7 @@ extension APIHandler {
     /// Runs `body` with the agent's session; answers 404 for an unknown
     /// agent and 409 (audited) for one without a session.
     func withConnectedAgent(_ id: String, _ audit: AuditContext, _ r: CountingResponder,
-                            _ body: @escaping (AgentSession) -> Void) {
+                            _ body: @escaping (ConnectedAgent) -> Void) {
         if let s = manager.session(forAgent: id) { return body(s) }
         store.agent(id: id) { [self] found in
             switch found {

@@ -37,22 +37,32 @@ public enum AdminToken {
     public static func resolve(configured: String, dataDir: String) throws(Failure) -> (token: String, source: Source) {
         if !configured.isEmpty { return (configured, .configuration) }
         let path = path(dataDir: dataDir)
-        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-        if fd >= 0 {
+        do {
+            let fd = try Syscalls.open(path, O_WRONLY | O_CREAT | O_EXCL, mode: 0o600)
             let token = Base64URL.encode(Key32.random().bytes)
-            let line = Array((token + "\n").utf8)
-            let ok = line.withUnsafeBytes { b in Glibc.write(fd, b.baseAddress, b.count) == b.count } && fsync(fd) == 0
-            let err = errno
-            close(fd)
-            guard ok else {
+            do {
+                defer { Syscalls.close(fd) }
+                try Array((token + "\n").utf8).withUnsafeBytes { try Syscalls.writeAll(fd, $0, path) }
+                try Syscalls.fsync(fd, path)
+            } catch {
                 unlink(path)
-                throw Failure(description: "writing \(path): \(String(cString: strerror(err)))")
+                throw Failure(description: "writing \(path): \(error)")
             }
             return (token, .generated(path: path))
+        } catch let e as SyscallError where e.errno == EEXIST {
+            // An existing file from an earlier start: keep it private, then read it.
+        } catch let e as Failure {
+            throw e
+        } catch {
+            throw Failure(description: "creating \(path): \(error)")
         }
-        guard errno == EEXIST else { throw Failure(description: "creating \(path): \(String(cString: strerror(errno)))") }
-        // An existing file from an earlier start: keep it private, then read it.
-        if chmod(path, 0o600) != 0 { throw Failure(description: "chmod \(path): \(String(cString: strerror(errno)))") }
+        do {
+            let fd = try Syscalls.open(path, O_RDONLY)
+            defer { Syscalls.close(fd) }
+            try Syscalls.fchmod(fd, 0o600)
+        } catch {
+            throw Failure(description: "making \(path) private: \(error)")
+        }
         guard let text = ProcessLimits.readSmallFile(path, max: 4096) else {
             throw Failure(description: "reading \(path): \(String(cString: strerror(errno)))")
         }

@@ -3,6 +3,10 @@
 // request id, with a timeout — and every one of them written to the audit
 // table with who asked, what, and how it ended.
 //
+// A request goes to a `ControlTarget` — an agent's session, seen only as
+// "something that can carry a ControlRequest" — so this folder knows
+// nothing of how sessions are built.
+//
 // Thread: loop thread. One timer per request in flight: control requests
 // are operator actions (and one configuration push per reconnecting agent
 // with overrides), never per-record work.
@@ -50,15 +54,22 @@ public struct AuditContext: Sendable {
     }
 }
 
+/// Where a control request goes: an agent's session.
+protocol ControlTarget: AnyObject {
+    /// Sends `request` to the agent; false when the session cannot take it
+    /// (not established, a probe, or closing).
+    func sendControl(_ request: ControlRequest) -> Bool
+}
+
 final class ControlRouter {
     private final class Pending {
-        let session: AgentSession
+        let session: ControlTarget
         let kind: ControlKind
         let audit: AuditContext
         let completion: (ControlOutcome) -> Void
         var timer: TimerWatcher?
 
-        init(session: AgentSession, kind: ControlKind, audit: AuditContext, completion: @escaping (ControlOutcome) -> Void) {
+        init(session: ControlTarget, kind: ControlKind, audit: AuditContext, completion: @escaping (ControlOutcome) -> Void) {
             self.session = session
             self.kind = kind
             self.audit = audit
@@ -87,7 +98,7 @@ final class ControlRouter {
     /// (always on a later iteration) with the agent's answer, a timeout, or
     /// the session's end. Secrets never travel back: the agent's answer
     /// carries per-key errors and a message only.
-    func send(to session: AgentSession, kind: ControlKind, values: [KeyValue], timeout: Double,
+    func send(to session: ControlTarget, kind: ControlKind, values: [KeyValue], timeout: Double,
               audit: AuditContext, completion: @escaping (ControlOutcome) -> Void) {
         let id = nextID
         nextID &+= 1
@@ -103,7 +114,7 @@ final class ControlRouter {
     }
 
     /// The agent answered.
-    func received(_ r: ControlResponse, from session: AgentSession) {
+    func received(_ r: ControlResponse, from session: ControlTarget) {
         guard let p = pending[r.requestID], p.session === session else {
             unmatchedResponses &+= 1
             Log.debug("control: answer to unknown request", ["request": "\(r.requestID)"])
@@ -113,7 +124,7 @@ final class ControlRouter {
     }
 
     /// The session ended: its requests end as `.disconnected`.
-    func sessionClosed(_ session: AgentSession) {
+    func sessionClosed(_ session: ControlTarget) {
         for (id, p) in pending where p.session === session { finish(id, .disconnected) }
     }
 

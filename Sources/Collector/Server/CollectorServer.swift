@@ -15,6 +15,8 @@
 // `shutdownBound`); SIGHUP re-reads the configuration file and takes over the
 // live keys, or keeps the running configuration if the file is invalid.
 //
+// The /metrics page is rendered in CollectorMetrics.swift.
+//
 // Thread: the default loop's thread (signals need the default loop).
 import CollectorStore
 import ConfigFile
@@ -130,7 +132,7 @@ public final class CollectorServer {
         }
 
         let api = APIHandler(loop: loop, store: store, manager: manager, adminToken: token)
-        api.metrics = { [unowned self] in self.renderMetrics() }
+        api.metrics = { [unowned self] in self.metrics() }
         api.collectorConfig = { [unowned self] in self.configuration }
         self.api = api
         let http = HTTPServer(loop: loop) { [unowned api] req, responder in api.handle(req, responder) }
@@ -330,108 +332,11 @@ public final class CollectorServer {
         return ms < 10 ? String(Double(Int(ms * 100)) / 100) : String(Int(ms))
     }
 
-    // MARK: metrics
-
-    func renderMetrics() -> String {
+    /// The /metrics page (CollectorMetrics.swift).
+    func metrics() -> String {
         guard let manager, let store else { return "" }
-        var p = PrometheusText()
-        let s = manager.stats
-        let st = store.stats
-
-        p.family("vigil_sessions", "gauge", "Agent connections by phase.")
-        p.sample("vigil_sessions", ["phase": "handshake"], manager.handshaking)
-        p.sample("vigil_sessions", ["phase": "established"], manager.established)
-        p.sample("vigil_sessions", ["phase": "closing"], manager.closing)
-        p.family("vigil_agents", "gauge", "Connected agents by state (probe sessions excluded).")
-        for st in [CollectorStore.AgentState.connecting, .stopped, .capturing, .wrongConfiguration] {
-            p.sample("vigil_agents", ["state": st.rawValue], manager.count(st))
-        }
-        p.single("vigil_probe_sessions", "gauge", "Established probe sessions (no agent identity).", Double(manager.probes))
-        p.single("vigil_max_clients", "gauge", "The max_clients setting in force.", Double(manager.settings.maxClients))
-
-        p.single("vigil_connections_accepted_total", "counter", "TCP connections accepted on the session port.", Double(s.accepted))
-        p.single("vigil_handshakes_total", "counter", "Handshakes completed (sessions established).", Double(s.handshakesCompleted))
-        p.family("vigil_handshake_failures_total", "counter", "Connections that did not become a session, by reason.")
-        for f in HandshakeFailure.allCases { p.sample("vigil_handshake_failures_total", ["reason": f.description], s.failures(f)) }
-        p.summary("vigil_handshake_seconds", "Time from accept to Welcome.", s.handshakeMicros, unit: 1e-6)
-        p.single("vigil_handshakes_deferred_total", "counter", "Handshakes postponed by the per-iteration budget.",
-                 Double(s.handshakesDeferred))
-        p.single("vigil_session_input_deferred_total", "counter", "Session reads postponed by the per-iteration decode budget.",
-                 Double(s.inputDeferred))
-        p.family("vigil_sessions_closed_total", "counter", "Established sessions closed, by reason.")
-        for (reason, n) in s.sessionsClosed.nonZero { p.sample("vigil_sessions_closed_total", ["reason": reason.description], n) }
-        p.single("vigil_sessions_replaced_total", "counter", "Sessions closed because the same agent connected again.",
-                 Double(s.sessionsReplaced))
-        p.family("vigil_key_lookups_total", "counter", "Project key reads for handshakes (shared: joined a queued read).")
-        p.sample("vigil_key_lookups_total", ["kind": "read"], manager.keys.reads)
-        p.sample("vigil_key_lookups_total", ["kind": "shared"], manager.keys.shared)
-
-        p.single("vigil_records_in_total", "counter", "Records received from agents.", Double(s.recordsIn))
-        p.single("vigil_bytes_in_total", "counter", "Bytes received on agent sessions.", Double(s.bytesIn))
-        p.single("vigil_bytes_out_total", "counter", "Bytes sent on agent sessions.", Double(s.bytesOut))
-        p.family("vigil_batches_total", "counter", "Data batches by outcome.")
-        p.sample("vigil_batches_total", ["outcome": "received"], s.batchesReceived)
-        p.sample("vigil_batches_total", ["outcome": "stored"], st.batchesStored)
-        p.sample("vigil_batches_total", ["outcome": "duplicate"], st.batchesDuplicate)
-        p.sample("vigil_batches_total", ["outcome": "failed"], st.batchesFailed)
-        p.single("vigil_rows_stored_total", "counter", "Rows stored from data batches.", Double(st.rowsStored))
-        p.single("vigil_acks_total", "counter", "Ack records sent (each after the batches it covers committed).", Double(s.acksSent))
-        p.family("vigil_dropped_total", "counter", "Things dropped, by cause.")
-        p.sample("vigil_dropped_total", ["cause": "unknown_batch_item"], s.itemsUnknownDropped)
-        p.sample("vigil_dropped_total", ["cause": "write_refused"], s.writesRefused)
-        p.sample("vigil_dropped_total", ["cause": "state_write_failed"], s.stateWritesFailed)
-        p.single("vigil_window_pauses_total", "counter", "Sessions paused for exceeding their in-flight window.", Double(s.windowPauses))
-        p.single("vigil_status_records_total", "counter", "Status records received.", Double(s.statusRecords))
-        p.family("vigil_patterns_total", "counter", "Filter-rule answers and pushes.")
-        p.sample("vigil_patterns_total", ["kind": "sent"], s.patternsSent)
-        p.sample("vigil_patterns_total", ["kind": "unchanged"], s.patternsUnchanged)
-        p.sample("vigil_patterns_total", ["kind": "pushed"], s.patternsPushed)
-        p.family("vigil_schedules_total", "counter", "Monitor schedule answers and pushes.")
-        p.sample("vigil_schedules_total", ["kind": "sent"], s.schedulesSent)
-        p.sample("vigil_schedules_total", ["kind": "unchanged"], s.scheduleAnswers)
-        p.sample("vigil_schedules_total", ["kind": "pushed"], s.schedulesPushed)
-        p.single("vigil_pings_sent_total", "counter", "Pings sent to silent sessions.", Double(s.pingsSent))
-        p.family("vigil_control_requests_total", "counter", "Control requests by result.")
-        for (result, n) in manager.control.outcomes.sorted(by: { $0.key < $1.key }) {
-            p.sample("vigil_control_requests_total", ["result": result], n)
-        }
-        p.single("vigil_control_requests_in_flight", "gauge", "Control requests waiting for an agent.", Double(manager.control.inFlight))
-
-        p.summary("vigil_store_commit_seconds", "COMMIT (the fsync) of one store transaction.", st.commitMicros, unit: 1e-6)
-        p.summary("vigil_store_transaction_seconds", "BEGIN to COMMIT of one store transaction (on the writer thread).",
-                  st.transactionMicros, unit: 1e-6)
-        p.single("vigil_store_transactions_total", "counter", "Store transactions committed.", Double(st.transactions))
-        p.single("vigil_store_pending_rows", "gauge", "Rows queued for the store and not yet committed.", Double(st.pendingRows))
-        p.family("vigil_store_failures_total", "counter", "Store operations that failed or were refused, by cause.")
-        p.sample("vigil_store_failures_total", ["cause": "write_failed"], st.writesFailed)
-        p.sample("vigil_store_failures_total", ["cause": "overloaded"], st.refusedOverloaded)
-        p.sample("vigil_store_failures_total", ["cause": "closed"], st.refusedClosed)
-        p.sample("vigil_store_failures_total", ["cause": "invalid"], st.refusedInvalid)
-        p.sample("vigil_store_failures_total", ["cause": "busy_retry"], st.busyRetries)
-        p.sample("vigil_store_failures_total", ["cause": "read_failed"], st.readsFailed - st.readsInterrupted)
-        p.sample("vigil_store_failures_total", ["cause": "read_too_long"], st.readsInterrupted)
-        p.single("vigil_store_retention_deleted_total", "counter", "Rows removed by retention.", Double(st.retentionDeleted))
-
-        p.summary("vigil_loop_lag_seconds", "Time the loop was busy before polling again (since start).", loop.lag, unit: 1e-6)
-        p.single("vigil_loop_iterations_total", "counter", "Event loop iterations.", Double(loop.iteration))
-
-        p.single("process_open_fds", "gauge", "Open file descriptors.", Double(ProcessLimits.openDescriptorCount()))
-        p.single("process_max_fds", "gauge", "The descriptor limit.", Double(ProcessLimits.descriptorLimit()))
-        p.single("process_resident_memory_bytes", "gauge", "Resident set size.", Double(ProcessLimits.residentBytes()))
-        p.single("vigil_heap_bytes", "gauge", "Heap bytes in use (malloc).", Double(ProcessLimits.heapBytesInUse()))
-        p.single("process_cpu_seconds_total", "counter", "User and system CPU time.", ProcessLimits.cpuSeconds())
-        p.single("vigil_uptime_seconds", "gauge", "Seconds since start.", Clock.monotonic() - startedAt)
-
-        if let api {
-            p.single("vigil_http_requests_total", "counter", "HTTP requests served.", Double(api.requests))
-            p.single("vigil_http_unauthorized_total", "counter", "API requests refused for a missing or wrong token.",
-                     Double(api.unauthorized))
-        }
-        p.family("vigil_config_reloads_total", "counter", "SIGHUP reloads by result.")
-        p.sample("vigil_config_reloads_total", ["result": "applied"], reloadsApplied)
-        p.sample("vigil_config_reloads_total", ["result": "rejected"], reloadsRejected)
-        p.family("vigil_log_lines_total", "counter", "Log lines written, by level.")
-        for l in LogLevel.allCases { p.sample("vigil_log_lines_total", ["level": l.name], Log.written[l.rawValue]) }
-        return p.text
+        return CollectorMetrics.render(manager: manager, store: store, loop: loop, api: api,
+                                       reloads: (applied: reloadsApplied, rejected: reloadsRejected),
+                                       uptime: Clock.monotonic() - startedAt)
     }
 }

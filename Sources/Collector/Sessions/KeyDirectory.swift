@@ -6,14 +6,54 @@
 // Lookups for one project that arrive while a read for it is queued share
 // that read: it has not run yet, so its answer is at least as fresh as each
 // handshake that joins it. A reconnect storm of 10^4 agents of one project
-// then costs a handful of reads, not 10^4.
+// then costs a handful of reads, not 10^4 — and one decoding of the stored
+// secrets into PSKs, whose result (`HandshakeKeys`) every waiting session
+// holds by reference until its handshake runs.
 //
 // Thread: loop thread. Secrets pass through; nothing here logs them.
 import CollectorStore
 import Wire
 
+/// A project's keys as a handshake tries them: the 32-byte PSKs of the
+/// active keys, then of the revoked ones (tried only to answer "access key
+/// revoked" instead of nothing). Immutable; shared by every handshake that
+/// waited for the same read, and wiped when the last one lets go.
+final class HandshakeKeys {
+    let projectId: Int64
+    /// Active keys first, then revoked ones.
+    private(set) var candidates: [Key32]
+    /// `candidates[..<active]` are active.
+    let active: Int
+
+    init(projectId: Int64, active: [Key32], revoked: [Key32]) {
+        self.projectId = projectId
+        self.active = active.count
+        candidates = active + revoked
+    }
+
+    /// The stored secrets as PSKs (a secret held in another form is skipped).
+    convenience init(_ keys: ProjectKeys) {
+        self.init(projectId: keys.projectId, active: keys.keys.compactMap { KeyDirectory.psk(fromSecret: $0.secret) },
+                  revoked: keys.revoked.compactMap { KeyDirectory.psk(fromSecret: $0.secret) })
+    }
+
+    /// Whether the key at `index` of `candidates` was revoked.
+    func isRevoked(_ index: Int) -> Bool { index >= active }
+
+    deinit {
+        for i in candidates.indices { candidates[i].wipe() }
+    }
+}
+
 final class KeyDirectory {
-    typealias Completion = (Result<ProjectKeys, StoreError>) -> Void
+    /// How a lookup ends.
+    enum Answer {
+        case keys(HandshakeKeys)
+        case unknownProject
+        case failed(StoreError)
+    }
+
+    typealias Completion = (Answer) -> Void
 
     private let store: MeasurementStore
     private var waiting: [String: [Completion]] = [:]
@@ -25,7 +65,7 @@ final class KeyDirectory {
     }
 
     /// Completes on a later iteration with the project's keys, or
-    /// `.notFound` for an unknown project.
+    /// `.unknownProject` for a project the store does not know.
     func lookup(project: String, _ completion: @escaping Completion) {
         if waiting[project] != nil {
             waiting[project]!.append(completion)
@@ -36,7 +76,13 @@ final class KeyDirectory {
         reads &+= 1
         store.handshakeKeys(project: project) { [weak self] result in
             guard let self, let list = self.waiting.removeValue(forKey: project) else { return }
-            for c in list { c(result) }
+            let answer: Answer
+            switch result {
+            case .success(let k): answer = .keys(HandshakeKeys(k))
+            case .failure(.notFound): answer = .unknownProject
+            case .failure(let e): answer = .failed(e)
+            }
+            for c in list { c(answer) }
         }
     }
 

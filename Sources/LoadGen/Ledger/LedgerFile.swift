@@ -24,12 +24,11 @@ public final class LedgerFile: LedgerOutput {
 
     public init(path: String) throws {
         self.path = path
-        fd = Glibc.open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw SyscallError(call: "open(\(path))", errno: errno) }
+        fd = try Syscalls.open(path, O_WRONLY | O_CREAT | O_TRUNC, mode: 0o644)
         buffer.reserveCapacity(LedgerFile.flushAt + 256)
     }
 
-    deinit { if fd >= 0 { Glibc.close(fd) } }
+    deinit { if fd >= 0 { Syscalls.close(fd) } }
 
     public func append(_ line: String) {
         buffer.append(contentsOf: line.utf8)
@@ -39,25 +38,15 @@ public final class LedgerFile: LedgerOutput {
 
     public func flush() throws {
         guard fd >= 0 else { throw SyscallError(call: "write(\(path))", errno: EBADF) }
-        var off = 0
-        defer {
-            if off > 0 { buffer.removeFirst(off) }
-        }
-        while off < buffer.count {
-            let n = buffer.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + off, $0.count - off) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw SyscallError(call: "write(\(path))", errno: errno)
-            }
-            off += n
-        }
+        try buffer.withUnsafeBytes { try Syscalls.writeAll(fd, $0, path) }
+        buffer.removeAll(keepingCapacity: true)
     }
 
     /// Flushes and closes; the file is complete on disk (fsync) when it returns.
     public func close() throws {
         try flush()
-        if fsync(fd) != 0 { throw SyscallError(call: "fsync(\(path))", errno: errno) }
-        Glibc.close(fd)
+        try Syscalls.fsync(fd, path)
+        Syscalls.close(fd)
         fd = -1
     }
 }

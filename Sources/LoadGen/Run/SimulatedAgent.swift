@@ -105,7 +105,7 @@ final class SimulatedAgent: TCPConnectionHandler {
             case .welcome(let w): established(w)
             case .record(let r): received(r)
             case .closed(let reason): sessionClosed(reason)
-            case .hello: break
+            case .hello, .needKeys: break
             }
         }
         runner.returnEventScratch(events)

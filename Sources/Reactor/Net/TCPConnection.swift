@@ -123,6 +123,10 @@ public final class TCPConnection: CustomStringConvertible {
     private var outputShutdownDone = false
     /// Waiting for EV_WRITE: the socket was full or the write budget ran out.
     private var writeArmed = false
+    /// The one "run once, soon" flag left outside `DeferOnce`: a DeferOnce
+    /// object per connection would add its object and closure context to
+    /// each of 10^5 connections, and the pending slice holds the connection
+    /// strongly on purpose (it may be closing).
     private var deferredScheduled = false
     private var writabilityNoticePending = false
     private var redeliverPending = false

@@ -142,6 +142,21 @@ public enum Syscalls {
         }
     }
 
+    /// Writes all of `bytes` to a blocking descriptor (a file), going on
+    /// after short writes; `label` names the file in errors.
+    @inline(never)
+    public static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, _ label: String) throws {
+        var done = 0
+        while done < bytes.count {
+            done += try blocking("write(\(label))") { Glibc.write(fd, bytes.baseAddress! + done, bytes.count - done) }
+        }
+    }
+
+    @inline(never)
+    public static func fsync(_ fd: Int32, _ label: String) throws {
+        _ = try blocking("fsync(\(label))") { Glibc.fsync(fd) }
+    }
+
     @inline(never)
     public static func setNonBlocking(_ fd: Int32) throws {
         let flags = try blocking("fcntl(F_GETFL)") { fcntl(fd, F_GETFL) }
@@ -421,16 +436,16 @@ public enum Syscalls {
         signal(SIGPIPE, SIG_IGN)
     }
 
-    // MARK: whole writes
+    // MARK: messages
 
-    /// Writes all of `text` to a blocking descriptor (stderr for a last
-    /// message, stdout), retrying EINTR and short writes. False when the
-    /// descriptor refused it — EBADF included, unlike `write`: a process
-    /// started with stderr closed must not trap on its last words, and
-    /// there is nowhere left to report the failure.
+    /// Writes a message to stderr or stdout, retrying EINTR and short
+    /// writes. Best effort, unlike `writeAll`: false when the descriptor
+    /// refused it — EBADF included, since a process started with stderr
+    /// closed must not trap on its last words, and there is nowhere left to
+    /// report the failure.
     @discardableResult
     @inline(never)
-    public static func writeAll(_ fd: Int32, _ text: String) -> Bool {
+    public static func writeMessage(_ fd: Int32, _ text: String) -> Bool {
         var text = text
         return text.withUTF8 { bytes in
             var offset = 0

@@ -94,6 +94,7 @@ public final class ClientSession {
     }
 
     private func readMessage2(_ frame: UnsafeMutableRawBufferPointer, _ handler: (SessionEvent) -> Void) {
+        channel.counters.messagesIn += 1
         guard let payload = channel.readHandshake(&handshake, frame: frame) else {
             channel.state = .closed(.handshakeFailed)
             handler(.closed(.handshakeFailed))

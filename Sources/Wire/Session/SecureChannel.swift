@@ -84,6 +84,8 @@ final class SecureChannel {
     }
 
     /// Reads a handshake frame; returns its payload, or nil on failure.
+    /// Leaves `frame` as it was, so a responder can try another key on it.
+    /// The caller counts the message (once, however many keys it tries).
     func readHandshake(_ hs: inout NoiseHandshake, frame: UnsafeMutableRawBufferPointer) -> [UInt8]? {
         var payload = [UInt8](repeating: 0, count: frame.count - NoiseHandshake.overhead)
         let ok: Bool = payload.withUnsafeMutableBytes { out in
@@ -92,7 +94,6 @@ final class SecureChannel {
                 return true
             } catch { return false }
         }
-        counters.messagesIn += 1
         return ok ? payload : nil
     }
 

@@ -1,49 +1,102 @@
 // ServerSession: the collector's side of one connection, without I/O.
 //
-//   feed(bytes) ─▶ preamble ─▶ key lookup ─▶ message 1 ─▶ .hello(Hello?)
+//   feed(bytes) ─▶ preamble ─▶ .needKeys(project) ─▶ message 1 (kept)
+//   owner, later: provideKeys([k…]) ─▶ message 1 tried under each key
+//                 ─▶ .hello(Hello?)  (or .closed: handshakeFailed, …)
+//              or unknownProject() ─▶ .closed(.unknownProject)
 //   owner: accept(Welcome) ─▶ message 2 in `outbound` ─▶ established
 //          or reject(ErrorRecord) ─▶ message 2 carrying the Error ─▶ closed
 //   established: feed(bytes) ─▶ .record(...); send/flush ─▶ `outbound`
 //
+// The session owns the whole handshake: the preamble, message 1's framing,
+// and which of a project's keys (if any) message 1 was written with. It
+// asks for the keys instead of looking them up, so an owner whose keys live
+// in a store (or across a network) answers on a later iteration; message 1
+// waits in the frame decoder meanwhile, and `feed` takes no byte past it
+// (the agent sends nothing before message 2; anything it did send stays
+// with the owner until the Hello is answered). NNpsk0 gives no hint which
+// key the initiator used, but message 1 only decrypts under the right one,
+// and trying a key costs HMACs and one ChaCha20-Poly1305 open — the
+// X25519 work comes only with message 2 (`accept`/`reject`).
+//
 // The owner reads from its socket into `feed`, writes `outbound.readable`
 // to the socket and `consume`s what was written. Nothing here blocks,
-// allocates per byte, or calls back after `feed` returns.
+// allocates per byte, or calls back after the call that caused the event
+// returns.
 
 import Reactor
 
 /// One collector-side session. Owned by one connection on one thread.
 public final class ServerSession {
-    /// Returns the project's 32-byte secret, or nil for an unknown project.
-    /// Called once per connection, inside `feed`.
+    /// Returns the project's 32-byte secret, or nil for an unknown project:
+    /// for owners that hold their keys at hand (tests, benchmarks). Called
+    /// once per connection, inside `feed`, in place of `.needKeys`.
     public typealias KeyLookup = (_ projectID: String) -> Key32?
 
+    /// What only the handshake needs; dropped when it ends, so an
+    /// established session keeps none of it.
+    private final class Responder {
+        let keyLookup: KeyLookup?
+        let ephemeralSecret: Key32?
+        /// The preamble: the Noise prologue, mixed in once per key tried.
+        var prologue: [UInt8] = []
+        /// `.needKeys` was reported and not answered yet.
+        var waitingForKeys = false
+        /// The owner's candidates, kept until message 1 is complete.
+        var keys: [Key32]?
+        /// `keys` came from `keyLookup` and are this session's own copy to
+        /// wipe; an owner's list is the owner's to wipe.
+        var keysAreOwn = false
+        /// Message 1 is complete in the frame decoder and waits for keys.
+        var message1 = false
+        /// After message 1 authenticated: the handshake that writes message 2.
+        var handshake: NoiseHandshake?
+
+        init(keyLookup: KeyLookup?, ephemeralSecret: Key32?) {
+            self.keyLookup = keyLookup
+            self.ephemeralSecret = ephemeralSecret
+            prologue.reserveCapacity(Preamble.maxLength)
+        }
+
+        func wipeKeys() {
+            guard var k = keys else { return }
+            keys = nil
+            if keysAreOwn { for i in k.indices { k[i].wipe() } }
+        }
+    }
+
     let channel: SecureChannel
-    private let keyLookup: KeyLookup
-    private var preambleBytes: [UInt8] = []
-    private var handshake: NoiseHandshake?
+    private var responder: Responder?
 
     public private(set) var preamble: Preamble?
     /// The agent's Hello; nil before message 1 and for probes.
     public private(set) var hello: Hello?
+    /// Which of the keys given to `provideKeys` message 1 was written with
+    /// (0 with a `KeyLookup`); nil until message 1 authenticated.
+    public private(set) var keyIndex: Int?
     /// The agent's Error record, if it sent one before closing.
     public var peerError: ErrorRecord? { channel.peerError }
     /// The handshake hash, once established (binds data to this session).
     public private(set) var handshakeHash: Key32?
 
+    /// A session that asks its owner for keys (`.needKeys`).
+    public init(limits: SessionLimits = SessionLimits()) {
+        channel = SecureChannel(limits: limits, isServer: true, state: .preamble)
+        responder = Responder(keyLookup: nil, ephemeralSecret: nil)
+    }
+
+    /// A session that takes its one key from `keyLookup` when the preamble
+    /// is read, and reports no `.needKeys`.
     public convenience init(limits: SessionLimits = SessionLimits(), keyLookup: @escaping KeyLookup) {
         self.init(limits: limits, keyLookup: keyLookup, ephemeralSecret: nil)
     }
 
     /// Test-only seam: a fixed ephemeral key makes the session's bytes
     /// reproducible (docs/PROTOCOL.md's example). Never use outside tests.
-    init(limits: SessionLimits, keyLookup: @escaping KeyLookup, ephemeralSecret: Key32?) {
+    init(limits: SessionLimits, keyLookup: KeyLookup?, ephemeralSecret: Key32?) {
         channel = SecureChannel(limits: limits, isServer: true, state: .preamble)
-        self.keyLookup = keyLookup
-        self.ephemeralSecret = ephemeralSecret
-        preambleBytes.reserveCapacity(Preamble.maxLength)
+        responder = Responder(keyLookup: keyLookup, ephemeralSecret: ephemeralSecret)
     }
-
-    private let ephemeralSecret: Key32?
 
     public var state: SessionState { channel.state }
     public var isProbe: Bool { channel.probe }
@@ -57,87 +110,145 @@ public final class ServerSession {
     public var outbound: ByteBuffer { channel.outbound }
     /// Strings the agent defined; resolves StringRefs in its records.
     public var strings: StringTable { channel.received }
+    /// `.needKeys` was reported and neither `provideKeys` nor
+    /// `unknownProject` has answered it yet.
+    /// False once the session closed.
+    public var isWaitingForKeys: Bool { responder?.waitingForKeys ?? false }
+    /// Message 1 has arrived whole and waits for the keys: trying them
+    /// (`provideKeys`) happens in that call, not in a later `feed`.
+    public var hasMessage1: Bool { responder?.message1 ?? false }
 
     /// Processes bytes read from the connection, reporting events to
-    /// `handler` in order. Records queued by the handler (and Pongs) are
-    /// sealed into `outbound` before this returns.
-    public func feed(_ input: UnsafeRawBufferPointer, _ handler: (SessionEvent) -> Void) {
-        guard channel.isOpen else { return }
-        channel.counters.bytesIn += UInt64(input.count)
-        var rest = input
+    /// `handler` in order; returns how many bytes it took. That is all of
+    /// them, except while message 1 waits for keys: the rest is the
+    /// owner's to keep and offer again once the Hello is answered. Records
+    /// queued by the handler (and Pongs) are sealed into `outbound` before
+    /// this returns.
+    @discardableResult
+    public func feed(_ input: UnsafeRawBufferPointer, _ handler: (SessionEvent) -> Void) -> Int {
+        guard channel.isOpen else { return input.count }
+        var used = 0
         if case .preamble = channel.state {
-            let used = takePreamble(rest, handler)
-            rest = UnsafeRawBufferPointer(rebasing: rest[used...])
+            used = takePreamble(input, handler)
         }
-        while !rest.isEmpty && channel.isOpen {
+        feeding: while used < input.count && channel.isOpen {
+            let rest = UnsafeRawBufferPointer(rebasing: input[used...])
             switch channel.state {
             case .handshake:
-                let used = channel.drain(rest, handler) { frame in readMessage1(frame, handler); return false }
-                rest = UnsafeRawBufferPointer(rebasing: rest[used...])
+                if responder?.message1 == true { break feeding }
+                used += channel.drain(rest, handler) { _ in message1Arrived(handler); return false }
             case .established:
                 channel.drain(rest, handler) { frame in channel.receiveTransport(frame, handler); return true }
-                rest = UnsafeRawBufferPointer(start: nil, count: 0)
+                used = input.count
             case .awaitingAccept:
                 // The agent cannot have transport keys before message 2.
                 channel.fail(.unexpectedRecord, handler)
             default:
-                rest = UnsafeRawBufferPointer(start: nil, count: 0)
+                used = input.count
             }
         }
+        if !channel.isOpen {
+            used = input.count
+            // Closed during the handshake (a bad frame length): nothing of
+            // it is needed any more, keys least of all.
+            responder?.wipeKeys()
+            responder = nil
+        }
+        channel.counters.bytesIn += UInt64(used)
         channel.flushAfterFeed(handler)
+        return used
     }
 
-    /// Array convenience: returns the events instead of calling back.
+    /// Array convenience: returns the events instead of calling back. Bytes
+    /// the session does not take (message 1 waiting for keys) are dropped.
     public func feed(_ input: [UInt8]) -> [SessionEvent] {
         var events: [SessionEvent] = []
-        input.withUnsafeBytes { feed($0) { events.append($0) } }
+        input.withUnsafeBytes { _ = feed($0) { events.append($0) } }
         return events
     }
 
+    /// The answer to `.needKeys`: the project's keys, in the order to try
+    /// them. When message 1 is complete they are tried now, reporting
+    /// `.hello` or `.closed(.handshakeFailed)` (no key fits) to `handler`;
+    /// otherwise when it completes, in `feed`. An empty list fails the
+    /// handshake like a wrong key. The session keeps no key past the try
+    /// (wiping the caller's key material is the caller's business).
+    public func provideKeys(_ keys: [Key32], _ handler: (SessionEvent) -> Void) {
+        guard let r = responder, r.waitingForKeys, channel.isOpen else { return }
+        r.waitingForKeys = false
+        r.keys = keys
+        if r.message1 { tryKeys(handler) }
+    }
+
+    /// The answer to `.needKeys` when the project does not exist: closes
+    /// with `.unknownProject` (nothing is sent).
+    public func unknownProject(_ handler: (SessionEvent) -> Void) {
+        guard let r = responder, r.waitingForKeys, channel.isOpen else { return }
+        r.waitingForKeys = false
+        end(.unknownProject, handler)
+    }
+
     private func takePreamble(_ input: UnsafeRawBufferPointer, _ handler: (SessionEvent) -> Void) -> Int {
-        let room = Preamble.maxLength - preambleBytes.count
+        guard let r = responder else { return input.count }
+        let room = Preamble.maxLength - r.prologue.count
         let take = min(room, input.count)
-        preambleBytes.append(contentsOf: UnsafeRawBufferPointer(rebasing: input[0..<take]))
-        switch Preamble.parse(preambleBytes) {
+        r.prologue.append(contentsOf: UnsafeRawBufferPointer(rebasing: input[0..<take]))
+        switch Preamble.parse(r.prologue) {
         case .needMore:
             return take
         case .invalid:
-            channel.state = .closed(.badPreamble)
-            handler(.closed(.badPreamble))
+            end(.badPreamble, handler)
             return take
         case .complete(let p, let length):
             // Bytes past the preamble belong to message 1: give them back.
-            let extra = preambleBytes.count - length
-            preambleBytes.removeLast(extra)
+            let extra = r.prologue.count - length
+            r.prologue.removeLast(extra)
             preamble = p
-            guard var psk = keyLookup(p.projectID) else {
-                channel.state = .closed(.unknownProject)
-                handler(.closed(.unknownProject))
-                return take - extra
-            }
-            handshake = preambleBytes.withUnsafeBytes {
-                NoiseHandshake(role: .responder, prologue: $0, psk: psk, ephemeralSecret: ephemeralSecret)
-            }
-            psk.wipe()
-            // The prologue is absorbed into the handshake hash: a session
-            // that lives for days need not keep its copy.
-            preambleBytes = []
             channel.state = .handshake
+            if let lookup = r.keyLookup {
+                guard let psk = lookup(p.projectID) else {
+                    end(.unknownProject, handler)
+                    return take - extra
+                }
+                r.keys = [psk]
+                r.keysAreOwn = true
+            } else {
+                r.waitingForKeys = true
+                handler(.needKeys(project: p.projectID))
+            }
             return take - extra
         }
     }
 
-    private func readMessage1(_ frame: UnsafeMutableRawBufferPointer, _ handler: (SessionEvent) -> Void) {
-        guard var hs = handshake else { return }
-        guard let payload = channel.readHandshake(&hs, frame: frame) else {
-            handshake = nil
-            channel.state = .closed(.handshakeFailed)
-            handler(.closed(.handshakeFailed))
+    /// Message 1 is complete in the frame decoder (where it stays until the
+    /// next `consume`, which only comes after it was tried).
+    private func message1Arrived(_ handler: (SessionEvent) -> Void) {
+        guard let r = responder else { return }
+        r.message1 = true
+        channel.counters.messagesIn += 1
+        if r.keys != nil { tryKeys(handler) }
+    }
+
+    private func tryKeys(_ handler: (SessionEvent) -> Void) {
+        guard let r = responder, let keys = r.keys else { return }
+        defer { r.wipeKeys() }
+        let frame = channel.frames.frame
+        for i in keys.indices {
+            var hs = r.prologue.withUnsafeBytes {
+                NoiseHandshake(role: .responder, prologue: $0, psk: keys[i], ephemeralSecret: r.ephemeralSecret)
+            }
+            guard let payload = channel.readHandshake(&hs, frame: frame) else { continue }
+            keyIndex = i
+            r.message1 = false
+            readHello(payload, hs, handler)
             return
         }
-        handshake = hs
-        // Empty payload: probe. Otherwise exactly one Hello, then only
-        // record types this version does not know.
+        end(.handshakeFailed, handler)
+    }
+
+    /// Message 1 authenticated: its payload is empty (a probe) or exactly
+    /// one Hello, then only record types this version does not know.
+    private func readHello(_ payload: [UInt8], _ hs: NoiseHandshake, _ handler: (SessionEvent) -> Void) {
         var found: Hello?
         do throws(WireError) {
             for record in try Record.decodeAll(payload, limits: channel.limits.wire) {
@@ -148,33 +259,41 @@ public final class ServerSession {
                 }
             }
         } catch {
-            handshake = nil
-            channel.state = .closed(.badHandshakePayload)
-            handler(.closed(.badHandshakePayload))
+            end(.badHandshakePayload, handler)
             return
         }
         if !payload.isEmpty && found == nil {
-            handshake = nil
-            channel.state = .closed(.badHandshakePayload)
-            handler(.closed(.badHandshakePayload))
+            end(.badHandshakePayload, handler)
             return
         }
+        // The prologue is absorbed into the handshake hash: a session that
+        // lives for days need not keep its copy.
+        responder?.prologue = []
+        responder?.handshake = hs
         hello = found
         channel.probe = found == nil
         channel.state = .awaitingAccept
         handler(.hello(found))
     }
 
+    /// Closes during the handshake for a reason of the session's own.
+    private func end(_ reason: CloseReason, _ handler: (SessionEvent) -> Void) {
+        responder?.wipeKeys()
+        responder = nil
+        channel.state = .closed(reason)
+        handler(.closed(reason))
+    }
+
     /// Completes the handshake: writes message 2 carrying `welcome` into
     /// `outbound`. For a probe, `welcome` may carry zeros.
     public func accept(_ welcome: Welcome) throws(SessionError) {
-        guard case .awaitingAccept = channel.state, var hs = handshake else {
+        guard case .awaitingAccept = channel.state, var hs = responder?.handshake else {
             throw channel.isOpen ? .notEstablished : .closed
         }
         try channel.writeHandshake(&hs, payload: Record.welcome(welcome).encoded)
         handshakeHash = hs.handshakeHash
         channel.establish(&hs)
-        handshake = nil
+        responder = nil
         if !channel.probe {
             var max = channel.limits.wire.maxStringTableBytes
             if welcome.limits.maxStringTableBytes > 0 { max = Swift.min(max, Int(welcome.limits.maxStringTableBytes)) }
@@ -185,9 +304,9 @@ public final class ServerSession {
     /// Refuses the agent: message 2 carries `error`, and the session closes
     /// with `.rejected`. Write `outbound`, then close the connection.
     public func reject(_ error: ErrorRecord) {
-        guard case .awaitingAccept = channel.state, var hs = handshake else { return }
+        guard case .awaitingAccept = channel.state, var hs = responder?.handshake else { return }
         try? channel.writeHandshake(&hs, payload: Record.error(error).encoded)
-        handshake = nil
+        responder = nil
         channel.state = .closed(.rejected)
     }
 
@@ -195,8 +314,12 @@ public final class ServerSession {
     public func releaseMemory() { compactBuffers(threshold: 512) }
     /// Frees buffer memory above `threshold` bytes that no message is using
     /// (see `SecureChannel.compact`); call between reads, after writing
-    /// `outbound` out. Cheap when there is nothing to free.
-    public func compactBuffers(threshold: Int = 4096) { channel.compact(threshold: threshold) }
+    /// `outbound` out. Cheap when there is nothing to free. A message 1
+    /// waiting for keys is kept.
+    public func compactBuffers(threshold: Int = 4096) {
+        guard responder?.message1 != true else { return }
+        channel.compact(threshold: threshold)
+    }
 
     /// Queues a record for the next transport message.
     public func send(_ record: Record) throws(SessionError) { try channel.send(record) }
@@ -212,7 +335,8 @@ public final class ServerSession {
         if let error, case .established = channel.state {
             if (try? channel.send(.error(error))) != nil { try? channel.flush() }
         }
-        handshake = nil
+        responder?.wipeKeys()
+        responder = nil
         channel.state = .closed(reason)
     }
 }

@@ -135,8 +135,12 @@ extension SessionLimits {
     }
 }
 
-/// What `feed` reports.
+/// What `feed` (and the server's `provideKeys`/`unknownProject`) reports.
 public enum SessionEvent: Equatable, Sendable {
+    /// Server: the preamble names `project`. The owner answers with
+    /// `provideKeys(_:_:)` or `unknownProject(_:)`, now or on a later
+    /// iteration; message 1 is read meanwhile.
+    case needKeys(project: String)
     /// Server: message 1 authenticated. `nil` is a probe. The owner must
     /// call `accept(_:)` or `reject(_:)` (now or later).
     case hello(Hello?)
@@ -154,7 +158,7 @@ public enum SessionEvent: Equatable, Sendable {
 public enum SessionState: Equatable, Sendable {
     case preamble          // server: waiting for the preamble
     case idle              // client: `start()` not called yet
-    case handshake         // waiting for message 1 (server) or 2 (client)
+    case handshake         // waiting for message 1 and its keys (server) or message 2 (client)
     case awaitingAccept    // server: Hello reported, accept/reject pending
     case established
     case closed(CloseReason)

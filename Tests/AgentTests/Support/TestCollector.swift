@@ -261,7 +261,7 @@ final class TestCollectorSession: TCPConnectionHandler {
             case .hello(let h): collector.hello(self, h)
             case .record(let r): collector.record(self, r)
             case .closed: break
-            case .welcome: break
+            case .welcome, .needKeys: break
             }
         }
         writeOut()

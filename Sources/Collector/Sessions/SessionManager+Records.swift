@@ -1,0 +1,147 @@
+// SessionManager+Records: what the collector does with each record an
+// established agent sends — data batches to the store and acknowledged
+// after commit, Status and Interfaces to the agent's state, sync requests
+// and control answers to their owners.
+//
+// Acknowledgements. A batch's sequence waits in its session's AckWindow
+// until the store completes it; a completion puts the session on one list
+// (`acksDue`, a flag per session keeps it there once), and one deferred
+// slice per iteration sends the acks of every session on it: the acks of
+// one commit go out together, with no closure or object per session.
+//
+// Thread: loop thread.
+import CollectorStore
+import JSON
+import Reactor
+import Wire
+
+extension SessionManager {
+    func received(_ record: Record, from s: AgentSession) {
+        stats.recordsIn &+= 1
+        guard s.phase == .established else { return }
+        switch record {
+        case .dataBatch(let b):
+            receivedBatch(b, from: s)
+        case .status(let status):
+            receivedStatus(status, from: s)
+        case .interfaces(let i):
+            stats.interfaceRecords &+= 1
+            s.interfaces = SessionManager.json(i).serialized
+        case .patternsRequest(let r):
+            patternsRequested(by: s, have: r.haveVersion)
+        case .scheduleRequest(let r):
+            if s.agentID == nil {
+                stats.scheduleAnswers &+= 1
+                s.send(.scheduleUnchanged(ScheduleUnchanged(version: r.haveVersion)))
+            } else {
+                scheduleRequested(by: s, have: r.haveVersion)
+            }
+        case .controlResponse(let r):
+            control.received(r, from: s)
+        case .error(let e):
+            Log.info("agent closed its session", ["agent": s.agentID ?? "probe", "code": "\(e.code)", "message": e.message])
+        case .pong, .ping, .unknown, .hello, .welcome, .stringDef, .stringClear, .ack, .scheduleUnchanged, .schedule,
+             .patternsUnchanged, .patterns, .controlRequest:
+            break
+        }
+    }
+
+    // MARK: data batches
+
+    private func receivedBatch(_ b: DataBatch, from s: AgentSession) {
+        guard let agentID = s.agentID, let strings = s.strings else { return }
+        stats.batchesReceived &+= 1
+        let t: BatchTranslator.Translated
+        switch BatchTranslator.translate(b, projectId: s.projectId, agentID: agentID, dedupBoot: s.dedupBoot,
+                                         strings: strings, receivedAt: Clock.wallMillis()) {
+        case .success(let x): t = x
+        case .failure(let refusal):
+            s.close(.malformedRecord, error: ErrorRecord(code: .protocolViolation, message: refusal.description))
+            return
+        }
+        stats.itemsUnknownDropped &+= UInt64(t.unknownItems)
+        let ticket = s.window.received(b.sequence)
+        store.submitBatch(t.batch) { [weak self] result in self?.batchCompleted(s, ticket, result) }
+        if s.window.inFlight > AgentSession.maxInFlightBatches && s.pauseForWindow() {
+            stats.windowPauses &+= 1
+        }
+    }
+
+    private func batchCompleted(_ s: AgentSession, _ ticket: Int, _ result: Result<BatchOutcome, StoreError>) {
+        // The store counts batches stored, duplicate and failed itself.
+        if case .failure(let e) = result { storeTrouble("storing a batch", e) }
+        guard s.phase == .established else { return }
+        if case .success = result { s.window.completed(ticket, durable: true) } else { s.window.completed(ticket, durable: false) }
+        guard !s.ackQueued else { return }
+        s.ackQueued = true
+        acksDue.append(s)
+        ackFlush.schedule()
+    }
+
+    /// The deferred slice: acknowledges what each waiting session's window
+    /// allows, `acksPerSlice` sessions at a time.
+    func flushAcks() {
+        var n = 0
+        while n < SessionManager.acksPerSlice, let s = acksDue.popFirst() {
+            s.ackQueued = false
+            sendAcks(s)
+            n += 1
+        }
+        if !acksDue.isEmpty { ackFlush.schedule() }
+    }
+
+    private func sendAcks(_ s: AgentSession) {
+        guard s.phase == .established else { return }
+        switch s.window.advance() {
+        case .none:
+            break
+        case .ack(let sequence):
+            stats.acksSent &+= 1
+            s.send(.ack(Ack(sequence: sequence)))
+        case .failed(let sequence):
+            s.close(.local, error: ErrorRecord(code: .internalError,
+                                               message: "batch \(sequence) could not be stored; reconnect and send it again"))
+            return
+        }
+        s.windowMoved()
+    }
+
+    // MARK: status
+
+    private func receivedStatus(_ status: Status, from s: AgentSession) {
+        guard let id = s.agentID else { return }
+        stats.statusRecords &+= 1
+        let newState: CollectorStore.AgentState
+        var messages = status.messages
+        switch status.state {
+        case .stopped: newState = .stopped
+        case .capturing: newState = .capturing
+        case .wrongConfiguration: newState = .wrongConfiguration
+        default:
+            newState = .stopped
+            messages.append("unknown agent state \(status.state.rawValue)")
+        }
+        var fields: [(String, JSON)] = [
+            ("agent_ts", .number(Double(status.timestampMs))), ("state", .string(newState.rawValue)),
+            ("messages", .array(messages.map(JSON.string))), ("cpu_permille", .int(Int(status.cpuPermille))),
+            ("rss_bytes", .number(Double(status.rssBytes))),
+            ("counters", .object(status.counters.map { ($0.name, .number(Double($0.value))) })),
+        ]
+        if let interfaces = s.interfaces { fields.append(("interfaces", .raw(interfaces))) }
+        setState(s, newState)
+        store.recordAgentStatus(agent: id, state: newState, messages: messages,
+                                snapshot: StatusSnapshot(ts: Clock.wallMillis(), json: JSON.object(fields).serialized)) { [weak self] r in
+            if case .failure(let e) = r { self?.stateWriteFailed("agent status", e) }
+        }
+    }
+
+    /// An Interfaces record as the status snapshot shows it.
+    static func json(_ i: Interfaces) -> JSON {
+        .array(i.interfaces.prefix(64).map { n in
+            .object([("name", .string(n.name)), ("up", .bool(n.flags & NetworkInterface.flagUp != 0)),
+                     ("loopback", .bool(n.flags & NetworkInterface.flagLoopback != 0)),
+                     ("capturing", .bool(n.flags & NetworkInterface.flagCapturing != 0)),
+                     ("addresses", .array(n.addresses.prefix(64).map(JSON.string)))])
+        })
+    }
+}

@@ -1,0 +1,128 @@
+// SessionManager+Sync: keeping connected agents in step with what the
+// operator set — filter rules and monitor schedules, answered when an agent
+// asks and pushed when they change (a slice of sessions per iteration), and
+// stored configuration overrides sent to an agent when it connects.
+//
+// Thread: loop thread.
+import CollectorStore
+import Reactor
+import Wire
+
+extension SessionManager {
+    // MARK: filter rules
+
+    func patternsRequested(by s: AgentSession, have: UInt64) {
+        patterns.rules(project: s.projectName) { [weak self] result in
+            switch result {
+            case .success(let set): self?.sendPatterns(set, to: s, have: have)
+            case .failure(.notFound): self?.sendPatterns(PatternSet(version: 0, updated: 0, patterns: []), to: s, have: have)
+            case .failure(let e): self?.storeTrouble("reading filter rules", e)
+            }
+        }
+    }
+
+    private func sendPatterns(_ set: PatternSet, to s: AgentSession, have: UInt64?) {
+        let version = UInt64(max(0, set.version))
+        if let have, have == version {
+            stats.patternsUnchanged &+= 1
+            s.send(.patternsUnchanged(PatternsUnchanged(version: version)))
+        } else {
+            stats.patternsSent &+= 1
+            s.send(.patterns(PatternDirectory.record(set)))
+        }
+    }
+
+    /// A new rule set committed: every connected agent of the project gets
+    /// it now, a slice of sessions per loop iteration.
+    public func pushPatterns(project: String, set: PatternSet) {
+        patterns.replaced(project: project, with: set)
+        let targets = agents.values.filter { $0.projectName == project }
+        pushSlice(targets[...], set)
+    }
+
+    private func pushSlice(_ targets: ArraySlice<AgentSession>, _ set: PatternSet) {
+        for s in targets.prefix(SessionManager.pushSlice) {
+            stats.patternsPushed &+= 1
+            sendPatterns(set, to: s, have: nil)
+        }
+        let rest = targets.dropFirst(SessionManager.pushSlice)
+        if !rest.isEmpty { loop.defer { [weak self] in self?.pushSlice(rest, set) } }
+    }
+
+    // MARK: monitor schedules
+
+    /// `ScheduleRequest(have)`: "unchanged" when the agent holds the
+    /// current version, else the monitors of its groups with its last run
+    /// of each (from the stored runs).
+    func scheduleRequested(by s: AgentSession, have: UInt64?) {
+        schedules.definitions(project: s.projectName) { [weak self] result in
+            switch result {
+            case .success(let e): self?.sendSchedule(e, to: s, have: have)
+            case .failure(.notFound): self?.sendSchedule(ScheduleDirectory.Entry(version: 0, definitions: []), to: s, have: have)
+            case .failure(let e): self?.storeTrouble("reading monitor definitions", e)
+            }
+        }
+    }
+
+    private func sendSchedule(_ e: ScheduleDirectory.Entry, to s: AgentSession, have: UInt64?) {
+        guard s.phase == .established else { return }
+        if let have, have == e.version {
+            stats.scheduleAnswers &+= 1
+            s.send(.scheduleUnchanged(ScheduleUnchanged(version: e.version)))
+            return
+        }
+        guard let agent = s.agentID else { return }
+        store.lastMonitorRuns(project: s.projectName, agent: agent) { [weak self] result in
+            guard let self, s.phase == .established else { return }
+            let last: [String: Int64]
+            switch result {
+            case .success(let l): last = l
+            case .failure(let err):
+                // A schedule without last runs is still right, only less even.
+                self.storeTrouble("reading last monitor runs", err)
+                last = [:]
+            }
+            self.stats.schedulesSent &+= 1
+            for record in ScheduleDirectory.records(e, groups: s.groups, lastRuns: last) {
+                guard s.send(.schedule(record)) else { return }
+            }
+        }
+    }
+
+    /// New definitions committed: every connected agent of the project
+    /// gets its schedule now, a slice of sessions per loop iteration.
+    public func pushSchedules(project: String, stored: MonitorDefinitions) {
+        let e = schedules.replaced(project: project, with: stored)
+        let targets = agents.values.filter { $0.projectName == project }
+        pushScheduleSlice(targets[...], e)
+    }
+
+    private func pushScheduleSlice(_ targets: ArraySlice<AgentSession>, _ e: ScheduleDirectory.Entry) {
+        for s in targets.prefix(SessionManager.pushSlice) {
+            stats.schedulesPushed &+= 1
+            sendSchedule(e, to: s, have: nil)
+        }
+        let rest = targets.dropFirst(SessionManager.pushSlice)
+        if !rest.isEmpty { loop.defer { [weak self] in self?.pushScheduleSlice(rest, e) } }
+    }
+
+    // MARK: configuration convergence
+
+    /// After a connect: the stored overrides (project, then agent) go to
+    /// the agent as one configuration update, so it converges.
+    func converge(_ s: AgentSession) {
+        guard let id = s.agentID else { return }
+        let project = s.projectName
+        store.configOverrides(project: project, agent: nil) { [weak self] p in
+            self?.store.configOverrides(project: project, agent: id) { [weak self] a in
+                guard let self, s.phase == .established, case .success(let pv) = p, case .success(let av) = a else { return }
+                let merged = pv.merging(av) { $1 }
+                let values = AgentConfigView.remotelySettable(merged)
+                guard !values.isEmpty else { return }
+                self.control.send(to: s, kind: .configUpdate, values: values, timeout: 30,
+                                  audit: AuditContext(actor: "collector", action: "config.converge", target: id,
+                                                      detail: values.map(\.key).joined(separator: ","))) { _ in }
+            }
+        }
+    }
+}

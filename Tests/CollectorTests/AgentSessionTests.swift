@@ -1,0 +1,173 @@
+// AgentSession against a scripted AgentSessionContext, over a socketpair and
+// a loop driven one iteration at a time: the keys answered on a later
+// iteration, a handshake turn refused and given later, bytes an agent sent
+// before message 2, and each way a handshake ends. The context is the whole
+// seam: nothing here needs a SessionManager, a store or a wheel.
+import Glibc
+import XCTest
+import Reactor
+import Wire
+@testable import Collector
+
+private final class ScriptedContext: AgentSessionContext {
+    let loop: EventLoop
+    let sessionLimits = SessionLimits()
+    var settings = SessionSettings(maxClients: 10, handshakeTimeout: 30, idleTimeout: 60)
+    var answer = Admission.welcome(Welcome(sessionID: 9, collectorTimeMs: 1))
+
+    var deadlines = 0
+    var lookups: [String] = []
+    var turnsAllowed = true
+    var turnsRefused = 0
+    var admitted: [(Hello?, Bool)] = []
+    var failures: [HandshakeFailure] = []
+    var established = 0
+    var bytesIn = 0
+    var records: [Record] = []
+    var ended: [CloseReason] = []
+    var finished = 0
+
+    init(loop: EventLoop) { self.loop = loop }
+
+    func setDeadline(_ s: AgentSession, at time: Double) { deadlines += 1 }
+    func clearDeadline(_ s: AgentSession) {}
+    func lookupKeys(for s: AgentSession, project: String) { lookups.append(project) }
+    func mayHandshake(_ s: AgentSession) -> Bool {
+        if !turnsAllowed { turnsRefused += 1 }
+        return turnsAllowed
+    }
+    func admit(_ s: AgentSession, hello: Hello?, revokedKey: Bool) -> Admission {
+        admitted.append((hello, revokedKey))
+        return revokedKey ? .refuse(ErrorRecord(code: .rejected, message: "access key revoked"), .revokedKey) : answer
+    }
+    func handshakeFailed(_ s: AgentSession, _ failure: HandshakeFailure) { failures.append(failure) }
+    func sessionEstablished(_ s: AgentSession, hello: Hello?) { established += 1 }
+    func mayRead(_ s: AgentSession) -> Bool { true }
+    func didRead(_ s: AgentSession, bytes: Int) { bytesIn += bytes }
+    func received(_ record: Record, from s: AgentSession) { records.append(record) }
+    func didWrite(_ s: AgentSession, bytes: Int) {}
+    func writeRefused(_ s: AgentSession) {}
+    func pinged(_ s: AgentSession) {}
+    func sessionEnded(_ s: AgentSession, reason: CloseReason) { ended.append(reason) }
+    func sessionFinished(_ s: AgentSession) { finished += 1 }
+}
+
+final class AgentSessionTests: XCTestCase {
+    let psk = Key32(bytes: [UInt8](repeating: 0x42, count: 32))!
+    let revoked = Key32(bytes: [UInt8](repeating: 0x24, count: 32))!
+
+    /// A session on one end of a socketpair; the test is the agent on the other.
+    private func start() throws -> (EventLoop, ScriptedContext, AgentSession, Int32) {
+        let loop = EventLoop()
+        let context = ScriptedContext(loop: loop)
+        let (mine, theirs) = try Syscalls.socketpair()
+        let s = AgentSession(context: context, peer: try SocketAddress(parsing: "127.0.0.1:1"), sessionID: 1, overCapacity: false)
+        var options = TCPConnection.Options()
+        options.noDelay = false   // a Unix socket has no Nagle to turn off
+        s.attach(fd: theirs, options: options)
+        return (loop, context, s, mine)
+    }
+
+    private func take(_ buffer: ByteBuffer) -> [UInt8] {
+        let bytes = buffer.readableArray
+        buffer.consume(bytes.count)
+        return bytes
+    }
+
+    private func send(_ fd: Int32, _ bytes: [UInt8]) {
+        XCTAssertEqual(bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }, bytes.count)
+    }
+
+    private func receive(_ fd: Int32) -> [UInt8] {
+        var buf = [UInt8](repeating: 0, count: 65536)
+        let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        return n > 0 ? Array(buf[..<n]) : []
+    }
+
+    private func iterations(_ loop: EventLoop, _ n: Int = 5) {
+        for _ in 0..<n { _ = loop.runOnce(wait: false) }
+    }
+
+    func testKeysLaterATurnLaterThenWelcome() throws {
+        let (loop, context, s, fd) = try start()
+        defer { close(fd) }
+        let client = ClientSession(preamble: Preamble(projectID: "acme")!, psk: psk, hello: Hello(agentID: "a1"))
+        try client.start()
+        send(fd, take(client.outbound))
+        iterations(loop)
+        XCTAssertEqual(context.lookups, ["acme"], "asked as soon as the preamble was read")
+        XCTAssertEqual(s.projectName, "acme")
+        XCTAssertEqual(s.phase, .handshake)
+
+        // The answer comes on a later iteration; the budget is spent.
+        context.turnsAllowed = false
+        s.keysArrived(.keys(HandshakeKeys(projectId: 7, active: [Key32.random(), psk], revoked: [])))
+        XCTAssertEqual(context.turnsRefused, 1)
+        XCTAssertEqual(s.phase, .handshake, "waits for its turn")
+        XCTAssertTrue(s.handshakeTurn(), "the turn comes")
+        XCTAssertFalse(s.handshakeTurn(), "once")
+        XCTAssertEqual(s.phase, .established)
+        XCTAssertEqual(s.projectId, 7)
+        XCTAssertEqual(s.agentID, "a1")
+        XCTAssertEqual(context.admitted.map(\.1), [false])
+        XCTAssertEqual(context.established, 1)
+        iterations(loop)
+        XCTAssertEqual(client.feed(receive(fd)), [.welcome(Welcome(sessionID: 9, collectorTimeMs: 1))])
+
+        try client.send(.status(Status(timestampMs: 5, state: .capturing)))
+        try client.flush()
+        send(fd, take(client.outbound))
+        iterations(loop)
+        XCTAssertEqual(context.records, [.status(Status(timestampMs: 5, state: .capturing))])
+        XCTAssertTrue(context.failures.isEmpty)
+    }
+
+    func testBytesBeforeMessage2WaitInTheConnectionUntilTheHandshakeIsAnswered() throws {
+        let (loop, context, s, fd) = try start()
+        defer { close(fd) }
+        let client = ClientSession(preamble: Preamble(projectID: "acme")!, psk: psk, hello: Hello(agentID: "a1"))
+        try client.start()
+        // A transport frame shorter than a tag, sent with message 1.
+        send(fd, take(client.outbound) + [0x00, 0x01, 0xEE])
+        iterations(loop)
+        XCTAssertEqual(s.phase, .handshake)
+        XCTAssertTrue(s.connection?.isReadingPaused ?? false, "the early bytes wait, reading paused")
+        s.keysArrived(.keys(HandshakeKeys(projectId: 1, active: [psk], revoked: [])))
+        XCTAssertEqual(s.phase, .established)
+        iterations(loop)
+        XCTAssertEqual(context.ended, [.badFrameLength], "read once established, as the Wire session's first frame")
+    }
+
+    func testEachWayAHandshakeEnds() throws {
+        func run(key: Key32, project: String = "acme", _ answer: (AgentSession) -> Void) throws -> (ScriptedContext, [UInt8]) {
+            let (loop, context, s, fd) = try start()
+            defer { close(fd) }
+            let client = ClientSession(preamble: Preamble(projectID: project)!, psk: key, hello: Hello(agentID: "a1"))
+            try client.start()
+            send(fd, take(client.outbound))
+            iterations(loop)
+            answer(s)
+            iterations(loop)
+            XCTAssertEqual(s.phase, .closed)
+            XCTAssertEqual(context.finished, 1)
+            return (context, receive(fd))
+        }
+        var (c, out) = try run(key: psk) { $0.keysArrived(.unknownProject) }
+        XCTAssertEqual(c.failures, [.unknownProject])
+        XCTAssertEqual(out, [], "closed without an answer")
+
+        (c, out) = try run(key: Key32.random()) { $0.keysArrived(.keys(HandshakeKeys(projectId: 1, active: [self.psk], revoked: []))) }
+        XCTAssertEqual(c.failures, [.wrongKey])
+        XCTAssertEqual(out, [])
+
+        (c, out) = try run(key: psk) { $0.keysArrived(.failed(.closed)) }
+        XCTAssertEqual(c.failures, [.storeError])
+
+        (c, out) = try run(key: revoked) {
+            $0.keysArrived(.keys(HandshakeKeys(projectId: 1, active: [self.psk], revoked: [self.revoked])))
+        }
+        XCTAssertEqual(c.failures, [.revokedKey])
+        XCTAssertEqual(c.admitted.map(\.1), [true])
+        XCTAssertGreaterThan(out.count, 2, "message 2 carries the refusal")
+    }
+}
