@@ -77,37 +77,41 @@ let package = Package(
         // as a library so tests link it; `vigil-load` is its thin executable.
         .target(name: "LoadGen", dependencies: ["Reactor", "Wire", "CollectorStore"]),
 
-        // ── Executables ────────────────────────────────────────────────────
+        // ── Programs ───────────────────────────────────────────────────────
         // The edge agent: argv to AgentCommandLine, nothing else.
         .executableTarget(name: "vigil-agent", dependencies: ["Agent"], path: "Sources/vigil-agent"),
-        .executableTarget(name: "reactor-demo", dependencies: ["Reactor"], path: "Sources/ReactorDemo"),
         // The collector: `run`, `keys`, `check-config` (all in Collector's CollectorCommand).
         .executableTarget(name: "vigil-collector", dependencies: ["Collector"]),
         // Many simulated agents on one loop against vigil-collector (scripts/load.sh, soak.sh).
         .executableTarget(name: "vigil-load", dependencies: ["LoadGen"], path: "Sources/vigil-load"),
-        .executableTarget(name: "store-bench", dependencies: ["CollectorStore", "Reactor", "CSQLite"], path: "Sources/StoreBench"),
-        .executableTarget(name: "reactor-bench", dependencies: ["Reactor"], path: "Sources/ReactorBench"),
-        // Release-mode crypto and handshake throughput (scripts/bench-wire.sh).
-        .executableTarget(name: "wire-bench", dependencies: ["Wire", "Reactor"], path: "Sources/WireBench"),
+
+        // ── Tools (Sources/Tools): fuzz targets, benchmarks, a demo ─────────
         // The libFuzzer hand-over and file replay every fuzz target shares.
-        .target(name: "FuzzSupport"),
+        .target(name: "FuzzSupport", path: "Sources/Tools/Fuzz/FuzzSupport"),
         // libFuzzer targets (scripts/fuzz.sh builds them with -D FUZZING);
         // a plain build makes file-replay tools of the same code.
-        .executableTarget(name: "fuzz-framing", dependencies: ["FuzzSupport", "Wire"], path: "Sources/FuzzFraming"),
-        .executableTarget(name: "fuzz-records", dependencies: ["FuzzSupport", "Wire"], path: "Sources/FuzzRecords"),
-        .executableTarget(name: "fuzz-handshake", dependencies: ["FuzzSupport", "Wire", "Reactor"], path: "Sources/FuzzHandshake"),
-        // libFuzzer target for the agent's IPA parser and ingest path
-        // (scripts/fuzz.sh builds it with -D FUZZING; a plain build replays files).
-        .executableTarget(name: "fuzz-ipa", dependencies: ["FuzzSupport", "Agent"], path: "Sources/FuzzIPA", exclude: ["seeds"]),
-        // libFuzzer target for the JSON parser and writer (every HTTP API request
-        // body), monitor validation and the Schedule round trip.
-        .executableTarget(name: "fuzz-json", dependencies: ["FuzzSupport", "JSON", "MonitorModel", "Wire"], path: "Sources/FuzzJSON"),
-        // libFuzzer target for configuration files and the updates an agent receives.
-        .executableTarget(name: "fuzz-config", dependencies: ["FuzzSupport", "ConfigFile"], path: "Sources/FuzzConfig"),
+        .executableTarget(name: "fuzz-framing", dependencies: ["FuzzSupport", "Wire"], path: "Sources/Tools/Fuzz/FuzzFraming"),
+        .executableTarget(name: "fuzz-records", dependencies: ["FuzzSupport", "Wire"], path: "Sources/Tools/Fuzz/FuzzRecords"),
+        .executableTarget(name: "fuzz-handshake", dependencies: ["FuzzSupport", "Wire", "Reactor"], path: "Sources/Tools/Fuzz/FuzzHandshake"),
+        // The agent's IPA parser and ingest path.
+        .executableTarget(name: "fuzz-ipa", dependencies: ["FuzzSupport", "Agent"], path: "Sources/Tools/Fuzz/FuzzIPA", exclude: ["seeds"]),
+        // The JSON parser and writer (every HTTP API request body), monitor
+        // validation and the Schedule round trip.
+        .executableTarget(name: "fuzz-json", dependencies: ["FuzzSupport", "JSON", "MonitorModel", "Wire"], path: "Sources/Tools/Fuzz/FuzzJSON"),
+        // Configuration files and the updates an agent receives.
+        .executableTarget(name: "fuzz-config", dependencies: ["FuzzSupport", "ConfigFile"], path: "Sources/Tools/Fuzz/FuzzConfig"),
+        // Raw SQLite inserts vs. the store's batched path (docs/STORAGE.md).
+        .executableTarget(name: "store-bench", dependencies: ["CollectorStore", "Reactor", "CSQLite"], path: "Sources/Tools/Bench/StoreBench"),
+        // The Reactor's receiver and loop-overhead probes (scripts/bench-reactor.sh).
+        .executableTarget(name: "reactor-bench", dependencies: ["Reactor"], path: "Sources/Tools/Bench/ReactorBench"),
+        // Release-mode crypto and handshake throughput (scripts/bench-wire.sh).
+        .executableTarget(name: "wire-bench", dependencies: ["Wire", "Reactor"], path: "Sources/Tools/Bench/WireBench"),
         // 1,000 HTTP monitors on one engine, idle RSS with and without libcurl (scripts/bench-monitors.sh).
-        .executableTarget(name: "monitors-bench", dependencies: ["MonitorRunners", "MonitorModel", "Reactor"], path: "Sources/MonitorsBench"),
+        .executableTarget(name: "monitors-bench", dependencies: ["MonitorRunners", "MonitorModel", "Reactor"], path: "Sources/Tools/Bench/MonitorsBench"),
         // The benchmark's local HTTP server, in its own process.
-        .executableTarget(name: "monitors-bench-server", dependencies: ["HTTPServer", "Reactor"], path: "Sources/MonitorsBenchServer"),
+        .executableTarget(name: "monitors-bench-server", dependencies: ["HTTPServer", "Reactor"], path: "Sources/Tools/Bench/MonitorsBenchServer"),
+        // An empty loop with a heartbeat, for trying the loop and measuring idle RSS.
+        .executableTarget(name: "reactor-demo", dependencies: ["Reactor"], path: "Sources/Tools/Demo/ReactorDemo"),
 
         // ── Tests ──────────────────────────────────────────────────────────
         .testTarget(name: "JSONTests", dependencies: ["JSON"], exclude: ["Fixtures"]),

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# fuzz-all.sh [SECONDS]: runs every fuzz target present (Sources/Fuzz*) for
+# fuzz-all.sh [SECONDS]: runs every fuzz target present (Sources/Tools/Fuzz/Fuzz*) for
 # SECONDS (default 20) each, one after another (one core). Exits non-zero if
 # any target finds a crash. Called by scripts/test.sh with a short duration.
 set -euo pipefail
@@ -8,10 +8,10 @@ seconds="${1:-20}"
 status=0
 for target in ipa framing records handshake json config; do
   case "$target" in
-    ipa) src=Sources/FuzzIPA ;;
-    json) src=Sources/FuzzJSON ;;
-    config) src=Sources/FuzzConfig ;;
-    *) src="Sources/Fuzz$(tr '[:lower:]' '[:upper:]' <<<"${target:0:1}")${target:1}" ;;
+    ipa) src=Sources/Tools/Fuzz/FuzzIPA ;;
+    json) src=Sources/Tools/Fuzz/FuzzJSON ;;
+    config) src=Sources/Tools/Fuzz/FuzzConfig ;;
+    *) src="Sources/Tools/Fuzz/Fuzz$(tr '[:lower:]' '[:upper:]' <<<"${target:0:1}")${target:1}" ;;
   esac
   [ -d "$src" ] || continue
   log="fuzz-out/$target.log"

@@ -4,7 +4,7 @@
 #           module: every HTTP API body, monitor definitions and the Schedule
 #           round trip), config (configuration files and agent updates), or a
 #           Wire target (framing | records | handshake) where its
-#           Sources/Fuzz* exists.
+#           Sources/Tools/Fuzz/Fuzz* exists.
 # Builds the libFuzzer target (release, -sanitize=fuzzer,address, -D FUZZING)
 # in its own scratch path (.build-fuzz) so the normal .build is untouched,
 # then runs it for SECONDS on one core. The corpus grows in
@@ -18,7 +18,7 @@ target="${1:?usage: fuzz.sh ipa|json|config|framing|records|handshake SECONDS [l
 seconds="${2:?usage: fuzz.sh TARGET SECONDS}"
 shift 2
 case "$target" in
-  ipa) seeds="Sources/FuzzIPA/seeds" ;;
+  ipa) seeds="Sources/Tools/Fuzz/FuzzIPA/seeds" ;;
   json) seeds="Tests/JSONTests/Fixtures/fuzz-seeds/json" ;;
   config) seeds="Tests/ConfigFileTests/Fixtures/fuzz-seeds/config" ;;
   framing|records|handshake) seeds="Tests/WireTests/Fixtures/fuzz-seeds/$target" ;;

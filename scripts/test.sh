@@ -51,6 +51,9 @@ if [ "${VIGIL_SKIP_SANITIZERS:-0}" != 1 ]; then
     --filter "ReactorTests|CollectorStoreTests"
 fi
 
+echo "== docs/ARCHITECTURE.md against Package.swift"
+if swift package dump-package | python3 scripts/check-architecture.py; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
+
 if [ -x scripts/fuzz-all.sh ]; then
   echo "== fuzz (short runs)"
   if scripts/fuzz-all.sh "${VIGIL_FUZZ_SECONDS:-20}"; then passed=$((passed + 1)); else failed=$((failed + 1)); fi

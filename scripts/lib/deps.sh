@@ -11,6 +11,7 @@ VIGIL_DEBIAN_PACKAGES=(
   pkg-config
   curl                 # run.sh and the benchmarks talk to the HTTP API
   gcc                  # benchmark baselines in C
+  python3              # scripts/check-architecture.py (test.sh) and benchmark helpers
 )
 
 vigil_ensure_deps() {
