@@ -123,7 +123,8 @@ public final class WorkerThread<Job>: @unchecked Sendable {
         wake.start()
         pthread_mutex_lock(mutex)
         for job in batch { _ = incoming.append(job) }
-        pthread_cond_signal(wakeWorkers)
+        // Several jobs for several threads: wake them all, not one.
+        if batch.count > 1 && threadCount > 1 { pthread_cond_broadcast(wakeWorkers) } else { pthread_cond_signal(wakeWorkers) }
         pthread_mutex_unlock(mutex)
     }
 
