@@ -11,7 +11,9 @@ its dependencies in the "depends on" column as a comma-separated list of
 target names (or `—`), in any order. The graph between
 `<!-- module-graph:begin -->` and `<!-- module-graph:end -->` is generated
 from Package.swift by --write and must be what --write would write.
-Exits 1 naming every difference.
+It also holds the layering rules the table states: the collector never
+links the monitor runners (libcurl's loader, the exec runner), and no library
+below the programs depends on a tool. Exits 1 naming every difference.
 """
 import json
 import re
@@ -60,6 +62,22 @@ def graph(targets):
             lines.append(f"  {node(n)} --> {node(d)}")
     lines.append("```")
     return "\n".join(lines)
+
+
+def closure(targets, name):
+    seen, todo = set(), [name]
+    while todo:
+        for d in targets[todo.pop()]["deps"]:
+            if d not in seen and d in targets:
+                seen.add(d)
+                todo.append(d)
+    return seen
+
+
+# (program, modules it must never link, why)
+FORBIDDEN = [
+    ("vigil-collector", {"MonitorRunners", "CCurl"}, "the collector validates monitor documents; it never runs them"),
+]
 
 
 def node(name):
@@ -114,6 +132,14 @@ def main():
             problems.append(f"module table: `{n}` depends on {', '.join(exp) or '—'} in Package.swift, the table says {', '.join(got) or '—'}")
     for n in sorted(set(rows) - set(targets)):
         problems.append(f"module table: `{n}` is not a target in Package.swift")
+    for program, banned, why in FORBIDDEN:
+        if program in targets:
+            for m in sorted(closure(targets, program) & banned):
+                problems.append(f"`{program}` links `{m}`: {why}")
+    for n, t in targets.items():
+        if layer(n, t) != "tools":
+            for m in sorted(d for d in t["deps"] if d in targets and layer(d, targets[d]) == "tools"):
+                problems.append(f"`{n}` depends on the tool `{m}`")
     for p in problems:
         print(f"{DOC}: {p}")
     if problems:
