@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds, and runs every test: the XCTest suites,
-# the Reactor suite under AddressSanitizer and ThreadSanitizer, and a short
-# run of each fuzz target. Exits non-zero on any failure.
+# the Reactor suite under AddressSanitizer and ThreadSanitizer, the Reactor
+# and store suites under ThreadSanitizer, docs/ARCHITECTURE.md's module table
+# against Package.swift, and a short run of each fuzz target. Exits non-zero
+# on any failure.
 #   scripts/test.sh            everything
 #   VIGIL_SKIP_SANITIZERS=1    skip the sanitizer runs (local iteration only)
 set -euo pipefail
