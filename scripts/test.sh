@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds, and runs every test: the XCTest suites,
-# the Reactor suite under AddressSanitizer and ThreadSanitizer, the Reactor
+# the Reactor suite under AddressSanitizer, the Reactor
 # and store suites under ThreadSanitizer, docs/ARCHITECTURE.md's module table
 # against Package.swift, and a short run of each fuzz target. Exits non-zero
 # on any failure.
