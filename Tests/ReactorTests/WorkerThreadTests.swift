@@ -149,6 +149,7 @@ final class DeferOnceTests: XCTestCase {
         XCTAssertEqual(runs, 2)
         loop.runOnce()
         XCTAssertEqual(runs, 2)
+        once = nil      // the work captured `once`: let the cycle go
     }
 
     func testAnOwnerGoneWhileARunIsPendingIsNotCalled() {
