@@ -89,7 +89,7 @@ for round in $(seq "$ROUNDS"); do
     for kind in c reactor; do
         start_receiver "$kind" "$DRAIN_RCVBUF"
         kill -STOP "$RPID"
-        "${TX[@]}" "$OUT/udp_blast" "$PORT" 30 "$SIZE" 8 64 "$FILL" > "$OUT/blast.out"
+        "${TX[@]}" "$OUT/udp_blast" "raw:$SIZE" "$PORT" 30 0 8 64 "$FILL" > "$OUT/blast.out"
         kill -CONT "$RPID"
         finish_receiver; line=$LINE
         echo "round $round: $line" | cut -c1-200
@@ -106,7 +106,7 @@ for round in $(seq "$LIVE_ROUNDS"); do
         # 64 MiB of queue (~50 ms at 1M datagrams/s) so a receiver briefly
         # preempted on a shared machine does not drop.
         start_receiver "$kind" $((64 << 20))
-        sent=$("${TX[@]}" "$OUT/udp_blast" "$PORT" "$LIVE_S" "$SIZE" 8 64 0)
+        sent=$("${TX[@]}" "$OUT/udp_blast" "raw:$SIZE" "$PORT" "$LIVE_S" 0 8 64 0)
         finish_receiver; line=$LINE
         echo "round $round: $sent | $line" | cut -c1-230
         echo "$kind $(field rate "$sent") $line" >> "$OUT/live.txt"

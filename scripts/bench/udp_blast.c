@@ -7,10 +7,13 @@
  *           real records;
  *   statsd  its StatsD equivalent for collectd's statsd plugin (load.sh):
  *               api.get-user:12.5|ms<LF>
- * The duration cycles through 0.5 … 99.5 ms in both.
+ *   raw:N   N bytes of filler (scripts/bench-reactor.sh: the receiver's own
+ *           cost, no parsing).
+ * The duration cycles through 0.5 … 99.5 ms in ipa and statsd.
  *
- *   udp_blast ipa|statsd PORT SECONDS RATE [BATCH] [GSO_SEGMENTS]
+ *   udp_blast ipa|statsd|raw:N PORT SECONDS RATE [BATCH] [GSO_SEGMENTS] [COUNT]
  *
+ * Stops after SECONDS, or once COUNT datagrams are sent when COUNT > 0.
  * RATE is datagrams per second (0: as fast as the kernel takes them). With
  * GSO_SEGMENTS > 1 each message is a UDP GSO super-datagram the kernel
  * splits into that many datagrams (cheaper for the sender; the receiver
@@ -36,10 +39,12 @@ static double mono(void) {
 }
 
 static int statsd;        /* the record kind: 0 ipa, 1 statsd */
+static int raw;           /* 1: raw:N filler records */
 static int rec_len;       /* bytes of every record of the run */
 
 /* Writes record `n` (exactly rec_len bytes) at p. */
 static void record(char *p, uint64_t n) {
+    if (raw) { memset(p, 'x', rec_len); p[0] = (char)n; return; }
     char buf[64];
     int len = statsd
         ? snprintf(buf, sizeof buf, "api.get-user:%02u.5|ms\n", (unsigned)(n % 100))
@@ -50,18 +55,22 @@ static void record(char *p, uint64_t n) {
 }
 
 int main(int argc, char **argv) {
-    if (argc < 5 || (strcmp(argv[1], "ipa") != 0 && strcmp(argv[1], "statsd") != 0)) {
-        fprintf(stderr, "usage: %s ipa|statsd PORT SECONDS RATE [BATCH] [GSO_SEGMENTS]\n", argv[0]);
+    raw = argc >= 5 && strncmp(argv[1], "raw:", 4) == 0;
+    if (argc < 5 || (!raw && strcmp(argv[1], "ipa") != 0 && strcmp(argv[1], "statsd") != 0)) {
+        fprintf(stderr, "usage: %s ipa|statsd|raw:SIZE PORT SECONDS RATE [BATCH] [GSO_SEGMENTS] [COUNT]\n", argv[0]);
         return 2;
     }
     statsd = strcmp(argv[1], "statsd") == 0;
-    rec_len = statsd ? 21 : 46;
+    rec_len = raw ? atoi(argv[1] + 4) : statsd ? 21 : 46;
+    if (rec_len < 1 || rec_len > 65507) { fprintf(stderr, "bad size: %s\n", argv[1]); return 2; }
+    const char *kind = raw ? "raw" : statsd ? "statsd" : "ipa";
     argv++, argc--;
     int port = atoi(argv[1]);
     double seconds = atof(argv[2]);
     double rate = atof(argv[3]);
     int batch = argc > 4 ? atoi(argv[4]) : 32;
     int segs = argc > 5 ? atoi(argv[5]) : 1;
+    uint64_t count = argc > 6 ? strtoull(argv[6], NULL, 10) : 0;
     if (segs < 1) segs = 1;
 
     int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
@@ -87,7 +96,7 @@ int main(int argc, char **argv) {
     double t0 = mono(), end = t0 + seconds;
     for (;;) {
         double now = mono();
-        if (now >= end) break;
+        if (now >= end || (count > 0 && sent >= count)) break;
         if (rate > 0) {
             /* Pace per batch: wait until this batch is due. */
             double due = t0 + (double)sent / rate;
@@ -100,12 +109,14 @@ int main(int argc, char **argv) {
             }
         }
         for (int i = 0; i < batch * segs; i++) record(buf + (size_t)i * rec_len, seq++);
-        int n = sendmmsg(fd, msgs, batch, 0);
+        int want = batch;
+        if (count > 0 && count - sent < (uint64_t)batch * segs) want = (int)((count - sent + segs - 1) / segs);
+        int n = sendmmsg(fd, msgs, want, 0);
         if (n < 0) { if (errno != EINTR) errors++; continue; }
         sent += (uint64_t)n * segs;
     }
     double took = mono() - t0;
-    printf("sender=%s sent=%llu seconds=%.3f rate=%.0f errors=%llu\n", statsd ? "statsd" : "ipa", (unsigned long long)sent, took, sent / took,
+    printf("sender=%s sent=%llu seconds=%.3f rate=%.0f errors=%llu\n", kind, (unsigned long long)sent, took, sent / took,
            (unsigned long long)errors);
     return 0;
 }
