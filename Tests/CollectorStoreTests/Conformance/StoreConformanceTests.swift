@@ -402,9 +402,16 @@ final class StoreConformanceTests: XCTestCase {
             XCTAssertEqual(try f.wait { f.store.agents(project: nil, completion: $0) }.map(\.id), ["a1", "a2", "b1"])
             XCTAssertEqual(try f.wait { f.store.agents(project: "other", completion: $0) }.map(\.id), ["b1"])
             XCTAssertEqual(try f.wait { f.store.agents(project: "nope", completion: $0) }.map(\.id), [])
+            let failedBefore = (f.store.stats.readsFailed, f.store.stats.writesFailed)
             guard case .failure(.notFound("agent 'zz'")) = try f.waitResult({ f.store.agent(id: "zz", completion: $0) }) else {
                 return XCTFail("unknown agent")
             }
+            guard case .failure(.notFound) = try f.waitResult({ f.store.patterns(project: "nope", completion: $0) }) else {
+                return XCTFail("unknown project")
+            }
+            // "No such thing" is the store's answer, not its failure.
+            XCTAssertEqual(f.store.stats.readsFailed, failedBefore.0, "a not-found read is not a failed read")
+            XCTAssertEqual(f.store.stats.writesFailed, failedBefore.1)
 
             XCTAssertEqual(try f.wait { f.store.markAllAgentsNotVisible(at: 40_000, completion: $0) }, 3)
             XCTAssertEqual(try f.wait { f.store.markAllAgentsNotVisible(at: 41_000, completion: $0) }, 0)
