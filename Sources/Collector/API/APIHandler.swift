@@ -80,6 +80,12 @@ public final class APIHandler {
         for route in APIHandler.routes {
             guard let captured = route.match(p) else { continue }
             guard route.method == req.method else { allowed.append(route.method); continue }
+            let unknown = req.query.keys.filter { !route.query.contains($0) }.sorted()
+            if !unknown.isEmpty {
+                return r.fail(.badRequest("unknown query parameter",
+                                          .object([("unknown", .array(unknown.map(JSON.string))),
+                                                   ("accepted", .array(route.query.map(JSON.string)))])))
+            }
             for (name, value) in zip(route.parameterNames, captured) {
                 if let why = APITarget.invalidIdentifier(value) {
                     return r.fail(.badRequest("invalid \(name)", .object([(name, .string(why))])))
@@ -162,6 +168,30 @@ public final class APIHandler {
                               .object([("limit", .string("expected 1...\(store.limits.maxQueryRows), got \(v)"))]))
         }
         return Int(v)
+    }
+
+    /// `since` and `until` (ms since the epoch): the half-open range
+    /// since <= ts < until, either end optional; an empty range is a 400.
+    func timeRange(_ req: HTTPRequest) throws(APIError) -> (since: Int64?, until: Int64?) {
+        let since = try integer(req, "since"), until = try integer(req, "until")
+        if let since, let until, until <= since {
+            throw .badRequest("invalid query parameter",
+                              .object([("until", .string("expected more than since (\(since)), got \(until)"))]))
+        }
+        return (since, until)
+    }
+
+    /// Runs `then` when `project` is nil or names a project; 404 naming it otherwise.
+    func withKnownProject(_ project: String?, _ r: CountingResponder, _ then: @escaping () -> Void) {
+        guard let project else { return then() }
+        store.projects { result in
+            switch result {
+            case .failure(let e): r.fail(.store(e))
+            case .success(let all):
+                guard all.contains(where: { $0.name == project }) else { return r.fail(.notFound("project '\(project)'")) }
+                then()
+            }
+        }
     }
 
     func text(_ req: HTTPRequest, _ name: String) -> String? {
