@@ -5,7 +5,9 @@
 // call MHD_run when it is readable or when the timer MHD asks for
 // (MHD_get_timeout) expires.
 //
-// A handler gets the whole request (body capped at `maxBodyBytes`) and an
+// A handler gets the whole request (body capped at `maxBodyBytes`, request
+// target at `maxTargetBytes`; beyond either the answer is a JSON 413 or 414
+// without calling it) and an
 // `HTTPResponder`. It may answer at once or later (e.g. after an agent has
 // answered a control request): the connection is then suspended
 // (MHD_suspend_connection) and resumed when `respond` is called.
@@ -19,10 +21,24 @@ import Glibc
 
 public struct HTTPRequest {
     public let method: String
+    /// The path as libmicrohttpd unescaped it (a `%00` ends it).
     public let path: String
+    /// The request target as sent: not unescaped, query included ("" when
+    /// unknown). Handlers that must see every byte (`%00`, `%2F`) parse this.
+    public let target: String
     public let query: [String: String]
     public let headers: [String: String]   // lower-cased names
     public let body: [UInt8]
+
+    public init(method: String, path: String, target: String = "", query: [String: String] = [:],
+                headers: [String: String] = [:], body: [UInt8] = []) {
+        self.method = method
+        self.path = path
+        self.target = target.isEmpty ? path : target
+        self.query = query
+        self.headers = headers
+        self.body = body
+    }
 
     public func header(_ name: String) -> String? { headers[name.lowercased()] }
 }
@@ -73,6 +89,14 @@ public final class HTTPServer {
 
     public let loop: EventLoop
     public let maxBodyBytes: Int
+    /// The longest request target (path and query, as sent) handed to the
+    /// handler; longer ones are answered 414 with a JSON body. MHD's own
+    /// per-connection memory (`connectionMemoryBytes`) is far larger, so
+    /// its HTML error page is reached only by request lines beyond it.
+    public let maxTargetBytes: Int
+    /// MHD_OPTION_CONNECTION_MEMORY_LIMIT: the request line and headers must fit.
+    public static let connectionMemoryBytes = 256 * 1024
+    public private(set) var rejectedTargets: UInt64 = 0
     public private(set) var port: UInt16 = 0
     public private(set) var requests: UInt64 = 0
     public private(set) var rejectedBodies: UInt64 = 0
@@ -95,12 +119,18 @@ public final class HTTPServer {
     fileprivate final class Exchange {
         var body: [UInt8] = []
         var tooLarge = false
+        /// The request target as sent (from the URI log callback).
+        var target = ""
+        var targetBytes = 0
+        /// MHD's first call for a request carries the headers only.
+        var headersSeen = false
         let responder = HTTPResponder()
     }
 
-    public init(loop: EventLoop, maxBodyBytes: Int = 1 << 20, handler: @escaping Handler) {
+    public init(loop: EventLoop, maxBodyBytes: Int = 1 << 20, maxTargetBytes: Int = 8192, handler: @escaping Handler) {
         self.loop = loop
         self.maxBodyBytes = maxBodyBytes
+        self.maxTargetBytes = maxTargetBytes
         self.handler = handler
     }
 
@@ -120,7 +150,16 @@ public final class HTTPServer {
                 ex.responder.finished = true
                 ex.responder.connection = nil
                 conCls!.pointee = nil
-            }, me, connectionLimit, timeoutSeconds, 64 * 1024)
+            }, me, { _, uri, conn in
+                // Before the access handler: the exchange starts here, with the target as sent.
+                let ex = Exchange()
+                if let uri {
+                    ex.targetBytes = strlen(uri)
+                    ex.target = String(cString: uri)
+                }
+                ex.responder.connection = conn
+                return Unmanaged.passRetained(ex).toOpaque()
+            }, me, connectionLimit, timeoutSeconds, HTTPServer.connectionMemoryBytes)
         }
         guard let d else {
             throw SyscallError(call: "MHD_start_daemon(\(address))", errno: errno == 0 ? EADDRINUSE : errno)
@@ -173,15 +212,19 @@ public final class HTTPServer {
     private func access(_ conn: OpaquePointer, _ url: UnsafePointer<CChar>, _ method: UnsafePointer<CChar>,
                         _ upload: UnsafePointer<CChar>?, _ uploadSize: UnsafeMutablePointer<Int>,
                         _ conCls: UnsafeMutablePointer<UnsafeMutableRawPointer?>) -> MHD_Result {
-        // First call: headers only. Create the exchange.
-        guard let p = conCls.pointee else {
+        // First call: headers only. The exchange exists since the URI log
+        // callback (created here should MHD not have called it).
+        if conCls.pointee == nil {
             let ex = Exchange()
             ex.responder.connection = conn
-            ex.responder.server = self
             conCls.pointee = Unmanaged.passRetained(ex).toOpaque()
+        }
+        let ex = Unmanaged<Exchange>.fromOpaque(conCls.pointee!).takeUnretainedValue()
+        if !ex.headersSeen {
+            ex.headersSeen = true
+            ex.responder.server = self
             return .YES
         }
-        let ex = Unmanaged<Exchange>.fromOpaque(p).takeUnretainedValue()
         // Body chunks.
         if uploadSize.pointee > 0 {
             if ex.body.count + uploadSize.pointee > maxBodyBytes {
@@ -200,8 +243,12 @@ public final class HTTPServer {
             rejectedBodies &+= 1
             return queue(conn, HTTPResponse(status: 413, text: "{\"error\":\"request body too large\",\"detail\":{\"limit_bytes\":\(maxBodyBytes)}}"))
         }
+        if ex.targetBytes > maxTargetBytes {
+            rejectedTargets &+= 1
+            return queue(conn, HTTPResponse(status: 414, text: "{\"error\":\"request target too long\",\"detail\":{\"limit_bytes\":\(maxTargetBytes),\"bytes\":\(ex.targetBytes)}}"))
+        }
         requests &+= 1
-        let req = HTTPRequest(method: String(cString: method), path: String(cString: url),
+        let req = HTTPRequest(method: String(cString: method), path: String(cString: url), target: ex.target,
                               query: values(conn, .GET_ARGUMENT_KIND), headers: values(conn, .HEADER_KIND, lower: true),
                               body: ex.body)
         ex.body = []

@@ -12,12 +12,18 @@
 #include <sys/socket.h>
 #include <microhttpd.h>
 
+/* The URI log callback (MHD_OPTION_URI_LOG_CALLBACK): sees the request
+ * target as sent (not unescaped, query included) before the access handler;
+ * what it returns becomes the request's `con_cls`. */
+typedef void *(*cmhd_uri_callback)(void *cls, const char *uri, struct MHD_Connection *connection);
+
 /* Starts a daemon with no thread of its own (MHD_USE_EPOLL without an
  * internal polling thread, suspend/resume allowed) on `addr`. The caller
  * polls the epoll descriptor from its own loop and calls MHD_run. */
 struct MHD_Daemon *cmhd_start(const struct sockaddr *addr, int ipv6,
                               MHD_AccessHandlerCallback handler, void *handler_cls,
                               MHD_RequestCompletedCallback completed, void *completed_cls,
+                              cmhd_uri_callback uri, void *uri_cls,
                               unsigned int connection_limit, unsigned int timeout_seconds,
                               size_t connection_memory_limit);
 

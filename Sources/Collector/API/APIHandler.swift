@@ -41,14 +41,19 @@ public final class APIHandler {
     /// HTTPServer's handler.
     public func handle(_ req: HTTPRequest, _ responder: HTTPResponder) {
         requests &+= 1
-        let parts = req.path.split(separator: "/", omittingEmptySubsequences: true).map(String.init)
         let r = CountingResponder(responder) { [weak self] status in
             guard let self else { return }
             self.answers[min(5, max(1, status / 100))] &+= 1
         }
+        let target: APITarget
+        switch APITarget.parse(req.target) {
+        case .success(let t): target = t
+        case .failure(let e): return r.fail(e)
+        }
+        let parts = target.segments
         switch parts.first {
         case "healthz"? where parts.count == 1:
-            guard req.method == "GET" || req.method == "HEAD" else { return r.fail(methodNotAllowed("GET")) }
+            guard req.method == "GET" || req.method == "HEAD" else { return r.fail(methodNotAllowed("GET, HEAD")) }
             r.respond(HTTPResponse(status: 200, contentType: "text/plain; charset=utf-8", text: "ok\n"))
         case "metrics"? where parts.count == 1:
             guard req.method == "GET" else { return r.fail(methodNotAllowed("GET")) }
@@ -59,63 +64,37 @@ public final class APIHandler {
                 return r.fail(APIError(401, "unauthorized", .string("send Authorization: Bearer <admin_token>")),
                               headers: [("WWW-Authenticate", "Bearer realm=\"vigil\"")])
             }
-            route(req, Array(parts.dropFirst(2)), r)
+            let strict = HTTPRequest(method: req.method, path: req.path, target: req.target, query: target.query,
+                                     headers: req.headers, body: req.body)
+            route(strict, Array(parts.dropFirst(2)), r)
         default:
-            r.fail(.notFound("no such endpoint: \(req.path)"))
+            r.fail(.notFound("no such endpoint: \(target.path)"))
         }
     }
 
+    /// Finds the route for `p` (the segments after `/api/v1/`), checks the
+    /// identifiers it captured and runs it; 405 when the path is known but
+    /// not for this method.
     private func route(_ req: HTTPRequest, _ p: [String], _ r: CountingResponder) {
-        let m = req.method
-        switch (p.count, p.first) {
-        case (1, "agents"?):
-            guard m == "GET" else { return r.fail(methodNotAllowed("GET")) }
-            listAgents(req, r)
-        case (2, "agents"?):
-            guard m == "GET" else { return r.fail(methodNotAllowed("GET")) }
-            getAgent(p[1], r)
-        case (3, "agents"?):
-            switch (p[2], m) {
-            case ("capture", "POST"): capture(p[1], req, r)
-            case ("capture", _): r.fail(methodNotAllowed("POST"))
-            case ("config", "GET"): getAgentConfig(p[1], r)
-            case ("config", "PUT"): putAgentConfig(p[1], req, r)
-            case ("config", _): r.fail(methodNotAllowed("GET, PUT"))
-            case ("status", "GET"): statusHistory(p[1], req, r)
-            case ("states", "GET"): stateHistory(p[1], req, r)
-            case ("status", _), ("states", _): r.fail(methodNotAllowed("GET"))
-            default: r.fail(.notFound("no such endpoint: \(req.path)"))
+        var allowed: [String] = []
+        for route in APIHandler.routes {
+            guard let captured = route.match(p) else { continue }
+            guard route.method == req.method else { allowed.append(route.method); continue }
+            let unknown = req.query.keys.filter { !route.query.contains($0) }.sorted()
+            if !unknown.isEmpty {
+                return r.fail(.badRequest("unknown query parameter",
+                                          .object([("unknown", .array(unknown.map(JSON.string))),
+                                                   ("accepted", .array(route.query.map(JSON.string)))])))
             }
-        case (1, "projects"?):
-            guard m == "GET" else { return r.fail(methodNotAllowed("GET")) }
-            listProjects(r)
-        case (3, "projects"?):
-            switch (p[2], m) {
-            case ("patterns", "GET"): getPatterns(p[1], r)
-            case ("patterns", "PUT"): putPatterns(p[1], req, r)
-            case ("monitors", "GET"): getMonitors(p[1], r)
-            case ("monitors", "PUT"): putMonitors(p[1], req, r)
-            case ("patterns", _), ("monitors", _): r.fail(methodNotAllowed("GET, PUT"))
-            default: r.fail(.notFound("no such endpoint: \(req.path)"))
+            for (name, value) in zip(route.parameterNames, captured) {
+                if let why = APITarget.invalidIdentifier(value) {
+                    return r.fail(.badRequest("invalid \(name)", .object([(name, .string(why))])))
+                }
             }
-        case (5, "projects"?) where p[2] == "monitors" && p[4] == "runs":
-            guard m == "GET" else { return r.fail(methodNotAllowed("GET")) }
-            monitorRuns(p[1], p[3], req, r)
-        case (1, "measurements"?):
-            guard m == "GET" else { return r.fail(methodNotAllowed("GET")) }
-            measurements(req, r)
-        case (1, "events"?):
-            guard m == "GET" else { return r.fail(methodNotAllowed("GET")) }
-            events(req, r)
-        case (1, "audit"?):
-            guard m == "GET" else { return r.fail(methodNotAllowed("GET")) }
-            audit(req, r)
-        case (1, "config"?):
-            guard m == "GET" else { return r.fail(methodNotAllowed("GET")) }
-            ownConfig(r)
-        default:
-            r.fail(.notFound("no such endpoint: \(req.path)"))
+            return route.run(self, captured, req, r)
         }
+        if !allowed.isEmpty { return r.fail(methodNotAllowed(allowed.joined(separator: ", "))) }
+        r.fail(.notFound("no such endpoint: /api/v1/" + p.joined(separator: "/")))
     }
 
     private func methodNotAllowed(_ allowed: String) -> APIError {
@@ -146,12 +125,31 @@ public final class APIHandler {
 
     // MARK: request helpers
 
+    /// Every body is read here, so every endpoint fails alike: empty, not
+    /// JSON (a duplicate key included) or not an object is 400 with the
+    /// same error texts; what the object holds is the endpoint's to check.
     func body(_ req: HTTPRequest) throws(APIError) -> JSON {
         guard !req.body.isEmpty else { throw .badRequest("request body is empty", .string("expected a JSON object")) }
+        let value: JSON
         do {
-            return try JSON.parse(req.body)
+            value = try JSON.parse(req.body)
         } catch {
             throw .badRequest("request body is not JSON", .string(error.description))
+        }
+        guard case .object = value else {
+            throw .badRequest("request body is not a JSON object", .string("expected a JSON object, got \(APIHandler.kind(of: value))"))
+        }
+        return value
+    }
+
+    static func kind(of v: JSON) -> String {
+        switch v {
+        case .object: return "an object"
+        case .array: return "an array"
+        case .string: return "a string"
+        case .bool: return "a boolean"
+        case .null: return "null"
+        default: return "a number"
         }
     }
 
@@ -170,6 +168,30 @@ public final class APIHandler {
                               .object([("limit", .string("expected 1...\(store.limits.maxQueryRows), got \(v)"))]))
         }
         return Int(v)
+    }
+
+    /// `since` and `until` (ms since the epoch): the half-open range
+    /// since <= ts < until, either end optional; an empty range is a 400.
+    func timeRange(_ req: HTTPRequest) throws(APIError) -> (since: Int64?, until: Int64?) {
+        let since = try integer(req, "since"), until = try integer(req, "until")
+        if let since, let until, until <= since {
+            throw .badRequest("invalid query parameter",
+                              .object([("until", .string("expected more than since (\(since)), got \(until)"))]))
+        }
+        return (since, until)
+    }
+
+    /// Runs `then` when `project` is nil or names a project; 404 naming it otherwise.
+    func withKnownProject(_ project: String?, _ r: CountingResponder, _ then: @escaping () -> Void) {
+        guard let project else { return then() }
+        store.projects { result in
+            switch result {
+            case .failure(let e): r.fail(.store(e))
+            case .success(let all):
+                guard all.contains(where: { $0.name == project }) else { return r.fail(.notFound("project '\(project)'")) }
+                then()
+            }
+        }
     }
 
     func text(_ req: HTTPRequest, _ name: String) -> String? {

@@ -11,8 +11,11 @@ extension APIHandler {
     // MARK: reading
 
     func listAgents(_ req: HTTPRequest, _ r: CountingResponder) {
-        store.agents(project: text(req, "project")) { [self] result in
-            r.result(result) { agents in .object([("agents", .array(agents.map(agentJSON)))]) }
+        let project = text(req, "project")
+        withKnownProject(project, r) { [self] in
+            store.agents(project: project) { [self] result in
+                r.result(result) { agents in .object([("agents", .array(agents.map(agentJSON)))]) }
+            }
         }
     }
 
@@ -35,11 +38,11 @@ extension APIHandler {
     }
 
     func statusHistory(_ id: String, _ req: HTTPRequest, _ r: CountingResponder) {
-        let since: Int64?, n: Int
-        do { since = try integer(req, "since"); n = try limit(req) } catch { return r.fail(error) }
+        let range: (since: Int64?, until: Int64?), n: Int
+        do { range = try timeRange(req); n = try limit(req) } catch { return r.fail(error) }
         store.agent(id: id) { [self] found in
             if case .failure(let e) = found { return r.fail(.store(e)) }
-            store.statusHistory(agent: id, since: since, limit: n) { result in
+            store.statusHistory(agent: id, since: range.since, until: range.until, limit: n) { result in
                 r.result(result) { rows in
                     .object([("agent", .string(id)),
                              ("status", .array(rows.map { .object([("ts", .int($0.ts)), ("status", .raw($0.json))]) }))])
@@ -49,11 +52,11 @@ extension APIHandler {
     }
 
     func stateHistory(_ id: String, _ req: HTTPRequest, _ r: CountingResponder) {
-        let since: Int64?, n: Int
-        do { since = try integer(req, "since"); n = try limit(req) } catch { return r.fail(error) }
+        let range: (since: Int64?, until: Int64?), n: Int
+        do { range = try timeRange(req); n = try limit(req) } catch { return r.fail(error) }
         store.agent(id: id) { [self] found in
             if case .failure(let e) = found { return r.fail(.store(e)) }
-            store.stateHistory(agent: id, since: since, limit: n) { result in
+            store.stateHistory(agent: id, since: range.since, until: range.until, limit: n) { result in
                 r.result(result) { rows in
                     .object([("agent", .string(id)), ("states", .array(rows.map {
                         .object([("ts", .int($0.ts)), ("state", .string($0.state.rawValue)),

@@ -146,8 +146,9 @@ extension APIHandler {
     func monitorRuns(_ project: String, _ id: String, _ req: HTTPRequest, _ r: CountingResponder) {
         let q: MonitorRunQuery
         do {
+            let range = try timeRange(req)
             q = MonitorRunQuery(project: project, agent: text(req, "agent"), monitor: String(MonitorID.numeric(id)),
-                                since: try integer(req, "since"), limit: try limit(req))
+                                since: range.since, until: range.until, limit: try limit(req))
         } catch { return r.fail(error) }
         store.monitorDefinitions(project: project) { [self] result in
             switch result {

@@ -12,11 +12,12 @@ extension APIHandler {
     func measurements(_ req: HTTPRequest, _ r: CountingResponder) {
         let q: MeasurementQuery
         do {
+            let range = try timeRange(req)
             q = MeasurementQuery(project: text(req, "project"), agent: text(req, "agent"), monitor: text(req, "monitor"),
-                                 check: text(req, "check"), source: text(req, "source"), since: try integer(req, "since"),
-                                 limit: try limit(req))
+                                 check: text(req, "check"), source: text(req, "source"), since: range.since,
+                                 until: range.until, limit: try limit(req))
         } catch { return r.fail(error) }
-        store.measurements(q) { result in
+        withKnownProject(q.project, r) { [self] in store.measurements(q) { result in
             r.result(result) { rows in
                 .object([("measurements", .array(rows.map { rec in
                     let m = rec.measurement
@@ -28,16 +29,17 @@ extension APIHandler {
                                     ("p99_ms", APIHandler.millis(m.p99Us)), ("meta", APIHandler.meta(m))])
                 }))])
             }
-        }
+        } }
     }
 
     func events(_ req: HTTPRequest, _ r: CountingResponder) {
         let q: EventQuery
         do {
+            let range = try timeRange(req)
             q = EventQuery(project: text(req, "project"), agent: text(req, "agent"), monitor: text(req, "monitor"),
-                           check: text(req, "check"), since: try integer(req, "since"), limit: try limit(req))
+                           check: text(req, "check"), since: range.since, until: range.until, limit: try limit(req))
         } catch { return r.fail(error) }
-        store.events(q) { result in
+        withKnownProject(q.project, r) { [self] in store.events(q) { result in
             r.result(result) { rows in
                 .object([("events", .array(rows.map { rec in
                     let e = rec.event
@@ -48,13 +50,14 @@ extension APIHandler {
                                     ("meta", e.status != 0 ? .object([("status", .int(e.status))]) : .null)])
                 }))])
             }
-        }
+        } }
     }
 
     func audit(_ req: HTTPRequest, _ r: CountingResponder) {
         let q: AuditQuery
         do {
-            q = AuditQuery(target: text(req, "target"), action: text(req, "action"), since: try integer(req, "since"),
+            let range = try timeRange(req)
+            q = AuditQuery(target: text(req, "target"), action: text(req, "action"), since: range.since, until: range.until,
                            limit: try limit(req))
         } catch { return r.fail(error) }
         store.audit(q) { result in

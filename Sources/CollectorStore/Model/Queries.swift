@@ -1,6 +1,7 @@
 // Query filters and result rows for the HTTP API. Every list is newest
 // first and bounded: `limit` is clamped to 1...StoreLimits.maxQueryRows of
-// the store asked. Plain values.
+// the store asked. A time range is half-open: `since` <= ts < `until`
+// (ms), either end optional. Plain values.
 
 public struct MeasurementQuery: Sendable {
     public var project: String?
@@ -10,12 +11,14 @@ public struct MeasurementQuery: Sendable {
     public var source: String?
     /// Only rows with ts >= since (ms).
     public var since: Int64?
+    /// Only rows with ts < until (ms).
+    public var until: Int64?
     public var limit: Int
 
     public init(project: String? = nil, agent: String? = nil, monitor: String? = nil, check: String? = nil,
-                source: String? = nil, since: Int64? = nil, limit: Int = 100) {
+                source: String? = nil, since: Int64? = nil, until: Int64? = nil, limit: Int = 100) {
         self.project = project; self.agent = agent; self.monitor = monitor; self.check = check
-        self.source = source; self.since = since; self.limit = limit
+        self.source = source; self.since = since; self.until = until; self.limit = limit
     }
 }
 
@@ -31,12 +34,13 @@ public struct EventQuery: Sendable {
     public var monitor: String?
     public var check: String?
     public var since: Int64?
+    public var until: Int64?
     public var limit: Int
 
     public init(project: String? = nil, agent: String? = nil, monitor: String? = nil, check: String? = nil,
-                since: Int64? = nil, limit: Int = 100) {
+                since: Int64? = nil, until: Int64? = nil, limit: Int = 100) {
         self.project = project; self.agent = agent; self.monitor = monitor; self.check = check
-        self.since = since; self.limit = limit
+        self.since = since; self.until = until; self.limit = limit
     }
 }
 
@@ -52,10 +56,13 @@ public struct MonitorRunQuery: Sendable {
     public var agent: String?
     public var monitor: String?
     public var since: Int64?
+    public var until: Int64?
     public var limit: Int
 
-    public init(project: String? = nil, agent: String? = nil, monitor: String? = nil, since: Int64? = nil, limit: Int = 100) {
-        self.project = project; self.agent = agent; self.monitor = monitor; self.since = since; self.limit = limit
+    public init(project: String? = nil, agent: String? = nil, monitor: String? = nil, since: Int64? = nil,
+                until: Int64? = nil, limit: Int = 100) {
+        self.project = project; self.agent = agent; self.monitor = monitor; self.since = since; self.until = until
+        self.limit = limit
     }
 }
 
@@ -69,10 +76,11 @@ public struct AuditQuery: Sendable {
     public var target: String?
     public var action: String?
     public var since: Int64?
+    public var until: Int64?
     public var limit: Int
 
-    public init(target: String? = nil, action: String? = nil, since: Int64? = nil, limit: Int = 100) {
-        self.target = target; self.action = action; self.since = since; self.limit = limit
+    public init(target: String? = nil, action: String? = nil, since: Int64? = nil, until: Int64? = nil, limit: Int = 100) {
+        self.target = target; self.action = action; self.since = since; self.until = until; self.limit = limit
     }
 }
 

@@ -50,7 +50,7 @@ extension SQLiteStore {
                                  + series.sql + ")")
                 f.values = series.values
             }
-            f.add("m.ts_ms >= ?", q.since)
+            f.add("m.ts_ms >= ?", q.since); f.add("m.ts_ms < ?", q.until)
             var out: [MeasurementRecord] = []
             try writer.select("""
                 SELECT m.ts_ms, p.name, s.agent_id, s.monitor, s.check_name, s.source, m.window_ms, m.count, m.errors,
@@ -70,7 +70,7 @@ extension SQLiteStore {
         enqueueRead({ writer in
             var f = SQLiteWriter.Filter()
             f.add("p.name = ?", q.project); f.add("e.agent_id = ?", q.agent); f.add("e.monitor = ?", q.monitor)
-            f.add("e.check_name = ?", q.check); f.add("e.ts_ms >= ?", q.since)
+            f.add("e.check_name = ?", q.check); f.add("e.ts_ms >= ?", q.since); f.add("e.ts_ms < ?", q.until)
             var out: [EventRecord] = []
             try writer.select("""
                 SELECT e.id, p.name, e.agent_id, e.ts_ms, e.monitor, e.check_name, e.method, e.host, e.path,
@@ -89,7 +89,7 @@ extension SQLiteStore {
         enqueueRead({ writer in
             var f = SQLiteWriter.Filter()
             f.add("p.name = ?", q.project); f.add("r.agent_id = ?", q.agent); f.add("r.monitor = ?", q.monitor)
-            f.add("r.ts_ms >= ?", q.since)
+            f.add("r.ts_ms >= ?", q.since); f.add("r.ts_ms < ?", q.until)
             var out: [MonitorRunRecord] = []
             try writer.select("""
                 SELECT p.name, r.agent_id, r.ts_ms, r.monitor, r.check_name, r.ok, r.duration_us, r.detail
@@ -118,10 +118,11 @@ extension SQLiteStore {
         }, completion: completion)
     }
 
-    public func statusHistory(agent: String, since: Int64?, limit: Int, completion: @escaping StoreCompletion<[StatusRecord]>) {
+    public func statusHistory(agent: String, since: Int64?, until: Int64?, limit: Int,
+                              completion: @escaping StoreCompletion<[StatusRecord]>) {
         enqueueRead({ writer in
             var f = SQLiteWriter.Filter()
-            f.add("agent_id = ?", agent); f.add("ts_ms >= ?", since)
+            f.add("agent_id = ?", agent); f.add("ts_ms >= ?", since); f.add("ts_ms < ?", until)
             var out: [StatusRecord] = []
             try writer.select("SELECT ts_ms, status FROM agent_status" + f.sql + " ORDER BY ts_ms DESC, id DESC LIMIT ?",
                              f, limit: limit) { s in out.append(StatusRecord(ts: s.int64(0), json: s.text(1))) }
@@ -129,10 +130,11 @@ extension SQLiteStore {
         }, completion: completion)
     }
 
-    public func stateHistory(agent: String, since: Int64?, limit: Int, completion: @escaping StoreCompletion<[StateChange]>) {
+    public func stateHistory(agent: String, since: Int64?, until: Int64?, limit: Int,
+                             completion: @escaping StoreCompletion<[StateChange]>) {
         enqueueRead({ writer in
             var f = SQLiteWriter.Filter()
-            f.add("agent_id = ?", agent); f.add("ts_ms >= ?", since)
+            f.add("agent_id = ?", agent); f.add("ts_ms >= ?", since); f.add("ts_ms < ?", until)
             var out: [StateChange] = []
             try writer.select("SELECT ts_ms, state, messages FROM agent_states" + f.sql + " ORDER BY ts_ms DESC, id DESC LIMIT ?",
                              f, limit: limit) { s in
@@ -146,7 +148,7 @@ extension SQLiteStore {
     public func audit(_ q: AuditQuery, completion: @escaping StoreCompletion<[AuditRecord]>) {
         enqueueRead({ writer in
             var f = SQLiteWriter.Filter()
-            f.add("target = ?", q.target); f.add("action = ?", q.action); f.add("ts_ms >= ?", q.since)
+            f.add("target = ?", q.target); f.add("action = ?", q.action); f.add("ts_ms >= ?", q.since); f.add("ts_ms < ?", q.until)
             var out: [AuditRecord] = []
             try writer.select("SELECT id, ts_ms, actor, action, target, detail, result FROM audit" + f.sql
                              + " ORDER BY ts_ms DESC, id DESC LIMIT ?", f, limit: q.limit) { s in

@@ -186,7 +186,7 @@ final class SQLiteWriter {
         stats.transactionMicros.record((end &- start) / 1000)
         stats.transactionRows.record(UInt64(rows))
         stats.transactions &+= 1
-        for w in writes where w.error != nil { stats.writesFailed &+= 1 }
+        for w in writes where w.error != nil && !w.error!.isAnswer { stats.writesFailed &+= 1 }
     }
 
     private func runInSavepoint(_ w: StoreJob) -> StoreError? {
@@ -226,7 +226,8 @@ final class SQLiteWriter {
             stats.readsInterrupted &+= 1
         } catch {
             r.error = .from(error)
-            stats.readsFailed &+= 1
+            // "No such agent" is an answer, not a failure of the store.
+            if !(r.error?.isAnswer ?? false) { stats.readsFailed &+= 1 }
         }
         readDeadline = 0
         stats.readMicros.record((Clock.monotonicNanos() &- t0) / 1000)

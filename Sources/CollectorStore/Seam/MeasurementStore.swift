@@ -85,8 +85,11 @@ public protocol MeasurementStore: AnyObject {
     /// project or (agent nil) any agent: the Schedule's last runs and the
     /// API's staleness.
     func lastMonitorRuns(project: String, agent: String?, completion: @escaping StoreCompletion<[String: Int64]>)
-    func statusHistory(agent: String, since: Int64?, limit: Int, completion: @escaping StoreCompletion<[StatusRecord]>)
-    func stateHistory(agent: String, since: Int64?, limit: Int, completion: @escaping StoreCompletion<[StateChange]>)
+    /// Newest first, `since` <= ts < `until` (ms; nil: unbounded).
+    func statusHistory(agent: String, since: Int64?, until: Int64?, limit: Int,
+                       completion: @escaping StoreCompletion<[StatusRecord]>)
+    func stateHistory(agent: String, since: Int64?, until: Int64?, limit: Int,
+                      completion: @escaping StoreCompletion<[StateChange]>)
     func audit(_ query: AuditQuery, completion: @escaping StoreCompletion<[AuditRecord]>)
     func agents(project: String?, completion: @escaping StoreCompletion<[AgentRecord]>)
     /// `.notFound` for an unknown agent.
@@ -105,4 +108,15 @@ public protocol MeasurementStore: AnyObject {
     /// Finishes every queued operation (their completions run), then closes.
     /// Later calls fail with `.closed`.
     func close(completion: @escaping () -> Void)
+}
+
+extension MeasurementStore {
+    /// The history from `since` on, without an upper bound.
+    public func statusHistory(agent: String, since: Int64?, limit: Int, completion: @escaping StoreCompletion<[StatusRecord]>) {
+        statusHistory(agent: agent, since: since, until: nil, limit: limit, completion: completion)
+    }
+
+    public func stateHistory(agent: String, since: Int64?, limit: Int, completion: @escaping StoreCompletion<[StateChange]>) {
+        stateHistory(agent: agent, since: since, until: nil, limit: limit, completion: completion)
+    }
 }

@@ -28,6 +28,15 @@ public enum StoreError: Error, Equatable, Sendable, CustomStringConvertible {
     /// The store was closed before the operation ran.
     case closed
 
+    /// The operation ran and its answer is "no such thing" (`notFound`):
+    /// the caller asked for what does not exist, the store did not fail.
+    /// Backends count every other error as a failure (`StoreStats`), this
+    /// one not, so a mistyped agent id in the API is no store failure.
+    public var isAnswer: Bool {
+        if case .notFound = self { return true }
+        return false
+    }
+
     public var description: String {
         switch self {
         case .unavailable(let why): return "store unavailable: \(why)"

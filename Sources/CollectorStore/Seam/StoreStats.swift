@@ -16,7 +16,8 @@ public struct StoreStats: Sendable {
     /// Refusals (overloaded, closed, invalid) included.
     public var batchesFailed: UInt64 = 0
     public var rowsStored: UInt64 = 0
-    /// Write operations of any kind that failed (batches included).
+    /// Write operations of any kind that failed (batches included; a
+    /// `notFound` answer excluded).
     public var writesFailed: UInt64 = 0
     public var refusedOverloaded: UInt64 = 0
     public var refusedClosed: UInt64 = 0
@@ -26,6 +27,7 @@ public struct StoreStats: Sendable {
     /// Another process held the write lock; retried later.
     public var busyRetries: UInt64 = 0
     public var reads: UInt64 = 0
+    /// Reads that failed; a `notFound` answer is not a failure (`StoreError.isAnswer`).
     public var readsFailed: UInt64 = 0
     /// Reads stopped at `maxReadMillis` (counted in `readsFailed` too).
     public var readsInterrupted: UInt64 = 0

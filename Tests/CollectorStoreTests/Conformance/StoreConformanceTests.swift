@@ -304,6 +304,33 @@ final class StoreConformanceTests: XCTestCase {
         }
     }
 
+    /// `until` bounds every time-ordered query from above, exclusively:
+    /// since <= ts < until.
+    func testEveryTimeQueryTakesUntil() throws {
+        try forEachBackend { f in
+            let ev = (0..<5).map { RawEvent(ts: Int64($0), monitor: "m", check: "c", method: "GET", host: "h", path: "/", durationUs: 1) }
+            let runs = (0..<5).map { MonitorRun(ts: Int64($0), monitor: "m", check: "", ok: true, durationUs: 1) }
+            let sts = (0..<5).map { StatusSnapshot(ts: Int64(10 + $0), json: "{}") }
+            _ = try f.submit(f.batch(seq: 0, measurements: (0..<5).map { measurement(Int64($0)) }, events: ev, statuses: sts,
+                                     monitorRuns: runs))
+            for i in 0..<5 {
+                _ = try f.wait { f.store.appendAudit(AuditEntry(ts: Int64(i), actor: "t", action: "a", target: "x", result: "ok"),
+                                                     completion: $0) }
+                _ = try f.wait { f.store.setAgentState(agent: "a1", state: i % 2 == 0 ? .capturing : .stopped, messages: [],
+                                                       at: Int64(10_000 + i), completion: $0) }
+            }
+            XCTAssertEqual(try f.measurementTimes(MeasurementQuery(since: 1, until: 3)), [2, 1])
+            XCTAssertEqual(try f.measurementTimes(MeasurementQuery(until: 2)), [1, 0])
+            XCTAssertEqual(try f.wait { f.store.events(EventQuery(since: 1, until: 3), completion: $0) }.map(\.event.ts), [2, 1])
+            XCTAssertEqual(try f.wait { f.store.monitorRuns(MonitorRunQuery(since: 1, until: 3), completion: $0) }.map(\.run.ts), [2, 1])
+            XCTAssertEqual(try f.wait { f.store.audit(AuditQuery(since: 1, until: 3), completion: $0) }.map(\.entry.ts), [2, 1])
+            XCTAssertEqual(try f.wait { f.store.statusHistory(agent: "a1", since: 11, until: 13, limit: 100, completion: $0) }.map(\.ts),
+                           [12, 11])
+            XCTAssertEqual(try f.wait { f.store.stateHistory(agent: "a1", since: 10_000, until: 10_002, limit: 100, completion: $0) }.map(\.ts),
+                           [10_001, 10_000])
+        }
+    }
+
     func testEventsAndMonitorRuns() throws {
         try forEachBackend { f in
             func ev(_ ts: Int64, _ check: String) -> RawEvent {
@@ -402,9 +429,16 @@ final class StoreConformanceTests: XCTestCase {
             XCTAssertEqual(try f.wait { f.store.agents(project: nil, completion: $0) }.map(\.id), ["a1", "a2", "b1"])
             XCTAssertEqual(try f.wait { f.store.agents(project: "other", completion: $0) }.map(\.id), ["b1"])
             XCTAssertEqual(try f.wait { f.store.agents(project: "nope", completion: $0) }.map(\.id), [])
+            let failedBefore = (f.store.stats.readsFailed, f.store.stats.writesFailed)
             guard case .failure(.notFound("agent 'zz'")) = try f.waitResult({ f.store.agent(id: "zz", completion: $0) }) else {
                 return XCTFail("unknown agent")
             }
+            guard case .failure(.notFound) = try f.waitResult({ f.store.patterns(project: "nope", completion: $0) }) else {
+                return XCTFail("unknown project")
+            }
+            // "No such thing" is the store's answer, not its failure.
+            XCTAssertEqual(f.store.stats.readsFailed, failedBefore.0, "a not-found read is not a failed read")
+            XCTAssertEqual(f.store.stats.writesFailed, failedBefore.1)
 
             XCTAssertEqual(try f.wait { f.store.markAllAgentsNotVisible(at: 40_000, completion: $0) }, 3)
             XCTAssertEqual(try f.wait { f.store.markAllAgentsNotVisible(at: 41_000, completion: $0) }, 0)
