@@ -5,6 +5,7 @@ import Foundation
 import Glibc
 import XCTest
 import Wire
+import CSystem  // MSG_NOSIGNAL: glibc's socket macros may be owned by this C module
 
 final class SessionIntegrationTests: XCTestCase {
     func testHandshakeStatusStatesAndPing() throws {
