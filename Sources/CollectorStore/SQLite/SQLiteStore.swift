@@ -213,12 +213,12 @@ public final class SQLiteStore: MeasurementStore {
             case .write(let rows):
                 loopStats.pendingWrites -= 1
                 loopStats.pendingRows -= rows
-                job.finish(job.error)
+                job.complete(job.error)
             case .read:
                 loopStats.pendingReads -= 1
-                job.finish(job.error)
+                job.complete(job.error)
             case .close:
-                job.finish(nil)
+                job.complete(nil)
                 finishClose()
             }
         }

@@ -40,8 +40,10 @@ final class StoreJob {
     /// Writer thread. A write runs inside a savepoint of a transaction.
     /// Cleared once it ran.
     var execute: ((SQLiteWriter) throws -> Void)?
-    /// Loop thread, after the job ran (`error` nil on success).
-    let finish: (StoreError?) -> Void
+    /// Loop thread, after the job ran (`error` nil on success). It holds
+    /// the store; `complete` lets go of it, so a job the writer thread has
+    /// not dropped yet keeps nothing alive.
+    private var finish: ((StoreError?) -> Void)?
     /// Set by the writer before the job is handed back.
     var error: StoreError?
 
@@ -49,6 +51,13 @@ final class StoreJob {
         self.kind = kind
         self.execute = execute
         self.finish = finish
+    }
+
+    /// Loop thread: runs `finish` once and releases it.
+    func complete(_ error: StoreError?) {
+        let f = finish
+        finish = nil
+        f?(error)
     }
 }
 
