@@ -67,7 +67,7 @@ extension AgentRuntime {
         let fresh: Configuration
         do throws(ConfigErrors) {
             fresh = try AgentSchema.schema.load(file: source.path, environment: source.environment,
-                                                overrides: source.overrides)
+                                                overrides: source.overrides, checks: AgentSettings.checks)
         } catch {
             reject(error.errors, what: "SIGHUP reload", messages: error.errors.map(\.description))
             return

@@ -52,6 +52,9 @@ final class AgentProcessTests: XCTestCase {
         XCTAssertEqual(r.code, 2)
         XCTAssertTrue(r.stderr.contains("\(path):3: key 'server_port': expected an integer 1...65535, got \"99999\""), r.stderr)
         XCTAssertTrue(r.stderr.contains("\(path):4: unknown key 'sever_host' (did you mean 'server_host'?)"), r.stderr)
+        // The access key's form is checked in the same run as the rest: every error at once.
+        XCTAssertTrue(r.stderr.contains("\(path):2: key 'access_key': expected an access key"), r.stderr)
+        XCTAssertTrue(r.stderr.contains("configuration invalid (3 errors)"), r.stderr)
         let key = TestCollector.makeKey().text
         let ok = try AgentProcess.run(["check-config"], environment: ["VIGIL_ACCESS_KEY": key, "VIGIL_IPA_PORT": "5000"])
         XCTAssertEqual(ok.code, 0, ok.stderr)
