@@ -1,8 +1,10 @@
 // CommandArguments: `prog CMD [SUB] [--config FILE] [--set k=v]… [--opt V] [ARG]…`
 // — the small command-line grammar every Vigil program shares. Options may
 // be written `--name value` or `--name=value`; `--` ends options; `-h` or
-// `--help` anywhere asks for usage. A mistake is a `UsageError` whose text
-// says what was wrong and shows the usage.
+// `--help` anywhere asks for usage (of the command named before it, else of
+// every command); `--version` first is the `version` command, when the
+// program has one. A mistake is a `UsageError` whose text says what was
+// wrong and shows the usage.
 
 /// An option with a value, other than `--config` and `--set`.
 public struct OptionSpec: Sendable {
@@ -68,11 +70,15 @@ public struct UsageError: Error, CustomStringConvertible, Sendable {
     public let usage: String
     /// `-h`/`--help`: print `usage` to stdout and exit 0.
     public let isHelp: Bool
+    /// With `isHelp`: the command help was asked for (`usage` is then that
+    /// command's alone); nil for the whole program.
+    public let command: CommandSpec?
 
-    public init(message: String, usage: String, isHelp: Bool) {
+    public init(message: String, usage: String, isHelp: Bool, command: CommandSpec? = nil) {
         self.message = message
         self.usage = usage
         self.isHelp = isHelp
+        self.command = command
     }
 
     public var description: String { isHelp ? usage : "\(message)\n\(usage)" }
@@ -85,17 +91,22 @@ public enum CommandArguments {
                              commands: [CommandSpec]) throws(UsageError) -> ParsedArguments {
         let usageText = usage(program: program, commands: commands)
         func fail(_ m: String) -> UsageError { UsageError(message: "\(program): \(m)", usage: usageText, isHelp: false) }
-        if arguments.contains(where: { $0 == "-h" || $0 == "--help" }) {
-            throw UsageError(message: "", usage: usageText, isHelp: true)
+        var arguments = arguments
+        if arguments.first == "--version", commands.contains(where: { $0.words == ["version"] }) {
+            arguments[0] = "version"
         }
 
         // The command is the longest run of leading words naming one.
         let words = Array(arguments.prefix { !$0.hasPrefix("-") })
-        var spec: CommandSpec?
+        var found: CommandSpec?
         for c in commands where c.words.count <= words.count && Array(words.prefix(c.words.count)) == c.words {
-            if c.words.count > (spec?.words.count ?? 0) { spec = c }
+            if c.words.count > (found?.words.count ?? 0) { found = c }
         }
-        guard let spec else {
+        if arguments.contains(where: { $0 == "-h" || $0 == "--help" }) {
+            guard let found else { throw UsageError(message: "", usage: usageText, isHelp: true) }
+            throw UsageError(message: "", usage: usage(program: program, commands: [found]), isHelp: true, command: found)
+        }
+        guard let spec = found else {
             guard let first = words.first else { throw fail("missing command") }
             let subs = commands.filter { $0.words.count > 1 && $0.words[0] == first }
             if !subs.isEmpty {

@@ -94,7 +94,8 @@ public struct ConfigError: Error, Equatable, Sendable, CustomStringConvertible {
 }
 
 /// Every error found in one load or update, in the order found (file lines
-/// first, then environment, then `--set`, then missing keys). Never empty.
+/// first, then environment, then `--set`, then the program's checks, then
+/// missing keys). Never empty.
 public struct ConfigErrors: Error, Equatable, Sendable, CustomStringConvertible {
     public let errors: [ConfigError]
 

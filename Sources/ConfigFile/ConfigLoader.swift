@@ -1,6 +1,7 @@
 // ConfigLoader: the layering every Vigil program uses —
 //   defaults < file < environment `VIGIL_<KEY>` (when the schema has a prefix) < `--set`
-// — collecting every error of every layer before giving up, so the process
+// — collecting every error of every layer, and of the program's own checks
+// (`ConfigCheck`) on the keys that passed, before giving up, so the process
 // can print them all and exit non-zero before opening any socket.
 #if canImport(Glibc)
 import Glibc
@@ -11,7 +12,7 @@ extension ConfigSchema {
     /// consulted only when the schema has an `environmentPrefix`; empty
     /// variables count as unset (container tools often pass `X=`).
     public func load(file path: String?, environment: [String: String] = [:],
-                     overrides: [(key: String, value: String)] = []) throws(ConfigErrors) -> Configuration {
+                     overrides: [(key: String, value: String)] = [], checks: [ConfigCheck] = []) throws(ConfigErrors) -> Configuration {
         var text: String?
         if let path {
             switch ConfigFileReader.read(path) {
@@ -19,13 +20,14 @@ extension ConfigSchema {
             case .failure(let e): throw ConfigErrors([e])
             }
         }
-        return try load(text: text, path: path ?? "", environment: environment, overrides: overrides)
+        return try load(text: text, path: path ?? "", environment: environment, overrides: overrides, checks: checks)
     }
 
     /// As `load(file:…)` with the file's text already in hand (`path` names
-    /// it in messages); `text` nil means no file.
+    /// it in messages); `text` nil means no file. `checks` run on the keys
+    /// that loaded without an error of their own (`ConfigCheck`).
     public func load(text: String?, path: String, environment: [String: String] = [:],
-                     overrides: [(key: String, value: String)] = []) throws(ConfigErrors) -> Configuration {
+                     overrides: [(key: String, value: String)] = [], checks: [ConfigCheck] = []) throws(ConfigErrors) -> Configuration {
         var config = Configuration(defaultsOf: self)
         var errors: [ConfigError] = []
         var attempted = Set<String>()       // keys that had a value, valid or not
@@ -68,6 +70,11 @@ extension ConfigSchema {
             attempted.insert(key)
             if let e = config.set(key, text: value, origin: .commandLine, location: .commandLine) { errors.append(e) }
         }
+
+        // A key with an error of its own keeps an earlier layer's value (or
+        // none): checks that read it would judge a value nobody meant.
+        let failed = Set(errors.compactMap(\.key)).union(config.missingRequired)
+        errors += config.errors(of: checks, skipping: failed)
 
         for k in config.missingRequired where !attempted.contains(k) {
             var hint = "set it in the configuration file"

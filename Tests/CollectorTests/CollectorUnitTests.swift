@@ -106,6 +106,36 @@ final class AgentConfigViewTests: XCTestCase {
         XCTAssertTrue(rendered.contains(#"{"key":"access_key","value":null,"origin":"default","secret":true,"live":false}"#), rendered)
     }
 
+    func testAgentConfigViewTakesWhatTheAgentReports() {
+        let report = EffectiveConfig([
+            ConfigEntry(key: "aggregation_interval_ms", value: "5000", origin: .commandLine),
+            ConfigEntry(key: "ipa_port", value: "9000", origin: .file, detail: "/etc/vigil/agent.conf:7"),
+            ConfigEntry(key: "groups", value: "edge", origin: .environment, detail: "VIGIL_GROUPS"),
+            ConfigEntry(key: "capture", value: "off", origin: .collector),
+            ConfigEntry(key: "status_interval_ms", value: "3000", origin: .collector),
+            ConfigEntry(key: "log_level", value: "info", origin: .default),
+            ConfigEntry(key: "access_key", value: "p.secret", origin: .file, detail: "x:1"),
+            ConfigEntry(key: "no_such_key", value: "1", origin: .commandLine),
+            ConfigEntry(key: "server_port", value: "not-a-port", origin: .commandLine),
+        ])
+        let kept = SessionManager.reported(report)
+        XCTAssertNil(kept["access_key"], "a secret is never kept")
+        XCTAssertNil(kept["no_such_key"])
+        let (config, _) = AgentConfigView.effective(project: [:], agent: ["status_interval_ms": "2000"], reported: kept)
+        let rows = (AgentConfigView.json(config).arrayValue ?? []).map(\.serialized)
+        func row(_ key: String) -> String { rows.first { $0.contains(#""key":"\#(key)""#) } ?? "" }
+        XCTAssertEqual(row("aggregation_interval_ms"),
+                       #"{"key":"aggregation_interval_ms","value":"5000","origin":"command_line","secret":false,"live":true}"#)
+        XCTAssertTrue(row("ipa_port").contains(#""value":"9000","origin":"file","source":"/etc/vigil/agent.conf:7""#), row("ipa_port"))
+        XCTAssertTrue(row("groups").contains(#""value":"edge","origin":"environment","source":"VIGIL_GROUPS""#), row("groups"))
+        XCTAssertTrue(row("capture").contains(#""value":"off","origin":"agent""#), row("capture"))
+        // The collector's own stored override names its origin.
+        XCTAssertTrue(row("status_interval_ms").contains(#""value":"2000","origin":"agent""#), row("status_interval_ms"))
+        XCTAssertTrue(row("log_level").contains(#""origin":"default""#))
+        XCTAssertTrue(row("server_port").contains(#""value":"6600","origin":"default""#), "an invalid report is ignored")
+        XCTAssertTrue(row("access_key").contains(#""value":null"#))
+    }
+
     func testPatternChecks() throws {
         let ok = try JSON.parse(#"{"patterns":[{"host":"*","path":"/a/*","monitor":"m","check":"c"}]}"#)
         XCTAssertEqual(APIHandler.parsePatterns(ok).patterns.first?.method, "")

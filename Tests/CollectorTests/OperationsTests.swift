@@ -6,6 +6,20 @@ import XCTest
 import Wire
 
 final class OperationsTests: XCTestCase {
+    /// Three different mistakes in one file, one of them found only by a
+    /// check beyond the key's type: all three in one run.
+    func testEveryConfigurationFileErrorIsReportedInOneRun() throws {
+        let dir = CollectorProcess.makeDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("three.conf").path
+        try "listen = example.com:6600\nmax_clients = lots\nbogus = 1\n".write(toFile: path, atomically: true, encoding: .utf8)
+        let r = runCollectorCommand(["check-config", "--config", path])
+        XCTAssertEqual(r.status, 2, r.err)
+        XCTAssertTrue(r.err.contains("\(path):1: key 'listen': expected an IP address and port"), r.err)
+        XCTAssertTrue(r.err.contains("\(path):2: key 'max_clients': expected an integer"), r.err)
+        XCTAssertTrue(r.err.contains("\(path):3: unknown key 'bogus'"), r.err)
+    }
+
     func testConfigurationErrorsNameFileLineAndKeyAndExitBeforeListening() throws {
         let dir = CollectorProcess.makeDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }

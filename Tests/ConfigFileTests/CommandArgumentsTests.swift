@@ -68,11 +68,12 @@ final class CommandArgumentsTests: XCTestCase {
 
     func testUsageTextAndHelp() {
         do {
-            _ = try parse(["run", "--help"])
+            _ = try parse(["--help"])
             XCTFail("expected help")
         } catch {
             let u = error as! UsageError
             XCTAssertTrue(u.isHelp)
+            XCTAssertNil(u.command)
             XCTAssertEqual(u.description, u.usage)
             XCTAssertTrue(u.usage.contains("  vigil run [--config FILE] [--set key=value]…\n      run the collector\n"), u.usage)
             XCTAssertTrue(u.usage.contains("  vigil keys create --project NAME [--config FILE]\n"), u.usage)
@@ -80,5 +81,37 @@ final class CommandArgumentsTests: XCTestCase {
         }
         let e = UsageError(message: "vigil: bad", usage: "usage:\n", isHelp: false)
         XCTAssertEqual(e.description, "vigil: bad\nusage:\n")
+    }
+
+    func testVersionOptionIsTheVersionCommand() throws {
+        XCTAssertEqual(try parse(["--version"]).commandName, "version")
+        let without = [CommandSpec(["run"])]
+        XCTAssertThrowsError(try CommandArguments.parse(["--version"], program: "vigil", commands: without))
+    }
+
+    /// `COMMAND --help` is that command's usage alone; unknown words before
+    /// `--help` get the whole program's.
+    func testCommandHelpIsThatCommandsAlone() {
+        for (args, name) in [(["run", "--help"], "run"), (["keys", "create", "-h"], "keys create"),
+                             (["replay", "--set", "a=b", "--help"], "replay")] {
+            do {
+                _ = try parse(args)
+                XCTFail("expected help for \(args)")
+            } catch {
+                let u = error as! UsageError
+                XCTAssertTrue(u.isHelp)
+                XCTAssertEqual(u.command?.name, name)
+                XCTAssertEqual(u.usage.components(separatedBy: "\n  vigil ").count, 2, u.usage)
+                XCTAssertTrue(u.usage.contains("  vigil \(name)"), u.usage)
+            }
+        }
+        do {
+            _ = try parse(["nope", "--help"])
+            XCTFail("expected help")
+        } catch {
+            let u = error as! UsageError
+            XCTAssertNil(u.command)
+            XCTAssertTrue(u.usage.contains("vigil keys create") && u.usage.contains("vigil run"), u.usage)
+        }
     }
 }

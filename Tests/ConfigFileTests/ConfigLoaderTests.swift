@@ -68,6 +68,39 @@ final class ConfigLoaderTests: XCTestCase {
         ])
     }
 
+    /// A program's own checks run in the same load as the per-key ones, on
+    /// the keys that passed; a check whose key failed is not run.
+    func testChecksRunWithTheKeyErrorsInOneLoad() {
+        let minMax = ConfigCheck(keys: ["reconnect_interval_min", "reconnect_interval_max"]) { c in
+            c.int("reconnect_interval_min") <= c.int("reconnect_interval_max") ? []
+                : [c.invalid("reconnect_interval_min", expected: "at most reconnect_interval_max", got: "\(c.int("reconnect_interval_min"))")]
+        }
+        let secret = ConfigCheck(keys: ["access_key"]) { c in
+            c.string("access_key").contains(".") ? [] : [c.invalid("access_key", expected: "<project>.<secret>", got: c.string("access_key"))]
+        }
+        let schema = ConfigSchema(keys: agentLikeSchema().keys + [
+            ConfigKey("reconnect_interval_min", .milliseconds(1...60_000), default: "5000"),
+            ConfigKey("reconnect_interval_max", .milliseconds(1...60_000), default: "10000"),
+        ])
+        func errors(_ text: String) -> [String] {
+            do {
+                _ = try schema.load(text: text, path: "agent.conf", checks: [minMax, secret])
+                return []
+            } catch {
+                return error.errors.map(\.description)
+            }
+        }
+        XCTAssertEqual(errors("access_key = nodot\nserver_port = x\nreconnect_interval_min = 9000\nreconnect_interval_max = 1000\nbogus = 1\n"), [
+            "agent.conf:2: key 'server_port': expected an integer 1...65535, got \"x\"",
+            "agent.conf:5: unknown key 'bogus'",
+            "agent.conf:3: key 'reconnect_interval_min': expected at most reconnect_interval_max, got \"9000\"",
+            "agent.conf:1: key 'access_key': expected <project>.<secret>, got <redacted>",
+        ])
+        // The max failed on its own: the pair is not judged against its default.
+        XCTAssertEqual(errors("access_key = a.b\nreconnect_interval_min = 20000\nreconnect_interval_max = soon\n").count, 1)
+        XCTAssertEqual(errors("access_key = a.b\n"), [])
+    }
+
     func testRequiredKeyMissingWithoutAFile() {
         XCTAssertEqual(loadErrors("", schema: agentLikeSchema(environment: false)).last,
                        "agent.conf: key 'access_key': required but not set (set it in the configuration file or with --set access_key=…)")

@@ -18,7 +18,7 @@ final class FuzzSeedTests: XCTestCase {
             out["records/\(type)"] = [0x00] + w.bytes
         }
         let agentTypes: [RecordType] = [.ping, .stringDef, .stringClear, .dataBatch, .status, .interfaces,
-                                        .scheduleRequest, .patternsRequest, .controlResponse, .error]
+                                        .scheduleRequest, .patternsRequest, .controlResponse, .error, .effectiveConfig]
         for type in agentTypes {
             var w = WireWriter()
             for _ in 0..<3 { gen.record(type).encode(into: &w) }

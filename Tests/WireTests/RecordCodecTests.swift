@@ -161,6 +161,11 @@ final class RecordCodecTests: XCTestCase {
                      limits: WireLimits(maxBatchItems: 2))
         assertThrows(Record.stringDef(StringDef(id: 101, text: "")).encoded,
                      .limitExceeded(field: "string_def.id", value: 101), limits: limits)
+        let entry = ConfigEntry(key: "k", value: "v", origin: .commandLine)
+        assertThrows(Record.effectiveConfig(EffectiveConfig([entry, entry, entry])).encoded,
+                     .limitExceeded(field: "effective_config", value: 3), limits: WireLimits(maxListCount: 2))
+        assertThrows(Record.effectiveConfig(EffectiveConfig([ConfigEntry(key: "k", value: "01234", origin: .file)])).encoded,
+                     .limitExceeded(field: "effective_config.value", value: 5), limits: WireLimits(maxStringLength: 4))
         // A forged list count larger than the bytes left costs nothing.
         assertThrows([0x23, 0x05, 0xFF, 0xFF, 0xFF, 0xFF, 0x0F], .truncated)
         assertThrows([0x20, 0x06, 0x01, 0xFF, 0xFF, 0xFF, 0xFF, 0x0F], .truncated)

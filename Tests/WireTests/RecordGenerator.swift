@@ -75,6 +75,10 @@ struct RecordGenerator {
             return .interfaces(Interfaces((0..<int(0...4)).map { _ in
                 NetworkInterface(name: string(), flags: u32(), addresses: strings())
             }))
+        case .effectiveConfig:
+            return .effectiveConfig(EffectiveConfig((0..<int(0...6)).map { _ in
+                ConfigEntry(key: string(), value: string(max: 40), origin: ConfigValueOrigin(rawValue: u64()), detail: string())
+            }))
         case .scheduleRequest: return .scheduleRequest(ScheduleRequest(haveVersion: u64()))
         case .scheduleUnchanged: return .scheduleUnchanged(ScheduleUnchanged(version: u64()))
         case .schedule:

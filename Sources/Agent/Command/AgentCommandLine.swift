@@ -2,13 +2,15 @@
 // call them; Sources/vigil-agent/main.swift only forwards argv.
 //
 //   vigil-agent run [--config FILE] [--set key=value]…
-//   vigil-agent check-config [--config FILE]
+//   vigil-agent check-config [--config FILE] [--set key=value]…
 //   vigil-agent replay FILE [--config FILE] [--set key=value]…
-//   vigil-agent version
+//   vigil-agent version            (also: vigil-agent --version)
+//   vigil-agent [COMMAND] --help   (that command's usage, or everything)
 //
-// Exit status: 0 success; 1 configuration error or start failure (printed
-// before any socket is opened); 2 usage error; 3 replay: no collector
-// reachable or acknowledging; 4 replay: the file cannot be read.
+// Exit status, as the collector's where they overlap: 0 success; 1 a start
+// failure (a socket that cannot be bound); 2 a usage or configuration error
+// (printed before any socket is opened); 3 replay: no collector reachable
+// or acknowledging; 4 replay: the file cannot be read.
 //
 // The command line sits above the rest: it builds an AgentRuntime and, for
 // `replay`, a ReplayDriver on top of it; neither knows the command line.
@@ -23,13 +25,24 @@ import Reactor
 public enum AgentCommandLine {
     public enum ExitCode {
         public static let ok: Int32 = 0
-        public static let config: Int32 = 1
+        /// A start failure after the configuration was accepted.
+        public static let failure: Int32 = 1
         public static let usage: Int32 = 2
+        /// The same status as a usage error, as the collector's.
+        public static let config: Int32 = 2
     }
+
+    /// What every `--help` ends with.
+    static let exitStatuses = """
+        exit status: 0 success; 1 start failure (e.g. the instrumentation port cannot be bound);
+          2 usage or configuration error (every error printed, before any socket is opened);
+          3 replay: no collector reachable or acknowledging; 4 replay: the file cannot be read.
+
+        """
 
     public static let commands: [CommandSpec] = [
         CommandSpec(["run"], set: true, summary: "receive, filter, aggregate and ship to the collector until SIGTERM"),
-        CommandSpec(["check-config"], summary: "validate the configuration and print it (secrets redacted)"),
+        CommandSpec(["check-config"], set: true, summary: "validate the configuration and print it (secrets redacted)"),
         CommandSpec(["replay"], positionals: ["FILE"], set: true,
                     summary: "send the IPA records of FILE (one per line) and wait until all are acknowledged"),
         CommandSpec(["version"], config: false, summary: "print the version"),
@@ -43,9 +56,18 @@ public enum AgentCommandLine {
             parsed = try CommandArguments.parse(arguments, program: "vigil-agent", commands: commands)
         } catch {
             if error.isHelp {
+                if let command = error.command {
+                    var text = error.usage
+                    if command.acceptsConfig {
+                        text += "\nConfiguration: --config FILE (`key = value`), env VIGIL_<KEY>"
+                            + (command.acceptsSet ? ", --set key=value" : "") + "; `vigil-agent --help` lists the keys.\n"
+                    }
+                    print(text + "\n" + exitStatuses, terminator: "")
+                    return ExitCode.ok
+                }
                 print(error.usage + "\nConfiguration keys (file `key = value`, env VIGIL_<KEY>, --set key=value):\n"
                       + AgentSchema.keys.map { "  \($0.name) (default \($0.defaultText.map { $0.isEmpty ? "\"\"" : $0 } ?? "required"))  \($0.help)" }
-                          .joined(separator: "\n"), terminator: "\n")
+                          .joined(separator: "\n") + "\n\n" + exitStatuses, terminator: "")
                 return ExitCode.ok
             }
             printError(error.description)
@@ -114,7 +136,7 @@ public enum AgentCommandLine {
             }
         } catch {
             printError("vigil-agent: cannot start: \(error)")
-            return ExitCode.config
+            return ExitCode.failure
         }
         // Start-up code (configuration, handshake, rule install) is mapped
         // by now; give back what idle operation does not use

@@ -67,7 +67,7 @@ extension AgentRuntime {
         let fresh: Configuration
         do throws(ConfigErrors) {
             fresh = try AgentSchema.schema.load(file: source.path, environment: source.environment,
-                                                overrides: source.overrides)
+                                                overrides: source.overrides, checks: AgentSettings.checks)
         } catch {
             reject(error.errors, what: "SIGHUP reload", messages: error.errors.map(\.description))
             return
@@ -131,6 +131,7 @@ extension AgentRuntime {
         }
 
         let before = settings
+        let reportBefore = AgentRuntime.effectiveConfig(config)
         config = candidate
         settings = next
         Log.level = next.logLevel
@@ -158,7 +159,41 @@ extension AgentRuntime {
             Log.info("configuration applied", ["by": what, "changed": changed.joined(separator: ",")])
         }
         if wasWrong || changed.contains("capture") { statusChanged() }
+        let report = AgentRuntime.effectiveConfig(candidate)
+        if report != reportBefore { uplink.sendNow(.effectiveConfig(report)) }
         return []
+    }
+
+    // MARK: - Reporting the effective configuration
+
+    /// Longest value reported, and the most text one report carries: a
+    /// value past either is left out (the collector then shows its own
+    /// view of that key), so the record stays far below the wire's limits.
+    static let maxReportedValueBytes = 1024
+    static let maxReportedBytes = 32 * 1024
+
+    /// The running configuration as the collector shows it: every
+    /// non-secret key, its value and where the value came from. Secret keys
+    /// (the access key) are never included.
+    static func effectiveConfig(_ config: Configuration) -> EffectiveConfig {
+        var out: [ConfigEntry] = []
+        var total = 0
+        for e in config.entries(redactingSecrets: true) where !e.secret {
+            guard let value = e.value, value.utf8.count <= maxReportedValueBytes else { continue }
+            let origin: ConfigValueOrigin, detail: String
+            switch e.origin {
+            case .file(let path, let line)?: origin = .file; detail = "\(path):\(line)"
+            case .environment(let v)?: origin = .environment; detail = v
+            case .commandLine?: origin = .commandLine; detail = ""
+            case .update?, .project?, .agent?: origin = .collector; detail = ""
+            case .default?, nil: origin = .default; detail = ""
+            }
+            let size = e.key.utf8.count + value.utf8.count + detail.utf8.count
+            guard total + size <= maxReportedBytes, detail.utf8.count <= maxReportedValueBytes else { continue }
+            total += size
+            out.append(ConfigEntry(key: e.key, value: value, origin: origin, detail: detail))
+        }
+        return EffectiveConfig(out)
     }
 
     /// Keeps the running configuration and enters `wrong_configuration`.

@@ -339,6 +339,7 @@ extension AgentRuntime: UplinkDelegate {
         interfacesStale = false
         lastInterfaces = interfacesNow()
         uplink.sendNow(.interfaces(Interfaces(lastInterfaces)))
+        uplink.sendNow(.effectiveConfig(AgentRuntime.effectiveConfig(config)))
         uplink.sendNow(.status(makeStatus()))
         uplink.sendNow(.patternsRequest(PatternsRequest(haveVersion: pipeline.patterns.version)))
         requestSchedule()

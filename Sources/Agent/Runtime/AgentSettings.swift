@@ -1,7 +1,8 @@
 // AgentSettings: a validated Configuration turned into the typed values the
 // agent's parts take, plus the checks a single key's type cannot make (the
-// access key's format, min ≤ max of the reconnect interval). Errors name
-// the key and where its value came from, like every other config error.
+// access key's format, min ≤ max of the reconnect interval), which the
+// loader runs with the per-key ones. Errors name the key and where its
+// value came from, like every other config error.
 //
 // Thread: a value; built on the loop thread (or the main thread before it runs).
 import ConfigFile
@@ -23,39 +24,49 @@ public struct AgentSettings: Equatable, Sendable {
     public var logLevel: LogLevel
     public var logFormat: LogFormat
 
-    /// Reads `config` (already valid key by key); throws the cross-key and
-    /// format errors, all of them.
-    public init(_ config: Configuration) throws(ConfigErrors) {
-        var errors: [ConfigError] = []
-        var key: AccessKey?
-        do throws(AccessKeyError) {
-            key = try AccessKey(parsing: config.string("access_key"))
-        } catch {
-            let why: String
-            switch error {
-            case .missingSeparator: why = "(no '.' between project id and secret)"
-            case .badProjectID: why = "(the project id is not 1-64 of A-Z a-z 0-9 . _ -)"
-            case .badSecret: why = "(the secret is not 43 base64url characters)"
+    /// The checks a key's type cannot make; the loader runs them with the
+    /// per-key checks (so a file's every mistake is reported in one run),
+    /// and `init` again for updates while running.
+    public static let checks: [ConfigCheck] = [
+        ConfigCheck(keys: ["access_key"]) { config in
+            do throws(AccessKeyError) {
+                _ = try AccessKey(parsing: config.string("access_key"))
+                return []
+            } catch {
+                let why: String
+                switch error {
+                case .missingSeparator: why = "(no '.' between project id and secret)"
+                case .badProjectID: why = "(the project id is not 1-64 of A-Z a-z 0-9 . _ -)"
+                case .badSecret: why = "(the secret is not 43 base64url characters)"
+                }
+                return [config.invalid("access_key", expected: "an access key <project-id>.<secret> \(why)", got: nil)]
             }
-            errors.append(AgentSettings.error(config, "access_key",
-                                              expected: "an access key <project-id>.<secret> \(why)", got: nil))
-        }
+        },
+        ConfigCheck(keys: ["reconnect_interval_min", "reconnect_interval_max"]) { config in
+            let minMs = config.int("reconnect_interval_min"), maxMs = config.int("reconnect_interval_max")
+            guard minMs > maxMs else { return [] }
+            return [config.invalid("reconnect_interval_min", expected: "at most reconnect_interval_max (\(maxMs) ms)", got: "\(minMs)")]
+        },
+        ConfigCheck(keys: ["ipa_bind", "ipa_port"]) { config in
+            let port = UInt16(config.int("ipa_port"))
+            // The schema accepted each as an IP literal; brackets already gone.
+            return config.list("ipa_bind").filter { (try? SocketAddress(ip: $0, port: port)) == nil }
+                .map { config.invalid("ipa_bind", expected: "IP addresses", got: $0) }
+        },
+    ]
+
+    /// Reads `config` (already valid key by key); throws the errors of
+    /// `checks`, all of them.
+    public init(_ config: Configuration) throws(ConfigErrors) {
+        let errors = config.errors(of: AgentSettings.checks)
+        if !errors.isEmpty { throw ConfigErrors(errors) }
+        let key = try? AccessKey(parsing: config.string("access_key"))
         let minMs = config.int("reconnect_interval_min"), maxMs = config.int("reconnect_interval_max")
-        if minMs > maxMs {
-            errors.append(AgentSettings.error(config, "reconnect_interval_min",
-                                              expected: "at most reconnect_interval_max (\(maxMs) ms)", got: "\(minMs)"))
-        }
         let port = UInt16(config.int("ipa_port"))
         var addresses: [SocketAddress] = []
         for ip in config.list("ipa_bind") {
-            // The schema accepted it as an IP literal; brackets already gone.
-            if let a = try? SocketAddress(ip: ip, port: port) {
-                if !addresses.contains(a) { addresses.append(a) }
-            } else {
-                errors.append(AgentSettings.error(config, "ipa_bind", expected: "IP addresses", got: ip))
-            }
+            if let a = try? SocketAddress(ip: ip, port: port), !addresses.contains(a) { addresses.append(a) }
         }
-        if !errors.isEmpty { throw ConfigErrors(errors) }
 
         accessKey = key!
         let name = config.string("agent_name")
@@ -76,20 +87,5 @@ public struct AgentSettings: Equatable, Sendable {
         forwardRawEvents = config.bool("forward_raw_events")
         logLevel = LogLevel(name: config.string("log_level")) ?? .info
         logFormat = LogFormat(rawValue: config.string("log_format")) ?? .text
-    }
-
-    /// An error for `key` at the place its current value came from.
-    static func error(_ config: Configuration, _ key: String, expected: String, got: String?) -> ConfigError {
-        ConfigError(location: location(of: config.origin(key)), key: key,
-                    problem: .invalidValue(expected: expected, got: got))
-    }
-
-    static func location(of origin: ConfigOrigin?) -> ConfigLocation {
-        switch origin {
-        case .file(let path, let line): return .file(path: path, line: line)
-        case .environment(let v): return .environment(variable: v)
-        case .commandLine: return .commandLine
-        default: return .update
-        }
     }
 }

@@ -17,10 +17,11 @@ public struct ConfigSource: Sendable {
         self.overrides = overrides
     }
 
-    /// Loads and checks every layer: key-by-key errors from the loader, then
-    /// the cross-key checks of `AgentSettings`.
+    /// Loads and checks every layer: key-by-key errors and the checks of
+    /// `AgentSettings`, all reported together.
     public func load() throws(ConfigErrors) -> (Configuration, AgentSettings) {
-        let config = try AgentSchema.schema.load(file: path, environment: environment, overrides: overrides)
+        let config = try AgentSchema.schema.load(file: path, environment: environment, overrides: overrides,
+                                                 checks: AgentSettings.checks)
         return (config, try AgentSettings(config))
     }
 }

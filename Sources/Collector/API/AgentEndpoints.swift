@@ -97,8 +97,9 @@ extension APIHandler {
             switch found {
             case .failure(let e): r.fail(.store(e))
             case .success(let a):
-                overrides(project: a.project, agent: id, r) { p, o in
-                    let (config, skipped) = AgentConfigView.effective(project: p, agent: o)
+                overrides(project: a.project, agent: id, r) { [self] p, o in
+                    let (config, skipped) = AgentConfigView.effective(project: p, agent: o,
+                                                                      reported: manager.session(forAgent: id)?.reportedConfig)
                     r.json(.object([("agent", .string(id)), ("project", .string(a.project)),
                                     ("config", AgentConfigView.json(config)),
                                     ("skipped", .array(skipped.map(JSON.string)))]))

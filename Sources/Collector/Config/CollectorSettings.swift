@@ -49,6 +49,17 @@ public struct CollectorSettings: Sendable {
         if !errors.isEmpty { throw ConfigErrors(errors) }
     }
 
+    /// What `init` checks beyond the keys' types, for the loader to run
+    /// with the per-key checks (every error of a file in one run).
+    static let checks: [ConfigCheck] = ["listen", "http_listen"].map { key in
+        ConfigCheck(keys: [key]) { c in
+            let (host, port) = c.address(key)
+            if (try? SocketAddress(ip: host, port: port)) != nil { return [] }
+            return [c.invalid(key, expected: "an IP address and port (a host name cannot be listened on)",
+                              got: c.value(key)?.description)]
+        }
+    }
+
     /// Where a key's value came from, as an error location.
     static func location(of key: String, in c: Configuration) -> ConfigLocation {
         switch c.origin(key) {
@@ -63,7 +74,8 @@ public struct CollectorSettings: Sendable {
     /// (`VIGIL_COLLECTOR_<KEY>`) < `--set`. Every error is collected.
     public static func load(file: String?, environment: [String: String],
                             overrides: [(key: String, value: String)]) throws(ConfigErrors) -> (Configuration, CollectorSettings) {
-        let c = try CollectorSchema.schema.load(file: file, environment: environment, overrides: overrides)
+        let c = try CollectorSchema.schema.load(file: file, environment: environment, overrides: overrides,
+                                                checks: CollectorSettings.checks)
         return (c, try CollectorSettings(c))
     }
 }

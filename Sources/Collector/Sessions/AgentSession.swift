@@ -80,6 +80,9 @@ final class AgentSession: TCPConnectionHandler, DeadlineEntry, ConnectedAgent, C
     /// The latest Interfaces record as JSON text (one allocation), for
     /// status snapshots.
     var interfaces: String?
+    /// The agent's latest EffectiveConfig, kept to the agent schema's
+    /// non-secret keys (so at most one entry per schema key).
+    var reportedConfig: [String: ConfigEntry]?
 
     // Established: flow.
     /// Batches between receipt and acknowledgement (the context's record
@@ -490,6 +493,7 @@ final class AgentSession: TCPConnectionHandler, DeadlineEntry, ConnectedAgent, C
         wire = nil
         keys = nil
         interfaces = nil
+        reportedConfig = nil
         connection = nil
     }
 }

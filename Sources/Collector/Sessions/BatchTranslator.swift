@@ -65,6 +65,11 @@ enum BatchTranslator {
                 }
                 var detail: [(String, JSON)] = [("run_id", .number(Double(r.runID))), ("status", .string(r.status.description))]
                 if !r.message.isEmpty { detail.append(("message", .string(r.message))) }
+                // An HTTP run's response (0 = no response or another kind).
+                if r.protocolStatus != 0 {
+                    detail.append(("http_status", .int(Int(r.protocolStatus))))
+                    detail.append(("body_bytes", .number(Double(r.bytes))))
+                }
                 if !phases.isEmpty { detail.append(("phases_ms", .object(phases))) }
                 batch.monitorRuns.append(MonitorRun(ts: clamp(r.timestampMs), monitor: String(r.monitorID), check: step,
                                                     ok: r.status == .ok, durationUs: clamp(r.durationUs),

@@ -11,6 +11,9 @@ import Wire
 protocol ConnectedAgent: ControlTarget {
     /// The operator's view of the agent, current to its last record.
     var state: CollectorStore.AgentState { get }
+    /// The configuration the agent last reported running (non-secret
+    /// schema keys only), nil before its first report.
+    var reportedConfig: [String: ConfigEntry]? { get }
 }
 
 protocol ConnectedAgents: AnyObject {

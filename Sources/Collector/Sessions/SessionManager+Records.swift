@@ -1,6 +1,6 @@
 // SessionManager+Records: what the collector does with each record an
 // established agent sends — data batches to the store and acknowledged
-// after commit, Status and Interfaces to the agent's state, sync requests
+// after commit, Status, Interfaces and EffectiveConfig to the agent's state, sync requests
 // and control answers to their owners.
 //
 // Acknowledgements. A batch's sequence waits in its session's AckWindow
@@ -11,6 +11,7 @@
 //
 // Thread: loop thread.
 import CollectorStore
+import ConfigFile
 import JSON
 import Reactor
 import Wire
@@ -27,6 +28,8 @@ extension SessionManager {
         case .interfaces(let i):
             stats.interfaceRecords &+= 1
             s.interfaces = SessionManager.json(i).serialized
+        case .effectiveConfig(let c):
+            s.reportedConfig = SessionManager.reported(c)
         case .patternsRequest(let r):
             patternsRequested(by: s, have: r.haveVersion)
         case .scheduleRequest(let r):
@@ -133,6 +136,22 @@ extension SessionManager {
                                 snapshot: StatusSnapshot(ts: Clock.wallMillis(), json: JSON.object(fields).serialized)) { [weak self] r in
             if case .failure(let e) = r { self?.stateWriteFailed("agent status", e) }
         }
+    }
+
+    // MARK: effective configuration
+
+    /// An EffectiveConfig as the session keeps it: only keys of the agent
+    /// schema that are not secret (a secret an agent sent anyway is
+    /// dropped, never shown), the last entry per key. Memory per session is
+    /// therefore bounded by the schema: one entry per key, each string at
+    /// most the wire's `maxStringLength`.
+    static func reported(_ c: EffectiveConfig) -> [String: ConfigEntry] {
+        var out: [String: ConfigEntry] = [:]
+        for e in c.entries {
+            guard let k = AgentSchema.schema.key(e.key), !k.secret else { continue }
+            out[e.key] = e
+        }
+        return out
     }
 
     /// An Interfaces record as the status snapshot shows it.

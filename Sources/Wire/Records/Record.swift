@@ -19,6 +19,7 @@ public enum Record: Equatable, Sendable {
     case ack(Ack)
     case status(Status)
     case interfaces(Interfaces)
+    case effectiveConfig(EffectiveConfig)
     case scheduleRequest(ScheduleRequest)
     case scheduleUnchanged(ScheduleUnchanged)
     case schedule(Schedule)
@@ -44,6 +45,7 @@ public enum Record: Equatable, Sendable {
         case .ack: return RecordType.ack.rawValue
         case .status: return RecordType.status.rawValue
         case .interfaces: return RecordType.interfaces.rawValue
+        case .effectiveConfig: return RecordType.effectiveConfig.rawValue
         case .scheduleRequest: return RecordType.scheduleRequest.rawValue
         case .scheduleUnchanged: return RecordType.scheduleUnchanged.rawValue
         case .schedule: return RecordType.schedule.rawValue
@@ -76,6 +78,7 @@ public enum Record: Equatable, Sendable {
         case .ack(let b): b.encode(into: &w)
         case .status(let b): b.encode(into: &w)
         case .interfaces(let b): b.encode(into: &w)
+        case .effectiveConfig(let b): b.encode(into: &w)
         case .scheduleRequest(let b): b.encode(into: &w)
         case .scheduleUnchanged(let b): b.encode(into: &w)
         case .schedule(let b): b.encode(into: &w)
@@ -122,6 +125,7 @@ public enum Record: Equatable, Sendable {
         case .ack: return .ack(try Ack.decode(from: &body, limits: limits))
         case .status: return .status(try Status.decode(from: &body, limits: limits))
         case .interfaces: return .interfaces(try Interfaces.decode(from: &body, limits: limits))
+        case .effectiveConfig: return .effectiveConfig(try EffectiveConfig.decode(from: &body, limits: limits))
         case .scheduleRequest: return .scheduleRequest(try ScheduleRequest.decode(from: &body, limits: limits))
         case .scheduleUnchanged: return .scheduleUnchanged(try ScheduleUnchanged.decode(from: &body, limits: limits))
         case .schedule: return .schedule(try Schedule.decode(from: &body, limits: limits))

@@ -27,6 +27,8 @@ public enum RecordType: UInt8, CaseIterable, Sendable {
     case patterns = 0x35
     case controlRequest = 0x40
     case controlResponse = 0x41
+    // Declared last so `allCases` keeps its older order (seed corpora).
+    case effectiveConfig = 0x24
 
     /// Where a record type may appear.
     public enum Placement: Sendable {
@@ -44,7 +46,8 @@ public enum RecordType: UInt8, CaseIterable, Sendable {
         switch self {
         case .ping, .pong, .error, .stringDef, .stringClear: return .either
         case .hello, .welcome: return .handshake
-        case .dataBatch, .status, .interfaces, .scheduleRequest, .patternsRequest, .controlResponse: return .fromAgent
+        case .dataBatch, .status, .interfaces, .effectiveConfig, .scheduleRequest, .patternsRequest, .controlResponse:
+            return .fromAgent
         case .ack, .scheduleUnchanged, .schedule, .patternsUnchanged, .patterns, .controlRequest: return .fromCollector
         }
     }

@@ -98,6 +98,13 @@ final class MonitorsEndToEndTests: XCTestCase {
             let ts = runs.compactMap { $0["ts"] as? Int }
             XCTAssertEqual(ts, ts.sorted(by: >), "newest first")
         }
+        // An HTTP run carries the response's status code and body size (/healthz answers "ok" and a newline).
+        let health = collector.api("GET", "/projects/\(project)/monitors/health/runs?limit=1").object["runs"] as? [[String: Any]]
+        let detail = health?.first?["detail"] as? [String: Any]
+        XCTAssertEqual(detail?["http_status"] as? Int, 200, "\(String(describing: detail))")
+        XCTAssertEqual(detail?["body_bytes"] as? Int, 3, "\(String(describing: detail))")
+        let tcpRuns = collector.api("GET", "/projects/\(project)/monitors/port/runs?limit=1").object["runs"] as? [[String: Any]]
+        XCTAssertNil((tcpRuns?.first?["detail"] as? [String: Any])?["http_status"], "a tcp run has no HTTP status")
         let state = collector.api("GET", "/projects/\(project)/monitors").object["state"] as? [String: [String: Any]]
         XCTAssertEqual(state?["port"]?["stale"] as? Bool, false)
         XCTAssertNotNil(state?["port"]?["last_run_ms"] as? Int)

@@ -42,9 +42,9 @@ final class RealCollectorTests: XCTestCase {
         }
 
         /// Starts the agent and waits until the collector lists it as capturing.
-        func startAgent(_ extra: [String: String] = [:]) throws {
+        func startAgent(_ extra: [String: String] = [:], arguments: [String] = [], environment: [String: String] = [:]) throws {
             configPath = writeConfig(lines(extra))
-            agent = try AgentProcess(["run", "--config", configPath])
+            agent = try AgentProcess(["run", "--config", configPath] + arguments, environment: environment)
             XCTAssertTrue(eventually { self.collector.state(agent: self.agentID) == "capturing" },
                           "agent not capturing: \(collector.agent(agentID))\n\(agent!.stderr)")
         }
@@ -113,6 +113,40 @@ final class RealCollectorTests: XCTestCase {
         XCTAssertEqual(paths, ["/v1/users/:id", "/v1/orders", "/charge"])
         XCTAssertFalse(events.contains { ($0["path"] as? String ?? "").contains("?") || ($0["host"] as? String) == "other.org" })
         XCTAssertEqual(events.filter { $0["check"] as? String == "get-user" }.count, 6)
+        s.stopAgent()
+    }
+
+    /// The collector's configuration view shows what the agent runs, with
+    /// where each value came from, and follows a change; the access key
+    /// never leaves the agent.
+    func testTheConfigurationViewShowsTheAgentsOwnValuesAndTheirOrigins() throws {
+        let s = try System(project: project)
+        try s.startAgent(arguments: ["--set", "aggregation_interval_ms=5000"],
+                         environment: ["VIGIL_NET_SEND_QUEUE2_SIZE": "777"])
+        let id = s.agentID
+        func entry(_ key: String) -> [String: Any]? {
+            (s.collector.api("GET", "/agents/\(id)/config").object["config"] as? [[String: Any]])?
+                .first { $0["key"] as? String == key }
+        }
+        XCTAssertTrue(eventually { entry("aggregation_interval_ms")?["origin"] as? String == "command_line" },
+                      "\(String(describing: entry("aggregation_interval_ms")))")
+        XCTAssertEqual(entry("aggregation_interval_ms")?["value"] as? String, "5000")
+        XCTAssertEqual(entry("net_send_queue2_size")?["value"] as? String, "777")
+        XCTAssertEqual(entry("net_send_queue2_size")?["origin"] as? String, "environment")
+        XCTAssertEqual(entry("net_send_queue2_size")?["source"] as? String, "VIGIL_NET_SEND_QUEUE2_SIZE")
+        let line = s.lines().keys.sorted().firstIndex(of: "ipa_port")! + 1
+        XCTAssertEqual(entry("ipa_port")?["value"] as? String, "\(s.ipaPort)")
+        XCTAssertEqual(entry("ipa_port")?["origin"] as? String, "file")
+        XCTAssertEqual(entry("ipa_port")?["source"] as? String, "\(s.configPath):\(line)")
+        XCTAssertEqual(entry("net_send_queue1_size")?["origin"] as? String, "default")
+        let access = try XCTUnwrap(entry("access_key"))
+        XCTAssertTrue(access["value"] is NSNull, "\(access)")
+        XCTAssertFalse(s.collector.api("GET", "/agents/\(id)/config").body.contains(s.key.text.split(separator: ".").last!))
+        // A change through the collector: the agent runs it and the view says so.
+        let r = s.collector.api("PUT", "/agents/\(id)/config", body: #"{"aggregation_interval_ms": 2000}"#)
+        XCTAssertEqual(r.status, 200, r.body)
+        XCTAssertTrue(eventually { entry("aggregation_interval_ms")?["origin"] as? String == "agent" })
+        XCTAssertEqual(entry("aggregation_interval_ms")?["value"] as? String, "2000")
         s.stopAgent()
     }
 

@@ -19,18 +19,42 @@ final class AgentProcessTests: XCTestCase {
                   "replay FILE [--config FILE] [--set key=value]", "version", "tcp_so_timeout"] {
             XCTAssertTrue(help.stdout.contains(c), c)
         }
+        XCTAssertTrue(help.stdout.contains("2 usage or configuration error"), help.stdout)
         let bad = try AgentProcess.run(["rnu"])
         XCTAssertEqual(bad.code, 2)
         XCTAssertTrue(bad.stderr.contains("did you mean 'run'"), bad.stderr)
+    }
+
+    func testVersionOptionCommandHelpAndCheckConfigSet() throws {
+        let v = try AgentProcess.run(["--version"])
+        XCTAssertEqual(v.code, 0, v.stderr)
+        XCTAssertEqual(v.stdout, "vigil-agent \(AgentVersion.current)\n")
+        // A command's help is that command's, not the global one.
+        let help = try AgentProcess.run(["check-config", "--help"])
+        XCTAssertEqual(help.code, 0)
+        XCTAssertTrue(help.stdout.contains("vigil-agent check-config [--config FILE] [--set key=value]"), help.stdout)
+        XCTAssertFalse(help.stdout.contains("vigil-agent replay") || help.stdout.contains("vigil-agent run"), help.stdout)
+        XCTAssertFalse(help.stdout.contains("tcp_so_timeout"), help.stdout)
+        XCTAssertTrue(help.stdout.contains("exit status"), help.stdout)
+        let key = TestCollector.makeKey().text
+        let ok = try AgentProcess.run(["check-config", "--set", "aggregation_interval_ms=5000", "--set", "access_key=\(key)"])
+        XCTAssertEqual(ok.code, 0, ok.stderr)
+        XCTAssertTrue(ok.stdout.contains("aggregation_interval_ms = 5000  # set"), ok.stdout)
+        let bad = try AgentProcess.run(["check-config", "--set", "aggregation_interval_ms=5", "--set", "access_key=\(key)"])
+        XCTAssertEqual(bad.code, 2, "a configuration error exits 2, as the collector's")
+        XCTAssertTrue(bad.stderr.contains("--set: key 'aggregation_interval_ms'"), bad.stderr)
     }
 
     func testCheckConfigNamesFileLineKeyAndExpectation() throws {
         let path = writeConfig([:], extra: "access_key = acme.short\nserver_port = 99999\nsever_host = x\n")
         defer { unlink(path) }
         let r = try AgentProcess.run(["check-config", "--config", path])
-        XCTAssertEqual(r.code, 1)
+        XCTAssertEqual(r.code, 2)
         XCTAssertTrue(r.stderr.contains("\(path):3: key 'server_port': expected an integer 1...65535, got \"99999\""), r.stderr)
         XCTAssertTrue(r.stderr.contains("\(path):4: unknown key 'sever_host' (did you mean 'server_host'?)"), r.stderr)
+        // The access key's form is checked in the same run as the rest: every error at once.
+        XCTAssertTrue(r.stderr.contains("\(path):2: key 'access_key': expected an access key"), r.stderr)
+        XCTAssertTrue(r.stderr.contains("configuration invalid (3 errors)"), r.stderr)
         let key = TestCollector.makeKey().text
         let ok = try AgentProcess.run(["check-config"], environment: ["VIGIL_ACCESS_KEY": key, "VIGIL_IPA_PORT": "5000"])
         XCTAssertEqual(ok.code, 0, ok.stderr)
@@ -39,7 +63,7 @@ final class AgentProcessTests: XCTestCase {
         XCTAssertFalse(ok.stdout.contains(key))
         // A bad access key is caught before any socket is opened.
         let badKey = try AgentProcess.run(["run", "--set", "access_key=nodot"])
-        XCTAssertEqual(badKey.code, 1)
+        XCTAssertEqual(badKey.code, 2)
         XCTAssertTrue(badKey.stderr.contains("--set: key 'access_key': expected an access key"), badKey.stderr)
         XCTAssertFalse(badKey.stderr.contains("nodot"), "secret values are not echoed")
     }
