@@ -76,10 +76,16 @@ extension APIHandler {
             return r.fail(APIError(422, "invalid request", .object([("action", .string("expected \"start\" or \"stop\""))])))
         }
         var values: [KeyValue] = []
-        if let iface = b["interface"]?.stringValue, !iface.isEmpty { values.append(KeyValue("interface", iface)) }
+        switch b["interface"] {
+        case nil, .null?: break
+        case .string(let iface)? where !iface.isEmpty: values.append(KeyValue("interface", iface))
+        case let v?:
+            return r.fail(APIError(422, "invalid request",
+                                   .object([("interface", .string("expected the name of an interface the agent reported, got \(APIHandler.kind(of: v))"))])))
+        }
         let audit = AuditContext(actor: actor(req), action: "capture.\(action)", target: id,
                                  detail: values.map { "\($0.key)=\($0.value)" }.joined(separator: ","))
-        withConnectedAgent(id, audit, r) { [self] session in
+        func sendCapture(_ session: ConnectedAgent) {
             manager.control.send(to: session, kind: action == "start" ? .captureStart : .captureStop, values: values,
                                  timeout: timeout, audit: audit) { [self] outcome in
                 answer(outcome, timeout: timeout, r) {
@@ -88,6 +94,31 @@ extension APIHandler {
                 }
             }
         }
+        withConnectedAgent(id, audit, r) { [self] session in
+            guard let iface = values.first?.value else { return sendCapture(session) }
+            // The agent captures only on interfaces it reported; another name
+            // would be accepted by nobody, so it is refused here, naming it.
+            store.agent(id: id) { found in
+                let reported: [String]
+                switch found {
+                case .failure(let e): return r.fail(.store(e))
+                case .success(let a): reported = APIHandler.interfaceNames(a.status)
+                }
+                guard reported.contains(iface) else {
+                    return r.fail(APIError(422, "invalid request", .object([
+                        ("interface", .string("the agent reported no interface \(iface)")),
+                        ("reported", .array(reported.map(JSON.string)))])))
+                }
+                sendCapture(session)
+            }
+        }
+    }
+
+    /// The interface names in an agent's latest status snapshot (none
+    /// before its first status).
+    static func interfaceNames(_ status: String?) -> [String] {
+        guard let status, let json = try? JSON.parse(status) else { return [] }
+        return (json["interfaces"]?.arrayValue ?? []).compactMap { $0["name"]?.stringValue }
     }
 
     // MARK: configuration
@@ -113,7 +144,8 @@ extension APIHandler {
         let b: JSON, timeout: Double
         do { b = try body(req); timeout = try controlTimeout(req) } catch { return r.fail(error) }
         guard case .object(let members) = b, !members.isEmpty else {
-            return r.fail(.badRequest("expected a JSON object of key: value", .null))
+            return r.fail(.badRequest("no keys to change",
+                                      .string("give at least one \"key\": value (null removes the agent's override)")))
         }
         var set: [String: String] = [:]
         var removed: [String] = []

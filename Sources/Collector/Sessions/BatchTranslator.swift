@@ -63,7 +63,7 @@ enum BatchTranslator {
                     case .failure(let f): return .failure(f)
                     }
                 }
-                var detail: [(String, JSON)] = [("run_id", .number(Double(r.runID))), ("status", .string(r.status.description))]
+                var detail: [(String, JSON)] = [("run_id", .number(JSONNumber(r.runID))), ("status", .string(r.status.description))]
                 if !r.message.isEmpty { detail.append(("message", .string(r.message))) }
                 if !phases.isEmpty { detail.append(("phases_ms", .object(phases))) }
                 batch.monitorRuns.append(MonitorRun(ts: clamp(r.timestampMs), monitor: String(r.monitorID), check: step,

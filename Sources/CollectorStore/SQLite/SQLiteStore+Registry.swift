@@ -96,12 +96,12 @@ extension SQLiteStore {
             let pid = try writer.projectId(named: project)
             try writer.db.run("DELETE FROM patterns WHERE project_id = ?", [.integer(pid)])
             let s = try writer.db.statement("""
-                INSERT INTO patterns(project_id, position, method, host, path, monitor, check_name) VALUES (?, ?, ?, ?, ?, ?, ?)
+                INSERT INTO patterns(project_id, position, method, host, path, monitor, check_name, exclude) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
                 """)
             for (i, p) in patterns.enumerated() {
                 defer { s.reset() }
                 s.bind(1, pid); s.bind(2, i); s.bind(3, p.method); s.bind(4, p.host); s.bind(5, p.path)
-                s.bind(6, p.monitor); s.bind(7, p.check)
+                s.bind(6, p.monitor); s.bind(7, p.check); s.bind(8, p.exclude)
                 try s.run()
             }
             try writer.db.run("""
@@ -182,11 +182,12 @@ extension SQLiteWriter {
         defer { v.reset() }
         v.bind(1, pid)
         if try v.step() { set.version = v.int64(0); set.updated = v.int64(1) }
-        let s = try db.statement("SELECT method, host, path, monitor, check_name FROM patterns WHERE project_id = ? ORDER BY position")
+        let s = try db.statement("SELECT method, host, path, monitor, check_name, exclude FROM patterns WHERE project_id = ? ORDER BY position")
         defer { s.reset() }
         s.bind(1, pid)
         while try s.step() {
-            set.patterns.append(FilterPattern(method: s.text(0), host: s.text(1), path: s.text(2), monitor: s.text(3), check: s.text(4)))
+            set.patterns.append(FilterPattern(method: s.text(0), host: s.text(1), path: s.text(2), monitor: s.text(3), check: s.text(4),
+                                              exclude: s.int64(5) != 0))
         }
         return set
     }

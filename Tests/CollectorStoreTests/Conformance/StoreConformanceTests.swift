@@ -571,7 +571,8 @@ final class StoreConformanceTests: XCTestCase {
         try forEachBackend { f in
             XCTAssertEqual(try f.wait { f.store.patterns(project: "demo", completion: $0) }, PatternSet(version: 0, updated: 0, patterns: []))
             let rules = [FilterPattern(method: "GET", host: "api.example.com", path: "/cart/*", monitor: "shop", check: "cart"),
-                         FilterPattern(method: "*", host: "*.example.com", path: "/**", monitor: "shop", check: "other")]
+                         FilterPattern(method: "*", host: "*.example.com", path: "/**", monitor: "shop", check: "other"),
+                         FilterPattern(method: "", host: "*", path: "/health", monitor: "", check: "", exclude: true)]
             let v1 = try f.wait { f.store.replacePatterns(project: "demo", patterns: rules, at: 10, completion: $0) }
             XCTAssertEqual(v1, PatternSet(version: 1, updated: 10, patterns: rules))
             let v2 = try f.wait { f.store.replacePatterns(project: "demo", patterns: [rules[1]], at: 20, completion: $0) }
