@@ -161,8 +161,8 @@ public final class APIHandler {
         return v
     }
 
-    func limit(_ req: HTTPRequest) throws(APIError) -> Int {
-        guard let v = try integer(req, "limit") else { return 100 }
+    func limit(_ req: HTTPRequest, default fallback: Int = 100) throws(APIError) -> Int {
+        guard let v = try integer(req, "limit") else { return fallback }
         guard v >= 1 && v <= Int64(store.limits.maxQueryRows) else {
             throw .badRequest("invalid query parameter",
                               .object([("limit", .string("expected 1...\(store.limits.maxQueryRows), got \(v)"))]))

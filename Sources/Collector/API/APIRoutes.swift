@@ -50,7 +50,7 @@ extension APIHandler {
     /// Every endpoint under `/api/v1/` (docs/API.md documents each one; a
     /// test compares the two lists).
     static let routes: [APIRoute] = [
-        APIRoute("GET", "agents", query: ["project"]) { h, _, q, r in h.listAgents(q, r) },
+        APIRoute("GET", "agents", query: ["project", "limit", "cursor"]) { h, _, q, r in h.listAgents(q, r) },
         APIRoute("GET", "agents/{id}") { h, c, _, r in h.getAgent(c[0], r) },
         APIRoute("POST", "agents/{id}/capture", query: ["timeout_ms"]) { h, c, q, r in h.capture(c[0], q, r) },
         APIRoute("GET", "agents/{id}/config") { h, c, _, r in h.getAgentConfig(c[0], r) },

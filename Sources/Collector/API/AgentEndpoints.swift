@@ -10,11 +10,23 @@ import Wire
 extension APIHandler {
     // MARK: reading
 
+    /// How many agents one page of `GET /api/v1/agents` holds unless `limit` says otherwise.
+    static let defaultAgentPage = 1_000
+
+    /// A page of agents in id order: `limit` of them after `cursor` (the
+    /// previous page's `next_cursor`, which is its last id); `next_cursor`
+    /// is null on the last page. One more row than asked for is read, so a
+    /// full last page is known to be the last.
     func listAgents(_ req: HTTPRequest, _ r: CountingResponder) {
-        let project = text(req, "project")
+        let project = text(req, "project"), cursor = text(req, "cursor"), n: Int
+        do { n = try limit(req, default: APIHandler.defaultAgentPage) } catch { return r.fail(error) }
         withKnownProject(project, r) { [self] in
-            store.agents(project: project) { [self] result in
-                r.result(result) { agents in .object([("agents", .array(agents.map(agentJSON)))]) }
+            store.agents(project: project, after: cursor, limit: n + 1) { [self] result in
+                r.result(result) { agents in
+                    let page = agents.prefix(n)
+                    let next: JSON = agents.count > n ? .string(page.last!.id) : .null
+                    return .object([("agents", .array(page.map(agentJSON))), ("next_cursor", next)])
+                }
             }
         }
     }

@@ -159,8 +159,9 @@ extension SQLiteStore {
         }, completion: completion)
     }
 
-    public func agents(project: String?, completion: @escaping StoreCompletion<[AgentRecord]>) {
-        enqueueRead({ writer in try writer.readAgents(id: nil, project: project) }, completion: completion)
+    public func agents(project: String?, after: String?, limit: Int?, completion: @escaping StoreCompletion<[AgentRecord]>) {
+        enqueueRead({ writer in try writer.readAgents(id: nil, project: project, after: after, limit: limit) },
+                    completion: completion)
     }
 
     public func agent(id: String, completion: @escaping StoreCompletion<AgentRecord>) {
@@ -172,16 +173,16 @@ extension SQLiteStore {
 }
 
 extension SQLiteWriter {
-    /// Every agent (of a project), ordered by project, name, id. Not limited:
-    /// the list is bounded by the number of agents.
-    func readAgents(id: String?, project: String?) throws -> [AgentRecord] {
+    /// Agents (of a project) in id order (the primary key's), those after
+    /// `after`, at most `limit` (nil: all).
+    func readAgents(id: String?, project: String?, after: String? = nil, limit: Int? = nil) throws -> [AgentRecord] {
         var f = SQLiteWriter.Filter()
-        f.add("a.id = ?", id); f.add("p.name = ?", project)
+        f.add("a.id = ?", id); f.add("p.name = ?", project); f.add("a.id > ?", after)
         let s = try db.statement("""
             SELECT a.id, a.project_id, p.name, a.name, a.hostname, a.version, a.boot_id, a.state, a.state_messages,
                    a.state_since_ms, a.first_seen_ms, a.last_seen_ms, a.status, a.status_ms
             FROM agents a JOIN projects p ON p.id = a.project_id
-            """ + f.sql + " ORDER BY p.name, a.name, a.id")
+            """ + f.sql + " ORDER BY a.id LIMIT \(limit.map { max(0, $0) } ?? -1)")
         defer { s.reset() }
         for (i, v) in f.values.enumerated() { s.bind(Int32(i + 1), value: v) }
         var out: [AgentRecord] = []

@@ -91,7 +91,10 @@ public protocol MeasurementStore: AnyObject {
     func stateHistory(agent: String, since: Int64?, until: Int64?, limit: Int,
                       completion: @escaping StoreCompletion<[StateChange]>)
     func audit(_ query: AuditQuery, completion: @escaping StoreCompletion<[AuditRecord]>)
-    func agents(project: String?, completion: @escaping StoreCompletion<[AgentRecord]>)
+    /// Agents (of a project) in ascending id order — a stable order, since an
+    /// id never changes — only those with an id after `after` (the last id of
+    /// the previous page: cursor paging), at most `limit` (nil: all).
+    func agents(project: String?, after: String?, limit: Int?, completion: @escaping StoreCompletion<[AgentRecord]>)
     /// `.notFound` for an unknown agent.
     func agent(id: String, completion: @escaping StoreCompletion<AgentRecord>)
 
@@ -118,5 +121,12 @@ extension MeasurementStore {
 
     public func stateHistory(agent: String, since: Int64?, limit: Int, completion: @escaping StoreCompletion<[StateChange]>) {
         stateHistory(agent: agent, since: since, until: nil, limit: limit, completion: completion)
+    }
+}
+
+extension MeasurementStore {
+    /// Every agent (of a project), in ascending id order.
+    public func agents(project: String?, completion: @escaping StoreCompletion<[AgentRecord]>) {
+        agents(project: project, after: nil, limit: nil, completion: completion)
     }
 }

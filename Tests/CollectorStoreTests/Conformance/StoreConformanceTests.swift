@@ -429,6 +429,13 @@ final class StoreConformanceTests: XCTestCase {
             XCTAssertEqual(try f.wait { f.store.agents(project: nil, completion: $0) }.map(\.id), ["a1", "a2", "b1"])
             XCTAssertEqual(try f.wait { f.store.agents(project: "other", completion: $0) }.map(\.id), ["b1"])
             XCTAssertEqual(try f.wait { f.store.agents(project: "nope", completion: $0) }.map(\.id), [])
+            // Cursor paging: id order, after the previous page's last id.
+            XCTAssertEqual(try f.wait { f.store.agents(project: nil, after: nil, limit: 2, completion: $0) }.map(\.id), ["a1", "a2"])
+            XCTAssertEqual(try f.wait { f.store.agents(project: nil, after: "a2", limit: 2, completion: $0) }.map(\.id), ["b1"])
+            XCTAssertEqual(try f.wait { f.store.agents(project: nil, after: "b1", limit: 2, completion: $0) }.map(\.id), [])
+            XCTAssertEqual(try f.wait { f.store.agents(project: "demo", after: "a1", limit: 5, completion: $0) }.map(\.id), ["a2"])
+            XCTAssertEqual(try f.wait { f.store.agents(project: nil, after: "a10", limit: nil, completion: $0) }.map(\.id), ["a2", "b1"],
+                           "a cursor need not be an existing id")
             let failedBefore = (f.store.stats.readsFailed, f.store.stats.writesFailed)
             guard case .failure(.notFound("agent 'zz'")) = try f.waitResult({ f.store.agent(id: "zz", completion: $0) }) else {
                 return XCTFail("unknown agent")

@@ -1,0 +1,54 @@
+// Paging of the HTTP API's lists, against a real collector: `limit` and
+// cursor paging (`cursor` in, `next_cursor` out) of GET /api/v1/agents.
+import Foundation
+import XCTest
+import Wire
+
+final class APIPagingTests: XCTestCase {
+    var c: CollectorProcess!
+
+    override func setUpWithError() throws {
+        c = try CollectorProcess()
+    }
+
+    override func tearDown() {
+        c.stop()
+        c.removeDirectory()
+    }
+
+    private func ids(_ r: HTTPResult) -> [String] {
+        (r.object["agents"] as? [[String: Any]] ?? []).compactMap { $0["id"] as? String }
+    }
+
+    func testAgentsArePagedByCursorInIdOrder() throws {
+        let key = c.createKey(project: "acme")
+        for id in ["p-3", "p-1", "p-5", "p-2", "p-4"] {
+            let client = try WireTestClient(port: c.sessionPort, key: key, hello: WireTestClient.hello(id))
+            XCTAssertNotNil(client.handshake())
+        }
+        XCTAssertTrue(c.eventually { self.ids(self.c.api("GET", "/agents")).count == 5 })
+        var r = c.api("GET", "/agents")
+        XCTAssertEqual(ids(r), ["p-1", "p-2", "p-3", "p-4", "p-5"], "id order")
+        XCTAssertTrue(r.object["next_cursor"] is NSNull, "one page holds them all: \(r.body)")
+
+        var seen: [String] = [], cursor: String? = nil, pages = 0
+        repeat {
+            r = c.api("GET", "/agents?limit=2" + (cursor.map { "&cursor=" + $0 } ?? ""))
+            XCTAssertEqual(r.status, 200, r.body)
+            seen += ids(r)
+            cursor = r.object["next_cursor"] as? String
+            pages += 1
+        } while cursor != nil && pages < 10
+        XCTAssertEqual(seen, ["p-1", "p-2", "p-3", "p-4", "p-5"])
+        XCTAssertEqual(pages, 3)
+        XCTAssertEqual(ids(c.api("GET", "/agents?limit=5")), ["p-1", "p-2", "p-3", "p-4", "p-5"])
+        XCTAssertTrue(c.api("GET", "/agents?limit=5").object["next_cursor"] is NSNull, "a full last page is the last")
+        XCTAssertEqual(ids(c.api("GET", "/agents?project=acme&cursor=p-4")), ["p-5"])
+
+        for bad in ["0", "10001", "x"] {
+            r = c.api("GET", "/agents?limit=" + bad)
+            XCTAssertEqual(r.status, 400, r.body)
+            XCTAssertNotNil((r.object["detail"] as? [String: Any])?["limit"], r.body)
+        }
+    }
+}
