@@ -79,6 +79,36 @@ extension APIHandler {
         }
     }
 
+    // MARK: forgetting
+
+    /// `DELETE /api/v1/agents/{id}`: forgets an agent that is gone (its row,
+    /// histories and own overrides; its measurements stay — see
+    /// `MeasurementStore.forgetAgent`). Refused with 409 while it has a
+    /// session, since the session would write it back at once. Audited
+    /// as `agent.forget` (unknown agents are a 404 and not audited).
+    func forgetAgent(_ id: String, _ req: HTTPRequest, _ r: CountingResponder) {
+        let actor = actor(req)
+        func audit(_ result: String) {
+            store.appendAudit(AuditEntry(ts: Clock.wallMillis(), actor: actor, action: "agent.forget", target: id,
+                                         detail: "", result: result)) { _ in }
+        }
+        if let session = manager.session(forAgent: id) {
+            audit("connected")
+            return r.fail(APIError(409, "agent connected", .object([
+                ("agent", .string(id)), ("state", .string(session.state.rawValue)),
+                ("message", .string("stop the agent (or wait until its session closes) before forgetting it"))])))
+        }
+        store.forgetAgent(id: id) { result in
+            switch result {
+            case .failure(let e):
+                r.fail(.store(e))
+            case .success:
+                audit("ok")
+                r.json(.object([("agent", .string(id)), ("result", .string("ok"))]))
+            }
+        }
+    }
+
     // MARK: capture
 
     func capture(_ id: String, _ req: HTTPRequest, _ r: CountingResponder) {

@@ -112,6 +112,19 @@ extension SQLiteStore {
         }, completion: completion)
     }
 
+    // MARK: forgetting an agent
+
+    public func forgetAgent(id: String, completion: @escaping StoreCompletion<Void>) {
+        enqueueWrite(rows: 4, { writer in
+            guard try writer.db.scalar("SELECT 1 FROM agents WHERE id = ?", [.text(id)]) != nil else {
+                throw StoreError.notFound("agent '\(id)'")
+            }
+            for table in ["agent_states", "agent_status", "config_overrides", "agents"] {
+                try writer.db.run("DELETE FROM \(table) WHERE \(table == "agents" ? "id" : "agent_id") = ?", [.text(id)])
+            }
+        }, completion: completion)
+    }
+
     // MARK: monitor definitions
 
     public func monitorDefinitions(project: String, completion: @escaping StoreCompletion<MonitorDefinitions>) {

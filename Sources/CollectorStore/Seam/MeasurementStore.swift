@@ -72,6 +72,13 @@ public protocol MeasurementStore: AnyObject {
     func setConfigOverrides(project: String, agent: String?, values: [String: String?], at: Int64,
                             completion: @escaping StoreCompletion<[String: String]>)
 
+    /// Forgets an agent: its registry row, state and status history and its
+    /// own configuration overrides go; what it measured (measurements,
+    /// events, monitor runs) stays until retention removes it, as for any
+    /// agent, and so does its de-duplication state, so batches it re-sends
+    /// should it come back are not stored twice. `.notFound` for an unknown agent.
+    func forgetAgent(id: String, completion: @escaping StoreCompletion<Void>)
+
     // MARK: audit
 
     func appendAudit(_ entry: AuditEntry, completion: @escaping StoreCompletion<Int64>)

@@ -495,6 +495,32 @@ final class StoreConformanceTests: XCTestCase {
         }
     }
 
+    func testForgetAgentKeepsWhatItMeasured() throws {
+        try forEachBackend { f in
+            _ = try populate(f)
+            _ = try f.submit(f.batch(agent: "a2", boot: "x", seq: 1, statuses: [StatusSnapshot(ts: 10_000, json: "{}")]))
+            _ = try f.wait { f.store.setConfigOverrides(project: "demo", agent: "a2", values: ["capture": "off"], at: 1, completion: $0) }
+            _ = try f.wait { f.store.setConfigOverrides(project: "demo", agent: nil, values: ["capture": "on"], at: 1, completion: $0) }
+            try f.wait { f.store.forgetAgent(id: "a2", completion: $0) }
+            XCTAssertEqual(try f.wait { f.store.agents(project: nil, completion: $0) }.map(\.id), ["a1", "b1"])
+            guard case .failure(.notFound("agent 'a2'")) = try f.waitResult({ f.store.agent(id: "a2", completion: $0) }) else {
+                return XCTFail("still known")
+            }
+            XCTAssertEqual(try f.wait { f.store.statusHistory(agent: "a2", since: nil, limit: 10, completion: $0) }.count, 0)
+            XCTAssertEqual(try f.wait { f.store.stateHistory(agent: "a2", since: nil, limit: 10, completion: $0) }.count, 0)
+            XCTAssertEqual(try f.wait { f.store.configOverrides(project: "demo", agent: "a2", completion: $0) }, [:])
+            XCTAssertEqual(try f.wait { f.store.configOverrides(project: "demo", agent: nil, completion: $0) }, ["capture": "on"],
+                           "the project's overrides stay")
+            XCTAssertEqual(try f.measurementTimes(MeasurementQuery(agent: "a2")), [4_000], "what it measured stays")
+            guard case .failure(.notFound("agent 'a2'")) = try f.waitResult({ f.store.forgetAgent(id: "a2", completion: $0) }) else {
+                return XCTFail("forgetting twice")
+            }
+            // A batch it re-sends after coming back is still a duplicate.
+            try f.connect(agent: "a2", boot: "x")
+            XCTAssertEqual(try f.submit(f.batch(agent: "a2", boot: "x", seq: 0, measurements: [measurement(4_000)])), .duplicate)
+        }
+    }
+
     func testAgentOfUnknownProjectIsRefused() throws {
         try forEachBackend { f in
             let r = try f.waitResult {
