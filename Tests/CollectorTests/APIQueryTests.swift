@@ -35,8 +35,9 @@ final class APIQueryTests: XCTestCase {
     /// takes, on every endpoint: never ignored (which returned everything).
     func testUnknownQueryParametersAre400OnEveryEndpoint() {
         let cases: [(String, String, [String])] = [
-            ("GET", "/agents?projct=acme", ["project"]),
+            ("GET", "/agents?projct=acme", ["project", "limit", "cursor"]),
             ("GET", "/agents/a1?x=1", []),
+            ("DELETE", "/agents/a1?x=1", []),
             ("GET", "/agents/a1/status?sinse=1", ["since", "until", "limit"]),
             ("GET", "/agents/a1/states?x=1", ["since", "until", "limit"]),
             ("GET", "/agents/a1/config?x=1", []),
@@ -54,7 +55,7 @@ final class APIQueryTests: XCTestCase {
             ("GET", "/config?x=1", []),
         ]
         for (method, path, accepted) in cases {
-            let r = c.api(method, path, body: method == "GET" ? nil : "{}")
+            let r = c.api(method, path, body: method == "GET" || method == "DELETE" ? nil : "{}")
             XCTAssertEqual(r.status, 400, "\(method) \(path): \(r.body)")
             XCTAssertEqual(r.object["error"] as? String, "unknown query parameter", r.body)
             let detail = r.object["detail"] as? [String: Any] ?? [:]
