@@ -52,3 +52,32 @@ final class APIPagingTests: XCTestCase {
         }
     }
 }
+
+extension APIPagingTests {
+    /// Events and audit: `cursor` in, `next_cursor` out, newest first; a
+    /// cursor that is not one is 400 naming it.
+    func testAuditIsPagedByCursor() {
+        _ = c.createKey(project: "acme")
+        for i in 0..<5 {
+            XCTAssertEqual(c.api("PUT", "/projects/acme/patterns", body: #"{"patterns":[]}"#).status, 200, "\(i)")
+        }
+        let all = (c.api("GET", "/audit?action=patterns.replace").object["audit"] as? [[String: Any]] ?? []).compactMap { $0["id"] as? Int }
+        XCTAssertEqual(all.count, 5)
+        var seen: [Int] = [], cursor: String? = nil, pages = 0
+        repeat {
+            let r = c.api("GET", "/audit?action=patterns.replace&limit=2" + (cursor.map { "&cursor=" + $0 } ?? ""))
+            XCTAssertEqual(r.status, 200, r.body)
+            seen += (r.object["audit"] as? [[String: Any]] ?? []).compactMap { $0["id"] as? Int }
+            cursor = r.object["next_cursor"] as? String
+            pages += 1
+        } while cursor != nil && pages < 10
+        XCTAssertEqual(seen, all)
+        XCTAssertEqual(pages, 3)
+        XCTAssertTrue(c.api("GET", "/events").object["next_cursor"] is NSNull)
+        for path in ["/audit?cursor=abc", "/events?cursor=1.x", "/events?cursor=5"] {
+            let r = c.api("GET", path)
+            XCTAssertEqual(r.status, 400, r.body)
+            XCTAssertNotNil((r.object["detail"] as? [String: Any])?["cursor"], r.body)
+        }
+    }
+}

@@ -50,8 +50,8 @@ final class APIQueryTests: XCTestCase {
             ("PUT", "/projects/acme/monitors?x=1", []),
             ("GET", "/projects/acme/monitors/m1/runs?agnt=a", ["agent", "since", "until", "limit"]),
             ("GET", "/measurements?projct=acme", ["project", "agent", "monitor", "check", "source", "since", "until", "limit"]),
-            ("GET", "/events?projct=acme", ["project", "agent", "monitor", "check", "since", "until", "limit"]),
-            ("GET", "/audit?actor=x", ["target", "action", "since", "until", "limit"]),
+            ("GET", "/events?projct=acme", ["project", "agent", "monitor", "check", "since", "until", "limit", "cursor"]),
+            ("GET", "/audit?actor=x", ["target", "action", "since", "until", "limit", "cursor"]),
             ("GET", "/config?x=1", []),
         ]
         for (method, path, accepted) in cases {

@@ -69,8 +69,8 @@ extension APIHandler {
         APIRoute("GET", "measurements", query: ["project", "agent", "monitor", "check", "source", "since", "until", "limit"]) { h, _, q, r in
             h.measurements(q, r)
         },
-        APIRoute("GET", "events", query: ["project", "agent", "monitor", "check", "since", "until", "limit"]) { h, _, q, r in h.events(q, r) },
-        APIRoute("GET", "audit", query: ["target", "action", "since", "until", "limit"]) { h, _, q, r in h.audit(q, r) },
+        APIRoute("GET", "events", query: ["project", "agent", "monitor", "check", "since", "until", "limit", "cursor"]) { h, _, q, r in h.events(q, r) },
+        APIRoute("GET", "audit", query: ["target", "action", "since", "until", "limit", "cursor"]) { h, _, q, r in h.audit(q, r) },
         APIRoute("GET", "config") { h, _, _, r in h.ownConfig(r) },
     ]
 }

@@ -28,6 +28,17 @@ public struct MeasurementRecord: Equatable, Sendable {
     public var measurement: MeasurementRow
 }
 
+/// Where a newest-first list stopped: the last row's time and id. A query
+/// given one answers only rows after it in that order (older, or as old
+/// with a smaller id), so pages neither repeat nor skip a row while new
+/// rows arrive (they are newer than any position already handed out).
+public struct ListPosition: Equatable, Sendable {
+    public var ts: Int64
+    public var id: Int64
+
+    public init(ts: Int64, id: Int64) { self.ts = ts; self.id = id }
+}
+
 public struct EventQuery: Sendable {
     public var project: String?
     public var agent: String?
@@ -36,11 +47,13 @@ public struct EventQuery: Sendable {
     public var since: Int64?
     public var until: Int64?
     public var limit: Int
+    /// Only rows after this position (the previous page's last row).
+    public var after: ListPosition?
 
     public init(project: String? = nil, agent: String? = nil, monitor: String? = nil, check: String? = nil,
-                since: Int64? = nil, until: Int64? = nil, limit: Int = 100) {
+                since: Int64? = nil, until: Int64? = nil, limit: Int = 100, after: ListPosition? = nil) {
         self.project = project; self.agent = agent; self.monitor = monitor; self.check = check
-        self.since = since; self.until = until; self.limit = limit
+        self.since = since; self.until = until; self.limit = limit; self.after = after
     }
 }
 
@@ -78,9 +91,13 @@ public struct AuditQuery: Sendable {
     public var since: Int64?
     public var until: Int64?
     public var limit: Int
+    /// Only rows after this position (the previous page's last row).
+    public var after: ListPosition?
 
-    public init(target: String? = nil, action: String? = nil, since: Int64? = nil, until: Int64? = nil, limit: Int = 100) {
+    public init(target: String? = nil, action: String? = nil, since: Int64? = nil, until: Int64? = nil, limit: Int = 100,
+                after: ListPosition? = nil) {
         self.target = target; self.action = action; self.since = since; self.until = until; self.limit = limit
+        self.after = after
     }
 }
 

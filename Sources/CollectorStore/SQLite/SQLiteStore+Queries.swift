@@ -21,6 +21,13 @@ extension SQLiteWriter {
             clauses.append(clause); values.append(.integer(value))
         }
 
+        /// Rows after `p` in newest-first (ts, id) order.
+        mutating func add(after p: ListPosition?, ts: String, id: String) {
+            guard let p else { return }
+            clauses.append("(\(ts) < ? OR (\(ts) = ? AND \(id) < ?))")
+            values += [.integer(p.ts), .integer(p.ts), .integer(p.id)]
+        }
+
         var sql: String { clauses.isEmpty ? "" : " WHERE " + clauses.joined(separator: " AND ") }
     }
 
@@ -71,6 +78,7 @@ extension SQLiteStore {
             var f = SQLiteWriter.Filter()
             f.add("p.name = ?", q.project); f.add("e.agent_id = ?", q.agent); f.add("e.monitor = ?", q.monitor)
             f.add("e.check_name = ?", q.check); f.add("e.ts_ms >= ?", q.since); f.add("e.ts_ms < ?", q.until)
+            f.add(after: q.after, ts: "e.ts_ms", id: "e.id")
             var out: [EventRecord] = []
             try writer.select("""
                 SELECT e.id, p.name, e.agent_id, e.ts_ms, e.monitor, e.check_name, e.method, e.host, e.path,
@@ -149,6 +157,7 @@ extension SQLiteStore {
         enqueueRead({ writer in
             var f = SQLiteWriter.Filter()
             f.add("target = ?", q.target); f.add("action = ?", q.action); f.add("ts_ms >= ?", q.since); f.add("ts_ms < ?", q.until)
+            f.add(after: q.after, ts: "ts_ms", id: "id")
             var out: [AuditRecord] = []
             try writer.select("SELECT id, ts_ms, actor, action, target, detail, result FROM audit" + f.sql
                              + " ORDER BY ts_ms DESC, id DESC LIMIT ?", f, limit: q.limit) { s in

@@ -331,6 +331,38 @@ final class StoreConformanceTests: XCTestCase {
         }
     }
 
+    /// Cursor paging of newest-first lists: after a position, rows older in
+    /// (ts, id) order — ties in time split by id, none repeated or skipped,
+    /// also when rows arrive between pages.
+    func testAuditAndEventsPageAfterAPosition() throws {
+        try forEachBackend { f in
+            for ts: Int64 in [10, 20, 20, 20, 30] {
+                _ = try f.wait { f.store.appendAudit(AuditEntry(ts: ts, actor: "t", action: "a", target: "x", result: "ok"), completion: $0) }
+            }
+            var seen: [Int64] = [], after: ListPosition? = nil
+            for _ in 0..<3 {
+                let page = try f.wait { f.store.audit(AuditQuery(limit: 2, after: after), completion: $0) }
+                if seen.isEmpty {   // a newer row arriving after the first page is not on the later ones
+                    _ = try f.wait { f.store.appendAudit(AuditEntry(ts: 40, actor: "t", action: "a", target: "x", result: "ok"), completion: $0) }
+                }
+                seen += page.map(\.id)
+                after = page.last.map { ListPosition(ts: $0.entry.ts, id: $0.id) }
+            }
+            let all = try f.wait { f.store.audit(AuditQuery(limit: 100), completion: $0) }
+            XCTAssertEqual(seen, all.dropFirst().map(\.id), "every row once, newest first")
+            XCTAssertEqual(all.map(\.entry.ts), [40, 30, 20, 20, 20, 10])
+            XCTAssertEqual(try f.wait { f.store.audit(AuditQuery(limit: 10, after: after), completion: $0) }.count, 0)
+
+            let ev = { (ts: Int64) in RawEvent(ts: ts, monitor: "m", check: "c", method: "GET", host: "h", path: "/", status: 200, durationUs: 1) }
+            _ = try f.submit(f.batch(seq: 0, events: [ev(5), ev(5), ev(6), ev(4)]))
+            let events = try f.wait { f.store.events(EventQuery(), completion: $0) }
+            XCTAssertEqual(events.map(\.event.ts), [6, 5, 5, 4])
+            let second = ListPosition(ts: events[1].event.ts, id: events[1].id)
+            XCTAssertEqual(try f.wait { f.store.events(EventQuery(limit: 10, after: second), completion: $0) }.map(\.id),
+                           events.dropFirst(2).map(\.id))
+        }
+    }
+
     func testEventsAndMonitorRuns() throws {
         try forEachBackend { f in
             func ev(_ ts: Int64, _ check: String) -> RawEvent {
