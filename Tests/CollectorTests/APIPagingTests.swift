@@ -81,3 +81,26 @@ extension APIPagingTests {
         }
     }
 }
+
+extension APIPagingTests {
+    /// Measurements and monitor runs page the same way.
+    func testMeasurementsAndRunsHaveCursors() {
+        _ = c.createKey(project: "acme")
+        for path in ["/measurements", "/measurements?project=acme&limit=1"] {
+            let r = c.api("GET", path)
+            XCTAssertEqual(r.status, 200, r.body)
+            XCTAssertTrue(r.object["next_cursor"] is NSNull, "nothing stored: \(r.body)")
+        }
+        XCTAssertEqual(c.api("PUT", "/projects/acme/monitors",
+                             body: #"{"monitors":[{"id":"db","name":"db","kind":"tcp","interval_secs":10,"timeout_secs":3,"spec":{"host":"db","port":5432}}]}"#).status,
+                       200)
+        var r = c.api("GET", "/projects/acme/monitors/db/runs?limit=1")
+        XCTAssertEqual(r.status, 200, r.body)
+        XCTAssertTrue(r.object["next_cursor"] is NSNull, r.body)
+        r = c.api("GET", "/projects/acme/monitors/db/runs?cursor=x")
+        XCTAssertEqual(r.status, 400, r.body)
+        XCTAssertNotNil((r.object["detail"] as? [String: Any])?["cursor"], r.body)
+        r = c.api("GET", "/measurements?cursor=1700000000000.5")
+        XCTAssertEqual(r.status, 200, r.body)
+    }
+}

@@ -63,10 +63,10 @@ extension APIHandler {
         APIRoute("PUT", "projects/{project}/patterns") { h, c, q, r in h.putPatterns(c[0], q, r) },
         APIRoute("GET", "projects/{project}/monitors") { h, c, _, r in h.getMonitors(c[0], r) },
         APIRoute("PUT", "projects/{project}/monitors") { h, c, q, r in h.putMonitors(c[0], q, r) },
-        APIRoute("GET", "projects/{project}/monitors/{monitor}/runs", query: ["agent", "since", "until", "limit"]) { h, c, q, r in
+        APIRoute("GET", "projects/{project}/monitors/{monitor}/runs", query: ["agent", "since", "until", "limit", "cursor"]) { h, c, q, r in
             h.monitorRuns(c[0], c[1], q, r)
         },
-        APIRoute("GET", "measurements", query: ["project", "agent", "monitor", "check", "source", "since", "until", "limit"]) { h, _, q, r in
+        APIRoute("GET", "measurements", query: ["project", "agent", "monitor", "check", "source", "since", "until", "limit", "cursor"]) { h, _, q, r in
             h.measurements(q, r)
         },
         APIRoute("GET", "events", query: ["project", "agent", "monitor", "check", "since", "until", "limit", "cursor"]) { h, _, q, r in h.events(q, r) },

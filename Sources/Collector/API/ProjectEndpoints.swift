@@ -163,11 +163,12 @@ extension APIHandler {
     /// and `since` as elsewhere; `agent` narrows to one agent. Each run's
     /// result is its step `run` row; other rows are its steps.
     func monitorRuns(_ project: String, _ id: String, _ req: HTTPRequest, _ r: CountingResponder) {
-        let q: MonitorRunQuery
+        let q: MonitorRunQuery, n: Int
         do {
             let range = try timeRange(req)
+            n = try limit(req)
             q = MonitorRunQuery(project: project, agent: text(req, "agent"), monitor: String(MonitorID.numeric(id)),
-                                since: range.since, until: range.until, limit: try limit(req))
+                                since: range.since, until: range.until, limit: n + 1, after: try cursor(req))
         } catch { return r.fail(error) }
         store.monitorDefinitions(project: project) { [self] result in
             switch result {
@@ -179,9 +180,10 @@ extension APIHandler {
                 }
                 store.lastMonitorRuns(project: project, agent: nil) { [self] last in
                     guard case .success(let lastRuns) = last else { return r.result(last) { _ in .null } }
-                    store.monitorRuns(q) { runs in
-                        r.result(runs) { rows in
-                            .object([("project", .string(project)), ("monitor", .string(id)),
+                    store.monitorRuns(q) { [self] runs in
+                        r.result(runs) { all in
+                            let (rows, next) = page(all, limit: n) { ListPosition(ts: $0.run.ts, id: $0.id) }
+                            return .object([("project", .string(project)), ("monitor", .string(id)),
                                      ("state", APIHandler.monitorState(def, lastRun: lastRuns[String(def.numericID)],
                                                                        updated: stored.updated, now: Clock.wallMillis())),
                                      ("runs", .array(rows.map { rec in
@@ -189,7 +191,7 @@ extension APIHandler {
                                                   ("step", .string(rec.run.check)), ("ok", .bool(rec.run.ok)),
                                                   ("duration_ms", APIHandler.millis(rec.run.durationUs)),
                                                   ("detail", rec.run.detail.map(JSON.raw) ?? .null)])
-                                     }))])
+                                     })), ("next_cursor", next)])
                         }
                     }
                 }

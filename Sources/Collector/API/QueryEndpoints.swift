@@ -10,16 +10,18 @@ import JSON
 
 extension APIHandler {
     func measurements(_ req: HTTPRequest, _ r: CountingResponder) {
-        let q: MeasurementQuery
+        let q: MeasurementQuery, n: Int
         do {
             let range = try timeRange(req)
+            n = try limit(req)
             q = MeasurementQuery(project: text(req, "project"), agent: text(req, "agent"), monitor: text(req, "monitor"),
                                  check: text(req, "check"), source: text(req, "source"), since: range.since,
-                                 until: range.until, limit: try limit(req))
+                                 until: range.until, limit: n + 1, after: try cursor(req))
         } catch { return r.fail(error) }
-        withKnownProject(q.project, r) { [self] in store.measurements(q) { result in
-            r.result(result) { rows in
-                .object([("measurements", .array(rows.map { rec in
+        withKnownProject(q.project, r) { [self] in store.measurements(q) { [self] result in
+            r.result(result) { all in
+                let (rows, next) = page(all, limit: n) { ListPosition(ts: $0.measurement.ts, id: $0.id) }
+                return .object([("measurements", .array(rows.map { rec in
                     let m = rec.measurement
                     return .object([("ts", .int(m.ts)), ("project", .string(rec.project)), ("agent", .string(rec.agent)),
                                     ("monitor", .string(m.monitor)), ("check", .string(m.check)), ("source", .string(m.source)),
@@ -27,7 +29,7 @@ extension APIHandler {
                                     ("min_ms", APIHandler.millis(m.minUs)), ("max_ms", APIHandler.millis(m.maxUs)),
                                     ("p50_ms", APIHandler.millis(m.p50Us)), ("p95_ms", APIHandler.millis(m.p95Us)),
                                     ("p99_ms", APIHandler.millis(m.p99Us)), ("meta", APIHandler.meta(m))])
-                }))])
+                })), ("next_cursor", next)])
             }
         } }
     }

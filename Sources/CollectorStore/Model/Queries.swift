@@ -14,11 +14,14 @@ public struct MeasurementQuery: Sendable {
     /// Only rows with ts < until (ms).
     public var until: Int64?
     public var limit: Int
+    /// Only rows after this position (the previous page's last row).
+    public var after: ListPosition?
 
     public init(project: String? = nil, agent: String? = nil, monitor: String? = nil, check: String? = nil,
-                source: String? = nil, since: Int64? = nil, until: Int64? = nil, limit: Int = 100) {
+                source: String? = nil, since: Int64? = nil, until: Int64? = nil, limit: Int = 100,
+                after: ListPosition? = nil) {
         self.project = project; self.agent = agent; self.monitor = monitor; self.check = check
-        self.source = source; self.since = since; self.until = until; self.limit = limit
+        self.source = source; self.since = since; self.until = until; self.limit = limit; self.after = after
     }
 }
 
@@ -26,6 +29,8 @@ public struct MeasurementRecord: Equatable, Sendable {
     public var project: String
     public var agent: String
     public var measurement: MeasurementRow
+    /// The row's id in the store: with `measurement.ts`, its list position.
+    public var id: Int64 = 0
 }
 
 /// Where a newest-first list stopped: the last row's time and id. A query
@@ -71,11 +76,13 @@ public struct MonitorRunQuery: Sendable {
     public var since: Int64?
     public var until: Int64?
     public var limit: Int
+    /// Only rows after this position (the previous page's last row).
+    public var after: ListPosition?
 
     public init(project: String? = nil, agent: String? = nil, monitor: String? = nil, since: Int64? = nil,
-                until: Int64? = nil, limit: Int = 100) {
+                until: Int64? = nil, limit: Int = 100, after: ListPosition? = nil) {
         self.project = project; self.agent = agent; self.monitor = monitor; self.since = since; self.until = until
-        self.limit = limit
+        self.limit = limit; self.after = after
     }
 }
 
@@ -83,6 +90,8 @@ public struct MonitorRunRecord: Equatable, Sendable {
     public var project: String
     public var agent: String
     public var run: MonitorRun
+    /// The row's id in the store: with `run.ts`, its list position.
+    public var id: Int64 = 0
 }
 
 public struct AuditQuery: Sendable {

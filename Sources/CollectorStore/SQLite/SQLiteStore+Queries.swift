@@ -58,16 +58,17 @@ extension SQLiteStore {
                 f.values = series.values
             }
             f.add("m.ts_ms >= ?", q.since); f.add("m.ts_ms < ?", q.until)
+            f.add(after: q.after, ts: "m.ts_ms", id: "m.rowid")
             var out: [MeasurementRecord] = []
             try writer.select("""
                 SELECT m.ts_ms, p.name, s.agent_id, s.monitor, s.check_name, s.source, m.window_ms, m.count, m.errors,
-                       m.sum_us, m.min_us, m.max_us, m.p50_us, m.p95_us, m.p99_us
+                       m.sum_us, m.min_us, m.max_us, m.p50_us, m.p95_us, m.p99_us, m.rowid
                 FROM measurements m JOIN series s ON s.id = m.series_id JOIN projects p ON p.id = s.project_id
                 """ + f.sql + " ORDER BY m.ts_ms DESC, m.rowid DESC LIMIT ?", f, limit: q.limit) { s in
                 out.append(MeasurementRecord(project: s.text(1), agent: s.text(2), measurement: MeasurementRow(
                     ts: s.int64(0), windowMs: s.int64(6), monitor: s.text(3), check: s.text(4), source: s.text(5),
                     count: s.int64(7), errors: s.int64(8), sumUs: s.int64(9), minUs: s.int64(10), maxUs: s.int64(11),
-                    p50Us: s.int64(12), p95Us: s.int64(13), p99Us: s.int64(14))))
+                    p50Us: s.int64(12), p95Us: s.int64(13), p99Us: s.int64(14)), id: s.int64(15)))
             }
             return out
         }, completion: completion)
@@ -98,14 +99,15 @@ extension SQLiteStore {
             var f = SQLiteWriter.Filter()
             f.add("p.name = ?", q.project); f.add("r.agent_id = ?", q.agent); f.add("r.monitor = ?", q.monitor)
             f.add("r.ts_ms >= ?", q.since); f.add("r.ts_ms < ?", q.until)
+            f.add(after: q.after, ts: "r.ts_ms", id: "r.id")
             var out: [MonitorRunRecord] = []
             try writer.select("""
-                SELECT p.name, r.agent_id, r.ts_ms, r.monitor, r.check_name, r.ok, r.duration_us, r.detail
+                SELECT p.name, r.agent_id, r.ts_ms, r.monitor, r.check_name, r.ok, r.duration_us, r.detail, r.id
                 FROM monitor_runs r JOIN projects p ON p.id = r.project_id
                 """ + f.sql + " ORDER BY r.ts_ms DESC, r.id DESC LIMIT ?", f, limit: q.limit) { s in
                 out.append(MonitorRunRecord(project: s.text(0), agent: s.text(1), run: MonitorRun(
                     ts: s.int64(2), monitor: s.text(3), check: s.text(4), ok: s.int64(5) != 0,
-                    durationUs: s.int64(6), detail: s.optionalText(7))))
+                    durationUs: s.int64(6), detail: s.optionalText(7)), id: s.int64(8)))
             }
             return out
         }, completion: completion)

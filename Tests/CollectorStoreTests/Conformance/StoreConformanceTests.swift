@@ -70,14 +70,14 @@ final class StoreConformanceTests: XCTestCase {
             let st = StatusSnapshot(ts: 10_004, json: "{\"rss\":1}")
             XCTAssertEqual(try f.submit(f.batch(seq: 0, measurements: [m], events: [e, plain], statuses: [st], monitorRuns: [run])),
                            .stored(rows: 5))
-            XCTAssertEqual(try f.wait { f.store.measurements(MeasurementQuery(), completion: $0) },
-                           [MeasurementRecord(project: "demo", agent: "a1", measurement: m)])
+            let ms = try f.wait { f.store.measurements(MeasurementQuery(), completion: $0) }
+            XCTAssertEqual(ms, [MeasurementRecord(project: "demo", agent: "a1", measurement: m, id: ms.first?.id ?? 0)])
             let events = try f.wait { f.store.events(EventQuery(), completion: $0) }
             XCTAssertEqual(events.map(\.event), [plain, e])
             XCTAssertEqual(events.map(\.project), ["demo", "demo"])
             XCTAssertEqual(events.map(\.agent), ["a1", "a1"])
-            XCTAssertEqual(try f.wait { f.store.monitorRuns(MonitorRunQuery(), completion: $0) },
-                           [MonitorRunRecord(project: "demo", agent: "a1", run: run)])
+            let runs = try f.wait { f.store.monitorRuns(MonitorRunQuery(), completion: $0) }
+            XCTAssertEqual(runs, [MonitorRunRecord(project: "demo", agent: "a1", run: run, id: runs.first?.id ?? 0)])
             XCTAssertEqual(try f.wait { f.store.statusHistory(agent: "a1", since: nil, limit: 10, completion: $0) },
                            [StatusRecord(ts: 10_004, json: "{\"rss\":1}")])
             let a1 = try f.wait { f.store.agent(id: "a1", completion: $0) }
@@ -272,7 +272,7 @@ final class StoreConformanceTests: XCTestCase {
             XCTAssertEqual(try ts(MeasurementQuery(limit: -5)), [5_000])
 
             let r = try f.wait { f.store.measurements(MeasurementQuery(agent: "a2"), completion: $0) }
-            XCTAssertEqual(r, [MeasurementRecord(project: "demo", agent: "a2", measurement: measurement(4_000))])
+            XCTAssertEqual(r, [MeasurementRecord(project: "demo", agent: "a2", measurement: measurement(4_000), id: r.first?.id ?? 0)])
         }
     }
 
@@ -360,6 +360,30 @@ final class StoreConformanceTests: XCTestCase {
             let second = ListPosition(ts: events[1].event.ts, id: events[1].id)
             XCTAssertEqual(try f.wait { f.store.events(EventQuery(limit: 10, after: second), completion: $0) }.map(\.id),
                            events.dropFirst(2).map(\.id))
+        }
+    }
+
+    func testMeasurementsAndMonitorRunsPageAfterAPosition() throws {
+        try forEachBackend { f in
+            _ = try f.submit(f.batch(seq: 0, measurements: [measurement(7, monitor: "a", check: "x"), measurement(7, monitor: "b", check: "x"),
+                                                            measurement(8, monitor: "a", check: "x"), measurement(6, monitor: "c", check: "x")],
+                                     monitorRuns: [MonitorRun(ts: 3, monitor: "m", check: "", ok: true, durationUs: 1),
+                                                   MonitorRun(ts: 3, monitor: "m", check: "s", ok: true, durationUs: 1),
+                                                   MonitorRun(ts: 2, monitor: "m", check: "", ok: true, durationUs: 1)]))
+            let all = try f.wait { f.store.measurements(MeasurementQuery(), completion: $0) }
+            XCTAssertEqual(all.map(\.measurement.ts), [8, 7, 7, 6])
+            var seen: [Int64] = [], after: ListPosition? = nil
+            repeat {
+                let page = try f.wait { f.store.measurements(MeasurementQuery(limit: 1, after: after), completion: $0) }
+                seen += page.map(\.id)
+                after = page.last.map { ListPosition(ts: $0.measurement.ts, id: $0.id) }
+            } while after != nil && seen.count < 10
+            XCTAssertEqual(seen, all.map(\.id), "ties in time split by id, each row once")
+            let runs = try f.wait { f.store.monitorRuns(MonitorRunQuery(), completion: $0) }
+            XCTAssertEqual(runs.map(\.run.ts), [3, 3, 2])
+            let first = ListPosition(ts: runs[0].run.ts, id: runs[0].id)
+            XCTAssertEqual(try f.wait { f.store.monitorRuns(MonitorRunQuery(after: first), completion: $0) }.map(\.id),
+                           runs.dropFirst().map(\.id))
         }
     }
 
