@@ -104,3 +104,25 @@ extension APIPagingTests {
         XCTAssertEqual(r.status, 200, r.body)
     }
 }
+
+extension APIPagingTests {
+    /// An agent's status history pages like every time-ordered list.
+    func testStatusHistoryIsPagedByCursor() throws {
+        let key = c.createKey(project: "acme")
+        let client = try WireTestClient(port: c.sessionPort, key: key, hello: WireTestClient.hello("st-1"))
+        XCTAssertNotNil(client.handshake())
+        for ts: UInt64 in [1, 2, 3] { client.send([.status(Status(timestampMs: ts, state: .stopped))]) }
+        XCTAssertTrue(c.eventually { (self.c.api("GET", "/agents/st-1/status").object["status"] as? [Any])?.count == 3 })
+        let all = c.api("GET", "/agents/st-1/status").object["status"] as? [[String: Any]] ?? []
+        var seen = 0, cursor: String? = nil, pages = 0
+        repeat {
+            let r = c.api("GET", "/agents/st-1/status?limit=2" + (cursor.map { "&cursor=" + $0 } ?? ""))
+            XCTAssertEqual(r.status, 200, r.body)
+            seen += (r.object["status"] as? [Any])?.count ?? 0
+            cursor = r.object["next_cursor"] as? String
+            pages += 1
+        } while cursor != nil && pages < 10
+        XCTAssertEqual(seen, all.count)
+        XCTAssertEqual(pages, 2)
+    }
+}

@@ -50,30 +50,33 @@ extension APIHandler {
     }
 
     func statusHistory(_ id: String, _ req: HTTPRequest, _ r: CountingResponder) {
-        let range: (since: Int64?, until: Int64?), n: Int
-        do { range = try timeRange(req); n = try limit(req) } catch { return r.fail(error) }
+        let range: (since: Int64?, until: Int64?), n: Int, after: ListPosition?
+        do { range = try timeRange(req); n = try limit(req); after = try cursor(req) } catch { return r.fail(error) }
         store.agent(id: id) { [self] found in
             if case .failure(let e) = found { return r.fail(.store(e)) }
-            store.statusHistory(agent: id, since: range.since, until: range.until, limit: n) { result in
-                r.result(result) { rows in
-                    .object([("agent", .string(id)),
-                             ("status", .array(rows.map { .object([("ts", .int($0.ts)), ("status", .raw($0.json))]) }))])
+            store.statusHistory(agent: id, since: range.since, until: range.until, limit: n + 1, after: after) { [self] result in
+                r.result(result) { all in
+                    let (rows, next) = page(all, limit: n) { ListPosition(ts: $0.ts, id: $0.id) }
+                    return .object([("agent", .string(id)),
+                                    ("status", .array(rows.map { .object([("ts", .int($0.ts)), ("status", .raw($0.json))]) })),
+                                    ("next_cursor", next)])
                 }
             }
         }
     }
 
     func stateHistory(_ id: String, _ req: HTTPRequest, _ r: CountingResponder) {
-        let range: (since: Int64?, until: Int64?), n: Int
-        do { range = try timeRange(req); n = try limit(req) } catch { return r.fail(error) }
+        let range: (since: Int64?, until: Int64?), n: Int, after: ListPosition?
+        do { range = try timeRange(req); n = try limit(req); after = try cursor(req) } catch { return r.fail(error) }
         store.agent(id: id) { [self] found in
             if case .failure(let e) = found { return r.fail(.store(e)) }
-            store.stateHistory(agent: id, since: range.since, until: range.until, limit: n) { result in
-                r.result(result) { rows in
-                    .object([("agent", .string(id)), ("states", .array(rows.map {
+            store.stateHistory(agent: id, since: range.since, until: range.until, limit: n + 1, after: after) { [self] result in
+                r.result(result) { all in
+                    let (rows, next) = page(all, limit: n) { ListPosition(ts: $0.ts, id: $0.id) }
+                    return .object([("agent", .string(id)), ("states", .array(rows.map {
                         .object([("ts", .int($0.ts)), ("state", .string($0.state.rawValue)),
                                  ("messages", .array($0.messages.map(JSON.string)))])
-                    }))])
+                    })), ("next_cursor", next)])
                 }
             }
         }

@@ -128,28 +128,30 @@ extension SQLiteStore {
         }, completion: completion)
     }
 
-    public func statusHistory(agent: String, since: Int64?, until: Int64?, limit: Int,
+    public func statusHistory(agent: String, since: Int64?, until: Int64?, limit: Int, after: ListPosition?,
                               completion: @escaping StoreCompletion<[StatusRecord]>) {
         enqueueRead({ writer in
             var f = SQLiteWriter.Filter()
             f.add("agent_id = ?", agent); f.add("ts_ms >= ?", since); f.add("ts_ms < ?", until)
+            f.add(after: after, ts: "ts_ms", id: "id")
             var out: [StatusRecord] = []
-            try writer.select("SELECT ts_ms, status FROM agent_status" + f.sql + " ORDER BY ts_ms DESC, id DESC LIMIT ?",
-                             f, limit: limit) { s in out.append(StatusRecord(ts: s.int64(0), json: s.text(1))) }
+            try writer.select("SELECT ts_ms, status, id FROM agent_status" + f.sql + " ORDER BY ts_ms DESC, id DESC LIMIT ?",
+                             f, limit: limit) { s in out.append(StatusRecord(ts: s.int64(0), json: s.text(1), id: s.int64(2))) }
             return out
         }, completion: completion)
     }
 
-    public func stateHistory(agent: String, since: Int64?, until: Int64?, limit: Int,
+    public func stateHistory(agent: String, since: Int64?, until: Int64?, limit: Int, after: ListPosition?,
                              completion: @escaping StoreCompletion<[StateChange]>) {
         enqueueRead({ writer in
             var f = SQLiteWriter.Filter()
             f.add("agent_id = ?", agent); f.add("ts_ms >= ?", since); f.add("ts_ms < ?", until)
+            f.add(after: after, ts: "ts_ms", id: "id")
             var out: [StateChange] = []
-            try writer.select("SELECT ts_ms, state, messages FROM agent_states" + f.sql + " ORDER BY ts_ms DESC, id DESC LIMIT ?",
+            try writer.select("SELECT ts_ms, state, messages, id FROM agent_states" + f.sql + " ORDER BY ts_ms DESC, id DESC LIMIT ?",
                              f, limit: limit) { s in
                 out.append(StateChange(ts: s.int64(0), state: AgentState(rawValue: s.text(1)) ?? .notVisible,
-                                       messages: MessageList.decode(s.text(2))))
+                                       messages: MessageList.decode(s.text(2)), id: s.int64(3)))
             }
             return out
         }, completion: completion)

@@ -92,10 +92,11 @@ public protocol MeasurementStore: AnyObject {
     /// project or (agent nil) any agent: the Schedule's last runs and the
     /// API's staleness.
     func lastMonitorRuns(project: String, agent: String?, completion: @escaping StoreCompletion<[String: Int64]>)
-    /// Newest first, `since` <= ts < `until` (ms; nil: unbounded).
-    func statusHistory(agent: String, since: Int64?, until: Int64?, limit: Int,
+    /// Newest first, `since` <= ts < `until` (ms; nil: unbounded), only
+    /// rows after `after` (the previous page's last row) when given.
+    func statusHistory(agent: String, since: Int64?, until: Int64?, limit: Int, after: ListPosition?,
                        completion: @escaping StoreCompletion<[StatusRecord]>)
-    func stateHistory(agent: String, since: Int64?, until: Int64?, limit: Int,
+    func stateHistory(agent: String, since: Int64?, until: Int64?, limit: Int, after: ListPosition?,
                       completion: @escaping StoreCompletion<[StateChange]>)
     func audit(_ query: AuditQuery, completion: @escaping StoreCompletion<[AuditRecord]>)
     /// Agents (of a project) in ascending id order — a stable order, since an
@@ -123,11 +124,22 @@ public protocol MeasurementStore: AnyObject {
 extension MeasurementStore {
     /// The history from `since` on, without an upper bound.
     public func statusHistory(agent: String, since: Int64?, limit: Int, completion: @escaping StoreCompletion<[StatusRecord]>) {
-        statusHistory(agent: agent, since: since, until: nil, limit: limit, completion: completion)
+        statusHistory(agent: agent, since: since, until: nil, limit: limit, after: nil, completion: completion)
     }
 
     public func stateHistory(agent: String, since: Int64?, limit: Int, completion: @escaping StoreCompletion<[StateChange]>) {
-        stateHistory(agent: agent, since: since, until: nil, limit: limit, completion: completion)
+        stateHistory(agent: agent, since: since, until: nil, limit: limit, after: nil, completion: completion)
+    }
+
+    /// The first page of the history in a range.
+    public func statusHistory(agent: String, since: Int64?, until: Int64?, limit: Int,
+                              completion: @escaping StoreCompletion<[StatusRecord]>) {
+        statusHistory(agent: agent, since: since, until: until, limit: limit, after: nil, completion: completion)
+    }
+
+    public func stateHistory(agent: String, since: Int64?, until: Int64?, limit: Int,
+                             completion: @escaping StoreCompletion<[StateChange]>) {
+        stateHistory(agent: agent, since: since, until: until, limit: limit, after: nil, completion: completion)
     }
 }
 

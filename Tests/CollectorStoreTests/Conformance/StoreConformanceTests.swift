@@ -78,8 +78,8 @@ final class StoreConformanceTests: XCTestCase {
             XCTAssertEqual(events.map(\.agent), ["a1", "a1"])
             let runs = try f.wait { f.store.monitorRuns(MonitorRunQuery(), completion: $0) }
             XCTAssertEqual(runs, [MonitorRunRecord(project: "demo", agent: "a1", run: run, id: runs.first?.id ?? 0)])
-            XCTAssertEqual(try f.wait { f.store.statusHistory(agent: "a1", since: nil, limit: 10, completion: $0) },
-                           [StatusRecord(ts: 10_004, json: "{\"rss\":1}")])
+            let statuses = try f.wait { f.store.statusHistory(agent: "a1", since: nil, limit: 10, completion: $0) }
+            XCTAssertEqual(statuses, [StatusRecord(ts: 10_004, json: "{\"rss\":1}", id: statuses.first?.id ?? 0)])
             let a1 = try f.wait { f.store.agent(id: "a1", completion: $0) }
             XCTAssertEqual(a1.status, "{\"rss\":1}")
             XCTAssertEqual(a1.statusTs, 10_004)
@@ -464,6 +464,18 @@ final class StoreConformanceTests: XCTestCase {
             XCTAssertEqual(states.map(\.state), [.wrongConfiguration, .capturing, .connecting])
             XCTAssertEqual(states.first?.messages, ["key 'x': bad value", "second"])
             XCTAssertEqual(try f.wait { f.store.stateHistory(agent: "a1", since: 31_000, limit: 10, completion: $0) }.map(\.ts), [32_000])
+            // Cursor paging: after the newest row, the rest; after the last, none.
+            let page1 = try f.wait { f.store.stateHistory(agent: "a1", since: nil, until: nil, limit: 1, after: nil, completion: $0) }
+            let rest = try f.wait {
+                f.store.stateHistory(agent: "a1", since: nil, until: nil, limit: 10, after: ListPosition(ts: page1[0].ts, id: page1[0].id),
+                                     completion: $0)
+            }
+            XCTAssertEqual(page1 + rest, states)
+            let newest = try f.wait { f.store.statusHistory(agent: "a1", since: nil, until: nil, limit: 1, after: nil, completion: $0) }
+            XCTAssertEqual(try f.wait {
+                f.store.statusHistory(agent: "a1", since: nil, until: nil, limit: 10, after: ListPosition(ts: newest[0].ts, id: newest[0].id),
+                                      completion: $0)
+            }.map(\.ts), [15_000, 10_000])
             guard case .failure(.notFound) = try f.waitResult({
                 f.store.setAgentState(agent: "nope", state: .stopped, messages: [], at: 1, completion: $0)
             }) else { return XCTFail("unknown agent") }
