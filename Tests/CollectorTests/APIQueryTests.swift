@@ -35,10 +35,11 @@ final class APIQueryTests: XCTestCase {
     /// takes, on every endpoint: never ignored (which returned everything).
     func testUnknownQueryParametersAre400OnEveryEndpoint() {
         let cases: [(String, String, [String])] = [
-            ("GET", "/agents?projct=acme", ["project"]),
+            ("GET", "/agents?projct=acme", ["project", "limit", "cursor"]),
             ("GET", "/agents/a1?x=1", []),
-            ("GET", "/agents/a1/status?sinse=1", ["since", "until", "limit"]),
-            ("GET", "/agents/a1/states?x=1", ["since", "until", "limit"]),
+            ("DELETE", "/agents/a1?x=1", []),
+            ("GET", "/agents/a1/status?sinse=1", ["since", "until", "limit", "cursor"]),
+            ("GET", "/agents/a1/states?x=1", ["since", "until", "limit", "cursor"]),
             ("GET", "/agents/a1/config?x=1", []),
             ("PUT", "/agents/a1/config?timeout=5", ["timeout_ms"]),
             ("POST", "/agents/a1/capture?timeout=5", ["timeout_ms"]),
@@ -47,14 +48,14 @@ final class APIQueryTests: XCTestCase {
             ("PUT", "/projects/acme/patterns?x=1", []),
             ("GET", "/projects/acme/monitors?x=1", []),
             ("PUT", "/projects/acme/monitors?x=1", []),
-            ("GET", "/projects/acme/monitors/m1/runs?agnt=a", ["agent", "since", "until", "limit"]),
-            ("GET", "/measurements?projct=acme", ["project", "agent", "monitor", "check", "source", "since", "until", "limit"]),
-            ("GET", "/events?projct=acme", ["project", "agent", "monitor", "check", "since", "until", "limit"]),
-            ("GET", "/audit?actor=x", ["target", "action", "since", "until", "limit"]),
+            ("GET", "/projects/acme/monitors/m1/runs?agnt=a", ["agent", "since", "until", "limit", "cursor"]),
+            ("GET", "/measurements?projct=acme", ["project", "agent", "monitor", "check", "source", "since", "until", "limit", "cursor"]),
+            ("GET", "/events?projct=acme", ["project", "agent", "monitor", "check", "since", "until", "limit", "cursor"]),
+            ("GET", "/audit?actor=x", ["target", "action", "since", "until", "limit", "cursor"]),
             ("GET", "/config?x=1", []),
         ]
         for (method, path, accepted) in cases {
-            let r = c.api(method, path, body: method == "GET" ? nil : "{}")
+            let r = c.api(method, path, body: method == "GET" || method == "DELETE" ? nil : "{}")
             XCTAssertEqual(r.status, 400, "\(method) \(path): \(r.body)")
             XCTAssertEqual(r.object["error"] as? String, "unknown query parameter", r.body)
             let detail = r.object["detail"] as? [String: Any] ?? [:]

@@ -161,13 +161,37 @@ public final class APIHandler {
         return v
     }
 
-    func limit(_ req: HTTPRequest) throws(APIError) -> Int {
-        guard let v = try integer(req, "limit") else { return 100 }
+    func limit(_ req: HTTPRequest, default fallback: Int = 100) throws(APIError) -> Int {
+        guard let v = try integer(req, "limit") else { return fallback }
         guard v >= 1 && v <= Int64(store.limits.maxQueryRows) else {
             throw .badRequest("invalid query parameter",
                               .object([("limit", .string("expected 1...\(store.limits.maxQueryRows), got \(v)"))]))
         }
         return Int(v)
+    }
+
+    /// `cursor`: the previous page's `next_cursor` (`<ts>.<id>` of its last
+    /// row); 400 naming it when it is not one.
+    func cursor(_ req: HTTPRequest) throws(APIError) -> ListPosition? {
+        guard let t = text(req, "cursor") else { return nil }
+        let parts = t.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 2, let ts = Int64(parts[0]), let id = Int64(parts[1]) else {
+            throw .badRequest("invalid query parameter",
+                              .object([("cursor", .string("expected a next_cursor this endpoint answered, got \(t)"))]))
+        }
+        return ListPosition(ts: ts, id: id)
+    }
+
+    /// A page of a newest-first list read with one row more than `limit`
+    /// asked for: the rows to answer and the `next_cursor` (null on the
+    /// last page). At the store's row maximum no extra row can be read, so
+    /// a full page then always gets a cursor (the next page may be empty).
+    func page<T>(_ rows: [T], limit: Int, position: (T) -> ListPosition) -> (rows: ArraySlice<T>, next: JSON) {
+        let page = rows.prefix(limit)
+        let more = rows.count > limit || (rows.count == limit && limit >= store.limits.maxQueryRows)
+        guard more, let last = page.last else { return (page, .null) }
+        let p = position(last)
+        return (page, .string("\(p.ts).\(p.id)"))
     }
 
     /// `since` and `until` (ms since the epoch): the half-open range

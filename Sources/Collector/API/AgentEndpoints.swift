@@ -10,11 +10,23 @@ import Wire
 extension APIHandler {
     // MARK: reading
 
+    /// How many agents one page of `GET /api/v1/agents` holds unless `limit` says otherwise.
+    static let defaultAgentPage = 1_000
+
+    /// A page of agents in id order: `limit` of them after `cursor` (the
+    /// previous page's `next_cursor`, which is its last id); `next_cursor`
+    /// is null on the last page. One more row than asked for is read, so a
+    /// full last page is known to be the last.
     func listAgents(_ req: HTTPRequest, _ r: CountingResponder) {
-        let project = text(req, "project")
+        let project = text(req, "project"), cursor = text(req, "cursor"), n: Int
+        do { n = try limit(req, default: APIHandler.defaultAgentPage) } catch { return r.fail(error) }
         withKnownProject(project, r) { [self] in
-            store.agents(project: project) { [self] result in
-                r.result(result) { agents in .object([("agents", .array(agents.map(agentJSON)))]) }
+            store.agents(project: project, after: cursor, limit: n + 1) { [self] result in
+                r.result(result) { agents in
+                    let page = agents.prefix(n)
+                    let next: JSON = agents.count > n ? .string(page.last!.id) : .null
+                    return .object([("agents", .array(page.map(agentJSON))), ("next_cursor", next)])
+                }
             }
         }
     }
@@ -38,31 +50,64 @@ extension APIHandler {
     }
 
     func statusHistory(_ id: String, _ req: HTTPRequest, _ r: CountingResponder) {
-        let range: (since: Int64?, until: Int64?), n: Int
-        do { range = try timeRange(req); n = try limit(req) } catch { return r.fail(error) }
+        let range: (since: Int64?, until: Int64?), n: Int, after: ListPosition?
+        do { range = try timeRange(req); n = try limit(req); after = try cursor(req) } catch { return r.fail(error) }
         store.agent(id: id) { [self] found in
             if case .failure(let e) = found { return r.fail(.store(e)) }
-            store.statusHistory(agent: id, since: range.since, until: range.until, limit: n) { result in
-                r.result(result) { rows in
-                    .object([("agent", .string(id)),
-                             ("status", .array(rows.map { .object([("ts", .int($0.ts)), ("status", .raw($0.json))]) }))])
+            store.statusHistory(agent: id, since: range.since, until: range.until, limit: n + 1, after: after) { [self] result in
+                r.result(result) { all in
+                    let (rows, next) = page(all, limit: n) { ListPosition(ts: $0.ts, id: $0.id) }
+                    return .object([("agent", .string(id)),
+                                    ("status", .array(rows.map { .object([("ts", .int($0.ts)), ("status", .raw($0.json))]) })),
+                                    ("next_cursor", next)])
                 }
             }
         }
     }
 
     func stateHistory(_ id: String, _ req: HTTPRequest, _ r: CountingResponder) {
-        let range: (since: Int64?, until: Int64?), n: Int
-        do { range = try timeRange(req); n = try limit(req) } catch { return r.fail(error) }
+        let range: (since: Int64?, until: Int64?), n: Int, after: ListPosition?
+        do { range = try timeRange(req); n = try limit(req); after = try cursor(req) } catch { return r.fail(error) }
         store.agent(id: id) { [self] found in
             if case .failure(let e) = found { return r.fail(.store(e)) }
-            store.stateHistory(agent: id, since: range.since, until: range.until, limit: n) { result in
-                r.result(result) { rows in
-                    .object([("agent", .string(id)), ("states", .array(rows.map {
+            store.stateHistory(agent: id, since: range.since, until: range.until, limit: n + 1, after: after) { [self] result in
+                r.result(result) { all in
+                    let (rows, next) = page(all, limit: n) { ListPosition(ts: $0.ts, id: $0.id) }
+                    return .object([("agent", .string(id)), ("states", .array(rows.map {
                         .object([("ts", .int($0.ts)), ("state", .string($0.state.rawValue)),
                                  ("messages", .array($0.messages.map(JSON.string)))])
-                    }))])
+                    })), ("next_cursor", next)])
                 }
+            }
+        }
+    }
+
+    // MARK: forgetting
+
+    /// `DELETE /api/v1/agents/{id}`: forgets an agent that is gone (its row,
+    /// histories and own overrides; its measurements stay — see
+    /// `MeasurementStore.forgetAgent`). Refused with 409 while it has a
+    /// session, since the session would write it back at once. Audited
+    /// as `agent.forget` (unknown agents are a 404 and not audited).
+    func forgetAgent(_ id: String, _ req: HTTPRequest, _ r: CountingResponder) {
+        let actor = actor(req)
+        func audit(_ result: String) {
+            store.appendAudit(AuditEntry(ts: Clock.wallMillis(), actor: actor, action: "agent.forget", target: id,
+                                         detail: "", result: result)) { _ in }
+        }
+        if let session = manager.session(forAgent: id) {
+            audit("connected")
+            return r.fail(APIError(409, "agent connected", .object([
+                ("agent", .string(id)), ("state", .string(session.state.rawValue)),
+                ("message", .string("stop the agent (or wait until its session closes) before forgetting it"))])))
+        }
+        store.forgetAgent(id: id) { result in
+            switch result {
+            case .failure(let e):
+                r.fail(.store(e))
+            case .success:
+                audit("ok")
+                r.json(.object([("agent", .string(id)), ("result", .string("ok"))]))
             }
         }
     }
@@ -76,10 +121,16 @@ extension APIHandler {
             return r.fail(APIError(422, "invalid request", .object([("action", .string("expected \"start\" or \"stop\""))])))
         }
         var values: [KeyValue] = []
-        if let iface = b["interface"]?.stringValue, !iface.isEmpty { values.append(KeyValue("interface", iface)) }
+        switch b["interface"] {
+        case nil, .null?: break
+        case .string(let iface)? where !iface.isEmpty: values.append(KeyValue("interface", iface))
+        case let v?:
+            return r.fail(APIError(422, "invalid request",
+                                   .object([("interface", .string("expected the name of an interface the agent reported, got \(APIHandler.kind(of: v))"))])))
+        }
         let audit = AuditContext(actor: actor(req), action: "capture.\(action)", target: id,
                                  detail: values.map { "\($0.key)=\($0.value)" }.joined(separator: ","))
-        withConnectedAgent(id, audit, r) { [self] session in
+        func sendCapture(_ session: ConnectedAgent) {
             manager.control.send(to: session, kind: action == "start" ? .captureStart : .captureStop, values: values,
                                  timeout: timeout, audit: audit) { [self] outcome in
                 answer(outcome, timeout: timeout, r) {
@@ -88,6 +139,31 @@ extension APIHandler {
                 }
             }
         }
+        withConnectedAgent(id, audit, r) { [self] session in
+            guard let iface = values.first?.value else { return sendCapture(session) }
+            // The agent captures only on interfaces it reported; another name
+            // would be accepted by nobody, so it is refused here, naming it.
+            store.agent(id: id) { found in
+                let reported: [String]
+                switch found {
+                case .failure(let e): return r.fail(.store(e))
+                case .success(let a): reported = APIHandler.interfaceNames(a.status)
+                }
+                guard reported.contains(iface) else {
+                    return r.fail(APIError(422, "invalid request", .object([
+                        ("interface", .string("the agent reported no interface \(iface)")),
+                        ("reported", .array(reported.map(JSON.string)))])))
+                }
+                sendCapture(session)
+            }
+        }
+    }
+
+    /// The interface names in an agent's latest status snapshot (none
+    /// before its first status).
+    static func interfaceNames(_ status: String?) -> [String] {
+        guard let status, let json = try? JSON.parse(status) else { return [] }
+        return (json["interfaces"]?.arrayValue ?? []).compactMap { $0["name"]?.stringValue }
     }
 
     // MARK: configuration
@@ -114,7 +190,8 @@ extension APIHandler {
         let b: JSON, timeout: Double
         do { b = try body(req); timeout = try controlTimeout(req) } catch { return r.fail(error) }
         guard case .object(let members) = b, !members.isEmpty else {
-            return r.fail(.badRequest("expected a JSON object of key: value", .null))
+            return r.fail(.badRequest("no keys to change",
+                                      .string("give at least one \"key\": value (null removes the agent's override)")))
         }
         var set: [String: String] = [:]
         var removed: [String] = []

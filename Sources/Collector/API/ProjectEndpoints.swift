@@ -30,7 +30,8 @@ extension APIHandler {
         .object([("project", .string(project)), ("version", .int(set.version)), ("updated", .int(set.updated)),
                  ("patterns", .array(set.patterns.map {
                      .object([("method", .string($0.method)), ("host", .string($0.host)), ("path", .string($0.path)),
-                              ("monitor", .string($0.monitor)), ("check", .string($0.check))])
+                              ("monitor", .string($0.monitor)), ("check", .string($0.check)),
+                              ("exclude", .bool($0.exclude))])
                  }))])
     }
 
@@ -55,9 +56,14 @@ extension APIHandler {
         }
     }
 
-    /// Checks every rule the way the agent will (docs/API.md): host, path,
-    /// monitor and check present, each at most 512 bytes; the whole list
-    /// must fit one Wire record. Problems are keyed `patterns[i].field`.
+    /// The fields a rule may have; any other is refused, naming it.
+    static let patternFields = ["method", "host", "path", "monitor", "check", "exclude"]
+
+    /// Checks every rule the way the agent will (docs/API.md): host and path
+    /// present, and monitor and check unless the rule excludes (an `exclude`
+    /// rule drops what it matches, so it names no aggregate); each string at
+    /// most 512 bytes; no fields but `patternFields`; the whole list must fit
+    /// one Wire record. Problems are keyed `patterns[i].field`.
     static func parsePatterns(_ b: JSON) -> (patterns: [FilterPattern], problems: [(String, JSON)]) {
         guard let list = b["patterns"]?.arrayValue else {
             return ([], [("patterns", .string("expected an array of rules"))])
@@ -68,29 +74,42 @@ extension APIHandler {
             problems.append(("patterns", .string("at most \(WireLimits.default.maxListCount) rules")))
         }
         for (i, item) in list.enumerated() {
-            guard case .object = item else {
+            guard case .object(let members) = item else {
                 problems.append(("patterns[\(i)]", .string("expected an object")))
                 continue
+            }
+            let before = problems.count
+            for (name, _) in members where !patternFields.contains(name) {
+                problems.append(("patterns[\(i)].\(name)",
+                                 .string("unknown field (a rule has \(patternFields.joined(separator: ", ")))")))
+            }
+            var exclude = false
+            switch item["exclude"] {
+            case nil, .null?: break
+            case .bool(let x)?: exclude = x
+            default: problems.append(("patterns[\(i)].exclude", .string("expected a boolean")))
             }
             var fields: [String: String] = [:]
             for name in ["method", "host", "path", "monitor", "check"] {
                 let v = item[name]
-                if v == nil || v == .null, name == "method" { fields[name] = ""; continue }
+                let optional = name == "method" || (exclude && (name == "monitor" || name == "check"))
+                if v == nil || v == .null, optional { fields[name] = ""; continue }
                 guard let s = v?.stringValue else {
                     problems.append(("patterns[\(i)].\(name)", .string("expected a string")))
                     continue
                 }
-                if s.isEmpty && name != "method" {
-                    let hint = name == "host" || name == "path" ? " (use \"*\" for any)" : ""
+                if s.isEmpty && !optional {
+                    let hint = name == "host" || name == "path" ? " (use \"*\" for any)"
+                                                                 : " (or give \"exclude\": true to drop what the rule matches)"
                     problems.append(("patterns[\(i)].\(name)", .string("must not be empty" + hint)))
                 } else if s.utf8.count > maxPatternField {
                     problems.append(("patterns[\(i)].\(name)", .string("longer than \(maxPatternField) bytes")))
                 }
                 fields[name] = s
             }
-            if fields.count == 5 {
+            if problems.count == before {
                 out.append(FilterPattern(method: fields["method"]!, host: fields["host"]!, path: fields["path"]!,
-                                         monitor: fields["monitor"]!, check: fields["check"]!))
+                                         monitor: fields["monitor"]!, check: fields["check"]!, exclude: exclude))
             }
         }
         if problems.isEmpty {
@@ -144,11 +163,12 @@ extension APIHandler {
     /// and `since` as elsewhere; `agent` narrows to one agent. Each run's
     /// result is its step `run` row; other rows are its steps.
     func monitorRuns(_ project: String, _ id: String, _ req: HTTPRequest, _ r: CountingResponder) {
-        let q: MonitorRunQuery
+        let q: MonitorRunQuery, n: Int
         do {
             let range = try timeRange(req)
+            n = try limit(req)
             q = MonitorRunQuery(project: project, agent: text(req, "agent"), monitor: String(MonitorID.numeric(id)),
-                                since: range.since, until: range.until, limit: try limit(req))
+                                since: range.since, until: range.until, limit: n + 1, after: try cursor(req))
         } catch { return r.fail(error) }
         store.monitorDefinitions(project: project) { [self] result in
             switch result {
@@ -160,9 +180,10 @@ extension APIHandler {
                 }
                 store.lastMonitorRuns(project: project, agent: nil) { [self] last in
                     guard case .success(let lastRuns) = last else { return r.result(last) { _ in .null } }
-                    store.monitorRuns(q) { runs in
-                        r.result(runs) { rows in
-                            .object([("project", .string(project)), ("monitor", .string(id)),
+                    store.monitorRuns(q) { [self] runs in
+                        r.result(runs) { all in
+                            let (rows, next) = page(all, limit: n) { ListPosition(ts: $0.run.ts, id: $0.id) }
+                            return .object([("project", .string(project)), ("monitor", .string(id)),
                                      ("state", APIHandler.monitorState(def, lastRun: lastRuns[String(def.numericID)],
                                                                        updated: stored.updated, now: Clock.wallMillis())),
                                      ("runs", .array(rows.map { rec in
@@ -170,7 +191,7 @@ extension APIHandler {
                                                   ("step", .string(rec.run.check)), ("ok", .bool(rec.run.ok)),
                                                   ("duration_ms", APIHandler.millis(rec.run.durationUs)),
                                                   ("detail", rec.run.detail.map(JSON.raw) ?? .null)])
-                                     }))])
+                                     })), ("next_cursor", next)])
                         }
                     }
                 }

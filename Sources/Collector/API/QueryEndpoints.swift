@@ -10,16 +10,18 @@ import JSON
 
 extension APIHandler {
     func measurements(_ req: HTTPRequest, _ r: CountingResponder) {
-        let q: MeasurementQuery
+        let q: MeasurementQuery, n: Int
         do {
             let range = try timeRange(req)
+            n = try limit(req)
             q = MeasurementQuery(project: text(req, "project"), agent: text(req, "agent"), monitor: text(req, "monitor"),
                                  check: text(req, "check"), source: text(req, "source"), since: range.since,
-                                 until: range.until, limit: try limit(req))
+                                 until: range.until, limit: n + 1, after: try cursor(req))
         } catch { return r.fail(error) }
-        withKnownProject(q.project, r) { [self] in store.measurements(q) { result in
-            r.result(result) { rows in
-                .object([("measurements", .array(rows.map { rec in
+        withKnownProject(q.project, r) { [self] in store.measurements(q) { [self] result in
+            r.result(result) { all in
+                let (rows, next) = page(all, limit: n) { ListPosition(ts: $0.measurement.ts, id: $0.id) }
+                return .object([("measurements", .array(rows.map { rec in
                     let m = rec.measurement
                     return .object([("ts", .int(m.ts)), ("project", .string(rec.project)), ("agent", .string(rec.agent)),
                                     ("monitor", .string(m.monitor)), ("check", .string(m.check)), ("source", .string(m.source)),
@@ -27,47 +29,52 @@ extension APIHandler {
                                     ("min_ms", APIHandler.millis(m.minUs)), ("max_ms", APIHandler.millis(m.maxUs)),
                                     ("p50_ms", APIHandler.millis(m.p50Us)), ("p95_ms", APIHandler.millis(m.p95Us)),
                                     ("p99_ms", APIHandler.millis(m.p99Us)), ("meta", APIHandler.meta(m))])
-                }))])
+                })), ("next_cursor", next)])
             }
         } }
     }
 
     func events(_ req: HTTPRequest, _ r: CountingResponder) {
-        let q: EventQuery
+        let q: EventQuery, n: Int
         do {
             let range = try timeRange(req)
+            n = try limit(req)
             q = EventQuery(project: text(req, "project"), agent: text(req, "agent"), monitor: text(req, "monitor"),
-                           check: text(req, "check"), since: range.since, until: range.until, limit: try limit(req))
+                           check: text(req, "check"), since: range.since, until: range.until, limit: n + 1,
+                           after: try cursor(req))
         } catch { return r.fail(error) }
-        withKnownProject(q.project, r) { [self] in store.events(q) { result in
-            r.result(result) { rows in
-                .object([("events", .array(rows.map { rec in
+        withKnownProject(q.project, r) { [self] in store.events(q) { [self] result in
+            r.result(result) { all in
+                let (rows, next) = page(all, limit: n) { ListPosition(ts: $0.event.ts, id: $0.id) }
+                return .object([("events", .array(rows.map { rec in
                     let e = rec.event
                     return .object([("id", .int(rec.id)), ("ts", .int(e.ts)), ("project", .string(rec.project)),
                                     ("agent", .string(rec.agent)), ("monitor", .string(e.monitor)), ("check", .string(e.check)),
                                     ("method", .string(e.method)), ("host", .string(e.host)), ("path", .string(e.path)),
                                     ("duration_ms", APIHandler.millis(e.durationUs)),
                                     ("meta", e.status != 0 ? .object([("status", .int(e.status))]) : .null)])
-                }))])
+                })), ("next_cursor", next)])
             }
         } }
     }
 
     func audit(_ req: HTTPRequest, _ r: CountingResponder) {
-        let q: AuditQuery
+        let q: AuditQuery, n: Int
         do {
             let range = try timeRange(req)
+            n = try limit(req)
             q = AuditQuery(target: text(req, "target"), action: text(req, "action"), since: range.since, until: range.until,
-                           limit: try limit(req))
+                           limit: n + 1, after: try cursor(req))
         } catch { return r.fail(error) }
-        store.audit(q) { result in
-            r.result(result) { rows in
-                .object([("audit", .array(rows.map { rec in
+        store.audit(q) { [self] result in
+            r.result(result) { all in
+                let (rows, next) = page(all, limit: n) { ListPosition(ts: $0.entry.ts, id: $0.id) }
+                return .object([("audit", .array(rows.map { rec in
                     let e = rec.entry
                     return .object([("id", .int(rec.id)), ("ts", .int(e.ts)), ("actor", .string(e.actor)),
                                     ("action", .string(e.action)), ("target", .string(e.target)),
                                     ("detail", .string(e.detail)), ("result", .string(e.result))])
-                }))])
+                })), ("next_cursor", next)])
             }
         }
     }

@@ -63,7 +63,7 @@ enum BatchTranslator {
                     case .failure(let f): return .failure(f)
                     }
                 }
-                var detail: [(String, JSON)] = [("run_id", .number(Double(r.runID))), ("status", .string(r.status.description))]
+                var detail: [(String, JSON)] = [("run_id", .number(JSONNumber(r.runID))), ("status", .string(r.status.description))]
                 if !r.message.isEmpty { detail.append(("message", .string(r.message))) }
                 // An HTTP run's response (0 = no response or another kind).
                 if r.protocolStatus != 0 {

@@ -43,7 +43,8 @@ final class PatternDirectory {
     /// The rules as the agent's `Patterns` record carries them.
     static func record(_ set: PatternSet) -> Patterns {
         Patterns(version: UInt64(max(0, set.version)), rules: set.patterns.map {
-            PatternRule(method: $0.method, hostGlob: $0.host, pathGlob: $0.path, monitor: $0.monitor, check: $0.check)
+            PatternRule(method: $0.method, hostGlob: $0.host, pathGlob: $0.path, monitor: $0.monitor, check: $0.check,
+                        exclude: $0.exclude)
         })
     }
 }

@@ -52,12 +52,16 @@ public struct StateChange: Equatable, Sendable {
     public var ts: Int64
     public var state: AgentState
     public var messages: [String]
+    /// The row's id in the store: with `ts`, its list position.
+    public var id: Int64 = 0
 }
 
 /// One stored status snapshot.
 public struct StatusRecord: Equatable, Sendable {
     public var ts: Int64
     public var json: String
+    /// The row's id in the store: with `ts`, its list position.
+    public var id: Int64 = 0
 }
 
 // Messages are stored one per line; a line break inside a message would

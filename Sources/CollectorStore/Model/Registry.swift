@@ -31,16 +31,19 @@ public struct ProjectKeys: Sendable, CustomStringConvertible {
     }
 }
 
-/// One IPA filter rule: method (or `*`), host glob, path glob → (monitor, check).
+/// One IPA filter rule: method (or `*`), host glob, path glob → (monitor,
+/// check), or, with `exclude`, → dropped (monitor and check then unused).
 public struct FilterPattern: Equatable, Sendable {
     public var method: String
     public var host: String
     public var path: String
     public var monitor: String
     public var check: String
+    public var exclude: Bool
 
-    public init(method: String, host: String, path: String, monitor: String, check: String) {
+    public init(method: String, host: String, path: String, monitor: String, check: String, exclude: Bool = false) {
         self.method = method; self.host = host; self.path = path; self.monitor = monitor; self.check = check
+        self.exclude = exclude
     }
 }
 

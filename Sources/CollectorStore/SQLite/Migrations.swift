@@ -278,6 +278,9 @@ enum Migrations {
         CREATE INDEX monitor_runs_project_ts ON monitor_runs(project_id, ts_ms);
         CREATE INDEX monitor_runs_agent_monitor ON monitor_runs(project_id, agent_id, monitor, ts_ms);
         """),
+        Migration(version: 5, name: "filter rules that exclude", sql: """
+        ALTER TABLE patterns ADD COLUMN exclude INTEGER NOT NULL DEFAULT 0;
+        """),
     ]
 
     static var latest: Int { all.last?.version ?? 0 }

@@ -21,6 +21,13 @@ extension SQLiteWriter {
             clauses.append(clause); values.append(.integer(value))
         }
 
+        /// Rows after `p` in newest-first (ts, id) order.
+        mutating func add(after p: ListPosition?, ts: String, id: String) {
+            guard let p else { return }
+            clauses.append("(\(ts) < ? OR (\(ts) = ? AND \(id) < ?))")
+            values += [.integer(p.ts), .integer(p.ts), .integer(p.id)]
+        }
+
         var sql: String { clauses.isEmpty ? "" : " WHERE " + clauses.joined(separator: " AND ") }
     }
 
@@ -51,16 +58,17 @@ extension SQLiteStore {
                 f.values = series.values
             }
             f.add("m.ts_ms >= ?", q.since); f.add("m.ts_ms < ?", q.until)
+            f.add(after: q.after, ts: "m.ts_ms", id: "m.rowid")
             var out: [MeasurementRecord] = []
             try writer.select("""
                 SELECT m.ts_ms, p.name, s.agent_id, s.monitor, s.check_name, s.source, m.window_ms, m.count, m.errors,
-                       m.sum_us, m.min_us, m.max_us, m.p50_us, m.p95_us, m.p99_us
+                       m.sum_us, m.min_us, m.max_us, m.p50_us, m.p95_us, m.p99_us, m.rowid
                 FROM measurements m JOIN series s ON s.id = m.series_id JOIN projects p ON p.id = s.project_id
                 """ + f.sql + " ORDER BY m.ts_ms DESC, m.rowid DESC LIMIT ?", f, limit: q.limit) { s in
                 out.append(MeasurementRecord(project: s.text(1), agent: s.text(2), measurement: MeasurementRow(
                     ts: s.int64(0), windowMs: s.int64(6), monitor: s.text(3), check: s.text(4), source: s.text(5),
                     count: s.int64(7), errors: s.int64(8), sumUs: s.int64(9), minUs: s.int64(10), maxUs: s.int64(11),
-                    p50Us: s.int64(12), p95Us: s.int64(13), p99Us: s.int64(14))))
+                    p50Us: s.int64(12), p95Us: s.int64(13), p99Us: s.int64(14)), id: s.int64(15)))
             }
             return out
         }, completion: completion)
@@ -71,6 +79,7 @@ extension SQLiteStore {
             var f = SQLiteWriter.Filter()
             f.add("p.name = ?", q.project); f.add("e.agent_id = ?", q.agent); f.add("e.monitor = ?", q.monitor)
             f.add("e.check_name = ?", q.check); f.add("e.ts_ms >= ?", q.since); f.add("e.ts_ms < ?", q.until)
+            f.add(after: q.after, ts: "e.ts_ms", id: "e.id")
             var out: [EventRecord] = []
             try writer.select("""
                 SELECT e.id, p.name, e.agent_id, e.ts_ms, e.monitor, e.check_name, e.method, e.host, e.path,
@@ -90,14 +99,15 @@ extension SQLiteStore {
             var f = SQLiteWriter.Filter()
             f.add("p.name = ?", q.project); f.add("r.agent_id = ?", q.agent); f.add("r.monitor = ?", q.monitor)
             f.add("r.ts_ms >= ?", q.since); f.add("r.ts_ms < ?", q.until)
+            f.add(after: q.after, ts: "r.ts_ms", id: "r.id")
             var out: [MonitorRunRecord] = []
             try writer.select("""
-                SELECT p.name, r.agent_id, r.ts_ms, r.monitor, r.check_name, r.ok, r.duration_us, r.detail
+                SELECT p.name, r.agent_id, r.ts_ms, r.monitor, r.check_name, r.ok, r.duration_us, r.detail, r.id
                 FROM monitor_runs r JOIN projects p ON p.id = r.project_id
                 """ + f.sql + " ORDER BY r.ts_ms DESC, r.id DESC LIMIT ?", f, limit: q.limit) { s in
                 out.append(MonitorRunRecord(project: s.text(0), agent: s.text(1), run: MonitorRun(
                     ts: s.int64(2), monitor: s.text(3), check: s.text(4), ok: s.int64(5) != 0,
-                    durationUs: s.int64(6), detail: s.optionalText(7))))
+                    durationUs: s.int64(6), detail: s.optionalText(7)), id: s.int64(8)))
             }
             return out
         }, completion: completion)
@@ -118,28 +128,30 @@ extension SQLiteStore {
         }, completion: completion)
     }
 
-    public func statusHistory(agent: String, since: Int64?, until: Int64?, limit: Int,
+    public func statusHistory(agent: String, since: Int64?, until: Int64?, limit: Int, after: ListPosition?,
                               completion: @escaping StoreCompletion<[StatusRecord]>) {
         enqueueRead({ writer in
             var f = SQLiteWriter.Filter()
             f.add("agent_id = ?", agent); f.add("ts_ms >= ?", since); f.add("ts_ms < ?", until)
+            f.add(after: after, ts: "ts_ms", id: "id")
             var out: [StatusRecord] = []
-            try writer.select("SELECT ts_ms, status FROM agent_status" + f.sql + " ORDER BY ts_ms DESC, id DESC LIMIT ?",
-                             f, limit: limit) { s in out.append(StatusRecord(ts: s.int64(0), json: s.text(1))) }
+            try writer.select("SELECT ts_ms, status, id FROM agent_status" + f.sql + " ORDER BY ts_ms DESC, id DESC LIMIT ?",
+                             f, limit: limit) { s in out.append(StatusRecord(ts: s.int64(0), json: s.text(1), id: s.int64(2))) }
             return out
         }, completion: completion)
     }
 
-    public func stateHistory(agent: String, since: Int64?, until: Int64?, limit: Int,
+    public func stateHistory(agent: String, since: Int64?, until: Int64?, limit: Int, after: ListPosition?,
                              completion: @escaping StoreCompletion<[StateChange]>) {
         enqueueRead({ writer in
             var f = SQLiteWriter.Filter()
             f.add("agent_id = ?", agent); f.add("ts_ms >= ?", since); f.add("ts_ms < ?", until)
+            f.add(after: after, ts: "ts_ms", id: "id")
             var out: [StateChange] = []
-            try writer.select("SELECT ts_ms, state, messages FROM agent_states" + f.sql + " ORDER BY ts_ms DESC, id DESC LIMIT ?",
+            try writer.select("SELECT ts_ms, state, messages, id FROM agent_states" + f.sql + " ORDER BY ts_ms DESC, id DESC LIMIT ?",
                              f, limit: limit) { s in
                 out.append(StateChange(ts: s.int64(0), state: AgentState(rawValue: s.text(1)) ?? .notVisible,
-                                       messages: MessageList.decode(s.text(2))))
+                                       messages: MessageList.decode(s.text(2)), id: s.int64(3)))
             }
             return out
         }, completion: completion)
@@ -149,6 +161,7 @@ extension SQLiteStore {
         enqueueRead({ writer in
             var f = SQLiteWriter.Filter()
             f.add("target = ?", q.target); f.add("action = ?", q.action); f.add("ts_ms >= ?", q.since); f.add("ts_ms < ?", q.until)
+            f.add(after: q.after, ts: "ts_ms", id: "id")
             var out: [AuditRecord] = []
             try writer.select("SELECT id, ts_ms, actor, action, target, detail, result FROM audit" + f.sql
                              + " ORDER BY ts_ms DESC, id DESC LIMIT ?", f, limit: q.limit) { s in
@@ -159,8 +172,9 @@ extension SQLiteStore {
         }, completion: completion)
     }
 
-    public func agents(project: String?, completion: @escaping StoreCompletion<[AgentRecord]>) {
-        enqueueRead({ writer in try writer.readAgents(id: nil, project: project) }, completion: completion)
+    public func agents(project: String?, after: String?, limit: Int?, completion: @escaping StoreCompletion<[AgentRecord]>) {
+        enqueueRead({ writer in try writer.readAgents(id: nil, project: project, after: after, limit: limit) },
+                    completion: completion)
     }
 
     public func agent(id: String, completion: @escaping StoreCompletion<AgentRecord>) {
@@ -172,16 +186,16 @@ extension SQLiteStore {
 }
 
 extension SQLiteWriter {
-    /// Every agent (of a project), ordered by project, name, id. Not limited:
-    /// the list is bounded by the number of agents.
-    func readAgents(id: String?, project: String?) throws -> [AgentRecord] {
+    /// Agents (of a project) in id order (the primary key's), those after
+    /// `after`, at most `limit` (nil: all).
+    func readAgents(id: String?, project: String?, after: String? = nil, limit: Int? = nil) throws -> [AgentRecord] {
         var f = SQLiteWriter.Filter()
-        f.add("a.id = ?", id); f.add("p.name = ?", project)
+        f.add("a.id = ?", id); f.add("p.name = ?", project); f.add("a.id > ?", after)
         let s = try db.statement("""
             SELECT a.id, a.project_id, p.name, a.name, a.hostname, a.version, a.boot_id, a.state, a.state_messages,
                    a.state_since_ms, a.first_seen_ms, a.last_seen_ms, a.status, a.status_ms
             FROM agents a JOIN projects p ON p.id = a.project_id
-            """ + f.sql + " ORDER BY p.name, a.name, a.id")
+            """ + f.sql + " ORDER BY a.id LIMIT \(limit.map { max(0, $0) } ?? -1)")
         defer { s.reset() }
         for (i, v) in f.values.enumerated() { s.bind(Int32(i + 1), value: v) }
         var out: [AgentRecord] = []

@@ -96,12 +96,12 @@ extension SQLiteStore {
             let pid = try writer.projectId(named: project)
             try writer.db.run("DELETE FROM patterns WHERE project_id = ?", [.integer(pid)])
             let s = try writer.db.statement("""
-                INSERT INTO patterns(project_id, position, method, host, path, monitor, check_name) VALUES (?, ?, ?, ?, ?, ?, ?)
+                INSERT INTO patterns(project_id, position, method, host, path, monitor, check_name, exclude) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
                 """)
             for (i, p) in patterns.enumerated() {
                 defer { s.reset() }
                 s.bind(1, pid); s.bind(2, i); s.bind(3, p.method); s.bind(4, p.host); s.bind(5, p.path)
-                s.bind(6, p.monitor); s.bind(7, p.check)
+                s.bind(6, p.monitor); s.bind(7, p.check); s.bind(8, p.exclude)
                 try s.run()
             }
             try writer.db.run("""
@@ -109,6 +109,19 @@ extension SQLiteStore {
                 ON CONFLICT (project_id) DO UPDATE SET version = version + 1, updated_ms = ?2
                 """, [.integer(pid), .integer(at)])
             return try writer.readPatterns(projectId: pid)
+        }, completion: completion)
+    }
+
+    // MARK: forgetting an agent
+
+    public func forgetAgent(id: String, completion: @escaping StoreCompletion<Void>) {
+        enqueueWrite(rows: 4, { writer in
+            guard try writer.db.scalar("SELECT 1 FROM agents WHERE id = ?", [.text(id)]) != nil else {
+                throw StoreError.notFound("agent '\(id)'")
+            }
+            for table in ["agent_states", "agent_status", "config_overrides", "agents"] {
+                try writer.db.run("DELETE FROM \(table) WHERE \(table == "agents" ? "id" : "agent_id") = ?", [.text(id)])
+            }
         }, completion: completion)
     }
 
@@ -182,11 +195,12 @@ extension SQLiteWriter {
         defer { v.reset() }
         v.bind(1, pid)
         if try v.step() { set.version = v.int64(0); set.updated = v.int64(1) }
-        let s = try db.statement("SELECT method, host, path, monitor, check_name FROM patterns WHERE project_id = ? ORDER BY position")
+        let s = try db.statement("SELECT method, host, path, monitor, check_name, exclude FROM patterns WHERE project_id = ? ORDER BY position")
         defer { s.reset() }
         s.bind(1, pid)
         while try s.step() {
-            set.patterns.append(FilterPattern(method: s.text(0), host: s.text(1), path: s.text(2), monitor: s.text(3), check: s.text(4)))
+            set.patterns.append(FilterPattern(method: s.text(0), host: s.text(1), path: s.text(2), monitor: s.text(3), check: s.text(4),
+                                              exclude: s.int64(5) != 0))
         }
         return set
     }

@@ -72,6 +72,13 @@ public protocol MeasurementStore: AnyObject {
     func setConfigOverrides(project: String, agent: String?, values: [String: String?], at: Int64,
                             completion: @escaping StoreCompletion<[String: String]>)
 
+    /// Forgets an agent: its registry row, state and status history and its
+    /// own configuration overrides go; what it measured (measurements,
+    /// events, monitor runs) stays until retention removes it, as for any
+    /// agent, and so does its de-duplication state, so batches it re-sends
+    /// should it come back are not stored twice. `.notFound` for an unknown agent.
+    func forgetAgent(id: String, completion: @escaping StoreCompletion<Void>)
+
     // MARK: audit
 
     func appendAudit(_ entry: AuditEntry, completion: @escaping StoreCompletion<Int64>)
@@ -85,13 +92,17 @@ public protocol MeasurementStore: AnyObject {
     /// project or (agent nil) any agent: the Schedule's last runs and the
     /// API's staleness.
     func lastMonitorRuns(project: String, agent: String?, completion: @escaping StoreCompletion<[String: Int64]>)
-    /// Newest first, `since` <= ts < `until` (ms; nil: unbounded).
-    func statusHistory(agent: String, since: Int64?, until: Int64?, limit: Int,
+    /// Newest first, `since` <= ts < `until` (ms; nil: unbounded), only
+    /// rows after `after` (the previous page's last row) when given.
+    func statusHistory(agent: String, since: Int64?, until: Int64?, limit: Int, after: ListPosition?,
                        completion: @escaping StoreCompletion<[StatusRecord]>)
-    func stateHistory(agent: String, since: Int64?, until: Int64?, limit: Int,
+    func stateHistory(agent: String, since: Int64?, until: Int64?, limit: Int, after: ListPosition?,
                       completion: @escaping StoreCompletion<[StateChange]>)
     func audit(_ query: AuditQuery, completion: @escaping StoreCompletion<[AuditRecord]>)
-    func agents(project: String?, completion: @escaping StoreCompletion<[AgentRecord]>)
+    /// Agents (of a project) in ascending id order — a stable order, since an
+    /// id never changes — only those with an id after `after` (the last id of
+    /// the previous page: cursor paging), at most `limit` (nil: all).
+    func agents(project: String?, after: String?, limit: Int?, completion: @escaping StoreCompletion<[AgentRecord]>)
     /// `.notFound` for an unknown agent.
     func agent(id: String, completion: @escaping StoreCompletion<AgentRecord>)
 
@@ -113,10 +124,28 @@ public protocol MeasurementStore: AnyObject {
 extension MeasurementStore {
     /// The history from `since` on, without an upper bound.
     public func statusHistory(agent: String, since: Int64?, limit: Int, completion: @escaping StoreCompletion<[StatusRecord]>) {
-        statusHistory(agent: agent, since: since, until: nil, limit: limit, completion: completion)
+        statusHistory(agent: agent, since: since, until: nil, limit: limit, after: nil, completion: completion)
     }
 
     public func stateHistory(agent: String, since: Int64?, limit: Int, completion: @escaping StoreCompletion<[StateChange]>) {
-        stateHistory(agent: agent, since: since, until: nil, limit: limit, completion: completion)
+        stateHistory(agent: agent, since: since, until: nil, limit: limit, after: nil, completion: completion)
+    }
+
+    /// The first page of the history in a range.
+    public func statusHistory(agent: String, since: Int64?, until: Int64?, limit: Int,
+                              completion: @escaping StoreCompletion<[StatusRecord]>) {
+        statusHistory(agent: agent, since: since, until: until, limit: limit, after: nil, completion: completion)
+    }
+
+    public func stateHistory(agent: String, since: Int64?, until: Int64?, limit: Int,
+                             completion: @escaping StoreCompletion<[StateChange]>) {
+        stateHistory(agent: agent, since: since, until: until, limit: limit, after: nil, completion: completion)
+    }
+}
+
+extension MeasurementStore {
+    /// Every agent (of a project), in ascending id order.
+    public func agents(project: String?, completion: @escaping StoreCompletion<[AgentRecord]>) {
+        agents(project: project, after: nil, limit: nil, completion: completion)
     }
 }

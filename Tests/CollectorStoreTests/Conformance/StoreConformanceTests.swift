@@ -70,16 +70,16 @@ final class StoreConformanceTests: XCTestCase {
             let st = StatusSnapshot(ts: 10_004, json: "{\"rss\":1}")
             XCTAssertEqual(try f.submit(f.batch(seq: 0, measurements: [m], events: [e, plain], statuses: [st], monitorRuns: [run])),
                            .stored(rows: 5))
-            XCTAssertEqual(try f.wait { f.store.measurements(MeasurementQuery(), completion: $0) },
-                           [MeasurementRecord(project: "demo", agent: "a1", measurement: m)])
+            let ms = try f.wait { f.store.measurements(MeasurementQuery(), completion: $0) }
+            XCTAssertEqual(ms, [MeasurementRecord(project: "demo", agent: "a1", measurement: m, id: ms.first?.id ?? 0)])
             let events = try f.wait { f.store.events(EventQuery(), completion: $0) }
             XCTAssertEqual(events.map(\.event), [plain, e])
             XCTAssertEqual(events.map(\.project), ["demo", "demo"])
             XCTAssertEqual(events.map(\.agent), ["a1", "a1"])
-            XCTAssertEqual(try f.wait { f.store.monitorRuns(MonitorRunQuery(), completion: $0) },
-                           [MonitorRunRecord(project: "demo", agent: "a1", run: run)])
-            XCTAssertEqual(try f.wait { f.store.statusHistory(agent: "a1", since: nil, limit: 10, completion: $0) },
-                           [StatusRecord(ts: 10_004, json: "{\"rss\":1}")])
+            let runs = try f.wait { f.store.monitorRuns(MonitorRunQuery(), completion: $0) }
+            XCTAssertEqual(runs, [MonitorRunRecord(project: "demo", agent: "a1", run: run, id: runs.first?.id ?? 0)])
+            let statuses = try f.wait { f.store.statusHistory(agent: "a1", since: nil, limit: 10, completion: $0) }
+            XCTAssertEqual(statuses, [StatusRecord(ts: 10_004, json: "{\"rss\":1}", id: statuses.first?.id ?? 0)])
             let a1 = try f.wait { f.store.agent(id: "a1", completion: $0) }
             XCTAssertEqual(a1.status, "{\"rss\":1}")
             XCTAssertEqual(a1.statusTs, 10_004)
@@ -272,7 +272,7 @@ final class StoreConformanceTests: XCTestCase {
             XCTAssertEqual(try ts(MeasurementQuery(limit: -5)), [5_000])
 
             let r = try f.wait { f.store.measurements(MeasurementQuery(agent: "a2"), completion: $0) }
-            XCTAssertEqual(r, [MeasurementRecord(project: "demo", agent: "a2", measurement: measurement(4_000))])
+            XCTAssertEqual(r, [MeasurementRecord(project: "demo", agent: "a2", measurement: measurement(4_000), id: r.first?.id ?? 0)])
         }
     }
 
@@ -328,6 +328,62 @@ final class StoreConformanceTests: XCTestCase {
                            [12, 11])
             XCTAssertEqual(try f.wait { f.store.stateHistory(agent: "a1", since: 10_000, until: 10_002, limit: 100, completion: $0) }.map(\.ts),
                            [10_001, 10_000])
+        }
+    }
+
+    /// Cursor paging of newest-first lists: after a position, rows older in
+    /// (ts, id) order — ties in time split by id, none repeated or skipped,
+    /// also when rows arrive between pages.
+    func testAuditAndEventsPageAfterAPosition() throws {
+        try forEachBackend { f in
+            for ts: Int64 in [10, 20, 20, 20, 30] {
+                _ = try f.wait { f.store.appendAudit(AuditEntry(ts: ts, actor: "t", action: "a", target: "x", result: "ok"), completion: $0) }
+            }
+            var seen: [Int64] = [], after: ListPosition? = nil
+            for _ in 0..<3 {
+                let page = try f.wait { f.store.audit(AuditQuery(limit: 2, after: after), completion: $0) }
+                if seen.isEmpty {   // a newer row arriving after the first page is not on the later ones
+                    _ = try f.wait { f.store.appendAudit(AuditEntry(ts: 40, actor: "t", action: "a", target: "x", result: "ok"), completion: $0) }
+                }
+                seen += page.map(\.id)
+                after = page.last.map { ListPosition(ts: $0.entry.ts, id: $0.id) }
+            }
+            let all = try f.wait { f.store.audit(AuditQuery(limit: 100), completion: $0) }
+            XCTAssertEqual(seen, all.dropFirst().map(\.id), "every row once, newest first")
+            XCTAssertEqual(all.map(\.entry.ts), [40, 30, 20, 20, 20, 10])
+            XCTAssertEqual(try f.wait { f.store.audit(AuditQuery(limit: 10, after: after), completion: $0) }.count, 0)
+
+            let ev = { (ts: Int64) in RawEvent(ts: ts, monitor: "m", check: "c", method: "GET", host: "h", path: "/", status: 200, durationUs: 1) }
+            _ = try f.submit(f.batch(seq: 0, events: [ev(5), ev(5), ev(6), ev(4)]))
+            let events = try f.wait { f.store.events(EventQuery(), completion: $0) }
+            XCTAssertEqual(events.map(\.event.ts), [6, 5, 5, 4])
+            let second = ListPosition(ts: events[1].event.ts, id: events[1].id)
+            XCTAssertEqual(try f.wait { f.store.events(EventQuery(limit: 10, after: second), completion: $0) }.map(\.id),
+                           events.dropFirst(2).map(\.id))
+        }
+    }
+
+    func testMeasurementsAndMonitorRunsPageAfterAPosition() throws {
+        try forEachBackend { f in
+            _ = try f.submit(f.batch(seq: 0, measurements: [measurement(7, monitor: "a", check: "x"), measurement(7, monitor: "b", check: "x"),
+                                                            measurement(8, monitor: "a", check: "x"), measurement(6, monitor: "c", check: "x")],
+                                     monitorRuns: [MonitorRun(ts: 3, monitor: "m", check: "", ok: true, durationUs: 1),
+                                                   MonitorRun(ts: 3, monitor: "m", check: "s", ok: true, durationUs: 1),
+                                                   MonitorRun(ts: 2, monitor: "m", check: "", ok: true, durationUs: 1)]))
+            let all = try f.wait { f.store.measurements(MeasurementQuery(), completion: $0) }
+            XCTAssertEqual(all.map(\.measurement.ts), [8, 7, 7, 6])
+            var seen: [Int64] = [], after: ListPosition? = nil
+            repeat {
+                let page = try f.wait { f.store.measurements(MeasurementQuery(limit: 1, after: after), completion: $0) }
+                seen += page.map(\.id)
+                after = page.last.map { ListPosition(ts: $0.measurement.ts, id: $0.id) }
+            } while after != nil && seen.count < 10
+            XCTAssertEqual(seen, all.map(\.id), "ties in time split by id, each row once")
+            let runs = try f.wait { f.store.monitorRuns(MonitorRunQuery(), completion: $0) }
+            XCTAssertEqual(runs.map(\.run.ts), [3, 3, 2])
+            let first = ListPosition(ts: runs[0].run.ts, id: runs[0].id)
+            XCTAssertEqual(try f.wait { f.store.monitorRuns(MonitorRunQuery(after: first), completion: $0) }.map(\.id),
+                           runs.dropFirst().map(\.id))
         }
     }
 
@@ -408,6 +464,18 @@ final class StoreConformanceTests: XCTestCase {
             XCTAssertEqual(states.map(\.state), [.wrongConfiguration, .capturing, .connecting])
             XCTAssertEqual(states.first?.messages, ["key 'x': bad value", "second"])
             XCTAssertEqual(try f.wait { f.store.stateHistory(agent: "a1", since: 31_000, limit: 10, completion: $0) }.map(\.ts), [32_000])
+            // Cursor paging: after the newest row, the rest; after the last, none.
+            let page1 = try f.wait { f.store.stateHistory(agent: "a1", since: nil, until: nil, limit: 1, after: nil, completion: $0) }
+            let rest = try f.wait {
+                f.store.stateHistory(agent: "a1", since: nil, until: nil, limit: 10, after: ListPosition(ts: page1[0].ts, id: page1[0].id),
+                                     completion: $0)
+            }
+            XCTAssertEqual(page1 + rest, states)
+            let newest = try f.wait { f.store.statusHistory(agent: "a1", since: nil, until: nil, limit: 1, after: nil, completion: $0) }
+            XCTAssertEqual(try f.wait {
+                f.store.statusHistory(agent: "a1", since: nil, until: nil, limit: 10, after: ListPosition(ts: newest[0].ts, id: newest[0].id),
+                                      completion: $0)
+            }.map(\.ts), [15_000, 10_000])
             guard case .failure(.notFound) = try f.waitResult({
                 f.store.setAgentState(agent: "nope", state: .stopped, messages: [], at: 1, completion: $0)
             }) else { return XCTFail("unknown agent") }
@@ -429,6 +497,13 @@ final class StoreConformanceTests: XCTestCase {
             XCTAssertEqual(try f.wait { f.store.agents(project: nil, completion: $0) }.map(\.id), ["a1", "a2", "b1"])
             XCTAssertEqual(try f.wait { f.store.agents(project: "other", completion: $0) }.map(\.id), ["b1"])
             XCTAssertEqual(try f.wait { f.store.agents(project: "nope", completion: $0) }.map(\.id), [])
+            // Cursor paging: id order, after the previous page's last id.
+            XCTAssertEqual(try f.wait { f.store.agents(project: nil, after: nil, limit: 2, completion: $0) }.map(\.id), ["a1", "a2"])
+            XCTAssertEqual(try f.wait { f.store.agents(project: nil, after: "a2", limit: 2, completion: $0) }.map(\.id), ["b1"])
+            XCTAssertEqual(try f.wait { f.store.agents(project: nil, after: "b1", limit: 2, completion: $0) }.map(\.id), [])
+            XCTAssertEqual(try f.wait { f.store.agents(project: "demo", after: "a1", limit: 5, completion: $0) }.map(\.id), ["a2"])
+            XCTAssertEqual(try f.wait { f.store.agents(project: nil, after: "a10", limit: nil, completion: $0) }.map(\.id), ["a2", "b1"],
+                           "a cursor need not be an existing id")
             let failedBefore = (f.store.stats.readsFailed, f.store.stats.writesFailed)
             guard case .failure(.notFound("agent 'zz'")) = try f.waitResult({ f.store.agent(id: "zz", completion: $0) }) else {
                 return XCTFail("unknown agent")
@@ -485,6 +560,32 @@ final class StoreConformanceTests: XCTestCase {
                 f.store.recordAgentStatus(agent: "nope", state: .stopped, messages: [], snapshot: StatusSnapshot(ts: 1, json: "{}"),
                                           completion: $0)
             }) else { return XCTFail("unknown agent") }
+        }
+    }
+
+    func testForgetAgentKeepsWhatItMeasured() throws {
+        try forEachBackend { f in
+            _ = try populate(f)
+            _ = try f.submit(f.batch(agent: "a2", boot: "x", seq: 1, statuses: [StatusSnapshot(ts: 10_000, json: "{}")]))
+            _ = try f.wait { f.store.setConfigOverrides(project: "demo", agent: "a2", values: ["capture": "off"], at: 1, completion: $0) }
+            _ = try f.wait { f.store.setConfigOverrides(project: "demo", agent: nil, values: ["capture": "on"], at: 1, completion: $0) }
+            try f.wait { f.store.forgetAgent(id: "a2", completion: $0) }
+            XCTAssertEqual(try f.wait { f.store.agents(project: nil, completion: $0) }.map(\.id), ["a1", "b1"])
+            guard case .failure(.notFound("agent 'a2'")) = try f.waitResult({ f.store.agent(id: "a2", completion: $0) }) else {
+                return XCTFail("still known")
+            }
+            XCTAssertEqual(try f.wait { f.store.statusHistory(agent: "a2", since: nil, limit: 10, completion: $0) }.count, 0)
+            XCTAssertEqual(try f.wait { f.store.stateHistory(agent: "a2", since: nil, limit: 10, completion: $0) }.count, 0)
+            XCTAssertEqual(try f.wait { f.store.configOverrides(project: "demo", agent: "a2", completion: $0) }, [:])
+            XCTAssertEqual(try f.wait { f.store.configOverrides(project: "demo", agent: nil, completion: $0) }, ["capture": "on"],
+                           "the project's overrides stay")
+            XCTAssertEqual(try f.measurementTimes(MeasurementQuery(agent: "a2")), [4_000], "what it measured stays")
+            guard case .failure(.notFound("agent 'a2'")) = try f.waitResult({ f.store.forgetAgent(id: "a2", completion: $0) }) else {
+                return XCTFail("forgetting twice")
+            }
+            // A batch it re-sends after coming back is still a duplicate.
+            try f.connect(agent: "a2", boot: "x")
+            XCTAssertEqual(try f.submit(f.batch(agent: "a2", boot: "x", seq: 0, measurements: [measurement(4_000)])), .duplicate)
         }
     }
 
@@ -571,7 +672,8 @@ final class StoreConformanceTests: XCTestCase {
         try forEachBackend { f in
             XCTAssertEqual(try f.wait { f.store.patterns(project: "demo", completion: $0) }, PatternSet(version: 0, updated: 0, patterns: []))
             let rules = [FilterPattern(method: "GET", host: "api.example.com", path: "/cart/*", monitor: "shop", check: "cart"),
-                         FilterPattern(method: "*", host: "*.example.com", path: "/**", monitor: "shop", check: "other")]
+                         FilterPattern(method: "*", host: "*.example.com", path: "/**", monitor: "shop", check: "other"),
+                         FilterPattern(method: "", host: "*", path: "/health", monitor: "", check: "", exclude: true)]
             let v1 = try f.wait { f.store.replacePatterns(project: "demo", patterns: rules, at: 10, completion: $0) }
             XCTAssertEqual(v1, PatternSet(version: 1, updated: 10, patterns: rules))
             let v2 = try f.wait { f.store.replacePatterns(project: "demo", patterns: [rules[1]], at: 20, completion: $0) }

@@ -114,8 +114,9 @@ final class StoreMigrationTests: XCTestCase {
 
         let loop = EventLoop()
         let store = try SQLiteStore.open(loop: loop, options: StoreOptions(dataDirectory: dir.path), now: 50_000)
-        XCTAssertEqual(store.schemaVersion, 4)
+        XCTAssertEqual(store.schemaVersion, Migrations.latest)
         XCTAssertEqual(try sql(store) { try $0.scalar("SELECT applied_ms FROM schema_migrations WHERE version = 4") }, 50_000)
+        XCTAssertEqual(try columns(store, "patterns").last, "exclude", "step 5")
         XCTAssertEqual(try columns(store, "measurements"),
                        ["series_id", "ts_ms", "window_ms", "count", "errors", "sum_us", "min_us", "max_us", "p50_us", "p95_us", "p99_us"])
         XCTAssertFalse(try columns(store, "events").contains("meta"))
