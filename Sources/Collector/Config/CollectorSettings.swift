@@ -37,6 +37,12 @@ public struct CollectorSettings: Sendable {
         }
         listen = address("listen")
         httpListen = address("http_listen")
+        if CollectorSettings.overlap(listen, httpListen) {
+            errors.append(ConfigError(location: CollectorSettings.location(of: "http_listen", in: c), key: "http_listen",
+                                      problem: .invalidValue(expected: "an address and port other than listen's (\(listen)): "
+                                                                 + "the agent sessions and the HTTP API cannot share a socket",
+                                                             got: c.value("http_listen")?.description)))
+        }
         dataDir = c.string("data_dir")
         adminToken = c.string("admin_token")
         maxClients = c.int("max_clients")
@@ -47,6 +53,18 @@ public struct CollectorSettings: Sendable {
         logLevel = LogLevel(name: c.string("log_level")) ?? .info
         logFormat = LogFormat(rawValue: c.string("log_format")) ?? .text
         if !errors.isEmpty { throw ConfigErrors(errors) }
+    }
+
+    /// Whether two listen addresses would claim the same socket: the same
+    /// port (0, "any free port", never clashes) on the same address, or on
+    /// a wildcard address that covers the other (`0.0.0.0` every IPv4
+    /// address; `::` every address, as Linux binds it dual-stack).
+    static func overlap(_ a: SocketAddress, _ b: SocketAddress) -> Bool {
+        guard a.port != 0, a.port == b.port else { return false }
+        func covers(_ x: SocketAddress, _ y: SocketAddress) -> Bool {
+            x.ip == "::" || (x.ip == "0.0.0.0" && y.family == AF_INET)
+        }
+        return a.ip == b.ip || covers(a, b) || covers(b, a)
     }
 
     /// Where a key's value came from, as an error location.
