@@ -54,6 +54,9 @@ public final class CollectorServer {
     private var api: APIHandler?
     private var signals: [SignalWatcher] = []
     private var reportTimer: TimerWatcher?
+    /// The /metrics summaries' recent window, and the timer that steps it.
+    let summaryWindows = SummaryWindows()
+    private var windowTimer: TimerWatcher?
     private var shutdownTimer: TimerWatcher?
     private var shuttingDown = false
     public private(set) var exitCode: Int32 = 0
@@ -117,6 +120,12 @@ public final class CollectorServer {
 
         let manager = SessionManager(loop: loop, store: store, settings: sessionSettings(settings))
         self.manager = manager
+        store.agents(project: nil) { [weak manager] r in
+            switch r {
+            case .success(let records): manager?.noteKnownAgents(records)
+            case .failure(let e): Log.warn("store: reading the known agents failed", ["error": "\(e)"])
+            }
+        }
 
         var lo = TCPListener.Options()
         lo.backlog = settings.backlog
@@ -156,6 +165,12 @@ public final class CollectorServer {
         report.start(after: CollectorServer.reportInterval, repeat: CollectorServer.reportInterval)
         reportTimer = report
         lastReport = snapshot()
+        let window = TimerWatcher(loop: loop) { [unowned self] _ in
+            guard let manager = self.manager, let store = self.store else { return }
+            self.summaryWindows.tick(CollectorMetrics.histograms(manager: manager, store: store, loop: self.loop))
+        }
+        window.start(after: SummaryWindows.step, repeat: SummaryWindows.step)
+        windowTimer = window
 
         Log.info("listening on \(listener!.localAddress)", ["max_clients": "\(settings.maxClients)", "backlog": "\(settings.backlog)"])
         Log.info("http on \(settings.httpListen.withPort(http.port))")
@@ -258,6 +273,7 @@ public final class CollectorServer {
                                    "sessions": "\(manager?.open ?? 0)"])
         listener?.close()
         reportTimer?.stop()
+        windowTimer?.stop()
         store?.stopRetention()
         let timer = TimerWatcher(loop: loop) { [unowned self] _ in
             Log.warn("shutdown bound reached; dropping the remaining sessions",
@@ -335,7 +351,7 @@ public final class CollectorServer {
     /// The /metrics page (CollectorMetrics.swift).
     func metrics() -> String {
         guard let manager, let store else { return "" }
-        return CollectorMetrics.render(manager: manager, store: store, loop: loop, api: api,
+        return CollectorMetrics.render(manager: manager, store: store, loop: loop, api: api, windows: summaryWindows,
                                        reloads: (applied: reloadsApplied, rejected: reloadsRejected),
                                        uptime: Clock.monotonic() - startedAt)
     }
