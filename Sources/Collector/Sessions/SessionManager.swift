@@ -232,7 +232,9 @@ public final class SessionManager {
         case .peerClosed, .shuttingDown: return
         default: break
         }
-        guard failureLog.allow(peer.ip, now: loop.now) else { return }
+        // Per source and reason: a wrong key right after an unknown project
+        // from the same host is a second, different mistake worth a line.
+        guard failureLog.allow(peer.ip + " " + f.description, now: loop.now) else { return }
         Log.warn("handshake failed", ["reason": f.description, "source": peer.ip, "project": project ?? "-",
                                       "failures": "\(stats.totalHandshakeFailures)", "suppressed": "\(failureLog.suppressed)"])
     }
