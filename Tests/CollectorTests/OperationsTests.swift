@@ -60,7 +60,8 @@ final class OperationsTests: XCTestCase {
         XCTAssertTrue(r.err.contains("'keys create' needs --project NAME"), r.err)
         r = runCollectorCommand(["--help"])
         XCTAssertEqual(r.status, 0)
-        for text in ["keys create --project NAME", "session_idle_timeout_ms", "SIGHUP", "admin_token", "exit status"] {
+        for text in ["keys create --project NAME", "session_idle_timeout_ms", "SIGHUP", "admin_token", "exit status",
+                     "agent_retention_days"] {
             XCTAssertTrue(r.out.contains(text), text)
         }
     }

@@ -19,6 +19,7 @@ public struct CollectorSettings: Sendable {
     public var handshakeTimeout: Double
     public var idleTimeout: Double
     public var retentionDays: Int
+    public var agentRetentionDays: Int
     public var logLevel: LogLevel
     public var logFormat: LogFormat
 
@@ -50,6 +51,7 @@ public struct CollectorSettings: Sendable {
         handshakeTimeout = Double(c.int("handshake_timeout_ms")) / 1000
         idleTimeout = Double(c.int("session_idle_timeout_ms")) / 1000
         retentionDays = c.int("retention_days")
+        agentRetentionDays = c.int("agent_retention_days")
         logLevel = LogLevel(name: c.string("log_level")) ?? .info
         logFormat = LogFormat(rawValue: c.string("log_format")) ?? .text
         if !errors.isEmpty { throw ConfigErrors(errors) }

@@ -116,10 +116,11 @@ public final class CollectorServer {
         store.markAllAgentsNotVisible(at: Clock.wallMillis()) { r in
             if case .failure(let e) = r { Log.warn("store: marking agents not visible failed", ["error": "\(e)"]) }
         }
-        store.startRetention(days: settings.retentionDays, every: 3600, firstAfter: 60)
+        store.startRetention(days: settings.retentionDays, agentDays: settings.agentRetentionDays, every: 3600, firstAfter: 60)
 
         let manager = SessionManager(loop: loop, store: store, settings: sessionSettings(settings))
         self.manager = manager
+        store.agentsForgotten = { [weak manager] ids in manager?.forgetKnownAgents(Set(ids)) }
         store.agents(project: nil) { [weak manager] r in
             switch r {
             case .success(let records): manager?.noteKnownAgents(records)
@@ -243,6 +244,9 @@ public final class CollectorServer {
             case "retention_days":
                 s.retentionDays = freshSettings.retentionDays
                 store?.retentionDays = s.retentionDays
+            case "agent_retention_days":
+                s.agentRetentionDays = freshSettings.agentRetentionDays
+                store?.agentRetentionDays = s.agentRetentionDays
             case "log_level":
                 s.logLevel = freshSettings.logLevel
                 Log.level = s.logLevel

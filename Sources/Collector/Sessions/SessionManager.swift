@@ -172,10 +172,12 @@ public final class SessionManager {
         for r in records { knownAgents[r.project, default: []].insert(r.id) }
     }
 
-    /// Agents the store no longer holds (retention removed them).
+    /// Agents the store no longer holds (retention removed them); one that
+    /// connected again meanwhile is registered anew, so it stays.
     func forgetKnownAgents(_ ids: Set<String>) {
+        let gone = ids.filter { agents[$0] == nil }
         for (project, set) in knownAgents {
-            let left = set.subtracting(ids)
+            let left = set.subtracting(gone)
             knownAgents[project] = left.isEmpty ? nil : left
         }
     }
