@@ -113,7 +113,12 @@ final class OperationsTests: XCTestCase {
         XCTAssertTrue(r.err.contains("project 'shop' does not exist (no project exists yet); pass --create-project to create it"), r.err)
         r = runCollectorCommand(["keys", "create", "--project", "shop", "--create-project", "--set", data])
         XCTAssertEqual(r.status, 0, r.err)
-        XCTAssertTrue(r.out.hasPrefix("shop."), r.out)
+        // The documented form (docs/PROTOCOL.md §11, docs/AGENT.md): the project's name, a dot,
+        // 43 base64url characters, and a newline; nothing else on stdout.
+        let secret = r.out.dropFirst("shop.".count).dropLast()
+        XCTAssertTrue(r.out.hasPrefix("shop.") && r.out.hasSuffix("\n"), r.out)
+        XCTAssertEqual(secret.count, 43, r.out)
+        XCTAssertTrue(secret.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") }, r.out)
         // An existing project needs no flag; a misspelt one is refused and named.
         r = runCollectorCommand(["keys", "create", "--project", "shop", "--set", data])
         XCTAssertEqual(r.status, 0, r.err)
