@@ -48,7 +48,7 @@ http_listen = 127.0.0.1:$((PORT + 3))
 data_dir = $DIR/data
 log_level = warn
 EOC
-KEY=$("$COLLECTOR_BIN" keys create --project bench --config "$DIR/collector.conf" 2>/dev/null)
+KEY=$("$COLLECTOR_BIN" keys create --project bench --create-project --config "$DIR/collector.conf" 2>/dev/null)
 "$COLLECTOR_BIN" run --config "$DIR/collector.conf" 2> "$DIR/collector.log" &
 CPID=$!
 for _ in $(seq 100); do [ -s "$DIR/data/admin_token" ] && curl -sf "http://127.0.0.1:$((PORT + 3))/healthz" >/dev/null && break; sleep 0.1; done

@@ -110,7 +110,7 @@ SPID=$!
 for _ in $(seq 400); do grep -q '^ready' "$DIR/server.out" && break; sleep 0.05; done
 SPORT=$(awk '/^ready/ {print $2}' "$DIR/server.out")
 SET=(--set "data_dir=$DIR/data" --set listen=127.0.0.1:0 --set http_listen=127.0.0.1:0)
-KEY=$("$COL" keys create --project bench "${SET[@]}" 2>/dev/null)
+KEY=$("$COL" keys create --project bench --create-project "${SET[@]}" 2>/dev/null)
 "${SC[@]}" "$COL" run "${SET[@]}" 2> "$DIR/collector.log" &
 CPID=$!
 for _ in $(seq 400); do grep -q ' ready ' "$DIR/collector.log" && break; sleep 0.05; done

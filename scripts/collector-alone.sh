@@ -38,7 +38,7 @@ trap 'exit 130' INT TERM
 
 printf 'listen = 127.0.0.1:%s\nhttp_listen = 127.0.0.1:%s\ndata_dir = %s/collector\nmax_clients = %s\n' \
     "$PORT" "$HTTP" "$DIR" $((agents + 1000)) > "$DIR/c.conf"
-"$BIN/vigil-collector" keys create --project load --config "$DIR/c.conf" > "$DIR/key" 2>/dev/null
+"$BIN/vigil-collector" keys create --project load --create-project --config "$DIR/c.conf" > "$DIR/key" 2>/dev/null
 "${PIN1[@]}" "$BIN/vigil-collector" run --config "$DIR/c.conf" 2> "$DIR/c.log" &
 C=$!
 PIDS+=("$C")

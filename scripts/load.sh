@@ -161,7 +161,7 @@ data_dir = $DIR/collector
 max_clients = $((AGENTS + 1000))
 log_level = info
 EOF
-"$BIN/vigil-collector" keys create --project load --config "$DIR/collector.conf" > "$DIR/key" 2>/dev/null \
+"$BIN/vigil-collector" keys create --project load --create-project --config "$DIR/collector.conf" > "$DIR/key" 2>/dev/null \
     || fail "vigil-collector keys create failed"
 start /dev/null "$DIR/collector.log" "${RX[@]}" "$BIN/vigil-collector" run --config "$DIR/collector.conf"
 CPID=$LAST

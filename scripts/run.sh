@@ -44,7 +44,7 @@ trap stop INT TERM EXIT
 
 # A key for the demo project, created once.
 if [ ! -s "$DATA/demo.key" ]; then
-    (umask 077; "${COLLECTOR[@]}" keys create --project "$PROJECT" "${SET[@]}" > "$DATA/demo.key")
+    (umask 077; "${COLLECTOR[@]}" keys create --project "$PROJECT" --create-project "${SET[@]}" > "$DATA/demo.key")
 fi
 KEY=$(cat "$DATA/demo.key")
 

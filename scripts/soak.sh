@@ -198,7 +198,7 @@ declare -A KILLED
 
 # --- set up ------------------------------------------------------------------
 collector_conf A; collector_conf B
-"$BIN/vigil-collector" keys create --project soak --config "$DIR/A.conf" > "$DIR/key" 2>/dev/null || fail "keys create failed"
+"$BIN/vigil-collector" keys create --project soak --create-project --config "$DIR/A.conf" > "$DIR/key" 2>/dev/null || fail "keys create failed"
 mkdir -p "$DIR/B"; chmod 700 "$DIR/B"
 for f in vigil.db vigil.db-wal vigil.db-shm; do [ -f "$DIR/A/$f" ] && cp -p "$DIR/A/$f" "$DIR/B/$f"; done
 start_collector A; start_collector B

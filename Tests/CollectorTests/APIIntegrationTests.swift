@@ -290,7 +290,7 @@ final class APIIntegrationTests: XCTestCase {
 
         let own = c.api("GET", "/config").object["config"] as? [[String: Any]] ?? []
         XCTAssertEqual(own.first { $0["key"] as? String == "listen" }?["origin"] as? String, "file")
-        XCTAssertEqual(own.count, 11)
+        XCTAssertEqual(own.count, 12, "every collector key, agent_retention_days included")
     }
 
     /// Patterns and monitors read their bodies the same way: a key given
@@ -380,7 +380,7 @@ final class APIIntegrationTests: XCTestCase {
         for series in ["vigil_sessions{phase=\"established\"}", "vigil_handshakes_total", "vigil_handshake_failures_total{reason=\"wrong_key\"}",
                        "vigil_records_in_total", "vigil_bytes_in_total", "vigil_acks_total", "vigil_store_commit_seconds{quantile=\"0.99\"}",
                        "vigil_loop_lag_seconds{quantile=\"0.99\"}", "process_open_fds", "process_max_fds",
-                       "vigil_agents{state=\"stopped\"}", "vigil_batches_total{outcome=\"stored\"}"] {
+                       "vigil_agents{project=\"acme\",state=\"stopped\"}", "vigil_batches_total{outcome=\"stored\"}"] {
             XCTAssertTrue(metrics.contains(series + " "), series)
         }
         XCTAssertEqual(c.metric("vigil_acks_total").map { $0 >= 1 }, true)

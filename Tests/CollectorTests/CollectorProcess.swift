@@ -185,7 +185,7 @@ final class CollectorProcess: @unchecked Sendable {
     // MARK: keys
 
     func createKey(project: String) -> AccessKey {
-        let r = runCollectorCommand(["keys", "create", "--project", project, "--config", configPath])
+        let r = runCollectorCommand(["keys", "create", "--project", project, "--create-project", "--config", configPath])
         XCTAssertEqual(r.status, 0, r.err)
         let text = r.out.trimmingCharacters(in: .whitespacesAndNewlines)
         XCTAssertEqual(r.out.split(separator: "\n").count, 1, "keys create prints only the key: \(r.out)")

@@ -74,9 +74,74 @@ final class OperationsTests: XCTestCase {
         XCTAssertTrue(r.err.contains("'keys create' needs --project NAME"), r.err)
         r = runCollectorCommand(["--help"])
         XCTAssertEqual(r.status, 0)
-        for text in ["keys create --project NAME", "session_idle_timeout_ms", "SIGHUP", "admin_token", "exit status"] {
+        for text in ["keys create --project NAME", "session_idle_timeout_ms", "SIGHUP", "admin_token", "exit status",
+                     "agent_retention_days"] {
             XCTAssertTrue(r.out.contains(text), text)
         }
+    }
+
+    func testVersionSubcommandHelpAndExitStatuses() {
+        var r = runCollectorCommand(["--version"])
+        XCTAssertEqual(r.status, 0, r.err)
+        XCTAssertTrue(r.out.hasPrefix("vigil-collector "), r.out)
+        XCTAssertEqual(r.out.split(separator: "\n").count, 1, r.out)
+
+        // A command's --help is that command's, not the global one.
+        r = runCollectorCommand(["keys", "create", "--help"])
+        XCTAssertEqual(r.status, 0, r.err)
+        XCTAssertTrue(r.out.contains("vigil-collector keys create --project NAME [--create-project]"), r.out)
+        XCTAssertTrue(r.out.contains("exit status: 0 success, 1 runtime failure"), r.out)
+        XCTAssertFalse(r.out.contains("keys revoke"), r.out)
+        XCTAssertFalse(r.out.contains("session_idle_timeout_ms"), r.out)
+        r = runCollectorCommand(["check-config", "--help"])
+        XCTAssertEqual(r.status, 0)
+        XCTAssertTrue(r.out.contains("vigil-collector check-config [--config FILE]"), r.out)
+        XCTAssertFalse(r.out.contains("keys create"), r.out)
+        r = runCollectorCommand(["--help"])
+        XCTAssertTrue(r.out.contains("keys revoke") && r.out.contains("--version") && r.out.contains("[--create-project]"), r.out)
+        XCTAssertTrue(r.out.contains("exit status: 0 success, 1 runtime failure (database, socket), 2 usage or configuration error"), r.out)
+    }
+
+    func testListenAndHTTPListenMayNotShareAnAddressAndPort() {
+        var r = runCollectorCommand(["check-config", "--set", "listen=127.0.0.1:16600", "--set", "http_listen=127.0.0.1:16600"])
+        XCTAssertEqual(r.status, 2, r.out)
+        XCTAssertTrue(r.err.contains("--set: key 'http_listen': expected an address and port other than listen's (127.0.0.1:16600)"), r.err)
+        // A wildcard covers the loopback address on the same port.
+        r = runCollectorCommand(["check-config", "--set", "listen=0.0.0.0:16600", "--set", "http_listen=127.0.0.1:16600"])
+        XCTAssertEqual(r.status, 2, r.out)
+        XCTAssertTrue(r.err.contains("'http_listen'") && r.err.contains("listen's (0.0.0.0:16600)"), r.err)
+        // Different ports, and port 0 (any free port), are fine.
+        for pair in [("127.0.0.1:16600", "127.0.0.1:16680"), ("127.0.0.1:0", "127.0.0.1:0")] {
+            r = runCollectorCommand(["check-config", "--set", "listen=\(pair.0)", "--set", "http_listen=\(pair.1)"])
+            XCTAssertEqual(r.status, 0, r.err)
+        }
+    }
+
+    func testKeysCreateRefusesAnUnknownProjectUnlessAskedToCreateIt() throws {
+        let dir = CollectorProcess.makeDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let data = "data_dir=\(dir.path)/data"
+        var r = runCollectorCommand(["keys", "create", "--project", "shop", "--set", data])
+        XCTAssertEqual(r.status, 2, r.err)
+        XCTAssertEqual(r.out, "", "no key printed")
+        XCTAssertTrue(r.err.contains("project 'shop' does not exist (no project exists yet); pass --create-project to create it"), r.err)
+        r = runCollectorCommand(["keys", "create", "--project", "shop", "--create-project", "--set", data])
+        XCTAssertEqual(r.status, 0, r.err)
+        // The documented form (docs/PROTOCOL.md §11, docs/AGENT.md): the project's name, a dot,
+        // 43 base64url characters, and a newline; nothing else on stdout.
+        let secret = r.out.dropFirst("shop.".count).dropLast()
+        XCTAssertTrue(r.out.hasPrefix("shop.") && r.out.hasSuffix("\n"), r.out)
+        XCTAssertEqual(secret.count, 43, r.out)
+        XCTAssertTrue(secret.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") }, r.out)
+        // An existing project needs no flag; a misspelt one is refused and named.
+        r = runCollectorCommand(["keys", "create", "--project", "shop", "--set", data])
+        XCTAssertEqual(r.status, 0, r.err)
+        r = runCollectorCommand(["keys", "create", "--set", data, "--project", "shpo"])
+        XCTAssertEqual(r.status, 2, r.err)
+        XCTAssertTrue(r.err.contains("project 'shpo' does not exist (projects: shop); pass --create-project"), r.err)
+        r = runCollectorCommand(["keys", "list", "--set", data])
+        XCTAssertEqual(r.out.split(separator: "\n").count, 3, "two keys, both for shop: \(r.out)")
+        XCTAssertFalse(r.out.contains("shpo"), r.out)
     }
 
     func testKeysCreatedAndRevokedWhileRunningApplyAtTheNextHandshake() throws {

@@ -85,7 +85,7 @@ final class ScaleTests: XCTestCase {
 
         // All held at once, as the collector counts them.
         XCTAssertTrue(c.eventually(timeout: 30) { c.metric("vigil_sessions{phase=\"established\"}") == Double(n) })
-        XCTAssertEqual(c.metric("vigil_agents{state=\"connecting\"}"), Double(n))
+        XCTAssertEqual(c.metric("vigil_agents{project=\"load\",state=\"connecting\"}"), Double(n))
         XCTAssertEqual(c.metric("vigil_handshakes_total"), Double(n))
         XCTAssertEqual(c.metric("vigil_handshake_failures_total{reason=\"overload\"}"), 0)
         // Let registrations commit, then measure the idle footprint.

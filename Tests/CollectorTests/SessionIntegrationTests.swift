@@ -72,6 +72,32 @@ final class SessionIntegrationTests: XCTestCase {
         XCTAssertTrue(c.eventually { c.metric("vigil_sessions_closed_total{reason=\"idle_timeout\"}") == 1 })
     }
 
+    func testHandshakeFailuresAreLoggedOncePerSourceAndReason() throws {
+        let c = try CollectorProcess()
+        defer { c.stop(); c.removeDirectory() }
+        _ = c.createKey(project: "acme")
+        func attempt(_ project: String) throws {
+            let client = try WireTestClient(port: c.sessionPort, key: try AccessKey.generate(projectID: project),
+                                            hello: WireTestClient.hello("x"))
+            XCTAssertNil(client.handshake())
+            XCTAssertTrue(client.peerClosed, "nothing is sent: unknown project and wrong key look the same")
+            XCTAssertNil(client.peerError)
+        }
+        try attempt("nope")
+        XCTAssertTrue(c.waitForLog("reason=unknown_project"), c.log)
+        // The same source within the minute, a different mistake: logged too.
+        try attempt("acme")
+        XCTAssertTrue(c.waitForLog("reason=wrong_key"), c.log)
+        XCTAssertTrue(c.log.contains("project=acme"), c.log)
+        // The same source and reason again: counted, not logged.
+        try attempt("acme")
+        try attempt("nope")
+        XCTAssertTrue(c.eventually { c.metric("vigil_handshake_failures_total{reason=\"wrong_key\"}") == 2 })
+        XCTAssertTrue(c.eventually { c.metric("vigil_handshake_failures_total{reason=\"unknown_project\"}") == 2 })
+        let lines = c.log.split(separator: "\n").filter { $0.contains("handshake failed") }
+        XCTAssertEqual(lines.count, 2, lines.joined(separator: "\n"))
+    }
+
     func testEveryHandshakeFailureIsCountedByReason() throws {
         let c = try CollectorProcess(config: ["handshake_timeout_ms = 500"])
         defer { c.stop(); c.removeDirectory() }
@@ -124,9 +150,12 @@ final class SessionIntegrationTests: XCTestCase {
         XCTAssertTrue(c.eventually { failures("revoked_key") == 1 })
 
         XCTAssertEqual(c.metric("vigil_handshakes_total"), 0)
-        // Failures are logged, each source at most once a minute: all five
-        // came from 127.0.0.1, so one line.
-        XCTAssertEqual(c.log.components(separatedBy: "handshake failed").count - 1, 1, c.log)
+        // Failures are logged at most once a minute per source and reason:
+        // five different reasons from 127.0.0.1, so five lines, one each.
+        XCTAssertEqual(c.log.components(separatedBy: "handshake failed").count - 1, 5, c.log)
+        for reason in ["unknown_project", "wrong_key", "bad_preamble", "handshake_timeout", "revoked_key"] {
+            XCTAssertEqual(c.log.components(separatedBy: "handshake failed reason=\(reason) ").count - 1, 1, reason)
+        }
     }
 
     func testMaxClientsRefusesWithCapacityError() throws {

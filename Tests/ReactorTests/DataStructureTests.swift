@@ -109,6 +109,23 @@ final class LogHistogramTests: XCTestCase {
         XCTAssertEqual(a.quantile(0.0), 0)
         XCTAssertEqual(LogHistogram().quantile(0.5), 0)
     }
+
+    func testSubtractingAnEarlierCopyLeavesOnlyTheNewerValues() {
+        var h = LogHistogram()
+        for _ in 0..<1000 { h.record(1_000_000) }      // an old, slow period
+        let earlier = h
+        for v in 10..<20 { h.record(UInt64(v)) }       // the recent, fast one
+        let recent = h.subtracting(earlier)
+        XCTAssertEqual(recent.count, 10)
+        XCTAssertEqual(recent.sum, (10..<20).reduce(0) { $0 + UInt64($1) })
+        XCTAssertEqual(recent.quantile(0.5), 14)
+        XCTAssertEqual(recent.quantile(1), 19)
+        XCTAssertEqual(recent.max, 19, "the old maximum is not in the window")
+        XCTAssertEqual(recent.min, 10)
+        XCTAssertEqual(h.count, 1010, "the cumulative histogram is unchanged")
+        XCTAssertEqual(h.subtracting(h).count, 0)
+        XCTAssertEqual(h.subtracting(h).quantile(0.99), 0)
+    }
 }
 
 final class BackoffTests: XCTestCase {

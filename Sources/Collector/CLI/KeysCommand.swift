@@ -6,12 +6,14 @@
 //
 // `create` prints the new key and nothing else on stdout, so a script can
 // capture it; everything else goes to stderr. Secrets are never listed.
+// `create` makes a new project only when asked (`--create-project`): a
+// misspelt name must not silently become a project whose agents nobody sees.
 import CollectorStore
 import Reactor
 import Wire
 
 enum KeysCommand {
-    static func create(project: String, settings: CollectorSettings) -> Int32 {
+    static func create(project: String, createProject: Bool, settings: CollectorSettings) -> Int32 {
         let key: AccessKey
         do {
             key = try AccessKey.generate(projectID: project)
@@ -20,18 +22,37 @@ enum KeysCommand {
             return CollectorCommand.exitUsage
         }
         return withStore(settings) { store, done in
-            store.createKey(project: project, secret: KeyDirectory.storedSecret(of: key), at: Clock.wallMillis()) { result in
-                switch result {
+            store.projects { listed in
+                switch listed {
                 case .failure(let e):
-                    done(fail("creating a key for \(project): \(e)"))
-                case .success(let info):
-                    store.appendAudit(AuditEntry(ts: Clock.wallMillis(), actor: "cli", action: "keys.create", target: project,
-                                                 detail: "key \(info.id)", result: "ok")) { _ in
-                        print(key.text)
-                        CollectorCommand.printError("vigil-collector: created key \(info.id) for project \(project)")
-                        done(0)
+                    done(fail("listing projects: \(e)"))
+                case .success(let projects) where createProject || projects.contains(where: { $0.name == project }):
+                    store.createKey(project: project, secret: KeyDirectory.storedSecret(of: key), at: Clock.wallMillis()) { result in
+                        finishCreate(store: store, project: project, key: key, result: result, done: done)
                     }
+                case .success(let projects):
+                    let known = projects.map(\.name)
+                    let hint = known.isEmpty ? "no project exists yet"
+                        : "projects: " + known.sorted().prefix(20).joined(separator: ", ") + (known.count > 20 ? ", …" : "")
+                    CollectorCommand.printError("vigil-collector: project '\(project)' does not exist (\(hint)); "
+                                                + "pass --create-project to create it")
+                    done(CollectorCommand.exitUsage)
                 }
+            }
+        }
+    }
+
+    private static func finishCreate(store: SQLiteStore, project: String, key: AccessKey, result: Result<KeyInfo, StoreError>,
+                                     done: @escaping (Int32) -> Void) {
+        switch result {
+        case .failure(let e):
+            done(fail("creating a key for \(project): \(e)"))
+        case .success(let info):
+            store.appendAudit(AuditEntry(ts: Clock.wallMillis(), actor: "cli", action: "keys.create", target: project,
+                                         detail: "key \(info.id)", result: "ok")) { _ in
+                print(key.text)
+                CollectorCommand.printError("vigil-collector: created key \(info.id) for project \(project)")
+                done(0)
             }
         }
     }

@@ -19,6 +19,7 @@ public struct CollectorSettings: Sendable {
     public var handshakeTimeout: Double
     public var idleTimeout: Double
     public var retentionDays: Int
+    public var agentRetentionDays: Int
     public var logLevel: LogLevel
     public var logFormat: LogFormat
 
@@ -37,6 +38,12 @@ public struct CollectorSettings: Sendable {
         }
         listen = address("listen")
         httpListen = address("http_listen")
+        if CollectorSettings.overlap(listen, httpListen) {
+            errors.append(ConfigError(location: CollectorSettings.location(of: "http_listen", in: c), key: "http_listen",
+                                      problem: .invalidValue(expected: "an address and port other than listen's (\(listen)): "
+                                                                 + "the agent sessions and the HTTP API cannot share a socket",
+                                                             got: c.value("http_listen")?.description)))
+        }
         dataDir = c.string("data_dir")
         adminToken = c.string("admin_token")
         maxClients = c.int("max_clients")
@@ -44,6 +51,7 @@ public struct CollectorSettings: Sendable {
         handshakeTimeout = Double(c.int("handshake_timeout_ms")) / 1000
         idleTimeout = Double(c.int("session_idle_timeout_ms")) / 1000
         retentionDays = c.int("retention_days")
+        agentRetentionDays = c.int("agent_retention_days")
         logLevel = LogLevel(name: c.string("log_level")) ?? .info
         logFormat = LogFormat(rawValue: c.string("log_format")) ?? .text
         if !errors.isEmpty { throw ConfigErrors(errors) }
@@ -58,6 +66,18 @@ public struct CollectorSettings: Sendable {
             return [c.invalid(key, expected: "an IP address and port (a host name cannot be listened on)",
                               got: c.value(key)?.description)]
         }
+    }
+
+    /// Whether two listen addresses would claim the same socket: the same
+    /// port (0, "any free port", never clashes) on the same address, or on
+    /// a wildcard address that covers the other (`0.0.0.0` every IPv4
+    /// address; `::` every address, as Linux binds it dual-stack).
+    static func overlap(_ a: SocketAddress, _ b: SocketAddress) -> Bool {
+        guard a.port != 0, a.port == b.port else { return false }
+        func covers(_ x: SocketAddress, _ y: SocketAddress) -> Bool {
+            x.ip == "::" || (x.ip == "0.0.0.0" && y.family == AF_INET)
+        }
+        return a.ip == b.ip || covers(a, b) || covers(b, a)
     }
 
     /// Where a key's value came from, as an error location.

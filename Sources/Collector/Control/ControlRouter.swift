@@ -27,6 +27,9 @@ public enum ControlOutcome: Equatable, Sendable {
     /// The collector is shutting down.
     case shuttingDown
 
+    /// Every `auditResult`, so /metrics can show each at zero.
+    public static let auditResults = ["ok", "rejected", "timeout", "disconnected", "shutting_down"]
+
     /// The audit table's `result` column.
     public var auditResult: String {
         switch self {

@@ -9,19 +9,33 @@ import Reactor
 import Wire
 
 enum CollectorMetrics {
-    static func render(manager: SessionManager, store: SQLiteStore, loop: EventLoop, api: APIHandler?,
+    /// The histograms behind the summaries, by family name, for
+    /// SummaryWindows' copies.
+    static func histograms(manager: SessionManager, store: SQLiteStore, loop: EventLoop) -> [String: LogHistogram] {
+        ["vigil_handshake_seconds": manager.stats.handshakeMicros, "vigil_store_commit_seconds": store.stats.commitMicros,
+         "vigil_store_transaction_seconds": store.stats.transactionMicros, "vigil_loop_lag_seconds": loop.lag]
+    }
+
+    static func render(manager: SessionManager, store: SQLiteStore, loop: EventLoop, api: APIHandler?, windows: SummaryWindows,
                        reloads: (applied: UInt64, rejected: UInt64), uptime: Double) -> String {
         var p = PrometheusText()
         let s = manager.stats
         let st = store.stats
+        /// Quantiles over the recent window, _sum and _count since start.
+        func summary(_ name: String, _ help: String, _ micros: LogHistogram) {
+            p.summary(name, help + " Quantiles: the last \(SummaryWindows.lengthText).", total: micros,
+                      recent: windows.recent(name, micros), perSecond: 1e6)
+        }
 
         p.family("vigil_sessions", "gauge", "Agent connections by phase.")
         p.sample("vigil_sessions", ["phase": "handshake"], manager.handshaking)
         p.sample("vigil_sessions", ["phase": "established"], manager.established)
         p.sample("vigil_sessions", ["phase": "closing"], manager.closing)
-        p.family("vigil_agents", "gauge", "Connected agents by state (probe sessions excluded).")
-        for st in [CollectorStore.AgentState.connecting, .stopped, .capturing, .wrongConfiguration] {
-            p.sample("vigil_agents", ["state": st.rawValue], manager.count(st))
+        p.family("vigil_agents", "gauge", "Known agents by project and state (not_visible: no session; probe sessions excluded).")
+        for (project, counts) in manager.agentCountsByProject().sorted(by: { $0.key < $1.key }) {
+            for st in CollectorStore.AgentState.allCases {
+                p.sample("vigil_agents", ["project": project, "state": st.rawValue], counts[st] ?? 0)
+            }
         }
         p.single("vigil_probe_sessions", "gauge", "Established probe sessions (no agent identity).", Double(manager.probes))
         p.single("vigil_max_clients", "gauge", "The max_clients setting in force.", Double(manager.settings.maxClients))
@@ -30,7 +44,7 @@ enum CollectorMetrics {
         p.single("vigil_handshakes_total", "counter", "Handshakes completed (sessions established).", Double(s.handshakesCompleted))
         p.family("vigil_handshake_failures_total", "counter", "Connections that did not become a session, by reason.")
         for f in HandshakeFailure.allCases { p.sample("vigil_handshake_failures_total", ["reason": f.description], s.failures(f)) }
-        p.summary("vigil_handshake_seconds", "Time from accept to Welcome.", s.handshakeMicros, unit: 1e-6)
+        summary("vigil_handshake_seconds", "Time from accept to Welcome.", s.handshakeMicros)
         p.single("vigil_handshakes_deferred_total", "counter", "Handshakes postponed by the per-iteration budget.",
                  Double(s.handshakesDeferred))
         p.single("vigil_session_input_deferred_total", "counter", "Session reads postponed by the per-iteration decode budget.",
@@ -69,14 +83,14 @@ enum CollectorMetrics {
         p.sample("vigil_schedules_total", ["kind": "pushed"], s.schedulesPushed)
         p.single("vigil_pings_sent_total", "counter", "Pings sent to silent sessions.", Double(s.pingsSent))
         p.family("vigil_control_requests_total", "counter", "Control requests by result.")
-        for (result, n) in manager.control.outcomes.sorted(by: { $0.key < $1.key }) {
-            p.sample("vigil_control_requests_total", ["result": result], n)
+        for result in ControlOutcome.auditResults {
+            p.sample("vigil_control_requests_total", ["result": result], manager.control.outcomes[result] ?? 0)
         }
         p.single("vigil_control_requests_in_flight", "gauge", "Control requests waiting for an agent.", Double(manager.control.inFlight))
 
-        p.summary("vigil_store_commit_seconds", "COMMIT (the fsync) of one store transaction.", st.commitMicros, unit: 1e-6)
-        p.summary("vigil_store_transaction_seconds", "BEGIN to COMMIT of one store transaction (on the writer thread).",
-                  st.transactionMicros, unit: 1e-6)
+        summary("vigil_store_commit_seconds", "COMMIT (the fsync) of one store transaction.", st.commitMicros)
+        summary("vigil_store_transaction_seconds", "BEGIN to COMMIT of one store transaction (on the writer thread).",
+                st.transactionMicros)
         p.single("vigil_store_transactions_total", "counter", "Store transactions committed.", Double(st.transactions))
         p.single("vigil_store_pending_rows", "gauge", "Rows queued for the store and not yet committed.", Double(st.pendingRows))
         p.family("vigil_store_failures_total", "counter", "Store operations that failed or were refused, by cause.")
@@ -89,7 +103,7 @@ enum CollectorMetrics {
         p.sample("vigil_store_failures_total", ["cause": "read_too_long"], st.readsInterrupted)
         p.single("vigil_store_retention_deleted_total", "counter", "Rows removed by retention.", Double(st.retentionDeleted))
 
-        p.summary("vigil_loop_lag_seconds", "Time the loop was busy before polling again (since start).", loop.lag, unit: 1e-6)
+        summary("vigil_loop_lag_seconds", "Time the loop was busy before polling again.", loop.lag)
         p.single("vigil_loop_iterations_total", "counter", "Event loop iterations.", Double(loop.iteration))
 
         p.single("process_open_fds", "gauge", "Open file descriptors.", Double(ProcessLimits.openDescriptorCount()))

@@ -54,6 +54,9 @@ public final class CollectorServer {
     private var api: APIHandler?
     private var signals: [SignalWatcher] = []
     private var reportTimer: TimerWatcher?
+    /// The /metrics summaries' recent window, and the timer that steps it.
+    let summaryWindows = SummaryWindows()
+    private var windowTimer: TimerWatcher?
     private var shutdownTimer: TimerWatcher?
     private var shuttingDown = false
     public private(set) var exitCode: Int32 = 0
@@ -113,10 +116,17 @@ public final class CollectorServer {
         store.markAllAgentsNotVisible(at: Clock.wallMillis()) { r in
             if case .failure(let e) = r { Log.warn("store: marking agents not visible failed", ["error": "\(e)"]) }
         }
-        store.startRetention(days: settings.retentionDays, every: 3600, firstAfter: 60)
+        store.startRetention(days: settings.retentionDays, agentDays: settings.agentRetentionDays, every: 3600, firstAfter: 60)
 
         let manager = SessionManager(loop: loop, store: store, settings: sessionSettings(settings))
         self.manager = manager
+        store.agentsForgotten = { [weak manager] ids in manager?.forgetKnownAgents(Set(ids)) }
+        store.agents(project: nil) { [weak manager] r in
+            switch r {
+            case .success(let records): manager?.noteKnownAgents(records)
+            case .failure(let e): Log.warn("store: reading the known agents failed", ["error": "\(e)"])
+            }
+        }
 
         var lo = TCPListener.Options()
         lo.backlog = settings.backlog
@@ -156,6 +166,12 @@ public final class CollectorServer {
         report.start(after: CollectorServer.reportInterval, repeat: CollectorServer.reportInterval)
         reportTimer = report
         lastReport = snapshot()
+        let window = TimerWatcher(loop: loop) { [unowned self] _ in
+            guard let manager = self.manager, let store = self.store else { return }
+            self.summaryWindows.tick(CollectorMetrics.histograms(manager: manager, store: store, loop: self.loop))
+        }
+        window.start(after: SummaryWindows.step, repeat: SummaryWindows.step)
+        windowTimer = window
 
         Log.info("listening on \(listener!.localAddress)", ["max_clients": "\(settings.maxClients)", "backlog": "\(settings.backlog)"])
         Log.info("http on \(settings.httpListen.withPort(http.port))")
@@ -228,6 +244,9 @@ public final class CollectorServer {
             case "retention_days":
                 s.retentionDays = freshSettings.retentionDays
                 store?.retentionDays = s.retentionDays
+            case "agent_retention_days":
+                s.agentRetentionDays = freshSettings.agentRetentionDays
+                store?.agentRetentionDays = s.agentRetentionDays
             case "log_level":
                 s.logLevel = freshSettings.logLevel
                 Log.level = s.logLevel
@@ -258,6 +277,7 @@ public final class CollectorServer {
                                    "sessions": "\(manager?.open ?? 0)"])
         listener?.close()
         reportTimer?.stop()
+        windowTimer?.stop()
         store?.stopRetention()
         let timer = TimerWatcher(loop: loop) { [unowned self] _ in
             Log.warn("shutdown bound reached; dropping the remaining sessions",
@@ -335,7 +355,7 @@ public final class CollectorServer {
     /// The /metrics page (CollectorMetrics.swift).
     func metrics() -> String {
         guard let manager, let store else { return "" }
-        return CollectorMetrics.render(manager: manager, store: store, loop: loop, api: api,
+        return CollectorMetrics.render(manager: manager, store: store, loop: loop, api: api, windows: summaryWindows,
                                        reloads: (applied: reloadsApplied, rejected: reloadsRejected),
                                        uptime: Clock.monotonic() - startedAt)
     }

@@ -42,17 +42,20 @@ struct PrometheusText {
         sample(name, value)
     }
 
-    /// A summary from a histogram of values in `unit`s of a second (1e-6
-    /// for microseconds): quantiles 0.5, 0.9, 0.99 and 1 (the maximum),
-    /// `_sum` and `_count`.
-    mutating func summary(_ name: String, _ help: String, _ h: LogHistogram, unit: Double) {
+    /// A summary from histograms of values with `perSecond` units to a
+    /// second (1e6 for microseconds): quantiles 0.5, 0.9, 0.99 and 1 (the
+    /// maximum) of `recent` (the window SummaryWindows keeps), `_sum` and
+    /// `_count` of `total` (cumulative, as counters are). Dividing by the
+    /// power of ten, rather than multiplying by its inverse, keeps 7471 µs
+    /// as 0.007471 (not 0.007470999999999999).
+    mutating func summary(_ name: String, _ help: String, total: LogHistogram, recent: LogHistogram, perSecond: Double) {
         family(name, "summary", help)
         for q in [0.5, 0.9, 0.99] {
-            sample(name, ["quantile": PrometheusText.format(q)], h.count == 0 ? 0 : Double(h.quantile(q)) * unit)
+            sample(name, ["quantile": PrometheusText.format(q)], recent.count == 0 ? 0 : Double(recent.quantile(q)) / perSecond)
         }
-        sample(name, ["quantile": "1"], h.count == 0 ? 0 : Double(h.max) * unit)
-        sample(name + "_sum", Double(h.sum) * unit)
-        sample(name + "_count", h.count)
+        sample(name, ["quantile": "1"], recent.count == 0 ? 0 : Double(recent.max) / perSecond)
+        sample(name + "_sum", Double(total.sum) / perSecond)
+        sample(name + "_count", total.count)
     }
 
     static func escape(_ v: String) -> String {
@@ -68,10 +71,18 @@ struct PrometheusText {
         return out
     }
 
+    /// Integers without a fraction; other values rounded to at most 9
+    /// decimal places (a nanosecond of a second) and printed in the
+    /// shortest form that reads back as that value, so arithmetic noise
+    /// such as 0.007470999999999999 prints as 0.007471.
     static func format(_ v: Double) -> String {
         if v.isNaN { return "NaN" }
         if v.isInfinite { return v > 0 ? "+Inf" : "-Inf" }
         if v.rounded() == v && abs(v) < 1e15 { return String(Int64(v)) }
+        if abs(v) < 1e6 {
+            let r = (v * 1e9).rounded() / 1e9
+            return r.rounded() == r ? String(Int64(r)) : "\(r)"
+        }
         return "\(v)"
     }
 }

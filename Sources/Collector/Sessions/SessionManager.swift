@@ -71,6 +71,10 @@ public final class SessionManager {
     private var sessions: [UInt64: AgentSession] = [:]
     /// Established agent sessions by agent id.
     var agents: [String: AgentSession] = [:]
+    /// Every agent the store knows, by project name: read at start
+    /// (`noteKnownAgents`) and added to at each handshake, so /metrics can
+    /// count the `not_visible` ones without a store read per scrape.
+    private(set) var knownAgents: [String: Set<String>] = [:]
     /// Established agent sessions by operator state (`AgentState` order).
     private var stateCounts = [Int](repeating: 0, count: CollectorStore.AgentState.allCases.count)
     private var nextSessionID: UInt64
@@ -163,6 +167,33 @@ public final class SessionManager {
 
     public var connectedAgents: Int { agents.count }
 
+    /// Agents the store holds (the collector's start reads them).
+    func noteKnownAgents(_ records: [AgentRecord]) {
+        for r in records { knownAgents[r.project, default: []].insert(r.id) }
+    }
+
+    /// Agents the store no longer holds (retention removed them); one that
+    /// connected again meanwhile is registered anew, so it stays.
+    func forgetKnownAgents(_ ids: Set<String>) {
+        let gone = ids.filter { agents[$0] == nil }
+        for (project, set) in knownAgents {
+            let left = set.subtracting(gone)
+            knownAgents[project] = left.isEmpty ? nil : left
+        }
+    }
+
+    /// Agents by project and operator state: connected agents by their
+    /// state, every other known agent as `not_visible`.
+    func agentCountsByProject() -> [String: [CollectorStore.AgentState: Int]] {
+        var out: [String: [CollectorStore.AgentState: Int]] = [:]
+        for s in agents.values { out[s.projectName, default: [:]][s.state, default: 0] += 1 }
+        for (project, ids) in knownAgents {
+            let connected = ids.reduce(0) { $0 + (agents[$1]?.projectName == project ? 1 : 0) }
+            out[project, default: [:]][.notVisible, default: 0] += ids.count - connected
+        }
+        return out
+    }
+
     /// An agent's operator state changed (a Status record).
     func setState(_ s: AgentSession, _ state: CollectorStore.AgentState) {
         guard s.agentID != nil, s.state != state else { return }
@@ -203,7 +234,9 @@ public final class SessionManager {
         case .peerClosed, .shuttingDown: return
         default: break
         }
-        guard failureLog.allow(peer.ip, now: loop.now) else { return }
+        // Per source and reason: a wrong key right after an unknown project
+        // from the same host is a second, different mistake worth a line.
+        guard failureLog.allow(peer.ip + " " + f.description, now: loop.now) else { return }
         Log.warn("handshake failed", ["reason": f.description, "source": peer.ip, "project": project ?? "-",
                                       "failures": "\(stats.totalHandshakeFailures)", "suppressed": "\(failureLog.suppressed)"])
     }
@@ -285,6 +318,7 @@ extension SessionManager: AgentSessionContext {
             return
         }
         stateCounts[index(of: .connecting)] += 1
+        knownAgents[s.projectName, default: []].insert(id)
         if let old = agents[id] {
             // The same agent again (a reconnect whose old TCP connection we
             // have not seen die): the newer session wins. It is registered

@@ -42,6 +42,11 @@ public final class SQLiteStore: MeasurementStore {
     /// Days of data kept by the retention timer (0: keep everything).
     /// Changeable while running (a live configuration key).
     public var retentionDays = 0
+    /// Days without a session after which the retention timer forgets an
+    /// agent (0: never). Changeable while running.
+    public var agentRetentionDays = 0
+    /// Told (on the loop) which agents the retention timer forgot.
+    public var agentsForgotten: (([String]) -> Void)?
     /// The schema version of the open database.
     public let schemaVersion: Int
 

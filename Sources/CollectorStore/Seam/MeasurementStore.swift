@@ -114,6 +114,16 @@ public protocol MeasurementStore: AnyObject {
     /// Deletes rows older than `cutoff` (ms) in bounded chunks, one
     /// transaction per chunk, spread over loop iterations.
     func removeExpired(olderThan cutoff: Int64, completion: @escaping StoreCompletion<RetentionReport>)
+    /// Also removes, after the rows, every series that has no measurement
+    /// left (`deleted["series"]`), so ended monitors and checks do not
+    /// pile up for ever.
+    ///
+    /// Forgets agents last seen before `cutoff` (ms) that have no session
+    /// (`not_visible`): the agent row, its state and status history, its own
+    /// configuration overrides and its batch sequences, in bounded chunks.
+    /// Its measurements stay until data retention removes them. Completes
+    /// with the ids removed.
+    func removeStaleAgents(notSeenSince cutoff: Int64, completion: @escaping StoreCompletion<[String]>)
     /// Counters and latency histograms for /metrics.
     var stats: StoreStats { get }
     /// Finishes every queued operation (their completions run), then closes.

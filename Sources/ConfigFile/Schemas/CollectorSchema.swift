@@ -25,6 +25,8 @@ public enum CollectorSchema {
                   help: "silence that closes a session (a Ping is sent at half)"),
         ConfigKey("retention_days", .integer(0...36_500), default: "30", live: true,
                   help: "days of measurements, events, status and audit kept; 0 keeps everything"),
+        ConfigKey("agent_retention_days", .integer(0...36_500), default: "30", live: true,
+                  help: "days without a session after which an agent is forgotten (its row, history and overrides); 0 keeps every agent"),
         ConfigKey("log_level", .choice(["debug", "info", "warn", "error"]), default: "info", live: true, help: "log level"),
         ConfigKey("log_format", .choice(["text", "json"]), default: "text", live: true, help: "log line format"),
     ]

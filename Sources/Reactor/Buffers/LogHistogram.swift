@@ -90,4 +90,36 @@ public struct LogHistogram: Sendable {
             max = Swift.max(max, other.max)
         }
     }
+
+    /// The values recorded since `earlier`, an earlier copy of this same
+    /// histogram: the bucket counts' difference. Its min and max are the
+    /// lowest and highest non-empty buckets' bounds, clamped to this
+    /// histogram's min and max (the exact ones of a window are not kept).
+    /// Used for quantiles over a recent window of a cumulative histogram.
+    public func subtracting(_ earlier: LogHistogram) -> LogHistogram {
+        precondition(earlier.subBits == subBits)
+        var out = LogHistogram(subBits: subBits)
+        guard earlier.count < count else { return out }
+        var low: UInt64?, high: UInt64 = 0
+        for b in 0..<blocks.count {
+            guard let block = blocks[b] else { continue }
+            let before = earlier.blocks[b]
+            var diff = block
+            for s in 0..<block.count {
+                let d = block[s] &- (before?[s] ?? 0)
+                diff[s] = d
+                if d != 0 {
+                    let (l, w) = bounds(block: b, slot: s)
+                    if low == nil { low = l }
+                    high = l + w - 1
+                }
+            }
+            out.blocks[b] = diff
+        }
+        out.count = count &- earlier.count
+        out.sum = sum &- earlier.sum
+        out.min = Swift.max(low ?? min, min)
+        out.max = Swift.min(high, max)
+        return out
+    }
 }

@@ -48,7 +48,7 @@ final class RealCollector {
 
     /// `vigil-collector keys create --project P`: the printed key.
     func createKey(project: String) throws -> AccessKey {
-        let r = try AgentProcess.run(["keys", "create", "--project", project, "--config", configPath], binary: "vigil-collector")
+        let r = try AgentProcess.run(["keys", "create", "--project", project, "--create-project", "--config", configPath], binary: "vigil-collector")
         XCTAssertEqual(r.code, 0, r.stderr)
         return try AccessKey(parsing: r.stdout.trimmingCharacters(in: .whitespacesAndNewlines))
     }

@@ -753,7 +753,8 @@ final class StoreConformanceTests: XCTestCase {
             XCTAssertEqual(report.deleted["audit"], 1)
             XCTAssertEqual(report.deleted["batch_sequences"], 1, "updated at 5000, before the cutoff")
             XCTAssertEqual(report.deleted["agent_states"], 1, "the 'connecting' change at 2000")
-            XCTAssertEqual(report.total, 101)
+            XCTAssertEqual(report.deleted["series"], 7, "c0…c6 have no measurement left; shop/checkout keeps its 5")
+            XCTAssertEqual(report.total, 108)
             XCTAssertGreaterThanOrEqual(report.chunks, 1)
             XCTAssertEqual(f.store.stats.retentionDeleted, UInt64(report.total))
 
@@ -770,6 +771,54 @@ final class StoreConformanceTests: XCTestCase {
             XCTAssertEqual(nothing.total, 0, "a second pass finds nothing")
             // The boot's sequence row expired with it: that batch is new again.
             XCTAssertEqual(try f.submit(f.batch(seq: 0, measurements: [measurement(950_000)])), .stored(rows: 1))
+        }
+    }
+
+    func testEmptySeriesGoAndComeBackWithTheirNextMeasurement() throws {
+        try forEachBackend { f in
+            _ = try f.submit(f.batch(seq: 0, measurements: [measurement(1_000, check: "ended"), measurement(900_000)]))
+            let report = try f.wait { f.store.removeExpired(olderThan: 500_000, completion: $0) }
+            XCTAssertEqual(report.deleted["series"], 1)
+            XCTAssertEqual(report.deleted["measurements"], 1)
+            // The same key measured again: a series again, and queryable.
+            _ = try f.submit(f.batch(seq: 1, measurements: [measurement(950_000, check: "ended")]))
+            let rows = try f.wait { f.store.measurements(MeasurementQuery(), completion: $0) }
+            XCTAssertEqual(rows.map(\.measurement.check).sorted(), ["checkout", "ended"])
+            XCTAssertNil(try f.wait { f.store.removeExpired(olderThan: 500_000, completion: $0) }.deleted["series"],
+                         "the series measured again is kept")
+            XCTAssertEqual(try f.measurementTimes().count, 2)
+        }
+    }
+
+    func testStaleAgentsWithoutASessionAreForgotten() throws {
+        try forEachBackend { f in
+            // a1 (from the fixture) was seen at 2_000; a2 at 600_000; a3 at 3_000 but connected.
+            try f.connect(agent: "a2", boot: "b", at: 600_000)
+            try f.connect(agent: "a3", boot: "b", at: 3_000)
+            for a in ["a1", "a2"] {
+                _ = try f.wait { f.store.setAgentState(agent: a, state: .notVisible, messages: [], at: 2_500, completion: $0) }
+            }
+            _ = try f.wait { f.store.setConfigOverrides(project: "demo", agent: "a1", values: ["log_level": "debug"], at: 2_600,
+                                                        completion: $0) }
+            _ = try f.wait { f.store.setConfigOverrides(project: "demo", agent: nil, values: ["log_level": "warn"], at: 2_600,
+                                                        completion: $0) }
+            _ = try f.submit(f.batch(seq: 0, measurements: [measurement(2_000)]))
+
+            let removed = try f.wait { f.store.removeStaleAgents(notSeenSince: 500_000, completion: $0) }
+            XCTAssertEqual(removed, ["a1"], "a2 was seen since; a3 has a session")
+            XCTAssertEqual(try f.wait { f.store.agents(project: nil, completion: $0) }.map(\.id).sorted(), ["a2", "a3"])
+            if case .failure(.notFound) = try f.waitResult({ f.store.agent(id: "a1", completion: $0) }) {} else {
+                XCTFail("a1 is still there")
+            }
+            XCTAssertEqual(try f.wait { f.store.stateHistory(agent: "a1", since: nil, limit: 10, completion: $0) }.count, 0)
+            XCTAssertEqual(try f.wait { f.store.configOverrides(project: "demo", agent: "a1", completion: $0) }, [:])
+            XCTAssertEqual(try f.wait { f.store.configOverrides(project: "demo", agent: nil, completion: $0) }, ["log_level": "warn"],
+                           "the project's overrides stay")
+            XCTAssertEqual(try f.measurementTimes(), [2_000], "its data stays until data retention removes it")
+            XCTAssertEqual(try f.wait { f.store.removeStaleAgents(notSeenSince: 500_000, completion: $0) }, [])
+            // The agent connects again: a new registration, nothing in the way.
+            try f.connect(agent: "a1", boot: "boot-2", at: 700_000)
+            XCTAssertEqual(try f.wait { f.store.agent(id: "a1", completion: $0) }.firstSeen, 700_000)
         }
     }
 }
