@@ -59,6 +59,8 @@ extension APIHandler {
         APIRoute("GET", "agents/{id}/status", query: ["since", "until", "limit", "cursor"]) { h, c, q, r in h.statusHistory(c[0], q, r) },
         APIRoute("GET", "agents/{id}/states", query: ["since", "until", "limit", "cursor"]) { h, c, q, r in h.stateHistory(c[0], q, r) },
         APIRoute("GET", "projects") { h, _, _, r in h.listProjects(r) },
+        APIRoute("GET", "projects/{project}/config") { h, c, _, r in h.getProjectConfig(c[0], r) },
+        APIRoute("PUT", "projects/{project}/config") { h, c, q, r in h.putProjectConfig(c[0], q, r) },
         APIRoute("GET", "projects/{project}/patterns") { h, c, _, r in h.getPatterns(c[0], r) },
         APIRoute("PUT", "projects/{project}/patterns") { h, c, q, r in h.putPatterns(c[0], q, r) },
         APIRoute("GET", "projects/{project}/monitors") { h, c, _, r in h.getMonitors(c[0], r) },

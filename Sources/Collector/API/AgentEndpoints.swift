@@ -189,30 +189,8 @@ extension APIHandler {
     func putAgentConfig(_ id: String, _ req: HTTPRequest, _ r: CountingResponder) {
         let b: JSON, timeout: Double
         do { b = try body(req); timeout = try controlTimeout(req) } catch { return r.fail(error) }
-        guard case .object(let members) = b, !members.isEmpty else {
-            return r.fail(.badRequest("no keys to change",
-                                      .string("give at least one \"key\": value (null removes the agent's override)")))
-        }
-        var set: [String: String] = [:]
-        var removed: [String] = []
-        var problems: [String: String] = [:]
-        for (k, v) in members {
-            if case .null = v {
-                removed.append(k)
-            } else if let t = v.configText {
-                set[k] = t
-            } else {
-                problems[k] = "expected a string, number or boolean (or null to remove the agent's override)"
-            }
-        }
-        for e in AgentConfigView.validate(set) where problems[e.key ?? ""] == nil { problems[e.key ?? ""] = e.detail }
-        for k in removed {
-            guard let key = AgentSchema.schema.key(k) else { problems[k] = "unknown key"; continue }
-            if !key.live || AgentConfigView.neverRemote.contains(k) { problems[k] = "cannot change while running (restart to apply)" }
-        }
-        if !problems.isEmpty {
-            return r.fail(APIError(422, "invalid configuration", keyProblems(problems, message: "", by: "collector")))
-        }
+        let set: [String: String], removed: [String]
+        do { (set, removed) = try configChange(b, owner: "agent") } catch { return r.fail(error) }
         let audit = AuditContext(actor: actor(req), action: "config.update", target: id,
                                  detail: (Array(set.keys) + removed).sorted().joined(separator: ","))
         store.agent(id: id) { [self] found in
@@ -255,9 +233,41 @@ extension APIHandler {
         }
     }
 
+    /// Reads a configuration update body: `{"key": value, …}` with `null`
+    /// removing the `owner`'s (agent's or project's) override. Every key is
+    /// checked with the agent's schema; an empty object is a 400, any
+    /// faulty key a 422 naming each one (`by: collector`).
+    func configChange(_ b: JSON, owner: String) throws(APIError) -> (set: [String: String], removed: [String]) {
+        guard case .object(let members) = b, !members.isEmpty else {
+            throw .badRequest("no keys to change",
+                              .string("give at least one \"key\": value (null removes the \(owner)'s override)"))
+        }
+        var set: [String: String] = [:]
+        var removed: [String] = []
+        var problems: [String: String] = [:]
+        for (k, v) in members {
+            if case .null = v {
+                removed.append(k)
+            } else if let t = v.configText {
+                set[k] = t
+            } else {
+                problems[k] = "expected a string, number or boolean (or null to remove the \(owner)'s override)"
+            }
+        }
+        for e in AgentConfigView.validate(set) where problems[e.key ?? ""] == nil { problems[e.key ?? ""] = e.detail }
+        for k in removed {
+            guard let key = AgentSchema.schema.key(k) else { problems[k] = "unknown key"; continue }
+            if !key.live || AgentConfigView.neverRemote.contains(k) { problems[k] = "cannot change while running (restart to apply)" }
+        }
+        if !problems.isEmpty {
+            throw APIError(422, "invalid configuration", keyProblems(problems, message: "", by: "collector"))
+        }
+        return (set, removed)
+    }
+
     /// The project's and the agent's stored overrides (`agent` nil: only
     /// the project's, the second value then empty).
-    private func overrides(project: String, agent: String?, _ r: CountingResponder,
+    func overrides(project: String, agent: String?, _ r: CountingResponder,
                            _ done: @escaping ([String: String], [String: String]) -> Void) {
         store.configOverrides(project: project, agent: nil) { [self] p in
             switch p {

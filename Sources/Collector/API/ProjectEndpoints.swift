@@ -176,27 +176,48 @@ extension APIHandler {
                 r.fail(.store(e))
             case .success(let stored):
                 guard let def = manager.schedules.entry(stored).definitions.first(where: { $0.id == id }) else {
-                    return r.fail(.notFound("no monitor \(id) in project \(project)"))
+                    return removedMonitorRuns(project, id, q, n, r)
                 }
                 store.lastMonitorRuns(project: project, agent: nil) { [self] last in
                     guard case .success(let lastRuns) = last else { return r.result(last) { _ in .null } }
                     store.monitorRuns(q) { [self] runs in
                         r.result(runs) { all in
-                            let (rows, next) = page(all, limit: n) { ListPosition(ts: $0.run.ts, id: $0.id) }
-                            return .object([("project", .string(project)), ("monitor", .string(id)),
-                                     ("state", APIHandler.monitorState(def, lastRun: lastRuns[String(def.numericID)],
-                                                                       updated: stored.updated, now: Clock.wallMillis())),
-                                     ("runs", .array(rows.map { rec in
-                                         .object([("ts", .int(rec.run.ts)), ("agent", .string(rec.agent)),
-                                                  ("step", .string(rec.run.check)), ("ok", .bool(rec.run.ok)),
-                                                  ("duration_ms", APIHandler.millis(rec.run.durationUs)),
-                                                  ("detail", rec.run.detail.map(JSON.raw) ?? .null)])
-                                     })), ("next_cursor", next)])
+                            runsJSON(project, id, all, n, state: APIHandler.monitorState(def, lastRun: lastRuns[String(def.numericID)],
+                                                                                         updated: stored.updated, now: Clock.wallMillis()))
                         }
                     }
                 }
             }
         }
+    }
+
+    /// The runs of a monitor no longer in the project's document: its
+    /// stored runs stay readable until retention removes them (`state` is
+    /// `{"removed":true}`); 404 only when it has none at all (whatever the
+    /// query's range or cursor).
+    private func removedMonitorRuns(_ project: String, _ id: String, _ q: MonitorRunQuery, _ n: Int, _ r: CountingResponder) {
+        let removed = JSON.object([("removed", .bool(true))])
+        store.monitorRuns(q) { [self] runs in
+            guard case .success(let all) = runs, all.isEmpty else { return r.result(runs) { runsJSON(project, id, $0, n, state: removed) } }
+            store.monitorRuns(MonitorRunQuery(project: project, monitor: q.monitor, limit: 1)) { [self] any in
+                switch any {
+                case .failure(let e): r.fail(.store(e))
+                case .success(let found) where found.isEmpty: r.fail(.notFound("no monitor \(id) in project \(project)"))
+                case .success: r.json(runsJSON(project, id, [], n, state: removed))
+                }
+            }
+        }
+    }
+
+    private func runsJSON(_ project: String, _ id: String, _ all: [MonitorRunRecord], _ n: Int, state: JSON) -> JSON {
+        let (rows, next) = page(all, limit: n) { ListPosition(ts: $0.run.ts, id: $0.id) }
+        return .object([("project", .string(project)), ("monitor", .string(id)), ("state", state),
+                        ("runs", .array(rows.map { rec in
+                            .object([("ts", .int(rec.run.ts)), ("agent", .string(rec.agent)),
+                                     ("step", .string(rec.run.check)), ("ok", .bool(rec.run.ok)),
+                                     ("duration_ms", APIHandler.millis(rec.run.durationUs)),
+                                     ("detail", rec.run.detail.map(JSON.raw) ?? .null)])
+                        })), ("next_cursor", next)])
     }
 
     /// `{"monitors":[{…}]}`: read like every body (not JSON: 400), validated

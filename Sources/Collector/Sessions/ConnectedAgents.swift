@@ -28,4 +28,7 @@ protocol ConnectedAgents: AnyObject {
     /// New monitor definitions committed: every connected agent of the
     /// project gets its schedule.
     func pushSchedules(project: String, stored: MonitorDefinitions)
+    /// Project-level configuration committed: each connected agent of the
+    /// project gets the keys it does not override; the ids it goes to.
+    func pushProjectConfig(project: String, values: [KeyValue]) -> [String]
 }

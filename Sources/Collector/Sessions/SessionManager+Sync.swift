@@ -1,7 +1,8 @@
 // SessionManager+Sync: keeping connected agents in step with what the
 // operator set — filter rules and monitor schedules, answered when an agent
 // asks and pushed when they change (a slice of sessions per iteration), and
-// stored configuration overrides sent to an agent when it connects.
+// stored configuration overrides sent to an agent when it connects and
+// project-level changes pushed to the project's connected agents.
 //
 // Thread: loop thread.
 import CollectorStore
@@ -124,5 +125,29 @@ extension SessionManager {
                                                       detail: values.map(\.key).joined(separator: ","))) { _ in }
             }
         }
+    }
+}
+
+extension SessionManager {
+    /// A project-level configuration change: each connected agent of
+    /// `project` gets the keys it does not override itself, as one
+    /// configuration update audited as `config.converge` by `collector`
+    /// (an agent that refuses or misses it converges at its next connect).
+    /// Returns the ids of the agents it goes to, in id order.
+    func pushProjectConfig(project: String, values: [KeyValue]) -> [String] {
+        let targets = agents.values.filter { $0.projectName == project && $0.phase == .established }
+            .sorted { ($0.agentID ?? "") < ($1.agentID ?? "") }
+        for s in targets {
+            guard let id = s.agentID else { continue }
+            store.configOverrides(project: project, agent: id) { [weak self] own in
+                guard let self, s.phase == .established, case .success(let av) = own else { return }
+                let update = values.filter { av[$0.key] == nil }
+                guard !update.isEmpty else { return }
+                self.control.send(to: s, kind: .configUpdate, values: update, timeout: 30,
+                                  audit: AuditContext(actor: "collector", action: "config.converge", target: id,
+                                                      detail: update.map(\.key).joined(separator: ","))) { _ in }
+            }
+        }
+        return targets.compactMap(\.agentID)
     }
 }
