@@ -104,6 +104,35 @@ final class APIProjectConfigTests: XCTestCase {
         XCTAssertEqual(audit.last?["detail"] as? String, "capture,status_interval_ms")
     }
 
+    func testAnOfflineAgentsConfigurationIsStagedAndAppliedWhenItConnects() throws {
+        var client: WireTestClient? = try agent("s-1")
+        client = nil   // the session closes
+        XCTAssertTrue(c.eventually { (self.c.api("GET", "/agents/s-1").object["connected"] as? Bool) == false })
+
+        // Checked as for a connected agent: nothing staged when a key is wrong.
+        var r = c.api("PUT", "/agents/s-1/config", body: #"{"status_interval_ms":"soon"}"#)
+        XCTAssertEqual(r.status, 422, r.body)
+        XCTAssertEqual(c.api("PUT", "/agents/nobody/config", body: #"{"capture":false}"#).status, 404)
+
+        r = c.api("PUT", "/agents/s-1/config", body: #"{"status_interval_ms": 6000}"#)
+        XCTAssertEqual(r.status, 202, r.body)
+        XCTAssertEqual(r.object["result"] as? String, "staged")
+        XCTAssertEqual(r.object["staged"] as? [String], ["status_interval_ms"])
+        XCTAssertEqual(entry(r, "status_interval_ms")?["value"] as? String, "6000")
+        XCTAssertEqual(entry(r, "status_interval_ms")?["origin"] as? String, "agent")
+        let audit = c.api("GET", "/audit?target=s-1&action=config.stage").object["audit"] as? [[String: Any]] ?? []
+        XCTAssertEqual(audit.first?["result"] as? String, "ok")
+        XCTAssertEqual(audit.first?["detail"] as? String, "status_interval_ms")
+
+        // The agent connects: the staged value reaches it as the converge update.
+        let again = try WireTestClient(port: c.sessionPort, key: key, hello: WireTestClient.hello("s-1"))
+        XCTAssertNotNil(again.handshake())
+        let converge = try XCTUnwrap(answer(again))
+        XCTAssertEqual(converge.kind, .configUpdate)
+        XCTAssertEqual(converge.values, [KeyValue("status_interval_ms", "6000")])
+        _ = client
+    }
+
     func testRunsOfARemovedMonitorStayReadable() throws {
         let doc = #"{"monitors":[{"id":"db","name":"db","kind":"tcp","interval_secs":10,"timeout_secs":3,"spec":{"host":"db","port":5432}}]}"#
         XCTAssertEqual(c.api("PUT", "/projects/acme/monitors", body: doc).status, 200)

@@ -207,6 +207,9 @@ extension APIHandler {
                     values[k] = v
                 }
                 let update = values.sorted { $0.key < $1.key }.map { KeyValue($0.key, $0.value) }
+                guard manager.session(forAgent: id) != nil else {
+                    return stageAgentConfig(a, set: set, removed: removed, actor: audit.actor, r)
+                }
                 withConnectedAgent(id, audit, r) { [self] session in
                     manager.control.send(to: session, kind: .configUpdate, values: update, timeout: timeout, audit: audit) { [self] outcome in
                         answer(outcome, timeout: timeout, r) { _ in
@@ -229,6 +232,34 @@ extension APIHandler {
                         }
                     }
                 }
+            }
+        }
+    }
+
+    /// An agent that is not connected: the checked values are stored as its
+    /// overrides now and reach it as one update when it next connects (the
+    /// converge after every handshake). Answers 202, audited `config.stage`.
+    private func stageAgentConfig(_ a: AgentRecord, set: [String: String], removed: [String], actor: String,
+                                  _ r: CountingResponder) {
+        var change: [String: String?] = set.mapValues { Optional($0) }
+        for k in removed { change[k] = .some(nil) }
+        let keys = (Array(set.keys) + removed).sorted()
+        store.setConfigOverrides(project: a.project, agent: a.id, values: change, at: Clock.wallMillis()) { [self] saved in
+            let agentValues: [String: String]
+            switch saved {
+            case .failure(let e):
+                store.appendAudit(AuditEntry(ts: Clock.wallMillis(), actor: actor, action: "config.stage", target: a.id,
+                                             detail: keys.joined(separator: ","), result: "error")) { _ in }
+                return r.fail(.store(e))
+            case .success(let v): agentValues = v
+            }
+            store.appendAudit(AuditEntry(ts: Clock.wallMillis(), actor: actor, action: "config.stage", target: a.id,
+                                         detail: keys.joined(separator: ","), result: "ok")) { _ in }
+            overrides(project: a.project, agent: nil, r) { p, _ in
+                let (config, _) = AgentConfigView.effective(project: p, agent: agentValues)
+                r.json(.object([("agent", .string(a.id)), ("result", .string("staged")),
+                                ("staged", .array(keys.map { .string($0) })),
+                                ("config", AgentConfigView.json(config))]), status: 202)
             }
         }
     }
