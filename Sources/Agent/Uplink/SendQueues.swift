@@ -1,7 +1,7 @@
 // SendQueues: the agent's two bounded priority queues.
 //
-// Queue 1 (aggregates, status, control answers) is always drained before
-// queue 2 (raw events, monitor details). A full queue refuses the newest
+// Queue 1 (aggregates, monitor results, status, control answers) is always
+// drained before queue 2 (raw events). A full queue refuses the newest
 // item and counts it under that queue: what is already queued is older and
 // keeps its place. A producer that checks `hasRoom` before building an
 // expensive item counts its refusal with `countRefused` — same counter.
