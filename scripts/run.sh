@@ -68,7 +68,7 @@ curl -sf -X PUT -H "Authorization: Bearer $TOKEN" "$API/projects/$PROJECT/patter
 ]}' >/dev/null
 
 echo "== starting the agent (log: $DATA/agent.log) =="
-setsid "$BIN/vigil-agent" run --set "access_key=$KEY" --set "server_port=$SESSION_PORT" --set "ipa_port=$IPA_PORT" \
+setsid "$BIN/vigil-agent" run --set "state_dir=$DATA/agent-state" --set "access_key=$KEY" --set "server_port=$SESSION_PORT" --set "ipa_port=$IPA_PORT" \
     --set agent_name=demo-agent --set aggregation_interval_ms=5000 --set status_interval_ms=5000 \
     --set forward_raw_events=on 2> "$DATA/agent.log" &
 APID=$!

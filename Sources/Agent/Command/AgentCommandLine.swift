@@ -111,6 +111,12 @@ public enum AgentCommandLine {
         guard let (config, settings) = load(source) else { return ExitCode.config }
         Log.level = settings.logLevel
         Log.format = settings.logFormat
+        do throws(StateDirectory.Failure) {
+            try StateDirectory.prepare(settings.stateDir)
+        } catch {
+            printError("vigil-agent: cannot start: \(error)")
+            return ExitCode.failure
+        }
         let loop = EventLoop.makeDefault()
         let runtime = AgentRuntime(loop: loop, mode: path == nil ? .run : .replay, source: source,
                                    config: config, settings: settings)

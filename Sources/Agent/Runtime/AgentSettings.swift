@@ -12,6 +12,8 @@ import Wire
 /// Everything the runtime needs from one configuration. A value.
 public struct AgentSettings: Equatable, Sendable {
     public var accessKey: AccessKey
+    /// `state_dir`: where the agent keeps what outlives a process (StateDirectory).
+    public var stateDir: String
     public var agentName: String
     public var groups: [String]
     public var uplink: UplinkSettings
@@ -69,6 +71,7 @@ public struct AgentSettings: Equatable, Sendable {
         }
 
         accessKey = key!
+        stateDir = config.string("state_dir")
         let name = config.string("agent_name")
         agentName = name.isEmpty ? HostInfo.hostname() : name
         groups = config.list("groups")

@@ -45,6 +45,37 @@ final class AgentProcessTests: XCTestCase {
         XCTAssertTrue(bad.stderr.contains("--set: key 'aggregation_interval_ms'"), bad.stderr)
     }
 
+    func testStateDirIsCreatedPrivateAndABadOneStopsTheStart() throws {
+        let key = TestCollector.makeKey().text
+        let base = "/tmp/vigil-state-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        defer { try? FileManager.default.removeItem(atPath: base) }
+        // A path through a regular file cannot be a directory: exit 1, the path named.
+        XCTAssertTrue(FileManager.default.createFile(atPath: base, contents: Data("x".utf8)))
+        let bad = try AgentProcess.run(["run", "--set", "access_key=\(key)", "--set", "state_dir=\(base)/state"])
+        XCTAssertEqual(bad.code, 1, bad.stderr)
+        XCTAssertTrue(bad.stderr.contains("state_dir \(base)/state: cannot create \(base)/state"), bad.stderr)
+        unlink(base)
+        // Missing components are created 0700; an existing one others can read is made 0700.
+        mkdir(base, 0o755)
+        let agent = try AgentProcess(["run", "--set", "access_key=\(key)", "--set", "state_dir=\(base)/a/b",
+                                      "--set", "server_port=1", "--set", "capture=off"])
+        defer { agent.signal(SIGKILL) }
+        for _ in 0..<200 where !FileManager.default.fileExists(atPath: "\(base)/a/b") { usleep(20_000) }
+        var st = stat()
+        XCTAssertEqual(stat("\(base)/a/b", &st), 0)
+        XCTAssertEqual(st.st_mode & 0o777, 0o700)
+        XCTAssertEqual(stat("\(base)/a", &st), 0)
+        XCTAssertEqual(st.st_mode & 0o777, 0o700)
+        chmod(base, 0o755)
+        let again = try AgentProcess(["run", "--set", "access_key=\(key)", "--set", "state_dir=\(base)",
+                                      "--set", "server_port=1", "--set", "capture=off"])
+        defer { again.signal(SIGKILL) }
+        for _ in 0..<200 where !again.stderr.contains("made private") { usleep(20_000) }
+        XCTAssertTrue(again.stderr.contains("state_dir was readable by others; made private (0700)"), again.stderr)
+        XCTAssertEqual(stat(base, &st), 0)
+        XCTAssertEqual(st.st_mode & 0o777, 0o700)
+    }
+
     func testCheckConfigNamesFileLineKeyAndExpectation() throws {
         let path = writeConfig([:], extra: "access_key = acme.short\nserver_port = 99999\nsever_host = x\n")
         defer { unlink(path) }

@@ -13,6 +13,9 @@ final class AgentProcess {
     let process = Process()
     let stdoutPath: String
     let stderrPath: String
+    /// A private `state_dir` (VIGIL_STATE_DIR) unless the caller gives one:
+    /// nothing lands in the working directory; removed with the process.
+    let stateDir: String?
 
     init(_ arguments: [String], environment: [String: String] = [:], binary: String = "vigil-agent") throws {
         let id = "\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
@@ -23,7 +26,15 @@ final class AgentProcess {
         process.executableURL = productsDirectory.appendingPathComponent(binary)
         process.arguments = arguments
         // A clean environment: nothing from the test run's VIGIL_* leaks in.
-        process.environment = ["PATH": "/usr/bin:/bin"].merging(environment) { $1 }
+        var env = ["PATH": "/usr/bin:/bin"].merging(environment) { $1 }
+        if env["VIGIL_STATE_DIR"] == nil && !arguments.contains(where: { $0.hasPrefix("state_dir") }) {
+            let dir = "/tmp/vigil-test-\(id).state"
+            env["VIGIL_STATE_DIR"] = dir
+            stateDir = dir
+        } else {
+            stateDir = nil
+        }
+        process.environment = env
         process.standardOutput = FileHandle(forWritingAtPath: stdoutPath)
         process.standardError = FileHandle(forWritingAtPath: stderrPath)
         try process.run()
@@ -33,6 +44,7 @@ final class AgentProcess {
         if process.isRunning { kill(process.processIdentifier, SIGKILL); process.waitUntilExit() }
         unlink(stdoutPath)
         unlink(stderrPath)
+        if let stateDir { try? FileManager.default.removeItem(atPath: stateDir) }
     }
 
     var pid: Int32 { process.processIdentifier }
