@@ -64,6 +64,7 @@ final class TestCollector {
     private(set) var hellos: [Hello] = []
     private(set) var statuses: [Status] = []
     private(set) var interfaces: [Interfaces] = []
+    private(set) var effectiveConfigs: [EffectiveConfig] = []
     private(set) var controlResponses: [ControlResponse] = []
     private(set) var patternsRequests = 0
     private(set) var connections = 0
@@ -171,6 +172,7 @@ final class TestCollector {
             }
         case .status(let st): statuses.append(st)
         case .interfaces(let i): interfaces.append(i)
+        case .effectiveConfig(let c): effectiveConfigs.append(c)
         case .controlResponse(let c): controlResponses.append(c)
         case .patternsRequest(let p):
             patternsRequests += 1
