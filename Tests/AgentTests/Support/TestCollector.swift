@@ -51,6 +51,9 @@ final class TestCollector {
     var reject: ErrorRecord?
     /// Do not answer Pings (a collector that hangs).
     var silent = false
+    /// Close each session right after its Welcome (an overloaded collector
+    /// that accepts and then gives up).
+    var closeAfterWelcome = false
 
     // The durable store: survives stop()/start().
     private(set) var aggregates: [ReceivedAggregate] = []
@@ -269,6 +272,7 @@ final class TestCollectorSession: TCPConnectionHandler {
         writeOut()
         // Rejected or failed: what was written (an Error) goes, then close.
         if case .closed = session.state { c.close() }
+        else if collector.closeAfterWelcome && session.state == .established { c.close() }
     }
 
     func connectionDidClose(_ c: TCPConnection, reason: TCPCloseReason) {
