@@ -6,6 +6,7 @@ import XCTest
 import ConfigFile
 import Reactor
 import Wire
+import MonitorRunners
 @testable import Agent
 
 final class RemoteControlTests: XCTestCase {
@@ -160,6 +161,15 @@ final class RemoteControlTests: XCTestCase {
         XCTAssertTrue(runtime.settings.forwardRawEvents, "live key applied")
         XCTAssertEqual(runtime.settings.uplink.port, h.collector.port, "server_port needs a restart: kept")
         XCTAssertTrue(runtime.configProblems.isEmpty)
+
+        // The policy keys are the file's to change: applied to the running engine at once.
+        XCTAssertEqual(runtime.monitors?.options.policy.exec, .disabled)
+        write(text(["forward_raw_events": "on", "exec_monitors": "/opt/monitors", "monitor_env": "API_TOKEN"]))
+        runtime.reload()
+        XCTAssertEqual(runtime.monitors?.options.policy, .init(exec: .directories(["/opt/monitors"]), environment: ["API_TOKEN"]))
+        write(text(["forward_raw_events": "on"]))
+        runtime.reload()
+        XCTAssertEqual(runtime.monitors?.options.policy.exec, .disabled)
 
         write(base + "capture = sometimes\nthis is not a line\n")
         runtime.reload()
