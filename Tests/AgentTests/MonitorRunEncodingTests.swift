@@ -63,6 +63,17 @@ final class MonitorRunEncodingTests: XCTestCase {
         XCTAssertEqual(m.message, "skipped: run 4 still in progress")
     }
 
+    func testARefusedRunIsAMonitorResultOnly() throws {
+        let refused = MonitorRunResult(monitorID: 3, monitorKey: "sh", name: "Shell", kind: .http, runID: 6,
+                                       startedMs: 1_700_000_001_000, intervalMs: 1000, status: .refused,
+                                       message: "exec monitors are disabled on this agent (exec_monitors)")
+        let items = try BatchEncoder.wireItems([.monitorRun(refused)]) { _ in 1 }
+        XCTAssertEqual(items.count, 1, "nothing was measured: no aggregate")
+        guard case .monitorResult(let m) = items[0] else { return XCTFail() }
+        XCTAssertEqual(m.status, .refused)
+        XCTAssertEqual(m.status.description, "refused")
+    }
+
     func testAggregatesKeepTheirMicroseconds() throws {
         let a = LatencyAggregate(windowStartMs: 1000, windowMs: 10, monitor: "m", check: "c", source: "ipa", count: 3,
                                  sumUs: 123_456_789, minUs: 1, maxUs: 99_999_999, p50Us: 12_345, p95Us: 67_891, p99Us: 99_999_998)

@@ -103,7 +103,7 @@ public final class AgentRuntime {
         uplink = Uplink(loop: loop, accessKey: settings.accessKey,
                         hello: AgentRuntime.hello(settings, instance: instance), settings: settings.uplink,
                         resolver: HostResolver(loop: loop))
-        monitors = mode == .run ? AgentRuntime.monitorEngine(loop: loop, uplink: uplink, groups: settings.groups) : nil
+        monitors = mode == .run ? AgentRuntime.monitorEngine(loop: loop, uplink: uplink, settings: settings) : nil
         uplink.delegate = self
         windowTimer = TimerWatcher(loop: loop) { [unowned self] _ in self.windowFired() }
         statusTimer = TimerWatcher(loop: loop) { [unowned self] _ in self.statusTick() }
@@ -265,9 +265,10 @@ public final class AgentRuntime {
 
     // MARK: - Monitors
 
-    static func monitorEngine(loop: EventLoop, uplink: Uplink, groups: [String]) -> MonitorEngine {
+    static func monitorEngine(loop: EventLoop, uplink: Uplink, settings: AgentSettings) -> MonitorEngine {
         var options = MonitorEngine.Options()
-        options.groups = groups.isEmpty ? ["default"] : groups
+        options.groups = settings.groups.isEmpty ? ["default"] : settings.groups
+        options.policy = settings.monitorPolicy
         options.resolver = uplink.resolver
         return MonitorEngine(loop: loop, options: options) { [unowned uplink] result in
             // Refused when queue 1 is full: counted there (drops_queue1).
@@ -280,7 +281,7 @@ public final class AgentRuntime {
     func regroupMonitors() {
         guard let old = monitors else { return }
         old.shutdown()
-        monitors = AgentRuntime.monitorEngine(loop: loop, uplink: uplink, groups: settings.groups)
+        monitors = AgentRuntime.monitorEngine(loop: loop, uplink: uplink, settings: settings)
         scheduleVersion = 0
         monitorProblems = []
     }

@@ -16,7 +16,9 @@
 //    timings, the message, the HTTP status and bytes; for exec, one more
 //    MonitorResult per step (ok, error, timeout or blocked, with its own
 //    timings and message);
-//  - an overtime skip is a MonitorResult with status overtime only.
+//  - an overtime skip is a MonitorResult with status overtime only, and so
+//    is a run the agent's policy refused (status refused): neither measured
+//    anything.
 //
 // Thread: loop thread (called by the uplink's pump); no state of its own.
 import MonitorModel
@@ -148,7 +150,7 @@ public enum BatchEncoder {
             for p in list { out.append(MonitorResult.Phase(name: try stringRef(p.name), durationUs: p.durationUs)) }
             return out
         }
-        if r.status != .overtime {
+        if r.status != .overtime && r.status != .refused {
             if r.kind == .exec {
                 for s in r.steps where s.status != .blocked {
                     items.append(try aggregate(check: s.name, status: s.status, us: s.durationUs))

@@ -198,6 +198,9 @@ public struct MonitorStatus: RawRepresentable, Hashable, Sendable, CustomStringC
     /// The run was not started: the previous run of the monitor was still
     /// going when this one was due.
     public static let overtime = MonitorStatus(rawValue: 4)
+    /// The run was not started: the agent's own policy (`exec_monitors`,
+    /// `monitor_env`) does not allow it; the message says which rule.
+    public static let refused = MonitorStatus(rawValue: 5)
 
     public var description: String {
         switch self {
@@ -206,6 +209,7 @@ public struct MonitorStatus: RawRepresentable, Hashable, Sendable, CustomStringC
         case .blocked: return "blocked"
         case .timeout: return "timeout"
         case .overtime: return "overtime"
+        case .refused: return "refused"
         default: return "status_\(rawValue)"
         }
     }
