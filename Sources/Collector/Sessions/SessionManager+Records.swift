@@ -30,6 +30,11 @@ extension SessionManager {
             s.interfaces = SessionManager.json(i).serialized
         case .effectiveConfig(let c):
             s.reportedConfig = SessionManager.reported(c)
+            // The first report of a session: its policy is known, converge now.
+            if !s.converged {
+                s.converged = true
+                converge(s)
+            }
         case .patternsRequest(let r):
             patternsRequested(by: s, have: r.haveVersion)
         case .scheduleRequest(let r):

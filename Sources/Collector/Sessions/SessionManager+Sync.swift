@@ -109,8 +109,11 @@ extension SessionManager {
 
     // MARK: configuration convergence
 
-    /// After a connect: the stored overrides (project, then agent) go to
-    /// the agent as one configuration update, so it converges.
+    /// After a connect (on the session's first EffectiveConfig, so the
+    /// agent's own policy is known): the stored overrides (project, then
+    /// agent) that the agent's `remote_config` lets the collector change go
+    /// to it as one configuration update, so it converges. Overrides its
+    /// policy refuses are left out (logged), not sent to fail the rest.
     func converge(_ s: AgentSession) {
         guard let id = s.agentID else { return }
         let project = s.projectName
@@ -118,7 +121,7 @@ extension SessionManager {
             self?.store.configOverrides(project: project, agent: id) { [weak self] a in
                 guard let self, s.phase == .established, case .success(let pv) = p, case .success(let av) = a else { return }
                 let merged = pv.merging(av) { $1 }
-                let values = AgentConfigView.remotelySettable(merged)
+                let values = self.allowedByPolicy(AgentConfigView.remotelySettable(merged), of: s)
                 guard !values.isEmpty else { return }
                 self.control.send(to: s, kind: .configUpdate, values: values, timeout: 30,
                                   audit: AuditContext(actor: "collector", action: "config.converge", target: id,
@@ -129,6 +132,19 @@ extension SessionManager {
 }
 
 extension SessionManager {
+    /// `values` without the keys the agent's reported `remote_config`
+    /// refuses; the left-out keys are logged once per push.
+    func allowedByPolicy(_ values: [KeyValue], of s: AgentSession) -> [KeyValue] {
+        guard let allowed = AgentConfigView.remotelyAllowed(s.reportedConfig) else { return values }
+        let refused = values.filter { !allowed.contains($0.key) }
+        if !refused.isEmpty {
+            Log.info("stored overrides not sent: the agent's remote_config does not allow them", [
+                "agent": s.agentID ?? "", "keys": refused.map(\.key).joined(separator: ","),
+            ])
+        }
+        return values.filter { allowed.contains($0.key) }
+    }
+
     /// A project-level configuration change: each connected agent of
     /// `project` gets the keys it does not override itself, as one
     /// configuration update audited as `config.converge` by `collector`
@@ -141,7 +157,7 @@ extension SessionManager {
             guard let id = s.agentID else { continue }
             store.configOverrides(project: project, agent: id) { [weak self] own in
                 guard let self, s.phase == .established, case .success(let av) = own else { return }
-                let update = values.filter { av[$0.key] == nil }
+                let update = self.allowedByPolicy(values.filter { av[$0.key] == nil }, of: s)
                 guard !update.isEmpty else { return }
                 self.control.send(to: s, kind: .configUpdate, values: update, timeout: 30,
                                   audit: AuditContext(actor: "collector", action: "config.converge", target: id,

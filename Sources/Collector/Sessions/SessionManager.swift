@@ -334,7 +334,7 @@ extension SessionManager: AgentSessionContext {
                                         version: hello.version, bootId: hello.bootID, at: now)) { [weak self] r in
             if case .failure(let e) = r { self?.stateWriteFailed("agent registration", e) }
         }
-        converge(s)
+        // Convergence waits for the agent's first EffectiveConfig (its policy).
     }
 
     /// Whether an established session may read more input in this
