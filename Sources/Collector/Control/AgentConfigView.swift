@@ -31,9 +31,16 @@ enum AgentConfigView {
                 if config.set(key, text: value, origin: origin, location: .update) != nil { skipped.append(key) }
             }
         }
+        let allowed = remotelyAllowed(reported)
         for (key, e) in (reported ?? [:]).sorted(by: { $0.key < $1.key }) {
             guard let k = AgentSchema.schema.key(key), !k.secret, !neverRemote.contains(key) else { continue }
             let origin: ConfigOrigin
+            // A stored override the agent's remote_config refuses: it runs
+            // its own value, and that is what the view shows.
+            if e.origin == .default, let allowed, !allowed.contains(key), config.origin(key) != .default {
+                config.set(key, text: e.value, origin: .default, location: .update)
+                continue
+            }
             switch e.origin {
             case .file: origin = fileOrigin(e.detail)
             case .environment: origin = .environment(variable: e.detail)

@@ -334,7 +334,13 @@ extension SessionManager: AgentSessionContext {
                                         version: hello.version, bootId: hello.bootID, at: now)) { [weak self] r in
             if case .failure(let e) = r { self?.stateWriteFailed("agent registration", e) }
         }
-        // Convergence waits for the agent's first EffectiveConfig (its policy).
+        // An agent that reports its configuration ("config") converges on
+        // its first EffectiveConfig, which carries its remote_config policy;
+        // any other client at once.
+        if !hello.capabilities.contains("config") {
+            s.converged = true
+            converge(s)
+        }
     }
 
     /// Whether an established session may read more input in this
