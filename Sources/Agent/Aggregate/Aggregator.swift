@@ -149,6 +149,15 @@ public final class Aggregator {
         return out
     }
 
+    /// Closes the oldest timed window through `timedSink`; false when none
+    /// is held.
+    @discardableResult
+    public func closeOldestTimedWindow() -> Bool {
+        guard let sink = timedSink, let oldest = timed.keys.min() else { return false }
+        sink(closeTimed(oldest))
+        return true
+    }
+
     /// Closes every timed window, oldest first, through `timedSink`.
     public func closeTimedWindows() {
         guard let sink = timedSink else { return }

@@ -96,6 +96,10 @@ public final class IngestPipeline {
     /// Closes every timed window still held (the end of a replay).
     public func closeTimedWindows() { aggregator.closeTimedWindows() }
 
+    /// Closes the oldest timed window held; false when none is.
+    @discardableResult
+    public func closeOldestTimedWindow() -> Bool { aggregator.closeOldestTimedWindow() }
+
     /// Parses every record of `bytes` and routes it.
     public func ingest(_ bytes: UnsafeRawBufferPointer) {
         counters.datagrams &+= 1
