@@ -11,7 +11,8 @@ VIGIL_DEBIAN_PACKAGES=(
   pkg-config
   curl                 # run.sh and the benchmarks talk to the HTTP API
   gcc                  # benchmark baselines in C
-  python3              # scripts/check-architecture.py (test.sh) and benchmark helpers
+  python3              # scripts/check-architecture.py (test.sh), benchmark helpers, the Python example emitter and its test
+  perl                 # examples/emitters/perl (HTTP::Tiny) and its test against a real agent
 )
 
 vigil_ensure_deps() {

@@ -281,6 +281,16 @@ enum Migrations {
         Migration(version: 5, name: "filter rules that exclude", sql: """
         ALTER TABLE patterns ADD COLUMN exclude INTEGER NOT NULL DEFAULT 0;
         """),
+        // Calls by outcome class per measurement (typed columns; rows from
+        // before count none), and why an event got no response.
+        Migration(version: 6, name: "measurement outcomes, event error class", sql: """
+        ALTER TABLE measurements ADD COLUMN outcome_2xx INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE measurements ADD COLUMN outcome_3xx INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE measurements ADD COLUMN outcome_4xx INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE measurements ADD COLUMN outcome_5xx INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE measurements ADD COLUMN outcome_error INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE events ADD COLUMN error_class TEXT NOT NULL DEFAULT '';
+        """),
     ]
 
     static var latest: Int { all.last?.version ?? 0 }
