@@ -73,6 +73,10 @@ enum CollectorMetrics {
         p.sample("vigil_dropped_total", ["cause": "state_write_failed"], s.stateWritesFailed)
         p.single("vigil_window_pauses_total", "counter", "Sessions paused for exceeding their in-flight window.", Double(s.windowPauses))
         p.single("vigil_status_records_total", "counter", "Status records received.", Double(s.statusRecords))
+        p.single("vigil_status_writes_total", "counter", "Status records stored (at most one per session and status_write_interval_ms).",
+                 Double(s.statusWrites))
+        p.family("vigil_session_limited_total", "counter", "Agent records folded into others by the per-session limits, by cause.")
+        for c in SessionLimitCause.allCases { p.sample("vigil_session_limited_total", ["cause": c.description], s.limits(c)) }
         p.family("vigil_patterns_total", "counter", "Filter-rule answers and pushes.")
         p.sample("vigil_patterns_total", ["kind": "sent"], s.patternsSent)
         p.sample("vigil_patterns_total", ["kind": "unchanged"], s.patternsUnchanged)
@@ -93,9 +97,11 @@ enum CollectorMetrics {
                 st.transactionMicros)
         p.single("vigil_store_transactions_total", "counter", "Store transactions committed.", Double(st.transactions))
         p.single("vigil_store_pending_rows", "gauge", "Rows queued for the store and not yet committed.", Double(st.pendingRows))
+        p.single("vigil_store_pending_reads", "gauge", "Reads queued for the store and not yet answered.", Double(st.pendingReads))
         p.family("vigil_store_failures_total", "counter", "Store operations that failed or were refused, by cause.")
         p.sample("vigil_store_failures_total", ["cause": "write_failed"], st.writesFailed)
         p.sample("vigil_store_failures_total", ["cause": "overloaded"], st.refusedOverloaded)
+        p.sample("vigil_store_failures_total", ["cause": "reads_overloaded"], st.refusedReads)
         p.sample("vigil_store_failures_total", ["cause": "closed"], st.refusedClosed)
         p.sample("vigil_store_failures_total", ["cause": "invalid"], st.refusedInvalid)
         p.sample("vigil_store_failures_total", ["cause": "busy_retry"], st.busyRetries)

@@ -90,6 +90,8 @@ final class AgentSession: TCPConnectionHandler, DeadlineEntry, ConnectedAgent, C
     var window = AckWindow()
     /// In the context's list of sessions whose acks go out this iteration.
     var ackQueued = false
+    /// This session's share of the per-session limits (SessionManager+Limits.swift).
+    var limits = SessionLimitState()
     private var lastReceived = 0.0
     private var pinged = false
     private var windowPaused = false

@@ -1,7 +1,8 @@
 // SessionManager: every agent session of the collector — accepting under
 // `max_clients`, the registry of connected agents and their states, the
 // counters, the per-iteration budgets, and the services sessions share (key
-// lookups, the deadline wheel). It is each session's `AgentSessionContext`
+// lookups, the deadline wheel) and the per-session limits
+// (SessionManager+Limits.swift). It is each session's `AgentSessionContext`
 // and the HTTP API's `ConnectedAgents`; what it does with the records agents
 // send is in SessionManager+Records.swift, keeping agents' rules, schedules
 // and configuration in step in SessionManager+Sync.swift.
@@ -23,11 +24,14 @@ public struct SessionSettings: Sendable {
     public var maxClients: Int
     public var handshakeTimeout: Double
     public var idleTimeout: Double
+    /// Seconds between two stored Status records of one session (0: none).
+    public var statusWriteInterval: Double
 
-    public init(maxClients: Int, handshakeTimeout: Double, idleTimeout: Double) {
+    public init(maxClients: Int, handshakeTimeout: Double, idleTimeout: Double, statusWriteInterval: Double = 0) {
         self.maxClients = maxClients
         self.handshakeTimeout = handshakeTimeout
         self.idleTimeout = idleTimeout
+        self.statusWriteInterval = statusWriteInterval
     }
 }
 
@@ -89,6 +93,11 @@ public final class SessionManager {
     /// iteration by one deferred slice (SessionManager+Records.swift).
     var acksDue = RingBuffer<AgentSession>(capacity: 64, overflow: .grow)
     lazy var ackFlush = DeferOnce(loop: loop) { [weak self] in self?.flushAcks() }
+
+    /// Sessions with a Status waiting for its interval to end, and the one
+    /// timer that writes them (SessionManager+Limits.swift).
+    var statusWaiting = RingBuffer<AgentSession>(capacity: 64, overflow: .grow)
+    private(set) lazy var statusTimer = TimerWatcher(loop: loop) { [weak self] _ in self?.writeDueStatuses() }
 
     public private(set) var isShuttingDown = false
     private var drained: (() -> Void)?
@@ -372,6 +381,7 @@ extension SessionManager: AgentSessionContext {
         guard agents[id] === s else { return }  // replaced by a newer session
         agents.removeValue(forKey: id)
         Log.debug("session closed", ["agent": id, "reason": "\(reason)"])
+        flushStatus(s, live: false)   // its latest Status, before the state that says it is gone
         store.setAgentState(agent: id, state: .notVisible, messages: [], at: Clock.wallMillis()) { [weak self] r in
             if case .failure(let e) = r { self?.stateWriteFailed("agent state", e) }
         }
