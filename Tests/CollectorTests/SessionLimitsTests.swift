@@ -72,3 +72,70 @@ final class SessionLimitsTests: XCTestCase {
         XCTAssertFalse(flooder.peerClosed)
     }
 }
+
+/// Connections that send a preamble and nothing else, from `source` (any
+/// 127/8 address reaches the collector's loopback listener).
+private func preambleOnly(_ n: Int, from source: String, port: UInt16) -> [Int32] {
+    (0..<n).compactMap { _ in
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var local = sockaddr_in()
+        local.sin_family = sa_family_t(AF_INET)
+        local.sin_addr.s_addr = inet_addr(source)
+        var sa = sockaddr_in()
+        sa.sin_family = sa_family_t(AF_INET)
+        sa.sin_port = port.bigEndian
+        sa.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let ok = withUnsafePointer(to: &local) { l in
+            l.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+        } && withUnsafePointer(to: &sa) { a in
+            a.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+        }
+        guard ok else { close(fd); return nil }
+        let bytes = Preamble(projectID: "acme")!.bytes
+        _ = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        return fd
+    }
+}
+
+final class UnauthenticatedConnectionTests: XCTestCase {
+    /// 300 connections from one address that send only the preamble, with
+    /// a handshake timeout long enough to hold their slots all test long:
+    /// the per-address limit closes most at accept, and a real agent from
+    /// another address still gets in.
+    func testPreambleOnlyConnectionsFromOneAddressDoNotKeepAnAgentOut() throws {
+        let c = try CollectorProcess(config: ["max_clients = 200", "handshake_reserve = 20", "max_handshakes_per_address = 64",
+                                              "handshake_timeout_ms = 60000"])
+        defer { c.stop(); c.removeDirectory() }
+        let key = c.createKey(project: "acme")
+        let fds = preambleOnly(300, from: "127.0.0.2", port: c.sessionPort)
+        defer { fds.forEach { close($0) } }
+        XCTAssertEqual(fds.count, 300)
+        XCTAssertTrue(c.eventually { c.metric("vigil_connections_refused_total{cause=\"address_limit\"}") == 236 })
+        XCTAssertEqual(c.metric("vigil_sessions{phase=\"handshake\"}"), 64)
+
+        let agent = try WireTestClient(port: c.sessionPort, key: key, hello: WireTestClient.hello("real"))
+        XCTAssertNotNil(agent.handshake(), "refused: \(String(describing: agent.peerError))")
+        XCTAssertEqual(c.metric("vigil_handshakes_total"), 1)
+    }
+
+    /// Many addresses, so the per-address limit does not help: at most
+    /// max_clients − handshake_reserve connections are in their handshake,
+    /// each new one closes the oldest, and a real agent still gets in.
+    func testHandshakesCannotTakeTheReservedSlots() throws {
+        let c = try CollectorProcess(config: ["max_clients = 100", "handshake_reserve = 10", "max_handshakes_per_address = 1000",
+                                              "handshake_timeout_ms = 60000"])
+        defer { c.stop(); c.removeDirectory() }
+        let key = c.createKey(project: "acme")
+        var fds: [Int32] = []
+        defer { fds.forEach { close($0) } }
+        for i in 2..<12 { fds += preambleOnly(30, from: "127.0.0.\(i)", port: c.sessionPort) }
+        XCTAssertEqual(fds.count, 300)
+        XCTAssertTrue(c.eventually { c.metric("vigil_connections_refused_total{cause=\"handshake_evicted\"}") == 210 })
+        XCTAssertTrue(c.eventually { c.metric("vigil_sessions{phase=\"handshake\"}") == 90 })
+
+        let agent = try WireTestClient(port: c.sessionPort, key: key, hello: WireTestClient.hello("real"))
+        XCTAssertNotNil(agent.handshake(), "refused: \(String(describing: agent.peerError))")
+        XCTAssertEqual(c.metric("vigil_connections_refused_total{cause=\"handshake_evicted\"}"), 211)
+        XCTAssertEqual(c.metric("vigil_connections_refused_total{cause=\"address_limit\"}"), 0)
+    }
+}

@@ -16,6 +16,8 @@ public struct CollectorSettings: Sendable {
     public var adminToken: String
     public var maxClients: Int
     public var backlog: Int32
+    public var maxHandshakesPerAddress: Int
+    public var handshakeReserve: Int
     public var handshakeTimeout: Double
     public var idleTimeout: Double
     public var statusWriteInterval: Double
@@ -51,6 +53,8 @@ public struct CollectorSettings: Sendable {
         adminToken = c.string("admin_token")
         maxClients = c.int("max_clients")
         backlog = Int32(c.int("backlog"))
+        maxHandshakesPerAddress = c.int("max_handshakes_per_address")
+        handshakeReserve = c.int("handshake_reserve")
         handshakeTimeout = Double(c.int("handshake_timeout_ms")) / 1000
         idleTimeout = Double(c.int("session_idle_timeout_ms")) / 1000
         statusWriteInterval = Double(c.int("status_write_interval_ms")) / 1000

@@ -41,6 +41,9 @@ enum CollectorMetrics {
         p.single("vigil_max_clients", "gauge", "The max_clients setting in force.", Double(manager.settings.maxClients))
 
         p.single("vigil_connections_accepted_total", "counter", "TCP connections accepted on the session port.", Double(s.accepted))
+        p.family("vigil_connections_refused_total", "counter",
+                 "Connections refused or closed before their handshake by the limits on unauthenticated connections, by cause.")
+        for c in ConnectionRefusal.allCases { p.sample("vigil_connections_refused_total", ["cause": c.description], s.refusals(c)) }
         p.single("vigil_handshakes_total", "counter", "Handshakes completed (sessions established).", Double(s.handshakesCompleted))
         p.family("vigil_handshake_failures_total", "counter", "Connections that did not become a session, by reason.")
         for f in HandshakeFailure.allCases { p.sample("vigil_handshake_failures_total", ["reason": f.description], s.failures(f)) }

@@ -263,6 +263,10 @@ final class AgentSession: TCPConnectionHandler, DeadlineEntry, ConnectedAgent, C
         connection?.resumeReading()
     }
 
+    /// Closes a connection still in its handshake to make room for a newer
+    /// one (SessionManager+Limits.swift); counted as `overload`.
+    func evict() { failHandshake(.overload) }
+
     /// Ends a connection that did not become a session: counted, and
     /// closed — after the Error record a rejection sealed, if any.
     private func failHandshake(_ failure: HandshakeFailure) {

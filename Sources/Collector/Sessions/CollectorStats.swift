@@ -109,6 +109,12 @@ public struct CollectorStats {
 
     public init() {}
 
+    /// Connections refused or closed by the limits on unauthenticated
+    /// connections, by cause.
+    public var connectionsRefused = [UInt64](repeating: 0, count: ConnectionRefusal.allCases.count)
+    public mutating func refused(_ c: ConnectionRefusal) { connectionsRefused[c.rawValue] &+= 1 }
+    public func refusals(_ c: ConnectionRefusal) -> UInt64 { connectionsRefused[c.rawValue] }
+
     public mutating func limited(_ c: SessionLimitCause) { sessionLimited[c.rawValue] &+= 1 }
     public func limits(_ c: SessionLimitCause) -> UInt64 { sessionLimited[c.rawValue] }
 

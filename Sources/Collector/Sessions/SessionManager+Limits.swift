@@ -18,6 +18,18 @@
 // `have` wins, counted `schedule_coalesced`) and answered from the same
 // result once that arrives.
 //
+// Unauthenticated connections. At most `max_handshakes_per_address`
+// connections from one IP address may be in their handshake at once; one
+// more is closed at accept (`address_limit`). And at most `max_clients −
+// handshake_reserve` (the reserve at most a tenth of max_clients)
+// connections in all may be in their handshake: one more
+// closes the oldest of them (`handshake_evicted`), so connections that send
+// a preamble and nothing else cannot pin slots — each new connection pushes
+// the oldest out, and at least `handshake_reserve` slots stay for agents
+// that complete their handshake. Each is counted in
+// `vigil_connections_refused_total{cause}`; every connection's handshake is
+// also bounded in time (`handshake_timeout_ms`, from accept).
+//
 // Thread: loop thread.
 import CollectorStore
 import Reactor
@@ -35,6 +47,22 @@ public enum SessionLimitCause: Int, CaseIterable, Sendable, CustomStringConverti
         switch self {
         case .statusReplaced: return "status_replaced"
         case .scheduleCoalesced: return "schedule_coalesced"
+        }
+    }
+}
+
+/// Why a connection was refused or closed before its handshake by the
+/// limits on unauthenticated connections (`vigil_connections_refused_total{cause}`).
+public enum ConnectionRefusal: Int, CaseIterable, Sendable, CustomStringConvertible {
+    /// `max_handshakes_per_address` connections of its address were in their handshake.
+    case addressLimit
+    /// The oldest connection in its handshake, closed for a newer one.
+    case handshakeEvicted
+
+    public var description: String {
+        switch self {
+        case .addressLimit: return "address_limit"
+        case .handshakeEvicted: return "handshake_evicted"
         }
     }
 }
@@ -62,6 +90,54 @@ struct PendingStatus {
 }
 
 extension SessionManager {
+    // MARK: unauthenticated connections
+
+    /// Connections in their handshake may take at most this many slots.
+    /// The reserve is at most a tenth of `maxClients`, so a small
+    /// collector still takes a few handshakes at once.
+    var handshakeLimit: Int { max(1, settings.maxClients - min(settings.handshakeReserve, settings.maxClients / 10)) }
+
+    /// Whether a connection from `peer` may start a handshake; makes room
+    /// by closing the oldest handshake when all its slots are taken.
+    func admitUnauthenticated(peer: SocketAddress) -> Bool {
+        if handshakingByAddress[peer.ip, default: 0] >= settings.maxHandshakesPerAddress {
+            refuse(.addressLimit, peer: peer)
+            return false
+        }
+        while handshaking >= handshakeLimit, let oldest = handshakeOrder.popFirst() {
+            guard oldest.phase == .handshake else { continue }
+            refuse(.handshakeEvicted, peer: oldest.peer)
+            oldest.evict()
+        }
+        return true
+    }
+
+    private func refuse(_ cause: ConnectionRefusal, peer: SocketAddress) {
+        stats.refused(cause)
+        guard failureLog.allow(peer.ip + " " + cause.description, now: loop.now) else { return }
+        Log.warn("connection refused before its handshake", ["reason": cause.description, "source": peer.ip,
+                                                             "suppressed": "\(failureLog.suppressed)"])
+    }
+
+    func handshakeStarted(_ s: AgentSession) {
+        handshakingByAddress[s.peer.ip, default: 0] += 1
+        handshakeOrder.append(s)
+        // Entries of sessions past their handshake are skipped when met;
+        // pruned here so the list stays within twice the handshakes open.
+        if handshakeOrder.count > 2 * handshaking + 64 {
+            for _ in 0..<handshakeOrder.count {
+                guard let x = handshakeOrder.popFirst() else { break }
+                if x.phase == .handshake { handshakeOrder.append(x) }
+            }
+        }
+    }
+
+    func handshakeEnded(_ s: AgentSession) {
+        let ip = s.peer.ip
+        let n = handshakingByAddress[ip, default: 1] - 1
+        handshakingByAddress[ip] = n > 0 ? n : nil
+    }
+
     // MARK: status
 
     /// Stores `p` now, or — within the interval of the session's last

@@ -26,9 +26,16 @@ public struct SessionSettings: Sendable {
     public var idleTimeout: Double
     /// Seconds between two stored Status records of one session (0: none).
     public var statusWriteInterval: Double
+    /// Connections in their handshake from one IP address, at most.
+    public var maxHandshakesPerAddress: Int
+    /// Slots of `maxClients` that connections in their handshake cannot take.
+    public var handshakeReserve: Int
 
-    public init(maxClients: Int, handshakeTimeout: Double, idleTimeout: Double, statusWriteInterval: Double = 0) {
+    public init(maxClients: Int, handshakeTimeout: Double, idleTimeout: Double, statusWriteInterval: Double = 0,
+                maxHandshakesPerAddress: Int = 64, handshakeReserve: Int = 0) {
         self.maxClients = maxClients
+        self.maxHandshakesPerAddress = maxHandshakesPerAddress
+        self.handshakeReserve = handshakeReserve
         self.handshakeTimeout = handshakeTimeout
         self.idleTimeout = idleTimeout
         self.statusWriteInterval = statusWriteInterval
@@ -63,7 +70,7 @@ public final class SessionManager {
     let schedules: ScheduleDirectory
     let control: ControlRouter
     public internal(set) var stats = CollectorStats()
-    private var failureLog = LogLimiter(interval: 60, maxKeys: 4096)
+    var failureLog = LogLimiter(interval: 60, maxKeys: 4096)
     private var troubleLog = LogLimiter(interval: 60, maxKeys: 64)
 
     /// Connections accepted and not yet closed (what `max_clients` bounds).
@@ -98,6 +105,11 @@ public final class SessionManager {
     /// timer that writes them (SessionManager+Limits.swift).
     var statusWaiting = RingBuffer<AgentSession>(capacity: 64, overflow: .grow)
     private(set) lazy var statusTimer = TimerWatcher(loop: loop) { [weak self] _ in self?.writeDueStatuses() }
+
+    /// Connections in their handshake by source address, and in accept
+    /// order (entries that finished meanwhile are skipped and pruned).
+    var handshakingByAddress: [String: Int] = [:]
+    var handshakeOrder = RingBuffer<AgentSession>(capacity: 64, overflow: .grow)
 
     public private(set) var isShuttingDown = false
     private var drained: (() -> Void)?
@@ -141,11 +153,18 @@ public final class SessionManager {
             logFailure(isShuttingDown ? .shuttingDown : .overload, peer: peer, project: nil)
             return
         }
+        // The limits on connections that have not authenticated
+        // (SessionManager+Limits.swift).
+        guard admitUnauthenticated(peer: peer) else {
+            Syscalls.close(fd)
+            return
+        }
         nextSessionID &+= 1
         let s = AgentSession(context: self, peer: peer, sessionID: nextSessionID, overCapacity: open >= settings.maxClients)
         open += 1
         handshaking += 1
         sessions[s.sessionID] = s
+        handshakeStarted(s)
         s.attach(fd: fd, options: connectionOptions)
     }
 
@@ -238,7 +257,7 @@ public final class SessionManager {
 
     // MARK: logging, rate-limited
 
-    private func logFailure(_ f: HandshakeFailure, peer: SocketAddress, project: String?) {
+    func logFailure(_ f: HandshakeFailure, peer: SocketAddress, project: String?) {
         switch f {
         case .peerClosed, .shuttingDown: return
         default: break
@@ -311,6 +330,7 @@ extension SessionManager: AgentSessionContext {
 
     func handshakeFailed(_ s: AgentSession, _ failure: HandshakeFailure) {
         handshaking -= 1
+        handshakeEnded(s)
         closing += 1
         stats.fail(failure)
         logFailure(failure, peer: s.peer, project: s.projectName.isEmpty ? nil : s.projectName)
@@ -318,6 +338,7 @@ extension SessionManager: AgentSessionContext {
 
     func sessionEstablished(_ s: AgentSession, hello: Hello?) {
         handshaking -= 1
+        handshakeEnded(s)
         established += 1
         stats.handshakesCompleted &+= 1
         stats.handshakeMicros.record(UInt64(max(0, (Clock.monotonic() - s.acceptedAt) * 1e6)))

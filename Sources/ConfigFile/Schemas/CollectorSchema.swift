@@ -19,6 +19,11 @@ public enum CollectorSchema {
                   help: "most concurrent agent sessions; one more is refused with a capacity error"),
         ConfigKey("backlog", .integer(1...65535), default: "4096",
                   help: "listen(2) backlog (the kernel caps it at net.core.somaxconn)"),
+        ConfigKey("max_handshakes_per_address", .integer(1...1_000_000), default: "256", live: true,
+                  help: "connections from one IP address that have not finished their handshake; one more is closed at accept"),
+        ConfigKey("handshake_reserve", .integer(0...1_000_000), default: "500", live: true,
+                  help: "slots of max_clients kept for agents that complete their handshake (at most a tenth of max_clients): "
+                      + "at most max_clients minus this many connections may be in their handshake, and one more closes the oldest of them"),
         ConfigKey("handshake_timeout_ms", .milliseconds(100...600_000), default: "5000", live: true,
                   help: "time from accept to a completed handshake"),
         ConfigKey("session_idle_timeout_ms", .milliseconds(1000...86_400_000), default: "120000", live: true,
