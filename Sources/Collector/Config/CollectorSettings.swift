@@ -16,8 +16,13 @@ public struct CollectorSettings: Sendable {
     public var adminToken: String
     public var maxClients: Int
     public var backlog: Int32
+    public var maxHandshakesPerAddress: Int
+    public var handshakeReserve: Int
     public var handshakeTimeout: Double
     public var idleTimeout: Double
+    public var statusWriteInterval: Double
+    public var storeMaxPendingRows: Int
+    public var storeMaxPendingReads: Int
     public var retentionDays: Int
     public var agentRetentionDays: Int
     public var logLevel: LogLevel
@@ -48,8 +53,13 @@ public struct CollectorSettings: Sendable {
         adminToken = c.string("admin_token")
         maxClients = c.int("max_clients")
         backlog = Int32(c.int("backlog"))
+        maxHandshakesPerAddress = c.int("max_handshakes_per_address")
+        handshakeReserve = c.int("handshake_reserve")
         handshakeTimeout = Double(c.int("handshake_timeout_ms")) / 1000
         idleTimeout = Double(c.int("session_idle_timeout_ms")) / 1000
+        statusWriteInterval = Double(c.int("status_write_interval_ms")) / 1000
+        storeMaxPendingRows = c.int("store_max_pending_rows")
+        storeMaxPendingReads = c.int("store_max_pending_reads")
         retentionDays = c.int("retention_days")
         agentRetentionDays = c.int("agent_retention_days")
         logLevel = LogLevel(name: c.string("log_level")) ?? .info

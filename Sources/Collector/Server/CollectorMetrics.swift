@@ -41,6 +41,9 @@ enum CollectorMetrics {
         p.single("vigil_max_clients", "gauge", "The max_clients setting in force.", Double(manager.settings.maxClients))
 
         p.single("vigil_connections_accepted_total", "counter", "TCP connections accepted on the session port.", Double(s.accepted))
+        p.family("vigil_connections_refused_total", "counter",
+                 "Connections refused or closed before their handshake by the limits on unauthenticated connections, by cause.")
+        for c in ConnectionRefusal.allCases { p.sample("vigil_connections_refused_total", ["cause": c.description], s.refusals(c)) }
         p.single("vigil_handshakes_total", "counter", "Handshakes completed (sessions established).", Double(s.handshakesCompleted))
         p.family("vigil_handshake_failures_total", "counter", "Connections that did not become a session, by reason.")
         for f in HandshakeFailure.allCases { p.sample("vigil_handshake_failures_total", ["reason": f.description], s.failures(f)) }
@@ -73,6 +76,10 @@ enum CollectorMetrics {
         p.sample("vigil_dropped_total", ["cause": "state_write_failed"], s.stateWritesFailed)
         p.single("vigil_window_pauses_total", "counter", "Sessions paused for exceeding their in-flight window.", Double(s.windowPauses))
         p.single("vigil_status_records_total", "counter", "Status records received.", Double(s.statusRecords))
+        p.single("vigil_status_writes_total", "counter", "Status records stored (at most one per session and status_write_interval_ms).",
+                 Double(s.statusWrites))
+        p.family("vigil_session_limited_total", "counter", "Agent records folded into others by the per-session limits, by cause.")
+        for c in SessionLimitCause.allCases { p.sample("vigil_session_limited_total", ["cause": c.description], s.limits(c)) }
         p.family("vigil_patterns_total", "counter", "Filter-rule answers and pushes.")
         p.sample("vigil_patterns_total", ["kind": "sent"], s.patternsSent)
         p.sample("vigil_patterns_total", ["kind": "unchanged"], s.patternsUnchanged)
@@ -93,9 +100,11 @@ enum CollectorMetrics {
                 st.transactionMicros)
         p.single("vigil_store_transactions_total", "counter", "Store transactions committed.", Double(st.transactions))
         p.single("vigil_store_pending_rows", "gauge", "Rows queued for the store and not yet committed.", Double(st.pendingRows))
+        p.single("vigil_store_pending_reads", "gauge", "Reads queued for the store and not yet answered.", Double(st.pendingReads))
         p.family("vigil_store_failures_total", "counter", "Store operations that failed or were refused, by cause.")
         p.sample("vigil_store_failures_total", ["cause": "write_failed"], st.writesFailed)
         p.sample("vigil_store_failures_total", ["cause": "overloaded"], st.refusedOverloaded)
+        p.sample("vigil_store_failures_total", ["cause": "reads_overloaded"], st.refusedReads)
         p.sample("vigil_store_failures_total", ["cause": "closed"], st.refusedClosed)
         p.sample("vigil_store_failures_total", ["cause": "invalid"], st.refusedInvalid)
         p.sample("vigil_store_failures_total", ["cause": "busy_retry"], st.busyRetries)

@@ -91,6 +91,8 @@ public final class CollectorServer {
 
         var options = StoreOptions(dataDirectory: settings.dataDir)
         options.synchronous = .full
+        options.limits.maxPendingRows = settings.storeMaxPendingRows
+        options.limits.maxPendingReads = settings.storeMaxPendingReads
         let store: SQLiteStore
         do {
             store = try SQLiteStore.open(loop: loop, options: options)
@@ -179,7 +181,9 @@ public final class CollectorServer {
     }
 
     private func sessionSettings(_ s: CollectorSettings) -> SessionSettings {
-        SessionSettings(maxClients: s.maxClients, handshakeTimeout: s.handshakeTimeout, idleTimeout: s.idleTimeout)
+        SessionSettings(maxClients: s.maxClients, handshakeTimeout: s.handshakeTimeout, idleTimeout: s.idleTimeout,
+                        statusWriteInterval: s.statusWriteInterval, maxHandshakesPerAddress: s.maxHandshakesPerAddress,
+                        handshakeReserve: s.handshakeReserve)
     }
 
     /// Raises RLIMIT_NOFILE to the hard limit and warns when more clients
@@ -241,6 +245,9 @@ public final class CollectorServer {
             case "max_clients": s.maxClients = freshSettings.maxClients
             case "handshake_timeout_ms": s.handshakeTimeout = freshSettings.handshakeTimeout
             case "session_idle_timeout_ms": s.idleTimeout = freshSettings.idleTimeout
+            case "status_write_interval_ms": s.statusWriteInterval = freshSettings.statusWriteInterval
+            case "max_handshakes_per_address": s.maxHandshakesPerAddress = freshSettings.maxHandshakesPerAddress
+            case "handshake_reserve": s.handshakeReserve = freshSettings.handshakeReserve
             case "retention_days":
                 s.retentionDays = freshSettings.retentionDays
                 store?.retentionDays = s.retentionDays

@@ -1,6 +1,7 @@
 // SessionManager+Records: what the collector does with each record an
 // established agent sends — data batches to the store and acknowledged
-// after commit, Status, Interfaces and EffectiveConfig to the agent's state, sync requests
+// after commit, Status, Interfaces and EffectiveConfig to the agent's state (Status
+// within the per-session limits of SessionManager+Limits.swift), sync requests
 // and control answers to their owners.
 //
 // Acknowledgements. A batch's sequence waits in its session's AckWindow
@@ -42,7 +43,7 @@ extension SessionManager {
                 stats.scheduleAnswers &+= 1
                 s.send(.scheduleUnchanged(ScheduleUnchanged(version: r.haveVersion)))
             } else {
-                scheduleRequested(by: s, have: r.haveVersion)
+                scheduleAsked(by: s, have: r.haveVersion)
             }
         case .controlResponse(let r):
             control.received(r, from: s)
@@ -136,11 +137,10 @@ extension SessionManager {
             ("counters", .object(status.counters.map { ($0.name, .number(Double($0.value))) })),
         ]
         if let interfaces = s.interfaces { fields.append(("interfaces", .raw(interfaces))) }
-        setState(s, newState)
-        store.recordAgentStatus(agent: id, state: newState, messages: messages,
-                                snapshot: StatusSnapshot(ts: Clock.wallMillis(), json: JSON.object(fields).serialized)) { [weak self] r in
-            if case .failure(let e) = r { self?.stateWriteFailed("agent status", e) }
-        }
+        // Stored (and the operator state set) now or when the session's
+        // status interval ends, the latest winning (SessionManager+Limits.swift).
+        submitStatus(PendingStatus(agent: id, state: newState, messages: messages,
+                                   snapshot: StatusSnapshot(ts: Clock.wallMillis(), json: JSON.object(fields).serialized)), from: s)
     }
 
     // MARK: effective configuration

@@ -54,27 +54,35 @@ extension SessionManager {
 
     /// `ScheduleRequest(have)`: "unchanged" when the agent holds the
     /// current version, else the monitors of its groups with its last run
-    /// of each (from the stored runs).
-    func scheduleRequested(by s: AgentSession, have: UInt64?) {
+    /// of each (from the stored runs). `answered` gets what the answer was
+    /// made of (nil where a read failed or no schedule was sent), so a
+    /// request that waited for this one can be answered from it
+    /// (SessionManager+Limits.swift).
+    func scheduleRequested(by s: AgentSession, have: UInt64?,
+                           answered: @escaping (ScheduleDirectory.Entry?, [String: Int64]?) -> Void = { _, _ in }) {
         schedules.definitions(project: s.projectName) { [weak self] result in
             switch result {
-            case .success(let e): self?.sendSchedule(e, to: s, have: have)
-            case .failure(.notFound): self?.sendSchedule(ScheduleDirectory.Entry(version: 0, definitions: []), to: s, have: have)
-            case .failure(let e): self?.storeTrouble("reading monitor definitions", e)
+            case .success(let e): self?.sendSchedule(e, to: s, have: have, answered: answered)
+            case .failure(.notFound):
+                self?.sendSchedule(ScheduleDirectory.Entry(version: 0, definitions: []), to: s, have: have, answered: answered)
+            case .failure(let e):
+                self?.storeTrouble("reading monitor definitions", e)
+                answered(nil, nil)
             }
         }
     }
 
-    private func sendSchedule(_ e: ScheduleDirectory.Entry, to s: AgentSession, have: UInt64?) {
-        guard s.phase == .established else { return }
+    private func sendSchedule(_ e: ScheduleDirectory.Entry, to s: AgentSession, have: UInt64?,
+                              answered: @escaping (ScheduleDirectory.Entry?, [String: Int64]?) -> Void = { _, _ in }) {
+        guard s.phase == .established else { return answered(e, nil) }
         if let have, have == e.version {
             stats.scheduleAnswers &+= 1
             s.send(.scheduleUnchanged(ScheduleUnchanged(version: e.version)))
-            return
+            return answered(e, nil)
         }
-        guard let agent = s.agentID else { return }
+        guard let agent = s.agentID else { return answered(e, nil) }
         store.lastMonitorRuns(project: s.projectName, agent: agent) { [weak self] result in
-            guard let self, s.phase == .established else { return }
+            guard let self, s.phase == .established else { return answered(e, nil) }
             let last: [String: Int64]
             switch result {
             case .success(let l): last = l
@@ -83,10 +91,16 @@ extension SessionManager {
                 self.storeTrouble("reading last monitor runs", err)
                 last = [:]
             }
-            self.stats.schedulesSent &+= 1
-            for record in ScheduleDirectory.records(e, groups: s.groups, lastRuns: last) {
-                guard s.send(.schedule(record)) else { return }
-            }
+            self.sendScheduleRecords(e, to: s, lastRuns: last)
+            answered(e, last)
+        }
+    }
+
+    /// One schedule, as records, to one session.
+    func sendScheduleRecords(_ e: ScheduleDirectory.Entry, to s: AgentSession, lastRuns: [String: Int64]) {
+        stats.schedulesSent &+= 1
+        for record in ScheduleDirectory.records(e, groups: s.groups, lastRuns: lastRuns) {
+            guard s.send(.schedule(record)) else { return }
         }
     }
 

@@ -19,10 +19,24 @@ public enum CollectorSchema {
                   help: "most concurrent agent sessions; one more is refused with a capacity error"),
         ConfigKey("backlog", .integer(1...65535), default: "4096",
                   help: "listen(2) backlog (the kernel caps it at net.core.somaxconn)"),
+        ConfigKey("max_handshakes_per_address", .integer(1...1_000_000), default: "256", live: true,
+                  help: "connections from one IP address that have not finished their handshake; one more is closed at accept"),
+        ConfigKey("handshake_reserve", .integer(0...1_000_000), default: "500", live: true,
+                  help: "slots of max_clients kept for agents that complete their handshake (at most a tenth of max_clients): "
+                      + "at most max_clients minus this many connections may be in their handshake, and one more closes the oldest of them"),
         ConfigKey("handshake_timeout_ms", .milliseconds(100...600_000), default: "5000", live: true,
                   help: "time from accept to a completed handshake"),
         ConfigKey("session_idle_timeout_ms", .milliseconds(1000...86_400_000), default: "120000", live: true,
                   help: "silence that closes a session (a Ping is sent at half)"),
+        ConfigKey("status_write_interval_ms", .milliseconds(0...3_600_000), default: "2000", live: true,
+                  help: "per agent session, at most one stored status per interval: Status records in between replace "
+                      + "the waiting one (the latest wins, counted) and it is written when the interval ends; 0 stores every one"),
+        ConfigKey("store_max_pending_rows", .integer(1_000...10_000_000), default: "200000",
+                  help: "rows queued for the database and not yet committed; beyond it writes are refused as overloaded "
+                      + "(agents re-send their batches later)"),
+        ConfigKey("store_max_pending_reads", .integer(16...1_000_000), default: "1024",
+                  help: "database reads queued and not yet answered (API queries, agents' schedules); beyond it reads are "
+                      + "refused at once (HTTP 503)"),
         ConfigKey("retention_days", .integer(0...36_500), default: "30", live: true,
                   help: "days of measurements, events, status and audit kept; 0 keeps everything"),
         ConfigKey("agent_retention_days", .integer(0...36_500), default: "30", live: true,
