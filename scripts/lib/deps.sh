@@ -12,6 +12,7 @@ VIGIL_DEBIAN_PACKAGES=(
   curl                 # run.sh and the benchmarks talk to the HTTP API
   gcc                  # benchmark baselines in C
   python3              # scripts/check-architecture.py (test.sh) and benchmark helpers
+  prometheus           # tests: promtool checks /metrics; the remote-write receiver the sender is tested against
 )
 
 vigil_ensure_deps() {

@@ -112,6 +112,9 @@ enum CollectorMetrics {
         p.single("vigil_heap_bytes", "gauge", "Heap bytes in use (malloc).", Double(ProcessLimits.heapBytesInUse()))
         p.single("process_cpu_seconds_total", "counter", "User and system CPU time.", ProcessLimits.cpuSeconds())
         p.single("vigil_uptime_seconds", "gauge", "Seconds since start.", uptime)
+        p.family("vigil_build_info", "gauge", "Always 1; the labels say which collector this is.")
+        p.sample("vigil_build_info", ["version": CollectorVersion.current, "store_schema": String(store.schemaVersion),
+                                      "wire_preamble": String(Preamble.version)], 1.0)
 
         if let api {
             p.single("vigil_http_requests_total", "counter", "HTTP requests served.", Double(api.requests))
