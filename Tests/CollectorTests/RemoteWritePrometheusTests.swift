@@ -142,6 +142,36 @@ final class RemoteWritePrometheusTests: XCTestCase {
         XCTAssertEqual(c.metric("vigil_remote_write_samples_sent_total"), 0)
     }
 
+    func testCredentialsAreNeverLoggedNorShownByTheAPI() throws {
+        let dir = CollectorProcess.makeDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let tokenFile = dir.appendingPathComponent("token").path
+        let secret = "tok-\(UUID().uuidString)"
+        try (secret + "\n").write(toFile: tokenFile, atomically: true, encoding: .utf8)
+        let port = RemoteWritePrometheusTests.freePort()
+        let c = try CollectorProcess(config: ["remote_write_url = http://127.0.0.1:\(port)/w", "remote_write_flush_ms = 50",
+                                              "remote_write_bearer_token_file = \(tokenFile)", "log_level = debug"])
+        defer { c.stop(); c.removeDirectory() }
+        let key = c.createKey(project: "acme")
+        let a = try WireTestClient(port: c.sessionPort, key: key, hello: WireTestClient.hello("rw-secret"))
+        XCTAssertNotNil(a.handshake())
+        a.send(a.batch(1))
+        XCTAssertTrue(c.eventually { (c.metric("vigil_remote_write_requests_total{result=\"failed\"}") ?? 0) >= 1 })
+        XCTAssertTrue(c.log.contains("auth=bearer"), c.log)
+        let config = c.api("GET", "/config")
+        XCTAssertEqual(config.status, 200)
+        XCTAssertTrue(config.body.contains("remote_write_bearer_token_file"), config.body)
+        for text in [c.log, config.body, c.http("GET", "/metrics").body] { XCTAssertFalse(text.contains(secret)) }
+
+        // A credential file that cannot be read stops the start, naming the key.
+        let conf = dir.appendingPathComponent("c.conf").path
+        try "remote_write_url = http://127.0.0.1:9/w\nremote_write_bearer_token_file = \(dir.path)/missing\n\(["listen = 127.0.0.1:0", "http_listen = 127.0.0.1:0", "data_dir = \(dir.path)/data"].joined(separator: "\n"))\n"
+            .write(toFile: conf, atomically: true, encoding: .utf8)
+        let r = runCollectorCommand(["run", "--config", conf], timeout: 20)
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertTrue(r.err.contains("remote_write_bearer_token_file") && r.err.contains("missing"), r.err)
+    }
+
     func testHTTPSAndURLCredentialsAreRefusedNamingTheKey() throws {
         let dir = CollectorProcess.makeDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }

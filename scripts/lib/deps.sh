@@ -8,6 +8,7 @@ VIGIL_DEBIAN_PACKAGES=(
   libsqlite3-dev       # Collector: embedded storage
   libmicrohttpd-dev    # Collector: HTTP API on the loop
   libcurl4-openssl-dev # Agent: HTTP synthetic monitors
+  libsnappy-dev        # Collector: remote-write request compression (CSnappy)
   pkg-config
   curl                 # run.sh and the benchmarks talk to the HTTP API
   gcc                  # benchmark baselines in C
