@@ -145,7 +145,10 @@ public struct HTTPResponseParser {
         case .chunkSize:
             let text = HTTPResponseParser.text(l)
             let sizePart = l.prefix { $0 != UInt8(ascii: ";") }.filter { $0 != 0x20 && $0 != 0x09 }
-            guard !sizePart.isEmpty, sizePart.count <= 8, let size = Int(String(decoding: sizePart, as: UTF8.self), radix: 16) else {
+            // Hex digits only: Int(_:radix:) would also take a sign ("-94").
+            let isHex = sizePart.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 | 0x20 >= 0x61 && $0 | 0x20 <= 0x66) }
+            guard !sizePart.isEmpty, sizePart.count <= 8, isHex,
+                  let size = Int(String(decoding: sizePart, as: UTF8.self), radix: 16) else {
                 throw .badChunk(text)
             }
             if bodyBytes + size > HTTPResponseParser.maxBodyBytes { throw .bodyTooLong }

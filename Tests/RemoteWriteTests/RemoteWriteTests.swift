@@ -87,6 +87,8 @@ final class RemoteWriteTests: XCTestCase {
             ("HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", .badContentLength("2")),
             ("HTTP/1.1 200 OK\r\nContent-Length: 99999999\r\n\r\n", .bodyTooLong),
             ("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", .badChunk("zz")),
+            ("HTTP/1.1 500 E\r\nTransfer-Encoding: chunked\r\n\r\n-94\r\nab", .badChunk("-94")),
+            ("HTTP/1.1 500 E\r\nTransfer-Encoding: chunked\r\n\r\n+4\r\nab", .badChunk("+4")),
             ("HTTP/1.1 200 OK\r\n" + String(repeating: "X-A: b\r\n", count: 3000), .headTooLong),
         ]
         for (text, expected) in cases {
