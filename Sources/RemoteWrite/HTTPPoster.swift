@@ -43,6 +43,7 @@ public final class HTTPPoster {
     private let resolver: HostResolver
     private var connection: TCPConnection?
     private var handler: Handler?
+    /// The request deadline: one watcher, re-armed per request.
     private var timer: TimerWatcher?
     private var completion: Completion?
     /// Connections opened (for tests: keep-alive reuses one).
@@ -67,7 +68,7 @@ public final class HTTPPoster {
         head += "\r\n"
         var request = Array(head.utf8)
         request.append(contentsOf: body)
-        let t = TimerWatcher(loop: loop) { [weak self] _ in self?.fail(.timeout) }
+        let t = timer ?? TimerWatcher(loop: loop) { [weak self] _ in self?.fail(.timeout) }
         t.start(after: timeout)
         timer = t
         if let c = connection, c.state == .open, let h = handler {
@@ -103,7 +104,6 @@ public final class HTTPPoster {
     public func close() {
         completion = nil
         timer?.stop()
-        timer = nil
         dropConnection()
     }
 
@@ -121,7 +121,6 @@ public final class HTTPPoster {
 
     fileprivate func finish(_ r: Result<HTTPResponse, Failure>) {
         timer?.stop()
-        timer = nil
         guard let done = completion else { return }
         completion = nil
         done(r)

@@ -22,6 +22,8 @@ final class FakeReceiver {
 
     let listener: TCPListener
     var statuses: [Int]
+    /// Reads requests and never answers (for the timeout).
+    var silent = false
     private(set) var requests: [Request] = []
     private(set) var connections = 0
     private var live: [TCPConnection] = []
@@ -53,6 +55,7 @@ final class FakeReceiver {
             r.body = Array(bytes[(end + 4)..<(end + 4 + length)])
             buf.consume(end + 4 + length)
             requests.append(r)
+            if silent { continue }
             let status = statuses.count > 1 ? statuses.removeFirst() : statuses[0]
             let text = status == 204 ? "" : "answer \(status)\n"
             _ = c.write(Array("HTTP/1.1 \(status) X\r\nContent-Length: \(text.utf8.count)\r\n\r\n\(text)".utf8))

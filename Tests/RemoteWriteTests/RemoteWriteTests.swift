@@ -159,6 +159,26 @@ final class RemoteWriteTests: XCTestCase {
         XCTAssertEqual(rx.requests.count, 5, "a 4xx is not retried")
     }
 
+    func testAnAnswerThatNeverComesTimesOutAndIsRetriedOnANewConnection() throws {
+        let loop = EventLoop()
+        let rx = try FakeReceiver(loop: loop, statuses: [204])
+        rx.silent = true
+        defer { rx.close() }
+        var o = RemoteWriteOptions(url: try RemoteWriteURL(parsing: "http://127.0.0.1:\(rx.port)/w"))
+        o.flushInterval = 0.02
+        o.timeout = 0.2
+        o.backoffMin = 0.01; o.backoffMax = 0.02; o.backoffCap = 0.05
+        let s = RemoteWriteSender(loop: loop, options: o)
+        s.start()
+        defer { s.close() }
+        for x in series(5) { s.enqueue(x) }
+        XCTAssertTrue(loop.run(until: { s.stats.requestsFailed >= 1 && rx.requests.count >= 2 }, timeout: 10))
+        XCTAssertEqual(rx.connections, 2, "a timed-out connection is not reused")
+        rx.silent = false
+        XCTAssertTrue(loop.run(until: { s.stats.samplesSent == 5 }, timeout: 10))
+        XCTAssertEqual(rx.requests.first?.body, rx.requests.last?.body)
+    }
+
     func testReceiverDownIsRetriedAndTheQueueDropsTheOldest() throws {
         let loop = EventLoop()
         // A port with nothing listening: bind a listener, note its port, close it.
