@@ -4,6 +4,8 @@
 // read from the credential files at start. The credentials are never
 // logged and never shown by the configuration API (the files' paths are,
 // their contents are not).
+//
+// Thread: any (values); `authorization()` reads files, once, at start.
 import ConfigFile
 import Reactor
 import RemoteWrite
