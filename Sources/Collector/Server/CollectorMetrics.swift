@@ -6,6 +6,7 @@
 // Thread: the loop thread (the scrape is an HTTP request on the loop).
 import CollectorStore
 import Reactor
+import RemoteWrite
 import Wire
 
 enum CollectorMetrics {
@@ -17,7 +18,7 @@ enum CollectorMetrics {
     }
 
     static func render(manager: SessionManager, store: SQLiteStore, loop: EventLoop, api: APIHandler?, windows: SummaryWindows,
-                       reloads: (applied: UInt64, rejected: UInt64), uptime: Double) -> String {
+                       reloads: (applied: UInt64, rejected: UInt64), uptime: Double, remoteWrite: RemoteWriteFeed? = nil) -> String {
         var p = PrometheusText()
         let s = manager.stats
         let st = store.stats
@@ -121,17 +122,43 @@ enum CollectorMetrics {
         p.single("vigil_heap_bytes", "gauge", "Heap bytes in use (malloc).", Double(ProcessLimits.heapBytesInUse()))
         p.single("process_cpu_seconds_total", "counter", "User and system CPU time.", ProcessLimits.cpuSeconds())
         p.single("vigil_uptime_seconds", "gauge", "Seconds since start.", uptime)
+        p.family("vigil_build_info", "gauge", "Always 1; the labels say which collector this is.")
+        p.sample("vigil_build_info", ["version": CollectorVersion.current, "store_schema": String(store.schemaVersion),
+                                      "wire_preamble": String(Preamble.version)], 1.0)
 
         if let api {
             p.single("vigil_http_requests_total", "counter", "HTTP requests served.", Double(api.requests))
             p.single("vigil_http_unauthorized_total", "counter", "API requests refused for a missing or wrong token.",
                      Double(api.unauthorized))
         }
+        remoteWriteFamilies(&p, remoteWrite)
         p.family("vigil_config_reloads_total", "counter", "SIGHUP reloads by result.")
         p.sample("vigil_config_reloads_total", ["result": "applied"], reloads.applied)
         p.sample("vigil_config_reloads_total", ["result": "rejected"], reloads.rejected)
         p.family("vigil_log_lines_total", "counter", "Log lines written, by level.")
         for l in LogLevel.allCases { p.sample("vigil_log_lines_total", ["level": l.name], Log.written[l.rawValue]) }
         return p.text
+    }
+
+    /// The remote-write sender's families, at zero when it is off (so a
+    /// dashboard's queries exist either way).
+    static func remoteWriteFamilies(_ p: inout PrometheusText, _ feed: RemoteWriteFeed?) {
+        let st = feed?.sender.stats ?? RemoteWriteStats()
+        p.single("vigil_remote_write_samples_sent_total", "counter", "Samples a remote-write receiver accepted.", Double(st.samplesSent))
+        p.single("vigil_remote_write_samples_retried_total", "counter",
+                 "Samples sent again after a 5xx, 429, connection error or timeout.", Double(st.samplesRetried))
+        p.family("vigil_remote_write_samples_dropped_total", "counter", "Samples not sent, by cause.")
+        p.sample("vigil_remote_write_samples_dropped_total", ["cause": "queue_full"], st.droppedQueueFull &+ (feed?.droppedPending ?? 0))
+        p.sample("vigil_remote_write_samples_dropped_total", ["cause": "rejected"], st.droppedRejected)
+        p.sample("vigil_remote_write_samples_dropped_total", ["cause": "series_limit"], feed?.droppedSeriesLimit ?? 0)
+        p.family("vigil_remote_write_requests_total", "counter", "Remote-write requests by result.")
+        p.sample("vigil_remote_write_requests_total", ["result": "ok"], st.requestsOK)
+        p.sample("vigil_remote_write_requests_total", ["result": "rejected"], st.requestsRejected)
+        p.sample("vigil_remote_write_requests_total", ["result": "server_error"], st.requestsServerError)
+        p.sample("vigil_remote_write_requests_total", ["result": "failed"], st.requestsFailed)
+        p.single("vigil_remote_write_sent_bytes_total", "counter", "Compressed request bytes a receiver accepted.", Double(st.bytesSent))
+        p.single("vigil_remote_write_queue_samples", "gauge", "Samples waiting to be sent.", Double(feed?.sender.queuedSamples ?? 0))
+        p.single("vigil_remote_write_lag_seconds", "gauge", "How long the oldest sample not yet accepted has waited.",
+                 feed?.sender.lagSeconds ?? 0)
     }
 }

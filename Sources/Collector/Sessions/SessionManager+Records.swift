@@ -70,7 +70,13 @@ extension SessionManager {
         }
         stats.itemsUnknownDropped &+= UInt64(t.unknownItems)
         let ticket = s.window.received(b.sequence)
-        store.submitBatch(t.batch) { [weak self] result in self?.batchCompleted(s, ticket, result) }
+        // The copy for `batchStored` shares the batch's storage; kept only when someone listens.
+        let copy = batchStored == nil ? nil : t.batch
+        let project = s.projectName
+        store.submitBatch(t.batch) { [weak self] result in
+            if let copy, case .success(.stored) = result { self?.batchStored?(project, copy) }
+            self?.batchCompleted(s, ticket, result)
+        }
         if s.window.inFlight > AgentSession.maxInFlightBatches && s.pauseForWindow() {
             stats.windowPauses &+= 1
         }

@@ -100,6 +100,10 @@ public final class SessionManager {
     /// iteration by one deferred slice (SessionManager+Records.swift).
     var acksDue = RingBuffer<AgentSession>(capacity: 64, overflow: .grow)
     lazy var ackFlush = DeferOnce(loop: loop) { [weak self] in self?.flushAcks() }
+    /// Called with each batch the store has just stored (not duplicates),
+    /// after its commit, with the agent's project name: the remote-write
+    /// feed's input. It must only take the batch and return.
+    var batchStored: ((_ project: String, _ batch: Batch) -> Void)?
 
     /// Sessions with a Status waiting for its interval to end, and the one
     /// timer that writes them (SessionManager+Limits.swift).
