@@ -74,6 +74,9 @@ extension APIHandler {
         APIRoute("GET", "events", query: ["project", "agent", "monitor", "check", "since", "until", "limit", "cursor"]) { h, _, q, r in h.events(q, r) },
         APIRoute("GET", "audit", query: ["target", "action", "since", "until", "limit", "cursor"]) { h, _, q, r in h.audit(q, r) },
         APIRoute("GET", "config") { h, _, _, r in h.ownConfig(r) },
+        APIRoute("POST", "session") { h, _, q, r in h.signIn(q, r) },
+        APIRoute("GET", "session") { h, _, q, r in h.sessionInfo(q, r) },
+        APIRoute("DELETE", "session") { h, _, q, r in h.signOut(q, r) },
     ]
 }
 

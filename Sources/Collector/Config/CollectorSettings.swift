@@ -20,6 +20,9 @@ public struct CollectorSettings: Sendable {
     public var idleTimeout: Double
     public var retentionDays: Int
     public var agentRetentionDays: Int
+    public var consoleDir: String
+    public var consoleSessionTTL: Double
+    public var consoleMaxSessions: Int
     public var logLevel: LogLevel
     public var logFormat: LogFormat
 
@@ -52,6 +55,9 @@ public struct CollectorSettings: Sendable {
         idleTimeout = Double(c.int("session_idle_timeout_ms")) / 1000
         retentionDays = c.int("retention_days")
         agentRetentionDays = c.int("agent_retention_days")
+        consoleDir = c.string("console_dir")
+        consoleSessionTTL = Double(c.int("console_session_ttl_ms")) / 1000
+        consoleMaxSessions = c.int("console_max_sessions")
         logLevel = LogLevel(name: c.string("log_level")) ?? .info
         logFormat = LogFormat(rawValue: c.string("log_format")) ?? .text
         if !errors.isEmpty { throw ConfigErrors(errors) }
