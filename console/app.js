@@ -5,6 +5,9 @@ import { resume, signIn, signOut, setUnauthorizedHandler } from './api.js';
 import { h, fill } from './dom.js';
 import { pages, link } from './pages.js';
 import './fleet.js';
+import './agent.js';
+import './config.js';
+import './project.js';
 
 const REFRESH_MS = 2000;
 const $ = (id) => document.getElementById(id);
