@@ -38,13 +38,13 @@ for _ in $(seq 100); do grep -q " ready " "$DIR/c.log" && break; sleep 0.1; done
 TOKEN=$(cat "$DIR/collector/admin_token")
 API="http://127.0.0.1:$HTTP/api/v1"
 
-hold=$(( 30 + agents / 1000 * 4 ))
+hold=$(( 60 + agents / 1000 * 4 ))
 "$BIN/vigil-load" density --key-file "$DIR/key" --collector "127.0.0.1:$PORT" --agents "$agents" --duration "$hold" \
     --rate 5000 --ledger "$DIR/ledger" --json "$DIR/out.json" --prefix console > "$DIR/load.out" 2> "$DIR/load.log" &
 PIDS+=($!)
-count() { curl -sf -H "Authorization: Bearer $TOKEN" "$API/agents?limit=10000&state=$1" | grep -o '"id":' | wc -l; }
-for _ in $(seq 600); do [ "$(count connecting)" -ge "$agents" ] && break; sleep 0.5; done
-echo "agents in the store: $(curl -sf -H "Authorization: Bearer $TOKEN" "$API/agents?limit=10000" | grep -o '"id":' | wc -l), sessions open: $(count connecting)"
+connected() { curl -sf -H "Authorization: Bearer $TOKEN" "$API/agents?limit=10000" | grep -o '"connected":true' | wc -l; }
+for _ in $(seq 300); do [ "$(connected)" -ge "$agents" ] && break; sleep 0.5; done
+echo "agents connected: $(connected) of $agents"
 ONE=$(curl -sf -H "Authorization: Bearer $TOKEN" "$API/agents?limit=1" | sed -nE 's/.*"id":"([^"]+)".*/\1/p')
 
 cpu() { curl -sf "http://127.0.0.1:$HTTP/metrics" | awk '/^process_cpu_seconds_total / {print $2}'; }

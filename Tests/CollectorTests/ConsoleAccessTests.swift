@@ -134,6 +134,19 @@ final class ConsoleAccessTests: XCTestCase {
         XCTAssertEqual(ConsoleSessions.cookie("vigil_session", in: "vigil_session=first;vigil_session=second"), "first")
     }
 
+    /// Random headers: never a trap, and a cookie placed among others is found.
+    func testCookieParsingOfRandomHeaders() {
+        var rng = SystemRandomNumberGenerator()
+        let alphabet = Array("abcXYZ019=; \t\"%_-")
+        for _ in 0..<2000 {
+            let noise = String((0..<Int.random(in: 0...40, using: &rng)).map { _ in alphabet.randomElement(using: &rng)! })
+            _ = ConsoleSessions.cookie("vigil_session", in: noise)
+            let value = String((0..<Int.random(in: 1...43, using: &rng)).map { _ in Array("abcXYZ019-_").randomElement(using: &rng)! })
+            let header = "a=1; vigil_session=\(value); " + noise.replacingOccurrences(of: "vigil_session", with: "x")
+            XCTAssertEqual(ConsoleSessions.cookie("vigil_session", in: header), value, header)
+        }
+    }
+
     func testSessionsExpire() {
         var clock = 100.0
         let s = ConsoleSessions(maxSessions: 4, ttl: 60)
