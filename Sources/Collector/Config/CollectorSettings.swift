@@ -26,6 +26,9 @@ public struct CollectorSettings: Sendable {
     public var storeMaxPendingReads: Int
     public var retentionDays: Int
     public var agentRetentionDays: Int
+    public var consoleDir: String
+    public var consoleSessionTTL: Double
+    public var consoleMaxSessions: Int
     public var logLevel: LogLevel
     public var logFormat: LogFormat
     /// The remote-write settings; nil when `remote_write_url` is empty.
@@ -65,6 +68,9 @@ public struct CollectorSettings: Sendable {
         storeMaxPendingReads = c.int("store_max_pending_reads")
         retentionDays = c.int("retention_days")
         agentRetentionDays = c.int("agent_retention_days")
+        consoleDir = c.string("console_dir")
+        consoleSessionTTL = Double(c.int("console_session_ttl_ms")) / 1000
+        consoleMaxSessions = c.int("console_max_sessions")
         logLevel = LogLevel(name: c.string("log_level")) ?? .info
         logFormat = LogFormat(rawValue: c.string("log_format")) ?? .text
         remoteWrite = nil

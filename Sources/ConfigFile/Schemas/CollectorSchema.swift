@@ -59,6 +59,9 @@ public enum CollectorSchema {
                   help: "longest a sample waits before a request that is not full is sent"),
         ConfigKey("remote_write_timeout_ms", .milliseconds(100...300_000), default: "10000",
                   help: "connect, send and answer of one remote-write request; then it is retried"),
+        ConfigKey("console_dir", .string(allowEmpty: true), default: "",
+        ConfigKey("console_session_ttl_ms", .milliseconds(60_000...604_800_000), default: "43200000",
+        ConfigKey("console_max_sessions", .integer(1...10_000), default: "64",
         ConfigKey("log_level", .choice(["debug", "info", "warn", "error"]), default: "info", live: true, help: "log level"),
         ConfigKey("log_format", .choice(["text", "json"]), default: "text", live: true, help: "log line format"),
     ]
