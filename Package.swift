@@ -130,9 +130,9 @@ let package = Package(
         .testTarget(name: "CollectorStoreTests", dependencies: ["CollectorStore", "Reactor"]),
         // In-process and end-to-end tests; both binaries are dependencies so
         // they are built before the process tests start them.
-        .testTarget(name: "AgentTests", dependencies: ["Agent", "Reactor", "Wire", "ConfigFile", "MonitorModel", "MonitorRunners", "vigil-agent", "vigil-collector"]),
+        .testTarget(name: "AgentTests", dependencies: ["Agent", "Reactor", "Wire", "ConfigFile", "MonitorModel", "MonitorRunners", "CSystem", "vigil-agent", "vigil-collector"]),
         // Integration tests start the built vigil-collector (a dependency, so it is built first).
-        .testTarget(name: "CollectorTests", dependencies: ["Collector", "Reactor", "Wire", "ConfigFile", "CollectorStore", "JSON", "vigil-collector"]),
+        .testTarget(name: "CollectorTests", dependencies: ["Collector", "Reactor", "Wire", "ConfigFile", "CollectorStore", "JSON", "CSystem", "vigil-collector"]),
         .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer", "Reactor", "CSystem"]),
         // Monitors against local servers (HTTPServer, a TCP listener, the example exec monitor).
         .testTarget(name: "MonitorsTests", dependencies: ["MonitorModel", "MonitorRunners", "JSON", "Reactor", "Wire", "HTTPServer"]),
