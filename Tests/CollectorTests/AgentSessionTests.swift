@@ -1,7 +1,7 @@
 // AgentSession against a scripted AgentSessionContext, over a socketpair and
 // a loop driven one iteration at a time: the keys answered on a later
-// iteration, a handshake turn refused and given later, bytes an agent sent
-// before message 2, and each way a handshake ends. The context is the whole
+// iteration, a handshake turn refused and given later, messages 2 and 3,
+// bytes an agent sent before message 2, and each way a handshake ends. The context is the whole
 // seam: nothing here needs a SessionManager, a store or a wheel.
 import Glibc
 import XCTest
@@ -12,6 +12,7 @@ import Wire
 private final class ScriptedContext: AgentSessionContext {
     let loop: EventLoop
     let sessionLimits = SessionLimits()
+    let collectorKey = StaticKeyPair(secret: Key32(bytes: [UInt8](repeating: 0x11, count: 32))!)
     var settings = SessionSettings(maxClients: 10, handshakeTimeout: 30, idleTimeout: 60)
     var answer = Admission.welcome(Welcome(sessionID: 9, collectorTimeMs: 1))
 
@@ -88,10 +89,25 @@ final class AgentSessionTests: XCTestCase {
         for _ in 0..<n { _ = loop.runOnce(wait: false) }
     }
 
+    private func client(_ project: String = "acme", key: Key32? = nil, hello: Hello? = Hello(agentID: "a1")) -> ClientSession {
+        ClientSession(preamble: Preamble(projectID: project)!, psk: key ?? psk,
+                      collectorKey: StaticKeyPair(secret: Key32(bytes: [UInt8](repeating: 0x11, count: 32))!).publicKey,
+                      identity: StaticKeyPair.generate(), hello: hello)
+    }
+
+    /// The agent's side of messages 2 and 3: reads message 2 from the
+    /// socket, sends message 3, and lets the session read it.
+    private func message3(_ loop: EventLoop, _ fd: Int32, _ client: ClientSession) {
+        iterations(loop)
+        XCTAssertEqual(client.feed(receive(fd)), [])
+        send(fd, take(client.outbound))
+        iterations(loop)
+    }
+
     func testKeysLaterATurnLaterThenWelcome() throws {
         let (loop, context, s, fd) = try start()
         defer { close(fd) }
-        let client = ClientSession(preamble: Preamble(projectID: "acme")!, psk: psk, hello: Hello(agentID: "a1"))
+        let client = client()
         try client.start()
         send(fd, take(client.outbound))
         iterations(loop)
@@ -106,6 +122,9 @@ final class AgentSessionTests: XCTestCase {
         XCTAssertEqual(s.phase, .handshake, "waits for its turn")
         XCTAssertTrue(s.handshakeTurn(), "the turn comes")
         XCTAssertFalse(s.handshakeTurn(), "once")
+        XCTAssertEqual(s.phase, .handshake, "message 2 written; nothing admitted before message 3")
+        XCTAssertTrue(context.admitted.isEmpty)
+        message3(loop, fd, client)
         XCTAssertEqual(s.phase, .established)
         XCTAssertEqual(s.projectId, 7)
         XCTAssertEqual(s.agentID, "a1")
@@ -122,31 +141,33 @@ final class AgentSessionTests: XCTestCase {
         XCTAssertTrue(context.failures.isEmpty)
     }
 
-    func testBytesBeforeMessage2WaitInTheConnectionUntilTheHandshakeIsAnswered() throws {
+    func testBytesBeforeMessage2WaitInTheConnectionUntilTheKeysAreThere() throws {
         let (loop, context, s, fd) = try start()
         defer { close(fd) }
-        let client = ClientSession(preamble: Preamble(projectID: "acme")!, psk: psk, hello: Hello(agentID: "a1"))
+        let client = client()
         try client.start()
-        // A transport frame shorter than a tag, sent with message 1.
+        // A frame too short for message 3, sent with message 1.
         send(fd, take(client.outbound) + [0x00, 0x01, 0xEE])
         iterations(loop)
         XCTAssertEqual(s.phase, .handshake)
         XCTAssertTrue(s.connection?.isReadingPaused ?? false, "the early bytes wait, reading paused")
         s.keysArrived(.keys(HandshakeKeys(projectId: 1, active: [psk], revoked: [])))
-        XCTAssertEqual(s.phase, .established)
         iterations(loop)
-        XCTAssertEqual(context.ended, [.badFrameLength], "read once established, as the Wire session's first frame")
+        XCTAssertEqual(s.phase, .closed)
+        XCTAssertEqual(context.failures, [.badFrame], "read after message 2, as message 3's frame")
+        XCTAssertTrue(context.admitted.isEmpty)
     }
 
     func testEachWayAHandshakeEnds() throws {
         func run(key: Key32, project: String = "acme", _ answer: (AgentSession) -> Void) throws -> (ScriptedContext, [UInt8]) {
             let (loop, context, s, fd) = try start()
             defer { close(fd) }
-            let client = ClientSession(preamble: Preamble(projectID: project)!, psk: key, hello: Hello(agentID: "a1"))
+            let client = client(project, key: key)
             try client.start()
             send(fd, take(client.outbound))
             iterations(loop)
             answer(s)
+            if s.phase == .handshake { message3(loop, fd, client) }
             iterations(loop)
             XCTAssertEqual(s.phase, .closed)
             XCTAssertEqual(context.finished, 1)
@@ -168,6 +189,6 @@ final class AgentSessionTests: XCTestCase {
         }
         XCTAssertEqual(c.failures, [.revokedKey])
         XCTAssertEqual(c.admitted.map(\.1), [true])
-        XCTAssertGreaterThan(out.count, 2, "message 2 carries the refusal")
+        XCTAssertGreaterThan(out.count, 2, "the first transport message carries the refusal")
     }
 }

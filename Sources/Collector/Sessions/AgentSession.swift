@@ -4,13 +4,15 @@
 //   bytes read ─▶ ServerSession.feed ─▶ events
 //     .needKeys(project) ─▶ context.lookupKeys ┄┄ (later) keysArrived
 //         ─▶ a handshake turn (context.mayHandshake) ─▶ provideKeys
+//         ─▶ message 1 read, message 2 written ┄┄ message 3 read
 //     .hello(h)          ─▶ context.admit ─▶ accept(Welcome) | reject(Error)
 //     .record(r)         ─▶ context.received
 //     .closed(reason)    ─▶ close (an Error record when there is something to say)
 //   ServerSession.outbound ─▶ the connection's write queue
 //
-// The Wire session owns the protocol: the preamble, message 1's framing and
-// which key (if any) it was written with. This object owns the connection's
+// The Wire session owns the protocol: the preamble, the handshake messages,
+// which key (if any) message 3 was written with and the agent's static key.
+// Nothing about the agent reaches the context before message 3 proved it. This object owns the connection's
 // side of it — reading paused and resumed, bytes counted, outbound written,
 // deadlines, the phases of closing — and asks its `context` for everything
 // else. It holds what the collector knows of the agent (identity, operator
@@ -107,7 +109,7 @@ final class AgentSession: TCPConnectionHandler, DeadlineEntry, ConnectedAgent, C
 
     /// Wraps the accepted descriptor; the connection then owns it.
     func attach(fd: Int32, options: TCPConnection.Options) {
-        wire = ServerSession(limits: context.sessionLimits)
+        wire = ServerSession(staticKey: context.collectorKey, limits: context.sessionLimits)
         connection = TCPConnection(loop: context.loop, fd: fd, peer: peer, options: options, handler: self)
         if connection?.state == .open {
             context.setDeadline(self, at: acceptedAt + context.settings.handshakeTimeout)
@@ -172,6 +174,7 @@ final class AgentSession: TCPConnectionHandler, DeadlineEntry, ConnectedAgent, C
         context.didRead(self, bytes: taken)
         buffer.consume(taken)
         guard phase == .handshake else { return }
+        flushOutbound()         // message 2, when the keys were already here
         offerKeys()
         guard buffer.readableBytes > 0 else { return }
         if phase == .established {
@@ -219,12 +222,17 @@ final class AgentSession: TCPConnectionHandler, DeadlineEntry, ConnectedAgent, C
         return true
     }
 
+    /// Message 1 is read and message 2 written now (or the handshake fails);
+    /// what the agent sent after message 1 is read again.
     private func provideKeys() {
         guard let wire, let keys else { return }
         wire.provideKeys(keys.candidates) { event in self.handle(event) }
+        guard phase == .handshake else { return }
+        flushOutbound()
+        connection?.resumeReading()
     }
 
-    /// Message 1 authenticated under one of the project's keys.
+    /// Message 3 authenticated under one of the project's keys.
     private func helloArrived(_ hello: Hello?) {
         guard phase == .handshake, let wire, let keys else { return }
         self.keys = nil  // secrets are not kept past the handshake
@@ -308,6 +316,7 @@ final class AgentSession: TCPConnectionHandler, DeadlineEntry, ConnectedAgent, C
             case .unknownProject: failHandshake(.unknownProject)
             case .handshakeFailed: failHandshake(.wrongKey)
             case .badHandshakePayload: failHandshake(.badHandshakePayload)
+            case .outdatedProtocol: failHandshake(.outdatedAgent)
             default: failHandshake(.badFrame)
             }
         case .welcome:

@@ -11,9 +11,9 @@ import Wire
 
 /// The collector's answer to an authenticated Hello.
 enum Admission {
-    /// Accept: message 2 carries this Welcome.
+    /// Accept: the first transport message carries this Welcome.
     case welcome(Welcome)
-    /// Refuse: message 2 carries this Error, and the handshake counts as
+    /// Refuse: the first transport message carries this Error, and the handshake counts as
     /// failed for `failure`.
     case refuse(ErrorRecord, HandshakeFailure)
 }
@@ -22,6 +22,8 @@ protocol AgentSessionContext: AnyObject {
     var loop: EventLoop { get }
     /// The Wire session's bounds (handshake size, string table, outbound).
     var sessionLimits: SessionLimits { get }
+    /// The installation's static key pair (`data_dir/collector_key`).
+    var collectorKey: StaticKeyPair { get }
     /// Timeouts and `max_clients` in force (they change on SIGHUP).
     var settings: SessionSettings { get }
 

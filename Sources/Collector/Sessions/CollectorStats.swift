@@ -32,9 +32,12 @@ public enum HandshakeFailure: Int, CaseIterable, Sendable, CustomStringConvertib
     /// The key lookup failed in the store.
     case storeError
     case shuttingDown
+    /// A protocol-version-1 agent, told to upgrade.
+    case outdatedAgent
 
     public var description: String {
         switch self {
+        case .outdatedAgent: return "outdated_agent"
         case .badPreamble: return "bad_preamble"
         case .unknownProject: return "unknown_project"
         case .wrongKey: return "wrong_key"

@@ -52,6 +52,7 @@ public final class SessionManager {
     let store: MeasurementStore
     public var settings: SessionSettings
     let sessionLimits: SessionLimits
+    let collectorKey: StaticKeyPair
     let connectionOptions: TCPConnection.Options
     private(set) lazy var wheel = DeadlineWheel<AgentSession>(loop: loop) { $0.deadlinePassed() }
     let keys: KeyDirectory
@@ -93,8 +94,9 @@ public final class SessionManager {
     public private(set) var isShuttingDown = false
     private var drained: (() -> Void)?
 
-    public init(loop: EventLoop, store: MeasurementStore, settings: SessionSettings) {
+    public init(loop: EventLoop, store: MeasurementStore, settings: SessionSettings, collectorKey: StaticKeyPair) {
         self.loop = loop
+        self.collectorKey = collectorKey
         self.store = store
         self.settings = settings
         // Bounds per session: a 16 KiB handshake, a 64 KiB string table,

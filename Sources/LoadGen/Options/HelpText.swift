@@ -20,7 +20,7 @@ public enum HelpText {
     jittered per agent so sessions do not fire together. All agents share one event loop.
 
     run options (density | ingest):
-      --key KEY               access key <project-id>.<secret> (`vigil-collector keys create --project P`)
+      --key KEY               access key <project-id>.<secret>.<collector-key> (`vigil-collector keys create --project P`)
       --key-file FILE         the key from a file (keeps it out of the process list)
       --collector LIST        collectors in order of preference, IP:PORT[,IP:PORT…]   [127.0.0.1:6600]
       --agents N              simulated agents                              [density 10000, ingest 50]
