@@ -21,6 +21,9 @@ private final class ScriptedContext: AgentSessionContext {
     var turnsAllowed = true
     var turnsRefused = 0
     var admitted: [(Hello?, Bool)] = []
+    /// The registry's answer, given at once; the keys it was asked about.
+    var identity = IdentityAnswer.accepted
+    var verified: [(String, Key32)] = []
     var failures: [HandshakeFailure] = []
     var established = 0
     var bytesIn = 0
@@ -40,6 +43,10 @@ private final class ScriptedContext: AgentSessionContext {
     func admit(_ s: AgentSession, hello: Hello?, revokedKey: Bool) -> Admission {
         admitted.append((hello, revokedKey))
         return revokedKey ? .refuse(ErrorRecord(code: .rejected, message: "access key revoked"), .revokedKey) : answer
+    }
+    func verifyIdentity(_ s: AgentSession, agentID: String, key: Key32) {
+        verified.append((agentID, key))
+        s.identityAnswered(identity)
     }
     func handshakeFailed(_ s: AgentSession, _ failure: HandshakeFailure) { failures.append(failure) }
     func sessionEstablished(_ s: AgentSession, hello: Hello?) { established += 1 }
@@ -190,5 +197,42 @@ final class AgentSessionTests: XCTestCase {
         XCTAssertEqual(c.failures, [.revokedKey])
         XCTAssertEqual(c.admitted.map(\.1), [true])
         XCTAssertGreaterThan(out.count, 2, "the first transport message carries the refusal")
+        XCTAssertTrue(c.verified.isEmpty, "a revoked key enrolls nothing")
+    }
+
+    func testTheRegistryDecidesBeforeTheWelcome() throws {
+        // Accepted: the agent's static key from message 3 is what the
+        // registry was asked about, and only then is the session established.
+        var (loop, context, s, fd) = try start()
+        var identity = StaticKeyPair.generate()
+        var c = ClientSession(preamble: Preamble(projectID: "acme")!, psk: psk, collectorKey: context.collectorKey.publicKey,
+                              identity: identity, hello: Hello(agentID: "a1"))
+        try c.start()
+        send(fd, take(c.outbound))
+        iterations(loop)
+        s.keysArrived(.keys(HandshakeKeys(projectId: 1, active: [psk], revoked: [])))
+        message3(loop, fd, c)
+        XCTAssertEqual(context.verified.map(\.0), ["a1"])
+        XCTAssertEqual(context.verified.first?.1, identity.publicKey)
+        XCTAssertEqual(s.phase, .established)
+        close(fd)
+
+        // Refused: the agent gets the Error as the collector's answer, and
+        // nothing is established.
+        (loop, context, s, fd) = try start()
+        defer { close(fd) }
+        context.identity = .refused(ErrorRecord(code: .identityMismatch, message: "enrolled with another static key"), .agentKeyMismatch)
+        identity = StaticKeyPair.generate()
+        c = ClientSession(preamble: Preamble(projectID: "acme")!, psk: psk, collectorKey: context.collectorKey.publicKey,
+                          identity: identity, hello: Hello(agentID: "a1"))
+        try c.start()
+        send(fd, take(c.outbound))
+        iterations(loop)
+        s.keysArrived(.keys(HandshakeKeys(projectId: 1, active: [psk], revoked: [])))
+        message3(loop, fd, c)
+        XCTAssertEqual(context.failures, [.agentKeyMismatch])
+        XCTAssertEqual(context.established, 0)
+        XCTAssertEqual(c.feed(receive(fd)), [.closed(.rejected)])
+        XCTAssertEqual(c.peerError?.code, .identityMismatch)
     }
 }

@@ -174,10 +174,19 @@ final class OperationsTests: XCTestCase {
         // The project does not exist yet.
         let early = try WireTestClient(port: c.sessionPort, key: c.foreignKey(project: "live"), hello: WireTestClient.hello("x"))
         XCTAssertNil(early.handshake())
+        let unknownSince = Date()
+        // Asked again within the negative cache's second: answered without a store read.
+        let early2 = try WireTestClient(port: c.sessionPort, key: c.foreignKey(project: "live"), hello: WireTestClient.hello("x"))
+        XCTAssertNil(early2.handshake())
+        XCTAssertTrue(c.eventually { c.metric("vigil_key_lookups_total{kind=\"negative_cache\"}") == 1 })
+        XCTAssertEqual(c.metric("vigil_key_lookups_total{kind=\"read\"}"), 1)
 
         let k1 = c.createKey(project: "live")
         let k2 = c.createKey(project: "live")
         XCTAssertNotEqual(k1, k2)
+        // A new project is seen once the negative answer has expired (1 s, docs/API.md).
+        let left = 1.1 - Date().timeIntervalSince(unknownSince)
+        if left > 0 { usleep(useconds_t(left * 1e6)) }
         let a = try WireTestClient(port: c.sessionPort, key: k1, hello: WireTestClient.hello("a"))
         XCTAssertNotNil(a.handshake(), "a key created by another process works without a restart")
         let b = try WireTestClient(port: c.sessionPort, key: k2, hello: WireTestClient.hello("b"))

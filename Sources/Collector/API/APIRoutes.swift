@@ -54,6 +54,7 @@ extension APIHandler {
         APIRoute("GET", "agents/{id}") { h, c, _, r in h.getAgent(c[0], r) },
         APIRoute("DELETE", "agents/{id}") { h, c, q, r in h.forgetAgent(c[0], q, r) },
         APIRoute("POST", "agents/{id}/capture", query: ["timeout_ms"]) { h, c, q, r in h.capture(c[0], q, r) },
+        APIRoute("POST", "agents/{id}/reset-identity") { h, c, q, r in h.resetIdentity(c[0], q, r) },
         APIRoute("GET", "agents/{id}/config") { h, c, _, r in h.getAgentConfig(c[0], r) },
         APIRoute("PUT", "agents/{id}/config", query: ["timeout_ms"]) { h, c, q, r in h.putAgentConfig(c[0], q, r) },
         APIRoute("GET", "agents/{id}/status", query: ["since", "until", "limit", "cursor"]) { h, c, q, r in h.statusHistory(c[0], q, r) },

@@ -65,6 +65,9 @@ final class AgentSession: TCPConnectionHandler, DeadlineEntry, ConnectedAgent, C
     private var keys: HandshakeKeys?
     /// Queued for a handshake turn.
     private var awaitingTurn = false
+    /// Message 3 proved who the agent is; the registry's answer is awaited
+    /// with the Welcome it will get (`verifyIdentity`).
+    private var pendingAccept: (hello: Hello, welcome: Welcome)?
     /// The preamble's project id.
     private(set) var projectName = ""
 
@@ -232,7 +235,9 @@ final class AgentSession: TCPConnectionHandler, DeadlineEntry, ConnectedAgent, C
         connection?.resumeReading()
     }
 
-    /// Message 3 authenticated under one of the project's keys.
+    /// Message 3 authenticated under one of the project's keys. An agent's
+    /// static key is checked against the registry before it is welcomed; a
+    /// probe carries no identity.
     private func helloArrived(_ hello: Hello?) {
         guard phase == .handshake, let wire, let keys else { return }
         self.keys = nil  // secrets are not kept past the handshake
@@ -247,6 +252,26 @@ final class AgentSession: TCPConnectionHandler, DeadlineEntry, ConnectedAgent, C
         case .welcome(let w):
             welcome = w
         }
+        guard let hello, let agentKey = wire.peerStaticKey else { return welcomed(nil, welcome) }
+        pendingAccept = (hello, welcome)
+        context.verifyIdentity(self, agentID: hello.agentID, key: agentKey)
+    }
+
+    /// The context's answer to `verifyIdentity`.
+    func identityAnswered(_ answer: IdentityAnswer) {
+        guard phase == .handshake, let (hello, welcome) = pendingAccept, let wire else { return }
+        pendingAccept = nil
+        switch answer {
+        case .refused(let error, let failure):
+            wire.reject(error)
+            failHandshake(failure)
+        case .accepted:
+            welcomed(hello, welcome)
+        }
+    }
+
+    private func welcomed(_ hello: Hello?, _ welcome: Welcome) {
+        guard let wire else { return }
         if let hello {
             agentID = hello.agentID
             dedupBoot = hello.instance == 0 ? hello.bootID : "\(hello.bootID)/\(hello.instance)"
@@ -276,6 +301,7 @@ final class AgentSession: TCPConnectionHandler, DeadlineEntry, ConnectedAgent, C
         context.handshakeFailed(self, failure)
         phase = .closing
         keys = nil
+        pendingAccept = nil
         if let out = wire?.outbound, out.readableBytes > 0 {
             flushOutbound()
             startClosing()

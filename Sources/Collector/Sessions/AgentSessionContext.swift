@@ -18,6 +18,12 @@ enum Admission {
     case refuse(ErrorRecord, HandshakeFailure)
 }
 
+/// The registry's answer about an agent's identity.
+enum IdentityAnswer {
+    case accepted
+    case refused(ErrorRecord, HandshakeFailure)
+}
+
 protocol AgentSessionContext: AnyObject {
     var loop: EventLoop { get }
     /// The Wire session's bounds (handshake size, string table, outbound).
@@ -40,6 +46,10 @@ protocol AgentSessionContext: AnyObject {
     /// Whether `s` may try its keys in this iteration. When not, it waits
     /// and `s.handshakeTurn()` is called on a later iteration.
     func mayHandshake(_ s: AgentSession) -> Bool
+    /// Message 3 proved `key` for the Hello's agent id: enroll it or check
+    /// it against the registry; answer with `s.identityAnswered(_:)` on a
+    /// later iteration. Nothing about the agent is written before this.
+    func verifyIdentity(_ s: AgentSession, agentID: String, key: Key32)
     /// What to answer an authenticated Hello (nil: a probe).
     func admit(_ s: AgentSession, hello: Hello?, revokedKey: Bool) -> Admission
     func handshakeFailed(_ s: AgentSession, _ failure: HandshakeFailure)

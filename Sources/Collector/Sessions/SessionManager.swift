@@ -111,7 +111,7 @@ public final class SessionManager {
         o.maxReadBuffer = Preamble.maxLength + 2 + sessionLimits.maxHandshakeLength
         o.maxQueuedBytes = 2 << 20
         connectionOptions = o
-        keys = KeyDirectory(store: store)
+        keys = KeyDirectory(loop: loop, store: store)
         patterns = PatternDirectory(loop: loop, store: store)
         schedules = ScheduleDirectory(loop: loop, store: store)
         control = ControlRouter(loop: loop, store: store)
@@ -280,6 +280,35 @@ extension SessionManager: AgentSessionContext {
         waitingForTurn.append(s)
         handshakeTurns.schedule()
         return false
+    }
+
+    /// One write (or comparison) per completed handshake: the first
+    /// handshake of an id enrolls its key; later ones must prove the same
+    /// key in the same project. Refusals write nothing.
+    func verifyIdentity(_ s: AgentSession, agentID: String, key: Key32) {
+        let project = s.projectName
+        let publicKey = Base64URL.encode(key.bytes)
+        store.enrollAgent(id: agentID, projectId: s.projectId, publicKey: publicKey, at: Clock.wallMillis()) { [weak s] r in
+            guard let s else { return }
+            switch r {
+            case .success(.enrolled):
+                Log.info("agent enrolled", ["agent": agentID, "project": project, "public_key": publicKey])
+                s.identityAnswered(.accepted)
+            case .success(.known):
+                s.identityAnswered(.accepted)
+            case .success(.keyMismatch):
+                s.identityAnswered(.refused(ErrorRecord(code: .identityMismatch, message:
+                    "agent id '\(agentID)' is enrolled with another static key; if this host was rebuilt, "
+                    + "reset its identity on the collector (POST /api/v1/agents/{id}/reset-identity)"), .agentKeyMismatch))
+            case .success(.otherProject):
+                s.identityAnswered(.refused(ErrorRecord(code: .identityMismatch, message:
+                    "agent id '\(agentID)' belongs to another project"), .agentInOtherProject))
+            case .failure(let e):
+                Log.warn("store: agent identity check failed", ["agent": agentID, "error": "\(e)"])
+                s.identityAnswered(.refused(ErrorRecord(code: .internalError, message: "the collector cannot read its registry"),
+                                            .storeError))
+            }
+        }
     }
 
     func admit(_ s: AgentSession, hello: Hello?, revokedKey: Bool) -> Admission {
