@@ -73,6 +73,9 @@ final class AgentSession: TCPConnectionHandler, DeadlineEntry, ConnectedAgent, C
 
     // Established: who the agent is.
     private(set) var projectId: Int64 = 0
+    /// The store's id of the access key the session authenticated with:
+    /// revoking that key closes the session (KeyRevocations).
+    private(set) var keyID: Int64 = 0
     /// The Hello's agent id; nil for a probe session.
     private(set) var agentID: String?
     /// (boot id, instance) as one key: batches are de-duplicated per agent
@@ -242,6 +245,7 @@ final class AgentSession: TCPConnectionHandler, DeadlineEntry, ConnectedAgent, C
         guard phase == .handshake, let wire, let keys else { return }
         self.keys = nil  // secrets are not kept past the handshake
         projectId = keys.projectId
+        keyID = keys.id(at: wire.keyIndex ?? 0)
         let admission = context.admit(self, hello: hello, revokedKey: keys.isRevoked(wire.keyIndex ?? 0))
         let welcome: Welcome
         switch admission {

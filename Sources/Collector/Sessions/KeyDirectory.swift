@@ -30,20 +30,30 @@ final class HandshakeKeys {
     let projectId: Int64
     /// Active keys first, then revoked ones.
     private(set) var candidates: [Key32]
+    /// The store's id of each candidate (0 when not known): a session
+    /// remembers the key it authenticated with, so revoking it ends the
+    /// session.
+    let ids: [Int64]
     /// `candidates[..<active]` are active.
     let active: Int
 
-    init(projectId: Int64, active: [Key32], revoked: [Key32]) {
+    init(projectId: Int64, active: [Key32], revoked: [Key32], ids: [Int64] = []) {
         self.projectId = projectId
         self.active = active.count
         candidates = active + revoked
+        self.ids = ids
     }
 
     /// The stored secrets as PSKs (a secret held in another form is skipped).
     convenience init(_ keys: ProjectKeys) {
-        self.init(projectId: keys.projectId, active: keys.keys.compactMap { KeyDirectory.psk(fromSecret: $0.secret) },
-                  revoked: keys.revoked.compactMap { KeyDirectory.psk(fromSecret: $0.secret) })
+        let active = keys.keys.compactMap { k in KeyDirectory.psk(fromSecret: k.secret).map { (k.id, $0) } }
+        let revoked = keys.revoked.compactMap { k in KeyDirectory.psk(fromSecret: k.secret).map { (k.id, $0) } }
+        self.init(projectId: keys.projectId, active: active.map(\.1), revoked: revoked.map(\.1),
+                  ids: active.map(\.0) + revoked.map(\.0))
     }
+
+    /// The store's id of the key at `index` of `candidates` (0: unknown).
+    func id(at index: Int) -> Int64 { index < ids.count ? ids[index] : 0 }
 
     /// Whether the key at `index` of `candidates` was revoked.
     func isRevoked(_ index: Int) -> Bool { index >= active }

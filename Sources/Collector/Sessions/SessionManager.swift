@@ -56,6 +56,7 @@ public final class SessionManager {
     let connectionOptions: TCPConnection.Options
     private(set) lazy var wheel = DeadlineWheel<AgentSession>(loop: loop) { $0.deadlinePassed() }
     let keys: KeyDirectory
+    private(set) var revocations: KeyRevocations!
     let patterns: PatternDirectory
     let schedules: ScheduleDirectory
     let control: ControlRouter
@@ -112,11 +113,27 @@ public final class SessionManager {
         o.maxQueuedBytes = 2 << 20
         connectionOptions = o
         keys = KeyDirectory(loop: loop, store: store)
+        revocations = nil
         patterns = PatternDirectory(loop: loop, store: store)
         schedules = ScheduleDirectory(loop: loop, store: store)
         control = ControlRouter(loop: loop, store: store)
         // Session ids differ across restarts without coordination.
         nextSessionID = UInt64(max(0, Clock.wallMillis())) << 16
+        revocations = KeyRevocations(loop: loop, store: store) { [unowned self] id in self.closeSessions(usingKey: id) }
+        revocations.start()
+    }
+
+    /// Ends every established session that authenticated with access key
+    /// `keyID` (revoked): an Error record says why.
+    @discardableResult
+    func closeSessions(usingKey keyID: Int64) -> Int {
+        var n = 0
+        for s in Array(sessions.values) where s.phase == .established && s.keyID == keyID {
+            s.close(.keyRevoked, error: ErrorRecord(code: .rejected, message: "access key revoked"))
+            n += 1
+        }
+        if n > 0 { Log.info("sessions closed: access key revoked", ["key": "\(keyID)", "sessions": "\(n)"]) }
+        return n
     }
 
     // MARK: accepting
@@ -215,6 +232,7 @@ public final class SessionManager {
     public func shutdown(_ done: @escaping () -> Void) {
         guard !isShuttingDown else { return }
         isShuttingDown = true
+        revocations.stop()
         drained = done
         control.cancelAll()
         for s in Array(sessions.values) { s.drain() }
@@ -423,4 +441,6 @@ extension SessionManager: AgentSessionContext {
 
 extension SessionManager: ConnectedAgents {
     func session(forAgent id: String) -> ConnectedAgent? { agents[id] }
+    var collectorPublicKey: Key32 { collectorKey.publicKey }
+    func keyRevoked(_ keyID: Int64) { revocations.revoked(keyID) }
 }

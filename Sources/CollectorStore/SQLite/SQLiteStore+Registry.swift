@@ -74,6 +74,20 @@ extension SQLiteStore {
         }, completion: completion)
     }
 
+    public func keysRevoked(since: Int64, completion: @escaping StoreCompletion<[KeyInfo]>) {
+        enqueueRead({ writer in
+            let s = try writer.db.statement("""
+                SELECT k.id, p.name, k.created_ms, k.revoked_ms FROM project_keys k JOIN projects p ON p.id = k.project_id
+                WHERE k.revoked_ms >= ? ORDER BY k.id
+                """)
+            defer { s.reset() }
+            s.bind(1, since)
+            var out: [KeyInfo] = []
+            while try s.step() { out.append(KeyInfo(id: s.int64(0), project: s.text(1), created: s.int64(2), revoked: s.optionalInt64(3))) }
+            return out
+        }, completion: completion)
+    }
+
     public func projects(completion: @escaping StoreCompletion<[ProjectInfo]>) {
         enqueueRead({ writer in
             let s = try writer.db.statement("SELECT id, name, created_ms FROM projects ORDER BY name")

@@ -55,6 +55,9 @@ public protocol MeasurementStore: AnyObject {
     /// revoked ones in `revoked` so a session presenting a revoked key can
     /// be told so. `.notFound` for an unknown project.
     func handshakeKeys(project: String, completion: @escaping StoreCompletion<ProjectKeys>)
+    /// Keys revoked at or after `since` (epoch ms), by anyone — this process
+    /// or `keys revoke` in another: the collector closes their sessions.
+    func keysRevoked(since: Int64, completion: @escaping StoreCompletion<[KeyInfo]>)
     func projects(completion: @escaping StoreCompletion<[ProjectInfo]>)
 
     // MARK: project configuration

@@ -32,6 +32,9 @@ public enum CloseReason: UInt8, CaseIterable, Sendable, CustomStringConvertible 
     // Decided by the session (appended, so earlier raw values stay).
     /// A version-1 (NNpsk0) agent, told to upgrade.
     case outdatedProtocol
+    // Decided by the owner (appended).
+    /// The access key the session authenticated with was revoked.
+    case keyRevoked
 
     public var description: String {
         switch self {
@@ -58,6 +61,7 @@ public enum CloseReason: UInt8, CaseIterable, Sendable, CustomStringConvertible 
         case .handshakeTimeout: return "handshake_timeout"
         case .idleTimeout: return "idle_timeout"
         case .outdatedProtocol: return "outdated_protocol"
+        case .keyRevoked: return "key_revoked"
         }
     }
 

@@ -589,6 +589,16 @@ final class StoreConformanceTests: XCTestCase {
         }
     }
 
+    func testKeysRevokedSinceATime() throws {
+        try forEachBackend { f in
+            let k = try f.wait { f.store.createKey(project: "demo", secret: "s-2", at: 10, completion: $0) }
+            XCTAssertEqual(try f.wait { f.store.keysRevoked(since: 0, completion: $0) }, [])
+            _ = try f.wait { f.store.revokeKey(id: k.id, at: 100, completion: $0) }
+            XCTAssertEqual(try f.wait { f.store.keysRevoked(since: 100, completion: $0) }.map(\.id), [k.id])
+            XCTAssertEqual(try f.wait { f.store.keysRevoked(since: 101, completion: $0) }, [])
+        }
+    }
+
     func testAgentIdentityEnrollsOnceThenCompares() throws {
         try forEachBackend { f in
             let other = try f.wait { f.store.createKey(project: "other", secret: "s-o", at: 1, completion: $0) }
