@@ -138,7 +138,7 @@ final class UplinkSession: TCPConnectionHandler {
     /// What ended it, for logs and status.
     func closeReason(_ tcp: TCPCloseReason) -> String {
         if let failReason { return failReason }
-        if tcp == .peerClosed { return established ? "closed by the collector" : "refused by the collector during the handshake: unknown project or wrong access key (or the collector is overloaded or stopping; its log names the reason)" }
+        if tcp == .peerClosed { return established ? "closed by the collector" : "refused by the collector during the handshake: unknown project or wrong access key (or a collector of another installation, which cannot read what the access key pins; or the collector is overloaded or stopping; its log names the reason)" }
         return tcp.description
     }
 
