@@ -288,12 +288,14 @@ final class WireTestClient {
     private(set) var events: [SessionEvent] = []
     private(set) var peerClosed = false
 
-    /// `identity`: the agent's static key pair (a fresh one by default: a
-    /// new agent id enrolls with it).
-    init(port: UInt16, key: AccessKey, identity: StaticKeyPair = .generate(), hello: Hello?) throws {
+    /// `identity`: the agent's static key pair. By default one derived from
+    /// the access key and the agent id, so the same agent id proves the same
+    /// key on every connection, as a real agent does with its `agent_key`.
+    init(port: UInt16, key: AccessKey, identity: StaticKeyPair? = nil, hello: Hello?) throws {
         fd = WireTestClient.connectTCP(port: port)
         guard fd >= 0 else { throw NSError(domain: "WireTestClient", code: Int(errno)) }
-        session = ClientSession(accessKey: key, identity: identity, hello: hello)
+        let own = identity ?? StaticKeyPair.derived(seed: key.secret, label: "test-agent/" + (hello?.agentID ?? ""))
+        session = ClientSession(accessKey: key, identity: own, hello: hello)
     }
 
     deinit { close(fd) }
