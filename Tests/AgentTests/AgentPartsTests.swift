@@ -44,8 +44,8 @@ final class BatchEncoderTests: XCTestCase {
 
     func testAFullStringTableIsClearedBetweenBatchesAndNamesStayRight() throws {
         let key = TestCollector.makeKey()
-        let client = ClientSession(accessKey: key, hello: Hello(agentID: "a"))
-        let server = ServerSession { _ in key.secret }
+        let client = ClientSession(accessKey: key, identity: StaticKeyPair.generate(), hello: Hello(agentID: "a"))
+        let server = ServerSession(staticKey: TestCollector.staticKey) { _ in key.secret }
         /// Batches received, names resolved as they arrive (the table changes).
         func pump() -> [(UInt64, [String])] {
             var records: [(UInt64, [String])] = []

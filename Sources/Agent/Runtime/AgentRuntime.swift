@@ -88,7 +88,10 @@ public final class AgentRuntime {
     var interfacesStale = false
     var exited = false
 
-    public init(loop: EventLoop, mode: Mode = .run, source: ConfigSource, config: Configuration, settings: AgentSettings) {
+    /// `identity`: the agent's static key pair, from `state_dir/agent_key`
+    /// (AgentCommandLine); in-process tests pass none and get a fresh one.
+    public init(loop: EventLoop, mode: Mode = .run, source: ConfigSource, config: Configuration, settings: AgentSettings,
+                identity: StaticKeyPair = .generate()) {
         self.loop = loop
         self.mode = mode
         self.source = source
@@ -100,7 +103,7 @@ public final class AgentRuntime {
         receiver = IPAReceiver(loop: loop, pipeline: pipeline)
         // One name resolver for the process: the uplink's collectors and the
         // tcp monitors' hosts (its threads start on the first name).
-        uplink = Uplink(loop: loop, accessKey: settings.accessKey,
+        uplink = Uplink(loop: loop, accessKey: settings.accessKey, identity: identity,
                         hello: AgentRuntime.hello(settings, instance: instance), settings: settings.uplink,
                         resolver: HostResolver(loop: loop))
         monitors = mode == .run ? AgentRuntime.monitorEngine(loop: loop, uplink: uplink, settings: settings) : nil

@@ -45,11 +45,13 @@ public struct AgentSettings: Equatable, Sendable {
             } catch {
                 let why: String
                 switch error {
-                case .missingSeparator: why = "(no '.' between project id and secret)"
+                case .missingSeparator: why = "(not three parts separated by '.')"
                 case .badProjectID: why = "(the project id is not 1-64 of A-Z a-z 0-9 . _ -)"
                 case .badSecret: why = "(the secret is not 43 base64url characters)"
+                case .badCollectorKey: why = "(the collector key is not 43 base64url characters)"
+                case .missingCollectorKey: why = "(an old key without the collector's public key: create a new one with `vigil-collector keys create`)"
                 }
-                return [config.invalid("access_key", expected: "an access key <project-id>.<secret> \(why)", got: nil)]
+                return [config.invalid("access_key", expected: "an access key <project-id>.<secret>.<collector-key> \(why)", got: nil)]
             }
         },
         ConfigCheck(keys: ["reconnect_interval_min", "reconnect_interval_max"]) { config in

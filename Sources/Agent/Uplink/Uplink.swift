@@ -36,6 +36,9 @@ public final class Uplink {
 
     public let loop: EventLoop
     public let accessKey: AccessKey
+    /// The agent's static key pair (`state_dir/agent_key`): its identity,
+    /// proven in every handshake.
+    public let identity: StaticKeyPair
     public private(set) var settings: UplinkSettings
     public private(set) var hello: Hello
     public weak var delegate: UplinkDelegate?
@@ -77,9 +80,11 @@ public final class Uplink {
     private var random = XorShiftRandom()
 
     /// `resolver`: the process's host name resolver (nil: one of its own).
-    public init(loop: EventLoop, accessKey: AccessKey, hello: Hello, settings: UplinkSettings, resolver: HostResolver? = nil) {
+    public init(loop: EventLoop, accessKey: AccessKey, identity: StaticKeyPair, hello: Hello, settings: UplinkSettings,
+                resolver: HostResolver? = nil) {
         self.loop = loop
         self.accessKey = accessKey
+        self.identity = identity
         self.hello = hello
         self.settings = settings
         queues = SendQueues(queue1Size: settings.queue1Size, queue2Size: settings.queue2Size)

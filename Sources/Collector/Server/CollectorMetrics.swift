@@ -60,6 +60,7 @@ enum CollectorMetrics {
         p.family("vigil_key_lookups_total", "counter", "Project key reads for handshakes (shared: joined a queued read).")
         p.sample("vigil_key_lookups_total", ["kind": "read"], manager.keys.reads)
         p.sample("vigil_key_lookups_total", ["kind": "shared"], manager.keys.shared)
+        p.sample("vigil_key_lookups_total", ["kind": "negative_cache"], manager.keys.negativeHits)
 
         p.single("vigil_records_in_total", "counter", "Records received from agents.", Double(s.recordsIn))
         p.single("vigil_bytes_in_total", "counter", "Bytes received on agent sessions.", Double(s.bytesIn))

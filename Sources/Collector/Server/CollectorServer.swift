@@ -118,12 +118,22 @@ public final class CollectorServer {
             throw StartError(description: "admin token: \(error)")
         }
 
+        let collectorKey: StaticKeyPair
+        do {
+            let (key, path, created) = try CollectorKey.load(dataDir: settings.dataDir)
+            collectorKey = key
+            Log.info(created ? "collector key created" : "collector key read",
+                     ["path": path, "public_key": key.publicText])
+        } catch {
+            throw StartError(description: "\(error)")
+        }
+
         store.markAllAgentsNotVisible(at: Clock.wallMillis()) { r in
             if case .failure(let e) = r { Log.warn("store: marking agents not visible failed", ["error": "\(e)"]) }
         }
         store.startRetention(days: settings.retentionDays, agentDays: settings.agentRetentionDays, every: 3600, firstAfter: 60)
 
-        let manager = SessionManager(loop: loop, store: store, settings: sessionSettings(settings))
+        let manager = SessionManager(loop: loop, store: store, settings: sessionSettings(settings), collectorKey: collectorKey)
         self.manager = manager
         store.agentsForgotten = { [weak manager] ids in manager?.forgetKnownAgents(Set(ids)) }
         store.agents(project: nil) { [weak manager] r in

@@ -291,6 +291,19 @@ enum Migrations {
         ALTER TABLE measurements ADD COLUMN outcome_error INTEGER NOT NULL DEFAULT 0;
         ALTER TABLE events ADD COLUMN error_class TEXT NOT NULL DEFAULT '';
         """),
+        // An agent is (project, agent id, static public key). Agents known
+        // before identities existed keep their project and enroll their key
+        // at their next handshake (public_key NULL: enroll on next connect).
+        Migration(version: 7, name: "agent identities", sql: """
+        CREATE TABLE agent_identities (
+            agent_id    TEXT PRIMARY KEY,
+            project_id  INTEGER NOT NULL REFERENCES projects(id),
+            public_key  TEXT,
+            enrolled_ms INTEGER NOT NULL
+        );
+        INSERT INTO agent_identities(agent_id, project_id, public_key, enrolled_ms)
+            SELECT id, project_id, NULL, 0 FROM agents;
+        """),
     ]
 
     static var latest: Int { all.last?.version ?? 0 }

@@ -55,6 +55,9 @@ public protocol MeasurementStore: AnyObject {
     /// revoked ones in `revoked` so a session presenting a revoked key can
     /// be told so. `.notFound` for an unknown project.
     func handshakeKeys(project: String, completion: @escaping StoreCompletion<ProjectKeys>)
+    /// Keys revoked at or after `since` (epoch ms), by anyone — this process
+    /// or `keys revoke` in another: the collector closes their sessions.
+    func keysRevoked(since: Int64, completion: @escaping StoreCompletion<[KeyInfo]>)
     func projects(completion: @escaping StoreCompletion<[ProjectInfo]>)
 
     // MARK: project configuration
@@ -78,6 +81,21 @@ public protocol MeasurementStore: AnyObject {
     /// agent, and so does its de-duplication state, so batches it re-sends
     /// should it come back are not stored twice. `.notFound` for an unknown agent.
     func forgetAgent(id: String, completion: @escaping StoreCompletion<Void>)
+
+    // MARK: agent identity
+
+    /// Binds `agent` to (project, static public key) if it is not bound yet
+    /// (or was reset), in one write; otherwise compares without writing.
+    /// Called once a handshake has completed, before anything else about
+    /// the agent is written.
+    func enrollAgent(id: String, projectId: Int64, publicKey: String, at: Int64, completion: @escaping StoreCompletion<Enrollment>)
+    /// Forgets the agent's key (keeping its project): its next completed
+    /// handshake enrolls whatever key it proves. `.notFound` for an id
+    /// never enrolled.
+    func resetAgentIdentity(id: String, completion: @escaping StoreCompletion<Void>)
+    /// The enrolled public key (base64url), nil while reset; `.notFound`
+    /// for an id never enrolled.
+    func agentIdentity(id: String, completion: @escaping StoreCompletion<String?>)
 
     // MARK: audit
 

@@ -8,7 +8,7 @@ public enum AgentSchema {
                   help: "collectors to connect to, in order of preference"),
         ConfigKey("server_port", .integer(1...65535), default: "6600", help: "collector port"),
         ConfigKey("access_key", .string(allowEmpty: false), default: nil, secret: true,
-                  help: "the project's access key, <project-id>.<secret>"),
+                  help: "the project's access key, <project-id>.<secret>.<collector-key>"),
         ConfigKey("state_dir", .string(allowEmpty: false), default: "./state",
                   help: "the agent's own directory: its key, the filter rules it last received, its spool (created 0700)"),
         ConfigKey("agent_name", .string(allowEmpty: true), default: "", live: true,

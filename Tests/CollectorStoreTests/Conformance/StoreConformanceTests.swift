@@ -604,6 +604,48 @@ final class StoreConformanceTests: XCTestCase {
         }
     }
 
+    func testKeysRevokedSinceATime() throws {
+        try forEachBackend { f in
+            let k = try f.wait { f.store.createKey(project: "demo", secret: "s-2", at: 10, completion: $0) }
+            XCTAssertEqual(try f.wait { f.store.keysRevoked(since: 0, completion: $0) }, [])
+            _ = try f.wait { f.store.revokeKey(id: k.id, at: 100, completion: $0) }
+            XCTAssertEqual(try f.wait { f.store.keysRevoked(since: 100, completion: $0) }.map(\.id), [k.id])
+            XCTAssertEqual(try f.wait { f.store.keysRevoked(since: 101, completion: $0) }, [])
+        }
+    }
+
+    func testAgentIdentityEnrollsOnceThenCompares() throws {
+        try forEachBackend { f in
+            let other = try f.wait { f.store.createKey(project: "other", secret: "s-o", at: 1, completion: $0) }
+            let otherId = try f.wait { f.store.activeKeys(project: other.project, completion: $0) }.projectId
+            func enroll(_ id: String, _ project: Int64, _ key: String) throws -> Enrollment {
+                try f.wait { f.store.enrollAgent(id: id, projectId: project, publicKey: key, at: 5, completion: $0) }
+            }
+            guard case .failure(.notFound) = try f.waitResult({ f.store.agentIdentity(id: "x1", completion: $0) }) else {
+                return XCTFail("an id never enrolled")
+            }
+            XCTAssertEqual(try enroll("x1", f.projectId, "key-A"), .enrolled)
+            XCTAssertEqual(try enroll("x1", f.projectId, "key-A"), .known)
+            XCTAssertEqual(try enroll("x1", f.projectId, "key-B"), .keyMismatch)
+            XCTAssertEqual(try enroll("x1", otherId, "key-A"), .otherProject, "the project is part of the identity")
+            XCTAssertEqual(try enroll("x1", otherId, "key-B"), .otherProject)
+            XCTAssertEqual(try f.wait { f.store.agentIdentity(id: "x1", completion: $0) }, "key-A", "refusals change nothing")
+            // Reset: the project stays, the key goes; the next key enrolls.
+            try f.wait { f.store.resetAgentIdentity(id: "x1", completion: $0) }
+            XCTAssertEqual(try f.wait { f.store.agentIdentity(id: "x1", completion: $0) }, nil)
+            XCTAssertEqual(try enroll("x1", otherId, "key-B"), .otherProject, "a reset keeps the project")
+            XCTAssertEqual(try enroll("x1", f.projectId, "key-B"), .enrolled)
+            XCTAssertEqual(try enroll("x1", f.projectId, "key-A"), .keyMismatch)
+            guard case .failure(.notFound) = try f.waitResult({ f.store.resetAgentIdentity(id: "nobody", completion: $0) }) else {
+                return XCTFail("resetting an id never enrolled")
+            }
+            // Forgetting an agent forgets its identity.
+            try f.connect(agent: "x1", boot: "b")
+            try f.wait { f.store.forgetAgent(id: "x1", completion: $0) }
+            XCTAssertEqual(try enroll("x1", otherId, "key-C"), .enrolled)
+        }
+    }
+
     func testAgentOfUnknownProjectIsRefused() throws {
         try forEachBackend { f in
             let r = try f.waitResult {
