@@ -290,7 +290,7 @@ final class APIIntegrationTests: XCTestCase {
 
         let own = c.api("GET", "/config").object["config"] as? [[String: Any]] ?? []
         XCTAssertEqual(own.first { $0["key"] as? String == "listen" }?["origin"] as? String, "file")
-        XCTAssertEqual(own.count, 12, "every collector key, agent_retention_days included")
+        XCTAssertEqual(own.count, 14, "every collector key, agent_retention_days and the self_metrics keys included")
     }
 
     /// Patterns and monitors read their bodies the same way: a key given

@@ -20,6 +20,9 @@ public struct CollectorSettings: Sendable {
     public var idleTimeout: Double
     public var retentionDays: Int
     public var agentRetentionDays: Int
+    /// Seconds between samples of the collector's own health.
+    public var selfMetricsInterval: Double
+    public var selfMetricsRetentionDays: Int
     public var logLevel: LogLevel
     public var logFormat: LogFormat
 
@@ -52,6 +55,8 @@ public struct CollectorSettings: Sendable {
         idleTimeout = Double(c.int("session_idle_timeout_ms")) / 1000
         retentionDays = c.int("retention_days")
         agentRetentionDays = c.int("agent_retention_days")
+        selfMetricsInterval = Double(c.int("self_metrics_interval_ms")) / 1000
+        selfMetricsRetentionDays = c.int("self_metrics_retention_days")
         logLevel = LogLevel(name: c.string("log_level")) ?? .info
         logFormat = LogFormat(rawValue: c.string("log_format")) ?? .text
         if !errors.isEmpty { throw ConfigErrors(errors) }

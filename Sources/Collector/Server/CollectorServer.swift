@@ -57,6 +57,8 @@ public final class CollectorServer {
     /// The /metrics summaries' recent window, and the timer that steps it.
     let summaryWindows = SummaryWindows()
     private var windowTimer: TimerWatcher?
+    /// The history of the collector's own health in the store.
+    private var healthSampler: HealthSampler?
     private var shutdownTimer: TimerWatcher?
     private var shuttingDown = false
     public private(set) var exitCode: Int32 = 0
@@ -116,7 +118,8 @@ public final class CollectorServer {
         store.markAllAgentsNotVisible(at: Clock.wallMillis()) { r in
             if case .failure(let e) = r { Log.warn("store: marking agents not visible failed", ["error": "\(e)"]) }
         }
-        store.startRetention(days: settings.retentionDays, agentDays: settings.agentRetentionDays, every: 3600, firstAfter: 60)
+        store.startRetention(days: settings.retentionDays, agentDays: settings.agentRetentionDays,
+                             selfMetricsDays: settings.selfMetricsRetentionDays, every: 3600, firstAfter: 60)
 
         let manager = SessionManager(loop: loop, store: store, settings: sessionSettings(settings))
         self.manager = manager
@@ -172,6 +175,9 @@ public final class CollectorServer {
         }
         window.start(after: SummaryWindows.step, repeat: SummaryWindows.step)
         windowTimer = window
+        let sampler = HealthSampler(loop: loop, manager: manager, store: store)
+        sampler.start(interval: settings.selfMetricsInterval)
+        healthSampler = sampler
 
         Log.info("listening on \(listener!.localAddress)", ["max_clients": "\(settings.maxClients)", "backlog": "\(settings.backlog)"])
         Log.info("http on \(settings.httpListen.withPort(http.port))")
@@ -247,6 +253,12 @@ public final class CollectorServer {
             case "agent_retention_days":
                 s.agentRetentionDays = freshSettings.agentRetentionDays
                 store?.agentRetentionDays = s.agentRetentionDays
+            case "self_metrics_interval_ms":
+                s.selfMetricsInterval = freshSettings.selfMetricsInterval
+                healthSampler?.start(interval: s.selfMetricsInterval)
+            case "self_metrics_retention_days":
+                s.selfMetricsRetentionDays = freshSettings.selfMetricsRetentionDays
+                store?.selfMetricsRetentionDays = s.selfMetricsRetentionDays
             case "log_level":
                 s.logLevel = freshSettings.logLevel
                 Log.level = s.logLevel
@@ -278,6 +290,7 @@ public final class CollectorServer {
         listener?.close()
         reportTimer?.stop()
         windowTimer?.stop()
+        healthSampler?.stop()
         store?.stopRetention()
         let timer = TimerWatcher(loop: loop) { [unowned self] _ in
             Log.warn("shutdown bound reached; dropping the remaining sessions",

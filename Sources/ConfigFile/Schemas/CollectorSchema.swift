@@ -27,6 +27,10 @@ public enum CollectorSchema {
                   help: "days of measurements, events, status and audit kept; 0 keeps everything"),
         ConfigKey("agent_retention_days", .integer(0...36_500), default: "30", live: true,
                   help: "days without a session after which an agent is forgotten (its row, history and overrides); 0 keeps every agent"),
+        ConfigKey("self_metrics_interval_ms", .milliseconds(100...3_600_000), default: "10000", live: true,
+                  help: "how often the collector stores a sample of its own health (GET /api/v1/collector/history)"),
+        ConfigKey("self_metrics_retention_days", .integer(0...36_500), default: "7", live: true,
+                  help: "days of the collector's own health history kept; 0 keeps everything"),
         ConfigKey("log_level", .choice(["debug", "info", "warn", "error"]), default: "info", live: true, help: "log level"),
         ConfigKey("log_format", .choice(["text", "json"]), default: "text", live: true, help: "log line format"),
     ]
