@@ -290,7 +290,8 @@ final class APIIntegrationTests: XCTestCase {
 
         let own = c.api("GET", "/config").object["config"] as? [[String: Any]] ?? []
         XCTAssertEqual(own.first { $0["key"] as? String == "listen" }?["origin"] as? String, "file")
-        XCTAssertEqual(own.count, 14, "every collector key, agent_retention_days and the self_metrics keys included")
+        XCTAssertEqual(own.count, CollectorSchema.keys.count, "every collector key")
+        XCTAssertEqual(own.count, 17, "every collector key: agent_retention_days, the self_metrics and console keys included")
     }
 
     /// Patterns and monitors read their bodies the same way: a key given

@@ -12,6 +12,10 @@ VIGIL_DEBIAN_PACKAGES=(
   curl                 # run.sh and the benchmarks talk to the HTTP API
   gcc                  # benchmark baselines in C
   python3              # scripts/check-architecture.py (test.sh) and benchmark helpers
+  libjs-dygraphs       # console: the chart library, served from /usr/share/javascript/dygraphs
+  chromium             # console browser test (scripts/console-test.sh): headless browser
+  chromium-driver      #   its WebDriver
+  python3-selenium     #   the test's driver library (run with Debian's /usr/bin/python3)
 )
 
 vigil_ensure_deps() {

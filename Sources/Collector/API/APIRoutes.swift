@@ -75,6 +75,9 @@ extension APIHandler {
         APIRoute("GET", "audit", query: ["target", "action", "since", "until", "limit", "cursor"]) { h, _, q, r in h.audit(q, r) },
         APIRoute("GET", "config") { h, _, _, r in h.ownConfig(r) },
         APIRoute("GET", "collector/history", query: ["from", "to", "step"]) { h, _, q, r in h.collectorHistory(q, r) },
+        APIRoute("POST", "session") { h, _, q, r in h.signIn(q, r) },
+        APIRoute("GET", "session") { h, _, q, r in h.sessionInfo(q, r) },
+        APIRoute("DELETE", "session") { h, _, q, r in h.signOut(q, r) },
     ]
 }
 

@@ -23,6 +23,9 @@ public struct CollectorSettings: Sendable {
     /// Seconds between samples of the collector's own health.
     public var selfMetricsInterval: Double
     public var selfMetricsRetentionDays: Int
+    public var consoleDir: String
+    public var consoleSessionTTL: Double
+    public var consoleMaxSessions: Int
     public var logLevel: LogLevel
     public var logFormat: LogFormat
 
@@ -57,6 +60,9 @@ public struct CollectorSettings: Sendable {
         agentRetentionDays = c.int("agent_retention_days")
         selfMetricsInterval = Double(c.int("self_metrics_interval_ms")) / 1000
         selfMetricsRetentionDays = c.int("self_metrics_retention_days")
+        consoleDir = c.string("console_dir")
+        consoleSessionTTL = Double(c.int("console_session_ttl_ms")) / 1000
+        consoleMaxSessions = c.int("console_max_sessions")
         logLevel = LogLevel(name: c.string("log_level")) ?? .info
         logFormat = LogFormat(rawValue: c.string("log_format")) ?? .text
         if !errors.isEmpty { throw ConfigErrors(errors) }

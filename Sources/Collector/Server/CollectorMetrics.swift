@@ -117,6 +117,16 @@ enum CollectorMetrics {
             p.single("vigil_http_requests_total", "counter", "HTTP requests served.", Double(api.requests))
             p.single("vigil_http_unauthorized_total", "counter", "API requests refused for a missing or wrong token.",
                      Double(api.unauthorized))
+            p.single("vigil_console_sessions", "gauge", "Console sign-in sessions open.", Double(api.sessions.count))
+            p.family("vigil_console_sign_ins_total", "counter", "Console sign-ins by result.")
+            p.sample("vigil_console_sign_ins_total", ["result": "ok"], api.sessions.signIns)
+            p.sample("vigil_console_sign_ins_total", ["result": "wrong_token"], api.sessions.refusedSignIns)
+            p.family("vigil_console_sessions_ended_total", "counter", "Console sessions ended, by cause.")
+            p.sample("vigil_console_sessions_ended_total", ["cause": "sign_out"], api.sessions.signOuts)
+            p.sample("vigil_console_sessions_ended_total", ["cause": "expired"], api.sessions.expired)
+            p.sample("vigil_console_sessions_ended_total", ["cause": "evicted"], api.sessions.evicted)
+            p.single("vigil_console_csrf_refused_total", "counter", "Cookie-authenticated changes refused for a missing or wrong X-Vigil-CSRF.",
+                     Double(api.csrfRefused))
         }
         p.family("vigil_config_reloads_total", "counter", "SIGHUP reloads by result.")
         p.sample("vigil_config_reloads_total", ["result": "applied"], reloads.applied)

@@ -144,7 +144,14 @@ public final class CollectorServer {
             throw StartError(description: "cannot listen on \(settings.listen) (listen): \(error)")
         }
 
-        let api = APIHandler(loop: loop, store: store, manager: manager, adminToken: token)
+        let api = APIHandler(loop: loop, store: store, manager: manager, adminToken: token,
+                             sessions: ConsoleSessions(maxSessions: settings.consoleMaxSessions, ttl: settings.consoleSessionTTL))
+        do {
+            api.console = try ConsoleFiles.load(configured: settings.consoleDir)
+        } catch {
+            throw StartError(description: "\(error)")
+        }
+        for w in api.console.warnings { Log.warn(w) }
         api.metrics = { [unowned self] in self.metrics() }
         api.collectorConfig = { [unowned self] in self.configuration }
         self.api = api
@@ -181,6 +188,9 @@ public final class CollectorServer {
 
         Log.info("listening on \(listener!.localAddress)", ["max_clients": "\(settings.maxClients)", "backlog": "\(settings.backlog)"])
         Log.info("http on \(settings.httpListen.withPort(http.port))")
+        if let dir = api.console.directory {
+            Log.info("console on http://\(settings.httpListen.withPort(http.port))/", ["dir": dir])
+        }
         Log.info("ready", ["pid": "\(getpid())"])
     }
 

@@ -31,6 +31,12 @@ public enum CollectorSchema {
                   help: "how often the collector stores a sample of its own health (GET /api/v1/collector/history)"),
         ConfigKey("self_metrics_retention_days", .integer(0...36_500), default: "7", live: true,
                   help: "days of the collector's own health history kept; 0 keeps everything"),
+        ConfigKey("console_dir", .string(allowEmpty: true), default: "",
+                  help: "directory of the web console's files (index.html, …); empty: the installed ../share/vigil/console next to the program, else the console/ folder of the source tree it was built from"),
+        ConfigKey("console_session_ttl_ms", .milliseconds(60_000...604_800_000), default: "43200000",
+                  help: "how long a console sign-in lasts"),
+        ConfigKey("console_max_sessions", .integer(1...10_000), default: "64",
+                  help: "most console sign-ins kept at once; one more ends the least recently used"),
         ConfigKey("log_level", .choice(["debug", "info", "warn", "error"]), default: "info", live: true, help: "log level"),
         ConfigKey("log_format", .choice(["text", "json"]), default: "text", live: true, help: "log line format"),
     ]
