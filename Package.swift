@@ -65,13 +65,18 @@ let package = Package(
         // Running monitors: the engine, the scheduler, and the http (libcurl
         // multi-socket), tcp and exec runners on the loop. The agent's. No Foundation.
         .target(name: "MonitorRunners", dependencies: ["MonitorModel", "JSON", "Reactor", "Wire", "CCurl", "CSystem"]),
-        // The agent's logic (ingest, filtering, aggregation, uplink), as a library
+        // IPA records parsed, filtered by the project's rules and aggregated:
+        // the agent's ingest and the collector's capture uploads run this one
+        // code. No I/O, no Foundation.
+        .target(name: "IPAPipeline", dependencies: ["Reactor", "Wire"]),
+        // The agent's logic (ingest sockets, uplink, control, replay), as a library
         // so tests and fuzzers link it; `vigil-agent` is its thin executable.
-        .target(name: "Agent", dependencies: ["Reactor", "Wire", "ConfigFile", "MonitorModel", "MonitorRunners"]),
+        .target(name: "Agent", dependencies: ["Reactor", "Wire", "ConfigFile", "MonitorModel", "MonitorRunners", "IPAPipeline"]),
         // The collector's logic (sessions, storage, HTTP API) as a library;
         // `vigil-collector` is its thin executable. Monitor definitions only:
         // it never links the runners (libcurl's loader, exec, the resolver).
-        .target(name: "Collector", dependencies: ["Reactor", "Wire", "ConfigFile", "CollectorStore", "HTTPServer", "JSON", "MonitorModel"]),
+        .target(name: "Collector", dependencies: ["Reactor", "Wire", "ConfigFile", "CollectorStore", "HTTPServer", "JSON", "MonitorModel",
+                                                "IPAPipeline"]),
 
         // The load generator's logic (simulated agents, ack ledger, verify),
         // as a library so tests link it; `vigil-load` is its thin executable.
@@ -94,7 +99,10 @@ let package = Package(
         .executableTarget(name: "fuzz-records", dependencies: ["FuzzSupport", "Wire"], path: "Sources/Tools/Fuzz/FuzzRecords"),
         .executableTarget(name: "fuzz-handshake", dependencies: ["FuzzSupport", "Wire", "Reactor"], path: "Sources/Tools/Fuzz/FuzzHandshake"),
         // The agent's IPA parser and ingest path.
-        .executableTarget(name: "fuzz-ipa", dependencies: ["FuzzSupport", "Agent"], path: "Sources/Tools/Fuzz/FuzzIPA", exclude: ["seeds"]),
+        .executableTarget(name: "fuzz-ipa", dependencies: ["FuzzSupport", "IPAPipeline"], path: "Sources/Tools/Fuzz/FuzzIPA", exclude: ["seeds"]),
+        // The streaming multipart/form-data reader (browser uploads).
+        .executableTarget(name: "fuzz-multipart", dependencies: ["FuzzSupport", "HTTPServer"], path: "Sources/Tools/Fuzz/FuzzMultipart",
+                          exclude: ["seeds"]),
         // The JSON parser and writer (every HTTP API request body), monitor
         // validation and the Schedule round trip.
         .executableTarget(name: "fuzz-json", dependencies: ["FuzzSupport", "JSON", "MonitorModel", "Wire"], path: "Sources/Tools/Fuzz/FuzzJSON"),
@@ -121,9 +129,9 @@ let package = Package(
         .testTarget(name: "CollectorStoreTests", dependencies: ["CollectorStore", "Reactor"]),
         // In-process and end-to-end tests; both binaries are dependencies so
         // they are built before the process tests start them.
-        .testTarget(name: "AgentTests", dependencies: ["Agent", "Reactor", "Wire", "ConfigFile", "MonitorModel", "MonitorRunners", "vigil-agent", "vigil-collector"]),
+        .testTarget(name: "AgentTests", dependencies: ["Agent", "IPAPipeline", "Reactor", "Wire", "ConfigFile", "MonitorModel", "MonitorRunners", "vigil-agent", "vigil-collector"]),
         // Integration tests start the built vigil-collector (a dependency, so it is built first).
-        .testTarget(name: "CollectorTests", dependencies: ["Collector", "Reactor", "Wire", "ConfigFile", "CollectorStore", "JSON", "vigil-collector"]),
+        .testTarget(name: "CollectorTests", dependencies: ["Collector", "HTTPServer", "Reactor", "Wire", "ConfigFile", "CollectorStore", "JSON", "vigil-collector"]),
         .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer", "Reactor", "CSystem"]),
         // Monitors against local servers (HTTPServer, a TCP listener, the example exec monitor).
         .testTarget(name: "MonitorsTests", dependencies: ["MonitorModel", "MonitorRunners", "JSON", "Reactor", "Wire", "HTTPServer"]),

@@ -5,6 +5,10 @@ import { resume, signIn, signOut, setUnauthorizedHandler } from './api.js';
 import { h, fill } from './dom.js';
 import { pages, link } from './pages.js';
 import './fleet.js';
+import './measurements.js';
+import './collector.js';
+import './audit.js';
+import './upload.js';
 
 const REFRESH_MS = 2000;
 const $ = (id) => document.getElementById(id);

@@ -291,7 +291,7 @@ final class APIIntegrationTests: XCTestCase {
         let own = c.api("GET", "/config").object["config"] as? [[String: Any]] ?? []
         XCTAssertEqual(own.first { $0["key"] as? String == "listen" }?["origin"] as? String, "file")
         XCTAssertEqual(own.count, CollectorSchema.keys.count, "every collector key")
-        XCTAssertEqual(own.count, 17, "every collector key: agent_retention_days, the self_metrics and console keys included")
+        XCTAssertEqual(own.count, 19, "every collector key: agent_retention_days, the self_metrics, upload and console keys included")
     }
 
     /// Patterns and monitors read their bodies the same way: a key given

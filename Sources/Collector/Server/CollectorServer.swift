@@ -153,9 +153,12 @@ public final class CollectorServer {
         }
         for w in api.console.warnings { Log.warn(w) }
         api.metrics = { [unowned self] in self.metrics() }
+        api.uploads = Uploads(loop: loop, store: store, maxBytes: settings.uploadMaxBytes, maxConcurrent: settings.uploadMaxConcurrent)
         api.collectorConfig = { [unowned self] in self.configuration }
         self.api = api
         let http = HTTPServer(loop: loop) { [unowned api] req, responder in api.handle(req, responder) }
+        // Capture uploads are read as they arrive, never collected whole.
+        http.streamer = { [unowned api] req, responder in api.stream(req, responder) }
         do {
             try http.start(address: settings.httpListen, connectionLimit: 256, timeoutSeconds: 30)
         } catch {
@@ -266,6 +269,12 @@ public final class CollectorServer {
             case "self_metrics_interval_ms":
                 s.selfMetricsInterval = freshSettings.selfMetricsInterval
                 healthSampler?.start(interval: s.selfMetricsInterval)
+            case "upload_max_bytes":
+                s.uploadMaxBytes = freshSettings.uploadMaxBytes
+                api?.uploads?.maxBytes = s.uploadMaxBytes
+            case "upload_max_concurrent":
+                s.uploadMaxConcurrent = freshSettings.uploadMaxConcurrent
+                api?.uploads?.maxConcurrent = s.uploadMaxConcurrent
             case "self_metrics_retention_days":
                 s.selfMetricsRetentionDays = freshSettings.selfMetricsRetentionDays
                 store?.selfMetricsRetentionDays = s.selfMetricsRetentionDays

@@ -308,6 +308,12 @@ enum Migrations {
             pending_rows               INTEGER NOT NULL
         );
         """),
+        // How an agent's data reaches the collector: `agent` (a vigil-agent
+        // over a session) or `upload` (the virtual agent capture files
+        // uploaded to a project are stored under).
+        Migration(version: 7, name: "agent mode", sql: """
+        ALTER TABLE agents ADD COLUMN mode TEXT NOT NULL DEFAULT 'agent';
+        """),
     ]
 
     static var latest: Int { all.last?.version ?? 0 }

@@ -790,6 +790,19 @@ final class StoreConformanceTests: XCTestCase {
         }
     }
 
+    func testAnAgentKeepsItsMode() throws {
+        try forEachBackend { f in
+            XCTAssertEqual(try f.wait { f.store.agent(id: "a1", completion: $0) }.mode, "agent", "the default")
+            let hello = AgentHello(id: "upload-demo", projectId: f.projectId, name: "upload", hostname: "collector",
+                                   version: "1", bootId: "u1", at: 3_000, mode: AgentRecord.uploadMode)
+            XCTAssertEqual(try f.wait { f.store.agentConnected(hello, completion: $0) }.mode, "upload")
+            let all = try f.wait { f.store.agents(project: "demo", completion: $0) }
+            XCTAssertEqual(all.map(\.mode), ["agent", "upload"])
+            try f.reopen()
+            XCTAssertEqual(try f.wait { f.store.agent(id: "upload-demo", completion: $0) }.mode, "upload")
+        }
+    }
+
     // MARK: the collector's health history
 
     func testCollectorHistoryInBucketsAndItsRetention() throws {
