@@ -36,6 +36,11 @@ public enum ConfigProblem: Error, Equatable, Sendable {
     case missingRequired(hint: String)
     /// A key that only takes effect at start, in a live update.
     case notLive
+    /// A key only the program's own configuration may set, in a remote update.
+    case localOnly
+    /// A remote update the program's own policy does not allow (the reason
+    /// names the rule).
+    case refusedRemotely(reason: String)
     case unreadable(reason: String)
     case tooLarge(limit: Int)
 }
@@ -69,6 +74,8 @@ public struct ConfigError: Error, Equatable, Sendable, CustomStringConvertible {
             return k + "expected \(expected), got " + (got.map(ConfigText.quoted) ?? "<redacted>")
         case .missingRequired(let hint): return k + "required but not set (\(hint))"
         case .notLive: return k + "cannot change while running (restart to apply)"
+        case .localOnly: return k + "set only in the agent's own file, environment or command line, never remotely"
+        case .refusedRemotely(let reason): return k + reason
         case .unreadable(let reason): return "cannot read: \(reason)"
         case .tooLarge(let limit): return "larger than \(limit) bytes"
         }

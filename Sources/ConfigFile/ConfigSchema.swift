@@ -16,15 +16,20 @@ public struct ConfigKey: Sendable {
     public let secret: Bool
     /// Whether a running program applies a change (SIGHUP, remote update).
     public let live: Bool
+    /// Set only by the program's own file, environment or command line
+    /// (and SIGHUP when live), never by a remote update: policy that limits
+    /// what the remote side may do.
+    public let localOnly: Bool
     public let help: String
 
     public init(_ name: String, _ type: ConfigValueType, default defaultText: String?,
-                secret: Bool = false, live: Bool = false, help: String = "") {
+                secret: Bool = false, live: Bool = false, localOnly: Bool = false, help: String = "") {
         self.name = name
         self.type = type
         self.defaultText = defaultText
         self.secret = secret
         self.live = live
+        self.localOnly = localOnly
         self.help = help
     }
 

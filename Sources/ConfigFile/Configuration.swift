@@ -156,7 +156,7 @@ public struct Configuration: Sendable {
     /// Checks a proposed update (key → value text) without applying any of
     /// it. Returns one error per bad key, in the order given; empty means
     /// `apply` will succeed. With `requireLive`, keys that only take effect
-    /// at start are refused.
+    /// at start, and local-only keys, are refused.
     public func validate(_ update: [(key: String, value: String)], requireLive: Bool = true) -> [ConfigError] {
         var errors: [ConfigError] = []
         var seen = Set<String>()
@@ -168,7 +168,9 @@ public struct Configuration: Sendable {
             switch schema.parse(key: key, text: text, at: .update) {
             case .failure(let e): errors.append(e)
             case .success:
-                if requireLive, let k = schema.key(key), !k.live {
+                if requireLive, let k = schema.key(key), k.localOnly {
+                    errors.append(ConfigError(location: .update, key: key, problem: .localOnly))
+                } else if requireLive, let k = schema.key(key), !k.live {
                     errors.append(ConfigError(location: .update, key: key, problem: .notLive))
                 }
             }

@@ -68,11 +68,35 @@ final class CollectorListTests: XCTestCase {
         _ = l.failed(); XCTAssertEqual(l.failed(), 30)
         for _ in 0..<40 { XCTAssertLessThanOrEqual(l.failed(), 300) }
         l.connected()
-        XCTAssertEqual(l.failedRounds, 0)
         let before = l.current
-        l.lost()
+        XCTAssertEqual(l.lost(after: CollectorList<Half>.healthySession), 0, "a healthy session's loss: at once")
+        XCTAssertEqual(l.failedRounds, 0)
         XCTAssertNotEqual(l.current, before, "after a loss the next host is tried first")
         XCTAssertEqual(l.failed(), 0)
         XCTAssertEqual(l.failed(), 7.5, "backoff restarted from the flat rounds")
+    }
+
+    func testSessionsLostBeforeTheyAreHealthyBackOff() {
+        var l = CollectorList(hosts: ["a"], minDelay: 5, maxDelay: 10, random: Half())
+        l.connected()
+        XCTAssertEqual(l.lost(after: 0.1), 0, "the first retry is immediate")
+        l.connected()
+        XCTAssertEqual(l.lost(after: 0.1), 7.5, "the second short session in a row waits")
+        l.connected()
+        XCTAssertEqual(l.lost(after: 0.1), 7.5)
+        l.connected()
+        XCTAssertEqual(l.lost(after: 0.1), 7.5)
+        l.connected()
+        XCTAssertEqual(l.lost(after: 0.1), 15, "then doubles, as failed rounds do")
+        XCTAssertEqual(l.failed(), 30, "a failed connect continues the same backoff")
+        l.connected()
+        XCTAssertEqual(l.lost(after: 29.9), 60, "not yet healthy")
+        l.connected()
+        XCTAssertEqual(l.lost(after: 30), 0, "a session that lasted resets everything")
+        XCTAssertEqual(l.shortLosses, 0)
+        l.connected()
+        XCTAssertEqual(l.lost(after: 1), 0, "first short loss after a healthy session: at once again")
+        l.connected()
+        XCTAssertEqual(l.lost(after: 1), 7.5)
     }
 }

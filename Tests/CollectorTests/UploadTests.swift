@@ -6,16 +6,18 @@
 // wrong (404 project, 400 multipart).
 import Foundation
 import Glibc
-import CSystem
 import XCTest
 
 /// A raw HTTP/1.1 exchange on loopback, so a test can send headers and a
 /// body apart, or not send the body at all.
 final class RawHTTP {
     let fd: Int32
+    /// MSG_NOSIGNAL (Linux): which clang module owns glibc's socket macros
+    /// depends on the build order, so the value is written here.
+    static let noSignal: Int32 = 0x4000
 
     init(port: UInt16) {
-        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        fd = socket(AF_INET, 1 /* SOCK_STREAM */, 0)
         var tv = timeval(tv_sec: 20, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
         var sa = sockaddr_in()
@@ -30,7 +32,7 @@ final class RawHTTP {
     func send(_ bytes: [UInt8]) {
         var off = 0
         while off < bytes.count {
-            let n = bytes[off...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            let n = bytes[off...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, RawHTTP.noSignal) }
             if n <= 0 { return }
             off += n
         }

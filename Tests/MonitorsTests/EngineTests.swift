@@ -71,6 +71,7 @@ final class EngineTests: XCTestCase {
 
     func testOvertimeWhenARunOutlastsTheInterval() throws {
         var options = MonitorEngine.Options()
+        options.policy = .init(exec: .directories(["/bin", "/usr/bin"]))
         options.execExitGrace = 3
         options.execKillGrace = 0.2
         let h = EngineHarness(options: options)
@@ -95,7 +96,9 @@ final class EngineTests: XCTestCase {
     }
 
     func testRemovedMonitorMidRunIsCancelledAndItsResultDropped() throws {
-        let h = EngineHarness()
+        var options = MonitorEngine.Options()
+        options.policy = .init(exec: .directories([TestPaths.root + "/examples/monitors"]))
+        let h = EngineHarness(options: options)
         defer { h.shutdown() }
         let d = MonitorDefinition.exec("gone", steps: [("wait", 20)], config: JSONObject([("wait", "sleep 20")]))
         h.engine.apply(definitions: [d])

@@ -14,6 +14,8 @@ final class ExecMonitorTests: XCTestCase {
     var options = MonitorEngine.Options()
 
     override func setUp() {
+        // The example monitor's directory and the scripts written below.
+        options.policy = .init(exec: .directories([TestPaths.root + "/examples/monitors", "/tmp"]))
         options.execExitGrace = 1
         options.execKillGrace = 0.5
         options.execHandshakeTimeout = 2
@@ -122,10 +124,18 @@ final class ExecMonitorTests: XCTestCase {
         XCTAssertEqual(r.steps[0].message, "monitor exited with status 4 during the step")
     }
 
-    func testMissingCommandFailsWithEveryStepBlocked() throws {
-        let r = try XCTUnwrap(harness.first(.exec("nope", steps: [("a", 5)], config: JSONObject(), command: "/nonexistent/monitor")))
+    func testMissingCommandFails() throws {
+        let r = try XCTUnwrap(harness.first(.exec("nope", steps: [("a", 5)], config: JSONObject(), command: "/tmp/nonexistent/monitor")))
         XCTAssertEqual(r.status, .error)
-        XCTAssertEqual(r.message, "cannot start /nonexistent/monitor: posix_spawn(/nonexistent/monitor) failed: No such file or directory (2)")
+        XCTAssertEqual(r.message, "cannot start /tmp/nonexistent/monitor: No such file or directory (2)")
+    }
+
+    func testCommandThatCannotStartFailsWithEveryStepBlocked() throws {
+        let script = try writeScript("#!/bin/sh\nexit 0\n")
+        chmod(script, 0o644)
+        let r = try XCTUnwrap(harness.first(.exec("noexec", steps: [("a", 5)], config: JSONObject(), command: script)))
+        XCTAssertEqual(r.status, .error)
+        XCTAssertEqual(r.message, "cannot start \(script): posix_spawn(\(script)) failed: EACCES (13)")
         XCTAssertEqual(steps(r), ["a:blocked"])
     }
 
@@ -144,6 +154,7 @@ final class ExecMonitorTests: XCTestCase {
 
     func testEnvironmentInArgumentsAndConfig() throws {
         options.environment = { ["GREETING": "hello-world", "CMD": "test -n hello-world"][$0] }
+        options.policy.environment = ["GREETING", "CMD"]
         let h = EngineHarness(options: options)
         defer { h.shutdown() }
         let d = MonitorDefinition.exec("env", steps: [("check", 5)], config: JSONObject([("check", "${env:CMD}")]))
@@ -160,25 +171,48 @@ final class ExecMonitorTests: XCTestCase {
         XCTAssertEqual(r.status, .ok, r.message)
     }
 
-    func testExecPolicy() throws {
-        options.execPolicy = .disabled
-        let off = EngineHarness(options: options)
-        let r1 = try XCTUnwrap(off.first(.exec("p1", steps: [("a", 5)], config: JSONObject())))
-        XCTAssertEqual(r1.message, "exec monitors are disabled on this agent")
-        off.shutdown()
+    func testExecIsRefusedByDefault() throws {
+        let off = EngineHarness(options: MonitorEngine.Options())
+        defer { off.shutdown() }
+        let r = try XCTUnwrap(off.first(.exec("p1", steps: [("a", 5)], config: JSONObject([("a", "true")]))))
+        XCTAssertEqual(r.status, .refused)
+        XCTAssertEqual(r.message, "exec monitors are disabled on this agent (exec_monitors)")
+        XCTAssertEqual(off.engine.stats.execSpawned, 0)
+        XCTAssertEqual(off.engine.stats.refused, 1)
+    }
 
-        options.execPolicy = .directories([TestPaths.root + "/examples/monitors"])
+    func testExecPolicyChecksTheRealPath() throws {
+        let inside = try writeScript("#!/bin/sh\nexit 0\n")
+        let dir = String(inside[..<inside.lastIndex(of: "/")!])
+        options.policy = .init(exec: .directories([TestPaths.root + "/examples/monitors", dir]))
         let dirs = EngineHarness(options: options)
         defer { dirs.shutdown() }
         let ok = try XCTUnwrap(dirs.first(.exec("p2", steps: [("a", 5)], config: JSONObject([("a", "true")]))))
         XCTAssertEqual(ok.status, .ok, ok.message)
         dirs.results = []
         let outside = try XCTUnwrap(dirs.first(.exec("p3", steps: [("a", 5)], config: JSONObject(), command: "/bin/true")))
-        XCTAssertTrue(outside.message.hasPrefix("command /bin/true is outside the allowed directories"), outside.message)
+        XCTAssertEqual(outside.status, .refused)
+        XCTAssertTrue(outside.message.hasPrefix("command /bin/true"), outside.message)
+        XCTAssertTrue(outside.message.contains("is outside the allowed directories"), outside.message)
         dirs.results = []
-        let sneaky = TestPaths.root + "/examples/monitors/../../x.sh"
+        // `..` is resolved before the check.
+        let sneaky = dir + "/../../bin/true"
         let dots = try XCTUnwrap(dirs.first(.exec("p4", steps: [("a", 5)], config: JSONObject(), command: sneaky)))
-        XCTAssertTrue(dots.message.hasSuffix("is not an absolute path inside the allowed directories"), dots.message)
+        XCTAssertEqual(dots.status, .refused, dots.message)
+        XCTAssertTrue(dots.message.contains("is outside the allowed directories"), dots.message)
+        dirs.results = []
+        // A link inside pointing outside is judged by its target.
+        let link = dir + "/link-to-true"
+        XCTAssertEqual(symlink("/bin/true", link), 0)
+        defer { unlink(link) }
+        let linked = try XCTUnwrap(dirs.first(.exec("p5", steps: [("a", 5)], config: JSONObject(), command: link)))
+        XCTAssertEqual(linked.status, .refused, linked.message)
+        XCTAssertTrue(linked.message.contains("(really /"), linked.message)
+        XCTAssertEqual(dirs.engine.stats.refused, 3)
+        // Not absolute: refused.
+        dirs.results = []
+        let relative = try XCTUnwrap(dirs.first(.exec("p6", steps: [("a", 5)], config: JSONObject(), command: "true")))
+        XCTAssertEqual(relative.status, .refused, relative.message)
     }
 
     /// A throw-away script in a fresh temporary directory.

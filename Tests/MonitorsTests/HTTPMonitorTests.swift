@@ -18,7 +18,8 @@ final class HTTPMonitorTests: XCTestCase {
 
     override func setUpWithError() throws {
         var options = MonitorEngine.Options()
-        options.environment = { ["TOKEN": "tok-12345", "PORT_VAR": "1"][$0] }
+        options.environment = { ["TOKEN": "tok-12345", "PORT_VAR": "1", "VIGIL_ACCESS_KEY": "proj.secret-key-value"][$0] }
+        options.policy.environment = ["TOKEN", "NOT_SET", "PORT_VAR", "VIGIL_ACCESS_KEY"]
         harness = EngineHarness(options: options)
         server = HTTPServer(loop: harness.loop) { [unowned self] req, responder in
             self.seen.append(req)
@@ -141,16 +142,45 @@ final class HTTPMonitorTests: XCTestCase {
         XCTAssertTrue(seen.isEmpty, "no request was made")
     }
 
-    func testResolvedValuesAreRedactedFromMessages() throws {
-        let port = try unusedPort()
+    func testVariablesNeverDecideTheHost() throws {
+        let port = server.port
+        let cases: [(String, String)] = [
+            ("port", "http://127.0.0.1:${env:PORT_VAR}/ok"),
+            ("host", "http://${env:TOKEN}.example/ok"),
+            ("whole", "${env:TOKEN}"),
+        ]
+        for (id, url) in cases {
+            harness.results = []
+            let r = try XCTUnwrap(harness.first(.http(id, url: url)))
+            XCTAssertEqual(r.status, .refused, "\(id): \(r.message)")
+            XCTAssertTrue(r.message.hasPrefix("spec.url: "), r.message)
+        }
+        // A value that would move the host (here: through the user part) is refused after resolution.
         var options = MonitorEngine.Options()
-        options.environment = { $0 == "SECRET_PORT" ? String(port) : nil }
+        options.environment = { $0 == "PASS" ? "x@127.0.0.2:\(port)/" : nil }
+        options.policy.environment = ["PASS"]
         let h = EngineHarness(options: options)
         defer { h.shutdown() }
-        let r = try XCTUnwrap(h.first(.http("redact", url: "http://127.0.0.1:${env:SECRET_PORT}/")))
-        XCTAssertEqual(r.status, .error)
-        XCTAssertFalse(r.message.contains(String(port)), r.message)
-        XCTAssertTrue(r.message.contains("${env:SECRET_PORT}"), r.message)
+        let moved = try XCTUnwrap(h.first(.http("moved", url: "http://user:${env:PASS}@127.0.0.1:\(port)/ok")))
+        XCTAssertEqual(moved.status, .refused, moved.message)
+        XCTAssertEqual(moved.message, "spec.url: a ${env:…} value would change the URL's host")
+        XCTAssertTrue(seen.isEmpty, "no request was made")
+    }
+
+    func testVariablesOutsideMonitorEnvAndVigilOnesAreRefused() throws {
+        var options = MonitorEngine.Options()
+        options.environment = { ["TOKEN": "tok-12345", "VIGIL_ACCESS_KEY": "proj.secret-key-value"][$0] }
+        let h = EngineHarness(options: options)
+        defer { h.shutdown() }
+        let r = try XCTUnwrap(h.first(.http("unlisted", url: base + "/ok?t=${env:TOKEN}")))
+        XCTAssertEqual(r.status, .refused)
+        XCTAssertEqual(r.message, "environment variable TOKEN is not available to monitors on this agent (monitor_env)")
+        // Listed or not, VIGIL_* is never read.
+        harness.results = []
+        let k = try XCTUnwrap(harness.first(.http("key", url: base + "/ok?k=${env:VIGIL_ACCESS_KEY}")))
+        XCTAssertEqual(k.status, .refused)
+        XCTAssertTrue(seen.isEmpty, "no request was made")
+        XCTAssertEqual(harness.engine.stats.refused, 1)
     }
 
     func testManyMonitorsAtOnce() throws {

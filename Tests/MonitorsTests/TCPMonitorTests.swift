@@ -65,12 +65,14 @@ final class TCPMonitorTests: XCTestCase {
         XCTAssertEqual(r.status, .ok, r.message)
     }
 
-    func testEnvironmentHost() throws {
+    func testEnvironmentHostIsRefused() throws {
         var options = MonitorEngine.Options()
         options.environment = { $0 == "DB_HOST" ? "127.0.0.1" : nil }
+        options.policy.environment = ["DB_HOST"]
         let h = EngineHarness(options: options)
         defer { h.shutdown() }
         let r = try XCTUnwrap(h.first(.tcp("tcp-env", host: "${env:DB_HOST}", port: port)))
-        XCTAssertEqual(r.status, .ok, r.message)
+        XCTAssertEqual(r.status, .refused, r.message)
+        XCTAssertEqual(r.message, "spec.host: ${env:…} is never substituted into a host")
     }
 }

@@ -216,7 +216,8 @@ final class ValidationTests: XCTestCase {
         XCTAssertNil(EnvReference.syntaxError(in: "echo ${HOME} $${x}"), "other ${...} is plain text")
         XCTAssertNotNil(EnvReference.syntaxError(in: "${Env:HOME}"))
         XCTAssertNotNil(EnvReference.syntaxError(in: "${env HOME}"))
-        var env = EnvResolver { ["TOKEN": "s3cr3t-value", "H": "example.org", "S": "ab"][$0] }
+        let values = ["TOKEN": "s3cr3t-value", "H": "example.org", "S": "ab", "VIGIL_ACCESS_KEY": "p.k", "OTHER": "x"]
+        var env = EnvResolver(lookup: { values[$0] }, allowed: { ["TOKEN", "H", "S", "MISSING", "VIGIL_ACCESS_KEY"].contains($0) })
         XCTAssertEqual(try env.resolve("https://${env:H}/?t=${env:TOKEN}&s=${env:S}"), "https://example.org/?t=s3cr3t-value&s=ab")
         XCTAssertEqual(env.redact("GET https://example.org/?t=s3cr3t-value&s=ab failed"),
                        "GET https://${env:H}/?t=${env:TOKEN}&s=ab failed", "values under 4 bytes are left alone")
@@ -224,5 +225,21 @@ final class ValidationTests: XCTestCase {
             XCTAssertEqual("\(e)", "environment variable MISSING is not set")
         }
         XCTAssertEqual(try env.resolve(["a": ["${env:H}", 1]] as JSON), ["a": ["example.org", 1]])
+        // Only allowed names, and never VIGIL_* even when allowed.
+        XCTAssertThrowsError(try env.resolve("${env:OTHER}")) { e in
+            XCTAssertEqual("\(e)", "environment variable OTHER is not available to monitors on this agent (monitor_env)")
+        }
+        XCTAssertThrowsError(try env.resolve("k=${env:VIGIL_ACCESS_KEY}")) { e in
+            XCTAssertEqual((e as? MissingEnvironmentVariable)?.notAllowed, true)
+        }
+        XCTAssertFalse(EnvResolver.mayEverRead("vigil_access_key"))
+        XCTAssertTrue(EnvResolver.mayEverRead("API_TOKEN"))
+    }
+
+    func testURLHostPart() {
+        XCTAssertEqual(HTTPURL.hostPort("https://u:p@example.org:8443/x?y#z"), "example.org:8443")
+        XCTAssertEqual(HTTPURL.hostPort("http://[::1]:80"), "[::1]:80")
+        XCTAssertEqual(HTTPURL.hostPort("http://h\\@evil/"), "h")
+        XCTAssertNil(HTTPURL.hostPort("${env:FULL_URL}"))
     }
 }

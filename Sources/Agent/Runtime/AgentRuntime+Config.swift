@@ -8,8 +8,10 @@
 // Any error keeps the running configuration untouched, answers with one
 // message per key, and puts the agent in `wrong_configuration` with those
 // messages until a later change succeeds. Secret values never appear in a
-// message (ConfigError redacts them), and `access_key` cannot be changed
-// remotely at all.
+// message (ConfigError redacts them). A remote change passes the agent's
+// own policy first (RemotePolicy: `remote_config`, the remote maxima,
+// loopback-only `ipa_bind`; the policy keys and `access_key` never), and a
+// refused key is answered like an invalid one.
 //
 // Thread: loop thread (control requests from the uplink, SIGHUP).
 import ConfigFile
@@ -24,21 +26,11 @@ extension AgentRuntime {
         switch request.kind {
         case .captureStart, .captureStop:
             let on = request.kind == .captureStart
-            let errors = update([(key: "capture", value: on ? "on" : "off")], origin: .update, what: "remote \(request.kind)")
+            let errors = remoteUpdate([(key: "capture", value: on ? "on" : "off")], what: "remote \(request.kind)")
             response = answer(request, errors)
         case .configUpdate:
-            if let secret = request.values.first(where: { AgentSchema.schema.key($0.key)?.secret == true }) {
-                let e = ConfigError(location: .update, key: secret.key, problem: .notLive)
-                let message = "key '\(secret.key)': cannot be changed remotely"
-                reject([e], what: "remote config update", messages: [message])
-                response = ControlResponse(requestID: request.requestID, ok: false,
-                                           errors: [KeyValue(secret.key, "cannot be changed remotely")],
-                                           message: "configuration not changed: " + message)
-            } else {
-                let errors = update(request.values.map { (key: $0.key, value: $0.value) }, origin: .update,
-                                    what: "remote config update")
-                response = answer(request, errors)
-            }
+            let errors = remoteUpdate(request.values.map { (key: $0.key, value: $0.value) }, what: "remote config update")
+            response = answer(request, errors)
         default:
             response = ControlResponse(requestID: request.requestID, ok: false,
                                        message: "unsupported control request \(request.kind)")
@@ -46,6 +38,20 @@ extension AgentRuntime {
         if !uplink.enqueue(.record(.controlResponse(response)), priority: true) {
             Log.warn("control answer dropped: queue 1 full", ["request": "\(request.requestID)"])
         }
+    }
+
+    /// A change asked for by the collector: the agent's policy decides
+    /// first, key by key; then the update discipline.
+    func remoteUpdate(_ pairs: [(key: String, value: String)], what: String) -> [ConfigError] {
+        let refused = settings.remote.refusals(pairs)
+        guard refused.isEmpty else {
+            // With the other keys' own mistakes, so one answer names them all.
+            let keys = Set(refused.compactMap(\.key))
+            let errors = refused + config.validate(pairs.filter { !keys.contains($0.key) }, requireLive: true)
+            reject(errors, what: what, messages: errors.map(\.message))
+            return errors
+        }
+        return update(pairs, origin: .update, what: what)
     }
 
     private func answer(_ request: ControlRequest, _ errors: [ConfigError]) -> ControlResponse {
@@ -141,6 +147,7 @@ extension AgentRuntime {
             uplink.updateHello(AgentRuntime.hello(next, instance: instance))
         }
         if next.groups != before.groups { regroupMonitors() }
+        else if next.monitorPolicy != before.monitorPolicy { monitors?.setPolicy(next.monitorPolicy) }
         if next.forwardRawEvents != before.forwardRawEvents { setForwarding(next.forwardRawEvents) }
         if next.aggregationIntervalMs != before.aggregationIntervalMs {
             // The open window closes early under the old length; the next

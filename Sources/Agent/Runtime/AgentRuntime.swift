@@ -104,7 +104,7 @@ public final class AgentRuntime {
         uplink = Uplink(loop: loop, accessKey: settings.accessKey,
                         hello: AgentRuntime.hello(settings, instance: instance), settings: settings.uplink,
                         resolver: HostResolver(loop: loop))
-        monitors = mode == .run ? AgentRuntime.monitorEngine(loop: loop, uplink: uplink, groups: settings.groups) : nil
+        monitors = mode == .run ? AgentRuntime.monitorEngine(loop: loop, uplink: uplink, settings: settings) : nil
         uplink.delegate = self
         windowTimer = TimerWatcher(loop: loop) { [unowned self] _ in self.windowFired() }
         statusTimer = TimerWatcher(loop: loop) { [unowned self] _ in self.statusTick() }
@@ -237,11 +237,16 @@ public final class AgentRuntime {
             return
         }
         let r = pipeline.patterns.rules[rule]
-        let nowUs = UInt64(max(0, loop.now * 1_000_000)) &+ UInt64(bitPattern: uplink.clockOffsetMs &* 1000)
+        var nowUs = UInt64(max(0, loop.now * 1_000_000)) &+ UInt64(bitPattern: uplink.clockOffsetMs &* 1000)
+        // Placed by its own time (replay): the event keeps that time too.
+        if pipeline.placement != nil && record.timestampMs > 0 {
+            nowUs = UInt64(max(0, record.timestampMs &+ uplink.clockOffsetMs)) &* 1000
+        }
         uplink.enqueue(.event(ForwardedEvent(
             timestampUs: nowUs, method: record.methodString, host: record.hostString,
             path: Redactor.redactPath(record.path), durationUs: ForwardedEvent.microseconds(record.durationMs),
-            monitor: r.monitor, check: r.check)), priority: false)
+            monitor: r.monitor, check: r.check, status: UInt32(max(0, record.status)),
+            errorClass: ForwardedEvent.errorClass(of: record))), priority: false)
     }
 
     // MARK: - Rules
@@ -266,9 +271,10 @@ public final class AgentRuntime {
 
     // MARK: - Monitors
 
-    static func monitorEngine(loop: EventLoop, uplink: Uplink, groups: [String]) -> MonitorEngine {
+    static func monitorEngine(loop: EventLoop, uplink: Uplink, settings: AgentSettings) -> MonitorEngine {
         var options = MonitorEngine.Options()
-        options.groups = groups.isEmpty ? ["default"] : groups
+        options.groups = settings.groups.isEmpty ? ["default"] : settings.groups
+        options.policy = settings.monitorPolicy
         options.resolver = uplink.resolver
         return MonitorEngine(loop: loop, options: options) { [unowned uplink] result in
             // Refused when queue 1 is full: counted there (drops_queue1).
@@ -281,7 +287,7 @@ public final class AgentRuntime {
     func regroupMonitors() {
         guard let old = monitors else { return }
         old.shutdown()
-        monitors = AgentRuntime.monitorEngine(loop: loop, uplink: uplink, groups: settings.groups)
+        monitors = AgentRuntime.monitorEngine(loop: loop, uplink: uplink, settings: settings)
         scheduleVersion = 0
         monitorProblems = []
     }

@@ -6,6 +6,8 @@
 //
 // Thread: a value; built on the loop thread (or the main thread before it runs).
 import ConfigFile
+import MonitorModel
+import MonitorRunners
 import Reactor
 import Wire
 
@@ -23,8 +25,14 @@ public struct AgentSettings: Equatable, Sendable {
     public var statusIntervalMs: Int
     public var syncIntervalMs: Int
     public var forwardRawEvents: Bool
+    /// Replay: records with older timestamps are dropped as `too_old`.
+    public var replayMaxAgeMs: Int
     public var logLevel: LogLevel
     public var logFormat: LogFormat
+    /// What monitors may do here (`exec_monitors`, `monitor_env`).
+    public var monitorPolicy: MonitorEngine.Policy
+    /// What the collector may change here (`remote_config`).
+    public var remote: RemotePolicy
 
     /// The checks a key's type cannot make; the loader runs them with the
     /// per-key checks (so a file's every mistake is reported in one run),
@@ -54,6 +62,37 @@ public struct AgentSettings: Equatable, Sendable {
             // The schema accepted each as an IP literal; brackets already gone.
             return config.list("ipa_bind").filter { (try? SocketAddress(ip: $0, port: port)) == nil }
                 .map { config.invalid("ipa_bind", expected: "IP addresses", got: $0) }
+        },
+        ConfigCheck(keys: ["exec_monitors"]) { config in
+            let dirs = config.list("exec_monitors")
+            if dirs == ["off"] { return [] }
+            return dirs.filter { !$0.hasPrefix("/") }
+                .map { config.invalid("exec_monitors", expected: "off, or absolute directory paths", got: $0) }
+        },
+        ConfigCheck(keys: ["monitor_env"]) { config in
+            config.list("monitor_env").compactMap { name in
+                if !EnvResolver.mayEverRead(name) {
+                    return config.invalid("monitor_env", expected: "variable names other than VIGIL_* (the agent's own settings, the access key among them, are never available to monitors)", got: name)
+                }
+                if EnvReference.names(in: "${env:\(name)}") != [name] {
+                    return config.invalid("monitor_env", expected: "variable names of letters, digits and _", got: name)
+                }
+                return nil
+            }
+        },
+        ConfigCheck(keys: ["remote_config"]) { config in
+            config.list("remote_config").compactMap { key in
+                guard let k = AgentSchema.schema.key(key) else {
+                    return config.invalid("remote_config", expected: "names of agent configuration keys", got: key)
+                }
+                if k.localOnly || k.secret {
+                    return config.invalid("remote_config", expected: "keys other than the policy keys and the access key (never remote)", got: key)
+                }
+                if !k.live {
+                    return config.invalid("remote_config", expected: "keys that can change while running (\(key) cannot)", got: key)
+                }
+                return nil
+            }
         },
     ]
 
@@ -88,7 +127,12 @@ public struct AgentSettings: Equatable, Sendable {
         statusIntervalMs = config.int("status_interval_ms")
         syncIntervalMs = config.int("schedule_sync_interval_ms")
         forwardRawEvents = config.bool("forward_raw_events")
+        replayMaxAgeMs = config.int("replay_max_age_ms")
         logLevel = LogLevel(name: config.string("log_level")) ?? .info
         logFormat = LogFormat(rawValue: config.string("log_format")) ?? .text
+        let dirs = config.list("exec_monitors")
+        monitorPolicy = MonitorEngine.Policy(exec: dirs == ["off"] ? .disabled : .directories(dirs),
+                                             environment: Set(config.list("monitor_env")))
+        remote = RemotePolicy(config)
     }
 }

@@ -1,11 +1,18 @@
 // CollectorList: which collector to try next, and how long to wait.
 //
-// On a lost or failed connection the next host in the list is tried at
-// once. When a whole round of the list has failed, the agent waits a
-// jittered delay in [reconnect_interval_min, reconnect_interval_max]; after
-// three such rounds the delay doubles per round up to five minutes. A
-// successful session resets the rounds and, on its next loss, the agent
-// starts over from the host after the one it lost.
+// On a failed connection the next host in the list is tried at once. When
+// a whole round of the list has failed, the agent waits a jittered delay in
+// [reconnect_interval_min, reconnect_interval_max]; after three such rounds
+// the delay doubles per round up to five minutes.
+//
+// On a lost session the next host is tried at once — the first time. A
+// session lost before it counted as healthy (`healthySession`, 30 s) does
+// not reset the backoff: the second such loss in a row, and every one
+// after, waits the next backoff delay, as a failed round does. So a
+// collector that accepts and then closes (overloaded, disk full) sees one
+// immediate retry per agent, then jittered, growing waits — not a storm.
+// A session that lasted `healthySession` resets the rounds on its loss, and
+// the agent starts over from the host after the one it lost.
 //
 // Thread: a value owned by the uplink on the loop thread.
 import Reactor
@@ -15,6 +22,11 @@ public struct CollectorList<R: RandomSource> {
     public private(set) var index = 0
     private var failuresThisRound = 0
     private var backoff: Backoff<R>
+    /// Sessions lost in a row before they counted as healthy.
+    public private(set) var shortLosses = 0
+    /// Seconds a session must last before its loss is forgiven (the
+    /// backoff restarts and the next retry is immediate).
+    public static var healthySession: Double { 30 }
     /// Completed rounds in which every host failed, since the last success.
     public var failedRounds: Int { backoff.round }
 
@@ -47,15 +59,25 @@ public struct CollectorList<R: RandomSource> {
         return backoff.next()
     }
 
-    /// The session on the current host was established.
+    /// The session on the current host was established. The backoff is
+    /// not reset yet: only a session that lasts does that (`lost(after:)`).
     public mutating func connected() {
         failuresThisRound = 0
-        backoff.reset()
     }
 
-    /// An established session was lost: try the next host at once.
-    public mutating func lost() {
+    /// An established session was lost after `seconds`: moves to the next
+    /// host and returns the delay before trying it — 0 after a healthy
+    /// session or for the first short one in a row, else the next backoff
+    /// delay (jittered).
+    public mutating func lost(after seconds: Double) -> Double {
         index = (index + 1) % hosts.count
         failuresThisRound = 0
+        if seconds >= Self.healthySession {
+            backoff.reset()
+            shortLosses = 0
+            return 0
+        }
+        shortLosses += 1
+        return shortLosses == 1 ? 0 : backoff.next()
     }
 }

@@ -3,7 +3,8 @@
 // a connection:
 //
 //  - Failover: on a lost session the next host in `server_host` is tried at
-//    once; a failed attempt moves on to the next host; when a whole round
+//    once (but a session lost again before it lasted 30 s waits a backoff
+//    delay); a failed attempt moves on to the next host; when a whole round
 //    fails, a jittered `reconnect_interval_min…max` wait, exponential after
 //    three rounds up to 5 minutes (CollectorList). Every wait is logged with
 //    its next attempt time. Host names are resolved off the loop
@@ -71,6 +72,8 @@ public final class Uplink {
     private var outageAttempts: UInt64 = 0
     /// Wall ms when the current session was established; 0 without one.
     public private(set) var sessionStartMs: Int64 = 0
+    /// Monotonic seconds when the current session was established.
+    private var sessionStartMonotonic = 0.0
     private var random = XorShiftRandom()
 
     /// `resolver`: the process's host name resolver (nil: one of its own).
@@ -333,6 +336,7 @@ public final class Uplink {
         counters.lastOutageMs = UInt64(max(0, nowMs - outageSinceMs))
         counters.lastOutageAttempts = outageAttempts + 1
         sessionStartMs = nowMs
+        sessionStartMonotonic = Clock.monotonic()
         state = .established(host: session.host)
         var settled = 0
         if w.ackedSequence > 0 && w.ackedSequence < window.nextSequence {
@@ -399,12 +403,25 @@ public final class Uplink {
             }
             lastError = reason
             counters.reconnects &+= 1
-            list.lost()
-            Log.warn("uplink: session lost; trying the next collector now", [
-                "collector": endpoint, "reason": reason, "next": "\(list.current):\(settings.port)",
+            let lasted = Clock.monotonic() - sessionStartMonotonic
+            let delay = list.lost(after: lasted)
+            guard delay > 0 else {
+                Log.warn("uplink: session lost; trying the next collector now", [
+                    "collector": endpoint, "reason": reason, "next": "\(list.current):\(settings.port)",
+                ])
+                state = .connecting(host: list.current)
+                reconnectTimer.start(after: 0)
+                delegate?.uplinkDisconnected(self, reason: reason, roundFailed: false)
+                return
+            }
+            let at = Clock.wallMillis() + Int64(delay * 1000)
+            state = .waiting(untilMs: at)
+            Log.warn("uplink: session lost again before it lasted \(Int(CollectorList<XorShiftRandom>.healthySession)) s; waiting", [
+                "collector": endpoint, "reason": reason, "lasted_s": Uplink.seconds(lasted),
+                "short_losses": "\(list.shortLosses)", "next_attempt_in_s": Uplink.seconds(delay),
+                "next_attempt_at": Log.timestamp(millis: at), "next": "\(list.current):\(settings.port)",
             ])
-            state = .connecting(host: list.current)
-            reconnectTimer.start(after: 0)
+            reconnectTimer.start(after: delay)
             delegate?.uplinkDisconnected(self, reason: reason, roundFailed: false)
         } else {
             attemptFailed(host: session.host, reason: reason)

@@ -281,10 +281,20 @@ enum Migrations {
         Migration(version: 5, name: "filter rules that exclude", sql: """
         ALTER TABLE patterns ADD COLUMN exclude INTEGER NOT NULL DEFAULT 0;
         """),
+        // Calls by outcome class per measurement (typed columns; rows from
+        // before count none), and why an event got no response.
+        Migration(version: 6, name: "measurement outcomes, event error class", sql: """
+        ALTER TABLE measurements ADD COLUMN outcome_2xx INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE measurements ADD COLUMN outcome_3xx INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE measurements ADD COLUMN outcome_4xx INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE measurements ADD COLUMN outcome_5xx INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE measurements ADD COLUMN outcome_error INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE events ADD COLUMN error_class TEXT NOT NULL DEFAULT '';
+        """),
         // The collector's own health, one row per sample (CollectorSample):
         // counts per interval, latencies in µs. The time is the key, so rows
         // sit in time order and retention deletes a range at the left edge.
-        Migration(version: 6, name: "collector health history", sql: """
+        Migration(version: 7, name: "collector health history", sql: """
         CREATE TABLE collector_samples (
             ts_ms                      INTEGER PRIMARY KEY,
             interval_ms                INTEGER NOT NULL,
@@ -311,7 +321,7 @@ enum Migrations {
         // How an agent's data reaches the collector: `agent` (a vigil-agent
         // over a session) or `upload` (the virtual agent capture files
         // uploaded to a project are stored under).
-        Migration(version: 7, name: "agent mode", sql: """
+        Migration(version: 8, name: "agent mode", sql: """
         ALTER TABLE agents ADD COLUMN mode TEXT NOT NULL DEFAULT 'agent';
         """),
     ]

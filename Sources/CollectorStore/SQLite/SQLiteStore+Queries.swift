@@ -62,13 +62,16 @@ extension SQLiteStore {
             var out: [MeasurementRecord] = []
             try writer.select("""
                 SELECT m.ts_ms, p.name, s.agent_id, s.monitor, s.check_name, s.source, m.window_ms, m.count, m.errors,
-                       m.sum_us, m.min_us, m.max_us, m.p50_us, m.p95_us, m.p99_us, m.rowid
+                       m.sum_us, m.min_us, m.max_us, m.p50_us, m.p95_us, m.p99_us, m.rowid,
+                       m.outcome_2xx, m.outcome_3xx, m.outcome_4xx, m.outcome_5xx, m.outcome_error
                 FROM measurements m JOIN series s ON s.id = m.series_id JOIN projects p ON p.id = s.project_id
                 """ + f.sql + " ORDER BY m.ts_ms DESC, m.rowid DESC LIMIT ?", f, limit: q.limit) { s in
                 out.append(MeasurementRecord(project: s.text(1), agent: s.text(2), measurement: MeasurementRow(
                     ts: s.int64(0), windowMs: s.int64(6), monitor: s.text(3), check: s.text(4), source: s.text(5),
                     count: s.int64(7), errors: s.int64(8), sumUs: s.int64(9), minUs: s.int64(10), maxUs: s.int64(11),
-                    p50Us: s.int64(12), p95Us: s.int64(13), p99Us: s.int64(14)), id: s.int64(15)))
+                    p50Us: s.int64(12), p95Us: s.int64(13), p99Us: s.int64(14),
+                    outcomes: Outcomes(s2xx: s.int64(16), s3xx: s.int64(17), s4xx: s.int64(18), s5xx: s.int64(19),
+                                       error: s.int64(20))), id: s.int64(15)))
             }
             return out
         }, completion: completion)
@@ -83,12 +86,12 @@ extension SQLiteStore {
             var out: [EventRecord] = []
             try writer.select("""
                 SELECT e.id, p.name, e.agent_id, e.ts_ms, e.monitor, e.check_name, e.method, e.host, e.path,
-                       e.status, e.duration_us
+                       e.status, e.duration_us, e.error_class
                 FROM events e JOIN projects p ON p.id = e.project_id
                 """ + f.sql + " ORDER BY e.ts_ms DESC, e.id DESC LIMIT ?", f, limit: q.limit) { s in
                 out.append(EventRecord(id: s.int64(0), project: s.text(1), agent: s.text(2), event: RawEvent(
                     ts: s.int64(3), monitor: s.text(4), check: s.text(5), method: s.text(6), host: s.text(7),
-                    path: s.text(8), status: s.int64(9), durationUs: s.int64(10))))
+                    path: s.text(8), status: s.int64(9), durationUs: s.int64(10), errorClass: s.text(11))))
             }
             return out
         }, completion: completion)

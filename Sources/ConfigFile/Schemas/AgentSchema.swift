@@ -44,8 +44,43 @@ public enum AgentSchema {
                   help: "schedule and filter-rule sync interval"),
         ConfigKey("forward_raw_events", .bool, default: "off", live: true,
                   help: "also send matched records, redacted, as raw events"),
+        ConfigKey("replay_max_age_ms", .milliseconds(60_000...2_592_000_000), default: "86400000", live: true,
+                  help: "replay: oldest record timestamp accepted, before now (older: dropped as too_old)"),
         ConfigKey("log_level", .choice(["debug", "info", "warn", "error"]), default: "info", live: true, help: "log level"),
         ConfigKey("log_format", .choice(["text", "json"]), default: "text", live: true, help: "log line format"),
+        // Agent-local policy: what the collector may make this agent do.
+        ConfigKey("exec_monitors", .list(.string(allowEmpty: false), allowEmpty: false), default: "off", live: true,
+                  localOnly: true,
+                  help: "directories exec monitors may run commands from (real paths, links resolved), or off"),
+        ConfigKey("monitor_env", .list(.string(allowEmpty: false), allowEmpty: true), default: "", live: true,
+                  localOnly: true,
+                  help: "environment variables monitors may name as ${env:NAME} (never VIGIL_*, never in a host)"),
+        ConfigKey("remote_config", .list(.string(allowEmpty: false), allowEmpty: true),
+                  default: AgentSchema.defaultRemoteConfig.joined(separator: ", "), live: true, localOnly: true,
+                  help: "keys the collector may change on this agent (policy keys never)"),
+    ]
+
+    /// The keys a collector may change by default: tuning, capture and
+    /// logging. Left out: `agent_name` and `groups` (who the agent is and
+    /// which monitors it runs), everything that points the agent elsewhere
+    /// (`server_host`, `server_port`, `access_key`, not live anyway) and the
+    /// policy keys (`localOnlyKeys`, never remote). `ipa_bind` is in, but a
+    /// remote value may name loopback addresses only (`remoteLimit`).
+    public static let defaultRemoteConfig = [
+        "tcp_connection_timeout", "tcp_so_timeout", "net_send_max_bytes", "net_send_queue1_size",
+        "net_send_queue2_size", "reconnect_interval_min", "reconnect_interval_max", "ipa_port", "ipa_bind",
+        "ipa_rcvbuf", "capture", "aggregation_interval_ms", "status_interval_ms", "schedule_sync_interval_ms",
+        "forward_raw_events", "log_level", "log_format",
+    ]
+
+    /// Largest values a remote update may set where the agent's own
+    /// configuration may set more (memory the collector could make the
+    /// agent hold).
+    public static let remoteMaxima: [String: Int] = [
+        "net_send_queue1_size": 8192,
+        "net_send_queue2_size": 65536,
+        "net_send_max_bytes": 16 << 20,
+        "ipa_rcvbuf": 16 << 20,
     ]
 
     public static let schema = ConfigSchema(keys: keys, environmentPrefix: "VIGIL_")

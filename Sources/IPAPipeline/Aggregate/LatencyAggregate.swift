@@ -20,9 +20,12 @@ public struct LatencyAggregate: Equatable, Sendable {
     public var p50Us: UInt64
     public var p95Us: UInt64
     public var p99Us: UInt64
+    /// Calls per outcome class; records without a status are in none.
+    public var outcomes: OutcomeCounts
 
     public init(windowStartMs: Int64, windowMs: Int64, monitor: String, check: String, source: String, count: UInt64,
-                sumUs: UInt64, minUs: UInt64, maxUs: UInt64, p50Us: UInt64, p95Us: UInt64, p99Us: UInt64) {
+                sumUs: UInt64, minUs: UInt64, maxUs: UInt64, p50Us: UInt64, p95Us: UInt64, p99Us: UInt64,
+                outcomes: OutcomeCounts = OutcomeCounts()) {
         self.windowStartMs = windowStartMs
         self.windowMs = windowMs
         self.monitor = monitor
@@ -35,5 +38,6 @@ public struct LatencyAggregate: Equatable, Sendable {
         self.p50Us = p50Us
         self.p95Us = p95Us
         self.p99Us = p99Us
+        self.outcomes = outcomes
     }
 }

@@ -70,34 +70,61 @@ public enum EnvReference {
     }
 }
 
-/// A referenced variable the agent does not have.
+/// A referenced variable the agent does not have, or one its policy
+/// (`monitor_env`) does not let monitors read (`notAllowed`).
 public struct MissingEnvironmentVariable: Error, Equatable, CustomStringConvertible {
     public let name: String
-    public var description: String { "environment variable \(name) is not set" }
+    public let notAllowed: Bool
+    public init(name: String, notAllowed: Bool = false) {
+        self.name = name
+        self.notAllowed = notAllowed
+    }
+    public var description: String {
+        notAllowed ? "environment variable \(name) is not available to monitors on this agent (monitor_env)"
+                   : "environment variable \(name) is not set"
+    }
 }
 
 /// Resolves the references of one run and remembers the values it used, so
 /// messages that leave the agent (curl errors that quote a URL, a monitor's
 /// error text) can be redacted back to `${env:NAME}`. Value type, one per run.
+///
+/// Only names `allowed` says yes to are looked up; a `VIGIL_*` name never is
+/// (the agent's own settings, the access key among them, live there).
 public struct EnvResolver {
     public typealias Lookup = (String) -> String?
     private let lookup: Lookup
+    private let allowed: (String) -> Bool
     private(set) var used: [(name: String, value: String)] = []
 
     /// `lookup` defaults to the process environment (getenv).
-    public init(lookup: Lookup? = nil) {
+    public init(lookup: Lookup? = nil, allowed: @escaping (String) -> Bool) {
         self.lookup = lookup ?? { name in getenv(name).map { String(cString: $0) } }
+        self.allowed = allowed
+    }
+
+    /// Whether monitors may ever read `name`: never a `VIGIL_*` variable
+    /// (in any case: a configuration must not be able to name one by
+    /// changing its spelling).
+    public static func mayEverRead(_ name: String) -> Bool {
+        !name.uppercased().hasPrefix("VIGIL_")
     }
 
     public mutating func resolve(_ text: String) throws(MissingEnvironmentVariable) -> String {
         guard EnvReference.containsReference(text) else { return text }
         var missing: String?
         var found: [(String, String)] = []
+        var refused: String?
         let out = EnvReference.scan(text, { name in
+            guard EnvResolver.mayEverRead(name), allowed(name) else {
+                if refused == nil { refused = name }
+                return ""
+            }
             if let v = lookup(name) { found.append((name, v)); return v }
             if missing == nil { missing = name }
             return ""
         }, onError: { _ in })
+        if let refused { throw MissingEnvironmentVariable(name: refused, notAllowed: true) }
         if let missing { throw MissingEnvironmentVariable(name: missing) }
         for (n, v) in found where !used.contains(where: { $0.name == n }) { used.append((n, v)) }
         return out

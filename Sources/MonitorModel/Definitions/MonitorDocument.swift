@@ -495,6 +495,19 @@ struct Validator {
 /// whitespace or control characters anywhere. Validation and the engine
 /// (a URL whose env references resolved at run time) both ask it.
 public enum HTTPURL {
+    /// The `host[:port]` part of an http(s) URL (after any `user:pass@`),
+    /// as written; nil when `u` is not an http(s) URL. Used to check that no
+    /// `${env:…}` value decides where a request goes.
+    public static func hostPort(_ u: String) -> Substring? {
+        let lower = u.lowercased()
+        let rest: Substring
+        if lower.hasPrefix("http://") { rest = Substring(u).dropFirst(7) }
+        else if lower.hasPrefix("https://") { rest = Substring(u).dropFirst(8) }
+        else { return nil }
+        let authority = rest.prefix { $0 != "/" && $0 != "?" && $0 != "#" && $0 != "\\" }
+        return authority.split(separator: "@", omittingEmptySubsequences: false).last ?? ""
+    }
+
     public static func problem(_ u: String) -> String? {
         let expected = "expected an http or https URL"
         let lower = u.lowercased()

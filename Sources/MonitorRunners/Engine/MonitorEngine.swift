@@ -15,7 +15,10 @@
 // removed is cancelled and its result dropped (counted in
 // `stats.droppedRemoved`); a run refused because `maxConcurrentRuns` runs
 // are in flight reports an error result (counted in
-// `stats.skippedConcurrency`). `onResult` is always called from a loop
+// `stats.skippedConcurrency`); a run the agent's own policy forbids (an
+// exec command outside `exec_monitors`, a variable outside `monitor_env`,
+// a variable in a URL's host) reports a result with status refused and the
+// rule (counted in `stats.refused`). `onResult` is always called from a loop
 // callback, never from inside a call made on the engine.
 //
 // Thread: loop thread only. Ownership: the owner keeps the engine; runs and
@@ -29,14 +32,29 @@ import Glibc
 #endif
 
 public final class MonitorEngine {
-    /// Who may run custom monitors on this agent.
+    /// Who may run custom monitors on this agent (`exec_monitors`). There is
+    /// no "anything goes": a command runs only from a directory the agent's
+    /// own configuration names.
     public enum ExecPolicy: Equatable, Sendable {
-        /// Any command the definitions name (the agent's user runs it).
-        case allowAll
-        /// Only commands given as absolute paths inside these directories.
-        case directories([String])
-        /// Exec monitors report an error instead of running.
+        /// Exec monitors are refused (the default).
         case disabled
+        /// Only commands whose real path (symbolic links resolved) lies
+        /// inside one of these directories (also resolved).
+        case directories([String])
+    }
+
+    /// What the agent's own configuration lets monitors do. Never set by the
+    /// collector (docs/AGENT.md, "Agent-local policy").
+    public struct Policy: Equatable, Sendable {
+        public var exec: ExecPolicy
+        /// Variables `${env:NAME}` may name (`monitor_env`); `VIGIL_*` never,
+        /// whatever this says.
+        public var environment: Set<String>
+
+        public init(exec: ExecPolicy = .disabled, environment: Set<String> = []) {
+            self.exec = exec
+            self.environment = environment
+        }
     }
 
     public struct Options {
@@ -47,7 +65,9 @@ public final class MonitorEngine {
         /// Runs in flight at most; a due run beyond it is skipped with an
         /// error result. Bounds sockets, easy handles and child processes.
         public var maxConcurrentRuns = 512
-        public var execPolicy = ExecPolicy.allowAll
+        /// Exec off, no environment: what the agent's configuration allows
+        /// replaces it (and `setPolicy` while running).
+        public var policy = Policy()
         /// Seconds a custom monitor has to answer the handshake.
         public var execHandshakeTimeout = 5.0
         /// Seconds a custom monitor has to exit after "exit" before SIGTERM.
@@ -84,6 +104,8 @@ public final class MonitorEngine {
         public var droppedRemoved: UInt64 = 0
         /// Monitors left out of a schedule (invalid spec or other group).
         public var monitorsRejected: UInt64 = 0
+        /// Runs the agent's policy refused (reported with status refused).
+        public var refused: UInt64 = 0
         public var execSpawned: UInt64 = 0
         public var execTerminated: UInt64 = 0
         public var execKilled: UInt64 = 0
@@ -97,6 +119,7 @@ public final class MonitorEngine {
              Counter("monitors_runs_failed", runsFailed), Counter("monitors_overtime", overtime),
              Counter("monitors_late_skips", lateSkips), Counter("monitors_skipped_concurrency", skippedConcurrency),
              Counter("monitors_dropped_removed", droppedRemoved), Counter("monitors_rejected", monitorsRejected),
+             Counter("monitors_refused", refused),
              Counter("monitors_exec_spawned", execSpawned), Counter("monitors_exec_terminated", execTerminated),
              Counter("monitors_exec_killed", execKilled), Counter("monitors_exec_protocol_errors", execProtocolErrors),
              Counter("monitors_output_lines_logged", outputLinesLogged),
@@ -105,7 +128,7 @@ public final class MonitorEngine {
     }
 
     public let loop: EventLoop
-    public let options: Options
+    public private(set) var options: Options
     public let scheduler: MonitorScheduler
     private let onResult: (MonitorRunResult) -> Void
     private var timer: TimerWatcher!
@@ -181,6 +204,10 @@ public final class MonitorEngine {
         curl?.shutdown()
     }
 
+    /// A new policy (the agent's own configuration changed, e.g. SIGHUP);
+    /// it decides from the next run on.
+    public func setPolicy(_ policy: Policy) { options.policy = policy }
+
     // MARK: introspection
 
     public var stats: Stats {
@@ -252,25 +279,41 @@ public final class MonitorEngine {
     }
 
     private func makeRun(_ def: MonitorDefinition, _ ctx: RunContext) -> MonitorRun {
-        var env = EnvResolver(lookup: options.environment)
+        let allowed = options.policy.environment
+        var env = EnvResolver(lookup: options.environment, allowed: { allowed.contains($0) })
         do {
             switch def.check {
             case .http(var h):
-                guard let curl else {
-                    return FailedRun(loop: loop, context: ctx, message: curlError ?? "libcurl is not loaded")
-                }
                 let written = h.url
+                // Where a request goes is never decided by a variable: a
+                // value in the host could send the others (a token in a
+                // header) elsewhere, or spell itself into a DNS query.
+                if EnvReference.containsReference(written) {
+                    guard let hostPort = HTTPURL.hostPort(written), !EnvReference.containsReference(String(hostPort)) else {
+                        return refuse(ctx, "spec.url: ${env:…} is never substituted into a URL's scheme, host or port")
+                    }
+                }
                 h.url = try env.resolve(written)
-                // Validation could not see through the references; check now.
-                if EnvReference.containsReference(written), let problem = HTTPURL.problem(h.url) {
-                    return FailedRun(loop: loop, context: ctx, message: "spec.url after ${env:…} resolution: \(problem)")
+                if EnvReference.containsReference(written) {
+                    // Validation could not see through the references; check now.
+                    if let problem = HTTPURL.problem(h.url) {
+                        return FailedRun(loop: loop, context: ctx, message: "spec.url after ${env:…} resolution: \(problem)")
+                    }
+                    if HTTPURL.hostPort(h.url) != HTTPURL.hostPort(written) {
+                        return refuse(ctx, "spec.url: a ${env:…} value would change the URL's host")
+                    }
                 }
                 for i in h.headers.indices { h.headers[i].value = try env.resolve(h.headers[i].value) }
                 if let b = h.body { h.body = try env.resolve(b) }
+                guard let curl else {
+                    return FailedRun(loop: loop, context: ctx, message: curlError ?? "libcurl is not loaded")
+                }
                 return HTTPRun(multi: curl, context: ctx, check: h, env: env, userAgent: options.userAgent)
             case .tcp(let t):
-                let host = try env.resolve(t.host)
-                return TCPRun(loop: loop, context: ctx, host: host, port: t.port, env: env) { [unowned self] in
+                if EnvReference.containsReference(t.host) {
+                    return refuse(ctx, "spec.host: ${env:…} is never substituted into a host")
+                }
+                return TCPRun(loop: loop, context: ctx, host: t.host, port: t.port, env: env) { [unowned self] in
                     if let r = self.resolver ?? self.options.resolver { return r }
                     let r = HostResolver(loop: self.loop)
                     self.resolver = r
@@ -280,8 +323,13 @@ public final class MonitorEngine {
                 e.command = try env.resolve(e.command)
                 for i in e.args.indices { e.args[i] = try env.resolve(e.args[i]) }
                 if case .object(let o) = try env.resolve(.object(e.config)) { e.config = o }
-                if let refusal = execRefusal(e.command) {
-                    return FailedRun(loop: loop, context: ctx, message: refusal)
+                switch execDecision(e.command) {
+                case .refused(let why): return refuse(ctx, why)
+                case .failed(let why): return FailedRun(loop: loop, context: ctx, message: why)
+                case .run(let path):
+                    // The checked file is the one started: a link swapped
+                    // after the check cannot redirect the spawn.
+                    e.command = path
                 }
                 return ExecRun(loop: loop, context: ctx, check: e, env: env,
                                settings: ExecSettings(handshakeTimeout: options.execHandshakeTimeout,
@@ -289,8 +337,16 @@ public final class MonitorEngine {
                                output: output, environment: MonitorEngine.childEnvironment(), stats: execStats)
             }
         } catch {
+            if error.notAllowed { return refuse(ctx, "\(error)") }
             return FailedRun(loop: loop, context: ctx, message: "\(error)")
         }
+    }
+
+    /// A run the policy does not allow: reported with status refused and
+    /// why, counted in `stats.refused`.
+    private func refuse(_ ctx: RunContext, _ why: String) -> MonitorRun {
+        counts.refused &+= 1
+        return FailedRun(loop: loop, context: ctx, message: why, status: .refused)
     }
 
     private func completed(_ result: MonitorRunResult) {
@@ -320,25 +376,50 @@ public final class MonitorEngine {
         }
     }
 
-    /// Why `command` may not run under the policy, or nil.
-    private func execRefusal(_ command: String) -> String? {
-        guard loop.isDefault else { return "exec monitors need the agent's default loop (child processes)" }
-        switch options.execPolicy {
-        case .allowAll:
-            return nil
-        case .disabled:
-            return "exec monitors are disabled on this agent"
-        case .directories(let dirs):
-            let parts = command.split(separator: "/", omittingEmptySubsequences: false)
-            guard command.hasPrefix("/"), !parts.contains(".."), !parts.contains(".") else {
-                return "command \(command) is not an absolute path inside the allowed directories"
-            }
-            for d in dirs {
-                let dir = d.hasSuffix("/") ? d : d + "/"
-                if command.hasPrefix(dir) && command.utf8.count > dir.utf8.count { return nil }
-            }
-            return "command \(command) is outside the allowed directories (\(dirs.joined(separator: ", ")))"
+    enum ExecDecision: Equatable {
+        /// Start this file (the command's real path).
+        case run(String)
+        /// The policy does not allow it.
+        case refused(String)
+        /// Allowed, but cannot start here.
+        case failed(String)
+    }
+
+    /// Whether `command` may run under the exec policy: its real path
+    /// (realpath(3): symbolic links, `.` and `..` resolved) must lie inside
+    /// the real path of one of the allowed directories.
+    func execDecision(_ command: String) -> ExecDecision {
+        let dirs: [String]
+        switch options.policy.exec {
+        case .disabled: return .refused("exec monitors are disabled on this agent (exec_monitors)")
+        case .directories(let d): dirs = d
         }
+        let allowedText = dirs.joined(separator: ", ")
+        guard command.hasPrefix("/") else {
+            return .refused("command \(command) is not an absolute path inside the allowed directories (\(allowedText))")
+        }
+        guard let real = MonitorEngine.realPath(command) else {
+            // Nothing to run (missing file or directory): an error, not a refusal.
+            let e = errno
+            return .failed("cannot start \(command): \(String(cString: strerror(e))) (\(e))")
+        }
+        for d in dirs {
+            guard let realDir = MonitorEngine.realPath(d) else { continue }
+            let prefix = realDir == "/" ? "/" : realDir + "/"
+            if real.hasPrefix(prefix) && real.utf8.count > prefix.utf8.count {
+                guard loop.isDefault else { return .failed("exec monitors need the agent's default loop (child processes)") }
+                return .run(real)
+            }
+        }
+        let shown = real == command ? command : "\(command) (really \(real))"
+        return .refused("command \(shown) is outside the allowed directories (\(allowedText))")
+    }
+
+    /// realpath(3), or nil (errno set) when the path does not resolve.
+    static func realPath(_ path: String) -> String? {
+        guard let p = realpath(path, nil) else { return nil }
+        defer { free(p) }
+        return String(cString: p)
     }
 
     /// The agent's environment minus VIGIL_* (the access key may be there).

@@ -45,18 +45,21 @@ final class FailedRun: MonitorRun {
     private let loop: EventLoop
     private let context: RunContext
     private let message: String
+    private let status: MonitorStatus
     private var cancelled = false
 
-    init(loop: EventLoop, context: RunContext, message: String) {
+    /// `status`: error, or refused for a run the agent's policy forbids.
+    init(loop: EventLoop, context: RunContext, message: String, status: MonitorStatus = .error) {
         self.loop = loop
         self.context = context
         self.message = message
+        self.status = status
     }
 
     func start() {
         loop.defer { [self] in
             guard !cancelled else { return }
-            context.complete(context.result(.error, message: message, durationUs: 0))
+            context.complete(context.result(status, message: message, durationUs: 0))
         }
     }
 

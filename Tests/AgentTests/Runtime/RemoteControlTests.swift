@@ -6,6 +6,7 @@ import XCTest
 import ConfigFile
 import Reactor
 import Wire
+import MonitorRunners
 @testable import Agent
 
 final class RemoteControlTests: XCTestCase {
@@ -86,7 +87,7 @@ final class RemoteControlTests: XCTestCase {
         let byKey = Dictionary(uniqueKeysWithValues: r.errors.map { ($0.key, $0.value) })
         XCTAssertEqual(Set(byKey.keys), ["ipa_port", "bogus_key", "server_host"])
         XCTAssertTrue(byKey["ipa_port"]!.contains("1...65535"), byKey["ipa_port"]!)
-        XCTAssertTrue(byKey["server_host"]!.contains("restart"), byKey["server_host"]!)
+        XCTAssertTrue(byKey["server_host"]!.contains("remote_config"), byKey["server_host"]!)
         XCTAssertEqual(h.runtime.settings.statusIntervalMs, 200, "the valid key was not applied either")
         XCTAssertEqual(h.runtime.receiver.localAddresses.map(\.port), [port])
         waitStatus(h, .wrongConfiguration)
@@ -161,6 +162,15 @@ final class RemoteControlTests: XCTestCase {
         XCTAssertEqual(runtime.settings.uplink.port, h.collector.port, "server_port needs a restart: kept")
         XCTAssertTrue(runtime.configProblems.isEmpty)
 
+        // The policy keys are the file's to change: applied to the running engine at once.
+        XCTAssertEqual(runtime.monitors?.options.policy.exec, .disabled)
+        write(text(["forward_raw_events": "on", "exec_monitors": "/opt/monitors", "monitor_env": "API_TOKEN"]))
+        runtime.reload()
+        XCTAssertEqual(runtime.monitors?.options.policy, .init(exec: .directories(["/opt/monitors"]), environment: ["API_TOKEN"]))
+        write(text(["forward_raw_events": "on"]))
+        runtime.reload()
+        XCTAssertEqual(runtime.monitors?.options.policy.exec, .disabled)
+
         write(base + "capture = sometimes\nthis is not a line\n")
         runtime.reload()
         XCTAssertTrue(runtime.settings.forwardRawEvents, "the old configuration stays")
@@ -177,7 +187,8 @@ final class RemoteControlTests: XCTestCase {
     }
 
     func testRenameReintroducesTheAgentAfterItsQueuesAreWritten() throws {
-        let h = try AgentHarness()
+        // Name and groups are the agent's to give away: this one does.
+        let h = try AgentHarness(["remote_config": (AgentSchema.defaultRemoteConfig + ["agent_name", "groups"]).joined(separator: ",")])
         try h.start()
         XCTAssertTrue(h.run(until: h.connected))
         h.install(all, version: 1)
@@ -193,6 +204,60 @@ final class RemoteControlTests: XCTestCase {
         XCTAssertEqual(h.runtime.uplink.counters.reconnects, 0, "an intended reconnect is not a lost session")
         h.runtime.flushOpenWindow()
         XCTAssertTrue(h.run(until: { h.collector.totalCount == 1 }))
+    }
+
+    func testPolicyRefusesRemoteKeysPerKeyAndChangesNothing() throws {
+        let h = try AgentHarness(["exec_monitors": "/opt/monitors"])
+        try h.start()
+        XCTAssertTrue(h.run(until: h.connected))
+        waitStatus(h, .capturing)
+        let id = h.collector.control(.configUpdate, [KeyValue("groups", "edge"), KeyValue("agent_name", "x"),
+                                                     KeyValue("exec_monitors", "/"), KeyValue("monitor_env", "HOME"),
+                                                     KeyValue("remote_config", "groups"), KeyValue("ipa_bind", "0.0.0.0"),
+                                                     KeyValue("net_send_queue1_size", "1000000"),
+                                                     KeyValue("ipa_rcvbuf", "256M"), KeyValue("status_interval_ms", "300")])
+        XCTAssertTrue(h.run(until: { h.collector.response(to: id) != nil }))
+        let r = h.collector.response(to: id)!
+        XCTAssertFalse(r.ok)
+        let byKey = Dictionary(uniqueKeysWithValues: r.errors.map { ($0.key, $0.value) })
+        XCTAssertEqual(Set(byKey.keys), ["groups", "agent_name", "exec_monitors", "monitor_env", "remote_config", "ipa_bind",
+                                         "net_send_queue1_size", "ipa_rcvbuf"])
+        XCTAssertTrue(byKey["groups"]!.contains("not in its remote_config"), byKey["groups"]!)
+        for k in ["exec_monitors", "monitor_env", "remote_config"] {
+            XCTAssertTrue(byKey[k]!.contains("never remotely"), byKey[k]!)
+        }
+        XCTAssertTrue(byKey["ipa_bind"]!.contains("only loopback addresses"), byKey["ipa_bind"]!)
+        XCTAssertTrue(byKey["net_send_queue1_size"]!.contains("at most 8192"), byKey["net_send_queue1_size"]!)
+        XCTAssertTrue(byKey["ipa_rcvbuf"]!.contains("at most 16777216"), byKey["ipa_rcvbuf"]!)
+        XCTAssertEqual(h.runtime.settings.groups, ["default"])
+        XCTAssertEqual(h.runtime.settings.monitorPolicy.exec, .directories(["/opt/monitors"]))
+        XCTAssertEqual(h.runtime.settings.statusIntervalMs, 200, "nothing applied")
+        XCTAssertEqual(h.runtime.receiver.localAddresses.map(\.ip), ["127.0.0.1"])
+        // Capture stop is a remote change of `capture`: refused where the agent does not allow it.
+        let strict = try AgentHarness(["remote_config": "log_level"])
+        try strict.start()
+        XCTAssertTrue(strict.run(until: strict.connected))
+        let stop = strict.collector.control(.captureStop)
+        XCTAssertTrue(strict.run(until: { strict.collector.response(to: stop) != nil }))
+        XCTAssertEqual(strict.collector.response(to: stop)?.ok, false)
+        XCTAssertTrue(strict.runtime.receiver.isOpen)
+        // Within the limits, loopback and listed: applied.
+        let ok = h.collector.control(.configUpdate, [KeyValue("ipa_bind", "127.0.0.1, ::1"), KeyValue("net_send_queue1_size", "8192")])
+        XCTAssertTrue(h.run(until: { h.collector.response(to: ok) != nil }))
+        XCTAssertEqual(h.collector.response(to: ok)?.ok, true, "\(String(describing: h.collector.response(to: ok)))")
+        XCTAssertEqual(Set(h.runtime.receiver.localAddresses.map(\.ip)), ["127.0.0.1", "::1"])
+    }
+
+    func testPolicyKeysReportTheirLocalOrigin() throws {
+        let h = try AgentHarness(["monitor_env": "API_TOKEN"])
+        try h.start()
+        XCTAssertTrue(h.run(until: { !h.collector.effectiveConfigs.isEmpty }))
+        let entries = h.collector.effectiveConfigs.last!.entries
+        let env = entries.first { $0.key == "monitor_env" }
+        XCTAssertEqual(env?.value, "API_TOKEN")
+        XCTAssertEqual(env?.origin, .file)
+        XCTAssertEqual(entries.first { $0.key == "exec_monitors" }?.origin, .default)
+        XCTAssertEqual(entries.first { $0.key == "exec_monitors" }?.value, "off")
     }
 
     func testInterfacesGoUpAtConnectWithTheCapturingOneFlagged() throws {

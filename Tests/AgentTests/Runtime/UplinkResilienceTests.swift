@@ -212,4 +212,22 @@ final class UplinkResilienceTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(status.first { $0.name == "last_outage_ms" }!.value, 300)
         XCTAssertGreaterThan(status.first { $0.name == "session_start_ms" }!.value, 0)
     }
+
+    func testACollectorThatClosesEverySessionIsRetriedOnceAtOnceThenWithBackoff() throws {
+        // Waits of 2–3 s after the first retry; without backoff this
+        // collector would see a new session every few milliseconds.
+        let h = try AgentHarness(["reconnect_interval_min": "2000", "reconnect_interval_max": "3000"])
+        h.collector.closeAfterWelcome = true
+        let t0 = Clock.monotonic()
+        try h.start()
+        XCTAssertTrue(h.run(until: { h.collector.connections >= 2 }, timeout: 5))
+        XCTAssertLessThan(Clock.monotonic() - t0, 1.5, "the first retry after a lost session is immediate")
+        XCTAssertTrue(h.run(until: { if case .waiting = h.runtime.uplink.state { return true }; return false }, timeout: 2),
+                      "the second loss in a row waits: \(h.runtime.uplink.state)")
+        h.spin(max(0, 3.5 - (Clock.monotonic() - t0)))
+        // 1 at 0 s, 2 at once, 3 after 2–3 s, the 4th not before 4 s.
+        XCTAssertEqual(h.collector.connections, 3, "connection attempts in 3.5 s")
+        XCTAssertEqual(h.collector.hellos.count, 3, "each was a completed session")
+        XCTAssertEqual(h.runtime.uplink.counters.reconnects, 3)
+    }
 }

@@ -51,6 +51,9 @@ final class TestCollector {
     var reject: ErrorRecord?
     /// Do not answer Pings (a collector that hangs).
     var silent = false
+    /// Close each session right after its Welcome (an overloaded collector
+    /// that accepts and then gives up).
+    var closeAfterWelcome = false
 
     // The durable store: survives stop()/start().
     private(set) var aggregates: [ReceivedAggregate] = []
@@ -64,6 +67,7 @@ final class TestCollector {
     private(set) var hellos: [Hello] = []
     private(set) var statuses: [Status] = []
     private(set) var interfaces: [Interfaces] = []
+    private(set) var effectiveConfigs: [EffectiveConfig] = []
     private(set) var controlResponses: [ControlResponse] = []
     private(set) var patternsRequests = 0
     private(set) var connections = 0
@@ -171,6 +175,7 @@ final class TestCollector {
             }
         case .status(let st): statuses.append(st)
         case .interfaces(let i): interfaces.append(i)
+        case .effectiveConfig(let c): effectiveConfigs.append(c)
         case .controlResponse(let c): controlResponses.append(c)
         case .patternsRequest(let p):
             patternsRequests += 1
@@ -267,6 +272,7 @@ final class TestCollectorSession: TCPConnectionHandler {
         writeOut()
         // Rejected or failed: what was written (an Error) goes, then close.
         if case .closed = session.state { c.close() }
+        else if collector.closeAfterWelcome && session.state == .established { c.close() }
     }
 
     func connectionDidClose(_ c: TCPConnection, reason: TCPCloseReason) {
