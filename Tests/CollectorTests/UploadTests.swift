@@ -169,6 +169,27 @@ final class UploadTests: XCTestCase {
         XCTAssertTrue(none.body.contains("no part named \\\"file\\\""), none.body)
     }
 
+    func testVersion2RecordsLandInTheWindowsOfTheirTime() throws {
+        // Ten minutes ago, and a minute earlier: two windows, with outcomes.
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        let t1 = now - 600_000, t2 = now - 660_000
+        let text = ["2\t\(t1)\tGET\thttps://shop.example/cart/1\t200\t10", "2\t\(t1 + 1)\tGET\thttps://shop.example/cart/2\t503\t30",
+                    "2\t\(t2)\tGET\thttps://shop.example/cart/3\t404\t20",
+                    "2\t\(now - 3 * 86_400_000)\tGET\thttps://shop.example/cart/4\t200\t20"].joined(separator: "\n") + "\n"
+        let s = finished(upload(type: "application/octet-stream", body: Array(text.utf8)))
+        XCTAssertEqual(s["state"] as? String, "done", "\(s)")
+        XCTAssertEqual(s["stored"] as? Int, 3)
+        XCTAssertEqual((s["dropped"] as? [String: Int])?["too_old"], 1, "\(s)")
+        let rows = c.api("GET", "/measurements?project=shop&agent=upload-shop").object["measurements"] as? [[String: Any]] ?? []
+        let byTs = Dictionary(uniqueKeysWithValues: rows.map { (($0["ts"] as? NSNumber)?.int64Value ?? 0, $0) })
+        XCTAssertEqual(Set(byTs.keys), [t1 - t1 % 60_000, t2 - t2 % 60_000], "\(rows)")
+        let w1 = byTs[t1 - t1 % 60_000]
+        XCTAssertEqual(w1?["count"] as? Int, 2)
+        let outcomes = w1?["outcomes"] as? [String: Int] ?? [:]
+        XCTAssertEqual(outcomes["2xx"], 1, "\(w1 ?? [:])")
+        XCTAssertEqual(outcomes["5xx"], 1, "\(w1 ?? [:])")
+    }
+
     func testRefusalsComeBeforeTheBody() throws {
         // Only headers are sent: each answer arrives without any body.
         func headersOnly(token: String?, type: String, length: Int, project: String = "shop") -> HTTPResult {

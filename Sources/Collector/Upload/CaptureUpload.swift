@@ -14,9 +14,11 @@
 // while `maxBatchesInFlight` batches wait for the store, or while the store
 // is more than half full, no more is read — the connection stays suspended
 // (HTTPServer) and TCP holds the client back — until a batch commits.
-// Records carry no time of their own (IPA versions 0 and 1): they are
-// aggregated into windows of `windowMs` by the time they are read, as the
-// agent's replay does.
+// Records with a time of their own (IPA version 2) go to the window of
+// their time, as the agent's replay places them (a day back at most, a
+// minute ahead; the rest dropped as `too_old` / `future`; at most 64 windows
+// held, the oldest closed first); records without one (versions 0 and 1)
+// to the window of the time they are read. Windows are `windowMs` long.
 //
 // Thread: loop thread (HTTPServer's callbacks, store completions).
 import CollectorStore
@@ -96,9 +98,11 @@ final class CaptureUpload: HTTPBodyStream {
                 case .success(let set):
                     // The rules exactly as an agent of the project receives and reads them.
                     let wire = PatternDirectory.record(set)
-                    pipeline = IngestPipeline(patterns: IPAPipeline.PatternSet(rules: wire.rules.map(FilterRule.init(wire:)),
-                                                                               version: wire.version),
-                                              aggregationIntervalMs: CaptureUpload.windowMs)
+                    let p = IngestPipeline(patterns: IPAPipeline.PatternSet(rules: wire.rules.map(FilterRule.init(wire:)),
+                                                                            version: wire.version),
+                                           aggregationIntervalMs: CaptureUpload.windowMs)
+                    p.placeByTimestamp(TimePlacement(nowMs: { Clock.wallMillis() })) { [weak self] in self?.submit($0) }
+                    pipeline = p
                 }
                 let hello = AgentHello(id: agentId, projectId: projectId, name: "upload", hostname: "collector",
                                        version: CollectorVersion.current, bootId: id, at: Clock.wallMillis(),
@@ -152,6 +156,7 @@ final class CaptureUpload: HTTPBodyStream {
             do { try m.finish() } catch { return fail(.badRequest("invalid multipart body", .string(error.description))) }
         }
         framer.finish { pipeline.ingest($0) }
+        pipeline.closeTimedWindows()
         submit(pipeline.aggregator.flush(windowStartMs: window))
         state = .storing
         CountingResponder(responder, count: { _ in }).json(.object([
@@ -182,9 +187,13 @@ final class CaptureUpload: HTTPBodyStream {
         guard !aggregates.isEmpty else { return }
         let rows = aggregates.map { a in
             MeasurementRow(ts: a.windowStartMs, windowMs: a.windowMs, monitor: a.monitor, check: a.check, source: a.source,
-                           count: Int64(clamping: a.count), sumUs: Int64(clamping: a.sumUs), minUs: Int64(clamping: a.minUs),
+                           count: Int64(clamping: a.count), errors: Int64(clamping: a.outcomes.failures),
+                           sumUs: Int64(clamping: a.sumUs), minUs: Int64(clamping: a.minUs),
                            maxUs: Int64(clamping: a.maxUs), p50Us: Int64(clamping: a.p50Us), p95Us: Int64(clamping: a.p95Us),
-                           p99Us: Int64(clamping: a.p99Us))
+                           p99Us: Int64(clamping: a.p99Us),
+                           outcomes: CollectorStore.Outcomes(s2xx: Int64(clamping: a.outcomes.s2xx), s3xx: Int64(clamping: a.outcomes.s3xx),
+                                                             s4xx: Int64(clamping: a.outcomes.s4xx), s5xx: Int64(clamping: a.outcomes.s5xx),
+                                                             error: Int64(clamping: a.outcomes.error)))
         }
         let records = rows.reduce(Int64(0)) { $0 + $1.count }
         let batch = Batch(projectId: projectId, agentId: agentId, bootId: id, sequence: sequence, receivedAt: Clock.wallMillis(),
