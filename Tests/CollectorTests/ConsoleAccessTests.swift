@@ -1,9 +1,11 @@
 // The console's serving and access, black-box against the real collector:
 // its files with their security headers, sign-in with the admin token
 // (cookie + anti-CSRF value), the cookie accepted for reading, changes
-// refused without the CSRF header, sign-out, and the bounded session table.
+// refused without the CSRF header, sign-out, and the bounded session table;
+// the agent configuration schema the console checks values with.
 import Foundation
 import XCTest
+import ConfigFile
 @testable import Collector
 
 final class ConsoleAccessTests: XCTestCase {
@@ -132,6 +134,19 @@ final class ConsoleAccessTests: XCTestCase {
         XCTAssertEqual(ConsoleSessions.cookie("vigil_session", in: "vigil_session=first;vigil_session=second"), "first")
     }
 
+    /// Random headers: never a trap, and a cookie placed among others is found.
+    func testCookieParsingOfRandomHeaders() {
+        var rng = SystemRandomNumberGenerator()
+        let alphabet = Array("abcXYZ019=; \t\"%_-")
+        for _ in 0..<2000 {
+            let noise = String((0..<Int.random(in: 0...40, using: &rng)).map { _ in alphabet.randomElement(using: &rng)! })
+            _ = ConsoleSessions.cookie("vigil_session", in: noise)
+            let value = String((0..<Int.random(in: 1...43, using: &rng)).map { _ in Array("abcXYZ019-_").randomElement(using: &rng)! })
+            let header = "a=1; vigil_session=\(value); " + noise.replacingOccurrences(of: "vigil_session", with: "x")
+            XCTAssertEqual(ConsoleSessions.cookie("vigil_session", in: header), value, header)
+        }
+    }
+
     func testSessionsExpire() {
         var clock = 100.0
         let s = ConsoleSessions(maxSessions: 4, ttl: 60)
@@ -143,4 +158,33 @@ final class ConsoleAccessTests: XCTestCase {
         XCTAssertEqual(s.count, 0)
         XCTAssertEqual(s.expired, 1)
     }
+}
+
+/// The agent configuration schema the console's editor checks values with.
+final class AgentConfigSchemaTests: XCTestCase {
+    func testEveryAgentKeyWithItsTypeRangeDefaultAndHelp() throws {
+        let c = try CollectorProcess()
+        defer { c.stop(); c.removeDirectory() }
+        let r = c.api("GET", "/schema/agent-config")
+        XCTAssertEqual(r.status, 200, r.body)
+        let keys = r.object["keys"] as? [[String: Any]] ?? []
+        XCTAssertEqual(keys.compactMap { $0["key"] as? String }, ConfigFileKeys.agent)
+        func key(_ name: String) -> [String: Any] { keys.first { $0["key"] as? String == name } ?? [:] }
+        XCTAssertEqual(key("status_interval_ms")["type"] as? String, "milliseconds")
+        XCTAssertEqual(key("status_interval_ms")["min"] as? Int, 100)
+        XCTAssertEqual(key("status_interval_ms")["max"] as? Int, 3_600_000)
+        XCTAssertEqual(key("status_interval_ms")["default"] as? String, "10000")
+        XCTAssertEqual(key("status_interval_ms")["live"] as? Bool, true)
+        XCTAssertFalse((key("status_interval_ms")["help"] as? String ?? "").isEmpty)
+        XCTAssertEqual(key("capture")["type"] as? String, "bool")
+        XCTAssertEqual(key("log_level")["choices"] as? [String], ["debug", "info", "warn", "error"])
+        XCTAssertEqual((key("ipa_bind")["element"] as? [String: Any])?["type"] as? String, "ip_address")
+        XCTAssertTrue(key("access_key")["default"] is NSNull)
+        XCTAssertEqual(key("access_key")["live"] as? Bool, false)
+        XCTAssertEqual(key("server_port")["live"] as? Bool, false)
+    }
+}
+
+enum ConfigFileKeys {
+    static var agent: [String] { AgentSchema.schema.keys.map(\.name) }
 }
