@@ -36,7 +36,7 @@ SET=(--set "data_dir=$DIR/data" --set "listen=127.0.0.1:0" --set "http_listen=12
 "$B" keys create --project shop --create-project "${SET[@]}" >/dev/null
 "$B" run "${SET[@]}" 2> "$DIR/collector.log" &
 PID=$!
-until grep -q ' ready ' "$DIR/collector.log"; do sleep 0.05; done
+until grep -q ' ready ' "$DIR/collector.log" 2>/dev/null; do sleep 0.05; done
 PORT=$(sed -nE 's/.*http on 127\.0\.0\.1:([0-9]+).*/\1/p' "$DIR/collector.log" | head -1)
 T=$(cat "$DIR/data/admin_token")
 H=(-H "Authorization: Bearer $T")
