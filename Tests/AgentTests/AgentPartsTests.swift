@@ -2,6 +2,7 @@
 // window's re-send cursor, batch encoding across a full string table, size
 // bounds, rule mapping, settings cross-checks, and the UDP receiver's
 // all-or-nothing rebinding.
+import IPAPipeline
 import XCTest
 import ConfigFile
 import Reactor

@@ -5,6 +5,7 @@
 // the host gives no netlink socket) and sent again when it changed.
 //
 // Thread: loop thread (the status timer and the uplink callbacks).
+import IPAPipeline
 import Reactor
 import Wire
 

@@ -13,6 +13,7 @@
 // AgentRuntime+Config.swift, status in +Status, shutdown in +Shutdown.
 //
 // Thread: loop thread only; one runtime per process (or per test).
+import IPAPipeline
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -69,6 +69,8 @@ extension APIHandler {
         APIRoute("PUT", "projects/{project}/patterns") { h, c, q, r in h.putPatterns(c[0], q, r) },
         APIRoute("GET", "projects/{project}/monitors") { h, c, _, r in h.getMonitors(c[0], r) },
         APIRoute("PUT", "projects/{project}/monitors") { h, c, q, r in h.putMonitors(c[0], q, r) },
+        APIRoute("POST", "projects/{project}/uploads") { h, _, _, r in h.uploadNotStreamed(r) },
+        APIRoute("GET", "projects/{project}/uploads/{id}") { h, c, _, r in h.uploadStatus(c[0], c[1], r) },
         APIRoute("GET", "projects/{project}/monitors/{monitor}/runs", query: ["agent", "since", "until", "limit", "cursor"]) { h, c, q, r in
             h.monitorRuns(c[0], c[1], q, r)
         },
@@ -78,6 +80,7 @@ extension APIHandler {
         APIRoute("GET", "events", query: ["project", "agent", "monitor", "check", "since", "until", "limit", "cursor"]) { h, _, q, r in h.events(q, r) },
         APIRoute("GET", "audit", query: ["target", "action", "since", "until", "limit", "cursor"]) { h, _, q, r in h.audit(q, r) },
         APIRoute("GET", "config") { h, _, _, r in h.ownConfig(r) },
+        APIRoute("GET", "collector/history", query: ["from", "to", "step"]) { h, _, q, r in h.collectorHistory(q, r) },
         APIRoute("GET", "schema/agent-config") { h, _, _, r in h.agentConfigSchema(r) },
         APIRoute("POST", "session") { h, _, q, r in h.signIn(q, r) },
         APIRoute("GET", "session") { h, _, q, r in h.sessionInfo(q, r) },

@@ -54,6 +54,7 @@ extension APIHandler {
         return .object([
             ("id", .string(a.id)), ("project", .string(a.project)), ("name", .string(a.name)),
             ("hostname", .string(a.hostname)), ("version", .string(a.version)), ("state", .string(state.rawValue)),
+            ("mode", .string(a.mode)),
             ("state_messages", .array(a.stateMessages.map(JSON.string))), ("state_since", .int(a.stateSince)),
             ("connected", .bool(live != nil)), ("last_seen", .int(a.lastSeen)), ("first_seen", .int(a.firstSeen)),
             ("status", a.status.map(JSON.raw) ?? .null), ("status_ts", .optional(a.statusTs)),

@@ -141,6 +141,12 @@ enum CollectorMetrics {
             p.sample("vigil_console_sessions_ended_total", ["cause": "evicted"], api.sessions.evicted)
             p.single("vigil_console_csrf_refused_total", "counter", "Cookie-authenticated changes refused for a missing or wrong X-Vigil-CSRF.",
                      Double(api.csrfRefused))
+            if let uploads = api.uploads {
+                p.single("vigil_uploads_running", "gauge", "Capture uploads running.", Double(uploads.running))
+                p.family("vigil_uploads_total", "counter", "Capture uploads by how they ended, or why they were refused.")
+                for name in Uploads.outcomeNames { p.sample("vigil_uploads_total", ["result": name], uploads.outcomes[name] ?? 0) }
+                p.single("vigil_upload_bytes_total", "counter", "Bytes read by finished capture uploads.", Double(uploads.bytesRead))
+            }
         }
         remoteWriteFamilies(&p, remoteWrite)
         p.family("vigil_config_reloads_total", "counter", "SIGHUP reloads by result.")

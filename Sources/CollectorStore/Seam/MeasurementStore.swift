@@ -101,6 +101,20 @@ public protocol MeasurementStore: AnyObject {
 
     func appendAudit(_ entry: AuditEntry, completion: @escaping StoreCompletion<Int64>)
 
+    // MARK: the collector's own health history
+
+    /// Stores one sample of the collector's health (CollectorSample).
+    func appendCollectorSample(_ sample: CollectorSample, completion: @escaping StoreCompletion<Void>)
+    /// The samples in `since` <= ts < `until` in buckets of `stepMs` from
+    /// `since` on, oldest first, empty buckets left out, at most `limit`
+    /// (clamped). Gauges are a bucket's mean, counts its sum, latencies and
+    /// pending rows its largest sample; `ts` is the bucket's start.
+    /// `.invalid` unless stepMs > 0 and until > since.
+    func collectorHistory(_ query: CollectorHistoryQuery, completion: @escaping StoreCompletion<[CollectorSample]>)
+    /// Deletes samples older than `cutoff` (ms) in bounded chunks, as
+    /// `removeExpired` does; completes with how many went.
+    func removeExpiredCollectorSamples(olderThan cutoff: Int64, completion: @escaping StoreCompletion<Int>)
+
     // MARK: queries (HTTP API), newest first, bounded
 
     func measurements(_ query: MeasurementQuery, completion: @escaping StoreCompletion<[MeasurementRecord]>)
