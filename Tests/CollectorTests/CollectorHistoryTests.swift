@@ -25,7 +25,7 @@ final class CollectorHistoryTests: XCTestCase {
         let client = try WireTestClient(port: c.sessionPort, key: key, hello: WireTestClient.hello("a1"))
         XCTAssertNotNil(client.handshake())
         client.send([.status(Status(timestampMs: 1, state: .capturing))])
-        let wrong = try WireTestClient(port: c.sessionPort, key: try AccessKey.generate(projectID: "acme"),
+        let wrong = try WireTestClient(port: c.sessionPort, key: try AccessKey.generate(projectID: "acme", collectorKey: c.collectorPublicKey),
                                        hello: WireTestClient.hello("x"))
         XCTAssertNil(wrong.handshake())
 
