@@ -3,7 +3,8 @@
 # chromium-driver and python3-selenium) drives the console of a real
 # collector with two real agents, through Tests/Console/console_test.py —
 # one browser, one collector for every case. Screenshots of each page go to
-# docs/console/*.png (VIGIL_SCREENSHOTS=DIR for elsewhere, empty for none).
+# docs/console/*.png (VIGIL_SCREENSHOTS=DIR for elsewhere, empty for none;
+# scripts/test.sh sends them to a scratch folder).
 #   scripts/console-test.sh            (after `swift build`; test.sh runs it)
 # Uses loopback only; stops everything it started.
 set -euo pipefail
