@@ -117,9 +117,17 @@ public enum AgentCommandLine {
             printError("vigil-agent: cannot start: \(error)")
             return ExitCode.failure
         }
+        // The spool (run mode): an unusable spool_dir stops the start, named.
+        var spool: Spool?
+        if path == nil, let s = settings.spool {
+            do throws(Spool.Failure) { spool = try Spool.open(s) } catch {
+                printError("vigil-agent: cannot start: \(error)")
+                return ExitCode.failure
+            }
+        }
         let loop = EventLoop.makeDefault()
         let runtime = AgentRuntime(loop: loop, mode: path == nil ? .run : .replay, source: source,
-                                   config: config, settings: settings)
+                                   config: config, settings: settings, spool: spool)
         var status = ExitCode.ok
         runtime.onExit = { code in
             status = code

@@ -54,7 +54,8 @@ public final class AgentRuntime {
     public internal(set) var scheduleVersion: UInt64 = 0
     /// Monitors the last schedule left out, with why (Status messages).
     public internal(set) var monitorProblems: [String] = []
-    /// Random per process start: the Hello's instance and boot id.
+    /// The Hello's instance and boot id: random per process start, or the
+    /// spool's (kept across restarts so re-sent batches keep their identity).
     public let instance: UInt64
     public var onEvent: ((Event) -> Void)?
     /// Called once when the process should exit, with its status.
@@ -88,21 +89,22 @@ public final class AgentRuntime {
     var interfacesStale = false
     var exited = false
 
-    public init(loop: EventLoop, mode: Mode = .run, source: ConfigSource, config: Configuration, settings: AgentSettings) {
+    public init(loop: EventLoop, mode: Mode = .run, source: ConfigSource, config: Configuration, settings: AgentSettings,
+                spool: Spool? = nil) {
         self.loop = loop
         self.mode = mode
         self.source = source
         self.config = config
         self.settings = settings
         var rng = SystemRandomNumberGenerator()
-        instance = rng.next() | 1
+        instance = spool?.instance ?? (rng.next() | 1)
         pipeline = IngestPipeline(aggregationIntervalMs: Int64(settings.aggregationIntervalMs))
         receiver = IPAReceiver(loop: loop, pipeline: pipeline)
         // One name resolver for the process: the uplink's collectors and the
         // tcp monitors' hosts (its threads start on the first name).
         uplink = Uplink(loop: loop, accessKey: settings.accessKey,
                         hello: AgentRuntime.hello(settings, instance: instance), settings: settings.uplink,
-                        resolver: HostResolver(loop: loop))
+                        resolver: HostResolver(loop: loop), spool: spool)
         monitors = mode == .run ? AgentRuntime.monitorEngine(loop: loop, uplink: uplink, groups: settings.groups) : nil
         uplink.delegate = self
         windowTimer = TimerWatcher(loop: loop) { [unowned self] _ in self.windowFired() }
