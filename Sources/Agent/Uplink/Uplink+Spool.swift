@@ -107,4 +107,24 @@ extension Uplink {
         spill(reason: .shutdown)
         spool.close()
     }
+
+    /// The spool's figures for Status (none without a spool): depth in
+    /// batches, bytes, the oldest unacknowledged batch's age, and the
+    /// drops by cause (docs/AGENT.md, "Spool").
+    public func spoolCounters(nowMs: Int64) -> [Counter] {
+        guard let spool else { return [] }
+        let c = spool.counters
+        return [
+            Counter("spool_batches", UInt64(spool.depth)),
+            Counter("spool_bytes", UInt64(spool.bytes)),
+            Counter("spool_oldest_age_ms", spool.oldestMs.map { UInt64(max(0, nowMs - $0)) } ?? 0),
+            Counter("spool_written", c.written),
+            Counter("spool_replayed", c.replayed),
+            Counter("spool_corrupt", c.corrupt),
+            Counter("spool_dropped_full", c.droppedFull),
+            Counter("spool_dropped_disk_full", c.droppedDiskFull),
+            Counter("spool_unwritten", c.unwritten),
+            Counter("spool_write_failures", c.writeFailures),
+        ]
+    }
 }

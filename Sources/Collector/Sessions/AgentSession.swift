@@ -83,6 +83,8 @@ final class AgentSession: TCPConnectionHandler, DeadlineEntry, ConnectedAgent, C
     /// The agent's latest EffectiveConfig, kept to the agent schema's
     /// non-secret keys (so at most one entry per schema key).
     var reportedConfig: [String: ConfigEntry]?
+    /// The disk-spool figures of the latest Status (nil: no spool).
+    var spool: AgentSpoolFigures?
 
     // Established: flow.
     /// Batches between receipt and acknowledgement (the context's record

@@ -132,6 +132,7 @@ extension SessionManager {
         ]
         if let interfaces = s.interfaces { fields.append(("interfaces", .raw(interfaces))) }
         setState(s, newState)
+        s.spool = AgentSpoolFigures(status.counters)
         store.recordAgentStatus(agent: id, state: newState, messages: messages,
                                 snapshot: StatusSnapshot(ts: Clock.wallMillis(), json: JSON.object(fields).serialized)) { [weak self] r in
             if case .failure(let e) = r { self?.stateWriteFailed("agent status", e) }
