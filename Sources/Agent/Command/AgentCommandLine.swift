@@ -128,6 +128,7 @@ public enum AgentCommandLine {
         let loop = EventLoop.makeDefault()
         let runtime = AgentRuntime(loop: loop, mode: path == nil ? .run : .replay, source: source,
                                    config: config, settings: settings, spool: spool)
+        if path == nil { runtime.rulesPath = RuleFile.path(stateDir: settings.stateDir) }
         var status = ExitCode.ok
         runtime.onExit = { code in
             status = code

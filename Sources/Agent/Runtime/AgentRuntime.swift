@@ -69,6 +69,8 @@ public final class AgentRuntime {
     /// Whether the current session has answered a rule request yet.
     public private(set) var patternsSynced = false
     public internal(set) var draining = false
+    /// Where the rules last received are kept (RuleFile); nil: not kept.
+    public var rulesPath: String?
 
     var windowTimer: TimerWatcher!
     var statusTimer: TimerWatcher!
@@ -127,6 +129,10 @@ public final class AgentRuntime {
     /// Binds the instrumentation sockets (run mode, capture on), starts the
     /// uplink and the timers. Throws a bind failure (nothing is left open).
     public func start() throws {
+        if let rulesPath, let saved = RuleFile.load(from: rulesPath) {
+            // Filter as before the restart until a collector answers.
+            install(saved, save: false)
+        }
         if mode == .run && settings.capture {
             try receiver.open(settings.ingest)
             captureStartMs = Clock.wallMillis()
@@ -247,7 +253,7 @@ public final class AgentRuntime {
 
     // MARK: - Rules
 
-    func install(_ patterns: Patterns) {
+    func install(_ patterns: Patterns, save: Bool = true) {
         let rules = patterns.rules.map(FilterRule.init(wire:))
         let set = PatternSet(rules: rules, version: patterns.version)
         pipeline.install(set)
@@ -257,6 +263,7 @@ public final class AgentRuntime {
             Log.warn("filter rule ignored", ["version": "\(patterns.version)", "rule": "\(i + 1)",
                                              "problem": rules[i].problem ?? ""])
         }
+        if save, let rulesPath { RuleFile.save(patterns, to: rulesPath) }
     }
 
     private func syncTick() {
