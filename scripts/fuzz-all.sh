@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-20}"
 status=0
-for target in ipa framing records handshake json config; do
+for target in ipa spool framing records handshake json config; do
   case "$target" in
     ipa) src=Sources/Tools/Fuzz/FuzzIPA ;;
     json) src=Sources/Tools/Fuzz/FuzzJSON ;;

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # fuzz.sh TARGET SECONDS [libFuzzer options...]
-#   TARGET: ipa (the agent's IPA parser and ingest path), json (the JSON
+#   TARGET: ipa (the agent's IPA parser and ingest path), spool (the agent's
+#           spool segments and saved rules), json (the JSON
 #           module: every HTTP API body, monitor definitions and the Schedule
 #           round trip), config (configuration files and agent updates), or a
 #           Wire target (framing | records | handshake) where its
@@ -14,15 +15,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-target="${1:?usage: fuzz.sh ipa|json|config|framing|records|handshake SECONDS [libFuzzer options]}"
+target="${1:?usage: fuzz.sh ipa|spool|json|config|framing|records|handshake SECONDS [libFuzzer options]}"
 seconds="${2:?usage: fuzz.sh TARGET SECONDS}"
 shift 2
 case "$target" in
   ipa) seeds="Sources/Tools/Fuzz/FuzzIPA/seeds" ;;
+  spool) seeds="Sources/Tools/Fuzz/FuzzSpool/seeds" ;;
   json) seeds="Tests/JSONTests/Fixtures/fuzz-seeds/json" ;;
   config) seeds="Tests/ConfigFileTests/Fixtures/fuzz-seeds/config" ;;
   framing|records|handshake) seeds="Tests/WireTests/Fixtures/fuzz-seeds/$target" ;;
-  *) echo "unknown target: $target (ipa, json, config, framing, records, handshake)" >&2; exit 2 ;;
+  *) echo "unknown target: $target (ipa, spool, json, config, framing, records, handshake)" >&2; exit 2 ;;
 esac
 product="fuzz-$target"
 

@@ -1,3 +1,4 @@
+import Foundation
 import XCTest
 import MonitorRunners
 import Reactor
@@ -182,5 +183,70 @@ final class InFlightWindowGapTests: XCTestCase {
         w.advance(past: 20)
         XCTAssertTrue(w.isEmpty)
         XCTAssertEqual(w.nextSequence, 21)
+    }
+}
+
+final class SpoolFaultTests: XCTestCase {
+    func testWriteFailureLaterDegradesToMemoryOnlyLoggedAndCounted() throws {
+        let root = spoolTestDirectory()
+        let dir = root + "/spool"
+        defer { removeTree(dir); rmdir(root) }
+        let s = try Spool.open(SpoolSettings(directory: dir, maxBytes: SpoolSettings.minMaxBytes))
+        s.append([aggregateItem(0)], nowMs: 0)
+        // The directory disappears under the agent: the next segment cannot be created.
+        removeTree(dir)
+        var sequences: [UInt64] = []
+        for i in 0..<1000 { sequences.append(s.append([aggregateItem(i)], nowMs: 0).sequence) }
+        XCTAssertNotNil(s.degraded)
+        XCTAssertEqual(s.counters.writeFailures, 1, "one failure, then memory only")
+        XCTAssertGreaterThan(s.counters.unwritten, 0)
+        XCTAssertEqual(sequences, Array(2...1001), "numbering goes on: the batches still travel from memory")
+    }
+
+    func testSavedRulesRoundTripAndDamageIsRefused() {
+        let p = Patterns(version: 7, rules: [PatternRule(method: "GET", hostGlob: "*.example.com", pathGlob: "/v1/*",
+                                                         monitor: "api", check: "v1", exclude: false)])
+        let bytes = RuleFile.encode(p)
+        guard case .success(let back) = RuleFile.decode(bytes) else { return XCTFail("round trip") }
+        XCTAssertEqual(back.version, 7)
+        XCTAssertEqual(back.rules, p.rules)
+        var damaged = bytes
+        damaged[damaged.count - 2] ^= 0x40
+        guard case .failure(let e) = RuleFile.decode(damaged) else { return XCTFail("damage not seen") }
+        XCTAssertEqual(e.description, "checksum mismatch")
+        let root = spoolTestDirectory()
+        defer { unlink(root + "/rules"); rmdir(root) }
+        XCTAssertNil(RuleFile.load(from: root + "/rules"), "no file: no rules")
+        XCTAssertTrue(RuleFile.save(p, to: root + "/rules"))
+        XCTAssertEqual(RuleFile.load(from: root + "/rules")?.rules, p.rules)
+    }
+
+    /// The fuzz seeds are what their names say (so the fuzzer starts from
+    /// real segments, not from bytes every check refuses).
+    func testFuzzSeedsReadAsIntended() throws {
+        let seeds = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Sources/Tools/Fuzz/FuzzSpool/seeds")
+        func steps(_ name: String) throws -> [String] {
+            var bytes = Array(try Data(contentsOf: seeds.appendingPathComponent(name)))
+            let flag = bytes.removeFirst()
+            if flag & 1 != 0 { bytes = SegmentFormat.header(instance: 1) + bytes }
+            var r = SegmentReader(MemorySegment(bytes))
+            var out: [String] = []
+            while true {
+                switch r.next() {
+                case .batch(let b, _, _): out.append("\(b.sequence):\(b.items.count)")
+                case .corrupt: out.append("corrupt")
+                case .tornTail: out.append("torn")
+                case .end: return out
+                }
+            }
+        }
+        XCTAssertEqual(try steps("segment"), ["1:2", "2:1", "3:1"], "the unknown item kind is skipped")
+        XCTAssertEqual(try steps("records"), ["10:2", "11:1"])
+        XCTAssertEqual(try steps("corrupt-and-torn"), ["corrupt", "6:1", "torn"])
+        var rules = Array(try Data(contentsOf: seeds.appendingPathComponent("rules")))
+        rules.removeFirst()
+        guard case .success(let p) = RuleFile.decode(rules) else { return XCTFail("rules seed") }
+        XCTAssertEqual(p.rules.count, 2)
     }
 }
