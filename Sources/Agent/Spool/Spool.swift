@@ -198,9 +198,9 @@ public final class Spool {
             return (sequence, false)
         }
         let record = SegmentFormat.record(SpoolBatch(sequence: sequence, writtenMs: nowMs, items: items))
-        // Room within spool_max_bytes: drop the oldest segments first.
-        while bytes + record.count > settings.maxBytes, segments.count > 1 || activeFD < 0, !segments.isEmpty {
-            if segments.count == 1 && activeFD >= 0 { break }
+        // Room within spool_max_bytes: the oldest segments go first (never
+        // the one being appended to: segments are an eighth of the limit).
+        while bytes + record.count > settings.maxBytes && (segments.count > 1 || (activeFD < 0 && !segments.isEmpty)) {
             dropOldest(cause: .full)
         }
         if activeFD < 0 || segments[segments.count - 1].bytes + record.count > settings.segmentBytes {
