@@ -122,7 +122,7 @@ let package = Package(
         // The Reactor's receiver and loop-overhead probes (scripts/bench-reactor.sh).
         .executableTarget(name: "reactor-bench", dependencies: ["Reactor"], path: "Sources/Tools/Bench/ReactorBench"),
         // The agent spool's write and replay rates (scripts/bench-spool.sh).
-        .executableTarget(name: "spool-bench", dependencies: ["Agent", "Reactor"], path: "Sources/Tools/Bench/SpoolBench"),
+        .executableTarget(name: "spool-bench", dependencies: ["Agent", "IPAPipeline", "Reactor"], path: "Sources/Tools/Bench/SpoolBench"),
         // Release-mode crypto and handshake throughput (scripts/bench-wire.sh).
         .executableTarget(name: "wire-bench", dependencies: ["Wire", "Reactor"], path: "Sources/Tools/Bench/WireBench"),
         // 1,000 HTTP monitors on one engine, idle RSS with and without libcurl (scripts/bench-monitors.sh).

@@ -8,8 +8,12 @@
 //   varint sequence | varint written_ms | varint count | count × item
 //   item: u8 kind | varint length | body   (unknown kinds are skipped)
 //   kind 1 aggregate, 2 raw event, 3 monitor run — fields in `encode`.
+//   Fields added later are appended to an item's body and read only when
+//   present (an aggregate's outcome counts, an event's status and error
+//   class), so segments written before them still read.
 //
 // Thread: a value; encoded and decoded on the loop thread (or a fuzzer's).
+import IPAPipeline
 import MonitorModel
 import MonitorRunners
 import Wire
@@ -47,6 +51,8 @@ public struct SpoolBatch: Sendable {
                 w.varint(UInt64(bitPattern: a.windowMs))
                 w.string(a.monitor); w.string(a.check); w.string(a.source)
                 for v in [a.count, a.sumUs, a.minUs, a.maxUs, a.p50Us, a.p95Us, a.p99Us] { w.varint(v) }
+                let o = a.outcomes
+                for v in [o.s2xx, o.s3xx, o.s4xx, o.s5xx, o.error] { w.varint(v) }
                 _ = w.endLengthPrefixed(start)
             case .event(let e):
                 w.u8(2)
@@ -55,6 +61,7 @@ public struct SpoolBatch: Sendable {
                 w.string(e.method); w.string(e.host); w.string(e.path)
                 w.varint(e.durationUs)
                 w.string(e.monitor); w.string(e.check)
+                w.varint(UInt64(e.status)); w.string(e.errorClass)
                 _ = w.endLengthPrefixed(start)
             case .monitorRun(let r):
                 w.u8(3)
@@ -115,8 +122,14 @@ public struct SpoolBatch: Sendable {
         let monitor = try string(&r, "monitor"), check = try string(&r, "check"), source = try string(&r, "source")
         var v = [UInt64](repeating: 0, count: 7)
         for i in 0..<7 { v[i] = try r.varint() }
+        var outcomes = OutcomeCounts()
+        if !r.isAtEnd {
+            outcomes = OutcomeCounts(s2xx: try r.varint(), s3xx: try r.varint(), s4xx: try r.varint(),
+                                     s5xx: try r.varint(), error: try r.varint())
+        }
         return LatencyAggregate(windowStartMs: start, windowMs: length, monitor: monitor, check: check, source: source,
-                                count: v[0], sumUs: v[1], minUs: v[2], maxUs: v[3], p50Us: v[4], p95Us: v[5], p99Us: v[6])
+                                count: v[0], sumUs: v[1], minUs: v[2], maxUs: v[3], p50Us: v[4], p95Us: v[5], p99Us: v[6],
+                                outcomes: outcomes)
     }
 
     static func event(_ r: inout WireReader) throws(WireError) -> ForwardedEvent {
@@ -124,8 +137,13 @@ public struct SpoolBatch: Sendable {
         let method = try string(&r, "method"), host = try string(&r, "host"), path = try string(&r, "path")
         let duration = try r.varint()
         let monitor = try string(&r, "monitor"), check = try string(&r, "check")
+        var status: UInt32 = 0, errorClass = ""
+        if !r.isAtEnd {
+            status = UInt32(clamping: try r.varint())
+            errorClass = try string(&r, "error_class")
+        }
         return ForwardedEvent(timestampUs: ts, method: method, host: host, path: path, durationUs: duration,
-                              monitor: monitor, check: check)
+                              monitor: monitor, check: check, status: status, errorClass: errorClass)
     }
 
     static func phases(_ r: inout WireReader) throws(WireError) -> [PhaseTiming] {

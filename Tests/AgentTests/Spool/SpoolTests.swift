@@ -4,6 +4,7 @@ import MonitorRunners
 import Reactor
 import Wire
 @testable import Agent
+import IPAPipeline
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -23,7 +24,8 @@ func removeTree(_ path: String) {
 func aggregateItem(_ n: Int) -> OutboundItem {
     .aggregate(LatencyAggregate(windowStartMs: 1_700_000_000_000 + Int64(n), windowMs: 10_000, monitor: "api", check: "get \(n)",
                                 source: "ipa", count: UInt64(n + 1), sumUs: 1000, minUs: 10, maxUs: 900,
-                                p50Us: 100, p95Us: 800, p99Us: 890))
+                                p50Us: 100, p95Us: 800, p99Us: 890,
+                                outcomes: OutcomeCounts(s2xx: UInt64(n), s3xx: 1, s4xx: 2, s5xx: 3, error: 4)))
 }
 
 final class SpoolTests: XCTestCase {
@@ -40,7 +42,8 @@ final class SpoolTests: XCTestCase {
 
     func testBatchesRoundTripAcrossReopenWithTheirIdentity() throws {
         let event = OutboundItem.event(ForwardedEvent(timestampUs: 42, method: "GET", host: "h", path: "/a/:id",
-                                                      durationUs: 7, monitor: "m", check: "c"))
+                                                      durationUs: 7, monitor: "m", check: "c",
+                                                      status: 0, errorClass: "timeout"))
         let run = OutboundItem.monitorRun(MonitorRunResult(
             monitorID: 9, monitorKey: "k", name: "n", kind: .exec, runID: 3, startedMs: 5, intervalMs: 60_000,
             status: .error, durationUs: 11, phases: [PhaseTiming("connect", 4)], message: "boom", protocolStatus: 0,

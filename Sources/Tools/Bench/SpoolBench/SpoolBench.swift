@@ -7,6 +7,7 @@
 // fdatasync every 1,000 ms of wall time, as the uplink's tick does);
 // replay reads every batch through the cursor and acknowledges as it goes.
 import Agent
+import IPAPipeline
 import Reactor
 #if canImport(Glibc)
 import Glibc
