@@ -87,6 +87,10 @@ public final class AgentRuntime {
     /// A change was announced since `lastInterfaces` was read.
     var interfacesStale = false
     var exited = false
+    /// The service manager's notify socket (`vigil-agent run` under
+    /// systemd); nil otherwise. READY once capturing, RELOADING/READY around
+    /// SIGHUP, STOPPING at shutdown, watchdog pings from the loop.
+    public var notify: ServiceNotify?
 
     public init(loop: EventLoop, mode: Mode = .run, source: ConfigSource, config: Configuration, settings: AgentSettings) {
         self.loop = loop
@@ -151,6 +155,11 @@ public final class AgentRuntime {
         restartStatusTimer()
         restartSyncTimer()
         uplink.start()
+        notify?.statusText = { [unowned self] in
+            "capture \(self.receiver.isOpen ? "on" : "off"), uplink \(self.uplink.state)"
+        }
+        notify?.ready()
+        notify?.startTimer(loop: loop)
     }
 
     /// SIGHUP reloads, SIGTERM and SIGINT drain and exit (default loop only).
@@ -331,6 +340,7 @@ public final class AgentRuntime {
         syncTimer.stop()
         drainTimer?.stop()
         for s in signals { s.stop() }
+        notify?.stopTimer()
         monitors?.shutdown()
         receiver.close()
         interfaceWatch?.close()

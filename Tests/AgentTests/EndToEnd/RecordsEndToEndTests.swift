@@ -7,6 +7,7 @@
 import Foundation
 import XCTest
 @testable import Agent
+import CSystem  // SOCK_* constants: glibc's socket macros may be owned by this C module
 
 final class RecordsEndToEndTests: XCTestCase {
     typealias System = RealCollectorTests.System
