@@ -11,11 +11,17 @@
 # `dpkg -P` (conffiles, data and the vigil user gone). systemd need not run.
 # Loopback only; ports chosen free (given through the environment, as a unit
 # drop-in's Environment= would). Leaves the machine as it found it.
-# Refuses to run where Vigil packages or a `vigil` user already exist.
+# Refuses to run where Vigil packages or a `vigil` user already exist; one
+# run at a time per machine (flock).
 # Exits non-zero on the first failed check.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" -eq 0 ] || { echo "test-packages.sh: needs root (dpkg -i)" >&2; exit 1; }
+# One run at a time on a machine (other checkouts' test.sh may run this too):
+# flock(2) on dpkg's database directory, which always exists, so no lock file
+# is left behind (dpkg's own lock is an fcntl lock, which flock does not touch).
+exec 9</var/lib/dpkg
+flock -w 1200 9 || { echo "test-packages.sh: another run holds the lock on /var/lib/dpkg" >&2; exit 1; }
 for p in vigil-agent vigil-collector; do
     if dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null | grep -qv not-installed; then
         echo "test-packages.sh: $p is on this machine already; not touching it" >&2; exit 1
