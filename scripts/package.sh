@@ -100,6 +100,14 @@ build_deb() {
     man_page "$pkg" "$summary" "$bin" "$conf" "$([ "$pkg" = vigil-agent ] && echo "state: the agent's key, last filter rules, spool" || echo "data: the SQLite database and the generated admin token")" \
         | gzip -9n > "$root/usr/share/man/man8/$pkg.8.gz"
     install -m 0644 docs/OPERATIONS.md "$root/usr/share/doc/$pkg/OPERATIONS.md"
+    # The collector's web console, where the source tree has one: the
+    # installed layout it looks for is /usr/share/vigil/console.
+    if [ "$pkg" = vigil-collector ] && [ -d console ]; then
+        install -d "$root/usr/share/vigil"
+        cp -r console "$root/usr/share/vigil/console"
+        chmod -R u=rwX,go=rX "$root/usr/share/vigil"
+        recommends="${recommends:+$recommends, }libjs-dygraphs"
+    fi
     for s in postinst prerm postrm; do
         sed -e "s|@PACKAGE@|$pkg|g" -e "s|@CONF@|$conf|g" -e "s|@STATEMODE@|$mode|g" \
             -e "s|@READY_TO_START@|$ready|g" -e "s|@OTHER@|$other|g" "packaging/debian/$s" > "$root/DEBIAN/$s"
