@@ -11,8 +11,8 @@
 # `dpkg -P` (conffiles, data and the vigil user gone). systemd need not run.
 # Loopback only; ports chosen free (given through the environment, as a unit
 # drop-in's Environment= would). Leaves the machine as it found it.
-# Refuses to run where Vigil packages or a `vigil` user already exist; one
-# run at a time per machine (flock).
+# Refuses to run where Vigil packages, their directories or a `vigil` user
+# already exist; one run at a time per machine (flock).
 # Exits non-zero on the first failed check.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,6 +28,9 @@ for p in vigil-agent vigil-collector; do
     fi
 done
 if getent passwd vigil >/dev/null; then echo "test-packages.sh: a user vigil exists already; not touching it" >&2; exit 1; fi
+for d in /etc/vigil /var/lib/vigil-agent /var/lib/vigil-collector; do
+    if [ -e "$d" ]; then echo "test-packages.sh: $d exists already; not touching it" >&2; exit 1; fi
+done
 
 T=$(mktemp -d /tmp/vigil-pkgtest.XXXXXX)
 chmod 0755 "$T"
