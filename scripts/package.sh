@@ -83,7 +83,7 @@ conffile() {
     echo "# SIGHUP (systemctl reload $(basename "$bin")) applies the live keys."
     echo
     "$bin" check-config "$@" 2>/dev/null | sed -E \
-        -e 's/^access_key = <redacted>  # set$/# Required: the key `vigil-collector keys create --project NAME` prints.\n#access_key = <project>.<secret>/' \
+        -e 's/^access_key = <redacted>  # set$/# Required: the key `vigil-collector keys create --project NAME` prints.\n#access_key = <the key keys create printed>/' \
         -e 's/^(.*)  # default$/#\1/' -e 's/^(.*)  # set$/\1/'
 }
 
@@ -134,7 +134,11 @@ build_deb() {
     echo "$OUT/${pkg}_${VERSION}_${ARCH}.deb"
 }
 
-conffile "$AGENT_BIN" --set "access_key=example.$(printf 'A%.0s' $(seq 43))" --set state_dir=/var/lib/vigil-agent > "$WORK/agent.conf"
+# The agent's check-config needs a valid access_key: one from a throwaway
+# collector database, so it has whatever form keys have (redacted, then
+# replaced by the placeholder line above).
+KEY=$("$COLLECTOR_BIN" keys create --project example --create-project --set "data_dir=$WORK/keys" 2>/dev/null)
+conffile "$AGENT_BIN" --set "access_key=$KEY" --set state_dir=/var/lib/vigil-agent > "$WORK/agent.conf"
 conffile "$COLLECTOR_BIN" --set data_dir=/var/lib/vigil-collector > "$WORK/collector.conf"
 grep -q '^#access_key' "$WORK/agent.conf" && grep -q '^data_dir = /var/lib/vigil-collector$' "$WORK/collector.conf" \
     || { echo "package.sh: conffile generation failed" >&2; exit 1; }
