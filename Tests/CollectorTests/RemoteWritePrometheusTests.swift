@@ -7,8 +7,8 @@
 // https URL is refused at start with the reason.
 import Foundation
 import XCTest
-import Wire
 import CSystem  // SOCK_* constants: glibc's socket macros may be owned by this C module
+import Wire
 
 final class RemoteWritePrometheusTests: XCTestCase {
     static let binary = "/usr/bin/prometheus"
