@@ -15,6 +15,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-.build/packages}
+source scripts/lib/deps.sh
+vigil_ensure_deps
 source scripts/lib/agent-build.sh
 
 AGENT_BIN="$VIGIL_AGENT_SCRATCH/release/vigil-agent"
