@@ -100,6 +100,8 @@ let package = Package(
         .executableTarget(name: "fuzz-handshake", dependencies: ["FuzzSupport", "Wire", "Reactor"], path: "Sources/Tools/Fuzz/FuzzHandshake"),
         // The agent's IPA parser and ingest path.
         .executableTarget(name: "fuzz-ipa", dependencies: ["FuzzSupport", "Agent"], path: "Sources/Tools/Fuzz/FuzzIPA", exclude: ["seeds"]),
+        // The agent's StatsD parser and ingest path.
+        .executableTarget(name: "fuzz-statsd", dependencies: ["FuzzSupport", "Agent"], path: "Sources/Tools/Fuzz/FuzzStatsD", exclude: ["seeds"]),
         // The JSON parser and writer (every HTTP API request body), monitor
         // validation and the Schedule round trip.
         .executableTarget(name: "fuzz-json", dependencies: ["FuzzSupport", "JSON", "MonitorModel", "Wire"], path: "Sources/Tools/Fuzz/FuzzJSON"),

@@ -18,6 +18,7 @@ extension AgentRuntime {
         }
         draining = true
         receiver.close()
+        statsd.close()
         captureStartMs = 0
         flushWindow()
         // Runs in flight are cancelled (exec children terminated and reaped);
