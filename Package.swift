@@ -121,6 +121,8 @@ let package = Package(
         .executableTarget(name: "monitors-bench-server", dependencies: ["HTTPServer", "Reactor"], path: "Sources/Tools/Bench/MonitorsBenchServer"),
         // Samples/s the remote-write sender encodes and compresses on one core (scripts/bench-remote-write.sh).
         .executableTarget(name: "remote-write-bench", dependencies: ["RemoteWrite"], path: "Sources/Tools/Bench/RemoteWriteBench"),
+        // The StatsD pipeline's lines/s on one core, no sockets (scripts/bench-statsd.sh).
+        .executableTarget(name: "statsd-bench", dependencies: ["Agent", "Reactor"], path: "Sources/Tools/Bench/StatsDBench"),
         // An empty loop with a heartbeat, for trying the loop and measuring idle RSS.
         .executableTarget(name: "reactor-demo", dependencies: ["Reactor"], path: "Sources/Tools/Demo/ReactorDemo"),
 

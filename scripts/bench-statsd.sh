@@ -13,6 +13,9 @@
 #   2. saturation: the sender at full speed for STEP_S against each:
 #      lines/s processed and lines per CPU-second; the agent's own
 #      statsd_lines counter checked against what was sent.
+#   3. the pipeline alone (statsd-bench: parse, filter, aggregate, no
+#      sockets) on a mix of five types over 1,000 series, one and ten lines
+#      per datagram: the CPU cost per line the socket adds to.
 # The agent (release build) runs with its defaults plus statsd_port, against
 # a collector with no rules (every metric kept). Loopback only.
 # Environment: STEP_S (3), ROUNDS (3), RATES, PORT (47300).
@@ -31,6 +34,7 @@ say() { echo "$*" | tee -a "$OUT/summary.txt"; }
 echo "== build (release) =="
 swift build -c release --product vigil-agent 2>&1 | grep -E "error|Build" || true
 swift build -c release --product vigil-collector 2>&1 | grep -E "error|Build" || true
+swift build -c release --product statsd-bench 2>&1 | grep -E "error|Build" || true
 BIN="$(swift build -c release --show-bin-path)"
 [ -x "$BIN/vigil-agent" ] && [ -x "$BIN/vigil-collector" ] || { echo "build failed" >&2; exit 1; }
 gcc -O2 -Wall -o "$OUT/udp_recv" scripts/bench/udp_recv.c
@@ -130,5 +134,10 @@ c_rate=$(awk -v n="$c_d" -v s="$c_s" 'BEGIN {printf "%.0f", (s > 0 ? n / s : 0)}
 c_cpu=$(awk -v n="$c_d" -v c="$c_c" 'BEGIN {printf "%.0f", (c > 0 ? n / c : 0)}')
 say "saturation: agent $a_rate lines/s ($a_cpu per CPU-second, parse+aggregate); C recvmmsg $c_rate/s ($c_cpu per CPU-second, reads 8 bytes); ratio $(awk -v a="$a_cpu" -v c="$c_cpu" 'BEGIN {printf "%.2f", (c > 0 ? a / c : 0)}') per CPU-second"
 say "        agent statsd_lines in that step: $((lines1 - lines0)) of $SENT sent, $DROPS kernel drops; statsd_drops_parse $(counter statsd_drops_parse)"
+
+echo
+echo "== the pipeline alone, no sockets (statsd-bench, ${STEP_S}s each) =="
+kill "$APID" 2>/dev/null || true; wait "$APID" 2>/dev/null || true; APID=
+for lines in 1 10; do say "pipeline: $("${RX[@]}" "$BIN/statsd-bench" "$STEP_S" "$lines" 1000)"; done
 echo
 echo "summary in $OUT/summary.txt"

@@ -51,15 +51,18 @@ public final class StatsDAggregator {
     }
 
     /// The bytes a series entry was found by (one series may have several:
-    /// the same tags in another order).
+    /// the same tags in another order): `keyBytes[offset..<offset+length]`.
+    /// One arena for all keys, so a lookup retains nothing.
     private struct Entry {
-        let raw: [UInt8]
+        let offset: Int
+        let length: Int
         let series: Int
     }
 
     private var series: [Series] = []
     private var byCanonical: [String: Int] = [:]
     private var entries: [Entry] = []
+    private var keyBytes: [UInt8] = []
     private var byHash: [UInt64: Int] = [:]
     private var overflowSeries: [Int?] = Array(repeating: nil, count: StatsDType.allCases.count)
     private var setMembers = 0
@@ -86,44 +89,56 @@ public final class StatsDAggregator {
     @discardableResult
     public func record(_ line: inout StatsDLine) -> UInt64 {
         let s = seriesIndex(line)
-        series[s].active = true
         var n: UInt64 = 0
-        switch line.type {
-        case .counter:
-            let rate = line.sampleRate
-            StatsDParser.forEachNumber(line.values) { v, _ in series[s].counter += v / rate; n &+= 1 }
-        case .gauge:
-            StatsDParser.forEachNumber(line.values) { v, signed in
-                var g = series[s]
-                let value = signed ? g.gaugeLast + v : v
-                if g.gaugeSamples == 0 { g.gaugeMin = value; g.gaugeMax = value }
-                g.gaugeMin = Swift.min(g.gaugeMin, value)
-                g.gaugeMax = Swift.max(g.gaugeMax, value)
-                g.gaugeSum += value
-                g.gaugeLast = value
-                g.gaugeSamples &+= 1
-                series[s] = g
-                n &+= 1
-            }
-        case .timer, .histogram, .distribution:
-            let times = UInt32(clamping: Int((1 / line.sampleRate).rounded()))
-            if series[s].histogram == nil { series[s].histogram = LogHistogram() }
-            StatsDParser.forEachNumber(line.values) { v, _ in
-                // Checked ≥ 0 by the parser; ms become integer µs here, once.
-                series[s].histogram!.record(UInt64(Swift.min(v * 1000, 1.8e19)), times: Swift.max(1, times))
-                n &+= 1
-            }
-        case .set:
-            if series[s].members == nil { series[s].members = [] }
-            StatsDParser.forEachMember(line.values) { m in
-                n &+= 1
-                let h = StatsDAggregator.hash(m, seed: 0xcbf2_9ce4_8422_2325)
-                if series[s].members!.contains(h) { return }
-                guard setMembers < maxSetMembers else { membersRefused &+= 1; return }
-                series[s].members!.insert(h)
-                setMembers += 1
+        var refused: UInt64 = 0
+        var members = setMembers
+        let maxMembers = maxSetMembers
+        let values = line.values
+        // One exclusive access to the series per line, not one per field.
+        series.withUnsafeMutableBufferPointer { all in
+            let p = all.baseAddress! + s
+            p.pointee.active = true
+            switch line.type {
+            case .counter:
+                let rate = line.sampleRate
+                StatsDParser.forEachNumber(values) { v, _ in p.pointee.counter += v / rate; n &+= 1 }
+            case .gauge:
+                StatsDParser.forEachNumber(values) { v, signed in
+                    let value = signed ? p.pointee.gaugeLast + v : v
+                    if p.pointee.gaugeSamples == 0 {
+                        p.pointee.gaugeMin = value
+                        p.pointee.gaugeMax = value
+                    } else {
+                        p.pointee.gaugeMin = Swift.min(p.pointee.gaugeMin, value)
+                        p.pointee.gaugeMax = Swift.max(p.pointee.gaugeMax, value)
+                    }
+                    p.pointee.gaugeSum += value
+                    p.pointee.gaugeLast = value
+                    p.pointee.gaugeSamples &+= 1
+                    n &+= 1
+                }
+            case .timer, .histogram, .distribution:
+                let times = Swift.max(1, UInt32(clamping: Int((1 / line.sampleRate).rounded())))
+                if p.pointee.histogram == nil { p.pointee.histogram = LogHistogram() }
+                StatsDParser.forEachNumber(values) { v, _ in
+                    // Checked ≥ 0 by the parser; ms become integer µs here, once.
+                    p.pointee.histogram!.record(UInt64(Swift.min(v * 1000, 1.8e19)), times: times)
+                    n &+= 1
+                }
+            case .set:
+                if p.pointee.members == nil { p.pointee.members = [] }
+                StatsDParser.forEachMember(values) { m in
+                    n &+= 1
+                    let h = StatsDAggregator.hash(m, seed: 0xcbf2_9ce4_8422_2325)
+                    if p.pointee.members!.contains(h) { return }
+                    guard members < maxMembers else { refused &+= 1; return }
+                    p.pointee.members!.insert(h)
+                    members += 1
+                }
             }
         }
+        setMembers = members
+        membersRefused &+= refused
         pending &+= n
         return n
     }
@@ -153,13 +168,17 @@ public final class StatsDAggregator {
             byCanonical[s.monitor + "\u{0}" + s.check] = i
         }
         var newEntries: [Entry] = []
+        var newBytes: [UInt8] = []
         byHash = [:]
         for e in entries where newIndex[e.series] >= 0 {
-            let h = StatsDAggregator.hash(e.raw)
+            let raw = keyBytes[e.offset..<(e.offset + e.length)]
+            let h = raw.withUnsafeBytes { StatsDAggregator.hash($0, seed: 0xcbf2_9ce4_8422_2325) }
             if byHash[h] == nil { byHash[h] = newEntries.count }
-            newEntries.append(Entry(raw: e.raw, series: newIndex[e.series]))
+            newEntries.append(Entry(offset: newBytes.count, length: e.length, series: newIndex[e.series]))
+            newBytes.append(contentsOf: raw)
         }
         entries = newEntries
+        keyBytes = newBytes
         overflowSeries = overflowSeries.map { $0.flatMap { newIndex[$0] >= 0 ? newIndex[$0] : nil } }
         setMembers = 0
         pending = 0
@@ -210,7 +229,13 @@ public final class StatsDAggregator {
     @inline(__always)
     private func seriesIndex(_ line: StatsDLine) -> Int {
         let h = StatsDAggregator.keyHash(line)
-        if let e = byHash[h], StatsDAggregator.rawEquals(entries[e].raw, line) { return entries[e].series }
+        if let e = byHash[h] {
+            let entry = entries[e]
+            let same = keyBytes.withUnsafeBytes {
+                StatsDAggregator.rawEquals(UnsafeRawBufferPointer(rebasing: $0[entry.offset..<(entry.offset + entry.length)]), line)
+            }
+            if same { return entry.series }
+        }
         return slowIndex(line, hash: h)
     }
 
@@ -235,7 +260,9 @@ public final class StatsDAggregator {
         }
         if byHash[h] == nil {
             byHash[h] = entries.count
-            entries.append(Entry(raw: StatsDAggregator.rawKey(line), series: index))
+            let raw = StatsDAggregator.rawKey(line)
+            entries.append(Entry(offset: keyBytes.count, length: raw.count, series: index))
+            keyBytes.append(contentsOf: raw)
         }
         return index
     }
@@ -257,13 +284,11 @@ public final class StatsDAggregator {
         return k
     }
 
-    static func rawEquals(_ raw: [UInt8], _ line: StatsDLine) -> Bool {
+    static func rawEquals(_ r: UnsafeRawBufferPointer, _ line: StatsDLine) -> Bool {
         let n = line.name.count
-        guard raw.count == n + 2 + line.tags.count, raw[n] == 0, raw[n + 1] == line.type.rawValue else { return false }
-        return raw.withUnsafeBytes { r in
-            memEqual(UnsafeRawBufferPointer(rebasing: r[0..<n]), line.name)
-                && memEqual(UnsafeRawBufferPointer(rebasing: r[(n + 2)...]), line.tags)
-        }
+        guard r.count == n + 2 + line.tags.count, r[n] == 0, r[n + 1] == line.type.rawValue else { return false }
+        return memEqual(UnsafeRawBufferPointer(rebasing: r[0..<n]), line.name)
+            && memEqual(UnsafeRawBufferPointer(rebasing: r[(n + 2)...]), line.tags)
     }
 
     @inline(__always)
@@ -279,10 +304,6 @@ public final class StatsDAggregator {
         h = (h ^ 0) &* 0x100_0000_01b3
         h = (h ^ UInt64(line.type.rawValue)) &* 0x100_0000_01b3
         return hash(line.tags, seed: h)
-    }
-
-    static func hash(_ raw: [UInt8]) -> UInt64 {
-        raw.withUnsafeBytes { hash($0, seed: 0xcbf2_9ce4_8422_2325) }
     }
 
     /// FNV-1a, 64 bits.
