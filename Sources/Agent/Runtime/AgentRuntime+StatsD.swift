@@ -7,6 +7,9 @@
 import ConfigFile
 import Reactor
 import Wire
+#if canImport(IPAPipeline)  // where the IPA parse/filter/aggregate code is its own module
+import IPAPipeline
+#endif
 
 extension AgentRuntime {
     /// Opens, changes or closes the StatsD sockets for `next` (run mode,

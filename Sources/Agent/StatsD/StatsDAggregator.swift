@@ -26,6 +26,9 @@
 //
 // Thread: loop thread (the StatsD pipeline's, and the window timer's).
 import Reactor
+#if canImport(IPAPipeline)  // where the IPA parse/filter/aggregate code is its own module
+import IPAPipeline
+#endif
 
 public final class StatsDAggregator {
     public static let source = "statsd"

@@ -10,6 +10,9 @@
 // dropped as unmatched.
 //
 // Thread: loop thread (the receiver's callbacks, the window timer).
+#if canImport(IPAPipeline)  // where the IPA parse/filter/aggregate code is its own module
+import IPAPipeline
+#endif
 
 public final class StatsDPipeline {
     public struct Limits: Equatable, Sendable {

@@ -4,6 +4,9 @@
 import XCTest
 import Wire
 @testable import Agent
+#if canImport(IPAPipeline)  // where the IPA parse/filter/aggregate code is its own module
+import IPAPipeline
+#endif
 
 final class StatsDAggregationTests: XCTestCase {
     func feed(_ p: StatsDPipeline, _ datagrams: [String]) {

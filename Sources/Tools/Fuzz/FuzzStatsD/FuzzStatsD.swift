@@ -19,6 +19,9 @@
 // libFuzzer; a normal build replays files: `fuzz-statsd FILE...`.
 import FuzzSupport
 import Agent
+#if canImport(IPAPipeline)  // where the IPA parse/filter/aggregate code is its own module
+import IPAPipeline
+#endif
 
 let rules = PatternSet(rules: [
     FilterRule(metric: "app.debug.*", exclude: true),
