@@ -13,18 +13,25 @@
 #   2. saturation: the sender at full speed for STEP_S against each:
 #      lines/s processed and lines per CPU-second; the agent's own
 #      statsd_lines counter checked against what was sent.
-#   3. the pipeline alone (statsd-bench: parse, filter, aggregate, no
+#   3. batched: datagrams of BATCH_LINES (10) such lines, as batching
+#      clients send (statsd pipelines, DogStatsD buffering), at stepped
+#      datagram rates (BATCH_RATES), both receivers: lines/s = K x datagrams/s.
+#   4. the pipeline alone (statsd-bench: parse, filter, aggregate, no
 #      sockets) on a mix of five types over 1,000 series, one and ten lines
 #      per datagram: the CPU cost per line the socket adds to.
 # The agent (release build) runs with its defaults plus statsd_port, against
 # a collector with no rules (every metric kept). Loopback only.
-# Environment: STEP_S (3), ROUNDS (3), RATES, PORT (47300).
+# Environment: STEP_S (3), ROUNDS (3), RATES, BATCH_LINES (10), BATCH_RATES,
+# PORT (47300).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 STEP_S=${STEP_S:-3}
 ROUNDS=${ROUNDS:-3}
 RATES=${RATES:-"200000 300000 400000 500000 600000 800000"}
+BATCH_LINES=${BATCH_LINES:-10}
+BATCH_RATES=${BATCH_RATES:-"40000 60000 80000 100000"}
+KIND=statsd
 PORT=${PORT:-47300}          # agent StatsD; +1 C receiver; +2 collector sessions; +3 collector HTTP; +4 agent IPA
 OUT=.build/bench-statsd
 mkdir -p "$OUT"
@@ -90,7 +97,7 @@ step() {
         for _ in $(seq 100); do grep -q '^ready' "$DIR/c.out" && break; sleep 0.02; done
     fi
     d0=$(udp_drops "$port")
-    "${TX[@]}" "$OUT/udp_blast" statsd "$port" "$STEP_S" "$rate" 32 8 > "$DIR/blast.out"
+    "${TX[@]}" "$OUT/udp_blast" "$KIND" "$port" "$STEP_S" "$rate" 32 8 > "$DIR/blast.out"
     sleep 0.3
     d1=$(udp_drops "$port")
     SENT=$(sed -n 's/.*sent=\([0-9]*\).*/\1/p' "$DIR/blast.out")
@@ -134,6 +141,23 @@ c_rate=$(awk -v n="$c_d" -v s="$c_s" 'BEGIN {printf "%.0f", (s > 0 ? n / s : 0)}
 c_cpu=$(awk -v n="$c_d" -v c="$c_c" 'BEGIN {printf "%.0f", (c > 0 ? n / c : 0)}')
 say "saturation: agent $a_rate lines/s ($a_cpu per CPU-second, parse+aggregate); C recvmmsg $c_rate/s ($c_cpu per CPU-second, reads 8 bytes); ratio $(awk -v a="$a_cpu" -v c="$c_cpu" 'BEGIN {printf "%.2f", (c > 0 ? a / c : 0)}') per CPU-second"
 say "        agent statsd_lines in that step: $((lines1 - lines0)) of $SENT sent, $DROPS kernel drops; statsd_drops_parse $(counter statsd_drops_parse)"
+
+echo
+echo "== batched: $BATCH_LINES lines per datagram, ${STEP_S}s per step, $ROUNDS rounds =="
+KIND="statsd:$BATCH_LINES"
+agent_max=0 c_max=0
+printf '%10s | %-26s %-26s | %-26s %-26s\n' "dgrams/s" "agent achieved" "agent drops" "C achieved" "C drops" | tee -a "$OUT/summary.txt"
+for rate in $BATCH_RATES; do
+    a_ach="" a_drops="" c_ach="" c_drops=""
+    for _ in $(seq "$ROUNDS"); do
+        step agent "$rate"; a_ach+="$ACHIEVED "; a_drops+="$DROPS "
+        step c "$rate"; c_ach+="$ACHIEVED "; c_drops+="$DROPS "
+    done
+    printf '%10s | %-26s %-26s | %-26s %-26s\n' "$rate" "$a_ach" "$a_drops" "$c_ach" "$c_drops" | tee -a "$OUT/summary.txt"
+    if [ "$(median <<<"$a_drops")" -eq 0 ] && [ "$(median <<<"$a_ach")" -ge $((rate * 98 / 100)) ]; then agent_max=$rate; fi
+    if [ "$(median <<<"$c_drops")" -eq 0 ] && [ "$(median <<<"$c_ach")" -ge $((rate * 98 / 100)) ]; then c_max=$rate; fi
+done
+say "batched: highest clean step: agent $agent_max datagrams/s = $((agent_max * BATCH_LINES)) lines/s, C recvmmsg $c_max datagrams/s (goal >= 400000 lines/s)"
 
 echo
 echo "== the pipeline alone, no sockets (statsd-bench, ${STEP_S}s each) =="
