@@ -12,6 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/deps.sh
 vigil_ensure_deps
+vigil_ensure_python_packages
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

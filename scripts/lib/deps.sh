@@ -25,6 +25,24 @@ VIGIL_DEBIAN_PACKAGES=(
   python3-selenium     #   the test's driver library (run with Debian's /usr/bin/python3)
 )
 
+# Python modules from PyPI the tests use (import name = package name).
+VIGIL_PYTHON_PACKAGES=(
+  statsd               # tests: a real StatsD client sends to the agent (Tests/AgentTests/StatsD)
+  datadog              # tests: a real DogStatsD client (tags, distributions, events) sends to the agent
+)
+
+# Installs the missing VIGIL_PYTHON_PACKAGES into the python3 on PATH (a
+# pyenv build included) with its own pip; nothing when all import.
+vigil_ensure_python_packages() {
+  local missing=() p
+  for p in "${VIGIL_PYTHON_PACKAGES[@]}"; do
+    python3 -c "import $p" 2>/dev/null || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  echo "installing Python packages: ${missing[*]}"
+  python3 -m pip install -q --disable-pip-version-check "${missing[@]}"
+}
+
 vigil_ensure_deps() {
   local missing=() p
   for p in "${VIGIL_DEBIAN_PACKAGES[@]}" "$@"; do

@@ -137,6 +137,10 @@ extension AgentRuntime {
             receiver.close()
             captureStartMs = 0
         }
+        if let e = commitStatsD(next, capture: wantCapture, candidate: candidate, changed: changed) {
+            reject([e], what: what, messages: [e.message])
+            return [e]
+        }
 
         let before = settings
         let reportBefore = AgentRuntime.effectiveConfig(config)
@@ -156,6 +160,7 @@ extension AgentRuntime {
             // starts on the new grid.
             flushWindow()
             pipeline.setAggregationInterval(Int64(next.aggregationIntervalMs))
+            statsd.pipeline.setAggregationInterval(Int64(next.aggregationIntervalMs))
             openWindowStart = 0
             scheduleWindow()
         }
