@@ -5,6 +5,12 @@
 // call MHD_run when it is readable or when the timer MHD asks for
 // (MHD_get_timeout) expires.
 //
+// Before any of a request's body is read, `admit` sees its method, target
+// and headers (libmicrohttpd's first access-handler call, before it would
+// send `100 Continue`): an answer there (a 401) is sent at once, the body is
+// never read and the connection closes — so an unauthenticated upload costs
+// its headers, not its body.
+//
 // A handler gets the whole request (body capped at `maxBodyBytes`, request
 // target at `maxTargetBytes`; beyond either the answer is a JSON 413 or 414
 // without calling it) and an
@@ -84,8 +90,30 @@ public final class HTTPResponder {
     public var isOpen: Bool { !finished }
 }
 
+/// Why the server refused a request or a connection itself (the handler
+/// never saw it), for `vigil_http_refused_total{cause}`.
+public enum HTTPRefusal: Int, CaseIterable, CustomStringConvertible {
+    /// `admit` answered at header time, before the body (a 401).
+    case beforeBody
+    /// The body was longer than `maxBodyBytes` (413).
+    case bodyTooLarge
+    /// The request target was longer than `maxTargetBytes` (414).
+    case targetTooLong
+
+    public var description: String {
+        switch self {
+        case .beforeBody: return "before_body"
+        case .bodyTooLarge: return "body_too_large"
+        case .targetTooLong: return "target_too_long"
+        }
+    }
+}
+
 public final class HTTPServer {
     public typealias Handler = (HTTPRequest, HTTPResponder) -> Void
+    /// Sees a request with its headers and an empty body before any of the
+    /// body is read; a response refuses it there (see the file header).
+    public typealias Admission = (HTTPRequest) -> HTTPResponse?
 
     public let loop: EventLoop
     public let maxBodyBytes: Int
@@ -96,10 +124,15 @@ public final class HTTPServer {
     public let maxTargetBytes: Int
     /// MHD_OPTION_CONNECTION_MEMORY_LIMIT: the request line and headers must fit.
     public static let connectionMemoryBytes = 256 * 1024
-    public private(set) var rejectedTargets: UInt64 = 0
     public private(set) var port: UInt16 = 0
     public private(set) var requests: UInt64 = 0
-    public private(set) var rejectedBodies: UInt64 = 0
+    /// Refusals by cause (HTTPRefusal's raw values).
+    private var refused = [UInt64](repeating: 0, count: HTTPRefusal.allCases.count)
+    public func refusals(_ cause: HTTPRefusal) -> UInt64 { refused[cause.rawValue] }
+    public var rejectedBodies: UInt64 { refusals(.bodyTooLarge) }
+    public var rejectedTargets: UInt64 { refusals(.targetTooLong) }
+    /// Asked at header time; nil admits every request.
+    public var admit: Admission?
 
     private var daemon: OpaquePointer?
     private var handler: Handler
@@ -223,6 +256,17 @@ public final class HTTPServer {
         if !ex.headersSeen {
             ex.headersSeen = true
             ex.responder.server = self
+            if let admit {
+                let head = HTTPRequest(method: String(cString: method), path: String(cString: url), target: ex.target,
+                                       query: values(conn, .GET_ARGUMENT_KIND), headers: values(conn, .HEADER_KIND, lower: true))
+                if let r = admit(head) {
+                    // Queued before the body: MHD sends no `100 Continue`,
+                    // reads none of the body and closes after the answer.
+                    refused[HTTPRefusal.beforeBody.rawValue] &+= 1
+                    ex.responder.response = r
+                    return queue(conn, r)
+                }
+            }
             return .YES
         }
         // Body chunks.
@@ -240,11 +284,11 @@ public final class HTTPServer {
         // Whole request is here (or we were resumed with an answer).
         if let r = ex.responder.response { return queue(conn, r) }
         if ex.tooLarge {
-            rejectedBodies &+= 1
+            refused[HTTPRefusal.bodyTooLarge.rawValue] &+= 1
             return queue(conn, HTTPResponse(status: 413, text: "{\"error\":\"request body too large\",\"detail\":{\"limit_bytes\":\(maxBodyBytes)}}"))
         }
         if ex.targetBytes > maxTargetBytes {
-            rejectedTargets &+= 1
+            refused[HTTPRefusal.targetTooLong.rawValue] &+= 1
             return queue(conn, HTTPResponse(status: 414, text: "{\"error\":\"request target too long\",\"detail\":{\"limit_bytes\":\(maxTargetBytes),\"bytes\":\(ex.targetBytes)}}"))
         }
         requests &+= 1

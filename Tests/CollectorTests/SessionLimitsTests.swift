@@ -6,6 +6,7 @@ import Foundation
 import Glibc
 import XCTest
 import Wire
+import CSystem  // SOCK_* constants: glibc's socket macros may be owned by this C module
 
 final class SessionLimitsTests: XCTestCase {
     func testStatusAndScheduleFloodFromOneSessionDoesNotHurtOtherSessions() throws {

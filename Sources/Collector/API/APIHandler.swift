@@ -59,10 +59,9 @@ public final class APIHandler {
             guard req.method == "GET" else { return r.fail(methodNotAllowed("GET")) }
             r.respond(HTTPResponse(status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8", text: metrics()))
         case "api"? where parts.count >= 2 && parts[1] == "v1":
-            guard authorized(req) else {
+            if let refusal = authorizationRefusal(req, parts) {
                 unauthorized &+= 1
-                return r.fail(APIError(401, "unauthorized", .string("send Authorization: Bearer <admin_token>")),
-                              headers: [("WWW-Authenticate", "Bearer realm=\"vigil\"")])
+                return r.respond(refusal)
             }
             let strict = HTTPRequest(method: req.method, path: req.path, target: req.target, query: target.query,
                                      headers: req.headers, body: req.body)
@@ -102,6 +101,30 @@ public final class APIHandler {
     }
 
     // MARK: auth
+
+    /// HTTPServer's `admit`: the same authorization decision as `handle`,
+    /// taken when a request's headers have arrived, so an unauthorized
+    /// request is answered 401 before any of its body is read. A target
+    /// `handle` would refuse as malformed is admitted (it is answered there).
+    public func admit(_ req: HTTPRequest) -> HTTPResponse? {
+        guard case .success(let target) = APITarget.parse(req.target),
+              let refusal = authorizationRefusal(req, target.segments) else { return nil }
+        unauthorized &+= 1
+        answers[4] &+= 1
+        return refusal
+    }
+
+    /// The 401 for a request to a path that needs authorization and does not
+    /// carry it; nil when the request may go on. The one place both `handle`
+    /// and `admit` decide.
+    func authorizationRefusal(_ req: HTTPRequest, _ parts: [String]) -> HTTPResponse? {
+        guard parts.count >= 2, parts[0] == "api", parts[1] == "v1", !authorized(req) else { return nil }
+        var body: [UInt8] = []
+        APIError(401, "unauthorized", .string("send Authorization: Bearer <admin_token>")).body.write(into: &body)
+        body.append(0x0A)
+        return HTTPResponse(status: 401, contentType: "application/json", body: body,
+                            headers: [("WWW-Authenticate", "Bearer realm=\"vigil\"")])
+    }
 
     /// Constant-time comparison, so the answer time says nothing about how
     /// much of a guessed token was right.

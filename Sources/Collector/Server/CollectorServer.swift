@@ -177,6 +177,7 @@ public final class CollectorServer {
         api.collectorConfig = { [unowned self] in self.configuration }
         self.api = api
         let http = HTTPServer(loop: loop) { [unowned api] req, responder in api.handle(req, responder) }
+        http.admit = { [unowned api] req in api.admit(req) }
         do {
             try http.start(address: settings.httpListen, connectionLimit: 256, timeoutSeconds: 30)
         } catch {
@@ -392,7 +393,7 @@ public final class CollectorServer {
     /// The /metrics page (CollectorMetrics.swift).
     func metrics() -> String {
         guard let manager, let store else { return "" }
-        return CollectorMetrics.render(manager: manager, store: store, loop: loop, api: api, windows: summaryWindows,
+        return CollectorMetrics.render(manager: manager, store: store, loop: loop, api: api, http: http, windows: summaryWindows,
                                        reloads: (applied: reloadsApplied, rejected: reloadsRejected),
                                        uptime: Clock.monotonic() - startedAt, remoteWrite: remoteWrite)
     }

@@ -6,6 +6,8 @@
 // their calls' outcomes. Observed only through the collector's HTTP API.
 import Foundation
 import XCTest
+import Glibc
+import CSystem  // SOCK_* constants: glibc's socket macros may be owned by this C module
 @testable import Agent
 
 final class RecordsEndToEndTests: XCTestCase {

@@ -1,0 +1,86 @@
+// The HTTP API's own limits, black-box against the real collector: the
+// token is checked before a body is read, per-address and total connection
+// limits, the absolute request deadline, TLS, the metrics listener and
+// /healthz's answer while the store fails.
+import Foundation
+import Glibc
+import XCTest
+import CSystem  // SOCK_* constants: glibc's socket macros may be owned by this C module
+
+/// A raw TCP connection to a loopback port, from a chosen loopback address.
+final class RawConnection {
+    let fd: Int32
+
+    /// nil when connect fails (a refused or reset connection).
+    init?(port: UInt16, from source: String = "127.0.0.1", timeout: Int = 10) {
+        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var tv = timeval(tv_sec: timeout, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        var local = sockaddr_in()
+        local.sin_family = sa_family_t(AF_INET)
+        local.sin_addr.s_addr = inet_addr(source)
+        let b = withUnsafePointer(to: &local) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        var sa = sockaddr_in()
+        sa.sin_family = sa_family_t(AF_INET)
+        sa.sin_port = port.bigEndian
+        sa.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let rc = withUnsafePointer(to: &sa) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        if b != 0 || rc != 0 { close(fd); return nil }
+    }
+
+    deinit { close(fd) }
+
+    @discardableResult
+    func send(_ text: String) -> Bool {
+        let bytes = Array(text.utf8)
+        var off = 0
+        while off < bytes.count {
+            let n = bytes[off...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if n <= 0 { return false }
+            off += n
+        }
+        return true
+    }
+
+    /// Everything until the peer closes (or the receive timeout); `closed`
+    /// is true when the peer closed or reset the connection.
+    func readToEnd() -> (text: String, closed: Bool) {
+        var data = [UInt8]()
+        var buf = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = recv(fd, &buf, buf.count, 0)
+            if n == 0 { return (String(decoding: data, as: UTF8.self), true) }
+            if n < 0 { return (String(decoding: data, as: UTF8.self), errno == ECONNRESET) }
+            data += buf[0..<n]
+        }
+    }
+}
+
+final class HTTPHardeningTests: XCTestCase {
+    /// A 100 MB upload without a token is answered 401 from its headers
+    /// alone (no body byte is sent), with `Expect: 100-continue` too (401,
+    /// never `100 Continue`); the connection then closes.
+    func testUnauthorizedUploadIsAnswered401BeforeItsBody() throws {
+        let c = try CollectorProcess()
+        defer { c.stop(); c.removeDirectory() }
+        for expect in [false, true] {
+            let conn = try XCTUnwrap(RawConnection(port: c.httpPort))
+            var head = "PUT /api/v1/projects/p/monitors HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                + "Content-Length: 100000000\r\n"
+            if expect { head += "Expect: 100-continue\r\n" }
+            XCTAssertTrue(conn.send(head + "\r\n"))
+            let (text, closed) = conn.readToEnd()
+            XCTAssertTrue(text.hasPrefix("HTTP/1.1 401 "), "expect=\(expect): \(text)")
+            XCTAssertFalse(text.contains("100 Continue"), text)
+            XCTAssertTrue(text.contains("\"unauthorized\""), text)
+            XCTAssertTrue(closed, "the connection closes after the 401 (expect=\(expect))")
+        }
+        // A wrong token is refused the same way; the right one reaches the endpoint.
+        let wrong = try XCTUnwrap(RawConnection(port: c.httpPort))
+        wrong.send("POST /api/v1/agents/x/capture HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer nope\r\nContent-Length: 100000000\r\n\r\n")
+        XCTAssertTrue(wrong.readToEnd().text.hasPrefix("HTTP/1.1 401 "))
+        XCTAssertEqual(c.api("GET", "/projects").status, 200)
+        XCTAssertEqual(c.metric("vigil_http_refused_total{cause=\"before_body\"}"), 3)
+        XCTAssertEqual(c.metric("vigil_http_unauthorized_total"), 3)
+    }
+}
