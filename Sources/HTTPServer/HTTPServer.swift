@@ -18,6 +18,18 @@
 // answered a control request): the connection is then suspended
 // (MHD_suspend_connection) and resumed when `respond` is called.
 //
+// Connections are counted here, not by MHD: its accept-policy callback
+// refuses one more than `HTTPLimits.maxConnections` in all or
+// `maxConnectionsPerAddress` from one peer address (closed at accept,
+// counted), so slow clients from one address cannot take every slot. Each
+// connection also has an absolute deadline (`requestDeadline`): a request
+// must arrive in full, and an answer be sent, within it of the connection's
+// opening or the previous answer, however steadily the client trickles
+// bytes (MHD's own timeout only measures inactivity). Time the collector
+// itself takes to answer (a suspended request) does not count. A
+// connection past it is shut down (there is no request to answer 408 to
+// before its headers are in) and counted; one timer scans them.
+//
 // Thread: loop thread only.
 import CMicroHTTPD
 import Reactor
@@ -99,13 +111,43 @@ public enum HTTPRefusal: Int, CaseIterable, CustomStringConvertible {
     case bodyTooLarge
     /// The request target was longer than `maxTargetBytes` (414).
     case targetTooLong
+    /// A connection beyond `maxConnections`, closed at accept.
+    case connectionLimit
+    /// A connection beyond `maxConnectionsPerAddress` from its address, closed at accept.
+    case addressLimit
+    /// A connection shut down at its request deadline.
+    case deadline
 
     public var description: String {
         switch self {
         case .beforeBody: return "before_body"
         case .bodyTooLarge: return "body_too_large"
         case .targetTooLong: return "target_too_long"
+        case .connectionLimit: return "connection_limit"
+        case .addressLimit: return "address_limit"
+        case .deadline: return "deadline"
         }
+    }
+}
+
+/// The server's connection limits (see the file header).
+public struct HTTPLimits: Sendable {
+    /// Open connections in all; one more is closed at accept.
+    public var maxConnections = 256
+    /// Open connections from one peer address; 0: no limit of its own.
+    public var maxConnectionsPerAddress = 0
+    /// MHD_OPTION_CONNECTION_TIMEOUT: seconds without a byte either way.
+    public var idleTimeoutSeconds: UInt32 = 30
+    /// Seconds from a connection's opening (or its previous answer) within
+    /// which a request must arrive and its answer be sent; 0: none.
+    public var requestDeadline = 0.0
+
+    public init(maxConnections: Int = 256, maxConnectionsPerAddress: Int = 0, idleTimeoutSeconds: UInt32 = 30,
+                requestDeadline: Double = 0) {
+        self.maxConnections = maxConnections
+        self.maxConnectionsPerAddress = maxConnectionsPerAddress
+        self.idleTimeoutSeconds = idleTimeoutSeconds
+        self.requestDeadline = requestDeadline
     }
 }
 
@@ -147,6 +189,19 @@ public final class HTTPServer {
 
     var isRunning: Bool { daemon != nil }
 
+    public private(set) var limits = HTTPLimits()
+    /// One open connection: its peer address (the per-address count's key)
+    /// and when it must have been answered (nil while the collector answers).
+    fileprivate final class Slot {
+        let address: [UInt8]
+        var deadline: Double?
+        init(address: [UInt8]) { self.address = address }
+    }
+    /// Open connections by MHD connection, from MHD's start to close notification.
+    private var slots: [OpaquePointer: Slot] = [:]
+    private var perAddress: [[UInt8]: Int] = [:]
+    private var deadlineTimer: TimerWatcher?
+
     /// Per-request state kept in MHD's `con_cls` (retained until MHD reports
     /// the request completed).
     fileprivate final class Exchange {
@@ -171,12 +226,24 @@ public final class HTTPServer {
 
     /// Binds and starts serving. Throws naming the address when MHD cannot.
     public func start(address: SocketAddress, connectionLimit: UInt32 = 256, timeoutSeconds: UInt32 = 30) throws {
+        try start(address: address, limits: HTTPLimits(maxConnections: Int(connectionLimit), idleTimeoutSeconds: timeoutSeconds))
+    }
+
+    /// Binds and starts serving with `limits`. Throws naming the address when MHD cannot.
+    public func start(address: SocketAddress, limits: HTTPLimits) throws {
+        self.limits = limits
         let me = Unmanaged.passUnretained(self).toOpaque()
+        var o = cmhd_options()
+        // MHD's own bound stays above ours, so every refusal is ours and counted.
+        o.connection_limit = UInt32(clamping: limits.maxConnections + 16)
+        o.timeout_seconds = limits.idleTimeoutSeconds
+        o.connection_memory_limit = HTTPServer.connectionMemoryBytes
         let d: OpaquePointer? = address.withSockaddr { sa, _ in
             cmhd_start(sa, address.family == AF_INET6 ? 1 : 0, { cls, conn, url, method, _, upload, uploadSize, conCls in
                 let server = Unmanaged<HTTPServer>.fromOpaque(cls!).takeUnretainedValue()
                 return server.access(conn!, url!, method!, upload, uploadSize!, conCls!)
-            }, me, { _, _, conCls, _ in
+            }, me, { cls, conn, conCls, _ in
+                if let conn { Unmanaged<HTTPServer>.fromOpaque(cls!).takeUnretainedValue().armDeadline(conn) }
                 guard let p = conCls?.pointee else { return }
                 let ex = Unmanaged<Exchange>.fromOpaque(p).takeRetainedValue()
                 ex.responder.server?.suspended.removeValue(forKey: ObjectIdentifier(ex.responder))
@@ -192,7 +259,13 @@ public final class HTTPServer {
                 }
                 ex.responder.connection = conn
                 return Unmanaged.passRetained(ex).toOpaque()
-            }, me, connectionLimit, timeoutSeconds, HTTPServer.connectionMemoryBytes)
+            }, me, { cls, sa, _ in
+                Unmanaged<HTTPServer>.fromOpaque(cls!).takeUnretainedValue().acceptPolicy(sa)
+            }, me, { cls, conn, _, code in
+                guard let conn else { return }
+                let server = Unmanaged<HTTPServer>.fromOpaque(cls!).takeUnretainedValue()
+                if code == .CONNECTION_NOTIFY_STARTED { server.opened(conn) } else { server.closed(conn) }
+            }, me, &o)
         }
         guard let d else {
             throw SyscallError(call: "MHD_start_daemon(\(address))", errno: errno == 0 ? EADDRINUSE : errno)
@@ -205,11 +278,18 @@ public final class HTTPServer {
         io!.start()
         timer = TimerWatcher(loop: loop) { [unowned self] _ in self.run() }
         rearmTimer()
+        if limits.requestDeadline > 0 {
+            let t = TimerWatcher(loop: loop) { [unowned self] _ in self.enforceDeadlines() }
+            let step = min(1.0, max(0.05, limits.requestDeadline / 4))
+            t.start(after: step, repeat: step)
+            deadlineTimer = t
+        }
     }
 
     public func stop() {
         io?.stop(); io = nil
         timer?.stop(); timer = nil
+        deadlineTimer?.stop(); deadlineTimer = nil
         guard let d = daemon else { return }
         if !suspended.isEmpty {
             for r in suspended.values {
@@ -223,6 +303,79 @@ public final class HTTPServer {
     }
 
     public var connectionCount: Int { daemon.map { Int(cmhd_connection_count($0)) } ?? 0 }
+
+    // MARK: connection limits and deadlines
+
+    /// The peer's address bytes (4 for IPv4, 16 for IPv6), the per-address key.
+    private static func addressKey(_ sa: UnsafePointer<sockaddr>?) -> [UInt8] {
+        guard let sa else { return [] }
+        switch Int32(sa.pointee.sa_family) {
+        case AF_INET:
+            return sa.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { p in
+                withUnsafeBytes(of: p.pointee.sin_addr) { Array($0) }
+            }
+        case AF_INET6:
+            return sa.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { p in
+                withUnsafeBytes(of: p.pointee.sin6_addr) { Array($0) }
+            }
+        default:
+            return []
+        }
+    }
+
+    /// MHD's accept policy: refuses (closes at accept) beyond the limits.
+    private func acceptPolicy(_ sa: UnsafePointer<sockaddr>?) -> MHD_Result {
+        if slots.count >= limits.maxConnections {
+            refused[HTTPRefusal.connectionLimit.rawValue] &+= 1
+            return .NO
+        }
+        if limits.maxConnectionsPerAddress > 0, perAddress[HTTPServer.addressKey(sa), default: 0] >= limits.maxConnectionsPerAddress {
+            refused[HTTPRefusal.addressLimit.rawValue] &+= 1
+            return .NO
+        }
+        return .YES
+    }
+
+    private func opened(_ conn: OpaquePointer) {
+        let slot = Slot(address: HTTPServer.addressKey(cmhd_connection_address(conn)))
+        slots[conn] = slot
+        perAddress[slot.address, default: 0] += 1
+        armDeadline(conn)
+    }
+
+    private func closed(_ conn: OpaquePointer) {
+        guard let slot = slots.removeValue(forKey: conn) else { return }
+        let n = perAddress[slot.address, default: 1] - 1
+        if n <= 0 { perAddress.removeValue(forKey: slot.address) } else { perAddress[slot.address] = n }
+    }
+
+    /// Starts a connection's deadline anew: at its opening, when its
+    /// answer is queued and after each answer.
+    fileprivate func armDeadline(_ conn: OpaquePointer) {
+        guard limits.requestDeadline > 0, let slot = slots[conn] else { return }
+        slot.deadline = Clock.monotonic() + limits.requestDeadline
+    }
+
+    /// Stops a connection's deadline while the collector works on its answer.
+    private func pauseDeadline(_ conn: OpaquePointer) {
+        slots[conn]?.deadline = nil
+    }
+
+    private func enforceDeadlines() {
+        let now = Clock.monotonic()
+        var shut = false
+        for (conn, slot) in slots {
+            guard let d = slot.deadline, d <= now else { continue }
+            slot.deadline = nil
+            let fd = cmhd_connection_fd(conn)
+            guard fd >= 0 else { continue }
+            refused[HTTPRefusal.deadline.rawValue] &+= 1
+            // MHD sees the end of the stream on its next run and closes it.
+            _ = Glibc.shutdown(fd, Int32(SHUT_RDWR))
+            shut = true
+        }
+        if shut { runSoon.schedule() }
+    }
 
     private func run() {
         guard let d = daemon else { return }
@@ -292,6 +445,7 @@ public final class HTTPServer {
             return queue(conn, HTTPResponse(status: 414, text: "{\"error\":\"request target too long\",\"detail\":{\"limit_bytes\":\(maxTargetBytes),\"bytes\":\(ex.targetBytes)}}"))
         }
         requests &+= 1
+        pauseDeadline(conn)
         let req = HTTPRequest(method: String(cString: method), path: String(cString: url), target: ex.target,
                               query: values(conn, .GET_ARGUMENT_KIND), headers: values(conn, .HEADER_KIND, lower: true),
                               body: ex.body)
@@ -305,6 +459,7 @@ public final class HTTPServer {
     }
 
     private func queue(_ conn: OpaquePointer, _ r: HTTPResponse) -> MHD_Result {
+        armDeadline(conn)
         let resp = r.body.withUnsafeBytes { b in
             MHD_create_response_from_buffer(b.count, UnsafeMutableRawPointer(mutating: b.baseAddress), .RESPMEM_MUST_COPY)
         }

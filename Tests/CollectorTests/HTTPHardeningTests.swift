@@ -83,4 +83,42 @@ final class HTTPHardeningTests: XCTestCase {
         XCTAssertEqual(c.metric("vigil_http_refused_total{cause=\"before_body\"}"), 3)
         XCTAssertEqual(c.metric("vigil_http_unauthorized_total"), 3)
     }
+
+    /// Forty clients from 127.0.0.2 that trickle a request's headers one
+    /// byte at a time: eight are let in (the rest closed at accept), /healthz
+    /// from 127.0.0.1 is answered meanwhile, and the eight are closed at
+    /// their absolute deadline although they never fall silent long enough
+    /// for the inactivity timeout.
+    func testSlowClientsFromOneAddressDoNotStarveAnother() throws {
+        let c = try CollectorProcess(config: ["http_max_connections_per_address = 8", "http_request_deadline_ms = 2000"])
+        defer { c.stop(); c.removeDirectory() }
+        var slow: [RawConnection] = []
+        for _ in 0..<40 {
+            if let conn = RawConnection(port: c.httpPort, from: "127.0.0.2", timeout: 1) {
+                conn.send("GET /healthz HTTP/1.1\r\n")
+                slow.append(conn)
+            }
+        }
+        XCTAssertTrue(c.eventually { c.metric("vigil_http_refused_total{cause=\"address_limit\"}") == 32 },
+                      "\(String(describing: c.metric("vigil_http_refused_total{cause=\"address_limit\"}")))")
+        let started = Date()
+        let health = c.http("GET", "/healthz")
+        XCTAssertEqual(health.status, 200)
+        XCTAssertLessThan(Date().timeIntervalSince(started), 1.5)
+        // Trickle one header byte every 200 ms; the deadline still ends them.
+        var closedAt: Date?
+        let until = Date().addingTimeInterval(6)
+        while Date() < until && closedAt == nil {
+            var sent = 0
+            for conn in slow where conn.send("X") { sent += 1 }
+            if sent == 0 { closedAt = Date() }
+            usleep(200_000)
+        }
+        XCTAssertNotNil(closedAt, "the slow connections were closed by their deadline")
+        XCTAssertEqual(c.metric("vigil_http_refused_total{cause=\"deadline\"}"), 8)
+        // The address may connect again.
+        let again = try XCTUnwrap(RawConnection(port: c.httpPort, from: "127.0.0.2"))
+        again.send("GET /healthz HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+        XCTAssertTrue(again.readToEnd().text.hasPrefix("HTTP/1.1 200 "))
+    }
 }

@@ -3,6 +3,7 @@
 // literal). Errors name the key and where its value came from, like every
 // configuration error.
 import ConfigFile
+import HTTPServer
 import Reactor
 import RemoteWrite
 #if canImport(Glibc)
@@ -12,6 +13,8 @@ import Glibc
 public struct CollectorSettings: Sendable {
     public var listen: SocketAddress
     public var httpListen: SocketAddress
+    /// `http_max_connections`, `http_max_connections_per_address`, `http_request_deadline_ms`.
+    public var httpLimits: HTTPLimits
     public var dataDir: String
     /// Empty: generated into `data_dir/admin_token` at first start.
     public var adminToken: String
@@ -52,6 +55,9 @@ public struct CollectorSettings: Sendable {
                                                                  + "the agent sessions and the HTTP API cannot share a socket",
                                                              got: c.value("http_listen")?.description)))
         }
+        httpLimits = HTTPLimits(maxConnections: c.int("http_max_connections"),
+                                maxConnectionsPerAddress: c.int("http_max_connections_per_address"),
+                                requestDeadline: Double(c.int("http_request_deadline_ms")) / 1000)
         dataDir = c.string("data_dir")
         adminToken = c.string("admin_token")
         maxClients = c.int("max_clients")

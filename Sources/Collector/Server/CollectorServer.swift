@@ -179,7 +179,7 @@ public final class CollectorServer {
         let http = HTTPServer(loop: loop) { [unowned api] req, responder in api.handle(req, responder) }
         http.admit = { [unowned api] req in api.admit(req) }
         do {
-            try http.start(address: settings.httpListen, connectionLimit: 256, timeoutSeconds: 30)
+            try http.start(address: settings.httpListen, limits: settings.httpLimits)
         } catch {
             throw StartError(description: "cannot serve HTTP on \(settings.httpListen) (http_listen): \(error)")
         }

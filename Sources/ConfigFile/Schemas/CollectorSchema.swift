@@ -11,6 +11,14 @@ public enum CollectorSchema {
                   help: "address for agent sessions (an IP literal and port)"),
         ConfigKey("http_listen", .address(defaultPort: 6680), default: "127.0.0.1:6680",
                   help: "address of the HTTP API, /healthz and /metrics"),
+        ConfigKey("http_max_connections", .integer(1...100_000), default: "256",
+                  help: "open HTTP connections in all; one more is closed at accept"),
+        ConfigKey("http_max_connections_per_address", .integer(1...100_000), default: "32",
+                  help: "open HTTP connections from one IP address; one more is closed at accept, so slow clients from one "
+                      + "address cannot take every connection"),
+        ConfigKey("http_request_deadline_ms", .milliseconds(1000...3_600_000), default: "30000",
+                  help: "time an HTTP request has to arrive in full and its answer to be sent, from the connection's opening "
+                      + "or its previous answer (the collector's own time on the answer not counted); then the connection is closed"),
         ConfigKey("data_dir", .string(allowEmpty: false), default: "./data",
                   help: "directory of the database and the generated admin token"),
         ConfigKey("admin_token", .string(allowEmpty: true), default: "", secret: true, live: true,
