@@ -130,6 +130,62 @@ public enum HTTPRefusal: Int, CaseIterable, CustomStringConvertible {
     }
 }
 
+/// A TLS key and certificate chain in PEM, read from their files at start
+/// (libmicrohttpd with GnuTLS serves HTTPS with them).
+public struct HTTPTLSMaterial: Sendable {
+    public let keyPEM: String
+    public let certificatePEM: String
+
+    /// A file that could not be used, named with the label the caller gave
+    /// it (the configuration key) and why.
+    public struct LoadError: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    /// The most a PEM file may hold (a certificate chain is a few KiB).
+    public static let maxFileBytes = 1 << 20
+
+    /// Reads both files; an error names the label, the path and the cause
+    /// (unreadable, empty, too large, not PEM, or TLS missing from this
+    /// libmicrohttpd).
+    public static func load(certificate: (label: String, path: String), key: (label: String, path: String)) throws(LoadError) -> HTTPTLSMaterial {
+        guard cmhd_tls_supported() != 0 else {
+            throw LoadError(description: "\(certificate.label): this libmicrohttpd was built without TLS (MHD_FEATURE_TLS)")
+        }
+        let cert = try read(certificate, marker: "CERTIFICATE-----")
+        let k = try read(key, marker: "PRIVATE KEY-----")
+        return HTTPTLSMaterial(keyPEM: k, certificatePEM: cert)
+    }
+
+    private init(keyPEM: String, certificatePEM: String) {
+        self.keyPEM = keyPEM
+        self.certificatePEM = certificatePEM
+    }
+
+    private static func read(_ file: (label: String, path: String), marker: String) throws(LoadError) -> String {
+        let fd = open(file.path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else {
+            throw LoadError(description: "\(file.label): cannot read \(file.path): \(String(cString: strerror(errno)))")
+        }
+        defer { close(fd) }
+        var bytes = [UInt8](repeating: 0, count: maxFileBytes + 1)
+        var total = 0
+        while total <= maxFileBytes {
+            let n = bytes.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress! + total, maxFileBytes + 1 - total) }
+            if n < 0 && errno == EINTR { continue }
+            if n < 0 { throw LoadError(description: "\(file.label): cannot read \(file.path): \(String(cString: strerror(errno)))") }
+            if n == 0 { break }
+            total += n
+        }
+        if total > maxFileBytes { throw LoadError(description: "\(file.label): \(file.path) is larger than \(maxFileBytes) bytes") }
+        let text = String(decoding: bytes[0..<total], as: UTF8.self)
+        guard text.contains("-----BEGIN "), text.contains(marker) else {
+            throw LoadError(description: "\(file.label): \(file.path) is not PEM (no \"-----BEGIN … \(marker)\" line)")
+        }
+        return text
+    }
+}
+
 /// The server's connection limits (see the file header).
 public struct HTTPLimits: Sendable {
     /// Open connections in all; one more is closed at accept.
@@ -229,15 +285,24 @@ public final class HTTPServer {
         try start(address: address, limits: HTTPLimits(maxConnections: Int(connectionLimit), idleTimeoutSeconds: timeoutSeconds))
     }
 
-    /// Binds and starts serving with `limits`. Throws naming the address when MHD cannot.
-    public func start(address: SocketAddress, limits: HTTPLimits) throws {
+    /// Binds and starts serving with `limits`, over TLS when `tls` is given.
+    /// Throws naming the address when MHD cannot.
+    public func start(address: SocketAddress, limits: HTTPLimits, tls: HTTPTLSMaterial? = nil) throws {
         self.limits = limits
+        // GnuTLS copies the PEM text when the daemon starts; kept until stop anyway.
+        if let tls {
+            tlsStrings = (strdup(tls.keyPEM), strdup(tls.certificatePEM))
+        }
         let me = Unmanaged.passUnretained(self).toOpaque()
         var o = cmhd_options()
         // MHD's own bound stays above ours, so every refusal is ours and counted.
         o.connection_limit = UInt32(clamping: limits.maxConnections + 16)
         o.timeout_seconds = limits.idleTimeoutSeconds
         o.connection_memory_limit = HTTPServer.connectionMemoryBytes
+        if let (k, c) = tlsStrings {
+            o.tls_key_pem = UnsafePointer(k)
+            o.tls_cert_pem = UnsafePointer(c)
+        }
         let d: OpaquePointer? = address.withSockaddr { sa, _ in
             cmhd_start(sa, address.family == AF_INET6 ? 1 : 0, { cls, conn, url, method, _, upload, uploadSize, conCls in
                 let server = Unmanaged<HTTPServer>.fromOpaque(cls!).takeUnretainedValue()
@@ -268,7 +333,10 @@ public final class HTTPServer {
             }, me, &o)
         }
         guard let d else {
-            throw SyscallError(call: "MHD_start_daemon(\(address))", errno: errno == 0 ? EADDRINUSE : errno)
+            let e = errno
+            freeTLSStrings()
+            if tls != nil { throw TLSStartError(address: address) }
+            throw SyscallError(call: "MHD_start_daemon(\(address))", errno: e == 0 ? EADDRINUSE : e)
         }
         daemon = d
         port = cmhd_bound_port(d)
@@ -300,6 +368,25 @@ public final class HTTPServer {
         }
         daemon = nil
         MHD_stop_daemon(d)
+        freeTLSStrings()
+    }
+
+    /// The PEM text given to MHD (strdup'ed), freed after the daemon stops.
+    private var tlsStrings: (UnsafeMutablePointer<CChar>?, UnsafeMutablePointer<CChar>?)?
+
+    private func freeTLSStrings() {
+        if let (k, c) = tlsStrings { free(k); free(c) }
+        tlsStrings = nil
+    }
+
+    /// MHD would not start with the TLS material (GnuTLS refused the key or
+    /// certificate, or they do not match), or could not bind.
+    public struct TLSStartError: Error, CustomStringConvertible {
+        public let address: SocketAddress
+        public var description: String {
+            "MHD_start_daemon(\(address)) with TLS failed: the key or certificate was refused (not matching, "
+                + "encrypted, or not a key and certificate GnuTLS reads), or the address is in use (libmicrohttpd's log line above says which)"
+        }
     }
 
     public var connectionCount: Int { daemon.map { Int(cmhd_connection_count($0)) } ?? 0 }

@@ -121,4 +121,60 @@ final class HTTPHardeningTests: XCTestCase {
         again.send("GET /healthz HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
         XCTAssertTrue(again.readToEnd().text.hasPrefix("HTTP/1.1 200 "))
     }
+
+    /// Runs a program to completion; its status and standard output.
+    private func run(_ path: String, _ args: [String]) -> (status: Int32, out: String) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: path)
+        p.arguments = args
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = FileHandle.nullDevice
+        do { try p.run() } catch { XCTFail("cannot run \(path): \(error)"); return (-1, "") }
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+
+    /// A self-signed certificate made here with openssl: curl trusting it
+    /// reaches /healthz and the API over HTTPS; plain HTTP to the same port
+    /// gets no answer; a missing key file stops the start with an error
+    /// naming the key and the path.
+    func testTLSWithASelfSignedCertificate() throws {
+        let dir = CollectorProcess.makeDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let cert = dir.appendingPathComponent("cert.pem").path, key = dir.appendingPathComponent("key.pem").path
+        let made = run("/usr/bin/openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                                            "-keyout", key, "-out", cert, "-days", "1", "-subj", "/CN=127.0.0.1",
+                                            "-addext", "subjectAltName=IP:127.0.0.1"])
+        XCTAssertEqual(made.status, 0, "openssl req")
+
+        let c = try CollectorProcess(config: ["http_tls_cert = \(cert)", "http_tls_key = \(key)"])
+        defer { c.stop(); c.removeDirectory() }
+        XCTAssertTrue(c.log.contains("tls=on"), c.log)
+        let base = "https://127.0.0.1:\(c.httpPort)"
+        let health = run("/usr/bin/curl", ["-sS", "--max-time", "10", "--cacert", cert, base + "/healthz"])
+        XCTAssertEqual(health.status, 0)
+        XCTAssertTrue(health.out.hasPrefix("ok"), health.out)
+        let api = run("/usr/bin/curl", ["-sS", "--max-time", "10", "--cacert", cert, "-o", "/dev/null", "-w", "%{http_code}",
+                                        "-H", "Authorization: Bearer \(c.token)", base + "/api/v1/projects"])
+        XCTAssertEqual(api.out, "200")
+        // Without trusting the certificate, curl refuses; plain HTTP gets no HTTP answer.
+        XCTAssertNotEqual(run("/usr/bin/curl", ["-sS", "--max-time", "10", base + "/healthz"]).status, 0)
+        let plain = run("/usr/bin/curl", ["-sS", "--max-time", "5", "-o", "/dev/null", "-w", "%{http_code}",
+                                          "http://127.0.0.1:\(c.httpPort)/healthz"])
+        XCTAssertNotEqual(plain.status, 0)
+        XCTAssertEqual(plain.out, "000")
+
+        let missing = dir.appendingPathComponent("nope.pem").path
+        let bad = runCollectorCommand(["run", "--set", "listen=127.0.0.1:0", "--set", "http_listen=127.0.0.1:0",
+                                       "--set", "data_dir=\(dir.appendingPathComponent("data2").path)",
+                                       "--set", "http_tls_cert=\(cert)", "--set", "http_tls_key=\(missing)"])
+        XCTAssertNotEqual(bad.status, 0)
+        XCTAssertTrue(bad.err.contains("http_tls_key: cannot read \(missing): No such file or directory"), bad.err)
+        let notPEM = runCollectorCommand(["run", "--set", "listen=127.0.0.1:0", "--set", "http_listen=127.0.0.1:0",
+                                          "--set", "data_dir=\(dir.appendingPathComponent("data3").path)",
+                                          "--set", "http_tls_cert=\(key)", "--set", "http_tls_key=\(key)"])
+        XCTAssertTrue(notPEM.err.contains("http_tls_cert: \(key) is not PEM"), notPEM.err)
+    }
 }

@@ -15,6 +15,7 @@ VIGIL_DEBIAN_PACKAGES=(
   python3              # scripts/check-architecture.py (test.sh), benchmark helpers, the Python example emitter and its test
   perl                 # examples/emitters/perl (HTTP::Tiny) and its test against a real agent
   prometheus           # tests: promtool checks /metrics; the remote-write receiver the sender is tested against
+  openssl              # tests: a self-signed certificate for the collector's HTTPS (http_tls_cert, http_tls_key)
 )
 
 vigil_ensure_deps() {

@@ -15,6 +15,9 @@ public struct CollectorSettings: Sendable {
     public var httpListen: SocketAddress
     /// `http_max_connections`, `http_max_connections_per_address`, `http_request_deadline_ms`.
     public var httpLimits: HTTPLimits
+    /// `http_tls_cert` and `http_tls_key` (both or neither); empty: plain HTTP.
+    public var httpTLSCert: String
+    public var httpTLSKey: String
     public var dataDir: String
     /// Empty: generated into `data_dir/admin_token` at first start.
     public var adminToken: String
@@ -58,6 +61,8 @@ public struct CollectorSettings: Sendable {
         httpLimits = HTTPLimits(maxConnections: c.int("http_max_connections"),
                                 maxConnectionsPerAddress: c.int("http_max_connections_per_address"),
                                 requestDeadline: Double(c.int("http_request_deadline_ms")) / 1000)
+        httpTLSCert = c.string("http_tls_cert")
+        httpTLSKey = c.string("http_tls_key")
         dataDir = c.string("data_dir")
         adminToken = c.string("admin_token")
         maxClients = c.int("max_clients")
@@ -101,7 +106,12 @@ public struct CollectorSettings: Sendable {
             return [c.invalid(key, expected: "an IP address and port (a host name cannot be listened on)",
                               got: c.value(key)?.description)]
         }
-    } + RemoteWriteSettings.checks
+    } + [ConfigCheck(keys: ["http_tls_cert", "http_tls_key"]) { c in
+        let cert = c.string("http_tls_cert"), key = c.string("http_tls_key")
+        if cert.isEmpty == key.isEmpty { return [] }
+        let missing = cert.isEmpty ? "http_tls_cert" : "http_tls_key"
+        return [c.invalid(missing, expected: "a PEM file: http_tls_cert and http_tls_key are set together", got: "")]
+    }] + RemoteWriteSettings.checks
 
     /// Whether two listen addresses would claim the same socket: the same
     /// port (0, "any free port", never clashes) on the same address, or on

@@ -172,6 +172,14 @@ public final class CollectorServer {
             throw StartError(description: "cannot listen on \(settings.listen) (listen): \(error)")
         }
 
+        var tls: HTTPTLSMaterial?
+        if !settings.httpTLSCert.isEmpty {
+            do {
+                tls = try HTTPTLSMaterial.load(certificate: ("http_tls_cert", settings.httpTLSCert), key: ("http_tls_key", settings.httpTLSKey))
+            } catch {
+                throw StartError(description: "cannot serve HTTPS: \(error)")
+            }
+        }
         let api = APIHandler(loop: loop, store: store, manager: manager, adminToken: token)
         api.metrics = { [unowned self] in self.metrics() }
         api.collectorConfig = { [unowned self] in self.configuration }
@@ -179,7 +187,7 @@ public final class CollectorServer {
         let http = HTTPServer(loop: loop) { [unowned api] req, responder in api.handle(req, responder) }
         http.admit = { [unowned api] req in api.admit(req) }
         do {
-            try http.start(address: settings.httpListen, limits: settings.httpLimits)
+            try http.start(address: settings.httpListen, limits: settings.httpLimits, tls: tls)
         } catch {
             throw StartError(description: "cannot serve HTTP on \(settings.httpListen) (http_listen): \(error)")
         }
@@ -206,7 +214,7 @@ public final class CollectorServer {
         windowTimer = window
 
         Log.info("listening on \(listener!.localAddress)", ["max_clients": "\(settings.maxClients)", "backlog": "\(settings.backlog)"])
-        Log.info("http on \(settings.httpListen.withPort(http.port))")
+        Log.info("http on \(settings.httpListen.withPort(http.port))", ["tls": tls == nil ? "off" : "on"])
         Log.info("ready", ["pid": "\(getpid())"])
     }
 

@@ -19,6 +19,10 @@ public enum CollectorSchema {
         ConfigKey("http_request_deadline_ms", .milliseconds(1000...3_600_000), default: "30000",
                   help: "time an HTTP request has to arrive in full and its answer to be sent, from the connection's opening "
                       + "or its previous answer (the collector's own time on the answer not counted); then the connection is closed"),
+        ConfigKey("http_tls_cert", .string(allowEmpty: true), default: "",
+                  help: "PEM file of the HTTP API's TLS certificate (chain), with http_tls_key; empty: plain HTTP"),
+        ConfigKey("http_tls_key", .string(allowEmpty: true), default: "",
+                  help: "PEM file of the TLS private key (unencrypted), with http_tls_cert; read at start, never logged"),
         ConfigKey("data_dir", .string(allowEmpty: false), default: "./data",
                   help: "directory of the database and the generated admin token"),
         ConfigKey("admin_token", .string(allowEmpty: true), default: "", secret: true, live: true,
