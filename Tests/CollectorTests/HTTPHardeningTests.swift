@@ -177,4 +177,32 @@ final class HTTPHardeningTests: XCTestCase {
                                           "--set", "http_tls_cert=\(key)", "--set", "http_tls_key=\(key)"])
         XCTAssertTrue(notPEM.err.contains("http_tls_cert: \(key) is not PEM"), notPEM.err)
     }
+
+    /// `metrics_listen`: /metrics and /healthz without a token, nothing else
+    /// (the API is 404 there even with the token); the API stays on http_listen.
+    func testMetricsListenServesOnlyMetricsAndHealth() throws {
+        let c = try CollectorProcess(config: ["metrics_listen = 127.0.0.1:0"])
+        defer { c.stop(); c.removeDirectory() }
+        let line = try XCTUnwrap(c.log.split(separator: "\n").first { $0.contains("metrics on 127.0.0.1:") })
+        let portText = line.split(separator: " ").first { $0.hasPrefix("127.0.0.1:") }?.split(separator: ":").last
+        let port = try XCTUnwrap(portText.flatMap { UInt16($0) }, String(line))
+        XCTAssertNotEqual(port, c.httpPort)
+        let metrics = HTTPResult.fetch(port: port, method: "GET", path: "/metrics", body: nil, token: nil)
+        XCTAssertEqual(metrics.status, 200)
+        XCTAssertTrue(metrics.body.contains("vigil_http_refused_total{cause=\"before_body\"} 0"), metrics.body)
+        XCTAssertEqual(HTTPResult.fetch(port: port, method: "GET", path: "/healthz", body: nil, token: nil).status, 200)
+        for path in ["/api/v1/projects", "/api/v1/config", "/", "/metricsx"] {
+            let r = HTTPResult.fetch(port: port, method: "GET", path: path, body: nil, token: c.token)
+            XCTAssertEqual(r.status, 404, path)
+        }
+        XCTAssertEqual(c.api("GET", "/projects").status, 200)
+        // Bad values are refused before anything listens, naming the key.
+        let bad = runCollectorCommand(["run", "--set", "listen=127.0.0.1:0", "--set", "http_listen=127.0.0.1:6681",
+                                       "--set", "metrics_listen=localhost:9100"])
+        XCTAssertNotEqual(bad.status, 0)
+        XCTAssertTrue(bad.err.contains("key 'metrics_listen'"), bad.err)
+        let clash = runCollectorCommand(["run", "--set", "listen=127.0.0.1:0", "--set", "http_listen=127.0.0.1:6681",
+                                         "--set", "metrics_listen=127.0.0.1:6681"])
+        XCTAssertTrue(clash.err.contains("other than http_listen's"), clash.err)
+    }
 }

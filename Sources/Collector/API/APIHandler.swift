@@ -51,13 +51,8 @@ public final class APIHandler {
         case .failure(let e): return r.fail(e)
         }
         let parts = target.segments
+        if serveOpen(req, parts, r) { return }
         switch parts.first {
-        case "healthz"? where parts.count == 1:
-            guard req.method == "GET" || req.method == "HEAD" else { return r.fail(methodNotAllowed("GET, HEAD")) }
-            r.respond(HTTPResponse(status: 200, contentType: "text/plain; charset=utf-8", text: "ok\n"))
-        case "metrics"? where parts.count == 1:
-            guard req.method == "GET" else { return r.fail(methodNotAllowed("GET")) }
-            r.respond(HTTPResponse(status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8", text: metrics()))
         case "api"? where parts.count >= 2 && parts[1] == "v1":
             if let refusal = authorizationRefusal(req, parts) {
                 unauthorized &+= 1
@@ -69,6 +64,38 @@ public final class APIHandler {
         default:
             r.fail(.notFound("no such endpoint: \(target.path)"))
         }
+    }
+
+    /// The handler of the `metrics_listen` listener: `/healthz` and
+    /// `/metrics` as on `http_listen`, everything else 404 (the API is not
+    /// served there, with or without a token).
+    public func handleMetricsOnly(_ req: HTTPRequest, _ responder: HTTPResponder) {
+        requests &+= 1
+        let r = CountingResponder(responder) { [weak self] status in
+            guard let self else { return }
+            self.answers[min(5, max(1, status / 100))] &+= 1
+        }
+        switch APITarget.parse(req.target) {
+        case .success(let t):
+            if !serveOpen(req, t.segments, r) { r.fail(.notFound("this listener serves only /metrics and /healthz")) }
+        case .failure(let e):
+            r.fail(e)
+        }
+    }
+
+    /// `/healthz` and `/metrics`, open on both listeners; false for any other path.
+    private func serveOpen(_ req: HTTPRequest, _ parts: [String], _ r: CountingResponder) -> Bool {
+        switch parts.first {
+        case "healthz"? where parts.count == 1:
+            guard req.method == "GET" || req.method == "HEAD" else { r.fail(methodNotAllowed("GET, HEAD")); return true }
+            r.respond(HTTPResponse(status: 200, contentType: "text/plain; charset=utf-8", text: "ok\n"))
+        case "metrics"? where parts.count == 1:
+            guard req.method == "GET" else { r.fail(methodNotAllowed("GET")); return true }
+            r.respond(HTTPResponse(status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8", text: metrics()))
+        default:
+            return false
+        }
+        return true
     }
 
     /// Finds the route for `p` (the segments after `/api/v1/`), checks the

@@ -15,6 +15,8 @@ public struct CollectorSettings: Sendable {
     public var httpListen: SocketAddress
     /// `http_max_connections`, `http_max_connections_per_address`, `http_request_deadline_ms`.
     public var httpLimits: HTTPLimits
+    /// `metrics_listen`: the /metrics and /healthz listener; nil when empty.
+    public var metricsListen: SocketAddress?
     /// `http_tls_cert` and `http_tls_key` (both or neither); empty: plain HTTP.
     public var httpTLSCert: String
     public var httpTLSKey: String
@@ -61,6 +63,20 @@ public struct CollectorSettings: Sendable {
         httpLimits = HTTPLimits(maxConnections: c.int("http_max_connections"),
                                 maxConnectionsPerAddress: c.int("http_max_connections_per_address"),
                                 requestDeadline: Double(c.int("http_request_deadline_ms")) / 1000)
+        metricsListen = nil
+        let m = c.string("metrics_listen")
+        if !m.isEmpty {
+            if let a = try? SocketAddress(parsing: m) {
+                metricsListen = a
+                for (other, value) in [("listen", listen), ("http_listen", httpListen)] where CollectorSettings.overlap(a, value) {
+                    errors.append(ConfigError(location: CollectorSettings.location(of: "metrics_listen", in: c), key: "metrics_listen",
+                                              problem: .invalidValue(expected: "an address and port other than \(other)'s (\(value))", got: m)))
+                }
+            } else {
+                errors.append(ConfigError(location: CollectorSettings.location(of: "metrics_listen", in: c), key: "metrics_listen",
+                                          problem: .invalidValue(expected: CollectorSettings.metricsListenExpectation, got: m)))
+            }
+        }
         httpTLSCert = c.string("http_tls_cert")
         httpTLSKey = c.string("http_tls_key")
         dataDir = c.string("data_dir")
@@ -106,12 +122,18 @@ public struct CollectorSettings: Sendable {
             return [c.invalid(key, expected: "an IP address and port (a host name cannot be listened on)",
                               got: c.value(key)?.description)]
         }
-    } + [ConfigCheck(keys: ["http_tls_cert", "http_tls_key"]) { c in
+    } + [ConfigCheck(keys: ["metrics_listen"]) { c in
+        let m = c.string("metrics_listen")
+        if m.isEmpty || (try? SocketAddress(parsing: m)) != nil { return [] }
+        return [c.invalid("metrics_listen", expected: CollectorSettings.metricsListenExpectation, got: m)]
+    }, ConfigCheck(keys: ["http_tls_cert", "http_tls_key"]) { c in
         let cert = c.string("http_tls_cert"), key = c.string("http_tls_key")
         if cert.isEmpty == key.isEmpty { return [] }
         let missing = cert.isEmpty ? "http_tls_cert" : "http_tls_key"
         return [c.invalid(missing, expected: "a PEM file: http_tls_cert and http_tls_key are set together", got: "")]
     }] + RemoteWriteSettings.checks
+
+    static let metricsListenExpectation = "an IP address and port (a host name cannot be listened on), or empty for none"
 
     /// Whether two listen addresses would claim the same socket: the same
     /// port (0, "any free port", never clashes) on the same address, or on

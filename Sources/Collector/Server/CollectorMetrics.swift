@@ -18,7 +18,7 @@ enum CollectorMetrics {
          "vigil_store_transaction_seconds": store.stats.transactionMicros, "vigil_loop_lag_seconds": loop.lag]
     }
 
-    static func render(manager: SessionManager, store: SQLiteStore, loop: EventLoop, api: APIHandler?, http: HTTPServer? = nil, windows: SummaryWindows,
+    static func render(manager: SessionManager, store: SQLiteStore, loop: EventLoop, api: APIHandler?, http: [HTTPServer] = [], windows: SummaryWindows,
                        reloads: (applied: UInt64, rejected: UInt64), uptime: Double, remoteWrite: RemoteWriteFeed? = nil) -> String {
         var p = PrometheusText()
         let s = manager.stats
@@ -133,8 +133,10 @@ enum CollectorMetrics {
                      Double(api.unauthorized))
         }
         p.family("vigil_http_refused_total", "counter",
-                 "HTTP requests and connections the server refused itself, before any handler, by cause.")
-        for c in HTTPRefusal.allCases { p.sample("vigil_http_refused_total", ["cause": c.description], http?.refusals(c) ?? 0) }
+                 "HTTP requests and connections the server refused itself, before any handler, by cause (both listeners).")
+        for c in HTTPRefusal.allCases {
+            p.sample("vigil_http_refused_total", ["cause": c.description], http.reduce(UInt64(0)) { $0 &+ $1.refusals(c) })
+        }
         remoteWriteFamilies(&p, remoteWrite)
         p.family("vigil_config_reloads_total", "counter", "SIGHUP reloads by result.")
         p.sample("vigil_config_reloads_total", ["result": "applied"], reloads.applied)

@@ -52,6 +52,8 @@ public final class CollectorServer {
     public private(set) var manager: SessionManager?
     private var listener: TCPListener?
     private var http: HTTPServer?
+    /// The `metrics_listen` listener (/metrics and /healthz only); nil when off.
+    private var metricsHTTP: HTTPServer?
     private var api: APIHandler?
     /// The remote-write sender and its feed; nil without `remote_write_url`.
     private(set) var remoteWrite: RemoteWriteFeed?
@@ -192,6 +194,15 @@ public final class CollectorServer {
             throw StartError(description: "cannot serve HTTP on \(settings.httpListen) (http_listen): \(error)")
         }
         self.http = http
+        if let address = settings.metricsListen {
+            let m = HTTPServer(loop: loop, maxBodyBytes: 0) { [unowned api] req, responder in api.handleMetricsOnly(req, responder) }
+            do {
+                try m.start(address: address, limits: settings.httpLimits)
+            } catch {
+                throw StartError(description: "cannot serve /metrics on \(address) (metrics_listen): \(error)")
+            }
+            metricsHTTP = m
+        }
 
         for sig in [SIGTERM, SIGINT] {
             let w = SignalWatcher(loop: loop, signal: sig) { [unowned self] w in self.shutdown(signal: w.signal) }
@@ -215,6 +226,7 @@ public final class CollectorServer {
 
         Log.info("listening on \(listener!.localAddress)", ["max_clients": "\(settings.maxClients)", "backlog": "\(settings.backlog)"])
         Log.info("http on \(settings.httpListen.withPort(http.port))", ["tls": tls == nil ? "off" : "on"])
+        if let m = metricsHTTP, let a = settings.metricsListen { Log.info("metrics on \(a.withPort(m.port))") }
         Log.info("ready", ["pid": "\(getpid())"])
     }
 
@@ -339,6 +351,7 @@ public final class CollectorServer {
         shutdownTimer?.stop()
         remoteWrite?.close()
         http?.stop()
+        metricsHTTP?.stop()
         for s in signals { s.stop() }
         let stats = manager?.stats
         guard let store else { loop.stop(); return }
@@ -401,7 +414,7 @@ public final class CollectorServer {
     /// The /metrics page (CollectorMetrics.swift).
     func metrics() -> String {
         guard let manager, let store else { return "" }
-        return CollectorMetrics.render(manager: manager, store: store, loop: loop, api: api, http: http, windows: summaryWindows,
+        return CollectorMetrics.render(manager: manager, store: store, loop: loop, api: api, http: [http, metricsHTTP].compactMap { $0 }, windows: summaryWindows,
                                        reloads: (applied: reloadsApplied, rejected: reloadsRejected),
                                        uptime: Clock.monotonic() - startedAt, remoteWrite: remoteWrite)
     }

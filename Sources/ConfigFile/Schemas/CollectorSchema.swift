@@ -19,6 +19,9 @@ public enum CollectorSchema {
         ConfigKey("http_request_deadline_ms", .milliseconds(1000...3_600_000), default: "30000",
                   help: "time an HTTP request has to arrive in full and its answer to be sent, from the connection's opening "
                       + "or its previous answer (the collector's own time on the answer not counted); then the connection is closed"),
+        ConfigKey("metrics_listen", .string(allowEmpty: true), default: "",
+                  help: "a second HTTP address serving only /metrics and /healthz (plain HTTP, no token), so Prometheus "
+                      + "need not reach the API; an IP literal and port; empty: off"),
         ConfigKey("http_tls_cert", .string(allowEmpty: true), default: "",
                   help: "PEM file of the HTTP API's TLS certificate (chain), with http_tls_key; empty: plain HTTP"),
         ConfigKey("http_tls_key", .string(allowEmpty: true), default: "",
