@@ -205,4 +205,56 @@ final class HTTPHardeningTests: XCTestCase {
                                          "--set", "metrics_listen=127.0.0.1:6681"])
         XCTAssertTrue(clash.err.contains("other than http_listen's"), clash.err)
     }
+
+    /// /healthz while another process holds the database's write lock: a
+    /// write waits, and after health_store_stall_ms the answer is 503 naming
+    /// `store_stalled`; once the lock is gone the write commits and /healthz
+    /// is 200 again. A stopped process (SIGSTOP, then SIGCONT) is a stalled
+    /// loop: 503 `loop_stalled` afterwards.
+    func testHealthzIs503WhileTheStoreIsStalledOrTheLoopWas() throws {
+        let c = try CollectorProcess(config: ["health_store_stall_ms = 1000", "health_loop_stall_ms = 500"])
+        defer { c.stop(); c.removeDirectory() }
+        _ = c.createKey(project: "shop")
+        XCTAssertEqual(c.http("GET", "/healthz").status, 200)
+
+        let locker = Process()
+        locker.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        locker.arguments = ["-c", """
+            import sqlite3, sys, time
+            c = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=10)
+            c.execute("BEGIN IMMEDIATE")
+            print("locked", flush=True)
+            sys.stdin.read()
+            """, c.dataDir + "/vigil.db"]
+        let out = Pipe(), input = Pipe()
+        locker.standardOutput = out
+        locker.standardInput = input
+        try locker.run()
+        defer { if locker.isRunning { locker.terminate() } }
+        let first = out.fileHandleForReading.availableData
+        XCTAssertTrue(String(decoding: first, as: UTF8.self).hasPrefix("locked"))
+
+        let put = PendingHTTP(c, "PUT", "/projects/shop/patterns",
+                              body: #"{"patterns":[{"host":"a.example","path":"/x","monitor":"m","check":"c"}]}"#)
+        var unhealthy = HTTPResult(status: 0, headers: [:], body: "")
+        XCTAssertTrue(c.eventually(timeout: 10) { unhealthy = c.http("GET", "/healthz"); return unhealthy.status == 503 })
+        XCTAssertEqual(unhealthy.headers["content-type"], "application/json")
+        let detail = unhealthy.object["detail"] as? [String: Any]
+        let reasons = detail?["reasons"] as? [[String: Any]] ?? []
+        XCTAssertEqual(unhealthy.object["error"] as? String, "unhealthy")
+        XCTAssertEqual(reasons.first?["cause"] as? String, "store_stalled", unhealthy.body)
+        XCTAssertNil(put.result, "the write waits for the lock")
+
+        try input.fileHandleForWriting.close()   // the locker exits, the lock is gone
+        locker.waitUntilExit()
+        XCTAssertEqual(put.wait()?.status, 200)
+        XCTAssertTrue(c.eventually(timeout: 10) { c.http("GET", "/healthz").status == 200 })
+
+        c.signal(SIGSTOP)
+        usleep(1_200_000)
+        c.signal(SIGCONT)
+        let stalled = c.http("GET", "/healthz")
+        XCTAssertEqual(stalled.status, 503, stalled.body)
+        XCTAssertTrue(stalled.body.contains("\"loop_stalled\""), stalled.body)
+    }
 }

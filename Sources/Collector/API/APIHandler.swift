@@ -23,6 +23,8 @@ public final class APIHandler {
     static let maxControlTimeout = 60.0
     /// Renders /metrics (the collector supplies it).
     var metrics: () -> String = { "" }
+    /// Why /healthz should answer 503 (empty: healthy; the collector supplies it).
+    var health: () -> [JSON] = { [] }
     /// The collector's own configuration, for `GET /api/v1/config`.
     var collectorConfig: () -> Configuration? = { nil }
 
@@ -88,7 +90,12 @@ public final class APIHandler {
         switch parts.first {
         case "healthz"? where parts.count == 1:
             guard req.method == "GET" || req.method == "HEAD" else { r.fail(methodNotAllowed("GET, HEAD")); return true }
-            r.respond(HTTPResponse(status: 200, contentType: "text/plain; charset=utf-8", text: "ok\n"))
+            let problems = health()
+            if problems.isEmpty {
+                r.respond(HTTPResponse(status: 200, contentType: "text/plain; charset=utf-8", text: "ok\n"))
+            } else {
+                r.fail(APIError(503, "unhealthy", .object([("reasons", .array(problems))])))
+            }
         case "metrics"? where parts.count == 1:
             guard req.method == "GET" else { r.fail(methodNotAllowed("GET")); return true }
             r.respond(HTTPResponse(status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8", text: metrics()))

@@ -15,6 +15,9 @@ public struct CollectorSettings: Sendable {
     public var httpListen: SocketAddress
     /// `http_max_connections`, `http_max_connections_per_address`, `http_request_deadline_ms`.
     public var httpLimits: HTTPLimits
+    /// `health_store_stall_ms`, `health_loop_stall_ms` (seconds): HealthWatch.
+    public var healthStoreStall: Double
+    public var healthLoopStall: Double
     /// `metrics_listen`: the /metrics and /healthz listener; nil when empty.
     public var metricsListen: SocketAddress?
     /// `http_tls_cert` and `http_tls_key` (both or neither); empty: plain HTTP.
@@ -63,6 +66,8 @@ public struct CollectorSettings: Sendable {
         httpLimits = HTTPLimits(maxConnections: c.int("http_max_connections"),
                                 maxConnectionsPerAddress: c.int("http_max_connections_per_address"),
                                 requestDeadline: Double(c.int("http_request_deadline_ms")) / 1000)
+        healthStoreStall = Double(c.int("health_store_stall_ms")) / 1000
+        healthLoopStall = Double(c.int("health_loop_stall_ms")) / 1000
         metricsListen = nil
         let m = c.string("metrics_listen")
         if !m.isEmpty {

@@ -52,6 +52,8 @@ public final class CollectorServer {
     public private(set) var manager: SessionManager?
     private var listener: TCPListener?
     private var http: HTTPServer?
+    /// What /healthz reports besides answering (HealthWatch.swift).
+    private var healthWatch: HealthWatch?
     /// The `metrics_listen` listener (/metrics and /healthz only); nil when off.
     private var metricsHTTP: HTTPServer?
     private var api: APIHandler?
@@ -185,6 +187,10 @@ public final class CollectorServer {
         let api = APIHandler(loop: loop, store: store, manager: manager, adminToken: token)
         api.metrics = { [unowned self] in self.metrics() }
         api.collectorConfig = { [unowned self] in self.configuration }
+        let health = HealthWatch(loop: loop, store: store, loopStall: settings.healthLoopStall, storeStall: settings.healthStoreStall)
+        health.start()
+        healthWatch = health
+        api.health = { [unowned health] in health.problems() }
         self.api = api
         let http = HTTPServer(loop: loop) { [unowned api] req, responder in api.handle(req, responder) }
         http.admit = { [unowned api] req in api.admit(req) }
@@ -298,6 +304,12 @@ public final class CollectorServer {
             case "status_write_interval_ms": s.statusWriteInterval = freshSettings.statusWriteInterval
             case "max_handshakes_per_address": s.maxHandshakesPerAddress = freshSettings.maxHandshakesPerAddress
             case "handshake_reserve": s.handshakeReserve = freshSettings.handshakeReserve
+            case "health_store_stall_ms":
+                s.healthStoreStall = freshSettings.healthStoreStall
+                healthWatch?.storeStall = s.healthStoreStall
+            case "health_loop_stall_ms":
+                s.healthLoopStall = freshSettings.healthLoopStall
+                healthWatch?.loopStall = s.healthLoopStall
             case "retention_days":
                 s.retentionDays = freshSettings.retentionDays
                 store?.retentionDays = s.retentionDays
@@ -335,6 +347,7 @@ public final class CollectorServer {
         listener?.close()
         reportTimer?.stop()
         windowTimer?.stop()
+        healthWatch?.stop()
         store?.stopRetention()
         let timer = TimerWatcher(loop: loop) { [unowned self] _ in
             Log.warn("shutdown bound reached; dropping the remaining sessions",
