@@ -6,6 +6,7 @@ import Foundation
 import Glibc
 import XCTest
 import CSystem  // SOCK_* constants: glibc's socket macros may be owned by this C module
+import Wire
 
 /// A raw TCP connection to a loopback port, from a chosen loopback address.
 final class RawConnection {
@@ -256,5 +257,46 @@ final class HTTPHardeningTests: XCTestCase {
         let stalled = c.http("GET", "/healthz")
         XCTAssertEqual(stalled.status, 503, stalled.body)
         XCTAssertTrue(stalled.body.contains("\"loop_stalled\""), stalled.body)
+    }
+
+    /// Two agents that ask for a 1,000-monitor schedule again and again and
+    /// never read: with a 1 MiB outbound budget both are dropped for holding
+    /// more than their share (counted), long before their own 2 MiB queues
+    /// fill, while an agent that reads keeps its session and gets its schedule.
+    func testAgentsThatNeverReadAreDroppedAtTheOutboundBudget() throws {
+        let c = try CollectorProcess(config: ["session_outbound_budget_bytes = 1M"])
+        defer { c.stop(); c.removeDirectory() }
+        let key = c.createKey(project: "flood")
+        let monitors = (0..<1000).map { i in
+            #"{"id":"m\#(i)","name":"monitor \#(i) \#(String(repeating: "n", count: 150))","kind":"tcp","interval_secs":60,"#
+                + #""timeout_secs":3,"spec":{"host":"127.0.0.1","port":\#(1000 + i)}}"#
+        }
+        XCTAssertEqual(c.api("PUT", "/projects/flood/monitors", body: #"{"monitors":["# + monitors.joined(separator: ",") + "]}").status, 200)
+        XCTAssertEqual(c.metric("vigil_outbound_budget_bytes"), 1_048_576)
+
+        let reader = try WireTestClient(port: c.sessionPort, key: key, hello: WireTestClient.hello("reader"))
+        XCTAssertNotNil(reader.handshake())
+        var sinks: [WireTestClient] = []
+        for i in 1...2 {
+            let sink = try WireTestClient(port: c.sessionPort, key: key, hello: WireTestClient.hello("sink-\(i)"))
+            XCTAssertNotNil(sink.handshake())
+            var small: Int32 = 4096
+            setsockopt(sink.fd, SOL_SOCKET, SO_RCVBUF, &small, socklen_t(MemoryLayout<Int32>.size))
+            sinks.append(sink)
+        }
+        let dropped = #"vigil_session_limited_total{cause="outbound_budget"}"#
+        let until = Date().addingTimeInterval(30)
+        while Date() < until && (c.metric(dropped) ?? 0) < 2 {
+            for sink in sinks { sink.send([.scheduleRequest(ScheduleRequest(haveVersion: 0))]) }
+            usleep(20_000)
+        }
+        XCTAssertEqual(c.metric(dropped), 2)
+        XCTAssertEqual(c.metric(#"vigil_sessions_closed_total{reason="outbound_overflow"}"#), 2)
+        XCTAssertTrue(c.eventually { (c.metric("vigil_outbound_queued_bytes") ?? .infinity) < 1_048_576 })
+        reader.clearEvents()
+        reader.send([.scheduleRequest(ScheduleRequest(haveVersion: 0))])
+        XCTAssertNotNil(reader.waitForRecord { if case .schedule = $0 { return true }; return false })
+        XCTAssertFalse(reader.peerClosed)
+        XCTAssertEqual(c.metric(#"vigil_sessions{phase="established"}"#), 1)
     }
 }

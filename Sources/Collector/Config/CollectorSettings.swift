@@ -30,6 +30,8 @@ public struct CollectorSettings: Sendable {
     public var backlog: Int32
     public var maxHandshakesPerAddress: Int
     public var handshakeReserve: Int
+    /// `session_outbound_budget_bytes`.
+    public var outboundBudget: Int
     public var handshakeTimeout: Double
     public var idleTimeout: Double
     public var statusWriteInterval: Double
@@ -90,6 +92,7 @@ public struct CollectorSettings: Sendable {
         backlog = Int32(c.int("backlog"))
         maxHandshakesPerAddress = c.int("max_handshakes_per_address")
         handshakeReserve = c.int("handshake_reserve")
+        outboundBudget = c.int("session_outbound_budget_bytes")
         handshakeTimeout = Double(c.int("handshake_timeout_ms")) / 1000
         idleTimeout = Double(c.int("session_idle_timeout_ms")) / 1000
         statusWriteInterval = Double(c.int("status_write_interval_ms")) / 1000

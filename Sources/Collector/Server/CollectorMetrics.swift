@@ -46,6 +46,10 @@ enum CollectorMetrics {
         p.family("vigil_connections_refused_total", "counter",
                  "Connections refused or closed before their handshake by the limits on unauthenticated connections, by cause.")
         for c in ConnectionRefusal.allCases { p.sample("vigil_connections_refused_total", ["cause": c.description], s.refusals(c)) }
+        p.single("vigil_outbound_queued_bytes", "gauge", "Bytes queued to send to agents across all sessions.",
+                 Double(manager.outbound.total))
+        p.single("vigil_outbound_budget_bytes", "gauge", "The session_outbound_budget_bytes setting in force.",
+                 Double(manager.settings.outboundBudget))
         p.single("vigil_handshakes_total", "counter", "Handshakes completed (sessions established).", Double(s.handshakesCompleted))
         p.family("vigil_handshake_failures_total", "counter", "Connections that did not become a session, by reason.")
         for f in HandshakeFailure.allCases { p.sample("vigil_handshake_failures_total", ["reason": f.description], s.failures(f)) }

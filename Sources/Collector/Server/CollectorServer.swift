@@ -237,9 +237,11 @@ public final class CollectorServer {
     }
 
     private func sessionSettings(_ s: CollectorSettings) -> SessionSettings {
-        SessionSettings(maxClients: s.maxClients, handshakeTimeout: s.handshakeTimeout, idleTimeout: s.idleTimeout,
+        var r = SessionSettings(maxClients: s.maxClients, handshakeTimeout: s.handshakeTimeout, idleTimeout: s.idleTimeout,
                         statusWriteInterval: s.statusWriteInterval, maxHandshakesPerAddress: s.maxHandshakesPerAddress,
                         handshakeReserve: s.handshakeReserve)
+        r.outboundBudget = s.outboundBudget
+        return r
     }
 
     /// Raises RLIMIT_NOFILE to the hard limit and warns when more clients
@@ -304,6 +306,7 @@ public final class CollectorServer {
             case "status_write_interval_ms": s.statusWriteInterval = freshSettings.statusWriteInterval
             case "max_handshakes_per_address": s.maxHandshakesPerAddress = freshSettings.maxHandshakesPerAddress
             case "handshake_reserve": s.handshakeReserve = freshSettings.handshakeReserve
+            case "session_outbound_budget_bytes": s.outboundBudget = freshSettings.outboundBudget
             case "health_store_stall_ms":
                 s.healthStoreStall = freshSettings.healthStoreStall
                 healthWatch?.storeStall = s.healthStoreStall

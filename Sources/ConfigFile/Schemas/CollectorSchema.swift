@@ -43,6 +43,9 @@ public enum CollectorSchema {
         ConfigKey("handshake_reserve", .integer(0...1_000_000), default: "500", live: true,
                   help: "slots of max_clients kept for agents that complete their handshake (at most a tenth of max_clients): "
                       + "at most max_clients minus this many connections may be in their handshake, and one more closes the oldest of them"),
+        ConfigKey("session_outbound_budget_bytes", .bytes((64 << 10)...(1 << 40)), default: "256M", live: true,
+                  help: "bytes queued to send to agents across all sessions; while more are queued, a session holding more "
+                      + "than its share (the budget divided among the sessions) is dropped at its next write (counted)"),
         ConfigKey("handshake_timeout_ms", .milliseconds(100...600_000), default: "5000", live: true,
                   help: "time from accept to a completed handshake"),
         ConfigKey("session_idle_timeout_ms", .milliseconds(1000...86_400_000), default: "120000", live: true,
