@@ -30,6 +30,9 @@
 // connection past it is shut down (there is no request to answer 408 to
 // before its headers are in) and counted; one timer scans them.
 //
+// TLS: with an `HTTPTLSMaterial` (PEM key and certificate read by the
+// caller's configuration) MHD serves HTTPS only, through GnuTLS.
+//
 // Thread: loop thread only.
 import CMicroHTTPD
 import Reactor
