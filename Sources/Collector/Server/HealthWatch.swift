@@ -65,8 +65,8 @@ final class HealthWatch {
         let late = now - lastTick - HealthWatch.step
         lastTick = now
         if late > loopStall {
+            if let at = stalledAt, now - at < 1 { stalledFor = max(stalledFor, late) } else { stalledFor = late }
             stalledAt = now
-            stalledFor = late
         }
         let st = store.stats
         if st.transactions != transactions {
@@ -87,6 +87,13 @@ final class HealthWatch {
     /// The reasons /healthz answers 503; empty when healthy.
     func problems() -> [JSON] {
         let now = Clock.monotonic()
+        // The tick may be due in this very iteration, after this request
+        // (a stopped process resumes with both ready): its lateness counts now.
+        let late = now - lastTick - HealthWatch.step
+        if late > loopStall {
+            stalledAt = now
+            stalledFor = max(stalledFor, late)
+        }
         var out: [JSON] = []
         if failing {
             out.append(.object([("cause", .string("store_failing")),
