@@ -291,6 +291,7 @@ final class APIIntegrationTests: XCTestCase {
         let own = c.api("GET", "/config").object["config"] as? [[String: Any]] ?? []
         XCTAssertEqual(own.first { $0["key"] as? String == "listen" }?["origin"] as? String, "file")
         XCTAssertEqual(own.count, CollectorSchema.keys.count, "every collector key, the secret ones included (redacted)")
+        XCTAssertEqual(own.first { $0["key"] as? String == "console_max_sessions" }?["value"] as? String, "64")
     }
 
     /// Patterns and monitors read their bodies the same way: a key given

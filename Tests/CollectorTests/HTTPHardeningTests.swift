@@ -83,6 +83,23 @@ final class HTTPHardeningTests: XCTestCase {
         XCTAssertEqual(c.api("GET", "/projects").status, 200)
         XCTAssertEqual(c.metric("vigil_http_refused_total{cause=\"before_body\"}"), 3)
         XCTAssertEqual(c.metric("vigil_http_unauthorized_total"), 3)
+
+        // The console's session cookie is decided at the same moment: a
+        // change without its anti-CSRF value is 403 before the body; with it,
+        // the request goes on to the endpoint.
+        let signIn = c.http("POST", "/api/v1/session", body: "{\"token\":\"\(c.token)\"}", token: "")
+        XCTAssertEqual(signIn.status, 200, signIn.body)
+        let cookie = String((signIn.headers["set-cookie"] ?? "").split(separator: ";").first ?? "")
+        let csrf = try XCTUnwrap(signIn.object["csrf"] as? String)
+        let noCSRF = try XCTUnwrap(RawConnection(port: c.httpPort))
+        noCSRF.send("PUT /api/v1/projects/p/monitors HTTP/1.1\r\nHost: h\r\nCookie: \(cookie)\r\nContent-Length: 100000000\r\n\r\n")
+        let refused = noCSRF.readToEnd()
+        XCTAssertTrue(refused.text.hasPrefix("HTTP/1.1 403 "), refused.text)
+        XCTAssertTrue(refused.closed)
+        XCTAssertEqual(c.metric("vigil_http_refused_total{cause=\"before_body\"}"), 4)
+        let withCSRF = c.http("PUT", "/api/v1/projects/nope/monitors", body: #"{"monitors":[]}"#, token: "",
+                              headers: ["Cookie": cookie, "X-Vigil-CSRF": csrf])
+        XCTAssertEqual(withCSRF.status, 404, "reached the endpoint (no such project): \(withCSRF.body)")
     }
 
     /// Forty clients from 127.0.0.2 that trickle a request's headers one

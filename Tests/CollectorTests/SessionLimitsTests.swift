@@ -5,6 +5,7 @@
 import Foundation
 import Glibc
 import XCTest
+import CSystem  // MSG_* and SOCK_* constants: glibc's socket macros may be owned by this C module
 import Wire
 import CSystem  // SOCK_* constants: glibc's socket macros may be owned by this C module
 

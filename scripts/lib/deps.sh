@@ -16,6 +16,10 @@ VIGIL_DEBIAN_PACKAGES=(
   perl                 # examples/emitters/perl (HTTP::Tiny) and its test against a real agent
   prometheus           # tests: promtool checks /metrics; the remote-write receiver the sender is tested against
   openssl              # tests: a self-signed certificate for the collector's HTTPS (http_tls_cert, http_tls_key)
+  libjs-dygraphs       # console: the chart library, served from /usr/share/javascript/dygraphs
+  chromium             # console browser test (scripts/console-test.sh): headless browser
+  chromium-driver      #   its WebDriver
+  python3-selenium     #   the test's driver library (run with Debian's /usr/bin/python3)
 )
 
 vigil_ensure_deps() {

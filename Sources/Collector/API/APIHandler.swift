@@ -1,6 +1,9 @@
 // APIHandler: routes the HTTP API (docs/API.md). `/healthz` and `/metrics`
-// are open; everything under `/api/v1/` needs `Authorization: Bearer
-// <admin_token>`. Handlers answer JSON, now or when the store (or an agent)
+// are open, and so are the console's static files (`/`, `/console/…`,
+// `/vendor/…`: docs/CONSOLE.md); everything under `/api/v1/` needs
+// `Authorization: Bearer <admin_token>` or the console's session cookie
+// (with `X-Vigil-CSRF` on requests that change something) — except the
+// sign-in itself. Handlers answer JSON, now or when the store (or an agent)
 // has answered — HTTPServer suspends the connection meanwhile.
 //
 // Thread: loop thread.
@@ -15,8 +18,15 @@ public final class APIHandler {
     let store: MeasurementStore
     /// The session layer, seen through its API-facing protocol.
     let manager: ConnectedAgents
-    /// The bearer token (changes on SIGHUP when `admin_token` does).
-    var adminToken: String
+    /// The bearer token (changes on SIGHUP when `admin_token` does; the
+    /// console's sessions, opened with the old one, end then).
+    var adminToken: String {
+        didSet { if adminToken != oldValue { sessions.closeAll() } }
+    }
+    /// The console's sign-in sessions.
+    let sessions: ConsoleSessions
+    /// The console's static files (empty until the collector loads them).
+    var console = ConsoleFiles()
     /// How long a control request waits for the agent (the request may ask
     /// for another value with `timeout_ms`, up to `maxControlTimeout`).
     var controlTimeout = 10.0
@@ -28,24 +38,34 @@ public final class APIHandler {
     /// The collector's own configuration, for `GET /api/v1/config`.
     var collectorConfig: () -> Configuration? = { nil }
 
-    public private(set) var requests: UInt64 = 0
-    public private(set) var unauthorized: UInt64 = 0
+    public internal(set) var requests: UInt64 = 0
+    public internal(set) var unauthorized: UInt64 = 0
+    /// Cookie-authenticated changes refused for a missing or wrong `X-Vigil-CSRF`.
+    public internal(set) var csrfRefused: UInt64 = 0
     /// Answers by status class (index 1...5 for 1xx...5xx).
     public private(set) var answers = [UInt64](repeating: 0, count: 6)
 
-    init(loop: EventLoop, store: MeasurementStore, manager: ConnectedAgents, adminToken: String) {
+    init(loop: EventLoop, store: MeasurementStore, manager: ConnectedAgents, adminToken: String,
+         sessions: ConsoleSessions = ConsoleSessions(maxSessions: 64, ttl: 12 * 3600)) {
+        self.sessions = sessions
         self.loop = loop
         self.store = store
         self.manager = manager
         self.adminToken = adminToken
     }
 
+    /// Capture uploads (nil: refused with 503).
+    var uploads: Uploads?
+
+    /// Counts an answer by its status class.
+    func count(_ status: Int) { answers[min(5, max(1, status / 100))] &+= 1 }
+
     /// HTTPServer's handler.
     public func handle(_ req: HTTPRequest, _ responder: HTTPResponder) {
         requests &+= 1
         let r = CountingResponder(responder) { [weak self] status in
             guard let self else { return }
-            self.answers[min(5, max(1, status / 100))] &+= 1
+            self.count(status)
         }
         let target: APITarget
         switch APITarget.parse(req.target) {
@@ -56,26 +76,27 @@ public final class APIHandler {
         if serveOpen(req, parts, r) { return }
         switch parts.first {
         case "api"? where parts.count >= 2 && parts[1] == "v1":
-            if let refusal = authorizationRefusal(req, parts) {
-                unauthorized &+= 1
-                return r.respond(refusal)
-            }
+            if let (e, headers) = authorizationRefusal(req, parts) { return r.fail(e, headers: headers) }
             let strict = HTTPRequest(method: req.method, path: req.path, target: req.target, query: target.query,
                                      headers: req.headers, body: req.body)
             route(strict, Array(parts.dropFirst(2)), r)
         default:
+            if (req.method == "GET" || req.method == "HEAD") && ConsoleFiles.isConsolePath(parts),
+               let answer = console.response(parts.isEmpty ? "/" : "/" + parts.joined(separator: "/")) {
+                return r.respond(answer)
+            }
             r.fail(.notFound("no such endpoint: \(target.path)"))
         }
     }
 
     /// The handler of the `metrics_listen` listener: `/healthz` and
-    /// `/metrics` as on `http_listen`, everything else 404 (the API is not
-    /// served there, with or without a token).
+    /// `/metrics` as on `http_listen`, everything else 404 (the API and the
+    /// console are not served there, with or without a token).
     public func handleMetricsOnly(_ req: HTTPRequest, _ responder: HTTPResponder) {
         requests &+= 1
         let r = CountingResponder(responder) { [weak self] status in
             guard let self else { return }
-            self.answers[min(5, max(1, status / 100))] &+= 1
+            self.count(status)
         }
         switch APITarget.parse(req.target) {
         case .success(let t):
@@ -103,6 +124,50 @@ public final class APIHandler {
             return false
         }
         return true
+    }
+
+    /// HTTPServer's `admit`: the same authorization decision as `handle`,
+    /// taken when a request's headers have arrived, so a refused request
+    /// (401, or 403 for a cookie without its anti-CSRF value) is answered
+    /// before any of its body is read. A target `handle` would refuse as
+    /// malformed is admitted (it is answered there).
+    public func admit(_ req: HTTPRequest) -> HTTPResponse? {
+        guard case .success(let target) = APITarget.parse(req.target),
+              let (e, headers) = authorizationRefusal(req, target.segments) else { return nil }
+        count(e.status)
+        var body: [UInt8] = []
+        e.body.write(into: &body)
+        body.append(0x0A)
+        return HTTPResponse(status: e.status, contentType: "application/json", body: body, headers: headers)
+    }
+
+    /// Whether a request may go on, for a path that needs authorization
+    /// (everything under `/api/v1/` but the sign-in): the refusal, or nil.
+    /// The one place both `handle` and `admit` decide.
+    func authorizationRefusal(_ req: HTTPRequest, _ parts: [String]) -> (APIError, [(String, String)])? {
+        guard parts.count >= 2, parts[0] == "api", parts[1] == "v1" else { return nil }
+        let signIn = parts.count == 3 && parts[2] == "session" && req.method == "POST"
+        return signIn ? nil : refusal(req)
+    }
+
+    /// Why a request under `/api/v1/` may not proceed (counted), or nil:
+    /// neither the bearer token nor a console session (401), or a change
+    /// made with the session cookie without its anti-CSRF value (403).
+    func refusal(_ req: HTTPRequest) -> (APIError, [(String, String)])? {
+        if authorized(req) { return nil }
+        guard let (_, session) = sessions.session(for: req.header("cookie")) else {
+            unauthorized &+= 1
+            return (APIError(401, "unauthorized", .string("send Authorization: Bearer <admin_token>, or sign in")),
+                    [("WWW-Authenticate", "Bearer realm=\"vigil\"")])
+        }
+        // A cookie is sent by the browser whoever made the page ask:
+        // a change needs the value only the signed-in page knows.
+        if req.method != "GET" && req.method != "HEAD" && !ConsoleSessions.csrfMatches(req.header(ConsoleSessions.csrfHeader), session) {
+            csrfRefused &+= 1
+            return (APIError(403, "missing or wrong anti-CSRF header",
+                             .string("send X-Vigil-CSRF with the csrf value the sign-in answered")), [])
+        }
+        return nil
     }
 
     /// Finds the route for `p` (the segments after `/api/v1/`), checks the
@@ -136,41 +201,18 @@ public final class APIHandler {
 
     // MARK: auth
 
-    /// HTTPServer's `admit`: the same authorization decision as `handle`,
-    /// taken when a request's headers have arrived, so an unauthorized
-    /// request is answered 401 before any of its body is read. A target
-    /// `handle` would refuse as malformed is admitted (it is answered there).
-    public func admit(_ req: HTTPRequest) -> HTTPResponse? {
-        guard case .success(let target) = APITarget.parse(req.target),
-              let refusal = authorizationRefusal(req, target.segments) else { return nil }
-        unauthorized &+= 1
-        answers[4] &+= 1
-        return refusal
-    }
-
-    /// The 401 for a request to a path that needs authorization and does not
-    /// carry it; nil when the request may go on. The one place both `handle`
-    /// and `admit` decide.
-    func authorizationRefusal(_ req: HTTPRequest, _ parts: [String]) -> HTTPResponse? {
-        guard parts.count >= 2, parts[0] == "api", parts[1] == "v1", !authorized(req) else { return nil }
-        var body: [UInt8] = []
-        APIError(401, "unauthorized", .string("send Authorization: Bearer <admin_token>")).body.write(into: &body)
-        body.append(0x0A)
-        return HTTPResponse(status: 401, contentType: "application/json", body: body,
-                            headers: [("WWW-Authenticate", "Bearer realm=\"vigil\"")])
-    }
-
     /// Constant-time comparison, so the answer time says nothing about how
     /// much of a guessed token was right.
-    private func authorized(_ req: HTTPRequest) -> Bool {
-        guard !adminToken.isEmpty, let h = req.header("authorization") else { return false }
+    func authorized(_ req: HTTPRequest) -> Bool {
+        guard let h = req.header("authorization") else { return false }
         let prefix = "Bearer "
         guard h.hasPrefix(prefix) else { return false }
-        let given = Array(h.utf8.dropFirst(prefix.utf8.count))
-        let want = Array(adminToken.utf8)
-        var diff = UInt8(given.count == want.count ? 0 : 1)
-        for i in 0..<want.count { diff |= want[i] ^ (i < given.count ? given[i] : 0) }
-        return diff == 0
+        return isAdminToken(Array(h.utf8.dropFirst(prefix.utf8.count)))
+    }
+
+    func isAdminToken(_ given: [UInt8]) -> Bool {
+        guard !adminToken.isEmpty else { return false }
+        return ConsoleSessions.constantTimeEqual(given, Array(adminToken.utf8))
     }
 
     /// Who asked, for the audit table: `api`, or `api:<name>` when the
@@ -298,8 +340,8 @@ struct CountingResponder {
         responder.respond(r)
     }
 
-    func json(_ value: JSON, status: Int = 200) {
-        respond(HTTPResponse(status: status, contentType: "application/json", body: CountingResponder.line(value)))
+    func json(_ value: JSON, status: Int = 200, headers: [(String, String)] = []) {
+        respond(HTTPResponse(status: status, contentType: "application/json", body: CountingResponder.line(value), headers: headers))
     }
 
     func fail(_ e: APIError, headers: [(String, String)] = []) {

@@ -50,21 +50,27 @@ extension APIHandler {
     /// Every endpoint under `/api/v1/` (docs/API.md documents each one; a
     /// test compares the two lists).
     static let routes: [APIRoute] = [
-        APIRoute("GET", "agents", query: ["project", "limit", "cursor"]) { h, _, q, r in h.listAgents(q, r) },
+        APIRoute("GET", "agents", query: ["project", "state", "search", "limit", "cursor"]) { h, _, q, r in h.listAgents(q, r) },
         APIRoute("GET", "agents/{id}") { h, c, _, r in h.getAgent(c[0], r) },
         APIRoute("DELETE", "agents/{id}") { h, c, q, r in h.forgetAgent(c[0], q, r) },
         APIRoute("POST", "agents/{id}/capture", query: ["timeout_ms"]) { h, c, q, r in h.capture(c[0], q, r) },
+        APIRoute("POST", "agents/{id}/reset-identity") { h, c, q, r in h.resetIdentity(c[0], q, r) },
         APIRoute("GET", "agents/{id}/config") { h, c, _, r in h.getAgentConfig(c[0], r) },
         APIRoute("PUT", "agents/{id}/config", query: ["timeout_ms"]) { h, c, q, r in h.putAgentConfig(c[0], q, r) },
         APIRoute("GET", "agents/{id}/status", query: ["since", "until", "limit", "cursor"]) { h, c, q, r in h.statusHistory(c[0], q, r) },
         APIRoute("GET", "agents/{id}/states", query: ["since", "until", "limit", "cursor"]) { h, c, q, r in h.stateHistory(c[0], q, r) },
         APIRoute("GET", "projects") { h, _, _, r in h.listProjects(r) },
+        APIRoute("GET", "projects/{project}/keys") { h, c, _, r in h.listKeys(c[0], r) },
+        APIRoute("POST", "projects/{project}/keys") { h, c, q, r in h.createKey(c[0], q, r) },
+        APIRoute("DELETE", "projects/{project}/keys/{key_id}") { h, c, q, r in h.revokeKey(c[0], c[1], q, r) },
         APIRoute("GET", "projects/{project}/config") { h, c, _, r in h.getProjectConfig(c[0], r) },
         APIRoute("PUT", "projects/{project}/config") { h, c, q, r in h.putProjectConfig(c[0], q, r) },
         APIRoute("GET", "projects/{project}/patterns") { h, c, _, r in h.getPatterns(c[0], r) },
         APIRoute("PUT", "projects/{project}/patterns") { h, c, q, r in h.putPatterns(c[0], q, r) },
         APIRoute("GET", "projects/{project}/monitors") { h, c, _, r in h.getMonitors(c[0], r) },
         APIRoute("PUT", "projects/{project}/monitors") { h, c, q, r in h.putMonitors(c[0], q, r) },
+        APIRoute("POST", "projects/{project}/uploads") { h, _, _, r in h.uploadNotStreamed(r) },
+        APIRoute("GET", "projects/{project}/uploads/{id}") { h, c, _, r in h.uploadStatus(c[0], c[1], r) },
         APIRoute("GET", "projects/{project}/monitors/{monitor}/runs", query: ["agent", "since", "until", "limit", "cursor"]) { h, c, q, r in
             h.monitorRuns(c[0], c[1], q, r)
         },
@@ -74,6 +80,11 @@ extension APIHandler {
         APIRoute("GET", "events", query: ["project", "agent", "monitor", "check", "since", "until", "limit", "cursor"]) { h, _, q, r in h.events(q, r) },
         APIRoute("GET", "audit", query: ["target", "action", "since", "until", "limit", "cursor"]) { h, _, q, r in h.audit(q, r) },
         APIRoute("GET", "config") { h, _, _, r in h.ownConfig(r) },
+        APIRoute("GET", "collector/history", query: ["from", "to", "step"]) { h, _, q, r in h.collectorHistory(q, r) },
+        APIRoute("GET", "schema/agent-config") { h, _, _, r in h.agentConfigSchema(r) },
+        APIRoute("POST", "session") { h, _, q, r in h.signIn(q, r) },
+        APIRoute("GET", "session") { h, _, q, r in h.sessionInfo(q, r) },
+        APIRoute("DELETE", "session") { h, _, q, r in h.signOut(q, r) },
     ]
 }
 

@@ -180,6 +180,13 @@ extension SQLiteStore {
                     completion: completion)
     }
 
+    public func agents(project: String?, state: AgentState?, search: String?, after: String?, limit: Int?,
+                       completion: @escaping StoreCompletion<[AgentRecord]>) {
+        enqueueRead({ writer in
+            try writer.readAgents(id: nil, project: project, state: state, search: search, after: after, limit: limit)
+        }, completion: completion)
+    }
+
     public func agent(id: String, completion: @escaping StoreCompletion<AgentRecord>) {
         enqueueRead({ writer in
             guard let a = try writer.readAgents(id: id, project: nil).first else { throw StoreError.notFound("agent '\(id)'") }
@@ -191,12 +198,25 @@ extension SQLiteStore {
 extension SQLiteWriter {
     /// Agents (of a project) in id order (the primary key's), those after
     /// `after`, at most `limit` (nil: all).
-    func readAgents(id: String?, project: String?, after: String? = nil, limit: Int? = nil) throws -> [AgentRecord] {
+    func readAgents(id: String?, project: String?, state: AgentState? = nil, search: String? = nil,
+                    after: String? = nil, limit: Int? = nil) throws -> [AgentRecord] {
         var f = SQLiteWriter.Filter()
         f.add("a.id = ?", id); f.add("p.name = ?", project); f.add("a.id > ?", after)
+        f.add("a.state = ?", state?.rawValue)
+        if let search, !search.isEmpty {
+            // LIKE with its wildcards escaped: the search is a plain substring.
+            var pattern = "%"
+            for ch in search {
+                if ch == "%" || ch == "_" || ch == "\\" { pattern.append("\\") }
+                pattern.append(ch)
+            }
+            pattern += "%"
+            f.clauses.append("(a.name LIKE ? ESCAPE '\\' OR a.id LIKE ? ESCAPE '\\')")
+            f.values += [.text(pattern), .text(pattern)]
+        }
         let s = try db.statement("""
             SELECT a.id, a.project_id, p.name, a.name, a.hostname, a.version, a.boot_id, a.state, a.state_messages,
-                   a.state_since_ms, a.first_seen_ms, a.last_seen_ms, a.status, a.status_ms
+                   a.state_since_ms, a.first_seen_ms, a.last_seen_ms, a.status, a.status_ms, a.mode
             FROM agents a JOIN projects p ON p.id = a.project_id
             """ + f.sql + " ORDER BY a.id LIMIT \(limit.map { max(0, $0) } ?? -1)")
         defer { s.reset() }
@@ -208,7 +228,7 @@ extension SQLiteWriter {
                                    state: AgentState(rawValue: s.text(7)) ?? .notVisible,
                                    stateMessages: MessageList.decode(s.text(8)), stateSince: s.int64(9),
                                    firstSeen: s.int64(10), lastSeen: s.int64(11), status: s.optionalText(12),
-                                   statusTs: s.optionalInt64(13)))
+                                   statusTs: s.optionalInt64(13), mode: s.text(14)))
         }
         return out
     }

@@ -6,9 +6,9 @@
 // their calls' outcomes. Observed only through the collector's HTTP API.
 import Foundation
 import XCTest
-import Glibc
 import CSystem  // SOCK_* constants: glibc's socket macros may be owned by this C module
 @testable import Agent
+import IPAPipeline
 
 final class RecordsEndToEndTests: XCTestCase {
     typealias System = RealCollectorTests.System
