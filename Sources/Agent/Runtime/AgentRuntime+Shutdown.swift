@@ -19,6 +19,7 @@ extension AgentRuntime {
             return
         }
         draining = true
+        notify?.stopping(status: "draining: \(uplink.queues.count) queued, \(uplink.window.count) batches unacknowledged")
         receiver.close()
         captureStartMs = 0
         flushWindow()

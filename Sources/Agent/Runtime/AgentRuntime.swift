@@ -91,6 +91,10 @@ public final class AgentRuntime {
     /// A change was announced since `lastInterfaces` was read.
     var interfacesStale = false
     var exited = false
+    /// The service manager's notify socket (`vigil-agent run` under
+    /// systemd); nil otherwise. READY once capturing, RELOADING/READY around
+    /// SIGHUP, STOPPING at shutdown, watchdog pings from the loop.
+    public var notify: ServiceNotify?
 
     /// `identity`: the agent's static key pair, from `state_dir/agent_key`
     /// (AgentCommandLine); in-process tests pass none and get a fresh one.
@@ -163,6 +167,11 @@ public final class AgentRuntime {
         restartStatusTimer()
         restartSyncTimer()
         uplink.start()
+        notify?.statusText = { [unowned self] in
+            "capture \(self.receiver.isOpen ? "on" : "off"), uplink \(self.uplink.state)"
+        }
+        notify?.ready()
+        notify?.startTimer(loop: loop)
     }
 
     /// SIGHUP reloads, SIGTERM and SIGINT drain and exit (default loop only).
@@ -344,6 +353,7 @@ public final class AgentRuntime {
         syncTimer.stop()
         drainTimer?.stop()
         for s in signals { s.stop() }
+        notify?.stopTimer()
         monitors?.shutdown()
         receiver.close()
         interfaceWatch?.close()
