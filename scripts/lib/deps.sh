@@ -16,9 +16,10 @@ VIGIL_DEBIAN_PACKAGES=(
   systemd              # scripts/test-packages.sh: systemd-analyze verify on the units (systemd need not run)
   curl                 # run.sh and the benchmarks talk to the HTTP API
   gcc                  # benchmark baselines in C
-  python3              # scripts/check-architecture.py (test.sh), benchmark helpers, the Python example emitter and its test
+  python3              # scripts/check-architecture.py (test.sh), benchmark helpers, the Python example emitter and its test, the /healthz test (holds the database's write lock with sqlite3)
   perl                 # examples/emitters/perl (HTTP::Tiny) and its test against a real agent
   prometheus           # tests: promtool checks /metrics; the remote-write receiver the sender is tested against
+  openssl              # tests: a self-signed certificate for the collector's HTTPS (http_tls_cert, http_tls_key)
   libjs-dygraphs       # console: the chart library, served from /usr/share/javascript/dygraphs
   chromium             # console browser test (scripts/console-test.sh): headless browser
   chromium-driver      #   its WebDriver
