@@ -1,7 +1,8 @@
 // Aggregator: per (monitor, check), per window of `intervalMs`, the count,
-// sum, min, max and p50/p95/p99 of latencies, from a LogHistogram (<1 %
-// relative error). One `LatencyAggregate` per key per window, in the
-// histogram's integer microseconds.
+// sum, min, max and p50/p95/p99 of latencies, from a WindowHistogram
+// (≤ 1 % relative error). One `LatencyAggregate` per key per window, in the
+// histogram's integer microseconds, carrying the histogram itself so that
+// windows and agents can be merged later.
 //
 // Records are counted by rule index through a slot table rebuilt when the
 // rules change, so the per-record path does no hashing and no allocation.
@@ -10,6 +11,7 @@
 //
 // Thread: loop thread (the ingest pipeline's, and the window timer's).
 import Reactor
+import Wire
 
 public final class Aggregator {
     public let intervalMs: Int64
@@ -18,7 +20,7 @@ public final class Aggregator {
     private struct Slot {
         let monitor: String
         let check: String
-        var histogram = LogHistogram()
+        var histogram = WindowHistogram()
     }
 
     private var slots: [Slot] = []
@@ -74,8 +76,9 @@ public final class Aggregator {
             out.append(LatencyAggregate(windowStartMs: windowStartMs, windowMs: intervalMs,
                                         monitor: slots[i].monitor, check: slots[i].check, source: source,
                                         count: h.count, sumUs: h.sum, minUs: h.min, maxUs: h.max,
-                                        p50Us: h.quantile(0.50), p95Us: h.quantile(0.95), p99Us: h.quantile(0.99)))
-            slots[i].histogram = LogHistogram()
+                                        p50Us: h.quantile(0.50), p95Us: h.quantile(0.95), p99Us: h.quantile(0.99),
+                                        histogram: h.sketch))
+            slots[i].histogram = WindowHistogram()
         }
         pending = 0
         return out

@@ -5,6 +5,7 @@
 // them.
 //
 // Thread: a value; built and read on the loop thread.
+import Wire
 
 /// One (monitor, check) window's latency statistics, in microseconds.
 public struct LatencyAggregate: Equatable, Sendable {
@@ -20,9 +21,14 @@ public struct LatencyAggregate: Equatable, Sendable {
     public var p50Us: UInt64
     public var p95Us: UInt64
     public var p99Us: UInt64
+    /// The window's histogram (its total is `count`), for merging windows
+    /// and agents at the collector; nil only where none was kept.
+    public var histogram: LatencySketch?
 
     public init(windowStartMs: Int64, windowMs: Int64, monitor: String, check: String, source: String, count: UInt64,
-                sumUs: UInt64, minUs: UInt64, maxUs: UInt64, p50Us: UInt64, p95Us: UInt64, p99Us: UInt64) {
+                sumUs: UInt64, minUs: UInt64, maxUs: UInt64, p50Us: UInt64, p95Us: UInt64, p99Us: UInt64,
+                histogram: LatencySketch? = nil) {
+        self.histogram = histogram
         self.windowStartMs = windowStartMs
         self.windowMs = windowMs
         self.monitor = monitor

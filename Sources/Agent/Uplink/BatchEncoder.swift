@@ -11,7 +11,8 @@
 //    "request"), each step that ran for exec (check = step name) — with
 //    source "synthetic", monitor = the monitor's string id, a window that
 //    starts at the run and lasts one interval, count 1, errors 0 or 1, and
-//    every latency field equal to the sample's duration;
+//    every latency field equal to the sample's duration, and a one-value
+//    histogram;
 //  - one MonitorResult for the run as a whole (step 0) with the phase
 //    timings, the message, the HTTP status and bytes; for exec, one more
 //    MonitorResult per step (ok, error, timeout or blocked, with its own
@@ -118,7 +119,7 @@ public enum BatchEncoder {
                     windowStartMs: UInt64(max(0, a.windowStartMs)), windowLengthMs: UInt32(clamping: a.windowMs),
                     monitor: try stringRef(a.monitor), check: try stringRef(a.check), source: try stringRef(a.source),
                     count: a.count, sumUs: a.sumUs, minUs: a.minUs, maxUs: a.maxUs,
-                    p50Us: a.p50Us, p95Us: a.p95Us, p99Us: a.p99Us)))
+                    p50Us: a.p50Us, p95Us: a.p95Us, p99Us: a.p99Us, histogram: a.histogram)))
             case .event(let e):
                 out.append(.event(Wire.RawEvent(
                     timestampUs: e.timestampUs, method: try stringRef(e.method), host: try stringRef(e.host),
@@ -142,7 +143,12 @@ public enum BatchEncoder {
             .aggregate(Aggregate(windowStartMs: r.startedMs, windowLengthMs: r.intervalMs, monitor: monitorRef,
                                  check: try stringRef(check), source: sourceRef, count: 1,
                                  errors: status == .ok ? 0 : 1, sumUs: us, minUs: us, maxUs: us,
-                                 p50Us: us, p95Us: us, p99Us: us))
+                                 p50Us: us, p95Us: us, p99Us: us, histogram: sample(us)))
+        }
+        func sample(_ us: UInt64) -> LatencySketch {
+            var h = LatencySketch()
+            h.record(us)
+            return h
         }
         func phases(_ list: [PhaseTiming]) throws(SessionError) -> [MonitorResult.Phase] {
             var out: [MonitorResult.Phase] = []
@@ -191,16 +197,17 @@ extension OutboundItem {
     /// by these sizes never exceeds the record limit.
     public var encodedSizeBound: Int {
         switch self {
-        case .aggregate:
-            // 13 varints of at most 10 bytes, kind, 1-byte length.
-            return 2 + 13 * 10
+        case .aggregate(let a):
+            // 13 varints of at most 10 bytes, kind, 1-byte length; the
+            // histogram item: kind, length, body.
+            return 2 + 13 * 10 + (a.histogram.map { 4 + $0.encodedSizeBound } ?? 0)
         case .event(let e):
             // 8 varints, the path with its length, kind, length prefix.
             return 4 + 8 * 10 + 3 + e.path.utf8.count
         case .monitorRun(let r):
             // An aggregate per step (or one), a result for the run and one
             // per step: 14 varints each, 2 per phase, the message.
-            let aggregates = max(1, r.steps.count) * (2 + 14 * 10)
+            let aggregates = max(1, r.steps.count) * (2 + 14 * 10 + 4 + 32)
             let results = (1 + r.steps.count) * (4 + 14 * 10)
             let phases = (r.phases.count + r.steps.reduce(0) { $0 + $1.phases.count }) * 20
             let messages = r.message.utf8.count + r.steps.reduce(0) { $0 + $1.message.utf8.count }

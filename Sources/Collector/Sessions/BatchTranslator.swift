@@ -42,7 +42,7 @@ enum BatchTranslator {
                     ts: clamp(a.windowStartMs), windowMs: Int64(a.windowLengthMs), monitor: monitor, check: check,
                     source: source, count: clamp(a.count), errors: clamp(a.errors), sumUs: clamp(a.sumUs),
                     minUs: clamp(a.minUs), maxUs: clamp(a.maxUs), p50Us: clamp(a.p50Us), p95Us: clamp(a.p95Us),
-                    p99Us: clamp(a.p99Us)))
+                    p99Us: clamp(a.p99Us), histogram: a.histogram?.encoded))
             case .event(let e):
                 let method: String, host: String, monitor: String, check: String
                 switch name(e.method, "event.method") { case .success(let s): method = s; case .failure(let f): return .failure(f) }

@@ -281,6 +281,12 @@ enum Migrations {
         Migration(version: 5, name: "filter rules that exclude", sql: """
         ALTER TABLE patterns ADD COLUMN exclude INTEGER NOT NULL DEFAULT 0;
         """),
+        // Each measurement's latency histogram (the agent's LatencySketch
+        // in its wire encoding), so windows and agents can be merged;
+        // NULL for rows stored before, answered from their percentiles.
+        Migration(version: 6, name: "measurement histograms", sql: """
+        ALTER TABLE measurements ADD COLUMN histogram BLOB;
+        """),
     ]
 
     static var latest: Int { all.last?.version ?? 0 }

@@ -99,8 +99,9 @@ extension SQLiteWriter {
 
         if !b.measurements.isEmpty {
             let s = try db.statement("""
-                INSERT INTO measurements(series_id, ts_ms, window_ms, count, errors, sum_us, min_us, max_us, p50_us, p95_us, p99_us)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                INSERT INTO measurements(series_id, ts_ms, window_ms, count, errors, sum_us, min_us, max_us, p50_us, p95_us, p99_us,
+                                         histogram)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """)
             for m in b.measurements {
                 let series = try seriesId(SeriesKey(agent: b.agentId, monitor: m.monitor, check: m.check, source: m.source),
@@ -108,7 +109,7 @@ extension SQLiteWriter {
                 defer { s.reset() }
                 s.bind(1, series); s.bind(2, m.ts); s.bind(3, m.windowMs); s.bind(4, m.count); s.bind(5, m.errors)
                 s.bind(6, m.sumUs); s.bind(7, m.minUs); s.bind(8, m.maxUs); s.bind(9, m.p50Us); s.bind(10, m.p95Us)
-                s.bind(11, m.p99Us)
+                s.bind(11, m.p99Us); s.bind(12, blob: m.histogram)
                 try s.run()
             }
         }

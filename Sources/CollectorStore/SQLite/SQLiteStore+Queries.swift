@@ -62,13 +62,15 @@ extension SQLiteStore {
             var out: [MeasurementRecord] = []
             try writer.select("""
                 SELECT m.ts_ms, p.name, s.agent_id, s.monitor, s.check_name, s.source, m.window_ms, m.count, m.errors,
-                       m.sum_us, m.min_us, m.max_us, m.p50_us, m.p95_us, m.p99_us, m.rowid
+                       m.sum_us, m.min_us, m.max_us, m.p50_us, m.p95_us, m.p99_us, m.rowid,
+                       m.histogram
                 FROM measurements m JOIN series s ON s.id = m.series_id JOIN projects p ON p.id = s.project_id
                 """ + f.sql + " ORDER BY m.ts_ms DESC, m.rowid DESC LIMIT ?", f, limit: q.limit) { s in
                 out.append(MeasurementRecord(project: s.text(1), agent: s.text(2), measurement: MeasurementRow(
                     ts: s.int64(0), windowMs: s.int64(6), monitor: s.text(3), check: s.text(4), source: s.text(5),
                     count: s.int64(7), errors: s.int64(8), sumUs: s.int64(9), minUs: s.int64(10), maxUs: s.int64(11),
-                    p50Us: s.int64(12), p95Us: s.int64(13), p99Us: s.int64(14)), id: s.int64(15)))
+                    p50Us: s.int64(12), p95Us: s.int64(13), p99Us: s.int64(14), histogram: s.optionalBlob(16)),
+                    id: s.int64(15)))
             }
             return out
         }, completion: completion)

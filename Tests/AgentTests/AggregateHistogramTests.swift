@@ -1,0 +1,51 @@
+// The agent's aggregates carry their window's histogram: the aggregator's
+// percentiles are read from it, the batch encoder passes it on, and a
+// synthetic run's aggregate carries a one-value histogram.
+import XCTest
+@testable import Agent
+import MonitorModel
+import MonitorRunners
+import Wire
+
+final class AggregateHistogramTests: XCTestCase {
+    func testFlushCarriesTheHistogramItsPercentilesCameFrom() throws {
+        let agg = Aggregator(intervalMs: 10_000)
+        agg.install(PatternSet(rules: [FilterRule(method: "*", host: "*", path: "/a", monitor: "m", check: "a")], version: 1))
+        var samples: [UInt64] = []
+        for v in 1...1000 {
+            let ms = Double(v * v % 997) + 0.5
+            agg.record(rule: 0, durationMs: ms)
+            samples.append(UInt64(ms * 1000))
+        }
+        let out = agg.flush(windowStartMs: 0)
+        let a = try XCTUnwrap(out.first)
+        let h = try XCTUnwrap(a.histogram)
+        XCTAssertEqual(h.count, 1000)
+        XCTAssertEqual(a.p99Us, UInt64(h.quantile(0.99, min: a.minUs, max: a.maxUs).rounded()))
+        samples.sort()
+        for (q, got) in [(0.5, a.p50Us), (0.95, a.p95Us), (0.99, a.p99Us)] {
+            let want = Double(samples[Int((Double(samples.count) * q).rounded(.up)) - 1])
+            XCTAssertLessThanOrEqual(abs(Double(got) - want) / want, 0.0101, "q \(q)")
+        }
+        // The next window starts empty.
+        agg.record(rule: 0, durationMs: 2)
+        XCTAssertEqual(agg.flush(windowStartMs: 10_000).first?.histogram?.count, 1)
+
+        let items = try BatchEncoder.wireItems([.aggregate(a)]) { _ in 1 }
+        guard case .aggregate(let w)? = items.first else { return XCTFail() }
+        XCTAssertEqual(w.histogram, h)
+        XCTAssertGreaterThanOrEqual(OutboundItem.aggregate(a).encodedSizeBound,
+                                    Record.dataBatch(DataBatch(sequence: 1, items: items)).encoded.count - 8)
+    }
+
+    func testASyntheticRunCarriesAOneValueHistogram() throws {
+        let run = MonitorRunResult(monitorID: 3, monitorKey: "web", name: "Web", kind: .http, runID: 1,
+                                   startedMs: 1_700_000_000_000, intervalMs: 1000, status: .ok, durationUs: 48_123)
+        let items = try BatchEncoder.wireItems([.monitorRun(run)]) { _ in 1 }
+        guard case .aggregate(let w)? = items.first else { return XCTFail() }
+        let h = try XCTUnwrap(w.histogram)
+        XCTAssertEqual(h.count, 1)
+        XCTAssertEqual(h.quantile(0.5, min: 48_123, max: 48_123), 48_123)
+        XCTAssertLessThanOrEqual(abs(h.quantile(0.5) - 48_123) / 48_123, 0.01)
+    }
+}
