@@ -18,6 +18,9 @@ public struct StoreLimits: Equatable, Sendable {
     /// Rows queued but not yet committed; beyond it writes are refused with
     /// `.overloaded` (the agent re-sends later; nothing is lost).
     public var maxPendingRows = 200_000
+    /// Most rows one merged measurements answer (`step`) reads, in pages of
+    /// maxQueryRows; beyond it the API refuses the query as too broad.
+    public var maxMergedRows = 1_000_000
 
     public init() {}
 
