@@ -186,6 +186,20 @@ func histogramCost() {
         ("wide, median 50 ms, sigma 1.2", { UInt64(50_000 * exp(1.2 * normal())) }),
         ("cache hit/miss, 300 us or 60 ms", { uniform() < 0.8 ? UInt64(300 * exp(0.2 * normal())) : UInt64(60_000 * exp(0.3 * normal())) }),
     ]
+    // The agent's per-record cost: one bucket index (a log) and an add,
+    // beside the LogHistogram the aggregator used before.
+    var values: [UInt64] = []
+    for _ in 0..<(1 << 16) { values.append(shapes[0].1()) }
+    let n = 200
+    var sketch = LatencySketch(), old = LogHistogram()
+    var start = Clock.monotonicNanos()
+    for _ in 0..<n { for v in values { sketch.record(v) } }
+    let sketchNs = Double(Clock.monotonicNanos() - start) / Double(n * values.count)
+    start = Clock.monotonicNanos()
+    for _ in 0..<n { for v in values { old.record(v) } }
+    let oldNs = Double(Clock.monotonicNanos() - start) / Double(n * values.count)
+    precondition(sketch.count == old.count)
+    print("record: LatencySketch \((sketchNs * 10).rounded() / 10) ns/value, LogHistogram \((oldNs * 10).rounded() / 10) ns/value")
     print("| window | samples | aggregate item B (before) | histogram item B | after B | histogram BLOB B | buckets |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for (name, draw) in shapes {
