@@ -19,7 +19,7 @@ final class AggregateHistogramTests: XCTestCase {
         }
         let out = agg.flush(windowStartMs: 0)
         let a = try XCTUnwrap(out.first)
-        let h = try XCTUnwrap(a.histogram)
+        let h = try LatencySketch(decoding: XCTUnwrap(a.histogram))
         XCTAssertEqual(h.count, 1000)
         XCTAssertEqual(a.p99Us, UInt64(h.quantile(0.99, min: a.minUs, max: a.maxUs).rounded()))
         samples.sort()
@@ -29,7 +29,7 @@ final class AggregateHistogramTests: XCTestCase {
         }
         // The next window starts empty.
         agg.record(rule: 0, durationMs: 2)
-        XCTAssertEqual(agg.flush(windowStartMs: 10_000).first?.histogram?.count, 1)
+        XCTAssertEqual(try LatencySketch(decoding: XCTUnwrap(agg.flush(windowStartMs: 10_000).first?.histogram)).count, 1)
 
         let items = try BatchEncoder.wireItems([.aggregate(a)]) { _ in 1 }
         guard case .aggregate(let w)? = items.first else { return XCTFail() }

@@ -77,7 +77,7 @@ public final class Aggregator {
                                         monitor: slots[i].monitor, check: slots[i].check, source: source,
                                         count: h.count, sumUs: h.sum, minUs: h.min, maxUs: h.max,
                                         p50Us: h.quantile(0.50), p95Us: h.quantile(0.95), p99Us: h.quantile(0.99),
-                                        histogram: h.sketch))
+                                        histogram: h.sketch.encoded))
             slots[i].histogram = WindowHistogram()
         }
         pending = 0

@@ -5,7 +5,6 @@
 // them.
 //
 // Thread: a value; built and read on the loop thread.
-import Wire
 
 /// One (monitor, check) window's latency statistics, in microseconds.
 public struct LatencyAggregate: Equatable, Sendable {
@@ -21,13 +20,17 @@ public struct LatencyAggregate: Equatable, Sendable {
     public var p50Us: UInt64
     public var p95Us: UInt64
     public var p99Us: UInt64
-    /// The window's histogram (its total is `count`), for merging windows
-    /// and agents at the collector; nil only where none was kept.
-    public var histogram: LatencySketch?
+    /// The window's histogram (its total is `count`) in its wire encoding
+    /// (`LatencySketch.encoded`), for merging windows and agents at the
+    /// collector; nil only where none was kept. Encoded, not the sketch
+    /// itself, because aggregates wait in the send queues and the in-flight
+    /// window: the sparse bytes take a few hundred bytes where the dense
+    /// counts take ~3 KB.
+    public var histogram: [UInt8]?
 
     public init(windowStartMs: Int64, windowMs: Int64, monitor: String, check: String, source: String, count: UInt64,
                 sumUs: UInt64, minUs: UInt64, maxUs: UInt64, p50Us: UInt64, p95Us: UInt64, p99Us: UInt64,
-                histogram: LatencySketch? = nil) {
+                histogram: [UInt8]? = nil) {
         self.histogram = histogram
         self.windowStartMs = windowStartMs
         self.windowMs = windowMs

@@ -119,7 +119,8 @@ public enum BatchEncoder {
                     windowStartMs: UInt64(max(0, a.windowStartMs)), windowLengthMs: UInt32(clamping: a.windowMs),
                     monitor: try stringRef(a.monitor), check: try stringRef(a.check), source: try stringRef(a.source),
                     count: a.count, sumUs: a.sumUs, minUs: a.minUs, maxUs: a.maxUs,
-                    p50Us: a.p50Us, p95Us: a.p95Us, p99Us: a.p99Us, histogram: a.histogram)))
+                    p50Us: a.p50Us, p95Us: a.p95Us, p99Us: a.p99Us,
+                    histogram: a.histogram.flatMap { try? LatencySketch(decoding: $0) })))
             case .event(let e):
                 out.append(.event(Wire.RawEvent(
                     timestampUs: e.timestampUs, method: try stringRef(e.method), host: try stringRef(e.host),
@@ -200,7 +201,7 @@ extension OutboundItem {
         case .aggregate(let a):
             // 13 varints of at most 10 bytes, kind, 1-byte length; the
             // histogram item: kind, length, body.
-            return 2 + 13 * 10 + (a.histogram.map { 4 + $0.encodedSizeBound } ?? 0)
+            return 2 + 13 * 10 + (a.histogram.map { 4 + $0.count } ?? 0)
         case .event(let e):
             // 8 varints, the path with its length, kind, length prefix.
             return 4 + 8 * 10 + 3 + e.path.utf8.count

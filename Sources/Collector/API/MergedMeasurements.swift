@@ -159,7 +159,8 @@ extension APIHandler {
                 for rec in rows {
                     let b = m.bucket(rec.measurement.ts)
                     if let oldest = oldestBucket, b < oldest, groups.count >= n {
-                        return finish(nextUntil: b + m.step)
+                        let (next, overflow) = b.addingReportingOverflow(m.step)
+                        return finish(nextUntil: overflow ? .max : next)
                     }
                     oldestBucket = b
                     let row = rec.measurement
