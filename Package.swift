@@ -40,6 +40,8 @@ let package = Package(
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         // libmicrohttpd's variadic start/info calls as fixed-argument functions.
         .target(name: "CMicroHTTPD"),
+        // Debian's libsnappy-dev: block compression of remote-write requests.
+        .systemLibrary(name: "CSnappy", providers: [.apt(["libsnappy-dev"])]),
         // libcurl (libcurl4-openssl-dev headers) loaded with dlopen on first
         // use, behind fixed-argument wrappers; nothing links -lcurl.
         .target(name: "CCurl", linkerSettings: [.linkedLibrary("dl")]),
@@ -65,13 +67,16 @@ let package = Package(
         // Running monitors: the engine, the scheduler, and the http (libcurl
         // multi-socket), tcp and exec runners on the loop. The agent's. No Foundation.
         .target(name: "MonitorRunners", dependencies: ["MonitorModel", "JSON", "Reactor", "Wire", "CCurl", "CSystem"]),
+        // Prometheus remote write 1.0 from the loop: the hand-written WriteRequest
+        // encoder, snappy, a small HTTP/1.1 client on Reactor TCP, the bounded sender.
+        .target(name: "RemoteWrite", dependencies: ["Reactor", "CSnappy"]),
         // The agent's logic (ingest, filtering, aggregation, uplink), as a library
         // so tests and fuzzers link it; `vigil-agent` is its thin executable.
         .target(name: "Agent", dependencies: ["Reactor", "Wire", "ConfigFile", "MonitorModel", "MonitorRunners"]),
         // The collector's logic (sessions, storage, HTTP API) as a library;
         // `vigil-collector` is its thin executable. Monitor definitions only:
         // it never links the runners (libcurl's loader, exec, the resolver).
-        .target(name: "Collector", dependencies: ["Reactor", "Wire", "ConfigFile", "CollectorStore", "HTTPServer", "JSON", "MonitorModel"]),
+        .target(name: "Collector", dependencies: ["Reactor", "Wire", "ConfigFile", "CollectorStore", "HTTPServer", "JSON", "MonitorModel", "RemoteWrite"]),
 
         // The load generator's logic (simulated agents, ack ledger, verify),
         // as a library so tests link it; `vigil-load` is its thin executable.
@@ -100,6 +105,8 @@ let package = Package(
         .executableTarget(name: "fuzz-json", dependencies: ["FuzzSupport", "JSON", "MonitorModel", "Wire"], path: "Sources/Tools/Fuzz/FuzzJSON"),
         // Configuration files and the updates an agent receives.
         .executableTarget(name: "fuzz-config", dependencies: ["FuzzSupport", "ConfigFile"], path: "Sources/Tools/Fuzz/FuzzConfig"),
+        // The remote-write sender's HTTP response parser (outside bytes).
+        .executableTarget(name: "fuzz-http-response", dependencies: ["FuzzSupport", "RemoteWrite"], path: "Sources/Tools/Fuzz/FuzzHTTPResponse", exclude: ["seeds"]),
         // Raw SQLite inserts vs. the store's batched path (docs/STORAGE.md).
         .executableTarget(name: "store-bench", dependencies: ["CollectorStore", "Reactor", "CSQLite"], path: "Sources/Tools/Bench/StoreBench"),
         // The Reactor's receiver and loop-overhead probes (scripts/bench-reactor.sh).
@@ -110,6 +117,8 @@ let package = Package(
         .executableTarget(name: "monitors-bench", dependencies: ["MonitorRunners", "MonitorModel", "Reactor"], path: "Sources/Tools/Bench/MonitorsBench"),
         // The benchmark's local HTTP server, in its own process.
         .executableTarget(name: "monitors-bench-server", dependencies: ["HTTPServer", "Reactor"], path: "Sources/Tools/Bench/MonitorsBenchServer"),
+        // Samples/s the remote-write sender encodes and compresses on one core (scripts/bench-remote-write.sh).
+        .executableTarget(name: "remote-write-bench", dependencies: ["RemoteWrite"], path: "Sources/Tools/Bench/RemoteWriteBench"),
         // An empty loop with a heartbeat, for trying the loop and measuring idle RSS.
         .executableTarget(name: "reactor-demo", dependencies: ["Reactor"], path: "Sources/Tools/Demo/ReactorDemo"),
 
@@ -121,13 +130,15 @@ let package = Package(
         .testTarget(name: "CollectorStoreTests", dependencies: ["CollectorStore", "Reactor"]),
         // In-process and end-to-end tests; both binaries are dependencies so
         // they are built before the process tests start them.
-        .testTarget(name: "AgentTests", dependencies: ["Agent", "Reactor", "Wire", "ConfigFile", "MonitorModel", "MonitorRunners", "vigil-agent", "vigil-collector"]),
+        .testTarget(name: "AgentTests", dependencies: ["Agent", "Reactor", "Wire", "ConfigFile", "MonitorModel", "MonitorRunners", "CSystem", "vigil-agent", "vigil-collector"]),
         // Integration tests start the built vigil-collector (a dependency, so it is built first).
-        .testTarget(name: "CollectorTests", dependencies: ["Collector", "Reactor", "Wire", "ConfigFile", "CollectorStore", "JSON", "vigil-collector"]),
+        .testTarget(name: "CollectorTests", dependencies: ["Collector", "Reactor", "Wire", "ConfigFile", "CollectorStore", "JSON", "CSystem", "vigil-collector"]),
         .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer", "Reactor", "CSystem"]),
         // Monitors against local servers (HTTPServer, a TCP listener, the example exec monitor).
         .testTarget(name: "MonitorsTests", dependencies: ["MonitorModel", "MonitorRunners", "JSON", "Reactor", "Wire", "HTTPServer"]),
         .testTarget(name: "LoadGenTests", dependencies: ["LoadGen", "Reactor", "Wire", "CollectorStore"]),
+        // The remote-write pieces in process, and against Debian's real prometheus.
+        .testTarget(name: "RemoteWriteTests", dependencies: ["RemoteWrite", "Reactor"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -36,8 +36,9 @@ PIDS=()
 trap 'vigil_stop_pids "${PIDS[@]}"; if [ "${KEEP:-0}" = 1 ]; then echo "kept $DIR"; else rm -rf "$DIR"; fi' EXIT
 trap 'exit 130' INT TERM
 
-printf 'listen = 127.0.0.1:%s\nhttp_listen = 127.0.0.1:%s\ndata_dir = %s/collector\nmax_clients = %s\n' \
-    "$PORT" "$HTTP" "$DIR" $((agents + 1000)) > "$DIR/c.conf"
+# Every simulated agent connects from one address: the per-address handshake limit is raised.
+printf 'listen = 127.0.0.1:%s\nhttp_listen = 127.0.0.1:%s\ndata_dir = %s/collector\nmax_clients = %s\nmax_handshakes_per_address = %s\n' \
+    "$PORT" "$HTTP" "$DIR" $((agents + 1000)) $((agents + 1000)) > "$DIR/c.conf"
 "$BIN/vigil-collector" keys create --project load --create-project --config "$DIR/c.conf" > "$DIR/key" 2>/dev/null
 "${PIN1[@]}" "$BIN/vigil-collector" run --config "$DIR/c.conf" 2> "$DIR/c.log" &
 C=$!

@@ -6,11 +6,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-20}"
 status=0
-for target in ipa framing records handshake json config; do
+for target in ipa framing records handshake json config http-response; do
   case "$target" in
     ipa) src=Sources/Tools/Fuzz/FuzzIPA ;;
     json) src=Sources/Tools/Fuzz/FuzzJSON ;;
     config) src=Sources/Tools/Fuzz/FuzzConfig ;;
+    http-response) src=Sources/Tools/Fuzz/FuzzHTTPResponse ;;
     *) src="Sources/Tools/Fuzz/Fuzz$(tr '[:lower:]' '[:upper:]' <<<"${target:0:1}")${target:1}" ;;
   esac
   [ -d "$src" ] || continue

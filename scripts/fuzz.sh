@@ -4,7 +4,8 @@
 #           module: every HTTP API body, monitor definitions and the Schedule
 #           round trip), config (configuration files and agent updates), or a
 #           Wire target (framing | records | handshake) where its
-#           Sources/Tools/Fuzz/Fuzz* exists.
+#           Sources/Tools/Fuzz/Fuzz* exists, or http-response (the remote-write
+#           sender's HTTP response parser).
 # Builds the libFuzzer target (release, -sanitize=fuzzer,address, -D FUZZING)
 # in its own scratch path (.build-fuzz) so the normal .build is untouched,
 # then runs it for SECONDS on one core. The corpus grows in
@@ -14,7 +15,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-target="${1:?usage: fuzz.sh ipa|json|config|framing|records|handshake SECONDS [libFuzzer options]}"
+target="${1:?usage: fuzz.sh ipa|json|config|framing|records|handshake|http-response SECONDS [libFuzzer options]}"
 seconds="${2:?usage: fuzz.sh TARGET SECONDS}"
 shift 2
 case "$target" in
@@ -22,7 +23,8 @@ case "$target" in
   json) seeds="Tests/JSONTests/Fixtures/fuzz-seeds/json" ;;
   config) seeds="Tests/ConfigFileTests/Fixtures/fuzz-seeds/config" ;;
   framing|records|handshake) seeds="Tests/WireTests/Fixtures/fuzz-seeds/$target" ;;
-  *) echo "unknown target: $target (ipa, json, config, framing, records, handshake)" >&2; exit 2 ;;
+  http-response) seeds="Sources/Tools/Fuzz/FuzzHTTPResponse/seeds" ;;
+  *) echo "unknown target: $target (ipa, json, config, framing, records, handshake, http-response)" >&2; exit 2 ;;
 esac
 product="fuzz-$target"
 

@@ -159,6 +159,8 @@ listen = 127.0.0.1:$PORT
 http_listen = 127.0.0.1:$HTTP
 data_dir = $DIR/collector
 max_clients = $((AGENTS + 1000))
+# every simulated agent connects from this one address
+max_handshakes_per_address = $((AGENTS + 1000))
 log_level = info
 EOF
 "$BIN/vigil-collector" keys create --project load --create-project --config "$DIR/collector.conf" > "$DIR/key" 2>/dev/null \

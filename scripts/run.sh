@@ -7,8 +7,9 @@
 #      reused) and filter rules;
 #   4. starts an agent for that key, and sends a little sample IPA traffic
 #      to it over UDP (a burst every second);
-#   5. prints curl lines for the agents, measurements and events, with the
-#      admin token. Ctrl-C stops everything (the agent drains first).
+#   5. prints the web console's URL, and curl lines for the agents,
+#      measurements and events, with the admin token. Ctrl-C stops everything
+#      (the agent drains first).
 # Ports: agent sessions 127.0.0.1:6600, HTTP API 127.0.0.1:6680, IPA UDP
 # 127.0.0.1:51712 (VIGIL_SESSION_PORT, VIGIL_HTTP_PORT, VIGIL_IPA_PORT).
 set -euo pipefail
@@ -97,7 +98,11 @@ AGENT_ID=$(curl -sf -H "Authorization: Bearer $TOKEN" "$API/agents?project=$PROJ
 cat <<EOF
 
 Vigil is running: collector on 127.0.0.1:$SESSION_PORT (HTTP 127.0.0.1:$HTTP_PORT), agent receiving IPA on
-udp 127.0.0.1:$IPA_PORT, sample traffic flowing. Aggregates arrive every 5 s. Try:
+udp 127.0.0.1:$IPA_PORT, sample traffic flowing. Aggregates arrive every 5 s.
+
+Console:  http://127.0.0.1:$HTTP_PORT/   (sign in with the admin token: $TOKEN)
+
+Try:
 
   curl -s -H "Authorization: Bearer $TOKEN" "$API/agents"
   curl -s -H "Authorization: Bearer $TOKEN" "$API/measurements?project=$PROJECT&limit=20"

@@ -136,6 +136,8 @@ listen = $ip:$PORT
 http_listen = 127.0.0.1:$http
 data_dir = $DIR/$1
 max_clients = $((AGENTS + 1000))
+# every simulated agent connects from this one address
+max_handshakes_per_address = $((AGENTS + 1000))
 log_level = info
 EOF
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds, and runs every test: the XCTest suites,
-# the Reactor suite under AddressSanitizer, the Reactor
+# the console in headless Chromium (scripts/console-test.sh), the Reactor
+# suite under AddressSanitizer, the Reactor
 # and store suites under ThreadSanitizer, docs/ARCHITECTURE.md's module table
 # against Package.swift, and a short run of each fuzz target. Exits non-zero
 # on any failure.
@@ -44,6 +45,9 @@ swift build --build-tests 2>&1 | grep -E "error|warning: unre|Build complete" ||
 swift build --build-tests >/dev/null
 
 run_suite "tests"
+
+echo "== console in a browser (scripts/console-test.sh)"
+if bash scripts/console-test.sh; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
 
 if [ "${VIGIL_SKIP_SANITIZERS:-0}" != 1 ]; then
   ASAN_OPTIONS=malloc_context_size=10 LSAN_OPTIONS="suppressions=$PWD/scripts/lsan.supp" \

@@ -49,7 +49,7 @@ final class IPAParserTests: XCTestCase {
 
     func testEveryDropCauseIsCounted() {
         let text = [
-            "2\tGET\th\t/p\t1",              // bad version
+            "3\tGET\th\t/p\t1",              // bad version
             "x",                              // bad version
             "0\tGET\th\t/p",                  // field count
             "0\tGET\th\t/p\t1\textra",        // field count

@@ -82,4 +82,32 @@ final class MonitorRunEncodingTests: XCTestCase {
         XCTAssertEqual([w.count, w.sumUs, w.minUs, w.maxUs, w.p50Us, w.p95Us, w.p99Us],
                        [3, 123_456_789, 1, 99_999_999, 12_345, 67_891, 99_999_998])
     }
+
+    func testOutcomesReachTheWire() throws {
+        var o = OutcomeCounts()
+        o.count(.s2xx, times: 5); o.count(.s4xx); o.count(.s5xx, times: 2); o.count(.error, times: 3)
+        let a = LatencyAggregate(windowStartMs: 1000, windowMs: 10, monitor: "m", check: "c", source: "ipa", count: 12,
+                                 sumUs: 12, minUs: 1, maxUs: 1, p50Us: 1, p95Us: 1, p99Us: 1, outcomes: o)
+        let e = ForwardedEvent(timestampUs: 1, method: "GET", host: "h", path: "/", durationUs: 1, monitor: "m", check: "c",
+                               status: 0, errorClass: "timeout")
+        let items = try BatchEncoder.wireItems([.aggregate(a), .event(e)]) { _ in 1 }
+        guard case .aggregate(let w)? = items.first, case .event(let we) = items[1] else { return XCTFail() }
+        XCTAssertEqual([w.outcome2xx, w.outcome3xx, w.outcome4xx, w.outcome5xx, w.outcomeError], [5, 0, 1, 2, 3])
+        XCTAssertEqual(w.errors, 5, "errors: server errors and transport failures")
+        XCTAssertEqual(we.errorClass, "timeout")
+        XCTAssertLessThanOrEqual(Record.dataBatch(DataBatch(sequence: 1, items: [items[0]])).encoded.count - 4,
+                                 OutboundItem.aggregate(a).encodedSizeBound + 16)
+    }
+
+    func testHTTPRunsCountAnOutcomeOthersNone() throws {
+        func run(_ kind: MonitorKind, _ status: MonitorStatus, _ http: UInt32) -> MonitorRunResult {
+            MonitorRunResult(monitorID: 1, monitorKey: "k", name: "K", kind: kind, runID: 1, startedMs: 1000, intervalMs: 1000,
+                             status: status, durationUs: 5, protocolStatus: http)
+        }
+        let items = try BatchEncoder.wireItems([.monitorRun(run(.http, .ok, 204)), .monitorRun(run(.http, .error, 503)),
+                                                .monitorRun(run(.http, .timeout, 0)), .monitorRun(run(.tcp, .ok, 0))]) { _ in 1 }
+        let aggregates: [Aggregate] = items.compactMap { if case .aggregate(let a) = $0 { return a } else { return nil } }
+        XCTAssertEqual(aggregates.map { [$0.outcome2xx, $0.outcome3xx, $0.outcome4xx, $0.outcome5xx, $0.outcomeError] },
+                       [[1, 0, 0, 0, 0], [0, 0, 0, 1, 0], [0, 0, 0, 0, 1], [0, 0, 0, 0, 0]])
+    }
 }

@@ -290,7 +290,8 @@ final class APIIntegrationTests: XCTestCase {
 
         let own = c.api("GET", "/config").object["config"] as? [[String: Any]] ?? []
         XCTAssertEqual(own.first { $0["key"] as? String == "listen" }?["origin"] as? String, "file")
-        XCTAssertEqual(own.count, 12, "every collector key, agent_retention_days included")
+        XCTAssertEqual(own.count, CollectorSchema.keys.count, "every collector key, the secret ones included (redacted)")
+        XCTAssertEqual(own.first { $0["key"] as? String == "console_max_sessions" }?["value"] as? String, "64")
     }
 
     /// Patterns and monitors read their bodies the same way: a key given
@@ -345,7 +346,7 @@ final class APIIntegrationTests: XCTestCase {
             XCTAssertNotNil(m[key], key)
         }
         // Microseconds on the wire and in the store, milliseconds here, as docs/API.md shows them.
-        XCTAssertTrue(r.body.contains(#""source":"ipa","count":10,"sum_ms":1500,"min_ms":20,"max_ms":400,"p50_ms":100,"p95_ms":300,"p99_ms":390,"meta":{"window_ms":10000}}"#),
+        XCTAssertTrue(r.body.contains(#""source":"ipa","count":10,"sum_ms":1500,"min_ms":20,"max_ms":400,"p50_ms":100,"p95_ms":300,"p99_ms":390,"outcomes":{"2xx":0,"3xx":0,"4xx":0,"5xx":0,"error":0},"meta":{"window_ms":10000}}"#),
                       r.body)
         XCTAssertEqual((c.api("GET", "/measurements?monitor=shop&check=GET%20/cart&source=ipa&since=1700000000000").object["measurements"] as? [Any])?.count, 1)
         XCTAssertEqual((c.api("GET", "/measurements?monitor=other").object["measurements"] as? [Any])?.count, 0)
@@ -360,7 +361,7 @@ final class APIIntegrationTests: XCTestCase {
         XCTAssertEqual(e["method"] as? String, "GET")
         XCTAssertEqual(e["duration_ms"] as? Double, 12.5)
         XCTAssertEqual((e["meta"] as? [String: Any])?["status"] as? Int, 200)
-        XCTAssertTrue(r.body.contains(#""path":"/cart/42","duration_ms":12.5,"meta":{"status":200}}"#), r.body)
+        XCTAssertTrue(r.body.contains(#""path":"/cart/42","duration_ms":12.5,"status":200,"error_class":null,"meta":{"status":200}}"#), r.body)
 
         r = c.api("GET", "/agents/data-1/status?limit=5")
         XCTAssertEqual(r.status, 200)

@@ -147,9 +147,11 @@ final class APIMergedMeasurementsTests: XCTestCase {
         h.record(50_000)
         let windows = [
             Aggregate(windowStartMs: 1_000_000, windowLengthMs: 10_000, monitor: m, check: ch, source: src, count: 10,
-                      sumUs: 1_000_000, minUs: 50_000, maxUs: 150_000, p50Us: 100_000, p95Us: 140_000, p99Us: 150_000),
+                      sumUs: 1_000_000, minUs: 50_000, maxUs: 150_000, p50Us: 100_000, p95Us: 140_000, p99Us: 150_000,
+                      outcome2xx: 9, outcomeError: 1),
             Aggregate(windowStartMs: 1_010_000, windowLengthMs: 10_000, monitor: m, check: ch, source: src, count: 30,
-                      sumUs: 6_000_000, minUs: 20_000, maxUs: 400_000, p50Us: 200_000, p95Us: 300_000, p99Us: 390_000),
+                      sumUs: 6_000_000, minUs: 20_000, maxUs: 400_000, p50Us: 200_000, p95Us: 300_000, p99Us: 390_000,
+                      outcome2xx: 25, outcome5xx: 5),
             Aggregate(windowStartMs: 2_000_000, windowLengthMs: 10_000, monitor: m, check: ch, source: src, count: 1,
                       sumUs: 50_000, minUs: 50_000, maxUs: 50_000, p50Us: 50_000, p95Us: 50_000, p99Us: 50_000, histogram: h),
         ]
@@ -169,6 +171,8 @@ final class APIMergedMeasurementsTests: XCTestCase {
         XCTAssertEqual(old["p50_ms"] as? Double ?? -1, (10 * 100 + 30 * 200) / 40, accuracy: 1e-9, "count-weighted")
         XCTAssertEqual(old["p99_ms"] as? Double ?? -1, (10 * 150 + 30 * 390) / 40, accuracy: 1e-9)
         XCTAssertEqual(old["min_ms"] as? Double, 20)
+        let outcomes = old["outcomes"] as? [String: Int]
+        XCTAssertEqual(outcomes, ["2xx": 34, "3xx": 0, "4xx": 0, "5xx": 5, "error": 1], "added up: \(r.body)")
         XCTAssertEqual(old["max_ms"] as? Double, 400)
         XCTAssertTrue(old["quantiles_ms"] is NSNull, r.body)
         // The list form is unchanged.

@@ -8,7 +8,8 @@ final class APIPagingTests: XCTestCase {
     var c: CollectorProcess!
 
     override func setUpWithError() throws {
-        c = try CollectorProcess()
+        // Every Status stored (no per-session interval): the status history is paged.
+        c = try CollectorProcess(config: ["status_write_interval_ms = 0"])
     }
 
     override func tearDown() {

@@ -35,7 +35,7 @@ final class APIQueryTests: XCTestCase {
     /// takes, on every endpoint: never ignored (which returned everything).
     func testUnknownQueryParametersAre400OnEveryEndpoint() {
         let cases: [(String, String, [String])] = [
-            ("GET", "/agents?projct=acme", ["project", "limit", "cursor"]),
+            ("GET", "/agents?projct=acme", ["project", "state", "search", "limit", "cursor"]),
             ("GET", "/agents/a1?x=1", []),
             ("DELETE", "/agents/a1?x=1", []),
             ("GET", "/agents/a1/status?sinse=1", ["since", "until", "limit", "cursor"]),
@@ -54,6 +54,9 @@ final class APIQueryTests: XCTestCase {
             ("GET", "/events?projct=acme", ["project", "agent", "monitor", "check", "since", "until", "limit", "cursor"]),
             ("GET", "/audit?actor=x", ["target", "action", "since", "until", "limit", "cursor"]),
             ("GET", "/config?x=1", []),
+            ("GET", "/schema/agent-config?x=1", []),
+            ("GET", "/session?x=1", []),
+            ("DELETE", "/session?x=1", []),
         ]
         for (method, path, accepted) in cases {
             let r = c.api(method, path, body: method == "GET" || method == "DELETE" ? nil : "{}")

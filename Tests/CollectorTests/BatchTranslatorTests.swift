@@ -48,4 +48,23 @@ final class BatchTranslatorTests: XCTestCase {
         quiet.errors = 0
         XCTAssertEqual(APIHandler.meta(quiet).serialized, #"{"window_ms":10000}"#)
     }
+
+    func testOutcomesAndErrorClassReachTheRowsAndTheAPI() throws {
+        var strings = StringTable(maxID: 100, maxBytes: 1_000)
+        for (id, text) in ["shop", "cart", "ipa", "GET", "h"].enumerated() { try strings.define(StringRef(id + 1), text) }
+        let batch = DataBatch(sequence: 1, items: [
+            .aggregate(Aggregate(windowStartMs: 10_000, windowLengthMs: 10_000, monitor: 1, check: 2, source: 3, count: 12,
+                                 errors: 5, sumUs: 12, minUs: 1, maxUs: 1, p50Us: 1, p95Us: 1, p99Us: 1,
+                                 outcome2xx: 5, outcome3xx: 0, outcome4xx: 1, outcome5xx: 2, outcomeError: 3)),
+            .event(RawEvent(timestampUs: 10_000_000, method: 4, host: 5, path: "/", status: 0, durationUs: 3, errorClass: "timeout")),
+        ])
+        guard case .success(let t) = BatchTranslator.translate(batch, projectId: 1, agentID: "a1", dedupBoot: "boot",
+                                                               strings: strings, receivedAt: 5) else {
+            return XCTFail("refused")
+        }
+        XCTAssertEqual(t.batch.measurements.map(\.outcomes), [Outcomes(s2xx: 5, s3xx: 0, s4xx: 1, s5xx: 2, error: 3)])
+        XCTAssertEqual(t.batch.events.map(\.errorClass), ["timeout"])
+        XCTAssertEqual(APIHandler.outcomes(t.batch.measurements[0].outcomes).serialized,
+                       #"{"2xx":5,"3xx":0,"4xx":1,"5xx":2,"error":3}"#)
+    }
 }

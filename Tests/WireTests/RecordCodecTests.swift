@@ -235,3 +235,49 @@ final class VarintTests: XCTestCase {
         }
     }
 }
+
+final class AppendedDataFieldTests: XCTestCase {
+    private func decodeAggregate(_ bytes: [UInt8]) throws -> (Aggregate, Bool) {
+        var result: Result<(Aggregate, Bool), WireError> = .failure(.truncated)
+        bytes.withUnsafeBytes { p in
+            var r = WireReader(p)
+            do throws(WireError) {
+                let a = try Aggregate.decode(from: &r)
+                result = .success((a, r.isAtEnd))
+            } catch { result = .failure(error) }
+        }
+        return try result.get()
+    }
+
+    func testAggregateOutcomesRoundTripAndOlderBodiesReadAsZero() throws {
+        let a = Aggregate(windowStartMs: 1_700_000_000_000, windowLengthMs: 10_000, monitor: 1, check: 2, source: 3, count: 9,
+                          errors: 3, sumUs: 90, minUs: 1, maxUs: 20, p50Us: 10, p95Us: 19, p99Us: 20,
+                          outcome2xx: 5, outcome3xx: 1, outcome4xx: 0, outcome5xx: 2, outcomeError: 1)
+        var w = WireWriter()
+        a.encode(into: &w)
+        var withOutcomes = w.bytes
+        let (back, atEnd) = try decodeAggregate(withOutcomes)
+        XCTAssertEqual(back, a)
+        XCTAssertTrue(atEnd)
+        // An older sender's body: the 13 fields without the outcomes.
+        var old = a
+        (old.outcome2xx, old.outcome3xx, old.outcome4xx, old.outcome5xx, old.outcomeError) = (0, 0, 0, 0, 0)
+        var w2 = WireWriter()
+        old.encode(into: &w2)
+        XCTAssertEqual(w2.bytes.count, withOutcomes.count - 5, "no outcomes, no appended bytes")
+        XCTAssertEqual(try decodeAggregate(w2.bytes).0, old)
+        withOutcomes.removeLast()
+        XCTAssertThrowsError(try decodeAggregate(withOutcomes), "a cut appended field is malformed, not zero")
+        // Inside a batch, through the item's length prefix.
+        let batch = Record.dataBatch(DataBatch(sequence: 3, items: [.aggregate(a), .aggregate(old)]))
+        XCTAssertEqual(try Record.decodeAll(batch.encoded), [batch])
+    }
+
+    func testRawEventErrorClassRoundTrips() throws {
+        let e = RawEvent(timestampUs: 1, method: 2, host: 3, path: "/p", status: 0, durationUs: 4, monitor: 5, check: 6,
+                         errorClass: "timeout")
+        let batch = Record.dataBatch(DataBatch(sequence: 1, items: [.event(e), .event(RawEvent(timestampUs: 1, method: 2, host: 3,
+                                                                                              path: "/", durationUs: 1))]))
+        XCTAssertEqual(try Record.decodeAll(batch.encoded), [batch])
+    }
+}

@@ -8,10 +8,17 @@ VIGIL_DEBIAN_PACKAGES=(
   libsqlite3-dev       # Collector: embedded storage
   libmicrohttpd-dev    # Collector: HTTP API on the loop
   libcurl4-openssl-dev # Agent: HTTP synthetic monitors
+  libsnappy-dev        # Collector: remote-write request compression (CSnappy)
   pkg-config
   curl                 # run.sh and the benchmarks talk to the HTTP API
   gcc                  # benchmark baselines in C
-  python3              # scripts/check-architecture.py (test.sh) and benchmark helpers
+  python3              # scripts/check-architecture.py (test.sh), benchmark helpers, the Python example emitter and its test
+  perl                 # examples/emitters/perl (HTTP::Tiny) and its test against a real agent
+  prometheus           # tests: promtool checks /metrics; the remote-write receiver the sender is tested against
+  libjs-dygraphs       # console: the chart library, served from /usr/share/javascript/dygraphs
+  chromium             # console browser test (scripts/console-test.sh): headless browser
+  chromium-driver      #   its WebDriver
+  python3-selenium     #   the test's driver library (run with Debian's /usr/bin/python3)
 )
 
 vigil_ensure_deps() {

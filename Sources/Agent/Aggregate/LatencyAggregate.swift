@@ -20,6 +20,8 @@ public struct LatencyAggregate: Equatable, Sendable {
     public var p50Us: UInt64
     public var p95Us: UInt64
     public var p99Us: UInt64
+    /// Calls per outcome class; records without a status are in none.
+    public var outcomes: OutcomeCounts
     /// The window's histogram (its total is `count`) in its wire encoding
     /// (`LatencySketch.encoded`), for merging windows and agents at the
     /// collector; nil only where none was kept. Encoded, not the sketch
@@ -30,7 +32,7 @@ public struct LatencyAggregate: Equatable, Sendable {
 
     public init(windowStartMs: Int64, windowMs: Int64, monitor: String, check: String, source: String, count: UInt64,
                 sumUs: UInt64, minUs: UInt64, maxUs: UInt64, p50Us: UInt64, p95Us: UInt64, p99Us: UInt64,
-                histogram: [UInt8]? = nil) {
+                outcomes: OutcomeCounts = OutcomeCounts(), histogram: [UInt8]? = nil) {
         self.histogram = histogram
         self.windowStartMs = windowStartMs
         self.windowMs = windowMs
@@ -44,5 +46,6 @@ public struct LatencyAggregate: Equatable, Sendable {
         self.p50Us = p50Us
         self.p95Us = p95Us
         self.p99Us = p99Us
+        self.outcomes = outcomes
     }
 }

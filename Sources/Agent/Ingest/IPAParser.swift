@@ -4,6 +4,13 @@
 //
 //   version 0:  0 <sep> METHOD <sep> HOST <sep> PATH <sep> DURATION_MS
 //   version 1:  1 <sep> METHOD <sep> URL <sep> DURATION_MS
+//   version 2:  2 <sep> TIMESTAMP_MS <sep> METHOD <sep> URL <sep> STATUS
+//               <sep> DURATION_MS [<sep> ERROR_CLASS]
+//
+// Version 2 adds when the call started (integer ms since the Unix epoch,
+// the emitter's clock), its HTTP status (0: no response, a transport error;
+// otherwise 200...599) and an optional error class (a short token such as
+// `timeout` or `connection_refused`). docs/IPA.md is the emitter's guide.
 //
 // <sep> is a TAB; a line without any TAB may use runs of spaces instead.
 // Lines end with LF or CRLF; the last may lack its newline. HOST may carry a
@@ -18,6 +25,12 @@ public enum IPAParser {
     public static let maxLineBytes = 8192
     /// Largest accepted duration: a day. Negative, NaN and larger are dropped.
     public static let maxDurationMs = 86_400_000.0
+    /// Largest accepted timestamp: the last millisecond of year 9999.
+    public static let maxTimestampMs: Int64 = 253_402_300_799_999
+    /// Longest accepted error class; longer ones drop the line as `.errorClass`.
+    public static let maxErrorClassBytes = 64
+    /// Most fields a line may have (version 2 with its error class).
+    static let maxFields = 7
 
     /// Parses every line of `datagram`, calling `record` for each valid one
     /// and counting each invalid one in `drops`. Never traps on any input.
@@ -51,13 +64,27 @@ public enum IPAParser {
         case failure(IPADropCause)
     }
 
-    /// Parses one line (no newline). Fields: up to 5 split by TAB, or by
-    /// runs of spaces when the line has no TAB.
+    /// A line's fields, views into it; at most `maxFields`. A tuple, not
+    /// an array: the per-record path allocates nothing.
+    struct Fields {
+        var f0, f1, f2, f3, f4, f5, f6: UnsafeRawBufferPointer
+        init(_ empty: UnsafeRawBufferPointer) { (f0, f1, f2, f3, f4, f5, f6) = (empty, empty, empty, empty, empty, empty, empty) }
+        subscript(_ i: Int) -> UnsafeRawBufferPointer {
+            get {
+                switch i { case 0: return f0; case 1: return f1; case 2: return f2; case 3: return f3
+                           case 4: return f4; case 5: return f5; default: return f6 }
+            }
+            set {
+                switch i { case 0: f0 = newValue; case 1: f1 = newValue; case 2: f2 = newValue; case 3: f3 = newValue
+                           case 4: f4 = newValue; case 5: f5 = newValue; default: f6 = newValue }
+            }
+        }
+    }
+
+    /// Parses one line (no newline). Fields: up to `maxFields` split by
+    /// TAB, or by runs of spaces when the line has no TAB.
     static func parseLine(_ line: UnsafeRawBufferPointer) -> LineResult {
-        var fields: (UnsafeRawBufferPointer, UnsafeRawBufferPointer, UnsafeRawBufferPointer,
-                     UnsafeRawBufferPointer, UnsafeRawBufferPointer)
-        let empty = UnsafeRawBufferPointer(start: line.baseAddress, count: 0)
-        fields = (empty, empty, empty, empty, empty)
+        var fields = Fields(UnsafeRawBufferPointer(start: line.baseAddress, count: 0))
         var count = 0
         let hasTab = line.contains(0x09)
         let sep: UInt8 = hasTab ? 0x09 : 0x20
@@ -67,39 +94,82 @@ public enum IPAParser {
             if !hasTab { while i < n && line[i] == 0x20 { i += 1 }; if i == n { break } }
             var j = i
             while j < n && line[j] != sep { j += 1 }
-            if count == 5 { return .failure(.fieldCount) }
-            let f = UnsafeRawBufferPointer(rebasing: line[i..<j])
-            switch count {
-            case 0: fields.0 = f
-            case 1: fields.1 = f
-            case 2: fields.2 = f
-            case 3: fields.3 = f
-            default: fields.4 = f
-            }
+            if count == maxFields { return .failure(.fieldCount) }
+            fields[count] = UnsafeRawBufferPointer(rebasing: line[i..<j])
             count += 1
             i = j + 1
             if hasTab && j == n - 1 { // trailing TAB: an empty last field
-                if count == 5 { return .failure(.fieldCount) }
+                if count == maxFields { return .failure(.fieldCount) }
                 count += 1
             }
         }
         guard count >= 1 else { return .failure(.fieldCount) }
-        let v = fields.0
-        guard v.count == 1, v[0] == UInt8(ascii: "0") || v[0] == UInt8(ascii: "1") else {
+        let v = fields[0]
+        guard v.count == 1, v[0] >= UInt8(ascii: "0") && v[0] <= UInt8(ascii: "2") else {
             return .failure(.badVersion)
         }
-        if v[0] == UInt8(ascii: "0") {
-            guard count == 5, fields.1.count > 0, fields.2.count > 0 else { return .failure(.fieldCount) }
-            guard let d = parseDuration(fields.4) else { return .failure(.duration) }
-            guard let hp = splitHost(fields.2) else { return .failure(.badURL) }
-            return .success(IPARecord(method: fields.1, host: hp.host, port: hp.port,
-                                      path: cutQuery(fields.3), durationMs: d))
-        } else {
-            guard count == 4, fields.1.count > 0, fields.2.count > 0 else { return .failure(.fieldCount) }
-            guard let d = parseDuration(fields.3) else { return .failure(.duration) }
-            guard let u = splitURL(fields.2) else { return .failure(.badURL) }
-            return .success(IPARecord(method: fields.1, host: u.host, port: u.port, path: u.path, durationMs: d))
+        switch v[0] {
+        case UInt8(ascii: "0"):
+            guard count == 5, fields[1].count > 0, fields[2].count > 0 else { return .failure(.fieldCount) }
+            guard let d = parseDuration(fields[4]) else { return .failure(.duration) }
+            guard let hp = splitHost(fields[2]) else { return .failure(.badURL) }
+            return .success(IPARecord(method: fields[1], host: hp.host, port: hp.port,
+                                      path: cutQuery(fields[3]), durationMs: d))
+        case UInt8(ascii: "1"):
+            guard count == 4, fields[1].count > 0, fields[2].count > 0 else { return .failure(.fieldCount) }
+            guard let d = parseDuration(fields[3]) else { return .failure(.duration) }
+            guard let u = splitURL(fields[2]) else { return .failure(.badURL) }
+            return .success(IPARecord(method: fields[1], host: u.host, port: u.port, path: u.path, durationMs: d))
+        default:
+            // 2 TIMESTAMP METHOD URL STATUS DURATION [ERROR_CLASS]
+            guard count == 6 || count == 7, fields[2].count > 0, fields[3].count > 0 else { return .failure(.fieldCount) }
+            guard let ts = parseTimestamp(fields[1]) else { return .failure(.timestamp) }
+            guard let status = parseStatus(fields[4]) else { return .failure(.status) }
+            guard let d = parseDuration(fields[5]) else { return .failure(.duration) }
+            var errorClass = UnsafeRawBufferPointer(start: line.baseAddress, count: 0)
+            if count == 7 {
+                guard isErrorClass(fields[6]) else { return .failure(.errorClass) }
+                errorClass = fields[6]
+            }
+            guard let u = splitURL(fields[3]) else { return .failure(.badURL) }
+            return .success(IPARecord(method: fields[2], host: u.host, port: u.port, path: u.path, durationMs: d,
+                                      timestampMs: ts, status: status, errorClass: errorClass))
         }
+    }
+
+    /// Integer milliseconds since the epoch, 1...maxTimestampMs; digits only.
+    static func parseTimestamp(_ f: UnsafeRawBufferPointer) -> Int64? {
+        guard f.count > 0, f.count <= 15 else { return nil }
+        var v: Int64 = 0
+        for b in f {
+            guard b >= 0x30 && b <= 0x39 else { return nil }
+            v = v * 10 + Int64(b - 0x30)
+        }
+        return v > 0 && v <= maxTimestampMs ? v : nil
+    }
+
+    /// 0 (no response: a transport error) or a final HTTP status 200...599;
+    /// digits only. 1xx is not the final status of a call.
+    static func parseStatus(_ f: UnsafeRawBufferPointer) -> Int32? {
+        guard f.count > 0, f.count <= 3 else { return nil }
+        var v: Int32 = 0
+        for b in f {
+            guard b >= 0x30 && b <= 0x39 else { return nil }
+            v = v * 10 + Int32(b - 0x30)
+        }
+        return v == 0 || (200...599).contains(v) ? v : nil
+    }
+
+    /// 1...maxErrorClassBytes of A-Z a-z 0-9 `_` `-` `.` `:`.
+    static func isErrorClass(_ f: UnsafeRawBufferPointer) -> Bool {
+        guard f.count > 0, f.count <= maxErrorClassBytes else { return false }
+        for b in f {
+            let alpha = (b | 0x20) >= UInt8(ascii: "a") && (b | 0x20) <= UInt8(ascii: "z")
+            let other = (b >= 0x30 && b <= 0x39) || b == UInt8(ascii: "_") || b == UInt8(ascii: "-")
+                || b == UInt8(ascii: ".") || b == UInt8(ascii: ":")
+            if !(alpha || other) { return false }
+        }
+        return true
     }
 
     /// "12", "12.5", ".5", "3." in milliseconds; nothing else.

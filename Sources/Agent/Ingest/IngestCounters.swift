@@ -9,7 +9,8 @@ public struct IngestCounters: Sendable {
     /// Datagrams (or replayed chunks) fed in, and their bytes.
     public var datagrams: UInt64 = 0
     public var bytes: UInt64 = 0
-    /// Lines that parsed into a record.
+    /// Lines that parsed into a record (and, when placed by timestamp,
+    /// were not too old or too far ahead).
     public var records: UInt64 = 0
     /// Records counted into an aggregate.
     public var matched: UInt64 = 0
@@ -17,7 +18,8 @@ public struct IngestCounters: Sendable {
     public var unmatched: UInt64 = 0
     /// Records an `exclude` rule matched: dropped on purpose.
     public var excluded: UInt64 = 0
-    /// Lines that did not parse, by cause.
+    /// Lines that did not parse, and records outside the accepted time
+    /// range, by cause.
     public var parseDrops = IPADropCounters()
 
     public init() {}

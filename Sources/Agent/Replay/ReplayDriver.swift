@@ -3,7 +3,15 @@
 // parse → filter → aggregate → uplink path as live traffic.
 //
 //   connect ─▶ rules synced ─▶ read the file in slices ─▶ EOF: close the
-//   open window ─▶ every batch acknowledged ─▶ print counts, exit 0
+//   timed windows, then the open one ─▶ every batch acknowledged ─▶ print
+//   counts, exit 0
+//
+// Records with a timestamp (IPA version 2) go to the window of their time
+// (IngestPipeline.placeByTimestamp): older than `replay_max_age_ms`, or
+// more than `TimePlacement.defaultMaxFutureMs` ahead, they are dropped and
+// counted. Closed timed windows go to queue 1; reading waits while it is
+// half full, and at the end the held windows close one at a time as it
+// has room.
 //
 // It exits non-zero, naming the reason, when a whole round of collectors
 // fails (unreachable, refused, rejected key), or when the collector stops
@@ -35,7 +43,7 @@ public final class ReplayDriver {
     public private(set) var lines: UInt64 = 0
     public private(set) var failure: String?
 
-    private enum Phase { case connecting, reading, flushing, done }
+    private enum Phase { case connecting, reading, closing, flushing, done }
     private var phase = Phase.connecting
     private var fd: Int32 = -1
     /// Bytes read but not yet fed; `pending` is where feeding resumes.
@@ -65,9 +73,18 @@ public final class ReplayDriver {
     /// starts the runtime.
     public func start() throws {
         fd = try Syscalls.open(path, O_RDONLY)
-        readTimer = TimerWatcher(loop: runtime.loop) { [unowned self] _ in self.readSlice() }
+        readTimer = TimerWatcher(loop: runtime.loop) { [unowned self] _ in
+            if self.phase == .closing { self.closeTimedWindows() } else { self.readSlice() }
+        }
         stallTimer = TimerWatcher(loop: runtime.loop) { [unowned self] _ in self.checkStall() }
         runtime.onEvent = { [unowned self] event in self.handle(event) }
+        let runtime = self.runtime
+        runtime.pipeline.placeByTimestamp(TimePlacement(
+            maxAgeMs: Int64(runtime.settings.replayMaxAgeMs),
+            nowMs: { [unowned runtime] in runtime.collectorNowMs },
+            offsetMs: { [unowned runtime] in runtime.uplink.clockOffsetMs })) { [unowned runtime] aggregates in
+            for a in aggregates { runtime.uplink.enqueue(.aggregate(a), priority: true) }
+        }
         try runtime.start()
     }
 
@@ -103,6 +120,14 @@ public final class ReplayDriver {
                 return
             }
         }
+        // A line may close a timed window: one aggregate per key into queue
+        // 1. Keep room for that, keeping queue 1 at most half full.
+        let room1 = runtime.settings.uplink.queue1Size / 2 - runtime.uplink.queues.queue1.count
+        if room1 <= 0 {
+            readTimer.start(after: 0.002)
+            return
+        }
+        budget = min(budget, max(1, room1 / max(1, runtime.pipeline.aggregator.keyCount)))
         if feedLines(max: budget) {
             readTimer.start(after: 0)
             return
@@ -190,6 +215,24 @@ public final class ReplayDriver {
         pending = 0
         Syscalls.close(fd)
         fd = -1
+        phase = .closing
+        closeTimedWindows()
+    }
+
+    /// Closes the held timed windows, oldest first, as queue 1 has room
+    /// for one window's aggregates; then the open window.
+    private func closeTimedWindows() {
+        guard phase == .closing else { return }
+        let pipeline = runtime.pipeline
+        let perWindow = max(1, pipeline.aggregator.keyCount)
+        while pipeline.aggregator.timedWindowCount > 0 {
+            let room = runtime.settings.uplink.queue1Size - runtime.uplink.queues.queue1.count
+            guard room >= perWindow || runtime.uplink.queues.queue1.count == 0 else {
+                readTimer.start(after: 0.002)
+                return
+            }
+            pipeline.closeOldestTimedWindow()
+        }
         phase = .flushing
         runtime.flushOpenWindow()
         lastProgress = Clock.monotonic()
@@ -232,7 +275,7 @@ public final class ReplayDriver {
         return """
         replay \(path)
         read lines=\(lines) records=\(c.records) matched=\(c.matched)
-        dropped bad_version=\(d[.badVersion]) field_count=\(d[.fieldCount]) duration=\(d[.duration]) bad_url=\(d[.badURL]) oversize=\(d[.oversize]) unmatched=\(c.unmatched) excluded=\(c.excluded) queue1=\(q.dropped1) queue2=\(q.dropped2) evicted=\(w.evictedItems)
+        dropped bad_version=\(d[.badVersion]) field_count=\(d[.fieldCount]) duration=\(d[.duration]) bad_url=\(d[.badURL]) oversize=\(d[.oversize]) timestamp=\(d[.timestamp]) status=\(d[.status]) error_class=\(d[.errorClass]) too_old=\(d[.tooOld]) future=\(d[.future]) unmatched=\(c.unmatched) excluded=\(c.excluded) queue1=\(q.dropped1) queue2=\(q.dropped2) evicted=\(w.evictedItems)
         sent batches=\(u.batchesSent) items=\(u.itemsSent) resent_batches=\(u.batchesResent)
         acknowledged batches=\(w.acknowledged) items=\(w.acknowledgedItems)
         """

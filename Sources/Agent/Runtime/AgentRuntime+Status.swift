@@ -36,12 +36,17 @@ extension AgentRuntime {
         let q = uplink.queues
         return [
             Counter("drops_kernel", receiver.kernelDrops),
-            Counter("drops_parse", c.parseDrops.total &+ receiver.truncated),
+            Counter("drops_parse", c.parseDrops.parseTotal &+ receiver.truncated),
             Counter("drops_parse_bad_version", c.parseDrops[.badVersion]),
             Counter("drops_parse_field_count", c.parseDrops[.fieldCount]),
             Counter("drops_parse_duration", c.parseDrops[.duration]),
             Counter("drops_parse_bad_url", c.parseDrops[.badURL]),
             Counter("drops_parse_oversize", c.parseDrops[.oversize] &+ receiver.truncated),
+            Counter("drops_parse_timestamp", c.parseDrops[.timestamp]),
+            Counter("drops_parse_status", c.parseDrops[.status]),
+            Counter("drops_parse_error_class", c.parseDrops[.errorClass]),
+            Counter("drops_too_old", c.parseDrops[.tooOld]),
+            Counter("drops_future", c.parseDrops[.future]),
             Counter("drops_unmatched", c.unmatched),
             Counter("drops_excluded", c.excluded),
             Counter("drops_queue1", q.dropped1),

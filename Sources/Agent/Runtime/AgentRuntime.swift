@@ -236,11 +236,16 @@ public final class AgentRuntime {
             return
         }
         let r = pipeline.patterns.rules[rule]
-        let nowUs = UInt64(max(0, loop.now * 1_000_000)) &+ UInt64(bitPattern: uplink.clockOffsetMs &* 1000)
+        var nowUs = UInt64(max(0, loop.now * 1_000_000)) &+ UInt64(bitPattern: uplink.clockOffsetMs &* 1000)
+        // Placed by its own time (replay): the event keeps that time too.
+        if pipeline.placement != nil && record.timestampMs > 0 {
+            nowUs = UInt64(max(0, record.timestampMs &+ uplink.clockOffsetMs)) &* 1000
+        }
         uplink.enqueue(.event(ForwardedEvent(
             timestampUs: nowUs, method: record.methodString, host: record.hostString,
             path: Redactor.redactPath(record.path), durationUs: ForwardedEvent.microseconds(record.durationMs),
-            monitor: r.monitor, check: r.check)), priority: false)
+            monitor: r.monitor, check: r.check, status: UInt32(max(0, record.status)),
+            errorClass: ForwardedEvent.errorClass(of: record))), priority: false)
     }
 
     // MARK: - Rules

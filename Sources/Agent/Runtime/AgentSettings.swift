@@ -25,6 +25,8 @@ public struct AgentSettings: Equatable, Sendable {
     public var statusIntervalMs: Int
     public var syncIntervalMs: Int
     public var forwardRawEvents: Bool
+    /// Replay: records with older timestamps are dropped as `too_old`.
+    public var replayMaxAgeMs: Int
     public var logLevel: LogLevel
     public var logFormat: LogFormat
     /// What monitors may do here (`exec_monitors`, `monitor_env`).
@@ -125,6 +127,7 @@ public struct AgentSettings: Equatable, Sendable {
         statusIntervalMs = config.int("status_interval_ms")
         syncIntervalMs = config.int("schedule_sync_interval_ms")
         forwardRawEvents = config.bool("forward_raw_events")
+        replayMaxAgeMs = config.int("replay_max_age_ms")
         logLevel = LogLevel(name: config.string("log_level")) ?? .info
         logFormat = LogFormat(rawValue: config.string("log_format")) ?? .text
         let dirs = config.list("exec_monitors")

@@ -11,8 +11,10 @@
 //    "request"), each step that ran for exec (check = step name) — with
 //    source "synthetic", monitor = the monitor's string id, a window that
 //    starts at the run and lasts one interval, count 1, errors 0 or 1, and
-//    every latency field equal to the sample's duration, and a one-value
-//    histogram;
+//    every latency field equal to the sample's duration; an http run also
+//    counts one outcome (its status class, or `error` when no response
+//    came); tcp and exec runs, which have no HTTP status, count none; each
+//    carries a one-value histogram;
 //  - one MonitorResult for the run as a whole (step 0) with the phase
 //    timings, the message, the HTTP status and bytes; for exec, one more
 //    MonitorResult per step (ok, error, timeout or blocked, with its own
@@ -118,14 +120,16 @@ public enum BatchEncoder {
                 out.append(.aggregate(Wire.Aggregate(
                     windowStartMs: UInt64(max(0, a.windowStartMs)), windowLengthMs: UInt32(clamping: a.windowMs),
                     monitor: try stringRef(a.monitor), check: try stringRef(a.check), source: try stringRef(a.source),
-                    count: a.count, sumUs: a.sumUs, minUs: a.minUs, maxUs: a.maxUs,
+                    count: a.count, errors: a.outcomes.failures, sumUs: a.sumUs, minUs: a.minUs, maxUs: a.maxUs,
                     p50Us: a.p50Us, p95Us: a.p95Us, p99Us: a.p99Us,
+                    outcome2xx: a.outcomes.s2xx, outcome3xx: a.outcomes.s3xx, outcome4xx: a.outcomes.s4xx,
+                    outcome5xx: a.outcomes.s5xx, outcomeError: a.outcomes.error,
                     histogram: a.histogram.flatMap { try? LatencySketch(decoding: $0) })))
             case .event(let e):
                 out.append(.event(Wire.RawEvent(
                     timestampUs: e.timestampUs, method: try stringRef(e.method), host: try stringRef(e.host),
-                    path: e.path, durationUs: e.durationUs,
-                    monitor: try stringRef(e.monitor), check: try stringRef(e.check))))
+                    path: e.path, status: e.status, durationUs: e.durationUs,
+                    monitor: try stringRef(e.monitor), check: try stringRef(e.check), errorClass: e.errorClass)))
             case .monitorRun(let r):
                 try append(r, to: &out, stringRef)
             case .record:
@@ -140,11 +144,16 @@ public enum BatchEncoder {
                        _ stringRef: (String) throws(SessionError) -> StringRef) throws(SessionError) {
         let monitorRef = try stringRef(r.monitorKey)
         let sourceRef = try stringRef(syntheticSource)
-        func aggregate(check: String, status: MonitorStatus, us: UInt64) throws(SessionError) -> BatchItem {
-            .aggregate(Aggregate(windowStartMs: r.startedMs, windowLengthMs: r.intervalMs, monitor: monitorRef,
-                                 check: try stringRef(check), source: sourceRef, count: 1,
-                                 errors: status == .ok ? 0 : 1, sumUs: us, minUs: us, maxUs: us,
-                                 p50Us: us, p95Us: us, p99Us: us, histogram: sample(us)))
+        func aggregate(check: String, status: MonitorStatus, us: UInt64,
+                       outcome: Outcome? = nil) throws(SessionError) -> BatchItem {
+            var o = OutcomeCounts()
+            if let outcome { o.count(outcome) }
+            return .aggregate(Aggregate(windowStartMs: r.startedMs, windowLengthMs: r.intervalMs, monitor: monitorRef,
+                                        check: try stringRef(check), source: sourceRef, count: 1,
+                                        errors: status == .ok ? 0 : 1, sumUs: us, minUs: us, maxUs: us,
+                                        p50Us: us, p95Us: us, p99Us: us, outcome2xx: o.s2xx, outcome3xx: o.s3xx,
+                                        outcome4xx: o.s4xx, outcome5xx: o.s5xx, outcomeError: o.error,
+                                        histogram: sample(us)))
         }
         func sample(_ us: UInt64) -> LatencySketch {
             var h = LatencySketch()
@@ -163,7 +172,8 @@ public enum BatchEncoder {
                     items.append(try aggregate(check: s.name, status: s.status, us: s.durationUs))
                 }
             } else {
-                items.append(try aggregate(check: requestCheck, status: r.status, us: r.durationUs))
+                items.append(try aggregate(check: requestCheck, status: r.status, us: r.durationUs,
+                                           outcome: httpOutcome(r)))
             }
         }
         items.append(.monitorResult(MonitorResult(monitorID: r.monitorID, runID: r.runID, timestampMs: r.startedMs, step: 0,
@@ -175,6 +185,16 @@ public enum BatchEncoder {
                                                       durationUs: s.durationUs, phases: try phases(s.phases),
                                                       message: s.message)))
         }
+    }
+}
+
+extension BatchEncoder {
+    /// An http run's outcome: the class of its status, or `error` when no
+    /// status came back (refused, timed out, TLS failure). Others: none.
+    static func httpOutcome(_ r: MonitorRunResult) -> Outcome? {
+        guard r.kind == .http else { return nil }
+        let s = r.protocolStatus
+        return (200...599).contains(s) ? Outcome(status: Int32(s)) : .error
     }
 }
 
@@ -199,16 +219,17 @@ extension OutboundItem {
     public var encodedSizeBound: Int {
         switch self {
         case .aggregate(let a):
-            // 13 varints of at most 10 bytes, kind, 1-byte length; the
+            // 18 varints of at most 10 bytes, kind, 2-byte length; the
             // histogram item: kind, length, body.
-            return 2 + 13 * 10 + (a.histogram.map { 4 + $0.count } ?? 0)
+            return 3 + 18 * 10 + (a.histogram.map { 4 + $0.count } ?? 0)
         case .event(let e):
-            // 8 varints, the path with its length, kind, length prefix.
-            return 4 + 8 * 10 + 3 + e.path.utf8.count
+            // 8 varints, the path and error class with their lengths,
+            // kind, length prefix.
+            return 4 + 8 * 10 + 3 + e.path.utf8.count + 3 + e.errorClass.utf8.count
         case .monitorRun(let r):
             // An aggregate per step (or one), a result for the run and one
             // per step: 14 varints each, 2 per phase, the message.
-            let aggregates = max(1, r.steps.count) * (2 + 14 * 10 + 4 + 32)
+            let aggregates = max(1, r.steps.count) * (3 + 18 * 10 + 4 + 32)
             let results = (1 + r.steps.count) * (4 + 14 * 10)
             let phases = (r.phases.count + r.steps.reduce(0) { $0 + $1.phases.count }) * 20
             let messages = r.message.utf8.count + r.steps.reduce(0) { $0 + $1.message.utf8.count }

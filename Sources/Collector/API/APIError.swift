@@ -24,7 +24,7 @@ struct APIError: Error {
         switch e {
         case .notFound(let what): return APIError(404, "not found", .string(what))
         case .invalid(let why): return APIError(400, "invalid request", .string(why))
-        case .overloaded: return APIError(503, "store overloaded", .string(e.description))
+        case .overloaded, .tooManyReads: return APIError(503, "store overloaded", .string(e.description))
         case .closed: return APIError(503, "shutting down", .null)
         case .readTooLong: return APIError(400, "query too broad", .string(e.description))
         default: return APIError(500, "store error", .string(e.description))

@@ -1,6 +1,9 @@
 // APIHandler: routes the HTTP API (docs/API.md). `/healthz` and `/metrics`
-// are open; everything under `/api/v1/` needs `Authorization: Bearer
-// <admin_token>`. Handlers answer JSON, now or when the store (or an agent)
+// are open, and so are the console's static files (`/`, `/console/…`,
+// `/vendor/…`: docs/CONSOLE.md); everything under `/api/v1/` needs
+// `Authorization: Bearer <admin_token>` or the console's session cookie
+// (with `X-Vigil-CSRF` on requests that change something) — except the
+// sign-in itself. Handlers answer JSON, now or when the store (or an agent)
 // has answered — HTTPServer suspends the connection meanwhile.
 //
 // Thread: loop thread.
@@ -15,8 +18,15 @@ public final class APIHandler {
     let store: MeasurementStore
     /// The session layer, seen through its API-facing protocol.
     let manager: ConnectedAgents
-    /// The bearer token (changes on SIGHUP when `admin_token` does).
-    var adminToken: String
+    /// The bearer token (changes on SIGHUP when `admin_token` does; the
+    /// console's sessions, opened with the old one, end then).
+    var adminToken: String {
+        didSet { if adminToken != oldValue { sessions.closeAll() } }
+    }
+    /// The console's sign-in sessions.
+    let sessions: ConsoleSessions
+    /// The console's static files (empty until the collector loads them).
+    var console = ConsoleFiles()
     /// How long a control request waits for the agent (the request may ask
     /// for another value with `timeout_ms`, up to `maxControlTimeout`).
     var controlTimeout = 10.0
@@ -27,11 +37,15 @@ public final class APIHandler {
     var collectorConfig: () -> Configuration? = { nil }
 
     public private(set) var requests: UInt64 = 0
-    public private(set) var unauthorized: UInt64 = 0
+    public internal(set) var unauthorized: UInt64 = 0
+    /// Cookie-authenticated changes refused for a missing or wrong `X-Vigil-CSRF`.
+    public internal(set) var csrfRefused: UInt64 = 0
     /// Answers by status class (index 1...5 for 1xx...5xx).
     public private(set) var answers = [UInt64](repeating: 0, count: 6)
 
-    init(loop: EventLoop, store: MeasurementStore, manager: ConnectedAgents, adminToken: String) {
+    init(loop: EventLoop, store: MeasurementStore, manager: ConnectedAgents, adminToken: String,
+         sessions: ConsoleSessions = ConsoleSessions(maxSessions: 64, ttl: 12 * 3600)) {
+        self.sessions = sessions
         self.loop = loop
         self.store = store
         self.manager = manager
@@ -59,15 +73,29 @@ public final class APIHandler {
             guard req.method == "GET" else { return r.fail(methodNotAllowed("GET")) }
             r.respond(HTTPResponse(status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8", text: metrics()))
         case "api"? where parts.count >= 2 && parts[1] == "v1":
-            guard authorized(req) else {
-                unauthorized &+= 1
-                return r.fail(APIError(401, "unauthorized", .string("send Authorization: Bearer <admin_token>")),
-                              headers: [("WWW-Authenticate", "Bearer realm=\"vigil\"")])
+            let signIn = parts.count == 3 && parts[2] == "session" && req.method == "POST"
+            if !signIn && !authorized(req) {
+                guard let (_, session) = sessions.session(for: req.header("cookie")) else {
+                    unauthorized &+= 1
+                    return r.fail(APIError(401, "unauthorized", .string("send Authorization: Bearer <admin_token>, or sign in")),
+                                  headers: [("WWW-Authenticate", "Bearer realm=\"vigil\"")])
+                }
+                // A cookie is sent by the browser whoever made the page ask:
+                // a change needs the value only the signed-in page knows.
+                if req.method != "GET" && req.method != "HEAD" && !ConsoleSessions.csrfMatches(req.header(ConsoleSessions.csrfHeader), session) {
+                    csrfRefused &+= 1
+                    return r.fail(APIError(403, "missing or wrong anti-CSRF header",
+                                           .string("send X-Vigil-CSRF with the csrf value the sign-in answered")))
+                }
             }
             let strict = HTTPRequest(method: req.method, path: req.path, target: req.target, query: target.query,
                                      headers: req.headers, body: req.body)
             route(strict, Array(parts.dropFirst(2)), r)
         default:
+            if (req.method == "GET" || req.method == "HEAD") && ConsoleFiles.isConsolePath(parts),
+               let answer = console.response(parts.isEmpty ? "/" : "/" + parts.joined(separator: "/")) {
+                return r.respond(answer)
+            }
             r.fail(.notFound("no such endpoint: \(target.path)"))
         }
     }
@@ -105,15 +133,16 @@ public final class APIHandler {
 
     /// Constant-time comparison, so the answer time says nothing about how
     /// much of a guessed token was right.
-    private func authorized(_ req: HTTPRequest) -> Bool {
-        guard !adminToken.isEmpty, let h = req.header("authorization") else { return false }
+    func authorized(_ req: HTTPRequest) -> Bool {
+        guard let h = req.header("authorization") else { return false }
         let prefix = "Bearer "
         guard h.hasPrefix(prefix) else { return false }
-        let given = Array(h.utf8.dropFirst(prefix.utf8.count))
-        let want = Array(adminToken.utf8)
-        var diff = UInt8(given.count == want.count ? 0 : 1)
-        for i in 0..<want.count { diff |= want[i] ^ (i < given.count ? given[i] : 0) }
-        return diff == 0
+        return isAdminToken(Array(h.utf8.dropFirst(prefix.utf8.count)))
+    }
+
+    func isAdminToken(_ given: [UInt8]) -> Bool {
+        guard !adminToken.isEmpty else { return false }
+        return ConsoleSessions.constantTimeEqual(given, Array(adminToken.utf8))
     }
 
     /// Who asked, for the audit table: `api`, or `api:<name>` when the
@@ -241,8 +270,8 @@ struct CountingResponder {
         responder.respond(r)
     }
 
-    func json(_ value: JSON, status: Int = 200) {
-        respond(HTTPResponse(status: status, contentType: "application/json", body: CountingResponder.line(value)))
+    func json(_ value: JSON, status: Int = 200, headers: [(String, String)] = []) {
+        respond(HTTPResponse(status: status, contentType: "application/json", body: CountingResponder.line(value), headers: headers))
     }
 
     func fail(_ e: APIError, headers: [(String, String)] = []) {

@@ -50,7 +50,7 @@ extension APIHandler {
     /// Every endpoint under `/api/v1/` (docs/API.md documents each one; a
     /// test compares the two lists).
     static let routes: [APIRoute] = [
-        APIRoute("GET", "agents", query: ["project", "limit", "cursor"]) { h, _, q, r in h.listAgents(q, r) },
+        APIRoute("GET", "agents", query: ["project", "state", "search", "limit", "cursor"]) { h, _, q, r in h.listAgents(q, r) },
         APIRoute("GET", "agents/{id}") { h, c, _, r in h.getAgent(c[0], r) },
         APIRoute("DELETE", "agents/{id}") { h, c, q, r in h.forgetAgent(c[0], q, r) },
         APIRoute("POST", "agents/{id}/capture", query: ["timeout_ms"]) { h, c, q, r in h.capture(c[0], q, r) },
@@ -75,6 +75,10 @@ extension APIHandler {
         APIRoute("GET", "events", query: ["project", "agent", "monitor", "check", "since", "until", "limit", "cursor"]) { h, _, q, r in h.events(q, r) },
         APIRoute("GET", "audit", query: ["target", "action", "since", "until", "limit", "cursor"]) { h, _, q, r in h.audit(q, r) },
         APIRoute("GET", "config") { h, _, _, r in h.ownConfig(r) },
+        APIRoute("GET", "schema/agent-config") { h, _, _, r in h.agentConfigSchema(r) },
+        APIRoute("POST", "session") { h, _, q, r in h.signIn(q, r) },
+        APIRoute("GET", "session") { h, _, q, r in h.sessionInfo(q, r) },
+        APIRoute("DELETE", "session") { h, _, q, r in h.signOut(q, r) },
     ]
 }
 

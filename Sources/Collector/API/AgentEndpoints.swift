@@ -18,10 +18,21 @@ extension APIHandler {
     /// is null on the last page. One more row than asked for is read, so a
     /// full last page is known to be the last.
     func listAgents(_ req: HTTPRequest, _ r: CountingResponder) {
-        let project = text(req, "project"), cursor = text(req, "cursor"), n: Int
+        let project = text(req, "project"), cursor = text(req, "cursor"), search = text(req, "search"), n: Int
         do { n = try limit(req, default: APIHandler.defaultAgentPage) } catch { return r.fail(error) }
+        var state: CollectorStore.AgentState?
+        if let s = text(req, "state") {
+            guard let st = CollectorStore.AgentState(rawValue: s) else {
+                return r.fail(.badRequest("invalid query parameter", .object([("state", .string(
+                    "expected one of \(CollectorStore.AgentState.allCases.map(\.rawValue).joined(separator: ", ")), got \(s)"))])))
+            }
+            state = st
+        }
+        if let search, search.utf8.count > 256 {
+            return r.fail(.badRequest("invalid query parameter", .object([("search", .string("longer than 256 bytes"))])))
+        }
         withKnownProject(project, r) { [self] in
-            store.agents(project: project, after: cursor, limit: n + 1) { [self] result in
+            store.agents(project: project, state: state, search: search, after: cursor, limit: n + 1) { [self] result in
                 r.result(result) { agents in
                     let page = agents.prefix(n)
                     let next: JSON = agents.count > n ? .string(page.last!.id) : .null

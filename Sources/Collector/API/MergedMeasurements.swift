@@ -3,9 +3,9 @@
 // and agent with `group_by=agent`), with counts added up and percentiles
 // read from the windows' histograms merged (Wire's LatencySketch: within 1 %
 // of the exact value over the raw samples). Averaging percentiles would be
-// wrong; a group with any window that came without a histogram is answered
-// from the windows' own percentiles, count-weighted, and marked
-// `"merged": false` (docs/API.md).
+// wrong. Outcome counts are added up too. A group with any window that
+// came without a histogram is answered from the windows' own percentiles,
+// count-weighted, and marked `"merged": false` (docs/API.md).
 //
 // Bounded: the store is read in pages of limits.maxQueryRows, newest first;
 // the answer holds whole buckets and stops after the bucket in which the
@@ -92,6 +92,7 @@ struct MergeGroup {
     var minUs: Int64 = .max
     var maxUs: Int64 = 0
     var windows: Int64 = 0
+    var outcomes = Outcomes()
     /// Windows without a usable histogram.
     var unmerged: Int64 = 0
     var sketch = LatencySketch()
@@ -105,6 +106,8 @@ struct MergeGroup {
         minUs = min(minUs, m.minUs)
         maxUs = max(maxUs, m.maxUs)
         windows += 1
+        outcomes.s2xx &+= m.outcomes.s2xx; outcomes.s3xx &+= m.outcomes.s3xx; outcomes.s4xx &+= m.outcomes.s4xx
+        outcomes.s5xx &+= m.outcomes.s5xx; outcomes.error &+= m.outcomes.error
         let c = Double(max(m.count, 0))
         weighted.p50 += c * Double(m.p50Us)
         weighted.p95 += c * Double(m.p95Us)
@@ -193,7 +196,8 @@ extension APIHandler {
                    ("max_ms", APIHandler.millis(g.maxUs)),
                    ("p50_ms", APIHandler.fractionalMillis(g.percentile(0.50, stored: g.weighted.p50))),
                    ("p95_ms", APIHandler.fractionalMillis(g.percentile(0.95, stored: g.weighted.p95))),
-                   ("p99_ms", APIHandler.fractionalMillis(g.percentile(0.99, stored: g.weighted.p99)))]
+                   ("p99_ms", APIHandler.fractionalMillis(g.percentile(0.99, stored: g.weighted.p99))),
+                   ("outcomes", APIHandler.outcomes(g.outcomes))]
         if !m.quantiles.isEmpty {
             fields.append(("quantiles_ms", g.merged
                 ? .object(m.quantiles.map { ($0.0, APIHandler.fractionalMillis(g.sketch.quantile($0.1, min: UInt64(max(g.minUs, 0)),

@@ -31,7 +31,8 @@ extension APIHandler {
                                     ("count", .int(m.count)), ("sum_ms", APIHandler.millis(m.sumUs)),
                                     ("min_ms", APIHandler.millis(m.minUs)), ("max_ms", APIHandler.millis(m.maxUs)),
                                     ("p50_ms", APIHandler.millis(m.p50Us)), ("p95_ms", APIHandler.millis(m.p95Us)),
-                                    ("p99_ms", APIHandler.millis(m.p99Us)), ("meta", APIHandler.meta(m))])
+                                    ("p99_ms", APIHandler.millis(m.p99Us)), ("outcomes", APIHandler.outcomes(m.outcomes)),
+                                    ("meta", APIHandler.meta(m))])
                 })), ("next_cursor", next)])
             }
         } }
@@ -55,6 +56,8 @@ extension APIHandler {
                                     ("agent", .string(rec.agent)), ("monitor", .string(e.monitor)), ("check", .string(e.check)),
                                     ("method", .string(e.method)), ("host", .string(e.host)), ("path", .string(e.path)),
                                     ("duration_ms", APIHandler.millis(e.durationUs)),
+                                    ("status", e.status != 0 || !e.errorClass.isEmpty ? .int(e.status) : .null),
+                                    ("error_class", e.errorClass.isEmpty ? .null : .string(e.errorClass)),
                                     ("meta", e.status != 0 ? .object([("status", .int(e.status))]) : .null)])
                 })), ("next_cursor", next)])
             }
@@ -84,6 +87,13 @@ extension APIHandler {
 
     /// A stored duration (µs) as the API shows it: milliseconds.
     static func millis(_ us: Int64) -> JSON { .number(Double(us) / 1000) }
+
+    /// Calls by outcome class. Samples without a status (older IPA
+    /// versions, tcp and exec runs) are in none of them.
+    static func outcomes(_ o: Outcomes) -> JSON {
+        .object([("2xx", .int(o.s2xx)), ("3xx", .int(o.s3xx)), ("4xx", .int(o.s4xx)), ("5xx", .int(o.s5xx)),
+                 ("error", .int(o.error))])
+    }
 
     /// A measurement's `meta`: the window length, and the errors when there were any.
     static func meta(_ m: MeasurementRow) -> JSON {

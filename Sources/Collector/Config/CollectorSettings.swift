@@ -4,6 +4,7 @@
 // configuration error.
 import ConfigFile
 import Reactor
+import RemoteWrite
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -16,12 +17,22 @@ public struct CollectorSettings: Sendable {
     public var adminToken: String
     public var maxClients: Int
     public var backlog: Int32
+    public var maxHandshakesPerAddress: Int
+    public var handshakeReserve: Int
     public var handshakeTimeout: Double
     public var idleTimeout: Double
+    public var statusWriteInterval: Double
+    public var storeMaxPendingRows: Int
+    public var storeMaxPendingReads: Int
     public var retentionDays: Int
     public var agentRetentionDays: Int
+    public var consoleDir: String
+    public var consoleSessionTTL: Double
+    public var consoleMaxSessions: Int
     public var logLevel: LogLevel
     public var logFormat: LogFormat
+    /// The remote-write settings; nil when `remote_write_url` is empty.
+    public var remoteWrite: RemoteWriteSettings?
 
     public init(_ c: Configuration) throws(ConfigErrors) {
         var errors: [ConfigError] = []
@@ -48,12 +59,36 @@ public struct CollectorSettings: Sendable {
         adminToken = c.string("admin_token")
         maxClients = c.int("max_clients")
         backlog = Int32(c.int("backlog"))
+        maxHandshakesPerAddress = c.int("max_handshakes_per_address")
+        handshakeReserve = c.int("handshake_reserve")
         handshakeTimeout = Double(c.int("handshake_timeout_ms")) / 1000
         idleTimeout = Double(c.int("session_idle_timeout_ms")) / 1000
+        statusWriteInterval = Double(c.int("status_write_interval_ms")) / 1000
+        storeMaxPendingRows = c.int("store_max_pending_rows")
+        storeMaxPendingReads = c.int("store_max_pending_reads")
         retentionDays = c.int("retention_days")
         agentRetentionDays = c.int("agent_retention_days")
+        consoleDir = c.string("console_dir")
+        consoleSessionTTL = Double(c.int("console_session_ttl_ms")) / 1000
+        consoleMaxSessions = c.int("console_max_sessions")
         logLevel = LogLevel(name: c.string("log_level")) ?? .info
         logFormat = LogFormat(rawValue: c.string("log_format")) ?? .text
+        remoteWrite = nil
+        let url = c.string("remote_write_url")
+        if !url.isEmpty {
+            do {
+                remoteWrite = RemoteWriteSettings(
+                    url: try RemoteWriteURL(parsing: url), username: c.string("remote_write_username"),
+                    passwordFile: c.string("remote_write_password_file"), bearerTokenFile: c.string("remote_write_bearer_token_file"),
+                    maxSamplesPerRequest: c.int("remote_write_max_samples_per_request"),
+                    queueSamples: c.int("remote_write_queue_samples"), maxSeries: c.int("remote_write_max_series"),
+                    flushInterval: Double(c.int("remote_write_flush_ms")) / 1000,
+                    timeout: Double(c.int("remote_write_timeout_ms")) / 1000)
+            } catch {
+                errors.append(ConfigError(location: CollectorSettings.location(of: "remote_write_url", in: c), key: "remote_write_url",
+                                          problem: .invalidValue(expected: error.description, got: url)))
+            }
+        }
         if !errors.isEmpty { throw ConfigErrors(errors) }
     }
 
@@ -66,7 +101,7 @@ public struct CollectorSettings: Sendable {
             return [c.invalid(key, expected: "an IP address and port (a host name cannot be listened on)",
                               got: c.value(key)?.description)]
         }
-    }
+    } + RemoteWriteSettings.checks
 
     /// Whether two listen addresses would claim the same socket: the same
     /// port (0, "any free port", never clashes) on the same address, or on

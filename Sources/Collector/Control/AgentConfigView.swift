@@ -31,9 +31,16 @@ enum AgentConfigView {
                 if config.set(key, text: value, origin: origin, location: .update) != nil { skipped.append(key) }
             }
         }
+        let allowed = remotelyAllowed(reported)
         for (key, e) in (reported ?? [:]).sorted(by: { $0.key < $1.key }) {
             guard let k = AgentSchema.schema.key(key), !k.secret, !neverRemote.contains(key) else { continue }
             let origin: ConfigOrigin
+            // A stored override the agent's remote_config refuses: it runs
+            // its own value, and that is what the view shows.
+            if e.origin == .default, let allowed, !allowed.contains(key), config.origin(key) != .default {
+                config.set(key, text: e.value, origin: .default, location: .update)
+                continue
+            }
             switch e.origin {
             case .file: origin = fileOrigin(e.detail)
             case .environment: origin = .environment(variable: e.detail)
@@ -72,6 +79,14 @@ enum AgentConfigView {
     }
 
     /// The valid, remotely settable part of stored overrides, in key order.
+    /// The keys an agent's own `remote_config` lets the collector change,
+    /// read from its EffectiveConfig report; nil when it reported none (an
+    /// agent without that policy takes what the schema allows).
+    static func remotelyAllowed(_ reported: [String: ConfigEntry]?) -> Set<String>? {
+        guard let e = reported?["remote_config"] else { return nil }
+        return Set(e.value.split(separator: ",").map { String($0.filter { $0 != " " }) }.filter { !$0.isEmpty })
+    }
+
     static func remotelySettable(_ overrides: [String: String]) -> [KeyValue] {
         overrides.sorted { $0.key < $1.key }.compactMap { k, v in
             validate([k: v]).isEmpty ? KeyValue(k, v) : nil
@@ -99,7 +114,8 @@ enum AgentConfigView {
             }
             var fields: [(String, JSON)] = [("key", .string(e.key)), ("value", .optional(e.value)), ("origin", .string(origin))]
             if let source { fields.append(("source", .string(source))) }
-            fields += [("secret", .bool(e.secret)), ("live", .bool(e.live && !neverRemote.contains(e.key)))]
+            fields += [("secret", .bool(e.secret)), ("live", .bool(e.live && !neverRemote.contains(e.key)
+                                                   && AgentSchema.schema.key(e.key)?.localOnly != true))]
             return .object(fields)
         })
     }

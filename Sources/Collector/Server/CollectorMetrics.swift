@@ -6,6 +6,7 @@
 // Thread: the loop thread (the scrape is an HTTP request on the loop).
 import CollectorStore
 import Reactor
+import RemoteWrite
 import Wire
 
 enum CollectorMetrics {
@@ -17,7 +18,7 @@ enum CollectorMetrics {
     }
 
     static func render(manager: SessionManager, store: SQLiteStore, loop: EventLoop, api: APIHandler?, windows: SummaryWindows,
-                       reloads: (applied: UInt64, rejected: UInt64), uptime: Double) -> String {
+                       reloads: (applied: UInt64, rejected: UInt64), uptime: Double, remoteWrite: RemoteWriteFeed? = nil) -> String {
         var p = PrometheusText()
         let s = manager.stats
         let st = store.stats
@@ -41,6 +42,9 @@ enum CollectorMetrics {
         p.single("vigil_max_clients", "gauge", "The max_clients setting in force.", Double(manager.settings.maxClients))
 
         p.single("vigil_connections_accepted_total", "counter", "TCP connections accepted on the session port.", Double(s.accepted))
+        p.family("vigil_connections_refused_total", "counter",
+                 "Connections refused or closed before their handshake by the limits on unauthenticated connections, by cause.")
+        for c in ConnectionRefusal.allCases { p.sample("vigil_connections_refused_total", ["cause": c.description], s.refusals(c)) }
         p.single("vigil_handshakes_total", "counter", "Handshakes completed (sessions established).", Double(s.handshakesCompleted))
         p.family("vigil_handshake_failures_total", "counter", "Connections that did not become a session, by reason.")
         for f in HandshakeFailure.allCases { p.sample("vigil_handshake_failures_total", ["reason": f.description], s.failures(f)) }
@@ -73,6 +77,10 @@ enum CollectorMetrics {
         p.sample("vigil_dropped_total", ["cause": "state_write_failed"], s.stateWritesFailed)
         p.single("vigil_window_pauses_total", "counter", "Sessions paused for exceeding their in-flight window.", Double(s.windowPauses))
         p.single("vigil_status_records_total", "counter", "Status records received.", Double(s.statusRecords))
+        p.single("vigil_status_writes_total", "counter", "Status records stored (at most one per session and status_write_interval_ms).",
+                 Double(s.statusWrites))
+        p.family("vigil_session_limited_total", "counter", "Agent records folded into others by the per-session limits, by cause.")
+        for c in SessionLimitCause.allCases { p.sample("vigil_session_limited_total", ["cause": c.description], s.limits(c)) }
         p.family("vigil_patterns_total", "counter", "Filter-rule answers and pushes.")
         p.sample("vigil_patterns_total", ["kind": "sent"], s.patternsSent)
         p.sample("vigil_patterns_total", ["kind": "unchanged"], s.patternsUnchanged)
@@ -93,9 +101,11 @@ enum CollectorMetrics {
                 st.transactionMicros)
         p.single("vigil_store_transactions_total", "counter", "Store transactions committed.", Double(st.transactions))
         p.single("vigil_store_pending_rows", "gauge", "Rows queued for the store and not yet committed.", Double(st.pendingRows))
+        p.single("vigil_store_pending_reads", "gauge", "Reads queued for the store and not yet answered.", Double(st.pendingReads))
         p.family("vigil_store_failures_total", "counter", "Store operations that failed or were refused, by cause.")
         p.sample("vigil_store_failures_total", ["cause": "write_failed"], st.writesFailed)
         p.sample("vigil_store_failures_total", ["cause": "overloaded"], st.refusedOverloaded)
+        p.sample("vigil_store_failures_total", ["cause": "reads_overloaded"], st.refusedReads)
         p.sample("vigil_store_failures_total", ["cause": "closed"], st.refusedClosed)
         p.sample("vigil_store_failures_total", ["cause": "invalid"], st.refusedInvalid)
         p.sample("vigil_store_failures_total", ["cause": "busy_retry"], st.busyRetries)
@@ -112,17 +122,53 @@ enum CollectorMetrics {
         p.single("vigil_heap_bytes", "gauge", "Heap bytes in use (malloc).", Double(ProcessLimits.heapBytesInUse()))
         p.single("process_cpu_seconds_total", "counter", "User and system CPU time.", ProcessLimits.cpuSeconds())
         p.single("vigil_uptime_seconds", "gauge", "Seconds since start.", uptime)
+        p.family("vigil_build_info", "gauge", "Always 1; the labels say which collector this is.")
+        p.sample("vigil_build_info", ["version": CollectorVersion.current, "store_schema": String(store.schemaVersion),
+                                      "wire_preamble": String(Preamble.version)], 1.0)
 
         if let api {
             p.single("vigil_http_requests_total", "counter", "HTTP requests served.", Double(api.requests))
             p.single("vigil_http_unauthorized_total", "counter", "API requests refused for a missing or wrong token.",
                      Double(api.unauthorized))
+            p.single("vigil_console_sessions", "gauge", "Console sign-in sessions open.", Double(api.sessions.count))
+            p.family("vigil_console_sign_ins_total", "counter", "Console sign-ins by result.")
+            p.sample("vigil_console_sign_ins_total", ["result": "ok"], api.sessions.signIns)
+            p.sample("vigil_console_sign_ins_total", ["result": "wrong_token"], api.sessions.refusedSignIns)
+            p.family("vigil_console_sessions_ended_total", "counter", "Console sessions ended, by cause.")
+            p.sample("vigil_console_sessions_ended_total", ["cause": "sign_out"], api.sessions.signOuts)
+            p.sample("vigil_console_sessions_ended_total", ["cause": "expired"], api.sessions.expired)
+            p.sample("vigil_console_sessions_ended_total", ["cause": "evicted"], api.sessions.evicted)
+            p.single("vigil_console_csrf_refused_total", "counter", "Cookie-authenticated changes refused for a missing or wrong X-Vigil-CSRF.",
+                     Double(api.csrfRefused))
         }
+        remoteWriteFamilies(&p, remoteWrite)
         p.family("vigil_config_reloads_total", "counter", "SIGHUP reloads by result.")
         p.sample("vigil_config_reloads_total", ["result": "applied"], reloads.applied)
         p.sample("vigil_config_reloads_total", ["result": "rejected"], reloads.rejected)
         p.family("vigil_log_lines_total", "counter", "Log lines written, by level.")
         for l in LogLevel.allCases { p.sample("vigil_log_lines_total", ["level": l.name], Log.written[l.rawValue]) }
         return p.text
+    }
+
+    /// The remote-write sender's families, at zero when it is off (so a
+    /// dashboard's queries exist either way).
+    static func remoteWriteFamilies(_ p: inout PrometheusText, _ feed: RemoteWriteFeed?) {
+        let st = feed?.sender.stats ?? RemoteWriteStats()
+        p.single("vigil_remote_write_samples_sent_total", "counter", "Samples a remote-write receiver accepted.", Double(st.samplesSent))
+        p.single("vigil_remote_write_samples_retried_total", "counter",
+                 "Samples sent again after a 5xx, 429, connection error or timeout.", Double(st.samplesRetried))
+        p.family("vigil_remote_write_samples_dropped_total", "counter", "Samples not sent, by cause.")
+        p.sample("vigil_remote_write_samples_dropped_total", ["cause": "queue_full"], st.droppedQueueFull &+ (feed?.droppedPending ?? 0))
+        p.sample("vigil_remote_write_samples_dropped_total", ["cause": "rejected"], st.droppedRejected)
+        p.sample("vigil_remote_write_samples_dropped_total", ["cause": "series_limit"], feed?.droppedSeriesLimit ?? 0)
+        p.family("vigil_remote_write_requests_total", "counter", "Remote-write requests by result.")
+        p.sample("vigil_remote_write_requests_total", ["result": "ok"], st.requestsOK)
+        p.sample("vigil_remote_write_requests_total", ["result": "rejected"], st.requestsRejected)
+        p.sample("vigil_remote_write_requests_total", ["result": "server_error"], st.requestsServerError)
+        p.sample("vigil_remote_write_requests_total", ["result": "failed"], st.requestsFailed)
+        p.single("vigil_remote_write_sent_bytes_total", "counter", "Compressed request bytes a receiver accepted.", Double(st.bytesSent))
+        p.single("vigil_remote_write_queue_samples", "gauge", "Samples waiting to be sent.", Double(feed?.sender.queuedSamples ?? 0))
+        p.single("vigil_remote_write_lag_seconds", "gauge", "How long the oldest sample not yet accepted has waited.",
+                 feed?.sender.lagSeconds ?? 0)
     }
 }

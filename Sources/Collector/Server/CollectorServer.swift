@@ -22,6 +22,7 @@ import CollectorStore
 import ConfigFile
 import HTTPServer
 import Reactor
+import RemoteWrite
 import Wire
 #if canImport(Glibc)
 import Glibc
@@ -52,6 +53,8 @@ public final class CollectorServer {
     private var listener: TCPListener?
     private var http: HTTPServer?
     private var api: APIHandler?
+    /// The remote-write sender and its feed; nil without `remote_write_url`.
+    private(set) var remoteWrite: RemoteWriteFeed?
     private var signals: [SignalWatcher] = []
     private var reportTimer: TimerWatcher?
     /// The /metrics summaries' recent window, and the timer that steps it.
@@ -91,6 +94,8 @@ public final class CollectorServer {
 
         var options = StoreOptions(dataDirectory: settings.dataDir)
         options.synchronous = .full
+        options.limits.maxPendingRows = settings.storeMaxPendingRows
+        options.limits.maxPendingReads = settings.storeMaxPendingReads
         let store: SQLiteStore
         do {
             store = try SQLiteStore.open(loop: loop, options: options)
@@ -128,6 +133,32 @@ public final class CollectorServer {
             }
         }
 
+        if let rw = settings.remoteWrite {
+            let authorization: String?
+            do {
+                authorization = try rw.authorization()
+            } catch {
+                throw StartError(description: "remote write: \(error)")
+            }
+            var o = RemoteWriteOptions(url: rw.url)
+            o.authorization = authorization
+            o.maxSamplesPerRequest = rw.maxSamplesPerRequest
+            o.maxQueuedSamples = rw.queueSamples
+            o.flushInterval = rw.flushInterval
+            o.timeout = rw.timeout
+            o.userAgent = "vigil-collector/\(CollectorVersion.current)"
+            let sender = RemoteWriteSender(loop: loop, options: o)
+            sender.start()
+            let feed = RemoteWriteFeed(loop: loop, sender: sender, maxSeries: rw.maxSeries) { [unowned manager] in
+                RemoteWriteFeed.agentStates(manager)
+            }
+            manager.batchStored = { [unowned feed] project, batch in feed.stored(project: project, batch: batch) }
+            remoteWrite = feed
+            Log.info("remote write to \(rw.url)", ["auth": authorization == nil ? "none" : rw.bearerTokenFile.isEmpty ? "basic" : "bearer",
+                                                  "max_samples_per_request": "\(rw.maxSamplesPerRequest)",
+                                                  "queue_samples": "\(rw.queueSamples)"])
+        }
+
         var lo = TCPListener.Options()
         lo.backlog = settings.backlog
         lo.acceptBatch = 64
@@ -141,7 +172,14 @@ public final class CollectorServer {
             throw StartError(description: "cannot listen on \(settings.listen) (listen): \(error)")
         }
 
-        let api = APIHandler(loop: loop, store: store, manager: manager, adminToken: token)
+        let api = APIHandler(loop: loop, store: store, manager: manager, adminToken: token,
+                             sessions: ConsoleSessions(maxSessions: settings.consoleMaxSessions, ttl: settings.consoleSessionTTL))
+        do {
+            api.console = try ConsoleFiles.load(configured: settings.consoleDir)
+        } catch {
+            throw StartError(description: "\(error)")
+        }
+        for w in api.console.warnings { Log.warn(w) }
         api.metrics = { [unowned self] in self.metrics() }
         api.collectorConfig = { [unowned self] in self.configuration }
         self.api = api
@@ -175,11 +213,16 @@ public final class CollectorServer {
 
         Log.info("listening on \(listener!.localAddress)", ["max_clients": "\(settings.maxClients)", "backlog": "\(settings.backlog)"])
         Log.info("http on \(settings.httpListen.withPort(http.port))")
+        if let dir = api.console.directory {
+            Log.info("console on http://\(settings.httpListen.withPort(http.port))/", ["dir": dir])
+        }
         Log.info("ready", ["pid": "\(getpid())"])
     }
 
     private func sessionSettings(_ s: CollectorSettings) -> SessionSettings {
-        SessionSettings(maxClients: s.maxClients, handshakeTimeout: s.handshakeTimeout, idleTimeout: s.idleTimeout)
+        SessionSettings(maxClients: s.maxClients, handshakeTimeout: s.handshakeTimeout, idleTimeout: s.idleTimeout,
+                        statusWriteInterval: s.statusWriteInterval, maxHandshakesPerAddress: s.maxHandshakesPerAddress,
+                        handshakeReserve: s.handshakeReserve)
     }
 
     /// Raises RLIMIT_NOFILE to the hard limit and warns when more clients
@@ -241,6 +284,9 @@ public final class CollectorServer {
             case "max_clients": s.maxClients = freshSettings.maxClients
             case "handshake_timeout_ms": s.handshakeTimeout = freshSettings.handshakeTimeout
             case "session_idle_timeout_ms": s.idleTimeout = freshSettings.idleTimeout
+            case "status_write_interval_ms": s.statusWriteInterval = freshSettings.statusWriteInterval
+            case "max_handshakes_per_address": s.maxHandshakesPerAddress = freshSettings.maxHandshakesPerAddress
+            case "handshake_reserve": s.handshakeReserve = freshSettings.handshakeReserve
             case "retention_days":
                 s.retentionDays = freshSettings.retentionDays
                 store?.retentionDays = s.retentionDays
@@ -292,6 +338,7 @@ public final class CollectorServer {
 
     private func finishShutdown() {
         shutdownTimer?.stop()
+        remoteWrite?.close()
         http?.stop()
         for s in signals { s.stop() }
         let stats = manager?.stats
@@ -357,6 +404,6 @@ public final class CollectorServer {
         guard let manager, let store else { return "" }
         return CollectorMetrics.render(manager: manager, store: store, loop: loop, api: api, windows: summaryWindows,
                                        reloads: (applied: reloadsApplied, rejected: reloadsRejected),
-                                       uptime: Clock.monotonic() - startedAt)
+                                       uptime: Clock.monotonic() - startedAt, remoteWrite: remoteWrite)
     }
 }

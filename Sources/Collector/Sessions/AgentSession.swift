@@ -83,6 +83,8 @@ final class AgentSession: TCPConnectionHandler, DeadlineEntry, ConnectedAgent, C
     /// The agent's latest EffectiveConfig, kept to the agent schema's
     /// non-secret keys (so at most one entry per schema key).
     var reportedConfig: [String: ConfigEntry]?
+    /// The stored overrides were pushed (on the first EffectiveConfig).
+    var converged = false
 
     // Established: flow.
     /// Batches between receipt and acknowledgement (the context's record
@@ -90,6 +92,8 @@ final class AgentSession: TCPConnectionHandler, DeadlineEntry, ConnectedAgent, C
     var window = AckWindow()
     /// In the context's list of sessions whose acks go out this iteration.
     var ackQueued = false
+    /// This session's share of the per-session limits (SessionManager+Limits.swift).
+    var limits = SessionLimitState()
     private var lastReceived = 0.0
     private var pinged = false
     private var windowPaused = false
@@ -260,6 +264,10 @@ final class AgentSession: TCPConnectionHandler, DeadlineEntry, ConnectedAgent, C
         // keys were looked up) is offered again now.
         connection?.resumeReading()
     }
+
+    /// Closes a connection still in its handshake to make room for a newer
+    /// one (SessionManager+Limits.swift); counted as `overload`.
+    func evict() { failHandshake(.overload) }
 
     /// Ends a connection that did not become a session: counted, and
     /// closed — after the Error record a rejection sealed, if any.

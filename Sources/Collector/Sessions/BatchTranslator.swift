@@ -42,7 +42,10 @@ enum BatchTranslator {
                     ts: clamp(a.windowStartMs), windowMs: Int64(a.windowLengthMs), monitor: monitor, check: check,
                     source: source, count: clamp(a.count), errors: clamp(a.errors), sumUs: clamp(a.sumUs),
                     minUs: clamp(a.minUs), maxUs: clamp(a.maxUs), p50Us: clamp(a.p50Us), p95Us: clamp(a.p95Us),
-                    p99Us: clamp(a.p99Us), histogram: a.histogram?.encoded))
+                    p99Us: clamp(a.p99Us),
+                    outcomes: Outcomes(s2xx: clamp(a.outcome2xx), s3xx: clamp(a.outcome3xx), s4xx: clamp(a.outcome4xx),
+                                       s5xx: clamp(a.outcome5xx), error: clamp(a.outcomeError)),
+                    histogram: a.histogram?.encoded))
             case .event(let e):
                 let method: String, host: String, monitor: String, check: String
                 switch name(e.method, "event.method") { case .success(let s): method = s; case .failure(let f): return .failure(f) }
@@ -52,7 +55,8 @@ enum BatchTranslator {
                 switch name(e.check, "event.check") { case .success(let s): check = s; case .failure(let f): return .failure(f) }
                 batch.events.append(CollectorStore.RawEvent(ts: clamp(e.timestampUs / 1000), monitor: monitor, check: check,
                                                             method: method, host: host, path: e.path,
-                                                            status: Int64(e.status), durationUs: clamp(e.durationUs)))
+                                                            status: Int64(e.status), durationUs: clamp(e.durationUs),
+                                                            errorClass: e.errorClass))
             case .monitorResult(let r):
                 let step: String
                 switch name(r.step, "result.step") { case .success(let s): step = s; case .failure(let f): return .failure(f) }

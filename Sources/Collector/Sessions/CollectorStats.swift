@@ -86,6 +86,11 @@ public struct CollectorStats {
     public var windowPauses: UInt64 = 0
 
     public var statusRecords: UInt64 = 0
+    /// Status records written to the store (at most one per session and
+    /// `status_write_interval_ms`).
+    public var statusWrites: UInt64 = 0
+    /// Records folded into others by the per-session limits, by cause.
+    public var sessionLimited = [UInt64](repeating: 0, count: SessionLimitCause.allCases.count)
     public var interfaceRecords: UInt64 = 0
     public var patternsSent: UInt64 = 0
     public var patternsUnchanged: UInt64 = 0
@@ -103,6 +108,15 @@ public struct CollectorStats {
     public var handshakeMicros = LogHistogram()
 
     public init() {}
+
+    /// Connections refused or closed by the limits on unauthenticated
+    /// connections, by cause.
+    public var connectionsRefused = [UInt64](repeating: 0, count: ConnectionRefusal.allCases.count)
+    public mutating func refused(_ c: ConnectionRefusal) { connectionsRefused[c.rawValue] &+= 1 }
+    public func refusals(_ c: ConnectionRefusal) -> UInt64 { connectionsRefused[c.rawValue] }
+
+    public mutating func limited(_ c: SessionLimitCause) { sessionLimited[c.rawValue] &+= 1 }
+    public func limits(_ c: SessionLimitCause) -> UInt64 { sessionLimited[c.rawValue] }
 
     public mutating func fail(_ f: HandshakeFailure) { handshakeFailures[f.rawValue] &+= 1 }
     public func failures(_ f: HandshakeFailure) -> UInt64 { handshakeFailures[f.rawValue] }

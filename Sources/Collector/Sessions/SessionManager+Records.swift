@@ -1,6 +1,7 @@
 // SessionManager+Records: what the collector does with each record an
 // established agent sends — data batches to the store and acknowledged
-// after commit, Status, Interfaces and EffectiveConfig to the agent's state, sync requests
+// after commit, Status, Interfaces and EffectiveConfig to the agent's state (Status
+// within the per-session limits of SessionManager+Limits.swift), sync requests
 // and control answers to their owners.
 //
 // Acknowledgements. A batch's sequence waits in its session's AckWindow
@@ -30,6 +31,11 @@ extension SessionManager {
             s.interfaces = SessionManager.json(i).serialized
         case .effectiveConfig(let c):
             s.reportedConfig = SessionManager.reported(c)
+            // The first report of a session: its policy is known, converge now.
+            if !s.converged {
+                s.converged = true
+                converge(s)
+            }
         case .patternsRequest(let r):
             patternsRequested(by: s, have: r.haveVersion)
         case .scheduleRequest(let r):
@@ -37,7 +43,7 @@ extension SessionManager {
                 stats.scheduleAnswers &+= 1
                 s.send(.scheduleUnchanged(ScheduleUnchanged(version: r.haveVersion)))
             } else {
-                scheduleRequested(by: s, have: r.haveVersion)
+                scheduleAsked(by: s, have: r.haveVersion)
             }
         case .controlResponse(let r):
             control.received(r, from: s)
@@ -64,7 +70,13 @@ extension SessionManager {
         }
         stats.itemsUnknownDropped &+= UInt64(t.unknownItems)
         let ticket = s.window.received(b.sequence)
-        store.submitBatch(t.batch) { [weak self] result in self?.batchCompleted(s, ticket, result) }
+        // The copy for `batchStored` shares the batch's storage; kept only when someone listens.
+        let copy = batchStored == nil ? nil : t.batch
+        let project = s.projectName
+        store.submitBatch(t.batch) { [weak self] result in
+            if let copy, case .success(.stored) = result { self?.batchStored?(project, copy) }
+            self?.batchCompleted(s, ticket, result)
+        }
         if s.window.inFlight > AgentSession.maxInFlightBatches && s.pauseForWindow() {
             stats.windowPauses &+= 1
         }
@@ -131,11 +143,10 @@ extension SessionManager {
             ("counters", .object(status.counters.map { ($0.name, .number(Double($0.value))) })),
         ]
         if let interfaces = s.interfaces { fields.append(("interfaces", .raw(interfaces))) }
-        setState(s, newState)
-        store.recordAgentStatus(agent: id, state: newState, messages: messages,
-                                snapshot: StatusSnapshot(ts: Clock.wallMillis(), json: JSON.object(fields).serialized)) { [weak self] r in
-            if case .failure(let e) = r { self?.stateWriteFailed("agent status", e) }
-        }
+        // Stored (and the operator state set) now or when the session's
+        // status interval ends, the latest winning (SessionManager+Limits.swift).
+        submitStatus(PendingStatus(agent: id, state: newState, messages: messages,
+                                   snapshot: StatusSnapshot(ts: Clock.wallMillis(), json: JSON.object(fields).serialized)), from: s)
     }
 
     // MARK: effective configuration

@@ -54,27 +54,35 @@ extension SessionManager {
 
     /// `ScheduleRequest(have)`: "unchanged" when the agent holds the
     /// current version, else the monitors of its groups with its last run
-    /// of each (from the stored runs).
-    func scheduleRequested(by s: AgentSession, have: UInt64?) {
+    /// of each (from the stored runs). `answered` gets what the answer was
+    /// made of (nil where a read failed or no schedule was sent), so a
+    /// request that waited for this one can be answered from it
+    /// (SessionManager+Limits.swift).
+    func scheduleRequested(by s: AgentSession, have: UInt64?,
+                           answered: @escaping (ScheduleDirectory.Entry?, [String: Int64]?) -> Void = { _, _ in }) {
         schedules.definitions(project: s.projectName) { [weak self] result in
             switch result {
-            case .success(let e): self?.sendSchedule(e, to: s, have: have)
-            case .failure(.notFound): self?.sendSchedule(ScheduleDirectory.Entry(version: 0, definitions: []), to: s, have: have)
-            case .failure(let e): self?.storeTrouble("reading monitor definitions", e)
+            case .success(let e): self?.sendSchedule(e, to: s, have: have, answered: answered)
+            case .failure(.notFound):
+                self?.sendSchedule(ScheduleDirectory.Entry(version: 0, definitions: []), to: s, have: have, answered: answered)
+            case .failure(let e):
+                self?.storeTrouble("reading monitor definitions", e)
+                answered(nil, nil)
             }
         }
     }
 
-    private func sendSchedule(_ e: ScheduleDirectory.Entry, to s: AgentSession, have: UInt64?) {
-        guard s.phase == .established else { return }
+    private func sendSchedule(_ e: ScheduleDirectory.Entry, to s: AgentSession, have: UInt64?,
+                              answered: @escaping (ScheduleDirectory.Entry?, [String: Int64]?) -> Void = { _, _ in }) {
+        guard s.phase == .established else { return answered(e, nil) }
         if let have, have == e.version {
             stats.scheduleAnswers &+= 1
             s.send(.scheduleUnchanged(ScheduleUnchanged(version: e.version)))
-            return
+            return answered(e, nil)
         }
-        guard let agent = s.agentID else { return }
+        guard let agent = s.agentID else { return answered(e, nil) }
         store.lastMonitorRuns(project: s.projectName, agent: agent) { [weak self] result in
-            guard let self, s.phase == .established else { return }
+            guard let self, s.phase == .established else { return answered(e, nil) }
             let last: [String: Int64]
             switch result {
             case .success(let l): last = l
@@ -83,10 +91,16 @@ extension SessionManager {
                 self.storeTrouble("reading last monitor runs", err)
                 last = [:]
             }
-            self.stats.schedulesSent &+= 1
-            for record in ScheduleDirectory.records(e, groups: s.groups, lastRuns: last) {
-                guard s.send(.schedule(record)) else { return }
-            }
+            self.sendScheduleRecords(e, to: s, lastRuns: last)
+            answered(e, last)
+        }
+    }
+
+    /// One schedule, as records, to one session.
+    func sendScheduleRecords(_ e: ScheduleDirectory.Entry, to s: AgentSession, lastRuns: [String: Int64]) {
+        stats.schedulesSent &+= 1
+        for record in ScheduleDirectory.records(e, groups: s.groups, lastRuns: lastRuns) {
+            guard s.send(.schedule(record)) else { return }
         }
     }
 
@@ -109,8 +123,11 @@ extension SessionManager {
 
     // MARK: configuration convergence
 
-    /// After a connect: the stored overrides (project, then agent) go to
-    /// the agent as one configuration update, so it converges.
+    /// After a connect (on the session's first EffectiveConfig, so the
+    /// agent's own policy is known): the stored overrides (project, then
+    /// agent) that the agent's `remote_config` lets the collector change go
+    /// to it as one configuration update, so it converges. Overrides its
+    /// policy refuses are left out (logged), not sent to fail the rest.
     func converge(_ s: AgentSession) {
         guard let id = s.agentID else { return }
         let project = s.projectName
@@ -118,7 +135,7 @@ extension SessionManager {
             self?.store.configOverrides(project: project, agent: id) { [weak self] a in
                 guard let self, s.phase == .established, case .success(let pv) = p, case .success(let av) = a else { return }
                 let merged = pv.merging(av) { $1 }
-                let values = AgentConfigView.remotelySettable(merged)
+                let values = self.allowedByPolicy(AgentConfigView.remotelySettable(merged), of: s)
                 guard !values.isEmpty else { return }
                 self.control.send(to: s, kind: .configUpdate, values: values, timeout: 30,
                                   audit: AuditContext(actor: "collector", action: "config.converge", target: id,
@@ -129,6 +146,19 @@ extension SessionManager {
 }
 
 extension SessionManager {
+    /// `values` without the keys the agent's reported `remote_config`
+    /// refuses; the left-out keys are logged once per push.
+    func allowedByPolicy(_ values: [KeyValue], of s: AgentSession) -> [KeyValue] {
+        guard let allowed = AgentConfigView.remotelyAllowed(s.reportedConfig) else { return values }
+        let refused = values.filter { !allowed.contains($0.key) }
+        if !refused.isEmpty {
+            Log.info("stored overrides not sent: the agent's remote_config does not allow them", [
+                "agent": s.agentID ?? "", "keys": refused.map(\.key).joined(separator: ","),
+            ])
+        }
+        return values.filter { allowed.contains($0.key) }
+    }
+
     /// A project-level configuration change: each connected agent of
     /// `project` gets the keys it does not override itself, as one
     /// configuration update audited as `config.converge` by `collector`
@@ -141,7 +171,7 @@ extension SessionManager {
             guard let id = s.agentID else { continue }
             store.configOverrides(project: project, agent: id) { [weak self] own in
                 guard let self, s.phase == .established, case .success(let av) = own else { return }
-                let update = values.filter { av[$0.key] == nil }
+                let update = self.allowedByPolicy(values.filter { av[$0.key] == nil }, of: s)
                 guard !update.isEmpty else { return }
                 self.control.send(to: s, kind: .configUpdate, values: update, timeout: 30,
                                   audit: AuditContext(actor: "collector", action: "config.converge", target: id,

@@ -1,7 +1,8 @@
 // SessionManager: every agent session of the collector — accepting under
 // `max_clients`, the registry of connected agents and their states, the
 // counters, the per-iteration budgets, and the services sessions share (key
-// lookups, the deadline wheel). It is each session's `AgentSessionContext`
+// lookups, the deadline wheel) and the per-session limits
+// (SessionManager+Limits.swift). It is each session's `AgentSessionContext`
 // and the HTTP API's `ConnectedAgents`; what it does with the records agents
 // send is in SessionManager+Records.swift, keeping agents' rules, schedules
 // and configuration in step in SessionManager+Sync.swift.
@@ -23,11 +24,21 @@ public struct SessionSettings: Sendable {
     public var maxClients: Int
     public var handshakeTimeout: Double
     public var idleTimeout: Double
+    /// Seconds between two stored Status records of one session (0: none).
+    public var statusWriteInterval: Double
+    /// Connections in their handshake from one IP address, at most.
+    public var maxHandshakesPerAddress: Int
+    /// Slots of `maxClients` that connections in their handshake cannot take.
+    public var handshakeReserve: Int
 
-    public init(maxClients: Int, handshakeTimeout: Double, idleTimeout: Double) {
+    public init(maxClients: Int, handshakeTimeout: Double, idleTimeout: Double, statusWriteInterval: Double = 0,
+                maxHandshakesPerAddress: Int = 64, handshakeReserve: Int = 0) {
         self.maxClients = maxClients
+        self.maxHandshakesPerAddress = maxHandshakesPerAddress
+        self.handshakeReserve = handshakeReserve
         self.handshakeTimeout = handshakeTimeout
         self.idleTimeout = idleTimeout
+        self.statusWriteInterval = statusWriteInterval
     }
 }
 
@@ -59,7 +70,7 @@ public final class SessionManager {
     let schedules: ScheduleDirectory
     let control: ControlRouter
     public internal(set) var stats = CollectorStats()
-    private var failureLog = LogLimiter(interval: 60, maxKeys: 4096)
+    var failureLog = LogLimiter(interval: 60, maxKeys: 4096)
     private var troubleLog = LogLimiter(interval: 60, maxKeys: 64)
 
     /// Connections accepted and not yet closed (what `max_clients` bounds).
@@ -89,6 +100,20 @@ public final class SessionManager {
     /// iteration by one deferred slice (SessionManager+Records.swift).
     var acksDue = RingBuffer<AgentSession>(capacity: 64, overflow: .grow)
     lazy var ackFlush = DeferOnce(loop: loop) { [weak self] in self?.flushAcks() }
+    /// Called with each batch the store has just stored (not duplicates),
+    /// after its commit, with the agent's project name: the remote-write
+    /// feed's input. It must only take the batch and return.
+    var batchStored: ((_ project: String, _ batch: Batch) -> Void)?
+
+    /// Sessions with a Status waiting for its interval to end, and the one
+    /// timer that writes them (SessionManager+Limits.swift).
+    var statusWaiting = RingBuffer<AgentSession>(capacity: 64, overflow: .grow)
+    private(set) lazy var statusTimer = TimerWatcher(loop: loop) { [weak self] _ in self?.writeDueStatuses() }
+
+    /// Connections in their handshake by source address, and in accept
+    /// order (entries that finished meanwhile are skipped and pruned).
+    var handshakingByAddress: [String: Int] = [:]
+    var handshakeOrder = RingBuffer<AgentSession>(capacity: 64, overflow: .grow)
 
     public private(set) var isShuttingDown = false
     private var drained: (() -> Void)?
@@ -132,11 +157,18 @@ public final class SessionManager {
             logFailure(isShuttingDown ? .shuttingDown : .overload, peer: peer, project: nil)
             return
         }
+        // The limits on connections that have not authenticated
+        // (SessionManager+Limits.swift).
+        guard admitUnauthenticated(peer: peer) else {
+            Syscalls.close(fd)
+            return
+        }
         nextSessionID &+= 1
         let s = AgentSession(context: self, peer: peer, sessionID: nextSessionID, overCapacity: open >= settings.maxClients)
         open += 1
         handshaking += 1
         sessions[s.sessionID] = s
+        handshakeStarted(s)
         s.attach(fd: fd, options: connectionOptions)
     }
 
@@ -229,7 +261,7 @@ public final class SessionManager {
 
     // MARK: logging, rate-limited
 
-    private func logFailure(_ f: HandshakeFailure, peer: SocketAddress, project: String?) {
+    func logFailure(_ f: HandshakeFailure, peer: SocketAddress, project: String?) {
         switch f {
         case .peerClosed, .shuttingDown: return
         default: break
@@ -302,6 +334,7 @@ extension SessionManager: AgentSessionContext {
 
     func handshakeFailed(_ s: AgentSession, _ failure: HandshakeFailure) {
         handshaking -= 1
+        handshakeEnded(s)
         closing += 1
         stats.fail(failure)
         logFailure(failure, peer: s.peer, project: s.projectName.isEmpty ? nil : s.projectName)
@@ -309,6 +342,7 @@ extension SessionManager: AgentSessionContext {
 
     func sessionEstablished(_ s: AgentSession, hello: Hello?) {
         handshaking -= 1
+        handshakeEnded(s)
         established += 1
         stats.handshakesCompleted &+= 1
         stats.handshakeMicros.record(UInt64(max(0, (Clock.monotonic() - s.acceptedAt) * 1e6)))
@@ -334,7 +368,13 @@ extension SessionManager: AgentSessionContext {
                                         version: hello.version, bootId: hello.bootID, at: now)) { [weak self] r in
             if case .failure(let e) = r { self?.stateWriteFailed("agent registration", e) }
         }
-        converge(s)
+        // An agent that reports its configuration ("config") converges on
+        // its first EffectiveConfig, which carries its remote_config policy;
+        // any other client at once.
+        if !hello.capabilities.contains("config") {
+            s.converged = true
+            converge(s)
+        }
     }
 
     /// Whether an established session may read more input in this
@@ -372,6 +412,7 @@ extension SessionManager: AgentSessionContext {
         guard agents[id] === s else { return }  // replaced by a newer session
         agents.removeValue(forKey: id)
         Log.debug("session closed", ["agent": id, "reason": "\(reason)"])
+        flushStatus(s, live: false)   // its latest Status, before the state that says it is gone
         store.setAgentState(agent: id, state: .notVisible, messages: [], at: Clock.wallMillis()) { [weak self] r in
             if case .failure(let e) = r { self?.stateWriteFailed("agent state", e) }
         }

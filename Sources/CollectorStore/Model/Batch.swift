@@ -26,6 +26,8 @@ public struct MeasurementRow: Equatable, Sendable {
     public var p50Us: Int64
     public var p95Us: Int64
     public var p99Us: Int64
+    /// Calls by outcome class; samples without a status are in none.
+    public var outcomes: Outcomes
     /// The window's latency histogram in its wire encoding (Wire's
     /// LatencySketch), kept opaque here; nil for rows from agents that do
     /// not send one and rows stored before the histogram column existed.
@@ -33,11 +35,25 @@ public struct MeasurementRow: Equatable, Sendable {
 
     public init(ts: Int64, windowMs: Int64, monitor: String, check: String, source: String, count: Int64, errors: Int64 = 0,
                 sumUs: Int64, minUs: Int64, maxUs: Int64, p50Us: Int64, p95Us: Int64, p99Us: Int64,
-                histogram: [UInt8]? = nil) {
+                outcomes: Outcomes = Outcomes(), histogram: [UInt8]? = nil) {
         self.histogram = histogram
         self.ts = ts; self.windowMs = windowMs; self.monitor = monitor; self.check = check; self.source = source
         self.count = count; self.errors = errors; self.sumUs = sumUs; self.minUs = minUs; self.maxUs = maxUs
-        self.p50Us = p50Us; self.p95Us = p95Us; self.p99Us = p99Us
+        self.p50Us = p50Us; self.p95Us = p95Us; self.p99Us = p99Us; self.outcomes = outcomes
+    }
+}
+
+/// Calls of one measurement by outcome class: HTTP 2xx, 3xx, 4xx, 5xx, and
+/// `error` (a transport failure, no response).
+public struct Outcomes: Equatable, Sendable {
+    public var s2xx: Int64
+    public var s3xx: Int64
+    public var s4xx: Int64
+    public var s5xx: Int64
+    public var error: Int64
+
+    public init(s2xx: Int64 = 0, s3xx: Int64 = 0, s4xx: Int64 = 0, s5xx: Int64 = 0, error: Int64 = 0) {
+        self.s2xx = s2xx; self.s3xx = s3xx; self.s4xx = s4xx; self.s5xx = s5xx; self.error = error
     }
 }
 
@@ -52,11 +68,15 @@ public struct RawEvent: Equatable, Sendable {
     /// The response status (e.g. HTTP 200); 0 when there was none.
     public var status: Int64
     public var durationUs: Int64
+    /// Why no response came (status 0: a transport error); empty when the
+    /// event has a status, or its sender did not say.
+    public var errorClass: String
 
     public init(ts: Int64, monitor: String, check: String, method: String, host: String, path: String,
-                status: Int64 = 0, durationUs: Int64) {
+                status: Int64 = 0, durationUs: Int64, errorClass: String = "") {
         self.ts = ts; self.monitor = monitor; self.check = check; self.method = method
         self.host = host; self.path = path; self.status = status; self.durationUs = durationUs
+        self.errorClass = errorClass
     }
 }
 

@@ -281,10 +281,20 @@ enum Migrations {
         Migration(version: 5, name: "filter rules that exclude", sql: """
         ALTER TABLE patterns ADD COLUMN exclude INTEGER NOT NULL DEFAULT 0;
         """),
+        // Calls by outcome class per measurement (typed columns; rows from
+        // before count none), and why an event got no response.
+        Migration(version: 6, name: "measurement outcomes, event error class", sql: """
+        ALTER TABLE measurements ADD COLUMN outcome_2xx INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE measurements ADD COLUMN outcome_3xx INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE measurements ADD COLUMN outcome_4xx INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE measurements ADD COLUMN outcome_5xx INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE measurements ADD COLUMN outcome_error INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE events ADD COLUMN error_class TEXT NOT NULL DEFAULT '';
+        """),
         // Each measurement's latency histogram (the agent's LatencySketch
         // in its wire encoding), so windows and agents can be merged;
         // NULL for rows stored before, answered from their percentiles.
-        Migration(version: 6, name: "measurement histograms", sql: """
+        Migration(version: 7, name: "measurement histograms", sql: """
         ALTER TABLE measurements ADD COLUMN histogram BLOB;
         """),
     ]

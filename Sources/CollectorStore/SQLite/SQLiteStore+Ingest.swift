@@ -100,8 +100,8 @@ extension SQLiteWriter {
         if !b.measurements.isEmpty {
             let s = try db.statement("""
                 INSERT INTO measurements(series_id, ts_ms, window_ms, count, errors, sum_us, min_us, max_us, p50_us, p95_us, p99_us,
-                                         histogram)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                                         outcome_2xx, outcome_3xx, outcome_4xx, outcome_5xx, outcome_error, histogram)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """)
             for m in b.measurements {
                 let series = try seriesId(SeriesKey(agent: b.agentId, monitor: m.monitor, check: m.check, source: m.source),
@@ -109,19 +109,23 @@ extension SQLiteWriter {
                 defer { s.reset() }
                 s.bind(1, series); s.bind(2, m.ts); s.bind(3, m.windowMs); s.bind(4, m.count); s.bind(5, m.errors)
                 s.bind(6, m.sumUs); s.bind(7, m.minUs); s.bind(8, m.maxUs); s.bind(9, m.p50Us); s.bind(10, m.p95Us)
-                s.bind(11, m.p99Us); s.bind(12, blob: m.histogram)
+                s.bind(11, m.p99Us); s.bind(12, m.outcomes.s2xx); s.bind(13, m.outcomes.s3xx); s.bind(14, m.outcomes.s4xx)
+                s.bind(15, m.outcomes.s5xx); s.bind(16, m.outcomes.error)
+                s.bind(17, blob: m.histogram)
                 try s.run()
             }
         }
         if !b.events.isEmpty {
             let s = try db.statement("""
-                INSERT INTO events(ts_ms, project_id, agent_id, monitor, check_name, method, host, path, status, duration_us)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                INSERT INTO events(ts_ms, project_id, agent_id, monitor, check_name, method, host, path, status, duration_us,
+                                   error_class)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """)
             for e in b.events {
                 defer { s.reset() }
                 s.bind(1, e.ts); s.bind(2, b.projectId); s.bind(3, b.agentId); s.bind(4, e.monitor); s.bind(5, e.check)
                 s.bind(6, e.method); s.bind(7, e.host); s.bind(8, e.path); s.bind(9, e.status); s.bind(10, e.durationUs)
+                s.bind(11, e.errorClass)
                 try s.run()
             }
         }

@@ -63,14 +63,15 @@ extension SQLiteStore {
             try writer.select("""
                 SELECT m.ts_ms, p.name, s.agent_id, s.monitor, s.check_name, s.source, m.window_ms, m.count, m.errors,
                        m.sum_us, m.min_us, m.max_us, m.p50_us, m.p95_us, m.p99_us, m.rowid,
-                       m.histogram
+                       m.outcome_2xx, m.outcome_3xx, m.outcome_4xx, m.outcome_5xx, m.outcome_error, m.histogram
                 FROM measurements m JOIN series s ON s.id = m.series_id JOIN projects p ON p.id = s.project_id
                 """ + f.sql + " ORDER BY m.ts_ms DESC, m.rowid DESC LIMIT ?", f, limit: q.limit) { s in
                 out.append(MeasurementRecord(project: s.text(1), agent: s.text(2), measurement: MeasurementRow(
                     ts: s.int64(0), windowMs: s.int64(6), monitor: s.text(3), check: s.text(4), source: s.text(5),
                     count: s.int64(7), errors: s.int64(8), sumUs: s.int64(9), minUs: s.int64(10), maxUs: s.int64(11),
-                    p50Us: s.int64(12), p95Us: s.int64(13), p99Us: s.int64(14), histogram: s.optionalBlob(16)),
-                    id: s.int64(15)))
+                    p50Us: s.int64(12), p95Us: s.int64(13), p99Us: s.int64(14),
+                    outcomes: Outcomes(s2xx: s.int64(16), s3xx: s.int64(17), s4xx: s.int64(18), s5xx: s.int64(19),
+                                       error: s.int64(20)), histogram: s.optionalBlob(21)), id: s.int64(15)))
             }
             return out
         }, completion: completion)
@@ -85,12 +86,12 @@ extension SQLiteStore {
             var out: [EventRecord] = []
             try writer.select("""
                 SELECT e.id, p.name, e.agent_id, e.ts_ms, e.monitor, e.check_name, e.method, e.host, e.path,
-                       e.status, e.duration_us
+                       e.status, e.duration_us, e.error_class
                 FROM events e JOIN projects p ON p.id = e.project_id
                 """ + f.sql + " ORDER BY e.ts_ms DESC, e.id DESC LIMIT ?", f, limit: q.limit) { s in
                 out.append(EventRecord(id: s.int64(0), project: s.text(1), agent: s.text(2), event: RawEvent(
                     ts: s.int64(3), monitor: s.text(4), check: s.text(5), method: s.text(6), host: s.text(7),
-                    path: s.text(8), status: s.int64(9), durationUs: s.int64(10))))
+                    path: s.text(8), status: s.int64(9), durationUs: s.int64(10), errorClass: s.text(11))))
             }
             return out
         }, completion: completion)
@@ -179,6 +180,13 @@ extension SQLiteStore {
                     completion: completion)
     }
 
+    public func agents(project: String?, state: AgentState?, search: String?, after: String?, limit: Int?,
+                       completion: @escaping StoreCompletion<[AgentRecord]>) {
+        enqueueRead({ writer in
+            try writer.readAgents(id: nil, project: project, state: state, search: search, after: after, limit: limit)
+        }, completion: completion)
+    }
+
     public func agent(id: String, completion: @escaping StoreCompletion<AgentRecord>) {
         enqueueRead({ writer in
             guard let a = try writer.readAgents(id: id, project: nil).first else { throw StoreError.notFound("agent '\(id)'") }
@@ -190,9 +198,22 @@ extension SQLiteStore {
 extension SQLiteWriter {
     /// Agents (of a project) in id order (the primary key's), those after
     /// `after`, at most `limit` (nil: all).
-    func readAgents(id: String?, project: String?, after: String? = nil, limit: Int? = nil) throws -> [AgentRecord] {
+    func readAgents(id: String?, project: String?, state: AgentState? = nil, search: String? = nil,
+                    after: String? = nil, limit: Int? = nil) throws -> [AgentRecord] {
         var f = SQLiteWriter.Filter()
         f.add("a.id = ?", id); f.add("p.name = ?", project); f.add("a.id > ?", after)
+        f.add("a.state = ?", state?.rawValue)
+        if let search, !search.isEmpty {
+            // LIKE with its wildcards escaped: the search is a plain substring.
+            var pattern = "%"
+            for ch in search {
+                if ch == "%" || ch == "_" || ch == "\\" { pattern.append("\\") }
+                pattern.append(ch)
+            }
+            pattern += "%"
+            f.clauses.append("(a.name LIKE ? ESCAPE '\\' OR a.id LIKE ? ESCAPE '\\')")
+            f.values += [.text(pattern), .text(pattern)]
+        }
         let s = try db.statement("""
             SELECT a.id, a.project_id, p.name, a.name, a.hostname, a.version, a.boot_id, a.state, a.state_messages,
                    a.state_since_ms, a.first_seen_ms, a.last_seen_ms, a.status, a.status_ms

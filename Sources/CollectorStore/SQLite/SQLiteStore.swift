@@ -14,7 +14,10 @@
 //
 // Read path. Reads run on the writer too, after the COMMIT of the writes
 // queued before them, so a read sees every earlier write; one that runs
-// past `limits.maxReadMillis` is stopped (`.readTooLong`).
+// past `limits.maxReadMillis` is stopped (`.readTooLong`). Reads never hold
+// up a commit's hand-back: the writes of a hand-off commit and go back
+// first, its reads run after them (SQLiteWriter). At most
+// `limits.maxPendingReads` wait; more are refused at once (`.tooManyReads`).
 //
 // Threading: the public API is loop-thread only, like the EventLoop it is
 // bound to. The loop never touches the writer's connection: everything that
@@ -163,10 +166,16 @@ public final class SQLiteStore: MeasurementStore {
     }
 
     /// Queues a read; it runs after the writes queued before it committed.
+    /// Refused (`.tooManyReads`) while `limits.maxPendingReads` wait.
     func enqueueRead<T>(_ body: @escaping (SQLiteWriter) throws -> T, completion: @escaping StoreCompletion<T>) {
         guard phase == .open else {
             loopStats.refusedClosed &+= 1
             return deliverLater(completion, .failure(.closed))
+        }
+        let limit = options.limits.maxPendingReads
+        if loopStats.pendingReads >= limit {
+            loopStats.refusedReads &+= 1
+            return deliverLater(completion, .failure(.tooManyReads(pending: loopStats.pendingReads, limit: limit)))
         }
         loopStats.pendingReads += 1
         queue(job(.read, body, completion))

@@ -14,9 +14,10 @@
 // SAVEPOINT so one bad write fails alone. While the writer is busy with a
 // COMMIT the loop keeps queueing, so under load transactions grow by
 // themselves and the fsync and index pages are paid per many rows. Reads run
-// after the COMMIT of the writes queued before them. Finished jobs go back
-// transaction by transaction, after COMMIT: that is when the loop may
-// acknowledge.
+// after the COMMITs of every write handed over with them, so a slow read
+// never delays a commit handed over before it finished. Finished writes go
+// back transaction by transaction, right after COMMIT (that is when the
+// loop may acknowledge); the reads go back after them.
 //
 // Checkpoints run here too, between transactions (never between a COMMIT and
 // its hand-back), once the WAL holds `checkpointPages` pages.
@@ -115,21 +116,33 @@ final class SQLiteWriter {
 
     // MARK: running jobs
 
-    /// Runs `jobs` in order, handing finished ones to `finish` one
-    /// transaction (and the reads behind it) at a time.
+    /// Runs `jobs`: their writes in transactions, in order, each handed to
+    /// `finish` right after its COMMIT; then the reads met on the way.
+    /// Reads thereby never delay a commit or its acknowledgements, and each
+    /// still sees every write queued before it (and perhaps later ones).
+    /// A close job ends the list: what came before it runs first.
     func process(_ jobs: [StoreJob], finish: ([StoreJob]) -> Void) {
         var i = 0
+        var reads: [StoreJob] = []
+        func runReads() {
+            guard !reads.isEmpty else { return }
+            for r in reads { runRead(r); r.execute = nil }
+            published.set(stats)
+            finish(reads)
+            reads = []
+        }
         while i < jobs.count {
             if isClosed {
                 // The loop queues nothing after `.close`; should it, refuse.
-                let rest = Array(jobs[i...])
+                let rest = reads + Array(jobs[i...])
+                reads = []
                 for job in rest { job.error = .closed; job.execute = nil }
                 return finish(rest)
             }
             if db.walPages >= checkpointAt { checkpoint() }
-            // Gather one transaction's writes; reads met on the way run after
-            // its COMMIT, which holds every write queued before them.
-            var writes: [StoreJob] = [], reads: [StoreJob] = []
+            // Gather one transaction's writes; reads met on the way wait
+            // until the writes of the whole list committed.
+            var writes: [StoreJob] = []
             var rows = 0
             var closeJob: StoreJob?
             while i < jobs.count {
@@ -147,17 +160,21 @@ final class SQLiteWriter {
                 }
                 i += 1
             }
-            if !writes.isEmpty { runTransaction(writes, rows: rows) }
-            for r in reads { runRead(r) }
-            var done = writes + reads
-            if let closeJob {
-                close()
-                done.append(closeJob)
+            if !writes.isEmpty {
+                runTransaction(writes, rows: rows)
+                for job in writes { job.execute = nil }
+                published.set(stats)
+                finish(writes)
             }
-            for job in done { job.execute = nil }
-            published.set(stats)
-            finish(done)
+            if let closeJob {
+                runReads()
+                close()
+                closeJob.execute = nil
+                published.set(stats)
+                finish([closeJob])
+            }
         }
+        runReads()
     }
 
     private func runTransaction(_ writes: [StoreJob], rows: Int) {

@@ -103,6 +103,10 @@ public protocol MeasurementStore: AnyObject {
     /// id never changes — only those with an id after `after` (the last id of
     /// the previous page: cursor paging), at most `limit` (nil: all).
     func agents(project: String?, after: String?, limit: Int?, completion: @escaping StoreCompletion<[AgentRecord]>)
+    /// The same, narrowed: only agents in `state` (the stored state) and
+    /// whose name or id contains `search` (case-insensitive for ASCII).
+    func agents(project: String?, state: AgentState?, search: String?, after: String?, limit: Int?,
+                completion: @escaping StoreCompletion<[AgentRecord]>)
     /// `.notFound` for an unknown agent.
     func agent(id: String, completion: @escaping StoreCompletion<AgentRecord>)
 

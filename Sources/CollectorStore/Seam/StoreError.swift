@@ -20,6 +20,9 @@ public enum StoreError: Error, Equatable, Sendable, CustomStringConvertible {
     /// The write queue is at its row limit (`StoreLimits.maxPendingRows`);
     /// nothing was stored, retry later.
     case overloaded(pendingRows: Int, limit: Int)
+    /// The read queue is at its limit (`StoreLimits.maxPendingReads`); the
+    /// read did not run, retry later.
+    case tooManyReads(pending: Int, limit: Int)
     /// A read ran longer than `StoreLimits.maxReadMillis` and was stopped,
     /// so it would not hold up the writes behind it.
     case readTooLong(millis: Int)
@@ -44,6 +47,7 @@ public enum StoreError: Error, Equatable, Sendable, CustomStringConvertible {
         case .notFound(let what): return "\(what) not found"
         case .invalid(let why): return "invalid request: \(why)"
         case .overloaded(let pending, let limit): return "store overloaded: \(pending) rows pending (limit \(limit))"
+        case .tooManyReads(let pending, let limit): return "store overloaded: \(pending) reads pending (limit \(limit))"
         case .readTooLong(let ms):
             return "query stopped after \(ms) ms: narrow it (since, agent, monitor, check) or lower its limit"
         case .schemaTooNew(let found, let known): return "database schema version \(found) is newer than this program's \(known)"

@@ -20,6 +20,8 @@ public struct StoreStats: Sendable {
     /// `notFound` answer excluded).
     public var writesFailed: UInt64 = 0
     public var refusedOverloaded: UInt64 = 0
+    /// Reads refused because `maxPendingReads` were queued.
+    public var refusedReads: UInt64 = 0
     public var refusedClosed: UInt64 = 0
     public var refusedInvalid: UInt64 = 0
     public var transactions: UInt64 = 0

@@ -44,6 +44,8 @@ public enum AgentSchema {
                   help: "schedule and filter-rule sync interval"),
         ConfigKey("forward_raw_events", .bool, default: "off", live: true,
                   help: "also send matched records, redacted, as raw events"),
+        ConfigKey("replay_max_age_ms", .milliseconds(60_000...2_592_000_000), default: "86400000", live: true,
+                  help: "replay: oldest record timestamp accepted, before now (older: dropped as too_old)"),
         ConfigKey("log_level", .choice(["debug", "info", "warn", "error"]), default: "info", live: true, help: "log level"),
         ConfigKey("log_format", .choice(["text", "json"]), default: "text", live: true, help: "log line format"),
         // Agent-local policy: what the collector may make this agent do.

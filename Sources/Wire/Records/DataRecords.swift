@@ -115,7 +115,9 @@ public enum BatchItem: Equatable, Sendable {
 }
 
 /// Item kind 1: latency statistics of one (monitor, check, source) over
-/// one time window. All latencies in microseconds.
+/// one time window. All latencies in microseconds. The five outcome
+/// counts are appended fields: a body from an older sender ends before
+/// them (all 0), and an older receiver skips them.
 public struct Aggregate: Equatable, Sendable {
     public var windowStartMs: UInt64
     public var windowLengthMs: UInt32
@@ -131,6 +133,14 @@ public struct Aggregate: Equatable, Sendable {
     public var p50Us: UInt64
     public var p95Us: UInt64
     public var p99Us: UInt64
+    /// Calls by outcome class (appended): HTTP 2xx, 3xx, 4xx, 5xx, and
+    /// transport errors (no response). Samples without a status are in
+    /// none, so these may add up to less than `count`, never more.
+    public var outcome2xx: UInt64
+    public var outcome3xx: UInt64
+    public var outcome4xx: UInt64
+    public var outcome5xx: UInt64
+    public var outcomeError: UInt64
     /// The window's latency histogram, whose total is `count`; nil from
     /// senders that predate it. It travels as a separate item (kind 4) right
     /// after this one, so a receiver that does not know it skips it and
@@ -139,7 +149,9 @@ public struct Aggregate: Equatable, Sendable {
 
     public init(windowStartMs: UInt64, windowLengthMs: UInt32, monitor: StringRef, check: StringRef, source: StringRef,
                 count: UInt64, errors: UInt64 = 0, sumUs: UInt64, minUs: UInt64, maxUs: UInt64,
-                p50Us: UInt64, p95Us: UInt64, p99Us: UInt64, histogram: LatencySketch? = nil) {
+                p50Us: UInt64, p95Us: UInt64, p99Us: UInt64, outcome2xx: UInt64 = 0, outcome3xx: UInt64 = 0,
+                outcome4xx: UInt64 = 0, outcome5xx: UInt64 = 0, outcomeError: UInt64 = 0,
+                histogram: LatencySketch? = nil) {
         self.histogram = histogram
         self.windowStartMs = windowStartMs
         self.windowLengthMs = windowLengthMs
@@ -154,7 +166,15 @@ public struct Aggregate: Equatable, Sendable {
         self.p50Us = p50Us
         self.p95Us = p95Us
         self.p99Us = p99Us
+        self.outcome2xx = outcome2xx
+        self.outcome3xx = outcome3xx
+        self.outcome4xx = outcome4xx
+        self.outcome5xx = outcome5xx
+        self.outcomeError = outcomeError
     }
+
+    /// Whether any outcome is counted (else the appended fields are left off).
+    public var hasOutcomes: Bool { outcome2xx | outcome3xx | outcome4xx | outcome5xx | outcomeError != 0 }
 
     public func encode(into w: inout WireWriter) {
         w.varint(windowStartMs)
@@ -170,13 +190,27 @@ public struct Aggregate: Equatable, Sendable {
         w.varint(p50Us)
         w.varint(p95Us)
         w.varint(p99Us)
+        guard hasOutcomes else { return }
+        w.varint(outcome2xx)
+        w.varint(outcome3xx)
+        w.varint(outcome4xx)
+        w.varint(outcome5xx)
+        w.varint(outcomeError)
     }
 
     public static func decode(from r: inout WireReader) throws(WireError) -> Aggregate {
-        Aggregate(windowStartMs: try r.varint(), windowLengthMs: try r.varint32(), monitor: try r.varint32(),
-                  check: try r.varint32(), source: try r.varint32(), count: try r.varint(), errors: try r.varint(),
-                  sumUs: try r.varint(), minUs: try r.varint(), maxUs: try r.varint(),
-                  p50Us: try r.varint(), p95Us: try r.varint(), p99Us: try r.varint())
+        var a = Aggregate(windowStartMs: try r.varint(), windowLengthMs: try r.varint32(), monitor: try r.varint32(),
+                          check: try r.varint32(), source: try r.varint32(), count: try r.varint(), errors: try r.varint(),
+                          sumUs: try r.varint(), minUs: try r.varint(), maxUs: try r.varint(),
+                          p50Us: try r.varint(), p95Us: try r.varint(), p99Us: try r.varint())
+        // Appended fields: absent in bodies from older senders.
+        if r.isAtEnd { return a }
+        a.outcome2xx = try r.varint()
+        a.outcome3xx = try r.varint()
+        a.outcome4xx = try r.varint()
+        a.outcome5xx = try r.varint()
+        a.outcomeError = try r.varint()
+        return a
     }
 }
 
@@ -184,6 +218,9 @@ public struct Aggregate: Equatable, Sendable {
 /// `path` is inline text: paths are too varied for the string table.
 /// `monitor` and `check` (appended later; 0 when absent) name the filter
 /// rule that matched it, as an Aggregate does.
+/// `errorClass` (appended later; inline, empty when absent) names why a
+/// call got no response; with it, status 0 means a transport error rather
+/// than "unknown".
 public struct RawEvent: Equatable, Sendable {
     public var timestampUs: UInt64
     public var method: StringRef
@@ -194,9 +231,10 @@ public struct RawEvent: Equatable, Sendable {
     public var durationUs: UInt64
     public var monitor: StringRef
     public var check: StringRef
+    public var errorClass: String
 
     public init(timestampUs: UInt64, method: StringRef, host: StringRef, path: String, status: UInt32 = 0, durationUs: UInt64,
-                monitor: StringRef = 0, check: StringRef = 0) {
+                monitor: StringRef = 0, check: StringRef = 0, errorClass: String = "") {
         self.timestampUs = timestampUs
         self.method = method
         self.host = host
@@ -205,6 +243,7 @@ public struct RawEvent: Equatable, Sendable {
         self.durationUs = durationUs
         self.monitor = monitor
         self.check = check
+        self.errorClass = errorClass
     }
 
     public func encode(into w: inout WireWriter) {
@@ -216,6 +255,7 @@ public struct RawEvent: Equatable, Sendable {
         w.varint(durationUs)
         w.varint(monitor)
         w.varint(check)
+        if !errorClass.isEmpty { w.string(errorClass) }
     }
 
     public static func decode(from r: inout WireReader, limits: WireLimits) throws(WireError) -> RawEvent {
@@ -225,6 +265,7 @@ public struct RawEvent: Equatable, Sendable {
         // Appended fields: an older sender's body ends here.
         if !r.isAtEnd { e.monitor = try r.varint32() }
         if !r.isAtEnd { e.check = try r.varint32() }
+        if !r.isAtEnd { e.errorClass = try r.string("event.error_class", maxLength: limits.maxStringLength) }
         return e
     }
 }

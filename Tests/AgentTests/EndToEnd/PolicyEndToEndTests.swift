@@ -142,6 +142,29 @@ final class PolicyEndToEndTests: XCTestCase {
         XCTAssertEqual(ok.status, 200, ok.body)
     }
 
+    func testStoredOverridesTheAgentsPolicyRefusesDoNotBlockTheOthers() throws {
+        let collector = try RealCollector()
+        let key = try collector.createKey(project: project)
+        try collector.start()
+        // Project defaults stored before the agent connects: one key its
+        // default remote_config refuses (groups), one it allows.
+        let put = collector.api("PUT", "/projects/\(project)/config",
+                                body: #"{"groups":"default, eu","status_interval_ms":"300"}"#)
+        XCTAssertTrue([200, 202].contains(put.status), put.body)
+        let (agent, id, _) = try startAgent(collector, key: key.text, name: "converge-\(UInt32.random(in: 0...UInt32.max))")
+        defer { if agent.isRunning { agent.signal(SIGKILL) } }
+        func row(_ k: String) -> [String: Any]? {
+            let config = collector.api("GET", "/agents/\(id)/config").object["config"] as? [[String: Any]] ?? []
+            return config.first { $0["key"] as? String == k }
+        }
+        XCTAssertTrue(eventually(timeout: 20) { row("status_interval_ms")?["value"] as? String == "300" },
+                      "the allowed default did not converge: \(String(describing: row("status_interval_ms")))\n\(agent.stderr)")
+        XCTAssertEqual(row("status_interval_ms")?["origin"] as? String, "project")
+        XCTAssertEqual(row("groups")?["value"] as? String, "default", "the refused default is not applied")
+        XCTAssertEqual(collector.state(agent: id), "capturing", "a refused stored key does not make the agent wrong_configuration")
+        XCTAssertTrue(collector.log.contains("stored overrides not sent"), collector.log)
+    }
+
     func testExecMonitorsRunOnlyInsideTheListedDirectoriesByRealPath() throws {
         let collector = try RealCollector()
         let key = try collector.createKey(project: project)

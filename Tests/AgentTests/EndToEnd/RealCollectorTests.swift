@@ -85,7 +85,7 @@ final class RealCollectorTests: XCTestCase {
             "1 PUT http://x.example.com:8080/v1/orders 5\n0\tPOST\tpay.example.net\t/charge\t7",
             "0\tGET\tAPI.EXAMPLE.COM\t/v1/users/6\t.5",
         ]
-        let junk = ["2\tGET\th\t/p\t1", "0\tGET\th\t/p", "0\tGET\th\t/p\tslow", "1\tGET\tnot-a-url\t1",
+        let junk = ["3\tGET\th\t/p\t1", "0\tGET\th\t/p", "0\tGET\th\t/p\tslow", "1\tGET\tnot-a-url\t1",
                     "0\tGET\tother.org\t/v1/x\t1", "0\tDELETE\tapi.example.com\t/v2/users\t1"]
         for d in variants + junk { s.udp.send(d) }
         XCTAssertTrue(eventually { s.collector.measuredCount(project: self.project) == 8 },

@@ -50,7 +50,7 @@ final class IngestFlowTests: XCTestCase {
         XCTAssertTrue(h.run(until: h.connected))
         h.install(rules, version: 1)
         h.send([
-            "2\tGET\th\t/p\t1",                       // bad version
+            "3\tGET\th\t/p\t1",                       // bad version
             "0\tGET\th\t/p",                          // field count
             "0\tGET\th\t/p\tslow",                    // duration
             "1\tGET\tnot-a-url\t1",                   // bad url

@@ -104,6 +104,21 @@ final class StoreConformanceTests: XCTestCase {
         }
     }
 
+    func testOutcomesAndErrorClassAreStoredAsSent() throws {
+        try forEachBackend { f in
+            let m = MeasurementRow(ts: 20_000, windowMs: 10_000, monitor: "shop", check: "cart", source: "ipa", count: 20, errors: 7,
+                                   sumUs: 200, minUs: 1, maxUs: 30, p50Us: 10, p95Us: 20, p99Us: 30,
+                                   outcomes: Outcomes(s2xx: 9, s3xx: 1, s4xx: 2, s5xx: 4, error: 3))
+            let e = RawEvent(ts: 20_001, monitor: "shop", check: "cart", method: "GET", host: "h", path: "/", status: 0,
+                             durationUs: 5, errorClass: "timeout")
+            XCTAssertEqual(try f.submit(f.batch(seq: 0, measurements: [m], events: [e])), .stored(rows: 2))
+            let ms = try f.wait { f.store.measurements(MeasurementQuery(), completion: $0) }
+            XCTAssertEqual(ms.map(\.measurement), [m])
+            let events = try f.wait { f.store.events(EventQuery(), completion: $0) }
+            XCTAssertEqual(events.map(\.event), [e])
+        }
+    }
+
     func testCompletionRunsAfterCommit() throws {
         try forEachBackend { f in
             var seenElsewhere: [Int64]?

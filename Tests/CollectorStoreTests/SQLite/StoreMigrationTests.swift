@@ -117,7 +117,6 @@ final class StoreMigrationTests: XCTestCase {
         XCTAssertEqual(store.schemaVersion, Migrations.latest)
         XCTAssertEqual(try sql(store) { try $0.scalar("SELECT applied_ms FROM schema_migrations WHERE version = 4") }, 50_000)
         XCTAssertEqual(try columns(store, "patterns").last, "exclude", "step 5")
-        // Step 4's columns first; later steps append theirs.
         XCTAssertEqual(Array(try columns(store, "measurements").prefix(11)),
                        ["series_id", "ts_ms", "window_ms", "count", "errors", "sum_us", "min_us", "max_us", "p50_us", "p95_us", "p99_us"])
         XCTAssertFalse(try columns(store, "events").contains("meta"))
@@ -160,6 +159,36 @@ final class StoreMigrationTests: XCTestCase {
         XCTAssertEqual(try wait(loop) { store.submitBatch(batch(3), completion: $0) }, .duplicate)
         XCTAssertEqual(try wait(loop) { store.submitBatch(batch(1), completion: $0) }, .stored(rows: 1))
         XCTAssertEqual(try wait(loop) { store.measurements(MeasurementQuery(limit: 1), completion: $0) }.map(\.measurement.ts), [40_001])
+        close(store)
+    }
+
+    /// A version-5 database's measurements and events read back with no
+    /// outcomes and no error class after the step that adds them.
+    func testVersion5RowsReadBackWithoutOutcomes() throws {
+        let dir = TempDir()
+        let path = dir.path + "/vigil.db"
+        do {
+            let old = try SQLiteConnection(path: path)
+            try Migrations.migrate(old, now: 1, upTo: 5)
+            try old.exec("""
+                INSERT INTO projects(id, name, created_ms) VALUES (1, 'demo', 1);
+                INSERT INTO series(id, project_id, agent_id, monitor, check_name, source) VALUES (7, 1, 'a1', 'm', 'c', 'ipa');
+                INSERT INTO measurements(series_id, ts_ms, window_ms, count, errors, sum_us, min_us, max_us, p50_us, p95_us, p99_us)
+                    VALUES (7, 1000, 10000, 3, 1, 30, 10, 10, 10, 10, 10);
+                INSERT INTO events(ts_ms, project_id, agent_id, monitor, check_name, method, host, path, status, duration_us)
+                    VALUES (1001, 1, 'a1', 'm', 'c', 'GET', 'h', '/', 503, 12);
+                """)
+            old.close()
+        }
+        let loop = EventLoop()
+        let store = try SQLiteStore.open(loop: loop, options: StoreOptions(dataDirectory: dir.path), now: 5)
+        XCTAssertEqual(store.schemaVersion, Migrations.latest)
+        let rows = try wait(loop) { store.measurements(MeasurementQuery(agent: "a1"), completion: $0) }
+        XCTAssertEqual(rows.map(\.measurement.count), [3])
+        XCTAssertEqual(rows.map(\.measurement.outcomes), [Outcomes()])
+        let events = try wait(loop) { store.events(EventQuery(agent: "a1"), completion: $0) }
+        XCTAssertEqual(events.map(\.event.status), [503])
+        XCTAssertEqual(events.map(\.event.errorClass), [""])
         close(store)
     }
 

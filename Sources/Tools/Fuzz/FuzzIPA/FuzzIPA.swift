@@ -6,10 +6,14 @@
 // every non-empty line is either one record or one counted drop; a record's
 // fields lie inside the datagram (or are the shared "/" for an empty path),
 // its host is non-empty without spaces or controls, its path carries no
-// query string or fragment, its duration is a finite 0...maxDurationMs; the
+// query string or fragment, its duration is a finite 0...maxDurationMs, its
+// status -1 (none), 0 or 200...599, its timestamp 0 (none) or
+// 1...maxTimestampMs, its error class a short token inside the datagram; the
 // redacted path has as many segments as the path; the pipeline's counters
 // agree with the parser's; the aggregates count every matched record, and
-// their integer microseconds keep min <= p50 <= p95 <= p99 <= max <= sum.
+// their integer microseconds keep min <= p50 <= p95 <= p99 <= max <= sum,
+// and their outcomes never exceed their count. Placed by timestamp, every
+// record is counted once: in a timed window, the open one, or a drop.
 //
 // Thread: the fuzzer's (or the replay's) one thread.
 //
@@ -43,6 +47,10 @@ func fuzzIPA(_ data: UnsafeRawBufferPointer) {
         precondition(r.method.count > 0, "empty method")
         precondition(r.path.count > 0 && !r.path.contains(UInt8(ascii: "?")) && !r.path.contains(UInt8(ascii: "#")), "query left in path")
         precondition(r.durationMs.isFinite && r.durationMs >= 0 && r.durationMs <= IPAParser.maxDurationMs, "bad duration")
+        precondition(r.status == -1 || r.status == 0 || (200...599).contains(r.status), "bad status")
+        precondition(r.timestampMs >= 0 && r.timestampMs <= IPAParser.maxTimestampMs, "bad timestamp")
+        precondition((r.status == -1) == (r.timestampMs == 0), "status and timestamp come together (version 2)")
+        precondition(inside(r.errorClass) && r.errorClass.count <= IPAParser.maxErrorClassBytes, "bad error class")
         if let i = rules.match(method: r.method, host: r.host, path: r.path) {
             precondition(i >= 0 && i < rules.rules.count)
         }
@@ -75,7 +83,21 @@ func fuzzIPA(_ data: UnsafeRawBufferPointer) {
         precondition(a.minUs <= a.p50Us && a.p50Us <= a.p95Us && a.p95Us <= a.p99Us && a.p99Us <= a.maxUs,
                      "quantiles outside min...max or out of order")
         precondition(a.sumUs >= a.minUs && a.sumUs >= a.maxUs, "sum below a sample")
+        precondition(a.outcomes.total <= a.count, "more outcomes than records")
     }
+
+    // Placed by timestamp: a fixed clock, a small window cap.
+    let timed = IngestPipeline(patterns: rules, aggregationIntervalMs: 1000)
+    var closed: UInt64 = 0
+    timed.placeByTimestamp(TimePlacement(maxAgeMs: 86_400_000, maxFutureMs: 60_000, nowMs: { 1_700_000_000_000 })) {
+        closed += $0.reduce(0) { $0 + $1.count }
+    }
+    timed.ingest(data)
+    let t = timed.counters
+    precondition(t.records + t.parseDrops[.tooOld] + t.parseDrops[.future] == UInt64(records), "a placed record lost")
+    let open = timed.aggregator.flush(windowStartMs: 0).reduce(0) { $0 + $1.count }
+    timed.closeTimedWindows()
+    precondition(open + closed == t.matched, "timed aggregates do not add up")
 }
 
 #if FUZZING

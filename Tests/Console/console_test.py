@@ -1,0 +1,317 @@
+"""The console in headless Chromium against a real collector and real agents
+(started by scripts/console-test.sh, which passes VIGIL_URL and VIGIL_TOKEN).
+
+Each case prints `ok - NAME` or `FAIL - NAME: why`; the exit status is the
+number of failures (0: all passed). Screenshots of each page go to
+$VIGIL_SCREENSHOTS (docs/console by default). Run with Debian's
+/usr/bin/python3, which sees python3-selenium.
+"""
+import json
+import os
+import sys
+import time
+import traceback
+import urllib.request
+
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+
+URL = os.environ["VIGIL_URL"].rstrip("/")
+TOKEN = os.environ["VIGIL_TOKEN"]
+SHOTS = os.environ.get("VIGIL_SCREENSHOTS", "docs/console")
+
+# The state colours of console.css, as the browser computes them.
+STATE_RGB = {
+    "not_visible": "rgb(138, 143, 152)",
+    "connecting": "rgb(59, 130, 196)",
+    "stopped": "rgb(208, 140, 0)",
+    "capturing": "rgb(46, 158, 68)",
+    "wrong_configuration": "rgb(198, 40, 40)",
+}
+
+
+def api(method, path, body=None):
+    """The API with the bearer token, as a script would call it."""
+    req = urllib.request.Request(URL + "/api/v1" + path, method=method,
+                                 headers={"Authorization": "Bearer " + TOKEN, "Content-Type": "application/json"},
+                                 data=json.dumps(body).encode() if body is not None else None)
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, json.loads(r.read() or b"null")
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"null")
+
+
+def wait(what, fn, timeout=10.0):
+    """Polls fn until it returns a true value; raises naming `what`."""
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        try:
+            last = fn()
+            if last:
+                return last
+        except Exception as e:  # the page may be re-rendering
+            last = e
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
+
+
+class Console:
+    def __init__(self):
+        opts = webdriver.ChromeOptions()
+        opts.binary_location = "/usr/bin/chromium"
+        for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                  "--window-size=1400,1000", "--no-first-run", "--disable-extensions"):
+            opts.add_argument(a)
+        self.d = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
+        self.d.set_script_timeout(15)
+
+    def css(self, sel):
+        return self.d.find_element(By.CSS_SELECTOR, sel)
+
+    def all(self, sel):
+        return self.d.find_elements(By.CSS_SELECTOR, sel)
+
+    def go(self, fragment):
+        self.d.get(URL + "/" + fragment)
+
+    def page_fetch_status(self, method, path):
+        """What the API answers the page itself (its cookie, no token)."""
+        return self.d.execute_async_script(
+            "const done = arguments[arguments.length - 1];"
+            "fetch(arguments[1], {method: arguments[0], credentials: 'same-origin'})"
+            ".then(r => done(r.status)).catch(e => done(String(e)));", method, "/api/v1" + path)
+
+    def shot(self, name):
+        if not SHOTS:
+            return
+        os.makedirs(SHOTS, exist_ok=True)
+        time.sleep(0.3)
+        self.d.save_screenshot(os.path.join(SHOTS, name + ".png"))
+
+    def quit(self):
+        self.d.quit()
+
+
+def agents_by_name():
+    status, body = api("GET", "/agents")
+    assert status == 200, body
+    return {a["name"]: a for a in body["agents"]}
+
+
+CASES = []
+
+
+def case(fn):
+    CASES.append(fn)
+    return fn
+
+
+# ---- cases, in order (each may rely on the earlier ones) ----
+
+@case
+def sign_in_with_the_admin_token(c):
+    c.go("")
+    wait("the sign-in form", lambda: c.css('[data-form="sign-in"]').is_displayed())
+    assert c.d.execute_script("return document.body.dataset.signedIn") == "false"
+    c.shot("sign-in")
+    c.css('[data-field="token"]').send_keys("a-wrong-token-value")
+    c.css('[data-action="sign-in"]').click()
+    wait("the wrong-token message", lambda: "Wrong token" in c.css('[data-error="sign-in"]').text)
+    assert c.page_fetch_status("GET", "/agents") == 401
+    c.css('[data-field="token"]').send_keys(TOKEN)
+    c.css('[data-action="sign-in"]').click()
+    wait("the console", lambda: c.d.execute_script("return document.body.dataset.signedIn") == "true")
+    assert c.page_fetch_status("GET", "/agents") == 200
+    stored = c.d.execute_script(
+        "return JSON.stringify(Object.assign({}, localStorage)) + JSON.stringify(Object.assign({}, sessionStorage))")
+    assert TOKEN not in stored, "the token is in the page's storage"
+    assert "vigil_session" not in c.d.execute_script("return document.cookie"), "the cookie is readable by scripts"
+
+
+@case
+def fleet_shows_each_agent_in_its_state_colour(c):
+    wait("both agents capturing", lambda: all(a["state"] == "capturing" for a in agents_by_name().values())
+         and len(agents_by_name()) == 2, timeout=20)
+    c.go("#/fleet")
+    ids = {a["id"]: a for a in agents_by_name().values()}
+    for agent_id, a in ids.items():
+        row = wait(f"the fleet row of {a['name']}",
+                   lambda: c.css(f'tr[data-agent-id="{agent_id}"][data-state="{a["state"]}"]'))
+        colour = c.d.execute_script("return getComputedStyle(arguments[0].cells[0]).borderLeftColor", row)
+        assert colour == STATE_RGB[a["state"]], f"{a['name']}: colour {colour}, want {STATE_RGB[a['state']]}"
+        words = row.find_element(By.CSS_SELECTOR, ".state").text
+        assert words == "capturing", f"state in words: {words!r}"
+    c.shot("fleet")
+
+
+CFG_RGB = {"default": "rgb(31, 95, 191)", "editing": "rgb(224, 123, 0)", "valid": "rgb(46, 158, 68)",
+           "set": "rgb(17, 17, 17)", "invalid": "rgb(198, 40, 40)"}
+
+
+def config_row(c, key, status=None, scope=""):
+    sel = f'{scope} tr[data-key="{key}"]' + (f'[data-status="{status}"]' if status else "")
+    return c.css(sel.strip())
+
+
+def cfg_colour(c, row):
+    return c.d.execute_script("return getComputedStyle(arguments[0].querySelector('.cfg-value')).color", row)
+
+
+def agent_config_value(agent_id, key):
+    status, body = api("GET", f"/agents/{agent_id}/config")
+    assert status == 200, body
+    return next(e for e in body["config"] if e["key"] == key)
+
+
+@case
+def stop_capture_then_start_capture(c):
+    alpha = agents_by_name()["alpha"]
+    c.go(f"#/agent/{alpha['id']}")
+    button = wait("the STOP CAPTURE button", lambda: c.css('[data-action="capture"][data-capture="stop"]'))
+    assert button.text == "STOP CAPTURE", button.text
+    wait("the interfaces", lambda: c.all('[data-table="interfaces"] tr[data-interface]'))
+    c.shot("agent")
+    button.click()
+    wait("the agent's answer", lambda: c.css('[data-capture-result="ok"]'))
+    wait("the agent stopped", lambda: c.css(f'main[data-agent-id="{alpha["id"]}"][data-state="stopped"]'))
+    assert agents_by_name()["alpha"]["state"] == "stopped"
+    c.go("#/fleet")
+    wait("the fleet row stopped", lambda: c.css(f'tr[data-agent-id="{alpha["id"]}"][data-state="stopped"]'))
+    c.go(f"#/agent/{alpha['id']}")
+    wait("the START CAPTURE button", lambda: c.css('[data-action="capture"][data-capture="start"]')).click()
+    wait("the agent capturing", lambda: c.css(f'main[data-agent-id="{alpha["id"]}"][data-state="capturing"]'))
+    assert agents_by_name()["alpha"]["state"] == "capturing"
+
+
+@case
+def fleet_filters_by_state_and_searches_by_name(c):
+    c.go("#/fleet")
+    wait("two rows", lambda: len(c.all("tr[data-agent-id]")) == 2)
+    c.css('[data-field="search"]').send_keys("alp")
+    alpha = agents_by_name()["alpha"]["id"]
+    wait("only alpha", lambda: [r.get_attribute("data-agent-id") for r in c.all("tr[data-agent-id]")] == [alpha])
+    c.d.execute_script("const s = document.querySelector('[data-filter=state]'); s.value = 'stopped'; s.dispatchEvent(new Event('change'));")
+    wait("no stopped agent", lambda: len(c.all("tr[data-agent-id]")) == 0 and c.css('[data-empty="fleet"]').is_displayed())
+
+
+@case
+def invalid_value_turns_red_and_nothing_is_sent(c):
+    alpha = agents_by_name()["alpha"]
+    before = agent_config_value(alpha["id"], "status_interval_ms")
+    c.go(f"#/config/{alpha['id']}")
+    row = wait("the status_interval_ms row", lambda: config_row(c, "status_interval_ms"))
+    field = row.find_element(By.CSS_SELECTOR, "input")
+    field.clear()
+    field.send_keys("fast")
+    wait("orange while editing", lambda: config_row(c, "status_interval_ms", "editing"))
+    field.send_keys("\n")
+    row = wait("red", lambda: config_row(c, "status_interval_ms", "invalid"))
+    assert cfg_colour(c, row) == CFG_RGB["invalid"], cfg_colour(c, row)
+    tip = row.find_element(By.CSS_SELECTOR, '[data-error="status_interval_ms"]').get_attribute("title")
+    assert "expected a duration 100...3600000 ms" in tip, tip
+    c.shot("config-invalid")
+    c.css('[data-action="apply"]').click()
+    wait("not sent", lambda: c.css('[data-apply-result="invalid"]'))
+    time.sleep(0.5)
+    after = agent_config_value(alpha["id"], "status_interval_ms")
+    assert after == before, f"sent anyway: {after}"
+    status, audit = api("GET", "/audit?action=config.update")
+    assert status == 200 and audit["audit"] == [], audit
+
+
+@case
+def valid_value_turns_green_then_black_and_the_agent_runs_it(c):
+    alpha = agents_by_name()["alpha"]
+    row = config_row(c, "status_interval_ms")
+    field = row.find_element(By.CSS_SELECTOR, "input")
+    field.clear()
+    field.send_keys("1500\n")
+    row = wait("green", lambda: config_row(c, "status_interval_ms", "valid"))
+    assert cfg_colour(c, row) == CFG_RGB["valid"], cfg_colour(c, row)
+    c.css('[data-action="apply"]').click()
+    wait("applied", lambda: c.css('[data-apply-result="ok"]'))
+    row = wait("black", lambda: config_row(c, "status_interval_ms", "set"))
+    assert cfg_colour(c, row) == CFG_RGB["set"], cfg_colour(c, row)
+    assert row.find_element(By.CSS_SELECTOR, "input").get_attribute("value") == "1500"
+    wait("the agent reporting 1500", lambda: agent_config_value(alpha["id"], "status_interval_ms")["value"] == "1500")
+    c.shot("config")
+
+
+@case
+def project_default_shows_blue_on_an_agent_without_its_own_value(c):
+    beta = agents_by_name()["beta"]
+    c.go("#/project/shop")
+    scope = '[data-section="project-config"]'
+    row = wait("the project's aggregation_interval_ms", lambda: config_row(c, "aggregation_interval_ms", "default", scope))
+    field = row.find_element(By.CSS_SELECTOR, "input")
+    field.clear()
+    field.send_keys("3000\n")
+    wait("green", lambda: config_row(c, "aggregation_interval_ms", "valid", scope))
+    c.css(f'{scope} [data-action="apply"]').click()
+    wait("black on the project", lambda: config_row(c, "aggregation_interval_ms", "set", scope))
+    c.shot("project")
+    c.go(f"#/config/{beta['id']}")
+    row = wait("blue with the project's value on beta",
+               lambda: (r := config_row(c, "aggregation_interval_ms", "default"))
+               and r.find_element(By.CSS_SELECTOR, "input").get_attribute("value") == "3000" and r)
+    assert cfg_colour(c, row) == CFG_RGB["default"], cfg_colour(c, row)
+    assert row.get_attribute("data-origin") == "project", row.get_attribute("data-origin")
+
+
+@case
+def filter_rules_move_and_report_field_errors(c):
+    c.go("#/project/shop")
+    wait("the rules table", lambda: c.css('[data-table="rules"]'))
+    c.css('[data-action="add-rule"]').click()
+    c.css('[data-action="add-rule"]').click()
+    first = c.css('[data-rule="0"][data-field="monitor"]')
+    first.send_keys("shop")
+    c.css('[data-rule="0"][data-field="check"]').send_keys("first")
+    c.css('tr[data-rule-index="0"] [data-action="rule-down"]').click()
+    assert c.css('[data-rule="1"][data-field="check"]').get_attribute("value") == "first"
+    c.css('[data-action="save-rules"]').click()
+    err = wait("per-field errors on rule 1", lambda: c.css('[data-field-error="patterns[0].monitor"]'))
+    assert "monitor" in err.text or err.text, err.text
+    c.css('[data-rule="0"][data-field="monitor"]').send_keys("shop")
+    c.css('[data-rule="0"][data-field="check"]').send_keys("second")
+    c.css('[data-action="save-rules"]').click()
+    wait("saved", lambda: c.css('[data-rules-result="ok"]'))
+    status, body = api("GET", "/projects/shop/patterns")
+    assert [p["check"] for p in body["patterns"]] == ["second", "first"], body
+
+
+@case
+def sign_out_leaves_the_api_answering_401(c):
+    c.css('[data-action="sign-out"]').click()
+    wait("the sign-in form", lambda: c.css('[data-form="sign-in"]').is_displayed())
+    assert c.page_fetch_status("GET", "/agents") == 401
+    assert c.page_fetch_status("GET", "/session") == 401
+
+
+def main():
+    c = Console()
+    failures = 0
+    try:
+        for fn in CASES:
+            name = fn.__name__
+            t = time.time()
+            try:
+                fn(c)
+                print(f"ok - {name} ({time.time() - t:.1f} s)", flush=True)
+            except Exception as e:
+                failures += 1
+                print(f"FAIL - {name}: {e}", flush=True)
+                traceback.print_exc(limit=3)
+                if SHOTS:
+                    c.shot("failed-" + name)
+    finally:
+        c.quit()
+    print(f"console: {len(CASES) - failures} passed, {failures} failed")
+    return failures
+
+
+if __name__ == "__main__":
+    sys.exit(min(main(), 100))
