@@ -47,7 +47,11 @@ swift build --build-tests >/dev/null
 run_suite "tests"
 
 echo "== console in a browser (scripts/console-test.sh)"
-if bash scripts/console-test.sh; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
+# Screenshots to a scratch folder: a test run leaves docs/console as committed
+# (run scripts/console-test.sh alone to refresh them).
+shots=$(mktemp -d /tmp/vigil-console-shots.XXXXXX)
+if VIGIL_SCREENSHOTS="${VIGIL_SCREENSHOTS-$shots}" bash scripts/console-test.sh; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
+rm -rf "$shots"
 
 if [ "${VIGIL_SKIP_SANITIZERS:-0}" != 1 ]; then
   ASAN_OPTIONS=malloc_context_size=10 LSAN_OPTIONS="suppressions=$PWD/scripts/lsan.supp" \

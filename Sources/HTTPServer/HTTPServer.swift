@@ -12,6 +12,17 @@
 // answered a control request): the connection is then suspended
 // (MHD_suspend_connection) and resumed when `respond` is called.
 //
+// Streamed bodies. A request the `streamer` claims when its headers arrive
+// (it returns an HTTPBodyStream) is not collected: each piece of body MHD
+// reads is handed to the stream, which takes what it can (a bounded slice)
+// and may leave the rest; the connection is then suspended — MHD reads no
+// more from that client, TCP pushes back — until the stream calls
+// `HTTPResponder.resumeBody()`, when MHD hands the rest again. Memory per
+// streamed request is MHD's read buffer, whatever the body's size. An
+// answer given while the headers are handled (a 401, a 413 for a declared
+// length) is sent before any body is read; one given later ends the
+// request when the body is over (the rest is discarded).
+//
 // Thread: loop thread only.
 import CMicroHTTPD
 import Reactor
@@ -61,6 +72,18 @@ public struct HTTPResponse {
     }
 }
 
+/// A request body taken piece by piece (see the file's header). Loop thread.
+public protocol HTTPBodyStream: AnyObject {
+    /// A piece of the body. Returns how many bytes it took (0...count);
+    /// taking fewer suspends the connection until `resumeBody()`.
+    func consume(_ bytes: UnsafeRawBufferPointer, _ responder: HTTPResponder) -> Int
+    /// The body is over: answer with `responder` (now or later).
+    func finish(_ responder: HTTPResponder)
+    /// The request ended before its body did (the client went away, a
+    /// timeout, the server stopping): no answer can be sent.
+    func cancelled()
+}
+
 /// Answers one request, now or later; only the first `respond` counts.
 public final class HTTPResponder {
     fileprivate var response: HTTPResponse?
@@ -82,10 +105,24 @@ public final class HTTPResponder {
 
     /// False once the client went away; late answers are then dropped.
     public var isOpen: Bool { !finished }
+
+    /// A streamed body's reader is ready for more: resumes the connection
+    /// it left suspended (nothing when it is not suspended).
+    public func resumeBody() {
+        guard suspended, response == nil, !finished, let c = connection, let server, server.isRunning else { return }
+        suspended = false
+        server.suspended.removeValue(forKey: ObjectIdentifier(self))
+        MHD_resume_connection(c)
+        server.runSoon.schedule()
+    }
 }
 
 public final class HTTPServer {
     public typealias Handler = (HTTPRequest, HTTPResponder) -> Void
+    /// Called with a request's headers (no body): a stream to take its body
+    /// piece by piece, or nil to collect it and call the handler as usual.
+    /// It may answer at once through the responder (and return nil).
+    public var streamer: ((HTTPRequest, HTTPResponder) -> HTTPBodyStream?)?
 
     public let loop: EventLoop
     public let maxBodyBytes: Int
@@ -124,6 +161,8 @@ public final class HTTPServer {
         var targetBytes = 0
         /// MHD's first call for a request carries the headers only.
         var headersSeen = false
+        /// The reader of a streamed body (nil: the body is collected).
+        var stream: HTTPBodyStream?
         let responder = HTTPResponder()
     }
 
@@ -150,6 +189,11 @@ public final class HTTPServer {
                 ex.responder.finished = true
                 ex.responder.connection = nil
                 conCls!.pointee = nil
+                // A streamed body not read to its end: its reader is told.
+                if let stream = ex.stream {
+                    ex.stream = nil
+                    stream.cancelled()
+                }
             }, me, { _, uri, conn in
                 // Before the access handler: the exchange starts here, with the target as sent.
                 let ex = Exchange()
@@ -223,6 +267,36 @@ public final class HTTPServer {
         if !ex.headersSeen {
             ex.headersSeen = true
             ex.responder.server = self
+            if let streamer, ex.targetBytes <= maxTargetBytes {
+                let req = HTTPRequest(method: String(cString: method), path: String(cString: url), target: ex.target,
+                                      query: values(conn, .GET_ARGUMENT_KIND), headers: values(conn, .HEADER_KIND, lower: true))
+                ex.stream = streamer(req, ex.responder)
+                if ex.stream != nil { requests &+= 1 }
+                // Answered from the headers alone: sent before any body is read.
+                if let r = ex.responder.response { return queue(conn, r) }
+            }
+            return .YES
+        }
+        if let stream = ex.stream {
+            if uploadSize.pointee > 0 {
+                // Answered already: the rest of the body is read and dropped.
+                if ex.responder.response != nil { uploadSize.pointee = 0; return .YES }
+                let n = upload.map { stream.consume(UnsafeRawBufferPointer(start: $0, count: uploadSize.pointee), ex.responder) } ?? uploadSize.pointee
+                uploadSize.pointee -= min(max(n, 0), uploadSize.pointee)
+                if uploadSize.pointee > 0 && ex.responder.response == nil {
+                    ex.responder.suspended = true
+                    suspended[ObjectIdentifier(ex.responder)] = ex.responder
+                    MHD_suspend_connection(conn)
+                }
+                return .YES
+            }
+            if let r = ex.responder.response { return queue(conn, r) }
+            ex.stream = nil
+            stream.finish(ex.responder)
+            if let r = ex.responder.response { return queue(conn, r) }
+            ex.responder.suspended = true
+            suspended[ObjectIdentifier(ex.responder)] = ex.responder
+            MHD_suspend_connection(conn)
             return .YES
         }
         // Body chunks.

@@ -3,6 +3,7 @@
 // synthetic run's aggregate carries a one-value histogram.
 import XCTest
 @testable import Agent
+import IPAPipeline
 import MonitorModel
 import MonitorRunners
 import Wire
@@ -36,6 +37,27 @@ final class AggregateHistogramTests: XCTestCase {
         XCTAssertEqual(w.histogram, h)
         XCTAssertGreaterThanOrEqual(OutboundItem.aggregate(a).encodedSizeBound,
                                     Record.dataBatch(DataBatch(sequence: 1, items: items)).encoded.count - 8)
+    }
+
+    func testTheSpoolKeepsAnAggregatesHistogram() throws {
+        var h = LatencySketch()
+        for v: UInt64 in [900, 1_100, 250_000] { h.record(v) }
+        let a = LatencyAggregate(windowStartMs: 1_700_000_000_000, windowMs: 10_000, monitor: "m", check: "c", source: "ipa",
+                                 count: 3, sumUs: 252_000, minUs: 900, maxUs: 250_000, p50Us: 1_100, p95Us: 250_000,
+                                 p99Us: 250_000, histogram: h.encoded)
+        var without = a
+        without.histogram = nil
+        var w = WireWriter()
+        SpoolBatch(sequence: 4, writtenMs: 5, items: [.aggregate(a), .aggregate(without)]).encode(into: &w)
+        let back = try w.bytes.withUnsafeBytes { raw in try SpoolBatch.decode(raw) }
+        guard case .aggregate(let a1) = back.items[0], case .aggregate(let a2) = back.items[1] else { return XCTFail("kinds") }
+        XCTAssertEqual(a1, a)
+        XCTAssertEqual(a2, without)
+        XCTAssertEqual(BatchEncoder.histogram(of: a1), h)
+        // Bytes that do not add up to the count are not sent.
+        var wrong = a
+        wrong.count = 4
+        XCTAssertNil(BatchEncoder.histogram(of: wrong))
     }
 
     func testASyntheticRunCarriesAOneValueHistogram() throws {

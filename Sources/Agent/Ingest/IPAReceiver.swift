@@ -8,6 +8,7 @@
 // failed bind leaves the running set untouched and names the address.
 //
 // Thread: loop thread; owned by the runtime.
+import IPAPipeline
 #if canImport(Glibc)
 import Glibc
 #endif

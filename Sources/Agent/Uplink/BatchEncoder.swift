@@ -24,6 +24,7 @@
 //    anything.
 //
 // Thread: loop thread (called by the uplink's pump); no state of its own.
+import IPAPipeline
 import MonitorModel
 import MonitorRunners
 import Wire
@@ -124,7 +125,7 @@ public enum BatchEncoder {
                     p50Us: a.p50Us, p95Us: a.p95Us, p99Us: a.p99Us,
                     outcome2xx: a.outcomes.s2xx, outcome3xx: a.outcomes.s3xx, outcome4xx: a.outcomes.s4xx,
                     outcome5xx: a.outcomes.s5xx, outcomeError: a.outcomes.error,
-                    histogram: a.histogram.flatMap { try? LatencySketch(decoding: $0) })))
+                    histogram: histogram(of: a))))
             case .event(let e):
                 out.append(.event(Wire.RawEvent(
                     timestampUs: e.timestampUs, method: try stringRef(e.method), host: try stringRef(e.host),
@@ -137,6 +138,14 @@ public enum BatchEncoder {
             }
         }
         return out
+    }
+
+    /// The aggregate's histogram for the wire, when its bytes decode and add
+    /// up to its count (a collector refuses a batch whose histogram does
+    /// not); else the aggregate goes without one.
+    static func histogram(of a: LatencyAggregate) -> LatencySketch? {
+        guard let bytes = a.histogram, let h = try? LatencySketch(decoding: bytes), h.count == a.count else { return nil }
+        return h
     }
 
     /// A monitor run's aggregates and MonitorResults (see the file header).

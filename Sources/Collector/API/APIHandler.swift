@@ -36,7 +36,7 @@ public final class APIHandler {
     /// The collector's own configuration, for `GET /api/v1/config`.
     var collectorConfig: () -> Configuration? = { nil }
 
-    public private(set) var requests: UInt64 = 0
+    public internal(set) var requests: UInt64 = 0
     public internal(set) var unauthorized: UInt64 = 0
     /// Cookie-authenticated changes refused for a missing or wrong `X-Vigil-CSRF`.
     public internal(set) var csrfRefused: UInt64 = 0
@@ -52,12 +52,18 @@ public final class APIHandler {
         self.adminToken = adminToken
     }
 
+    /// Capture uploads (nil: refused with 503).
+    var uploads: Uploads?
+
+    /// Counts an answer by its status class.
+    func count(_ status: Int) { answers[min(5, max(1, status / 100))] &+= 1 }
+
     /// HTTPServer's handler.
     public func handle(_ req: HTTPRequest, _ responder: HTTPResponder) {
         requests &+= 1
         let r = CountingResponder(responder) { [weak self] status in
             guard let self else { return }
-            self.answers[min(5, max(1, status / 100))] &+= 1
+            self.count(status)
         }
         let target: APITarget
         switch APITarget.parse(req.target) {
@@ -74,20 +80,7 @@ public final class APIHandler {
             r.respond(HTTPResponse(status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8", text: metrics()))
         case "api"? where parts.count >= 2 && parts[1] == "v1":
             let signIn = parts.count == 3 && parts[2] == "session" && req.method == "POST"
-            if !signIn && !authorized(req) {
-                guard let (_, session) = sessions.session(for: req.header("cookie")) else {
-                    unauthorized &+= 1
-                    return r.fail(APIError(401, "unauthorized", .string("send Authorization: Bearer <admin_token>, or sign in")),
-                                  headers: [("WWW-Authenticate", "Bearer realm=\"vigil\"")])
-                }
-                // A cookie is sent by the browser whoever made the page ask:
-                // a change needs the value only the signed-in page knows.
-                if req.method != "GET" && req.method != "HEAD" && !ConsoleSessions.csrfMatches(req.header(ConsoleSessions.csrfHeader), session) {
-                    csrfRefused &+= 1
-                    return r.fail(APIError(403, "missing or wrong anti-CSRF header",
-                                           .string("send X-Vigil-CSRF with the csrf value the sign-in answered")))
-                }
-            }
+            if !signIn, let (e, headers) = refusal(req) { return r.fail(e, headers: headers) }
             let strict = HTTPRequest(method: req.method, path: req.path, target: req.target, query: target.query,
                                      headers: req.headers, body: req.body)
             route(strict, Array(parts.dropFirst(2)), r)
@@ -98,6 +91,26 @@ public final class APIHandler {
             }
             r.fail(.notFound("no such endpoint: \(target.path)"))
         }
+    }
+
+    /// Why a request under `/api/v1/` may not proceed (counted), or nil:
+    /// neither the bearer token nor a console session (401), or a change
+    /// made with the session cookie without its anti-CSRF value (403).
+    func refusal(_ req: HTTPRequest) -> (APIError, [(String, String)])? {
+        if authorized(req) { return nil }
+        guard let (_, session) = sessions.session(for: req.header("cookie")) else {
+            unauthorized &+= 1
+            return (APIError(401, "unauthorized", .string("send Authorization: Bearer <admin_token>, or sign in")),
+                    [("WWW-Authenticate", "Bearer realm=\"vigil\"")])
+        }
+        // A cookie is sent by the browser whoever made the page ask:
+        // a change needs the value only the signed-in page knows.
+        if req.method != "GET" && req.method != "HEAD" && !ConsoleSessions.csrfMatches(req.header(ConsoleSessions.csrfHeader), session) {
+            csrfRefused &+= 1
+            return (APIError(403, "missing or wrong anti-CSRF header",
+                             .string("send X-Vigil-CSRF with the csrf value the sign-in answered")), [])
+        }
+        return nil
     }
 
     /// Finds the route for `p` (the segments after `/api/v1/`), checks the

@@ -26,6 +26,12 @@ public struct CollectorSettings: Sendable {
     public var storeMaxPendingReads: Int
     public var retentionDays: Int
     public var agentRetentionDays: Int
+    /// Seconds between samples of the collector's own health.
+    public var selfMetricsInterval: Double
+    public var selfMetricsRetentionDays: Int
+    /// Capture uploads: the largest, and how many at once.
+    public var uploadMaxBytes: Int64
+    public var uploadMaxConcurrent: Int
     public var consoleDir: String
     public var consoleSessionTTL: Double
     public var consoleMaxSessions: Int
@@ -68,6 +74,10 @@ public struct CollectorSettings: Sendable {
         storeMaxPendingReads = c.int("store_max_pending_reads")
         retentionDays = c.int("retention_days")
         agentRetentionDays = c.int("agent_retention_days")
+        selfMetricsInterval = Double(c.int("self_metrics_interval_ms")) / 1000
+        selfMetricsRetentionDays = c.int("self_metrics_retention_days")
+        uploadMaxBytes = Int64(c.int("upload_max_bytes"))
+        uploadMaxConcurrent = c.int("upload_max_concurrent")
         consoleDir = c.string("console_dir")
         consoleSessionTTL = Double(c.int("console_session_ttl_ms")) / 1000
         consoleMaxSessions = c.int("console_max_sessions")

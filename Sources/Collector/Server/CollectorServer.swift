@@ -60,6 +60,8 @@ public final class CollectorServer {
     /// The /metrics summaries' recent window, and the timer that steps it.
     let summaryWindows = SummaryWindows()
     private var windowTimer: TimerWatcher?
+    /// The history of the collector's own health in the store.
+    private var healthSampler: HealthSampler?
     private var shutdownTimer: TimerWatcher?
     private var shuttingDown = false
     public private(set) var exitCode: Int32 = 0
@@ -118,12 +120,23 @@ public final class CollectorServer {
             throw StartError(description: "admin token: \(error)")
         }
 
+        let collectorKey: StaticKeyPair
+        do {
+            let (key, path, created) = try CollectorKey.load(dataDir: settings.dataDir)
+            collectorKey = key
+            Log.info(created ? "collector key created" : "collector key read",
+                     ["path": path, "public_key": key.publicText])
+        } catch {
+            throw StartError(description: "\(error)")
+        }
+
         store.markAllAgentsNotVisible(at: Clock.wallMillis()) { r in
             if case .failure(let e) = r { Log.warn("store: marking agents not visible failed", ["error": "\(e)"]) }
         }
-        store.startRetention(days: settings.retentionDays, agentDays: settings.agentRetentionDays, every: 3600, firstAfter: 60)
+        store.startRetention(days: settings.retentionDays, agentDays: settings.agentRetentionDays,
+                             selfMetricsDays: settings.selfMetricsRetentionDays, every: 3600, firstAfter: 60)
 
-        let manager = SessionManager(loop: loop, store: store, settings: sessionSettings(settings))
+        let manager = SessionManager(loop: loop, store: store, settings: sessionSettings(settings), collectorKey: collectorKey)
         self.manager = manager
         store.agentsForgotten = { [weak manager] ids in manager?.forgetKnownAgents(Set(ids)) }
         store.agents(project: nil) { [weak manager] r in
@@ -181,9 +194,12 @@ public final class CollectorServer {
         }
         for w in api.console.warnings { Log.warn(w) }
         api.metrics = { [unowned self] in self.metrics() }
+        api.uploads = Uploads(loop: loop, store: store, maxBytes: settings.uploadMaxBytes, maxConcurrent: settings.uploadMaxConcurrent)
         api.collectorConfig = { [unowned self] in self.configuration }
         self.api = api
         let http = HTTPServer(loop: loop) { [unowned api] req, responder in api.handle(req, responder) }
+        // Capture uploads are read as they arrive, never collected whole.
+        http.streamer = { [unowned api] req, responder in api.stream(req, responder) }
         do {
             try http.start(address: settings.httpListen, connectionLimit: 256, timeoutSeconds: 30)
         } catch {
@@ -210,6 +226,9 @@ public final class CollectorServer {
         }
         window.start(after: SummaryWindows.step, repeat: SummaryWindows.step)
         windowTimer = window
+        let sampler = HealthSampler(loop: loop, manager: manager, store: store)
+        sampler.start(interval: settings.selfMetricsInterval)
+        healthSampler = sampler
 
         Log.info("listening on \(listener!.localAddress)", ["max_clients": "\(settings.maxClients)", "backlog": "\(settings.backlog)"])
         Log.info("http on \(settings.httpListen.withPort(http.port))")
@@ -293,6 +312,18 @@ public final class CollectorServer {
             case "agent_retention_days":
                 s.agentRetentionDays = freshSettings.agentRetentionDays
                 store?.agentRetentionDays = s.agentRetentionDays
+            case "self_metrics_interval_ms":
+                s.selfMetricsInterval = freshSettings.selfMetricsInterval
+                healthSampler?.start(interval: s.selfMetricsInterval)
+            case "upload_max_bytes":
+                s.uploadMaxBytes = freshSettings.uploadMaxBytes
+                api?.uploads?.maxBytes = s.uploadMaxBytes
+            case "upload_max_concurrent":
+                s.uploadMaxConcurrent = freshSettings.uploadMaxConcurrent
+                api?.uploads?.maxConcurrent = s.uploadMaxConcurrent
+            case "self_metrics_retention_days":
+                s.selfMetricsRetentionDays = freshSettings.selfMetricsRetentionDays
+                store?.selfMetricsRetentionDays = s.selfMetricsRetentionDays
             case "log_level":
                 s.logLevel = freshSettings.logLevel
                 Log.level = s.logLevel
@@ -324,6 +355,7 @@ public final class CollectorServer {
         listener?.close()
         reportTimer?.stop()
         windowTimer?.stop()
+        healthSampler?.stop()
         store?.stopRetention()
         let timer = TimerWatcher(loop: loop) { [unowned self] _ in
             Log.warn("shutdown bound reached; dropping the remaining sessions",

@@ -7,6 +7,7 @@
 import Foundation
 import XCTest
 @testable import Agent
+import IPAPipeline
 
 final class MergedPercentilesEndToEndTests: XCTestCase {
     let project = "pct"
