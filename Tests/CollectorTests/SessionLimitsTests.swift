@@ -4,6 +4,7 @@
 // acknowledged as if it were quiet.
 import Foundation
 import Glibc
+import CSystem  // MSG_NOSIGNAL: glibc's socket macros may be owned by this C module
 import XCTest
 import CSystem  // MSG_* and SOCK_* constants: glibc's socket macros may be owned by this C module
 import Wire

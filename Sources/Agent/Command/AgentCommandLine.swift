@@ -162,6 +162,7 @@ public enum AgentCommandLine {
                     return ReplayDriver.ExitCode.unreadable
                 }
             } else {
+                runtime.notify = ServiceNotify.fromEnvironment()
                 try runtime.start()
             }
         } catch {

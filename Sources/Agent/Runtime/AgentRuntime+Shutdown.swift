@@ -19,7 +19,9 @@ extension AgentRuntime {
             return
         }
         draining = true
+        notify?.stopping(status: "draining: \(uplink.queues.count) queued, \(uplink.window.count) batches unacknowledged")
         receiver.close()
+        statsd.close()
         captureStartMs = 0
         flushWindow()
         // Runs in flight are cancelled (exec children terminated and reaped);

@@ -78,6 +78,7 @@ extension AgentRuntime {
             Counter("send_rate", UInt64((Double(uploaded &- statusBaseline.bytesUploaded) / dt).rounded())),
         ]
         counters += dropCounters
+        counters += statsdCounters
         counters += [
             Counter("queue1_depth", UInt64(uplink.queues.queue1.count)),
             Counter("queue2_depth", UInt64(uplink.queues.queue2.count)),

@@ -2,6 +2,7 @@
 //
 //   UDP ─▶ IPAReceiver ─▶ IngestPipeline (parse → filter → aggregate)
 //                               │ windows in collector time ─▶ queue 1
+//   UDP, unix ─▶ StatsDReceiver ─▶ StatsDPipeline ─┘ (AgentRuntime+StatsD)
 //                               └ raw events (opt-in, redacted) ─▶ queue 2
 //   Uplink (one session) ◀─ queues, status, control answers
 //   collector ─▶ Patterns (installed at once), ControlRequest, Acks
@@ -47,6 +48,7 @@ public final class AgentRuntime {
     public internal(set) var settings: AgentSettings
     public let pipeline: IngestPipeline
     public let receiver: IPAReceiver
+    public let statsd: StatsDReceiver
     public let uplink: Uplink
     /// Synthetic monitors (run mode; nil in replay). Exec monitors need the
     /// default loop (child watchers). Replaced when `groups` changes.
@@ -91,6 +93,10 @@ public final class AgentRuntime {
     /// A change was announced since `lastInterfaces` was read.
     var interfacesStale = false
     var exited = false
+    /// The service manager's notify socket (`vigil-agent run` under
+    /// systemd); nil otherwise. READY once capturing, RELOADING/READY around
+    /// SIGHUP, STOPPING at shutdown, watchdog pings from the loop.
+    public var notify: ServiceNotify?
 
     /// `identity`: the agent's static key pair, from `state_dir/agent_key`
     /// (AgentCommandLine); in-process tests pass none and get a fresh one.
@@ -106,6 +112,8 @@ public final class AgentRuntime {
         instance = spool?.instance ?? (rng.next() | 1)
         pipeline = IngestPipeline(aggregationIntervalMs: Int64(settings.aggregationIntervalMs))
         receiver = IPAReceiver(loop: loop, pipeline: pipeline)
+        statsd = StatsDReceiver(loop: loop, pipeline: StatsDPipeline(
+            aggregationIntervalMs: Int64(settings.aggregationIntervalMs), limits: settings.statsdLimits))
         // One name resolver for the process: the uplink's collectors and the
         // tcp monitors' hosts (its threads start on the first name).
         uplink = Uplink(loop: loop, accessKey: settings.accessKey, identity: identity,
@@ -140,12 +148,14 @@ public final class AgentRuntime {
         if mode == .run && settings.capture {
             try receiver.open(settings.ingest)
             captureStartMs = Clock.wallMillis()
+            do { try applyStatsD(settings) } catch { receiver.close(); throw error }
         }
         Log.info("vigil-agent started", [
             "version": AgentVersion.current, "mode": mode == .run ? "run" : "replay",
             "agent": settings.agentName, "agent_id": uplink.hello.agentID,
             "collectors": settings.uplink.hosts.joined(separator: ","), "port": "\(settings.uplink.port)",
             "capture": receiver.isOpen ? receiver.localAddresses.map { "\($0)" }.joined(separator: ",") : "off",
+            "statsd": statsdDescription,
         ])
         for (address, buffer) in receiver.receiveBuffers {
             if let b = buffer { Log.debug("udp receive buffer", ["socket": "\(address)", "granted": "\(b.granted)"]) }
@@ -163,6 +173,11 @@ public final class AgentRuntime {
         restartStatusTimer()
         restartSyncTimer()
         uplink.start()
+        notify?.statusText = { [unowned self] in
+            "capture \(self.receiver.isOpen ? "on" : "off"), uplink \(self.uplink.state)"
+        }
+        notify?.ready()
+        notify?.startTimer(loop: loop)
     }
 
     /// SIGHUP reloads, SIGTERM and SIGINT drain and exit (default loop only).
@@ -227,6 +242,7 @@ public final class AgentRuntime {
         for a in pipeline.aggregator.flush(windowStartMs: openWindowStart) {
             uplink.enqueue(.aggregate(a), priority: true)
         }
+        flushStatsD()
     }
 
     /// Everything counted so far goes out now, as the open window's data
@@ -266,6 +282,7 @@ public final class AgentRuntime {
         let rules = patterns.rules.map(FilterRule.init(wire:))
         let set = PatternSet(rules: rules, version: patterns.version)
         pipeline.install(set)
+        statsd.pipeline.install(set)
         Log.info("filter rules installed", ["version": "\(patterns.version)", "rules": "\(rules.count)",
                                             "unusable": "\(set.unusable.count)"])
         for i in set.unusable {
@@ -344,8 +361,10 @@ public final class AgentRuntime {
         syncTimer.stop()
         drainTimer?.stop()
         for s in signals { s.stop() }
+        notify?.stopTimer()
         monitors?.shutdown()
         receiver.close()
+        statsd.close()
         interfaceWatch?.close()
         uplink.stop()
         if let onExit { onExit(code) } else { loop.stop() }
