@@ -74,6 +74,10 @@ let package = Package(
         // the agent's ingest and the collector's capture uploads run this one
         // code. No I/O, no Foundation.
         .target(name: "IPAPipeline", dependencies: ["Reactor", "Wire"]),
+        // Alerting: rule documents and their validation, the state machine,
+        // the evaluator on the collector's loop (reading through the store
+        // seam, under the store's evaluation lease) and the notifiers.
+        .target(name: "Alerts", dependencies: ["JSON", "Reactor", "CollectorStore", "RemoteWrite"]),
         // The agent's logic (ingest sockets, uplink, control, replay), as a library
         // so tests and fuzzers link it; `vigil-agent` is its thin executable.
         .target(name: "Agent", dependencies: ["Reactor", "Wire", "ConfigFile", "MonitorModel", "MonitorRunners", "IPAPipeline"]),
@@ -81,7 +85,7 @@ let package = Package(
         // `vigil-collector` is its thin executable. Monitor definitions only:
         // it never links the runners (libcurl's loader, exec, the resolver).
         .target(name: "Collector", dependencies: ["Reactor", "Wire", "ConfigFile", "CollectorStore", "HTTPServer", "JSON", "MonitorModel", "RemoteWrite",
-                                                "IPAPipeline"]),
+                                                "IPAPipeline", "Alerts"]),
 
         // The load generator's logic (simulated agents, ack ledger, verify),
         // as a library so tests link it; `vigil-load` is its thin executable.
@@ -109,8 +113,8 @@ let package = Package(
         .executableTarget(name: "fuzz-multipart", dependencies: ["FuzzSupport", "HTTPServer"], path: "Sources/Tools/Fuzz/FuzzMultipart",
                           exclude: ["seeds"]),
         // The JSON parser and writer (every HTTP API request body), monitor
-        // validation and the Schedule round trip.
-        .executableTarget(name: "fuzz-json", dependencies: ["FuzzSupport", "JSON", "MonitorModel", "Wire"], path: "Sources/Tools/Fuzz/FuzzJSON"),
+        // validation and the Schedule round trip, alert rule documents.
+        .executableTarget(name: "fuzz-json", dependencies: ["FuzzSupport", "JSON", "MonitorModel", "Wire", "Alerts"], path: "Sources/Tools/Fuzz/FuzzJSON"),
         // Configuration files and the updates an agent receives.
         .executableTarget(name: "fuzz-config", dependencies: ["FuzzSupport", "ConfigFile"], path: "Sources/Tools/Fuzz/FuzzConfig"),
         // The remote-write sender's HTTP response parser (outside bytes).
@@ -147,6 +151,8 @@ let package = Package(
         .testTarget(name: "LoadGenTests", dependencies: ["LoadGen", "Reactor", "Wire", "CollectorStore"]),
         // The remote-write pieces in process, and against Debian's real prometheus.
         .testTarget(name: "RemoteWriteTests", dependencies: ["RemoteWrite", "Reactor"]),
+        // Rule validation, the state machine and the notifiers' bodies in process.
+        .testTarget(name: "AlertsTests", dependencies: ["Alerts", "JSON", "CollectorStore", "Reactor"]),
     ],
     swiftLanguageModes: [.v5]
 )

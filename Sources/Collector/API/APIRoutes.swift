@@ -69,6 +69,11 @@ extension APIHandler {
         APIRoute("PUT", "projects/{project}/patterns") { h, c, q, r in h.putPatterns(c[0], q, r) },
         APIRoute("GET", "projects/{project}/monitors") { h, c, _, r in h.getMonitors(c[0], r) },
         APIRoute("PUT", "projects/{project}/monitors") { h, c, q, r in h.putMonitors(c[0], q, r) },
+        APIRoute("GET", "projects/{project}/alerts") { h, c, _, r in h.listAlertRules(c[0], r) },
+        APIRoute("POST", "projects/{project}/alerts") { h, c, q, r in h.createAlertRule(c[0], q, r) },
+        APIRoute("GET", "projects/{project}/alerts/{id}", query: ["limit"]) { h, c, q, r in h.getAlertRule(c[0], c[1], q, r) },
+        APIRoute("PUT", "projects/{project}/alerts/{id}") { h, c, q, r in h.updateAlertRule(c[0], c[1], q, r) },
+        APIRoute("DELETE", "projects/{project}/alerts/{id}") { h, c, q, r in h.deleteAlertRule(c[0], c[1], q, r) },
         APIRoute("POST", "projects/{project}/uploads") { h, _, _, r in h.uploadNotStreamed(r) },
         APIRoute("GET", "projects/{project}/uploads/{id}") { h, c, _, r in h.uploadStatus(c[0], c[1], r) },
         APIRoute("GET", "projects/{project}/monitors/{monitor}/runs", query: ["agent", "since", "until", "limit", "cursor"]) { h, c, q, r in
