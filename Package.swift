@@ -77,7 +77,7 @@ let package = Package(
         // Alerting: rule documents and their validation, the state machine,
         // the evaluator on the collector's loop (reading through the store
         // seam, under the store's evaluation lease) and the notifiers.
-        .target(name: "Alerts", dependencies: ["JSON", "Reactor", "CollectorStore", "RemoteWrite"]),
+        .target(name: "Alerts", dependencies: ["JSON", "Reactor", "CollectorStore", "RemoteWrite", "MonitorModel"]),
         // The agent's logic (ingest sockets, uplink, control, replay), as a library
         // so tests and fuzzers link it; `vigil-agent` is its thin executable.
         .target(name: "Agent", dependencies: ["Reactor", "Wire", "ConfigFile", "MonitorModel", "MonitorRunners", "IPAPipeline"]),

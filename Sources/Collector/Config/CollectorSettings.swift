@@ -33,6 +33,10 @@ public struct CollectorSettings: Sendable {
     public var uploadMaxBytes: Int64
     public var uploadMaxConcurrent: Int
     public var consoleDir: String
+    /// Alert evaluation: seconds between rounds, rules at a time, the lease holder's name.
+    public var alertEvalInterval: Double
+    public var alertEvalSlice: Int
+    public var alertEvaluatorId: String
     public var consoleSessionTTL: Double
     public var consoleMaxSessions: Int
     public var logLevel: LogLevel
@@ -79,6 +83,9 @@ public struct CollectorSettings: Sendable {
         uploadMaxBytes = Int64(c.int("upload_max_bytes"))
         uploadMaxConcurrent = c.int("upload_max_concurrent")
         consoleDir = c.string("console_dir")
+        alertEvalInterval = Double(c.int("alert_eval_interval_ms")) / 1000
+        alertEvalSlice = c.int("alert_eval_slice")
+        alertEvaluatorId = c.string("alert_evaluator_id")
         consoleSessionTTL = Double(c.int("console_session_ttl_ms")) / 1000
         consoleMaxSessions = c.int("console_max_sessions")
         logLevel = LogLevel(name: c.string("log_level")) ?? .info

@@ -18,6 +18,7 @@
 // The /metrics page is rendered in CollectorMetrics.swift.
 //
 // Thread: the default loop's thread (signals need the default loop).
+import Alerts
 import CollectorStore
 import ConfigFile
 import HTTPServer
@@ -62,6 +63,8 @@ public final class CollectorServer {
     private var windowTimer: TimerWatcher?
     /// The history of the collector's own health in the store.
     private var healthSampler: HealthSampler?
+    /// Evaluates the alert rules (docs/ALERTS.md).
+    private(set) var alertEvaluator: AlertEvaluator?
     private var shutdownTimer: TimerWatcher?
     private var shuttingDown = false
     public private(set) var exitCode: Int32 = 0
@@ -229,6 +232,12 @@ public final class CollectorServer {
         let sampler = HealthSampler(loop: loop, manager: manager, store: store)
         sampler.start(interval: settings.selfMetricsInterval)
         healthSampler = sampler
+        let holder = settings.alertEvaluatorId.isEmpty ? "\(CollectorServer.hostName()):\(settings.listen)" : settings.alertEvaluatorId
+        let evaluator = AlertEvaluator(loop: loop, store: store,
+                                       settings: AlertEvaluatorSettings(interval: settings.alertEvalInterval, slice: settings.alertEvalSlice,
+                                                                        holder: holder))
+        evaluator.start()
+        alertEvaluator = evaluator
 
         Log.info("listening on \(listener!.localAddress)", ["max_clients": "\(settings.maxClients)", "backlog": "\(settings.backlog)"])
         Log.info("http on \(settings.httpListen.withPort(http.port))")
@@ -236,6 +245,13 @@ public final class CollectorServer {
             Log.info("console on http://\(settings.httpListen.withPort(http.port))/", ["dir": dir])
         }
         Log.info("ready", ["pid": "\(getpid())"])
+    }
+
+    /// The host's name (gethostname(2)), for the alert lease's default holder.
+    static func hostName() -> String {
+        var buf = [CChar](repeating: 0, count: 256)
+        guard gethostname(&buf, buf.count - 1) == 0 else { return "unknown" }
+        return String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
     private func sessionSettings(_ s: CollectorSettings) -> SessionSettings {
@@ -315,6 +331,13 @@ public final class CollectorServer {
             case "self_metrics_interval_ms":
                 s.selfMetricsInterval = freshSettings.selfMetricsInterval
                 healthSampler?.start(interval: s.selfMetricsInterval)
+            case "alert_eval_interval_ms":
+                s.alertEvalInterval = freshSettings.alertEvalInterval
+                alertEvaluator?.settings.interval = s.alertEvalInterval
+                alertEvaluator?.start()
+            case "alert_eval_slice":
+                s.alertEvalSlice = freshSettings.alertEvalSlice
+                alertEvaluator?.settings.slice = s.alertEvalSlice
             case "upload_max_bytes":
                 s.uploadMaxBytes = freshSettings.uploadMaxBytes
                 api?.uploads?.maxBytes = s.uploadMaxBytes
@@ -356,6 +379,7 @@ public final class CollectorServer {
         reportTimer?.stop()
         windowTimer?.stop()
         healthSampler?.stop()
+        alertEvaluator?.stop()
         store?.stopRetention()
         let timer = TimerWatcher(loop: loop) { [unowned self] _ in
             Log.warn("shutdown bound reached; dropping the remaining sessions",
@@ -436,6 +460,7 @@ public final class CollectorServer {
         guard let manager, let store else { return "" }
         return CollectorMetrics.render(manager: manager, store: store, loop: loop, api: api, windows: summaryWindows,
                                        reloads: (applied: reloadsApplied, rejected: reloadsRejected),
-                                       uptime: Clock.monotonic() - startedAt, remoteWrite: remoteWrite)
+                                       uptime: Clock.monotonic() - startedAt, remoteWrite: remoteWrite,
+                                       alerts: alertEvaluator)
     }
 }

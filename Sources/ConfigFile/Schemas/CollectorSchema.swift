@@ -73,6 +73,12 @@ public enum CollectorSchema {
                   help: "how long a console sign-in lasts"),
         ConfigKey("console_max_sessions", .integer(1...10_000), default: "64",
                   help: "most console sign-ins kept at once; one more ends the least recently used"),
+        ConfigKey("alert_eval_interval_ms", .milliseconds(100...3_600_000), default: "10000", live: true,
+                  help: "how often the collector evaluates the alert rules (docs/ALERTS.md); the evaluation lease lasts three intervals"),
+        ConfigKey("alert_eval_slice", .integer(1...10_000), default: "50", live: true,
+                  help: "alert rules evaluated at a time; the next slice starts on a later loop iteration"),
+        ConfigKey("alert_evaluator_id", .string(allowEmpty: true), default: "",
+                  help: "this collector's name as holder of the alert evaluation lease; empty: the host name and the listen address"),
         ConfigKey("log_level", .choice(["debug", "info", "warn", "error"]), default: "info", live: true, help: "log level"),
         ConfigKey("log_format", .choice(["text", "json"]), default: "text", live: true, help: "log line format"),
     ]
