@@ -24,6 +24,7 @@ let package = Package(
         .executable(name: "vigil-agent", targets: ["vigil-agent"]),
         .executable(name: "vigil-collector", targets: ["vigil-collector"]),
         .executable(name: "vigil-load", targets: ["vigil-load"]),
+        .executable(name: "vigil-notify", targets: ["vigil-notify"]),
     ],
     targets: [
         // ── C shims over Debian's -dev packages ────────────────────────────
@@ -99,6 +100,10 @@ let package = Package(
         // Many simulated agents on one loop against vigil-collector (scripts/load.sh, soak.sh).
         .executableTarget(name: "vigil-load", dependencies: ["LoadGen"], path: "Sources/vigil-load"),
 
+        // One alert notification with libcurl (https webhooks, SMTP), spawned
+        // by the collector per delivery so the collector never links libcurl.
+        .executableTarget(name: "vigil-notify", dependencies: ["CCurl", "JSON"], path: "Sources/vigil-notify"),
+
         // ── Tools (Sources/Tools): fuzz targets, benchmarks, a demo ─────────
         // The libFuzzer hand-over and file replay every fuzz target shares.
         .target(name: "FuzzSupport", path: "Sources/Tools/Fuzz/FuzzSupport"),
@@ -144,7 +149,8 @@ let package = Package(
         // they are built before the process tests start them.
         .testTarget(name: "AgentTests", dependencies: ["Agent", "IPAPipeline", "Reactor", "Wire", "ConfigFile", "MonitorModel", "MonitorRunners", "CSystem", "vigil-agent", "vigil-collector"]),
         // Integration tests start the built vigil-collector (a dependency, so it is built first).
-        .testTarget(name: "CollectorTests", dependencies: ["Collector", "Reactor", "Wire", "ConfigFile", "CollectorStore", "JSON", "CSystem", "vigil-collector"]),
+        .testTarget(name: "CollectorTests", dependencies: ["Collector", "Reactor", "Wire", "ConfigFile", "CollectorStore", "JSON", "CSystem", "vigil-collector",
+                                                     "vigil-notify"]),
         .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer", "Reactor", "CSystem"]),
         // Monitors against local servers (HTTPServer, a TCP listener, the example exec monitor).
         .testTarget(name: "MonitorsTests", dependencies: ["MonitorModel", "MonitorRunners", "JSON", "Reactor", "Wire", "HTTPServer"]),

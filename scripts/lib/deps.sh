@@ -7,7 +7,7 @@ VIGIL_DEBIAN_PACKAGES=(
   libsodium-dev        # Wire: X25519, ChaCha20-Poly1305, SHA-256
   libsqlite3-dev       # Collector: embedded storage
   libmicrohttpd-dev    # Collector: HTTP API on the loop
-  libcurl4-openssl-dev # Agent: HTTP synthetic monitors
+  libcurl4-openssl-dev # Agent: HTTP synthetic monitors; vigil-notify: https webhooks and SMTP for alerts
   libsnappy-dev        # Collector: remote-write request compression (CSnappy)
   pkg-config
   curl                 # run.sh and the benchmarks talk to the HTTP API
@@ -19,6 +19,7 @@ VIGIL_DEBIAN_PACKAGES=(
   chromium             # console browser test (scripts/console-test.sh): headless browser
   chromium-driver      #   its WebDriver
   python3-selenium     #   the test's driver library (run with Debian's /usr/bin/python3)
+  python3-aiosmtpd     # alert tests: the local SMTP sink e-mail notifications are delivered to
 )
 
 vigil_ensure_deps() {

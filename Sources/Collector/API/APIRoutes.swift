@@ -74,6 +74,10 @@ extension APIHandler {
         APIRoute("GET", "projects/{project}/alerts/{id}", query: ["limit"]) { h, c, q, r in h.getAlertRule(c[0], c[1], q, r) },
         APIRoute("PUT", "projects/{project}/alerts/{id}") { h, c, q, r in h.updateAlertRule(c[0], c[1], q, r) },
         APIRoute("DELETE", "projects/{project}/alerts/{id}") { h, c, q, r in h.deleteAlertRule(c[0], c[1], q, r) },
+        APIRoute("GET", "projects/{project}/silences") { h, c, _, r in h.listSilences(c[0], r) },
+        APIRoute("POST", "projects/{project}/silences") { h, c, q, r in h.createSilence(c[0], q, r) },
+        APIRoute("DELETE", "projects/{project}/silences/{id}") { h, c, q, r in h.endSilence(c[0], c[1], q, r) },
+        APIRoute("GET", "projects/{project}/notifications", query: ["rule", "limit"]) { h, c, q, r in h.listNotifications(c[0], q, r) },
         APIRoute("POST", "projects/{project}/uploads") { h, _, _, r in h.uploadNotStreamed(r) },
         APIRoute("GET", "projects/{project}/uploads/{id}") { h, c, _, r in h.uploadStatus(c[0], c[1], r) },
         APIRoute("GET", "projects/{project}/monitors/{monitor}/runs", query: ["agent", "since", "until", "limit", "cursor"]) { h, c, q, r in

@@ -20,7 +20,7 @@ enum CollectorMetrics {
 
     static func render(manager: SessionManager, store: SQLiteStore, loop: EventLoop, api: APIHandler?, windows: SummaryWindows,
                        reloads: (applied: UInt64, rejected: UInt64), uptime: Double, remoteWrite: RemoteWriteFeed? = nil,
-                       alerts: AlertEvaluator? = nil) -> String {
+                       alerts: AlertEvaluator? = nil, notifier: AlertNotifier? = nil) -> String {
         var p = PrometheusText()
         let s = manager.stats
         let st = store.stats
@@ -152,6 +152,11 @@ enum CollectorMetrics {
         }
         remoteWriteFamilies(&p, remoteWrite)
         alertFamilies(&p, alerts)
+        p.family("vigil_alert_notifications_total", "counter", "Alert notifications by result (sent, failed, silenced, rate_limited).")
+        for name in AlertNotifier.outcomeNames { p.sample("vigil_alert_notifications_total", ["result": name], notifier?.outcomes[name] ?? 0) }
+        p.single("vigil_alert_notification_retries_total", "counter", "Notification deliveries tried again after a failure.",
+                 Double(notifier?.retries ?? 0))
+        p.single("vigil_alert_notifications_in_flight", "gauge", "Notification deliveries running.", Double(notifier?.inFlight ?? 0))
         p.family("vigil_config_reloads_total", "counter", "SIGHUP reloads by result.")
         p.sample("vigil_config_reloads_total", ["result": "applied"], reloads.applied)
         p.sample("vigil_config_reloads_total", ["result": "rejected"], reloads.rejected)

@@ -65,6 +65,8 @@ public final class CollectorServer {
     private var healthSampler: HealthSampler?
     /// Evaluates the alert rules (docs/ALERTS.md).
     private(set) var alertEvaluator: AlertEvaluator?
+    private(set) var alertNotifier: AlertNotifier?
+    private var alertDelivery: NotificationDelivery?
     private var shutdownTimer: TimerWatcher?
     private var shuttingDown = false
     public private(set) var exitCode: Int32 = 0
@@ -236,8 +238,14 @@ public final class CollectorServer {
         let evaluator = AlertEvaluator(loop: loop, store: store,
                                        settings: AlertEvaluatorSettings(interval: settings.alertEvalInterval, slice: settings.alertEvalSlice,
                                                                         holder: holder))
+        let helper = settings.alertNotifyHelper.isEmpty ? (ConsoleFiles.executableDirectory() ?? ".") + "/vigil-notify" : settings.alertNotifyHelper
+        let delivery = NotificationDelivery(loop: loop, helperPath: helper, timeout: settings.alertNotifyTimeout)
+        let notifier = AlertNotifier(loop: loop, store: store, delivery: delivery, settings: notifierSettings(settings))
+        evaluator.sink = notifier
         evaluator.start()
         alertEvaluator = evaluator
+        alertNotifier = notifier
+        alertDelivery = delivery
 
         Log.info("listening on \(listener!.localAddress)", ["max_clients": "\(settings.maxClients)", "backlog": "\(settings.backlog)"])
         Log.info("http on \(settings.httpListen.withPort(http.port))")
@@ -252,6 +260,14 @@ public final class CollectorServer {
         var buf = [CChar](repeating: 0, count: 256)
         guard gethostname(&buf, buf.count - 1) == 0 else { return "unknown" }
         return String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    private func notifierSettings(_ s: CollectorSettings) -> AlertNotifierSettings {
+        var n = AlertNotifierSettings()
+        n.groupWait = s.alertGroupWait
+        n.maxConcurrent = s.alertNotifyMaxConcurrent
+        n.maxAttempts = s.alertNotifyRetries + 1
+        return n
     }
 
     private func sessionSettings(_ s: CollectorSettings) -> SessionSettings {
@@ -335,6 +351,14 @@ public final class CollectorServer {
                 s.alertEvalInterval = freshSettings.alertEvalInterval
                 alertEvaluator?.settings.interval = s.alertEvalInterval
                 alertEvaluator?.start()
+            case "alert_group_wait_ms", "alert_notify_max_concurrent", "alert_notify_retries":
+                s.alertGroupWait = freshSettings.alertGroupWait
+                s.alertNotifyMaxConcurrent = freshSettings.alertNotifyMaxConcurrent
+                s.alertNotifyRetries = freshSettings.alertNotifyRetries
+                alertNotifier?.settings = notifierSettings(s)
+            case "alert_notify_timeout_ms":
+                s.alertNotifyTimeout = freshSettings.alertNotifyTimeout
+                alertDelivery?.timeout = s.alertNotifyTimeout
             case "alert_eval_slice":
                 s.alertEvalSlice = freshSettings.alertEvalSlice
                 alertEvaluator?.settings.slice = s.alertEvalSlice
@@ -380,6 +404,7 @@ public final class CollectorServer {
         windowTimer?.stop()
         healthSampler?.stop()
         alertEvaluator?.stop()
+        alertNotifier?.stop()
         store?.stopRetention()
         let timer = TimerWatcher(loop: loop) { [unowned self] _ in
             Log.warn("shutdown bound reached; dropping the remaining sessions",
@@ -461,6 +486,6 @@ public final class CollectorServer {
         return CollectorMetrics.render(manager: manager, store: store, loop: loop, api: api, windows: summaryWindows,
                                        reloads: (applied: reloadsApplied, rejected: reloadsRejected),
                                        uptime: Clock.monotonic() - startedAt, remoteWrite: remoteWrite,
-                                       alerts: alertEvaluator)
+                                       alerts: alertEvaluator, notifier: alertNotifier)
     }
 }
