@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-20}"
 status=0
-for target in ipa multipart framing records handshake json config http-response; do
+for target in ipa spool multipart framing records handshake json config http-response; do
   case "$target" in
     ipa) src=Sources/Tools/Fuzz/FuzzIPA ;;
     multipart) src=Sources/Tools/Fuzz/FuzzMultipart ;;

@@ -47,7 +47,7 @@ final class AlertEvaluatorTests: XCTestCase {
         XCTAssertFalse(AlertConditions.monitorFailing([run(false)], runs: 2, monitor: "m").breaching, "fewer runs than asked")
 
         func status(_ ts: Int64, _ kernel: Int, _ queue: Int) -> StatusRecord {
-            StatusRecord(ts: ts, json: #"{"counters":{"drops_kernel":\#(kernel),"drops_queue1":\#(queue),"drops_parse":1000}}"#)
+            StatusRecord(ts: ts, json: #"{"counters":{"drops_kernel":\#(kernel),"drops_queue1":\#(queue / 2),"spool_dropped_full":\#(queue - queue / 2),"drops_parse":1000}}"#)
         }
         let drops = AlertConditions.agentDrops([("a1", [status(11_000, 100, 10), status(1_000, 0, 0)]), ("a2", [status(5_000, 1, 0)])],
                                                perSecond: 10)

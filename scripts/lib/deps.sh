@@ -10,6 +10,10 @@ VIGIL_DEBIAN_PACKAGES=(
   libcurl4-openssl-dev # Agent: HTTP synthetic monitors; vigil-notify: https webhooks and SMTP for alerts
   libsnappy-dev        # Collector: remote-write request compression (CSnappy)
   pkg-config
+  dpkg-dev             # scripts/package.sh: dpkg-shlibdeps computes the packages' Depends
+  adduser              # the packages' postinst creates the vigil user (scripts/test-packages.sh installs them)
+  init-system-helpers  # the packages' maintainer scripts: deb-systemd-helper, deb-systemd-invoke
+  systemd              # scripts/test-packages.sh: systemd-analyze verify on the units (systemd need not run)
   curl                 # run.sh and the benchmarks talk to the HTTP API
   gcc                  # benchmark baselines in C
   python3              # scripts/check-architecture.py (test.sh), benchmark helpers, the Python example emitter and its test

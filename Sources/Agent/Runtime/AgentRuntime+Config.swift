@@ -66,6 +66,8 @@ extension AgentRuntime {
     /// Re-reads the configuration file with the same layers. A file that
     /// does not load keeps the running configuration.
     public func reload() {
+        notify?.reloading()
+        defer { notify?.ready() }
         guard source.path != nil else {
             Log.info("SIGHUP: no configuration file to reload (started without --config)")
             return

@@ -97,6 +97,7 @@ extension AgentRuntime {
             Counter("rules", UInt64(pipeline.patterns.rules.count)),
             Counter("schedule_version", scheduleVersion),
         ]
+        counters += uplink.spoolCounters(nowMs: Clock.wallMillis())
         if let monitors {
             counters.append(Counter("monitors", UInt64(monitors.scheduler.count)))
             counters += monitors.stats.counters

@@ -55,7 +55,8 @@ public final class AgentRuntime {
     public internal(set) var scheduleVersion: UInt64 = 0
     /// Monitors the last schedule left out, with why (Status messages).
     public internal(set) var monitorProblems: [String] = []
-    /// Random per process start: the Hello's instance and boot id.
+    /// The Hello's instance and boot id: random per process start, or the
+    /// spool's (kept across restarts so re-sent batches keep their identity).
     public let instance: UInt64
     public var onEvent: ((Event) -> Void)?
     /// Called once when the process should exit, with its status.
@@ -69,6 +70,8 @@ public final class AgentRuntime {
     /// Whether the current session has answered a rule request yet.
     public private(set) var patternsSynced = false
     public internal(set) var draining = false
+    /// Where the rules last received are kept (RuleFile); nil: not kept.
+    public var rulesPath: String?
 
     var windowTimer: TimerWatcher!
     var statusTimer: TimerWatcher!
@@ -88,25 +91,30 @@ public final class AgentRuntime {
     /// A change was announced since `lastInterfaces` was read.
     var interfacesStale = false
     var exited = false
+    /// The service manager's notify socket (`vigil-agent run` under
+    /// systemd); nil otherwise. READY once capturing, RELOADING/READY around
+    /// SIGHUP, STOPPING at shutdown, watchdog pings from the loop.
+    public var notify: ServiceNotify?
 
     /// `identity`: the agent's static key pair, from `state_dir/agent_key`
     /// (AgentCommandLine); in-process tests pass none and get a fresh one.
+    /// `spool`: the disk spool (run mode), nil for memory only.
     public init(loop: EventLoop, mode: Mode = .run, source: ConfigSource, config: Configuration, settings: AgentSettings,
-                identity: StaticKeyPair = .generate()) {
+                identity: StaticKeyPair = .generate(), spool: Spool? = nil) {
         self.loop = loop
         self.mode = mode
         self.source = source
         self.config = config
         self.settings = settings
         var rng = SystemRandomNumberGenerator()
-        instance = rng.next() | 1
+        instance = spool?.instance ?? (rng.next() | 1)
         pipeline = IngestPipeline(aggregationIntervalMs: Int64(settings.aggregationIntervalMs))
         receiver = IPAReceiver(loop: loop, pipeline: pipeline)
         // One name resolver for the process: the uplink's collectors and the
         // tcp monitors' hosts (its threads start on the first name).
         uplink = Uplink(loop: loop, accessKey: settings.accessKey, identity: identity,
                         hello: AgentRuntime.hello(settings, instance: instance), settings: settings.uplink,
-                        resolver: HostResolver(loop: loop))
+                        resolver: HostResolver(loop: loop), spool: spool)
         monitors = mode == .run ? AgentRuntime.monitorEngine(loop: loop, uplink: uplink, settings: settings) : nil
         uplink.delegate = self
         windowTimer = TimerWatcher(loop: loop) { [unowned self] _ in self.windowFired() }
@@ -129,6 +137,10 @@ public final class AgentRuntime {
     /// Binds the instrumentation sockets (run mode, capture on), starts the
     /// uplink and the timers. Throws a bind failure (nothing is left open).
     public func start() throws {
+        if let rulesPath, let saved = RuleFile.load(from: rulesPath) {
+            // Filter as before the restart until a collector answers.
+            install(saved, save: false)
+        }
         if mode == .run && settings.capture {
             try receiver.open(settings.ingest)
             captureStartMs = Clock.wallMillis()
@@ -155,6 +167,11 @@ public final class AgentRuntime {
         restartStatusTimer()
         restartSyncTimer()
         uplink.start()
+        notify?.statusText = { [unowned self] in
+            "capture \(self.receiver.isOpen ? "on" : "off"), uplink \(self.uplink.state)"
+        }
+        notify?.ready()
+        notify?.startTimer(loop: loop)
     }
 
     /// SIGHUP reloads, SIGTERM and SIGINT drain and exit (default loop only).
@@ -254,7 +271,7 @@ public final class AgentRuntime {
 
     // MARK: - Rules
 
-    func install(_ patterns: Patterns) {
+    func install(_ patterns: Patterns, save: Bool = true) {
         let rules = patterns.rules.map(FilterRule.init(wire:))
         let set = PatternSet(rules: rules, version: patterns.version)
         pipeline.install(set)
@@ -264,6 +281,7 @@ public final class AgentRuntime {
             Log.warn("filter rule ignored", ["version": "\(patterns.version)", "rule": "\(i + 1)",
                                              "problem": rules[i].problem ?? ""])
         }
+        if save, let rulesPath { RuleFile.save(patterns, to: rulesPath) }
     }
 
     private func syncTick() {
@@ -335,6 +353,7 @@ public final class AgentRuntime {
         syncTimer.stop()
         drainTimer?.stop()
         for s in signals { s.stop() }
+        notify?.stopTimer()
         monitors?.shutdown()
         receiver.close()
         interfaceWatch?.close()

@@ -16,6 +16,8 @@ public struct AgentSettings: Equatable, Sendable {
     public var accessKey: AccessKey
     /// `state_dir`: where the agent keeps what outlives a process (StateDirectory).
     public var stateDir: String
+    /// The disk spool (`spool_*`); nil when `spool_max_bytes` is 0.
+    public var spool: SpoolSettings?
     public var agentName: String
     public var groups: [String]
     public var uplink: UplinkSettings
@@ -58,6 +60,11 @@ public struct AgentSettings: Equatable, Sendable {
             let minMs = config.int("reconnect_interval_min"), maxMs = config.int("reconnect_interval_max")
             guard minMs > maxMs else { return [] }
             return [config.invalid("reconnect_interval_min", expected: "at most reconnect_interval_max (\(maxMs) ms)", got: "\(minMs)")]
+        },
+        ConfigCheck(keys: ["spool_max_bytes"]) { config in
+            let n = config.int("spool_max_bytes")
+            guard n != 0 && n < SpoolSettings.minMaxBytes else { return [] }
+            return [config.invalid("spool_max_bytes", expected: "0 (no spool) or at least \(SpoolSettings.minMaxBytes) bytes", got: "\(n)")]
         },
         ConfigCheck(keys: ["ipa_bind", "ipa_port"]) { config in
             let port = UInt16(config.int("ipa_port"))
@@ -113,6 +120,11 @@ public struct AgentSettings: Equatable, Sendable {
 
         accessKey = key!
         stateDir = config.string("state_dir")
+        let spoolBytes = config.int("spool_max_bytes")
+        spool = spoolBytes == 0 ? nil : SpoolSettings(
+            directory: SpoolSettings.resolve(spoolDir: config.string("spool_dir"), stateDir: stateDir),
+            maxBytes: spoolBytes, sync: SpoolSettings.Sync(rawValue: config.string("spool_sync")) ?? .interval,
+            syncIntervalMs: config.int("spool_sync_interval_ms"))
         let name = config.string("agent_name")
         agentName = name.isEmpty ? HostInfo.hostname() : name
         groups = config.list("groups")

@@ -71,11 +71,11 @@ public enum AlertConditions {
     }
 
     /// The drops an agent's status counts: the kernel's, the queues' and
-    /// the spool's (`drops_kernel`, `drops_queue*`, `drops_spool*`).
+    /// the spool's (`drops_kernel`, `drops_queue*`, `spool_dropped_*`).
     public static func drops(inStatus json: String) -> Int64? {
         guard let doc = try? JSON.parse(Array(json.utf8)), let counters = doc["counters"]?.objectValue else { return nil }
         var total: Int64 = 0
-        for (name, v) in counters where name == "drops_kernel" || name.hasPrefix("drops_queue") || name.hasPrefix("drops_spool") {
+        for (name, v) in counters where name == "drops_kernel" || name.hasPrefix("drops_queue") || name.hasPrefix("spool_dropped_") {
             total &+= v.int64Value ?? 0
         }
         return total

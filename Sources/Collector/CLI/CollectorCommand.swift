@@ -81,6 +81,7 @@ public enum CollectorCommand {
             let loop = EventLoop.makeDefault()
             let server = CollectorServer(loop: loop, configuration: configuration, settings: settings,
                                          configPath: parsed.configPath, overrides: parsed.overrides, environment: environment)
+            server.notify = ServiceNotify.fromEnvironment()
             do {
                 try server.start()
             } catch {

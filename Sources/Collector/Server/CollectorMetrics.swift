@@ -40,6 +40,19 @@ enum CollectorMetrics {
                 p.sample("vigil_agents", ["project": project, "state": st.rawValue], counts[st] ?? 0)
             }
         }
+        let spools = manager.agentSpoolsByProject().sorted { $0.key < $1.key }
+        p.family("vigil_agent_spool_batches", "gauge", "Unacknowledged batches in the connected agents' disk spools, by project.")
+        for (project, f) in spools { p.sample("vigil_agent_spool_batches", ["project": project], f.batches) }
+        p.family("vigil_agent_spool_bytes", "gauge", "Bytes of the connected agents' disk spools, by project.")
+        for (project, f) in spools { p.sample("vigil_agent_spool_bytes", ["project": project], f.bytes) }
+        p.family("vigil_agent_spool_oldest_age_seconds", "gauge", "Age of the oldest unacknowledged spooled batch among the connected agents, by project.")
+        for (project, f) in spools { p.sample("vigil_agent_spool_oldest_age_seconds", ["project": project], Double(f.oldestAgeMs) / 1000) }
+        p.family("vigil_agent_spool_dropped", "gauge", "Spool drops the connected agents report (totals since each agent started), by project and cause.")
+        for (project, f) in spools {
+            for (cause, n) in [("corrupt", f.corrupt), ("full", f.droppedFull), ("disk_full", f.droppedDiskFull), ("unwritten", f.unwritten)] {
+                p.sample("vigil_agent_spool_dropped", ["project": project, "cause": cause], n)
+            }
+        }
         p.single("vigil_probe_sessions", "gauge", "Established probe sessions (no agent identity).", Double(manager.probes))
         p.single("vigil_max_clients", "gauge", "The max_clients setting in force.", Double(manager.settings.maxClients))
 

@@ -74,6 +74,10 @@ public final class CollectorServer {
     private(set) var reloadsRejected: UInt64 = 0
     private var lastReport = ReportSnapshot()
     private let startedAt = Clock.monotonic()
+    /// The service manager's notify socket (`vigil-collector run` under
+    /// systemd); nil otherwise. READY once listening, RELOADING/READY around
+    /// SIGHUP, STOPPING at shutdown, watchdog pings from the loop.
+    public var notify: ServiceNotify?
 
     public init(loop: EventLoop, configuration: Configuration, settings: CollectorSettings, configPath: String?,
                 overrides: [(key: String, value: String)], environment: [String: String]) {
@@ -253,6 +257,15 @@ public final class CollectorServer {
             Log.info("console on http://\(settings.httpListen.withPort(http.port))/", ["dir": dir])
         }
         Log.info("ready", ["pid": "\(getpid())"])
+        notify?.statusText = { [unowned self] in self.serviceStatus() }
+        notify?.ready()
+        notify?.startTimer(loop: loop)
+    }
+
+    /// The service manager's status line.
+    func serviceStatus() -> String {
+        guard let manager else { return "starting" }
+        return "\(manager.established) sessions, \(manager.connectedAgents) agents, \(manager.count(.capturing)) capturing"
     }
 
     /// The host's name (gethostname(2)), for the alert lease's default holder.
@@ -305,6 +318,8 @@ public final class CollectorServer {
 
     func reload() {
         guard !shuttingDown else { return }
+        notify?.reloading()
+        defer { notify?.ready() }
         let fresh: Configuration
         let freshSettings: CollectorSettings
         do {
@@ -397,6 +412,7 @@ public final class CollectorServer {
             return
         }
         shuttingDown = true
+        notify?.stopping(status: "stopping: \(manager?.open ?? 0) sessions closing")
         Log.info("shutting down", ["signal": signal == SIGTERM ? "SIGTERM" : signal == SIGINT ? "SIGINT" : "\(signal)",
                                    "sessions": "\(manager?.open ?? 0)"])
         listener?.close()

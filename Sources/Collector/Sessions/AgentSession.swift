@@ -93,6 +93,8 @@ final class AgentSession: TCPConnectionHandler, DeadlineEntry, ConnectedAgent, C
     var reportedConfig: [String: ConfigEntry]?
     /// The stored overrides were pushed (on the first EffectiveConfig).
     var converged = false
+    /// The disk-spool figures of the latest Status (nil: no spool).
+    var spool: AgentSpoolFigures?
 
     // Established: flow.
     /// Batches between receipt and acknowledgement (the context's record

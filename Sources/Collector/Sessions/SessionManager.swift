@@ -235,6 +235,13 @@ public final class SessionManager {
 
     /// Agents by project and operator state: connected agents by their
     /// state, every other known agent as `not_visible`.
+    /// The connected agents' spool figures, summed per project.
+    func agentSpoolsByProject() -> [String: AgentSpoolFigures] {
+        var out: [String: AgentSpoolFigures] = [:]
+        for s in agents.values { if let f = s.spool { out[s.projectName, default: AgentSpoolFigures()].add(f) } }
+        return out
+    }
+
     func agentCountsByProject() -> [String: [CollectorStore.AgentState: Int]] {
         var out: [String: [CollectorStore.AgentState: Int]] = [:]
         for s in agents.values { out[s.projectName, default: [:]][s.state, default: 0] += 1 }

@@ -8,6 +8,7 @@ import Foundation
 import XCTest
 import CSystem  // SOCK_* constants: glibc's socket macros may be owned by this C module
 @testable import Agent
+import IPAPipeline
 
 final class RecordsEndToEndTests: XCTestCase {
     typealias System = RealCollectorTests.System
