@@ -28,7 +28,7 @@ trap cleanup EXIT
 # A free UDP port for an agent's IPA receiver.
 free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-SET=(--set "data_dir=$DIR/data" --set "listen=127.0.0.1:0" --set "http_listen=127.0.0.1:0" --set self_metrics_interval_ms=500)
+SET=(--set "data_dir=$DIR/data" --set "listen=127.0.0.1:0" --set "http_listen=127.0.0.1:0" --set self_metrics_interval_ms=500 --set alert_eval_interval_ms=500)
 mkdir -p "$DIR/data"
 KEY=$("$BIN/vigil-collector" keys create --project shop --create-project "${SET[@]}")
 "$BIN/vigil-collector" run "${SET[@]}" 2> "$DIR/collector.log" &

@@ -382,6 +382,31 @@ def a_chart_draws_real_data(c):
 
 
 @case
+def the_alerts_page_shows_a_firing_rule_in_red_and_silences_it(c):
+    rule = {"name": "store failing (browser test)",
+            "condition": {"kind": "collector_health", "metric": "store_failures", "threshold": -1}}
+    status, body = api("POST", "/projects/shop/alerts", rule)
+    assert status == 201, body
+    c.go("#/alerts")
+    row = wait("the rule firing", lambda: [r for r in c.all('tr[data-alert-id="%d"]' % body["id"])
+                                          if r.get_attribute("data-alert-state") == "firing"])
+    badge = row[0].find_element(By.CSS_SELECTOR, ".alert-state")
+    assert badge.text == "firing", badge.text
+    dot = c.d.execute_script("return getComputedStyle(arguments[0], '::before').backgroundColor", badge)
+    assert dot == "rgb(198, 40, 40)", dot
+    row[0].click()
+    wait("its history", lambda: c.all('tr[data-transition="firing"]'))
+    row = c.css('tr[data-alert-id="%d"]' % body["id"])
+    row.find_element(By.CSS_SELECTOR, '[data-action="silence"]').click()
+    wait("the silence listed", lambda: c.all("tr[data-silence-id]"))
+    status, silences = api("GET", "/projects/shop/silences")
+    assert status == 200 and any(s["rule_id"] == body["id"] for s in silences["silences"]), silences
+    c.shot("alerts")
+    c.css("tr[data-silence-id] [data-action=unsilence]").click()
+    wait("the silence ended", lambda: not c.all("tr[data-silence-id]"))
+
+
+@case
 def the_audit_page_lists_an_action_done_in_the_test(c):
     c.go("#/audit")
     row = wait("the rule change of the upload case",

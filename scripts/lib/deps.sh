@@ -7,7 +7,7 @@ VIGIL_DEBIAN_PACKAGES=(
   libsodium-dev        # Wire: X25519, ChaCha20-Poly1305, SHA-256
   libsqlite3-dev       # Collector: embedded storage
   libmicrohttpd-dev    # Collector: HTTP API on the loop
-  libcurl4-openssl-dev # Agent: HTTP synthetic monitors
+  libcurl4-openssl-dev # Agent: HTTP synthetic monitors; vigil-notify: https webhooks and SMTP for alerts
   libsnappy-dev        # Collector: remote-write request compression (CSnappy)
   pkg-config
   dpkg-dev             # scripts/package.sh: dpkg-shlibdeps computes the packages' Depends
@@ -24,6 +24,7 @@ VIGIL_DEBIAN_PACKAGES=(
   chromium             # console browser test (scripts/console-test.sh): headless browser
   chromium-driver      #   its WebDriver
   python3-selenium     #   the test's driver library (run with Debian's /usr/bin/python3)
+  python3-aiosmtpd     # alert tests: the local SMTP sink e-mail notifications are delivered to
 )
 
 # Python modules from PyPI the tests use (import name = package name).

@@ -46,6 +46,16 @@ public struct CollectorSettings: Sendable {
     public var uploadMaxBytes: Int64
     public var uploadMaxConcurrent: Int
     public var consoleDir: String
+    /// Alert evaluation: seconds between rounds, rules at a time, the lease holder's name.
+    public var alertEvalInterval: Double
+    public var alertEvalSlice: Int
+    public var alertEvaluatorId: String
+    /// Notifications: group wait and delivery timeout (seconds), deliveries at once, retries, the helper's path.
+    public var alertGroupWait: Double
+    public var alertNotifyTimeout: Double
+    public var alertNotifyMaxConcurrent: Int
+    public var alertNotifyRetries: Int
+    public var alertNotifyHelper: String
     public var consoleSessionTTL: Double
     public var consoleMaxSessions: Int
     public var logLevel: LogLevel
@@ -114,6 +124,14 @@ public struct CollectorSettings: Sendable {
         uploadMaxBytes = Int64(c.int("upload_max_bytes"))
         uploadMaxConcurrent = c.int("upload_max_concurrent")
         consoleDir = c.string("console_dir")
+        alertEvalInterval = Double(c.int("alert_eval_interval_ms")) / 1000
+        alertEvalSlice = c.int("alert_eval_slice")
+        alertEvaluatorId = c.string("alert_evaluator_id")
+        alertGroupWait = Double(c.int("alert_group_wait_ms")) / 1000
+        alertNotifyTimeout = Double(c.int("alert_notify_timeout_ms")) / 1000
+        alertNotifyMaxConcurrent = c.int("alert_notify_max_concurrent")
+        alertNotifyRetries = c.int("alert_notify_retries")
+        alertNotifyHelper = c.string("alert_notify_helper")
         consoleSessionTTL = Double(c.int("console_session_ttl_ms")) / 1000
         consoleMaxSessions = c.int("console_max_sessions")
         logLevel = LogLevel(name: c.string("log_level")) ?? .info
