@@ -80,6 +80,9 @@ final class TLSClient {
     private weak var connection: TCPConnection?
     private let credentials: TLSCredentials
     private let host: String
+    /// `host` as a C string for the session's whole life:
+    /// gnutls_session_set_verify_cert keeps the pointer, not a copy.
+    private let verifyHost: UnsafeMutablePointer<CChar>
     private(set) var phase = Phase.idle
     /// The buffer the connection lends during a read; nil otherwise.
     private var input: ByteBuffer?
@@ -98,6 +101,7 @@ final class TLSClient {
         session = s
         self.credentials = credentials
         self.host = host
+        verifyHost = strdup(host)
         self.connection = connection
         plaintext = ByteBuffer(capacity: 4096, limit: maxPlaintext)
         var rc = gnutls_set_default_priority(s)
@@ -107,9 +111,10 @@ final class TLSClient {
         }
         guard rc == GNUTLS_E_SUCCESS else {
             gnutls_deinit(s)
+            free(verifyHost)
             throw TLSError("cannot configure the TLS session: \(String(cString: gnutls_strerror(rc)))")
         }
-        gnutls_session_set_verify_cert(s, host, 0)
+        gnutls_session_set_verify_cert(s, verifyHost, 0)
         gnutls_transport_set_ptr(s, Unmanaged.passUnretained(self).toOpaque())
         gnutls_transport_set_push_function(s) { ptr, data, size in
             Unmanaged<TLSClient>.fromOpaque(ptr!).takeUnretainedValue().push(data, size)
@@ -119,7 +124,10 @@ final class TLSClient {
         }
     }
 
-    deinit { gnutls_deinit(session) }
+    deinit {
+        gnutls_deinit(session)
+        free(verifyHost)
+    }
 
     static func isIPLiteral(_ host: String) -> Bool {
         host.contains(":") || host.allSatisfy { $0 == "." || $0.isASCII && $0.isNumber }
@@ -172,7 +180,8 @@ final class TLSClient {
     /// bytes (it consumes them), and `onEnd` on the peer's close_notify.
     func received(_ buffer: ByteBuffer, onPlaintext: () -> Void, onEnd: () -> Void) throws(TLSError) {
         input = buffer
-        defer { input = nil }
+        inputSeen = buffer.readableBytes
+        defer { input = nil; inputSeen = 0 }
         try step()
         while phase == .open, connection?.state == .open {
             let room = min(16 * 1024, plaintext.limit - plaintext.readableBytes)
@@ -189,7 +198,13 @@ final class TLSClient {
             if n == 0 { phase = .closed; return onEnd() }
             let rc = Int32(n)
             if rc == GNUTLS_E_INTERRUPTED { continue }
-            if rc == GNUTLS_E_AGAIN { return }
+            if rc == GNUTLS_E_AGAIN {
+                // A post-handshake message (a TLS 1.3 session ticket) also
+                // ends in EAGAIN though more records may be lent: go on
+                // while the last call took bytes.
+                if wasTakingInput() { continue }
+                return
+            }
             if rc == GNUTLS_E_REHANDSHAKE || gnutls_error_is_fatal(rc) == 0 { continue }  // no renegotiation; warnings pass
             phase = .closed
             throw TLSError("TLS read from \(host) failed: \(String(cString: gnutls_strerror(rc)))")
@@ -211,13 +226,26 @@ final class TLSClient {
         c.close()
     }
 
+    /// Lent bytes at the last check: an EAGAIN after the session took some
+    /// of them is not yet the end of what it can do with them.
+    private var inputSeen = 0
+
+    private func wasTakingInput() -> Bool {
+        let left = input?.readableBytes ?? 0
+        defer { inputSeen = left }
+        return left > 0 && left < inputSeen || gnutls_record_check_pending(session) > 0
+    }
+
     /// Handshake, then queued plaintext, until done or EAGAIN.
     private func step() throws(TLSError) {
         while phase == .handshaking {
             let rc = gnutls_handshake(session)
             if rc == GNUTLS_E_SUCCESS { phase = .open; break }
             if rc == GNUTLS_E_INTERRUPTED { continue }
-            if rc == GNUTLS_E_AGAIN { return }
+            if rc == GNUTLS_E_AGAIN {
+                if wasTakingInput() { continue }
+                return
+            }
             if gnutls_error_is_fatal(rc) == 0 { continue }
             phase = .closed
             throw handshakeError(rc)
