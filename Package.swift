@@ -43,6 +43,9 @@ let package = Package(
         .target(name: "CMicroHTTPD"),
         // Debian's libsnappy-dev: block compression of remote-write requests.
         .systemLibrary(name: "CSnappy", providers: [.apt(["libsnappy-dev"])]),
+        // Debian's libgnutls28-dev: TLS for https remote-write receivers
+        // (libmicrohttpd already links libgnutls into the collector).
+        .systemLibrary(name: "CGnuTLS", providers: [.apt(["libgnutls28-dev"])]),
         // libcurl (libcurl4-openssl-dev headers) loaded with dlopen on first
         // use, behind fixed-argument wrappers; nothing links -lcurl.
         .target(name: "CCurl", linkerSettings: [.linkedLibrary("dl")]),
@@ -69,8 +72,8 @@ let package = Package(
         // multi-socket), tcp and exec runners on the loop. The agent's. No Foundation.
         .target(name: "MonitorRunners", dependencies: ["MonitorModel", "JSON", "Reactor", "Wire", "CCurl", "CSystem"]),
         // Prometheus remote write 1.0 from the loop: the hand-written WriteRequest
-        // encoder, snappy, a small HTTP/1.1 client on Reactor TCP, the bounded sender.
-        .target(name: "RemoteWrite", dependencies: ["Reactor", "CSnappy"]),
+        // encoder, snappy, a small HTTP/1.1 client on Reactor TCP (TLS by GnuTLS), the bounded sender.
+        .target(name: "RemoteWrite", dependencies: ["Reactor", "CSnappy", "CGnuTLS"]),
         // IPA records parsed, filtered by the project's rules and aggregated:
         // the agent's ingest and the collector's capture uploads run this one
         // code. No I/O, no Foundation.

@@ -143,6 +143,7 @@ public struct CollectorSettings: Sendable {
                 remoteWrite = RemoteWriteSettings(
                     url: try RemoteWriteURL(parsing: url), username: c.string("remote_write_username"),
                     passwordFile: c.string("remote_write_password_file"), bearerTokenFile: c.string("remote_write_bearer_token_file"),
+                    tlsCAFile: c.string("remote_write_tls_ca_file"),
                     maxSamplesPerRequest: c.int("remote_write_max_samples_per_request"),
                     queueSamples: c.int("remote_write_queue_samples"), maxSeries: c.int("remote_write_max_series"),
                     flushInterval: Double(c.int("remote_write_flush_ms")) / 1000,

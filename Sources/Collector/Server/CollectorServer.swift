@@ -161,13 +161,16 @@ public final class CollectorServer {
 
         if let rw = settings.remoteWrite {
             let authorization: String?
+            let tls: TLSCredentials?
             do {
                 authorization = try rw.authorization()
+                tls = try rw.tlsCredentials()
             } catch {
                 throw StartError(description: "remote write: \(error)")
             }
             var o = RemoteWriteOptions(url: rw.url)
             o.authorization = authorization
+            o.tlsCredentials = tls
             o.maxSamplesPerRequest = rw.maxSamplesPerRequest
             o.maxQueuedSamples = rw.queueSamples
             o.flushInterval = rw.flushInterval
@@ -182,7 +185,8 @@ public final class CollectorServer {
             remoteWrite = feed
             Log.info("remote write to \(rw.url)", ["auth": authorization == nil ? "none" : rw.bearerTokenFile.isEmpty ? "basic" : "bearer",
                                                   "max_samples_per_request": "\(rw.maxSamplesPerRequest)",
-                                                  "queue_samples": "\(rw.queueSamples)"])
+                                                  "queue_samples": "\(rw.queueSamples)",
+                                                  "tls_ca": tls.map { "\($0.source) (\($0.count) certificates)" } ?? "none"])
         }
 
         var lo = TCPListener.Options()
