@@ -217,11 +217,16 @@ final class HTTPMonitorTests: XCTestCase {
         XCTAssertEqual(warm, ["http", "https"])
     }
 
-    func testNoWarmHookWithoutHTTPRuns() throws {
+    func testNoWarmHookWithoutARequestThroughLibcurl() throws {
         var warm: [String] = []
         harness.engine.onHTTPWarm = { warm.append($0) }
-        let r = try XCTUnwrap(harness.first(.tcp("t", host: "127.0.0.1", port: server.port)))
-        XCTAssertEqual(r.status, .ok, r.message)
+        // A tcp run, and an http run that fails before libcurl (an unset
+        // variable): libcurl's paths have not run yet.
+        let t = try XCTUnwrap(harness.first(.tcp("t", host: "127.0.0.1", port: server.port)))
+        XCTAssertEqual(t.status, .ok, t.message)
+        harness.run([.http("unset", url: base + "/ok?k=${env:NOT_SET}")], until: 2)
+        XCTAssertNotEqual(harness.results.last?.status, .ok)
+        XCTAssertTrue(seen.isEmpty, "no request was made")
         harness.idle(0.05)
         XCTAssertEqual(warm, [])
     }

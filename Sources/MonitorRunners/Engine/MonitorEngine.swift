@@ -135,8 +135,8 @@ public final class MonitorEngine {
     private var runs: [UInt64: (runID: UInt64, run: MonitorRun)] = [:]
     private var curl: CurlMulti?
     private var curlError: String?
-    /// URL schemes ("http", "https") whose first run since libcurl was
-    /// loaded has completed (`onHTTPWarm`).
+    /// URL schemes ("http", "https") whose first libcurl run has
+    /// completed (`onHTTPWarm`).
     private var warmSchemes: Set<String> = []
     private var resolver: HostResolver?
     private let output: MonitorOutputLog
@@ -370,13 +370,14 @@ public final class MonitorEngine {
         }
         counts.runsCompleted &+= 1
         if result.status != .ok { counts.runsFailed &+= 1 }
-        noteWarm(result)
+        if r.run is HTTPRun { noteWarm(result) }
         onResult(result)
     }
 
-    /// `onHTTPWarm` for the first completed run of each scheme.
+    /// `onHTTPWarm` for the first completed libcurl run of each scheme (not
+    /// a run that failed before reaching libcurl).
     private func noteWarm(_ result: MonitorRunResult) {
-        guard onHTTPWarm != nil, curl != nil, warmSchemes.count < 2,
+        guard onHTTPWarm != nil, warmSchemes.count < 2,
               let def = scheduler.definition(result.monitorID), case .http(let h) = def.check else { return }
         let scheme = HTTPRun.isHTTPS(h.url) ? "https" : "http"
         guard warmSchemes.insert(scheme).inserted else { return }
