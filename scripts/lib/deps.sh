@@ -7,7 +7,8 @@ VIGIL_DEBIAN_PACKAGES=(
   libsodium-dev        # Wire: X25519, ChaCha20-Poly1305, SHA-256
   libsqlite3-dev       # Collector: embedded storage
   libmicrohttpd-dev    # Collector: HTTP API on the loop
-  libcurl4-openssl-dev # Agent: HTTP synthetic monitors
+  libcurl4-openssl-dev # Agent: HTTP synthetic monitors (the OpenSSL flavour: docs/PERFORMANCE.md, "Footprint with HTTP monitors")
+  openssl              # bench-monitors.sh: the self-signed certificate of its https server
   libsnappy-dev        # Collector: remote-write request compression (CSnappy)
   pkg-config
   curl                 # run.sh and the benchmarks talk to the HTTP API
