@@ -71,6 +71,13 @@ final class MappedPageTrimTests: XCTestCase {
         let limited = try XCTUnwrap(MappedPageTrim.candidates(path: path, limit: Self.smaps.utf8.count + 1))
         XCTAssertEqual(limited, Array(whole.prefix(3)))
         XCTAssertNil(MappedPageTrim.candidates(path: path + ".missing"))
+        // A line longer than a chunk is skipped whole, not spliced from its
+        // two ends (which here would make a valid header of a candidate).
+        let long = "7fbd00000000-7fbd00010000 r-xp 00000000 fe:00 81 /usr/lib/" + String(repeating: "q", count: 300)
+            + "/z.so\nRss: 64 kB\nAnonymous: 0 kB\n"
+        XCTAssertTrue(FileManager.default.createFile(atPath: path, contents: Data(long.utf8)))
+        XCTAssertEqual(MappedPageTrim.candidates(path: path, chunk: 1024)?.count, 1)
+        XCTAssertEqual(MappedPageTrim.candidates(path: path, chunk: 128), [], "the long header is skipped, so its fields are no one's")
     }
 
     func testGarbageYieldsNothing() {

@@ -115,6 +115,7 @@ public enum MappedPageTrim {
         var scan = Scanner()
         var buffer = [UInt8](repeating: 0, count: chunk)
         var pending: [UInt8] = []   // a line cut by the chunk's end
+        var overlong = false        // the line being read is longer than a chunk
         var total = 0
         while total < limit {
             let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress!, min(chunk, limit - total)) }
@@ -123,18 +124,28 @@ public enum MappedPageTrim {
             total += n
             var lineStart = 0
             for i in 0..<n where buffer[i] == UInt8(ascii: "\n") {
-                if pending.isEmpty {
+                if overlong {
+                    overlong = false
+                } else if pending.isEmpty {
                     scan.line(Substring(String(decoding: buffer[lineStart..<i], as: UTF8.self)))
                 } else {
                     pending += buffer[lineStart..<i]
                     scan.line(Substring(String(decoding: pending, as: UTF8.self)))
-                    pending.removeAll(keepingCapacity: true)
                 }
+                pending.removeAll(keepingCapacity: true)
                 lineStart = i + 1
             }
-            // No line of smaps is near a chunk long; a longer one is not
-            // a line this scanner uses, so it is dropped, not grown.
-            if lineStart < n && pending.count + (n - lineStart) <= chunk { pending += buffer[lineStart..<n] }
+            // No line of smaps is near a chunk long (a path is at most
+            // PATH_MAX); a longer one is not a line this scanner uses, so it
+            // is skipped whole, and the buffer does not grow.
+            if lineStart < n && !overlong {
+                if pending.count + (n - lineStart) <= chunk {
+                    pending += buffer[lineStart..<n]
+                } else {
+                    overlong = true
+                    pending.removeAll(keepingCapacity: true)
+                }
+            }
         }
         return scan.result
     }
