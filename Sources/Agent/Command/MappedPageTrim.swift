@@ -54,7 +54,7 @@ public enum MappedPageTrim {
     /// count (a truncated tail is just not trimmed).
     static let smapsReadLimit = 8 * 1024 * 1024
     /// smaps is read through one buffer of this size, line by line: ~40
-    /// mappings of ~1 KiB of text each, ~220 with libcurl loaded, and no
+    /// mappings of ~1 KiB of text each, over 200 with libcurl loaded, and no
     /// allocation of the whole file (a large one would move glibc's mmap
     /// threshold and stay in the heap).
     static let readChunk = 16 * 1024
