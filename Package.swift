@@ -108,6 +108,10 @@ let package = Package(
         // The streaming multipart/form-data reader (browser uploads).
         .executableTarget(name: "fuzz-multipart", dependencies: ["FuzzSupport", "HTTPServer"], path: "Sources/Tools/Fuzz/FuzzMultipart",
                           exclude: ["seeds"]),
+        // The agent's spool segments and saved filter rules, read back from disk.
+        .executableTarget(name: "fuzz-spool", dependencies: ["FuzzSupport", "Agent"], path: "Sources/Tools/Fuzz/FuzzSpool", exclude: ["seeds"]),
+        // The agent's StatsD parser and ingest path.
+        .executableTarget(name: "fuzz-statsd", dependencies: ["FuzzSupport", "Agent", "IPAPipeline"], path: "Sources/Tools/Fuzz/FuzzStatsD", exclude: ["seeds"]),
         // The JSON parser and writer (every HTTP API request body), monitor
         // validation and the Schedule round trip.
         .executableTarget(name: "fuzz-json", dependencies: ["FuzzSupport", "JSON", "MonitorModel", "Wire"], path: "Sources/Tools/Fuzz/FuzzJSON"),
@@ -119,6 +123,8 @@ let package = Package(
         .executableTarget(name: "store-bench", dependencies: ["CollectorStore", "Reactor", "CSQLite"], path: "Sources/Tools/Bench/StoreBench"),
         // The Reactor's receiver and loop-overhead probes (scripts/bench-reactor.sh).
         .executableTarget(name: "reactor-bench", dependencies: ["Reactor"], path: "Sources/Tools/Bench/ReactorBench"),
+        // The agent spool's write and replay rates (scripts/bench-spool.sh).
+        .executableTarget(name: "spool-bench", dependencies: ["Agent", "IPAPipeline", "Reactor"], path: "Sources/Tools/Bench/SpoolBench"),
         // Release-mode crypto and handshake throughput (scripts/bench-wire.sh).
         .executableTarget(name: "wire-bench", dependencies: ["Wire", "Reactor"], path: "Sources/Tools/Bench/WireBench"),
         // 1,000 HTTP monitors on one engine, idle RSS with and without libcurl (scripts/bench-monitors.sh).
@@ -127,6 +133,8 @@ let package = Package(
         .executableTarget(name: "monitors-bench-server", dependencies: ["HTTPServer", "Reactor"], path: "Sources/Tools/Bench/MonitorsBenchServer"),
         // Samples/s the remote-write sender encodes and compresses on one core (scripts/bench-remote-write.sh).
         .executableTarget(name: "remote-write-bench", dependencies: ["RemoteWrite"], path: "Sources/Tools/Bench/RemoteWriteBench"),
+        // The StatsD pipeline's lines/s on one core, no sockets (scripts/bench-statsd.sh).
+        .executableTarget(name: "statsd-bench", dependencies: ["Agent", "Reactor"], path: "Sources/Tools/Bench/StatsDBench"),
         // An empty loop with a heartbeat, for trying the loop and measuring idle RSS.
         .executableTarget(name: "reactor-demo", dependencies: ["Reactor"], path: "Sources/Tools/Demo/ReactorDemo"),
 

@@ -44,7 +44,8 @@ done
 
 for name in alpha beta; do
   "$BIN/vigil-agent" run --set "access_key=$KEY" --set "server_port=$SESSION_PORT" --set "ipa_port=$(free_port)" \
-      --set "agent_name=$name" --set status_interval_ms=1000 --set aggregation_interval_ms=1000 \
+      --set "agent_name=$name" --set "state_dir=$DIR/state-$name" \
+      --set status_interval_ms=1000 --set aggregation_interval_ms=1000 \
       --set reconnect_interval_min=200 --set reconnect_interval_max=1000 2> "$DIR/agent-$name.log" &
   PIDS+=($!)
 done

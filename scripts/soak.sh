@@ -213,6 +213,7 @@ server_host = 127.0.0.1,127.0.0.2
 server_port = $PORT
 access_key = $(cat "$DIR/key")
 agent_name = soak-agent
+state_dir = $DIR/agent-state
 ipa_port = $UDP
 aggregation_interval_ms = 2000
 status_interval_ms = 5000

@@ -132,9 +132,18 @@ public enum AgentCommandLine {
             printError("vigil-agent: cannot start: \(error)")
             return ExitCode.failure
         }
+        // The spool (run mode): an unusable spool_dir stops the start, named.
+        var spool: Spool?
+        if path == nil, let s = settings.spool {
+            do throws(Spool.Failure) { spool = try Spool.open(s) } catch {
+                printError("vigil-agent: cannot start: \(error)")
+                return ExitCode.failure
+            }
+        }
         let loop = EventLoop.makeDefault()
         let runtime = AgentRuntime(loop: loop, mode: path == nil ? .run : .replay, source: source,
-                                   config: config, settings: settings, identity: identity)
+                                   config: config, settings: settings, identity: identity, spool: spool)
+        if path == nil { runtime.rulesPath = RuleFile.path(stateDir: settings.stateDir) }
         var status = ExitCode.ok
         runtime.onExit = { code in
             status = code
@@ -153,6 +162,7 @@ public enum AgentCommandLine {
                     return ReplayDriver.ExitCode.unreadable
                 }
             } else {
+                runtime.notify = ServiceNotify.fromEnvironment()
                 try runtime.start()
             }
         } catch {

@@ -93,6 +93,8 @@ final class AgentSession: TCPConnectionHandler, DeadlineEntry, ConnectedAgent, C
     var reportedConfig: [String: ConfigEntry]?
     /// The stored overrides were pushed (on the first EffectiveConfig).
     var converged = false
+    /// The disk-spool figures of the latest Status (nil: no spool).
+    var spool: AgentSpoolFigures?
 
     // Established: flow.
     /// Batches between receipt and acknowledgement (the context's record
@@ -519,12 +521,13 @@ final class AgentSession: TCPConnectionHandler, DeadlineEntry, ConnectedAgent, C
         }
     }
 
-    /// Shutdown deadline: drop the connection now.
-    func abort() {
+    /// Shutdown deadline, or the outbound budget spent (OutboundBudget.swift):
+    /// drop the connection now, with what it has queued.
+    func abort(_ reason: CloseReason = .local) {
         guard phase != .closed else { return }
         if phase == .established {
-            wire?.close(.local)
-            context.sessionEnded(self, reason: .local)
+            wire?.close(reason)
+            context.sessionEnded(self, reason: reason)
         } else if phase == .handshake {
             context.handshakeFailed(self, .shuttingDown)
         }

@@ -30,6 +30,8 @@ public struct SessionSettings: Sendable {
     public var maxHandshakesPerAddress: Int
     /// Slots of `maxClients` that connections in their handshake cannot take.
     public var handshakeReserve: Int
+    /// Bytes queued to send to agents across all sessions (OutboundBudget.swift).
+    public var outboundBudget = 256 << 20
 
     public init(maxClients: Int, handshakeTimeout: Double, idleTimeout: Double, statusWriteInterval: Double = 0,
                 maxHandshakesPerAddress: Int = 64, handshakeReserve: Int = 0) {
@@ -72,6 +74,8 @@ public final class SessionManager {
     let schedules: ScheduleDirectory
     let control: ControlRouter
     public internal(set) var stats = CollectorStats()
+    /// The bytes queued to agents across sessions, against `outboundBudget`.
+    private(set) lazy var outbound = OutboundBudget(loop: loop)
     var failureLog = LogLimiter(interval: 60, maxKeys: 4096)
     private var troubleLog = LogLimiter(interval: 60, maxKeys: 64)
 
@@ -235,6 +239,13 @@ public final class SessionManager {
 
     /// Agents by project and operator state: connected agents by their
     /// state, every other known agent as `not_visible`.
+    /// The connected agents' spool figures, summed per project.
+    func agentSpoolsByProject() -> [String: AgentSpoolFigures] {
+        var out: [String: AgentSpoolFigures] = [:]
+        for s in agents.values { if let f = s.spool { out[s.projectName, default: AgentSpoolFigures()].add(f) } }
+        return out
+    }
+
     func agentCountsByProject() -> [String: [CollectorStore.AgentState: Int]] {
         var out: [String: [CollectorStore.AgentState: Int]] = [:]
         for s in agents.values { out[s.projectName, default: [:]][s.state, default: 0] += 1 }
@@ -444,7 +455,17 @@ extension SessionManager: AgentSessionContext {
         if s.phase == .established { inputBudget.spend(bytes, in: loop.iteration) }
     }
 
-    func didWrite(_ s: AgentSession, bytes: Int) { stats.bytesOut &+= UInt64(bytes) }
+    func didWrite(_ s: AgentSession, bytes: Int) {
+        stats.bytesOut &+= UInt64(bytes)
+        if outbound.observe(s, budget: settings.outboundBudget, sessions: established) {
+            stats.limited(.outboundBudget)
+            Log.warn("session dropped: outbound budget spent and it holds more than its share",
+                     ["agent": s.agentID ?? "-", "queued_bytes": "\(s.connection?.queuedBytes ?? 0)",
+                      "total_bytes": "\(outbound.total)", "budget_bytes": "\(settings.outboundBudget)"])
+            // Not from inside the session's own write.
+            loop.defer { s.abort(.outboundOverflow) }
+        }
+    }
     func writeRefused(_ s: AgentSession) { stats.writesRefused &+= 1 }
     func pinged(_ s: AgentSession) { stats.pingsSent &+= 1 }
 
@@ -468,6 +489,7 @@ extension SessionManager: AgentSessionContext {
     }
 
     func sessionFinished(_ s: AgentSession) {
+        outbound.forget(s)
         open -= 1
         closing -= 1
         sessions.removeValue(forKey: s.sessionID)

@@ -11,6 +11,25 @@ public enum CollectorSchema {
                   help: "address for agent sessions (an IP literal and port)"),
         ConfigKey("http_listen", .address(defaultPort: 6680), default: "127.0.0.1:6680",
                   help: "address of the HTTP API, /healthz and /metrics"),
+        ConfigKey("http_max_connections", .integer(1...100_000), default: "256",
+                  help: "open HTTP connections in all; one more is closed at accept"),
+        ConfigKey("http_max_connections_per_address", .integer(1...100_000), default: "32",
+                  help: "open HTTP connections from one IP address; one more is closed at accept, so slow clients from one "
+                      + "address cannot take every connection"),
+        ConfigKey("http_request_deadline_ms", .milliseconds(1000...3_600_000), default: "30000",
+                  help: "time an HTTP request has to arrive in full and its answer to be sent, from the connection's opening "
+                      + "or its previous answer (the collector's own time on the answer not counted); then the connection is closed"),
+        ConfigKey("metrics_listen", .string(allowEmpty: true), default: "",
+                  help: "a second HTTP address serving only /metrics and /healthz (plain HTTP, no token), so Prometheus "
+                      + "need not reach the API; an IP literal and port; empty: off"),
+        ConfigKey("http_tls_cert", .string(allowEmpty: true), default: "",
+                  help: "PEM file of the HTTP API's TLS certificate (chain), with http_tls_key; empty: plain HTTP"),
+        ConfigKey("http_tls_key", .string(allowEmpty: true), default: "",
+                  help: "PEM file of the TLS private key (unencrypted), with http_tls_cert; read at start, never logged"),
+        ConfigKey("health_store_stall_ms", .milliseconds(1000...3_600_000), default: "10000", live: true,
+                  help: "writes waiting this long without a committed transaction make /healthz answer 503 (store_stalled)"),
+        ConfigKey("health_loop_stall_ms", .milliseconds(50...600_000), default: "1000", live: true,
+                  help: "a loop iteration longer than this makes /healthz answer 503 (loop_stalled) for the next 10 s"),
         ConfigKey("data_dir", .string(allowEmpty: false), default: "./data",
                   help: "directory of the database and the generated admin token"),
         ConfigKey("admin_token", .string(allowEmpty: true), default: "", secret: true, live: true,
@@ -24,6 +43,9 @@ public enum CollectorSchema {
         ConfigKey("handshake_reserve", .integer(0...1_000_000), default: "500", live: true,
                   help: "slots of max_clients kept for agents that complete their handshake (at most a tenth of max_clients): "
                       + "at most max_clients minus this many connections may be in their handshake, and one more closes the oldest of them"),
+        ConfigKey("session_outbound_budget_bytes", .bytes((64 << 10)...(1 << 40)), default: "256M", live: true,
+                  help: "bytes queued to send to agents across all sessions; while more are queued, a session holding more "
+                      + "than its share (the budget divided among the sessions) is dropped at its next write (counted)"),
         ConfigKey("handshake_timeout_ms", .milliseconds(100...600_000), default: "5000", live: true,
                   help: "time from accept to a completed handshake"),
         ConfigKey("session_idle_timeout_ms", .milliseconds(1000...86_400_000), default: "120000", live: true,
