@@ -7,7 +7,7 @@ VIGIL_DEBIAN_PACKAGES=(
   libsodium-dev        # Wire: X25519, ChaCha20-Poly1305, SHA-256
   libsqlite3-dev       # Collector: embedded storage
   libmicrohttpd-dev    # Collector: HTTP API on the loop
-  libcurl4-openssl-dev # Agent: HTTP synthetic monitors; vigil-notify: https webhooks and SMTP for alerts
+  libcurl4-openssl-dev # Agent: HTTP synthetic monitors (the OpenSSL flavour: docs/PERFORMANCE.md, "Footprint with HTTP monitors"); vigil-notify: https webhooks and SMTP for alerts
   libsnappy-dev        # Collector: remote-write request compression (CSnappy)
   libgnutls28-dev      # Collector: TLS to https remote-write receivers (CGnuTLS)
   pkg-config
