@@ -2,12 +2,15 @@
 // per window for one monitor and check of a project over a chosen range,
 // the in-process measurements (source `ipa`, from agents and uploads) and
 // the synthetic ones (source `synthetic`, the monitors) of the same name
-// side by side. Reads GET /api/v1/measurements (bounded: one series, at
+// side by side, with the error rate per window from the measurements'
+// outcome counts (5xx and transport errors of the calls that carry a
+// status) and over the whole range. Reads GET /api/v1/measurements (bounded: one series, at
 // most 10,000 windows) and GET /api/v1/projects.
 import { api, query } from './api.js';
 import { h, fill } from './dom.js';
 import { register } from './pages.js';
 import { drawChart, rangeSelect, rangeMs } from './charts.js';
+import { errorRate, percent } from './outcomes.js';
 
 const SOURCES = [['ipa', 'In-process (agents, uploads)'], ['synthetic', 'Synthetic (monitors)']];
 
@@ -22,9 +25,11 @@ register({
       charts[source] = {
         latency: h('div', { class: 'chart', dataset: { chart: 'latency', source } }),
         calls: h('div', { class: 'chart', dataset: { chart: 'calls', source } }),
+        errors: h('div', { class: 'chart', dataset: { chart: 'errors', source } }),
+        rate: h('p', { class: 'muted', dataset: { errorRate: source } }),
       };
       return h('section', { class: 'chart-column', dataset: { source } }, h('h2', {}, title),
-        charts[source].latency, charts[source].calls);
+        charts[source].latency, charts[source].calls, charts[source].rate, charts[source].errors);
     });
     const note = h('p', { class: 'muted', dataset: { info: 'measurements' } });
     main.append(h('h1', {}, 'Measurements'),
@@ -56,8 +61,10 @@ register({
       for (const [source, title] of SOURCES) {
         // Windows of every agent, summed per window start, oldest first.
         const byTs = new Map();
-        for (const m of rows.filter((r) => r.source === source)) {
-          const w = byTs.get(m.ts) || { count: 0, p50: 0, p95: 0, p99: 0 };
+        const ofSource = rows.filter((r) => r.source === source);
+        for (const m of ofSource) {
+          const w = byTs.get(m.ts) || { count: 0, p50: 0, p95: 0, p99: 0, outcomes: [] };
+          w.outcomes.push(m);
           // Percentiles of several agents: the count-weighted mean (an approximation, said in the docs).
           w.p50 += m.p50_ms * m.count; w.p95 += m.p95_ms * m.count; w.p99 += m.p99_ms * m.count; w.count += m.count;
           byTs.set(m.ts, w);
@@ -67,6 +74,14 @@ register({
         const calls = ts.map((t) => [new Date(t), byTs.get(t).count]);
         await drawChart(charts[source].latency, `${title}: latency (ms)`, ['time', 'p50', 'p95', 'p99'], latency);
         await drawChart(charts[source].calls, `${title}: calls per window`, ['time', 'calls'], calls, { stepPlot: true, fillGraph: true });
+        // Error rate per window, only windows with calls that carry a status (IPA v2, http monitors).
+        const errors = ts.map((t) => [t, errorRate(byTs.get(t).outcomes)]).filter(([, e]) => e.calls > 0)
+          .map(([t, e]) => [new Date(t), e.rate * 100]);
+        const whole = errorRate(ofSource);
+        charts[source].rate.dataset.rate = whole.rate === null ? '' : String(whole.rate);
+        charts[source].rate.textContent = whole.rate === null ? 'Error rate: no calls with a status in this range.'
+          : `Error rate over the range: ${percent(whole.rate)} (${whole.errors} of ${whole.calls} calls with a status: 5xx or transport errors)`;
+        await drawChart(charts[source].errors, `${title}: error rate (%)`, ['time', 'error %'], errors, { stepPlot: true });
       }
     }
     return { refresh };
