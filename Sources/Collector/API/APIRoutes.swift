@@ -74,7 +74,8 @@ extension APIHandler {
         APIRoute("GET", "projects/{project}/monitors/{monitor}/runs", query: ["agent", "since", "until", "limit", "cursor"]) { h, c, q, r in
             h.monitorRuns(c[0], c[1], q, r)
         },
-        APIRoute("GET", "measurements", query: ["project", "agent", "monitor", "check", "source", "since", "until", "limit", "cursor"]) { h, _, q, r in
+        APIRoute("GET", "measurements", query: ["project", "agent", "monitor", "check", "source", "since", "until", "limit", "cursor",
+                                                "step", "group_by", "quantiles"]) { h, _, q, r in
             h.measurements(q, r)
         },
         APIRoute("GET", "events", query: ["project", "agent", "monitor", "check", "since", "until", "limit", "cursor"]) { h, _, q, r in h.events(q, r) },

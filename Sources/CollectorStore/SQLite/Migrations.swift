@@ -337,6 +337,12 @@ enum Migrations {
         Migration(version: 9, name: "agent mode", sql: """
         ALTER TABLE agents ADD COLUMN mode TEXT NOT NULL DEFAULT 'agent';
         """),
+        // Each measurement's latency histogram (the agent's LatencySketch
+        // in its wire encoding), so windows and agents can be merged;
+        // NULL for rows stored before, answered from their percentiles.
+        Migration(version: 10, name: "measurement histograms", sql: """
+        ALTER TABLE measurements ADD COLUMN histogram BLOB;
+        """),
     ]
 
     static var latest: Int { all.last?.version ?? 0 }

@@ -63,7 +63,7 @@ extension SQLiteStore {
             try writer.select("""
                 SELECT m.ts_ms, p.name, s.agent_id, s.monitor, s.check_name, s.source, m.window_ms, m.count, m.errors,
                        m.sum_us, m.min_us, m.max_us, m.p50_us, m.p95_us, m.p99_us, m.rowid,
-                       m.outcome_2xx, m.outcome_3xx, m.outcome_4xx, m.outcome_5xx, m.outcome_error
+                       m.outcome_2xx, m.outcome_3xx, m.outcome_4xx, m.outcome_5xx, m.outcome_error, m.histogram
                 FROM measurements m JOIN series s ON s.id = m.series_id JOIN projects p ON p.id = s.project_id
                 """ + f.sql + " ORDER BY m.ts_ms DESC, m.rowid DESC LIMIT ?", f, limit: q.limit) { s in
                 out.append(MeasurementRecord(project: s.text(1), agent: s.text(2), measurement: MeasurementRow(
@@ -71,7 +71,7 @@ extension SQLiteStore {
                     count: s.int64(7), errors: s.int64(8), sumUs: s.int64(9), minUs: s.int64(10), maxUs: s.int64(11),
                     p50Us: s.int64(12), p95Us: s.int64(13), p99Us: s.int64(14),
                     outcomes: Outcomes(s2xx: s.int64(16), s3xx: s.int64(17), s4xx: s.int64(18), s5xx: s.int64(19),
-                                       error: s.int64(20))), id: s.int64(15)))
+                                       error: s.int64(20)), histogram: s.optionalBlob(21)), id: s.int64(15)))
             }
             return out
         }, completion: completion)
