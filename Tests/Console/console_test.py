@@ -198,6 +198,32 @@ def fleet_filters_by_state_and_searches_by_name(c):
 
 
 @case
+def fleet_is_sorted_by_name_and_counts_agents_by_state(c):
+    c.go("#/project")  # leaves the filtered fleet of the case before: a fresh Fleet page
+    wait("the projects list", lambda: c.css('[data-list="projects"]'))
+    c.go("#/fleet")
+    by_name = agents_by_name()
+    names = lambda: [r.find_element(By.CSS_SELECTOR, '[data-link="agent"]').text for r in c.all("tr[data-agent-id]")]
+    wait("the rows by name", lambda: names() == ["alpha", "beta"])
+    assert c.css('[data-field="sort"]').get_attribute("value") == "name"
+    count = lambda s: c.css(f'[data-section="state-counts"] [data-count="{s}"] strong').text
+    wait("two capturing of two", lambda: count("capturing") == "2" and count("total") == "2")
+    assert count("stopped") == "0" and count("not_visible") == "0"
+    # A count is a filter: "stopped" shows none, clicking it again shows all.
+    c.css('[data-section="state-counts"] [data-count="stopped"]').click()
+    wait("no stopped agent", lambda: len(c.all("tr[data-agent-id]")) == 0)
+    assert c.css('[data-filter="state"]').get_attribute("value") == "stopped"
+    assert count("capturing") == "2", "the counts are not narrowed by the state filter"
+    c.css('[data-section="state-counts"] [data-count="stopped"]').click()
+    wait("both again", lambda: names() == ["alpha", "beta"])
+    # By id: the order of the ids.
+    c.d.execute_script("const s = document.querySelector('[data-field=sort]'); s.value = 'id'; s.dispatchEvent(new Event('change'));")
+    want = [a["name"] for a in sorted(by_name.values(), key=lambda a: a["id"])]
+    wait("the rows by id", lambda: names() == want)
+    c.d.execute_script("const s = document.querySelector('[data-field=sort]'); s.value = 'name'; s.dispatchEvent(new Event('change'));")
+
+
+@case
 def invalid_value_turns_red_and_nothing_is_sent(c):
     alpha = agents_by_name()["alpha"]
     before = agent_config_value(alpha["id"], "status_interval_ms")

@@ -343,6 +343,11 @@ enum Migrations {
         Migration(version: 10, name: "measurement histograms", sql: """
         ALTER TABLE measurements ADD COLUMN histogram BLOB;
         """),
+        // The fleet in name order (GET /api/v1/agents?sort=name): with the
+        // projects' unique name index, pages walk this index, no sort.
+        Migration(version: 11, name: "agents by name", sql: """
+        CREATE INDEX agents_project_name ON agents(project_id, name, id);
+        """),
     ]
 
     static var latest: Int { all.last?.version ?? 0 }
