@@ -424,6 +424,22 @@ def a_chart_draws_real_data(c):
     n = wait("p50 line pixels on the latency chart", lambda: canvas_pixels(c, sel, FIRST_SERIES_RGB) > 50 and
              canvas_pixels(c, sel, FIRST_SERIES_RGB))
     assert int(c.css('[data-chart="calls"][data-source="ipa"]').get_attribute("data-points")) >= 10
+    # The charts draw the collector's merged buckets (step, every agent merged): the points and the
+    # p99 of the newest bucket are the API's.
+    step = c.css('[data-info="measurements"]').get_attribute("data-step")
+    assert step and int(step) >= 10_000, step
+    since = int(time.time() * 1000) - 3600_000
+    status, merged = api("GET", f"/measurements?project=shop&monitor=shop&check=cart&source=ipa&since={since}"
+                                f"&step={step}&group_by=none&limit=2000")
+    assert status == 200 and merged["measurements"] and all(g["merged"] for g in merged["measurements"]), merged
+    assert "without a histogram" not in c.css('[data-info="measurements"]').text
+    assert sum(g["count"] for g in merged["measurements"]) == UPLOAD_LINES, merged
+    points = int(c.css('[data-chart="latency"][data-source="ipa"]').get_attribute("data-points"))
+    assert points == len(merged["measurements"]), (points, len(merged["measurements"]))
+    newest = max(merged["measurements"], key=lambda g: g["ts"])
+    drawn = c.d.execute_script("const g = document.querySelector('[data-chart=\"latency\"][data-source=\"ipa\"]').graph;"
+                               "return [g.getValue(g.numRows() - 1, 0), g.getValue(g.numRows() - 1, 3)];")
+    assert drawn[0] == newest["ts"] and abs(drawn[1] - newest["p99_ms"]) < 1e-9, (drawn, newest)
     # The error rate from the outcome counts: every tenth uploaded call was a 503.
     assert int(c.css('[data-chart="errors"][data-source="ipa"]').get_attribute("data-points")) >= 10
     rate = float(c.css('[data-error-rate="ipa"]').get_attribute("data-rate"))
