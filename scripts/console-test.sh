@@ -42,9 +42,12 @@ for _ in $(seq 200); do
 done
 [ -n "$HTTP_PORT" ] || { cat "$DIR/collector.log"; exit 1; }
 
+# beta receives StatsD as well (the Agent page shows its counters).
 for name in alpha beta; do
+  EXTRA=()
+  [ "$name" = beta ] && EXTRA=(--set "statsd_port=$(free_port)")
   "$BIN/vigil-agent" run --set "access_key=$KEY" --set "server_port=$SESSION_PORT" --set "ipa_port=$(free_port)" \
-      --set "agent_name=$name" --set "state_dir=$DIR/state-$name" \
+      --set "agent_name=$name" --set "state_dir=$DIR/state-$name" "${EXTRA[@]}" \
       --set status_interval_ms=1000 --set aggregation_interval_ms=1000 \
       --set reconnect_interval_min=200 --set reconnect_interval_max=1000 2> "$DIR/agent-$name.log" &
   PIDS+=($!)

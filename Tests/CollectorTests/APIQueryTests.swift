@@ -35,7 +35,7 @@ final class APIQueryTests: XCTestCase {
     /// takes, on every endpoint: never ignored (which returned everything).
     func testUnknownQueryParametersAre400OnEveryEndpoint() {
         let cases: [(String, String, [String])] = [
-            ("GET", "/agents?projct=acme", ["project", "state", "search", "limit", "cursor"]),
+            ("GET", "/agents?projct=acme", ["project", "state", "search", "limit", "cursor", "sort", "counts"]),
             ("GET", "/agents/a1?x=1", []),
             ("DELETE", "/agents/a1?x=1", []),
             ("GET", "/agents/a1/status?sinse=1", ["since", "until", "limit", "cursor"]),

@@ -50,7 +50,7 @@ extension APIHandler {
     /// Every endpoint under `/api/v1/` (docs/API.md documents each one; a
     /// test compares the two lists).
     static let routes: [APIRoute] = [
-        APIRoute("GET", "agents", query: ["project", "state", "search", "limit", "cursor"]) { h, _, q, r in h.listAgents(q, r) },
+        APIRoute("GET", "agents", query: ["project", "state", "search", "limit", "cursor", "sort", "counts"]) { h, _, q, r in h.listAgents(q, r) },
         APIRoute("GET", "agents/{id}") { h, c, _, r in h.getAgent(c[0], r) },
         APIRoute("DELETE", "agents/{id}") { h, c, q, r in h.forgetAgent(c[0], q, r) },
         APIRoute("POST", "agents/{id}/capture", query: ["timeout_ms"]) { h, c, q, r in h.capture(c[0], q, r) },

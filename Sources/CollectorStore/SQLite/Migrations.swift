@@ -407,6 +407,11 @@ enum Migrations {
         );
         CREATE INDEX alert_notifications_project ON alert_notifications(project_id, id);
         """),
+        // The fleet in name order (GET /api/v1/agents?sort=name): with the
+        // projects' unique name index, pages walk this index, no sort.
+        Migration(version: 12, name: "agents by name", sql: """
+        CREATE INDEX agents_project_name ON agents(project_id, name, id);
+        """),
     ]
 
     static var latest: Int { all.last?.version ?? 0 }

@@ -183,6 +183,15 @@ public protocol MeasurementStore: AnyObject {
     /// whose name or id contains `search` (case-insensitive for ASCII).
     func agents(project: String?, state: AgentState?, search: String?, after: String?, limit: Int?,
                 completion: @escaping StoreCompletion<[AgentRecord]>)
+    /// The same agents in name order — project name, then agent name, then
+    /// id (names need not be unique) — those after `after` in that order
+    /// (the last row of the previous page), at most `limit`. Backed by an
+    /// index on (project, name, id), so a page costs its rows.
+    func agentsByName(project: String?, state: AgentState?, search: String?, after: AgentNamePosition?, limit: Int?,
+                      completion: @escaping StoreCompletion<[AgentRecord]>)
+    /// How many agents (of a project, whose name or id contains `search`)
+    /// are in each stored state; states without agents are left out.
+    func agentStateCounts(project: String?, search: String?, completion: @escaping StoreCompletion<[AgentState: Int]>)
     /// `.notFound` for an unknown agent.
     func agent(id: String, completion: @escaping StoreCompletion<AgentRecord>)
 
@@ -237,5 +246,19 @@ extension MeasurementStore {
     /// Every agent (of a project), in ascending id order.
     public func agents(project: String?, completion: @escaping StoreCompletion<[AgentRecord]>) {
         agents(project: project, after: nil, limit: nil, completion: completion)
+    }
+}
+
+/// Where a page of agents in name order ended: the last row's project
+/// name, agent name and id.
+public struct AgentNamePosition: Equatable, Sendable {
+    public let project: String
+    public let name: String
+    public let id: String
+
+    public init(project: String, name: String, id: String) {
+        self.project = project
+        self.name = name
+        self.id = id
     }
 }
