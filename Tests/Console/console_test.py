@@ -507,31 +507,46 @@ def the_alerts_page_shows_a_firing_rule_in_red_and_silences_it(c):
     status, body = api("POST", "/projects/shop/alerts", rule)
     assert status == 201, body
     c.go("#/alerts")
-    row = wait("the rule firing", lambda: [r for r in c.all('tr[data-alert-id="%d"]' % body["id"])
-                                          if r.get_attribute("data-alert-state") == "firing"])
-    badge = row[0].find_element(By.CSS_SELECTOR, ".alert-state")
-    assert badge.text == "firing", badge.text
-    dot = c.d.execute_script("return getComputedStyle(arguments[0], '::before').backgroundColor", badge)
+    sel = 'tr[data-alert-id="%d"]' % body["id"]
+    # The page re-renders on every poll: each step finds its elements afresh
+    # (inside wait, which retries a step whose element went stale).
+
+    def firing_badge():
+        rows = [r for r in c.all(sel) if r.get_attribute("data-alert-state") == "firing"]
+        if not rows:
+            return None
+        badge = rows[0].find_element(By.CSS_SELECTOR, ".alert-state")
+        dot = c.d.execute_script("return getComputedStyle(arguments[0], '::before').backgroundColor", badge)
+        return (badge.text, dot)
+    text, dot = wait("the rule firing", firing_badge)
+    assert text == "firing", text
     assert dot == "rgb(198, 40, 40)", dot
-    row[0].click()
+
+    def click(css, inside=None):
+        el = c.css(inside).find_element(By.CSS_SELECTOR, css) if inside else c.css(css)
+        el.click()
+        return True
+    wait("the rule selected", lambda: click(sel))
     wait("its history", lambda: c.all('tr[data-transition="firing"]'))
-    row = c.css('tr[data-alert-id="%d"]' % body["id"])
-    row.find_element(By.CSS_SELECTOR, '[data-action="silence"]').click()
+    wait("the silence button", lambda: click('[data-action="silence"]', inside=sel))
     wait("the silence listed", lambda: c.all("tr[data-silence-id]"))
     status, silences = api("GET", "/projects/shop/silences")
     assert status == 200 and any(s["rule_id"] == body["id"] for s in silences["silences"]), silences
     c.shot("alerts")
-    c.css("tr[data-silence-id] [data-action=unsilence]").click()
+    wait("the unsilence button", lambda: click("tr[data-silence-id] [data-action=unsilence]"))
     wait("the silence ended", lambda: not c.all("tr[data-silence-id]"))
 
 
 @case
 def the_audit_page_lists_an_action_done_in_the_test(c):
     c.go("#/audit")
-    row = wait("the rule change of the upload case",
-               lambda: [r for r in c.all('tr[data-audit-action="patterns.replace"]') if "api:browser-test" in r.text])
-    assert row[0].get_attribute("data-result") == "ok", row[0].get_attribute("data-result")
-    assert "shop" in row[0].text, row[0].text
+    # Read the row's figures inside wait: the page re-renders as it polls.
+    result, text = wait("the rule change of the upload case",
+                        lambda: [(r.get_attribute("data-result"), r.text)
+                                 for r in c.all('tr[data-audit-action="patterns.replace"]')
+                                 if "api:browser-test" in r.text][:1] or None)[0]
+    assert result == "ok", result
+    assert "shop" in text, text
     c.css('[data-field="action"]').send_keys("patterns.replace\n")
     wait("only rule changes", lambda: c.all('tr[data-audit-action]') and
          all(r.get_attribute("data-audit-action") == "patterns.replace" for r in c.all('tr[data-audit-action]')))
