@@ -8,6 +8,7 @@
 import Foundation
 import XCTest
 import Wire
+import CSystem  // SOCK_* constants: glibc's socket macros may be owned by this C module
 
 final class RemoteWritePrometheusTests: XCTestCase {
     static let binary = "/usr/bin/prometheus"

@@ -162,7 +162,7 @@ final class PGConnection {
             loop.defer { completion(.failure(.overloaded(pendingRows: self.queued, limit: self.maxQueued))) }
             return
         }
-        queue.append(Pending(command: command, completion: completion))
+        _ = queue.append(Pending(command: command, completion: completion))
         if inFlight == nil { loop.defer { [weak self] in self?.startNext() } }
     }
 

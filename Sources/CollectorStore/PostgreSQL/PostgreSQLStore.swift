@@ -1,0 +1,388 @@
+// PostgreSQLStore: the collector's MeasurementStore over a PostgreSQL server,
+// on the collector's loop through libpq's nonblocking API (PGConnection).
+//
+// Two connections: writes on one, reads on the other, so a long read never
+// holds up a commit. Each write is one transaction (BEGIN … COMMIT) made of
+// a chain of commands; its completion runs when COMMIT has returned
+// (synchronous_commit on: durable), which is when the collector may
+// acknowledge. Writes run one after another in submission order, so their
+// completions do too. A read waits until every write queued before it has
+// completed, then runs on the read connection (statement_timeout =
+// limits.maxReadMillis: a longer read fails with `.readTooLong`).
+//
+// Measurements, events, statuses and monitor runs of a batch go in with
+// COPY … FROM STDIN (text format) inside the batch's transaction; the
+// batch's (agent, boot) sequence row is locked (SELECT … FOR UPDATE) first,
+// so two collectors storing re-sends of one batch store it once.
+//
+// Connections that fail are made again with backoff (StoreReconnect); work
+// queued meanwhile waits, within the limits (maxPendingRows,
+// maxPendingReads). A write whose connection broke before its COMMIT
+// returned fails with `.unavailable` (it may or may not have committed: a
+// batch is then re-sent by the agent and de-duplicated).
+//
+// Loop thread only, like the EventLoop it is bound to.
+internal import CPQ
+import Reactor
+
+public final class PostgreSQLStore: MeasurementStore {
+    public let loop: EventLoop
+    public let options: PostgreSQLOptions
+    public var limits: StoreLimits { options.limits }
+    public var stats: StoreStats { counters }
+    public let schemaVersion: Int
+    /// Why the store cannot reach the server now (nil: both connections up).
+    public var unavailableReason: String? {
+        if case .failed(let why) = writer.state { return why }
+        if writer.state != .ready { return "connecting to PostgreSQL" }
+        return nil
+    }
+
+    var counters = StoreStats()
+    private let writer: PGConnection
+    private let reader: PGConnection
+    private struct Job {
+        var isWrite: Bool
+        var rows: Int
+        /// Writes queued (ever) when this job was queued: a read runs once
+        /// that many writes have completed.
+        var afterWrites: UInt64
+        var run: (PGConnection, @escaping () -> Void) -> Void
+    }
+    private var writes = RingBuffer<Job>(capacity: 256, overflow: .grow)
+    private var reads = RingBuffer<Job>(capacity: 256, overflow: .grow)
+    private var writeRunning = false
+    private var readRunning = false
+    private var writesQueued: UInt64 = 0
+    private var writesDone: UInt64 = 0
+    private enum Phase { case open, closing, closed }
+    private var phase = Phase.open
+    private var closeWaiters: [() -> Void] = []
+    var seriesCache: [SeriesKey: Int64] = [:]
+    private var reconnectTimers: [TimerWatcher] = []
+    private var backoff: [Double] = [0, 0]
+
+    /// Connects once, blocking, to apply migrations (start-up, before the
+    /// loop serves), then opens the store's two connections on the loop.
+    public static func open(loop: EventLoop, options: PostgreSQLOptions, now: Int64 = Clock.wallMillis()) throws(StoreError) -> PostgreSQLStore {
+        let version = try withBlockingConnection(options) { conn throws(StoreError) -> Int in
+            try PGMigrations.migrate(conn, now: now)
+            try PGPartitions.ensure(conn, now: now, daysAhead: options.partitionDaysAhead)
+            return try PGMigrations.version(conn)
+        }
+        let store = PostgreSQLStore(loop: loop, options: options, schemaVersion: version)
+        store.connect(0)
+        store.connect(1)
+        return store
+    }
+
+    /// A blocking libpq connection for `body` (start-up, the command line).
+    static func withBlockingConnection<T>(_ options: PostgreSQLOptions, _ body: (OpaquePointer) throws(StoreError) -> T) throws(StoreError) -> T {
+        var keys = ["dbname", "client_encoding", "connect_timeout"]
+        var values = [options.conninfo, "UTF8", String(max(1, Int(options.connectTimeout)))]
+        if let p = options.password { keys.append("password"); values.append(p) }
+        let conn = withCStrings(keys) { k in withCStrings(values) { v in PQconnectdbParams(k, v, 1) } }
+        guard let conn else { throw .unavailable("PostgreSQL: out of memory") }
+        defer { PQfinish(conn) }
+        guard PQstatus(conn) == CONNECTION_OK else { throw .unavailable("PostgreSQL: \(PGConnection.message(conn))") }
+        try PGMigrations.exec(conn, "SET synchronous_commit = on")
+        return try body(conn)
+    }
+
+    private init(loop: EventLoop, options: PostgreSQLOptions, schemaVersion: Int) {
+        self.loop = loop
+        self.options = options
+        self.schemaVersion = schemaVersion
+        writer = PGConnection(loop: loop, maxQueued: 64)
+        reader = PGConnection(loop: loop, maxQueued: 64)
+    }
+
+    deinit {
+        reconnectTimers.forEach { $0.stop() }
+        writer.close()
+        reader.close()
+    }
+
+    // MARK: connections
+
+    private func connection(_ i: Int) -> PGConnection { i == 0 ? writer : reader }
+
+    private func connect(_ i: Int) {
+        guard phase != .closed else { return }
+        let c = connection(i)
+        c.onFailure = { [weak self] why in
+            Log.warn("store: PostgreSQL \(i == 0 ? "write" : "read") connection lost: \(why)")
+            self?.scheduleReconnect(i)
+        }
+        c.connect(conninfo: options.conninfo, password: options.password, timeout: options.connectTimeout) { [weak self] result in
+            guard let self else { return }
+            switch result {
+            case .success:
+                self.backoff[i] = 0
+                // Durable commits, and reads bounded in time.
+                let setup = i == 0 ? "SET synchronous_commit = on"
+                                   : "SET statement_timeout = \(self.options.limits.maxReadMillis)"
+                c.run(.query(setup, [])) { [weak self] _ in self?.pump() }
+            case .failure(let e):
+                Log.warn("store: PostgreSQL \(i == 0 ? "write" : "read") connection: \(e)")
+                self.scheduleReconnect(i)
+            }
+        }
+    }
+
+    private func scheduleReconnect(_ i: Int) {
+        guard phase != .closed else { return }
+        backoff[i] = min(max(backoff[i] * 2, 0.1), options.maxReconnectDelay)
+        let t = TimerWatcher(loop: loop) { [weak self] t in
+            self?.reconnectTimers.removeAll { $0 === t }
+            self?.connect(i)
+        }
+        t.start(after: backoff[i])
+        reconnectTimers.append(t)
+    }
+
+    // MARK: queueing
+
+    func deliverLater<T>(_ completion: @escaping StoreCompletion<T>, _ result: Result<T, StoreError>) {
+        loop.defer { completion(result) }
+    }
+
+    /// Queues a write transaction of `rows` rows: BEGIN, `body` (which ends
+    /// by calling `tx.done`), COMMIT; `completion` after COMMIT returned.
+    func enqueueWrite<T>(rows: Int, _ body: @escaping (PGTransaction<T>) -> Void, completion: @escaping StoreCompletion<T>) {
+        guard phase == .open else {
+            counters.refusedClosed &+= 1
+            return deliverLater(completion, .failure(.closed))
+        }
+        let limit = options.limits.maxPendingRows
+        if counters.pendingRows + rows > limit {
+            if rows > limit {
+                counters.refusedInvalid &+= 1
+                return deliverLater(completion, .failure(.invalid("a write of \(rows) rows exceeds the queue limit of \(limit)")))
+            }
+            counters.refusedOverloaded &+= 1
+            return deliverLater(completion, .failure(.overloaded(pendingRows: counters.pendingRows, limit: limit)))
+        }
+        counters.pendingWrites += 1
+        counters.pendingRows += rows
+        writesQueued += 1
+        _ = writes.append(Job(isWrite: true, rows: rows, afterWrites: writesQueued, run: { [self] conn, next in
+            let started = Clock.monotonicNanos()
+            PGTransaction<T>.run(conn, transactional: true, body) { [self] result in
+                counters.pendingWrites -= 1
+                counters.pendingRows -= rows
+                counters.transactions &+= 1
+                counters.transactionMicros.record((Clock.monotonicNanos() - started) / 1_000)
+                if case .failure(let e) = result, !e.isAnswer {
+                    counters.transactionsFailed &+= 1
+                    counters.writesFailed &+= 1
+                }
+                completion(result)
+                next()
+            }
+        }))
+        loop.defer { [weak self] in self?.pump() }
+    }
+
+    /// Queues a read; it runs after every write queued before it completed.
+    func enqueueRead<T>(_ body: @escaping (PGTransaction<T>) -> Void, completion: @escaping StoreCompletion<T>) {
+        guard phase == .open else {
+            counters.refusedClosed &+= 1
+            return deliverLater(completion, .failure(.closed))
+        }
+        let limit = options.limits.maxPendingReads
+        if counters.pendingReads >= limit {
+            counters.refusedReads &+= 1
+            return deliverLater(completion, .failure(.tooManyReads(pending: counters.pendingReads, limit: limit)))
+        }
+        counters.pendingReads += 1
+        _ = reads.append(Job(isWrite: false, rows: 0, afterWrites: writesQueued, run: { [self] conn, next in
+            let started = Clock.monotonicNanos()
+            PGTransaction<T>.run(conn, transactional: false, body) { [self] result in
+                counters.pendingReads -= 1
+                counters.reads &+= 1
+                counters.readMicros.record((Clock.monotonicNanos() - started) / 1_000)
+                var result = result
+                if case .failure(.backend(let why)) = result, why.contains("57014") {
+                    counters.readsInterrupted &+= 1
+                    result = .failure(.readTooLong(millis: options.limits.maxReadMillis))
+                }
+                if case .failure(let e) = result, !e.isAnswer { counters.readsFailed &+= 1 }
+                completion(result)
+                next()
+            }
+        }))
+        loop.defer { [weak self] in self?.pump() }
+    }
+
+    /// Starts the next write and the next read when their connection is
+    /// free and ready; a read only once the writes before it completed.
+    private func pump() {
+        if !writeRunning, writer.state == .ready, let job = writes.popFirst() {
+            writeRunning = true
+            job.run(writer) { [weak self] in
+                guard let self else { return }
+                self.writeRunning = false
+                self.writesDone += 1
+                self.pump()
+            }
+        }
+        if !readRunning, reader.state == .ready, let job = reads.first, job.afterWrites <= writesDone {
+            _ = reads.popFirst()
+            readRunning = true
+            job.run(reader) { [weak self] in
+                guard let self else { return }
+                self.readRunning = false
+                self.pump()
+            }
+        }
+        if phase == .closing, writes.isEmpty, reads.isEmpty, !writeRunning, !readRunning { finishClose() }
+    }
+
+    // MARK: closing
+
+    public func close(completion: @escaping () -> Void) {
+        switch phase {
+        case .closed:
+            loop.defer { completion() }
+        case .closing:
+            closeWaiters.append(completion)
+        case .open:
+            phase = .closing
+            closeWaiters.append(completion)
+            partitionTimer?.stop()
+            retentionTimer?.stop()
+            loop.defer { [weak self] in self?.pump() }
+        }
+    }
+
+    private func finishClose() {
+        guard phase == .closing else { return }
+        phase = .closed
+        reconnectTimers.forEach { $0.stop() }
+        reconnectTimers = []
+        writer.close()
+        reader.close()
+        let waiters = closeWaiters
+        closeWaiters = []
+        for w in waiters { w() }
+    }
+
+    public var isClosed: Bool { phase == .closed }
+
+    var partitionTimer: TimerWatcher?
+    var retentionTimer: TimerWatcher?
+}
+
+/// The commands of one write transaction or one read, chained: each step
+/// runs a command and continues in its callback; `done` ends it (a write:
+/// COMMIT, then the completion). The first failure rolls back and ends it.
+final class PGTransaction<T> {
+    let conn: PGConnection
+    private let transactional: Bool
+    private var finish: ((Result<T, StoreError>) -> Void)?
+
+    private init(conn: PGConnection, transactional: Bool, finish: @escaping (Result<T, StoreError>) -> Void) {
+        self.conn = conn
+        self.transactional = transactional
+        self.finish = finish
+    }
+
+    static func run(_ conn: PGConnection, transactional: Bool, _ body: @escaping (PGTransaction<T>) -> Void,
+                    finish: @escaping (Result<T, StoreError>) -> Void) {
+        let tx = PGTransaction(conn: conn, transactional: transactional, finish: finish)
+        guard transactional else { return body(tx) }
+        conn.run(.query("BEGIN", [])) { r in
+            switch r {
+            case .success: body(tx)
+            case .failure(let e): tx.end(.failure(e))
+            }
+        }
+    }
+
+    /// Runs `sql` with `params`; `next` with its last result.
+    func query(_ sql: String, _ params: [String?] = [], _ next: @escaping (PGRows) -> Void) {
+        conn.run(.query(sql, params)) { [self] r in
+            switch r {
+            case .success(let results): next(results.last ?? PGRows(columns: 0, rows: [], affected: 0))
+            case .failure(let e): fail(e)
+            }
+        }
+    }
+
+    func copy(_ sql: String, _ data: [UInt8], _ next: @escaping () -> Void) {
+        conn.run(.copy(sql, data)) { [self] r in
+            switch r {
+            case .success: next()
+            case .failure(let e): fail(e)
+            }
+        }
+    }
+
+    /// Ends with `value`: COMMIT first for a write.
+    func done(_ value: T) {
+        guard transactional else { return end(.success(value)) }
+        conn.run(.query("COMMIT", [])) { [self] r in
+            switch r {
+            case .success: end(.success(value))
+            case .failure(let e): end(.failure(e))
+            }
+        }
+    }
+
+    /// Ends with `error`: ROLLBACK first for a write (if the connection is up).
+    func fail(_ error: StoreError) {
+        guard transactional, conn.state == .ready else { return end(.failure(error)) }
+        conn.run(.query("ROLLBACK", [])) { [self] _ in end(.failure(error)) }
+    }
+
+    private func end(_ result: Result<T, StoreError>) {
+        let f = finish
+        finish = nil
+        f?(result)
+    }
+}
+
+/// Text values for libpq parameters and COPY's text format.
+enum PGText {
+    static func int(_ v: Int64) -> String? { String(v) }
+    static func int(_ v: Int64?) -> String? { v.map { String($0) } }
+
+    /// A text[] literal: every element double-quoted, `"` and `\` escaped.
+    static func array(_ items: [String]) -> String {
+        var s = "{"
+        for (i, item) in items.enumerated() {
+            if i > 0 { s += "," }
+            s += "\""
+            for ch in item.unicodeScalars {
+                if ch == "\"" || ch == "\\" { s += "\\" }
+                s.unicodeScalars.append(ch)
+            }
+            s += "\""
+        }
+        return s + "}"
+    }
+
+    /// A value in COPY's text format: backslash, tab, newline and carriage
+    /// return escaped; nil is \N.
+    static func copyField(_ value: String?, into out: inout [UInt8]) {
+        guard let value else { out += [0x5C, 0x4E]; return }
+        for b in value.utf8 {
+            switch b {
+            case 0x5C: out += [0x5C, 0x5C]
+            case 0x09: out += [0x5C, 0x74]
+            case 0x0A: out += [0x5C, 0x6E]
+            case 0x0D: out += [0x5C, 0x72]
+            default: out.append(b)
+            }
+        }
+    }
+
+    static func copyRow(_ fields: [String?], into out: inout [UInt8]) {
+        for (i, f) in fields.enumerated() {
+            if i > 0 { out.append(0x09) }
+            copyField(f, into: &out)
+        }
+        out.append(0x0A)
+    }
+}

@@ -1,0 +1,94 @@
+// PostgreSQLStore's own behaviour beyond the conformance suite, against a
+// real server: versioned migrations (applied once, a newer schema refused),
+// daily partitions created ahead and dropped whole by retention, a
+// time-ordered and per-series index on every partition, and connection
+// strings redacted for logs. Loop thread (the test's).
+import XCTest
+import Reactor
+@testable import CollectorStore
+
+final class PostgreSQLStoreTests: XCTestCase {
+    private func server() throws -> TestPostgreSQL {
+        guard let s = TestPostgreSQL.shared else { throw XCTSkip("no PostgreSQL server can run here") }
+        return s
+    }
+
+    private func open(_ pg: TestPostgreSQL, _ db: String, _ loop: EventLoop, now: Int64 = 1_000) throws -> PostgreSQLStore {
+        try PostgreSQLStore.open(loop: loop, options: PostgreSQLOptions(conninfo: pg.socketConninfo(db)), now: now)
+    }
+
+    func testMigrationsApplyOnceAndANewerSchemaIsRefused() throws {
+        let pg = try server()
+        let db = pg.freshDatabase()
+        let loop = EventLoop()
+        let store = try open(pg, db, loop)
+        XCTAssertEqual(store.schemaVersion, PGMigrations.latest)
+        close(store, on: loop)
+        let again = try open(pg, db, loop)
+        close(again, on: loop)
+        XCTAssertEqual(pg.scalar("SELECT count(*) FROM schema_migrations", in: db), String(PGMigrations.all.count))
+        XCTAssertEqual(pg.scalar("SELECT name FROM schema_migrations WHERE version = 1", in: db), "initial schema")
+
+        pg.execute("INSERT INTO schema_migrations VALUES (999, 'from the future', 0)", in: db)
+        XCTAssertThrowsError(try open(pg, db, loop)) { error in
+            XCTAssertEqual(error as? StoreError, .schemaTooNew(found: 999, known: PGMigrations.latest))
+        }
+    }
+
+    func testPartitionsAreCreatedAheadAndRetentionDropsWholeDays() throws {
+        let pg = try server()
+        let db = pg.freshDatabase()
+        let loop = EventLoop()
+        let day = PGPartitions.dayMillis
+        let today: Int64 = 20_000
+        let store = try open(pg, db, loop, now: today * day + 5_000)
+        defer { close(store, on: loop) }
+        let parts = pg.scalar("""
+            SELECT string_agg(c.relname, ',' ORDER BY c.relname) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+            WHERE i.inhparent = 'measurements'::regclass
+            """, in: db)
+        XCTAssertEqual(parts, "measurements_d19999,measurements_d20000,measurements_d20001,measurements_d20002,measurements_d20003,measurements_default")
+
+        _ = try wait(loop) { store.createKey(project: "demo", secret: "s", at: 1, completion: $0) }
+        let pid = try wait(loop) { store.activeKeys(project: "demo", completion: $0) }.projectId
+        _ = try wait(loop) { store.agentConnected(AgentHello(id: "a1", projectId: pid, name: "", hostname: "", version: "",
+                                                             bootId: "b", at: today * day), completion: $0) }
+        let rows = (0..<30).map { measurement((today - 1) * day + Int64($0) * 1_000) }   // yesterday's partition
+            + (0..<3).map { measurement(today * day + day / 2 + Int64($0)) }              // today's, after the cutoff
+            + [measurement(day)]                                                           // 1970: the default partition
+        let b = Batch(projectId: pid, agentId: "a1", bootId: "b", sequence: 0, receivedAt: today * day + day / 2, measurements: rows)
+        XCTAssertEqual(try wait(loop) { store.submitBatch(b, completion: $0) }, .stored(rows: 34))
+        XCTAssertEqual(pg.scalar("SELECT count(*) FROM measurements_d19999", in: db), "30")
+        XCTAssertEqual(pg.scalar("SELECT count(*) FROM measurements_default", in: db), "1")
+
+        let report = try wait(loop) { store.removeExpired(olderThan: today * day + day / 4, completion: $0) }
+        XCTAssertEqual(report.deleted["measurements"], 31, "a whole day dropped, the old row in the default partition deleted")
+        XCTAssertNil(pg.scalar("SELECT to_regclass('measurements_d19999')::text", in: db), "yesterday's partition is gone")
+        XCTAssertNotNil(pg.scalar("SELECT to_regclass('measurements_d20000')::text", in: db), "today's holds the cutoff: kept")
+        XCTAssertEqual(try wait(loop) { store.measurements(MeasurementQuery(), completion: $0) }.count, 3)
+    }
+
+    func testEveryPartitionHasTheTimeAndPerSeriesIndexes() throws {
+        let pg = try server()
+        let db = pg.freshDatabase()
+        let loop = EventLoop()
+        let store = try open(pg, db, loop)
+        close(store, on: loop)
+        let indexes = pg.scalar("SELECT string_agg(indexdef, ';') FROM pg_indexes WHERE tablename = 'measurements_default'", in: db) ?? ""
+        XCTAssertTrue(indexes.contains("(series_id, ts_ms, id)"), indexes)
+        XCTAssertTrue(indexes.contains("(ts_ms, id)"), indexes)
+    }
+
+    func testConnectionStringsAreRedacted() {
+        XCTAssertEqual(PGConnInfo.redacted("postgresql://vigil:s3cret@db.example:5432/vigil?sslmode=require"),
+                       "postgresql://vigil:***@db.example:5432/vigil?sslmode=require")
+        XCTAssertEqual(PGConnInfo.redacted("postgres://db/vigil?user=v&password=s3cret&sslmode=disable"),
+                       "postgres://db/vigil?user=v&password=***&sslmode=disable")
+        XCTAssertEqual(PGConnInfo.redacted("postgresql://vigil@db/vigil"), "postgresql://vigil@db/vigil")
+        XCTAssertEqual(PGConnInfo.redacted("host=db user=vigil password=s3cret dbname=vigil"),
+                       "host=db user=vigil password=*** dbname=vigil")
+        XCTAssertEqual(PGConnInfo.redacted("host=db password = 'with \\' quote and space' dbname=x"),
+                       "host=db password = *** dbname=x")
+        XCTAssertFalse(PGConnInfo.redacted("PASSWORD=abc host=h").contains("abc"))
+    }
+}
