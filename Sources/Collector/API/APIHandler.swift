@@ -33,6 +33,8 @@ public final class APIHandler {
     static let maxControlTimeout = 60.0
     /// Renders /metrics (the collector supplies it).
     var metrics: () -> String = { "" }
+    /// Why the store cannot serve now (nil: it can); /healthz answers 503 with it.
+    var storeUnavailable: (() -> String?)?
     /// The collector's own configuration, for `GET /api/v1/config`.
     var collectorConfig: () -> Configuration? = { nil }
 
@@ -68,6 +70,9 @@ public final class APIHandler {
         switch parts.first {
         case "healthz"? where parts.count == 1:
             guard req.method == "GET" || req.method == "HEAD" else { return r.fail(methodNotAllowed("GET, HEAD")) }
+            if let why = storeUnavailable?() {
+                return r.respond(HTTPResponse(status: 503, contentType: "text/plain; charset=utf-8", text: "store unavailable: \(why)\n"))
+            }
             r.respond(HTTPResponse(status: 200, contentType: "text/plain; charset=utf-8", text: "ok\n"))
         case "metrics"? where parts.count == 1:
             guard req.method == "GET" else { return r.fail(methodNotAllowed("GET")) }

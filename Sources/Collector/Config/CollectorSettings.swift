@@ -13,6 +13,12 @@ public struct CollectorSettings: Sendable {
     public var listen: SocketAddress
     public var httpListen: SocketAddress
     public var dataDir: String
+    /// `sqlite` or `postgresql` (`store`).
+    public var store: StoreKind
+    /// libpq's conninfo as configured (`postgresql_url`); never log it: `PGConnInfo.redacted`.
+    public var postgresqlURL: String
+    /// File holding the PostgreSQL password; empty: libpq's own sources.
+    public var postgresqlPasswordFile: String
     /// Empty: generated into `data_dir/admin_token` at first start.
     public var adminToken: String
     public var maxClients: Int
@@ -56,6 +62,13 @@ public struct CollectorSettings: Sendable {
                                                              got: c.value("http_listen")?.description)))
         }
         dataDir = c.string("data_dir")
+        store = StoreKind(rawValue: c.string("store")) ?? .sqlite
+        postgresqlURL = c.string("postgresql_url")
+        postgresqlPasswordFile = c.string("postgresql_password_file")
+        if store == .postgresql && postgresqlURL.isEmpty {
+            errors.append(ConfigError(location: CollectorSettings.location(of: "postgresql_url", in: c), key: "postgresql_url",
+                                      problem: .invalidValue(expected: "the PostgreSQL server and database (store = postgresql)", got: nil)))
+        }
         adminToken = c.string("admin_token")
         maxClients = c.int("max_clients")
         backlog = Int32(c.int("backlog"))
@@ -101,7 +114,12 @@ public struct CollectorSettings: Sendable {
             return [c.invalid(key, expected: "an IP address and port (a host name cannot be listened on)",
                               got: c.value(key)?.description)]
         }
-    } + RemoteWriteSettings.checks
+    } + RemoteWriteSettings.checks + [
+        ConfigCheck(keys: ["store", "postgresql_url"]) { c in
+            guard c.string("store") == "postgresql", c.string("postgresql_url").isEmpty else { return [] }
+            return [c.invalid("postgresql_url", expected: "the PostgreSQL server and database (store = postgresql)", got: nil)]
+        },
+    ]
 
     /// Whether two listen addresses would claim the same socket: the same
     /// port (0, "any free port", never clashes) on the same address, or on

@@ -48,7 +48,7 @@ public final class CollectorServer {
     let overrides: [(key: String, value: String)]
     let environment: [String: String]
 
-    private(set) var store: SQLiteStore?
+    private(set) var store: (any OperatedStore)?
     public private(set) var manager: SessionManager?
     private var listener: TCPListener?
     private var http: HTTPServer?
@@ -92,18 +92,14 @@ public final class CollectorServer {
         // and thousands would make one iteration last milliseconds.
         loop.deferred.budget = 256
 
-        var options = StoreOptions(dataDirectory: settings.dataDir)
-        options.synchronous = .full
-        options.limits.maxPendingRows = settings.storeMaxPendingRows
-        options.limits.maxPendingReads = settings.storeMaxPendingReads
-        let store: SQLiteStore
+        let store: any OperatedStore
         do {
-            store = try SQLiteStore.open(loop: loop, options: options)
+            store = try StoreSelection.open(loop: loop, settings: settings)
         } catch {
-            throw StartError(description: "cannot open the database in \(settings.dataDir): \(error)")
+            throw StartError(description: "cannot open \(StoreSelection.describe(settings)): \(error)")
         }
         self.store = store
-        Log.info("database", ["path": store.path, "schema": "\(store.schemaVersion)"])
+        Log.info("database", ["store": settings.store.rawValue, "path": store.location, "schema": "\(store.schemaVersion)"])
 
         let token: String
         do {
@@ -181,6 +177,7 @@ public final class CollectorServer {
         }
         for w in api.console.warnings { Log.warn(w) }
         api.metrics = { [unowned self] in self.metrics() }
+        api.storeUnavailable = { [weak store] in store?.unavailableReason }
         api.collectorConfig = { [unowned self] in self.configuration }
         self.api = api
         let http = HTTPServer(loop: loop) { [unowned api] req, responder in api.handle(req, responder) }

@@ -118,6 +118,54 @@ extension PostgreSQLStore {
         }
     }
 
+    /// As SQLiteStore's: `removeExpired` every `interval` s with a cutoff
+    /// of `retentionDays` (skipped while 0 or while a pass runs), then
+    /// `removeStaleAgents` with `agentRetentionDays`.
+    public func startRetention(days: Int, agentDays: Int, every interval: Double, firstAfter: Double) {
+        retentionDays = days
+        agentRetentionDays = agentDays
+        retentionTimer?.stop()
+        let t = TimerWatcher(loop: loop) { [weak self] _ in self?.retentionTick() }
+        t.start(after: firstAfter, repeat: interval)
+        retentionTimer = t
+    }
+
+    public func stopRetention() {
+        retentionTimer?.stop()
+        retentionTimer = nil
+    }
+
+    private func retentionTick() {
+        guard !retentionRunning, !isClosed, retentionDays > 0 || agentRetentionDays > 0 else { return }
+        retentionRunning = true
+        let now = Clock.wallMillis()
+        let forgetAgents: () -> Void = { [weak self] in
+            guard let self, self.agentRetentionDays > 0, !self.isClosed else { self?.retentionRunning = false; return }
+            let days = self.agentRetentionDays
+            self.removeStaleAgents(notSeenSince: now - Int64(days) * 86_400_000) { [weak self] result in
+                self?.retentionRunning = false
+                switch result {
+                case .success(let ids) where !ids.isEmpty:
+                    Log.info("store: retention forgot \(ids.count) agents not seen for \(days) days")
+                    self?.agentsForgotten?(ids)
+                case .success: break
+                case .failure(let e): Log.warn("store: agent retention failed: \(e)")
+                }
+            }
+        }
+        guard retentionDays > 0 else { return forgetAgents() }
+        let days = retentionDays
+        removeExpired(olderThan: now - Int64(days) * 86_400_000) { result in
+            switch result {
+            case .success(let r) where r.total > 0:
+                Log.info("store: retention removed \(r.total) rows older than \(days) days in \(r.chunks) chunks")
+            case .success: break
+            case .failure(let e): Log.warn("store: retention failed: \(e)")
+            }
+            forgetAgents()
+        }
+    }
+
     /// Creates the daily partitions ahead now and then every hour.
     public func startPartitionMaintenance(every interval: Double = 3_600) {
         partitionTimer?.stop()

@@ -25,7 +25,7 @@
 internal import CPQ
 import Reactor
 
-public final class PostgreSQLStore: MeasurementStore {
+public final class PostgreSQLStore: OperatedStore {
     public let loop: EventLoop
     public let options: PostgreSQLOptions
     public var limits: StoreLimits { options.limits }
@@ -33,8 +33,11 @@ public final class PostgreSQLStore: MeasurementStore {
     public let schemaVersion: Int
     /// Why the store cannot reach the server now (nil: both connections up).
     public var unavailableReason: String? {
-        if case .failed(let why) = writer.state { return why }
-        if writer.state != .ready { return "connecting to PostgreSQL" }
+        if phase == .closed { return "store closed" }
+        for (name, c) in [("write", writer), ("read", reader)] {
+            if case .failed(let why) = c.state { return "PostgreSQL \(name) connection: \(why)" }
+            if c.state != .ready { return "PostgreSQL \(name) connection: connecting" }
+        }
         return nil
     }
 
@@ -272,6 +275,12 @@ public final class PostgreSQLStore: MeasurementStore {
 
     var partitionTimer: TimerWatcher?
     var retentionTimer: TimerWatcher?
+    var retentionRunning = false
+    public var retentionDays = 0
+    public var agentRetentionDays = 0
+    public var agentsForgotten: (([String]) -> Void)?
+    /// The server and database, password redacted.
+    public var location: String { PGConnInfo.redacted(options.conninfo) }
 }
 
 /// The commands of one write transaction or one read, chained: each step

@@ -1,4 +1,5 @@
-// A real PostgreSQL server for tests: one per test process, shared by every
+// A real PostgreSQL server for tests (CollectorStoreTests; CollectorTests
+// links this file): one per test process, shared by every
 // suite, started on first use by scripts/lib/postgres.sh (Debian's
 // postgresql, initdb and pg_ctl as the unprivileged `vigiltest` user, the
 // socket in a temporary directory and TCP on 127.0.0.1 only, fsync on) and
@@ -98,9 +99,16 @@ final class TestPostgreSQL {
                               password: password.trimmingCharacters(in: .whitespacesAndNewlines))
     }
 
+    /// scripts/lib/postgres.sh of the checkout this file is in (the
+    /// directories above it; CollectorTests links this file from here).
     static var scriptPath: String {
-        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().deletingLastPathComponent().path + "/scripts/lib/postgres.sh"
+        var dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        while dir.path != "/" {
+            let candidate = dir.path + "/scripts/lib/postgres.sh"
+            if FileManager.default.fileExists(atPath: candidate) { return candidate }
+            dir = dir.deletingLastPathComponent()
+        }
+        return "scripts/lib/postgres.sh"
     }
 
     /// Runs the script to completion; (status, stdout, stderr). posix_spawn
