@@ -11,7 +11,7 @@ extension PostgreSQLStore {
             counters.countBatch(refused)
             return deliverLater(completion, refused)
         }
-        enqueueWrite(rows: max(batch.rowCount, 1), { [weak self] tx in self?.writeBatch(batch, tx) }) { [weak self] result in
+        enqueueWrite(rows: max(batch.rowCount, 1), retry: true, { [weak self] tx in self?.writeBatch(batch, tx) }) { [weak self] result in
             self?.counters.countBatch(result)
             completion(result)
         }

@@ -50,11 +50,15 @@ public final class PostgreSQLStore: OperatedStore {
         /// Writes queued (ever) when this job was queued: a read runs once
         /// that many writes have completed.
         var afterWrites: UInt64
-        var run: (PGConnection, @escaping () -> Void) -> Void
+        /// Runs the job; it calls the closure with true when done, false
+        /// when it must run again (its connection broke; `retry` writes).
+        var run: (PGConnection, @escaping (Bool) -> Void) -> Void
     }
     private var writes = RingBuffer<Job>(capacity: 256, overflow: .grow)
     private var reads = RingBuffer<Job>(capacity: 256, overflow: .grow)
     private var writeRunning = false
+    /// A `retry` write whose connection broke: runs first once one is back.
+    private var retryWrite: Job?
     private var readRunning = false
     private var writesQueued: UInt64 = 0
     private var writesDone: UInt64 = 0
@@ -152,7 +156,14 @@ public final class PostgreSQLStore: OperatedStore {
 
     /// Queues a write transaction of `rows` rows: BEGIN, `body` (which ends
     /// by calling `tx.done`), COMMIT; `completion` after COMMIT returned.
-    func enqueueWrite<T>(rows: Int, _ body: @escaping (PGTransaction<T>) -> Void, completion: @escaping StoreCompletion<T>) {
+    ///
+    /// With `retry`, a write whose connection broke before COMMIT returned
+    /// runs again once a connection is back, instead of failing: for a
+    /// batch, which its sequence row makes safe to run twice (had the first
+    /// COMMIT landed, the second finds the batch stored and answers
+    /// `.duplicate`), so a server restart costs a delay, not a session.
+    func enqueueWrite<T>(rows: Int, retry: Bool = false, _ body: @escaping (PGTransaction<T>) -> Void,
+                         completion: @escaping StoreCompletion<T>) {
         guard phase == .open else {
             counters.refusedClosed &+= 1
             return deliverLater(completion, .failure(.closed))
@@ -172,6 +183,10 @@ public final class PostgreSQLStore: OperatedStore {
         _ = writes.append(Job(isWrite: true, rows: rows, afterWrites: writesQueued, run: { [self] conn, next in
             let started = Clock.monotonicNanos()
             PGTransaction<T>.run(conn, transactional: true, body) { [self] result in
+                if retry, case .failure(.unavailable) = result, phase != .closed {
+                    counters.writesRetried &+= 1
+                    return next(false)
+                }
                 counters.pendingWrites -= 1
                 counters.pendingRows -= rows
                 counters.transactions &+= 1
@@ -181,7 +196,7 @@ public final class PostgreSQLStore: OperatedStore {
                     counters.writesFailed &+= 1
                 }
                 completion(result)
-                next()
+                next(true)
             }
         }))
         loop.defer { [weak self] in self?.pump() }
@@ -212,7 +227,7 @@ public final class PostgreSQLStore: OperatedStore {
                 }
                 if case .failure(let e) = result, !e.isAnswer { counters.readsFailed &+= 1 }
                 completion(result)
-                next()
+                next(true)
             }
         }))
         loop.defer { [weak self] in self?.pump() }
@@ -221,25 +236,26 @@ public final class PostgreSQLStore: OperatedStore {
     /// Starts the next write and the next read when their connection is
     /// free and ready; a read only once the writes before it completed.
     private func pump() {
-        if !writeRunning, writer.state == .ready, let job = writes.popFirst() {
+        if !writeRunning, writer.state == .ready, let job = retryWrite ?? writes.popFirst() {
+            retryWrite = nil
             writeRunning = true
-            job.run(writer) { [weak self] in
+            job.run(writer) { [weak self] done in
                 guard let self else { return }
                 self.writeRunning = false
-                self.writesDone += 1
+                if done { self.writesDone += 1 } else { self.retryWrite = job }
                 self.pump()
             }
         }
         if !readRunning, reader.state == .ready, let job = reads.first, job.afterWrites <= writesDone {
             _ = reads.popFirst()
             readRunning = true
-            job.run(reader) { [weak self] in
+            job.run(reader) { [weak self] _ in
                 guard let self else { return }
                 self.readRunning = false
                 self.pump()
             }
         }
-        if phase == .closing, writes.isEmpty, reads.isEmpty, !writeRunning, !readRunning { finishClose() }
+        if phase == .closing, writes.isEmpty, reads.isEmpty, retryWrite == nil, !writeRunning, !readRunning { finishClose() }
     }
 
     // MARK: closing
@@ -342,7 +358,11 @@ final class PGTransaction<T> {
     /// Ends with `error`: ROLLBACK first for a write (if the connection is up).
     func fail(_ error: StoreError) {
         guard transactional, conn.state == .ready else { return end(.failure(error)) }
-        conn.run(.query("ROLLBACK", [])) { [self] _ in end(.failure(error)) }
+        conn.run(.query("ROLLBACK", [])) { [self] r in
+            // A statement error that was the connection dying shows as such.
+            if case .failure(.unavailable(let why)) = r { return end(.failure(.unavailable(why))) }
+            end(.failure(error))
+        }
     }
 
     private func end(_ result: Result<T, StoreError>) {

@@ -92,3 +92,48 @@ final class PostgreSQLStoreTests: XCTestCase {
         XCTAssertFalse(PGConnInfo.redacted("PASSWORD=abc host=h").contains("abc"))
     }
 }
+
+import CPQ
+
+final class PostgreSQLStoreOutageTests: XCTestCase {
+    /// A batch in flight when its connection is killed runs again on a new
+    /// connection and completes `.stored` — never a failure (which would
+    /// close the agent's session) and never stored twice.
+    func testABatchInFlightWhenTheConnectionDiesIsRetried() throws {
+        guard let pg = TestPostgreSQL.shared else { throw XCTSkip("no PostgreSQL server can run here") }
+        let db = pg.freshDatabase()
+        let loop = EventLoop()
+        let store = try PostgreSQLStore.open(loop: loop, options: PostgreSQLOptions(conninfo: pg.socketConninfo(db)), now: 1_000)
+        defer { close(store, on: loop) }
+        _ = try wait(loop) { store.createKey(project: "demo", secret: "s", at: 1, completion: $0) }
+        let pid = try wait(loop) { store.activeKeys(project: "demo", completion: $0) }.projectId
+        _ = try wait(loop) { store.agentConnected(AgentHello(id: "a1", projectId: pid, name: "", hostname: "", version: "",
+                                                             bootId: "b", at: 2_000), completion: $0) }
+
+        // Another session holds a lock the batch needs: the batch waits on the server, in flight.
+        let locker = PQconnectdb(pg.socketConninfo(db))!
+        defer { PQfinish(locker) }
+        PQclear(PQexec(locker, "BEGIN"))
+        PQclear(PQexec(locker, "LOCK TABLE batch_sequences IN EXCLUSIVE MODE"))
+        var result: Result<BatchOutcome, StoreError>?
+        let b = Batch(projectId: pid, agentId: "a1", bootId: "b", sequence: 0, receivedAt: 5_000, measurements: [measurement(7_000)])
+        store.submitBatch(b) { result = $0 }
+        var waiting = 0
+        XCTAssertTrue(loop.run(until: {
+            waiting = Int(pg.scalar("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                                    in: db) ?? "0") ?? 0
+            return waiting == 1
+        }, timeout: 10), "the batch waits for the lock")
+        XCTAssertEqual(pg.scalar("""
+            SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+            WHERE datname = current_database() AND wait_event_type = 'Lock'
+            """, in: db), "1")
+        PQclear(PQexec(locker, "COMMIT"))
+        XCTAssertTrue(loop.run(until: { result != nil }, timeout: 20))
+        XCTAssertEqual(try result?.get(), .stored(rows: 1))
+        XCTAssertEqual(store.stats.writesRetried, 1)
+        XCTAssertEqual(store.stats.batchesFailed, 0)
+        XCTAssertEqual(pg.scalar("SELECT count(*) FROM measurements", in: db), "1")
+        XCTAssertEqual(try wait(loop) { store.submitBatch(b, completion: $0) }, .duplicate)
+    }
+}
