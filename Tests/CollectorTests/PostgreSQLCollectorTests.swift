@@ -59,7 +59,8 @@ final class PostgreSQLCollectorTests: XCTestCase {
         let c = try CollectorProcess(config: ["store = postgresql", "postgresql_url = \(url)",
                                               "postgresql_password_file = \(pg.passwordFile)"])
         defer { c.stop(); c.removeDirectory() }
-        XCTAssertEqual(c.http("GET", "/healthz").status, 200)
+        // The store's loop connections come up just after start.
+        XCTAssertTrue(c.eventually(timeout: 10) { c.http("GET", "/healthz").status == 200 })
         XCTAssertFalse(c.log.contains(pg.password), "the password is never logged")
         let checked = runCollectorCommand(["check-config", "--config", c.configPath])
         XCTAssertEqual(checked.status, 0, checked.err)
