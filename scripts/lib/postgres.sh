@@ -42,6 +42,7 @@ start() {
     fi
     mkdir -p "$dir"
     chmod 0755 "$dir"
+    as_pg test -x "$dir" || die "$PGUSER_OS cannot reach $dir (make its parent directories searchable, e.g. chmod 0711)"
     head -c 18 /dev/urandom | base64 | tr -d '/+=' > "$dir/password"
     chown "$PGUSER_OS" "$dir"
     chmod 0644 "$dir/password"

@@ -13,6 +13,9 @@ public struct PostgreSQLOptions: Sendable {
     public var connectTimeout = 10.0
     /// Longest wait between reconnection attempts (s); the wait doubles from 0.1 s.
     public var maxReconnectDelay = 5.0
+    /// Rows of the batches that share one transaction at most (group
+    /// commit: the batches queued while the previous COMMIT ran).
+    public var maxRowsPerTransaction = 50_000
     /// Daily measurement partitions created ahead of today.
     public var partitionDaysAhead = 3
     /// Rows deleted per retention transaction (the default partition and

@@ -50,15 +50,21 @@ public final class PostgreSQLStore: OperatedStore {
         /// Writes queued (ever) when this job was queued: a read runs once
         /// that many writes have completed.
         var afterWrites: UInt64
-        /// Runs the job; it calls the closure with true when done, false
-        /// when it must run again (its connection broke; `retry` writes).
+        /// Runs the job alone; it calls the closure when done.
         var run: (PGConnection, @escaping (Bool) -> Void) -> Void
+        /// A batch: runs inside a SAVEPOINT of a shared transaction and
+        /// hands back its delivery (run after COMMIT), or nil when the
+        /// connection broke (the group then runs again).
+        var grouped: ((PGConnection, @escaping ((() -> Void)?) -> Void) -> Void)? = nil
+        /// Fails the job (its group's COMMIT failed).
+        var fail: ((StoreError) -> Void)? = nil
     }
     private var writes = RingBuffer<Job>(capacity: 256, overflow: .grow)
     private var reads = RingBuffer<Job>(capacity: 256, overflow: .grow)
     private var writeRunning = false
-    /// A `retry` write whose connection broke: runs first once one is back.
-    private var retryWrite: Job?
+    /// Batches whose connection broke before their COMMIT returned: they
+    /// run again first once a connection is back.
+    private var retryGroup: [Job] = []
     private var readRunning = false
     private var writesQueued: UInt64 = 0
     private var writesDone: UInt64 = 0
@@ -180,25 +186,32 @@ public final class PostgreSQLStore: OperatedStore {
         counters.pendingWrites += 1
         counters.pendingRows += rows
         writesQueued += 1
-        _ = writes.append(Job(isWrite: true, rows: rows, afterWrites: writesQueued, run: { [self] conn, next in
+        let finish: (Result<T, StoreError>) -> Void = { [self] result in
+            counters.pendingWrites -= 1
+            counters.pendingRows -= rows
+            if case .failure(let e) = result, !e.isAnswer { counters.writesFailed &+= 1 }
+            completion(result)
+        }
+        var job = Job(isWrite: true, rows: rows, afterWrites: writesQueued, run: { [self] conn, next in
             let started = Clock.monotonicNanos()
-            PGTransaction<T>.run(conn, transactional: true, body) { [self] result in
-                if retry, case .failure(.unavailable) = result, phase != .closed {
-                    counters.writesRetried &+= 1
-                    return next(false)
-                }
-                counters.pendingWrites -= 1
-                counters.pendingRows -= rows
+            PGTransaction<T>.run(conn, mode: .transaction, body) { [self] result in
                 counters.transactions &+= 1
                 counters.transactionMicros.record((Clock.monotonicNanos() - started) / 1_000)
-                if case .failure(let e) = result, !e.isAnswer {
-                    counters.transactionsFailed &+= 1
-                    counters.writesFailed &+= 1
-                }
-                completion(result)
+                if case .failure(let e) = result, !e.isAnswer { counters.transactionsFailed &+= 1 }
+                finish(result)
                 next(true)
             }
-        }))
+        })
+        if retry {
+            job.grouped = { conn, done in
+                PGTransaction<T>.run(conn, mode: .savepoint, body) { result in
+                    if case .failure(.unavailable) = result { return done(nil) }
+                    done({ finish(result) })
+                }
+            }
+            job.fail = { finish(.failure($0)) }
+        }
+        _ = writes.append(job)
         loop.defer { [weak self] in self?.pump() }
     }
 
@@ -216,7 +229,7 @@ public final class PostgreSQLStore: OperatedStore {
         counters.pendingReads += 1
         _ = reads.append(Job(isWrite: false, rows: 0, afterWrites: writesQueued, run: { [self] conn, next in
             let started = Clock.monotonicNanos()
-            PGTransaction<T>.run(conn, transactional: false, body) { [self] result in
+            PGTransaction<T>.run(conn, mode: .none, body) { [self] result in
                 counters.pendingReads -= 1
                 counters.reads &+= 1
                 counters.readMicros.record((Clock.monotonicNanos() - started) / 1_000)
@@ -236,14 +249,29 @@ public final class PostgreSQLStore: OperatedStore {
     /// Starts the next write and the next read when their connection is
     /// free and ready; a read only once the writes before it completed.
     private func pump() {
-        if !writeRunning, writer.state == .ready, let job = retryWrite ?? writes.popFirst() {
-            retryWrite = nil
-            writeRunning = true
-            job.run(writer) { [weak self] done in
-                guard let self else { return }
-                self.writeRunning = false
-                if done { self.writesDone += 1 } else { self.retryWrite = job }
-                self.pump()
+        if !writeRunning, writer.state == .ready {
+            if !retryGroup.isEmpty {
+                let group = retryGroup
+                retryGroup = []
+                counters.writesRetried &+= UInt64(group.count)
+                runGroup(group)
+            } else if let first = writes.first, first.grouped != nil {
+                // Group commit: the batches queued now share one transaction.
+                var group: [Job] = []
+                var rows = 0
+                while let j = writes.first, j.grouped != nil, group.isEmpty || rows + j.rows <= options.maxRowsPerTransaction {
+                    group.append(writes.popFirst()!)
+                    rows += j.rows
+                }
+                runGroup(group)
+            } else if let job = writes.popFirst() {
+                writeRunning = true
+                job.run(writer) { [weak self] _ in
+                    guard let self else { return }
+                    self.writeRunning = false
+                    self.writesDone += 1
+                    self.pump()
+                }
             }
         }
         if !readRunning, reader.state == .ready, let job = reads.first, job.afterWrites <= writesDone {
@@ -255,7 +283,54 @@ public final class PostgreSQLStore: OperatedStore {
                 self.pump()
             }
         }
-        if phase == .closing, writes.isEmpty, reads.isEmpty, retryWrite == nil, !writeRunning, !readRunning { finishClose() }
+        if phase == .closing, writes.isEmpty, reads.isEmpty, retryGroup.isEmpty, !writeRunning, !readRunning { finishClose() }
+    }
+
+    /// BEGIN, each batch in its SAVEPOINT (one failing fails alone),
+    /// COMMIT, then every completion in order. A connection that breaks
+    /// before COMMIT returned puts the whole group back for a retry.
+    private func runGroup(_ jobs: [Job]) {
+        writeRunning = true
+        let started = Clock.monotonicNanos()
+        var deliveries: [() -> Void] = []
+        let conn = writer
+        func finished(_ outcome: Result<Void, StoreError>) {
+            writeRunning = false
+            switch outcome {
+            case .success:
+                counters.transactions &+= 1
+                counters.transactionMicros.record((Clock.monotonicNanos() - started) / 1_000)
+                counters.transactionRows.record(UInt64(jobs.reduce(0) { $0 + $1.rows }))
+                writesDone += UInt64(jobs.count)
+                for d in deliveries { d() }
+            case .failure(.unavailable) where phase != .closed:
+                retryGroup = jobs
+            case .failure(let e):
+                counters.transactions &+= 1
+                counters.transactionsFailed &+= 1
+                writesDone += UInt64(jobs.count)
+                for j in jobs { j.fail?(e) }
+            }
+            pump()
+        }
+        func step(_ i: Int) {
+            guard i < jobs.count else {
+                let commitStarted = Clock.monotonicNanos()
+                return conn.run(.query("COMMIT", [])) { [self] r in
+                    counters.commitMicros.record((Clock.monotonicNanos() - commitStarted) / 1_000)
+                    finished(r.map { _ in () })
+                }
+            }
+            jobs[i].grouped?(conn) { delivery in
+                guard let delivery else { return finished(.failure(.unavailable("PostgreSQL connection lost"))) }
+                deliveries.append(delivery)
+                step(i + 1)
+            }
+        }
+        conn.run(.query("BEGIN", [])) { r in
+            if case .failure(let e) = r { return finished(.failure(e)) }
+            step(0)
+        }
     }
 
     // MARK: closing
@@ -303,21 +378,26 @@ public final class PostgreSQLStore: OperatedStore {
 /// runs a command and continues in its callback; `done` ends it (a write:
 /// COMMIT, then the completion). The first failure rolls back and ends it.
 final class PGTransaction<T> {
+    /// A read runs bare; a write in its own transaction, or in a
+    /// savepoint of a transaction a group of batches shares.
+    enum Mode { case none, transaction, savepoint }
+
     let conn: PGConnection
-    private let transactional: Bool
+    private let mode: Mode
+    private var transactional: Bool { mode != .none }
     private var finish: ((Result<T, StoreError>) -> Void)?
 
-    private init(conn: PGConnection, transactional: Bool, finish: @escaping (Result<T, StoreError>) -> Void) {
+    private init(conn: PGConnection, mode: Mode, finish: @escaping (Result<T, StoreError>) -> Void) {
         self.conn = conn
-        self.transactional = transactional
+        self.mode = mode
         self.finish = finish
     }
 
-    static func run(_ conn: PGConnection, transactional: Bool, _ body: @escaping (PGTransaction<T>) -> Void,
+    static func run(_ conn: PGConnection, mode: Mode, _ body: @escaping (PGTransaction<T>) -> Void,
                     finish: @escaping (Result<T, StoreError>) -> Void) {
-        let tx = PGTransaction(conn: conn, transactional: transactional, finish: finish)
-        guard transactional else { return body(tx) }
-        conn.run(.query("BEGIN", [])) { r in
+        let tx = PGTransaction(conn: conn, mode: mode, finish: finish)
+        guard mode != .none else { return body(tx) }
+        conn.run(.query(mode == .savepoint ? "SAVEPOINT batch" : "BEGIN", [])) { r in
             switch r {
             case .success: body(tx)
             case .failure(let e): tx.end(.failure(e))
@@ -347,7 +427,7 @@ final class PGTransaction<T> {
     /// Ends with `value`: COMMIT first for a write.
     func done(_ value: T) {
         guard transactional else { return end(.success(value)) }
-        conn.run(.query("COMMIT", [])) { [self] r in
+        conn.run(.query(mode == .savepoint ? "RELEASE SAVEPOINT batch" : "COMMIT", [])) { [self] r in
             switch r {
             case .success: end(.success(value))
             case .failure(let e): end(.failure(e))
@@ -358,7 +438,7 @@ final class PGTransaction<T> {
     /// Ends with `error`: ROLLBACK first for a write (if the connection is up).
     func fail(_ error: StoreError) {
         guard transactional, conn.state == .ready else { return end(.failure(error)) }
-        conn.run(.query("ROLLBACK", [])) { [self] r in
+        conn.run(.query(mode == .savepoint ? "ROLLBACK TO SAVEPOINT batch" : "ROLLBACK", [])) { [self] r in
             // A statement error that was the connection dying shows as such.
             if case .failure(.unavailable(let why)) = r { return end(.failure(.unavailable(why))) }
             end(.failure(error))

@@ -79,6 +79,39 @@ final class PostgreSQLStoreTests: XCTestCase {
         XCTAssertTrue(indexes.contains("(ts_ms, id)"), indexes)
     }
 
+    /// Batches queued together share one transaction (group commit), each
+    /// in a savepoint: one the server refuses fails alone.
+    func testBatchesQueuedTogetherShareATransactionAndFailAlone() throws {
+        let pg = try server()
+        let db = pg.freshDatabase()
+        let loop = EventLoop()
+        let store = try open(pg, db, loop)
+        defer { close(store, on: loop) }
+        _ = try wait(loop) { store.createKey(project: "demo", secret: "s", at: 1, completion: $0) }
+        let pid = try wait(loop) { store.activeKeys(project: "demo", completion: $0) }.projectId
+        _ = try wait(loop) { store.agentConnected(AgentHello(id: "a1", projectId: pid, name: "", hostname: "", version: "",
+                                                             bootId: "b", at: 2_000), completion: $0) }
+        let before = store.stats.transactions
+        var results: [Int64: Result<BatchOutcome, StoreError>] = [:]
+        for seq in Int64(0)..<20 {
+            // PostgreSQL text cannot hold NUL: batch 7's COPY fails.
+            let path = seq == 7 ? "/nul\u{0}" : "/p"
+            let b = Batch(projectId: pid, agentId: "a1", bootId: "b", sequence: seq, receivedAt: 5_000,
+                          measurements: [measurement(10_000 + seq)],
+                          events: [RawEvent(ts: 10_000 + seq, monitor: "m", check: "c", method: "GET", host: "h", path: path, durationUs: 1)])
+            store.submitBatch(b) { results[seq] = $0 }
+        }
+        XCTAssertTrue(loop.run(until: { results.count == 20 }, timeout: 20))
+        XCTAssertEqual(results.values.filter { (try? $0.get()) == .stored(rows: 2) }.count, 19)
+        guard case .failure(.backend)? = results[7] else { return XCTFail("batch 7: \(String(describing: results[7]))") }
+        XCTAssertLessThan(store.stats.transactions - before, 20, "batches queued together share transactions")
+        XCTAssertEqual(pg.scalar("SELECT count(*) FROM measurements", in: db), "19")
+        XCTAssertEqual(pg.scalar("SELECT count(*) FROM events", in: db), "19")
+        // The failed one was not marked stored: sent again (fixed), it goes in.
+        let fixed = Batch(projectId: pid, agentId: "a1", bootId: "b", sequence: 7, receivedAt: 5_000, measurements: [measurement(10_007)])
+        XCTAssertEqual(try wait(loop) { store.submitBatch(fixed, completion: $0) }, .stored(rows: 1))
+    }
+
     func testConnectionStringsAreRedacted() {
         XCTAssertEqual(PGConnInfo.redacted("postgresql://vigil:s3cret@db.example:5432/vigil?sslmode=require"),
                        "postgresql://vigil:***@db.example:5432/vigil?sslmode=require")
