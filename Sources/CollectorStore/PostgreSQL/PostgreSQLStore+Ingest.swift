@@ -19,25 +19,24 @@ extension PostgreSQLStore {
 
     private func writeBatch(_ b: Batch, _ tx: PGTransaction<BatchOutcome>) {
         let key: [String?] = [b.agentId, b.bootId]
+        // One round trip: the sequence row created if missing, locked
+        // (DO UPDATE takes the row lock) and returned as it was.
         tx.query("""
             INSERT INTO batch_sequences(agent_id, boot_id, high_seq, gaps, batches, updated_ms) VALUES ($1, $2, -1, '', 0, $3)
-            ON CONFLICT (agent_id, boot_id) DO NOTHING
-            """, key + [PGText.int(b.receivedAt)]) { _ in
-            tx.query("SELECT high_seq, gaps FROM batch_sequences WHERE agent_id = $1 AND boot_id = $2 FOR UPDATE", key) { [self] r in
-                var seqs = ReceivedSequences(high: r.int(0, 0) ?? -1, encodedGaps: r.text(0, 1) ?? "")
-                if seqs.contains(b.sequence) { return tx.done(.duplicate) }
-                counters.sequenceGapsForgotten &+= UInt64(seqs.insert(b.sequence, maxGaps: options.maxSequenceGaps))
-                seriesIds(b, tx) { [self] ids in
-                    copyRows(b, ids, tx) {
-                        tx.query("""
-                            UPDATE batch_sequences SET high_seq = $3, gaps = $4, batches = batches + 1, updated_ms = $5
-                            WHERE agent_id = $1 AND boot_id = $2
-                            """, key + [PGText.int(seqs.high), seqs.encodedGaps, PGText.int(b.receivedAt)]) { _ in
-                            tx.query("UPDATE agents SET last_seen_ms = greatest(last_seen_ms, $1) WHERE id = $2",
-                                     [PGText.int(b.receivedAt), b.agentId]) { _ in
-                                tx.done(.stored(rows: b.rowCount))
-                            }
-                        }
+            ON CONFLICT (agent_id, boot_id) DO UPDATE SET agent_id = excluded.agent_id
+            RETURNING high_seq, gaps
+            """, key + [PGText.int(b.receivedAt)]) { [self] r in
+            var seqs = ReceivedSequences(high: r.int(0, 0) ?? -1, encodedGaps: r.text(0, 1) ?? "")
+            if seqs.contains(b.sequence) { return tx.done(.duplicate) }
+            counters.sequenceGapsForgotten &+= UInt64(seqs.insert(b.sequence, maxGaps: options.maxSequenceGaps))
+            seriesIds(b, tx) { [self] ids in
+                copyRows(b, ids, tx) {
+                    tx.query("""
+                        WITH s AS (UPDATE batch_sequences SET high_seq = $3, gaps = $4, batches = batches + 1, updated_ms = $5
+                                   WHERE agent_id = $1 AND boot_id = $2)
+                        UPDATE agents SET last_seen_ms = greatest(last_seen_ms, $5) WHERE id = $1
+                        """, key + [PGText.int(seqs.high), seqs.encodedGaps, PGText.int(b.receivedAt)]) { _ in
+                        tx.done(.stored(rows: b.rowCount))
                     }
                 }
             }
