@@ -74,13 +74,18 @@ let package = Package(
         // Prometheus remote write 1.0 from the loop: the hand-written WriteRequest
         // encoder, snappy, a small HTTP/1.1 client on Reactor TCP, the bounded sender.
         .target(name: "RemoteWrite", dependencies: ["Reactor", "CSnappy"]),
-        // The agent's logic (ingest, filtering, aggregation, uplink), as a library
+        // IPA records parsed, filtered by the project's rules and aggregated:
+        // the agent's ingest and the collector's capture uploads run this one
+        // code. No I/O, no Foundation.
+        .target(name: "IPAPipeline", dependencies: ["Reactor", "Wire"]),
+        // The agent's logic (ingest sockets, uplink, control, replay), as a library
         // so tests and fuzzers link it; `vigil-agent` is its thin executable.
-        .target(name: "Agent", dependencies: ["Reactor", "Wire", "ConfigFile", "MonitorModel", "MonitorRunners"]),
+        .target(name: "Agent", dependencies: ["Reactor", "Wire", "ConfigFile", "MonitorModel", "MonitorRunners", "IPAPipeline"]),
         // The collector's logic (sessions, storage, HTTP API) as a library;
         // `vigil-collector` is its thin executable. Monitor definitions only:
         // it never links the runners (libcurl's loader, exec, the resolver).
-        .target(name: "Collector", dependencies: ["Reactor", "Wire", "ConfigFile", "CollectorStore", "HTTPServer", "JSON", "MonitorModel", "RemoteWrite"]),
+        .target(name: "Collector", dependencies: ["Reactor", "Wire", "ConfigFile", "CollectorStore", "HTTPServer", "JSON", "MonitorModel", "RemoteWrite",
+                                                "IPAPipeline"]),
 
         // The load generator's logic (simulated agents, ack ledger, verify),
         // as a library so tests link it; `vigil-load` is its thin executable.
@@ -103,7 +108,14 @@ let package = Package(
         .executableTarget(name: "fuzz-records", dependencies: ["FuzzSupport", "Wire"], path: "Sources/Tools/Fuzz/FuzzRecords"),
         .executableTarget(name: "fuzz-handshake", dependencies: ["FuzzSupport", "Wire", "Reactor"], path: "Sources/Tools/Fuzz/FuzzHandshake"),
         // The agent's IPA parser and ingest path.
-        .executableTarget(name: "fuzz-ipa", dependencies: ["FuzzSupport", "Agent"], path: "Sources/Tools/Fuzz/FuzzIPA", exclude: ["seeds"]),
+        .executableTarget(name: "fuzz-ipa", dependencies: ["FuzzSupport", "IPAPipeline"], path: "Sources/Tools/Fuzz/FuzzIPA", exclude: ["seeds"]),
+        // The streaming multipart/form-data reader (browser uploads).
+        .executableTarget(name: "fuzz-multipart", dependencies: ["FuzzSupport", "HTTPServer"], path: "Sources/Tools/Fuzz/FuzzMultipart",
+                          exclude: ["seeds"]),
+        // The agent's spool segments and saved filter rules, read back from disk.
+        .executableTarget(name: "fuzz-spool", dependencies: ["FuzzSupport", "Agent"], path: "Sources/Tools/Fuzz/FuzzSpool", exclude: ["seeds"]),
+        // The agent's StatsD parser and ingest path.
+        .executableTarget(name: "fuzz-statsd", dependencies: ["FuzzSupport", "Agent", "IPAPipeline"], path: "Sources/Tools/Fuzz/FuzzStatsD", exclude: ["seeds"]),
         // The JSON parser and writer (every HTTP API request body), monitor
         // validation and the Schedule round trip.
         .executableTarget(name: "fuzz-json", dependencies: ["FuzzSupport", "JSON", "MonitorModel", "Wire"], path: "Sources/Tools/Fuzz/FuzzJSON"),
@@ -115,6 +127,8 @@ let package = Package(
         .executableTarget(name: "store-bench", dependencies: ["CollectorStore", "Reactor", "CSQLite"], path: "Sources/Tools/Bench/StoreBench"),
         // The Reactor's receiver and loop-overhead probes (scripts/bench-reactor.sh).
         .executableTarget(name: "reactor-bench", dependencies: ["Reactor"], path: "Sources/Tools/Bench/ReactorBench"),
+        // The agent spool's write and replay rates (scripts/bench-spool.sh).
+        .executableTarget(name: "spool-bench", dependencies: ["Agent", "IPAPipeline", "Reactor"], path: "Sources/Tools/Bench/SpoolBench"),
         // Release-mode crypto and handshake throughput (scripts/bench-wire.sh).
         .executableTarget(name: "wire-bench", dependencies: ["Wire", "Reactor"], path: "Sources/Tools/Bench/WireBench"),
         // 1,000 HTTP monitors on one engine, idle RSS with and without libcurl (scripts/bench-monitors.sh).
@@ -123,6 +137,8 @@ let package = Package(
         .executableTarget(name: "monitors-bench-server", dependencies: ["HTTPServer", "Reactor"], path: "Sources/Tools/Bench/MonitorsBenchServer"),
         // Samples/s the remote-write sender encodes and compresses on one core (scripts/bench-remote-write.sh).
         .executableTarget(name: "remote-write-bench", dependencies: ["RemoteWrite"], path: "Sources/Tools/Bench/RemoteWriteBench"),
+        // The StatsD pipeline's lines/s on one core, no sockets (scripts/bench-statsd.sh).
+        .executableTarget(name: "statsd-bench", dependencies: ["Agent", "Reactor"], path: "Sources/Tools/Bench/StatsDBench"),
         // An empty loop with a heartbeat, for trying the loop and measuring idle RSS.
         .executableTarget(name: "reactor-demo", dependencies: ["Reactor"], path: "Sources/Tools/Demo/ReactorDemo"),
 
@@ -134,9 +150,9 @@ let package = Package(
         .testTarget(name: "CollectorStoreTests", dependencies: ["CollectorStore", "Reactor"]),
         // In-process and end-to-end tests; both binaries are dependencies so
         // they are built before the process tests start them.
-        .testTarget(name: "AgentTests", dependencies: ["Agent", "Reactor", "Wire", "ConfigFile", "MonitorModel", "MonitorRunners", "vigil-agent", "vigil-collector"]),
+        .testTarget(name: "AgentTests", dependencies: ["Agent", "IPAPipeline", "Reactor", "Wire", "ConfigFile", "MonitorModel", "MonitorRunners", "CSystem", "vigil-agent", "vigil-collector"]),
         // Integration tests start the built vigil-collector (a dependency, so it is built first).
-        .testTarget(name: "CollectorTests", dependencies: ["Collector", "Reactor", "Wire", "ConfigFile", "CollectorStore", "JSON", "vigil-collector"]),
+        .testTarget(name: "CollectorTests", dependencies: ["Collector", "Reactor", "Wire", "ConfigFile", "CollectorStore", "JSON", "CSystem", "vigil-collector"]),
         .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer", "Reactor", "CSystem"]),
         // Monitors against local servers (HTTPServer, a TCP listener, the example exec monitor).
         .testTarget(name: "MonitorsTests", dependencies: ["MonitorModel", "MonitorRunners", "JSON", "Reactor", "Wire", "HTTPServer"]),

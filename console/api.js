@@ -54,6 +54,11 @@ export async function resume() {
   }
 }
 
+/** The headers a change sent outside `api()` needs (an upload's XMLHttpRequest). */
+export function changeHeaders() {
+  return csrf ? { 'X-Vigil-CSRF': csrf, 'X-Vigil-Actor': 'console' } : { 'X-Vigil-Actor': 'console' };
+}
+
 export async function signOut() {
   try { await api('DELETE', '/session'); } finally { csrf = null; }
 }

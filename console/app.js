@@ -8,6 +8,10 @@ import './fleet.js';
 import './agent.js';
 import './config.js';
 import './project.js';
+import './measurements.js';
+import './collector.js';
+import './audit.js';
+import './upload.js';
 
 const REFRESH_MS = 2000;
 const $ = (id) => document.getElementById(id);

@@ -77,7 +77,7 @@ api -X PUT "http://127.0.0.1:$((PORT + 3))/api/v1/projects/bench/patterns" \
 
 # The agent with its defaults, except where to find things.
 "${RX[@]}" "$OUT/vigil-agent" run --set server_port=$((PORT + 2)) --set access_key="$KEY" --set ipa_port=$PORT \
-    --set agent_name=bench --set status_interval_ms=1000 --set log_level=warn 2> "$DIR/agent.log" &
+    --set agent_name=bench --set status_interval_ms=1000 --set log_level=warn --set state_dir="$DIR/state" 2> "$DIR/agent.log" &
 APID=$!
 sleep 3
 kill -0 "$APID" || { cat "$DIR/agent.log"; exit 1; }

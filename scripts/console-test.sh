@@ -3,7 +3,8 @@
 # chromium-driver and python3-selenium) drives the console of a real
 # collector with two real agents, through Tests/Console/console_test.py —
 # one browser, one collector for every case. Screenshots of each page go to
-# docs/console/*.png (VIGIL_SCREENSHOTS=DIR for elsewhere, empty for none).
+# docs/console/*.png (VIGIL_SCREENSHOTS=DIR for elsewhere, empty for none;
+# scripts/test.sh sends them to a scratch folder).
 #   scripts/console-test.sh            (after `swift build`; test.sh runs it)
 # Uses loopback only; stops everything it started.
 set -euo pipefail
@@ -27,7 +28,7 @@ trap cleanup EXIT
 # A free UDP port for an agent's IPA receiver.
 free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-SET=(--set "data_dir=$DIR/data" --set "listen=127.0.0.1:0" --set "http_listen=127.0.0.1:0")
+SET=(--set "data_dir=$DIR/data" --set "listen=127.0.0.1:0" --set "http_listen=127.0.0.1:0" --set self_metrics_interval_ms=500)
 mkdir -p "$DIR/data"
 KEY=$("$BIN/vigil-collector" keys create --project shop --create-project "${SET[@]}")
 "$BIN/vigil-collector" run "${SET[@]}" 2> "$DIR/collector.log" &
@@ -43,7 +44,8 @@ done
 
 for name in alpha beta; do
   "$BIN/vigil-agent" run --set "access_key=$KEY" --set "server_port=$SESSION_PORT" --set "ipa_port=$(free_port)" \
-      --set "agent_name=$name" --set status_interval_ms=1000 --set aggregation_interval_ms=1000 \
+      --set "agent_name=$name" --set "state_dir=$DIR/state-$name" \
+      --set status_interval_ms=1000 --set aggregation_interval_ms=1000 \
       --set reconnect_interval_min=200 --set reconnect_interval_max=1000 2> "$DIR/agent-$name.log" &
   PIDS+=($!)
 done

@@ -6,9 +6,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-20}"
 status=0
-for target in ipa framing records handshake json config http-response; do
+for target in ipa statsd spool multipart framing records handshake json config http-response; do
   case "$target" in
     ipa) src=Sources/Tools/Fuzz/FuzzIPA ;;
+    statsd) src=Sources/Tools/Fuzz/FuzzStatsD ;;
+    multipart) src=Sources/Tools/Fuzz/FuzzMultipart ;;
     json) src=Sources/Tools/Fuzz/FuzzJSON ;;
     config) src=Sources/Tools/Fuzz/FuzzConfig ;;
     http-response) src=Sources/Tools/Fuzz/FuzzHTTPResponse ;;

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # fuzz.sh TARGET SECONDS [libFuzzer options...]
-#   TARGET: ipa (the agent's IPA parser and ingest path), json (the JSON
+#   TARGET: ipa (the IPA parser and ingest path), statsd (the agent's
+#           StatsD parser and ingest path), spool (the agent's spool
+#           segments and saved rules), multipart (the streaming
+#           multipart/form-data reader of uploads), json (the JSON
 #           module: every HTTP API body, monitor definitions and the Schedule
 #           round trip), config (configuration files and agent updates), or a
 #           Wire target (framing | records | handshake) where its
@@ -15,16 +18,19 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-target="${1:?usage: fuzz.sh ipa|json|config|framing|records|handshake|http-response SECONDS [libFuzzer options]}"
+target="${1:?usage: fuzz.sh ipa|statsd|spool|multipart|json|config|framing|records|handshake|http-response SECONDS [libFuzzer options]}"
 seconds="${2:?usage: fuzz.sh TARGET SECONDS}"
 shift 2
 case "$target" in
   ipa) seeds="Sources/Tools/Fuzz/FuzzIPA/seeds" ;;
+  spool) seeds="Sources/Tools/Fuzz/FuzzSpool/seeds" ;;
+  multipart) seeds="Sources/Tools/Fuzz/FuzzMultipart/seeds" ;;
+  statsd) seeds="Sources/Tools/Fuzz/FuzzStatsD/seeds" ;;
   json) seeds="Tests/JSONTests/Fixtures/fuzz-seeds/json" ;;
   config) seeds="Tests/ConfigFileTests/Fixtures/fuzz-seeds/config" ;;
   framing|records|handshake) seeds="Tests/WireTests/Fixtures/fuzz-seeds/$target" ;;
   http-response) seeds="Sources/Tools/Fuzz/FuzzHTTPResponse/seeds" ;;
-  *) echo "unknown target: $target (ipa, json, config, framing, records, handshake, http-response)" >&2; exit 2 ;;
+  *) echo "unknown target: $target (ipa, statsd, spool, multipart, json, config, framing, records, handshake, http-response)" >&2; exit 2 ;;
 esac
 product="fuzz-$target"
 

@@ -238,7 +238,8 @@ api -X PUT "http://127.0.0.1:$HTTP/api/v1/projects/load/patterns" -d '{"patterns
   {"method":"GET","host":"e2e.example.com","path":"/e2e/*","monitor":"e2e","check":"probe"}]}' >/dev/null \
     || fail "cannot set the filter rules through the API"
 start /dev/null "$DIR/agent.log" "${RX[@]}" "$BIN/vigil-agent" run --set server_port="$PORT" --set access_key="$(cat "$DIR/key")" \
-    --set ipa_port="$UDP" --set agent_name=load-agent --set aggregation_interval_ms=1000 --set log_level=info
+    --set ipa_port="$UDP" --set agent_name=load-agent --set aggregation_interval_ms=1000 --set log_level=info \
+    --set state_dir="$DIR/agent-state"
 APID=$LAST
 wait_line "$DIR/agent.log" "filter rules installed" 30 "$APID" || { tail -5 "$DIR/agent.log" >&2; fail "the agent did not connect"; }
 

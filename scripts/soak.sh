@@ -6,7 +6,8 @@
 # Builds in release mode, then on loopback, every file in a temporary directory:
 #   - two collectors that share nothing but their place in the agents' list: A on 127.0.0.1:PORT,
 #     B on 127.0.0.2:PORT, each with its own data directory (B's database starts as a copy of A's
-#     freshly provisioned one, so the project's access key is valid on both);
+#     freshly provisioned one, so the project's access key is valid on both, and B gets A's
+#     collector_key, as every collector of one installation must: agents pin it);
 #   - `vigil-load density` with AGENTS simulated agents (Status and a batch every 10 s each),
 #     collectors A,B in that order, writing its acknowledgement ledger;
 #   - a real vigil-agent (same collector list) fed UDP_RATE single-record IPA datagrams/s.
@@ -202,7 +203,7 @@ declare -A KILLED
 collector_conf A; collector_conf B
 "$BIN/vigil-collector" keys create --project soak --create-project --config "$DIR/A.conf" > "$DIR/key" 2>/dev/null || fail "keys create failed"
 mkdir -p "$DIR/B"; chmod 700 "$DIR/B"
-for f in vigil.db vigil.db-wal vigil.db-shm; do [ -f "$DIR/A/$f" ] && cp -p "$DIR/A/$f" "$DIR/B/$f"; done
+for f in vigil.db vigil.db-wal vigil.db-shm collector_key; do [ -f "$DIR/A/$f" ] && cp -p "$DIR/A/$f" "$DIR/B/$f"; done
 start_collector A; start_collector B
 set_patterns A; set_patterns B
 say "collectors: A pid ${CPID[A]} on 127.0.0.1:$PORT, B pid ${CPID[B]} on 127.0.0.2:$PORT"
@@ -212,6 +213,7 @@ server_host = 127.0.0.1,127.0.0.2
 server_port = $PORT
 access_key = $(cat "$DIR/key")
 agent_name = soak-agent
+state_dir = $DIR/agent-state
 ipa_port = $UDP
 aggregation_interval_ms = 2000
 status_interval_ms = 5000
@@ -257,8 +259,8 @@ garbage() {
         printf 'garbage line %d\n9\tGET\tx\t/\t1\n0\tGET\tapi.example.com\t/v1/users/1\tnot-a-number\n0\tGET\tother.example.com\t/x\t5\n' "$i" \
             > "/dev/udp/127.0.0.1/$UDP" 2>/dev/null || true
     done
-    # A wrong access key (same project, another secret): refused by every handshake.
-    "$BIN/vigil-load" density --key "soak.$(head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=' | cut -c1-43)" \
+    # A wrong access key (same project and collector key, another secret): refused by every handshake.
+    "$BIN/vigil-load" density --key "soak.$(head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=' | cut -c1-43).$(cut -d. -f3 "$DIR/key")" \
         --collector "127.0.0.1:$PORT" --agents 20 --duration 1 --ramp-timeout 3 --drain 0 --report-interval 0 --prefix badkey \
         > "$DIR/badkey.out" 2> "$DIR/badkey.log" || true
     wait "${pids[@]}" 2>/dev/null || true

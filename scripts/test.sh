@@ -3,7 +3,8 @@
 # the console in headless Chromium (scripts/console-test.sh), the Reactor
 # suite under AddressSanitizer, the Reactor
 # and store suites under ThreadSanitizer, docs/ARCHITECTURE.md's module table
-# against Package.swift, and a short run of each fuzz target. Exits non-zero
+# against Package.swift, the Debian packages (scripts/test-packages.sh), and a
+# short run of each fuzz target. Exits non-zero
 # on any failure.
 #   scripts/test.sh            everything
 #   VIGIL_SKIP_SANITIZERS=1    skip the sanitizer runs (local iteration only)
@@ -11,6 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/deps.sh
 vigil_ensure_deps
+vigil_ensure_python_packages
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
@@ -47,7 +49,11 @@ swift build --build-tests >/dev/null
 run_suite "tests"
 
 echo "== console in a browser (scripts/console-test.sh)"
-if bash scripts/console-test.sh; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
+# Screenshots to a scratch folder: a test run leaves docs/console as committed
+# (run scripts/console-test.sh alone to refresh them).
+shots=$(mktemp -d /tmp/vigil-console-shots.XXXXXX)
+if VIGIL_SCREENSHOTS="${VIGIL_SCREENSHOTS-$shots}" bash scripts/console-test.sh; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
+rm -rf "$shots"
 
 if [ "${VIGIL_SKIP_SANITIZERS:-0}" != 1 ]; then
   ASAN_OPTIONS=malloc_context_size=10 LSAN_OPTIONS="suppressions=$PWD/scripts/lsan.supp" \
@@ -59,6 +65,11 @@ fi
 
 echo "== docs/ARCHITECTURE.md against Package.swift"
 if swift package dump-package | python3 scripts/check-architecture.py; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
+
+# The Debian packages: built (release), installed with dpkg, both programs
+# run as their units would, removed and purged. Needs root (dpkg -i).
+echo "== Debian packages (scripts/test-packages.sh)"
+if scripts/test-packages.sh >"$log" 2>&1; then passed=$((passed + 1)); tail -1 "$log"; else failed=$((failed + 1)); tail -40 "$log"; fi
 
 if [ -x scripts/fuzz-all.sh ]; then
   echo "== fuzz (short runs)"

@@ -2,6 +2,7 @@
 // window's re-send cursor, batch encoding across a full string table, size
 // bounds, rule mapping, settings cross-checks, and the UDP receiver's
 // all-or-nothing rebinding.
+import IPAPipeline
 import XCTest
 import ConfigFile
 import Reactor
@@ -44,8 +45,8 @@ final class BatchEncoderTests: XCTestCase {
 
     func testAFullStringTableIsClearedBetweenBatchesAndNamesStayRight() throws {
         let key = TestCollector.makeKey()
-        let client = ClientSession(accessKey: key, hello: Hello(agentID: "a"))
-        let server = ServerSession { _ in key.secret }
+        let client = ClientSession(accessKey: key, identity: StaticKeyPair.generate(), hello: Hello(agentID: "a"))
+        let server = ServerSession(staticKey: TestCollector.staticKey) { _ in key.secret }
         /// Batches received, names resolved as they arrive (the table changes).
         func pump() -> [(UInt64, [String])] {
             var records: [(UInt64, [String])] = []

@@ -1,3 +1,4 @@
+import IPAPipeline
 import XCTest
 @testable import Agent
 

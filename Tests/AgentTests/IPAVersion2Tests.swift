@@ -1,5 +1,6 @@
 // IPA version 2 (timestamp, status, error class), outcome counting, and
 // placing records by their timestamp.
+import IPAPipeline
 import XCTest
 @testable import Agent
 

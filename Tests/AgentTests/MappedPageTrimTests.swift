@@ -1,5 +1,6 @@
 // MappedPageTrim: which mappings it picks from smaps text, and a pass over
 // this test process (which must keep running the code it dropped).
+@testable import IPAPipeline
 import XCTest
 import Reactor
 @testable import Agent

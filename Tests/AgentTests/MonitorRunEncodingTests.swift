@@ -1,6 +1,7 @@
 // The BatchEncoder's monitor-run items: what a MonitorRunResult becomes on
 // the wire (aggregates and MonitorResults, names in the string table), and
 // that an overtime skip is a MonitorResult only.
+import IPAPipeline
 import XCTest
 import MonitorModel
 import MonitorRunners

@@ -51,12 +51,33 @@ final class APIBodyTests: XCTestCase {
         XCTAssertEqual(p.rules.map(\.exclude), [true, false], "the agent gets the field")
     }
 
+    func testMetricRulesAreStoredAnsweredAndPushedAsMetricRules() throws {
+        let client = try agent("pat-2")
+        client.clearEvents()
+        let body = #"{"patterns":[{"metric":"app.debug.*","exclude":true},{"metric":"app.*"},"# +
+                   #"{"host":"*","path":"*","monitor":"shop","check":"all"}]}"#
+        let r = c.api("PUT", "/projects/acme/patterns", body: body)
+        XCTAssertEqual(r.status, 200, r.body)
+        let read = c.api("GET", "/projects/acme/patterns").object["patterns"] as? [[String: Any]] ?? []
+        XCTAssertEqual(read.map { $0.keys.sorted() }, [["exclude", "metric"], ["exclude", "metric"],
+                                                      ["check", "exclude", "host", "method", "monitor", "path"]])
+        XCTAssertEqual(read.map { $0["metric"] as? String }, ["app.debug.*", "app.*", nil])
+        let pushed = client.waitForRecord { if case .patterns = $0 { return true }; return false }
+        guard case .patterns(let p)? = pushed else { return XCTFail("no push") }
+        XCTAssertEqual(p.rules.map(\.metricGlob), ["app.debug.*", "app.*", nil])
+        XCTAssertEqual(p.rules.map(\.exclude), [true, false, false])
+    }
+
     func testRuleProblemsAreNamed() {
         let cases: [(String, String)] = [
             (#"{"host":"*","path":"*","monitor":"m","check":"c","exlude":true}"#, "patterns[0].exlude"),
             (#"{"host":"*","path":"*","monitor":"m","check":"c","exclude":"yes"}"#, "patterns[0].exclude"),
             (#"{"host":"*","path":"*","check":"c"}"#, "patterns[0].monitor"),
             (#"{"host":"*","path":"*","monitor":"m","check":"","exclude":false}"#, "patterns[0].check"),
+            (#"{"metric":""}"#, "patterns[0].metric"),
+            (#"{"metric":7}"#, "patterns[0].metric"),
+            (#"{"metric":"app.*","monitor":"m"}"#, "patterns[0].monitor"),
+            (#"{"method":"@statsd","host":"*","path":"*","monitor":"m","check":"c"}"#, "patterns[0].method"),
         ]
         for (rule, field) in cases {
             let r = c.api("PUT", "/projects/acme/patterns", body: #"{"patterns":["# + rule + "]}")

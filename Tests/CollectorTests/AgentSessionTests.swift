@@ -1,7 +1,7 @@
 // AgentSession against a scripted AgentSessionContext, over a socketpair and
 // a loop driven one iteration at a time: the keys answered on a later
-// iteration, a handshake turn refused and given later, bytes an agent sent
-// before message 2, and each way a handshake ends. The context is the whole
+// iteration, a handshake turn refused and given later, messages 2 and 3,
+// bytes an agent sent before message 2, and each way a handshake ends. The context is the whole
 // seam: nothing here needs a SessionManager, a store or a wheel.
 import Glibc
 import XCTest
@@ -12,6 +12,7 @@ import Wire
 private final class ScriptedContext: AgentSessionContext {
     let loop: EventLoop
     let sessionLimits = SessionLimits()
+    let collectorKey = StaticKeyPair(secret: Key32(bytes: [UInt8](repeating: 0x11, count: 32))!)
     var settings = SessionSettings(maxClients: 10, handshakeTimeout: 30, idleTimeout: 60)
     var answer = Admission.welcome(Welcome(sessionID: 9, collectorTimeMs: 1))
 
@@ -20,6 +21,9 @@ private final class ScriptedContext: AgentSessionContext {
     var turnsAllowed = true
     var turnsRefused = 0
     var admitted: [(Hello?, Bool)] = []
+    /// The registry's answer, given at once; the keys it was asked about.
+    var identity = IdentityAnswer.accepted
+    var verified: [(String, Key32)] = []
     var failures: [HandshakeFailure] = []
     var established = 0
     var bytesIn = 0
@@ -39,6 +43,10 @@ private final class ScriptedContext: AgentSessionContext {
     func admit(_ s: AgentSession, hello: Hello?, revokedKey: Bool) -> Admission {
         admitted.append((hello, revokedKey))
         return revokedKey ? .refuse(ErrorRecord(code: .rejected, message: "access key revoked"), .revokedKey) : answer
+    }
+    func verifyIdentity(_ s: AgentSession, agentID: String, key: Key32) {
+        verified.append((agentID, key))
+        s.identityAnswered(identity)
     }
     func handshakeFailed(_ s: AgentSession, _ failure: HandshakeFailure) { failures.append(failure) }
     func sessionEstablished(_ s: AgentSession, hello: Hello?) { established += 1 }
@@ -88,10 +96,25 @@ final class AgentSessionTests: XCTestCase {
         for _ in 0..<n { _ = loop.runOnce(wait: false) }
     }
 
+    private func client(_ project: String = "acme", key: Key32? = nil, hello: Hello? = Hello(agentID: "a1")) -> ClientSession {
+        ClientSession(preamble: Preamble(projectID: project)!, psk: key ?? psk,
+                      collectorKey: StaticKeyPair(secret: Key32(bytes: [UInt8](repeating: 0x11, count: 32))!).publicKey,
+                      identity: StaticKeyPair.generate(), hello: hello)
+    }
+
+    /// The agent's side of messages 2 and 3: reads message 2 from the
+    /// socket, sends message 3, and lets the session read it.
+    private func message3(_ loop: EventLoop, _ fd: Int32, _ client: ClientSession) {
+        iterations(loop)
+        XCTAssertEqual(client.feed(receive(fd)), [])
+        send(fd, take(client.outbound))
+        iterations(loop)
+    }
+
     func testKeysLaterATurnLaterThenWelcome() throws {
         let (loop, context, s, fd) = try start()
         defer { close(fd) }
-        let client = ClientSession(preamble: Preamble(projectID: "acme")!, psk: psk, hello: Hello(agentID: "a1"))
+        let client = client()
         try client.start()
         send(fd, take(client.outbound))
         iterations(loop)
@@ -106,6 +129,9 @@ final class AgentSessionTests: XCTestCase {
         XCTAssertEqual(s.phase, .handshake, "waits for its turn")
         XCTAssertTrue(s.handshakeTurn(), "the turn comes")
         XCTAssertFalse(s.handshakeTurn(), "once")
+        XCTAssertEqual(s.phase, .handshake, "message 2 written; nothing admitted before message 3")
+        XCTAssertTrue(context.admitted.isEmpty)
+        message3(loop, fd, client)
         XCTAssertEqual(s.phase, .established)
         XCTAssertEqual(s.projectId, 7)
         XCTAssertEqual(s.agentID, "a1")
@@ -122,31 +148,33 @@ final class AgentSessionTests: XCTestCase {
         XCTAssertTrue(context.failures.isEmpty)
     }
 
-    func testBytesBeforeMessage2WaitInTheConnectionUntilTheHandshakeIsAnswered() throws {
+    func testBytesBeforeMessage2WaitInTheConnectionUntilTheKeysAreThere() throws {
         let (loop, context, s, fd) = try start()
         defer { close(fd) }
-        let client = ClientSession(preamble: Preamble(projectID: "acme")!, psk: psk, hello: Hello(agentID: "a1"))
+        let client = client()
         try client.start()
-        // A transport frame shorter than a tag, sent with message 1.
+        // A frame too short for message 3, sent with message 1.
         send(fd, take(client.outbound) + [0x00, 0x01, 0xEE])
         iterations(loop)
         XCTAssertEqual(s.phase, .handshake)
         XCTAssertTrue(s.connection?.isReadingPaused ?? false, "the early bytes wait, reading paused")
         s.keysArrived(.keys(HandshakeKeys(projectId: 1, active: [psk], revoked: [])))
-        XCTAssertEqual(s.phase, .established)
         iterations(loop)
-        XCTAssertEqual(context.ended, [.badFrameLength], "read once established, as the Wire session's first frame")
+        XCTAssertEqual(s.phase, .closed)
+        XCTAssertEqual(context.failures, [.badFrame], "read after message 2, as message 3's frame")
+        XCTAssertTrue(context.admitted.isEmpty)
     }
 
     func testEachWayAHandshakeEnds() throws {
         func run(key: Key32, project: String = "acme", _ answer: (AgentSession) -> Void) throws -> (ScriptedContext, [UInt8]) {
             let (loop, context, s, fd) = try start()
             defer { close(fd) }
-            let client = ClientSession(preamble: Preamble(projectID: project)!, psk: key, hello: Hello(agentID: "a1"))
+            let client = client(project, key: key)
             try client.start()
             send(fd, take(client.outbound))
             iterations(loop)
             answer(s)
+            if s.phase == .handshake { message3(loop, fd, client) }
             iterations(loop)
             XCTAssertEqual(s.phase, .closed)
             XCTAssertEqual(context.finished, 1)
@@ -168,6 +196,43 @@ final class AgentSessionTests: XCTestCase {
         }
         XCTAssertEqual(c.failures, [.revokedKey])
         XCTAssertEqual(c.admitted.map(\.1), [true])
-        XCTAssertGreaterThan(out.count, 2, "message 2 carries the refusal")
+        XCTAssertGreaterThan(out.count, 2, "the first transport message carries the refusal")
+        XCTAssertTrue(c.verified.isEmpty, "a revoked key enrolls nothing")
+    }
+
+    func testTheRegistryDecidesBeforeTheWelcome() throws {
+        // Accepted: the agent's static key from message 3 is what the
+        // registry was asked about, and only then is the session established.
+        var (loop, context, s, fd) = try start()
+        var identity = StaticKeyPair.generate()
+        var c = ClientSession(preamble: Preamble(projectID: "acme")!, psk: psk, collectorKey: context.collectorKey.publicKey,
+                              identity: identity, hello: Hello(agentID: "a1"))
+        try c.start()
+        send(fd, take(c.outbound))
+        iterations(loop)
+        s.keysArrived(.keys(HandshakeKeys(projectId: 1, active: [psk], revoked: [])))
+        message3(loop, fd, c)
+        XCTAssertEqual(context.verified.map(\.0), ["a1"])
+        XCTAssertEqual(context.verified.first?.1, identity.publicKey)
+        XCTAssertEqual(s.phase, .established)
+        close(fd)
+
+        // Refused: the agent gets the Error as the collector's answer, and
+        // nothing is established.
+        (loop, context, s, fd) = try start()
+        defer { close(fd) }
+        context.identity = .refused(ErrorRecord(code: .identityMismatch, message: "enrolled with another static key"), .agentKeyMismatch)
+        identity = StaticKeyPair.generate()
+        c = ClientSession(preamble: Preamble(projectID: "acme")!, psk: psk, collectorKey: context.collectorKey.publicKey,
+                          identity: identity, hello: Hello(agentID: "a1"))
+        try c.start()
+        send(fd, take(c.outbound))
+        iterations(loop)
+        s.keysArrived(.keys(HandshakeKeys(projectId: 1, active: [psk], revoked: [])))
+        message3(loop, fd, c)
+        XCTAssertEqual(context.failures, [.agentKeyMismatch])
+        XCTAssertEqual(context.established, 0)
+        XCTAssertEqual(c.feed(receive(fd)), [.closed(.rejected)])
+        XCTAssertEqual(c.peerError?.code, .identityMismatch)
     }
 }

@@ -184,6 +184,16 @@ final class CollectorProcess: @unchecked Sendable {
 
     // MARK: keys
 
+    /// The installation's public key, from `data_dir/collector_key` (the
+    /// collector writes it at start).
+    var collectorPublicKey: Key32 { try! StaticKeyFile.load(path: dataDir + "/collector_key").publicKey }
+
+    /// An access key this collector never issued (right collector key,
+    /// random secret).
+    func foreignKey(project: String) -> AccessKey {
+        try! AccessKey.generate(projectID: project, collectorKey: collectorPublicKey)
+    }
+
     func createKey(project: String) -> AccessKey {
         let r = runCollectorCommand(["keys", "create", "--project", project, "--create-project", "--config", configPath])
         XCTAssertEqual(r.status, 0, r.err)
@@ -278,16 +288,14 @@ final class WireTestClient {
     private(set) var events: [SessionEvent] = []
     private(set) var peerClosed = false
 
-    init(port: UInt16, key: AccessKey, hello: Hello?) throws {
+    /// `identity`: the agent's static key pair. By default one derived from
+    /// the access key and the agent id, so the same agent id proves the same
+    /// key on every connection, as a real agent does with its `agent_key`.
+    init(port: UInt16, key: AccessKey, identity: StaticKeyPair? = nil, hello: Hello?) throws {
         fd = WireTestClient.connectTCP(port: port)
         guard fd >= 0 else { throw NSError(domain: "WireTestClient", code: Int(errno)) }
-        session = ClientSession(accessKey: key, hello: hello)
-    }
-
-    init(port: UInt16, preamble: Preamble, psk: Key32, hello: Hello?) throws {
-        fd = WireTestClient.connectTCP(port: port)
-        guard fd >= 0 else { throw NSError(domain: "WireTestClient", code: Int(errno)) }
-        session = ClientSession(preamble: preamble, psk: psk, hello: hello)
+        let own = identity ?? StaticKeyPair.derived(seed: key.secret, label: "test-agent/" + (hello?.agentID ?? ""))
+        session = ClientSession(accessKey: key, identity: own, hello: hello)
     }
 
     deinit { close(fd) }

@@ -117,6 +117,25 @@ final class OperationsTests: XCTestCase {
         }
     }
 
+    func testTheCollectorKeyIsKeptAndABadOneStopsTheStart() throws {
+        let c = try CollectorProcess()
+        let published = c.createKey(project: "acme").collectorKey
+        XCTAssertEqual(c.collectorPublicKey, published, "keys create and the running collector use one key")
+        XCTAssertTrue(c.log.contains("collector key"), c.log)
+        c.stop()
+        let file = c.dataDir + "/collector_key"
+        defer { c.removeDirectory() }
+        chmod(file, 0o640)
+        var r = runCollectorCommand(["run", "--config", c.configPath])
+        XCTAssertEqual(r.status, 1, r.err)
+        XCTAssertTrue(r.err.contains("key file \(file) is readable by group or others (mode 0640)"), r.err)
+        XCTAssertTrue(FileManager.default.createFile(atPath: file, contents: Data("short\n".utf8)))
+        chmod(file, 0o600)      // createFile replaces the file, with 0644
+        r = runCollectorCommand(["run", "--config", c.configPath])
+        XCTAssertEqual(r.status, 1, r.err)
+        XCTAssertTrue(r.err.contains("key file \(file) is corrupt"), r.err)
+    }
+
     func testKeysCreateRefusesAnUnknownProjectUnlessAskedToCreateIt() throws {
         let dir = CollectorProcess.makeDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
@@ -128,11 +147,16 @@ final class OperationsTests: XCTestCase {
         r = runCollectorCommand(["keys", "create", "--project", "shop", "--create-project", "--set", data])
         XCTAssertEqual(r.status, 0, r.err)
         // The documented form (docs/PROTOCOL.md §11, docs/AGENT.md): the project's name, a dot,
-        // 43 base64url characters, and a newline; nothing else on stdout.
-        let secret = r.out.dropFirst("shop.".count).dropLast()
+        // 43 base64url characters (the secret), a dot, 43 more (the collector's public key), and a
+        // newline; nothing else on stdout.
+        let parts = r.out.dropFirst("shop.".count).dropLast().split(separator: ".", omittingEmptySubsequences: false)
         XCTAssertTrue(r.out.hasPrefix("shop.") && r.out.hasSuffix("\n"), r.out)
-        XCTAssertEqual(secret.count, 43, r.out)
-        XCTAssertTrue(secret.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") }, r.out)
+        XCTAssertEqual(parts.map(\.count), [43, 43], r.out)
+        XCTAssertTrue(parts.joined().allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") }, r.out)
+        // The collector key is the installation's, from data_dir/collector_key (0600).
+        let keyFile = dir.path + "/data/collector_key"
+        XCTAssertEqual(String(parts[1]), try StaticKeyFile.load(path: keyFile).publicText)
+        XCTAssertEqual((try FileManager.default.attributesOfItem(atPath: keyFile)[.posixPermissions] as? NSNumber)?.intValue, 0o600)
         // An existing project needs no flag; a misspelt one is refused and named.
         r = runCollectorCommand(["keys", "create", "--project", "shop", "--set", data])
         XCTAssertEqual(r.status, 0, r.err)
@@ -148,12 +172,21 @@ final class OperationsTests: XCTestCase {
         let c = try CollectorProcess()
         defer { c.stop(); c.removeDirectory() }
         // The project does not exist yet.
-        let early = try WireTestClient(port: c.sessionPort, key: try AccessKey.generate(projectID: "live"), hello: WireTestClient.hello("x"))
+        let early = try WireTestClient(port: c.sessionPort, key: c.foreignKey(project: "live"), hello: WireTestClient.hello("x"))
         XCTAssertNil(early.handshake())
+        let unknownSince = Date()
+        // Asked again within the negative cache's second: answered without a store read.
+        let early2 = try WireTestClient(port: c.sessionPort, key: c.foreignKey(project: "live"), hello: WireTestClient.hello("x"))
+        XCTAssertNil(early2.handshake())
+        XCTAssertTrue(c.eventually { c.metric("vigil_key_lookups_total{kind=\"negative_cache\"}") == 1 })
+        XCTAssertEqual(c.metric("vigil_key_lookups_total{kind=\"read\"}"), 1)
 
         let k1 = c.createKey(project: "live")
         let k2 = c.createKey(project: "live")
         XCTAssertNotEqual(k1, k2)
+        // A new project is seen once the negative answer has expired (1 s, docs/API.md).
+        let left = 1.1 - Date().timeIntervalSince(unknownSince)
+        if left > 0 { usleep(useconds_t(left * 1e6)) }
         let a = try WireTestClient(port: c.sessionPort, key: k1, hello: WireTestClient.hello("a"))
         XCTAssertNotNil(a.handshake(), "a key created by another process works without a restart")
         let b = try WireTestClient(port: c.sessionPort, key: k2, hello: WireTestClient.hello("b"))

@@ -38,7 +38,7 @@ final class PostgreSQLCollectorTests: XCTestCase {
         defer { if !resumed { pg.resume() } }
         XCTAssertTrue(c.eventually(timeout: 10) { c.http("GET", "/healthz").status == 503 })
         let health = c.http("GET", "/healthz")
-        XCTAssertTrue(health.body.contains("store unavailable"), health.body)
+        XCTAssertTrue(health.body.contains(#""reasons":[{"cause":"store_unavailable","detail":"PostgreSQL "#), "listed first: \(health.body)")
         // Sent while the server is down: not acknowledged, the session stays.
         client.clearEvents()
         client.send(client.batch(4))

@@ -41,7 +41,7 @@ final class PromtoolTests: XCTestCase {
         for seq in 1...3 { a.send(a.batch(UInt64(seq))) }
         XCTAssertNotNil(a.waitForRecord { if case .ack(let k) = $0 { return k.sequence == 3 }; return false })
         do {   // a handshake that fails (unknown project) and a session that closes
-            let bad = try WireTestClient(port: c.sessionPort, key: AccessKey.generate(projectID: "nope"), hello: WireTestClient.hello("x"))
+            let bad = try WireTestClient(port: c.sessionPort, key: AccessKey.generate(projectID: "nope", collectorKey: c.collectorPublicKey), hello: WireTestClient.hello("x"))
             bad.handshake()
             let b = try WireTestClient(port: c.sessionPort, key: key, hello: WireTestClient.hello("b1"))
             XCTAssertNotNil(b.handshake())

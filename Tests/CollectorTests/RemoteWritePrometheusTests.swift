@@ -7,6 +7,7 @@
 // https URL is refused at start with the reason.
 import Foundation
 import XCTest
+import CSystem  // SOCK_* constants: glibc's socket macros may be owned by this C module
 import Wire
 import CSystem  // SOCK_* constants: glibc's socket macros may be owned by this C module
 

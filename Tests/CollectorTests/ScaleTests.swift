@@ -17,7 +17,7 @@ private final class LoadSession: TCPConnectionHandler {
     var connection: TCPConnection?
 
     init(key: AccessKey, id: Int) {
-        session = ClientSession(accessKey: key, hello: Hello(agentID: "load-\(id)", name: "load-\(id)", host: "loadgen",
+        session = ClientSession(accessKey: key, identity: StaticKeyPair.derived(seed: key.secret, label: "scale-\(id)"), hello: Hello(agentID: "load-\(id)", name: "load-\(id)", host: "loadgen",
                                                              version: "test", bootID: "boot", instance: UInt64(id)))
     }
 

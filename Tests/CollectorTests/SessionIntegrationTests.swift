@@ -77,7 +77,7 @@ final class SessionIntegrationTests: XCTestCase {
         defer { c.stop(); c.removeDirectory() }
         _ = c.createKey(project: "acme")
         func attempt(_ project: String) throws {
-            let client = try WireTestClient(port: c.sessionPort, key: try AccessKey.generate(projectID: project),
+            let client = try WireTestClient(port: c.sessionPort, key: c.foreignKey(project: project),
                                             hello: WireTestClient.hello("x"))
             XCTAssertNil(client.handshake())
             XCTAssertTrue(client.peerClosed, "nothing is sent: unknown project and wrong key look the same")
@@ -105,14 +105,14 @@ final class SessionIntegrationTests: XCTestCase {
         func failures(_ reason: String) -> Double? { c.metric("vigil_handshake_failures_total{reason=\"\(reason)\"}") }
 
         // Unknown project: closed without an answer (no key to encrypt one).
-        let unknown = try WireTestClient(port: c.sessionPort, key: try AccessKey.generate(projectID: "nope"),
+        let unknown = try WireTestClient(port: c.sessionPort, key: c.foreignKey(project: "nope"),
                                          hello: WireTestClient.hello("a"))
         XCTAssertNil(unknown.handshake())
         XCTAssertTrue(unknown.peerClosed)
         XCTAssertTrue(c.eventually { failures("unknown_project") == 1 })
 
         // Wrong key for a known project: closed without an answer.
-        let wrong = try WireTestClient(port: c.sessionPort, key: try AccessKey.generate(projectID: "acme"),
+        let wrong = try WireTestClient(port: c.sessionPort, key: c.foreignKey(project: "acme"),
                                        hello: WireTestClient.hello("b"))
         XCTAssertNil(wrong.handshake())
         XCTAssertTrue(wrong.peerClosed)

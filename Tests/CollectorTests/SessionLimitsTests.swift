@@ -4,9 +4,11 @@
 // acknowledged as if it were quiet.
 import Foundation
 import Glibc
+import CSystem  // MSG_NOSIGNAL: glibc's socket macros may be owned by this C module
 import XCTest
 import CSystem  // MSG_* and SOCK_* constants: glibc's socket macros may be owned by this C module
 import Wire
+import CSystem  // SOCK_* constants: glibc's socket macros may be owned by this C module
 
 final class SessionLimitsTests: XCTestCase {
     func testStatusAndScheduleFloodFromOneSessionDoesNotHurtOtherSessions() throws {

@@ -283,6 +283,120 @@ def filter_rules_move_and_report_field_errors(c):
     assert [p["check"] for p in body["patterns"]] == ["second", "first"], body
 
 
+# ---- Measurements, Collector, Audit, Upload ----
+
+def canvas_pixels(c, chart_selector, rgb, tolerance=40):
+    """Pixels of colour `rgb` (within `tolerance` per channel, antialiasing)
+    on the canvases of a chart, read back in the page with getImageData."""
+    return c.d.execute_script("""
+        const [sel, rgb, tol] = arguments;
+        let n = 0;
+        for (const cv of document.querySelectorAll(sel + ' canvas')) {
+          if (!cv.width || !cv.height) continue;
+          const px = cv.getContext('2d').getImageData(0, 0, cv.width, cv.height).data;
+          for (let i = 0; i < px.length; i += 4) {
+            if (px[i + 3] > 128 && Math.abs(px[i] - rgb[0]) <= tol && Math.abs(px[i + 1] - rgb[1]) <= tol
+                && Math.abs(px[i + 2] - rgb[2]) <= tol) n++;
+          }
+        }
+        return n;""", chart_selector, rgb, tolerance)
+
+
+# The first series colour of charts.js (#1f5fbf): p50 on latency charts, the first line elsewhere.
+FIRST_SERIES_RGB = [31, 95, 191]
+UPLOAD_LINES = 300
+
+
+def capture_file():
+    """IPA version 2 lines over the last ten minutes (ten one-minute windows),
+    five lines no rule matches, two malformed ones."""
+    now = int(time.time() * 1000)
+    lines = []
+    for i in range(UPLOAD_LINES):
+        ts = now - 600_000 + i * 2_000
+        lines.append(f"2\t{ts}\tGET\thttps://shop.example/cart/{i}\t{200 if i % 10 else 503}\t{5 + (i % 50)}.5")
+    lines += [f"2\t{now}\tPOST\thttps://shop.example/order/{i}\t200\t3" for i in range(5)]
+    lines += ["9\tnot\tipa", "2\tGET"]
+    path = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"vigil-console-capture-{os.getpid()}.ipa")
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return path
+
+
+@case
+def an_upload_shows_its_counts_and_its_measurements_appear(c):
+    # The project's rule, set by a script that names itself (the audit case looks for it).
+    rules = {"patterns": [{"method": "GET", "host": "*", "path": "/cart/*", "monitor": "shop", "check": "cart"}]}
+    req = urllib.request.Request(URL + "/api/v1/projects/shop/patterns", method="PUT", data=json.dumps(rules).encode(),
+                                 headers={"Authorization": "Bearer " + TOKEN, "Content-Type": "application/json",
+                                          "X-Vigil-Actor": "browser-test"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        assert r.status == 200
+    path = capture_file()
+    try:
+        c.go("#/upload")
+        wait("the project list", lambda: c.css('[data-page="upload"] [data-field="project"] option[value="shop"]'))
+        c.css('[data-field="project"]').send_keys("shop")
+        c.css('[data-field="file"]').send_keys(path)
+        c.css('[data-action="upload"]').click()
+        wait("the upload done", lambda: c.css('[data-upload-state="done"]'), timeout=30)
+        count = lambda hook: c.css(f'[{hook}] .value').text.replace(",", "")
+        assert count('data-count="read"') == str(UPLOAD_LINES + 7), count('data-count="read"')
+        assert count('data-count="stored"') == str(UPLOAD_LINES), count('data-count="stored"')
+        assert count('data-dropped="unmatched"') == "5", count('data-dropped="unmatched"')
+        assert count('data-dropped="bad_version"') == "1", count('data-dropped="bad_version"')
+        assert count('data-dropped="field_count"') == "1", count('data-dropped="field_count"')
+        assert c.d.execute_script("const p = document.querySelector('[data-progress=\"upload\"]'); return p.value === p.max")
+        c.shot("upload")
+    finally:
+        os.unlink(path)
+    # Its measurements appear, under the virtual upload agent, on the Measurements page.
+    status, body = api("GET", "/measurements?project=shop&agent=upload-shop&limit=100")
+    assert status == 200 and sum(m["count"] for m in body["measurements"]) == UPLOAD_LINES, body
+    assert any(a["mode"] == "upload" for a in agents_by_name().values()), agents_by_name()
+    c.css('[data-link="measurements"]').click()
+    wait("the shop/cart series", lambda: c.css('[data-page="measurements"] [data-field="series"][data-series="shop/cart"]'))
+    wait("ten windows on the in-process latency chart",
+         lambda: int(c.css('[data-chart="latency"][data-source="ipa"]').get_attribute("data-points")) >= 10, timeout=15)
+
+
+@case
+def a_chart_draws_real_data(c):
+    # The Measurements page from the upload case: its lines are drawn on the canvas.
+    sel = '[data-chart="latency"][data-source="ipa"]'
+    n = wait("p50 line pixels on the latency chart", lambda: canvas_pixels(c, sel, FIRST_SERIES_RGB) > 50 and
+             canvas_pixels(c, sel, FIRST_SERIES_RGB))
+    assert int(c.css('[data-chart="calls"][data-source="ipa"]').get_attribute("data-points")) >= 10
+    assert c.css('[data-chart="latency"][data-source="synthetic"]').get_attribute("data-points") == "0", \
+        "no monitor ran: the synthetic side says so instead of drawing"
+    c.shot("measurements")
+    # The Collector page: its health history, sampled every 500 ms by this test's collector.
+    c.go("#/collector")
+    wait("sessions history", lambda: int(c.css('[data-chart="sessions"]').get_attribute("data-points") or 0) >= 2,
+         timeout=20)
+    wait("the sessions line drawn", lambda: canvas_pixels(c, '[data-chart="sessions"]', FIRST_SERIES_RGB) > 50)
+    status, body = api("GET", "/collector/history")
+    assert status == 200 and any(s["sessions"]["established"] >= 2 for s in body["samples"]), body
+    c.shot("collector")
+    print(f"  ({n} p50 pixels on the latency chart)")
+
+
+@case
+def the_audit_page_lists_an_action_done_in_the_test(c):
+    c.go("#/audit")
+    row = wait("the rule change of the upload case",
+               lambda: [r for r in c.all('tr[data-audit-action="patterns.replace"]') if "api:browser-test" in r.text])
+    assert row[0].get_attribute("data-result") == "ok", row[0].get_attribute("data-result")
+    assert "shop" in row[0].text, row[0].text
+    c.css('[data-field="action"]').send_keys("patterns.replace\n")
+    wait("only rule changes", lambda: c.all('tr[data-audit-action]') and
+         all(r.get_attribute("data-audit-action") == "patterns.replace" for r in c.all('tr[data-audit-action]')))
+    c.css('[data-field="action"]').clear()
+    c.css('[data-field="action"]').send_keys("\n")
+    wait("every action again", lambda: len({r.get_attribute("data-audit-action") for r in c.all('tr[data-audit-action]')}) > 1)
+    c.shot("audit")
+
+
 @case
 def sign_out_leaves_the_api_answering_401(c):
     c.css('[data-action="sign-out"]').click()

@@ -4,7 +4,7 @@ import Wire
 @testable import LoadGen
 
 final class LoadArgumentsTests: XCTestCase {
-    let key = "demo.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+    let key = "demo.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA.AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE"
 
     func parse(_ args: [String], files: [String: String] = [:]) throws -> LoadCommand {
         try LoadArguments.parse(args, readFile: { files[$0] })

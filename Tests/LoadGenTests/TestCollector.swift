@@ -36,11 +36,14 @@ final class TestCollector {
     var peers: [String] = []
     private var ackTimer: TimerWatcher?
 
+    /// This collector's static key pair (the access key pins its public half).
+    let staticKey = StaticKeyPair.generate()
+
     init(loop: EventLoop, policy: AckPolicy = .immediately, window: UInt32 = 64) throws {
         self.loop = loop
         self.policy = policy
         self.window = window
-        key = try AccessKey.generate(projectID: "loadtest")
+        key = try AccessKey.generate(projectID: "loadtest", collectorKey: staticKey.publicKey)
         var accept: ((Int32, SocketAddress) -> Void)?
         listener = try TCPListener(loop: loop, address: try SocketAddress(ip: "127.0.0.1", port: 0)) { fd, peer in accept?(fd, peer) }
         accept = { [unowned self] fd, peer in
@@ -78,7 +81,7 @@ final class TestSession: TCPConnectionHandler {
         self.collector = collector
         let secret = collector.key.secret
         let project = collector.key.projectID
-        wire = ServerSession { $0 == project ? secret : nil }
+        wire = ServerSession(staticKey: collector.staticKey) { $0 == project ? secret : nil }
     }
 
     func connection(_ c: TCPConnection, didRead buffer: ByteBuffer) {

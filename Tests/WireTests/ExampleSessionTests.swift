@@ -19,7 +19,9 @@ final class ExampleSessionTests: XCTestCase {
 
     func transcript() throws -> String {
         let psk = Key32(bytes: [UInt8](0..<32))!
-        let accessKey = try AccessKey(projectID: "demo", secret: psk)
+        let collector = StaticKeyPair(secret: Key32(bytes: [UInt8](96..<128))!)
+        let agent = StaticKeyPair(secret: Key32(bytes: [UInt8](128..<160))!)
+        let accessKey = try AccessKey(projectID: "demo", secret: psk, collectorKey: collector.publicKey)
         let clientE = Key32(bytes: [UInt8](32..<64))!
         let serverE = Key32(bytes: [UInt8](64..<96))!
         let hello = Hello(agentID: "0b9c2a57-6c1d-4e8f-9a3b-5d7e1f203a4c", name: "edge-1", host: "web-01",
@@ -30,36 +32,49 @@ final class ExampleSessionTests: XCTestCase {
                               limits: .init(maxRecordLength: 65515, maxBatchItems: 4096, maxStringID: 65535,
                                             maxInFlightBatches: 8, pingIntervalMs: 15000, idleTimeoutMs: 60000,
                                             maxStringTableBytes: 1 << 20))
-        let client = ClientSession(preamble: Preamble(projectID: "demo")!, psk: psk, hello: hello,
-                                   limits: SessionLimits(), ephemeralSecret: clientE)
-        let server = ServerSession(limits: SessionLimits(), keyLookup: { $0 == "demo" ? psk : nil }, ephemeralSecret: serverE)
+        let client = ClientSession(preamble: Preamble(projectID: "demo")!, psk: psk, collectorKey: collector.publicKey,
+                                   identity: agent, hello: hello, limits: SessionLimits(), ephemeralSecret: clientE)
+        let server = ServerSession(staticKey: collector, limits: SessionLimits(), keyLookup: { $0 == "demo" ? psk : nil },
+                                   ephemeralSecret: serverE)
         var out = ""
         func section(_ title: String, _ lines: String...) { out += "\(title)\n" + lines.joined(separator: "\n") + "\n\n" }
 
-        section("0. keys",
-                "access key (PSK = bytes 00..1f): \(accessKey.text)",
-                "initiator ephemeral secret (fixed for this example only): \(Hex.encode(clientE.bytes))",
-                "responder ephemeral secret (fixed for this example only): \(Hex.encode(serverE.bytes))")
+        section("0. keys (all fixed for this example only)",
+                "access key (PSK = bytes 00..1f, collector secret = bytes 60..7f): \(accessKey.text)",
+                "collector static public key: \(Hex.encode(collector.publicKey.bytes))",
+                "agent static secret = bytes 80..9f, public key: \(Hex.encode(agent.publicKey.bytes))",
+                "initiator ephemeral secret: \(Hex.encode(clientE.bytes))",
+                "responder ephemeral secret: \(Hex.encode(serverE.bytes))")
 
         try client.start()
         let c1 = SessionPair.take(client.outbound)
         let pre = Preamble(projectID: "demo")!.bytes
         section("1. agent -> collector: preamble (\(pre.count) bytes; also the Noise prologue)", hexBlock(pre))
-        let helloRecord = Record.hello(hello).encoded
-        section("2. message 1 payload, plaintext: Hello record (\(helloRecord.count) bytes)", hexBlock(helloRecord))
         let m1 = Array(c1[pre.count...])
-        section("   message 1 on the wire: length \(Hex.encode(m1[0..<2])), e.public (32), encrypted Hello + tag (\(m1.count - 34))",
-                hexBlock(m1))
+        section("2. message 1 (e, es; empty payload): length \(Hex.encode(m1[0..<2])), e.public (32), tag (16)", hexBlock(m1))
 
         var events = server.feed(c1)
-        XCTAssertEqual(events, [.hello(hello)])
-        try server.accept(welcome)
+        XCTAssertEqual(events, [])
         let s1 = SessionPair.take(server.outbound)
-        let welcomeRecord = Record.welcome(welcome).encoded
-        section("3. message 2 payload, plaintext: Welcome record (\(welcomeRecord.count) bytes)", hexBlock(welcomeRecord))
-        section("   collector -> agent: message 2 on the wire: length \(Hex.encode(s1[0..<2])), e.public (32), encrypted Welcome + tag (\(s1.count - 34))",
+        section("3. collector -> agent: message 2 (e, ee; empty payload): length \(Hex.encode(s1[0..<2])), e.public (32), tag (16)",
                 hexBlock(s1))
         events = client.feed(s1)
+        XCTAssertEqual(events, [])
+        let c3 = SessionPair.take(client.outbound)
+        let helloRecord = Record.hello(hello).encoded
+        section("4. message 3 payload, plaintext: Hello record (\(helloRecord.count) bytes)", hexBlock(helloRecord))
+        section("   agent -> collector: message 3 (s, se, psk): length \(Hex.encode(c3[0..<2])), encrypted s.public + tag (48), "
+                + "encrypted Hello + tag (\(c3.count - 50))", hexBlock(c3))
+        events = server.feed(c3)
+        XCTAssertEqual(events, [.hello(hello)])
+        XCTAssertEqual(server.peerStaticKey, agent.publicKey)
+        try server.accept(welcome)
+        let s2w = SessionPair.take(server.outbound)
+        let welcomeRecord = Record.welcome(welcome).encoded
+        section("5. collector -> agent: first transport message (collector nonce 0), plaintext: Welcome record (\(welcomeRecord.count) bytes)",
+                hexBlock(welcomeRecord))
+        section("   on the wire: length \(Hex.encode(s2w[0..<2])), ciphertext + tag", hexBlock(s2w))
+        events = client.feed(s2w)
         XCTAssertEqual(events, [.welcome(welcome)])
         section("   handshake hash (both sides)", Hex.encode(client.handshakeHash!.bytes))
         XCTAssertEqual(client.handshakeHash, server.handshakeHash)
@@ -79,7 +94,7 @@ final class ExampleSessionTests: XCTestCase {
         let plain2 = Record.stringDef(StringDef(id: checkout, text: "checkout")).encoded
             + Record.stringDef(StringDef(id: cart, text: "POST /cart")).encoded
             + Record.stringDef(StringDef(id: udp, text: "udp")).encoded + batch.encoded + Record.ping(Ping(42)).encoded
-        section("4. transport message 1 payload (agent, nonce 0), plaintext: StringDef x3, DataBatch, Ping (\(plain2.count) bytes)",
+        section("6. transport message 1 payload (agent, nonce 0), plaintext: StringDef x3, DataBatch, Ping (\(plain2.count) bytes)",
                 hexBlock(plain2))
         section("   agent -> collector on the wire: length \(Hex.encode(c2[0..<2])), ciphertext + tag", hexBlock(c2))
 
@@ -91,7 +106,7 @@ final class ExampleSessionTests: XCTestCase {
         let s2 = SessionPair.take(server.outbound)
         let pong = Record.pong(Ping(42)).encoded
         let ack = Record.ack(Ack(sequence: 1)).encoded
-        section("5. collector -> agent: two transport messages (collector nonces 0 and 1)",
+        section("7. collector -> agent: two transport messages (collector nonces 1 and 2)",
                 "payload 1, plaintext: Pong (\(pong.count) bytes)", hexBlock(pong),
                 "payload 2, plaintext: Ack (\(ack.count) bytes)", hexBlock(ack),
                 "on the wire (both messages):", hexBlock(s2))

@@ -6,7 +6,7 @@ import XCTest
 final class PreambleTests: XCTestCase {
     func testEncodeAndParse() {
         let p = Preamble(projectID: "acme-prod.eu_1")!
-        XCTAssertEqual(p.bytes, [0x56, 0x47, 0x4C, 0x01, 14] + Array("acme-prod.eu_1".utf8))
+        XCTAssertEqual(p.bytes, [0x56, 0x47, 0x4C, 0x02, 14] + Array("acme-prod.eu_1".utf8))
         XCTAssertEqual(Preamble.parse(p.bytes), .complete(p, length: 19))
         XCTAssertEqual(Preamble.parse(p.bytes + [9, 9]), .complete(p, length: 19), "bytes after it are not its business")
         for n in 0..<p.bytes.count {
@@ -20,15 +20,19 @@ final class PreambleTests: XCTestCase {
         XCTAssertNil(Preamble(projectID: max + "a"))
         XCTAssertNil(Preamble(projectID: ""))
         XCTAssertNil(Preamble(projectID: "a b"))
-        XCTAssertEqual(Preamble.parse([0x56, 0x47, 0x4C, 0x01, 0]), .invalid(.badLength(0)))
-        XCTAssertEqual(Preamble.parse([0x56, 0x47, 0x4C, 0x01, 65]), .invalid(.badLength(65)))
-        XCTAssertEqual(Preamble.parse([0x56, 0x47, 0x4C, 0x01, 64] + Array(max.utf8)), .complete(Preamble(projectID: max)!, length: 69))
+        XCTAssertEqual(Preamble.parse([0x56, 0x47, 0x4C, 0x02, 0]), .invalid(.badLength(0)))
+        XCTAssertEqual(Preamble.parse([0x56, 0x47, 0x4C, 0x02, 65]), .invalid(.badLength(65)))
+        XCTAssertEqual(Preamble.parse([0x56, 0x47, 0x4C, 0x02, 64] + Array(max.utf8)), .complete(Preamble(projectID: max)!, length: 69))
+        // Version 1 still parses, so an old agent can be told to upgrade.
+        XCTAssertEqual(Preamble.parse([0x56, 0x47, 0x4C, 0x01, 1, 0x61]),
+                       .complete(Preamble(projectID: "a", version: Preamble.legacyVersion)!, length: 6))
     }
 
     func testRejectsAtFirstBadByte() {
         XCTAssertEqual(Preamble.parse(Array("GET / HTTP/1.1\r\n".utf8)), .invalid(.badMagic(offset: 0, byte: 0x47)))
         XCTAssertEqual(Preamble.parse([0x56, 0x48]), .invalid(.badMagic(offset: 1, byte: 0x48)))
-        XCTAssertEqual(Preamble.parse([0x56, 0x47, 0x4C, 0x02]), .invalid(.unsupportedVersion(2)))
+        XCTAssertEqual(Preamble.parse([0x56, 0x47, 0x4C, 0x03]), .invalid(.unsupportedVersion(3)))
+        XCTAssertEqual(Preamble.parse([0x56, 0x47, 0x4C, 0x00]), .invalid(.unsupportedVersion(0)))
         XCTAssertEqual(Preamble.parse([0x56, 0x47, 0x4C, 0x01, 3, 0x61, 0x2F]), .invalid(.badProjectID))
         XCTAssertEqual(Preamble.parse([0x56, 0x47, 0x4C, 0x01, 3, 0x61, 0xC3, 0xA9]), .invalid(.badProjectID))
     }
@@ -106,20 +110,26 @@ final class FrameDecoderTests: XCTestCase {
 }
 
 final class AccessKeyTests: XCTestCase {
+    let collector = Key32(bytes: [UInt8](32..<64))!
+
     func testFormatParseRoundTrip() throws {
-        let key = try AccessKey.generate(projectID: "acme.prod")
+        let key = try AccessKey.generate(projectID: "acme.prod", collectorKey: collector)
         let text = key.text
         XCTAssertTrue(text.hasPrefix("acme.prod."))
-        XCTAssertEqual(text.utf8.count, "acme.prod.".utf8.count + 43)
+        XCTAssertEqual(text.utf8.count, "acme.prod.".utf8.count + 43 + 1 + 43)
         XCTAssertEqual(try AccessKey(parsing: text), key)
-        XCTAssertFalse(key.description.contains(String(text.suffix(43))), "description must not reveal the secret")
-        XCTAssertNotEqual(try AccessKey.generate(projectID: "a").secret, try AccessKey.generate(projectID: "a").secret)
+        let secretText = String(text.dropFirst("acme.prod.".count).prefix(43))
+        XCTAssertFalse(key.description.contains(secretText), "description must not reveal the secret")
+        XCTAssertNotEqual(try AccessKey.generate(projectID: "a", collectorKey: collector).secret,
+                          try AccessKey.generate(projectID: "a", collectorKey: collector).secret)
     }
 
     func testKnownEncoding() throws {
-        let key = try AccessKey(projectID: "p", secret: Key32(bytes: [UInt8](0..<32))!)
-        XCTAssertEqual(key.text, "p.AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8")
-        XCTAssertEqual(try AccessKey(parsing: key.text).secret.bytes, [UInt8](0..<32))
+        let key = try AccessKey(projectID: "p", secret: Key32(bytes: [UInt8](0..<32))!, collectorKey: collector)
+        XCTAssertEqual(key.text, "p.AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8.ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8")
+        let parsed = try AccessKey(parsing: key.text)
+        XCTAssertEqual(parsed.secret.bytes, [UInt8](0..<32))
+        XCTAssertEqual(parsed.collectorKey.bytes, [UInt8](32..<64))
     }
 
     func testRejects() {
@@ -127,15 +137,21 @@ final class AccessKeyTests: XCTestCase {
             XCTAssertThrowsError(try AccessKey(parsing: text), text) { XCTAssertEqual($0 as? AccessKeyError, expected, text) }
         }
         let secret = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8"
+        let ck = "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8"
         check("nodot", .missingSeparator)
-        check("." + secret, .badProjectID)
-        check("a b." + secret, .badProjectID)
-        check("p." + secret.dropLast(), .badSecret)
-        check("p." + secret + "A", .badSecret)
-        check("p." + secret.dropLast() + "=", .badSecret)
-        check("p." + secret.dropLast() + "+", .badSecret)
-        check("p." + secret.dropLast() + "9", .badSecret)  // non-zero unused bits: not canonical
-        XCTAssertThrowsError(try AccessKey.generate(projectID: String(repeating: "x", count: 65)))
+        check("." + secret + "." + ck, .badProjectID)
+        check("a b." + secret + "." + ck, .badProjectID)
+        check("p." + secret.dropLast() + "." + ck, .badSecret)
+        check("p." + secret.dropLast() + "=." + ck, .badSecret)
+        check("p." + secret.dropLast() + "9." + ck, .badSecret)  // non-zero unused bits: not canonical
+        check("p." + secret + "." + ck.dropLast(), .badCollectorKey)
+        check("p." + secret + "." + ck + "A", .badCollectorKey)
+        check("p." + secret + "." + ck.dropLast() + "+", .badCollectorKey)
+        // Two-part keys from before collector keys: told what is missing.
+        check("p." + secret, .missingCollectorKey)
+        check("acme.prod." + secret, .missingCollectorKey)
+        XCTAssertTrue(AccessKeyError.missingCollectorKey.description.contains("keys create"))
+        XCTAssertThrowsError(try AccessKey.generate(projectID: String(repeating: "x", count: 65), collectorKey: collector))
     }
 
     func testBase64URL() {

@@ -9,16 +9,31 @@ final class MalformedSessionTests: XCTestCase {
 
     func server(_ limits: SessionLimits = SessionLimits()) -> ServerSession {
         let psk = self.psk
-        return ServerSession(limits: limits) { $0 == "acme" ? psk : nil }
+        return ServerSession(staticKey: TestKeys.collector, limits: limits) { $0 == "acme" ? psk : nil }
     }
 
     func frame(_ body: [UInt8]) -> [UInt8] { [UInt8(body.count >> 8), UInt8(body.count & 0xFF)] + body }
 
-    /// Preamble + message 1 built by hand, with an arbitrary payload.
-    func message1(payload: [UInt8], psk: Key32? = nil) throws -> [UInt8] {
+    /// Preamble + message 1 built by hand (empty payload), and the
+    /// initiator to continue with.
+    func message1(psk: Key32? = nil, payload: [UInt8] = []) throws -> (NoiseHandshake, [UInt8]) {
         let pre = Preamble(projectID: "acme")!.bytes
-        var hs = NoiseHandshake(role: .initiator, prologue: pre, psk: psk ?? self.psk)
-        return pre + frame(try hs.writeMessage(payload: payload))
+        var hs = NoiseHandshake(initiatorPrologue: pre, psk: psk ?? self.psk, staticKey: TestKeys.agent,
+                                collectorKey: TestKeys.collector.publicKey)
+        let m1 = try hs.writeMessage(payload: payload)
+        return (hs, pre + frame(m1))
+    }
+
+    /// Drives `s` through messages 1 to 3 by hand, message 3 carrying
+    /// `payload` (and `extra` bytes after it); the server's events.
+    func handshake(_ s: ServerSession, payload: [UInt8], psk: Key32? = nil, extra: [UInt8] = []) throws -> [SessionEvent] {
+        var (hs, first) = try message1(psk: psk)
+        var events = s.feed(first)
+        let m2 = SessionPair.take(s.outbound)
+        guard m2.count > 2 else { return events }
+        _ = try hs.readMessage(Array(m2.dropFirst(2)))
+        events += s.feed(frame(try hs.writeMessage(payload: payload)) + extra)
+        return events
     }
 
     /// Seals raw plaintext bytes as one transport message from the client.
@@ -51,8 +66,18 @@ final class MalformedSessionTests: XCTestCase {
 
     func testWrongKeyFailsTheHandshake() throws {
         let s = server()
-        XCTAssertEqual(s.feed(try message1(payload: [], psk: Key32.random())), [.closed(.handshakeFailed)])
-        XCTAssertEqual(s.outbound.readableBytes, 0, "nothing is sent to an unauthenticated peer")
+        XCTAssertEqual(try handshake(s, payload: [], psk: Key32.random()), [.closed(.handshakeFailed)])
+        XCTAssertEqual(s.outbound.readableBytes, 0, "nothing is sent after a message 3 under no key")
+        XCTAssertNil(s.peerStaticKey)
+    }
+
+    func testMessage1PayloadHoldsOnlyUnknownRecords() throws {
+        let s = server()
+        XCTAssertEqual(s.feed(try message1(payload: Record.hello(Hello(agentID: "a")).encoded).1), [.closed(.badHandshakePayload)],
+                       "the Hello belongs in message 3, where the agent is authenticated")
+        let s2 = server()
+        XCTAssertEqual(s2.feed(try message1(payload: [0x7E, 0x00]).1), [])
+        XCTAssertEqual(s2.counters.unknownRecords, 1)
     }
 
     func testHandshakeFrameLengthBounds() {
@@ -62,46 +87,74 @@ final class MalformedSessionTests: XCTestCase {
         XCTAssertEqual(server().feed(pre + [0x00, 0x00]), [.closed(.badFrameLength)])
     }
 
-    func testMessage1PayloadRules() throws {
+    func testMessage3PayloadRules() throws {
         let hello = Record.hello(Hello(agentID: "a")).encoded
-        XCTAssertEqual(server().feed(try message1(payload: Record.ping(Ping(1)).encoded)), [.closed(.badHandshakePayload)])
-        XCTAssertEqual(server().feed(try message1(payload: hello + hello)), [.closed(.badHandshakePayload)])
-        XCTAssertEqual(server().feed(try message1(payload: [0x10, 0x80, 0x00])), [.closed(.badHandshakePayload)], "bad varint")
-        XCTAssertEqual(server().feed(try message1(payload: [0x10, 0x05, 0x01])), [.closed(.badHandshakePayload)], "truncated")
-        XCTAssertEqual(server().feed(try message1(payload: [0x7E, 0x00])), [.closed(.badHandshakePayload)], "no Hello")
+        XCTAssertEqual(try handshake(server(), payload: Record.ping(Ping(1)).encoded), [.closed(.badHandshakePayload)])
+        XCTAssertEqual(try handshake(server(), payload: hello + hello), [.closed(.badHandshakePayload)])
+        XCTAssertEqual(try handshake(server(), payload: [0x10, 0x80, 0x00]), [.closed(.badHandshakePayload)], "bad varint")
+        XCTAssertEqual(try handshake(server(), payload: [0x10, 0x05, 0x01]), [.closed(.badHandshakePayload)], "truncated")
+        XCTAssertEqual(try handshake(server(), payload: [0x7E, 0x00]), [.closed(.badHandshakePayload)], "no Hello")
         let s = server()
-        XCTAssertEqual(s.feed(try message1(payload: hello + [0x7E, 0x01, 0x00])), [.hello(Hello(agentID: "a"))])
+        XCTAssertEqual(try handshake(s, payload: hello + [0x7E, 0x01, 0x00]), [.hello(Hello(agentID: "a"))])
         XCTAssertEqual(s.counters.unknownRecords, 1, "unknown records after Hello are skipped and counted")
     }
 
     func testBytesBeforeAcceptAreAViolation() throws {
         let s = server()
-        XCTAssertEqual(s.feed(try message1(payload: []) + [0x00]), [.hello(nil), .closed(.unexpectedRecord)])
+        XCTAssertEqual(try handshake(s, payload: [], extra: [0x00]), [.hello(nil), .closed(.unexpectedRecord)])
     }
 
-    func testClientRefusesBadMessage2() throws {
-        // A responder that answers with a Ping instead of Welcome/Error.
-        func run(_ mutate: (inout [UInt8]) -> Void, payload: [UInt8]) throws -> [SessionEvent] {
-            let client = ClientSession(preamble: Preamble(projectID: "acme")!, psk: psk, hello: nil)
+    func testClientRefusesBadMessage2AndBadAnswers() throws {
+        // A responder that answers message 2 with a payload, or the first
+        // transport message with something other than one Welcome/Error.
+        func run(message2: [UInt8] = [], collector: StaticKeyPair = TestKeys.collector, mutate: (inout [UInt8]) -> Void = { _ in },
+                 answer: [UInt8]) throws -> [SessionEvent] {
+            let client = ClientSession(preamble: Preamble(projectID: "acme")!, psk: psk, collectorKey: TestKeys.collector.publicKey,
+                                       identity: TestKeys.agent, hello: nil)
             try client.start()
             let out = SessionPair.take(client.outbound)
             let pre = Preamble(projectID: "acme")!.bytes
-            var responder = NoiseHandshake(role: .responder, prologue: pre, psk: psk)
-            _ = try responder.readMessage(Array(out[(pre.count + 2)...]))
-            var m2 = try responder.writeMessage(payload: payload)
+            var responder = NoiseHandshake(responderPrologue: pre, staticKey: collector)
+            guard (try? responder.readMessage(Array(out[(pre.count + 2)...]))) != nil else { return [.closed(.handshakeFailed)] }
+            var m2 = try responder.writeMessage(payload: message2)
             mutate(&m2)
-            return client.feed(frame(m2))
+            var events = client.feed(frame(m2))
+            guard client.closeReason == nil else { return events }
+            let m3 = SessionPair.take(client.outbound)
+            _ = try responder.readMessage3(Array(m3.dropFirst(2)), psks: [psk])
+            var (send, _) = try responder.split()
+            events += client.feed(frame(try send.encrypt(answer)))
+            return events
         }
-        XCTAssertEqual(try run({ _ in }, payload: Record.ping(Ping(1)).encoded), [.closed(.badHandshakePayload)])
-        XCTAssertEqual(try run({ _ in }, payload: []), [.closed(.badHandshakePayload)])
         let welcome = Record.welcome(Welcome(sessionID: 1, collectorTimeMs: 2)).encoded
-        XCTAssertEqual(try run({ _ in }, payload: welcome + welcome), [.closed(.badHandshakePayload)])
-        XCTAssertEqual(try run({ $0[40] ^= 1 }, payload: welcome), [.closed(.handshakeFailed)])
-        XCTAssertEqual(try run({ _ in }, payload: welcome), [.welcome(Welcome(sessionID: 1, collectorTimeMs: 2))])
+        XCTAssertEqual(try run(answer: Record.ping(Ping(1)).encoded), [.closed(.badHandshakePayload)])
+        XCTAssertEqual(try run(answer: []), [.closed(.badHandshakePayload)])
+        XCTAssertEqual(try run(answer: welcome + welcome), [.closed(.badHandshakePayload)])
+        XCTAssertEqual(try run(message2: Record.ping(Ping(1)).encoded, answer: welcome), [.closed(.badHandshakePayload)])
+        XCTAssertEqual(try run(mutate: { $0[40] ^= 1 }, answer: welcome), [.closed(.handshakeFailed)])
+        XCTAssertEqual(try run(answer: welcome), [.welcome(Welcome(sessionID: 1, collectorTimeMs: 2))])
+        XCTAssertEqual(try run(message2: [0x7E, 0x00], answer: welcome), [.welcome(Welcome(sessionID: 1, collectorTimeMs: 2))],
+                       "unknown records in message 2 are skipped")
+        let error = Record.error(ErrorRecord(code: .rejected, message: "no")).encoded
+        XCTAssertEqual(try run(answer: error), [.closed(.rejected)])
+    }
+
+    func testClientRefusesACollectorWithAnotherStaticKey() throws {
+        // The impostor cannot read message 1; if it answers anyway (with its
+        // own key in es), the agent cannot read message 2.
+        let client = ClientSession(preamble: Preamble(projectID: "acme")!, psk: psk, collectorKey: TestKeys.collector.publicKey,
+                                   identity: TestKeys.agent, hello: Hello(agentID: "a"))
+        try client.start()
+        _ = SessionPair.take(client.outbound)
+        var impostor = NoiseHandshake(initiatorPrologue: [], psk: psk, staticKey: .generate(), collectorKey: StaticKeyPair.generate().publicKey)
+        let fake = try impostor.writeMessage(payload: [])   // any 48 bytes shaped like message 2
+        XCTAssertEqual(client.feed(frame(fake)), [.closed(.handshakeFailed)])
+        XCTAssertEqual(client.outbound.readableBytes, 0, "the Hello never leaves")
     }
 
     func testClientRefusesBytesBeforeStart() {
-        let client = ClientSession(preamble: Preamble(projectID: "acme")!, psk: psk, hello: nil)
+        let client = ClientSession(preamble: Preamble(projectID: "acme")!, psk: psk, collectorKey: TestKeys.collector.publicKey,
+                                   identity: TestKeys.agent, hello: nil)
         XCTAssertEqual(client.feed([0x00]), [.closed(.unexpectedRecord)])
     }
 
@@ -200,7 +253,7 @@ final class MalformedSessionTests: XCTestCase {
     func testRandomBytesAtEveryStageNeverTrap() throws {
         var rng = SeededRandom(seed: 2024)
         let pre = Preamble(projectID: "acme")!.bytes
-        let m1 = try message1(payload: Record.hello(Hello(agentID: "a")).encoded)
+        let m1 = try message1().1
         var reasons = CloseReasonCounts()
         for i in 0..<3000 {
             let garbage = (0..<Int.random(in: 0...300, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }

@@ -24,8 +24,9 @@ final class SessionPair {
          project: String = "acme") {
         self.chunk = chunk
         let psk = self.psk
-        client = ClientSession(preamble: Preamble(projectID: project)!, psk: psk, hello: hello, limits: clientLimits)
-        server = ServerSession(limits: serverLimits) { $0 == "acme" ? psk : nil }
+        client = ClientSession(preamble: Preamble(projectID: project)!, psk: psk, collectorKey: TestKeys.collector.publicKey,
+                               identity: TestKeys.agent, hello: hello, limits: clientLimits)
+        server = ServerSession(staticKey: TestKeys.collector, limits: serverLimits) { $0 == "acme" ? psk : nil }
     }
 
     static func take(_ buffer: ByteBuffer) -> [UInt8] {
@@ -172,6 +173,8 @@ final class SessionTests: XCTestCase {
     func testAcceptInsideTheHelloHandler() throws {
         let pair = SessionPair()
         try pair.client.start()
+        XCTAssertEqual(pair.server.feed(SessionPair.take(pair.client.outbound)), [])
+        XCTAssertEqual(pair.client.feed(SessionPair.take(pair.server.outbound)), [])
         let bytes = SessionPair.take(pair.client.outbound)
         var events: [SessionEvent] = []
         bytes.withUnsafeBytes { raw in

@@ -51,3 +51,9 @@ struct SeededRandom: RandomNumberGenerator {
         return z ^ (z >> 31)
     }
 }
+
+/// Fixed static keys: the collector installation's and one agent's.
+enum TestKeys {
+    static let collector = StaticKeyPair(secret: Key32(bytes: [UInt8](repeating: 0x11, count: 32))!)
+    static let agent = StaticKeyPair(secret: Key32(bytes: [UInt8](repeating: 0x22, count: 32))!)
+}

@@ -7,11 +7,13 @@
  *           real records;
  *   statsd  its StatsD equivalent for collectd's statsd plugin (load.sh):
  *               api.get-user:12.5|ms<LF>
+ *   statsd:K  K such lines per datagram, as batching StatsD clients send
+ *           (scripts/bench-statsd.sh);
  *   raw:N   N bytes of filler (scripts/bench-reactor.sh: the receiver's own
  *           cost, no parsing).
  * The duration cycles through 0.5 … 99.5 ms in ipa and statsd.
  *
- *   udp_blast ipa|statsd|raw:N PORT SECONDS RATE [BATCH] [GSO_SEGMENTS] [COUNT]
+ *   udp_blast ipa|statsd|statsd:K|raw:N PORT SECONDS RATE [BATCH] [GSO_SEGMENTS] [COUNT]
  *
  * Stops after SECONDS, or once COUNT datagrams are sent when COUNT > 0.
  * RATE is datagrams per second (0: as fast as the kernel takes them). With
@@ -41,10 +43,19 @@ static double mono(void) {
 static int statsd;        /* the record kind: 0 ipa, 1 statsd */
 static int raw;           /* 1: raw:N filler records */
 static int rec_len;       /* bytes of every record of the run */
+static int lines = 1;     /* statsd:K: lines per record */
 
 /* Writes record `n` (exactly rec_len bytes) at p. */
 static void record(char *p, uint64_t n) {
     if (raw) { memset(p, 'x', rec_len); p[0] = (char)n; return; }
+    if (statsd && lines > 1) {
+        char one[32];
+        for (int i = 0; i < lines; i++) {
+            snprintf(one, sizeof one, "api.get-user:%02u.5|ms\n", (unsigned)((n * lines + i) % 100));
+            memcpy(p + 21 * i, one, 21);
+        }
+        return;
+    }
     char buf[64];
     int len = statsd
         ? snprintf(buf, sizeof buf, "api.get-user:%02u.5|ms\n", (unsigned)(n % 100))
@@ -56,12 +67,14 @@ static void record(char *p, uint64_t n) {
 
 int main(int argc, char **argv) {
     raw = argc >= 5 && strncmp(argv[1], "raw:", 4) == 0;
-    if (argc < 5 || (!raw && strcmp(argv[1], "ipa") != 0 && strcmp(argv[1], "statsd") != 0)) {
-        fprintf(stderr, "usage: %s ipa|statsd|raw:SIZE PORT SECONDS RATE [BATCH] [GSO_SEGMENTS] [COUNT]\n", argv[0]);
+    int statsd_k = argc >= 5 && strncmp(argv[1], "statsd:", 7) == 0;
+    if (argc < 5 || (!raw && !statsd_k && strcmp(argv[1], "ipa") != 0 && strcmp(argv[1], "statsd") != 0)) {
+        fprintf(stderr, "usage: %s ipa|statsd|statsd:K|raw:SIZE PORT SECONDS RATE [BATCH] [GSO_SEGMENTS] [COUNT]\n", argv[0]);
         return 2;
     }
-    statsd = strcmp(argv[1], "statsd") == 0;
-    rec_len = raw ? atoi(argv[1] + 4) : statsd ? 21 : 46;
+    statsd = statsd_k || strcmp(argv[1], "statsd") == 0;
+    if (statsd_k) { lines = atoi(argv[1] + 7); if (lines < 1 || lines > 3000) { fprintf(stderr, "bad K: %s\n", argv[1]); return 2; } }
+    rec_len = raw ? atoi(argv[1] + 4) : statsd ? 21 * lines : 46;
     if (rec_len < 1 || rec_len > 65507) { fprintf(stderr, "bad size: %s\n", argv[1]); return 2; }
     const char *kind = raw ? "raw" : statsd ? "statsd" : "ipa";
     argv++, argc--;

@@ -20,6 +20,7 @@
 import Glibc
 #endif
 import ConfigFile
+import Wire
 import Reactor
 
 public enum AgentCommandLine {
@@ -96,6 +97,8 @@ public enum AgentCommandLine {
     /// Seconds after start when `run` trims mapped pages: the session and
     /// the first rule install are done by then on any reachable collector.
     static let trimDelaySeconds = 5.0
+    /// The agent's static key pair, in `state_dir` (StaticKeyFile).
+    static let keyFileName = "agent_key"
 
     static func load(_ source: ConfigSource) -> (Configuration, AgentSettings)? {
         do throws(ConfigErrors) {
@@ -117,9 +120,30 @@ public enum AgentCommandLine {
             printError("vigil-agent: cannot start: \(error)")
             return ExitCode.failure
         }
+        // The agent's identity: made at the first start, the same key ever
+        // after (the collector refuses another key for this agent id).
+        let identity: StaticKeyPair
+        do throws(StaticKeyFile.Failure) {
+            let path = StaticKeyFile.path(directory: settings.stateDir, name: AgentCommandLine.keyFileName)
+            let (key, created) = try StaticKeyFile.loadOrCreate(path: path)
+            identity = key
+            Log.info(created ? "agent key created" : "agent key read", ["path": path, "public_key": key.publicText])
+        } catch {
+            printError("vigil-agent: cannot start: \(error)")
+            return ExitCode.failure
+        }
+        // The spool (run mode): an unusable spool_dir stops the start, named.
+        var spool: Spool?
+        if path == nil, let s = settings.spool {
+            do throws(Spool.Failure) { spool = try Spool.open(s) } catch {
+                printError("vigil-agent: cannot start: \(error)")
+                return ExitCode.failure
+            }
+        }
         let loop = EventLoop.makeDefault()
         let runtime = AgentRuntime(loop: loop, mode: path == nil ? .run : .replay, source: source,
-                                   config: config, settings: settings)
+                                   config: config, settings: settings, identity: identity, spool: spool)
+        if path == nil { runtime.rulesPath = RuleFile.path(stateDir: settings.stateDir) }
         var status = ExitCode.ok
         runtime.onExit = { code in
             status = code
@@ -138,6 +162,7 @@ public enum AgentCommandLine {
                     return ReplayDriver.ExitCode.unreadable
                 }
             } else {
+                runtime.notify = ServiceNotify.fromEnvironment()
                 try runtime.start()
             }
         } catch {

@@ -1,6 +1,7 @@
 // IPAReceiver: the UDP side of ingest — one socket and one batched,
 // budgeted UDPReceiver per `ipa_bind` address on `ipa_port`, each batch
-// handed to the IngestPipeline in place.
+// handed to the IngestPipeline in place. StatsD ingest reuses it with its
+// own sink (StatsDReceiver).
 //
 // Changing the addresses is all-or-nothing: sockets whose address stays are
 // kept (their queued datagrams with them), new ones are bound first, and
@@ -8,6 +9,7 @@
 // failed bind leaves the running set untouched and names the address.
 //
 // Thread: loop thread; owned by the runtime.
+import IPAPipeline
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -42,7 +44,8 @@ public final class IPAReceiver {
     }
 
     public let loop: EventLoop
-    public let pipeline: IngestPipeline
+    /// Takes each datagram's bytes, valid only during the call.
+    private let sink: (UnsafeRawBufferPointer) -> Void
     private var endpoints: [Endpoint] = [] { didSet { generation &+= 1 } }
     /// Changes whenever the sockets do (open, close): a cheap "did the bound
     /// addresses move" for callers that cache something derived from them.
@@ -53,9 +56,13 @@ public final class IPAReceiver {
     private var closedTruncated: UInt64 = 0
     private var closedDatagrams: UInt64 = 0
 
-    public init(loop: EventLoop, pipeline: IngestPipeline) {
+    public convenience init(loop: EventLoop, pipeline: IngestPipeline) {
+        self.init(loop: loop) { pipeline.ingest($0) }
+    }
+
+    public init(loop: EventLoop, sink: @escaping (UnsafeRawBufferPointer) -> Void) {
         self.loop = loop
-        self.pipeline = pipeline
+        self.sink = sink
     }
 
     deinit { close() }
@@ -120,13 +127,13 @@ public final class IPAReceiver {
         // "::" and "0.0.0.0" on one port side by side: each family its own socket.
         if case .v6 = address { options.v6Only = true }
         let socket = try UDPSocket(bind: address, options: options)
-        let pipeline = self.pipeline
+        let sink = self.sink
         do {
             let receiver = try UDPReceiver(
                 socket: socket, loop: loop,
                 config: .init(batchSize: IPAReceiver.batchSize, budget: IPAReceiver.budget,
                               maxDatagramSize: IPAReceiver.maxDatagramSize)) { batch in
-                for d in batch { pipeline.ingest(d.bytes) }
+                for d in batch { sink(d.bytes) }
             }
             return Endpoint(socket: socket, receiver: receiver)
         } catch {

@@ -21,6 +21,7 @@
 //
 // Thread: loop thread (the runtime's). Uses the runtime; the runtime knows
 // nothing of it (the command line puts the two together).
+import IPAPipeline
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -66,6 +66,8 @@ extension AgentRuntime {
     /// Re-reads the configuration file with the same layers. A file that
     /// does not load keeps the running configuration.
     public func reload() {
+        notify?.reloading()
+        defer { notify?.ready() }
         guard source.path != nil else {
             Log.info("SIGHUP: no configuration file to reload (started without --config)")
             return
@@ -135,6 +137,10 @@ extension AgentRuntime {
             receiver.close()
             captureStartMs = 0
         }
+        if let e = commitStatsD(next, capture: wantCapture, candidate: candidate, changed: changed) {
+            reject([e], what: what, messages: [e.message])
+            return [e]
+        }
 
         let before = settings
         let reportBefore = AgentRuntime.effectiveConfig(config)
@@ -154,6 +160,7 @@ extension AgentRuntime {
             // starts on the new grid.
             flushWindow()
             pipeline.setAggregationInterval(Int64(next.aggregationIntervalMs))
+            statsd.pipeline.setAggregationInterval(Int64(next.aggregationIntervalMs))
             openWindowStart = 0
             scheduleWindow()
         }

@@ -2,7 +2,9 @@
 // window so its counts are not lost, and keep the session running until
 // the queues are empty and every batch is acknowledged — for at most
 // `drainSeconds` — then exit 0. What could not be delivered in time is
-// logged with its counts. A second signal exits at once.
+// logged with its counts — or, with a disk spool, kept there: queued items
+// are written to it at once (and again at exit), and without a session the
+// agent exits as soon as they are. A second signal exits at once.
 //
 // Thread: loop thread (the signal watchers and a drain timer).
 import Reactor
@@ -17,12 +19,22 @@ extension AgentRuntime {
             return
         }
         draining = true
+        notify?.stopping(status: "draining: \(uplink.queues.count) queued, \(uplink.window.count) batches unacknowledged")
         receiver.close()
+        statsd.close()
         captureStartMs = 0
         flushWindow()
         // Runs in flight are cancelled (exec children terminated and reaped);
         // results already queued still drain.
         monitors?.shutdown()
+        uplink.spillForExit()
+        if uplink.spool != nil && !uplink.isEstablished {
+            Log.info("\(reason): queued data written to the spool; exiting", [
+                "spool_batches": "\(uplink.spool!.depth)", "uplink": "\(uplink.state)",
+            ])
+            finishShutdown(timedOut: false)
+            return
+        }
         let deadline = Clock.monotonic() + AgentRuntime.drainSeconds
         Log.info("\(reason): draining the queues before exit", [
             "queued": "\(uplink.queues.count)", "unacknowledged_batches": "\(uplink.window.count)",
@@ -40,6 +52,13 @@ extension AgentRuntime {
     }
 
     private func finishShutdown(timedOut: Bool) {
+        uplink.spillForExit()
+        if let spool = uplink.spool, !uplink.isDrained {
+            Log.info("exiting; unacknowledged data kept in the spool", [
+                "spool_batches": "\(spool.depth)", "spool_bytes": "\(spool.bytes)", "uplink": "\(uplink.state)",
+            ])
+            exit(0)
+        }
         if timedOut && !uplink.isDrained {
             Log.warn("exiting with data not delivered", [
                 "queued_items": "\(uplink.queues.count)", "unacknowledged_batches": "\(uplink.window.count)",

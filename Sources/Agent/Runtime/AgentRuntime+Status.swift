@@ -5,6 +5,7 @@
 // the host gives no netlink socket) and sent again when it changed.
 //
 // Thread: loop thread (the status timer and the uplink callbacks).
+import IPAPipeline
 import Reactor
 import Wire
 
@@ -77,6 +78,7 @@ extension AgentRuntime {
             Counter("send_rate", UInt64((Double(uploaded &- statusBaseline.bytesUploaded) / dt).rounded())),
         ]
         counters += dropCounters
+        counters += statsdCounters
         counters += [
             Counter("queue1_depth", UInt64(uplink.queues.queue1.count)),
             Counter("queue2_depth", UInt64(uplink.queues.queue2.count)),
@@ -96,6 +98,7 @@ extension AgentRuntime {
             Counter("rules", UInt64(pipeline.patterns.rules.count)),
             Counter("schedule_version", scheduleVersion),
         ]
+        counters += uplink.spoolCounters(nowMs: Clock.wallMillis())
         if let monitors {
             counters.append(Counter("monitors", UInt64(monitors.scheduler.count)))
             counters += monitors.stats.counters

@@ -2,6 +2,7 @@
 //
 //   UDP ─▶ IPAReceiver ─▶ IngestPipeline (parse → filter → aggregate)
 //                               │ windows in collector time ─▶ queue 1
+//   UDP, unix ─▶ StatsDReceiver ─▶ StatsDPipeline ─┘ (AgentRuntime+StatsD)
 //                               └ raw events (opt-in, redacted) ─▶ queue 2
 //   Uplink (one session) ◀─ queues, status, control answers
 //   collector ─▶ Patterns (installed at once), ControlRequest, Acks
@@ -13,6 +14,7 @@
 // AgentRuntime+Config.swift, status in +Status, shutdown in +Shutdown.
 //
 // Thread: loop thread only; one runtime per process (or per test).
+import IPAPipeline
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -46,6 +48,7 @@ public final class AgentRuntime {
     public internal(set) var settings: AgentSettings
     public let pipeline: IngestPipeline
     public let receiver: IPAReceiver
+    public let statsd: StatsDReceiver
     public let uplink: Uplink
     /// Synthetic monitors (run mode; nil in replay). Exec monitors need the
     /// default loop (child watchers). Replaced when `groups` changes.
@@ -54,7 +57,8 @@ public final class AgentRuntime {
     public internal(set) var scheduleVersion: UInt64 = 0
     /// Monitors the last schedule left out, with why (Status messages).
     public internal(set) var monitorProblems: [String] = []
-    /// Random per process start: the Hello's instance and boot id.
+    /// The Hello's instance and boot id: random per process start, or the
+    /// spool's (kept across restarts so re-sent batches keep their identity).
     public let instance: UInt64
     public var onEvent: ((Event) -> Void)?
     /// Called once when the process should exit, with its status.
@@ -68,6 +72,8 @@ public final class AgentRuntime {
     /// Whether the current session has answered a rule request yet.
     public private(set) var patternsSynced = false
     public internal(set) var draining = false
+    /// Where the rules last received are kept (RuleFile); nil: not kept.
+    public var rulesPath: String?
 
     var windowTimer: TimerWatcher!
     var statusTimer: TimerWatcher!
@@ -87,22 +93,32 @@ public final class AgentRuntime {
     /// A change was announced since `lastInterfaces` was read.
     var interfacesStale = false
     var exited = false
+    /// The service manager's notify socket (`vigil-agent run` under
+    /// systemd); nil otherwise. READY once capturing, RELOADING/READY around
+    /// SIGHUP, STOPPING at shutdown, watchdog pings from the loop.
+    public var notify: ServiceNotify?
 
-    public init(loop: EventLoop, mode: Mode = .run, source: ConfigSource, config: Configuration, settings: AgentSettings) {
+    /// `identity`: the agent's static key pair, from `state_dir/agent_key`
+    /// (AgentCommandLine); in-process tests pass none and get a fresh one.
+    /// `spool`: the disk spool (run mode), nil for memory only.
+    public init(loop: EventLoop, mode: Mode = .run, source: ConfigSource, config: Configuration, settings: AgentSettings,
+                identity: StaticKeyPair = .generate(), spool: Spool? = nil) {
         self.loop = loop
         self.mode = mode
         self.source = source
         self.config = config
         self.settings = settings
         var rng = SystemRandomNumberGenerator()
-        instance = rng.next() | 1
+        instance = spool?.instance ?? (rng.next() | 1)
         pipeline = IngestPipeline(aggregationIntervalMs: Int64(settings.aggregationIntervalMs))
         receiver = IPAReceiver(loop: loop, pipeline: pipeline)
+        statsd = StatsDReceiver(loop: loop, pipeline: StatsDPipeline(
+            aggregationIntervalMs: Int64(settings.aggregationIntervalMs), limits: settings.statsdLimits))
         // One name resolver for the process: the uplink's collectors and the
         // tcp monitors' hosts (its threads start on the first name).
-        uplink = Uplink(loop: loop, accessKey: settings.accessKey,
+        uplink = Uplink(loop: loop, accessKey: settings.accessKey, identity: identity,
                         hello: AgentRuntime.hello(settings, instance: instance), settings: settings.uplink,
-                        resolver: HostResolver(loop: loop))
+                        resolver: HostResolver(loop: loop), spool: spool)
         monitors = mode == .run ? AgentRuntime.monitorEngine(loop: loop, uplink: uplink, settings: settings) : nil
         uplink.delegate = self
         windowTimer = TimerWatcher(loop: loop) { [unowned self] _ in self.windowFired() }
@@ -125,15 +141,21 @@ public final class AgentRuntime {
     /// Binds the instrumentation sockets (run mode, capture on), starts the
     /// uplink and the timers. Throws a bind failure (nothing is left open).
     public func start() throws {
+        if let rulesPath, let saved = RuleFile.load(from: rulesPath) {
+            // Filter as before the restart until a collector answers.
+            install(saved, save: false)
+        }
         if mode == .run && settings.capture {
             try receiver.open(settings.ingest)
             captureStartMs = Clock.wallMillis()
+            do { try applyStatsD(settings) } catch { receiver.close(); throw error }
         }
         Log.info("vigil-agent started", [
             "version": AgentVersion.current, "mode": mode == .run ? "run" : "replay",
             "agent": settings.agentName, "agent_id": uplink.hello.agentID,
             "collectors": settings.uplink.hosts.joined(separator: ","), "port": "\(settings.uplink.port)",
             "capture": receiver.isOpen ? receiver.localAddresses.map { "\($0)" }.joined(separator: ",") : "off",
+            "statsd": statsdDescription,
         ])
         for (address, buffer) in receiver.receiveBuffers {
             if let b = buffer { Log.debug("udp receive buffer", ["socket": "\(address)", "granted": "\(b.granted)"]) }
@@ -151,6 +173,11 @@ public final class AgentRuntime {
         restartStatusTimer()
         restartSyncTimer()
         uplink.start()
+        notify?.statusText = { [unowned self] in
+            "capture \(self.receiver.isOpen ? "on" : "off"), uplink \(self.uplink.state)"
+        }
+        notify?.ready()
+        notify?.startTimer(loop: loop)
     }
 
     /// SIGHUP reloads, SIGTERM and SIGINT drain and exit (default loop only).
@@ -215,6 +242,7 @@ public final class AgentRuntime {
         for a in pipeline.aggregator.flush(windowStartMs: openWindowStart) {
             uplink.enqueue(.aggregate(a), priority: true)
         }
+        flushStatsD()
     }
 
     /// Everything counted so far goes out now, as the open window's data
@@ -250,16 +278,18 @@ public final class AgentRuntime {
 
     // MARK: - Rules
 
-    func install(_ patterns: Patterns) {
+    func install(_ patterns: Patterns, save: Bool = true) {
         let rules = patterns.rules.map(FilterRule.init(wire:))
         let set = PatternSet(rules: rules, version: patterns.version)
         pipeline.install(set)
+        statsd.pipeline.install(set)
         Log.info("filter rules installed", ["version": "\(patterns.version)", "rules": "\(rules.count)",
                                             "unusable": "\(set.unusable.count)"])
         for i in set.unusable {
             Log.warn("filter rule ignored", ["version": "\(patterns.version)", "rule": "\(i + 1)",
                                              "problem": rules[i].problem ?? ""])
         }
+        if save, let rulesPath { RuleFile.save(patterns, to: rulesPath) }
     }
 
     private func syncTick() {
@@ -331,8 +361,10 @@ public final class AgentRuntime {
         syncTimer.stop()
         drainTimer?.stop()
         for s in signals { s.stop() }
+        notify?.stopTimer()
         monitors?.shutdown()
         receiver.close()
+        statsd.close()
         interfaceWatch?.close()
         uplink.stop()
         if let onExit { onExit(code) } else { loop.stop() }

@@ -16,10 +16,16 @@ public struct AgentSettings: Equatable, Sendable {
     public var accessKey: AccessKey
     /// `state_dir`: where the agent keeps what outlives a process (StateDirectory).
     public var stateDir: String
+    /// The disk spool (`spool_*`); nil when `spool_max_bytes` is 0.
+    public var spool: SpoolSettings?
     public var agentName: String
     public var groups: [String]
     public var uplink: UplinkSettings
     public var ingest: IPAReceiver.Settings
+    /// StatsD sockets (`statsd_port`, `statsd_bind`, `statsd_socket`).
+    public var statsd: StatsDReceiver.Settings
+    /// `statsd_max_series`, `statsd_max_set_members`.
+    public var statsdLimits: StatsDPipeline.Limits
     public var capture: Bool
     public var aggregationIntervalMs: Int
     public var statusIntervalMs: Int
@@ -45,11 +51,13 @@ public struct AgentSettings: Equatable, Sendable {
             } catch {
                 let why: String
                 switch error {
-                case .missingSeparator: why = "(no '.' between project id and secret)"
+                case .missingSeparator: why = "(not three parts separated by '.')"
                 case .badProjectID: why = "(the project id is not 1-64 of A-Z a-z 0-9 . _ -)"
                 case .badSecret: why = "(the secret is not 43 base64url characters)"
+                case .badCollectorKey: why = "(the collector key is not 43 base64url characters)"
+                case .missingCollectorKey: why = "(an old key without the collector's public key: create a new one with `vigil-collector keys create`)"
                 }
-                return [config.invalid("access_key", expected: "an access key <project-id>.<secret> \(why)", got: nil)]
+                return [config.invalid("access_key", expected: "an access key <project-id>.<secret>.<collector-key> \(why)", got: nil)]
             }
         },
         ConfigCheck(keys: ["reconnect_interval_min", "reconnect_interval_max"]) { config in
@@ -57,11 +65,21 @@ public struct AgentSettings: Equatable, Sendable {
             guard minMs > maxMs else { return [] }
             return [config.invalid("reconnect_interval_min", expected: "at most reconnect_interval_max (\(maxMs) ms)", got: "\(minMs)")]
         },
+        ConfigCheck(keys: ["spool_max_bytes"]) { config in
+            let n = config.int("spool_max_bytes")
+            guard n != 0 && n < SpoolSettings.minMaxBytes else { return [] }
+            return [config.invalid("spool_max_bytes", expected: "0 (no spool) or at least \(SpoolSettings.minMaxBytes) bytes", got: "\(n)")]
+        },
         ConfigCheck(keys: ["ipa_bind", "ipa_port"]) { config in
             let port = UInt16(config.int("ipa_port"))
             // The schema accepted each as an IP literal; brackets already gone.
             return config.list("ipa_bind").filter { (try? SocketAddress(ip: $0, port: port)) == nil }
                 .map { config.invalid("ipa_bind", expected: "IP addresses", got: $0) }
+        },
+        ConfigCheck(keys: ["statsd_bind", "statsd_port"]) { config in
+            let port = UInt16(config.int("statsd_port"))
+            return config.list("statsd_bind").filter { (try? SocketAddress(ip: $0, port: port)) == nil }
+                .map { config.invalid("statsd_bind", expected: "IP addresses", got: $0) }
         },
         ConfigCheck(keys: ["exec_monitors"]) { config in
             let dirs = config.list("exec_monitors")
@@ -111,6 +129,11 @@ public struct AgentSettings: Equatable, Sendable {
 
         accessKey = key!
         stateDir = config.string("state_dir")
+        let spoolBytes = config.int("spool_max_bytes")
+        spool = spoolBytes == 0 ? nil : SpoolSettings(
+            directory: SpoolSettings.resolve(spoolDir: config.string("spool_dir"), stateDir: stateDir),
+            maxBytes: spoolBytes, sync: SpoolSettings.Sync(rawValue: config.string("spool_sync")) ?? .interval,
+            syncIntervalMs: config.int("spool_sync_interval_ms"))
         let name = config.string("agent_name")
         agentName = name.isEmpty ? HostInfo.hostname() : name
         groups = config.list("groups")
@@ -122,6 +145,17 @@ public struct AgentSettings: Equatable, Sendable {
             queue1Size: config.int("net_send_queue1_size"), queue2Size: config.int("net_send_queue2_size"),
             reconnectMin: Double(minMs) / 1000, reconnectMax: Double(maxMs) / 1000)
         ingest = IPAReceiver.Settings(addresses: addresses, receiveBuffer: config.int("ipa_rcvbuf"))
+        let statsdPort = UInt16(config.int("statsd_port"))
+        var statsdAddresses: [SocketAddress] = []
+        if statsdPort != 0 {
+            for ip in config.list("statsd_bind") {
+                if let a = try? SocketAddress(ip: ip, port: statsdPort), !statsdAddresses.contains(a) { statsdAddresses.append(a) }
+            }
+        }
+        statsd = StatsDReceiver.Settings(addresses: statsdAddresses, socketPath: config.string("statsd_socket"),
+                                         receiveBuffer: config.int("ipa_rcvbuf"))
+        statsdLimits = StatsDPipeline.Limits(maxSeries: config.int("statsd_max_series"),
+                                             maxSetMembers: config.int("statsd_max_set_members"))
         capture = config.bool("capture")
         aggregationIntervalMs = config.int("aggregation_interval_ms")
         statusIntervalMs = config.int("status_interval_ms")

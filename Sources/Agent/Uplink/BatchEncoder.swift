@@ -23,6 +23,7 @@
 //    anything.
 //
 // Thread: loop thread (called by the uplink's pump); no state of its own.
+import IPAPipeline
 import MonitorModel
 import MonitorRunners
 import Wire

@@ -2,6 +2,7 @@
 // already redacted, waiting in queue 2 with its names as text.
 //
 // Thread: a value; built and read on the loop thread.
+import IPAPipeline
 
 /// A matched record forwarded raw (`forward_raw_events`), already redacted:
 /// no query string, identifier-like path segments replaced by `:id`.

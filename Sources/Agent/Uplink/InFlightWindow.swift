@@ -2,7 +2,9 @@
 //
 // The collector acknowledges a sequence number only once that batch is
 // durable, and acknowledgements are cumulative: ack(n) settles every batch
-// up to n. After a reconnect everything still here is re-sent first, in
+// up to n. With a disk spool the spool numbers the batches (its numbering
+// outlives the process) and a batch it could not keep may leave a gap:
+// sequences only increase. After a reconnect everything still here is re-sent first, in
 // order (the collector de-duplicates by agent, boot and sequence). Nothing
 // acknowledged is ever re-sent. The window is bounded in batches and bytes;
 // when a new batch would exceed a bound the oldest unacknowledged batch is
@@ -31,11 +33,17 @@ public struct InFlightWindow<Batch> {
     public private(set) var evicted: UInt64 = 0
     public private(set) var evictedItems: UInt64 = 0
 
-    public init(maxBatches: Int, maxBytes: Int) {
+    /// `after`: the highest sequence already settled (a spool's marker).
+    public init(maxBatches: Int, maxBytes: Int, after settled: UInt64 = 0) {
         precondition(maxBatches > 0 && maxBytes > 0)
         self.maxBatches = maxBatches
         self.maxBytes = maxBytes
+        acknowledged = settled
+        nextSequence = settled + 1
     }
+
+    /// Highest sequence added (or skipped past) so far.
+    public var lastSequence: UInt64 { nextSequence - 1 }
 
     public var count: Int { entries.count - head }
     public var isEmpty: Bool { count == 0 }
@@ -44,6 +52,14 @@ public struct InFlightWindow<Batch> {
     /// Assigns the next sequence number to `batch` and keeps it until
     /// acknowledged. `items` is what the batch carries, for eviction counts.
     public mutating func add(_ batch: Batch, bytes n: Int, items: Int = 1) -> UInt64 {
+        add(batch, bytes: n, items: items, sequence: nextSequence)
+    }
+
+    /// Keeps `batch` under a sequence given by the caller (the spool's),
+    /// which must be above every sequence added before.
+    @discardableResult
+    public mutating func add(_ batch: Batch, bytes n: Int, items: Int, sequence seq: UInt64) -> UInt64 {
+        precondition(seq >= nextSequence, "sequences must increase")
         while count > 0 && (count >= maxBatches || bytes + n > maxBytes) {
             let e = entries[head]
             head += 1
@@ -51,8 +67,7 @@ public struct InFlightWindow<Batch> {
             evicted &+= 1
             evictedItems &+= UInt64(e.items)
         }
-        let seq = nextSequence
-        nextSequence += 1
+        nextSequence = seq + 1
         entries.append(Entry(sequence: seq, bytes: n, items: items, batch: batch))
         bytes += n
         compactIfNeeded()
@@ -79,13 +94,23 @@ public struct InFlightWindow<Batch> {
     /// The unacknowledged batches, oldest first (to re-send after reconnect).
     public var pending: ArraySlice<Entry> { entries[head...] }
 
-    /// The oldest unacknowledged batch with a sequence above `sequence`
-    /// (sequences in the window are consecutive), or nil.
+    /// The oldest unacknowledged batch with a sequence above `sequence`,
+    /// or nil (a binary search: sequences increase, gaps allowed).
     public func firstPending(after sequence: UInt64) -> Entry? {
-        guard head < entries.count else { return nil }
-        let first = entries[head].sequence
-        let offset = sequence >= first ? Int(sequence - first) + 1 : 0
-        return head + offset < entries.count ? entries[head + offset] : nil
+        var lo = head, hi = entries.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if entries[mid].sequence <= sequence { lo = mid + 1 } else { hi = mid }
+        }
+        return lo < entries.count ? entries[lo] : nil
+    }
+
+    /// The collector holds everything up to `sequence`, beyond what this
+    /// window ever added (a restarted agent whose marker lagged): settle
+    /// all and continue numbering above it.
+    public mutating func advance(past sequence: UInt64) {
+        acknowledge(upTo: sequence)
+        if sequence >= nextSequence { nextSequence = sequence + 1 }
     }
 
     mutating func compactIfNeeded() {

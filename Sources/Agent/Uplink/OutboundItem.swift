@@ -8,6 +8,7 @@
 // knows each item's names and size bound on the wire).
 //
 // Thread: a value; queued and read on the loop thread.
+import IPAPipeline
 import MonitorRunners
 import Wire
 

@@ -18,6 +18,11 @@
 //    iteration (a zero timer, so UDP and timers are polled in between).
 //  - Re-introduction: a new Hello (name or groups changed) goes out on a
 //    new session to the same host, once what is queued now was written.
+//  - Spool (optional, Uplink+Spool.swift): every batch is appended to the
+//    disk spool before it is sent; what the queues cannot hold, and what
+//    waits while no session is up, is written there as batches; after a
+//    reconnect or a restart the spool's batches are sent, oldest first,
+//    before anything new.
 //
 // Thread: loop thread only. Ownership: the runtime owns the uplink; the
 // uplink owns the queues, the window and the current session.
@@ -36,12 +41,21 @@ public final class Uplink {
 
     public let loop: EventLoop
     public let accessKey: AccessKey
+    /// The agent's static key pair (`state_dir/agent_key`): its identity,
+    /// proven in every handshake.
+    public let identity: StaticKeyPair
     public private(set) var settings: UplinkSettings
     public private(set) var hello: Hello
     public weak var delegate: UplinkDelegate?
 
-    public private(set) var queues: SendQueues<OutboundItem>
-    public private(set) var window: InFlightWindow<[OutboundItem]>
+    public internal(set) var queues: SendQueues<OutboundItem>
+    public internal(set) var window: InFlightWindow<[OutboundItem]>
+    /// The disk spool; nil: memory only (queues drop when full).
+    public let spool: Spool?
+    /// Spooled batches up to here were handed to the window or found
+    /// unreadable (the replay's position; see Uplink+Spool).
+    var replayedThrough: UInt64 = 0
+    var spoolTimer: TimerWatcher?
     public private(set) var state: UplinkState = .stopped
     /// The session counts its records and Pings here too.
     public internal(set) var counters = UplinkCounters()
@@ -77,21 +91,27 @@ public final class Uplink {
     private var random = XorShiftRandom()
 
     /// `resolver`: the process's host name resolver (nil: one of its own).
-    public init(loop: EventLoop, accessKey: AccessKey, hello: Hello, settings: UplinkSettings, resolver: HostResolver? = nil) {
+    public init(loop: EventLoop, accessKey: AccessKey, identity: StaticKeyPair, hello: Hello, settings: UplinkSettings,
+                resolver: HostResolver? = nil, spool: Spool? = nil) {
         self.loop = loop
         self.accessKey = accessKey
+        self.identity = identity
         self.hello = hello
         self.settings = settings
         queues = SendQueues(queue1Size: settings.queue1Size, queue2Size: settings.queue2Size)
-        window = InFlightWindow(maxBatches: 4096, maxBytes: Uplink.defaultInFlightBatches * Uplink.maxBatchBytes)
+        self.spool = spool
+        window = InFlightWindow(maxBatches: 4096, maxBytes: Uplink.defaultInFlightBatches * Uplink.maxBatchBytes,
+                                after: spool?.acknowledged ?? 0)
         list = CollectorList(hosts: settings.hosts, minDelay: settings.reconnectMin, maxDelay: settings.reconnectMax,
                              random: XorShiftRandom())
         self.resolver = resolver ?? HostResolver(loop: loop)
         reconnectTimer = TimerWatcher(loop: loop) { [unowned self] _ in self.connectNow() }
         pumpTimer = TimerWatcher(loop: loop) { [unowned self] _ in self.pump() }
+        if spool != nil { spoolTimer = TimerWatcher(loop: loop) { [unowned self] _ in self.spoolTick() } }
     }
 
     deinit {
+        spoolTimer?.stop()
         reconnectTimer.stop()
         pumpTimer.stop()
         resolving?.cancel()
@@ -108,6 +128,7 @@ public final class Uplink {
         outageAttempts = 0
         state = .connecting(host: list.current)
         reconnectTimer.start(after: 0)
+        startSpoolTimer()
     }
 
     /// Stops reconnecting and closes the session gracefully (what is
@@ -138,8 +159,9 @@ public final class Uplink {
     /// Bytes written to collectors so far, all sessions.
     public var bytesUploaded: UInt64 { closedBytesWritten &+ (session?.bytesWritten ?? 0) }
 
-    /// Nothing queued and nothing waiting for an acknowledgement.
-    public var isDrained: Bool { queues.isEmpty && window.isEmpty }
+    /// Nothing queued and nothing waiting for an acknowledgement (in the
+    /// window or in the spool).
+    public var isDrained: Bool { queues.isEmpty && window.isEmpty && !spoolHasUnsent }
 
     /// Applies changed tunables. Queue resizes and delays apply now;
     /// timeouts at their next use; connection options at the next connect.
@@ -171,6 +193,7 @@ public final class Uplink {
     /// Queues an item; false (counted by queue) when that queue is full.
     @discardableResult
     public func enqueue(_ item: OutboundItem, priority: Bool) -> Bool {
+        if item.isData && !queues.hasRoom(priority: priority) { spill(reason: .full) }
         let ok = queues.push(item, priority: priority)
         if ok { schedulePump() }
         return ok
@@ -178,7 +201,10 @@ public final class Uplink {
 
     /// Whether an `enqueue` on that queue would succeed (check before
     /// building an expensive item, and count a refusal with `countRefused`).
-    public func hasRoom(priority: Bool) -> Bool { queues.hasRoom(priority: priority) }
+    public func hasRoom(priority: Bool) -> Bool {
+        if !queues.hasRoom(priority: priority) { spill(reason: .full) }
+        return queues.hasRoom(priority: priority)
+    }
     public func countRefused(priority: Bool) { queues.countRefused(priority: priority) }
 
     /// Sends `record` on the current session at once, ahead of the queues
@@ -195,10 +221,10 @@ public final class Uplink {
 
     /// Arms the pump: at once for queue 1, re-sends, a full batch of queue 2
     /// or a yielded burst; after `linger` for a few raw events.
-    private func schedulePump(now: Bool = false) {
+    func schedulePump(now: Bool = false) {
         guard let session, session.established else { return }
         let urgent = now || reintroduce || !queues.queue1.isEmpty || queues.queue2.count >= batchItemLimit
-            || window.firstPending(after: sentThrough) != nil
+            || window.firstPending(after: sentThrough) != nil || spoolHasUnsent
         if pumpTimer.isActive {
             if urgent && pumpTimer.remaining > 0.0005 { pumpTimer.start(after: 0) }
             return
@@ -211,7 +237,7 @@ public final class Uplink {
         return announced > 0 ? min(announced, 4096) : Uplink.defaultInFlightBatches
     }
 
-    private var batchItemLimit: Int {
+    var batchItemLimit: Int {
         let announced = Int(welcome?.limits.maxBatchItems ?? 0)
         return announced > 0 ? min(announced, Uplink.maxBatchItems) : Uplink.maxBatchItems
     }
@@ -242,18 +268,39 @@ public final class Uplink {
                     }
                     sentThrough = entry.sequence
                     counters.batchesResent &+= 1
-                } else if let next = queues.next {
-                    if case .record(let r) = next {
-                        _ = queues.pop()
-                        try wire.send(r)
-                        counters.recordsSent &+= 1
-                    } else {
-                        guard window.count < inFlightLimit, window.bytes + Uplink.maxBatchBytes <= window.maxBytes else {
-                            blocked = true
-                            break
+                } else if let next = queues.next, case .record(let r) = next {
+                    _ = queues.pop()
+                    try wire.send(r)
+                    counters.recordsSent &+= 1
+                } else if spoolHasUnsent || queues.next != nil {
+                    guard window.count < inFlightLimit, window.bytes + Uplink.maxBatchBytes <= window.maxBytes else {
+                        blocked = true
+                        break
+                    }
+                    if spoolHasUnsent {
+                        // Spooled batches first, oldest first, under their own sequences.
+                        guard let b = nextSpooledBatch() else { continue }
+                        let bytes = b.items.reduce(16) { $0 + $1.encodedSizeBound }
+                        window.add(b.items, bytes: bytes, items: b.items.count, sequence: b.sequence)
+                        // A batch above this collector's item limit goes out empty, counted.
+                        let fits = b.items.count <= batchItemLimit
+                        if !(try BatchEncoder.send(sequence: b.sequence, items: fits ? b.items : [], on: wire)) || !fits {
+                            unencodable(b.items.count)
                         }
+                        sentThrough = b.sequence
+                        counters.batchesSent &+= 1
+                        counters.itemsSent &+= UInt64(b.items.count)
+                    } else {
                         let (items, bytes) = BatchEncoder.takeBatch(from: &queues, limits: batchLimits(wire))
-                        let sequence = window.add(items, bytes: bytes, items: items.count)
+                        let sequence: UInt64
+                        if let spool {
+                            // Written through before it is sent: a kill -9 loses none of it.
+                            sequence = spool.append(items, nowMs: Clock.wallMillis()).sequence
+                            replayedThrough = sequence
+                            window.add(items, bytes: bytes, items: items.count, sequence: sequence)
+                        } else {
+                            sequence = window.add(items, bytes: bytes, items: items.count)
+                        }
                         if !(try BatchEncoder.send(sequence: sequence, items: items, on: wire)) {
                             unencodable(items.count)
                         }
@@ -284,7 +331,7 @@ public final class Uplink {
         }
     }
 
-    private var hasWork: Bool { !queues.isEmpty || window.firstPending(after: sentThrough) != nil }
+    private var hasWork: Bool { !queues.isEmpty || window.firstPending(after: sentThrough) != nil || spoolHasUnsent }
 
     private func batchLimits(_ wire: ClientSession) -> BatchEncoder.Limits {
         let table = wire.stringTableLimits
@@ -342,6 +389,7 @@ public final class Uplink {
         if w.ackedSequence > 0 && w.ackedSequence < window.nextSequence {
             settled = window.acknowledge(upTo: w.ackedSequence)
         }
+        settled += spoolWelcomed(ackedSequence: w.ackedSequence)
         sentThrough = window.acknowledged
         let resend = window.count
         Log.info("uplink established", [
@@ -366,6 +414,7 @@ public final class Uplink {
                 Log.warn("uplink: ack for a batch never sent, ignored", ["sequence": "\(a.sequence)", "sent": "\(window.nextSequence - 1)"])
                 return
             }
+            spool?.acknowledge(upTo: a.sequence)
             if window.acknowledge(upTo: a.sequence) > 0 {
                 delegate?.uplinkAcknowledged(self)
                 schedulePump()

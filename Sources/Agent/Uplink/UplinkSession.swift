@@ -56,7 +56,7 @@ final class UplinkSession: TCPConnectionHandler {
         self.host = host
         self.address = address
         self.settings = settings
-        wire = ClientSession(accessKey: uplink.accessKey, hello: uplink.hello)
+        wire = ClientSession(accessKey: uplink.accessKey, identity: uplink.identity, hello: uplink.hello)
         lastSent = Clock.monotonic()
         livenessTimer = TimerWatcher(loop: uplink.loop) { [weak self] _ in self?.livenessCheck() }
     }
@@ -138,7 +138,7 @@ final class UplinkSession: TCPConnectionHandler {
     /// What ended it, for logs and status.
     func closeReason(_ tcp: TCPCloseReason) -> String {
         if let failReason { return failReason }
-        if tcp == .peerClosed { return established ? "closed by the collector" : "refused by the collector during the handshake: unknown project or wrong access key (or the collector is overloaded or stopping; its log names the reason)" }
+        if tcp == .peerClosed { return established ? "closed by the collector" : "refused by the collector during the handshake: unknown project or wrong access key (or a collector of another installation, which cannot read what the access key pins; or the collector is overloaded or stopping; its log names the reason)" }
         return tcp.description
     }
 
@@ -168,9 +168,13 @@ final class UplinkSession: TCPConnectionHandler {
         lastReceived = Clock.monotonic()
         pingSentAt = nil
         var events: [SessionEvent] = []
+        let handshaking = welcome == nil
         wire.feed(buffer.readable) { events.append($0) }
         buffer.consume(buffer.readableBytes)
-        writeOut()   // Pongs
+        // Message 3 (the Hello) leaves now: the Welcome's clock is measured
+        // against this round trip.
+        if handshaking && wire.outbound.readableBytes > 0 { helloSentAtMs = Clock.wallMillis() }
+        writeOut()   // message 3, Pongs
         for event in events {
             guard uplink.session === self else { return }
             switch event {
@@ -197,7 +201,7 @@ final class UplinkSession: TCPConnectionHandler {
         let nowMs = Clock.wallMillis()
         established = true
         welcome = w
-        // Welcome carries the collector's clock when message 2 was written:
+        // Welcome carries the collector's clock when it was written:
         // assume that was half-way through the handshake round trip.
         clockOffsetMs = Int64(w.collectorTimeMs) + (nowMs - helloSentAtMs) / 2 - nowMs
         armLiveness()
@@ -220,6 +224,11 @@ final class UplinkSession: TCPConnectionHandler {
         if failReason == nil {
             if reason == .rejected, let e = wire.peerError {
                 failReason = "rejected by the collector: \(e.code)" + (e.message.isEmpty ? "" : " (\(e.message))")
+            } else if reason == .handshakeFailed {
+                // Message 2 did not decrypt: whoever answered does not hold
+                // the secret key of the collector this access key names.
+                failReason = "the collector could not prove its identity: its static key is not the one in the access key "
+                    + "(a different collector installation, or someone posing as one); nothing was sent"
             } else {
                 failReason = "session closed: \(reason)"
             }

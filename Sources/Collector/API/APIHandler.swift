@@ -33,12 +33,12 @@ public final class APIHandler {
     static let maxControlTimeout = 60.0
     /// Renders /metrics (the collector supplies it).
     var metrics: () -> String = { "" }
-    /// Why the store cannot serve now (nil: it can); /healthz answers 503 with it.
-    var storeUnavailable: (() -> String?)?
+    /// Why /healthz should answer 503 (empty: healthy; the collector supplies it).
+    var health: () -> [JSON] = { [] }
     /// The collector's own configuration, for `GET /api/v1/config`.
     var collectorConfig: () -> Configuration? = { nil }
 
-    public private(set) var requests: UInt64 = 0
+    public internal(set) var requests: UInt64 = 0
     public internal(set) var unauthorized: UInt64 = 0
     /// Cookie-authenticated changes refused for a missing or wrong `X-Vigil-CSRF`.
     public internal(set) var csrfRefused: UInt64 = 0
@@ -54,12 +54,18 @@ public final class APIHandler {
         self.adminToken = adminToken
     }
 
+    /// Capture uploads (nil: refused with 503).
+    var uploads: Uploads?
+
+    /// Counts an answer by its status class.
+    func count(_ status: Int) { answers[min(5, max(1, status / 100))] &+= 1 }
+
     /// HTTPServer's handler.
     public func handle(_ req: HTTPRequest, _ responder: HTTPResponder) {
         requests &+= 1
         let r = CountingResponder(responder) { [weak self] status in
             guard let self else { return }
-            self.answers[min(5, max(1, status / 100))] &+= 1
+            self.count(status)
         }
         let target: APITarget
         switch APITarget.parse(req.target) {
@@ -67,32 +73,10 @@ public final class APIHandler {
         case .failure(let e): return r.fail(e)
         }
         let parts = target.segments
+        if serveOpen(req, parts, r) { return }
         switch parts.first {
-        case "healthz"? where parts.count == 1:
-            guard req.method == "GET" || req.method == "HEAD" else { return r.fail(methodNotAllowed("GET, HEAD")) }
-            if let why = storeUnavailable?() {
-                return r.respond(HTTPResponse(status: 503, contentType: "text/plain; charset=utf-8", text: "store unavailable: \(why)\n"))
-            }
-            r.respond(HTTPResponse(status: 200, contentType: "text/plain; charset=utf-8", text: "ok\n"))
-        case "metrics"? where parts.count == 1:
-            guard req.method == "GET" else { return r.fail(methodNotAllowed("GET")) }
-            r.respond(HTTPResponse(status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8", text: metrics()))
         case "api"? where parts.count >= 2 && parts[1] == "v1":
-            let signIn = parts.count == 3 && parts[2] == "session" && req.method == "POST"
-            if !signIn && !authorized(req) {
-                guard let (_, session) = sessions.session(for: req.header("cookie")) else {
-                    unauthorized &+= 1
-                    return r.fail(APIError(401, "unauthorized", .string("send Authorization: Bearer <admin_token>, or sign in")),
-                                  headers: [("WWW-Authenticate", "Bearer realm=\"vigil\"")])
-                }
-                // A cookie is sent by the browser whoever made the page ask:
-                // a change needs the value only the signed-in page knows.
-                if req.method != "GET" && req.method != "HEAD" && !ConsoleSessions.csrfMatches(req.header(ConsoleSessions.csrfHeader), session) {
-                    csrfRefused &+= 1
-                    return r.fail(APIError(403, "missing or wrong anti-CSRF header",
-                                           .string("send X-Vigil-CSRF with the csrf value the sign-in answered")))
-                }
-            }
+            if let (e, headers) = authorizationRefusal(req, parts) { return r.fail(e, headers: headers) }
             let strict = HTTPRequest(method: req.method, path: req.path, target: req.target, query: target.query,
                                      headers: req.headers, body: req.body)
             route(strict, Array(parts.dropFirst(2)), r)
@@ -103,6 +87,87 @@ public final class APIHandler {
             }
             r.fail(.notFound("no such endpoint: \(target.path)"))
         }
+    }
+
+    /// The handler of the `metrics_listen` listener: `/healthz` and
+    /// `/metrics` as on `http_listen`, everything else 404 (the API and the
+    /// console are not served there, with or without a token).
+    public func handleMetricsOnly(_ req: HTTPRequest, _ responder: HTTPResponder) {
+        requests &+= 1
+        let r = CountingResponder(responder) { [weak self] status in
+            guard let self else { return }
+            self.count(status)
+        }
+        switch APITarget.parse(req.target) {
+        case .success(let t):
+            if !serveOpen(req, t.segments, r) { r.fail(.notFound("this listener serves only /metrics and /healthz")) }
+        case .failure(let e):
+            r.fail(e)
+        }
+    }
+
+    /// `/healthz` and `/metrics`, open on both listeners; false for any other path.
+    private func serveOpen(_ req: HTTPRequest, _ parts: [String], _ r: CountingResponder) -> Bool {
+        switch parts.first {
+        case "healthz"? where parts.count == 1:
+            guard req.method == "GET" || req.method == "HEAD" else { r.fail(methodNotAllowed("GET, HEAD")); return true }
+            let problems = health()
+            if problems.isEmpty {
+                r.respond(HTTPResponse(status: 200, contentType: "text/plain; charset=utf-8", text: "ok\n"))
+            } else {
+                r.fail(APIError(503, "unhealthy", .object([("reasons", .array(problems))])))
+            }
+        case "metrics"? where parts.count == 1:
+            guard req.method == "GET" else { r.fail(methodNotAllowed("GET")); return true }
+            r.respond(HTTPResponse(status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8", text: metrics()))
+        default:
+            return false
+        }
+        return true
+    }
+
+    /// HTTPServer's `admit`: the same authorization decision as `handle`,
+    /// taken when a request's headers have arrived, so a refused request
+    /// (401, or 403 for a cookie without its anti-CSRF value) is answered
+    /// before any of its body is read. A target `handle` would refuse as
+    /// malformed is admitted (it is answered there).
+    public func admit(_ req: HTTPRequest) -> HTTPResponse? {
+        guard case .success(let target) = APITarget.parse(req.target),
+              let (e, headers) = authorizationRefusal(req, target.segments) else { return nil }
+        count(e.status)
+        var body: [UInt8] = []
+        e.body.write(into: &body)
+        body.append(0x0A)
+        return HTTPResponse(status: e.status, contentType: "application/json", body: body, headers: headers)
+    }
+
+    /// Whether a request may go on, for a path that needs authorization
+    /// (everything under `/api/v1/` but the sign-in): the refusal, or nil.
+    /// The one place both `handle` and `admit` decide.
+    func authorizationRefusal(_ req: HTTPRequest, _ parts: [String]) -> (APIError, [(String, String)])? {
+        guard parts.count >= 2, parts[0] == "api", parts[1] == "v1" else { return nil }
+        let signIn = parts.count == 3 && parts[2] == "session" && req.method == "POST"
+        return signIn ? nil : refusal(req)
+    }
+
+    /// Why a request under `/api/v1/` may not proceed (counted), or nil:
+    /// neither the bearer token nor a console session (401), or a change
+    /// made with the session cookie without its anti-CSRF value (403).
+    func refusal(_ req: HTTPRequest) -> (APIError, [(String, String)])? {
+        if authorized(req) { return nil }
+        guard let (_, session) = sessions.session(for: req.header("cookie")) else {
+            unauthorized &+= 1
+            return (APIError(401, "unauthorized", .string("send Authorization: Bearer <admin_token>, or sign in")),
+                    [("WWW-Authenticate", "Bearer realm=\"vigil\"")])
+        }
+        // A cookie is sent by the browser whoever made the page ask:
+        // a change needs the value only the signed-in page knows.
+        if req.method != "GET" && req.method != "HEAD" && !ConsoleSessions.csrfMatches(req.header(ConsoleSessions.csrfHeader), session) {
+            csrfRefused &+= 1
+            return (APIError(403, "missing or wrong anti-CSRF header",
+                             .string("send X-Vigil-CSRF with the csrf value the sign-in answered")), [])
+        }
+        return nil
     }
 
     /// Finds the route for `p` (the segments after `/api/v1/`), checks the

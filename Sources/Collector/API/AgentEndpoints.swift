@@ -54,6 +54,7 @@ extension APIHandler {
         return .object([
             ("id", .string(a.id)), ("project", .string(a.project)), ("name", .string(a.name)),
             ("hostname", .string(a.hostname)), ("version", .string(a.version)), ("state", .string(state.rawValue)),
+            ("mode", .string(a.mode)),
             ("state_messages", .array(a.stateMessages.map(JSON.string))), ("state_since", .int(a.stateSince)),
             ("connected", .bool(live != nil)), ("last_seen", .int(a.lastSeen)), ("first_seen", .int(a.firstSeen)),
             ("status", a.status.map(JSON.raw) ?? .null), ("status_ts", .optional(a.statusTs)),
@@ -119,6 +120,28 @@ extension APIHandler {
             case .success:
                 audit("ok")
                 r.json(.object([("agent", .string(id)), ("result", .string("ok"))]))
+            }
+        }
+    }
+
+    // MARK: identity
+
+    /// `POST /api/v1/agents/{id}/reset-identity`: the agent id keeps its
+    /// project but forgets its static key, so the next completed handshake
+    /// of that id enrolls the key it proves (a rebuilt host). A live session
+    /// is left alone. Audited as `agent.reset-identity`; an id never
+    /// enrolled is a 404 and not audited.
+    func resetIdentity(_ id: String, _ req: HTTPRequest, _ r: CountingResponder) {
+        let actor = actor(req)
+        store.resetAgentIdentity(id: id) { [store] result in
+            switch result {
+            case .failure(let e):
+                r.fail(.store(e))
+            case .success:
+                store.appendAudit(AuditEntry(ts: Clock.wallMillis(), actor: actor, action: "agent.reset-identity", target: id,
+                                             detail: "", result: "ok")) { _ in }
+                r.json(.object([("agent", .string(id)), ("result", .string("ok")),
+                                ("message", .string("the next handshake of this agent id enrolls the static key it proves"))]))
             }
         }
     }

@@ -29,7 +29,10 @@ extension APIHandler {
     func patternsJSON(_ project: String, _ set: PatternSet) -> JSON {
         .object([("project", .string(project)), ("version", .int(set.version)), ("updated", .int(set.updated)),
                  ("patterns", .array(set.patterns.map {
-                     .object([("method", .string($0.method)), ("host", .string($0.host)), ("path", .string($0.path)),
+                     // A StatsD rule is stored as a rule with the marker method (Wire's PatternRule+Metric).
+                     $0.method == PatternRule.metricMethod
+                         ? .object([("metric", .string($0.path)), ("exclude", .bool($0.exclude))])
+                         : .object([("method", .string($0.method)), ("host", .string($0.host)), ("path", .string($0.path)),
                               ("monitor", .string($0.monitor)), ("check", .string($0.check)),
                               ("exclude", .bool($0.exclude))])
                  }))])
@@ -57,7 +60,7 @@ extension APIHandler {
     }
 
     /// The fields a rule may have; any other is refused, naming it.
-    static let patternFields = ["method", "host", "path", "monitor", "check", "exclude"]
+    static let patternFields = ["method", "host", "path", "monitor", "check", "exclude", "metric"]
 
     /// Checks every rule the way the agent will (docs/API.md): host and path
     /// present, and monitor and check unless the rule excludes (an `exclude`
@@ -88,6 +91,29 @@ extension APIHandler {
             case nil, .null?: break
             case .bool(let x)?: exclude = x
             default: problems.append(("patterns[\(i)].exclude", .string("expected a boolean")))
+            }
+            if let metric = item["metric"], metric != .null {
+                // A StatsD rule: a metric-name glob, kept or excluded; the
+                // metric keeps its name and type, so it names no aggregate.
+                for name in ["method", "host", "path", "monitor", "check"] where item[name] != nil && item[name] != .null {
+                    problems.append(("patterns[\(i)].\(name)",
+                                     .string("not allowed with metric (a metric rule has metric and exclude only)")))
+                }
+                guard let glob = metric.stringValue, !glob.isEmpty else {
+                    problems.append(("patterns[\(i)].metric", .string("expected a non-empty glob (\"*\" for any metric)")))
+                    continue
+                }
+                if glob.utf8.count > maxPatternField {
+                    problems.append(("patterns[\(i)].metric", .string("longer than \(maxPatternField) bytes")))
+                }
+                if problems.count == before {
+                    out.append(FilterPattern(method: PatternRule.metricMethod, host: "*", path: glob, monitor: "", check: "",
+                                             exclude: exclude))
+                }
+                continue
+            }
+            if item["method"]?.stringValue == PatternRule.metricMethod {
+                problems.append(("patterns[\(i)].method", .string("\(PatternRule.metricMethod) is reserved (give metric for a StatsD rule)")))
             }
             var fields: [String: String] = [:]
             for name in ["method", "host", "path", "monitor", "check"] {

@@ -81,6 +81,7 @@ public enum CollectorCommand {
             let loop = EventLoop.makeDefault()
             let server = CollectorServer(loop: loop, configuration: configuration, settings: settings,
                                          configPath: parsed.configPath, overrides: parsed.overrides, environment: environment)
+            server.notify = ServiceNotify.fromEnvironment()
             do {
                 try server.start()
             } catch {
@@ -136,7 +137,8 @@ public enum CollectorCommand {
     static let commandHelp: [String: String] = [
         "run": """
         Serves agent sessions on `listen` and the HTTP API, /healthz and /metrics on `http_listen`
-        until SIGTERM or SIGINT; SIGHUP re-reads the configuration file.
+        (HTTPS with `http_tls_cert` and `http_tls_key`; /metrics and /healthz alone also on
+        `metrics_listen` when set) until SIGTERM or SIGINT; SIGHUP re-reads the configuration file.
 
         """,
         "keys create": """

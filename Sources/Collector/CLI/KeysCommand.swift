@@ -4,8 +4,10 @@
 // running collector reads a project's keys at every handshake, so changes
 // apply to the next one without a restart.
 //
-// `create` prints the new key and nothing else on stdout, so a script can
-// capture it; everything else goes to stderr. Secrets are never listed.
+// `create` prints the new key — `<project>.<secret>.<collector-public-key>`,
+// the last part read from `data_dir/collector_key` (created if missing) —
+// and nothing else on stdout, so a script can capture it; everything else
+// goes to stderr. Secrets are never listed.
 // `create` makes a new project only when asked (`--create-project`): a
 // misspelt name must not silently become a project whose agents nobody sees.
 import CollectorStore
@@ -14,14 +16,19 @@ import Wire
 
 enum KeysCommand {
     static func create(project: String, createProject: Bool, settings: CollectorSettings) -> Int32 {
-        let key: AccessKey
-        do {
-            key = try AccessKey.generate(projectID: project)
-        } catch {
+        guard ProjectID.isValid(project) else {
             CollectorCommand.printError("vigil-collector: invalid project name '\(project)': use 1 to 64 of A-Z a-z 0-9 . _ -")
             return CollectorCommand.exitUsage
         }
         return withStore(settings) { store, done in
+            // The store created data_dir; the installation's key lives there.
+            let key: AccessKey
+            do {
+                let collector = try CollectorKey.load(dataDir: settings.dataDir)
+                key = try AccessKey.generate(projectID: project, collectorKey: collector.key.publicKey)
+            } catch {
+                return done(fail("\(error)"))
+            }
             store.projects { listed in
                 switch listed {
                 case .failure(let e):

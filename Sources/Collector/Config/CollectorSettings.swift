@@ -3,6 +3,7 @@
 // literal). Errors name the key and where its value came from, like every
 // configuration error.
 import ConfigFile
+import HTTPServer
 import Reactor
 import RemoteWrite
 #if canImport(Glibc)
@@ -12,6 +13,16 @@ import Glibc
 public struct CollectorSettings: Sendable {
     public var listen: SocketAddress
     public var httpListen: SocketAddress
+    /// `http_max_connections`, `http_max_connections_per_address`, `http_request_deadline_ms`.
+    public var httpLimits: HTTPLimits
+    /// `health_store_stall_ms`, `health_loop_stall_ms` (seconds): HealthWatch.
+    public var healthStoreStall: Double
+    public var healthLoopStall: Double
+    /// `metrics_listen`: the /metrics and /healthz listener; nil when empty.
+    public var metricsListen: SocketAddress?
+    /// `http_tls_cert` and `http_tls_key` (both or neither); empty: plain HTTP.
+    public var httpTLSCert: String
+    public var httpTLSKey: String
     public var dataDir: String
     /// `sqlite` or `postgresql` (`store`).
     public var store: StoreKind
@@ -25,6 +36,8 @@ public struct CollectorSettings: Sendable {
     public var backlog: Int32
     public var maxHandshakesPerAddress: Int
     public var handshakeReserve: Int
+    /// `session_outbound_budget_bytes`.
+    public var outboundBudget: Int
     public var handshakeTimeout: Double
     public var idleTimeout: Double
     public var statusWriteInterval: Double
@@ -32,6 +45,12 @@ public struct CollectorSettings: Sendable {
     public var storeMaxPendingReads: Int
     public var retentionDays: Int
     public var agentRetentionDays: Int
+    /// Seconds between samples of the collector's own health.
+    public var selfMetricsInterval: Double
+    public var selfMetricsRetentionDays: Int
+    /// Capture uploads: the largest, and how many at once.
+    public var uploadMaxBytes: Int64
+    public var uploadMaxConcurrent: Int
     public var consoleDir: String
     public var consoleSessionTTL: Double
     public var consoleMaxSessions: Int
@@ -61,6 +80,27 @@ public struct CollectorSettings: Sendable {
                                                                  + "the agent sessions and the HTTP API cannot share a socket",
                                                              got: c.value("http_listen")?.description)))
         }
+        httpLimits = HTTPLimits(maxConnections: c.int("http_max_connections"),
+                                maxConnectionsPerAddress: c.int("http_max_connections_per_address"),
+                                requestDeadline: Double(c.int("http_request_deadline_ms")) / 1000)
+        healthStoreStall = Double(c.int("health_store_stall_ms")) / 1000
+        healthLoopStall = Double(c.int("health_loop_stall_ms")) / 1000
+        metricsListen = nil
+        let m = c.string("metrics_listen")
+        if !m.isEmpty {
+            if let a = try? SocketAddress(parsing: m) {
+                metricsListen = a
+                for (other, value) in [("listen", listen), ("http_listen", httpListen)] where CollectorSettings.overlap(a, value) {
+                    errors.append(ConfigError(location: CollectorSettings.location(of: "metrics_listen", in: c), key: "metrics_listen",
+                                              problem: .invalidValue(expected: "an address and port other than \(other)'s (\(value))", got: m)))
+                }
+            } else {
+                errors.append(ConfigError(location: CollectorSettings.location(of: "metrics_listen", in: c), key: "metrics_listen",
+                                          problem: .invalidValue(expected: CollectorSettings.metricsListenExpectation, got: m)))
+            }
+        }
+        httpTLSCert = c.string("http_tls_cert")
+        httpTLSKey = c.string("http_tls_key")
         dataDir = c.string("data_dir")
         store = StoreKind(rawValue: c.string("store")) ?? .sqlite
         postgresqlURL = c.string("postgresql_url")
@@ -74,6 +114,7 @@ public struct CollectorSettings: Sendable {
         backlog = Int32(c.int("backlog"))
         maxHandshakesPerAddress = c.int("max_handshakes_per_address")
         handshakeReserve = c.int("handshake_reserve")
+        outboundBudget = c.int("session_outbound_budget_bytes")
         handshakeTimeout = Double(c.int("handshake_timeout_ms")) / 1000
         idleTimeout = Double(c.int("session_idle_timeout_ms")) / 1000
         statusWriteInterval = Double(c.int("status_write_interval_ms")) / 1000
@@ -81,6 +122,10 @@ public struct CollectorSettings: Sendable {
         storeMaxPendingReads = c.int("store_max_pending_reads")
         retentionDays = c.int("retention_days")
         agentRetentionDays = c.int("agent_retention_days")
+        selfMetricsInterval = Double(c.int("self_metrics_interval_ms")) / 1000
+        selfMetricsRetentionDays = c.int("self_metrics_retention_days")
+        uploadMaxBytes = Int64(c.int("upload_max_bytes"))
+        uploadMaxConcurrent = c.int("upload_max_concurrent")
         consoleDir = c.string("console_dir")
         consoleSessionTTL = Double(c.int("console_session_ttl_ms")) / 1000
         consoleMaxSessions = c.int("console_max_sessions")
@@ -114,12 +159,21 @@ public struct CollectorSettings: Sendable {
             return [c.invalid(key, expected: "an IP address and port (a host name cannot be listened on)",
                               got: c.value(key)?.description)]
         }
-    } + RemoteWriteSettings.checks + [
-        ConfigCheck(keys: ["store", "postgresql_url"]) { c in
-            guard c.string("store") == "postgresql", c.string("postgresql_url").isEmpty else { return [] }
-            return [c.invalid("postgresql_url", expected: "the PostgreSQL server and database (store = postgresql)", got: nil)]
-        },
-    ]
+    } + [ConfigCheck(keys: ["store", "postgresql_url"]) { c in
+        guard c.string("store") == "postgresql", c.string("postgresql_url").isEmpty else { return [] }
+        return [c.invalid("postgresql_url", expected: "the PostgreSQL server and database (store = postgresql)", got: nil)]
+    }, ConfigCheck(keys: ["metrics_listen"]) { c in
+        let m = c.string("metrics_listen")
+        if m.isEmpty || (try? SocketAddress(parsing: m)) != nil { return [] }
+        return [c.invalid("metrics_listen", expected: CollectorSettings.metricsListenExpectation, got: m)]
+    }, ConfigCheck(keys: ["http_tls_cert", "http_tls_key"]) { c in
+        let cert = c.string("http_tls_cert"), key = c.string("http_tls_key")
+        if cert.isEmpty == key.isEmpty { return [] }
+        let missing = cert.isEmpty ? "http_tls_cert" : "http_tls_key"
+        return [c.invalid(missing, expected: "a PEM file: http_tls_cert and http_tls_key are set together", got: "")]
+    }] + RemoteWriteSettings.checks
+
+    static let metricsListenExpectation = "an IP address and port (a host name cannot be listened on), or empty for none"
 
     /// Whether two listen addresses would claim the same socket: the same
     /// port (0, "any free port", never clashes) on the same address, or on

@@ -5,6 +5,7 @@
 //
 // Thread: the loop thread (the scrape is an HTTP request on the loop).
 import CollectorStore
+import HTTPServer
 import Reactor
 import RemoteWrite
 import Wire
@@ -17,7 +18,7 @@ enum CollectorMetrics {
          "vigil_store_transaction_seconds": store.stats.transactionMicros, "vigil_loop_lag_seconds": loop.lag]
     }
 
-    static func render(manager: SessionManager, store: any OperatedStore, loop: EventLoop, api: APIHandler?, windows: SummaryWindows,
+    static func render(manager: SessionManager, store: any OperatedStore, loop: EventLoop, api: APIHandler?, http: [HTTPServer] = [], windows: SummaryWindows,
                        reloads: (applied: UInt64, rejected: UInt64), uptime: Double, remoteWrite: RemoteWriteFeed? = nil) -> String {
         var p = PrometheusText()
         let s = manager.stats
@@ -38,6 +39,19 @@ enum CollectorMetrics {
                 p.sample("vigil_agents", ["project": project, "state": st.rawValue], counts[st] ?? 0)
             }
         }
+        let spools = manager.agentSpoolsByProject().sorted { $0.key < $1.key }
+        p.family("vigil_agent_spool_batches", "gauge", "Unacknowledged batches in the connected agents' disk spools, by project.")
+        for (project, f) in spools { p.sample("vigil_agent_spool_batches", ["project": project], f.batches) }
+        p.family("vigil_agent_spool_bytes", "gauge", "Bytes of the connected agents' disk spools, by project.")
+        for (project, f) in spools { p.sample("vigil_agent_spool_bytes", ["project": project], f.bytes) }
+        p.family("vigil_agent_spool_oldest_age_seconds", "gauge", "Age of the oldest unacknowledged spooled batch among the connected agents, by project.")
+        for (project, f) in spools { p.sample("vigil_agent_spool_oldest_age_seconds", ["project": project], Double(f.oldestAgeMs) / 1000) }
+        p.family("vigil_agent_spool_dropped", "gauge", "Spool drops the connected agents report (totals since each agent started), by project and cause.")
+        for (project, f) in spools {
+            for (cause, n) in [("corrupt", f.corrupt), ("full", f.droppedFull), ("disk_full", f.droppedDiskFull), ("unwritten", f.unwritten)] {
+                p.sample("vigil_agent_spool_dropped", ["project": project, "cause": cause], n)
+            }
+        }
         p.single("vigil_probe_sessions", "gauge", "Established probe sessions (no agent identity).", Double(manager.probes))
         p.single("vigil_max_clients", "gauge", "The max_clients setting in force.", Double(manager.settings.maxClients))
 
@@ -45,6 +59,10 @@ enum CollectorMetrics {
         p.family("vigil_connections_refused_total", "counter",
                  "Connections refused or closed before their handshake by the limits on unauthenticated connections, by cause.")
         for c in ConnectionRefusal.allCases { p.sample("vigil_connections_refused_total", ["cause": c.description], s.refusals(c)) }
+        p.single("vigil_outbound_queued_bytes", "gauge", "Bytes queued to send to agents across all sessions.",
+                 Double(manager.outbound.total))
+        p.single("vigil_outbound_budget_bytes", "gauge", "The session_outbound_budget_bytes setting in force.",
+                 Double(manager.settings.outboundBudget))
         p.single("vigil_handshakes_total", "counter", "Handshakes completed (sessions established).", Double(s.handshakesCompleted))
         p.family("vigil_handshake_failures_total", "counter", "Connections that did not become a session, by reason.")
         for f in HandshakeFailure.allCases { p.sample("vigil_handshake_failures_total", ["reason": f.description], s.failures(f)) }
@@ -60,6 +78,7 @@ enum CollectorMetrics {
         p.family("vigil_key_lookups_total", "counter", "Project key reads for handshakes (shared: joined a queued read).")
         p.sample("vigil_key_lookups_total", ["kind": "read"], manager.keys.reads)
         p.sample("vigil_key_lookups_total", ["kind": "shared"], manager.keys.shared)
+        p.sample("vigil_key_lookups_total", ["kind": "negative_cache"], manager.keys.negativeHits)
 
         p.single("vigil_records_in_total", "counter", "Records received from agents.", Double(s.recordsIn))
         p.single("vigil_bytes_in_total", "counter", "Bytes received on agent sessions.", Double(s.bytesIn))
@@ -140,6 +159,17 @@ enum CollectorMetrics {
             p.sample("vigil_console_sessions_ended_total", ["cause": "evicted"], api.sessions.evicted)
             p.single("vigil_console_csrf_refused_total", "counter", "Cookie-authenticated changes refused for a missing or wrong X-Vigil-CSRF.",
                      Double(api.csrfRefused))
+            if let uploads = api.uploads {
+                p.single("vigil_uploads_running", "gauge", "Capture uploads running.", Double(uploads.running))
+                p.family("vigil_uploads_total", "counter", "Capture uploads by how they ended, or why they were refused.")
+                for name in Uploads.outcomeNames { p.sample("vigil_uploads_total", ["result": name], uploads.outcomes[name] ?? 0) }
+                p.single("vigil_upload_bytes_total", "counter", "Bytes read by finished capture uploads.", Double(uploads.bytesRead))
+            }
+        }
+        p.family("vigil_http_refused_total", "counter",
+                 "HTTP requests and connections the server refused itself, before any handler, by cause (both listeners).")
+        for c in HTTPRefusal.allCases {
+            p.sample("vigil_http_refused_total", ["cause": c.description], http.reduce(UInt64(0)) { $0 &+ $1.refusals(c) })
         }
         remoteWriteFamilies(&p, remoteWrite)
         p.family("vigil_config_reloads_total", "counter", "SIGHUP reloads by result.")

@@ -52,6 +52,10 @@ public final class CollectorServer {
     public private(set) var manager: SessionManager?
     private var listener: TCPListener?
     private var http: HTTPServer?
+    /// What /healthz reports besides answering (HealthWatch.swift).
+    private var healthWatch: HealthWatch?
+    /// The `metrics_listen` listener (/metrics and /healthz only); nil when off.
+    private var metricsHTTP: HTTPServer?
     private var api: APIHandler?
     /// The remote-write sender and its feed; nil without `remote_write_url`.
     private(set) var remoteWrite: RemoteWriteFeed?
@@ -60,6 +64,8 @@ public final class CollectorServer {
     /// The /metrics summaries' recent window, and the timer that steps it.
     let summaryWindows = SummaryWindows()
     private var windowTimer: TimerWatcher?
+    /// The history of the collector's own health in the store.
+    private var healthSampler: HealthSampler?
     private var shutdownTimer: TimerWatcher?
     private var shuttingDown = false
     public private(set) var exitCode: Int32 = 0
@@ -67,6 +73,10 @@ public final class CollectorServer {
     private(set) var reloadsRejected: UInt64 = 0
     private var lastReport = ReportSnapshot()
     private let startedAt = Clock.monotonic()
+    /// The service manager's notify socket (`vigil-collector run` under
+    /// systemd); nil otherwise. READY once listening, RELOADING/READY around
+    /// SIGHUP, STOPPING at shutdown, watchdog pings from the loop.
+    public var notify: ServiceNotify?
 
     public init(loop: EventLoop, configuration: Configuration, settings: CollectorSettings, configPath: String?,
                 overrides: [(key: String, value: String)], environment: [String: String]) {
@@ -114,12 +124,23 @@ public final class CollectorServer {
             throw StartError(description: "admin token: \(error)")
         }
 
+        let collectorKey: StaticKeyPair
+        do {
+            let (key, path, created) = try CollectorKey.load(dataDir: settings.dataDir)
+            collectorKey = key
+            Log.info(created ? "collector key created" : "collector key read",
+                     ["path": path, "public_key": key.publicText])
+        } catch {
+            throw StartError(description: "\(error)")
+        }
+
         store.markAllAgentsNotVisible(at: Clock.wallMillis()) { r in
             if case .failure(let e) = r { Log.warn("store: marking agents not visible failed", ["error": "\(e)"]) }
         }
-        store.startRetention(days: settings.retentionDays, agentDays: settings.agentRetentionDays, every: 3600, firstAfter: 60)
+        store.startRetention(days: settings.retentionDays, agentDays: settings.agentRetentionDays,
+                             selfMetricsDays: settings.selfMetricsRetentionDays, every: 3600, firstAfter: 60)
 
-        let manager = SessionManager(loop: loop, store: store, settings: sessionSettings(settings))
+        let manager = SessionManager(loop: loop, store: store, settings: sessionSettings(settings), collectorKey: collectorKey)
         self.manager = manager
         store.agentsForgotten = { [weak manager] ids in manager?.forgetKnownAgents(Set(ids)) }
         store.agents(project: nil) { [weak manager] r in
@@ -168,6 +189,14 @@ public final class CollectorServer {
             throw StartError(description: "cannot listen on \(settings.listen) (listen): \(error)")
         }
 
+        var tls: HTTPTLSMaterial?
+        if !settings.httpTLSCert.isEmpty {
+            do {
+                tls = try HTTPTLSMaterial.load(certificate: ("http_tls_cert", settings.httpTLSCert), key: ("http_tls_key", settings.httpTLSKey))
+            } catch {
+                throw StartError(description: "cannot serve HTTPS: \(error)")
+            }
+        }
         let api = APIHandler(loop: loop, store: store, manager: manager, adminToken: token,
                              sessions: ConsoleSessions(maxSessions: settings.consoleMaxSessions, ttl: settings.consoleSessionTTL))
         do {
@@ -177,16 +206,33 @@ public final class CollectorServer {
         }
         for w in api.console.warnings { Log.warn(w) }
         api.metrics = { [unowned self] in self.metrics() }
-        api.storeUnavailable = { [weak store] in store?.unavailableReason }
+        api.uploads = Uploads(loop: loop, store: store, maxBytes: settings.uploadMaxBytes, maxConcurrent: settings.uploadMaxConcurrent)
         api.collectorConfig = { [unowned self] in self.configuration }
+        let health = HealthWatch(loop: loop, store: store, loopStall: settings.healthLoopStall, storeStall: settings.healthStoreStall)
+        health.start()
+        healthWatch = health
+        api.health = { [unowned health] in health.problems() }
         self.api = api
         let http = HTTPServer(loop: loop) { [unowned api] req, responder in api.handle(req, responder) }
+        // The token (or console session) is checked before a body is read.
+        http.admit = { [unowned api] req in api.admit(req) }
+        // Capture uploads are read as they arrive, never collected whole.
+        http.streamer = { [unowned api] req, responder in api.stream(req, responder) }
         do {
-            try http.start(address: settings.httpListen, connectionLimit: 256, timeoutSeconds: 30)
+            try http.start(address: settings.httpListen, limits: settings.httpLimits, tls: tls)
         } catch {
             throw StartError(description: "cannot serve HTTP on \(settings.httpListen) (http_listen): \(error)")
         }
         self.http = http
+        if let address = settings.metricsListen {
+            let m = HTTPServer(loop: loop, maxBodyBytes: 0) { [unowned api] req, responder in api.handleMetricsOnly(req, responder) }
+            do {
+                try m.start(address: address, limits: settings.httpLimits)
+            } catch {
+                throw StartError(description: "cannot serve /metrics on \(address) (metrics_listen): \(error)")
+            }
+            metricsHTTP = m
+        }
 
         for sig in [SIGTERM, SIGINT] {
             let w = SignalWatcher(loop: loop, signal: sig) { [unowned self] w in self.shutdown(signal: w.signal) }
@@ -207,19 +253,34 @@ public final class CollectorServer {
         }
         window.start(after: SummaryWindows.step, repeat: SummaryWindows.step)
         windowTimer = window
+        let sampler = HealthSampler(loop: loop, manager: manager, store: store)
+        sampler.start(interval: settings.selfMetricsInterval)
+        healthSampler = sampler
 
         Log.info("listening on \(listener!.localAddress)", ["max_clients": "\(settings.maxClients)", "backlog": "\(settings.backlog)"])
-        Log.info("http on \(settings.httpListen.withPort(http.port))")
+        Log.info("http on \(settings.httpListen.withPort(http.port))", ["tls": tls == nil ? "off" : "on"])
+        if let m = metricsHTTP, let a = settings.metricsListen { Log.info("metrics on \(a.withPort(m.port))") }
         if let dir = api.console.directory {
-            Log.info("console on http://\(settings.httpListen.withPort(http.port))/", ["dir": dir])
+            Log.info("console on \(tls == nil ? "http" : "https")://\(settings.httpListen.withPort(http.port))/", ["dir": dir])
         }
         Log.info("ready", ["pid": "\(getpid())"])
+        notify?.statusText = { [unowned self] in self.serviceStatus() }
+        notify?.ready()
+        notify?.startTimer(loop: loop)
+    }
+
+    /// The service manager's status line.
+    func serviceStatus() -> String {
+        guard let manager else { return "starting" }
+        return "\(manager.established) sessions, \(manager.connectedAgents) agents, \(manager.count(.capturing)) capturing"
     }
 
     private func sessionSettings(_ s: CollectorSettings) -> SessionSettings {
-        SessionSettings(maxClients: s.maxClients, handshakeTimeout: s.handshakeTimeout, idleTimeout: s.idleTimeout,
+        var r = SessionSettings(maxClients: s.maxClients, handshakeTimeout: s.handshakeTimeout, idleTimeout: s.idleTimeout,
                         statusWriteInterval: s.statusWriteInterval, maxHandshakesPerAddress: s.maxHandshakesPerAddress,
                         handshakeReserve: s.handshakeReserve)
+        r.outboundBudget = s.outboundBudget
+        return r
     }
 
     /// Raises RLIMIT_NOFILE to the hard limit and warns when more clients
@@ -251,6 +312,8 @@ public final class CollectorServer {
 
     func reload() {
         guard !shuttingDown else { return }
+        notify?.reloading()
+        defer { notify?.ready() }
         let fresh: Configuration
         let freshSettings: CollectorSettings
         do {
@@ -284,12 +347,31 @@ public final class CollectorServer {
             case "status_write_interval_ms": s.statusWriteInterval = freshSettings.statusWriteInterval
             case "max_handshakes_per_address": s.maxHandshakesPerAddress = freshSettings.maxHandshakesPerAddress
             case "handshake_reserve": s.handshakeReserve = freshSettings.handshakeReserve
+            case "session_outbound_budget_bytes": s.outboundBudget = freshSettings.outboundBudget
+            case "health_store_stall_ms":
+                s.healthStoreStall = freshSettings.healthStoreStall
+                healthWatch?.storeStall = s.healthStoreStall
+            case "health_loop_stall_ms":
+                s.healthLoopStall = freshSettings.healthLoopStall
+                healthWatch?.loopStall = s.healthLoopStall
             case "retention_days":
                 s.retentionDays = freshSettings.retentionDays
                 store?.retentionDays = s.retentionDays
             case "agent_retention_days":
                 s.agentRetentionDays = freshSettings.agentRetentionDays
                 store?.agentRetentionDays = s.agentRetentionDays
+            case "self_metrics_interval_ms":
+                s.selfMetricsInterval = freshSettings.selfMetricsInterval
+                healthSampler?.start(interval: s.selfMetricsInterval)
+            case "upload_max_bytes":
+                s.uploadMaxBytes = freshSettings.uploadMaxBytes
+                api?.uploads?.maxBytes = s.uploadMaxBytes
+            case "upload_max_concurrent":
+                s.uploadMaxConcurrent = freshSettings.uploadMaxConcurrent
+                api?.uploads?.maxConcurrent = s.uploadMaxConcurrent
+            case "self_metrics_retention_days":
+                s.selfMetricsRetentionDays = freshSettings.selfMetricsRetentionDays
+                store?.selfMetricsRetentionDays = s.selfMetricsRetentionDays
             case "log_level":
                 s.logLevel = freshSettings.logLevel
                 Log.level = s.logLevel
@@ -316,11 +398,14 @@ public final class CollectorServer {
             return
         }
         shuttingDown = true
+        notify?.stopping(status: "stopping: \(manager?.open ?? 0) sessions closing")
         Log.info("shutting down", ["signal": signal == SIGTERM ? "SIGTERM" : signal == SIGINT ? "SIGINT" : "\(signal)",
                                    "sessions": "\(manager?.open ?? 0)"])
         listener?.close()
         reportTimer?.stop()
         windowTimer?.stop()
+        healthWatch?.stop()
+        healthSampler?.stop()
         store?.stopRetention()
         let timer = TimerWatcher(loop: loop) { [unowned self] _ in
             Log.warn("shutdown bound reached; dropping the remaining sessions",
@@ -337,6 +422,7 @@ public final class CollectorServer {
         shutdownTimer?.stop()
         remoteWrite?.close()
         http?.stop()
+        metricsHTTP?.stop()
         for s in signals { s.stop() }
         let stats = manager?.stats
         guard let store else { loop.stop(); return }
@@ -399,7 +485,7 @@ public final class CollectorServer {
     /// The /metrics page (CollectorMetrics.swift).
     func metrics() -> String {
         guard let manager, let store else { return "" }
-        return CollectorMetrics.render(manager: manager, store: store, loop: loop, api: api, windows: summaryWindows,
+        return CollectorMetrics.render(manager: manager, store: store, loop: loop, api: api, http: [http, metricsHTTP].compactMap { $0 }, windows: summaryWindows,
                                        reloads: (applied: reloadsApplied, rejected: reloadsRejected),
                                        uptime: Clock.monotonic() - startedAt, remoteWrite: remoteWrite)
     }

@@ -4,13 +4,15 @@
 //   bytes read ─▶ ServerSession.feed ─▶ events
 //     .needKeys(project) ─▶ context.lookupKeys ┄┄ (later) keysArrived
 //         ─▶ a handshake turn (context.mayHandshake) ─▶ provideKeys
+//         ─▶ message 1 read, message 2 written ┄┄ message 3 read
 //     .hello(h)          ─▶ context.admit ─▶ accept(Welcome) | reject(Error)
 //     .record(r)         ─▶ context.received
 //     .closed(reason)    ─▶ close (an Error record when there is something to say)
 //   ServerSession.outbound ─▶ the connection's write queue
 //
-// The Wire session owns the protocol: the preamble, message 1's framing and
-// which key (if any) it was written with. This object owns the connection's
+// The Wire session owns the protocol: the preamble, the handshake messages,
+// which key (if any) message 3 was written with and the agent's static key.
+// Nothing about the agent reaches the context before message 3 proved it. This object owns the connection's
 // side of it — reading paused and resumed, bytes counted, outbound written,
 // deadlines, the phases of closing — and asks its `context` for everything
 // else. It holds what the collector knows of the agent (identity, operator
@@ -63,11 +65,17 @@ final class AgentSession: TCPConnectionHandler, DeadlineEntry, ConnectedAgent, C
     private var keys: HandshakeKeys?
     /// Queued for a handshake turn.
     private var awaitingTurn = false
+    /// Message 3 proved who the agent is; the registry's answer is awaited
+    /// with the Welcome it will get (`verifyIdentity`).
+    private var pendingAccept: (hello: Hello, welcome: Welcome)?
     /// The preamble's project id.
     private(set) var projectName = ""
 
     // Established: who the agent is.
     private(set) var projectId: Int64 = 0
+    /// The store's id of the access key the session authenticated with:
+    /// revoking that key closes the session (KeyRevocations).
+    private(set) var keyID: Int64 = 0
     /// The Hello's agent id; nil for a probe session.
     private(set) var agentID: String?
     /// (boot id, instance) as one key: batches are de-duplicated per agent
@@ -85,6 +93,8 @@ final class AgentSession: TCPConnectionHandler, DeadlineEntry, ConnectedAgent, C
     var reportedConfig: [String: ConfigEntry]?
     /// The stored overrides were pushed (on the first EffectiveConfig).
     var converged = false
+    /// The disk-spool figures of the latest Status (nil: no spool).
+    var spool: AgentSpoolFigures?
 
     // Established: flow.
     /// Batches between receipt and acknowledgement (the context's record
@@ -111,7 +121,7 @@ final class AgentSession: TCPConnectionHandler, DeadlineEntry, ConnectedAgent, C
 
     /// Wraps the accepted descriptor; the connection then owns it.
     func attach(fd: Int32, options: TCPConnection.Options) {
-        wire = ServerSession(limits: context.sessionLimits)
+        wire = ServerSession(staticKey: context.collectorKey, limits: context.sessionLimits)
         connection = TCPConnection(loop: context.loop, fd: fd, peer: peer, options: options, handler: self)
         if connection?.state == .open {
             context.setDeadline(self, at: acceptedAt + context.settings.handshakeTimeout)
@@ -176,6 +186,7 @@ final class AgentSession: TCPConnectionHandler, DeadlineEntry, ConnectedAgent, C
         context.didRead(self, bytes: taken)
         buffer.consume(taken)
         guard phase == .handshake else { return }
+        flushOutbound()         // message 2, when the keys were already here
         offerKeys()
         guard buffer.readableBytes > 0 else { return }
         if phase == .established {
@@ -223,16 +234,24 @@ final class AgentSession: TCPConnectionHandler, DeadlineEntry, ConnectedAgent, C
         return true
     }
 
+    /// Message 1 is read and message 2 written now (or the handshake fails);
+    /// what the agent sent after message 1 is read again.
     private func provideKeys() {
         guard let wire, let keys else { return }
         wire.provideKeys(keys.candidates) { event in self.handle(event) }
+        guard phase == .handshake else { return }
+        flushOutbound()
+        connection?.resumeReading()
     }
 
-    /// Message 1 authenticated under one of the project's keys.
+    /// Message 3 authenticated under one of the project's keys. An agent's
+    /// static key is checked against the registry before it is welcomed; a
+    /// probe carries no identity.
     private func helloArrived(_ hello: Hello?) {
         guard phase == .handshake, let wire, let keys else { return }
         self.keys = nil  // secrets are not kept past the handshake
         projectId = keys.projectId
+        keyID = keys.id(at: wire.keyIndex ?? 0)
         let admission = context.admit(self, hello: hello, revokedKey: keys.isRevoked(wire.keyIndex ?? 0))
         let welcome: Welcome
         switch admission {
@@ -243,6 +262,26 @@ final class AgentSession: TCPConnectionHandler, DeadlineEntry, ConnectedAgent, C
         case .welcome(let w):
             welcome = w
         }
+        guard let hello, let agentKey = wire.peerStaticKey else { return welcomed(nil, welcome) }
+        pendingAccept = (hello, welcome)
+        context.verifyIdentity(self, agentID: hello.agentID, key: agentKey)
+    }
+
+    /// The context's answer to `verifyIdentity`.
+    func identityAnswered(_ answer: IdentityAnswer) {
+        guard phase == .handshake, let (hello, welcome) = pendingAccept, let wire else { return }
+        pendingAccept = nil
+        switch answer {
+        case .refused(let error, let failure):
+            wire.reject(error)
+            failHandshake(failure)
+        case .accepted:
+            welcomed(hello, welcome)
+        }
+    }
+
+    private func welcomed(_ hello: Hello?, _ welcome: Welcome) {
+        guard let wire else { return }
         if let hello {
             agentID = hello.agentID
             dedupBoot = hello.instance == 0 ? hello.bootID : "\(hello.bootID)/\(hello.instance)"
@@ -276,6 +315,7 @@ final class AgentSession: TCPConnectionHandler, DeadlineEntry, ConnectedAgent, C
         context.handshakeFailed(self, failure)
         phase = .closing
         keys = nil
+        pendingAccept = nil
         if let out = wire?.outbound, out.readableBytes > 0 {
             flushOutbound()
             startClosing()
@@ -316,6 +356,7 @@ final class AgentSession: TCPConnectionHandler, DeadlineEntry, ConnectedAgent, C
             case .unknownProject: failHandshake(.unknownProject)
             case .handshakeFailed: failHandshake(.wrongKey)
             case .badHandshakePayload: failHandshake(.badHandshakePayload)
+            case .outdatedProtocol: failHandshake(.outdatedAgent)
             default: failHandshake(.badFrame)
             }
         case .welcome:
@@ -480,12 +521,13 @@ final class AgentSession: TCPConnectionHandler, DeadlineEntry, ConnectedAgent, C
         }
     }
 
-    /// Shutdown deadline: drop the connection now.
-    func abort() {
+    /// Shutdown deadline, or the outbound budget spent (OutboundBudget.swift):
+    /// drop the connection now, with what it has queued.
+    func abort(_ reason: CloseReason = .local) {
         guard phase != .closed else { return }
         if phase == .established {
-            wire?.close(.local)
-            context.sessionEnded(self, reason: .local)
+            wire?.close(reason)
+            context.sessionEnded(self, reason: reason)
         } else if phase == .handshake {
             context.handshakeFailed(self, .shuttingDown)
         }

@@ -11,17 +11,25 @@ import Wire
 
 /// The collector's answer to an authenticated Hello.
 enum Admission {
-    /// Accept: message 2 carries this Welcome.
+    /// Accept: the first transport message carries this Welcome.
     case welcome(Welcome)
-    /// Refuse: message 2 carries this Error, and the handshake counts as
+    /// Refuse: the first transport message carries this Error, and the handshake counts as
     /// failed for `failure`.
     case refuse(ErrorRecord, HandshakeFailure)
+}
+
+/// The registry's answer about an agent's identity.
+enum IdentityAnswer {
+    case accepted
+    case refused(ErrorRecord, HandshakeFailure)
 }
 
 protocol AgentSessionContext: AnyObject {
     var loop: EventLoop { get }
     /// The Wire session's bounds (handshake size, string table, outbound).
     var sessionLimits: SessionLimits { get }
+    /// The installation's static key pair (`data_dir/collector_key`).
+    var collectorKey: StaticKeyPair { get }
     /// Timeouts and `max_clients` in force (they change on SIGHUP).
     var settings: SessionSettings { get }
 
@@ -38,6 +46,10 @@ protocol AgentSessionContext: AnyObject {
     /// Whether `s` may try its keys in this iteration. When not, it waits
     /// and `s.handshakeTurn()` is called on a later iteration.
     func mayHandshake(_ s: AgentSession) -> Bool
+    /// Message 3 proved `key` for the Hello's agent id: enroll it or check
+    /// it against the registry; answer with `s.identityAnswered(_:)` on a
+    /// later iteration. Nothing about the agent is written before this.
+    func verifyIdentity(_ s: AgentSession, agentID: String, key: Key32)
     /// What to answer an authenticated Hello (nil: a probe).
     func admit(_ s: AgentSession, hello: Hello?, revokedKey: Bool) -> Admission
     func handshakeFailed(_ s: AgentSession, _ failure: HandshakeFailure)

@@ -32,9 +32,18 @@ public enum HandshakeFailure: Int, CaseIterable, Sendable, CustomStringConvertib
     /// The key lookup failed in the store.
     case storeError
     case shuttingDown
+    /// A protocol-version-1 agent, told to upgrade.
+    case outdatedAgent
+    /// The agent id is enrolled with another static key.
+    case agentKeyMismatch
+    /// The agent id is enrolled in another project.
+    case agentInOtherProject
 
     public var description: String {
         switch self {
+        case .outdatedAgent: return "outdated_agent"
+        case .agentKeyMismatch: return "agent_key_mismatch"
+        case .agentInOtherProject: return "agent_in_other_project"
         case .badPreamble: return "bad_preamble"
         case .unknownProject: return "unknown_project"
         case .wrongKey: return "wrong_key"

@@ -17,6 +17,10 @@ protocol ConnectedAgent: ControlTarget {
 }
 
 protocol ConnectedAgents: AnyObject {
+    /// The installation's static public key (the third part of access keys).
+    var collectorPublicKey: Key32 { get }
+    /// A key was revoked through the API: its sessions close now.
+    func keyRevoked(_ keyID: Int64)
     /// The session of a connected agent, nil when it has none.
     func session(forAgent id: String) -> ConnectedAgent?
     /// Control requests to agents, with audit.

@@ -42,11 +42,15 @@ public enum SessionLimitCause: Int, CaseIterable, Sendable, CustomStringConverti
     case statusReplaced
     /// A ScheduleRequest joined the session's outstanding one.
     case scheduleCoalesced
+    /// A session dropped for holding more than its share of
+    /// `session_outbound_budget_bytes` while the budget was spent.
+    case outboundBudget
 
     public var description: String {
         switch self {
         case .statusReplaced: return "status_replaced"
         case .scheduleCoalesced: return "schedule_coalesced"
+        case .outboundBudget: return "outbound_budget"
         }
     }
 }

@@ -30,6 +30,8 @@ public struct SessionSettings: Sendable {
     public var maxHandshakesPerAddress: Int
     /// Slots of `maxClients` that connections in their handshake cannot take.
     public var handshakeReserve: Int
+    /// Bytes queued to send to agents across all sessions (OutboundBudget.swift).
+    public var outboundBudget = 256 << 20
 
     public init(maxClients: Int, handshakeTimeout: Double, idleTimeout: Double, statusWriteInterval: Double = 0,
                 maxHandshakesPerAddress: Int = 64, handshakeReserve: Int = 0) {
@@ -63,13 +65,17 @@ public final class SessionManager {
     let store: MeasurementStore
     public var settings: SessionSettings
     let sessionLimits: SessionLimits
+    let collectorKey: StaticKeyPair
     let connectionOptions: TCPConnection.Options
     private(set) lazy var wheel = DeadlineWheel<AgentSession>(loop: loop) { $0.deadlinePassed() }
     let keys: KeyDirectory
+    private(set) var revocations: KeyRevocations!
     let patterns: PatternDirectory
     let schedules: ScheduleDirectory
     let control: ControlRouter
     public internal(set) var stats = CollectorStats()
+    /// The bytes queued to agents across sessions, against `outboundBudget`.
+    private(set) lazy var outbound = OutboundBudget(loop: loop)
     var failureLog = LogLimiter(interval: 60, maxKeys: 4096)
     private var troubleLog = LogLimiter(interval: 60, maxKeys: 64)
 
@@ -118,8 +124,9 @@ public final class SessionManager {
     public private(set) var isShuttingDown = false
     private var drained: (() -> Void)?
 
-    public init(loop: EventLoop, store: MeasurementStore, settings: SessionSettings) {
+    public init(loop: EventLoop, store: MeasurementStore, settings: SessionSettings, collectorKey: StaticKeyPair) {
         self.loop = loop
+        self.collectorKey = collectorKey
         self.store = store
         self.settings = settings
         // Bounds per session: a 16 KiB handshake, a 64 KiB string table,
@@ -134,12 +141,28 @@ public final class SessionManager {
         o.maxReadBuffer = Preamble.maxLength + 2 + sessionLimits.maxHandshakeLength
         o.maxQueuedBytes = 2 << 20
         connectionOptions = o
-        keys = KeyDirectory(store: store)
+        keys = KeyDirectory(loop: loop, store: store)
+        revocations = nil
         patterns = PatternDirectory(loop: loop, store: store)
         schedules = ScheduleDirectory(loop: loop, store: store)
         control = ControlRouter(loop: loop, store: store)
         // Session ids differ across restarts without coordination.
         nextSessionID = UInt64(max(0, Clock.wallMillis())) << 16
+        revocations = KeyRevocations(loop: loop, store: store) { [unowned self] id in self.closeSessions(usingKey: id) }
+        revocations.start()
+    }
+
+    /// Ends every established session that authenticated with access key
+    /// `keyID` (revoked): an Error record says why.
+    @discardableResult
+    func closeSessions(usingKey keyID: Int64) -> Int {
+        var n = 0
+        for s in Array(sessions.values) where s.phase == .established && s.keyID == keyID {
+            s.close(.keyRevoked, error: ErrorRecord(code: .rejected, message: "access key revoked"))
+            n += 1
+        }
+        if n > 0 { Log.info("sessions closed: access key revoked", ["key": "\(keyID)", "sessions": "\(n)"]) }
+        return n
     }
 
     // MARK: accepting
@@ -216,6 +239,13 @@ public final class SessionManager {
 
     /// Agents by project and operator state: connected agents by their
     /// state, every other known agent as `not_visible`.
+    /// The connected agents' spool figures, summed per project.
+    func agentSpoolsByProject() -> [String: AgentSpoolFigures] {
+        var out: [String: AgentSpoolFigures] = [:]
+        for s in agents.values { if let f = s.spool { out[s.projectName, default: AgentSpoolFigures()].add(f) } }
+        return out
+    }
+
     func agentCountsByProject() -> [String: [CollectorStore.AgentState: Int]] {
         var out: [String: [CollectorStore.AgentState: Int]] = [:]
         for s in agents.values { out[s.projectName, default: [:]][s.state, default: 0] += 1 }
@@ -245,6 +275,7 @@ public final class SessionManager {
     public func shutdown(_ done: @escaping () -> Void) {
         guard !isShuttingDown else { return }
         isShuttingDown = true
+        revocations.stop()
         drained = done
         control.cancelAll()
         for s in Array(sessions.values) { s.drain() }
@@ -310,6 +341,35 @@ extension SessionManager: AgentSessionContext {
         waitingForTurn.append(s)
         handshakeTurns.schedule()
         return false
+    }
+
+    /// One write (or comparison) per completed handshake: the first
+    /// handshake of an id enrolls its key; later ones must prove the same
+    /// key in the same project. Refusals write nothing.
+    func verifyIdentity(_ s: AgentSession, agentID: String, key: Key32) {
+        let project = s.projectName
+        let publicKey = Base64URL.encode(key.bytes)
+        store.enrollAgent(id: agentID, projectId: s.projectId, publicKey: publicKey, at: Clock.wallMillis()) { [weak s] r in
+            guard let s else { return }
+            switch r {
+            case .success(.enrolled):
+                Log.info("agent enrolled", ["agent": agentID, "project": project, "public_key": publicKey])
+                s.identityAnswered(.accepted)
+            case .success(.known):
+                s.identityAnswered(.accepted)
+            case .success(.keyMismatch):
+                s.identityAnswered(.refused(ErrorRecord(code: .identityMismatch, message:
+                    "agent id '\(agentID)' is enrolled with another static key; if this host was rebuilt, "
+                    + "reset its identity on the collector (POST /api/v1/agents/{id}/reset-identity)"), .agentKeyMismatch))
+            case .success(.otherProject):
+                s.identityAnswered(.refused(ErrorRecord(code: .identityMismatch, message:
+                    "agent id '\(agentID)' belongs to another project"), .agentInOtherProject))
+            case .failure(let e):
+                Log.warn("store: agent identity check failed", ["agent": agentID, "error": "\(e)"])
+                s.identityAnswered(.refused(ErrorRecord(code: .internalError, message: "the collector cannot read its registry"),
+                                            .storeError))
+            }
+        }
     }
 
     func admit(_ s: AgentSession, hello: Hello?, revokedKey: Bool) -> Admission {
@@ -395,7 +455,17 @@ extension SessionManager: AgentSessionContext {
         if s.phase == .established { inputBudget.spend(bytes, in: loop.iteration) }
     }
 
-    func didWrite(_ s: AgentSession, bytes: Int) { stats.bytesOut &+= UInt64(bytes) }
+    func didWrite(_ s: AgentSession, bytes: Int) {
+        stats.bytesOut &+= UInt64(bytes)
+        if outbound.observe(s, budget: settings.outboundBudget, sessions: established) {
+            stats.limited(.outboundBudget)
+            Log.warn("session dropped: outbound budget spent and it holds more than its share",
+                     ["agent": s.agentID ?? "-", "queued_bytes": "\(s.connection?.queuedBytes ?? 0)",
+                      "total_bytes": "\(outbound.total)", "budget_bytes": "\(settings.outboundBudget)"])
+            // Not from inside the session's own write.
+            loop.defer { s.abort(.outboundOverflow) }
+        }
+    }
     func writeRefused(_ s: AgentSession) { stats.writesRefused &+= 1 }
     func pinged(_ s: AgentSession) { stats.pingsSent &+= 1 }
 
@@ -419,6 +489,7 @@ extension SessionManager: AgentSessionContext {
     }
 
     func sessionFinished(_ s: AgentSession) {
+        outbound.forget(s)
         open -= 1
         closing -= 1
         sessions.removeValue(forKey: s.sessionID)
@@ -433,4 +504,6 @@ extension SessionManager: AgentSessionContext {
 
 extension SessionManager: ConnectedAgents {
     func session(forAgent id: String) -> ConnectedAgent? { agents[id] }
+    var collectorPublicKey: Key32 { collectorKey.publicKey }
+    func keyRevoked(_ keyID: Int64) { revocations.revoked(keyID) }
 }

@@ -22,10 +22,13 @@ public struct AgentHello: Sendable {
     public var version: String
     public var bootId: String
     public var at: Int64
+    /// `agent` (a vigil-agent's session) or `upload` (the virtual agent of a project's uploads).
+    public var mode: String
 
-    public init(id: String, projectId: Int64, name: String, hostname: String, version: String, bootId: String, at: Int64) {
+    public init(id: String, projectId: Int64, name: String, hostname: String, version: String, bootId: String, at: Int64,
+                mode: String = AgentRecord.agentMode) {
         self.id = id; self.projectId = projectId; self.name = name; self.hostname = hostname
-        self.version = version; self.bootId = bootId; self.at = at
+        self.version = version; self.bootId = bootId; self.at = at; self.mode = mode
     }
 }
 
@@ -45,6 +48,11 @@ public struct AgentRecord: Equatable, Sendable {
     /// The latest status snapshot (JSON text) and its time.
     public var status: String?
     public var statusTs: Int64?
+    /// `agent` or `upload` (AgentHello.mode).
+    public var mode: String = AgentRecord.agentMode
+
+    public static let agentMode = "agent"
+    public static let uploadMode = "upload"
 }
 
 /// One entry of an agent's state history.

@@ -66,6 +66,19 @@ public struct MonitorDefinitions: Equatable, Sendable {
     public var json: String
 }
 
+/// The answer to `enrollAgent`: what the registry holds for an agent id
+/// against the (project, static key) a completed handshake proved.
+public enum Enrollment: Equatable, Sendable {
+    /// The id was new (or reset): it is now bound to this project and key.
+    case enrolled
+    /// The id is bound to this project and this key.
+    case known
+    /// The id is bound to this project and another key: refused.
+    case keyMismatch
+    /// The id belongs to another project: refused, nothing changed.
+    case otherProject
+}
+
 public struct AuditEntry: Equatable, Sendable {
     public var ts: Int64
     /// Who: e.g. `api` with a token fingerprint, `cli`.

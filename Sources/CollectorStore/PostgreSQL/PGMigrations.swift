@@ -206,6 +206,50 @@ enum PGMigrations {
         );
         CREATE INDEX batch_sequences_updated ON batch_sequences(updated_ms);
         """),
+        // As SQLite's step "agent identities": an agent is (project, agent
+        // id, static public key); agents known before keep their project and
+        // enroll their key at their next handshake (public_key NULL).
+        PGMigration(version: 2, name: "agent identities", sql: """
+        CREATE TABLE agent_identities (
+            agent_id    text PRIMARY KEY,
+            project_id  bigint NOT NULL REFERENCES projects(id),
+            public_key  text,
+            enrolled_ms bigint NOT NULL
+        );
+        INSERT INTO agent_identities(agent_id, project_id, public_key, enrolled_ms)
+            SELECT id, project_id, NULL, 0 FROM agents;
+        """),
+        // As SQLite's step "collector health history": one row per sample,
+        // keyed by its time; counts per interval, latencies in µs.
+        PGMigration(version: 3, name: "collector health history", sql: """
+        CREATE TABLE collector_samples (
+            ts_ms                      bigint PRIMARY KEY,
+            interval_ms                bigint NOT NULL,
+            sessions_handshake         bigint NOT NULL,
+            sessions_established       bigint NOT NULL,
+            sessions_closing           bigint NOT NULL,
+            agents_connecting          bigint NOT NULL,
+            agents_stopped             bigint NOT NULL,
+            agents_capturing           bigint NOT NULL,
+            agents_wrong_configuration bigint NOT NULL,
+            handshakes                 bigint NOT NULL,
+            handshake_failures         bigint NOT NULL,
+            records_in                 bigint NOT NULL,
+            rows_stored                bigint NOT NULL,
+            commit_p99_us              bigint NOT NULL,
+            commit_max_us              bigint NOT NULL,
+            lag_p99_us                 bigint NOT NULL,
+            lag_max_us                 bigint NOT NULL,
+            dropped                    bigint NOT NULL,
+            store_failures             bigint NOT NULL,
+            pending_rows               bigint NOT NULL
+        );
+        """),
+        // As SQLite's step "agent mode": `agent` (a vigil-agent's session)
+        // or `upload` (the virtual agent of a project's uploaded captures).
+        PGMigration(version: 4, name: "agent mode", sql: """
+        ALTER TABLE agents ADD COLUMN mode text NOT NULL DEFAULT 'agent';
+        """),
     ]
 
     static var latest: Int { all.last?.version ?? 0 }

@@ -135,14 +135,14 @@ extension PostgreSQLStore {
         }
         enqueueWrite(rows: 2, { [weak self] (tx: PGTransaction<AgentRecord>) in
             tx.query("""
-                INSERT INTO agents(id, project_id, name, hostname, version, boot_id, state, state_since_ms, first_seen_ms, last_seen_ms)
-                SELECT $1, $2, $3, $4, $5, $6, 'not_visible', $7, $7, $7 WHERE EXISTS (SELECT 1 FROM projects WHERE id = $2)
+                INSERT INTO agents(id, project_id, name, hostname, version, boot_id, state, state_since_ms, first_seen_ms, last_seen_ms, mode)
+                SELECT $1, $2, $3, $4, $5, $6, 'not_visible', $7, $7, $7, $8 WHERE EXISTS (SELECT 1 FROM projects WHERE id = $2)
                 ON CONFLICT (id) DO UPDATE SET project_id = excluded.project_id, name = excluded.name,
                     hostname = excluded.hostname, version = excluded.version, boot_id = excluded.boot_id,
-                    last_seen_ms = greatest(agents.last_seen_ms, excluded.last_seen_ms)
+                    last_seen_ms = greatest(agents.last_seen_ms, excluded.last_seen_ms), mode = excluded.mode
                 RETURNING id
                 """, [hello.id, PGText.int(hello.projectId), hello.name, hello.hostname, hello.version, hello.bootId,
-                      PGText.int(hello.at)]) { r in
+                      PGText.int(hello.at), hello.mode]) { r in
                 guard r.count == 1 else { return tx.fail(.notFound("project \(hello.projectId)")) }
                 self?.applyState(agent: hello.id, state: .connecting, messages: [], at: hello.at, tx) { _ in
                     PostgreSQLStore.readAgents(tx, id: hello.id, project: nil) { agents in

@@ -183,7 +183,7 @@ extension PostgreSQLStore {
         }
         tx.query("""
             SELECT a.id, a.project_id, p.name, a.name, a.hostname, a.version, a.boot_id, a.state, a.state_messages,
-                   a.state_since_ms, a.first_seen_ms, a.last_seen_ms, a.status, a.status_ms
+                   a.state_since_ms, a.first_seen_ms, a.last_seen_ms, a.status, a.status_ms, a.mode
             FROM agents a JOIN projects p ON p.id = a.project_id
             """ + f.sql + " ORDER BY a.id COLLATE \"C\"" + (limit.map { " LIMIT \(max(0, $0))" } ?? ""), f.values) { r in
             next((0..<r.count).map { i in
@@ -191,7 +191,8 @@ extension PostgreSQLStore {
                             hostname: r.text(i, 4) ?? "", version: r.text(i, 5) ?? "", bootId: r.text(i, 6) ?? "",
                             state: AgentState(rawValue: r.text(i, 7) ?? "") ?? .notVisible,
                             stateMessages: MessageList.decode(r.text(i, 8) ?? ""), stateSince: r.int(i, 9) ?? 0,
-                            firstSeen: r.int(i, 10) ?? 0, lastSeen: r.int(i, 11) ?? 0, status: r.text(i, 12), statusTs: r.int(i, 13))
+                            firstSeen: r.int(i, 10) ?? 0, lastSeen: r.int(i, 11) ?? 0, status: r.text(i, 12), statusTs: r.int(i, 13),
+                            mode: r.text(i, 14) ?? AgentRecord.agentMode)
             })
         }
     }

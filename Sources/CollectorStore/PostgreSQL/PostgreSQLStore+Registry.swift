@@ -1,5 +1,6 @@
 // PostgreSQLStore, registry: projects and keys, filter patterns, monitor
-// definitions, configuration overrides, forgetting an agent, the audit log.
+// definitions, configuration overrides, forgetting an agent, agent
+// identities, the audit log.
 // Loop thread; each public method queues one write transaction or one read.
 
 extension PostgreSQLStore {
@@ -61,6 +62,17 @@ extension PostgreSQLStore {
                     }
                     tx.done(keys)
                 }
+            }
+        }, completion: completion)
+    }
+
+    public func keysRevoked(since: Int64, completion: @escaping StoreCompletion<[KeyInfo]>) {
+        enqueueRead({ (tx: PGTransaction<[KeyInfo]>) in
+            tx.query("""
+                SELECT k.id, p.name, k.created_ms, k.revoked_ms FROM project_keys k JOIN projects p ON p.id = k.project_id
+                WHERE k.revoked_ms >= $1 ORDER BY k.id
+                """, [PGText.int(since)]) { r in
+                tx.done((0..<r.count).map { KeyInfo(id: r.int($0, 0)!, project: r.text($0, 1)!, created: r.int($0, 2)!, revoked: r.int($0, 3)) })
             }
         }, completion: completion)
     }
@@ -135,9 +147,58 @@ extension PostgreSQLStore {
                 guard r.count == 1 else { return tx.fail(.notFound("agent '\(id)'")) }
                 tx.query("""
                     WITH a AS (DELETE FROM agent_states WHERE agent_id = $1), b AS (DELETE FROM agent_status WHERE agent_id = $1),
-                         c AS (DELETE FROM config_overrides WHERE agent_id = $1)
+                         c AS (DELETE FROM config_overrides WHERE agent_id = $1), d AS (DELETE FROM agent_identities WHERE agent_id = $1)
                     DELETE FROM agents WHERE id = $1
                     """, [id]) { _ in tx.done(()) }
+            }
+        }, completion: completion)
+    }
+
+    // MARK: agent identity
+
+    /// As SQLite's. The insert is tried first (ON CONFLICT DO NOTHING), so
+    /// two collectors enrolling one new id at once bind it once; an
+    /// existing row is then read locked (FOR UPDATE) before it is compared
+    /// or, reset, given the key.
+    public func enrollAgent(id: String, projectId: Int64, publicKey: String, at: Int64,
+                            completion: @escaping StoreCompletion<Enrollment>) {
+        guard !id.isEmpty, !publicKey.isEmpty else {
+            counters.refusedInvalid &+= 1
+            return deliverLater(completion, .failure(.invalid("enrolling needs an agent id and a key")))
+        }
+        enqueueWrite(rows: 1, { (tx: PGTransaction<Enrollment>) in
+            tx.query("""
+                INSERT INTO agent_identities(agent_id, project_id, public_key, enrolled_ms) VALUES ($1, $2, $3, $4)
+                ON CONFLICT (agent_id) DO NOTHING RETURNING 1
+                """, [id, PGText.int(projectId), publicKey, PGText.int(at)]) { r in
+                if r.count == 1 { return tx.done(.enrolled) }
+                tx.query("SELECT project_id, public_key FROM agent_identities WHERE agent_id = $1 FOR UPDATE", [id]) { r in
+                    guard r.count == 1 else { return tx.fail(.unavailable("agent identity '\(id)' went while enrolling")) }
+                    guard r.int(0, 0) == projectId else { return tx.done(.otherProject) }
+                    guard let key = r.text(0, 1) else {
+                        return tx.query("UPDATE agent_identities SET public_key = $1, enrolled_ms = $2 WHERE agent_id = $3",
+                                        [publicKey, PGText.int(at), id]) { _ in tx.done(.enrolled) }
+                    }
+                    tx.done(key == publicKey ? .known : .keyMismatch)
+                }
+            }
+        }, completion: completion)
+    }
+
+    public func resetAgentIdentity(id: String, completion: @escaping StoreCompletion<Void>) {
+        enqueueWrite(rows: 1, { (tx: PGTransaction<Void>) in
+            tx.query("UPDATE agent_identities SET public_key = NULL WHERE agent_id = $1", [id]) { r in
+                guard r.affected > 0 else { return tx.fail(.notFound("agent '\(id)'")) }
+                tx.done(())
+            }
+        }, completion: completion)
+    }
+
+    public func agentIdentity(id: String, completion: @escaping StoreCompletion<String?>) {
+        enqueueRead({ (tx: PGTransaction<String?>) in
+            tx.query("SELECT public_key FROM agent_identities WHERE agent_id = $1", [id]) { r in
+                guard r.count == 1 else { return tx.fail(.notFound("agent '\(id)'")) }
+                tx.done(r.text(0, 0))
             }
         }, completion: completion)
     }

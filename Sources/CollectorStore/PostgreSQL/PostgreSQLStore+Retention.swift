@@ -120,10 +120,12 @@ extension PostgreSQLStore {
 
     /// As SQLiteStore's: `removeExpired` every `interval` s with a cutoff
     /// of `retentionDays` (skipped while 0 or while a pass runs), then
-    /// `removeStaleAgents` with `agentRetentionDays`.
-    public func startRetention(days: Int, agentDays: Int, every interval: Double, firstAfter: Double) {
+    /// `removeStaleAgents` with `agentRetentionDays`, then
+    /// `removeExpiredCollectorSamples` with `selfMetricsRetentionDays`.
+    public func startRetention(days: Int, agentDays: Int, selfMetricsDays: Int, every interval: Double, firstAfter: Double) {
         retentionDays = days
         agentRetentionDays = agentDays
+        selfMetricsRetentionDays = selfMetricsDays
         retentionTimer?.stop()
         let t = TimerWatcher(loop: loop) { [weak self] _ in self?.retentionTick() }
         t.start(after: firstAfter, repeat: interval)
@@ -136,14 +138,29 @@ extension PostgreSQLStore {
     }
 
     private func retentionTick() {
-        guard !retentionRunning, !isClosed, retentionDays > 0 || agentRetentionDays > 0 else { return }
+        guard !retentionRunning, !isClosed, retentionDays > 0 || agentRetentionDays > 0 || selfMetricsRetentionDays > 0 else {
+            return
+        }
         retentionRunning = true
         let now = Clock.wallMillis()
+        let collectorSamples: () -> Void = { [weak self] in
+            guard let self, self.selfMetricsRetentionDays > 0, !self.isClosed else { self?.retentionRunning = false; return }
+            let days = self.selfMetricsRetentionDays
+            self.removeExpiredCollectorSamples(olderThan: now - Int64(days) * 86_400_000) { [weak self] result in
+                self?.retentionRunning = false
+                switch result {
+                case .success(let n) where n > 0:
+                    Log.info("store: retention removed \(n) collector health samples older than \(days) days")
+                case .success: break
+                case .failure(let e): Log.warn("store: collector history retention failed: \(e)")
+                }
+            }
+        }
         let forgetAgents: () -> Void = { [weak self] in
-            guard let self, self.agentRetentionDays > 0, !self.isClosed else { self?.retentionRunning = false; return }
+            guard let self, self.agentRetentionDays > 0, !self.isClosed else { return collectorSamples() }
             let days = self.agentRetentionDays
             self.removeStaleAgents(notSeenSince: now - Int64(days) * 86_400_000) { [weak self] result in
-                self?.retentionRunning = false
+                defer { collectorSamples() }
                 switch result {
                 case .success(let ids) where !ids.isEmpty:
                     Log.info("store: retention forgot \(ids.count) agents not seen for \(days) days")

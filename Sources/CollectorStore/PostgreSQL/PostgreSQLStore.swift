@@ -369,6 +369,7 @@ public final class PostgreSQLStore: OperatedStore {
     var retentionRunning = false
     public var retentionDays = 0
     public var agentRetentionDays = 0
+    public var selfMetricsRetentionDays = 0
     public var agentsForgotten: (([String]) -> Void)?
     /// The server and database, password redacted.
     public var location: String { PGConnInfo.redacted(options.conninfo) }

@@ -291,6 +291,52 @@ enum Migrations {
         ALTER TABLE measurements ADD COLUMN outcome_error INTEGER NOT NULL DEFAULT 0;
         ALTER TABLE events ADD COLUMN error_class TEXT NOT NULL DEFAULT '';
         """),
+        // An agent is (project, agent id, static public key). Agents known
+        // before identities existed keep their project and enroll their key
+        // at their next handshake (public_key NULL: enroll on next connect).
+        Migration(version: 7, name: "agent identities", sql: """
+        CREATE TABLE agent_identities (
+            agent_id    TEXT PRIMARY KEY,
+            project_id  INTEGER NOT NULL REFERENCES projects(id),
+            public_key  TEXT,
+            enrolled_ms INTEGER NOT NULL
+        );
+        INSERT INTO agent_identities(agent_id, project_id, public_key, enrolled_ms)
+            SELECT id, project_id, NULL, 0 FROM agents;
+        """),
+        // The collector's own health, one row per sample (CollectorSample):
+        // counts per interval, latencies in µs. The time is the key, so rows
+        // sit in time order and retention deletes a range at the left edge.
+        Migration(version: 8, name: "collector health history", sql: """
+        CREATE TABLE collector_samples (
+            ts_ms                      INTEGER PRIMARY KEY,
+            interval_ms                INTEGER NOT NULL,
+            sessions_handshake         INTEGER NOT NULL,
+            sessions_established       INTEGER NOT NULL,
+            sessions_closing           INTEGER NOT NULL,
+            agents_connecting          INTEGER NOT NULL,
+            agents_stopped             INTEGER NOT NULL,
+            agents_capturing           INTEGER NOT NULL,
+            agents_wrong_configuration INTEGER NOT NULL,
+            handshakes                 INTEGER NOT NULL,
+            handshake_failures         INTEGER NOT NULL,
+            records_in                 INTEGER NOT NULL,
+            rows_stored                INTEGER NOT NULL,
+            commit_p99_us              INTEGER NOT NULL,
+            commit_max_us              INTEGER NOT NULL,
+            lag_p99_us                 INTEGER NOT NULL,
+            lag_max_us                 INTEGER NOT NULL,
+            dropped                    INTEGER NOT NULL,
+            store_failures             INTEGER NOT NULL,
+            pending_rows               INTEGER NOT NULL
+        );
+        """),
+        // How an agent's data reaches the collector: `agent` (a vigil-agent
+        // over a session) or `upload` (the virtual agent capture files
+        // uploaded to a project are stored under).
+        Migration(version: 9, name: "agent mode", sql: """
+        ALTER TABLE agents ADD COLUMN mode TEXT NOT NULL DEFAULT 'agent';
+        """),
     ]
 
     static var latest: Int { all.last?.version ?? 0 }

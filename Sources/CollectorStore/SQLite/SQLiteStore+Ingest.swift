@@ -28,15 +28,16 @@ extension SQLiteStore {
         }
         enqueueWrite(rows: 2, { writer in
             let s = try writer.db.statement("""
-                INSERT INTO agents(id, project_id, name, hostname, version, boot_id, state, state_since_ms, first_seen_ms, last_seen_ms)
-                VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'not_visible', ?7, ?7, ?7)
+                INSERT INTO agents(id, project_id, name, hostname, version, boot_id, state, state_since_ms, first_seen_ms, last_seen_ms, mode)
+                VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'not_visible', ?7, ?7, ?7, ?8)
                 ON CONFLICT (id) DO UPDATE SET project_id = excluded.project_id, name = excluded.name,
                     hostname = excluded.hostname, version = excluded.version, boot_id = excluded.boot_id,
-                    last_seen_ms = max(last_seen_ms, excluded.last_seen_ms)
+                    last_seen_ms = max(last_seen_ms, excluded.last_seen_ms), mode = excluded.mode
                 """)
             defer { s.reset() }
             s.bind(1, hello.id); s.bind(2, hello.projectId); s.bind(3, hello.name); s.bind(4, hello.hostname)
             s.bind(5, hello.version); s.bind(6, hello.bootId); s.bind(7, hello.at)
+            s.bind(8, hello.mode)
             do { try s.run() } catch let e as SQLiteError where e.primaryCode == SQLITE_CONSTRAINT {  // no such project
                 throw StoreError.notFound("project \(hello.projectId)")
             }

@@ -216,7 +216,7 @@ extension SQLiteWriter {
         }
         let s = try db.statement("""
             SELECT a.id, a.project_id, p.name, a.name, a.hostname, a.version, a.boot_id, a.state, a.state_messages,
-                   a.state_since_ms, a.first_seen_ms, a.last_seen_ms, a.status, a.status_ms
+                   a.state_since_ms, a.first_seen_ms, a.last_seen_ms, a.status, a.status_ms, a.mode
             FROM agents a JOIN projects p ON p.id = a.project_id
             """ + f.sql + " ORDER BY a.id LIMIT \(limit.map { max(0, $0) } ?? -1)")
         defer { s.reset() }
@@ -228,7 +228,7 @@ extension SQLiteWriter {
                                    state: AgentState(rawValue: s.text(7)) ?? .notVisible,
                                    stateMessages: MessageList.decode(s.text(8)), stateSince: s.int64(9),
                                    firstSeen: s.int64(10), lastSeen: s.int64(11), status: s.optionalText(12),
-                                   statusTs: s.optionalInt64(13)))
+                                   statusTs: s.optionalInt64(13), mode: s.text(14)))
         }
         return out
     }

@@ -74,6 +74,20 @@ extension SQLiteStore {
         }, completion: completion)
     }
 
+    public func keysRevoked(since: Int64, completion: @escaping StoreCompletion<[KeyInfo]>) {
+        enqueueRead({ writer in
+            let s = try writer.db.statement("""
+                SELECT k.id, p.name, k.created_ms, k.revoked_ms FROM project_keys k JOIN projects p ON p.id = k.project_id
+                WHERE k.revoked_ms >= ? ORDER BY k.id
+                """)
+            defer { s.reset() }
+            s.bind(1, since)
+            var out: [KeyInfo] = []
+            while try s.step() { out.append(KeyInfo(id: s.int64(0), project: s.text(1), created: s.int64(2), revoked: s.optionalInt64(3))) }
+            return out
+        }, completion: completion)
+    }
+
     public func projects(completion: @escaping StoreCompletion<[ProjectInfo]>) {
         enqueueRead({ writer in
             let s = try writer.db.statement("SELECT id, name, created_ms FROM projects ORDER BY name")
@@ -119,9 +133,54 @@ extension SQLiteStore {
             guard try writer.db.scalar("SELECT 1 FROM agents WHERE id = ?", [.text(id)]) != nil else {
                 throw StoreError.notFound("agent '\(id)'")
             }
-            for table in ["agent_states", "agent_status", "config_overrides", "agents"] {
+            for table in ["agent_states", "agent_status", "config_overrides", "agent_identities", "agents"] {
                 try writer.db.run("DELETE FROM \(table) WHERE \(table == "agents" ? "id" : "agent_id") = ?", [.text(id)])
             }
+        }, completion: completion)
+    }
+
+    // MARK: agent identity
+
+    public func enrollAgent(id: String, projectId: Int64, publicKey: String, at: Int64,
+                            completion: @escaping StoreCompletion<Enrollment>) {
+        guard !id.isEmpty, !publicKey.isEmpty else {
+            loopStats.refusedInvalid &+= 1
+            return deliverLater(completion, .failure(.invalid("enrolling needs an agent id and a key")))
+        }
+        enqueueWrite(rows: 1, { writer in
+            let s = try writer.db.statement("SELECT project_id, public_key FROM agent_identities WHERE agent_id = ?")
+            s.bind(1, id)
+            let found = try s.step() ? (project: s.int64(0), key: s.optionalText(1)) : nil
+            s.reset()
+            guard let found else {
+                try writer.db.run("INSERT INTO agent_identities(agent_id, project_id, public_key, enrolled_ms) VALUES (?, ?, ?, ?)",
+                                  [.text(id), .integer(projectId), .text(publicKey), .integer(at)])
+                return .enrolled
+            }
+            guard found.project == projectId else { return .otherProject }
+            guard let key = found.key else {
+                try writer.db.run("UPDATE agent_identities SET public_key = ?, enrolled_ms = ? WHERE agent_id = ?",
+                                  [.text(publicKey), .integer(at), .text(id)])
+                return .enrolled
+            }
+            return key == publicKey ? .known : .keyMismatch
+        }, completion: completion)
+    }
+
+    public func resetAgentIdentity(id: String, completion: @escaping StoreCompletion<Void>) {
+        enqueueWrite(rows: 1, { writer in
+            try writer.db.run("UPDATE agent_identities SET public_key = NULL WHERE agent_id = ?", [.text(id)])
+            guard writer.db.changes > 0 else { throw StoreError.notFound("agent '\(id)'") }
+        }, completion: completion)
+    }
+
+    public func agentIdentity(id: String, completion: @escaping StoreCompletion<String?>) {
+        enqueueRead({ writer in
+            let s = try writer.db.statement("SELECT public_key FROM agent_identities WHERE agent_id = ?")
+            defer { s.reset() }
+            s.bind(1, id)
+            guard try s.step() else { throw StoreError.notFound("agent '\(id)'") }
+            return s.optionalText(0)
         }, completion: completion)
     }
 

@@ -48,6 +48,9 @@ public final class SQLiteStore: MeasurementStore {
     /// Days without a session after which the retention timer forgets an
     /// agent (0: never). Changeable while running.
     public var agentRetentionDays = 0
+    /// Days of the collector's health history kept by the retention timer
+    /// (0: keep it all). Changeable while running.
+    public var selfMetricsRetentionDays = 0
     /// Told (on the loop) which agents the retention timer forgot.
     public var agentsForgotten: (([String]) -> Void)?
     /// The schema version of the open database.

@@ -55,6 +55,9 @@ public protocol MeasurementStore: AnyObject {
     /// revoked ones in `revoked` so a session presenting a revoked key can
     /// be told so. `.notFound` for an unknown project.
     func handshakeKeys(project: String, completion: @escaping StoreCompletion<ProjectKeys>)
+    /// Keys revoked at or after `since` (epoch ms), by anyone — this process
+    /// or `keys revoke` in another: the collector closes their sessions.
+    func keysRevoked(since: Int64, completion: @escaping StoreCompletion<[KeyInfo]>)
     func projects(completion: @escaping StoreCompletion<[ProjectInfo]>)
 
     // MARK: project configuration
@@ -79,9 +82,38 @@ public protocol MeasurementStore: AnyObject {
     /// should it come back are not stored twice. `.notFound` for an unknown agent.
     func forgetAgent(id: String, completion: @escaping StoreCompletion<Void>)
 
+    // MARK: agent identity
+
+    /// Binds `agent` to (project, static public key) if it is not bound yet
+    /// (or was reset), in one write; otherwise compares without writing.
+    /// Called once a handshake has completed, before anything else about
+    /// the agent is written.
+    func enrollAgent(id: String, projectId: Int64, publicKey: String, at: Int64, completion: @escaping StoreCompletion<Enrollment>)
+    /// Forgets the agent's key (keeping its project): its next completed
+    /// handshake enrolls whatever key it proves. `.notFound` for an id
+    /// never enrolled.
+    func resetAgentIdentity(id: String, completion: @escaping StoreCompletion<Void>)
+    /// The enrolled public key (base64url), nil while reset; `.notFound`
+    /// for an id never enrolled.
+    func agentIdentity(id: String, completion: @escaping StoreCompletion<String?>)
+
     // MARK: audit
 
     func appendAudit(_ entry: AuditEntry, completion: @escaping StoreCompletion<Int64>)
+
+    // MARK: the collector's own health history
+
+    /// Stores one sample of the collector's health (CollectorSample).
+    func appendCollectorSample(_ sample: CollectorSample, completion: @escaping StoreCompletion<Void>)
+    /// The samples in `since` <= ts < `until` in buckets of `stepMs` from
+    /// `since` on, oldest first, empty buckets left out, at most `limit`
+    /// (clamped). Gauges are a bucket's mean, counts its sum, latencies and
+    /// pending rows its largest sample; `ts` is the bucket's start.
+    /// `.invalid` unless stepMs > 0 and until > since.
+    func collectorHistory(_ query: CollectorHistoryQuery, completion: @escaping StoreCompletion<[CollectorSample]>)
+    /// Deletes samples older than `cutoff` (ms) in bounded chunks, as
+    /// `removeExpired` does; completes with how many went.
+    func removeExpiredCollectorSamples(olderThan cutoff: Int64, completion: @escaping StoreCompletion<Int>)
 
     // MARK: queries (HTTP API), newest first, bounded
 

@@ -17,7 +17,9 @@ public protocol OperatedStore: MeasurementStore {
     var agentRetentionDays: Int { get set }
     /// Told which agents the retention timer forgot.
     var agentsForgotten: (([String]) -> Void)? { get set }
-    func startRetention(days: Int, agentDays: Int, every interval: Double, firstAfter: Double)
+    /// Days of the collector's health history kept (0: all). Live.
+    var selfMetricsRetentionDays: Int { get set }
+    func startRetention(days: Int, agentDays: Int, selfMetricsDays: Int, every interval: Double, firstAfter: Double)
     func stopRetention()
     /// nil while the store can serve; otherwise why not (/healthz answers 503 with it).
     var unavailableReason: String? { get }

@@ -13,14 +13,15 @@ public enum HelpText {
                                                  datagram sent → aggregate durable, through a real agent
       vigil-load --help
 
-    Each simulated agent opens one TCP session (Noise NNpsk0 with the project's access key), sends
-    Hello, then Interfaces, Status and PatternsRequest, a Status every --status-interval and DataBatches
+    Each simulated agent opens one TCP session (Noise XKpsk3: the project's access key, the collector key
+    it pins, and a static key of its own derived from the key's secret and its id, so a rerun proves the
+    key its id enrolled with), sends Hello, then Interfaces, Status and PatternsRequest, a Status every --status-interval and DataBatches
     of --items aggregates, answers Pings and ControlRequests, re-sends unacknowledged batches first after
     a reconnect, and moves to the next collector of --collector when a session is lost. Timers are
     jittered per agent so sessions do not fire together. All agents share one event loop.
 
     run options (density | ingest):
-      --key KEY               access key <project-id>.<secret> (`vigil-collector keys create --project P`)
+      --key KEY               access key <project-id>.<secret>.<collector-key> (`vigil-collector keys create --project P`)
       --key-file FILE         the key from a file (keeps it out of the process list)
       --collector LIST        collectors in order of preference, IP:PORT[,IP:PORT…]   [127.0.0.1:6600]
       --agents N              simulated agents                              [density 10000, ingest 50]

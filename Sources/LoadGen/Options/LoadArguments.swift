@@ -97,7 +97,7 @@ public enum LoadArguments {
         guard let keyText else { throw UsageError("an access key is required: --key PROJECT.SECRET or --key-file FILE (from `vigil-collector keys create`)") }
         let key: AccessKey
         do { key = try AccessKey(parsing: keyText) } catch {
-            throw UsageError("--key: not an access key (\(error)); expected <project-id>.<43 base64url characters>")
+            throw UsageError("--key: not an access key (\(error)); expected <project-id>.<43 base64url characters>.<43 base64url characters>")
         }
         var o = LoadOptions(mode: mode, accessKey: key)
         for (name, v) in pairs {

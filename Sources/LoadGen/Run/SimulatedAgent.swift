@@ -37,6 +37,10 @@ final class SimulatedAgent: TCPConnectionHandler {
     private(set) var collector = 0
     private var connection: TCPConnection?
     private var session: ClientSession?
+    /// This agent's static key pair, derived from the access key's secret
+    /// and the agent id: the same on every run, so an id enrolled by one
+    /// run is accepted in the next. Made on the first connect.
+    private var identity: StaticKeyPair?
     /// Consecutive attempts that failed (backoff grows with it).
     private(set) var failures = 0
     private var attemptStarted = 0.0
@@ -70,7 +74,8 @@ final class SimulatedAgent: TCPConnectionHandler {
         failReason = nil
         attemptStarted = Clock.monotonic()
         runner.stats.attempts &+= 1
-        session = ClientSession(accessKey: runner.options.accessKey, hello: runner.hello(for: self))
+        if identity == nil { identity = StaticKeyPair.derived(seed: runner.options.accessKey.secret, label: "vigil-load/" + agentID) }
+        session = ClientSession(accessKey: runner.options.accessKey, identity: identity!, hello: runner.hello(for: self))
         connection = TCPConnection.connect(loop: runner.loop, to: runner.options.collectors[collector],
                                            options: runner.connectionOptions(for: index), handler: self)
     }

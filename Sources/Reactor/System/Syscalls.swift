@@ -227,6 +227,26 @@ public enum Syscalls {
         }
     }
 
+    /// bind(2) of an AF_UNIX socket to a filesystem path (at most 107 bytes).
+    @inline(never)
+    public static func bindUnix(_ fd: Int32, path: String) throws {
+        var sa = sockaddr_un()
+        sa.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        let capacity = MemoryLayout.size(ofValue: sa.sun_path)
+        guard !bytes.isEmpty, bytes.count < capacity, !bytes.contains(0) else {
+            throw SyscallError(call: "bind(\(path)): path longer than \(capacity - 1) bytes or empty", errno: ENAMETOOLONG)
+        }
+        withUnsafeMutableBytes(of: &sa.sun_path) { p in
+            for (i, b) in bytes.enumerated() { p[i] = b }
+        }
+        _ = try blocking("bind(\(path))") {
+            withUnsafePointer(to: &sa) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+            }
+        }
+    }
+
     /// bind(2) of a netlink socket to the multicast `groups` (a bit mask,
     /// e.g. RTMGRP_LINK); the kernel assigns the port id.
     @inline(never)

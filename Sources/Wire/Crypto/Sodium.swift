@@ -1,6 +1,6 @@
 // Sodium: the libsodium primitives the Noise handshake needs, wrapped once.
 //
-// NNpsk0_25519_ChaChaPoly_SHA256 uses exactly: X25519
+// Noise_XKpsk3_25519_ChaChaPoly_SHA256 (and version 1's NNpsk0) use exactly: X25519
 // (crypto_scalarmult_curve25519), ChaCha20-Poly1305 IETF with a 96-bit
 // nonce, SHA-256 and HMAC-SHA-256 (for HKDF). Every function takes raw
 // pointers so the hot paths (seal/open of transport messages) never

@@ -1,6 +1,10 @@
 // Preamble: the only cleartext bytes of a session, sent by the client.
 //
-//   "V" "G" "L"  0x01  L  project-id (L bytes, 1 ≤ L ≤ 64, [A-Za-z0-9._-])
+//   "V" "G" "L"  0x02  L  project-id (L bytes, 1 ≤ L ≤ 64, [A-Za-z0-9._-])
+//
+// 0x02 is the protocol version: XKpsk3 (docs/PROTOCOL.md). Version 0x01
+// (NNpsk0) still parses, as `legacyVersion`, only so that a collector can
+// tell such an agent in words it understands that it must be upgraded.
 //
 // The whole preamble is also the Noise prologue, so a preamble altered in
 // transit makes message 1 fail to decrypt. `parse` works on however many
@@ -21,22 +25,29 @@ public enum PreambleError: Error, Equatable, Sendable {
 /// A parsed or to-be-sent preamble. Immutable value.
 public struct Preamble: Equatable, Sendable {
     public static let magic: [UInt8] = [0x56, 0x47, 0x4C]  // "VGL"
-    public static let version: UInt8 = 0x01
+    public static let version: UInt8 = 0x02
+    /// The NNpsk0 protocol: parsed, answered only with an Error record.
+    public static let legacyVersion: UInt8 = 0x01
     public static let headerLength = 5
     public static let maxLength = headerLength + ProjectID.maxLength
 
     public let projectID: String
+    /// `version` or `legacyVersion`.
+    public let version: UInt8
 
     /// Nil when `projectID` is not a valid project id.
-    public init?(projectID: String) {
+    public init?(projectID: String, version: UInt8 = Preamble.version) {
         guard ProjectID.isValid(projectID) else { return nil }
         self.projectID = projectID
+        self.version = version
     }
+
+    public var isLegacy: Bool { version == Preamble.legacyVersion }
 
     /// The exact bytes on the wire (and the Noise prologue).
     public var bytes: [UInt8] {
         var out = Preamble.magic
-        out.append(Preamble.version)
+        out.append(version)
         out.append(UInt8(projectID.utf8.count))
         out.append(contentsOf: projectID.utf8)
         return out
@@ -56,7 +67,7 @@ public struct Preamble: Equatable, Sendable {
             return .invalid(.badMagic(offset: i, byte: input[i]))
         }
         guard input.count > 3 else { return .needMore }
-        guard input[3] == version else { return .invalid(.unsupportedVersion(input[3])) }
+        guard input[3] == version || input[3] == legacyVersion else { return .invalid(.unsupportedVersion(input[3])) }
         guard input.count > 4 else { return .needMore }
         let length = Int(input[4])
         guard length >= 1 && length <= ProjectID.maxLength else { return .invalid(.badLength(input[4])) }
@@ -67,7 +78,7 @@ public struct Preamble: Equatable, Sendable {
         guard input.count >= headerLength + length else { return .needMore }
         // All bytes are ASCII, so this decoding is exact.
         let id = String(decoding: UnsafeRawBufferPointer(rebasing: input[headerLength..<headerLength + length]), as: UTF8.self)
-        return .complete(Preamble(projectID: id)!, length: headerLength + length)
+        return .complete(Preamble(projectID: id, version: input[3])!, length: headerLength + length)
     }
 
     public static func parse(_ input: [UInt8]) -> ParseResult {

@@ -8,7 +8,8 @@
 //   * a failed decryption does not increment n.
 // Rekey is not used by this protocol. Without a key, EncryptWithAd and
 // DecryptWithAd return their input (only reachable before the first
-// MixKey, which NNpsk0 never sends a payload in).
+// MixKey: with a PSK every `e` token calls MixKey, so no payload is ever
+// sent without a key in either pattern).
 
 /// One direction's cipher. A value type owned by one session; not shared
 /// across threads.

@@ -32,6 +32,9 @@ public struct ErrorCode: RawRepresentable, Hashable, Sendable, CustomStringConve
     public static let internalError = ErrorCode(rawValue: 7)
     public static let idleTimeout = ErrorCode(rawValue: 8)
     public static let probeOnly = ErrorCode(rawValue: 9)
+    /// The agent id is enrolled with another static key, or in another
+    /// project (docs/API.md, "Agent identity").
+    public static let identityMismatch = ErrorCode(rawValue: 10)
 
     public var description: String {
         switch self {
@@ -44,6 +47,7 @@ public struct ErrorCode: RawRepresentable, Hashable, Sendable, CustomStringConve
         case .internalError: return "internal_error"
         case .idleTimeout: return "idle_timeout"
         case .probeOnly: return "probe_only"
+        case .identityMismatch: return "identity_mismatch"
         default: return "error_\(rawValue)"
         }
     }

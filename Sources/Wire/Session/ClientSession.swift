@@ -1,10 +1,17 @@
 // ClientSession: the agent's (or load generator's) side of one connection,
 // without I/O.
 //
-//   start() ─▶ preamble + message 1 (Hello, or empty for a probe) in `outbound`
-//   feed(bytes) ─▶ message 2 ─▶ .welcome(Welcome) ─▶ established
-//                            or ─▶ Error payload ─▶ .closed(.rejected)
+//   start() ─▶ preamble + message 1 (e, es) in `outbound`
+//   feed(bytes) ─▶ message 2 ─▶ message 3 (s, se, psk; the Hello, or empty
+//                  for a probe) in `outbound`
+//   feed(bytes) ─▶ first transport message ─▶ .welcome(Welcome) ─▶ established
+//                                           or Error ─▶ .closed(.rejected)
 //   established: send/flush ─▶ `outbound`; feed(bytes) ─▶ .record(...)
+//
+// Message 2 can only be written by the holder of the collector's static
+// secret key (`collectorKey`, pinned from the access key): an impostor's
+// message 2 fails to decrypt and the session closes with
+// `.handshakeFailed` before the agent has said who it is.
 
 import Reactor
 
@@ -13,29 +20,40 @@ public final class ClientSession {
     let channel: SecureChannel
     private var handshake: NoiseHandshake
     public let preamble: Preamble
-    /// Sent in message 1; nil opens a probe session (Ping only).
+    /// Sent in message 3; nil opens a probe session (Ping only).
     public let hello: Hello?
+    /// Message 3 is written: the next frame is the collector's answer.
+    private var awaitingAnswer = false
     public private(set) var welcome: Welcome?
     /// The collector's Error record (rejection or closing notice).
     public var peerError: ErrorRecord? { channel.peerError }
     public private(set) var handshakeHash: Key32?
+    /// This side's static public key (the agent's identity).
+    public let identityKey: Key32
 
-    public convenience init(accessKey: AccessKey, hello: Hello?, limits: SessionLimits = SessionLimits()) {
-        self.init(preamble: Preamble(projectID: accessKey.projectID)!, psk: accessKey.secret, hello: hello, limits: limits)
+    /// `identity` is the agent's own static key pair (`StaticKeyFile`);
+    /// load generators and tests pass a fresh one per simulated agent.
+    public convenience init(accessKey: AccessKey, identity: StaticKeyPair, hello: Hello?, limits: SessionLimits = SessionLimits()) {
+        self.init(preamble: Preamble(projectID: accessKey.projectID)!, psk: accessKey.secret, collectorKey: accessKey.collectorKey,
+                  identity: identity, hello: hello, limits: limits)
     }
 
-    public convenience init(preamble: Preamble, psk: Key32, hello: Hello?, limits: SessionLimits = SessionLimits()) {
-        self.init(preamble: preamble, psk: psk, hello: hello, limits: limits, ephemeralSecret: nil)
+    public convenience init(preamble: Preamble, psk: Key32, collectorKey: Key32, identity: StaticKeyPair, hello: Hello?,
+                            limits: SessionLimits = SessionLimits()) {
+        self.init(preamble: preamble, psk: psk, collectorKey: collectorKey, identity: identity, hello: hello, limits: limits, ephemeralSecret: nil)
     }
 
     /// Test-only seam: a fixed ephemeral key makes the session's bytes
     /// reproducible (docs/PROTOCOL.md's example). Never use outside tests.
-    init(preamble: Preamble, psk: Key32, hello: Hello?, limits: SessionLimits, ephemeralSecret: Key32?) {
+    init(preamble: Preamble, psk: Key32, collectorKey: Key32, identity: StaticKeyPair, hello: Hello?, limits: SessionLimits,
+         ephemeralSecret: Key32?) {
         self.preamble = preamble
         self.hello = hello
+        identityKey = identity.publicKey
         channel = SecureChannel(limits: limits, isServer: false, state: .idle)
         channel.probe = hello == nil
-        handshake = NoiseHandshake(role: .initiator, prologue: preamble.bytes, psk: psk, ephemeralSecret: ephemeralSecret)
+        handshake = NoiseHandshake(role: .initiator, prologue: preamble.bytes, psk: psk, staticKey: identity,
+                                   remoteStatic: collectorKey, ephemeralSecret: ephemeralSecret)
     }
 
     public var state: SessionState { channel.state }
@@ -55,14 +73,13 @@ public final class ClientSession {
     /// batch must not need more distinct names than these.
     public var stringTableLimits: (maxID: UInt32, maxBytes: Int) { (channel.interner.maxID, channel.interner.maxBytes) }
 
-    /// Writes the preamble and message 1 into `outbound`.
+    /// Writes the preamble and message 1 (empty payload) into `outbound`.
     public func start() throws(SessionError) {
         guard case .idle = channel.state else { throw channel.isOpen ? .notEstablished : .closed }
-        let payload = hello.map { Record.hello($0).encoded } ?? []
         let p = preamble.bytes
         guard channel.outbound.write(p) else { throw .outboundFull }
         channel.counters.bytesOut += UInt64(p.count)
-        try channel.writeHandshake(&handshake, payload: payload)
+        try channel.writeHandshake(&handshake, payload: [])
         channel.state = .handshake
     }
 
@@ -74,7 +91,11 @@ public final class ClientSession {
         while !rest.isEmpty && channel.isOpen {
             switch channel.state {
             case .handshake:
-                let used = channel.drain(rest, handler) { frame in readMessage2(frame, handler); return false }
+                let used = channel.drain(rest, handler) { frame in
+                    if awaitingAnswer { readAnswer(frame, handler); return false }
+                    readMessage2(frame, handler)
+                    return true
+                }
                 rest = UnsafeRawBufferPointer(rebasing: rest[used...])
             case .established:
                 channel.drain(rest, handler) { frame in channel.receiveTransport(frame, handler); return true }
@@ -93,6 +114,8 @@ public final class ClientSession {
         return events
     }
 
+    /// Message 2 (e, ee): proves the collector holds its static key.
+    /// Answered at once with message 3, which carries the Hello.
     private func readMessage2(_ frame: UnsafeMutableRawBufferPointer, _ handler: (SessionEvent) -> Void) {
         channel.counters.messagesIn += 1
         guard let payload = channel.readHandshake(&handshake, frame: frame) else {
@@ -100,15 +123,48 @@ public final class ClientSession {
             handler(.closed(.handshakeFailed))
             return
         }
-        var answer: Record?
+        // Message 2 carries nothing this version reads; a later one may add
+        // records, which are skipped like unknown records anywhere.
         do throws(WireError) {
             for record in try Record.decodeAll(payload, limits: channel.limits.wire) {
+                guard case .unknown = record else { throw .malformed(field: "message2.payload") }
+                channel.counters.unknownRecords += 1
+            }
+        } catch {
+            channel.state = .closed(.badHandshakePayload)
+            handler(.closed(.badHandshakePayload))
+            return
+        }
+        do throws(SessionError) {
+            try channel.writeHandshake(&handshake, payload: hello.map { Record.hello($0).encoded } ?? [])
+        } catch {
+            channel.state = .closed(.outboundOverflow)
+            handler(.closed(.outboundOverflow))
+            return
+        }
+        handshakeHash = handshake.handshakeHash
+        channel.installTransport(&handshake)
+        awaitingAnswer = true
+    }
+
+    /// The first transport message: the Welcome, or the Error that refuses
+    /// this agent (then the session is closed).
+    private func readAnswer(_ frame: UnsafeMutableRawBufferPointer, _ handler: (SessionEvent) -> Void) {
+        channel.counters.messagesIn += 1
+        guard let n = channel.openTransport(frame) else {
+            channel.state = .closed(.decryptFailed)
+            handler(.closed(.decryptFailed))
+            return
+        }
+        var answer: Record?
+        do throws(WireError) {
+            for record in try Record.decodeAll(Array(UnsafeRawBufferPointer(rebasing: frame[0..<n])), limits: channel.limits.wire) {
                 switch record {
                 case .welcome, .error:
-                    guard answer == nil else { throw .malformed(field: "message2.payload") }
+                    guard answer == nil else { throw .malformed(field: "answer.payload") }
                     answer = record
                 case .unknown: channel.counters.unknownRecords += 1
-                default: throw .malformed(field: "message2.payload")
+                default: throw .malformed(field: "answer.payload")
                 }
             }
         } catch {
@@ -116,11 +172,11 @@ public final class ClientSession {
             handler(.closed(.badHandshakePayload))
             return
         }
+        awaitingAnswer = false
         switch answer {
         case .welcome(let w):
             welcome = w
-            handshakeHash = handshake.handshakeHash
-            channel.establish(&handshake)
+            channel.state = .established
             channel.interner.restrict(maxID: w.limits.maxStringID, maxBytes: Int(w.limits.maxStringTableBytes))
             if w.limits.maxRecordLength > 0 {
                 channel.sendMaxRecordLength = min(channel.sendMaxRecordLength, Int(w.limits.maxRecordLength))

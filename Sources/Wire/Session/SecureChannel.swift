@@ -40,7 +40,7 @@ final class SecureChannel {
         self.limits = limits
         self.state = state
         outbound = ByteBuffer(capacity: 512, limit: limits.maxOutboundBytes)
-        frames = FrameDecoder(minLength: NoiseHandshake.overhead, maxLength: limits.maxHandshakeLength)
+        frames = FrameDecoder(minLength: NoiseHandshake.minMessageLength, maxLength: limits.maxHandshakeLength)
         pending = WireWriter(capacity: 256, limit: limits.maxMessagePlaintext)
         received = StringTable(maxID: limits.wire.maxStringID, maxBytes: limits.wire.maxStringTableBytes)
         interner = StringInterner(maxID: limits.wire.maxStringID, maxBytes: limits.wire.maxStringTableBytes)
@@ -63,8 +63,8 @@ final class SecureChannel {
     // MARK: - Handshake framing
 
     /// Frames a handshake message for `payload` into `outbound`.
-    func writeHandshake(_ hs: inout NoiseHandshake, payload: [UInt8]) throws(SessionError) {
-        let length = NoiseHandshake.messageLength(payloadLength: payload.count)
+    func writeHandshake<H: HandshakeMessages>(_ hs: inout H, payload: [UInt8]) throws(SessionError) {
+        let length = payload.count + hs.nextOverhead
         guard length <= FrameDecoder.maxFrameLength else { throw .recordTooLarge(payload.count) }
         guard outbound.reserve(FrameDecoder.headerLength + length) else { throw .outboundFull }
         FrameDecoder.writeHeader(length, to: outbound.writable.baseAddress!)
@@ -84,10 +84,10 @@ final class SecureChannel {
     }
 
     /// Reads a handshake frame; returns its payload, or nil on failure.
-    /// Leaves `frame` as it was, so a responder can try another key on it.
-    /// The caller counts the message (once, however many keys it tries).
-    func readHandshake(_ hs: inout NoiseHandshake, frame: UnsafeMutableRawBufferPointer) -> [UInt8]? {
-        var payload = [UInt8](repeating: 0, count: frame.count - NoiseHandshake.overhead)
+    /// Leaves `frame` as it was. The caller counts the message.
+    func readHandshake<H: HandshakeMessages>(_ hs: inout H, frame: UnsafeMutableRawBufferPointer) -> [UInt8]? {
+        guard frame.count >= hs.nextOverhead else { return nil }
+        var payload = [UInt8](repeating: 0, count: frame.count - hs.nextOverhead)
         let ok: Bool = payload.withUnsafeMutableBytes { out in
             do throws(NoiseError) {
                 _ = try hs.readMessage(UnsafeRawBufferPointer(frame), payloadInto: out)
@@ -97,15 +97,45 @@ final class SecureChannel {
         return ok ? payload : nil
     }
 
-    /// Installs the transport ciphers and transport frame limits.
-    func establish(_ hs: inout NoiseHandshake) {
+    /// Installs the transport ciphers and transport frame limits; the
+    /// state is the caller's (a client waits for the Welcome).
+    func installTransport<H: HandshakeMessages>(_ hs: inout H) {
         // split() cannot fail here: callers only call this once complete.
         guard let (send, receive) = try? hs.split() else { return }
         sendCipher = send
         receiveCipher = receive
         frames.minLength = CipherState.tagLength
         frames.maxLength = FrameDecoder.maxFrameLength
+    }
+
+    /// Installs the transport ciphers; the session is established.
+    func establish<H: HandshakeMessages>(_ hs: inout H) {
+        installTransport(&hs)
         state = .established
+    }
+
+    /// Seals one handshake-placed record (the Welcome, or the Error that
+    /// refuses an agent) as a transport message of its own: XKpsk3 leaves
+    /// the collector's answer to the first transport message.
+    func sealAnswer(_ record: Record) throws(SessionError) {
+        pending.clear()
+        _ = record.encode(into: &pending)
+        guard !pending.overflowed else {
+            pending.clear()
+            throw .recordTooLarge(0)
+        }
+        try seal()
+        counters.recordsOut += 1
+    }
+
+    /// Decrypts one transport frame in place; the plaintext length, or nil.
+    func openTransport(_ frame: UnsafeMutableRawBufferPointer) -> Int? {
+        do throws(NoiseError) {
+            return try receiveCipher.decrypt(ad: UnsafeRawBufferPointer(start: nil, count: 0),
+                                             ciphertext: UnsafeRawBufferPointer(frame), into: frame)
+        } catch {
+            return nil
+        }
     }
 
     // MARK: - Sending
@@ -148,6 +178,10 @@ final class SecureChannel {
     func flush() throws(SessionError) {
         guard pending.count > 0 else { return }
         guard case .established = state else { throw .notEstablished }
+        try seal()
+    }
+
+    private func seal() throws(SessionError) {
         let length = pending.count + CipherState.tagLength
         guard outbound.reserve(FrameDecoder.headerLength + length) else { throw .outboundFull }
         let out = outbound.writable

@@ -1,23 +1,32 @@
 // ServerSession: the collector's side of one connection, without I/O.
 //
 //   feed(bytes) ─▶ preamble ─▶ .needKeys(project) ─▶ message 1 (kept)
-//   owner, later: provideKeys([k…]) ─▶ message 1 tried under each key
-//                 ─▶ .hello(Hello?)  (or .closed: handshakeFailed, …)
+//   owner, later: provideKeys([k…]) ─▶ message 1 read (es) ─▶ message 2
+//                 (e, ee) in `outbound`       (or .closed: handshakeFailed)
 //              or unknownProject() ─▶ .closed(.unknownProject)
-//   owner: accept(Welcome) ─▶ message 2 in `outbound` ─▶ established
-//          or reject(ErrorRecord) ─▶ message 2 carrying the Error ─▶ closed
+//   feed(bytes) ─▶ message 3 (s, se, psk) tried under each key
+//                 ─▶ .hello(Hello?)  (`peerStaticKey`, `keyIndex` set)
+//   owner: accept(Welcome) ─▶ Welcome sealed as the first transport
+//          message in `outbound` ─▶ established
+//          or reject(ErrorRecord) ─▶ the Error sealed instead ─▶ closed
 //   established: feed(bytes) ─▶ .record(...); send/flush ─▶ `outbound`
 //
-// The session owns the whole handshake: the preamble, message 1's framing,
-// and which of a project's keys (if any) message 1 was written with. It
-// asks for the keys instead of looking them up, so an owner whose keys live
-// in a store (or across a network) answers on a later iteration; message 1
-// waits in the frame decoder meanwhile, and `feed` takes no byte past it
-// (the agent sends nothing before message 2; anything it did send stays
-// with the owner until the Hello is answered). NNpsk0 gives no hint which
-// key the initiator used, but message 1 only decrypts under the right one,
-// and trying a key costs HMACs and one ChaCha20-Poly1305 open — the
-// X25519 work comes only with message 2 (`accept`/`reject`).
+// Noise_XKpsk3 (see NoiseHandshake): the agent pins this side's static
+// key, and proves its own static key and the project secret only in
+// message 3. Nothing here reports an agent before message 3 is decrypted:
+// a replayed message 1 earns a message 2 that only the original sender
+// could answer, and is never seen by the owner beyond `.needKeys`.
+//
+// The keys are asked for with the preamble and must have arrived before
+// message 1 is read, so an unknown project costs no X25519 work; message
+// 1 waits in the frame decoder meanwhile, and `feed` takes no byte past it.
+// They are kept until message 3, where each is tried with HMACs and one
+// AEAD open (the X25519 work for message 3 is done once).
+//
+// An agent that still speaks protocol version 1 (NNpsk0) is answered in
+// version 1: its message 1 is opened under the project's keys and message
+// 2 carries an Error record telling it to upgrade; the session then closes
+// with `.outdatedProtocol`. Nothing else is accepted over version 1.
 //
 // The owner reads from its socket into `feed`, writes `outbound.readable`
 // to the socket and `consume`s what was written. Nothing here blocks,
@@ -33,23 +42,28 @@ public final class ServerSession {
     /// once per connection, inside `feed`, in place of `.needKeys`.
     public typealias KeyLookup = (_ projectID: String) -> Key32?
 
+    /// What the Error record to a version-1 agent says.
+    public static let upgradeMessage = "agent must be upgraded: this collector speaks protocol version 2 (XKpsk3) only"
+
     /// What only the handshake needs; dropped when it ends, so an
     /// established session keeps none of it.
     private final class Responder {
         let keyLookup: KeyLookup?
         let ephemeralSecret: Key32?
-        /// The preamble: the Noise prologue, mixed in once per key tried.
+        /// The preamble: the Noise prologue.
         var prologue: [UInt8] = []
         /// `.needKeys` was reported and not answered yet.
         var waitingForKeys = false
-        /// The owner's candidates, kept until message 1 is complete.
+        /// The owner's candidates, kept until message 3.
         var keys: [Key32]?
         /// `keys` came from `keyLookup` and are this session's own copy to
         /// wipe; an owner's list is the owner's to wipe.
         var keysAreOwn = false
         /// Message 1 is complete in the frame decoder and waits for keys.
         var message1 = false
-        /// After message 1 authenticated: the handshake that writes message 2.
+        /// After message 1 was read and message 2 written: the handshake
+        /// that reads message 3; then, until accept/reject, the one that
+        /// splits into the transport ciphers.
         var handshake: NoiseHandshake?
 
         init(keyLookup: KeyLookup?, ephemeralSecret: Key32?) {
@@ -67,33 +81,39 @@ public final class ServerSession {
 
     let channel: SecureChannel
     private var responder: Responder?
+    private let staticKey: StaticKeyPair
 
     public private(set) var preamble: Preamble?
-    /// The agent's Hello; nil before message 1 and for probes.
+    /// The agent's Hello; nil before message 3 and for probes.
     public private(set) var hello: Hello?
-    /// Which of the keys given to `provideKeys` message 1 was written with
-    /// (0 with a `KeyLookup`); nil until message 1 authenticated.
+    /// Which of the keys given to `provideKeys` message 3 was written with
+    /// (0 with a `KeyLookup`); nil until message 3 authenticated.
     public private(set) var keyIndex: Int?
+    /// The agent's static public key, proven by message 3; nil before.
+    public private(set) var peerStaticKey: Key32?
     /// The agent's Error record, if it sent one before closing.
     public var peerError: ErrorRecord? { channel.peerError }
     /// The handshake hash, once established (binds data to this session).
     public private(set) var handshakeHash: Key32?
 
-    /// A session that asks its owner for keys (`.needKeys`).
-    public init(limits: SessionLimits = SessionLimits()) {
+    /// A session that asks its owner for keys (`.needKeys`). `staticKey`
+    /// is the collector installation's key pair.
+    public init(staticKey: StaticKeyPair, limits: SessionLimits = SessionLimits()) {
+        self.staticKey = staticKey
         channel = SecureChannel(limits: limits, isServer: true, state: .preamble)
         responder = Responder(keyLookup: nil, ephemeralSecret: nil)
     }
 
     /// A session that takes its one key from `keyLookup` when the preamble
     /// is read, and reports no `.needKeys`.
-    public convenience init(limits: SessionLimits = SessionLimits(), keyLookup: @escaping KeyLookup) {
-        self.init(limits: limits, keyLookup: keyLookup, ephemeralSecret: nil)
+    public convenience init(staticKey: StaticKeyPair, limits: SessionLimits = SessionLimits(), keyLookup: @escaping KeyLookup) {
+        self.init(staticKey: staticKey, limits: limits, keyLookup: keyLookup, ephemeralSecret: nil)
     }
 
     /// Test-only seam: a fixed ephemeral key makes the session's bytes
     /// reproducible (docs/PROTOCOL.md's example). Never use outside tests.
-    init(limits: SessionLimits, keyLookup: KeyLookup?, ephemeralSecret: Key32?) {
+    init(staticKey: StaticKeyPair, limits: SessionLimits, keyLookup: KeyLookup?, ephemeralSecret: Key32?) {
+        self.staticKey = staticKey
         channel = SecureChannel(limits: limits, isServer: true, state: .preamble)
         responder = Responder(keyLookup: keyLookup, ephemeralSecret: ephemeralSecret)
     }
@@ -136,12 +156,15 @@ public final class ServerSession {
             switch channel.state {
             case .handshake:
                 if responder?.message1 == true { break feeding }
-                used += channel.drain(rest, handler) { _ in message1Arrived(handler); return false }
+                used += channel.drain(rest, handler) { frame in
+                    if responder?.handshake != nil { message3Arrived(frame, handler) } else { message1Arrived(handler) }
+                    return false
+                }
             case .established:
                 channel.drain(rest, handler) { frame in channel.receiveTransport(frame, handler); return true }
                 used = input.count
             case .awaitingAccept:
-                // The agent cannot have transport keys before message 2.
+                // The agent sends nothing before the collector's answer.
                 channel.fail(.unexpectedRecord, handler)
             default:
                 used = input.count
@@ -168,16 +191,17 @@ public final class ServerSession {
     }
 
     /// The answer to `.needKeys`: the project's keys, in the order to try
-    /// them. When message 1 is complete they are tried now, reporting
-    /// `.hello` or `.closed(.handshakeFailed)` (no key fits) to `handler`;
-    /// otherwise when it completes, in `feed`. An empty list fails the
-    /// handshake like a wrong key. The session keeps no key past the try
-    /// (wiping the caller's key material is the caller's business).
+    /// them. When message 1 is complete it is read now and message 2
+    /// written into `outbound` (or `.closed(.handshakeFailed)` reported);
+    /// otherwise when it completes, in `feed`. The keys are tried on
+    /// message 3; an empty list fails the handshake there like a wrong key.
+    /// The session keeps no key past message 3 (wiping the caller's key
+    /// material is the caller's business).
     public func provideKeys(_ keys: [Key32], _ handler: (SessionEvent) -> Void) {
         guard let r = responder, r.waitingForKeys, channel.isOpen else { return }
         r.waitingForKeys = false
         r.keys = keys
-        if r.message1 { tryKeys(handler) }
+        if r.message1 { answerMessage1(handler) }
     }
 
     /// The answer to `.needKeys` when the project does not exist: closes
@@ -221,32 +245,81 @@ public final class ServerSession {
     }
 
     /// Message 1 is complete in the frame decoder (where it stays until the
-    /// next `consume`, which only comes after it was tried).
+    /// next `consume`, which only comes after it was read).
     private func message1Arrived(_ handler: (SessionEvent) -> Void) {
         guard let r = responder else { return }
         r.message1 = true
         channel.counters.messagesIn += 1
-        if r.keys != nil { tryKeys(handler) }
+        if r.keys != nil { answerMessage1(handler) }
     }
 
-    private func tryKeys(_ handler: (SessionEvent) -> Void) {
-        guard let r = responder, let keys = r.keys else { return }
-        defer { r.wipeKeys() }
+    /// Reads message 1 (es) and writes message 2 (e, ee). Message 1's
+    /// payload holds nothing this version reads (unknown records only).
+    private func answerMessage1(_ handler: (SessionEvent) -> Void) {
+        guard let r = responder, r.keys != nil else { return }
+        r.message1 = false
+        if preamble?.isLegacy == true { return refuseLegacy(handler) }
         let frame = channel.frames.frame
-        for i in keys.indices {
-            var hs = r.prologue.withUnsafeBytes {
-                NoiseHandshake(role: .responder, prologue: $0, psk: keys[i], ephemeralSecret: r.ephemeralSecret)
+        var hs = NoiseHandshake(role: .responder, prologue: r.prologue, psk: Key32(), staticKey: staticKey,
+                                remoteStatic: Key32(), ephemeralSecret: r.ephemeralSecret)
+        guard let payload = channel.readHandshake(&hs, frame: frame) else { return end(.handshakeFailed, handler) }
+        do throws(WireError) {
+            for record in try Record.decodeAll(payload, limits: channel.limits.wire) {
+                guard case .unknown = record else { throw .malformed(field: "message1.payload") }
+                channel.counters.unknownRecords += 1
             }
-            guard let payload = channel.readHandshake(&hs, frame: frame) else { continue }
-            keyIndex = i
-            r.message1 = false
-            readHello(payload, hs, handler)
-            return
+        } catch {
+            return end(.badHandshakePayload, handler)
+        }
+        do throws(SessionError) {
+            try channel.writeHandshake(&hs, payload: [])
+        } catch {
+            return end(.handshakeFailed, handler)
+        }
+        // The prologue is absorbed into the handshake hash: a session that
+        // lives for days need not keep its copy.
+        r.prologue = []
+        r.handshake = hs
+    }
+
+    /// Message 3: the agent's static key, then the project keys in turn.
+    private func message3Arrived(_ frame: UnsafeMutableRawBufferPointer, _ handler: (SessionEvent) -> Void) {
+        guard let r = responder, var hs = r.handshake, let keys = r.keys else { return }
+        channel.counters.messagesIn += 1
+        r.handshake = nil
+        defer { r.wipeKeys() }
+        guard frame.count >= hs.nextOverhead else { return end(.handshakeFailed, handler) }
+        var payload = [UInt8](repeating: 0, count: frame.count - hs.nextOverhead)
+        let found: (keyIndex: Int, length: Int)? = payload.withUnsafeMutableBytes { out in
+            do throws(NoiseError) {
+                return try hs.readMessage3(UnsafeRawBufferPointer(frame), psks: keys, payloadInto: out)
+            } catch { return nil }
+        }
+        guard let found else { return end(.handshakeFailed, handler) }
+        keyIndex = found.keyIndex
+        peerStaticKey = hs.remoteStatic
+        readHello(payload, hs, handler)
+    }
+
+    /// A version-1 agent: open its NNpsk0 message 1 under the project's
+    /// keys and answer, in a message 2 it can read, that it must upgrade.
+    /// Without a fitting key it learns nothing (as before).
+    private func refuseLegacy(_ handler: (SessionEvent) -> Void) {
+        guard let r = responder, let keys = r.keys else { return }
+        let frame = channel.frames.frame
+        for key in keys {
+            var hs = r.prologue.withUnsafeBytes {
+                NNpsk0Handshake(role: .responder, prologue: $0, psk: key, ephemeralSecret: r.ephemeralSecret)
+            }
+            guard channel.readHandshake(&hs, frame: frame) != nil else { continue }
+            let error = ErrorRecord(code: .protocolViolation, message: ServerSession.upgradeMessage)
+            try? channel.writeHandshake(&hs, payload: Record.error(error).encoded)
+            return end(.outdatedProtocol, handler)
         }
         end(.handshakeFailed, handler)
     }
 
-    /// Message 1 authenticated: its payload is empty (a probe) or exactly
+    /// Message 3 authenticated: its payload is empty (a probe) or exactly
     /// one Hello, then only record types this version does not know.
     private func readHello(_ payload: [UInt8], _ hs: NoiseHandshake, _ handler: (SessionEvent) -> Void) {
         var found: Hello?
@@ -255,7 +328,7 @@ public final class ServerSession {
                 switch record {
                 case .hello(let h) where found == nil: found = h
                 case .unknown: channel.counters.unknownRecords += 1
-                default: throw .malformed(field: "message1.payload")
+                default: throw .malformed(field: "message3.payload")
                 }
             }
         } catch {
@@ -266,9 +339,6 @@ public final class ServerSession {
             end(.badHandshakePayload, handler)
             return
         }
-        // The prologue is absorbed into the handshake hash: a session that
-        // lives for days need not keep its copy.
-        responder?.prologue = []
         responder?.handshake = hs
         hello = found
         channel.probe = found == nil
@@ -284,16 +354,17 @@ public final class ServerSession {
         handler(.closed(reason))
     }
 
-    /// Completes the handshake: writes message 2 carrying `welcome` into
-    /// `outbound`. For a probe, `welcome` may carry zeros.
+    /// Completes the handshake: seals `welcome` as the first transport
+    /// message into `outbound`. For a probe, `welcome` may carry zeros.
     public func accept(_ welcome: Welcome) throws(SessionError) {
         guard case .awaitingAccept = channel.state, var hs = responder?.handshake else {
             throw channel.isOpen ? .notEstablished : .closed
         }
-        try channel.writeHandshake(&hs, payload: Record.welcome(welcome).encoded)
         handshakeHash = hs.handshakeHash
-        channel.establish(&hs)
+        channel.installTransport(&hs)
         responder = nil
+        try channel.sealAnswer(.welcome(welcome))
+        channel.state = .established
         if !channel.probe {
             var max = channel.limits.wire.maxStringTableBytes
             if welcome.limits.maxStringTableBytes > 0 { max = Swift.min(max, Int(welcome.limits.maxStringTableBytes)) }
@@ -301,11 +372,13 @@ public final class ServerSession {
         }
     }
 
-    /// Refuses the agent: message 2 carries `error`, and the session closes
-    /// with `.rejected`. Write `outbound`, then close the connection.
+    /// Refuses the agent: the first transport message carries `error`, and
+    /// the session closes with `.rejected`. Write `outbound`, then close
+    /// the connection.
     public func reject(_ error: ErrorRecord) {
         guard case .awaitingAccept = channel.state, var hs = responder?.handshake else { return }
-        try? channel.writeHandshake(&hs, payload: Record.error(error).encoded)
+        channel.installTransport(&hs)
+        try? channel.sealAnswer(.error(error))
         responder = nil
         channel.state = .closed(.rejected)
     }

@@ -29,6 +29,12 @@ public enum CloseReason: UInt8, CaseIterable, Sendable, CustomStringConvertible 
     case ioError
     case handshakeTimeout
     case idleTimeout
+    // Decided by the session (appended, so earlier raw values stay).
+    /// A version-1 (NNpsk0) agent, told to upgrade.
+    case outdatedProtocol
+    // Decided by the owner (appended).
+    /// The access key the session authenticated with was revoked.
+    case keyRevoked
 
     public var description: String {
         switch self {
@@ -54,6 +60,8 @@ public enum CloseReason: UInt8, CaseIterable, Sendable, CustomStringConvertible 
         case .ioError: return "io_error"
         case .handshakeTimeout: return "handshake_timeout"
         case .idleTimeout: return "idle_timeout"
+        case .outdatedProtocol: return "outdated_protocol"
+        case .keyRevoked: return "key_revoked"
         }
     }
 
@@ -118,7 +126,7 @@ public struct SessionLimits: Equatable, Sendable {
     public init(wire: WireLimits = .default, maxHandshakeLength: Int = 16384, maxOutboundBytes: Int = 4 << 20,
                 maxMessagePlaintext: Int = SessionLimits.absoluteMaxMessagePlaintext) {
         self.wire = wire
-        self.maxHandshakeLength = min(max(NoiseHandshake.overhead, maxHandshakeLength), FrameDecoder.maxFrameLength)
+        self.maxHandshakeLength = min(max(NoiseHandshake.message3Overhead + 256, maxHandshakeLength), FrameDecoder.maxFrameLength)
         self.maxOutboundBytes = max(FrameDecoder.maxFrameLength + FrameDecoder.headerLength, maxOutboundBytes)
         self.maxMessagePlaintext = min(max(64, maxMessagePlaintext), SessionLimits.absoluteMaxMessagePlaintext)
     }
@@ -141,10 +149,11 @@ public enum SessionEvent: Equatable, Sendable {
     /// `provideKeys(_:_:)` or `unknownProject(_:)`, now or on a later
     /// iteration; message 1 is read meanwhile.
     case needKeys(project: String)
-    /// Server: message 1 authenticated. `nil` is a probe. The owner must
+    /// Server: message 3 authenticated (the agent's static key is
+    /// `peerStaticKey`). `nil` is a probe. The owner must
     /// call `accept(_:)` or `reject(_:)` (now or later).
     case hello(Hello?)
-    /// Client: message 2 received; the session is established.
+    /// Client: the collector's Welcome received; the session is established.
     case welcome(Welcome)
     /// A transport record for the owner. Ping, StringDef and StringClear
     /// are handled inside the session and not reported.

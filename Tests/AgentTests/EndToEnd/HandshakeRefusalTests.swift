@@ -8,9 +8,10 @@ import Wire
 final class HandshakeRefusalTests: XCTestCase {
     func testAnAgentWithAnUnknownProjectOrAWrongKeyLogsTheReason() throws {
         let collector = try RealCollector()
-        _ = try collector.createKey(project: "acme")
+        let real = try collector.createKey(project: "acme")
         try collector.start()
-        for key in [try AccessKey.generate(projectID: "acme-typo"), try AccessKey.generate(projectID: "acme")] {
+        for key in [try AccessKey.generate(projectID: "acme-typo", collectorKey: real.collectorKey),
+                    try AccessKey.generate(projectID: "acme", collectorKey: real.collectorKey)] {
             let config = writeConfig([
                 "server_host": collector.host, "server_port": "\(collector.sessionPort)", "access_key": key.text,
                 "agent_name": "refused", "ipa_port": "\(freeUDPPort())", "reconnect_interval_min": "100",

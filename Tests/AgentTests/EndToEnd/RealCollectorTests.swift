@@ -205,7 +205,9 @@ final class RealCollectorTests: XCTestCase {
     func testQueueOverflowIsCountedExactly() throws {
         let s = try System(project: project)
         s.collector.putPatterns(project: project, [("", "*", "*", "m", "all")])
-        try s.startAgent(["forward_raw_events": "on", "net_send_queue2_size": "40", "aggregation_interval_ms": "1h"])
+        // Memory only (no spool): what the queue cannot hold is dropped, counted.
+        try s.startAgent(["forward_raw_events": "on", "net_send_queue2_size": "40", "aggregation_interval_ms": "1h",
+                          "spool_max_bytes": "0"])
         s.waitForRules(1)
         s.collector.kill9()
         XCTAssertTrue(eventually { s.agent!.stderr.contains("uplink: session lost") })
@@ -221,6 +223,25 @@ final class RealCollectorTests: XCTestCase {
         s.stopAgent()
         XCTAssertEqual(s.collector.measuredCount(project: project), 100)
         XCTAssertEqual(s.collector.events(project: project).count, 40, "nothing beyond what the queue held")
+    }
+
+    func testQueueOverflowGoesToTheSpoolInstead() throws {
+        let s = try System(project: project)
+        s.collector.putPatterns(project: project, [("", "*", "*", "m", "all")])
+        try s.startAgent(["forward_raw_events": "on", "net_send_queue2_size": "40", "aggregation_interval_ms": "1h"])
+        s.waitForRules(1)
+        s.collector.kill9()
+        XCTAssertTrue(eventually { s.agent!.stderr.contains("uplink: session lost") })
+        // 100 matched records while the collector is down: the queue holds 40, the spool the rest.
+        for i in 0..<100 { s.udp.send("0\tGET\th\t/item/\(i)\t1") }
+        usleep(300_000)
+        try s.collector.start()
+        XCTAssertTrue(eventually(timeout: 30) { s.collector.events(project: self.project).count == 100 },
+                      "\(s.collector.events(project: project).count)\n\(s.agent!.stderr)")
+        XCTAssertEqual(s.collector.counter(agent: s.agentID, "drops_queue2"), 0)
+        s.stopAgent()
+        XCTAssertEqual(s.collector.measuredCount(project: project), 100)
+        XCTAssertEqual(s.collector.events(project: project).count, 100, "each once")
     }
 
     func testRemoteCaptureStopStartAndConfigUpdatesThroughTheAPI() throws {

@@ -5,9 +5,11 @@
 // emitters of examples/emitters, run against a real agent, show up with
 // their calls' outcomes. Observed only through the collector's HTTP API.
 import Foundation
+import CSystem  // SOCK_STREAM: glibc's socket macros may be owned by this C module
 import XCTest
 import CSystem  // SOCK_* constants: glibc's socket macros may be owned by this C module
 @testable import Agent
+import IPAPipeline
 
 final class RecordsEndToEndTests: XCTestCase {
     typealias System = RealCollectorTests.System

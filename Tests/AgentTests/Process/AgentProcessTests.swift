@@ -76,6 +76,50 @@ final class AgentProcessTests: XCTestCase {
         XCTAssertEqual(st.st_mode & 0o777, 0o700)
     }
 
+    func testTheAgentKeyIsMadeOnceKeptPrivateAndABadOneStopsTheStart() throws {
+        let key = TestCollector.makeKey().text
+        let base = "/tmp/vigil-agentkey-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        defer { try? FileManager.default.removeItem(atPath: base) }
+        let file = base + "/agent_key"
+        func start() throws -> AgentProcess {
+            try AgentProcess(["run", "--set", "access_key=\(key)", "--set", "state_dir=\(base)", "--set", "server_port=1",
+                              "--set", "capture=off", "--set", "log_level=info"])
+        }
+        // First start: made, 0600, its public key logged.
+        let first = try start()
+        for _ in 0..<200 where !first.stderr.contains("agent key created") { usleep(20_000) }
+        first.signal(SIGKILL)
+        XCTAssertTrue(first.stderr.contains("agent key created path=\(file)"), first.stderr)
+        var st = stat()
+        XCTAssertEqual(stat(file, &st), 0)
+        XCTAssertEqual(st.st_mode & 0o777, 0o600)
+        let made = try StaticKeyFile.load(path: file)
+        XCTAssertTrue(first.stderr.contains("public_key=\(made.publicText)"), first.stderr)
+        // Later starts read the same key.
+        let second = try start()
+        for _ in 0..<200 where !second.stderr.contains("agent key read") { usleep(20_000) }
+        second.signal(SIGKILL)
+        XCTAssertTrue(second.stderr.contains("public_key=\(made.publicText)"), second.stderr)
+        // Readable by others: refused, the file named, exit 1.
+        chmod(file, 0o644)
+        var r = try AgentProcess.run(["run", "--set", "access_key=\(key)", "--set", "state_dir=\(base)", "--set", "capture=off"])
+        XCTAssertEqual(r.code, 1, r.stderr)
+        XCTAssertTrue(r.stderr.contains("key file \(file) is readable by group or others (mode 0644)"), r.stderr)
+        // Corrupt: refused, the file named, and left alone.
+        XCTAssertTrue(FileManager.default.createFile(atPath: file, contents: Data("not a key\n".utf8)))
+        chmod(file, 0o600)      // createFile replaces the file, with 0644
+        r = try AgentProcess.run(["run", "--set", "access_key=\(key)", "--set", "state_dir=\(base)", "--set", "capture=off"])
+        XCTAssertEqual(r.code, 1, r.stderr)
+        XCTAssertTrue(r.stderr.contains("key file \(file) is corrupt"), r.stderr)
+        XCTAssertEqual(try String(contentsOfFile: file, encoding: .utf8), "not a key\n")
+        // Unreadable (a directory in its place).
+        unlink(file)
+        mkdir(file, 0o700)
+        r = try AgentProcess.run(["run", "--set", "access_key=\(key)", "--set", "state_dir=\(base)", "--set", "capture=off"])
+        XCTAssertEqual(r.code, 1, r.stderr)
+        XCTAssertTrue(r.stderr.contains("key file \(file)"), r.stderr)
+    }
+
     func testCheckConfigNamesFileLineKeyAndExpectation() throws {
         let path = writeConfig([:], extra: "access_key = acme.short\nserver_port = 99999\nsever_host = x\n")
         defer { unlink(path) }

@@ -9,7 +9,7 @@ import MonitorRunners
 @testable import Agent
 
 final class AgentPolicyConfigTests: XCTestCase {
-    let key = "access_key = demo.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n"
+    let key = "access_key = demo.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n"
 
     func load(_ text: String) throws -> AgentSettings {
         try AgentSettings(AgentSchema.schema.load(text: key + text, path: "agent.conf", checks: AgentSettings.checks))

@@ -90,6 +90,9 @@ final class RealCollector {
         fetch(method: method, path: "/api/v1" + path, body: body)
     }
 
+    /// The /metrics page's text.
+    func metrics() -> String { fetch(method: "GET", path: "/metrics", body: nil).body }
+
     /// Sum of `count` over the measurements matching the query.
     func measuredCount(project: String, monitor: String? = nil, check: String? = nil) -> Int {
         var q = "/measurements?project=\(project)&limit=10000"

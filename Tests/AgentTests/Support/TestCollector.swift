@@ -78,8 +78,12 @@ final class TestCollector {
         self.key = key
     }
 
+    /// The static key pair every TestCollector uses (its access keys pin it).
+    static let staticKey = StaticKeyPair(secret: Key32(bytes: (0..<32).map { UInt8($0 * 5 & 0xFF) })!)
+
     static func makeKey(project: String = "acme") -> AccessKey {
-        try! AccessKey(projectID: project, secret: Key32(bytes: (0..<32).map { UInt8($0 * 7 & 0xFF) })!)
+        try! AccessKey(projectID: project, secret: Key32(bytes: (0..<32).map { UInt8($0 * 7 & 0xFF) })!,
+                       collectorKey: staticKey.publicKey)
     }
 
     /// Listens on 127.0.0.1:`port` (0: a free port, remembered for restarts).
@@ -106,7 +110,7 @@ final class TestCollector {
     private func accept(_ fd: Int32, _ peer: SocketAddress) {
         connections += 1
         let key = self.key
-        let session = ServerSession { $0 == key.projectID ? key.secret : nil }
+        let session = ServerSession(staticKey: TestCollector.staticKey) { $0 == key.projectID ? key.secret : nil }
         let s = TestCollectorSession(collector: self, session: session)
         s.connection = TCPConnection(loop: loop, fd: fd, peer: peer, handler: s)
         sessions.append(s)

@@ -604,6 +604,48 @@ final class StoreConformanceTests: XCTestCase {
         }
     }
 
+    func testKeysRevokedSinceATime() throws {
+        try forEachBackend { f in
+            let k = try f.wait { f.store.createKey(project: "demo", secret: "s-2", at: 10, completion: $0) }
+            XCTAssertEqual(try f.wait { f.store.keysRevoked(since: 0, completion: $0) }, [])
+            _ = try f.wait { f.store.revokeKey(id: k.id, at: 100, completion: $0) }
+            XCTAssertEqual(try f.wait { f.store.keysRevoked(since: 100, completion: $0) }.map(\.id), [k.id])
+            XCTAssertEqual(try f.wait { f.store.keysRevoked(since: 101, completion: $0) }, [])
+        }
+    }
+
+    func testAgentIdentityEnrollsOnceThenCompares() throws {
+        try forEachBackend { f in
+            let other = try f.wait { f.store.createKey(project: "other", secret: "s-o", at: 1, completion: $0) }
+            let otherId = try f.wait { f.store.activeKeys(project: other.project, completion: $0) }.projectId
+            func enroll(_ id: String, _ project: Int64, _ key: String) throws -> Enrollment {
+                try f.wait { f.store.enrollAgent(id: id, projectId: project, publicKey: key, at: 5, completion: $0) }
+            }
+            guard case .failure(.notFound) = try f.waitResult({ f.store.agentIdentity(id: "x1", completion: $0) }) else {
+                return XCTFail("an id never enrolled")
+            }
+            XCTAssertEqual(try enroll("x1", f.projectId, "key-A"), .enrolled)
+            XCTAssertEqual(try enroll("x1", f.projectId, "key-A"), .known)
+            XCTAssertEqual(try enroll("x1", f.projectId, "key-B"), .keyMismatch)
+            XCTAssertEqual(try enroll("x1", otherId, "key-A"), .otherProject, "the project is part of the identity")
+            XCTAssertEqual(try enroll("x1", otherId, "key-B"), .otherProject)
+            XCTAssertEqual(try f.wait { f.store.agentIdentity(id: "x1", completion: $0) }, "key-A", "refusals change nothing")
+            // Reset: the project stays, the key goes; the next key enrolls.
+            try f.wait { f.store.resetAgentIdentity(id: "x1", completion: $0) }
+            XCTAssertEqual(try f.wait { f.store.agentIdentity(id: "x1", completion: $0) }, nil)
+            XCTAssertEqual(try enroll("x1", otherId, "key-B"), .otherProject, "a reset keeps the project")
+            XCTAssertEqual(try enroll("x1", f.projectId, "key-B"), .enrolled)
+            XCTAssertEqual(try enroll("x1", f.projectId, "key-A"), .keyMismatch)
+            guard case .failure(.notFound) = try f.waitResult({ f.store.resetAgentIdentity(id: "nobody", completion: $0) }) else {
+                return XCTFail("resetting an id never enrolled")
+            }
+            // Forgetting an agent forgets its identity.
+            try f.connect(agent: "x1", boot: "b")
+            try f.wait { f.store.forgetAgent(id: "x1", completion: $0) }
+            XCTAssertEqual(try enroll("x1", otherId, "key-C"), .enrolled)
+        }
+    }
+
     func testAgentOfUnknownProjectIsRefused() throws {
         try forEachBackend { f in
             let r = try f.waitResult {
@@ -802,6 +844,73 @@ final class StoreConformanceTests: XCTestCase {
             XCTAssertNil(try f.wait { f.store.removeExpired(olderThan: 500_000, completion: $0) }.deleted["series"],
                          "the series measured again is kept")
             XCTAssertEqual(try f.measurementTimes().count, 2)
+        }
+    }
+
+    func testAnAgentKeepsItsMode() throws {
+        try forEachBackend { f in
+            XCTAssertEqual(try f.wait { f.store.agent(id: "a1", completion: $0) }.mode, "agent", "the default")
+            let hello = AgentHello(id: "upload-demo", projectId: f.projectId, name: "upload", hostname: "collector",
+                                   version: "1", bootId: "u1", at: 3_000, mode: AgentRecord.uploadMode)
+            XCTAssertEqual(try f.wait { f.store.agentConnected(hello, completion: $0) }.mode, "upload")
+            let all = try f.wait { f.store.agents(project: "demo", completion: $0) }
+            XCTAssertEqual(all.map(\.mode), ["agent", "upload"])
+            try f.reopen()
+            XCTAssertEqual(try f.wait { f.store.agent(id: "upload-demo", completion: $0) }.mode, "upload")
+        }
+    }
+
+    // MARK: the collector's health history
+
+    func testCollectorHistoryInBucketsAndItsRetention() throws {
+        try forEachBackend(limits: { var l = StoreLimits(); l.maxQueryRows = 3; return l }()) { f in
+            func sample(_ ts: Int64, established: Int64, handshakes: Int64, lagMax: Int64) -> CollectorSample {
+                var s = CollectorSample(ts: ts, intervalMs: 10_000)
+                s.sessionsEstablished = established; s.handshakes = handshakes; s.lagMaxUs = lagMax
+                s.agentsCapturing = established; s.rowsStored = 100; s.dropped = 1; s.pendingRows = ts / 1_000
+                return s
+            }
+            // Samples at 10, 20, …, 80 s.
+            for i in Int64(1)...8 {
+                try f.wait { f.store.appendCollectorSample(sample(i * 10_000, established: i, handshakes: i, lagMax: i * 100),
+                                                           completion: $0) }
+            }
+            // Buckets of 30 s from 10 s: [10,40) [40,70) [70,100), until 80 s excluded.
+            var q = CollectorHistoryQuery(since: 10_000, until: 80_000, stepMs: 30_000)
+            var h = try f.wait { f.store.collectorHistory(q, completion: $0) }
+            XCTAssertEqual(h.map(\.ts), [10_000, 40_000, 70_000])
+            XCTAssertEqual(h.map(\.intervalMs), [30_000, 30_000, 10_000])
+            XCTAssertEqual(h.map(\.sessionsEstablished), [2, 5, 7], "gauges: the mean")
+            XCTAssertEqual(h.map(\.agentsCapturing), [2, 5, 7])
+            XCTAssertEqual(h.map(\.handshakes), [6, 15, 7], "counts: the sum")
+            XCTAssertEqual(h.map(\.rowsStored), [300, 300, 100])
+            XCTAssertEqual(h.map(\.dropped), [3, 3, 1])
+            XCTAssertEqual(h.map(\.lagMaxUs), [300, 600, 700], "latencies: the largest")
+            XCTAssertEqual(h.map(\.pendingRows), [30, 60, 70])
+            // One sample per bucket gives the samples back as stored.
+            q = CollectorHistoryQuery(since: 20_000, until: 40_000, stepMs: 10_000)
+            XCTAssertEqual(try f.wait { f.store.collectorHistory(q, completion: $0) },
+                           [sample(20_000, established: 2, handshakes: 2, lagMax: 200),
+                            sample(30_000, established: 3, handshakes: 3, lagMax: 300)])
+            // Bounded by the store's maxQueryRows (3 here), oldest first.
+            q = CollectorHistoryQuery(since: 0, until: 1_000_000, stepMs: 10_000, limit: 100)
+            XCTAssertEqual(try f.wait { f.store.collectorHistory(q, completion: $0) }.map(\.ts), [10_000, 20_000, 30_000])
+            // Empty buckets are left out; a range without samples is empty.
+            q = CollectorHistoryQuery(since: 100_000, until: 200_000, stepMs: 10_000)
+            XCTAssertEqual(try f.wait { f.store.collectorHistory(q, completion: $0) }, [])
+            // A step of 0 or an empty range is refused.
+            for bad in [CollectorHistoryQuery(since: 0, until: 10, stepMs: 0), CollectorHistoryQuery(since: 10, until: 10, stepMs: 1)] {
+                guard case .failure(.invalid) = try f.waitResult({ f.store.collectorHistory(bad, completion: $0) }) else {
+                    return XCTFail("\(bad) was not refused")
+                }
+            }
+            // Retention: older than 45 s goes (10…40 s), the rest stays.
+            XCTAssertEqual(try f.wait { f.store.removeExpiredCollectorSamples(olderThan: 45_000, completion: $0) }, 4)
+            XCTAssertEqual(try f.wait { f.store.removeExpiredCollectorSamples(olderThan: 45_000, completion: $0) }, 0)
+            q = CollectorHistoryQuery(since: 0, until: 1_000_000, stepMs: 1_000_000)
+            let all = try f.wait { f.store.collectorHistory(q, completion: $0) }
+            XCTAssertEqual(all.map(\.handshakes), [5 + 6 + 7 + 8])
+            XCTAssertEqual(all.map(\.intervalMs), [40_000])
         }
     }
 

@@ -1,10 +1,12 @@
 // PostgreSQLStore's own behaviour beyond the conformance suite, against a
-// real server: versioned migrations (applied once, a newer schema refused),
+// real server: versioned migrations (applied once, a newer schema refused,
+// agents of a database from before identities keep their project),
 // daily partitions created ahead and dropped whole by retention, a
 // time-ordered and per-series index on every partition, and connection
 // strings redacted for logs. Loop thread (the test's).
 import XCTest
 import Reactor
+import CPQ
 @testable import CollectorStore
 
 final class PostgreSQLStoreTests: XCTestCase {
@@ -33,6 +35,35 @@ final class PostgreSQLStoreTests: XCTestCase {
         XCTAssertThrowsError(try open(pg, db, loop)) { error in
             XCTAssertEqual(error as? StoreError, .schemaTooNew(found: 999, known: PGMigrations.latest))
         }
+    }
+
+    /// As SQLite's: the step adding identities binds each agent already
+    /// known to its project with no key, so its next handshake enrolls the
+    /// key it proves, and only in its project.
+    func testAgentsFromBeforeIdentitiesKeepTheirProject() throws {
+        let pg = try server()
+        let db = pg.freshDatabase()
+        let step = try XCTUnwrap(PGMigrations.all.first { $0.name == "agent identities" }?.version)
+        do {
+            let conn = try XCTUnwrap(PQconnectdb(pg.socketConninfo(db)))
+            defer { PQfinish(conn) }
+            try PGMigrations.migrate(conn, now: 1, upTo: step - 1)
+        }
+        XCTAssertNil(pg.execute("""
+            INSERT INTO projects(name, created_ms) VALUES ('a', 1), ('b', 1);
+            INSERT INTO agents(id, project_id, state, state_since_ms, first_seen_ms, last_seen_ms)
+                SELECT 'x', id, 'not_visible', 1, 1, 1 FROM projects WHERE name = 'a';
+            """, in: db))
+        let a = try XCTUnwrap(pg.scalar("SELECT id FROM projects WHERE name = 'a'", in: db).flatMap { Int64($0) })
+        let b = try XCTUnwrap(pg.scalar("SELECT id FROM projects WHERE name = 'b'", in: db).flatMap { Int64($0) })
+        let loop = EventLoop()
+        let store = try open(pg, db, loop)
+        defer { close(store, on: loop) }
+        XCTAssertEqual(store.schemaVersion, PGMigrations.latest)
+        XCTAssertEqual(try wait(loop) { store.agentIdentity(id: "x", completion: $0) }, nil, "no key yet")
+        XCTAssertEqual(try wait(loop) { store.agent(id: "x", completion: $0) }.mode, AgentRecord.agentMode)
+        XCTAssertEqual(try wait(loop) { store.enrollAgent(id: "x", projectId: b, publicKey: "k", at: 2, completion: $0) }, .otherProject)
+        XCTAssertEqual(try wait(loop) { store.enrollAgent(id: "x", projectId: a, publicKey: "k", at: 2, completion: $0) }, .enrolled)
     }
 
     func testPartitionsAreCreatedAheadAndRetentionDropsWholeDays() throws {

@@ -56,6 +56,32 @@ final class StoreMigrationTests: XCTestCase {
         close(store)
     }
 
+    /// Agents registered before identities existed keep their project: the
+    /// step that adds identities binds each to its project with no key, so
+    /// its next handshake enrolls the key it proves, and only in its project.
+    func testAgentsFromBeforeIdentitiesKeepTheirProject() throws {
+        let dir = TempDir()
+        let path = dir.path + "/vigil.db"
+        let step = try XCTUnwrap(Migrations.all.first { $0.name == "agent identities" }?.version)
+        do {
+            let old = try SQLiteConnection(path: path)
+            try Migrations.migrate(old, now: 1, upTo: step - 1)
+            try old.run("INSERT INTO projects(name, created_ms) VALUES ('a', 1), ('b', 1)")
+            try old.run("""
+                INSERT INTO agents(id, project_id, state, state_since_ms, first_seen_ms, last_seen_ms)
+                VALUES ('x', 1, 'not_visible', 1, 1, 1)
+                """)
+            old.close()
+        }
+        let loop = EventLoop()
+        let store = try SQLiteStore.open(loop: loop, options: StoreOptions(dataDirectory: dir.path), now: 50_000)
+        XCTAssertEqual(store.schemaVersion, Migrations.latest)
+        XCTAssertEqual(try wait(loop) { store.agentIdentity(id: "x", completion: $0) }, nil, "no key yet")
+        XCTAssertEqual(try wait(loop) { store.enrollAgent(id: "x", projectId: 2, publicKey: "k", at: 2, completion: $0) }, .otherProject)
+        XCTAssertEqual(try wait(loop) { store.enrollAgent(id: "x", projectId: 1, publicKey: "k", at: 2, completion: $0) }, .enrolled)
+        close(store)
+    }
+
     /// A version-3 database with rows exactly as the version-3 program wrote
     /// them (its statements, REAL milliseconds computed from the agent's
     /// microseconds, and `meta` JSON), read back right after migrating.

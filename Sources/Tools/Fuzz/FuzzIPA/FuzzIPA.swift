@@ -20,7 +20,7 @@
 // Built with -D FUZZING (scripts/fuzz.sh ipa) it hands its
 // body to libFuzzer; a normal build replays files: `fuzz-ipa FILE...`.
 import FuzzSupport
-import Agent
+import IPAPipeline
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -8,6 +8,10 @@
 // The query string was already cut off by the parser. A matching rule
 // marked `exclude` drops the record (counted) instead of counting it.
 //
+// StatsD rules (a `metric` glob, case-sensitive, anchored) sit in the same
+// ordered list: traffic records never match them, metric names match only
+// them (`matchMetric`). With no StatsD rule every metric is kept.
+//
 // Thread: loop thread (an immutable object shared on it).
 
 /// An immutable, ordered rule list compiled for matching without
@@ -27,8 +31,12 @@ public final class PatternSet {
         let method: [UInt8]?
         let host: [UInt8]
         let path: [UInt8]
+        /// A StatsD rule's metric glob; nil for a traffic rule.
+        let metric: [UInt8]?
     }
     private let compiled: [Compiled]
+    /// Whether any StatsD rule is present (none: every metric is kept).
+    public let hasMetricRules: Bool
 
     public init(rules: [FilterRule], version: UInt64) {
         self.rules = rules
@@ -37,8 +45,10 @@ public final class PatternSet {
         compiled = rules.map { r in
             Compiled(usable: r.problem == nil, exclude: r.exclude,
                      method: r.method.isEmpty || r.method == "*" ? nil : Array(r.method.utf8).map(PatternSet.lower),
-                     host: Array(r.host.utf8).map(PatternSet.lower), path: Array(r.path.utf8))
+                     host: Array(r.host.utf8).map(PatternSet.lower), path: Array(r.path.utf8),
+                     metric: r.isMetricRule ? Array(r.metric.utf8) : nil)
         }
+        hasMetricRules = rules.contains { $0.isMetricRule }
     }
 
     public static let empty = PatternSet(rules: [], version: 0)
@@ -52,13 +62,28 @@ public final class PatternSet {
                       path: UnsafeRawBufferPointer) -> Int? {
         for i in 0..<compiled.count {
             let c = compiled[i]
-            guard c.usable else { continue }
+            guard c.usable, c.metric == nil else { continue }
             if let m = c.method, !PatternSet.equalsLowercased(method, m) { continue }
             if !c.host.withUnsafeBufferPointer({ PatternSet.glob($0, host, foldCase: true) }) { continue }
             if !c.path.withUnsafeBufferPointer({ PatternSet.glob($0, path, foldCase: false) }) { continue }
             return i
         }
         return nil
+    }
+
+    /// Index of the first StatsD rule whose glob matches the whole metric
+    /// name, or nil (also when there is none: see `hasMetricRules`).
+    public func matchMetric(_ name: UnsafeRawBufferPointer) -> Int? {
+        for i in 0..<compiled.count {
+            guard compiled[i].usable, let m = compiled[i].metric else { continue }
+            if m.withUnsafeBufferPointer({ PatternSet.glob($0, name, foldCase: false) }) { return i }
+        }
+        return nil
+    }
+
+    public func matchMetric(_ name: String) -> Int? {
+        var n = name
+        return n.withUTF8 { matchMetric(UnsafeRawBufferPointer($0)) }
     }
 
     /// Convenience for tests and tools.

@@ -1,11 +1,12 @@
-// The published Noise_NNpsk0_25519_ChaChaPoly_SHA256 vector (cacophony set)
+// Protocol version 1 (kept to refuse old agents): the published
+// Noise_NNpsk0_25519_ChaChaPoly_SHA256 vector (cacophony set)
 // must reproduce byte for byte: handshake hash, both handshake messages and
 // every transport message, with the vector's ephemerals injected.
 import Foundation
 import XCTest
 @testable import Wire
 
-final class NoiseVectorTests: XCTestCase {
+final class NNpsk0VectorTests: XCTestCase {
     struct Vector {
         let prologue: [UInt8]
         let psk: Key32
@@ -18,7 +19,7 @@ final class NoiseVectorTests: XCTestCase {
     func loadVectors() throws -> [Vector] {
         let json = try JSONSerialization.jsonObject(with: Fixtures.data("noise-nnpsk0.json")) as! [String: Any]
         return (json["vectors"] as! [[String: Any]]).map { v in
-            XCTAssertEqual(v["protocol_name"] as? String, NoiseHandshake.protocolName)
+            XCTAssertEqual(v["protocol_name"] as? String, NNpsk0Handshake.protocolName)
             XCTAssertEqual(v["init_prologue"] as? String, v["resp_prologue"] as? String)
             return Vector(
                 prologue: Hex.decode(v["init_prologue"] as! String),
@@ -36,8 +37,8 @@ final class NoiseVectorTests: XCTestCase {
         let vectors = try loadVectors()
         XCTAssertFalse(vectors.isEmpty)
         for v in vectors {
-            var initiator = NoiseHandshake(role: .initiator, prologue: v.prologue, psk: v.psk, ephemeralSecret: v.initEphemeral)
-            var responder = NoiseHandshake(role: .responder, prologue: v.prologue, psk: v.psk, ephemeralSecret: v.respEphemeral)
+            var initiator = NNpsk0Handshake(role: .initiator, prologue: v.prologue, psk: v.psk, ephemeralSecret: v.initEphemeral)
+            var responder = NNpsk0Handshake(role: .responder, prologue: v.prologue, psk: v.psk, ephemeralSecret: v.respEphemeral)
 
             let m1 = try initiator.writeMessage(payload: v.messages[0].payload)
             XCTAssertEqual(Hex.encode(m1), Hex.encode(v.messages[0].ciphertext), "message 1")
@@ -66,8 +67,8 @@ final class NoiseVectorTests: XCTestCase {
 
     func testHandshakeRejectsWrongPSKBeforeAnyDH() throws {
         let psk = Key32.random()
-        var initiator = NoiseHandshake(role: .initiator, prologue: [1, 2, 3], psk: psk)
-        var responder = NoiseHandshake(role: .responder, prologue: [1, 2, 3], psk: Key32.random())
+        var initiator = NNpsk0Handshake(role: .initiator, prologue: [1, 2, 3], psk: psk)
+        var responder = NNpsk0Handshake(role: .responder, prologue: [1, 2, 3], psk: Key32.random())
         let m1 = try initiator.writeMessage(payload: [9, 9])
         XCTAssertThrowsError(try responder.readMessage(m1)) { XCTAssertEqual($0 as? NoiseError, .decryptFailed) }
         // A failed handshake is abandoned.
@@ -76,8 +77,8 @@ final class NoiseVectorTests: XCTestCase {
 
     func testPrologueMismatchFails() throws {
         let psk = Key32.random()
-        var initiator = NoiseHandshake(role: .initiator, prologue: Array("VGL\u{1}\u{1}a".utf8), psk: psk)
-        var responder = NoiseHandshake(role: .responder, prologue: Array("VGL\u{1}\u{1}b".utf8), psk: psk)
+        var initiator = NNpsk0Handshake(role: .initiator, prologue: Array("VGL\u{1}\u{1}a".utf8), psk: psk)
+        var responder = NNpsk0Handshake(role: .responder, prologue: Array("VGL\u{1}\u{1}b".utf8), psk: psk)
         let m1 = try initiator.writeMessage(payload: [])
         XCTAssertThrowsError(try responder.readMessage(m1)) { XCTAssertEqual($0 as? NoiseError, .decryptFailed) }
     }
@@ -86,10 +87,10 @@ final class NoiseVectorTests: XCTestCase {
         // An initiator who knows the PSK but sends the all-zero point as e:
         // the responder's DH(e, re) is zero and the handshake aborts.
         let psk = Key32.random()
-        var attacker = NoiseHandshake(role: .initiator, prologue: [], psk: psk)
+        var attacker = NNpsk0Handshake(role: .initiator, prologue: [], psk: psk)
         var m1 = try attacker.writeMessage(payload: [])
         // Rebuild message 1 with e = 0 so its tag still verifies.
-        var sym = SymmetricState(protocolName: Array(NoiseHandshake.protocolName.utf8))
+        var sym = SymmetricState(protocolName: Array(NNpsk0Handshake.protocolName.utf8))
         sym.mixHash(UnsafeRawBufferPointer(start: nil, count: 0))
         sym.mixKeyAndHash(psk)
         let zero = Key32()
@@ -101,16 +102,16 @@ final class NoiseVectorTests: XCTestCase {
         }
         XCTAssertEqual(n, 16)
         m1 = zero.bytes + tag
-        var responder = NoiseHandshake(role: .responder, prologue: [], psk: psk)
+        var responder = NNpsk0Handshake(role: .responder, prologue: [], psk: psk)
         XCTAssertEqual(try responder.readMessage(m1), [])
         XCTAssertThrowsError(try responder.writeMessage(payload: [])) { XCTAssertEqual($0 as? NoiseError, .invalidPublicKey) }
     }
 
     func testOutOfTurnAndShortMessages() throws {
-        var initiator = NoiseHandshake(role: .initiator, prologue: [], psk: Key32())
+        var initiator = NNpsk0Handshake(role: .initiator, prologue: [], psk: Key32())
         XCTAssertThrowsError(try initiator.readMessage([UInt8](repeating: 0, count: 48))) { XCTAssertEqual($0 as? NoiseError, .wrongState) }
         XCTAssertThrowsError(try initiator.split()) { XCTAssertEqual($0 as? NoiseError, .wrongState) }
-        var responder = NoiseHandshake(role: .responder, prologue: [], psk: Key32())
+        var responder = NNpsk0Handshake(role: .responder, prologue: [], psk: Key32())
         XCTAssertThrowsError(try responder.writeMessage(payload: [])) { XCTAssertEqual($0 as? NoiseError, .wrongState) }
         XCTAssertThrowsError(try responder.readMessage([UInt8](repeating: 0, count: 47))) { XCTAssertEqual($0 as? NoiseError, .messageTooShort(47)) }
         XCTAssertThrowsError(try initiator.writeMessage(payload: [UInt8](repeating: 0, count: 65535 - 48 + 1))) {
