@@ -24,6 +24,7 @@ let package = Package(
         .executable(name: "vigil-agent", targets: ["vigil-agent"]),
         .executable(name: "vigil-collector", targets: ["vigil-collector"]),
         .executable(name: "vigil-load", targets: ["vigil-load"]),
+        .executable(name: "vigil-notify", targets: ["vigil-notify"]),
     ],
     targets: [
         // ── C shims over Debian's -dev packages ────────────────────────────
@@ -45,6 +46,9 @@ let package = Package(
         .target(name: "CMicroHTTPD"),
         // Debian's libsnappy-dev: block compression of remote-write requests.
         .systemLibrary(name: "CSnappy", providers: [.apt(["libsnappy-dev"])]),
+        // Debian's libgnutls28-dev: TLS for https remote-write receivers
+        // (libmicrohttpd already links libgnutls into the collector).
+        .systemLibrary(name: "CGnuTLS", providers: [.apt(["libgnutls28-dev"])]),
         // libcurl (libcurl4-openssl-dev headers) loaded with dlopen on first
         // use, behind fixed-argument wrappers; nothing links -lcurl.
         .target(name: "CCurl", linkerSettings: [.linkedLibrary("dl")]),
@@ -72,12 +76,16 @@ let package = Package(
         // multi-socket), tcp and exec runners on the loop. The agent's. No Foundation.
         .target(name: "MonitorRunners", dependencies: ["MonitorModel", "JSON", "Reactor", "Wire", "CCurl", "CSystem"]),
         // Prometheus remote write 1.0 from the loop: the hand-written WriteRequest
-        // encoder, snappy, a small HTTP/1.1 client on Reactor TCP, the bounded sender.
-        .target(name: "RemoteWrite", dependencies: ["Reactor", "CSnappy"]),
+        // encoder, snappy, a small HTTP/1.1 client on Reactor TCP (TLS by GnuTLS), the bounded sender.
+        .target(name: "RemoteWrite", dependencies: ["Reactor", "CSnappy", "CGnuTLS"]),
         // IPA records parsed, filtered by the project's rules and aggregated:
         // the agent's ingest and the collector's capture uploads run this one
         // code. No I/O, no Foundation.
         .target(name: "IPAPipeline", dependencies: ["Reactor", "Wire"]),
+        // Alerting: rule documents and their validation, the state machine,
+        // the evaluator on the collector's loop (reading through the store
+        // seam, under the store's evaluation lease) and the notifiers.
+        .target(name: "Alerts", dependencies: ["JSON", "Reactor", "CollectorStore", "RemoteWrite", "MonitorModel"]),
         // The agent's logic (ingest sockets, uplink, control, replay), as a library
         // so tests and fuzzers link it; `vigil-agent` is its thin executable.
         .target(name: "Agent", dependencies: ["Reactor", "Wire", "ConfigFile", "MonitorModel", "MonitorRunners", "IPAPipeline"]),
@@ -85,7 +93,7 @@ let package = Package(
         // `vigil-collector` is its thin executable. Monitor definitions only:
         // it never links the runners (libcurl's loader, exec, the resolver).
         .target(name: "Collector", dependencies: ["Reactor", "Wire", "ConfigFile", "CollectorStore", "HTTPServer", "JSON", "MonitorModel", "RemoteWrite",
-                                                "IPAPipeline"]),
+                                                "IPAPipeline", "Alerts"]),
 
         // The load generator's logic (simulated agents, ack ledger, verify),
         // as a library so tests link it; `vigil-load` is its thin executable.
@@ -98,6 +106,10 @@ let package = Package(
         .executableTarget(name: "vigil-collector", dependencies: ["Collector"]),
         // Many simulated agents on one loop against vigil-collector (scripts/load.sh, soak.sh).
         .executableTarget(name: "vigil-load", dependencies: ["LoadGen"], path: "Sources/vigil-load"),
+
+        // One alert notification with libcurl (https webhooks, SMTP), spawned
+        // by the collector per delivery so the collector never links libcurl.
+        .executableTarget(name: "vigil-notify", dependencies: ["CCurl", "JSON"], path: "Sources/vigil-notify"),
 
         // ── Tools (Sources/Tools): fuzz targets, benchmarks, a demo ─────────
         // The libFuzzer hand-over and file replay every fuzz target shares.
@@ -117,8 +129,8 @@ let package = Package(
         // The agent's StatsD parser and ingest path.
         .executableTarget(name: "fuzz-statsd", dependencies: ["FuzzSupport", "Agent", "IPAPipeline"], path: "Sources/Tools/Fuzz/FuzzStatsD", exclude: ["seeds"]),
         // The JSON parser and writer (every HTTP API request body), monitor
-        // validation and the Schedule round trip.
-        .executableTarget(name: "fuzz-json", dependencies: ["FuzzSupport", "JSON", "MonitorModel", "Wire"], path: "Sources/Tools/Fuzz/FuzzJSON"),
+        // validation and the Schedule round trip, alert rule documents.
+        .executableTarget(name: "fuzz-json", dependencies: ["FuzzSupport", "JSON", "MonitorModel", "Wire", "Alerts"], path: "Sources/Tools/Fuzz/FuzzJSON"),
         // Configuration files and the updates an agent receives.
         .executableTarget(name: "fuzz-config", dependencies: ["FuzzSupport", "ConfigFile"], path: "Sources/Tools/Fuzz/FuzzConfig"),
         // The remote-write sender's HTTP response parser (outside bytes).
@@ -152,13 +164,16 @@ let package = Package(
         // they are built before the process tests start them.
         .testTarget(name: "AgentTests", dependencies: ["Agent", "IPAPipeline", "Reactor", "Wire", "ConfigFile", "MonitorModel", "MonitorRunners", "CSystem", "vigil-agent", "vigil-collector"]),
         // Integration tests start the built vigil-collector (a dependency, so it is built first).
-        .testTarget(name: "CollectorTests", dependencies: ["Collector", "Reactor", "Wire", "ConfigFile", "CollectorStore", "JSON", "CSystem", "vigil-collector"]),
+        .testTarget(name: "CollectorTests", dependencies: ["Collector", "Reactor", "Wire", "ConfigFile", "CollectorStore", "JSON", "CSystem", "vigil-collector",
+                                                     "vigil-notify"]),
         .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer", "Reactor", "CSystem"]),
         // Monitors against local servers (HTTPServer, a TCP listener, the example exec monitor).
         .testTarget(name: "MonitorsTests", dependencies: ["MonitorModel", "MonitorRunners", "JSON", "Reactor", "Wire", "HTTPServer"]),
         .testTarget(name: "LoadGenTests", dependencies: ["LoadGen", "Reactor", "Wire", "CollectorStore"]),
         // The remote-write pieces in process, and against Debian's real prometheus.
         .testTarget(name: "RemoteWriteTests", dependencies: ["RemoteWrite", "Reactor"]),
+        // Rule validation, the state machine and the notifiers' bodies in process.
+        .testTarget(name: "AlertsTests", dependencies: ["Alerts", "JSON", "CollectorStore", "Reactor"]),
     ],
     swiftLanguageModes: [.v5]
 )

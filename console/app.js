@@ -10,6 +10,7 @@ import './config.js';
 import './project.js';
 import './measurements.js';
 import './collector.js';
+import './alerts.js';
 import './audit.js';
 import './upload.js';
 

@@ -1,13 +1,27 @@
 // measurements.js — the Measurements page: latency (p50/p95/p99) and calls
-// per window for one monitor and check of a project over a chosen range,
-// the in-process measurements (source `ipa`, from agents and uploads) and
-// the synthetic ones (source `synthetic`, the monitors) of the same name
-// side by side. Reads GET /api/v1/measurements (bounded: one series, at
-// most 10,000 windows) and GET /api/v1/projects.
+// over time for one monitor and check of a project over a chosen range, the
+// in-process measurements (source `ipa`, from agents and uploads) and the
+// synthetic ones (source `synthetic`, the monitors) of the same name side by
+// side, with the error rate per bucket from the outcome counts (5xx and
+// transport errors of the calls that carry a status) and over the whole
+// range. Reads GET /api/v1/projects and GET /api/v1/measurements, bounded:
+// the newest 1,000 windows name the series; the chosen series comes merged
+// by the collector into about 240 buckets (`step`, `group_by=none`: counts
+// added, percentiles from the merged latency histograms, never averaged).
 import { api, query } from './api.js';
 import { h, fill } from './dom.js';
 import { register } from './pages.js';
 import { drawChart, rangeSelect, rangeMs } from './charts.js';
+import { errorRate, percent } from './outcomes.js';
+
+/** The bucket length for a range: about 240 buckets, whole seconds, at least 10 s. */
+export function stepFor(range) {
+  return Math.max(10_000, Math.round(range / 240 / 1000) * 1000);
+}
+
+function stepWords(step) {
+  return step % 60_000 === 0 ? `${step / 60_000} min` : `${step / 1000} s`;
+}
 
 const SOURCES = [['ipa', 'In-process (agents, uploads)'], ['synthetic', 'Synthetic (monitors)']];
 
@@ -22,9 +36,11 @@ register({
       charts[source] = {
         latency: h('div', { class: 'chart', dataset: { chart: 'latency', source } }),
         calls: h('div', { class: 'chart', dataset: { chart: 'calls', source } }),
+        errors: h('div', { class: 'chart', dataset: { chart: 'errors', source } }),
+        rate: h('p', { class: 'muted', dataset: { errorRate: source } }),
       };
       return h('section', { class: 'chart-column', dataset: { source } }, h('h2', {}, title),
-        charts[source].latency, charts[source].calls);
+        charts[source].latency, charts[source].calls, charts[source].rate, charts[source].errors);
     });
     const note = h('p', { class: 'muted', dataset: { info: 'measurements' } });
     main.append(h('h1', {}, 'Measurements'),
@@ -50,23 +66,30 @@ register({
       seriesSel.dataset.series = state.series.replace('\u0000', '/');
       if (!state.series) { note.textContent = 'No measurements in this range.'; }
       const [monitor, check] = state.series.split('\u0000');
-      const rows = state.series ? (await api('GET', '/measurements' + query({
-        project: state.project, monitor, check, since, limit: 10000 }))).measurements : [];
-      note.textContent = state.series ? `${rows.length} windows of ${monitor} / ${check}` : note.textContent;
+      // Buckets of `step`, every agent's windows of the series merged by the
+      // collector: counts added, percentiles from the merged histograms.
+      const step = stepFor(rangeMs(state.range));
+      const groups = state.series ? (await api('GET', '/measurements' + query({
+        project: state.project, monitor, check, since, step, group_by: 'none', limit: 2000 }))).measurements : [];
+      note.dataset.step = String(step);
+      const approximate = groups.filter((g) => g.merged === false).length;
+      note.textContent = state.series ? `${monitor} / ${check}: ${groups.length} buckets of ${stepWords(step)}, every agent merged`
+        + (approximate ? ` (${approximate} from windows stored without a histogram: their percentiles are weighted means)` : '')
+        : note.textContent;
       for (const [source, title] of SOURCES) {
-        // Windows of every agent, summed per window start, oldest first.
-        const byTs = new Map();
-        for (const m of rows.filter((r) => r.source === source)) {
-          const w = byTs.get(m.ts) || { count: 0, p50: 0, p95: 0, p99: 0 };
-          // Percentiles of several agents: the count-weighted mean (an approximation, said in the docs).
-          w.p50 += m.p50_ms * m.count; w.p95 += m.p95_ms * m.count; w.p99 += m.p99_ms * m.count; w.count += m.count;
-          byTs.set(m.ts, w);
-        }
-        const ts = [...byTs.keys()].sort((a, b) => a - b);
-        const latency = ts.map((t) => { const w = byTs.get(t); return [new Date(t), w.p50 / w.count, w.p95 / w.count, w.p99 / w.count]; });
-        const calls = ts.map((t) => [new Date(t), byTs.get(t).count]);
+        const ofSource = groups.filter((g) => g.source === source).sort((a, b) => a.ts - b.ts);
+        const latency = ofSource.map((g) => [new Date(g.ts), g.p50_ms, g.p95_ms, g.p99_ms]);
+        const calls = ofSource.map((g) => [new Date(g.ts), g.count]);
         await drawChart(charts[source].latency, `${title}: latency (ms)`, ['time', 'p50', 'p95', 'p99'], latency);
-        await drawChart(charts[source].calls, `${title}: calls per window`, ['time', 'calls'], calls, { stepPlot: true, fillGraph: true });
+        await drawChart(charts[source].calls, `${title}: calls per ${stepWords(step)}`, ['time', 'calls'], calls, { stepPlot: true, fillGraph: true });
+        // Error rate per bucket, only buckets with calls that carry a status (IPA v2, http monitors).
+        const errors = ofSource.map((g) => [g.ts, errorRate([g])]).filter(([, e]) => e.calls > 0)
+          .map(([t, e]) => [new Date(t), e.rate * 100]);
+        const whole = errorRate(ofSource);
+        charts[source].rate.dataset.rate = whole.rate === null ? '' : String(whole.rate);
+        charts[source].rate.textContent = whole.rate === null ? 'Error rate: no calls with a status in this range.'
+          : `Error rate over the range: ${percent(whole.rate)} (${whole.errors} of ${whole.calls} calls with a status: 5xx or transport errors)`;
+        await drawChart(charts[source].errors, `${title}: error rate (%)`, ['time', 'error %'], errors, { stepPlot: true });
       }
     }
     return { refresh };

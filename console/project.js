@@ -3,8 +3,9 @@
 // message per field), its synthetic monitors (one JSON definition each,
 // with the collector's per-field messages, and each monitor's last runs
 // with phase timings and up/down), and the project-wide configuration
-// defaults in the same editor as an agent's. Keys are managed with
-// `vigil-collector keys` (the API does not list them).
+// defaults in the same editor as an agent's, and its access keys (listed
+// without secrets; a new key's text is shown once, when it is made; Revoke
+// asks first — both are audited by the collector).
 import { api, enc, query } from './api.js';
 import { h, fill, stateBadge, ago, time, num } from './dom.js';
 import { register, link } from './pages.js';
@@ -90,6 +91,59 @@ function rulesEditor(root, project) {
       render();
     },
   };
+}
+
+function keysSection(root, project) {
+  const body = h('tbody');
+  const created = h('div', { class: 'card', dataset: { newKey: '' }, hidden: true });
+  const message = h('p', { class: 'message', dataset: { keysResult: '' } });
+  const create = h('button', { type: 'button', dataset: { action: 'create-key' } }, 'Create key');
+  root.append(h('h2', {}, 'Access keys'),
+    h('p', { class: 'muted' }, 'Agents authenticate with a key of their project. A key\'s text is shown once, when it is created.'),
+    h('table', { dataset: { table: 'keys' } },
+      h('thead', {}, h('tr', {}, ['Id', 'Created', 'Revoked', ''].map((t) => h('th', {}, t)))), body),
+    h('div', { class: 'toolbar' }, create, message), created);
+
+  async function refresh() {
+    const r = await api('GET', `/projects/${enc(project)}/keys`);
+    fill(body, r.keys.map((k) => {
+      const revoke = h('button', { type: 'button', dataset: { action: 'revoke-key' } }, 'Revoke');
+      revoke.addEventListener('click', async () => {
+        if (!window.confirm(`Revoke key ${k.id} of ${project}? Agents using it are disconnected at once.`)) return;
+        message.dataset.keysResult = 'pending';
+        try {
+          await api('DELETE', `/projects/${enc(project)}/keys/${enc(String(k.id))}`);
+          message.dataset.keysResult = 'revoked';
+          message.textContent = `Key ${k.id} revoked.`;
+        } catch (e) {
+          message.dataset.keysResult = 'failed';
+          message.textContent = `Not revoked: ${e.message}`;
+        }
+        await refresh();
+      });
+      return h('tr', { dataset: { keyId: String(k.id), keyState: k.revoked ? 'revoked' : 'active' } },
+        h('td', { class: 'num' }, String(k.id)), h('td', {}, time(k.created)),
+        h('td', {}, k.revoked ? time(k.revoked) : 'active'),
+        h('td', {}, k.revoked ? null : revoke));
+    }));
+  }
+
+  create.addEventListener('click', async () => {
+    message.dataset.keysResult = 'pending';
+    try {
+      const k = await api('POST', `/projects/${enc(project)}/keys`);
+      const text = h('code', { dataset: { keyText: '' } }, k.access_key);
+      fill(created, h('div', { class: 'label' }, `Key ${k.id} — copy it now: it is not shown again`), text);
+      created.hidden = false;
+      message.dataset.keysResult = 'created';
+      message.textContent = `Key ${k.id} created.`;
+    } catch (e) {
+      message.dataset.keysResult = 'failed';
+      message.textContent = `Not created: ${e.message}`;
+    }
+    await refresh();
+  });
+  return { refresh };
 }
 
 const MONITOR_TEMPLATE = { id: 'new-monitor', kind: 'tcp', host: '127.0.0.1', port: 80, interval_secs: 60 };
@@ -192,14 +246,13 @@ register({
     main.dataset.project = project;
     const agents = h('tbody');
     main.append(h('h1', {}, `Project ${project}`),
-      h('p', { class: 'muted' }, 'Access keys: ', h('code', {}, `vigil-collector keys list --project ${project}`),
-        ' and ', h('code', {}, 'keys create|revoke'), ' on the collector host.'),
       h('h2', {}, 'Agents'),
       h('table', { dataset: { table: 'project-agents' } },
         h('thead', {}, h('tr', {}, ['State', 'Name', 'Host', 'Last seen'].map((t) => h('th', {}, t)))), agents),
       h('p', {}, h('a', { href: link('fleet', project) }, 'all agents of this project in the fleet view')));
     const rules = rulesEditor(main, project);
     const monitors = monitorsEditor(main, project);
+    const keys = keysSection(main, project);
     const cfgRoot = h('section', { dataset: { section: 'project-config' } }, h('h2', {}, 'Configuration defaults for the project\'s agents'));
     main.append(cfgRoot);
     const schema = await api('GET', '/schema/agent-config');
@@ -215,6 +268,7 @@ register({
           h('td', {}, x.hostname), h('td', {}, ago(x.last_seen)))));
         await rules.refresh();
         await monitors.refresh();
+        await keys.refresh();
         editor.update((await api('GET', `/projects/${enc(project)}/config`)).config);
       },
     };

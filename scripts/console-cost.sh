@@ -5,7 +5,8 @@
 # `vigil-load density`; while they are held, each API call a console page
 # repeats every 2 s is timed CALLS (100) times: the fleet page's first page,
 # the same filtered by state and by a name search (a scan of every agent
-# row), an agent's page and its configuration. Prints, per call, the
+# row), the fleet page's own call in name order with the counts per state (a
+# grouped read of every agent row), an agent's page and its configuration. Prints, per call, the
 # latency (p50, max, from curl) and the collector's CPU time per call (its
 # process_cpu_seconds_total before and after, the idle loop's share
 # subtracted), and what one open console costs per second at 2 s polling.
@@ -70,6 +71,7 @@ measure() {
 measure "fleet page (50)"             "/agents?limit=50"
 measure "fleet, state filter"         "/agents?limit=50&state=stopped"
 measure "fleet, name search"          "/agents?limit=50&search=zz-no-such"
+measure "fleet by name, with counts"  "/agents?limit=50&sort=name&counts=state"
 measure "agent page: agent"           "/agents/$ONE"
 measure "agent page: state history"   "/agents/$ONE/states?limit=20"
 measure "configuration page: view"    "/agents/$ONE/config"

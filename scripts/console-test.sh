@@ -28,7 +28,7 @@ trap cleanup EXIT
 # A free UDP port for an agent's IPA receiver.
 free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-SET=(--set "data_dir=$DIR/data" --set "listen=127.0.0.1:0" --set "http_listen=127.0.0.1:0" --set self_metrics_interval_ms=500)
+SET=(--set "data_dir=$DIR/data" --set "listen=127.0.0.1:0" --set "http_listen=127.0.0.1:0" --set self_metrics_interval_ms=500 --set alert_eval_interval_ms=500)
 mkdir -p "$DIR/data"
 KEY=$("$BIN/vigil-collector" keys create --project shop --create-project "${SET[@]}")
 "$BIN/vigil-collector" run "${SET[@]}" 2> "$DIR/collector.log" &
@@ -42,9 +42,12 @@ for _ in $(seq 200); do
 done
 [ -n "$HTTP_PORT" ] || { cat "$DIR/collector.log"; exit 1; }
 
+# beta receives StatsD as well (the Agent page shows its counters).
 for name in alpha beta; do
+  EXTRA=()
+  [ "$name" = beta ] && EXTRA=(--set "statsd_port=$(free_port)")
   "$BIN/vigil-agent" run --set "access_key=$KEY" --set "server_port=$SESSION_PORT" --set "ipa_port=$(free_port)" \
-      --set "agent_name=$name" --set "state_dir=$DIR/state-$name" \
+      --set "agent_name=$name" --set "state_dir=$DIR/state-$name" "${EXTRA[@]}" \
       --set status_interval_ms=1000 --set aggregation_interval_ms=1000 \
       --set reconnect_interval_min=200 --set reconnect_interval_max=1000 2> "$DIR/agent-$name.log" &
   PIDS+=($!)

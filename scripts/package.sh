@@ -21,11 +21,14 @@ source scripts/lib/agent-build.sh
 
 AGENT_BIN="$VIGIL_AGENT_SCRATCH/release/vigil-agent"
 COLLECTOR_BIN=.build/release/vigil-collector
+# The collector's notification helper (https webhooks, e-mail), installed beside it.
+NOTIFY_BIN=.build/release/vigil-notify
 if [ "${VIGIL_PACKAGE_SKIP_BUILD:-0}" != 1 ]; then
     vigil_build_agent 2>&1 | grep -E "error|Build complete" >&2 || true
     swift build -c release --static-swift-stdlib --product vigil-collector 2>&1 | grep -E "error|Build complete" >&2 || true
+    swift build -c release --static-swift-stdlib --product vigil-notify 2>&1 | grep -E "error|Build complete" >&2 || true
 fi
-[ -x "$AGENT_BIN" ] && [ -x "$COLLECTOR_BIN" ] || { echo "package.sh: release binaries missing" >&2; exit 1; }
+[ -x "$AGENT_BIN" ] && [ -x "$COLLECTOR_BIN" ] && [ -x "$NOTIFY_BIN" ] || { echo "package.sh: release binaries missing" >&2; exit 1; }
 
 ARCH=$(dpkg --print-architecture)
 VERSION=$("$COLLECTOR_BIN" --version | awk '{print $2}')
@@ -109,6 +112,12 @@ build_deb() {
         cp -r console "$root/usr/share/vigil/console"
         chmod -R u=rwX,go=rX "$root/usr/share/vigil"
         recommends="${recommends:+$recommends, }libjs-dygraphs"
+    fi
+    # vigil-notify loads libcurl when it runs (dlopen), so shlibdeps cannot see it.
+    if [ "$pkg" = vigil-collector ]; then
+        strip -o "$root/usr/bin/vigil-notify" "$NOTIFY_BIN"
+        chmod 0755 "$root/usr/bin/vigil-notify"
+        recommends="${recommends:+$recommends, }libcurl4"
     fi
     for s in postinst prerm postrm; do
         sed -e "s|@PACKAGE@|$pkg|g" -e "s|@CONF@|$conf|g" -e "s|@STATEMODE@|$mode|g" \

@@ -131,6 +131,7 @@ for p in vigil-agent vigil-collector; do
         || fail "$p: binary, unit or man page missing"
     [ "$(stat -c %U:%a /var/lib/$p)" = "vigil:$([ $p = vigil-agent ] && echo 700 || echo 750)" ] || fail "/var/lib/$p: $(stat -c %U:%a /var/lib/$p)"
 done
+[ -x /usr/bin/vigil-notify ] || fail "vigil-collector: vigil-notify (alert notifications) missing"
 getent passwd vigil | grep -q ":/nonexistent:" || fail "system user vigil"
 for p in vigil-agent vigil-collector; do
     [ -L /etc/systemd/system/multi-user.target.wants/$p.service ] || fail "$p.service not enabled by deb-systemd-helper"
@@ -192,7 +193,7 @@ ok "SIGHUP: RELOADING=1 then READY=1; SIGTERM: STOPPING=1, both exit 0"
 
 echo "== remove, purge"
 dpkg_retry -r vigil-agent vigil-collector >/dev/null
-[ ! -e /usr/bin/vigil-agent ] && [ ! -e /usr/bin/vigil-collector ] || fail "binaries left after dpkg -r"
+[ ! -e /usr/bin/vigil-agent ] && [ ! -e /usr/bin/vigil-collector ] && [ ! -e /usr/bin/vigil-notify ] || fail "binaries left after dpkg -r"
 grep -q "^access_key = $KEY" /etc/vigil/agent.conf && [ -f /etc/vigil/collector.conf ] || fail "conffiles not kept by dpkg -r"
 [ -d /var/lib/vigil-collector ] && getent passwd vigil >/dev/null || fail "data or user gone after dpkg -r"
 ok "dpkg -r: programs gone; conffiles, data and user kept"

@@ -12,6 +12,7 @@ static void (*p_easy_cleanup)(CURL *);
 static CURLcode (*p_easy_setopt)(CURL *, CURLoption, ...);
 static CURLcode (*p_easy_getinfo)(CURL *, CURLINFO, ...);
 static const char *(*p_easy_strerror)(CURLcode);
+static CURLcode (*p_easy_perform)(CURL *);
 static struct curl_slist *(*p_slist_append)(struct curl_slist *, const char *);
 static void (*p_slist_free_all)(struct curl_slist *);
 static CURLM *(*p_multi_init)(void);
@@ -49,6 +50,7 @@ int ccurl_load(const char *soname, char *err, size_t errlen) {
     RESOLVE(p_easy_setopt, "curl_easy_setopt");
     RESOLVE(p_easy_getinfo, "curl_easy_getinfo");
     RESOLVE(p_easy_strerror, "curl_easy_strerror");
+    RESOLVE(p_easy_perform, "curl_easy_perform");
     RESOLVE(p_slist_append, "curl_slist_append");
     RESOLVE(p_slist_free_all, "curl_slist_free_all");
     RESOLVE(p_multi_init, "curl_multi_init");
@@ -84,6 +86,7 @@ CURLcode ccurl_easy_getinfo_long(CURL *easy, CURLINFO info, long *value) { retur
 CURLcode ccurl_easy_getinfo_off(CURL *easy, CURLINFO info, curl_off_t *value) { return p_easy_getinfo(easy, info, value); }
 CURLcode ccurl_easy_getinfo_ptr(CURL *easy, CURLINFO info, void **value) { return p_easy_getinfo(easy, info, value); }
 const char *ccurl_easy_strerror(CURLcode code) { return p_easy_strerror(code); }
+CURLcode ccurl_easy_perform(CURL *easy) { return p_easy_perform(easy); }
 
 struct curl_slist *ccurl_slist_append(struct curl_slist *list, const char *string) { return p_slist_append(list, string); }
 void ccurl_slist_free_all(struct curl_slist *list) { p_slist_free_all(list); }

@@ -12,8 +12,14 @@
 // The host is resolved with `HostResolver` (off the loop for a name; an IP
 // literal needs no thread) at every new connection, so a receiver that
 // moves is followed. Each request has one deadline (`timeout`, a single
-// TimerWatcher): connect, write and answer together. Completions always run
-// on a later iteration than `post`.
+// TimerWatcher): connect, TLS handshake, write and answer together.
+// Completions always run on a later iteration than `post`.
+//
+// An `https://` URL puts a `TLSClient` (GnuTLS) between the request and
+// the connection: the request is queued until the handshake is done, and
+// the answer parsed from the decrypted bytes. A handshake that fails (an
+// untrusted certificate, a hostname mismatch) fails the request with
+// `.tls`, named, and the next attempt opens a new connection.
 //
 // Thread: the loop thread.
 import Reactor
@@ -24,6 +30,7 @@ public final class HTTPPoster {
         case connection(String)
         case timeout
         case badResponse(String)
+        case tls(String)
 
         public var description: String {
             switch self {
@@ -31,6 +38,7 @@ public final class HTTPPoster {
             case .connection(let r): return r
             case .timeout: return "no answer in time"
             case .badResponse(let r): return "bad response: \(r)"
+            case .tls(let r): return r
             }
         }
     }
@@ -40,6 +48,8 @@ public final class HTTPPoster {
     public let loop: EventLoop
     public let url: RemoteWriteURL
     public var timeout: Double
+    /// The CAs for an https URL; nil for http.
+    public let credentials: TLSCredentials?
     private let resolver: HostResolver
     private var connection: TCPConnection?
     private var handler: Handler?
@@ -49,10 +59,13 @@ public final class HTTPPoster {
     /// Connections opened (for tests: keep-alive reuses one).
     public private(set) var connectionsOpened: UInt64 = 0
 
-    public init(loop: EventLoop, url: RemoteWriteURL, timeout: Double) {
+    /// `credentials`: required for an https URL (its CAs), ignored for http.
+    public init(loop: EventLoop, url: RemoteWriteURL, timeout: Double, credentials: TLSCredentials? = nil) {
+        precondition(!url.tls || credentials != nil, "an https URL needs TLS credentials")
         self.loop = loop
         self.url = url
         self.timeout = timeout
+        self.credentials = url.tls ? credentials : nil
         resolver = HostResolver(loop: loop, threadLimit: 1, waitingLimit: 4)
     }
 
@@ -73,7 +86,11 @@ public final class HTTPPoster {
         timer = t
         if let c = connection, c.state == .open, let h = handler {
             h.parser = HTTPResponseParser()
-            _ = c.write(request)
+            if let tls = h.tls {
+                do { try tls.send(request) } catch { fail(.tls(error.description)) }
+            } else {
+                _ = c.write(request)
+            }
             return
         }
         resolver.resolve(url.host, port: url.port) { [weak self] r in
@@ -96,7 +113,14 @@ public final class HTTPPoster {
         connectionsOpened &+= 1
         let c = TCPConnection.connect(loop: loop, to: address, options: o, handler: h)
         connection = c
-        _ = c.write(request)
+        guard let credentials else { _ = c.write(request); return }
+        do {
+            let tls = try TLSClient(credentials: credentials, host: url.host, connection: c, maxPlaintext: o.maxReadBuffer)
+            h.tls = tls
+            try tls.send(request)
+        } catch {
+            fail(.tls(error.description))
+        }
     }
 
     /// Drops the connection and any request in flight (its completion is
@@ -104,13 +128,20 @@ public final class HTTPPoster {
     public func close() {
         completion = nil
         timer?.stop()
-        dropConnection()
+        dropConnection(graceful: true)
     }
 
-    private func dropConnection() {
+    /// Graceful: a TLS close_notify, then the queue flushed (an idle
+    /// connection ends politely); otherwise reset at once (a failure).
+    private func dropConnection(graceful: Bool = false) {
+        let tls = handler?.tls
         handler?.owner = nil
         handler = nil
-        connection?.abort()
+        if graceful, let tls, connection?.state == .open {
+            tls.close()
+        } else {
+            connection?.abort()
+        }
         connection = nil
     }
 
@@ -133,8 +164,9 @@ public final class HTTPPoster {
             buffer.consume(used)
             guard let response else { return }
             if !response.keepAlive || buffer.readableBytes > 0 || completion == nil {
+                let extra = buffer.readableBytes > 0
                 buffer.consume(buffer.readableBytes)
-                dropConnection()
+                dropConnection(graceful: !extra)
             }
             finish(.success(response))
         } catch {
@@ -160,11 +192,41 @@ public final class HTTPPoster {
     fileprivate final class Handler: TCPConnectionHandler {
         weak var owner: HTTPPoster?
         var parser = HTTPResponseParser()
+        /// The TLS session of an https connection.
+        var tls: TLSClient?
         init(_ owner: HTTPPoster) { self.owner = owner }
 
+        private var current: HTTPPoster? {
+            guard let owner, owner.handler === self else { return nil }
+            return owner
+        }
+
+        func connectionDidConnect(_ c: TCPConnection) {
+            guard let owner = current, let tls else { return }
+            do { try tls.connected() } catch { owner.fail(.tls(error.description)) }
+        }
+
         func connection(_ c: TCPConnection, didRead buffer: ByteBuffer) {
-            guard let owner, owner.handler === self else { return buffer.consume(buffer.readableBytes) }
-            owner.read(c, buffer)
+            guard let owner = current else { return buffer.consume(buffer.readableBytes) }
+            guard let tls else { return owner.read(c, buffer) }
+            do {
+                try tls.received(buffer, onPlaintext: { [unowned self] in
+                    // The poster may have dropped this connection while reading.
+                    if let o = self.current { o.read(c, tls.plaintext) } else { tls.plaintext.consume(tls.plaintext.readableBytes) }
+                }, onEnd: { [unowned self] in
+                    // close_notify: the answer ends here, like a FIN.
+                    self.current?.closed(.peerClosed)
+                    c.close()
+                })
+            } catch {
+                buffer.consume(buffer.readableBytes)
+                current?.fail(.tls(error.description))
+            }
+        }
+
+        func connectionWritabilityChanged(_ c: TCPConnection) {
+            guard let owner = current, let tls, c.isWritable else { return }
+            do { try tls.writable() } catch { owner.fail(.tls(error.description)) }
         }
 
         func connectionDidClose(_ c: TCPConnection, reason: TCPCloseReason) {

@@ -29,6 +29,8 @@ public struct RemoteWriteOptions: Sendable {
     public var url: RemoteWriteURL
     /// The whole Authorization header value (`Basic …`, `Bearer …`), or nil.
     public var authorization: String?
+    /// The CAs that verify an https receiver; required for an https URL.
+    public var tlsCredentials: TLSCredentials?
     public var maxSamplesPerRequest = 2000
     public var maxQueuedSamples = 100_000
     public var flushInterval = 1.0
@@ -82,7 +84,7 @@ public final class RemoteWriteSender {
     public init(loop: EventLoop, options: RemoteWriteOptions) {
         self.loop = loop
         self.options = options
-        poster = HTTPPoster(loop: loop, url: options.url, timeout: options.timeout)
+        poster = HTTPPoster(loop: loop, url: options.url, timeout: options.timeout, credentials: options.tlsCredentials)
         backoff = Backoff(min: options.backoffMin, max: options.backoffMax, flatRounds: 1, cap: options.backoffCap,
                           random: XorShiftRandom())
         sendSoon = DeferOnce(loop: loop) { [weak self] in self?.sendNext() }

@@ -1,12 +1,8 @@
 // RemoteWriteURL: `remote_write_url` checked and taken apart — scheme,
 // host, port, path — with an error that names the bad part.
 //
-// Only `http://` is accepted: the sender speaks plain HTTP/1.1 on a Reactor
-// TCP connection, and TLS done properly (certificate and host-name checks,
-// a CA file, renegotiation on a nonblocking socket) is not there yet. An
-// `https://` URL is refused at start with that reason; a TLS proxy on
-// loopback (stunnel, nginx, Envoy) is the way to reach a TLS receiver
-// meanwhile (docs/REMOTE_WRITE.md). Credentials in the URL are refused:
+// `http://` (port 80 by default) and `https://` (port 443; TLS with GnuTLS,
+// `TLSClient`). Credentials in the URL are refused:
 // they would show in logs and in the configuration API; they come from
 // files (`remote_write_password_file`, `remote_write_bearer_token_file`).
 //
@@ -17,13 +13,17 @@ public struct RemoteWriteURL: Equatable, Sendable, CustomStringConvertible {
     public var port: UInt16
     /// Starts with "/"; includes a query, if any.
     public var path: String
+    /// https: the request goes through TLS.
+    public var tls: Bool
 
     public var description: String {
-        "http://\(host.contains(":") ? "[\(host)]" : host):\(port)\(path)"
+        (tls ? "https://" : "http://") + "\(host.contains(":") ? "[\(host)]" : host):\(port)\(path)"
     }
 
     /// The Host header's value.
-    var hostHeader: String { (host.contains(":") ? "[\(host)]" : host) + (port == 80 ? "" : ":\(port)") }
+    var hostHeader: String { (host.contains(":") ? "[\(host)]" : host) + (port == defaultPort ? "" : ":\(port)") }
+
+    var defaultPort: UInt16 { tls ? 443 : 80 }
 
     public struct ParseError: Error, Equatable, CustomStringConvertible {
         public let description: String
@@ -31,14 +31,11 @@ public struct RemoteWriteURL: Equatable, Sendable, CustomStringConvertible {
 
     public init(parsing text: String) throws(ParseError) {
         let lower = text.lowercased()
-        if lower.hasPrefix("https://") {
-            throw ParseError(description: "https is not supported yet (\(text)): run a TLS proxy on loopback "
-                                 + "and point remote_write_url at it with http://")
+        let tls = lower.hasPrefix("https://")
+        guard tls || lower.hasPrefix("http://") else {
+            throw ParseError(description: "expected an http:// or https:// URL, got \"\(text)\"")
         }
-        guard lower.hasPrefix("http://") else {
-            throw ParseError(description: "expected an http:// URL, got \"\(text)\"")
-        }
-        let rest = text.dropFirst("http://".count)
+        let rest = text.dropFirst(tls ? "https://".count : "http://".count)
         let authority = rest.prefix { $0 != "/" && $0 != "?" && $0 != "#" }
         var p = String(rest.dropFirst(authority.count))
         if let hash = p.firstIndex(of: "#") { p = String(p[..<hash]) }
@@ -68,7 +65,7 @@ public struct RemoteWriteURL: Equatable, Sendable, CustomStringConvertible {
         guard !host.isEmpty, host.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "." || $0 == "-" || $0 == ":") }) else {
             throw ParseError(description: "bad host \"\(host)\" in \(text)")
         }
-        var port: UInt16 = 80
+        var port: UInt16 = tls ? 443 : 80
         if let portText {
             guard let v = UInt16(portText), v > 0 else { throw ParseError(description: "bad port \"\(portText)\" in \(text)") }
             port = v
@@ -76,5 +73,6 @@ public struct RemoteWriteURL: Equatable, Sendable, CustomStringConvertible {
         self.host = String(host)
         self.port = port
         self.path = p
+        self.tls = tls
     }
 }

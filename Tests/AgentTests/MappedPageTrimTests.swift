@@ -1,6 +1,8 @@
-// MappedPageTrim: which mappings it picks from smaps text, and a pass over
-// this test process (which must keep running the code it dropped).
+// MappedPageTrim: which mappings it picks from smaps text (whole, or read
+// from a file in pieces), and a pass over this test process (which must
+// keep running the code it dropped).
 @testable import IPAPipeline
+import Foundation
 import XCTest
 import Reactor
 @testable import Agent
@@ -52,6 +54,30 @@ final class MappedPageTrimTests: XCTestCase {
             .init(start: 0x7fbd_5ec4_4000, end: 0x7fbd_5ed9_a000, residentKiB: 1072),  // libc's text
             .init(start: 0x7fbd_5f20_0000, end: 0x7fbd_5f21_0000, residentKiB: 64),    // a path with a space
         ], "not: relocated RELRO (anonymous pages), writable, heap, vdso, nothing resident, a record cut short")
+    }
+
+    func testReadingTheFileInPiecesFindsTheSameMappings() throws {
+        let path = NSTemporaryDirectory() + "smaps-\(UInt32.random(in: 0...UInt32.max))"
+        // Long enough that lines fall across every chunk boundary.
+        let text = String(repeating: Self.smaps + "\n", count: 40)
+        XCTAssertTrue(FileManager.default.createFile(atPath: path, contents: Data(text.utf8)))
+        defer { unlink(path) }
+        let whole = MappedPageTrim.candidates(smaps: text)
+        XCTAssertEqual(whole.count, 3 * 40)
+        for chunk in [97, 128, 1000, MappedPageTrim.readChunk] {
+            XCTAssertEqual(MappedPageTrim.candidates(path: path, chunk: chunk), whole, "chunk \(chunk)")
+        }
+        // The limit stops the read: only what it covers is scanned.
+        let limited = try XCTUnwrap(MappedPageTrim.candidates(path: path, limit: Self.smaps.utf8.count + 1))
+        XCTAssertEqual(limited, Array(whole.prefix(3)))
+        XCTAssertNil(MappedPageTrim.candidates(path: path + ".missing"))
+        // A line longer than a chunk is skipped whole, not spliced from its
+        // two ends (which here would make a valid header of a candidate).
+        let long = "7fbd00000000-7fbd00010000 r-xp 00000000 fe:00 81 /usr/lib/" + String(repeating: "q", count: 300)
+            + "/z.so\nRss: 64 kB\nAnonymous: 0 kB\n"
+        XCTAssertTrue(FileManager.default.createFile(atPath: path, contents: Data(long.utf8)))
+        XCTAssertEqual(MappedPageTrim.candidates(path: path, chunk: 1024)?.count, 1)
+        XCTAssertEqual(MappedPageTrim.candidates(path: path, chunk: 128), [], "the long header is skipped, so its fields are no one's")
     }
 
     func testGarbageYieldsNothing() {

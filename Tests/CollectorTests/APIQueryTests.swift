@@ -35,7 +35,7 @@ final class APIQueryTests: XCTestCase {
     /// takes, on every endpoint: never ignored (which returned everything).
     func testUnknownQueryParametersAre400OnEveryEndpoint() {
         let cases: [(String, String, [String])] = [
-            ("GET", "/agents?projct=acme", ["project", "state", "search", "limit", "cursor"]),
+            ("GET", "/agents?projct=acme", ["project", "state", "search", "limit", "cursor", "sort", "counts"]),
             ("GET", "/agents/a1?x=1", []),
             ("DELETE", "/agents/a1?x=1", []),
             ("GET", "/agents/a1/status?sinse=1", ["since", "until", "limit", "cursor"]),
@@ -49,7 +49,8 @@ final class APIQueryTests: XCTestCase {
             ("GET", "/projects/acme/monitors?x=1", []),
             ("PUT", "/projects/acme/monitors?x=1", []),
             ("GET", "/projects/acme/monitors/m1/runs?agnt=a", ["agent", "since", "until", "limit", "cursor"]),
-            ("GET", "/measurements?projct=acme", ["project", "agent", "monitor", "check", "source", "since", "until", "limit", "cursor"]),
+            ("GET", "/measurements?projct=acme", ["project", "agent", "monitor", "check", "source", "since", "until", "limit", "cursor",
+                                                  "step", "group_by", "quantiles"]),
             ("GET", "/events?projct=acme", ["project", "agent", "monitor", "check", "since", "until", "limit", "cursor"]),
             ("GET", "/audit?actor=x", ["target", "action", "since", "until", "limit", "cursor"]),
             ("GET", "/config?x=1", []),

@@ -3,8 +3,10 @@
 // (started here on loopback, a free port, a temporary TSDB, with
 // --web.enable-remote-write-receiver), and the counts queried back through
 // Prometheus's HTTP API equal what the collector's API says it stored.
-// Also: a receiver that is down never delays acknowledgements, and an
-// https URL is refused at start with the reason.
+// Also: a receiver that is down never delays acknowledgements; over https
+// (prometheus with a `tls_server_config`, a certificate made here with
+// `openssl req`) samples arrive with the CA file and do not with a wrong
+// one (failed requests, named, ingest unaffected).
 import Foundation
 import XCTest
 import CSystem  // SOCK_* constants: glibc's socket macros may be owned by this C module
@@ -31,8 +33,11 @@ final class RemoteWritePrometheusTests: XCTestCase {
         let process = Process()
         let directory: URL
         let port: UInt16
+        /// With TLS: the server's certificate (self-signed, so also its CA).
+        let certificate: String?
 
-        init() throws {
+        /// `tls`: serve https with a certificate for 127.0.0.1 and localhost.
+        init(tls: Bool = false) throws {
             directory = CollectorProcess.makeDirectory()
             port = RemoteWritePrometheusTests.freePort()
             let config = directory.appendingPathComponent("prometheus.yml")
@@ -40,12 +45,22 @@ final class RemoteWritePrometheusTests: XCTestCase {
             process.executableURL = URL(fileURLWithPath: RemoteWritePrometheusTests.binary)
             process.arguments = ["--config.file=\(config.path)", "--storage.tsdb.path=\(directory.appendingPathComponent("tsdb").path)",
                                  "--web.listen-address=127.0.0.1:\(port)", "--web.enable-remote-write-receiver"]
+            if tls {
+                let (cert, key) = try RemoteWritePrometheusTests.makeCertificate(in: directory, name: "server",
+                                                                                 san: "IP:127.0.0.1,DNS:localhost")
+                certificate = cert
+                let web = directory.appendingPathComponent("web.yml")
+                try "tls_server_config:\n  cert_file: \(cert)\n  key_file: \(key)\n".write(to: web, atomically: true, encoding: .utf8)
+                process.arguments! += ["--web.config.file=\(web.path)"]
+            } else {
+                certificate = nil
+            }
             process.standardOutput = FileHandle.nullDevice
             process.standardError = FileHandle.nullDevice
             try process.run()
             let deadline = Date().addingTimeInterval(30)
             while Date() < deadline {
-                if HTTPResult.fetch(port: port, method: "GET", path: "/-/ready", body: nil, token: nil, timeout: 2).status == 200 { return }
+                if get("/-/ready").status == 200 { return }
                 usleep(100_000)
             }
             stop()
@@ -57,16 +72,105 @@ final class RemoteWritePrometheusTests: XCTestCase {
             var allowed = CharacterSet.alphanumerics
             allowed.insert(charactersIn: "-._~")
             let q = expr.addingPercentEncoding(withAllowedCharacters: allowed)!
-            let r = HTTPResult.fetch(port: port, method: "GET", path: "/api/v1/query?query=\(q)", body: nil, token: nil)
+            let r = get("/api/v1/query?query=\(q)")
             let result = ((r.object["data"] as? [String: Any])?["result"] as? [[String: Any]]) ?? []
             guard result.count == 1, let v = result[0]["value"] as? [Any], let s = v.last as? String else { return nil }
             return Double(s)
+        }
+
+        /// GET over http, or over https with curl trusting `certificate`.
+        func get(_ path: String) -> HTTPResult {
+            guard let certificate else {
+                return HTTPResult.fetch(port: port, method: "GET", path: path, body: nil, token: nil, timeout: 10)
+            }
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
+            p.arguments = ["-s", "--max-time", "10", "--cacert", certificate, "-w", "\n%{http_code}", "https://127.0.0.1:\(port)\(path)"]
+            let out = Pipe()
+            p.standardOutput = out
+            p.standardError = FileHandle.nullDevice
+            guard (try? p.run()) != nil else { return HTTPResult(status: 0, headers: [:], body: "curl did not start") }
+            let data = out.fileHandleForReading.readDataToEndOfFile()
+            p.waitUntilExit()
+            var text = String(decoding: data, as: UTF8.self)
+            guard let nl = text.lastIndex(of: "\n") else { return HTTPResult(status: 0, headers: [:], body: text) }
+            let status = Int(text[text.index(after: nl)...]) ?? 0
+            text = String(text[..<nl])
+            return HTTPResult(status: status, headers: [:], body: text)
         }
 
         func stop() {
             if process.isRunning { process.terminate(); process.waitUntilExit() }
             try? FileManager.default.removeItem(at: directory)
         }
+    }
+
+    /// A self-signed certificate and key made with `openssl req`; returns their paths.
+    static func makeCertificate(in dir: URL, name: String, san: String) throws -> (cert: String, key: String) {
+        let cert = dir.appendingPathComponent("\(name).crt").path, key = dir.appendingPathComponent("\(name).key").path
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
+        p.arguments = ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
+                       "-subj", "/CN=vigil-test-\(name)", "-addext", "subjectAltName=\(san)", "-keyout", key, "-out", cert]
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        p.waitUntilExit()
+        guard p.terminationStatus == 0 else {
+            throw NSError(domain: "openssl", code: Int(p.terminationStatus), userInfo: [NSLocalizedDescriptionKey: "openssl req failed"])
+        }
+        return (cert, key)
+    }
+
+    func testOverHTTPSSamplesArriveWithTheCAFileAndNotWithAWrongOne() throws {
+        guard FileManager.default.isExecutableFile(atPath: RemoteWritePrometheusTests.binary) else {
+            return XCTFail("prometheus missing: install Debian's prometheus package (scripts/lib/deps.sh)")
+        }
+        let prom = try Prometheus(tls: true)
+        defer { prom.stop() }
+        XCTAssertEqual(HTTPResult.fetch(port: prom.port, method: "GET", path: "/-/ready", body: nil, token: nil, timeout: 5).status == 200,
+                       false, "plain http is not served")
+        let url = "https://127.0.0.1:\(prom.port)/api/v1/write"
+        let windowStart = UInt64(Date().timeIntervalSince1970 * 1000) - 300_000
+
+        // The right CA: samples arrive, no request fails.
+        let c = try CollectorProcess(config: ["remote_write_url = \(url)", "remote_write_tls_ca_file = \(prom.certificate!)",
+                                              "remote_write_flush_ms = 100"])
+        defer { c.stop(); c.removeDirectory() }
+        XCTAssertTrue(c.log.contains("remote write to \(url)"), c.log)
+        let key = c.createKey(project: "acme")
+        let a = try WireTestClient(port: c.sessionPort, key: key, hello: WireTestClient.hello("rw-tls"))
+        XCTAssertNotNil(a.handshake())
+        for seq in UInt64(1)...5 { a.send(a.batch(seq, monitor: "shop", check: "GET /cart", count: seq * 2, windowStart: windowStart)) }
+        XCTAssertNotNil(a.waitForRecord { if case .ack(let k) = $0 { return k.sequence == 5 }; return false })
+        let series = "{agent=\"rw-tls\",check=\"GET /cart\"}"
+        XCTAssertTrue(c.eventually(timeout: 30) {
+            prom.query("last_over_time(vigil_request_duration_seconds_count\(series)[1h])") == 30
+        }, "prometheus has \(String(describing: prom.query("last_over_time(vigil_request_duration_seconds_count\(series)[1h])")))")
+        XCTAssertEqual(prom.query("count_over_time(vigil_request_duration_seconds_count\(series)[1h])"), 5)
+        XCTAssertTrue(c.eventually { c.metric("vigil_remote_write_queue_samples") == 0 })
+        XCTAssertEqual(c.metric("vigil_remote_write_requests_total{result=\"failed\"}"), 0)
+        XCTAssertGreaterThanOrEqual(c.metric("vigil_remote_write_requests_total{result=\"ok\"}") ?? 0, 1)
+
+        // A wrong CA (another self-signed certificate): nothing arrives,
+        // the requests fail naming why, and ingest goes on.
+        let other = try RemoteWritePrometheusTests.makeCertificate(in: c.directory, name: "other", san: "IP:127.0.0.1,DNS:localhost")
+        let w = try CollectorProcess(config: ["remote_write_url = \(url)", "remote_write_tls_ca_file = \(other.cert)",
+                                              "remote_write_flush_ms = 50"])
+        defer { w.stop(); w.removeDirectory() }
+        let wkey = w.createKey(project: "acme")
+        let b = try WireTestClient(port: w.sessionPort, key: wkey, hello: WireTestClient.hello("rw-wrong-ca"))
+        XCTAssertNotNil(b.handshake())
+        let t0 = Date()
+        for seq in UInt64(1)...50 { b.send(b.batch(seq, windowStart: windowStart)) }
+        XCTAssertNotNil(b.waitForRecord(timeout: 20) { if case .ack(let k) = $0 { return k.sequence == 50 }; return false })
+        XCTAssertLessThan(Date().timeIntervalSince(t0), 10, "acknowledgements do not wait for the receiver")
+        XCTAssertEqual(w.metric("vigil_batches_total{outcome=\"stored\"}"), 50)
+        XCTAssertTrue(w.eventually { (w.metric("vigil_remote_write_requests_total{result=\"failed\"}") ?? 0) >= 1 })
+        XCTAssertTrue(w.eventually { w.log.contains("certificate not trusted") }, w.log)
+        XCTAssertEqual(w.metric("vigil_remote_write_samples_sent_total"), 0)
+        XCTAssertEqual(w.metric("vigil_remote_write_requests_total{result=\"ok\"}"), 0)
+        XCTAssertNil(prom.query("last_over_time(vigil_request_duration_seconds_count{agent=\"rw-wrong-ca\"}[1h])"))
     }
 
     func testCountsInPrometheusEqualWhatTheCollectorStored() throws {
@@ -177,7 +281,7 @@ final class RemoteWritePrometheusTests: XCTestCase {
     func testHTTPSAndURLCredentialsAreRefusedNamingTheKey() throws {
         let dir = CollectorProcess.makeDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
-        for (url, says) in [("https://prom.example/api/v1/write", "https is not supported yet"),
+        for (url, says) in [("ftp://prom.example/api/v1/write", "expected an http:// or https:// URL"),
                             ("http://u:secret@prom.example/api/v1/write", "credentials in remote_write_url are not allowed")] {
             let conf = dir.appendingPathComponent("c.conf").path
             try "remote_write_url = \(url)\n".write(toFile: conf, atomically: true, encoding: .utf8)
@@ -190,5 +294,14 @@ final class RemoteWritePrometheusTests: XCTestCase {
         let r = runCollectorCommand(["check-config", "--config", conf])
         XCTAssertNotEqual(r.status, 0)
         XCTAssertTrue(r.err.contains("remote_write_password_file"), r.err)
+
+        // A CA file that holds no certificate stops the start, naming the key.
+        let notPEM = dir.appendingPathComponent("ca.pem").path
+        try "not a certificate\n".write(toFile: notPEM, atomically: true, encoding: .utf8)
+        try "remote_write_url = https://127.0.0.1:9/w\nremote_write_tls_ca_file = \(notPEM)\n\(["listen = 127.0.0.1:0", "http_listen = 127.0.0.1:0", "data_dir = \(dir.path)/data"].joined(separator: "\n"))\n"
+            .write(toFile: conf, atomically: true, encoding: .utf8)
+        let bad = runCollectorCommand(["run", "--config", conf], timeout: 20)
+        XCTAssertNotEqual(bad.status, 0)
+        XCTAssertTrue(bad.err.contains("remote_write_tls_ca_file") && bad.err.contains(notPEM), bad.err)
     }
 }

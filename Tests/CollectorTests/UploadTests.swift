@@ -188,6 +188,12 @@ final class UploadTests: XCTestCase {
         let outcomes = w1?["outcomes"] as? [String: Int] ?? [:]
         XCTAssertEqual(outcomes["2xx"], 1, "\(w1 ?? [:])")
         XCTAssertEqual(outcomes["5xx"], 1, "\(w1 ?? [:])")
+        // The windows keep their histograms: merged over both, the percentiles come from them.
+        let merged = c.api("GET", "/measurements?project=shop&agent=upload-shop&step=3600000&group_by=none&since=\(t2 - 3_600_000)")
+            .object["measurements"] as? [[String: Any]] ?? []
+        XCTAssertFalse(merged.isEmpty)
+        for g in merged { XCTAssertEqual(g["merged"] as? Bool, true, "\(g)") }
+        XCTAssertEqual(merged.reduce(0) { $0 + ($1["count"] as? Int ?? 0) }, 3, "\(merged)")
     }
 
     func testRefusalsComeBeforeTheBody() throws {

@@ -198,6 +198,32 @@ def fleet_filters_by_state_and_searches_by_name(c):
 
 
 @case
+def fleet_is_sorted_by_name_and_counts_agents_by_state(c):
+    c.go("#/project")  # leaves the filtered fleet of the case before: a fresh Fleet page
+    wait("the projects list", lambda: c.css('[data-list="projects"]'))
+    c.go("#/fleet")
+    by_name = agents_by_name()
+    names = lambda: [r.find_element(By.CSS_SELECTOR, '[data-link="agent"]').text for r in c.all("tr[data-agent-id]")]
+    wait("the rows by name", lambda: names() == ["alpha", "beta"])
+    assert c.css('[data-field="sort"]').get_attribute("value") == "name"
+    count = lambda s: c.css(f'[data-section="state-counts"] [data-count="{s}"] strong').text
+    wait("two capturing of two", lambda: count("capturing") == "2" and count("total") == "2")
+    assert count("stopped") == "0" and count("not_visible") == "0"
+    # A count is a filter: "stopped" shows none, clicking it again shows all.
+    c.css('[data-section="state-counts"] [data-count="stopped"]').click()
+    wait("no stopped agent", lambda: len(c.all("tr[data-agent-id]")) == 0)
+    assert c.css('[data-filter="state"]').get_attribute("value") == "stopped"
+    assert count("capturing") == "2", "the counts are not narrowed by the state filter"
+    c.css('[data-section="state-counts"] [data-count="stopped"]').click()
+    wait("both again", lambda: names() == ["alpha", "beta"])
+    # By id: the order of the ids.
+    c.d.execute_script("const s = document.querySelector('[data-field=sort]'); s.value = 'id'; s.dispatchEvent(new Event('change'));")
+    want = [a["name"] for a in sorted(by_name.values(), key=lambda a: a["id"])]
+    wait("the rows by id", lambda: names() == want)
+    c.d.execute_script("const s = document.querySelector('[data-field=sort]'); s.value = 'name'; s.dispatchEvent(new Event('change'));")
+
+
+@case
 def invalid_value_turns_red_and_nothing_is_sent(c):
     alpha = agents_by_name()["alpha"]
     before = agent_config_value(alpha["id"], "status_interval_ms")
@@ -259,6 +285,37 @@ def project_default_shows_blue_on_an_agent_without_its_own_value(c):
                and r.find_element(By.CSS_SELECTOR, "input").get_attribute("value") == "3000" and r)
     assert cfg_colour(c, row) == CFG_RGB["default"], cfg_colour(c, row)
     assert row.get_attribute("data-origin") == "project", row.get_attribute("data-origin")
+
+
+@case
+def project_keys_are_listed_created_once_and_revoked(c):
+    c.go("#/project/shop")
+    status, before = api("GET", "/projects/shop/keys")
+    assert status == 200, before
+    wait("the key rows", lambda: len(c.all('[data-table="keys"] tr[data-key-id]')) == len(before["keys"]))
+    page = c.css('[data-table="keys"]').text
+    c.css('[data-action="create-key"]').click()
+    text = wait("the new key's text", lambda: c.css('[data-new-key] [data-key-text]').text)
+    assert text.startswith("shop.") and text.count(".") == 2, text
+    _, after = api("GET", "/projects/shop/keys")
+    new = [k for k in after["keys"] if k["id"] not in {k["id"] for k in before["keys"]}]
+    assert len(new) == 1 and new[0]["revoked"] is None, after
+    assert "access_key" not in json.dumps(after) and text.split(".")[1] not in json.dumps(after), "a secret in the list"
+    row = wait("the new key's row", lambda: c.css(f'tr[data-key-id="{new[0]["id"]}"][data-key-state="active"]'))
+    assert text.split(".")[1] not in page + row.text, "the secret in the table"
+    c.d.execute_script("arguments[0].scrollIntoView()", c.css('[data-table="keys"]'))
+    c.shot("project-keys")
+    row.find_element(By.CSS_SELECTOR, '[data-action="revoke-key"]').click()
+    c.d.switch_to.alert.accept()
+    wait("the key revoked", lambda: c.css(f'tr[data-key-id="{new[0]["id"]}"][data-key-state="revoked"]'))
+    wait("the revoke message", lambda: c.css('[data-keys-result="revoked"]'))
+    _, after = api("GET", "/projects/shop/keys")
+    assert next(k for k in after["keys"] if k["id"] == new[0]["id"])["revoked"], after
+    assert all(k["revoked"] is None for k in after["keys"] if k["id"] != new[0]["id"]), "another key revoked"
+    status, audit = api("GET", "/audit?action=keys.revoke")
+    assert status == 200 and any(e["actor"] == "api:console" for e in audit["audit"]), audit
+    status, audit = api("GET", "/audit?action=keys.create")
+    assert status == 200 and any(e["actor"] == "api:console" for e in audit["audit"]), audit
 
 
 @case
@@ -367,6 +424,28 @@ def a_chart_draws_real_data(c):
     n = wait("p50 line pixels on the latency chart", lambda: canvas_pixels(c, sel, FIRST_SERIES_RGB) > 50 and
              canvas_pixels(c, sel, FIRST_SERIES_RGB))
     assert int(c.css('[data-chart="calls"][data-source="ipa"]').get_attribute("data-points")) >= 10
+    # The charts draw the collector's merged buckets (step, every agent merged): the points and the
+    # p99 of the newest bucket are the API's.
+    step = c.css('[data-info="measurements"]').get_attribute("data-step")
+    assert step and int(step) >= 10_000, step
+    since = int(time.time() * 1000) - 3600_000
+    status, merged = api("GET", f"/measurements?project=shop&monitor=shop&check=cart&source=ipa&since={since}"
+                                f"&step={step}&group_by=none&limit=2000")
+    assert status == 200 and merged["measurements"] and all(g["merged"] for g in merged["measurements"]), merged
+    assert "without a histogram" not in c.css('[data-info="measurements"]').text
+    assert sum(g["count"] for g in merged["measurements"]) == UPLOAD_LINES, merged
+    points = int(c.css('[data-chart="latency"][data-source="ipa"]').get_attribute("data-points"))
+    assert points == len(merged["measurements"]), (points, len(merged["measurements"]))
+    newest = max(merged["measurements"], key=lambda g: g["ts"])
+    drawn = c.d.execute_script("const g = document.querySelector('[data-chart=\"latency\"][data-source=\"ipa\"]').graph;"
+                               "return [g.getValue(g.numRows() - 1, 0), g.getValue(g.numRows() - 1, 3)];")
+    assert drawn[0] == newest["ts"] and abs(drawn[1] - newest["p99_ms"]) < 1e-9, (drawn, newest)
+    # The error rate from the outcome counts: every tenth uploaded call was a 503.
+    assert int(c.css('[data-chart="errors"][data-source="ipa"]').get_attribute("data-points")) >= 10
+    rate = float(c.css('[data-error-rate="ipa"]').get_attribute("data-rate"))
+    assert abs(rate - 0.1) < 1e-9, f"error rate {rate}"
+    assert "10 %" in c.css('[data-error-rate="ipa"]').text and "30 of 300" in c.css('[data-error-rate="ipa"]').text
+    assert canvas_pixels(c, '[data-chart="errors"][data-source="ipa"]', FIRST_SERIES_RGB) > 50, "error line not drawn"
     assert c.css('[data-chart="latency"][data-source="synthetic"]').get_attribute("data-points") == "0", \
         "no monitor ran: the synthetic side says so instead of drawing"
     c.shot("measurements")
@@ -379,6 +458,71 @@ def a_chart_draws_real_data(c):
     assert status == 200 and any(s["sessions"]["established"] >= 2 for s in body["samples"]), body
     c.shot("collector")
     print(f"  ({n} p50 pixels on the latency chart)")
+
+
+def send_udp(port, lines):
+    import socket
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        for line in lines:
+            s.sendto(line.encode(), ("127.0.0.1", int(port)))
+    finally:
+        s.close()
+
+
+@case
+def agent_page_shows_its_spool_statsd_and_error_rate(c):
+    # alpha gets 40 calls of the shop/cart rule (set by the upload case), 10 of them 5xx or transport errors.
+    alpha, beta = agents_by_name()["alpha"], agents_by_name()["beta"]
+    now = int(time.time() * 1000)
+    statuses = [200] * 28 + [404] * 2 + [503] * 6 + [0] * 4
+    send_udp(agent_config_value(alpha["id"], "ipa_port")["value"],
+             [f"2\t{now}\tGET\thttps://shop.example/cart/{i}\t{st}\t12" for i, st in enumerate(statuses)])
+    c.go(f"#/agent/{alpha['id']}")
+    card = wait("the error rate of alpha's calls",
+                lambda: (t := c.css('[data-summary="error_rate"] .value').text) and "of 40" in t and t, timeout=20)
+    assert card.startswith("25 %"), card
+    status, body = api("GET", f"/agents/{alpha['id']}")
+    counters = body["status"]["counters"]
+    for k in ("spool_batches", "spool_bytes", "spool_oldest_age_ms", "spool_corrupt", "spool_dropped_full",
+              "spool_dropped_disk_full", "spool_unwritten", "spool_write_failures"):
+        assert k in counters, f"{k} not in the status: {counters}"
+        wait(f"the spool row {k}", lambda: c.css(f'[data-table="spool"] tr[data-spool="{k}"]'))
+    assert c.css('[data-summary="spool"] .value').text != "off"
+    assert not c.css('[data-section="statsd"]').is_displayed(), "alpha has no StatsD, its table is hidden"
+    c.d.execute_script("arguments[0].scrollIntoView()", c.css('[data-table="spool"]'))
+    c.shot("agent-spool")
+    # beta receives StatsD: its counters appear on its page.
+    send_udp(agent_config_value(beta["id"], "statsd_port")["value"], ["shop.orders:1|c", "shop.cart:12|ms", "bad line"])
+    c.go(f"#/agent/{beta['id']}")
+    wait("beta's StatsD lines", lambda: int(c.css('[data-statsd="lines"] td.num').text.replace(",", "")) >= 2, timeout=20)
+    assert c.css('[data-section="statsd"]').is_displayed()
+    assert c.all('[data-statsd^="drops_parse"]'), "the StatsD drops by cause"
+
+
+@case
+def the_alerts_page_shows_a_firing_rule_in_red_and_silences_it(c):
+    rule = {"name": "store failing (browser test)",
+            "condition": {"kind": "collector_health", "metric": "store_failures", "threshold": -1}}
+    status, body = api("POST", "/projects/shop/alerts", rule)
+    assert status == 201, body
+    c.go("#/alerts")
+    row = wait("the rule firing", lambda: [r for r in c.all('tr[data-alert-id="%d"]' % body["id"])
+                                          if r.get_attribute("data-alert-state") == "firing"])
+    badge = row[0].find_element(By.CSS_SELECTOR, ".alert-state")
+    assert badge.text == "firing", badge.text
+    dot = c.d.execute_script("return getComputedStyle(arguments[0], '::before').backgroundColor", badge)
+    assert dot == "rgb(198, 40, 40)", dot
+    row[0].click()
+    wait("its history", lambda: c.all('tr[data-transition="firing"]'))
+    row = c.css('tr[data-alert-id="%d"]' % body["id"])
+    row.find_element(By.CSS_SELECTOR, '[data-action="silence"]').click()
+    wait("the silence listed", lambda: c.all("tr[data-silence-id]"))
+    status, silences = api("GET", "/projects/shop/silences")
+    assert status == 200 and any(s["rule_id"] == body["id"] for s in silences["silences"]), silences
+    c.shot("alerts")
+    c.css("tr[data-silence-id] [data-action=unsilence]").click()
+    wait("the silence ended", lambda: not c.all("tr[data-silence-id]"))
 
 
 @case

@@ -192,6 +192,45 @@ final class HTTPMonitorTests: XCTestCase {
         XCTAssertEqual(harness.engine.httpSocketsWatched, 0, "every socket's watcher was removed")
     }
 
+    func testWarmHookOncePerSchemeAfterTheFirstRunsAndNotFromInsideThem() throws {
+        var warm: [String] = []
+        var resultsWhenCalled: [Int] = []
+        harness.engine.onHTTPWarm = { [unowned self] scheme in
+            warm.append(scheme)
+            resultsWhenCalled.append(self.harness.results.count)
+        }
+        // One http run: the hook comes on a later iteration.
+        harness.run([.http("a", url: base + "/ok", interval: 1)], until: 1)
+        XCTAssertTrue(warm.isEmpty, "delivered on a later iteration, not inside the completion")
+        harness.idle(0.05)
+        XCTAssertEqual(warm, ["http"])
+        XCTAssertEqual(resultsWhenCalled, [1])
+        // More http runs, a second monitor and a second round: not again.
+        harness.run([.http("a", url: base + "/ok", interval: 1), .http("b", url: base + "/ok", interval: 1)], until: 4)
+        harness.idle(0.05)
+        XCTAssertEqual(warm, ["http"], "once per scheme")
+        // An https run (a TLS failure against this plain server still ran
+        // the TLS library's first context): "https" once.
+        let before = harness.results.count
+        harness.run([.http("s", url: "https://127.0.0.1:\(server.port)/ok")], until: before + 1)
+        harness.idle(0.05)
+        XCTAssertEqual(warm, ["http", "https"])
+    }
+
+    func testNoWarmHookWithoutARequestThroughLibcurl() throws {
+        var warm: [String] = []
+        harness.engine.onHTTPWarm = { warm.append($0) }
+        // A tcp run, and an http run that fails before libcurl (an unset
+        // variable): libcurl's paths have not run yet.
+        let t = try XCTUnwrap(harness.first(.tcp("t", host: "127.0.0.1", port: server.port)))
+        XCTAssertEqual(t.status, .ok, t.message)
+        harness.run([.http("unset", url: base + "/ok?k=${env:NOT_SET}")], until: 2)
+        XCTAssertNotEqual(harness.results.last?.status, .ok)
+        XCTAssertTrue(seen.isEmpty, "no request was made")
+        harness.idle(0.05)
+        XCTAssertEqual(warm, [])
+    }
+
     /// A port with nothing listening (bound, then closed).
     func unusedPort() throws -> UInt16 {
         let fd = try Syscalls.socket(AF_INET, Int32(SOCK_STREAM.rawValue))

@@ -36,7 +36,12 @@ final class RemoteWriteTests: XCTestCase {
         XCTAssertEqual(u.host, "127.0.0.1"); XCTAssertEqual(u.port, 9090); XCTAssertEqual(u.path, "/api/v1/write")
         XCTAssertEqual(try RemoteWriteURL(parsing: "http://[::1]/w?x=1").description, "http://[::1]:80/w?x=1")
         XCTAssertEqual(try RemoteWriteURL(parsing: "http://mimir.example").path, "/")
-        for (bad, says) in [("https://x/api", "https is not supported"), ("ftp://x", "expected an http:// URL"),
+        let s = try RemoteWriteURL(parsing: "HTTPS://mimir.example/api/v1/push")
+        XCTAssertTrue(s.tls); XCTAssertEqual(s.port, 443); XCTAssertEqual(s.hostHeader, "mimir.example")
+        XCTAssertEqual(s.description, "https://mimir.example:443/api/v1/push")
+        XCTAssertEqual(try RemoteWriteURL(parsing: "https://127.0.0.1:9443/w").hostHeader, "127.0.0.1:9443")
+        XCTAssertFalse(u.tls)
+        for (bad, says) in [("ftp://x", "expected an http:// or https:// URL"),
                             ("http://u:p@x/", "credentials"), ("http://x:0/", "bad port"), ("http://x:99999/", "bad port"),
                             ("http:///p", "bad host"), ("http://x/a b", "%-encoding")] {
             XCTAssertThrowsError(try RemoteWriteURL(parsing: bad), bad) { XCTAssertTrue("\($0)".contains(says), "\($0)") }

@@ -49,6 +49,29 @@ struct RecordGenerator {
         }
     }
 
+    /// A histogram of 1...40 values spread over microseconds to hours,
+    /// some of them 0.
+    mutating func sketch() -> LatencySketch {
+        var h = LatencySketch()
+        for _ in 0..<int(1...40) {
+            h.record(int(0...5) == 0 ? 0 : UInt64(int(1...3_600_000_000)) >> UInt64(int(0...30)), times: UInt64(int(1...300)))
+        }
+        return h
+    }
+
+    /// An aggregate that carries its histogram (count = the histogram's).
+    mutating func aggregateWithHistogram() -> BatchItem {
+        let h = sketch()
+        return .aggregate(Aggregate(windowStartMs: u64(), windowLengthMs: u32(), monitor: u32(), check: u32(), source: u32(),
+                                    count: h.count, errors: u64(), sumUs: u64(), minUs: u64(), maxUs: u64(), p50Us: u64(),
+                                    p95Us: u64(), p99Us: u64(), histogram: h))
+    }
+
+    /// A DataBatch mixing aggregates with and without histograms and other items.
+    mutating func batchWithHistograms() -> Record {
+        .dataBatch(DataBatch(sequence: u64(), items: (0..<int(1...12)).map { _ in bool() ? aggregateWithHistogram() : item() }))
+    }
+
     mutating func record(_ type: RecordType) -> Record {
         switch type {
         case .ping: return .ping(Ping(u64()))

@@ -9,8 +9,9 @@ VIGIL_DEBIAN_PACKAGES=(
   libpq-dev            # Collector: the PostgreSQL store (CPQ)
   postgresql           # tests and scripts/load.sh --store postgresql: a private server (scripts/lib/postgres.sh)
   libmicrohttpd-dev    # Collector: HTTP API on the loop
-  libcurl4-openssl-dev # Agent: HTTP synthetic monitors
+  libcurl4-openssl-dev # Agent: HTTP synthetic monitors (the OpenSSL flavour: docs/PERFORMANCE.md, "Footprint with HTTP monitors"); vigil-notify: https webhooks and SMTP for alerts
   libsnappy-dev        # Collector: remote-write request compression (CSnappy)
+  libgnutls28-dev      # Collector: TLS to https remote-write receivers (CGnuTLS)
   pkg-config
   dpkg-dev             # scripts/package.sh: dpkg-shlibdeps computes the packages' Depends
   adduser              # the packages' postinst creates the vigil user (scripts/test-packages.sh installs them)
@@ -21,11 +22,12 @@ VIGIL_DEBIAN_PACKAGES=(
   python3              # scripts/check-architecture.py (test.sh), benchmark helpers, the Python example emitter and its test, the /healthz test (holds the database's write lock with sqlite3)
   perl                 # examples/emitters/perl (HTTP::Tiny) and its test against a real agent
   prometheus           # tests: promtool checks /metrics; the remote-write receiver the sender is tested against
-  openssl              # tests: a self-signed certificate for the collector's HTTPS (http_tls_cert, http_tls_key)
+  openssl              # tests: self-signed certificates for the collector's HTTPS (http_tls_cert, http_tls_key), the https remote-write receiver, s_server
   libjs-dygraphs       # console: the chart library, served from /usr/share/javascript/dygraphs
   chromium             # console browser test (scripts/console-test.sh): headless browser
   chromium-driver      #   its WebDriver
   python3-selenium     #   the test's driver library (run with Debian's /usr/bin/python3)
+  python3-aiosmtpd     # alert tests: the local SMTP sink e-mail notifications are delivered to
 )
 
 # Python modules from PyPI the tests use (import name = package name).

@@ -173,21 +173,31 @@ public enum AgentCommandLine {
         // by now; give back what idle operation does not use
         // (MappedPageTrim). The process only: tests that run the agent
         // in-process keep their mappings.
-        let trim = TimerWatcher(loop: loop) { _ in
-            let t = MappedPageTrim.run()
-            Log.info("mapped pages trimmed", [
-                "rss_before_kib": "\(t.rssBefore / 1024)", "rss_after_kib": "\(t.rssAfter / 1024)",
-                "mappings": "\(t.mappings)", "failures": "\(t.failures)",
-            ])
-            // The log line above ran formatting code idle operation does
-            // not use; drop it again.
-            MappedPageTrim.repeatAdvice(t)
-        }
+        let trim = TimerWatcher(loop: loop) { _ in trimMappedPages(reason: "start-up") }
+        // libcurl and its ~30 libraries, mapped when the first HTTP monitor
+        // is scheduled, and their one-time paths (relocation, constructors,
+        // curl_global_init, the first TLS context): once the first http and
+        // the first https run are done, the same again (docs/PERFORMANCE.md,
+        // "Footprint with HTTP monitors").
+        if path == nil { runtime.onHTTPWarm = { scheme in trimMappedPages(reason: "first-\(scheme)-run") } }
         if path == nil { trim.start(after: trimDelaySeconds) }
         loop.run()
         trim.stop()
         withExtendedLifetime(driver) {}
         return status
+    }
+
+    /// One MappedPageTrim pass, logged with what it follows (`start-up`,
+    /// `first-http-run`, `first-https-run`); then the ranges once more, so
+    /// the logging code drops out too.
+    static func trimMappedPages(reason: String) {
+        let t = MappedPageTrim.run()
+        Log.info("mapped pages trimmed", [
+            "after": reason,
+            "rss_before_kib": "\(t.rssBefore / 1024)", "rss_after_kib": "\(t.rssAfter / 1024)",
+            "mappings": "\(t.mappings)", "failures": "\(t.failures)",
+        ])
+        MappedPageTrim.repeatAdvice(t)
     }
 
     static func printError(_ s: String) {

@@ -19,9 +19,14 @@
 // `Anonymous: 0 kB` proves there is none, and a read-only mapping cannot
 // gain one afterwards. The executable and its libraries are never unmapped,
 // so the ranges read here are still the same mappings when madvise runs.
-// Writable mappings (.data, .bss, heap, stacks) are not touched.
+// Writable mappings (.data, .bss, heap, stacks) are not touched. Libraries
+// dlopened later (libcurl and its ~30 dependencies, when the first HTTP
+// monitor is scheduled) are mapped the same way and never unloaded, so a
+// later pass treats them alike: `run` trims again after the first http and
+// the first https monitor run (MonitorEngine.onHTTPWarm).
 //
-// Thread: the loop thread (a timer of `run`), once after start-up.
+// Thread: the loop thread (a timer of `run`, and the engine's onHTTPWarm),
+// a few times in the life of the process.
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -45,6 +50,15 @@ public enum MappedPageTrim {
         var advised: [Candidate] = []
     }
 
+    /// Bytes of smaps read at most: bounds the time of a pathological map
+    /// count (a truncated tail is just not trimmed).
+    static let smapsReadLimit = 8 * 1024 * 1024
+    /// smaps is read through one buffer of this size, line by line: ~40
+    /// mappings of ~1 KiB of text each, over 200 with libcurl loaded, and no
+    /// allocation of the whole file (a large one would move glibc's mmap
+    /// threshold and stay in the heap).
+    static let readChunk = 16 * 1024
+
     /// A mapping that may be dropped: its range and resident size.
     struct Candidate: Equatable {
         var start: UInt
@@ -56,10 +70,8 @@ public enum MappedPageTrim {
     public static func run(smapsPath: String = "/proc/self/smaps") -> Outcome {
         var outcome = Outcome()
         outcome.rssBefore = ProcessLimits.residentBytes()
-        // ~40 mappings of ~1 KiB of text each; the cap only bounds a
-        // pathological map count (a truncated tail is just not trimmed).
-        guard let text = ProcessLimits.readSmallFile(smapsPath, max: 256 * 1024) else { return outcome }
-        for c in candidates(smaps: text) {
+        guard let found = candidates(path: smapsPath) else { return outcome }
+        for c in found {
             do {
                 try Syscalls.madvise(c.start, Int(c.end - c.start), MADV_DONTNEED)
                 outcome.mappings += 1
@@ -89,29 +101,81 @@ public enum MappedPageTrim {
     /// The mappings of `smaps` (the text of /proc/PID/smaps) that are
     /// file-backed, not writable, resident and hold no anonymous page.
     static func candidates(smaps: String) -> [Candidate] {
-        var result: [Candidate] = []
-        var current: Candidate?
-        var resident = 0
-        for line in smaps.split(separator: "\n", omittingEmptySubsequences: true) {
-            if let header = mappingHeader(line) {
+        var scan = Scanner()
+        for line in smaps.split(separator: "\n", omittingEmptySubsequences: true) { scan.line(line) }
+        return scan.result
+    }
+
+    /// The same, read from the file at `path` in `readChunk` pieces (at most
+    /// `limit` bytes); nil when it cannot be opened.
+    static func candidates(path: String, limit: Int = smapsReadLimit, chunk: Int = readChunk) -> [Candidate]? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var scan = Scanner()
+        var buffer = [UInt8](repeating: 0, count: chunk)
+        var pending: [UInt8] = []   // a line cut by the chunk's end
+        var overlong = false        // the line being read is longer than a chunk
+        var total = 0
+        while total < limit {
+            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress!, min(chunk, limit - total)) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { break }
+            total += n
+            var lineStart = 0
+            for i in 0..<n where buffer[i] == UInt8(ascii: "\n") {
+                if overlong {
+                    overlong = false
+                } else if pending.isEmpty {
+                    scan.line(Substring(String(decoding: buffer[lineStart..<i], as: UTF8.self)))
+                } else {
+                    pending += buffer[lineStart..<i]
+                    scan.line(Substring(String(decoding: pending, as: UTF8.self)))
+                }
+                pending.removeAll(keepingCapacity: true)
+                lineStart = i + 1
+            }
+            // No line of smaps is near a chunk long (a path is at most
+            // PATH_MAX); a longer one is not a line this scanner uses, so it
+            // is skipped whole, and the buffer does not grow.
+            if lineStart < n && !overlong {
+                if pending.count + (n - lineStart) <= chunk {
+                    pending += buffer[lineStart..<n]
+                } else {
+                    overlong = true
+                    pending.removeAll(keepingCapacity: true)
+                }
+            }
+        }
+        return scan.result
+    }
+
+    /// Reads smaps one line at a time: a mapping's header, then its fields.
+    struct Scanner {
+        private(set) var result: [Candidate] = []
+        private var current: Candidate?
+        private var resident = 0
+
+        mutating func line(_ line: Substring) {
+            if line.isEmpty { return }
+            if let header = MappedPageTrim.mappingHeader(line) {
                 current = header
                 resident = 0
-                continue
+                return
             }
-            guard current != nil else { continue }
+            guard current != nil else { return }
             if line.hasPrefix("Rss:") {
-                resident = kib(line) ?? 0
+                resident = MappedPageTrim.kib(line) ?? 0
             } else if line.hasPrefix("Anonymous:") {
                 // Anonymous follows Rss in every kernel since 2.6.x; a record
                 // without it is never a candidate.
-                if kib(line) == 0 && resident > 0, var c = current {
+                if MappedPageTrim.kib(line) == 0 && resident > 0, var c = current {
                     c.residentKiB = resident
                     result.append(c)
                 }
                 current = nil
             }
         }
-        return result
     }
 
     /// `start-end perms offset dev inode path` for a file mapping that is

@@ -53,6 +53,9 @@ public final class AgentRuntime {
     /// Synthetic monitors (run mode; nil in replay). Exec monitors need the
     /// default loop (child watchers). Replaced when `groups` changes.
     public internal(set) var monitors: MonitorEngine?
+    /// Passed to every engine this runtime makes (MonitorEngine.onHTTPWarm):
+    /// `run` trims mapped pages from here.
+    public var onHTTPWarm: ((String) -> Void)? { didSet { monitors?.onHTTPWarm = onHTTPWarm } }
     /// The schedule version the engine holds (0: none yet).
     public internal(set) var scheduleVersion: UInt64 = 0
     /// Monitors the last schedule left out, with why (Status messages).
@@ -317,6 +320,7 @@ public final class AgentRuntime {
         guard let old = monitors else { return }
         old.shutdown()
         monitors = AgentRuntime.monitorEngine(loop: loop, uplink: uplink, settings: settings)
+        monitors?.onHTTPWarm = onHTTPWarm
         scheduleVersion = 0
         monitorProblems = []
     }

@@ -9,8 +9,9 @@
 //   item: u8 kind | varint length | body   (unknown kinds are skipped)
 //   kind 1 aggregate, 2 raw event, 3 monitor run — fields in `encode`.
 //   Fields added later are appended to an item's body and read only when
-//   present (an aggregate's outcome counts, an event's status and error
-//   class), so segments written before them still read.
+//   present (an aggregate's outcome counts, then its histogram as varint
+//   length + LatencySketch's encoding; an event's status and error class),
+//   so segments written before them still read.
 //
 // Thread: a value; encoded and decoded on the loop thread (or a fuzzer's).
 import IPAPipeline
@@ -53,6 +54,10 @@ public struct SpoolBatch: Sendable {
                 for v in [a.count, a.sumUs, a.minUs, a.maxUs, a.p50Us, a.p95Us, a.p99Us] { w.varint(v) }
                 let o = a.outcomes
                 for v in [o.s2xx, o.s3xx, o.s4xx, o.s5xx, o.error] { w.varint(v) }
+                if let h = a.histogram {
+                    w.varint(h.count)
+                    w.raw(h)
+                }
                 _ = w.endLengthPrefixed(start)
             case .event(let e):
                 w.u8(2)
@@ -127,9 +132,14 @@ public struct SpoolBatch: Sendable {
             outcomes = OutcomeCounts(s2xx: try r.varint(), s3xx: try r.varint(), s4xx: try r.varint(),
                                      s5xx: try r.varint(), error: try r.varint())
         }
+        var histogram: [UInt8]?
+        if !r.isAtEnd {
+            var h = try r.lengthPrefixed()
+            histogram = Array(try h.bytes(h.remaining))
+        }
         return LatencyAggregate(windowStartMs: start, windowMs: length, monitor: monitor, check: check, source: source,
                                 count: v[0], sumUs: v[1], minUs: v[2], maxUs: v[3], p50Us: v[4], p95Us: v[5], p99Us: v[6],
-                                outcomes: outcomes)
+                                outcomes: outcomes, histogram: histogram)
     }
 
     static func event(_ r: inout WireReader) throws(WireError) -> ForwardedEvent {

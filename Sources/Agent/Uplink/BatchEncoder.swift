@@ -13,7 +13,8 @@
 //    starts at the run and lasts one interval, count 1, errors 0 or 1, and
 //    every latency field equal to the sample's duration; an http run also
 //    counts one outcome (its status class, or `error` when no response
-//    came); tcp and exec runs, which have no HTTP status, count none;
+//    came); tcp and exec runs, which have no HTTP status, count none; each
+//    carries a one-value histogram;
 //  - one MonitorResult for the run as a whole (step 0) with the phase
 //    timings, the message, the HTTP status and bytes; for exec, one more
 //    MonitorResult per step (ok, error, timeout or blocked, with its own
@@ -123,7 +124,8 @@ public enum BatchEncoder {
                     count: a.count, errors: a.outcomes.failures, sumUs: a.sumUs, minUs: a.minUs, maxUs: a.maxUs,
                     p50Us: a.p50Us, p95Us: a.p95Us, p99Us: a.p99Us,
                     outcome2xx: a.outcomes.s2xx, outcome3xx: a.outcomes.s3xx, outcome4xx: a.outcomes.s4xx,
-                    outcome5xx: a.outcomes.s5xx, outcomeError: a.outcomes.error)))
+                    outcome5xx: a.outcomes.s5xx, outcomeError: a.outcomes.error,
+                    histogram: histogram(of: a))))
             case .event(let e):
                 out.append(.event(Wire.RawEvent(
                     timestampUs: e.timestampUs, method: try stringRef(e.method), host: try stringRef(e.host),
@@ -136,6 +138,14 @@ public enum BatchEncoder {
             }
         }
         return out
+    }
+
+    /// The aggregate's histogram for the wire, when its bytes decode and add
+    /// up to its count (a collector refuses a batch whose histogram does
+    /// not); else the aggregate goes without one.
+    static func histogram(of a: LatencyAggregate) -> LatencySketch? {
+        guard let bytes = a.histogram, let h = try? LatencySketch(decoding: bytes), h.count == a.count else { return nil }
+        return h
     }
 
     /// A monitor run's aggregates and MonitorResults (see the file header).
@@ -151,7 +161,13 @@ public enum BatchEncoder {
                                         check: try stringRef(check), source: sourceRef, count: 1,
                                         errors: status == .ok ? 0 : 1, sumUs: us, minUs: us, maxUs: us,
                                         p50Us: us, p95Us: us, p99Us: us, outcome2xx: o.s2xx, outcome3xx: o.s3xx,
-                                        outcome4xx: o.s4xx, outcome5xx: o.s5xx, outcomeError: o.error))
+                                        outcome4xx: o.s4xx, outcome5xx: o.s5xx, outcomeError: o.error,
+                                        histogram: sample(us)))
+        }
+        func sample(_ us: UInt64) -> LatencySketch {
+            var h = LatencySketch()
+            h.record(us)
+            return h
         }
         func phases(_ list: [PhaseTiming]) throws(SessionError) -> [MonitorResult.Phase] {
             var out: [MonitorResult.Phase] = []
@@ -211,9 +227,10 @@ extension OutboundItem {
     /// by these sizes never exceeds the record limit.
     public var encodedSizeBound: Int {
         switch self {
-        case .aggregate:
-            // 18 varints of at most 10 bytes, kind, 2-byte length.
-            return 3 + 18 * 10
+        case .aggregate(let a):
+            // 18 varints of at most 10 bytes, kind, 2-byte length; the
+            // histogram item: kind, length, body.
+            return 3 + 18 * 10 + (a.histogram.map { 4 + $0.count } ?? 0)
         case .event(let e):
             // 8 varints, the path and error class with their lengths,
             // kind, length prefix.
@@ -221,7 +238,7 @@ extension OutboundItem {
         case .monitorRun(let r):
             // An aggregate per step (or one), a result for the run and one
             // per step: 14 varints each, 2 per phase, the message.
-            let aggregates = max(1, r.steps.count) * (3 + 18 * 10)
+            let aggregates = max(1, r.steps.count) * (3 + 18 * 10 + 4 + 32)
             let results = (1 + r.steps.count) * (4 + 14 * 10)
             let phases = (r.phases.count + r.steps.reduce(0) { $0 + $1.phases.count }) * 20
             let messages = r.message.utf8.count + r.steps.reduce(0) { $0 + $1.message.utf8.count }

@@ -42,6 +42,8 @@ CURLcode ccurl_easy_getinfo_long(CURL *easy, CURLINFO info, long *value);
 CURLcode ccurl_easy_getinfo_off(CURL *easy, CURLINFO info, curl_off_t *value);
 CURLcode ccurl_easy_getinfo_ptr(CURL *easy, CURLINFO info, void **value);
 const char *ccurl_easy_strerror(CURLcode code);
+/* Blocking transfer: only for a process of its own (vigil-notify), never on a loop. */
+CURLcode ccurl_easy_perform(CURL *easy);
 
 struct curl_slist *ccurl_slist_append(struct curl_slist *list, const char *string);
 void ccurl_slist_free_all(struct curl_slist *list);

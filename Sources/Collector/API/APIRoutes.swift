@@ -50,7 +50,7 @@ extension APIHandler {
     /// Every endpoint under `/api/v1/` (docs/API.md documents each one; a
     /// test compares the two lists).
     static let routes: [APIRoute] = [
-        APIRoute("GET", "agents", query: ["project", "state", "search", "limit", "cursor"]) { h, _, q, r in h.listAgents(q, r) },
+        APIRoute("GET", "agents", query: ["project", "state", "search", "limit", "cursor", "sort", "counts"]) { h, _, q, r in h.listAgents(q, r) },
         APIRoute("GET", "agents/{id}") { h, c, _, r in h.getAgent(c[0], r) },
         APIRoute("DELETE", "agents/{id}") { h, c, q, r in h.forgetAgent(c[0], q, r) },
         APIRoute("POST", "agents/{id}/capture", query: ["timeout_ms"]) { h, c, q, r in h.capture(c[0], q, r) },
@@ -69,12 +69,22 @@ extension APIHandler {
         APIRoute("PUT", "projects/{project}/patterns") { h, c, q, r in h.putPatterns(c[0], q, r) },
         APIRoute("GET", "projects/{project}/monitors") { h, c, _, r in h.getMonitors(c[0], r) },
         APIRoute("PUT", "projects/{project}/monitors") { h, c, q, r in h.putMonitors(c[0], q, r) },
+        APIRoute("GET", "projects/{project}/alerts") { h, c, _, r in h.listAlertRules(c[0], r) },
+        APIRoute("POST", "projects/{project}/alerts") { h, c, q, r in h.createAlertRule(c[0], q, r) },
+        APIRoute("GET", "projects/{project}/alerts/{id}", query: ["limit"]) { h, c, q, r in h.getAlertRule(c[0], c[1], q, r) },
+        APIRoute("PUT", "projects/{project}/alerts/{id}") { h, c, q, r in h.updateAlertRule(c[0], c[1], q, r) },
+        APIRoute("DELETE", "projects/{project}/alerts/{id}") { h, c, q, r in h.deleteAlertRule(c[0], c[1], q, r) },
+        APIRoute("GET", "projects/{project}/silences") { h, c, _, r in h.listSilences(c[0], r) },
+        APIRoute("POST", "projects/{project}/silences") { h, c, q, r in h.createSilence(c[0], q, r) },
+        APIRoute("DELETE", "projects/{project}/silences/{id}") { h, c, q, r in h.endSilence(c[0], c[1], q, r) },
+        APIRoute("GET", "projects/{project}/notifications", query: ["rule", "limit"]) { h, c, q, r in h.listNotifications(c[0], q, r) },
         APIRoute("POST", "projects/{project}/uploads") { h, _, _, r in h.uploadNotStreamed(r) },
         APIRoute("GET", "projects/{project}/uploads/{id}") { h, c, _, r in h.uploadStatus(c[0], c[1], r) },
         APIRoute("GET", "projects/{project}/monitors/{monitor}/runs", query: ["agent", "since", "until", "limit", "cursor"]) { h, c, q, r in
             h.monitorRuns(c[0], c[1], q, r)
         },
-        APIRoute("GET", "measurements", query: ["project", "agent", "monitor", "check", "source", "since", "until", "limit", "cursor"]) { h, _, q, r in
+        APIRoute("GET", "measurements", query: ["project", "agent", "monitor", "check", "source", "since", "until", "limit", "cursor",
+                                                "step", "group_by", "quantiles"]) { h, _, q, r in
             h.measurements(q, r)
         },
         APIRoute("GET", "events", query: ["project", "agent", "monitor", "check", "since", "until", "limit", "cursor"]) { h, _, q, r in h.events(q, r) },

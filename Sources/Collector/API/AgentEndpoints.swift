@@ -16,7 +16,10 @@ extension APIHandler {
     /// A page of agents in id order: `limit` of them after `cursor` (the
     /// previous page's `next_cursor`, which is its last id); `next_cursor`
     /// is null on the last page. One more row than asked for is read, so a
-    /// full last page is known to be the last.
+    /// full last page is known to be the last. `sort=name` pages in (project
+    /// name, name, id) order instead, its cursor naming all three;
+    /// `counts=state` adds how many agents of the project and search are in
+    /// each state (a second, grouped read).
     func listAgents(_ req: HTTPRequest, _ r: CountingResponder) {
         let project = text(req, "project"), cursor = text(req, "cursor"), search = text(req, "search"), n: Int
         do { n = try limit(req, default: APIHandler.defaultAgentPage) } catch { return r.fail(error) }
@@ -31,15 +34,87 @@ extension APIHandler {
         if let search, search.utf8.count > 256 {
             return r.fail(.badRequest("invalid query parameter", .object([("search", .string("longer than 256 bytes"))])))
         }
+        let byName: Bool
+        switch text(req, "sort") {
+        case nil, "id": byName = false
+        case "name": byName = true
+        case let other?:
+            return r.fail(.badRequest("invalid query parameter", .object([("sort", .string("expected id or name, got \(other)"))])))
+        }
+        let counts: Bool
+        switch text(req, "counts") {
+        case nil: counts = false
+        case "state": counts = true
+        case let other?:
+            return r.fail(.badRequest("invalid query parameter", .object([("counts", .string("expected state, got \(other)"))])))
+        }
+        var namePosition: AgentNamePosition?
+        if byName, let cursor {
+            guard let p = APIHandler.agentNamePosition(cursor) else {
+                return r.fail(.badRequest("invalid query parameter", .object([("cursor", .string(
+                    "not a next_cursor of sort=name: pass it back unchanged"))])))
+            }
+            namePosition = p
+        }
         withKnownProject(project, r) { [self] in
-            store.agents(project: project, state: state, search: search, after: cursor, limit: n + 1) { [self] result in
+            let answer: (Result<[AgentRecord], StoreError>, [CollectorStore.AgentState: Int]?) -> Void = { [self] result, stateCounts in
                 r.result(result) { agents in
                     let page = agents.prefix(n)
-                    let next: JSON = agents.count > n ? .string(page.last!.id) : .null
-                    return .object([("agents", .array(page.map(agentJSON))), ("next_cursor", next)])
+                    var next: JSON = .null
+                    if agents.count > n, let last = page.last {
+                        next = .string(byName ? APIHandler.agentNameCursor(last) : last.id)
+                    }
+                    var fields: [(String, JSON)] = [("agents", .array(page.map(agentJSON))), ("next_cursor", next)]
+                    if let stateCounts {
+                        var total = 0
+                        fields.append(("counts", .object(CollectorStore.AgentState.allCases.map { s in
+                            total += stateCounts[s] ?? 0
+                            return (s.rawValue, .int(Int64(stateCounts[s] ?? 0)))
+                        } + [("total", .int(Int64(total)))])))
+                    }
+                    return .object(fields)
+                }
+            }
+            let list: (@escaping (Result<[AgentRecord], StoreError>) -> Void) -> Void = { [self] done in
+                if byName {
+                    store.agentsByName(project: project, state: state, search: search, after: namePosition, limit: n + 1, completion: done)
+                } else {
+                    store.agents(project: project, state: state, search: search, after: cursor, limit: n + 1, completion: done)
+                }
+            }
+            list { [self] result in
+                guard counts, case .success = result else { return answer(result, nil) }
+                store.agentStateCounts(project: project, search: search) { c in
+                    switch c {
+                    case .success(let byState): answer(result, byState)
+                    case .failure(let e): answer(.failure(e), nil)
+                    }
                 }
             }
         }
+    }
+
+    /// The `next_cursor` of a page in name order: the last row's project,
+    /// name and id, each length-prefixed (`<bytes>:<text>`), so any name
+    /// round-trips.
+    static func agentNameCursor(_ a: AgentRecord) -> String {
+        [a.project, a.name, a.id].map { "\($0.utf8.count):\($0)" }.joined()
+    }
+
+    /// The position an `agentNameCursor` names; nil when `text` is not one.
+    static func agentNamePosition(_ text: String) -> AgentNamePosition? {
+        let bytes = Array(text.utf8)
+        var i = 0
+        var parts: [String] = []
+        for _ in 0..<3 {
+            guard let colon = bytes[i...].firstIndex(of: UInt8(ascii: ":")), colon > i, colon - i <= 6,
+                  let n = Int(String(decoding: bytes[i..<colon], as: UTF8.self)), n >= 0,
+                  bytes.count - (colon + 1) >= n else { return nil }
+            parts.append(String(decoding: bytes[(colon + 1)..<(colon + 1 + n)], as: UTF8.self))
+            i = colon + 1 + n
+        }
+        guard i == bytes.count else { return nil }
+        return AgentNamePosition(project: parts[0], name: parts[1], id: parts[2])
     }
 
     func getAgent(_ id: String, _ r: CountingResponder) {

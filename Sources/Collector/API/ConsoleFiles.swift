@@ -133,7 +133,8 @@ struct ConsoleFiles {
 
     // MARK: files (start-up only)
 
-    private static func executableDirectory() -> String? {
+    /// The directory of the running program (/proc/self/exe).
+    static func executableDirectory() -> String? {
         var buf = [CChar](repeating: 0, count: 4096)
         let n = readlink("/proc/self/exe", &buf, buf.count - 1)
         guard n > 0 else { return nil }

@@ -10,14 +10,17 @@ import JSON
 
 extension APIHandler {
     func measurements(_ req: HTTPRequest, _ r: CountingResponder) {
-        let q: MeasurementQuery, n: Int
+        let q: MeasurementQuery, n: Int, merge: MergeRequest?
         do {
             let range = try timeRange(req)
             n = try limit(req)
+            merge = try MergeRequest.parse(self, req)
             q = MeasurementQuery(project: text(req, "project"), agent: text(req, "agent"), monitor: text(req, "monitor"),
                                  check: text(req, "check"), source: text(req, "source"), since: range.since,
                                  until: range.until, limit: n + 1, after: try cursor(req))
         } catch { return r.fail(error) }
+        // With `step`: buckets and merged histograms (MergedMeasurements.swift).
+        if let merge { return withKnownProject(q.project, r) { [self] in mergedMeasurements(q, merge, limit: n, r) } }
         withKnownProject(q.project, r) { [self] in store.measurements(q) { [self] result in
             r.result(result) { all in
                 let (rows, next) = page(all, limit: n) { ListPosition(ts: $0.measurement.ts, id: $0.id) }

@@ -52,6 +52,16 @@ public struct CollectorSettings: Sendable {
     public var uploadMaxBytes: Int64
     public var uploadMaxConcurrent: Int
     public var consoleDir: String
+    /// Alert evaluation: seconds between rounds, rules at a time, the lease holder's name.
+    public var alertEvalInterval: Double
+    public var alertEvalSlice: Int
+    public var alertEvaluatorId: String
+    /// Notifications: group wait and delivery timeout (seconds), deliveries at once, retries, the helper's path.
+    public var alertGroupWait: Double
+    public var alertNotifyTimeout: Double
+    public var alertNotifyMaxConcurrent: Int
+    public var alertNotifyRetries: Int
+    public var alertNotifyHelper: String
     public var consoleSessionTTL: Double
     public var consoleMaxSessions: Int
     public var logLevel: LogLevel
@@ -127,6 +137,14 @@ public struct CollectorSettings: Sendable {
         uploadMaxBytes = Int64(c.int("upload_max_bytes"))
         uploadMaxConcurrent = c.int("upload_max_concurrent")
         consoleDir = c.string("console_dir")
+        alertEvalInterval = Double(c.int("alert_eval_interval_ms")) / 1000
+        alertEvalSlice = c.int("alert_eval_slice")
+        alertEvaluatorId = c.string("alert_evaluator_id")
+        alertGroupWait = Double(c.int("alert_group_wait_ms")) / 1000
+        alertNotifyTimeout = Double(c.int("alert_notify_timeout_ms")) / 1000
+        alertNotifyMaxConcurrent = c.int("alert_notify_max_concurrent")
+        alertNotifyRetries = c.int("alert_notify_retries")
+        alertNotifyHelper = c.string("alert_notify_helper")
         consoleSessionTTL = Double(c.int("console_session_ttl_ms")) / 1000
         consoleMaxSessions = c.int("console_max_sessions")
         logLevel = LogLevel(name: c.string("log_level")) ?? .info
@@ -138,6 +156,7 @@ public struct CollectorSettings: Sendable {
                 remoteWrite = RemoteWriteSettings(
                     url: try RemoteWriteURL(parsing: url), username: c.string("remote_write_username"),
                     passwordFile: c.string("remote_write_password_file"), bearerTokenFile: c.string("remote_write_bearer_token_file"),
+                    tlsCAFile: c.string("remote_write_tls_ca_file"),
                     maxSamplesPerRequest: c.int("remote_write_max_samples_per_request"),
                     queueSamples: c.int("remote_write_queue_samples"), maxSeries: c.int("remote_write_max_series"),
                     flushInterval: Double(c.int("remote_write_flush_ms")) / 1000,

@@ -1,7 +1,8 @@
 // RemoteWriteSettings: the `remote_write_*` keys as typed values, their
 // checks (a URL the sender can use; username and password file together;
 // not both basic auth and a bearer token), and the Authorization header
-// read from the credential files at start. The credentials are never
+// read from the credential files at start, and the TLS CAs for an https
+// URL (`remote_write_tls_ca_file`, or the system trust store). The credentials are never
 // logged and never shown by the configuration API (the files' paths are,
 // their contents are not).
 //
@@ -15,6 +16,8 @@ public struct RemoteWriteSettings: Sendable {
     public var username: String
     public var passwordFile: String
     public var bearerTokenFile: String
+    /// PEM CAs for an https URL; empty: the system trust store.
+    public var tlsCAFile: String
     public var maxSamplesPerRequest: Int
     public var queueSamples: Int
     public var maxSeries: Int
@@ -49,6 +52,17 @@ public struct RemoteWriteSettings: Sendable {
             return []
         },
     ]
+
+    /// The CAs for an https URL (nil for http), loaded at start: a file
+    /// that cannot be read or holds no certificate is an error naming the key.
+    public func tlsCredentials() throws(Failure) -> TLSCredentials? {
+        guard url.tls else { return nil }
+        do {
+            return try TLSCredentials(caFile: tlsCAFile)
+        } catch {
+            throw Failure(description: (tlsCAFile.isEmpty ? "" : "remote_write_tls_ca_file: ") + error.description)
+        }
+    }
 
     /// The Authorization header value from the credential files, or nil.
     public func authorization() throws(Failure) -> String? {

@@ -4,6 +4,7 @@
 // Rendered on each scrape from the live objects; nothing here keeps state.
 //
 // Thread: the loop thread (the scrape is an HTTP request on the loop).
+import Alerts
 import CollectorStore
 import HTTPServer
 import Reactor
@@ -19,7 +20,8 @@ enum CollectorMetrics {
     }
 
     static func render(manager: SessionManager, store: any OperatedStore, loop: EventLoop, api: APIHandler?, http: [HTTPServer] = [], windows: SummaryWindows,
-                       reloads: (applied: UInt64, rejected: UInt64), uptime: Double, remoteWrite: RemoteWriteFeed? = nil) -> String {
+                       reloads: (applied: UInt64, rejected: UInt64), uptime: Double, remoteWrite: RemoteWriteFeed? = nil,
+                       alerts: AlertEvaluator? = nil, notifier: AlertNotifier? = nil) -> String {
         var p = PrometheusText()
         let s = manager.stats
         let st = store.stats
@@ -172,12 +174,36 @@ enum CollectorMetrics {
             p.sample("vigil_http_refused_total", ["cause": c.description], http.reduce(UInt64(0)) { $0 &+ $1.refusals(c) })
         }
         remoteWriteFamilies(&p, remoteWrite)
+        alertFamilies(&p, alerts)
+        p.family("vigil_alert_notifications_total", "counter", "Alert notifications by result (sent, failed, silenced, rate_limited).")
+        for name in AlertNotifier.outcomeNames { p.sample("vigil_alert_notifications_total", ["result": name], notifier?.outcomes[name] ?? 0) }
+        p.single("vigil_alert_notification_retries_total", "counter", "Notification deliveries tried again after a failure.",
+                 Double(notifier?.retries ?? 0))
+        p.single("vigil_alert_notifications_in_flight", "gauge", "Notification deliveries running.", Double(notifier?.inFlight ?? 0))
         p.family("vigil_config_reloads_total", "counter", "SIGHUP reloads by result.")
         p.sample("vigil_config_reloads_total", ["result": "applied"], reloads.applied)
         p.sample("vigil_config_reloads_total", ["result": "rejected"], reloads.rejected)
         p.family("vigil_log_lines_total", "counter", "Log lines written, by level.")
         for l in LogLevel.allCases { p.sample("vigil_log_lines_total", ["level": l.name], Log.written[l.rawValue]) }
         return p.text
+    }
+
+    /// The alert evaluator's families.
+    static func alertFamilies(_ p: inout PrometheusText, _ e: AlertEvaluator?) {
+        let st = e?.stats ?? AlertEvaluator.Stats()
+        p.family("vigil_alert_rounds_total", "counter", "Alert evaluation rounds: evaluating (this collector held the lease) or standby.")
+        p.sample("vigil_alert_rounds_total", ["role": "evaluating"], st.rounds &- st.standby)
+        p.sample("vigil_alert_rounds_total", ["role": "standby"], st.standby)
+        p.single("vigil_alert_lease_held", "gauge", "1 while this collector holds the alert evaluation lease.", e?.holdsLease == true ? 1 : 0)
+        p.family("vigil_alert_evaluations_total", "counter", "Alert rule evaluations by result (failed: a read or the state write failed).")
+        p.sample("vigil_alert_evaluations_total", ["result": "ok"], st.evaluations &- st.failures)
+        p.sample("vigil_alert_evaluations_total", ["result": "failed"], st.failures)
+        p.single("vigil_alert_transitions_total", "counter", "Alert state changes stored.", Double(st.transitions))
+        p.single("vigil_alert_round_overruns_total", "counter", "Evaluation timer ticks that found the previous round still running.",
+                 Double(st.overruns))
+        p.single("vigil_alert_lease_lost_total", "counter", "State writes refused because the evaluation lease had moved on.",
+                 Double(st.leaseLost))
+        p.single("vigil_alert_round_seconds", "gauge", "How long the last evaluation round took.", Double(st.lastRoundMicros) / 1e6)
     }
 
     /// The remote-write sender's families, at zero when it is off (so a

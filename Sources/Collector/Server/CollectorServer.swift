@@ -18,6 +18,7 @@
 // The /metrics page is rendered in CollectorMetrics.swift.
 //
 // Thread: the default loop's thread (signals need the default loop).
+import Alerts
 import CollectorStore
 import ConfigFile
 import HTTPServer
@@ -66,6 +67,10 @@ public final class CollectorServer {
     private var windowTimer: TimerWatcher?
     /// The history of the collector's own health in the store.
     private var healthSampler: HealthSampler?
+    /// Evaluates the alert rules (docs/ALERTS.md).
+    private(set) var alertEvaluator: AlertEvaluator?
+    private(set) var alertNotifier: AlertNotifier?
+    private var alertDelivery: NotificationDelivery?
     private var shutdownTimer: TimerWatcher?
     private var shuttingDown = false
     public private(set) var exitCode: Int32 = 0
@@ -152,13 +157,16 @@ public final class CollectorServer {
 
         if let rw = settings.remoteWrite {
             let authorization: String?
+            let tls: TLSCredentials?
             do {
                 authorization = try rw.authorization()
+                tls = try rw.tlsCredentials()
             } catch {
                 throw StartError(description: "remote write: \(error)")
             }
             var o = RemoteWriteOptions(url: rw.url)
             o.authorization = authorization
+            o.tlsCredentials = tls
             o.maxSamplesPerRequest = rw.maxSamplesPerRequest
             o.maxQueuedSamples = rw.queueSamples
             o.flushInterval = rw.flushInterval
@@ -173,7 +181,8 @@ public final class CollectorServer {
             remoteWrite = feed
             Log.info("remote write to \(rw.url)", ["auth": authorization == nil ? "none" : rw.bearerTokenFile.isEmpty ? "basic" : "bearer",
                                                   "max_samples_per_request": "\(rw.maxSamplesPerRequest)",
-                                                  "queue_samples": "\(rw.queueSamples)"])
+                                                  "queue_samples": "\(rw.queueSamples)",
+                                                  "tls_ca": tls.map { "\($0.source) (\($0.count) certificates)" } ?? "none"])
         }
 
         var lo = TCPListener.Options()
@@ -256,6 +265,18 @@ public final class CollectorServer {
         let sampler = HealthSampler(loop: loop, manager: manager, store: store)
         sampler.start(interval: settings.selfMetricsInterval)
         healthSampler = sampler
+        let holder = settings.alertEvaluatorId.isEmpty ? "\(CollectorServer.hostName()):\(settings.listen)" : settings.alertEvaluatorId
+        let evaluator = AlertEvaluator(loop: loop, store: store,
+                                       settings: AlertEvaluatorSettings(interval: settings.alertEvalInterval, slice: settings.alertEvalSlice,
+                                                                        holder: holder))
+        let helper = settings.alertNotifyHelper.isEmpty ? (ConsoleFiles.executableDirectory() ?? ".") + "/vigil-notify" : settings.alertNotifyHelper
+        let delivery = NotificationDelivery(loop: loop, helperPath: helper, timeout: settings.alertNotifyTimeout)
+        let notifier = AlertNotifier(loop: loop, store: store, delivery: delivery, settings: notifierSettings(settings))
+        evaluator.sink = notifier
+        evaluator.start()
+        alertEvaluator = evaluator
+        alertNotifier = notifier
+        alertDelivery = delivery
 
         Log.info("listening on \(listener!.localAddress)", ["max_clients": "\(settings.maxClients)", "backlog": "\(settings.backlog)"])
         Log.info("http on \(settings.httpListen.withPort(http.port))", ["tls": tls == nil ? "off" : "on"])
@@ -273,6 +294,21 @@ public final class CollectorServer {
     func serviceStatus() -> String {
         guard let manager else { return "starting" }
         return "\(manager.established) sessions, \(manager.connectedAgents) agents, \(manager.count(.capturing)) capturing"
+    }
+
+    /// The host's name (gethostname(2)), for the alert lease's default holder.
+    static func hostName() -> String {
+        var buf = [CChar](repeating: 0, count: 256)
+        guard gethostname(&buf, buf.count - 1) == 0 else { return "unknown" }
+        return String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    private func notifierSettings(_ s: CollectorSettings) -> AlertNotifierSettings {
+        var n = AlertNotifierSettings()
+        n.groupWait = s.alertGroupWait
+        n.maxConcurrent = s.alertNotifyMaxConcurrent
+        n.maxAttempts = s.alertNotifyRetries + 1
+        return n
     }
 
     private func sessionSettings(_ s: CollectorSettings) -> SessionSettings {
@@ -363,6 +399,21 @@ public final class CollectorServer {
             case "self_metrics_interval_ms":
                 s.selfMetricsInterval = freshSettings.selfMetricsInterval
                 healthSampler?.start(interval: s.selfMetricsInterval)
+            case "alert_eval_interval_ms":
+                s.alertEvalInterval = freshSettings.alertEvalInterval
+                alertEvaluator?.settings.interval = s.alertEvalInterval
+                alertEvaluator?.start()
+            case "alert_group_wait_ms", "alert_notify_max_concurrent", "alert_notify_retries":
+                s.alertGroupWait = freshSettings.alertGroupWait
+                s.alertNotifyMaxConcurrent = freshSettings.alertNotifyMaxConcurrent
+                s.alertNotifyRetries = freshSettings.alertNotifyRetries
+                alertNotifier?.settings = notifierSettings(s)
+            case "alert_notify_timeout_ms":
+                s.alertNotifyTimeout = freshSettings.alertNotifyTimeout
+                alertDelivery?.timeout = s.alertNotifyTimeout
+            case "alert_eval_slice":
+                s.alertEvalSlice = freshSettings.alertEvalSlice
+                alertEvaluator?.settings.slice = s.alertEvalSlice
             case "upload_max_bytes":
                 s.uploadMaxBytes = freshSettings.uploadMaxBytes
                 api?.uploads?.maxBytes = s.uploadMaxBytes
@@ -406,6 +457,8 @@ public final class CollectorServer {
         windowTimer?.stop()
         healthWatch?.stop()
         healthSampler?.stop()
+        alertEvaluator?.stop()
+        alertNotifier?.stop()
         store?.stopRetention()
         let timer = TimerWatcher(loop: loop) { [unowned self] _ in
             Log.warn("shutdown bound reached; dropping the remaining sessions",
@@ -487,6 +540,7 @@ public final class CollectorServer {
         guard let manager, let store else { return "" }
         return CollectorMetrics.render(manager: manager, store: store, loop: loop, api: api, http: [http, metricsHTTP].compactMap { $0 }, windows: summaryWindows,
                                        reloads: (applied: reloadsApplied, rejected: reloadsRejected),
-                                       uptime: Clock.monotonic() - startedAt, remoteWrite: remoteWrite)
+                                       uptime: Clock.monotonic() - startedAt, remoteWrite: remoteWrite,
+                                       alerts: alertEvaluator, notifier: alertNotifier)
     }
 }

@@ -44,7 +44,8 @@ enum BatchTranslator {
                     minUs: clamp(a.minUs), maxUs: clamp(a.maxUs), p50Us: clamp(a.p50Us), p95Us: clamp(a.p95Us),
                     p99Us: clamp(a.p99Us),
                     outcomes: Outcomes(s2xx: clamp(a.outcome2xx), s3xx: clamp(a.outcome3xx), s4xx: clamp(a.outcome4xx),
-                                       s5xx: clamp(a.outcome5xx), error: clamp(a.outcomeError))))
+                                       s5xx: clamp(a.outcome5xx), error: clamp(a.outcomeError)),
+                    histogram: a.histogram?.encoded))
             case .event(let e):
                 let method: String, host: String, monitor: String, check: String
                 switch name(e.method, "event.method") { case .success(let s): method = s; case .failure(let f): return .failure(f) }

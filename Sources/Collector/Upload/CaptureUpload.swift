@@ -193,7 +193,8 @@ final class CaptureUpload: HTTPBodyStream {
                            p99Us: Int64(clamping: a.p99Us),
                            outcomes: CollectorStore.Outcomes(s2xx: Int64(clamping: a.outcomes.s2xx), s3xx: Int64(clamping: a.outcomes.s3xx),
                                                              s4xx: Int64(clamping: a.outcomes.s4xx), s5xx: Int64(clamping: a.outcomes.s5xx),
-                                                             error: Int64(clamping: a.outcomes.error)))
+                                                             error: Int64(clamping: a.outcomes.error)),
+                           histogram: a.histogram)
         }
         let records = rows.reduce(Int64(0)) { $0 + $1.count }
         let batch = Batch(projectId: projectId, agentId: agentId, bootId: id, sequence: sequence, receivedAt: Clock.wallMillis(),

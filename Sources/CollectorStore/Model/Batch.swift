@@ -28,10 +28,15 @@ public struct MeasurementRow: Equatable, Sendable {
     public var p99Us: Int64
     /// Calls by outcome class; samples without a status are in none.
     public var outcomes: Outcomes
+    /// The window's latency histogram in its wire encoding (Wire's
+    /// LatencySketch), kept opaque here; nil for rows from agents that do
+    /// not send one and rows stored before the histogram column existed.
+    public var histogram: [UInt8]?
 
     public init(ts: Int64, windowMs: Int64, monitor: String, check: String, source: String, count: Int64, errors: Int64 = 0,
                 sumUs: Int64, minUs: Int64, maxUs: Int64, p50Us: Int64, p95Us: Int64, p99Us: Int64,
-                outcomes: Outcomes = Outcomes()) {
+                outcomes: Outcomes = Outcomes(), histogram: [UInt8]? = nil) {
+        self.histogram = histogram
         self.ts = ts; self.windowMs = windowMs; self.monitor = monitor; self.check = check; self.source = source
         self.count = count; self.errors = errors; self.sumUs = sumUs; self.minUs = minUs; self.maxUs = maxUs
         self.p50Us = p50Us; self.p95Us = p95Us; self.p99Us = p99Us; self.outcomes = outcomes

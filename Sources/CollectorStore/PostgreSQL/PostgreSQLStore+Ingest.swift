@@ -81,11 +81,11 @@ extension PostgreSQLStore {
                 PGText.copyRow([String(id), String(m.ts), String(m.windowMs), String(m.count), String(m.errors), String(m.sumUs),
                                 String(m.minUs), String(m.maxUs), String(m.p50Us), String(m.p95Us), String(m.p99Us),
                                 String(m.outcomes.s2xx), String(m.outcomes.s3xx), String(m.outcomes.s4xx),
-                                String(m.outcomes.s5xx), String(m.outcomes.error)], into: &data)
+                                String(m.outcomes.s5xx), String(m.outcomes.error), m.histogram.map(PGText.byteaHex)], into: &data)
             }
             steps.append(("""
                 COPY measurements (series_id, ts_ms, window_ms, count, errors, sum_us, min_us, max_us, p50_us, p95_us, p99_us,
-                                   outcome_2xx, outcome_3xx, outcome_4xx, outcome_5xx, outcome_error) FROM STDIN
+                                   outcome_2xx, outcome_3xx, outcome_4xx, outcome_5xx, outcome_error, histogram) FROM STDIN
                 """, data))
         }
         if !b.events.isEmpty {

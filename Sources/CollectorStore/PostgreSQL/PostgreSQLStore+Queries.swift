@@ -57,14 +57,15 @@ extension PostgreSQLStore {
         select("""
             SELECT m.ts_ms, p.name, s.agent_id, s.monitor, s.check_name, s.source, m.window_ms, m.count, m.errors,
                    m.sum_us, m.min_us, m.max_us, m.p50_us, m.p95_us, m.p99_us, m.id,
-                   m.outcome_2xx, m.outcome_3xx, m.outcome_4xx, m.outcome_5xx, m.outcome_error
+                   m.outcome_2xx, m.outcome_3xx, m.outcome_4xx, m.outcome_5xx, m.outcome_error, m.histogram
             FROM measurements m JOIN series s ON s.id = m.series_id JOIN projects p ON p.id = s.project_id
             """, ordered, limit: q.limit, completion: completion) { r, i in
             let v = { (c: Int) in r.int(i, c) ?? 0 }
             return MeasurementRecord(project: r.text(i, 1) ?? "", agent: r.text(i, 2) ?? "", measurement: MeasurementRow(
                 ts: v(0), windowMs: v(6), monitor: r.text(i, 3) ?? "", check: r.text(i, 4) ?? "", source: r.text(i, 5) ?? "",
                 count: v(7), errors: v(8), sumUs: v(9), minUs: v(10), maxUs: v(11), p50Us: v(12), p95Us: v(13), p99Us: v(14),
-                outcomes: Outcomes(s2xx: v(16), s3xx: v(17), s4xx: v(18), s5xx: v(19), error: v(20))), id: v(15))
+                outcomes: Outcomes(s2xx: v(16), s3xx: v(17), s4xx: v(18), s5xx: v(19), error: v(20)),
+                histogram: PGText.bytea(r.text(i, 21))), id: v(15))
         }
     }
 
@@ -157,6 +158,29 @@ extension PostgreSQLStore {
         }, completion: completion)
     }
 
+    public func agentsByName(project: String?, state: AgentState?, search: String?, after: AgentNamePosition?, limit: Int?,
+                             completion: @escaping StoreCompletion<[AgentRecord]>) {
+        enqueueRead({ (tx: PGTransaction<[AgentRecord]>) in
+            Self.readAgents(tx, id: nil, project: project, state: state, search: search, afterName: after, byName: true,
+                            limit: limit) { tx.done($0) }
+        }, completion: completion)
+    }
+
+    public func agentStateCounts(project: String?, search: String?, completion: @escaping StoreCompletion<[AgentState: Int]>) {
+        var f = PGFilter()
+        f.add("p.name", project)
+        Self.addSearch(search, to: &f)
+        let sql = "SELECT a.state, count(*) FROM agents a JOIN projects p ON p.id = a.project_id" + f.sql + " GROUP BY a.state"
+        let values = f.values
+        enqueueRead({ (tx: PGTransaction<[AgentState: Int]>) in
+            tx.query(sql, values) { r in
+                var out: [AgentState: Int] = [:]
+                for i in 0..<r.count { out[AgentState(rawValue: r.text(i, 0) ?? "") ?? .notVisible, default: 0] += Int(r.int(i, 1) ?? 0) }
+                tx.done(out)
+            }
+        }, completion: completion)
+    }
+
     public func agent(id: String, completion: @escaping StoreCompletion<AgentRecord>) {
         enqueueRead({ (tx: PGTransaction<AgentRecord>) in
             Self.readAgents(tx, id: id, project: nil) { a in
@@ -167,25 +191,20 @@ extension PostgreSQLStore {
     }
 
     static func readAgents<T>(_ tx: PGTransaction<T>, id: String?, project: String?, state: AgentState? = nil, search: String? = nil,
-                              after: String? = nil, limit: Int? = nil, _ next: @escaping ([AgentRecord]) -> Void) {
+                              after: String? = nil, afterName: AgentNamePosition? = nil, byName: Bool = false,
+                              limit: Int? = nil, _ next: @escaping ([AgentRecord]) -> Void) {
         var f = PGFilter()
         f.add("a.id", id); f.add("p.name", project); f.add("a.id COLLATE \"C\"", ">", after); f.add("a.state", state?.rawValue)
-        if let search, !search.isEmpty {
-            // ASCII case-insensitive substring, wildcards escaped.
-            var pattern = "%"
-            for ch in search {
-                if ch == "%" || ch == "_" || ch == "\\" { pattern.append("\\") }
-                pattern.append(ch)
-            }
-            pattern += "%"
-            let p = f.param(pattern)
-            f.clauses.append("(a.name ILIKE \(p) OR a.id ILIKE \(p))")
+        addSearch(search, to: &f)
+        if let p = afterName {
+            f.clauses.append("(p.name COLLATE \"C\", a.name COLLATE \"C\", a.id COLLATE \"C\") > (\(f.param(p.project)), \(f.param(p.name)), \(f.param(p.id)))")
         }
+        let order = afterName != nil || byName ? "p.name COLLATE \"C\", a.name COLLATE \"C\", a.id COLLATE \"C\"" : "a.id COLLATE \"C\""
         tx.query("""
             SELECT a.id, a.project_id, p.name, a.name, a.hostname, a.version, a.boot_id, a.state, a.state_messages,
                    a.state_since_ms, a.first_seen_ms, a.last_seen_ms, a.status, a.status_ms, a.mode
             FROM agents a JOIN projects p ON p.id = a.project_id
-            """ + f.sql + " ORDER BY a.id COLLATE \"C\"" + (limit.map { " LIMIT \(max(0, $0))" } ?? ""), f.values) { r in
+            """ + f.sql + " ORDER BY " + order + (limit.map { " LIMIT \(max(0, $0))" } ?? ""), f.values) { r in
             next((0..<r.count).map { i in
                 AgentRecord(id: r.text(i, 0) ?? "", projectId: r.int(i, 1) ?? 0, project: r.text(i, 2) ?? "", name: r.text(i, 3) ?? "",
                             hostname: r.text(i, 4) ?? "", version: r.text(i, 5) ?? "", bootId: r.text(i, 6) ?? "",
@@ -195,5 +214,19 @@ extension PostgreSQLStore {
                             mode: r.text(i, 14) ?? AgentRecord.agentMode)
             })
         }
+    }
+
+    /// Name or id contains `search`: an ASCII case-insensitive substring,
+    /// LIKE's wildcards escaped.
+    static func addSearch(_ search: String?, to f: inout PGFilter) {
+        guard let search, !search.isEmpty else { return }
+        var pattern = "%"
+        for ch in search {
+            if ch == "%" || ch == "_" || ch == "\\" { pattern.append("\\") }
+            pattern.append(ch)
+        }
+        pattern += "%"
+        let p = f.param(pattern)
+        f.clauses.append("(a.name ILIKE \(p) OR a.id ILIKE \(p))")
     }
 }

@@ -488,6 +488,39 @@ enum PGText {
         }
     }
 
+    /// bytea's hex input form (`\\x` and two hex digits a byte).
+    static func byteaHex(_ bytes: [UInt8]) -> String {
+        let digits = Array("0123456789abcdef".utf8)
+        var out: [UInt8] = [0x5C, 0x78]
+        out.reserveCapacity(2 + bytes.count * 2)
+        for b in bytes { out.append(digits[Int(b >> 4)]); out.append(digits[Int(b & 15)]) }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// bytea's hex output form back to bytes; nil for NULL or a malformed value.
+    static func bytea(_ text: String?) -> [UInt8]? {
+        guard let text else { return nil }
+        let u = Array(text.utf8)
+        guard u.count >= 2, u[0] == 0x5C, u[1] == 0x78, u.count % 2 == 0 else { return nil }
+        func nibble(_ c: UInt8) -> UInt8? {
+            switch c {
+            case 0x30...0x39: return c - 0x30
+            case 0x61...0x66: return c - 0x61 + 10
+            case 0x41...0x46: return c - 0x41 + 10
+            default: return nil
+            }
+        }
+        var out: [UInt8] = []
+        out.reserveCapacity((u.count - 2) / 2)
+        var i = 2
+        while i < u.count {
+            guard let h = nibble(u[i]), let l = nibble(u[i + 1]) else { return nil }
+            out.append(h << 4 | l)
+            i += 2
+        }
+        return out
+    }
+
     static func copyRow(_ fields: [String?], into out: inout [UInt8]) {
         for (i, f) in fields.enumerated() {
             if i > 0 { out.append(0x09) }

@@ -337,6 +337,81 @@ enum Migrations {
         Migration(version: 9, name: "agent mode", sql: """
         ALTER TABLE agents ADD COLUMN mode TEXT NOT NULL DEFAULT 'agent';
         """),
+        // Each measurement's latency histogram (the agent's LatencySketch
+        // in its wire encoding), so windows and agents can be merged;
+        // NULL for rows stored before, answered from their percentiles.
+        Migration(version: 10, name: "measurement histograms", sql: """
+        ALTER TABLE measurements ADD COLUMN histogram BLOB;
+        """),
+        // Alerting (docs/ALERTS.md): rules (their JSON document as the API
+        // normalised it), each rule's current state and its transitions, the
+        // named evaluation lease (holder, epoch, expiry), silences, and a
+        // record of every notification. A rule's rows go with it.
+        Migration(version: 11, name: "alerts", sql: """
+        CREATE TABLE alert_rules (
+            id         INTEGER PRIMARY KEY,
+            project_id INTEGER NOT NULL REFERENCES projects(id),
+            name       TEXT NOT NULL,
+            body       TEXT NOT NULL,
+            version    INTEGER NOT NULL,
+            created_ms INTEGER NOT NULL,
+            updated_ms INTEGER NOT NULL,
+            UNIQUE (project_id, name)
+        );
+        CREATE TABLE alert_states (
+            rule_id      INTEGER PRIMARY KEY REFERENCES alert_rules(id),
+            state        TEXT NOT NULL,
+            since_ms     INTEGER NOT NULL,
+            evaluated_ms INTEGER NOT NULL,
+            value        REAL,
+            detail       TEXT NOT NULL DEFAULT ''
+        );
+        CREATE TABLE alert_transitions (
+            id         INTEGER PRIMARY KEY,
+            rule_id    INTEGER NOT NULL REFERENCES alert_rules(id),
+            ts_ms      INTEGER NOT NULL,
+            from_state TEXT NOT NULL,
+            to_state   TEXT NOT NULL,
+            value      REAL,
+            detail     TEXT NOT NULL DEFAULT ''
+        );
+        CREATE INDEX alert_transitions_rule ON alert_transitions(rule_id, id);
+        CREATE TABLE alert_leases (
+            name       TEXT PRIMARY KEY,
+            holder     TEXT NOT NULL,
+            epoch      INTEGER NOT NULL,
+            expires_ms INTEGER NOT NULL
+        );
+        CREATE TABLE alert_silences (
+            id         INTEGER PRIMARY KEY,
+            project_id INTEGER NOT NULL REFERENCES projects(id),
+            rule_id    INTEGER,
+            matchers   TEXT NOT NULL DEFAULT '',
+            starts_ms  INTEGER NOT NULL,
+            ends_ms    INTEGER NOT NULL,
+            comment    TEXT NOT NULL DEFAULT '',
+            created_by TEXT NOT NULL DEFAULT ''
+        );
+        CREATE INDEX alert_silences_project ON alert_silences(project_id, ends_ms);
+        CREATE TABLE alert_notifications (
+            id            INTEGER PRIMARY KEY,
+            project_id    INTEGER NOT NULL REFERENCES projects(id),
+            rule_id       INTEGER NOT NULL,
+            transition_id INTEGER NOT NULL,
+            ts_ms         INTEGER NOT NULL,
+            event         TEXT NOT NULL,
+            receiver      TEXT NOT NULL,
+            result        TEXT NOT NULL,
+            attempts      INTEGER NOT NULL,
+            detail        TEXT NOT NULL DEFAULT ''
+        );
+        CREATE INDEX alert_notifications_project ON alert_notifications(project_id, id);
+        """),
+        // The fleet in name order (GET /api/v1/agents?sort=name): with the
+        // projects' unique name index, pages walk this index, no sort.
+        Migration(version: 12, name: "agents by name", sql: """
+        CREATE INDEX agents_project_name ON agents(project_id, name, id);
+        """),
     ]
 
     static var latest: Int { all.last?.version ?? 0 }

@@ -35,6 +35,14 @@ public final class SQLiteStatement {
         }
     }
 
+    public func bind(_ i: Int32, blob v: [UInt8]) {
+        v.withUnsafeBytes { buf in
+            _ = csqlite_bind_blob(handle, i, buf.baseAddress ?? UnsafeRawPointer(bitPattern: 1)!, Int32(buf.count))
+        }
+    }
+
+    public func bind(_ i: Int32, blob v: [UInt8]?) { if let v { bind(i, blob: v) } else { bindNull(i) } }
+
     public func bind(_ i: Int32, _ v: String?) { if let v { bind(i, v) } else { bindNull(i) } }
     public func bind(_ i: Int32, _ v: Int64?) { if let v { bind(i, v) } else { bindNull(i) } }
 
@@ -80,6 +88,14 @@ public final class SQLiteStatement {
         guard let p = sqlite3_column_text(handle, c) else { return "" }
         let n = Int(sqlite3_column_bytes(handle, c))
         return String(decoding: UnsafeBufferPointer(start: p, count: n), as: UTF8.self)
+    }
+
+    /// A BLOB column's bytes; nil for NULL.
+    public func optionalBlob(_ c: Int32) -> [UInt8]? {
+        if isNull(c) { return nil }
+        let n = Int(sqlite3_column_bytes(handle, c))
+        guard n > 0, let p = sqlite3_column_blob(handle, c) else { return [] }
+        return [UInt8](UnsafeRawBufferPointer(start: p, count: n))
     }
 
     public func optionalText(_ c: Int32) -> String? { isNull(c) ? nil : text(c) }

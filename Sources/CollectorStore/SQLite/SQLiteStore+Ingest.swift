@@ -101,8 +101,8 @@ extension SQLiteWriter {
         if !b.measurements.isEmpty {
             let s = try db.statement("""
                 INSERT INTO measurements(series_id, ts_ms, window_ms, count, errors, sum_us, min_us, max_us, p50_us, p95_us, p99_us,
-                                         outcome_2xx, outcome_3xx, outcome_4xx, outcome_5xx, outcome_error)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                                         outcome_2xx, outcome_3xx, outcome_4xx, outcome_5xx, outcome_error, histogram)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """)
             for m in b.measurements {
                 let series = try seriesId(SeriesKey(agent: b.agentId, monitor: m.monitor, check: m.check, source: m.source),
@@ -112,6 +112,7 @@ extension SQLiteWriter {
                 s.bind(6, m.sumUs); s.bind(7, m.minUs); s.bind(8, m.maxUs); s.bind(9, m.p50Us); s.bind(10, m.p95Us)
                 s.bind(11, m.p99Us); s.bind(12, m.outcomes.s2xx); s.bind(13, m.outcomes.s3xx); s.bind(14, m.outcomes.s4xx)
                 s.bind(15, m.outcomes.s5xx); s.bind(16, m.outcomes.error)
+                s.bind(17, blob: m.histogram)
                 try s.run()
             }
         }

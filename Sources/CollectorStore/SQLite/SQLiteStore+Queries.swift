@@ -63,7 +63,7 @@ extension SQLiteStore {
             try writer.select("""
                 SELECT m.ts_ms, p.name, s.agent_id, s.monitor, s.check_name, s.source, m.window_ms, m.count, m.errors,
                        m.sum_us, m.min_us, m.max_us, m.p50_us, m.p95_us, m.p99_us, m.rowid,
-                       m.outcome_2xx, m.outcome_3xx, m.outcome_4xx, m.outcome_5xx, m.outcome_error
+                       m.outcome_2xx, m.outcome_3xx, m.outcome_4xx, m.outcome_5xx, m.outcome_error, m.histogram
                 FROM measurements m JOIN series s ON s.id = m.series_id JOIN projects p ON p.id = s.project_id
                 """ + f.sql + " ORDER BY m.ts_ms DESC, m.rowid DESC LIMIT ?", f, limit: q.limit) { s in
                 out.append(MeasurementRecord(project: s.text(1), agent: s.text(2), measurement: MeasurementRow(
@@ -71,7 +71,7 @@ extension SQLiteStore {
                     count: s.int64(7), errors: s.int64(8), sumUs: s.int64(9), minUs: s.int64(10), maxUs: s.int64(11),
                     p50Us: s.int64(12), p95Us: s.int64(13), p99Us: s.int64(14),
                     outcomes: Outcomes(s2xx: s.int64(16), s3xx: s.int64(17), s4xx: s.int64(18), s5xx: s.int64(19),
-                                       error: s.int64(20))), id: s.int64(15)))
+                                       error: s.int64(20)), histogram: s.optionalBlob(21)), id: s.int64(15)))
             }
             return out
         }, completion: completion)
@@ -187,6 +187,17 @@ extension SQLiteStore {
         }, completion: completion)
     }
 
+    public func agentsByName(project: String?, state: AgentState?, search: String?, after: AgentNamePosition?, limit: Int?,
+                             completion: @escaping StoreCompletion<[AgentRecord]>) {
+        enqueueRead({ writer in
+            try writer.readAgents(id: nil, project: project, state: state, search: search, afterName: after, byName: true, limit: limit)
+        }, completion: completion)
+    }
+
+    public func agentStateCounts(project: String?, search: String?, completion: @escaping StoreCompletion<[AgentState: Int]>) {
+        enqueueRead({ writer in try writer.countAgentStates(project: project, search: search) }, completion: completion)
+    }
+
     public func agent(id: String, completion: @escaping StoreCompletion<AgentRecord>) {
         enqueueRead({ writer in
             guard let a = try writer.readAgents(id: id, project: nil).first else { throw StoreError.notFound("agent '\(id)'") }
@@ -197,28 +208,26 @@ extension SQLiteStore {
 
 extension SQLiteWriter {
     /// Agents (of a project) in id order (the primary key's), those after
-    /// `after`, at most `limit` (nil: all).
+    /// `after`, at most `limit` (nil: all); with `afterName` given, or
+    /// `byName`, in (project name, name, id) order — the projects' unique
+    /// name index and agents_project_name walk it without a sort.
     func readAgents(id: String?, project: String?, state: AgentState? = nil, search: String? = nil,
-                    after: String? = nil, limit: Int? = nil) throws -> [AgentRecord] {
+                    after: String? = nil, afterName: AgentNamePosition? = nil, byName: Bool = false,
+                    limit: Int? = nil) throws -> [AgentRecord] {
         var f = SQLiteWriter.Filter()
         f.add("a.id = ?", id); f.add("p.name = ?", project); f.add("a.id > ?", after)
         f.add("a.state = ?", state?.rawValue)
-        if let search, !search.isEmpty {
-            // LIKE with its wildcards escaped: the search is a plain substring.
-            var pattern = "%"
-            for ch in search {
-                if ch == "%" || ch == "_" || ch == "\\" { pattern.append("\\") }
-                pattern.append(ch)
-            }
-            pattern += "%"
-            f.clauses.append("(a.name LIKE ? ESCAPE '\\' OR a.id LIKE ? ESCAPE '\\')")
-            f.values += [.text(pattern), .text(pattern)]
+        addSearch(search, to: &f)
+        if let p = afterName {
+            f.clauses.append("(p.name, a.name, a.id) > (?, ?, ?)")
+            f.values += [.text(p.project), .text(p.name), .text(p.id)]
         }
+        let order = afterName != nil || byName ? "p.name, a.name, a.id" : "a.id"
         let s = try db.statement("""
             SELECT a.id, a.project_id, p.name, a.name, a.hostname, a.version, a.boot_id, a.state, a.state_messages,
                    a.state_since_ms, a.first_seen_ms, a.last_seen_ms, a.status, a.status_ms, a.mode
             FROM agents a JOIN projects p ON p.id = a.project_id
-            """ + f.sql + " ORDER BY a.id LIMIT \(limit.map { max(0, $0) } ?? -1)")
+            """ + f.sql + " ORDER BY \(order) LIMIT \(limit.map { max(0, $0) } ?? -1)")
         defer { s.reset() }
         for (i, v) in f.values.enumerated() { s.bind(Int32(i + 1), value: v) }
         var out: [AgentRecord] = []
@@ -231,5 +240,38 @@ extension SQLiteWriter {
                                    statusTs: s.optionalInt64(13), mode: s.text(14)))
         }
         return out
+    }
+
+    /// Agents per stored state: one pass over the project's agents (its
+    /// index) or over all of them, grouped.
+    func countAgentStates(project: String?, search: String?) throws -> [AgentState: Int] {
+        var f = SQLiteWriter.Filter()
+        f.add("p.name = ?", project)
+        addSearch(search, to: &f)
+        let s = try db.statement("SELECT a.state, COUNT(*) FROM agents a JOIN projects p ON p.id = a.project_id"
+                                 + f.sql + " GROUP BY a.state")
+        defer { s.reset() }
+        for (i, v) in f.values.enumerated() { s.bind(Int32(i + 1), value: v) }
+        var out: [AgentState: Int] = [:]
+        while try s.step() {
+            out[AgentState(rawValue: s.text(0)) ?? .notVisible, default: 0] += Int(s.int64(1))
+        }
+        return out
+    }
+
+    /// Name or id contains `search`: LIKE with its wildcards escaped, so the
+    /// search is a plain substring (case-insensitive for ASCII).
+    private func addSearch(_ search: String?, to f: inout SQLiteWriter.Filter) {
+        if let search, !search.isEmpty {
+            // LIKE with its wildcards escaped: the search is a plain substring.
+            var pattern = "%"
+            for ch in search {
+                if ch == "%" || ch == "_" || ch == "\\" { pattern.append("\\") }
+                pattern.append(ch)
+            }
+            pattern += "%"
+            f.clauses.append("(a.name LIKE ? ESCAPE '\\' OR a.id LIKE ? ESCAPE '\\')")
+            f.values += [.text(pattern), .text(pattern)]
+        }
     }
 }

@@ -101,6 +101,50 @@ public protocol MeasurementStore: AnyObject {
 
     func appendAudit(_ entry: AuditEntry, completion: @escaping StoreCompletion<Int64>)
 
+    // MARK: alerts (docs/ALERTS.md)
+
+    /// The rules of a project, or (nil) of every project, in id order.
+    /// `.notFound` for an unknown project.
+    func alertRules(project: String?, completion: @escaping StoreCompletion<[AlertRuleRecord]>)
+    /// Stores a new rule (version 1). `.notFound` for an unknown project,
+    /// `.invalid` when the project has a rule of that name.
+    func createAlertRule(project: String, name: String, body: String, at: Int64,
+                         completion: @escaping StoreCompletion<AlertRuleRecord>)
+    /// Replaces a rule's name and document and bumps its version; its state
+    /// and history stay. `.notFound` for an unknown project or rule.
+    func updateAlertRule(project: String, id: Int64, name: String, body: String, at: Int64,
+                         completion: @escaping StoreCompletion<AlertRuleRecord>)
+    /// Removes a rule with its state, history and notification records.
+    func deleteAlertRule(project: String, id: Int64, completion: @escaping StoreCompletion<Void>)
+    /// The state of each rule that was evaluated (of a project, or all).
+    func alertStates(project: String?, completion: @escaping StoreCompletion<[AlertStateRecord]>)
+    /// Takes or renews the lease `name` for `holder` until `at + ttlMs` if it
+    /// is free, expired or already the holder's; otherwise changes nothing.
+    /// Completes with the lease as it now stands (check its holder). The
+    /// epoch grows when the holder changes.
+    func acquireAlertLease(name: String, holder: String, ttlMs: Int64, at: Int64,
+                           completion: @escaping StoreCompletion<AlertLease>)
+    /// Writes a rule's state, and a transition into its history when the
+    /// state changed, in one write — only while `lease` (holder and epoch)
+    /// is still the stored one: `.invalid("lease lost")` otherwise.
+    /// Completes with the transition written, or nil when the state stayed.
+    func recordAlertState(_ state: AlertStateRecord, lease: AlertLease,
+                          completion: @escaping StoreCompletion<AlertTransition?>)
+    /// A rule's transitions, newest first, at most `limit` (clamped).
+    func alertHistory(ruleId: Int64, limit: Int, completion: @escaping StoreCompletion<[AlertTransition]>)
+    /// Stores a silence (its id is assigned). `.notFound` for an unknown project.
+    func createAlertSilence(_ silence: AlertSilence, completion: @escaping StoreCompletion<AlertSilence>)
+    /// A project's silences that end after `endingAfter` (ms), in id order.
+    func alertSilences(project: String, endingAfter: Int64, completion: @escaping StoreCompletion<[AlertSilence]>)
+    /// Ends a silence now (`ends` = `at` if later). `.notFound` for an unknown one.
+    func endAlertSilence(project: String, id: Int64, at: Int64, completion: @escaping StoreCompletion<AlertSilence>)
+    /// Records one notification (its id is assigned).
+    func appendAlertNotification(_ n: AlertNotification, completion: @escaping StoreCompletion<Int64>)
+    /// A project's notification records, newest first, at most `limit`
+    /// (clamped); `ruleId` narrows to one rule.
+    func alertNotifications(project: String, ruleId: Int64?, limit: Int,
+                            completion: @escaping StoreCompletion<[AlertNotification]>)
+
     // MARK: the collector's own health history
 
     /// Stores one sample of the collector's health (CollectorSample).
@@ -139,6 +183,15 @@ public protocol MeasurementStore: AnyObject {
     /// whose name or id contains `search` (case-insensitive for ASCII).
     func agents(project: String?, state: AgentState?, search: String?, after: String?, limit: Int?,
                 completion: @escaping StoreCompletion<[AgentRecord]>)
+    /// The same agents in name order — project name, then agent name, then
+    /// id (names need not be unique) — those after `after` in that order
+    /// (the last row of the previous page), at most `limit`. Backed by an
+    /// index on (project, name, id), so a page costs its rows.
+    func agentsByName(project: String?, state: AgentState?, search: String?, after: AgentNamePosition?, limit: Int?,
+                      completion: @escaping StoreCompletion<[AgentRecord]>)
+    /// How many agents (of a project, whose name or id contains `search`)
+    /// are in each stored state; states without agents are left out.
+    func agentStateCounts(project: String?, search: String?, completion: @escaping StoreCompletion<[AgentState: Int]>)
     /// `.notFound` for an unknown agent.
     func agent(id: String, completion: @escaping StoreCompletion<AgentRecord>)
 
@@ -193,5 +246,19 @@ extension MeasurementStore {
     /// Every agent (of a project), in ascending id order.
     public func agents(project: String?, completion: @escaping StoreCompletion<[AgentRecord]>) {
         agents(project: project, after: nil, limit: nil, completion: completion)
+    }
+}
+
+/// Where a page of agents in name order ended: the last row's project
+/// name, agent name and id.
+public struct AgentNamePosition: Equatable, Sendable {
+    public let project: String
+    public let name: String
+    public let id: String
+
+    public init(project: String, name: String, id: String) {
+        self.project = project
+        self.name = name
+        self.id = id
     }
 }

@@ -23,6 +23,9 @@ public struct StoreLimits: Equatable, Sendable {
     /// answers cannot grow its queue (and the time the writer spends
     /// reading) without bound.
     public var maxPendingReads = 1_024
+    /// Most rows one merged measurements answer (`step`) reads, in pages of
+    /// maxQueryRows; beyond it the API refuses the query as too broad.
+    public var maxMergedRows = 1_000_000
 
     public init() {}
 

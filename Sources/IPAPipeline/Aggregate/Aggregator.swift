@@ -1,7 +1,9 @@
 // Aggregator: per (monitor, check), per window of `intervalMs`, the count,
-// sum, min, max and p50/p95/p99 of latencies, from a LogHistogram (<1 %
-// relative error), and the calls per outcome class. One `LatencyAggregate`
-// per key per window, in the histogram's integer microseconds.
+// sum, min, max and p50/p95/p99 of latencies, from a WindowHistogram
+// (≤ 1 % relative error), and the calls per outcome class. One
+// `LatencyAggregate` per key per window, in the histogram's integer
+// microseconds, carrying the histogram itself so that windows and agents
+// can be merged later.
 //
 // Two kinds of window:
 //  - the open window: records placed by their arrival; the owner says when
@@ -25,6 +27,7 @@
 //
 // Thread: loop thread (the ingest pipeline's, and the window timer's).
 import Reactor
+import Wire
 
 public final class Aggregator {
     public let intervalMs: Int64
@@ -37,7 +40,7 @@ public final class Aggregator {
 
     /// One key's data in one window.
     struct Cell {
-        var histogram = LogHistogram()
+        var histogram = WindowHistogram()
         var outcomes = OutcomeCounts()
     }
 
@@ -179,6 +182,6 @@ public final class Aggregator {
                                 monitor: slots[i].monitor, check: slots[i].check, source: source,
                                 count: h.count, sumUs: h.sum, minUs: h.min, maxUs: h.max,
                                 p50Us: h.quantile(0.50), p95Us: h.quantile(0.95), p99Us: h.quantile(0.99),
-                                outcomes: c.outcomes)
+                                outcomes: c.outcomes, histogram: h.sketch.encoded)
     }
 }

@@ -22,10 +22,18 @@ public struct LatencyAggregate: Equatable, Sendable {
     public var p99Us: UInt64
     /// Calls per outcome class; records without a status are in none.
     public var outcomes: OutcomeCounts
+    /// The window's histogram (its total is `count`) in its wire encoding
+    /// (`LatencySketch.encoded`), for merging windows and agents at the
+    /// collector; nil only where none was kept. Encoded, not the sketch
+    /// itself, because aggregates wait in the send queues and the in-flight
+    /// window: the sparse bytes take a few hundred bytes where the dense
+    /// counts take ~3 KB.
+    public var histogram: [UInt8]?
 
     public init(windowStartMs: Int64, windowMs: Int64, monitor: String, check: String, source: String, count: UInt64,
                 sumUs: UInt64, minUs: UInt64, maxUs: UInt64, p50Us: UInt64, p95Us: UInt64, p99Us: UInt64,
-                outcomes: OutcomeCounts = OutcomeCounts()) {
+                outcomes: OutcomeCounts = OutcomeCounts(), histogram: [UInt8]? = nil) {
+        self.histogram = histogram
         self.windowStartMs = windowStartMs
         self.windowMs = windowMs
         self.monitor = monitor

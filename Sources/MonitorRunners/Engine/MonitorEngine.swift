@@ -135,6 +135,9 @@ public final class MonitorEngine {
     private var runs: [UInt64: (runID: UInt64, run: MonitorRun)] = [:]
     private var curl: CurlMulti?
     private var curlError: String?
+    /// URL schemes ("http", "https") whose first libcurl run has
+    /// completed (`onHTTPWarm`).
+    private var warmSchemes: Set<String> = []
     private var resolver: HostResolver?
     private let output: MonitorOutputLog
     private let execStats = ExecStats()
@@ -222,6 +225,15 @@ public final class MonitorEngine {
         s.outputLinesDropped = output.dropped
         return s
     }
+
+    /// Called on the loop, on a later iteration, when the first HTTP run of
+    /// a scheme ("http", then "https", or the other way round) has completed
+    /// since libcurl was loaded: its one-time paths (dlopen's relocations,
+    /// library constructors, `curl_global_init`, the TLS library's first
+    /// context) have run, and what they touched can be given back. The
+    /// agent trims mapped pages from here (MappedPageTrim). At most twice
+    /// per engine.
+    public var onHTTPWarm: ((_ scheme: String) -> Void)?
 
     public var scheduledCount: Int { scheduler.count }
     public var runningCount: Int { runs.count }
@@ -358,7 +370,18 @@ public final class MonitorEngine {
         }
         counts.runsCompleted &+= 1
         if result.status != .ok { counts.runsFailed &+= 1 }
+        if r.run is HTTPRun { noteWarm(result) }
         onResult(result)
+    }
+
+    /// `onHTTPWarm` for the first completed libcurl run of each scheme (not
+    /// a run that failed before reaching libcurl).
+    private func noteWarm(_ result: MonitorRunResult) {
+        guard onHTTPWarm != nil, warmSchemes.count < 2,
+              let def = scheduler.definition(result.monitorID), case .http(let h) = def.check else { return }
+        let scheme = HTTPRun.isHTTPS(h.url) ? "https" : "http"
+        guard warmSchemes.insert(scheme).inserted else { return }
+        loop.defer { [weak self] in self?.onHTTPWarm?(scheme) }
     }
 
     /// dlopen and curl_global_init block the loop once, for a few

@@ -16,12 +16,32 @@ public struct DataBatch: RecordBody {
         self.items = items
     }
 
-    public func encode(into w: inout WireWriter) {
-        w.varint(sequence)
-        w.varint(UInt64(items.count))
-        for item in items { item.encode(into: &w) }
+    /// Items on the wire: an aggregate with a histogram is two (kind 1,
+    /// then kind 4).
+    public var wireItemCount: Int {
+        items.reduce(0) { n, item in
+            if case .aggregate(let a) = item, a.histogram != nil { return n + 2 }
+            return n + 1
+        }
     }
 
+    public func encode(into w: inout WireWriter) {
+        w.varint(sequence)
+        w.varint(UInt64(wireItemCount))
+        for item in items {
+            item.encode(into: &w)
+            if case .aggregate(let a) = item, let h = a.histogram {
+                w.u8(BatchItem.histogramKind)
+                let start = w.beginLengthPrefixed()
+                h.encode(into: &w)
+                w.endLengthPrefixed(start)
+            }
+        }
+    }
+
+    /// A kind-4 item is the histogram of the aggregate just before it and
+    /// becomes that aggregate's `histogram`; anywhere else, or with a total
+    /// other than the aggregate's count, it is malformed.
     public static func decode(from r: inout WireReader, limits: WireLimits) throws(WireError) -> DataBatch {
         let sequence = try r.varint()
         let n = try r.varint()
@@ -30,7 +50,20 @@ public struct DataBatch: RecordBody {
         guard n <= UInt64(limits.maxBatchItems) else { throw .batchTooLarge(Int(n)) }
         var items: [BatchItem] = []
         items.reserveCapacity(Int(n))
-        for _ in 0..<n { items.append(try BatchItem.decode(from: &r, limits: limits)) }
+        for _ in 0..<n {
+            guard r.peek() == BatchItem.histogramKind else {
+                items.append(try BatchItem.decode(from: &r, limits: limits))
+                continue
+            }
+            _ = try r.u8()
+            var body = try r.lengthPrefixed()
+            let h = try LatencySketch.decode(from: &body)
+            guard case .aggregate(var a)? = items.last, a.histogram == nil, a.count == h.count else {
+                throw .malformed(field: "aggregate.histogram")
+            }
+            a.histogram = h
+            items[items.count - 1] = .aggregate(a)
+        }
         return DataBatch(sequence: sequence, items: items)
     }
 }
@@ -46,6 +79,9 @@ public enum BatchItem: Equatable, Sendable {
     public static let aggregateKind: UInt8 = 1
     public static let eventKind: UInt8 = 2
     public static let monitorResultKind: UInt8 = 3
+    /// The histogram of the aggregate item just before it (see DataBatch);
+    /// never an item of its own in `items`.
+    public static let histogramKind: UInt8 = 4
 
     public func encode(into w: inout WireWriter) {
         let kind: UInt8
@@ -105,11 +141,18 @@ public struct Aggregate: Equatable, Sendable {
     public var outcome4xx: UInt64
     public var outcome5xx: UInt64
     public var outcomeError: UInt64
+    /// The window's latency histogram, whose total is `count`; nil from
+    /// senders that predate it. It travels as a separate item (kind 4) right
+    /// after this one, so a receiver that does not know it skips it and
+    /// keeps the aggregate, and fields appended to this body stay free.
+    public var histogram: LatencySketch?
 
     public init(windowStartMs: UInt64, windowLengthMs: UInt32, monitor: StringRef, check: StringRef, source: StringRef,
                 count: UInt64, errors: UInt64 = 0, sumUs: UInt64, minUs: UInt64, maxUs: UInt64,
                 p50Us: UInt64, p95Us: UInt64, p99Us: UInt64, outcome2xx: UInt64 = 0, outcome3xx: UInt64 = 0,
-                outcome4xx: UInt64 = 0, outcome5xx: UInt64 = 0, outcomeError: UInt64 = 0) {
+                outcome4xx: UInt64 = 0, outcome5xx: UInt64 = 0, outcomeError: UInt64 = 0,
+                histogram: LatencySketch? = nil) {
+        self.histogram = histogram
         self.windowStartMs = windowStartMs
         self.windowLengthMs = windowLengthMs
         self.monitor = monitor

@@ -2,8 +2,9 @@
 // collector reach a real agent as its schedule; the agent runs a tcp
 // monitor (against a listener this test opens) and an http monitor (the
 // collector's own /healthz); the results come back as `synthetic`
-// measurements and as runs of each monitor. An invalid definition is a 422
-// naming the field.
+// measurements and as runs of each monitor, and the agent trims the pages
+// libcurl's loading touched after the first http run. An invalid definition
+// is a 422 naming the field.
 import Foundation
 import Glibc
 import XCTest
@@ -108,6 +109,13 @@ final class MonitorsEndToEndTests: XCTestCase {
         let state = collector.api("GET", "/projects/\(project)/monitors").object["state"] as? [String: [String: Any]]
         XCTAssertEqual(state?["port"]?["stale"] as? Bool, false)
         XCTAssertNotNil(state?["port"]?["last_run_ms"] as? Int)
+
+        // After the first http run the agent gave back the pages libcurl's
+        // loading and first request touched (MappedPageTrim), and kept running.
+        XCTAssertTrue(eventually(timeout: 10) { agent.stderr.contains("mapped pages trimmed after=first-http-run") }, agent.stderr)
+        let trimLine = agent.stderr.split(separator: "\n").first { $0.contains("after=first-http-run") } ?? ""
+        XCTAssertTrue(trimLine.contains("failures=0"), String(trimLine))
+        XCTAssertFalse(agent.stderr.contains("after=first-https-run"), "no https monitor here")
 
         // The agent's status carries the engine's counters.
         XCTAssertTrue(eventually { (collector.counter(agent: agentID, "monitors_runs_completed") ?? 0) > 0 },

@@ -40,6 +40,23 @@ final class StoreConformanceTests: XCTestCase {
         }
     }
 
+    func testHistogramsAreStoredAsSentAndRowsWithoutOneStayWithout() throws {
+        try forEachBackend { f in
+            var with = measurement(2_000)
+            with.histogram = [3, 2, 0, 1, 0xDA, 0x02, 5] + [UInt8](repeating: 0xFF, count: 300) + [0x00]
+            let without = measurement(1_000)
+            let empty = { () -> MeasurementRow in var m = measurement(500); m.histogram = []; return m }()
+            XCTAssertEqual(try f.submit(f.batch(seq: 1, measurements: [with, without, empty])), .stored(rows: 3))
+            let rows = try f.wait { f.store.measurements(MeasurementQuery(), completion: $0) }
+            XCTAssertEqual(rows.map(\.measurement.histogram), [with.histogram, nil, []])
+            // Paging leaves them intact too.
+            let page = try f.wait { f.store.measurements(MeasurementQuery(limit: 1, after: ListPosition(ts: rows[0].measurement.ts,
+                                                                                                        id: rows[0].id)),
+                                                         completion: $0) }
+            XCTAssertEqual(page.map(\.measurement.histogram), [nil])
+        }
+    }
+
     func testOutOfOrderBatchesInAGapAreStored() throws {
         try forEachBackend { f in
             func submit(_ seq: Int64) throws -> BatchOutcome {

@@ -218,6 +218,35 @@ final class StoreMigrationTests: XCTestCase {
         close(store)
     }
 
+    /// A database from before the histogram step keeps its rows (read back
+    /// without a histogram); rows stored after it keep theirs.
+    func testDatabaseBeforeHistogramsKeepsItsRowsWithoutOne() throws {
+        let step = try XCTUnwrap(Migrations.all.first { $0.name == "measurement histograms" }).version
+        let dir = TempDir()
+        do {
+            let old = try SQLiteConnection(path: dir.path + "/vigil.db")
+            try Migrations.migrate(old, now: 1, upTo: step - 1)
+            try old.exec("""
+                INSERT INTO projects(id, name, created_ms) VALUES (1, 'demo', 1);
+                INSERT INTO series(id, project_id, agent_id, monitor, check_name, source) VALUES (7, 1, 'a1', 'm', 'c', 'ipa');
+                INSERT INTO measurements(series_id, ts_ms, window_ms, count, errors, sum_us, min_us, max_us, p50_us, p95_us, p99_us)
+                    VALUES (7, 1000, 10000, 3, 0, 3000, 1000, 1000, 1000, 1000, 1000);
+                """)
+            old.close()
+        }
+        let loop = EventLoop()
+        let store = try SQLiteStore.open(loop: loop, options: StoreOptions(dataDirectory: dir.path), now: 5)
+        XCTAssertEqual(store.schemaVersion, Migrations.latest)
+        XCTAssertTrue(try columns(store, "measurements").contains("histogram"))
+        let row = MeasurementRow(ts: 2000, windowMs: 10_000, monitor: "m", check: "c", source: "ipa", count: 1, sumUs: 5,
+                                 minUs: 5, maxUs: 5, p50Us: 5, p95Us: 5, p99Us: 5, histogram: [0, 1, 82, 1])
+        let b = Batch(projectId: 1, agentId: "a1", bootId: "b", sequence: 1, receivedAt: 2, measurements: [row])
+        XCTAssertEqual(try wait(loop) { store.submitBatch(b, completion: $0) }, .stored(rows: 1))
+        let rows = try wait(loop) { store.measurements(MeasurementQuery(agent: "a1"), completion: $0) }
+        XCTAssertEqual(rows.map(\.measurement.histogram), [[0, 1, 82, 1], nil])
+        close(store)
+    }
+
     func testNewerSchemaIsRefusedUntouched() throws {
         let dir = TempDir()
         let loop = EventLoop()

@@ -135,7 +135,9 @@ final class HTTPRun: MonitorRun {
                                         protocolStatus: UInt32(clamping: status), bytes: bytes))
     }
 
-    private var isHTTPS: Bool { check.url.utf8.count > 8 && check.url.prefix(8).lowercased() == "https://" }
+    private var isHTTPS: Bool { HTTPRun.isHTTPS(check.url) }
+
+    static func isHTTPS(_ url: String) -> Bool { url.utf8.count > 8 && url.prefix(8).lowercased() == "https://" }
 
     /// What kind of failure a libcurl result is, in words the message starts with.
     static func category(_ code: CURLcode) -> String {

@@ -3,6 +3,8 @@
 // Prints: ChaCha20-Poly1305 seal and seal+open MB/s for 16 KiB messages,
 // the full session pipeline (encode, seal, frame, open, decode) for
 // DataBatch records, and responder / initiator handshakes per second.
+// `wire-bench histogram-cost` prints instead what a latency histogram adds
+// to an aggregate on the wire and in the store, for typical windows.
 import Reactor
 import Wire
 #if canImport(Glibc)
@@ -12,6 +14,11 @@ import Glibc
 let args = CommandLine.arguments
 if args.count > 1 && (args[1] == "-h" || args[1] == "--help") {
     print("usage: wire-bench [seconds-per-test]")
+    print("       wire-bench histogram-cost   bytes per aggregate with and without its latency histogram")
+    exit(0)
+}
+if args.count > 1 && args[1] == "histogram-cost" {
+    histogramCost()
     exit(0)
 }
 let seconds = args.count > 1 ? Double(args[1]) ?? 2 : 2
@@ -177,4 +184,62 @@ do {
         }
     }
     report("initiator message 1 (ClientSession.start)", ops / secs, "/s")
+}
+
+// MARK: histogram cost
+
+/// Bytes of one aggregate item in a DataBatch, and of its histogram (the
+/// kind-4 item on the wire; the BLOB the store keeps), for windows of
+/// `samples` values drawn from typical latency shapes. Deterministic.
+func histogramCost() {
+    var state: UInt64 = 0x9E37_79B9_7F4A_7C15
+    func uniform() -> Double {                       // SplitMix64 in [0, 1)
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return Double((z ^ (z >> 31)) >> 11) / Double(1 << 53)
+    }
+    func normal() -> Double { sqrt(-2 * log(max(uniform(), 1e-300))) * cos(2 * Double.pi * uniform()) }
+    let shapes: [(String, () -> UInt64)] = [
+        ("API call, median 20 ms, sigma 0.5", { UInt64(20_000 * exp(0.5 * normal())) }),
+        ("wide, median 50 ms, sigma 1.2", { UInt64(50_000 * exp(1.2 * normal())) }),
+        ("cache hit/miss, 300 us or 60 ms", { uniform() < 0.8 ? UInt64(300 * exp(0.2 * normal())) : UInt64(60_000 * exp(0.3 * normal())) }),
+    ]
+    // The agent's per-record cost: one bucket index (a log) and an add,
+    // beside the LogHistogram the aggregator used before.
+    var values: [UInt64] = []
+    for _ in 0..<(1 << 16) { values.append(shapes[0].1()) }
+    let n = 200
+    var sketch = LatencySketch(), old = LogHistogram()
+    var start = Clock.monotonicNanos()
+    for _ in 0..<n { for v in values { sketch.record(v) } }
+    let sketchNs = Double(Clock.monotonicNanos() - start) / Double(n * values.count)
+    start = Clock.monotonicNanos()
+    for _ in 0..<n { for v in values { old.record(v) } }
+    let oldNs = Double(Clock.monotonicNanos() - start) / Double(n * values.count)
+    precondition(sketch.count == old.count)
+    print("record: LatencySketch \((sketchNs * 10).rounded() / 10) ns/value, LogHistogram \((oldNs * 10).rounded() / 10) ns/value")
+    print("| window | samples | aggregate item B (before) | histogram item B | after B | histogram BLOB B | buckets |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for (name, draw) in shapes {
+        for samples in [1, 10, 100, 1_000, 10_000, 100_000] {
+            var h = LatencySketch()
+            var sum: UInt64 = 0, lo = UInt64.max, hi: UInt64 = 0
+            for _ in 0..<samples {
+                let v = draw()
+                h.record(v); sum += v; lo = min(lo, v); hi = max(hi, v)
+            }
+            func item(_ histogram: LatencySketch?) -> Int {
+                let a = Aggregate(windowStartMs: 1_700_000_000_000, windowLengthMs: 10_000, monitor: 3, check: 17, source: 2,
+                                  count: h.count, sumUs: sum, minUs: lo, maxUs: hi,
+                                  p50Us: UInt64(h.quantile(0.5, min: lo, max: hi)), p95Us: UInt64(h.quantile(0.95, min: lo, max: hi)),
+                                  p99Us: UInt64(h.quantile(0.99, min: lo, max: hi)), histogram: histogram)
+                // A batch of one, minus the batch header (sequence 1, count).
+                return Record.dataBatch(DataBatch(sequence: 1, items: [.aggregate(a)])).encoded.count - 4
+            }
+            let before = item(nil), after = item(h)
+            print("| \(name) | \(samples) | \(before) | \(after - before) | \(after) | \(h.encoded.count) | \(h.buckets.count) |")
+        }
+    }
 }

@@ -8,10 +8,13 @@
 // depth) refuse exactly the documents beyond them, with an error, never a
 // trap; the escaper's output for any string parses back to that string;
 // validation of any parsed document never traps; and valid definitions
-// survive the trip through Schedule records (ScheduleCodec) unchanged.
+// survive the trip through Schedule records (ScheduleCodec) unchanged; an
+// alert rule that validates reads back from its stored form unchanged, and
+// its redacted form validates too.
 //
 // Built with -D FUZZING it hands its body to libFuzzer; a normal build
 // replays files: `fuzz-json FILE...`.
+import Alerts
 import FuzzSupport
 import JSON
 import MonitorModel
@@ -54,6 +57,14 @@ func fuzzJSON(_ data: UnsafeRawBufferPointer) {
                  "a document of depth \(d) passed a depth limit of \(shallow)")
     precondition((try? JSON.parse(data, limits: JSONLimits(maxBytes: 1 << 16, maxDepth: d))) == parsed, "depth limit refused a document within it")
     precondition((try? JSON.parse(data, limits: JSONLimits(maxBytes: data.count - 1, maxDepth: 64))) == nil, "size limit let a larger document through")
+
+    if case .success(let rule) = AlertRuleDocument.validate(parsed) {
+        precondition(AlertRuleDocument.decode(rule.json.serialized) == rule, "a valid alert rule changed through its stored form")
+        guard case .success(let shown) = AlertRuleDocument.validate(rule.redactedJSON) else {
+            preconditionFailure("a valid alert rule's redacted form does not validate")
+        }
+        precondition(shown.keepingSecrets(of: rule) == rule, "secrets sent back redacted were not kept")
+    }
 
     guard case .success(let defs) = MonitorDocument.validate(parsed) else { return }
     var out: [MonitorDefinition] = []
