@@ -143,6 +143,59 @@ final class PostgreSQLStoreTests: XCTestCase {
         XCTAssertEqual(try wait(loop) { store.submitBatch(fixed, completion: $0) }, .stored(rows: 1))
     }
 
+    /// Two collectors on one database: asked at once, exactly one holds the
+    /// lease, also when it expires and both try to take it over; the one
+    /// that lost it cannot record a state, the holder can.
+    func testTwoCollectorsRacingForTheAlertLeaseCannotBothRecord() throws {
+        let pg = try server()
+        let db = pg.freshDatabase()
+        let loop = EventLoop()
+        let c1 = try open(pg, db, loop)
+        defer { close(c1, on: loop) }
+        let c2 = try open(pg, db, loop)
+        defer { close(c2, on: loop) }
+        _ = try wait(loop) { c1.createKey(project: "demo", secret: "s", at: 1, completion: $0) }
+        let rule = try wait(loop) { c1.createAlertRule(project: "demo", name: "r", body: "{}", at: 1, completion: $0) }
+
+        func race(at: Int64) throws -> [String: AlertLease] {
+            var got: [String: AlertLease] = [:]
+            var failed: [StoreError] = []
+            for (holder, store) in [("c1", c1), ("c2", c2)] {
+                store.acquireAlertLease(name: "alerts", holder: holder, ttlMs: 1_000, at: at) { r in
+                    switch r {
+                    case .success(let l): got[holder] = l
+                    case .failure(let e): failed.append(e)
+                    }
+                }
+            }
+            XCTAssertTrue(loop.run(until: { got.count + failed.count == 2 }, timeout: 20))
+            XCTAssertEqual(failed, [])
+            return got
+        }
+        for at: Int64 in [100, 5_000] {
+            let got = try race(at: at)
+            let holders = Set(got.values.map(\.holder))
+            XCTAssertEqual(holders.count, 1, "both answers name the same holder at \(at): \(got)")
+            XCTAssertEqual(Set(got.values.map(\.epoch)).count, 1)
+        }
+        let lease = try wait(loop) { c1.acquireAlertLease(name: "alerts", holder: "c1", ttlMs: 1_000, at: 5_001, completion: $0) }
+        let (holder, loser): (PostgreSQLStore, String) = lease.holder == "c1" ? (c1, "c2") : (c2, "c1")
+        let holderName = lease.holder
+        let stale = AlertLease(name: "alerts", holder: loser, epoch: lease.epoch - 1, expires: 0)
+        let firing = AlertStateRecord(ruleId: rule.id, state: "firing", since: 5_002, evaluated: 5_002, value: 2.5, detail: "d")
+        let other: PostgreSQLStore = holder === c1 ? c2 : c1
+        guard case .failure(.invalid(let why)) = try waitResult(loop, { other.recordAlertState(firing, lease: stale, completion: $0) }) else {
+            return XCTFail("the collector without the lease recorded a state")
+        }
+        XCTAssertTrue(why.contains("lease lost"), why)
+        XCTAssertEqual(pg.scalar("SELECT count(*) FROM alert_states", in: db), "0")
+        let current = AlertLease(name: "alerts", holder: holderName, epoch: lease.epoch, expires: lease.expires)
+        let t = try wait(loop) { holder.recordAlertState(firing, lease: current, completion: $0) }
+        XCTAssertEqual(t?.from, "ok")
+        XCTAssertEqual(t?.to, "firing")
+        XCTAssertEqual(try wait(loop) { other.alertStates(project: "demo", completion: $0) }.map(\.value), [2.5])
+    }
+
     func testConnectionStringsAreRedacted() {
         XCTAssertEqual(PGConnInfo.redacted("postgresql://vigil:s3cret@db.example:5432/vigil?sslmode=require"),
                        "postgresql://vigil:***@db.example:5432/vigil?sslmode=require")
