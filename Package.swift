@@ -39,6 +39,9 @@ let package = Package(
         .systemLibrary(name: "CSodium", providers: [.apt(["libsodium-dev"])]),
         // Debian's libsqlite3-dev.
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
+        // Debian's libpq-dev: the PostgreSQL client library the PostgreSQL store
+        // drives through its nonblocking API.
+        .systemLibrary(name: "CPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
         // libmicrohttpd's variadic start/info calls as fixed-argument functions.
         .target(name: "CMicroHTTPD"),
         // Debian's libsnappy-dev: block compression of remote-write requests.
@@ -60,8 +63,9 @@ let package = Package(
         .target(name: "Wire", dependencies: ["CSodium", "Reactor"], linkerSettings: [cLibrary("sodium")]),
         // Configuration files, environment and --set layering, and both programs' keys. No Foundation.
         .target(name: "ConfigFile"),
-        // The collector's embedded SQLite storage behind an asynchronous seam.
-        .target(name: "CollectorStore", dependencies: ["Reactor", "CSQLite"]),
+        // The collector's storage behind an asynchronous seam: embedded SQLite,
+        // or a PostgreSQL server over libpq on the loop.
+        .target(name: "CollectorStore", dependencies: ["Reactor", "CSQLite", "CPQ"]),
         // libmicrohttpd on a Reactor loop (external epoll, suspended
         // connections for late answers): the collector's API and the console serve on it.
         .target(name: "HTTPServer", dependencies: ["CMicroHTTPD", "Reactor"]),

@@ -2,6 +2,10 @@
 # load.sh — Vigil's load figures in one bounded run (docs/PERFORMANCE.md, "Load and soak").
 #
 #   scripts/load.sh [--agents N] [--rate N] [--hold S] [--ingest-s S] [--quick] [--keep]
+#   scripts/load.sh --store postgresql [--ingest-s S] [--ingest-agents N] [--quick] [--keep]
+#
+# With `--store postgresql`: only the ingest figures, into a private PostgreSQL beside a raw COPY
+# of as many rows into the same schema (scripts/load-postgresql.sh does it).
 #
 # Builds in release mode, then, on loopback, with every file in a temporary directory:
 #  1. Session density: a vigil-collector and `vigil-load density` ramping to N simulated agents
@@ -45,8 +49,10 @@ STEP_S=${STEP_S:-3}
 PORT=${PORT:-27600}
 GOAL_RATE=400000
 KEEP=0
+STORE=sqlite
 while [ $# -gt 0 ]; do
     case "$1" in
+        --store) STORE=$2; shift 2 ;;
         --agents) AGENTS=$2; shift 2 ;;
         --rate) RATE=$2; shift 2 ;;
         --hold) HOLD=$2; shift 2 ;;
@@ -59,6 +65,11 @@ while [ $# -gt 0 ]; do
     esac
 done
 case "$AGENTS$RATE$HOLD$INGEST_S$INGEST_AGENTS" in *[!0-9]*) echo "load.sh: numbers expected" >&2; exit 2 ;; esac
+case "$STORE" in
+    sqlite) ;;
+    postgresql) exec bash scripts/load-postgresql.sh --ingest-s "$INGEST_S" --ingest-agents "$INGEST_AGENTS" $([ "$KEEP" = 1 ] && echo --keep) ;;
+    *) echo "load.sh: --store is sqlite or postgresql, not '$STORE'" >&2; exit 2 ;;
+esac
 
 HTTP=$((PORT + 80)) UDP=$((PORT + 100)) UDP_C=$((PORT + 101)) UDP_COLLECTD=$((PORT + 102))
 STARTED=$(date -u +%Y-%m-%dT%H:%M:%SZ)

@@ -11,6 +11,7 @@ import Foundation
 import XCTest
 import CSystem  // SOCK_* constants: glibc's socket macros may be owned by this C module
 import Wire
+import CSystem  // SOCK_* constants: glibc's socket macros may be owned by this C module
 
 final class RemoteWritePrometheusTests: XCTestCase {
     static let binary = "/usr/bin/prometheus"

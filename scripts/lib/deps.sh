@@ -6,6 +6,8 @@ VIGIL_DEBIAN_PACKAGES=(
   libev-dev            # Reactor: the event loop (also libev.a for static agents)
   libsodium-dev        # Wire: X25519, ChaCha20-Poly1305, SHA-256
   libsqlite3-dev       # Collector: embedded storage
+  libpq-dev            # Collector: the PostgreSQL store (CPQ)
+  postgresql           # tests and scripts/load.sh --store postgresql: a private server (scripts/lib/postgres.sh)
   libmicrohttpd-dev    # Collector: HTTP API on the loop
   libcurl4-openssl-dev # Agent: HTTP synthetic monitors (the OpenSSL flavour: docs/PERFORMANCE.md, "Footprint with HTTP monitors"); vigil-notify: https webhooks and SMTP for alerts
   libsnappy-dev        # Collector: remote-write request compression (CSnappy)

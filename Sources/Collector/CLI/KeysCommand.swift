@@ -49,7 +49,7 @@ enum KeysCommand {
         }
     }
 
-    private static func finishCreate(store: SQLiteStore, project: String, key: AccessKey, result: Result<KeyInfo, StoreError>,
+    private static func finishCreate(store: any OperatedStore, project: String, key: AccessKey, result: Result<KeyInfo, StoreError>,
                                      done: @escaping (Int32) -> Void) {
         switch result {
         case .failure(let e):
@@ -113,13 +113,13 @@ enum KeysCommand {
     /// Opens the store on a private loop, runs `body`, waits for it to call
     /// `done` with an exit status, and closes the store.
     private static func withStore(_ settings: CollectorSettings,
-                                  _ body: (SQLiteStore, @escaping (Int32) -> Void) -> Void) -> Int32 {
+                                  _ body: (any OperatedStore, @escaping (Int32) -> Void) -> Void) -> Int32 {
         let loop = EventLoop()
-        let store: SQLiteStore
+        let store: any OperatedStore
         do {
-            store = try SQLiteStore.open(loop: loop, options: StoreOptions(dataDirectory: settings.dataDir))
+            store = try StoreSelection.open(loop: loop, settings: settings)
         } catch {
-            return fail("cannot open the database in \(settings.dataDir): \(error)")
+            return fail("cannot open \(StoreSelection.describe(settings)): \(error)")
         }
         var status: Int32?
         body(store) { status = $0 }

@@ -24,6 +24,12 @@ public struct CollectorSettings: Sendable {
     public var httpTLSCert: String
     public var httpTLSKey: String
     public var dataDir: String
+    /// `sqlite` or `postgresql` (`store`).
+    public var store: StoreKind
+    /// libpq's conninfo as configured (`postgresql_url`); never log it: `PGConnInfo.redacted`.
+    public var postgresqlURL: String
+    /// File holding the PostgreSQL password; empty: libpq's own sources.
+    public var postgresqlPasswordFile: String
     /// Empty: generated into `data_dir/admin_token` at first start.
     public var adminToken: String
     public var maxClients: Int
@@ -106,6 +112,13 @@ public struct CollectorSettings: Sendable {
         httpTLSCert = c.string("http_tls_cert")
         httpTLSKey = c.string("http_tls_key")
         dataDir = c.string("data_dir")
+        store = StoreKind(rawValue: c.string("store")) ?? .sqlite
+        postgresqlURL = c.string("postgresql_url")
+        postgresqlPasswordFile = c.string("postgresql_password_file")
+        if store == .postgresql && postgresqlURL.isEmpty {
+            errors.append(ConfigError(location: CollectorSettings.location(of: "postgresql_url", in: c), key: "postgresql_url",
+                                      problem: .invalidValue(expected: "the PostgreSQL server and database (store = postgresql)", got: nil)))
+        }
         adminToken = c.string("admin_token")
         maxClients = c.int("max_clients")
         backlog = Int32(c.int("backlog"))
@@ -165,7 +178,10 @@ public struct CollectorSettings: Sendable {
             return [c.invalid(key, expected: "an IP address and port (a host name cannot be listened on)",
                               got: c.value(key)?.description)]
         }
-    } + [ConfigCheck(keys: ["metrics_listen"]) { c in
+    } + [ConfigCheck(keys: ["store", "postgresql_url"]) { c in
+        guard c.string("store") == "postgresql", c.string("postgresql_url").isEmpty else { return [] }
+        return [c.invalid("postgresql_url", expected: "the PostgreSQL server and database (store = postgresql)", got: nil)]
+    }, ConfigCheck(keys: ["metrics_listen"]) { c in
         let m = c.string("metrics_listen")
         if m.isEmpty || (try? SocketAddress(parsing: m)) != nil { return [] }
         return [c.invalid("metrics_listen", expected: CollectorSettings.metricsListenExpectation, got: m)]

@@ -14,12 +14,12 @@ import Wire
 enum CollectorMetrics {
     /// The histograms behind the summaries, by family name, for
     /// SummaryWindows' copies.
-    static func histograms(manager: SessionManager, store: SQLiteStore, loop: EventLoop) -> [String: LogHistogram] {
+    static func histograms(manager: SessionManager, store: any OperatedStore, loop: EventLoop) -> [String: LogHistogram] {
         ["vigil_handshake_seconds": manager.stats.handshakeMicros, "vigil_store_commit_seconds": store.stats.commitMicros,
          "vigil_store_transaction_seconds": store.stats.transactionMicros, "vigil_loop_lag_seconds": loop.lag]
     }
 
-    static func render(manager: SessionManager, store: SQLiteStore, loop: EventLoop, api: APIHandler?, http: [HTTPServer] = [], windows: SummaryWindows,
+    static func render(manager: SessionManager, store: any OperatedStore, loop: EventLoop, api: APIHandler?, http: [HTTPServer] = [], windows: SummaryWindows,
                        reloads: (applied: UInt64, rejected: UInt64), uptime: Double, remoteWrite: RemoteWriteFeed? = nil,
                        alerts: AlertEvaluator? = nil, notifier: AlertNotifier? = nil) -> String {
         var p = PrometheusText()

@@ -49,7 +49,7 @@ public final class CollectorServer {
     let overrides: [(key: String, value: String)]
     let environment: [String: String]
 
-    private(set) var store: SQLiteStore?
+    private(set) var store: (any OperatedStore)?
     public private(set) var manager: SessionManager?
     private var listener: TCPListener?
     private var http: HTTPServer?
@@ -107,18 +107,14 @@ public final class CollectorServer {
         // and thousands would make one iteration last milliseconds.
         loop.deferred.budget = 256
 
-        var options = StoreOptions(dataDirectory: settings.dataDir)
-        options.synchronous = .full
-        options.limits.maxPendingRows = settings.storeMaxPendingRows
-        options.limits.maxPendingReads = settings.storeMaxPendingReads
-        let store: SQLiteStore
+        let store: any OperatedStore
         do {
-            store = try SQLiteStore.open(loop: loop, options: options)
+            store = try StoreSelection.open(loop: loop, settings: settings)
         } catch {
-            throw StartError(description: "cannot open the database in \(settings.dataDir): \(error)")
+            throw StartError(description: "cannot open \(StoreSelection.describe(settings)): \(error)")
         }
         self.store = store
-        Log.info("database", ["path": store.path, "schema": "\(store.schemaVersion)"])
+        Log.info("database", ["store": settings.store.rawValue, "path": store.location, "schema": "\(store.schemaVersion)"])
 
         let token: String
         do {

@@ -7,7 +7,9 @@
 //   long; /healthz reports `loop_stalled` for `loopMemory` seconds after it
 //   (while the loop is stalled nothing answers at all — a probe's timeout
 //   is the answer then).
-// - Store: `store_failing` once a transaction failed and none has committed
+// - Store: `store_unavailable` while the store cannot serve at all (its
+//   `unavailableReason`: a PostgreSQL server that cannot be reached), listed
+//   first; `store_failing` once a transaction failed and none has committed
 //   since; `store_stalled` when writes have been waiting and no transaction
 //   committed for `storeStall` (health_store_stall_ms) — a disk that hangs,
 //   another process holding the database's write lock. Both end with the
@@ -24,7 +26,7 @@ final class HealthWatch {
     static let loopMemory = 10.0
 
     private let loop: EventLoop
-    private let store: SQLiteStore
+    private let store: any OperatedStore
     var loopStall: Double
     var storeStall: Double
     private var timer: TimerWatcher?
@@ -38,7 +40,7 @@ final class HealthWatch {
     private var waitingSince: Double?
     private var failing = false
 
-    init(loop: EventLoop, store: SQLiteStore, loopStall: Double, storeStall: Double) {
+    init(loop: EventLoop, store: any OperatedStore, loopStall: Double, storeStall: Double) {
         self.loop = loop
         self.store = store
         self.loopStall = loopStall
@@ -95,6 +97,9 @@ final class HealthWatch {
             stalledFor = max(stalledFor, late)
         }
         var out: [JSON] = []
+        if let why = store.unavailableReason {
+            out.append(.object([("cause", .string("store_unavailable")), ("detail", .string(why))]))
+        }
         if failing {
             out.append(.object([("cause", .string("store_failing")),
                                 ("detail", .string("a database transaction failed and none has committed since"))]))

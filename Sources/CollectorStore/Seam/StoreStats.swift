@@ -28,6 +28,9 @@ public struct StoreStats: Sendable {
     public var transactionsFailed: UInt64 = 0
     /// Another process held the write lock; retried later.
     public var busyRetries: UInt64 = 0
+    /// Writes run again because their server connection broke before
+    /// COMMIT returned (PostgreSQL: batches, safe to run twice).
+    public var writesRetried: UInt64 = 0
     public var reads: UInt64 = 0
     /// Reads that failed; a `notFound` answer is not a failure (`StoreError.isAnswer`).
     public var readsFailed: UInt64 = 0

@@ -32,6 +32,14 @@ public enum CollectorSchema {
                   help: "a loop iteration longer than this makes /healthz answer 503 (loop_stalled) for the next 10 s"),
         ConfigKey("data_dir", .string(allowEmpty: false), default: "./data",
                   help: "directory of the database and the generated admin token"),
+        ConfigKey("store", .choice(["sqlite", "postgresql"]), default: "sqlite",
+                  help: "where the collector keeps its data: sqlite (data_dir/vigil.db) or postgresql (postgresql_url)"),
+        ConfigKey("postgresql_url", .string(allowEmpty: true), default: "", secret: true,
+                  help: "with store = postgresql: the server and database, handed to libpq as written "
+                      + "(postgresql://user@host:port/db?sslmode=… or host=… dbname=… pairs); shown redacted"),
+        ConfigKey("postgresql_password_file", .string(allowEmpty: true), default: "",
+                  help: "file holding the PostgreSQL password (read at start, never logged); empty: the URL's, "
+                      + "PGPASSWORD or ~/.pgpass, as libpq finds it"),
         ConfigKey("admin_token", .string(allowEmpty: true), default: "", secret: true, live: true,
                   help: "bearer token of the HTTP API; empty: generated at first start into data_dir/admin_token"),
         ConfigKey("max_clients", .integer(1...1_000_000), default: "10000", live: true,

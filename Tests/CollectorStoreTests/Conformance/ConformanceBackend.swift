@@ -28,6 +28,7 @@ enum ConformanceBackends {
     /// the backend cannot run here (e.g. no database server), so it is skipped.
     static let all: [() throws -> ConformanceBackend?] = [
         { SQLiteConformanceBackend() },
+        { PostgreSQLConformanceBackend() },
     ]
 }
 

@@ -1,0 +1,531 @@
+// PostgreSQLStore: the collector's MeasurementStore over a PostgreSQL server,
+// on the collector's loop through libpq's nonblocking API (PGConnection).
+//
+// Two connections: writes on one, reads on the other, so a long read never
+// holds up a commit. Each write is one transaction (BEGIN … COMMIT) made of
+// a chain of commands; its completion runs when COMMIT has returned
+// (synchronous_commit on: durable), which is when the collector may
+// acknowledge. Writes run one after another in submission order, so their
+// completions do too. A read waits until every write queued before it has
+// completed, then runs on the read connection (statement_timeout =
+// limits.maxReadMillis: a longer read fails with `.readTooLong`).
+//
+// Measurements, events, statuses and monitor runs of a batch go in with
+// COPY … FROM STDIN (text format) inside the batch's transaction; the
+// batch's (agent, boot) sequence row is locked (SELECT … FOR UPDATE) first,
+// so two collectors storing re-sends of one batch store it once.
+//
+// Connections that fail are made again with backoff (StoreReconnect); work
+// queued meanwhile waits, within the limits (maxPendingRows,
+// maxPendingReads). A write whose connection broke before its COMMIT
+// returned fails with `.unavailable` (it may or may not have committed: a
+// batch is then re-sent by the agent and de-duplicated).
+//
+// Loop thread only, like the EventLoop it is bound to.
+internal import CPQ
+import Reactor
+
+public final class PostgreSQLStore: OperatedStore {
+    public let loop: EventLoop
+    public let options: PostgreSQLOptions
+    public var limits: StoreLimits { options.limits }
+    public var stats: StoreStats { counters }
+    public let schemaVersion: Int
+    /// Why the store cannot reach the server now (nil: both connections up).
+    public var unavailableReason: String? {
+        if phase == .closed { return "store closed" }
+        for (name, c) in [("write", writer), ("read", reader)] {
+            if case .failed(let why) = c.state { return "PostgreSQL \(name) connection: \(why)" }
+            if c.state != .ready { return "PostgreSQL \(name) connection: connecting" }
+        }
+        return nil
+    }
+
+    var counters = StoreStats()
+    private let writer: PGConnection
+    private let reader: PGConnection
+    private struct Job {
+        var isWrite: Bool
+        var rows: Int
+        /// Writes queued (ever) when this job was queued: a read runs once
+        /// that many writes have completed.
+        var afterWrites: UInt64
+        /// Runs the job alone; it calls the closure when done.
+        var run: (PGConnection, @escaping (Bool) -> Void) -> Void
+        /// A batch: runs inside a SAVEPOINT of a shared transaction and
+        /// hands back its delivery (run after COMMIT), or nil when the
+        /// connection broke (the group then runs again).
+        var grouped: ((PGConnection, @escaping ((() -> Void)?) -> Void) -> Void)? = nil
+        /// Fails the job (its group's COMMIT failed).
+        var fail: ((StoreError) -> Void)? = nil
+    }
+    private var writes = RingBuffer<Job>(capacity: 256, overflow: .grow)
+    private var reads = RingBuffer<Job>(capacity: 256, overflow: .grow)
+    private var writeRunning = false
+    /// Batches whose connection broke before their COMMIT returned: they
+    /// run again first once a connection is back.
+    private var retryGroup: [Job] = []
+    private var readRunning = false
+    private var writesQueued: UInt64 = 0
+    private var writesDone: UInt64 = 0
+    private enum Phase { case open, closing, closed }
+    private var phase = Phase.open
+    private var closeWaiters: [() -> Void] = []
+    var seriesCache: [SeriesKey: Int64] = [:]
+    private var reconnectTimers: [TimerWatcher] = []
+    private var backoff: [Double] = [0, 0]
+
+    /// Connects once, blocking, to apply migrations (start-up, before the
+    /// loop serves), then opens the store's two connections on the loop.
+    public static func open(loop: EventLoop, options: PostgreSQLOptions, now: Int64 = Clock.wallMillis()) throws(StoreError) -> PostgreSQLStore {
+        let version = try withBlockingConnection(options) { conn throws(StoreError) -> Int in
+            try PGMigrations.migrate(conn, now: now)
+            try PGPartitions.ensure(conn, now: now, daysAhead: options.partitionDaysAhead)
+            return try PGMigrations.version(conn)
+        }
+        let store = PostgreSQLStore(loop: loop, options: options, schemaVersion: version)
+        store.connect(0)
+        store.connect(1)
+        return store
+    }
+
+    /// A blocking libpq connection for `body` (start-up, the command line).
+    static func withBlockingConnection<T>(_ options: PostgreSQLOptions, _ body: (OpaquePointer) throws(StoreError) -> T) throws(StoreError) -> T {
+        var keys = ["dbname", "client_encoding", "connect_timeout"]
+        var values = [options.conninfo, "UTF8", String(max(1, Int(options.connectTimeout)))]
+        if let p = options.password { keys.append("password"); values.append(p) }
+        let conn = withCStrings(keys) { k in withCStrings(values) { v in PQconnectdbParams(k, v, 1) } }
+        guard let conn else { throw .unavailable("PostgreSQL: out of memory") }
+        defer { PQfinish(conn) }
+        guard PQstatus(conn) == CONNECTION_OK else { throw .unavailable("PostgreSQL: \(PGConnection.message(conn))") }
+        try PGMigrations.exec(conn, "SET synchronous_commit = on")
+        return try body(conn)
+    }
+
+    private init(loop: EventLoop, options: PostgreSQLOptions, schemaVersion: Int) {
+        self.loop = loop
+        self.options = options
+        self.schemaVersion = schemaVersion
+        writer = PGConnection(loop: loop, maxQueued: 64)
+        reader = PGConnection(loop: loop, maxQueued: 64)
+    }
+
+    deinit {
+        reconnectTimers.forEach { $0.stop() }
+        writer.close()
+        reader.close()
+    }
+
+    // MARK: connections
+
+    private func connection(_ i: Int) -> PGConnection { i == 0 ? writer : reader }
+
+    private func connect(_ i: Int) {
+        guard phase != .closed else { return }
+        let c = connection(i)
+        c.onFailure = { [weak self] why in
+            Log.warn("store: PostgreSQL \(i == 0 ? "write" : "read") connection lost: \(why)")
+            self?.scheduleReconnect(i)
+        }
+        c.connect(conninfo: options.conninfo, password: options.password, timeout: options.connectTimeout) { [weak self] result in
+            guard let self else { return }
+            switch result {
+            case .success:
+                self.backoff[i] = 0
+                // Durable commits, and reads bounded in time.
+                let setup = i == 0 ? "SET synchronous_commit = on"
+                                   : "SET statement_timeout = \(self.options.limits.maxReadMillis)"
+                c.run(.query(setup, [])) { [weak self] _ in self?.pump() }
+            case .failure(let e):
+                Log.warn("store: PostgreSQL \(i == 0 ? "write" : "read") connection: \(e)")
+                self.scheduleReconnect(i)
+            }
+        }
+    }
+
+    private func scheduleReconnect(_ i: Int) {
+        guard phase != .closed else { return }
+        backoff[i] = min(max(backoff[i] * 2, 0.1), options.maxReconnectDelay)
+        let t = TimerWatcher(loop: loop) { [weak self] t in
+            self?.reconnectTimers.removeAll { $0 === t }
+            self?.connect(i)
+        }
+        t.start(after: backoff[i])
+        reconnectTimers.append(t)
+    }
+
+    // MARK: queueing
+
+    func deliverLater<T>(_ completion: @escaping StoreCompletion<T>, _ result: Result<T, StoreError>) {
+        loop.defer { completion(result) }
+    }
+
+    /// Queues a write transaction of `rows` rows: BEGIN, `body` (which ends
+    /// by calling `tx.done`), COMMIT; `completion` after COMMIT returned.
+    ///
+    /// With `retry`, a write whose connection broke before COMMIT returned
+    /// runs again once a connection is back, instead of failing: for a
+    /// batch, which its sequence row makes safe to run twice (had the first
+    /// COMMIT landed, the second finds the batch stored and answers
+    /// `.duplicate`), so a server restart costs a delay, not a session.
+    func enqueueWrite<T>(rows: Int, retry: Bool = false, _ body: @escaping (PGTransaction<T>) -> Void,
+                         completion: @escaping StoreCompletion<T>) {
+        guard phase == .open else {
+            counters.refusedClosed &+= 1
+            return deliverLater(completion, .failure(.closed))
+        }
+        let limit = options.limits.maxPendingRows
+        if counters.pendingRows + rows > limit {
+            if rows > limit {
+                counters.refusedInvalid &+= 1
+                return deliverLater(completion, .failure(.invalid("a write of \(rows) rows exceeds the queue limit of \(limit)")))
+            }
+            counters.refusedOverloaded &+= 1
+            return deliverLater(completion, .failure(.overloaded(pendingRows: counters.pendingRows, limit: limit)))
+        }
+        counters.pendingWrites += 1
+        counters.pendingRows += rows
+        writesQueued += 1
+        let finish: (Result<T, StoreError>) -> Void = { [self] result in
+            counters.pendingWrites -= 1
+            counters.pendingRows -= rows
+            if case .failure(let e) = result, !e.isAnswer { counters.writesFailed &+= 1 }
+            completion(result)
+        }
+        var job = Job(isWrite: true, rows: rows, afterWrites: writesQueued, run: { [self] conn, next in
+            let started = Clock.monotonicNanos()
+            PGTransaction<T>.run(conn, mode: .transaction, body) { [self] result in
+                counters.transactions &+= 1
+                counters.transactionMicros.record((Clock.monotonicNanos() - started) / 1_000)
+                if case .failure(let e) = result, !e.isAnswer { counters.transactionsFailed &+= 1 }
+                finish(result)
+                next(true)
+            }
+        })
+        if retry {
+            job.grouped = { conn, done in
+                PGTransaction<T>.run(conn, mode: .savepoint, body) { result in
+                    if case .failure(.unavailable) = result { return done(nil) }
+                    done({ finish(result) })
+                }
+            }
+            job.fail = { finish(.failure($0)) }
+        }
+        _ = writes.append(job)
+        loop.defer { [weak self] in self?.pump() }
+    }
+
+    /// Queues a read; it runs after every write queued before it completed.
+    func enqueueRead<T>(_ body: @escaping (PGTransaction<T>) -> Void, completion: @escaping StoreCompletion<T>) {
+        guard phase == .open else {
+            counters.refusedClosed &+= 1
+            return deliverLater(completion, .failure(.closed))
+        }
+        let limit = options.limits.maxPendingReads
+        if counters.pendingReads >= limit {
+            counters.refusedReads &+= 1
+            return deliverLater(completion, .failure(.tooManyReads(pending: counters.pendingReads, limit: limit)))
+        }
+        counters.pendingReads += 1
+        _ = reads.append(Job(isWrite: false, rows: 0, afterWrites: writesQueued, run: { [self] conn, next in
+            let started = Clock.monotonicNanos()
+            PGTransaction<T>.run(conn, mode: .none, body) { [self] result in
+                counters.pendingReads -= 1
+                counters.reads &+= 1
+                counters.readMicros.record((Clock.monotonicNanos() - started) / 1_000)
+                var result = result
+                if case .failure(.backend(let why)) = result, why.contains("57014") {
+                    counters.readsInterrupted &+= 1
+                    result = .failure(.readTooLong(millis: options.limits.maxReadMillis))
+                }
+                if case .failure(let e) = result, !e.isAnswer { counters.readsFailed &+= 1 }
+                completion(result)
+                next(true)
+            }
+        }))
+        loop.defer { [weak self] in self?.pump() }
+    }
+
+    /// Starts the next write and the next read when their connection is
+    /// free and ready; a read only once the writes before it completed.
+    private func pump() {
+        if !writeRunning, writer.state == .ready {
+            if !retryGroup.isEmpty {
+                let group = retryGroup
+                retryGroup = []
+                counters.writesRetried &+= UInt64(group.count)
+                runGroup(group)
+            } else if let first = writes.first, first.grouped != nil {
+                // Group commit: the batches queued now share one transaction.
+                var group: [Job] = []
+                var rows = 0
+                while let j = writes.first, j.grouped != nil, group.isEmpty || rows + j.rows <= options.maxRowsPerTransaction {
+                    group.append(writes.popFirst()!)
+                    rows += j.rows
+                }
+                runGroup(group)
+            } else if let job = writes.popFirst() {
+                writeRunning = true
+                job.run(writer) { [weak self] _ in
+                    guard let self else { return }
+                    self.writeRunning = false
+                    self.writesDone += 1
+                    self.pump()
+                }
+            }
+        }
+        if !readRunning, reader.state == .ready, let job = reads.first, job.afterWrites <= writesDone {
+            _ = reads.popFirst()
+            readRunning = true
+            job.run(reader) { [weak self] _ in
+                guard let self else { return }
+                self.readRunning = false
+                self.pump()
+            }
+        }
+        if phase == .closing, writes.isEmpty, reads.isEmpty, retryGroup.isEmpty, !writeRunning, !readRunning { finishClose() }
+    }
+
+    /// BEGIN, each batch in its SAVEPOINT (one failing fails alone),
+    /// COMMIT, then every completion in order. A connection that breaks
+    /// before COMMIT returned puts the whole group back for a retry.
+    private func runGroup(_ jobs: [Job]) {
+        writeRunning = true
+        let started = Clock.monotonicNanos()
+        var deliveries: [() -> Void] = []
+        let conn = writer
+        func finished(_ outcome: Result<Void, StoreError>) {
+            writeRunning = false
+            switch outcome {
+            case .success:
+                counters.transactions &+= 1
+                counters.transactionMicros.record((Clock.monotonicNanos() - started) / 1_000)
+                counters.transactionRows.record(UInt64(jobs.reduce(0) { $0 + $1.rows }))
+                writesDone += UInt64(jobs.count)
+                for d in deliveries { d() }
+            case .failure(.unavailable) where phase != .closed:
+                retryGroup = jobs
+            case .failure(let e):
+                counters.transactions &+= 1
+                counters.transactionsFailed &+= 1
+                writesDone += UInt64(jobs.count)
+                for j in jobs { j.fail?(e) }
+            }
+            pump()
+        }
+        func step(_ i: Int) {
+            guard i < jobs.count else {
+                let commitStarted = Clock.monotonicNanos()
+                return conn.run(.query("COMMIT", [])) { [self] r in
+                    counters.commitMicros.record((Clock.monotonicNanos() - commitStarted) / 1_000)
+                    finished(r.map { _ in () })
+                }
+            }
+            jobs[i].grouped?(conn) { delivery in
+                guard let delivery else { return finished(.failure(.unavailable("PostgreSQL connection lost"))) }
+                deliveries.append(delivery)
+                step(i + 1)
+            }
+        }
+        conn.run(.query("BEGIN", [])) { r in
+            if case .failure(let e) = r { return finished(.failure(e)) }
+            step(0)
+        }
+    }
+
+    // MARK: closing
+
+    public func close(completion: @escaping () -> Void) {
+        switch phase {
+        case .closed:
+            loop.defer { completion() }
+        case .closing:
+            closeWaiters.append(completion)
+        case .open:
+            phase = .closing
+            closeWaiters.append(completion)
+            partitionTimer?.stop()
+            retentionTimer?.stop()
+            loop.defer { [weak self] in self?.pump() }
+        }
+    }
+
+    private func finishClose() {
+        guard phase == .closing else { return }
+        phase = .closed
+        reconnectTimers.forEach { $0.stop() }
+        reconnectTimers = []
+        writer.close()
+        reader.close()
+        let waiters = closeWaiters
+        closeWaiters = []
+        for w in waiters { w() }
+    }
+
+    public var isClosed: Bool { phase == .closed }
+
+    var partitionTimer: TimerWatcher?
+    var retentionTimer: TimerWatcher?
+    var retentionRunning = false
+    public var retentionDays = 0
+    public var agentRetentionDays = 0
+    public var selfMetricsRetentionDays = 0
+    public var agentsForgotten: (([String]) -> Void)?
+    /// The server and database, password redacted.
+    public var location: String { PGConnInfo.redacted(options.conninfo) }
+}
+
+/// The commands of one write transaction or one read, chained: each step
+/// runs a command and continues in its callback; `done` ends it (a write:
+/// COMMIT, then the completion). The first failure rolls back and ends it.
+final class PGTransaction<T> {
+    /// A read runs bare; a write in its own transaction, or in a
+    /// savepoint of a transaction a group of batches shares.
+    enum Mode { case none, transaction, savepoint }
+
+    let conn: PGConnection
+    private let mode: Mode
+    private var transactional: Bool { mode != .none }
+    private var finish: ((Result<T, StoreError>) -> Void)?
+
+    private init(conn: PGConnection, mode: Mode, finish: @escaping (Result<T, StoreError>) -> Void) {
+        self.conn = conn
+        self.mode = mode
+        self.finish = finish
+    }
+
+    static func run(_ conn: PGConnection, mode: Mode, _ body: @escaping (PGTransaction<T>) -> Void,
+                    finish: @escaping (Result<T, StoreError>) -> Void) {
+        let tx = PGTransaction(conn: conn, mode: mode, finish: finish)
+        guard mode != .none else { return body(tx) }
+        conn.run(.query(mode == .savepoint ? "SAVEPOINT batch" : "BEGIN", [])) { r in
+            switch r {
+            case .success: body(tx)
+            case .failure(let e): tx.end(.failure(e))
+            }
+        }
+    }
+
+    /// Runs `sql` with `params`; `next` with its last result.
+    func query(_ sql: String, _ params: [String?] = [], _ next: @escaping (PGRows) -> Void) {
+        conn.run(.query(sql, params)) { [self] r in
+            switch r {
+            case .success(let results): next(results.last ?? PGRows(columns: 0, rows: [], affected: 0))
+            case .failure(let e): fail(e)
+            }
+        }
+    }
+
+    func copy(_ sql: String, _ data: [UInt8], _ next: @escaping () -> Void) {
+        conn.run(.copy(sql, data)) { [self] r in
+            switch r {
+            case .success: next()
+            case .failure(let e): fail(e)
+            }
+        }
+    }
+
+    /// Ends with `value`: COMMIT first for a write.
+    func done(_ value: T) {
+        guard transactional else { return end(.success(value)) }
+        conn.run(.query(mode == .savepoint ? "RELEASE SAVEPOINT batch" : "COMMIT", [])) { [self] r in
+            switch r {
+            case .success: end(.success(value))
+            case .failure(let e): end(.failure(e))
+            }
+        }
+    }
+
+    /// Ends with `error`: ROLLBACK first for a write (if the connection is up).
+    func fail(_ error: StoreError) {
+        guard transactional, conn.state == .ready else { return end(.failure(error)) }
+        conn.run(.query(mode == .savepoint ? "ROLLBACK TO SAVEPOINT batch" : "ROLLBACK", [])) { [self] r in
+            // A statement error that was the connection dying shows as such.
+            if case .failure(.unavailable(let why)) = r { return end(.failure(.unavailable(why))) }
+            end(.failure(error))
+        }
+    }
+
+    private func end(_ result: Result<T, StoreError>) {
+        let f = finish
+        finish = nil
+        f?(result)
+    }
+}
+
+/// Text values for libpq parameters and COPY's text format.
+enum PGText {
+    static func int(_ v: Int64) -> String? { String(v) }
+    static func int(_ v: Int64?) -> String? { v.map { String($0) } }
+
+    /// A text[] literal: every element double-quoted, `"` and `\` escaped.
+    static func array(_ items: [String]) -> String {
+        var s = "{"
+        for (i, item) in items.enumerated() {
+            if i > 0 { s += "," }
+            s += "\""
+            for ch in item.unicodeScalars {
+                if ch == "\"" || ch == "\\" { s += "\\" }
+                s.unicodeScalars.append(ch)
+            }
+            s += "\""
+        }
+        return s + "}"
+    }
+
+    /// A value in COPY's text format: backslash, tab, newline and carriage
+    /// return escaped; nil is \N.
+    static func copyField(_ value: String?, into out: inout [UInt8]) {
+        guard let value else { out += [0x5C, 0x4E]; return }
+        for b in value.utf8 {
+            switch b {
+            case 0x5C: out += [0x5C, 0x5C]
+            case 0x09: out += [0x5C, 0x74]
+            case 0x0A: out += [0x5C, 0x6E]
+            case 0x0D: out += [0x5C, 0x72]
+            default: out.append(b)
+            }
+        }
+    }
+
+    /// bytea's hex input form (`\\x` and two hex digits a byte).
+    static func byteaHex(_ bytes: [UInt8]) -> String {
+        let digits = Array("0123456789abcdef".utf8)
+        var out: [UInt8] = [0x5C, 0x78]
+        out.reserveCapacity(2 + bytes.count * 2)
+        for b in bytes { out.append(digits[Int(b >> 4)]); out.append(digits[Int(b & 15)]) }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// bytea's hex output form back to bytes; nil for NULL or a malformed value.
+    static func bytea(_ text: String?) -> [UInt8]? {
+        guard let text else { return nil }
+        let u = Array(text.utf8)
+        guard u.count >= 2, u[0] == 0x5C, u[1] == 0x78, u.count % 2 == 0 else { return nil }
+        func nibble(_ c: UInt8) -> UInt8? {
+            switch c {
+            case 0x30...0x39: return c - 0x30
+            case 0x61...0x66: return c - 0x61 + 10
+            case 0x41...0x46: return c - 0x41 + 10
+            default: return nil
+            }
+        }
+        var out: [UInt8] = []
+        out.reserveCapacity((u.count - 2) / 2)
+        var i = 2
+        while i < u.count {
+            guard let h = nibble(u[i]), let l = nibble(u[i + 1]) else { return nil }
+            out.append(h << 4 | l)
+            i += 2
+        }
+        return out
+    }
+
+    static func copyRow(_ fields: [String?], into out: inout [UInt8]) {
+        for (i, f) in fields.enumerated() {
+            if i > 0 { out.append(0x09) }
+            copyField(f, into: &out)
+        }
+        out.append(0x0A)
+    }
+}

@@ -1,0 +1,256 @@
+// PostgreSQLStore's own behaviour beyond the conformance suite, against a
+// real server: versioned migrations (applied once, a newer schema refused,
+// agents of a database from before identities keep their project),
+// daily partitions created ahead and dropped whole by retention, a
+// time-ordered and per-series index on every partition, and connection
+// strings redacted for logs. Loop thread (the test's).
+import XCTest
+import Reactor
+import CPQ
+@testable import CollectorStore
+
+final class PostgreSQLStoreTests: XCTestCase {
+    private func server() throws -> TestPostgreSQL {
+        guard let s = TestPostgreSQL.shared else { throw XCTSkip("no PostgreSQL server can run here") }
+        return s
+    }
+
+    private func open(_ pg: TestPostgreSQL, _ db: String, _ loop: EventLoop, now: Int64 = 1_000) throws -> PostgreSQLStore {
+        try PostgreSQLStore.open(loop: loop, options: PostgreSQLOptions(conninfo: pg.socketConninfo(db)), now: now)
+    }
+
+    func testMigrationsApplyOnceAndANewerSchemaIsRefused() throws {
+        let pg = try server()
+        let db = pg.freshDatabase()
+        let loop = EventLoop()
+        let store = try open(pg, db, loop)
+        XCTAssertEqual(store.schemaVersion, PGMigrations.latest)
+        close(store, on: loop)
+        let again = try open(pg, db, loop)
+        close(again, on: loop)
+        XCTAssertEqual(pg.scalar("SELECT count(*) FROM schema_migrations", in: db), String(PGMigrations.all.count))
+        XCTAssertEqual(pg.scalar("SELECT name FROM schema_migrations WHERE version = 1", in: db), "initial schema")
+
+        pg.execute("INSERT INTO schema_migrations VALUES (999, 'from the future', 0)", in: db)
+        XCTAssertThrowsError(try open(pg, db, loop)) { error in
+            XCTAssertEqual(error as? StoreError, .schemaTooNew(found: 999, known: PGMigrations.latest))
+        }
+    }
+
+    /// As SQLite's: the step adding identities binds each agent already
+    /// known to its project with no key, so its next handshake enrolls the
+    /// key it proves, and only in its project.
+    func testAgentsFromBeforeIdentitiesKeepTheirProject() throws {
+        let pg = try server()
+        let db = pg.freshDatabase()
+        let step = try XCTUnwrap(PGMigrations.all.first { $0.name == "agent identities" }?.version)
+        do {
+            let conn = try XCTUnwrap(PQconnectdb(pg.socketConninfo(db)))
+            defer { PQfinish(conn) }
+            try PGMigrations.migrate(conn, now: 1, upTo: step - 1)
+        }
+        XCTAssertNil(pg.execute("""
+            INSERT INTO projects(name, created_ms) VALUES ('a', 1), ('b', 1);
+            INSERT INTO agents(id, project_id, state, state_since_ms, first_seen_ms, last_seen_ms)
+                SELECT 'x', id, 'not_visible', 1, 1, 1 FROM projects WHERE name = 'a';
+            """, in: db))
+        let a = try XCTUnwrap(pg.scalar("SELECT id FROM projects WHERE name = 'a'", in: db).flatMap { Int64($0) })
+        let b = try XCTUnwrap(pg.scalar("SELECT id FROM projects WHERE name = 'b'", in: db).flatMap { Int64($0) })
+        let loop = EventLoop()
+        let store = try open(pg, db, loop)
+        defer { close(store, on: loop) }
+        XCTAssertEqual(store.schemaVersion, PGMigrations.latest)
+        XCTAssertEqual(try wait(loop) { store.agentIdentity(id: "x", completion: $0) }, nil, "no key yet")
+        XCTAssertEqual(try wait(loop) { store.agent(id: "x", completion: $0) }.mode, AgentRecord.agentMode)
+        XCTAssertEqual(try wait(loop) { store.enrollAgent(id: "x", projectId: b, publicKey: "k", at: 2, completion: $0) }, .otherProject)
+        XCTAssertEqual(try wait(loop) { store.enrollAgent(id: "x", projectId: a, publicKey: "k", at: 2, completion: $0) }, .enrolled)
+    }
+
+    func testPartitionsAreCreatedAheadAndRetentionDropsWholeDays() throws {
+        let pg = try server()
+        let db = pg.freshDatabase()
+        let loop = EventLoop()
+        let day = PGPartitions.dayMillis
+        let today: Int64 = 20_000
+        let store = try open(pg, db, loop, now: today * day + 5_000)
+        defer { close(store, on: loop) }
+        let parts = pg.scalar("""
+            SELECT string_agg(c.relname, ',' ORDER BY c.relname) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+            WHERE i.inhparent = 'measurements'::regclass
+            """, in: db)
+        XCTAssertEqual(parts, "measurements_d19999,measurements_d20000,measurements_d20001,measurements_d20002,measurements_d20003,measurements_default")
+
+        _ = try wait(loop) { store.createKey(project: "demo", secret: "s", at: 1, completion: $0) }
+        let pid = try wait(loop) { store.activeKeys(project: "demo", completion: $0) }.projectId
+        _ = try wait(loop) { store.agentConnected(AgentHello(id: "a1", projectId: pid, name: "", hostname: "", version: "",
+                                                             bootId: "b", at: today * day), completion: $0) }
+        let rows = (0..<30).map { measurement((today - 1) * day + Int64($0) * 1_000) }   // yesterday's partition
+            + (0..<3).map { measurement(today * day + day / 2 + Int64($0)) }              // today's, after the cutoff
+            + [measurement(day)]                                                           // 1970: the default partition
+        let b = Batch(projectId: pid, agentId: "a1", bootId: "b", sequence: 0, receivedAt: today * day + day / 2, measurements: rows)
+        XCTAssertEqual(try wait(loop) { store.submitBatch(b, completion: $0) }, .stored(rows: 34))
+        XCTAssertEqual(pg.scalar("SELECT count(*) FROM measurements_d19999", in: db), "30")
+        XCTAssertEqual(pg.scalar("SELECT count(*) FROM measurements_default", in: db), "1")
+
+        let report = try wait(loop) { store.removeExpired(olderThan: today * day + day / 4, completion: $0) }
+        XCTAssertEqual(report.deleted["measurements"], 31, "a whole day dropped, the old row in the default partition deleted")
+        XCTAssertNil(pg.scalar("SELECT to_regclass('measurements_d19999')::text", in: db), "yesterday's partition is gone")
+        XCTAssertNotNil(pg.scalar("SELECT to_regclass('measurements_d20000')::text", in: db), "today's holds the cutoff: kept")
+        XCTAssertEqual(try wait(loop) { store.measurements(MeasurementQuery(), completion: $0) }.count, 3)
+    }
+
+    func testEveryPartitionHasTheTimeAndPerSeriesIndexes() throws {
+        let pg = try server()
+        let db = pg.freshDatabase()
+        let loop = EventLoop()
+        let store = try open(pg, db, loop)
+        close(store, on: loop)
+        let indexes = pg.scalar("SELECT string_agg(indexdef, ';') FROM pg_indexes WHERE tablename = 'measurements_default'", in: db) ?? ""
+        XCTAssertTrue(indexes.contains("(series_id, ts_ms, id)"), indexes)
+        XCTAssertTrue(indexes.contains("(ts_ms, id)"), indexes)
+    }
+
+    /// Batches queued together share one transaction (group commit), each
+    /// in a savepoint: one the server refuses fails alone.
+    func testBatchesQueuedTogetherShareATransactionAndFailAlone() throws {
+        let pg = try server()
+        let db = pg.freshDatabase()
+        let loop = EventLoop()
+        let store = try open(pg, db, loop)
+        defer { close(store, on: loop) }
+        _ = try wait(loop) { store.createKey(project: "demo", secret: "s", at: 1, completion: $0) }
+        let pid = try wait(loop) { store.activeKeys(project: "demo", completion: $0) }.projectId
+        _ = try wait(loop) { store.agentConnected(AgentHello(id: "a1", projectId: pid, name: "", hostname: "", version: "",
+                                                             bootId: "b", at: 2_000), completion: $0) }
+        let before = store.stats.transactions
+        var results: [Int64: Result<BatchOutcome, StoreError>] = [:]
+        for seq in Int64(0)..<20 {
+            // PostgreSQL text cannot hold NUL: batch 7's COPY fails.
+            let path = seq == 7 ? "/nul\u{0}" : "/p"
+            let b = Batch(projectId: pid, agentId: "a1", bootId: "b", sequence: seq, receivedAt: 5_000,
+                          measurements: [measurement(10_000 + seq)],
+                          events: [RawEvent(ts: 10_000 + seq, monitor: "m", check: "c", method: "GET", host: "h", path: path, durationUs: 1)])
+            store.submitBatch(b) { results[seq] = $0 }
+        }
+        XCTAssertTrue(loop.run(until: { results.count == 20 }, timeout: 20))
+        XCTAssertEqual(results.values.filter { (try? $0.get()) == .stored(rows: 2) }.count, 19)
+        guard case .failure(.backend)? = results[7] else { return XCTFail("batch 7: \(String(describing: results[7]))") }
+        XCTAssertLessThan(store.stats.transactions - before, 20, "batches queued together share transactions")
+        XCTAssertEqual(pg.scalar("SELECT count(*) FROM measurements", in: db), "19")
+        XCTAssertEqual(pg.scalar("SELECT count(*) FROM events", in: db), "19")
+        // The failed one was not marked stored: sent again (fixed), it goes in.
+        let fixed = Batch(projectId: pid, agentId: "a1", bootId: "b", sequence: 7, receivedAt: 5_000, measurements: [measurement(10_007)])
+        XCTAssertEqual(try wait(loop) { store.submitBatch(fixed, completion: $0) }, .stored(rows: 1))
+    }
+
+    /// Two collectors on one database: asked at once, exactly one holds the
+    /// lease, also when it expires and both try to take it over; the one
+    /// that lost it cannot record a state, the holder can.
+    func testTwoCollectorsRacingForTheAlertLeaseCannotBothRecord() throws {
+        let pg = try server()
+        let db = pg.freshDatabase()
+        let loop = EventLoop()
+        let c1 = try open(pg, db, loop)
+        defer { close(c1, on: loop) }
+        let c2 = try open(pg, db, loop)
+        defer { close(c2, on: loop) }
+        _ = try wait(loop) { c1.createKey(project: "demo", secret: "s", at: 1, completion: $0) }
+        let rule = try wait(loop) { c1.createAlertRule(project: "demo", name: "r", body: "{}", at: 1, completion: $0) }
+
+        func race(at: Int64) throws -> [String: AlertLease] {
+            var got: [String: AlertLease] = [:]
+            var failed: [StoreError] = []
+            for (holder, store) in [("c1", c1), ("c2", c2)] {
+                store.acquireAlertLease(name: "alerts", holder: holder, ttlMs: 1_000, at: at) { r in
+                    switch r {
+                    case .success(let l): got[holder] = l
+                    case .failure(let e): failed.append(e)
+                    }
+                }
+            }
+            XCTAssertTrue(loop.run(until: { got.count + failed.count == 2 }, timeout: 20))
+            XCTAssertEqual(failed, [])
+            return got
+        }
+        for at: Int64 in [100, 5_000] {
+            let got = try race(at: at)
+            let holders = Set(got.values.map(\.holder))
+            XCTAssertEqual(holders.count, 1, "both answers name the same holder at \(at): \(got)")
+            XCTAssertEqual(Set(got.values.map(\.epoch)).count, 1)
+        }
+        let lease = try wait(loop) { c1.acquireAlertLease(name: "alerts", holder: "c1", ttlMs: 1_000, at: 5_001, completion: $0) }
+        let (holder, loser): (PostgreSQLStore, String) = lease.holder == "c1" ? (c1, "c2") : (c2, "c1")
+        let holderName = lease.holder
+        let stale = AlertLease(name: "alerts", holder: loser, epoch: lease.epoch - 1, expires: 0)
+        let firing = AlertStateRecord(ruleId: rule.id, state: "firing", since: 5_002, evaluated: 5_002, value: 2.5, detail: "d")
+        let other: PostgreSQLStore = holder === c1 ? c2 : c1
+        guard case .failure(.invalid(let why)) = try waitResult(loop, { other.recordAlertState(firing, lease: stale, completion: $0) }) else {
+            return XCTFail("the collector without the lease recorded a state")
+        }
+        XCTAssertTrue(why.contains("lease lost"), why)
+        XCTAssertEqual(pg.scalar("SELECT count(*) FROM alert_states", in: db), "0")
+        let current = AlertLease(name: "alerts", holder: holderName, epoch: lease.epoch, expires: lease.expires)
+        let t = try wait(loop) { holder.recordAlertState(firing, lease: current, completion: $0) }
+        XCTAssertEqual(t?.from, "ok")
+        XCTAssertEqual(t?.to, "firing")
+        XCTAssertEqual(try wait(loop) { other.alertStates(project: "demo", completion: $0) }.map(\.value), [2.5])
+    }
+
+    func testConnectionStringsAreRedacted() {
+        XCTAssertEqual(PGConnInfo.redacted("postgresql://vigil:s3cret@db.example:5432/vigil?sslmode=require"),
+                       "postgresql://vigil:***@db.example:5432/vigil?sslmode=require")
+        XCTAssertEqual(PGConnInfo.redacted("postgres://db/vigil?user=v&password=s3cret&sslmode=disable"),
+                       "postgres://db/vigil?user=v&password=***&sslmode=disable")
+        XCTAssertEqual(PGConnInfo.redacted("postgresql://vigil@db/vigil"), "postgresql://vigil@db/vigil")
+        XCTAssertEqual(PGConnInfo.redacted("host=db user=vigil password=s3cret dbname=vigil"),
+                       "host=db user=vigil password=*** dbname=vigil")
+        XCTAssertEqual(PGConnInfo.redacted("host=db password = 'with \\' quote and space' dbname=x"),
+                       "host=db password = *** dbname=x")
+        XCTAssertFalse(PGConnInfo.redacted("PASSWORD=abc host=h").contains("abc"))
+    }
+}
+
+import CPQ
+
+final class PostgreSQLStoreOutageTests: XCTestCase {
+    /// A batch in flight when its connection is killed runs again on a new
+    /// connection and completes `.stored` — never a failure (which would
+    /// close the agent's session) and never stored twice.
+    func testABatchInFlightWhenTheConnectionDiesIsRetried() throws {
+        guard let pg = TestPostgreSQL.shared else { throw XCTSkip("no PostgreSQL server can run here") }
+        let db = pg.freshDatabase()
+        let loop = EventLoop()
+        let store = try PostgreSQLStore.open(loop: loop, options: PostgreSQLOptions(conninfo: pg.socketConninfo(db)), now: 1_000)
+        defer { close(store, on: loop) }
+        _ = try wait(loop) { store.createKey(project: "demo", secret: "s", at: 1, completion: $0) }
+        let pid = try wait(loop) { store.activeKeys(project: "demo", completion: $0) }.projectId
+        _ = try wait(loop) { store.agentConnected(AgentHello(id: "a1", projectId: pid, name: "", hostname: "", version: "",
+                                                             bootId: "b", at: 2_000), completion: $0) }
+
+        // Another session holds a lock the batch needs: the batch waits on the server, in flight.
+        let locker = PQconnectdb(pg.socketConninfo(db))!
+        defer { PQfinish(locker) }
+        PQclear(PQexec(locker, "BEGIN"))
+        PQclear(PQexec(locker, "LOCK TABLE batch_sequences IN EXCLUSIVE MODE"))
+        var result: Result<BatchOutcome, StoreError>?
+        let b = Batch(projectId: pid, agentId: "a1", bootId: "b", sequence: 0, receivedAt: 5_000, measurements: [measurement(7_000)])
+        store.submitBatch(b) { result = $0 }
+        var waiting = 0
+        XCTAssertTrue(loop.run(until: {
+            waiting = Int(pg.scalar("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                                    in: db) ?? "0") ?? 0
+            return waiting == 1
+        }, timeout: 10), "the batch waits for the lock")
+        XCTAssertEqual(pg.scalar("""
+            SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+            WHERE datname = current_database() AND wait_event_type = 'Lock'
+            """, in: db), "1")
+        PQclear(PQexec(locker, "COMMIT"))
+        XCTAssertTrue(loop.run(until: { result != nil }, timeout: 20))
+        XCTAssertEqual(try result?.get(), .stored(rows: 1))
+        XCTAssertEqual(store.stats.writesRetried, 1)
+        XCTAssertEqual(store.stats.batchesFailed, 0)
+        XCTAssertEqual(pg.scalar("SELECT count(*) FROM measurements", in: db), "1")
+        XCTAssertEqual(try wait(loop) { store.submitBatch(b, completion: $0) }, .duplicate)
+    }
+}

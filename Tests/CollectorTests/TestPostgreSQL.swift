@@ -1,0 +1,1 @@
+../CollectorStoreTests/PostgreSQL/TestPostgreSQL.swift

@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# load-postgresql.sh — durable ingest into PostgreSQL beside a raw COPY (docs/PERFORMANCE.md,
+# "PostgreSQL ingest"); `scripts/load.sh --store postgresql` runs it.
+#
+#   scripts/load-postgresql.sh [--ingest-s S] [--ingest-agents N] [--quick] [--keep]
+#
+# Builds in release mode, then, on loopback, with every file in a temporary directory:
+#  1. a private PostgreSQL (scripts/lib/postgres.sh: Debian's server as the unprivileged
+#     `vigiltest` user, fsync and synchronous_commit on) and a vigil-collector with
+#     `store = postgresql` on it (Unix socket);
+#  2. `vigil-load ingest`: N sessions keeping their batch windows full for S seconds; records/s
+#     acknowledged (the collector acknowledges after COMMIT), then a check that PostgreSQL holds
+#     at least every acknowledged record;
+#  3. the raw baseline: as many measurement rows over as many series (agents × 100), loaded with
+#     psql `\copy … FROM` into a second database with the same schema (pg_dump --schema-only of
+#     the collector's), one COPY and transaction per 5,000 rows, on the same server.
+# Ends with one line `load-postgresql: key=value …`. Stops everything it started on exit.
+#
+# Options (or environment): --ingest-s S (INGEST_S, 20), --ingest-agents N (INGEST_AGENTS, 50),
+# --quick (5 s), --keep (keep the temporary directory). PORT (27700: collector; +80 HTTP).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+INGEST_S=${INGEST_S:-20}
+INGEST_AGENTS=${INGEST_AGENTS:-50}
+PORT=${PORT:-27700}
+KEEP=0
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --ingest-s) INGEST_S=$2; shift 2 ;;
+        --ingest-agents) INGEST_AGENTS=$2; shift 2 ;;
+        --quick) INGEST_S=5; shift ;;
+        --keep) KEEP=1; shift ;;
+        -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+        *) echo "load-postgresql.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
+    esac
+done
+case "$INGEST_S$INGEST_AGENTS$PORT" in *[!0-9]*) echo "load-postgresql.sh: numbers expected" >&2; exit 2 ;; esac
+HTTP=$((PORT + 80))
+
+source scripts/lib/deps.sh
+source scripts/lib/procs.sh
+vigil_ensure_deps
+
+DIR=$(mktemp -d /tmp/vigil-load-pg.XXXXXX)
+chmod 0711 "$DIR"   # the server user must reach $DIR/pg
+PIDS=()
+cleanup() {
+    local status=$?
+    trap - EXIT INT TERM
+    vigil_stop_pids "${PIDS[@]}"
+    bash scripts/lib/postgres.sh stop "$DIR/pg" >/dev/null 2>&1 || true
+    if [ "$KEEP" = 1 ]; then echo "kept $DIR" >&2; else rm -rf "$DIR"; fi
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'echo "load-postgresql.sh: interrupted" >&2; exit 130' INT TERM
+fail() { echo "load-postgresql.sh: $*" >&2; exit 1; }
+say() { echo "$*" >&2; }
+
+say "== build (release) =="
+for product in vigil-collector vigil-load; do
+    swift build -c release --product "$product" 2>&1 | grep -E "error|Build" >&2 || true
+done
+BIN=$(swift build -c release --show-bin-path)
+for b in vigil-collector vigil-load; do [ -x "$BIN/$b" ] || fail "$b was not built"; done
+RX=() TX=()
+if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then RX=(taskset -c 1); TX=(taskset -c 0); fi
+
+say "== PostgreSQL =="
+bash scripts/lib/postgres.sh start "$DIR/pg" $$ >&2 || fail "cannot start PostgreSQL"
+PGPORT=$(cat "$DIR/pg/port")
+psql_() { psql -X -q -h "$DIR/pg" -p "$PGPORT" -U vigil "$@"; }
+psql_ -d postgres -c "CREATE DATABASE vigil" -c "CREATE DATABASE vigil_raw"
+
+cat > "$DIR/collector.conf" <<EOF
+listen = 127.0.0.1:$PORT
+http_listen = 127.0.0.1:$HTTP
+data_dir = $DIR/collector
+store = postgresql
+postgresql_url = host=$DIR/pg port=$PGPORT user=vigil dbname=vigil
+log_level = info
+EOF
+"$BIN/vigil-collector" keys create --project load --create-project --config "$DIR/collector.conf" > "$DIR/key" 2>"$DIR/keys.log" \
+    || fail "vigil-collector keys create failed: $(cat "$DIR/keys.log")"
+"${RX[@]}" "$BIN/vigil-collector" run --config "$DIR/collector.conf" > /dev/null 2> "$DIR/collector.log" &
+CPID=$!
+PIDS+=("$CPID")
+for _ in $(seq 300); do
+    curl -sf "http://127.0.0.1:$HTTP/healthz" >/dev/null 2>&1 && break
+    kill -0 "$CPID" 2>/dev/null || { cat "$DIR/collector.log" >&2; fail "the collector did not start"; }
+    sleep 0.1
+done
+
+say "== ingest: $INGEST_AGENTS sessions keeping their batch windows full for ${INGEST_S}s =="
+"${TX[@]}" "$BIN/vigil-load" ingest --key-file "$DIR/key" --collector "127.0.0.1:$PORT" \
+    --agents "$INGEST_AGENTS" --duration "$INGEST_S" --ledger "$DIR/ingest.ledger" --json "$DIR/ingest.json" \
+    --prefix ingest --report-interval 5 > "$DIR/ingest.out" 2> "$DIR/ingest.log" \
+    || fail "vigil-load ingest failed: $(tail -3 "$DIR/ingest.log")"
+dget() { sed -n "s/.*\"$1\":\"\{0,1\}\([^,\"}]*\).*/\1/p" "$DIR/$2.json"; }
+durable=$(dget acked_records_per_s ingest)
+acked=$(dget acked_records ingest)
+stored=$(psql_ -d vigil -At -c "SELECT count(*) FROM measurements")
+verify=ok
+[ "$stored" -ge "$acked" ] || verify="MISSING $((acked - stored))"
+say "acknowledged (durable) $durable records/s over ${INGEST_S}s ($acked records); PostgreSQL holds $stored: $verify"
+
+say "== raw COPY: $acked rows over $((INGEST_AGENTS * 100)) series, 5,000 rows per COPY =="
+pg_dump -h "$DIR/pg" -p "$PGPORT" -U vigil --schema-only vigil | psql_ -d vigil_raw >/dev/null
+SERIES=$((INGEST_AGENTS * 100))
+psql_ -d vigil_raw -c "INSERT INTO series(project_id, agent_id, monitor, check_name, source)
+    SELECT 1, 'a' || (i / 100), 'm', 'c' || (i % 100), 'ipa' FROM generate_series(0, $SERIES - 1) i" >/dev/null
+rows=$(( acked < 100000 ? 100000 : acked ))
+NOW_MS=$(($(date +%s) * 1000))
+mkdir -p "$DIR/raw"
+awk -v n="$rows" -v s="$SERIES" -v t0="$NOW_MS" -v dir="$DIR/raw" 'BEGIN {
+    for (i = 0; i < n; i++) {
+        f = sprintf("%s/%06d", dir, int(i / 5000))
+        printf "%d\t%d\t10000\t10\t0\t1500000\t20000\t400000\t100000\t300000\t390000\t10\t0\t0\t0\t0\n", (i % s) + 1, t0 + int(i / s) * 10 > f
+    }
+}'
+: > "$DIR/raw.sql"
+for f in "$DIR"/raw/*; do
+    echo "\\copy measurements (series_id, ts_ms, window_ms, count, errors, sum_us, min_us, max_us, p50_us, p95_us, p99_us, outcome_2xx, outcome_3xx, outcome_4xx, outcome_5xx, outcome_error) FROM '$f'" >> "$DIR/raw.sql"
+done
+t0=$(date +%s.%N)
+psql_ -d vigil_raw -v ON_ERROR_STOP=1 -f "$DIR/raw.sql" >/dev/null
+t1=$(date +%s.%N)
+raw=$(awk -v n="$rows" -v a="$t0" -v b="$t1" 'BEGIN {printf "%.0f", n / (b - a)}')
+ratio=$(awk -v a="$durable" -v b="$raw" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}')
+say "raw COPY $raw rows/s ($rows rows); ratio $ratio"
+echo "load-postgresql: durable_records_per_s=$durable acked_records=$acked stored=$stored verify=$verify raw_copy_rows_per_s=$raw ratio=$ratio ingest_s=$INGEST_S agents=$INGEST_AGENTS"
