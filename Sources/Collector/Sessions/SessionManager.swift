@@ -55,6 +55,11 @@ public final class SessionManager {
     /// arrive together; past this budget the rest wait in the kernel for a
     /// later iteration. One read (`readBudget`) may overshoot it.
     static let inputBytesPerIteration = 16 * 1024
+    /// Sessions refused by that budget that are let read again per
+    /// iteration (TurnQueue). Enough for what 16 KiB feeds (batches of a few
+    /// hundred bytes to a few KiB); the rest keep waiting, paused, in order,
+    /// instead of all being re-armed only for most to be refused again.
+    static let inputTurnsPerIteration = 64
     /// Sessions whose acknowledgements one deferred slice sends (a seal and
     /// a write each); more wait for the next slice.
     static let acksPerSlice = 256
@@ -94,14 +99,14 @@ public final class SessionManager {
 
     private var handshakeBudget = IterationBudget(limit: SessionManager.handshakesPerIteration)
     private var waitingForTurn = RingBuffer<AgentSession>(capacity: 64, overflow: .grow)
-    private lazy var handshakeTurns = DeferOnce(loop: loop) { [weak self] in self?.giveHandshakeTurns() }
+    private lazy var handshakeTurns = DeferOnce(loop: loop, label: "handshake turns") { [weak self] in self?.giveHandshakeTurns() }
     private var inputBudget = IterationBudget(limit: SessionManager.inputBytesPerIteration)
-    private var waitingForInput = RingBuffer<AgentSession>(capacity: 64, overflow: .grow)
-    private lazy var inputTurns = DeferOnce(loop: loop) { [weak self] in self?.giveInputTurns() }
+    private lazy var waitingForInput = TurnQueue<AgentSession>(loop: loop, perTurn: SessionManager.inputTurnsPerIteration,
+                                                               label: "input turns") { $0.resumeInput() }
     /// Sessions with acknowledgements to send, flushed together once per
     /// iteration by one deferred slice (SessionManager+Records.swift).
     var acksDue = RingBuffer<AgentSession>(capacity: 64, overflow: .grow)
-    lazy var ackFlush = DeferOnce(loop: loop) { [weak self] in self?.flushAcks() }
+    lazy var ackFlush = DeferOnce(loop: loop, label: "ack flush") { [weak self] in self?.flushAcks() }
     /// Called with each batch the store has just stored (not duplicates),
     /// after its commit, with the agent's project name: the remote-write
     /// feed's input. It must only take the batch and return.
@@ -110,7 +115,7 @@ public final class SessionManager {
     /// Sessions with a Status waiting for its interval to end, and the one
     /// timer that writes them (SessionManager+Limits.swift).
     var statusWaiting = RingBuffer<AgentSession>(capacity: 64, overflow: .grow)
-    private(set) lazy var statusTimer = TimerWatcher(loop: loop) { [weak self] _ in self?.writeDueStatuses() }
+    private(set) lazy var statusTimer = TimerWatcher(loop: loop, label: "status writes") { [weak self] _ in self?.writeDueStatuses() }
 
     /// Connections in their handshake by source address, and in accept
     /// order (entries that finished meanwhile are skipped and pruned).
@@ -136,6 +141,7 @@ public final class SessionManager {
         // 1 while its keys are looked up (none, from a well-behaved agent).
         o.maxReadBuffer = Preamble.maxLength + 2 + sessionLimits.maxHandshakeLength
         o.maxQueuedBytes = 2 << 20
+        o.label = "session"               // "io session" in slow-iteration reports
         connectionOptions = o
         keys = KeyDirectory(loop: loop, store: store)
         revocations = nil
@@ -200,15 +206,6 @@ public final class SessionManager {
             if s.handshakeTurn() { handshakeBudget.spend(1, in: loop.iteration) }
         }
         if !waitingForTurn.isEmpty { handshakeTurns.schedule() }
-    }
-
-    // MARK: input turns
-
-    /// Runs at the end of the iteration whose budget was spent: the waiting
-    /// sessions are watched again and read on the next one, each asking once
-    /// more.
-    private func giveInputTurns() {
-        while let s = waitingForInput.popFirst() { s.resumeInput() }
     }
 
     // MARK: agent states
@@ -440,8 +437,7 @@ extension SessionManager: AgentSessionContext {
     func mayRead(_ s: AgentSession) -> Bool {
         if inputBudget.hasRoom(in: loop.iteration) { return true }
         stats.inputDeferred &+= 1
-        waitingForInput.append(s)
-        inputTurns.schedule()
+        waitingForInput.append(s)   // watched again on a later iteration, `inputTurnsPerIteration` at a time
         return false
     }
 
