@@ -49,6 +49,12 @@ public final class SessionManager {
     /// generation and agreement, ~0.1 ms); a reconnect storm is spread over
     /// iterations instead of holding the loop.
     static let handshakesPerIteration = 8
+    /// Handshakes that may finish on message 3 per loop iteration (its DH,
+    /// decryption, the key trials and the admission: ~50 µs, more on a busy
+    /// core). Unbounded, a ramp of thousands of agents finished hundreds in
+    /// one iteration (20–50 ms of CPU); past it, the rest wait their input
+    /// turn, message 3 left in the kernel.
+    static let handshakeFinishesPerIteration = 16
     /// Wire bytes of established sessions read per loop iteration (about
     /// 1 µs of decrypting, decoding and translating per aggregate). When a
     /// commit acknowledges many batches at once, their agents' next batches
@@ -100,6 +106,7 @@ public final class SessionManager {
     private var handshakeBudget = IterationBudget(limit: SessionManager.handshakesPerIteration)
     private var waitingForTurn = RingBuffer<AgentSession>(capacity: 64, overflow: .grow)
     private lazy var handshakeTurns = DeferOnce(loop: loop, label: "handshake turns") { [weak self] in self?.giveHandshakeTurns() }
+    private var finishBudget = IterationBudget(limit: SessionManager.handshakeFinishesPerIteration)
     private var inputBudget = IterationBudget(limit: SessionManager.inputBytesPerIteration)
     private lazy var waitingForInput = TurnQueue<AgentSession>(loop: loop, perTurn: SessionManager.inputTurnsPerIteration,
                                                                label: "input turns") { $0.resumeInput() }
@@ -438,6 +445,19 @@ extension SessionManager: AgentSessionContext {
         if inputBudget.hasRoom(in: loop.iteration) { return true }
         stats.inputDeferred &+= 1
         waitingForInput.append(s)   // watched again on a later iteration, `inputTurnsPerIteration` at a time
+        return false
+    }
+
+    /// Whether a session whose message 2 went out may read message 3 in
+    /// this iteration; when not, it waits for an input turn like a session
+    /// past the decode budget (counted as a deferred handshake).
+    func mayFinishHandshake(_ s: AgentSession) -> Bool {
+        if finishBudget.hasRoom(in: loop.iteration) {
+            finishBudget.spend(1, in: loop.iteration)
+            return true
+        }
+        stats.handshakesDeferred &+= 1
+        waitingForInput.append(s)
         return false
     }
 
