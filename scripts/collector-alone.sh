@@ -43,7 +43,8 @@ trap 'exit 130' INT TERM
 # Every simulated agent connects from one address: the per-address handshake limit is raised.
 printf 'listen = 127.0.0.1:%s\nhttp_listen = 127.0.0.1:%s\ndata_dir = %s/collector\nmax_clients = %s\nmax_handshakes_per_address = %s\n' \
     "$PORT" "$HTTP" "$DIR" $((agents + 1000)) $((agents + 1000)) > "$DIR/c.conf"
-if "$BIN/vigil-collector" --help 2>&1 | grep -q loop_slow_iteration_ms; then
+help=$("$BIN/vigil-collector" --help 2>&1 || true)
+if [[ $help == *loop_slow_iteration_ms* ]]; then
     echo "loop_slow_iteration_ms = ${SLOW_MS:-50}" >> "$DIR/c.conf"
 fi
 "$BIN/vigil-collector" keys create --project load --create-project --config "$DIR/c.conf" > "$DIR/key" 2>/dev/null

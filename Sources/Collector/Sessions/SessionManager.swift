@@ -101,6 +101,10 @@ public final class SessionManager {
     private(set) var knownAgents: [String: Set<String>] = [:]
     /// Established agent sessions by operator state (`AgentState` order).
     private var stateCounts = [Int](repeating: 0, count: CollectorStore.AgentState.allCases.count)
+    /// The sessions in `agents` by project and operator state (`AgentState`
+    /// order), kept as they change so a /metrics scrape costs O(projects),
+    /// not a walk over every agent (15 ms of the loop at 20,000 agents).
+    private var projectStateCounts: [String: [Int]] = [:]
     private var nextSessionID: UInt64
 
     private var handshakeBudget = IterationBudget(limit: SessionManager.handshakesPerIteration)
@@ -248,20 +252,35 @@ public final class SessionManager {
 
     func agentCountsByProject() -> [String: [CollectorStore.AgentState: Int]] {
         var out: [String: [CollectorStore.AgentState: Int]] = [:]
-        for s in agents.values { out[s.projectName, default: [:]][s.state, default: 0] += 1 }
+        let states = CollectorStore.AgentState.allCases
+        for (project, counts) in projectStateCounts where counts.contains(where: { $0 != 0 }) {
+            var m: [CollectorStore.AgentState: Int] = [:]
+            for (i, n) in counts.enumerated() where n != 0 { m[states[states.index(states.startIndex, offsetBy: i)]] = n }
+            out[project] = m
+        }
+        // Every connected agent of a project is among its known ones
+        // (registered at its handshake; forgetKnownAgents keeps connected ones).
         for (project, ids) in knownAgents {
-            let connected = ids.reduce(0) { $0 + (agents[$1]?.projectName == project ? 1 : 0) }
+            let connected = projectStateCounts[project]?.reduce(0, +) ?? 0
             out[project, default: [:]][.notVisible, default: 0] += ids.count - connected
         }
         return out
     }
 
+    /// `s` enters (+1) or leaves (-1) `agents` in its current state.
+    private func countInProject(_ s: AgentSession, _ delta: Int) {
+        projectStateCounts[s.projectName, default: [Int](repeating: 0, count: stateCounts.count)][index(of: s.state)] += delta
+    }
+
     /// An agent's operator state changed (a Status record).
     func setState(_ s: AgentSession, _ state: CollectorStore.AgentState) {
-        guard s.agentID != nil, s.state != state else { return }
+        guard let id = s.agentID, s.state != state else { return }
         stateCounts[index(of: s.state)] -= 1
         stateCounts[index(of: state)] += 1
+        let listed = agents[id] === s
+        if listed { countInProject(s, -1) }
         s.state = state
+        if listed { countInProject(s, +1) }
     }
 
     private func index(of state: CollectorStore.AgentState) -> Int {
@@ -417,11 +436,15 @@ extension SessionManager: AgentSessionContext {
             // The same agent again (a reconnect whose old TCP connection we
             // have not seen die): the newer session wins. It is registered
             // first, so the old one's close does not mark the agent gone.
+            countInProject(old, -1)
             agents[id] = s
+            countInProject(s, +1)
             stats.sessionsReplaced &+= 1
             old.close(.local, error: ErrorRecord(code: .duplicateAgent, message: "a newer session of this agent connected"))
+        } else {
+            agents[id] = s
+            countInProject(s, +1)
         }
-        agents[id] = s
         Log.debug("session established", ["agent": id, "project": s.projectName, "peer": "\(s.peer)"])
         let now = Clock.wallMillis()
         store.agentConnected(AgentHello(id: id, projectId: s.projectId, name: hello.name, hostname: hello.host,
@@ -483,6 +506,7 @@ extension SessionManager: AgentSessionContext {
         stateCounts[index(of: s.state)] -= 1
         guard agents[id] === s else { return }  // replaced by a newer session
         agents.removeValue(forKey: id)
+        countInProject(s, -1)
         Log.debug("session closed", ["agent": id, "reason": "\(reason)"])
         flushStatus(s, live: false)   // its latest Status, before the state that says it is gone
         store.setAgentState(agent: id, state: .notVisible, messages: [], at: Clock.wallMillis()) { [weak self] r in
