@@ -7,8 +7,14 @@
 #            prints the progress lines (records/s acknowledged per 5 s) and the verify line.
 #   density: AGENTS (10000) sessions ramp at 5,000 connects/s and hold for SECONDS (20);
 #            prints the ramp line, RSS per session and vigil-load's Ping round trips.
-# Both print the collector's loop lag quantiles since start. Release binaries must be
-# built (scripts/load.sh builds them). Ports: PORT (27700) and PORT+80. KEEP=1 keeps the
+# Both print the collector's loop lag quantiles since start, its page faults, and its slow
+# loop iterations: SLOW_MS (default 50) is the collector's loop_slow_iteration_ms; the count
+# and the logged lines (what ran in each, docs/COLLECTOR.md "Slow loop iterations") are printed.
+# A collector that does not know the key (an older build) is run without it. /metrics is
+# scraped every SCRAPE_S seconds (5; 0: only at the end) during the step, as a Prometheus
+# would, and the slowest scrape is printed. Release binaries must be
+# built (scripts/load.sh builds them); BIN=DIR runs the binaries in DIR instead (e.g. an older
+# build, for a before/after comparison). Ports: PORT (27700) and PORT+80. KEEP=1 keeps the
 # temporary directory (the database, logs) and prints its path.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,7 +29,7 @@ esac
 seconds=${3:-20}
 PORT=${PORT:-27700}
 HTTP=$((PORT + 80))
-BIN=$(swift build -c release --show-bin-path)
+BIN=${BIN:-$(swift build -c release --show-bin-path)}
 for b in vigil-collector vigil-load; do
     [ -x "$BIN/$b" ] || { echo "collector-alone.sh: $BIN/$b missing; run: swift build -c release --product $b" >&2; exit 1; }
 done
@@ -39,14 +45,29 @@ trap 'exit 130' INT TERM
 # Every simulated agent connects from one address: the per-address handshake limit is raised.
 printf 'listen = 127.0.0.1:%s\nhttp_listen = 127.0.0.1:%s\ndata_dir = %s/collector\nmax_clients = %s\nmax_handshakes_per_address = %s\n' \
     "$PORT" "$HTTP" "$DIR" $((agents + 1000)) $((agents + 1000)) > "$DIR/c.conf"
+help=$("$BIN/vigil-collector" --help 2>&1 || true)
+if [[ $help == *loop_slow_iteration_ms* ]]; then
+    echo "loop_slow_iteration_ms = ${SLOW_MS:-50}" >> "$DIR/c.conf"
+fi
 "$BIN/vigil-collector" keys create --project load --create-project --config "$DIR/c.conf" > "$DIR/key" 2>/dev/null
 "${PIN1[@]}" "$BIN/vigil-collector" run --config "$DIR/c.conf" 2> "$DIR/c.log" &
 C=$!
 PIDS+=("$C")
-for _ in $(seq 100); do grep -q " ready " "$DIR/c.log" && break; sleep 0.1; done
+for _ in $(seq 100); do grep -qs " ready " "$DIR/c.log" && break; sleep 0.1; done
 grep -q " ready " "$DIR/c.log" || { cat "$DIR/c.log" >&2; exit 1; }
 rss0=$(awk '/^VmRSS/ {print $2}' "/proc/$C/status")
+# minflt and majflt: fields 10 and 12 of /proc/PID/stat (after the parenthesised name).
+faults() { sed 's/.*) //' "/proc/$C/stat" | awk '{print $8, $10}'; }
+read -r minflt0 majflt0 < <(faults)
 
+SCRAPER=
+if [ "${SCRAPE_S:-5}" != 0 ]; then
+    ( while sleep "${SCRAPE_S:-5}"; do
+          curl -s -o /dev/null -w '%{time_total}\n' "http://127.0.0.1:$HTTP/metrics" >> "$DIR/scrapes" || true
+      done ) &
+    SCRAPER=$!
+    PIDS+=("$SCRAPER")
+fi
 common=(--key-file "$DIR/key" --collector "127.0.0.1:$PORT" --agents "$agents" --duration "$seconds"
         --ledger "$DIR/ledger" --json "$DIR/out.json" --prefix "$mode")
 if [ "$mode" = ingest ]; then
@@ -60,5 +81,12 @@ else
     awk -v a="$rss0" -v b="$rss1" -v n="$agents" 'BEGIN {printf "collector RSS %d -> %d KiB: %.2f KiB per session\n", a, b, (b - a) / n}'
     tail -1 "$DIR/load.out" | tr ' ' '\n' | grep -E '^ping_rtt_(p50|p99|max)_ms='
 fi
-curl -sf "http://127.0.0.1:$HTTP/metrics" | grep -E '^vigil_loop_lag_seconds\{' \
+read -r minflt1 majflt1 < <(faults)
+if [ -n "$SCRAPER" ]; then kill "$SCRAPER" 2>/dev/null || true; fi
+[ -s "$DIR/scrapes" ] && sort -n "$DIR/scrapes" | awk '{n++; m=$1} END {printf "metrics scrapes during the step: %d, slowest %.1f ms\n", n, m * 1000}'
+curl -sf "http://127.0.0.1:$HTTP/metrics" > "$DIR/metrics"
+grep -E '^vigil_loop_lag_seconds\{' "$DIR/metrics" \
     | awk '{printf "collector loop lag %s %.2f ms\n", $1, $2 * 1000}' | sed 's/vigil_loop_lag_seconds//'
+echo "collector page faults during the step: minor $((minflt1 - minflt0)), major $((majflt1 - majflt0))"
+grep -E '^vigil_loop_(slow_iterations|callbacks_timed|iterations)_total ' "$DIR/metrics" | sed 's/^/collector /' || true
+grep ' slow loop iteration ' "$DIR/c.log" | sed 's/^[^ ]* warn //' || true

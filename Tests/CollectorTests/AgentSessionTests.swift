@@ -51,6 +51,12 @@ private final class ScriptedContext: AgentSessionContext {
     func handshakeFailed(_ s: AgentSession, _ failure: HandshakeFailure) { failures.append(failure) }
     func sessionEstablished(_ s: AgentSession, hello: Hello?) { established += 1 }
     func mayRead(_ s: AgentSession) -> Bool { true }
+    var finishesAllowed = true
+    var finishesRefused = 0
+    func mayFinishHandshake(_ s: AgentSession) -> Bool {
+        if !finishesAllowed { finishesRefused += 1 }
+        return finishesAllowed
+    }
     func didRead(_ s: AgentSession, bytes: Int) { bytesIn += bytes }
     func received(_ record: Record, from s: AgentSession) { records.append(record) }
     func didWrite(_ s: AgentSession, bytes: Int) {}
@@ -145,6 +151,31 @@ final class AgentSessionTests: XCTestCase {
         send(fd, take(client.outbound))
         iterations(loop)
         XCTAssertEqual(context.records, [.status(Status(timestampMs: 5, state: .capturing))])
+        XCTAssertTrue(context.failures.isEmpty)
+    }
+
+    /// Message 3 is read only when the context allows a handshake to finish
+    /// in this iteration; refused, it waits in the kernel for an input turn.
+    func testMessage3WaitsForATurnWhenTheFinishBudgetIsSpent() throws {
+        let (loop, context, s, fd) = try start()
+        defer { close(fd) }
+        let client = client()
+        try client.start()
+        send(fd, take(client.outbound))
+        iterations(loop)
+        s.keysArrived(.keys(HandshakeKeys(projectId: 7, active: [psk], revoked: [])))
+        XCTAssertEqual(context.finishesRefused, 0, "message 1 is not bounded by it")
+        context.finishesAllowed = false
+        message3(loop, fd, client)
+        XCTAssertEqual(s.phase, .handshake, "message 3 not read")
+        XCTAssertEqual(context.finishesRefused, 1, "asked once, then paused")
+        XCTAssertTrue(context.admitted.isEmpty)
+
+        context.finishesAllowed = true
+        s.resumeInput()
+        iterations(loop)
+        XCTAssertEqual(s.phase, .established)
+        XCTAssertEqual(context.established, 1)
         XCTAssertTrue(context.failures.isEmpty)
     }
 

@@ -193,6 +193,13 @@ final class SessionIntegrationTests: XCTestCase {
         new.send([.status(Status(timestampMs: 1, state: .stopped))])
         XCTAssertTrue(c.eventually { (c.api("GET", "/agents/twin").object["state"] as? String) == "stopped" })
         XCTAssertEqual(c.api("GET", "/agents/twin").object["connected"] as? Bool, true)
+        // /metrics counts the agent once, in the newer session's state.
+        XCTAssertTrue(c.eventually { c.metric("vigil_agents{project=\"acme\",state=\"stopped\"}") == 1 })
+        XCTAssertEqual(c.metric("vigil_agents{project=\"acme\",state=\"connecting\"}"), 0)
+        XCTAssertEqual(c.metric("vigil_agents{project=\"acme\",state=\"not_visible\"}"), 0)
+        close(new.fd)
+        XCTAssertTrue(c.eventually { c.metric("vigil_agents{project=\"acme\",state=\"not_visible\"}") == 1 })
+        XCTAssertEqual(c.metric("vigil_agents{project=\"acme\",state=\"stopped\"}"), 0)
     }
 
     /// The agent's view of "between receive and ack": it sent a batch and

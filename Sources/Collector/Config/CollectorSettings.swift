@@ -48,6 +48,8 @@ public struct CollectorSettings: Sendable {
     /// Seconds between samples of the collector's own health.
     public var selfMetricsInterval: Double
     public var selfMetricsRetentionDays: Int
+    /// Loop iterations at least this long (seconds) are logged with what ran; 0: off.
+    public var loopSlowIteration: Double
     /// Capture uploads: the largest, and how many at once.
     public var uploadMaxBytes: Int64
     public var uploadMaxConcurrent: Int
@@ -134,6 +136,7 @@ public struct CollectorSettings: Sendable {
         agentRetentionDays = c.int("agent_retention_days")
         selfMetricsInterval = Double(c.int("self_metrics_interval_ms")) / 1000
         selfMetricsRetentionDays = c.int("self_metrics_retention_days")
+        loopSlowIteration = Double(c.int("loop_slow_iteration_ms")) / 1000
         uploadMaxBytes = Int64(c.int("upload_max_bytes"))
         uploadMaxConcurrent = c.int("upload_max_concurrent")
         consoleDir = c.string("console_dir")

@@ -136,6 +136,12 @@ enum CollectorMetrics {
 
         summary("vigil_loop_lag_seconds", "Time the loop was busy before polling again.", loop.lag)
         p.single("vigil_loop_iterations_total", "counter", "Event loop iterations.", Double(loop.iteration))
+        p.single("vigil_loop_slow_iterations_total", "counter",
+                 "Loop iterations at least loop_slow_iteration_ms long (each logged with what ran, rate-limited).",
+                 Double(loop.profile.slowIterations))
+        p.single("vigil_loop_callbacks_timed_total", "counter",
+                 "Loop callbacks timed for the slow-iteration log (0 while loop_slow_iteration_ms is 0).",
+                 Double(loop.profile.callbacksTimed))
 
         p.single("process_open_fds", "gauge", "Open file descriptors.", Double(ProcessLimits.openDescriptorCount()))
         p.single("process_max_fds", "gauge", "The descriptor limit.", Double(ProcessLimits.descriptorLimit()))

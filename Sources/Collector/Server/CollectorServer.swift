@@ -98,6 +98,7 @@ public final class CollectorServer {
     public func start() throws(StartError) {
         Log.level = settings.logLevel
         Log.format = settings.logFormat
+        loop.profile.thresholdMicros = UInt64(settings.loopSlowIteration * 1e6)
         Log.info("vigil-collector starting", ["pid": "\(getpid())", "config": configPath ?? "(none)"])
         tuneDescriptors()
 
@@ -252,11 +253,11 @@ public final class CollectorServer {
         hup.start()
         signals.append(hup)
 
-        let report = TimerWatcher(loop: loop) { [unowned self] _ in self.selfReport() }
+        let report = TimerWatcher(loop: loop, label: "self-report") { [unowned self] _ in self.selfReport() }
         report.start(after: CollectorServer.reportInterval, repeat: CollectorServer.reportInterval)
         reportTimer = report
         lastReport = snapshot()
-        let window = TimerWatcher(loop: loop) { [unowned self] _ in
+        let window = TimerWatcher(loop: loop, label: "metrics summary window") { [unowned self] _ in
             guard let manager = self.manager, let store = self.store else { return }
             self.summaryWindows.tick(CollectorMetrics.histograms(manager: manager, store: store, loop: self.loop))
         }
@@ -423,6 +424,9 @@ public final class CollectorServer {
             case "self_metrics_retention_days":
                 s.selfMetricsRetentionDays = freshSettings.selfMetricsRetentionDays
                 store?.selfMetricsRetentionDays = s.selfMetricsRetentionDays
+            case "loop_slow_iteration_ms":
+                s.loopSlowIteration = freshSettings.loopSlowIteration
+                loop.profile.thresholdMicros = UInt64(s.loopSlowIteration * 1e6)
             case "log_level":
                 s.logLevel = freshSettings.logLevel
                 Log.level = s.logLevel

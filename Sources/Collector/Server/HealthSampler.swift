@@ -49,7 +49,7 @@ final class HealthSampler {
     /// Samples every `interval` seconds from now on (restarts the timer).
     func start(interval: Double) {
         timer?.stop()
-        let t = TimerWatcher(loop: loop) { [weak self] _ in self?.sample() }
+        let t = TimerWatcher(loop: loop, label: "self-metrics sampler") { [weak self] _ in self?.sample() }
         t.start(after: interval, repeat: interval)
         timer = t
     }

@@ -50,7 +50,7 @@ final class RemoteWriteFeed {
         self.sender = sender
         self.maxSeries = maxSeries
         drain = DeferOnce(loop: loop) { [weak self] in self?.convertSome() }
-        let t = TimerWatcher(loop: loop) { [weak self] _ in self?.states(agentStates()) }
+        let t = TimerWatcher(loop: loop, label: "remote-write agent states") { [weak self] _ in self?.states(agentStates()) }
         t.start(after: 1, repeat: RemoteWriteFeed.stateInterval)
         stateTimer = t
     }

@@ -65,6 +65,9 @@ final class AgentSession: TCPConnectionHandler, DeadlineEntry, ConnectedAgent, C
     private var keys: HandshakeKeys?
     /// Queued for a handshake turn.
     private var awaitingTurn = false
+    /// Message 2 went out: the next read carries message 3 (its last DH,
+    /// the key trials, the admission), which the handshake budget bounds.
+    private var message2Sent = false
     /// Message 3 proved who the agent is; the registry's answer is awaited
     /// with the Welcome it will get (`verifyIdentity`).
     private var pendingAccept: (hello: Hello, welcome: Welcome)?
@@ -136,7 +139,11 @@ final class AgentSession: TCPConnectionHandler, DeadlineEntry, ConnectedAgent, C
     // MARK: TCPConnectionHandler
 
     func connectionWillRead(_ c: TCPConnection) {
-        guard phase == .established, !context.mayRead(self) else { return }
+        switch phase {
+        case .established: guard !context.mayRead(self) else { return }
+        case .handshake: guard message2Sent, !context.mayFinishHandshake(self) else { return }
+        case .closing, .closed: return
+        }
         inputWaiting = true
         c.pauseReading()
     }
@@ -240,6 +247,7 @@ final class AgentSession: TCPConnectionHandler, DeadlineEntry, ConnectedAgent, C
         guard let wire, let keys else { return }
         wire.provideKeys(keys.candidates) { event in self.handle(event) }
         guard phase == .handshake else { return }
+        message2Sent = true
         flushOutbound()
         connection?.resumeReading()
     }

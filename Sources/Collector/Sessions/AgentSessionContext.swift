@@ -46,6 +46,10 @@ protocol AgentSessionContext: AnyObject {
     /// Whether `s` may try its keys in this iteration. When not, it waits
     /// and `s.handshakeTurn()` is called on a later iteration.
     func mayHandshake(_ s: AgentSession) -> Bool
+    /// Whether `s`, message 2 sent, may read (and so finish its handshake
+    /// on message 3) in this iteration. When not, it waits and
+    /// `s.resumeInput()` is called on a later iteration.
+    func mayFinishHandshake(_ s: AgentSession) -> Bool
     /// Message 3 proved `key` for the Hello's agent id: enroll it or check
     /// it against the registry; answer with `s.identityAnswered(_:)` on a
     /// later iteration. Nothing about the agent is written before this.

@@ -72,7 +72,7 @@ final class DeadlineWheel<Entry: DeadlineEntry> {
         heads[slot] = entry
         count += 1
         if timer == nil {
-            timer = TimerWatcher(loop: loop) { [unowned self] _ in self.tick() }
+            timer = TimerWatcher(loop: loop, label: "deadline wheel") { [unowned self] _ in self.tick() }
         }
         if !timer!.isActive { timer!.start(after: granularity, repeat: granularity) }
     }

@@ -31,7 +31,7 @@ final class KeyRevocations {
         self.store = store
         self.close = close
         since = Clock.wallMillis() - KeyRevocations.overlapMs
-        timer = TimerWatcher(loop: loop) { [unowned self] _ in self.check() }
+        timer = TimerWatcher(loop: loop, label: "key revocations") { [unowned self] _ in self.check() }
     }
 
     func start() { timer.start(after: KeyRevocations.interval, repeat: KeyRevocations.interval) }

@@ -115,7 +115,7 @@ extension SQLiteStore {
         agentRetentionDays = agentDays
         selfMetricsRetentionDays = selfMetricsDays
         retentionTimer?.stop()
-        let t = TimerWatcher(loop: loop) { [weak self] _ in self?.retentionTick() }
+        let t = TimerWatcher(loop: loop, label: "store retention") { [weak self] _ in self?.retentionTick() }
         t.start(after: firstAfter, repeat: interval)
         retentionTimer = t
     }

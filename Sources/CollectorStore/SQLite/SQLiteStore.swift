@@ -61,14 +61,15 @@ public final class SQLiteStore: MeasurementStore {
     private let writer: SQLiteWriter
     private lazy var worker = WorkerThread<StoreJob>(
         loop: loop, name: "vigil-store", nice: options.writerNice,
+        label: "store completions",
         process: { [writer] thread, jobs in writer.process(jobs) { thread.finish($0) } },
         completed: { [weak self] jobs in self?.completed(jobs) })
     /// Jobs queued during this loop iteration, handed to the writer at once.
     private var outbox: [StoreJob] = []
-    private lazy var handOff = DeferOnce(loop: loop) { [weak self] in self?.handOffJobs() }
+    private lazy var handOff = DeferOnce(loop: loop, label: "store hand-off") { [weak self] in self?.handOffJobs() }
     /// Finished jobs whose completions have not run yet.
     private var completions = RingBuffer<StoreJob>(capacity: 1024, overflow: .grow)
-    private lazy var moreCompletions = DeferOnce(loop: loop) { [weak self] in self?.runCompletions() }
+    private lazy var moreCompletions = DeferOnce(loop: loop, label: "store completions") { [weak self] in self?.runCompletions() }
     var retentionTimer: TimerWatcher?
     var retentionRunning = false
     private enum Phase { case open, closing, closed }

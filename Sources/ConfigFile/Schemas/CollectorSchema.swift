@@ -73,6 +73,9 @@ public enum CollectorSchema {
                   help: "days without a session after which an agent is forgotten (its row, history and overrides); 0 keeps every agent"),
         ConfigKey("self_metrics_interval_ms", .milliseconds(100...3_600_000), default: "10000", live: true,
                   help: "how often the collector stores a sample of its own health (GET /api/v1/collector/history)"),
+        ConfigKey("loop_slow_iteration_ms", .milliseconds(0...60_000), default: "50", live: true,
+                  help: "a loop iteration at least this long is counted and logged (rate-limited) with the callbacks that ran "
+                      + "in it and their times; 0 turns it and the per-callback timing off"),
         ConfigKey("self_metrics_retention_days", .integer(0...36_500), default: "7", live: true,
                   help: "days of the collector's own health history kept; 0 keeps everything"),
         ConfigKey("upload_max_bytes", .integer(1...1_099_511_627_776), default: "1073741824", live: true,

@@ -11,20 +11,26 @@
 public final class DeferOnce {
     private unowned let loop: EventLoop
     private let work: () -> Void
+    /// IterationProfile's call site, interned once.
+    private let site: Int32
     /// Queued and not yet run.
     public private(set) var isScheduled = false
 
-    public init(loop: EventLoop, _ work: @escaping () -> Void) {
+    /// `label` names the work in slow-iteration reports (IterationProfile);
+    /// without one it is named by where the DeferOnce was made.
+    public init(loop: EventLoop, label: String? = nil, file: StaticString = #fileID, line: UInt = #line,
+                _ work: @escaping () -> Void) {
         self.loop = loop
         self.work = work
+        site = loop.profile.site("deferred", label: label, file: file, line: line)
     }
 
     public func schedule() {
         guard !isScheduled else { return }
         isScheduled = true
-        loop.defer { [self] in
+        loop.deferred.enqueue({ [self] in
             isScheduled = false
             work()
-        }
+        }, site: site)
     }
 }

@@ -15,7 +15,13 @@ public final class DeferredQueue {
     public private(set) var ran: UInt64 = 0
     public private(set) var carriedOver: UInt64 = 0
 
-    private var items = RingBuffer<() -> Void>(capacity: 256, overflow: .grow)
+    private struct Slice {
+        var work: () -> Void
+        /// IterationProfile's call site, -1 for none.
+        var site: Int32
+    }
+    private var items = RingBuffer<Slice>(capacity: 256, overflow: .grow)
+    private weak var profile: IterationProfile?
     // The raw ev_loop, not the EventLoop: the loop owns this queue, and a
     // reference back would make a cycle — no EventLoop would ever be freed,
     // nor its epoll descriptor closed by ev_loop_destroy.
@@ -37,6 +43,7 @@ public final class DeferredQueue {
 
     func attach(to loop: EventLoop) {
         raw = loop.raw
+        profile = loop.profile
         let me = Unmanaged.passUnretained(self).toOpaque()
         cev_check_init(check) { _, w, _ in
             Unmanaged<DeferredQueue>.fromOpaque(cev_data(w!)!).takeUnretainedValue().drain()
@@ -53,8 +60,8 @@ public final class DeferredQueue {
         self.raw = nil
     }
 
-    func enqueue(_ work: @escaping () -> Void) {
-        items.append(work)
+    func enqueue(_ work: @escaping () -> Void, site: Int32 = -1) {
+        items.append(Slice(work: work, site: site))
         guard let raw, cev_is_active(idle) == 0 else { return }
         ev_check_start(raw, check)
         ev_idle_start(raw, idle)
@@ -63,9 +70,15 @@ public final class DeferredQueue {
     private func drain() {
         let n = min(items.count, budget)
         for _ in 0..<n {
-            guard let work = items.popFirst() else { break }
+            guard let slice = items.popFirst() else { break }
             ran &+= 1
-            work()
+            if let profile, profile.enabled {
+                let t = profile.begin()
+                slice.work()
+                profile.end(slice.site, t)
+            } else {
+                slice.work()
+            }
         }
         guard let raw else { return }
         if items.isEmpty {

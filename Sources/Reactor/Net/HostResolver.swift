@@ -106,7 +106,7 @@ public final class HostResolver {
         self.waitingLimit = waitingLimit
         self.idleSeconds = idleSeconds
         self.lookup = lookup
-        deliverReady = DeferOnce(loop: loop) { [weak self] in self?.deliverAnswered() }
+        deliverReady = DeferOnce(loop: loop, label: "dns answers") { [weak self] in self?.deliverAnswered() }
     }
 
     deinit {
@@ -238,7 +238,7 @@ private final class ResolverThreads {
             }
             worker.finish(batch)
         }, completed: { [self] requests in completed(requests) })
-        idleTimer = TimerWatcher(loop: loop) { [weak self] _ in self?.stopIfIdle() }
+        idleTimer = TimerWatcher(loop: loop, label: "dns idle") { [weak self] _ in self?.stopIfIdle() }
     }
 
     var isRunning: Bool { worker?.isStarted ?? false }

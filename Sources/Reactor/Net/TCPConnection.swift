@@ -73,6 +73,10 @@ public final class TCPConnection: CustomStringConvertible {
         /// closes the connection with `.error` naming bind(2). nil: the
         /// kernel picks address and port.
         public var localAddress: SocketAddress?
+        /// What the connection is, in slow-iteration reports
+        /// (IterationProfile): its reads and writes show as "io LABEL",
+        /// its end-of-iteration flushes as "deferred LABEL".
+        public var label = "tcp"
 
         public init() {}
     }
@@ -130,6 +134,8 @@ public final class TCPConnection: CustomStringConvertible {
     private var deferredScheduled = false
     private var writabilityNoticePending = false
     private var redeliverPending = false
+    /// IterationProfile's site of `runDeferred`, interned once.
+    private let flushSite: Int32
 
     private init(loop: EventLoop, peer: SocketAddress, state: State, options: Options, handler: TCPConnectionHandler) {
         precondition(options.readBudget > 0 && options.writeBudget > 0, "TCPConnection budgets must be positive")
@@ -140,6 +146,7 @@ public final class TCPConnection: CustomStringConvertible {
         self.state = state
         self.options = options
         self.handler = handler
+        flushSite = loop.profile.site("deferred", label: options.label, file: #fileID, line: #line)
         selfRetain = Unmanaged.passRetained(self)
     }
 
@@ -293,7 +300,7 @@ public final class TCPConnection: CustomStringConvertible {
     // MARK: the watcher
 
     private func makeWatcher() -> IOWatcher {
-        IOWatcher(loop: loop, fd: fd, events: .read) { [unowned self] _, events in self.ready(events) }
+        IOWatcher(loop: loop, fd: fd, events: .read, label: options.label) { [unowned self] _, events in self.ready(events) }
     }
 
     private func configureSocket() throws {
@@ -461,7 +468,7 @@ public final class TCPConnection: CustomStringConvertible {
     private func scheduleDeferred() {
         guard !deferredScheduled, state != .closed else { return }
         deferredScheduled = true
-        loop.defer { [self] in self.runDeferred() }
+        loop.defer(site: flushSite) { [self] in self.runDeferred() }
     }
 
     /// End-of-iteration work: flush what this iteration's writes queued,
@@ -542,7 +549,7 @@ public final class TCPConnection: CustomStringConvertible {
 
     private func armTimer(after seconds: Double) {
         if timer == nil {
-            timer = TimerWatcher(loop: loop) { [unowned self] _ in self.timerFired() }
+            timer = TimerWatcher(loop: loop, label: options.label) { [unowned self] _ in self.timerFired() }
         }
         timer!.start(after: seconds)
     }

@@ -107,7 +107,7 @@ public final class TCPListener {
                      ["listen": "\(localAddress)", "backlog": "\(options.backlog)", "somaxconn": "\(cap)"])
         }
         if options.reserveDescriptor { reopenReserve() }
-        io = IOWatcher(loop: loop, fd: fd, events: .read) { [unowned self] _, _ in self.acceptBatch() }
+        io = IOWatcher(loop: loop, fd: fd, events: .read, label: "accept") { [unowned self] _, _ in self.acceptBatch() }
     }
 
     deinit { close() }
@@ -220,7 +220,7 @@ public final class TCPListener {
         io.stop()
         logLimited("accept: pausing for \(options.pauseOnError) s", e)
         if resumeTimer == nil {
-            resumeTimer = TimerWatcher(loop: loop) { [unowned self] _ in self.resume() }
+            resumeTimer = TimerWatcher(loop: loop, label: "accept resume") { [unowned self] _ in self.resume() }
         }
         resumeTimer!.start(after: options.pauseOnError)
     }

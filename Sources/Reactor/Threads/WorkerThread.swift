@@ -54,8 +54,10 @@ public final class WorkerThread<Job>: @unchecked Sendable {
 
     /// `threads` workers, each taking at most `batchLimit` queued jobs at a
     /// time; `nice` above 0 lets the loop thread win a shared core.
+    /// `label` names the completions in slow-iteration reports
+    /// (IterationProfile); by default "NAME completions".
     public init(loop: EventLoop, name: String, threads: Int = 1, batchLimit: Int = .max, nice: Int32 = 0,
-                process: @escaping Process, completed: @escaping Completed) {
+                label: String? = nil, process: @escaping Process, completed: @escaping Completed) {
         precondition(threads >= 1 && batchLimit >= 1)
         self.name = name
         self.threadCount = threads
@@ -69,7 +71,7 @@ public final class WorkerThread<Job>: @unchecked Sendable {
         pthread_cond_init(wakeWorkers, nil)
         // The watcher holds the worker weakly: the loop's retain on an
         // active watcher must not keep a dropped worker alive.
-        wake = AsyncWatcher(loop: loop) { [weak self] _ in self?.deliver() }
+        wake = AsyncWatcher(loop: loop, label: label ?? "\(name) completions") { [weak self] _ in self?.deliver() }
     }
 
     deinit {

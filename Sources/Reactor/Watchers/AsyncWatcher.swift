@@ -10,14 +10,20 @@ public final class AsyncWatcher: @unchecked Sendable {
     public var callback: Callback
     private let w: UnsafeMutablePointer<ev_async>
     private var retention = Retention()
+    /// This watcher's call site in slow-iteration reports (IterationProfile).
+    public let site: Int32
 
-    public init(loop: EventLoop, callback: @escaping Callback) {
+    public init(loop: EventLoop, label: String? = nil, file: StaticString = #fileID, line: UInt = #line,
+                callback: @escaping Callback) {
         self.loop = loop
         self.callback = callback
+        site = loop.profile.site("async", label: label, file: file, line: line)
         w = .allocate(capacity: 1)
         cev_async_init(w, { _, w, _ in
             let me = Unmanaged<AsyncWatcher>.fromOpaque(cev_data(w!)!).takeUnretainedValue()
+            let profile = me.loop.profile, site = me.site, t = profile.begin()
             me.callback(me)
+            profile.end(site, t)
         })
         cev_set_data(w, Unmanaged.passUnretained(self).toOpaque())
     }

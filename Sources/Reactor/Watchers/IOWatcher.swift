@@ -12,14 +12,20 @@ public final class IOWatcher {
     public var callback: Callback
     private let w: UnsafeMutablePointer<ev_io>
     private var retention = Retention()
+    /// This watcher's call site in slow-iteration reports (IterationProfile).
+    public let site: Int32
 
-    public init(loop: EventLoop, fd: Int32, events: IOEvents, callback: @escaping Callback) {
+    public init(loop: EventLoop, fd: Int32, events: IOEvents, label: String? = nil, file: StaticString = #fileID, line: UInt = #line,
+                callback: @escaping Callback) {
         self.loop = loop
         self.callback = callback
+        site = loop.profile.site("io", label: label, file: file, line: line)
         w = .allocate(capacity: 1)
         cev_io_init(w, { _, w, revents in
             let me = Unmanaged<IOWatcher>.fromOpaque(cev_data(w!)!).takeUnretainedValue()
+            let profile = me.loop.profile, site = me.site, t = profile.begin()
             me.callback(me, IOEvents(rawValue: revents & 0x03))
+            profile.end(site, t)
         }, fd, events.rawValue)
         cev_set_data(w, Unmanaged.passUnretained(self).toOpaque())
     }

@@ -12,14 +12,20 @@ public final class IdleWatcher {
     public var callback: Callback
     private let w: UnsafeMutablePointer<ev_idle>
     private var retention = Retention()
+    /// This watcher's call site in slow-iteration reports (IterationProfile).
+    public let site: Int32
 
-    public init(loop: EventLoop, priority: Int32 = 0, callback: @escaping Callback) {
+    public init(loop: EventLoop, priority: Int32 = 0, label: String? = nil, file: StaticString = #fileID, line: UInt = #line,
+                callback: @escaping Callback) {
         self.loop = loop
         self.callback = callback
+        site = loop.profile.site("idle", label: label, file: file, line: line)
         w = .allocate(capacity: 1)
         cev_idle_init(w, { _, w, _ in
             let me = Unmanaged<IdleWatcher>.fromOpaque(cev_data(w!)!).takeUnretainedValue()
+            let profile = me.loop.profile, site = me.site, t = profile.begin()
             me.callback(me)
+            profile.end(site, t)
         })
         cev_set_priority(w, priority)
         cev_set_data(w, Unmanaged.passUnretained(self).toOpaque())
@@ -52,14 +58,20 @@ public final class CheckWatcher {
     public var callback: Callback
     private let w: UnsafeMutablePointer<ev_check>
     private var retention = Retention()
+    /// This watcher's call site in slow-iteration reports (IterationProfile).
+    public let site: Int32
 
-    public init(loop: EventLoop, priority: Int32 = 0, callback: @escaping Callback) {
+    public init(loop: EventLoop, priority: Int32 = 0, label: String? = nil, file: StaticString = #fileID, line: UInt = #line,
+                callback: @escaping Callback) {
         self.loop = loop
         self.callback = callback
+        site = loop.profile.site("check", label: label, file: file, line: line)
         w = .allocate(capacity: 1)
         cev_check_init(w, { _, w, _ in
             let me = Unmanaged<CheckWatcher>.fromOpaque(cev_data(w!)!).takeUnretainedValue()
+            let profile = me.loop.profile, site = me.site, t = profile.begin()
             me.callback(me)
+            profile.end(site, t)
         })
         cev_set_priority(w, priority)
         cev_set_data(w, Unmanaged.passUnretained(self).toOpaque())
@@ -92,14 +104,20 @@ public final class PrepareWatcher {
     public var callback: Callback
     private let w: UnsafeMutablePointer<ev_prepare>
     private var retention = Retention()
+    /// This watcher's call site in slow-iteration reports (IterationProfile).
+    public let site: Int32
 
-    public init(loop: EventLoop, priority: Int32 = 0, callback: @escaping Callback) {
+    public init(loop: EventLoop, priority: Int32 = 0, label: String? = nil, file: StaticString = #fileID, line: UInt = #line,
+                callback: @escaping Callback) {
         self.loop = loop
         self.callback = callback
+        site = loop.profile.site("prepare", label: label, file: file, line: line)
         w = .allocate(capacity: 1)
         cev_prepare_init(w, { _, w, _ in
             let me = Unmanaged<PrepareWatcher>.fromOpaque(cev_data(w!)!).takeUnretainedValue()
+            let profile = me.loop.profile, site = me.site, t = profile.begin()
             me.callback(me)
+            profile.end(site, t)
         })
         cev_set_priority(w, priority)
         cev_set_data(w, Unmanaged.passUnretained(self).toOpaque())

@@ -11,15 +11,21 @@ public final class SignalWatcher {
     public var callback: Callback
     private let w: UnsafeMutablePointer<ev_signal>
     private var retention = Retention()
+    /// This watcher's call site in slow-iteration reports (IterationProfile).
+    public let site: Int32
 
-    public init(loop: EventLoop, signal: Int32, callback: @escaping Callback) {
+    public init(loop: EventLoop, signal: Int32, label: String? = nil, file: StaticString = #fileID, line: UInt = #line,
+                callback: @escaping Callback) {
         self.loop = loop
         self.signal = signal
         self.callback = callback
+        site = loop.profile.site("signal", label: label, file: file, line: line)
         w = .allocate(capacity: 1)
         cev_signal_init(w, { _, w, _ in
             let me = Unmanaged<SignalWatcher>.fromOpaque(cev_data(w!)!).takeUnretainedValue()
+            let profile = me.loop.profile, site = me.site, t = profile.begin()
             me.callback(me)
+            profile.end(site, t)
         }, signal)
         cev_set_data(w, Unmanaged.passUnretained(self).toOpaque())
     }

@@ -13,14 +13,20 @@ public final class TimerWatcher {
     public var callback: Callback
     private let w: UnsafeMutablePointer<ev_timer>
     private var retention = Retention()
+    /// This watcher's call site in slow-iteration reports (IterationProfile).
+    public let site: Int32
 
-    public init(loop: EventLoop, callback: @escaping Callback) {
+    public init(loop: EventLoop, label: String? = nil, file: StaticString = #fileID, line: UInt = #line,
+                callback: @escaping Callback) {
         self.loop = loop
         self.callback = callback
+        site = loop.profile.site("timer", label: label, file: file, line: line)
         w = .allocate(capacity: 1)
         cev_timer_init(w, { _, w, _ in
             let me = Unmanaged<TimerWatcher>.fromOpaque(cev_data(w!)!).takeUnretainedValue()
+            let profile = me.loop.profile, site = me.site, t = profile.begin()
             me.callback(me)
+            profile.end(site, t)
             if cev_is_active(me.w) == 0 { me.retention.release(for: me.loop) }
         }, 0, 0)
         cev_set_data(w, Unmanaged.passUnretained(self).toOpaque())
