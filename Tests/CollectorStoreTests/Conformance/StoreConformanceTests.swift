@@ -894,7 +894,7 @@ final class StoreConformanceTests: XCTestCase {
             }
             // Buckets of 30 s from 10 s: [10,40) [40,70) [70,100), until 80 s excluded.
             var q = CollectorHistoryQuery(since: 10_000, until: 80_000, stepMs: 30_000)
-            var h = try f.wait { f.store.collectorHistory(q, completion: $0) }
+            let h = try f.wait { f.store.collectorHistory(q, completion: $0) }
             XCTAssertEqual(h.map(\.ts), [10_000, 40_000, 70_000])
             XCTAssertEqual(h.map(\.intervalMs), [30_000, 30_000, 10_000])
             XCTAssertEqual(h.map(\.sessionsEstablished), [2, 5, 7], "gauges: the mean")

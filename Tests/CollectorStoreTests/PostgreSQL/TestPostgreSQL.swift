@@ -65,6 +65,20 @@ final class TestPostgreSQL {
         return String(cString: PQgetvalue(r, 0, 0))
     }
 
+    /// Every row of `sql` as text (NULL as nil), or the server's error.
+    func rows(_ sql: String, in database: String) -> Result<[[String?]], PGQueryFailure> {
+        guard let c = PQconnectdb(socketConninfo(database)) else { return .failure(PGQueryFailure(message: "out of memory")) }
+        defer { PQfinish(c) }
+        let r = PQexec(c, sql)
+        defer { PQclear(r) }
+        guard PQresultStatus(r) == PGRES_TUPLES_OK else {
+            return .failure(PGQueryFailure(message: r.map { String(cString: PQresultErrorMessage($0)) } ?? "no result"))
+        }
+        return .success((0..<PQntuples(r)).map { row in
+            (0..<PQnfields(r)).map { col in PQgetisnull(r, row, col) != 0 ? nil : String(cString: PQgetvalue(r, row, col)) }
+        })
+    }
+
     /// `pg_ctl stop -m fast` (pause) or start again on the same port (resume).
     func pause() { precondition(Self.script(["pause", directory]).status == 0, "pg_ctl stop failed") }
     func resume() { precondition(Self.script(["resume", directory]).status == 0, "pg_ctl start failed") }
@@ -140,4 +154,10 @@ final class TestPostgreSQL {
         defer { copies.forEach { free($0) } }
         return (copies + [nil]).withUnsafeBufferPointer { body($0.baseAddress!) }
     }
+}
+
+/// A query the test server refused, with its message.
+struct PGQueryFailure: Error, CustomStringConvertible {
+    let message: String
+    var description: String { message }
 }
