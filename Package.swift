@@ -109,7 +109,7 @@ let package = Package(
 
         // One alert notification with libcurl (https webhooks, SMTP), spawned
         // by the collector per delivery so the collector never links libcurl.
-        .executableTarget(name: "vigil-notify", dependencies: ["CCurl", "JSON"], path: "Sources/vigil-notify"),
+        .executableTarget(name: "vigil-notify", dependencies: ["CCurl", "CSystem", "JSON"], path: "Sources/vigil-notify"),
 
         // ── Tools (Sources/Tools): fuzz targets, benchmarks, a demo ─────────
         // The libFuzzer hand-over and file replay every fuzz target shares.

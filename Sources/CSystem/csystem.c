@@ -9,6 +9,7 @@
 #include <string.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
+#include <sys/prctl.h>
 #include "csystem.h"
 
 _Static_assert(sizeof(struct csys_mmsghdr) == sizeof(struct mmsghdr), "mmsghdr layout");
@@ -30,6 +31,8 @@ void csys_set_thread_name(const char *name) {
     short_name[sizeof short_name - 1] = 0;
     pthread_setname_np(pthread_self(), short_name);
 }
+
+int csys_set_parent_death_signal(int sig) { return prctl(PR_SET_PDEATHSIG, (unsigned long)sig, 0, 0, 0); }
 
 const int csys_netlink_route = NETLINK_ROUTE;
 const uint32_t csys_rtmgrp_interfaces = RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR;

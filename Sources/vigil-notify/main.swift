@@ -11,6 +11,11 @@
 //   {"kind":"webhook","url":"https://…","content_type":"application/json","body":"…","timeout_ms":10000}
 //   {"kind":"email","url":"smtp://host:25","from":"a@b","to":["c@d"],"username":"","password":"",
 //    "subject":"…","text":"…","timeout_ms":10000}
+// Both may carry `"headers":[["X-Vigil-Notification-Id","12"]]` (added to
+// the POST or the e-mail) and `"parent_pid"`: the collector's pid. The
+// helper then asks for SIGKILL when its parent dies (PR_SET_PDEATHSIG) and,
+// if the parent is already gone, sends nothing — a delivery no collector
+// could record would only be repeated by the one taking over.
 // The answer is one JSON line on stdout, `{"ok":true,"status":200}` or
 // `{"ok":false,"retry":true,"error":"…"}`, and the exit status: 0 sent,
 // 1 failed but worth retrying (connection, timeout, 5xx, 429, SMTP 4xx),
@@ -19,6 +24,7 @@
 //
 // Single-threaded, blocking: it is its own short-lived process.
 import CCurl
+import CSystem
 import Glibc
 import JSON
 
@@ -47,6 +53,18 @@ guard let req = try? JSON.parse(input), let kind = req["kind"]?.stringValue, let
     answer(false, error: "expected a JSON request with kind and url on stdin")
 }
 let timeoutMs = Int(req["timeout_ms"]?.int64Value ?? 10_000)
+// Die with the collector; refuse to start once it is gone (checked after the
+// request, so a parent that died before prctl is seen too).
+if let parent = req["parent_pid"]?.int64Value {
+    guard csys_set_parent_death_signal(SIGKILL) == 0, Int64(getppid()) == parent else {
+        answer(false, retry: true, error: "the collector is gone; nothing sent")
+    }
+}
+let extraHeaders: [(String, String)] = (req["headers"]?.arrayValue ?? []).compactMap { h in
+    guard let pair = h.arrayValue, pair.count == 2, let name = pair[0].stringValue, let value = pair[1].stringValue,
+          !name.isEmpty, !(name + value).contains(where: { $0 == "\r" || $0 == "\n" || $0 == "\0" }), !name.contains(":") else { return nil }
+    return (name, value)
+}
 
 var err = [CChar](repeating: 0, count: 256)
 guard ccurl_load(nil, &err, err.count) == 0 else { answer(false, retry: true, error: "libcurl: " + String(cString: err)) }
@@ -74,6 +92,7 @@ case "webhook":
     bodyText = req["body"]?.stringValue ?? ""
     headers = ccurl_slist_append(headers, "Content-Type: " + (req["content_type"]?.stringValue ?? "application/json"))
     headers = ccurl_slist_append(headers, "User-Agent: vigil-notify")
+    for (name, value) in extraHeaders { headers = ccurl_slist_append(headers, "\(name): \(value)") }
     _ = ccurl_easy_setopt_slist(easy, CURLOPT_HTTPHEADER, headers)
     set(CURLOPT_POST, 1)
     set(CURLOPT_POSTFIELDSIZE, bodyText.utf8.count)
@@ -94,6 +113,7 @@ case "email":
     let text = (req["text"]?.stringValue ?? "").split(separator: "\n", omittingEmptySubsequences: false)
         .map { $0.hasPrefix(".") ? "." + $0 : String($0) }.joined(separator: "\r\n")
     bodyText = "From: <\(from)>\r\nTo: " + to.map { "<\($0)>" }.joined(separator: ", ") + "\r\nSubject: \(subject)\r\n"
+        + extraHeaders.map { "\($0.0): \($0.1)\r\n" }.joined()
         + "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n" + text + "\r\n"
     // libcurl's default read function is fread on CURLOPT_READDATA.
     message = tmpfile()

@@ -94,7 +94,8 @@ final class CollectorProcess: @unchecked Sendable {
             self.lock.unlock()
         }
         try process.run()
-        guard waitForLog("ready", timeout: 20) else {
+        // "info ready", not "ready": PostgreSQL notices ("… already exists") may come first.
+        guard waitForLog("info ready", timeout: 20) else {
             process.terminate()
             throw NSError(domain: "CollectorProcess", code: 1, userInfo: [NSLocalizedDescriptionKey: "collector did not start:\n\(log)"])
         }

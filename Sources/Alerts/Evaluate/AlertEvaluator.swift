@@ -13,10 +13,13 @@
 //
 // A rule's new state is written with the lease (holder, epoch) it was
 // computed under; the store refuses the write once the lease moved on, so
-// after a failover only the new holder writes transitions — and only the
-// collector that wrote a transition hands it to the notifier, which is what
-// keeps a transition from being notified twice. On SQLite one collector
-// uses the database and trivially holds the lease.
+// after a failover only the new holder writes transitions. A notified
+// transition is written with its notification rows (`pending`, one per
+// receiver: the outbox) and handed to the notifier by the collector that
+// wrote it; each round holding the lease also tells the notifier so, and it
+// delivers what is pending in the store — what a predecessor that died
+// left undelivered. On SQLite one collector uses the database and
+// trivially holds the lease.
 //
 // Thread: the loop thread. Store completions arrive there too.
 import CollectorStore
@@ -27,6 +30,12 @@ import Reactor
 /// Where transitions go once they are stored (the notifier).
 public protocol AlertTransitionSink: AnyObject {
     func alertChanged(rule: AlertRuleRecord, document: AlertRule, transition: AlertTransition)
+    /// A round holds `lease`, or (nil) this collector does not hold it.
+    func alertLease(_ lease: AlertLease?)
+}
+
+extension AlertTransitionSink {
+    public func alertLease(_ lease: AlertLease?) {}
 }
 
 public struct AlertEvaluatorSettings: Sendable {
@@ -118,6 +127,7 @@ public final class AlertEvaluator {
                 self.holdsLease = false
                 self.lease = nil
                 self.stats.standby &+= 1
+                self.sink?.alertLease(nil)
                 self.endRound()
             case .success(let l):
                 if !self.holdsLease || self.lease?.epoch != l.epoch {
@@ -125,6 +135,7 @@ public final class AlertEvaluator {
                 }
                 self.holdsLease = true
                 self.lease = l
+                self.sink?.alertLease(l)
                 self.loadRules()
             }
         }
@@ -194,7 +205,7 @@ public final class AlertEvaluator {
             let (state, since) = AlertStateMachine.next(state: was, since: current?.since ?? now, observation: o,
                                                         forMs: doc.forSecs * 1000, now: now)
             let record = AlertStateRecord(ruleId: rec.id, state: state.rawValue, since: since, evaluated: now, value: o.value, detail: o.detail)
-            self.store.recordAlertState(record, lease: lease) { [weak self] written in
+            self.store.recordAlertState(record, lease: lease, receivers: doc.receivers.map(\.redacted)) { [weak self] written in
                 guard let self else { return done() }
                 switch written {
                 case .failure(.invalid(let why)) where why.hasPrefix("lease lost"):
@@ -202,6 +213,7 @@ public final class AlertEvaluator {
                     self.holdsLease = false
                     self.lease = nil
                     self.roundAborted = true
+                    self.sink?.alertLease(nil)
                     Log.warn("alerts: the evaluation lease moved on; standing by", ["rule": "\(rec.id)"])
                 case .failure(let e):
                     self.stats.failures &+= 1

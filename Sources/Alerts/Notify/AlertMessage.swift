@@ -20,15 +20,21 @@ public struct AlertItem: Equatable, Sendable {
     public var value: Double?
     public var detail: String
     public var labels: [(String, String)]
+    /// The notification's stable id (its row in the store's outbox): the
+    /// same in every attempt and from whichever collector delivers it, so a
+    /// receiver can drop a repeat.
+    public var notificationId: Int64
 
     public init(project: String, ruleId: Int64, rule: String, transitionId: Int64, event: String, from: String, ts: Int64,
-                value: Double?, detail: String, labels: [(String, String)]) {
+                value: Double?, detail: String, labels: [(String, String)], notificationId: Int64 = 0) {
         self.project = project; self.ruleId = ruleId; self.rule = rule; self.transitionId = transitionId; self.event = event
         self.from = from; self.ts = ts; self.value = value; self.detail = detail; self.labels = labels
+        self.notificationId = notificationId
     }
 
     public static func == (a: AlertItem, b: AlertItem) -> Bool {
         a.ruleId == b.ruleId && a.transitionId == b.transitionId && a.event == b.event && a.detail == b.detail
+            && a.notificationId == b.notificationId
             && a.labels.map { [$0.0, $0.1] } == b.labels.map { [$0.0, $0.1] }
     }
 
@@ -43,6 +49,10 @@ public struct AlertMessage: Equatable, Sendable {
 
     /// One line per alert.
     public var text: String { items.map(\.line).joined(separator: "\n") }
+
+    /// The `X-Vigil-Notification-Id` header's value: the alerts'
+    /// notification ids, comma-separated (one for a single alert).
+    public var notificationIdHeader: String { items.map { String($0.notificationId) }.joined(separator: ", ") }
 
     /// `[FIRING] checkout slow (acme)`, or `3 alerts: 2 firing, 1 resolved`.
     public var subject: String {
@@ -78,7 +88,7 @@ public struct AlertMessage: Equatable, Sendable {
                          ("event", .string(i.event)), ("from", .string(i.from)), ("ts", .int(i.ts)),
                          ("value", i.value.map(JSON.number) ?? .null), ("detail", .string(i.detail)),
                          ("labels", .object(JSONObject(i.labels.map { ($0.0, JSON.string($0.1)) }))),
-                         ("transition_id", .int(i.transitionId))])
+                         ("transition_id", .int(i.transitionId)), ("notification_id", .int(i.notificationId))])
             }))])
         }
     }

@@ -10,6 +10,13 @@
 // when it exits, and it is killed (SIGKILL) at the delivery's deadline.
 // How many run at once is AlertNotifier's `maxConcurrent`.
 //
+// A helper never outlives its collector: it asks the kernel for SIGKILL
+// when its parent dies (PR_SET_PDEATHSIG) and gives up before sending if the
+// collector (`parent_pid` in the request) is already gone — so no delivery
+// happens that no collector could record; a collector taking over delivers
+// the row again. Every message carries its notifications' ids
+// (`X-Vigil-Notification-Id`, a header of the POST or of the e-mail).
+//
 // Thread: the loop thread; the loop must be the default one (a helper's
 // exit is an ev_child event).
 import CollectorStore
@@ -37,11 +44,13 @@ public final class NotificationDelivery: AlertDelivery {
 
     public func deliver(_ message: AlertMessage, to receiver: AlertReceiver, completion: @escaping (DeliveryResult) -> Void) {
         let body = message.body(format: receiver.format).serialized
+        let idHeader = ("X-Vigil-Notification-Id", message.notificationIdHeader)
         if receiver.kind == .webhook, receiver.url.hasPrefix("http://"), let url = try? RemoteWriteURL(parsing: receiver.url) {
-            return post(url, body: Array(body.utf8), completion)
+            return post(url, body: Array(body.utf8), header: idHeader, completion)
         }
         var req: [(String, JSON)] = [("kind", .string(receiver.kind.rawValue)), ("url", .string(receiver.url)),
-                                     ("timeout_ms", .int(Int64(timeout * 1000)))]
+                                     ("timeout_ms", .int(Int64(timeout * 1000))), ("parent_pid", .int(Int64(getpid()))),
+                                     ("headers", .array([.array([.string(idHeader.0), .string(idHeader.1)])]))]
         if receiver.kind == .webhook {
             req += [("content_type", .string("application/json")), ("body", .string(body))]
         } else {
@@ -54,11 +63,11 @@ public final class NotificationDelivery: AlertDelivery {
 
     // MARK: http:// from the loop
 
-    private func post(_ url: RemoteWriteURL, body: [UInt8], _ completion: @escaping (DeliveryResult) -> Void) {
+    private func post(_ url: RemoteWriteURL, body: [UInt8], header: (String, String), _ completion: @escaping (DeliveryResult) -> Void) {
         let poster = HTTPPoster(loop: loop, url: url, timeout: timeout)
         let id = ObjectIdentifier(poster)
         posters[id] = poster
-        poster.post(headers: [("Content-Type", "application/json"), ("User-Agent", "vigil-collector")], body: body) { [weak self] r in
+        poster.post(headers: [("Content-Type", "application/json"), ("User-Agent", "vigil-collector"), header], body: body) { [weak self] r in
             self?.posters[id]?.close()
             self?.posters[id] = nil
             switch r {

@@ -2,7 +2,7 @@
  * csystem.h — Linux socket calls that Glibc's Swift overlay hides behind
  * _GNU_SOURCE (accept4, pipe2, recvmmsg, sendmmsg) and the CMSG_* macros,
  * as plain functions (the first four are defined in csystem.c). Only Reactor/System/Syscalls.swift and the UDP code
- * use this module.
+ * use this module, and vigil-notify (the parent-death signal).
  */
 #ifndef CSYSTEM_H
 #define CSYSTEM_H
@@ -32,6 +32,10 @@ int csys_recvmmsg(int fd, struct csys_mmsghdr *v, unsigned int n, int flags);
 int csys_sendmmsg(int fd, struct csys_mmsghdr *v, unsigned int n, int flags);
 /* The calling thread's kernel id (gettid(2)). */
 int csys_gettid(void);
+
+/* Asks for `sig` when the parent dies (prctl(2) PR_SET_PDEATHSIG, which is
+ * variadic, so Swift cannot call it): vigil-notify dies with its collector. */
+int csys_set_parent_death_signal(int sig);
 
 /* Names the calling thread (pthread_setname_np(3), at most 15 bytes shown by ps and top). */
 void csys_set_thread_name(const char *name);

@@ -186,6 +186,9 @@ enum CollectorMetrics {
         p.single("vigil_alert_notification_retries_total", "counter", "Notification deliveries tried again after a failure.",
                  Double(notifier?.retries ?? 0))
         p.single("vigil_alert_notifications_in_flight", "gauge", "Notification deliveries running.", Double(notifier?.inFlight ?? 0))
+        p.single("vigil_alert_notifications_taken_over_total", "counter",
+                 "Pending notifications this collector took up from the store that it had not stored itself (a predecessor's, or its own before a restart).",
+                 Double(notifier?.adopted ?? 0))
         p.family("vigil_config_reloads_total", "counter", "SIGHUP reloads by result.")
         p.sample("vigil_config_reloads_total", ["result": "applied"], reloads.applied)
         p.sample("vigil_config_reloads_total", ["result": "rejected"], reloads.rejected)

@@ -9,6 +9,13 @@
 // lease moved on (a fencing token), so a collector that paused past its
 // lease cannot overwrite its successor's work.
 //
+// Notifications are an outbox: a transition that is notified is written
+// together with one `pending` notification row per receiver of its rule;
+// the lease holder claims rows (fenced like state writes, one attempt
+// counted per claim) before each delivery attempt and records the result,
+// so a collector that takes the lease over finds what its predecessor left
+// pending and delivers it. A row's id is the notification's stable id.
+//
 // Plain values; no thread affinity.
 
 public struct AlertRuleRecord: Equatable, Sendable {
@@ -55,6 +62,15 @@ public struct AlertTransition: Equatable, Sendable {
     public var to: String
     public var value: Double?
     public var detail: String
+    /// The notification rows written with it, one per receiver of the rule
+    /// in the receivers' order (empty: not notified).
+    public var notificationIds: [Int64] = []
+
+    /// Whether a change from `from` to `to` is notified: into `firing`,
+    /// and from `firing` to `resolved` (docs/ALERTS.md).
+    public static func notifies(from: String, to: String) -> Bool {
+        to == "firing" || (to == "resolved" && from == "firing")
+    }
 }
 
 /// The evaluation lease as the store last granted it.
@@ -104,14 +120,35 @@ public struct AlertNotification: Equatable, Sendable {
     public var event: String
     /// The receiver as the API shows it (secrets redacted).
     public var receiver: String
-    /// `sent`, `failed`, `silenced` or `rate_limited`.
+    /// `pending` (not yet delivered, or waiting for a retry), `sent`,
+    /// `failed`, `silenced` or `rate_limited`.
     public var result: String
+    /// Delivery attempts started (each counted before it starts).
     public var attempts: Int64
     public var detail: String
+    /// Which of the rule's receivers (its index in the rule's `receivers`).
+    public var receiverIndex: Int64
+    /// A pending row is not delivered before this time (ms; a retry's backoff).
+    public var due: Int64
 
     public init(id: Int64 = 0, project: String, ruleId: Int64, transitionId: Int64, ts: Int64, event: String,
-                receiver: String, result: String, attempts: Int64, detail: String) {
+                receiver: String, result: String, attempts: Int64, detail: String, receiverIndex: Int64 = 0, due: Int64 = 0) {
         self.id = id; self.project = project; self.ruleId = ruleId; self.transitionId = transitionId; self.ts = ts
         self.event = event; self.receiver = receiver; self.result = result; self.attempts = attempts; self.detail = detail
+        self.receiverIndex = receiverIndex; self.due = due
+    }
+}
+
+/// A pending notification with what delivering it needs: its row, the
+/// transition it tells of, and its rule (name and document) as stored now.
+public struct AlertOutboxEntry: Equatable, Sendable {
+    public var notification: AlertNotification
+    public var transition: AlertTransition
+    public var ruleName: String
+    /// The rule's document (JSON text, secrets included: never shown).
+    public var ruleBody: String
+
+    public init(notification: AlertNotification, transition: AlertTransition, ruleName: String, ruleBody: String) {
+        self.notification = notification; self.transition = transition; self.ruleName = ruleName; self.ruleBody = ruleBody
     }
 }

@@ -6,7 +6,11 @@
 // orders racing collectors), and a state is recorded only in a transaction
 // that holds the lease row locked (FOR SHARE) at the expected holder and
 // epoch — a collector taking the lease over waits for that transaction, and
-// a writer whose epoch is gone records nothing.
+// a writer whose epoch is gone records nothing. Notifications are an outbox
+// (Model/Alerts.swift): a notified transition's `pending` rows are inserted
+// in its transaction, and a delivery attempt is claimed under the same lock,
+// so after a takeover the old holder starts no attempt and the new one
+// finds every row still pending.
 // Loop thread; each public method queues one write transaction or one read.
 
 extension PostgreSQLStore {
@@ -113,7 +117,7 @@ extension PostgreSQLStore {
         }, completion: completion)
     }
 
-    public func recordAlertState(_ st: AlertStateRecord, lease: AlertLease,
+    public func recordAlertState(_ st: AlertStateRecord, lease: AlertLease, receivers: [String],
                                  completion: @escaping StoreCompletion<AlertTransition?>) {
         let value = st.value.map { "\($0)" }
         enqueueWrite(rows: 2, { (tx: PGTransaction<AlertTransition?>) in
@@ -135,8 +139,22 @@ extension PostgreSQLStore {
                                 INSERT INTO alert_transitions(rule_id, ts_ms, from_state, to_state, value, detail)
                                 VALUES ($1, $2, $3, $4, $5, $6) RETURNING id
                                 """, [PGText.int(st.ruleId), PGText.int(st.evaluated), previous, st.state, value, st.detail]) { t in
-                                tx.done(AlertTransition(id: t.int(0, 0) ?? 0, ruleId: st.ruleId, ts: st.evaluated, from: previous,
-                                                        to: st.state, value: st.value, detail: st.detail))
+                                var transition = AlertTransition(id: t.int(0, 0) ?? 0, ruleId: st.ruleId, ts: st.evaluated, from: previous,
+                                                                 to: st.state, value: st.value, detail: st.detail)
+                                guard AlertTransition.notifies(from: previous, to: st.state), !receivers.isEmpty else { return tx.done(transition) }
+                                // One pending row per receiver, in the receivers' order (ids ascend with the ordinality).
+                                tx.query("""
+                                    INSERT INTO alert_notifications(project_id, rule_id, transition_id, ts_ms, event, receiver, result, attempts,
+                                                                    detail, receiver_index, due_ms)
+                                    SELECT r.project_id, r.id, $2, $3, $4, x.receiver, 'pending', 0, '', x.n - 1, 0
+                                    FROM alert_rules r, unnest($5::text[]) WITH ORDINALITY AS x(receiver, n)
+                                    WHERE r.id = $1 ORDER BY x.n RETURNING id, receiver_index
+                                    """, [PGText.int(st.ruleId), PGText.int(transition.id), PGText.int(st.evaluated), st.state,
+                                          Self.textArray(receivers)]) { n in
+                                    let rows = (0..<n.count).map { (index: n.int($0, 1) ?? 0, id: n.int($0, 0) ?? 0) }.sorted { $0.index < $1.index }
+                                    transition.notificationIds = rows.map(\.id)
+                                    tx.done(transition)
+                                }
                             }
                         }
                     }
@@ -216,19 +234,78 @@ extension PostgreSQLStore {
         }, completion: completion)
     }
 
+    public func claimAlertNotifications(ids: [Int64], lease: AlertLease, at: Int64,
+                                        completion: @escaping StoreCompletion<[Int64: Int64]>) {
+        guard !ids.isEmpty else { return deliverLater(completion, .success([:])) }
+        enqueueWrite(rows: ids.count, { (tx: PGTransaction<[Int64: Int64]>) in
+            tx.query("SELECT 1 FROM alert_leases WHERE name = $1 AND holder = $2 AND epoch = $3 FOR SHARE",
+                     [lease.name, lease.holder, PGText.int(lease.epoch)]) { l in
+                guard l.count > 0 else {
+                    return tx.fail(.invalid("lease lost: '\(lease.name)' is no longer held by \(lease.holder) at epoch \(lease.epoch)"))
+                }
+                tx.query("""
+                    UPDATE alert_notifications SET attempts = attempts + 1, ts_ms = $2
+                    WHERE id = ANY($1::bigint[]) AND result = 'pending' RETURNING id, attempts
+                    """, [Self.intArray(ids), PGText.int(at)]) { r in
+                    var out: [Int64: Int64] = [:]
+                    for i in 0..<r.count { out[r.int(i, 0) ?? 0] = r.int(i, 1) ?? 0 }
+                    tx.done(out)
+                }
+            }
+        }, completion: completion)
+    }
+
+    public func finishAlertNotifications(ids: [Int64], result: String, detail: String, at: Int64, due: Int64,
+                                         completion: @escaping StoreCompletion<Int>) {
+        guard !ids.isEmpty else { return deliverLater(completion, .success(0)) }
+        enqueueWrite(rows: ids.count, { (tx: PGTransaction<Int>) in
+            tx.query("""
+                UPDATE alert_notifications SET result = $2, detail = $3, ts_ms = $4, due_ms = $5
+                WHERE id = ANY($1::bigint[]) AND result = 'pending'
+                """, [Self.intArray(ids), result, detail, PGText.int(at), PGText.int(due)]) { r in
+                tx.done(r.affected)
+            }
+        }, completion: completion)
+    }
+
+    public func pendingAlertNotifications(dueBy: Int64, limit: Int, completion: @escaping StoreCompletion<[AlertOutboxEntry]>) {
+        let n = limits.clamp(limit)
+        enqueueRead({ (tx: PGTransaction<[AlertOutboxEntry]>) in
+            tx.query("""
+                SELECT n.id, p.name, n.rule_id, n.transition_id, n.ts_ms, n.event, n.receiver, n.attempts, n.detail, n.receiver_index,
+                       n.due_ms, t.ts_ms, t.from_state, t.to_state, t.value, t.detail, r.name, r.body
+                FROM alert_notifications n JOIN alert_rules r ON r.id = n.rule_id JOIN projects p ON p.id = n.project_id
+                     JOIN alert_transitions t ON t.id = n.transition_id
+                WHERE n.result = 'pending' AND n.due_ms <= $1 ORDER BY n.id LIMIT $2
+                """, [PGText.int(dueBy), PGText.int(Int64(n))]) { r in
+                tx.done((0..<r.count).map { i in
+                    let note = AlertNotification(id: r.int(i, 0) ?? 0, project: r.text(i, 1) ?? "", ruleId: r.int(i, 2) ?? 0,
+                                                 transitionId: r.int(i, 3) ?? 0, ts: r.int(i, 4) ?? 0, event: r.text(i, 5) ?? "",
+                                                 receiver: r.text(i, 6) ?? "", result: "pending", attempts: r.int(i, 7) ?? 0,
+                                                 detail: r.text(i, 8) ?? "", receiverIndex: r.int(i, 9) ?? 0, due: r.int(i, 10) ?? 0)
+                    let t = AlertTransition(id: note.transitionId, ruleId: note.ruleId, ts: r.int(i, 11) ?? 0, from: r.text(i, 12) ?? "",
+                                            to: r.text(i, 13) ?? "", value: r.text(i, 14).flatMap { Double($0) }, detail: r.text(i, 15) ?? "")
+                    return AlertOutboxEntry(notification: note, transition: t, ruleName: r.text(i, 16) ?? "", ruleBody: r.text(i, 17) ?? "")
+                })
+            }
+        }, completion: completion)
+    }
+
     public func alertNotifications(project: String, ruleId: Int64?, limit: Int,
                                    completion: @escaping StoreCompletion<[AlertNotification]>) {
         let n = limits.clamp(limit)
         enqueueRead({ (tx: PGTransaction<[AlertNotification]>) in
             Self.projectId(tx, project) { pid in
                 tx.query("""
-                    SELECT id, rule_id, transition_id, ts_ms, event, receiver, result, attempts, detail FROM alert_notifications
+                    SELECT id, rule_id, transition_id, ts_ms, event, receiver, result, attempts, detail, receiver_index, due_ms
+                    FROM alert_notifications
                     WHERE project_id = $1 AND ($2::bigint IS NULL OR rule_id = $2) ORDER BY id DESC LIMIT $3
                     """, [PGText.int(pid), PGText.int(ruleId), PGText.int(Int64(n))]) { r in
                     tx.done((0..<r.count).map { i in
                         AlertNotification(id: r.int(i, 0) ?? 0, project: project, ruleId: r.int(i, 1) ?? 0, transitionId: r.int(i, 2) ?? 0,
                                           ts: r.int(i, 3) ?? 0, event: r.text(i, 4) ?? "", receiver: r.text(i, 5) ?? "",
-                                          result: r.text(i, 6) ?? "", attempts: r.int(i, 7) ?? 0, detail: r.text(i, 8) ?? "")
+                                          result: r.text(i, 6) ?? "", attempts: r.int(i, 7) ?? 0, detail: r.text(i, 8) ?? "",
+                                          receiverIndex: r.int(i, 9) ?? 0, due: r.int(i, 10) ?? 0)
                     })
                 }
             }
@@ -236,6 +313,14 @@ extension PostgreSQLStore {
     }
 
     // MARK: helpers
+
+    /// A bigint[] literal: `{1,2,3}`.
+    static func intArray(_ ids: [Int64]) -> String { "{" + ids.map(String.init).joined(separator: ",") + "}" }
+
+    /// A text[] literal, each element quoted (`\` and `"` escaped).
+    static func textArray(_ items: [String]) -> String {
+        "{" + items.map { "\"" + $0.replacingBackslashesAndQuotes() + "\"" }.joined(separator: ",") + "}"
+    }
 
     static func readAlertRules<T>(_ tx: PGTransaction<T>, project: String?, id: Int64?, _ next: @escaping ([AlertRuleRecord]) -> Void) {
         tx.query("""
@@ -271,5 +356,17 @@ extension PostgreSQLStore {
                              starts: r.int(i, 3) ?? 0, ends: r.int(i, 4) ?? 0, comment: r.text(i, 5) ?? "", createdBy: r.text(i, 6) ?? "")
             })
         }
+    }
+}
+
+extension String {
+    /// `\` and `"` escaped for a quoted array element.
+    fileprivate func replacingBackslashesAndQuotes() -> String {
+        var out = ""
+        for c in self {
+            if c == "\\" || c == "\"" { out.append("\\") }
+            out.append(c)
+        }
+        return out
     }
 }

@@ -3,7 +3,9 @@
 // tables of schema step "alerts"). On SQLite a single collector uses the
 // database, so it trivially holds the lease; the lease rows are still
 // written and checked, so the evaluator's fencing is the same code on any
-// backend. Loop thread, but for the statements (jobs on the writer).
+// backend — and so is the notification outbox (Model/Alerts.swift): a
+// notified transition's `pending` rows are inserted in its transaction, and
+// a restarted collector delivers what it left pending. Loop thread, but for the statements (jobs on the writer).
 import Reactor
 
 extension SQLiteStore {
@@ -96,12 +98,10 @@ extension SQLiteStore {
         }, completion: completion)
     }
 
-    public func recordAlertState(_ st: AlertStateRecord, lease: AlertLease,
+    public func recordAlertState(_ st: AlertStateRecord, lease: AlertLease, receivers: [String],
                                  completion: @escaping StoreCompletion<AlertTransition?>) {
-        enqueueWrite(rows: 2, { writer in
-            guard let current = try writer.readLease(lease.name), current.holder == lease.holder, current.epoch == lease.epoch else {
-                throw StoreError.invalid("lease lost: '\(lease.name)' is no longer held by \(lease.holder) at epoch \(lease.epoch)")
-            }
+        enqueueWrite(rows: 2 + receivers.count, { writer in
+            try writer.requireLease(lease)
             guard try writer.db.scalar("SELECT id FROM alert_rules WHERE id = ?", [.integer(st.ruleId)]) != nil else {
                 throw StoreError.notFound("alert rule \(st.ruleId)")
             }
@@ -117,8 +117,18 @@ extension SQLiteStore {
             guard previous != st.state else { return nil }
             try writer.db.run("INSERT INTO alert_transitions(rule_id, ts_ms, from_state, to_state, value, detail) VALUES (?, ?, ?, ?, ?, ?)",
                               [.integer(st.ruleId), .integer(st.evaluated), .text(previous), .text(st.state), value, .text(st.detail)])
-            return AlertTransition(id: writer.db.lastInsertRowID, ruleId: st.ruleId, ts: st.evaluated, from: previous, to: st.state,
-                                   value: st.value, detail: st.detail)
+            var transition = AlertTransition(id: writer.db.lastInsertRowID, ruleId: st.ruleId, ts: st.evaluated, from: previous, to: st.state,
+                                             value: st.value, detail: st.detail)
+            guard AlertTransition.notifies(from: previous, to: st.state) else { return transition }
+            for (i, receiver) in receivers.enumerated() {
+                try writer.db.run("""
+                    INSERT INTO alert_notifications(project_id, rule_id, transition_id, ts_ms, event, receiver, result, attempts, detail,
+                                                    receiver_index, due_ms)
+                    SELECT project_id, id, ?, ?, ?, ?, 'pending', 0, '', ?, 0 FROM alert_rules WHERE id = ?
+                    """, [.integer(transition.id), .integer(st.evaluated), .text(st.state), .text(receiver), .integer(Int64(i)), .integer(st.ruleId)])
+                transition.notificationIds.append(writer.db.lastInsertRowID)
+            }
+            return transition
         }, completion: completion)
     }
 
@@ -187,13 +197,67 @@ extension SQLiteStore {
         }, completion: completion)
     }
 
+    public func claimAlertNotifications(ids: [Int64], lease: AlertLease, at: Int64,
+                                        completion: @escaping StoreCompletion<[Int64: Int64]>) {
+        guard !ids.isEmpty else { return deliverLater(completion, .success([:])) }
+        enqueueWrite(rows: ids.count, { writer in
+            try writer.requireLease(lease)
+            var out: [Int64: Int64] = [:]
+            for id in ids {
+                guard try writer.db.run("UPDATE alert_notifications SET attempts = attempts + 1, ts_ms = ? WHERE id = ? AND result = 'pending'",
+                                        [.integer(at), .integer(id)]) > 0 else { continue }
+                out[id] = try writer.db.scalar("SELECT attempts FROM alert_notifications WHERE id = ?", [.integer(id)]) ?? 0
+            }
+            return out
+        }, completion: completion)
+    }
+
+    public func finishAlertNotifications(ids: [Int64], result: String, detail: String, at: Int64, due: Int64,
+                                         completion: @escaping StoreCompletion<Int>) {
+        guard !ids.isEmpty else { return deliverLater(completion, .success(0)) }
+        enqueueWrite(rows: ids.count, { writer in
+            var changed = 0
+            for id in ids {
+                changed += try writer.db.run("""
+                    UPDATE alert_notifications SET result = ?, detail = ?, ts_ms = ?, due_ms = ? WHERE id = ? AND result = 'pending'
+                    """, [.text(result), .text(detail), .integer(at), .integer(due), .integer(id)])
+            }
+            return changed
+        }, completion: completion)
+    }
+
+    public func pendingAlertNotifications(dueBy: Int64, limit: Int, completion: @escaping StoreCompletion<[AlertOutboxEntry]>) {
+        enqueueRead({ writer in
+            let s = try writer.db.statement("""
+                SELECT n.id, p.name, n.rule_id, n.transition_id, n.ts_ms, n.event, n.receiver, n.attempts, n.detail, n.receiver_index,
+                       n.due_ms, t.ts_ms, t.from_state, t.to_state, t.value, t.detail, r.name, r.body
+                FROM alert_notifications n JOIN alert_rules r ON r.id = n.rule_id JOIN projects p ON p.id = n.project_id
+                     JOIN alert_transitions t ON t.id = n.transition_id
+                WHERE n.result = 'pending' AND n.due_ms <= ? ORDER BY n.id LIMIT ?
+                """)
+            defer { s.reset() }
+            s.bind(1, dueBy)
+            s.bind(2, writer.options.limits.clamp(limit))
+            var out: [AlertOutboxEntry] = []
+            while try s.step() {
+                let note = AlertNotification(id: s.int64(0), project: s.text(1), ruleId: s.int64(2), transitionId: s.int64(3), ts: s.int64(4),
+                                             event: s.text(5), receiver: s.text(6), result: "pending", attempts: s.int64(7), detail: s.text(8),
+                                             receiverIndex: s.int64(9), due: s.int64(10))
+                let t = AlertTransition(id: note.transitionId, ruleId: note.ruleId, ts: s.int64(11), from: s.text(12), to: s.text(13),
+                                        value: s.isNull(14) ? nil : s.double(14), detail: s.text(15))
+                out.append(AlertOutboxEntry(notification: note, transition: t, ruleName: s.text(16), ruleBody: s.text(17)))
+            }
+            return out
+        }, completion: completion)
+    }
+
     public func alertNotifications(project: String, ruleId: Int64?, limit: Int,
                                    completion: @escaping StoreCompletion<[AlertNotification]>) {
         enqueueRead({ writer in
             let pid = try writer.projectId(named: project)
             let s = try writer.db.statement("""
-                SELECT id, rule_id, transition_id, ts_ms, event, receiver, result, attempts, detail FROM alert_notifications
-                WHERE project_id = ?1 AND (?2 IS NULL OR rule_id = ?2) ORDER BY id DESC LIMIT ?3
+                SELECT id, rule_id, transition_id, ts_ms, event, receiver, result, attempts, detail, receiver_index, due_ms
+                FROM alert_notifications WHERE project_id = ?1 AND (?2 IS NULL OR rule_id = ?2) ORDER BY id DESC LIMIT ?3
                 """)
             defer { s.reset() }
             s.bind(1, pid)
@@ -203,7 +267,7 @@ extension SQLiteStore {
             while try s.step() {
                 out.append(AlertNotification(id: s.int64(0), project: project, ruleId: s.int64(1), transitionId: s.int64(2), ts: s.int64(3),
                                              event: s.text(4), receiver: s.text(5), result: s.text(6), attempts: s.int64(7),
-                                             detail: s.text(8)))
+                                             detail: s.text(8), receiverIndex: s.int64(9), due: s.int64(10)))
             }
             return out
         }, completion: completion)
@@ -232,6 +296,13 @@ extension SQLiteWriter {
         if let other = try db.scalar("SELECT id FROM alert_rules WHERE project_id = ? AND name = ?", [.integer(pid), .text(name)]),
            other != id {
             throw StoreError.invalid("the project has an alert rule named '\(name)' (id \(other))")
+        }
+    }
+
+    /// Throws `.invalid("lease lost")` unless `lease` is the stored one.
+    func requireLease(_ lease: AlertLease) throws {
+        guard let current = try readLease(lease.name), current.holder == lease.holder, current.epoch == lease.epoch else {
+            throw StoreError.invalid("lease lost: '\(lease.name)' is no longer held by \(lease.holder) at epoch \(lease.epoch)")
         }
     }
 

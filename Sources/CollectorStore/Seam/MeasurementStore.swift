@@ -126,10 +126,30 @@ public protocol MeasurementStore: AnyObject {
                            completion: @escaping StoreCompletion<AlertLease>)
     /// Writes a rule's state, and a transition into its history when the
     /// state changed, in one write — only while `lease` (holder and epoch)
-    /// is still the stored one: `.invalid("lease lost")` otherwise.
-    /// Completes with the transition written, or nil when the state stayed.
-    func recordAlertState(_ state: AlertStateRecord, lease: AlertLease,
+    /// is still the stored one: `.invalid("lease lost")` otherwise. A
+    /// transition that is notified (AlertTransition.notifies) is written
+    /// with one `pending` notification row per entry of `receivers` (the
+    /// rule's receivers, redacted, in order) in the same write.
+    /// Completes with the transition written (with its notification ids),
+    /// or nil when the state stayed.
+    func recordAlertState(_ state: AlertStateRecord, lease: AlertLease, receivers: [String],
                           completion: @escaping StoreCompletion<AlertTransition?>)
+    /// Starts a delivery attempt of the `pending` rows among `ids`: counts
+    /// the attempt on each and completes with their ids and attempts so far
+    /// — only while `lease` is the stored one (`.invalid("lease lost")`
+    /// otherwise), so a collector that lost the lease starts no delivery.
+    /// Rows no longer pending are left out.
+    func claimAlertNotifications(ids: [Int64], lease: AlertLease, at: Int64,
+                                 completion: @escaping StoreCompletion<[Int64: Int64]>)
+    /// Records the outcome of the `pending` rows among `ids`: `result`
+    /// (`sent`, `failed`, `silenced`, `rate_limited`), or `pending` again
+    /// with `due` (a retry's time). Not fenced: what happened is recorded
+    /// by whoever saw it. Completes with the rows changed.
+    func finishAlertNotifications(ids: [Int64], result: String, detail: String, at: Int64, due: Int64,
+                                  completion: @escaping StoreCompletion<Int>)
+    /// Pending notification rows due by `dueBy` (ms), oldest first, at
+    /// most `limit` (clamped), with their transitions and rules.
+    func pendingAlertNotifications(dueBy: Int64, limit: Int, completion: @escaping StoreCompletion<[AlertOutboxEntry]>)
     /// A rule's transitions, newest first, at most `limit` (clamped).
     func alertHistory(ruleId: Int64, limit: Int, completion: @escaping StoreCompletion<[AlertTransition]>)
     /// Stores a silence (its id is assigned). `.notFound` for an unknown project.
@@ -138,7 +158,7 @@ public protocol MeasurementStore: AnyObject {
     func alertSilences(project: String, endingAfter: Int64, completion: @escaping StoreCompletion<[AlertSilence]>)
     /// Ends a silence now (`ends` = `at` if later). `.notFound` for an unknown one.
     func endAlertSilence(project: String, id: Int64, at: Int64, completion: @escaping StoreCompletion<AlertSilence>)
-    /// Records one notification (its id is assigned).
+    /// Records one notification as it is (its id is assigned).
     func appendAlertNotification(_ n: AlertNotification, completion: @escaping StoreCompletion<Int64>)
     /// A project's notification records, newest first, at most `limit`
     /// (clamped); `ruleId` narrows to one rule.
@@ -221,6 +241,11 @@ public protocol MeasurementStore: AnyObject {
 }
 
 extension MeasurementStore {
+    /// A rule's state without notification rows (a rule without receivers).
+    public func recordAlertState(_ state: AlertStateRecord, lease: AlertLease, completion: @escaping StoreCompletion<AlertTransition?>) {
+        recordAlertState(state, lease: lease, receivers: [], completion: completion)
+    }
+
     /// The history from `since` on, without an upper bound.
     public func statusHistory(agent: String, since: Int64?, limit: Int, completion: @escaping StoreCompletion<[StatusRecord]>) {
         statusHistory(agent: agent, since: since, until: nil, limit: limit, after: nil, completion: completion)

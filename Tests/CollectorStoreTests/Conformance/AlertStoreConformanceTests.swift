@@ -3,7 +3,9 @@
 // and versions, states with their transitions written only under the
 // current lease (holder and epoch — the fencing that keeps a collector that
 // lost its lease from overwriting its successor), the lease taken over only
-// once expired, silences with an end time, and notification records.
+// once expired, silences with an end time, and notification records —
+// written as an outbox with their transition, claimed under the lease and
+// found pending by a successor.
 //
 // Loop thread (the test's).
 import XCTest
@@ -117,6 +119,56 @@ final class AlertStoreConformanceTests: XCTestCase {
             XCTAssertEqual(records.map(\.result), ["silenced", "failed", "sent"], "newest first")
             XCTAssertEqual(try f.wait { f.store.alertNotifications(project: "demo", ruleId: rule.id, limit: 2, completion: $0) }.count, 2)
             XCTAssertEqual(try f.wait { f.store.alertNotifications(project: "demo", ruleId: rule.id + 1, limit: 10, completion: $0) }, [])
+        }
+    }
+
+    func testNotificationOutboxIsWrittenWithTheTransitionClaimedUnderTheLeaseAndFoundBySuccessors() throws {
+        try forEachBackend { f in
+            let rule = try f.wait { f.store.createAlertRule(project: "demo", name: "r", body: "{\"x\":1}", at: 1, completion: $0) }
+            let l1 = try f.wait { f.store.acquireAlertLease(name: "alerts", holder: "c1", ttlMs: 1_000, at: 0, completion: $0) }
+            func record(_ state: String, at: Int64, _ receivers: [String]) throws -> AlertTransition? {
+                try f.wait {
+                    f.store.recordAlertState(AlertStateRecord(ruleId: rule.id, state: state, since: at, evaluated: at, value: 1, detail: state),
+                                             lease: l1, receivers: receivers, completion: $0)
+                }
+            }
+            XCTAssertEqual(try record("pending", at: 10, ["webhook http://a/[redacted]", "email smtp://b"])?.notificationIds, [],
+                           "pending is not notified")
+            let firing = try XCTUnwrap(try record("firing", at: 20, ["webhook http://a/[redacted]", "email \"smtp://b\\x\""]))
+            XCTAssertEqual(firing.notificationIds.count, 2)
+            XCTAssertLessThan(firing.notificationIds[0], firing.notificationIds[1], "in the receivers' order")
+            let pending = try f.wait { f.store.pendingAlertNotifications(dueBy: 100, limit: 10, completion: $0) }
+            XCTAssertEqual(pending.map(\.notification.id), firing.notificationIds)
+            XCTAssertEqual(pending.map(\.notification.receiverIndex), [0, 1])
+            XCTAssertEqual(pending.map(\.notification.receiver), ["webhook http://a/[redacted]", "email \"smtp://b\\x\""])
+            XCTAssertEqual(pending.first?.transition.to, "firing")
+            XCTAssertEqual(pending.first?.transition.from, "pending")
+            XCTAssertEqual(pending.first?.ruleBody, "{\"x\":1}")
+            XCTAssertEqual(pending.first?.notification.project, "demo")
+
+            // A claim counts an attempt; a retry's due time hides the row until then.
+            let a = firing.notificationIds[0], b = firing.notificationIds[1]
+            XCTAssertEqual(try f.wait { f.store.claimAlertNotifications(ids: [a], lease: l1, at: 30, completion: $0) }, [a: 1])
+            XCTAssertEqual(try f.wait { f.store.finishAlertNotifications(ids: [a], result: "pending", detail: "HTTP 503", at: 31, due: 5_000, completion: $0) }, 1)
+            XCTAssertEqual(try f.wait { f.store.pendingAlertNotifications(dueBy: 100, limit: 10, completion: $0) }.map(\.notification.id), [b])
+            let later = try f.wait { f.store.pendingAlertNotifications(dueBy: 5_000, limit: 10, completion: $0) }
+            XCTAssertEqual(later.map { "\($0.notification.id):\($0.notification.attempts):\($0.notification.detail)" }, ["\(a):1:HTTP 503", "\(b):0:"])
+
+            // c2 takes the lease over: c1 can claim nothing, c2 goes on with the attempts counted so far.
+            let l2 = try f.wait { f.store.acquireAlertLease(name: "alerts", holder: "c2", ttlMs: 1_000, at: 6_000, completion: $0) }
+            guard case .failure(.invalid(let why)) = try f.waitResult({ f.store.claimAlertNotifications(ids: [b], lease: l1, at: 6_001, completion: $0) }),
+                  why.hasPrefix("lease lost") else { return XCTFail("a claim under a lost lease") }
+            XCTAssertEqual(try f.wait { f.store.claimAlertNotifications(ids: [a, b], lease: l2, at: 6_002, completion: $0) }, [a: 2, b: 1])
+            XCTAssertEqual(try f.wait { f.store.finishAlertNotifications(ids: [a, b], result: "sent", detail: "HTTP 200", at: 6_003, due: 0, completion: $0) }, 2)
+            // Finished rows are neither pending, claimable nor finished again.
+            XCTAssertEqual(try f.wait { f.store.pendingAlertNotifications(dueBy: Int64.max, limit: 10, completion: $0) }, [])
+            XCTAssertEqual(try f.wait { f.store.claimAlertNotifications(ids: [a], lease: l2, at: 6_004, completion: $0) }, [:])
+            XCTAssertEqual(try f.wait { f.store.finishAlertNotifications(ids: [a], result: "failed", detail: "x", at: 6_005, due: 0, completion: $0) }, 0)
+            let records = try f.wait { f.store.alertNotifications(project: "demo", ruleId: rule.id, limit: 10, completion: $0) }
+            XCTAssertEqual(records.map { "\($0.result):\($0.attempts):\($0.event):\($0.transitionId)" },
+                           ["sent:1:firing:\(firing.id)", "sent:2:firing:\(firing.id)"])
+            try f.reopen()
+            XCTAssertEqual(try f.wait { f.store.alertNotifications(project: "demo", ruleId: rule.id, limit: 10, completion: $0) }.count, 2)
         }
     }
 }
