@@ -327,7 +327,7 @@ enum PGMigrations {
         // written `pending` with their transition and delivered from the
         // table, so a collector taking the lease over finds them; which of
         // the rule's receivers, and when a retry is due.
-        PGMigration(version: 11, name: "notification outbox", sql: """
+        PGMigration(version: 8, name: "notification outbox", sql: """
         ALTER TABLE alert_notifications ADD COLUMN receiver_index bigint NOT NULL DEFAULT 0;
         ALTER TABLE alert_notifications ADD COLUMN due_ms bigint NOT NULL DEFAULT 0;
         CREATE INDEX alert_notifications_pending ON alert_notifications(id) WHERE result = 'pending';

@@ -416,7 +416,7 @@ enum Migrations {
         // one `pending` row per receiver of its rule (receiver_index: which
         // one), delivered from the table and marked with its result; due_ms
         // holds a retry back. The partial index finds what is pending.
-        Migration(version: 14, name: "notification outbox", sql: """
+        Migration(version: 13, name: "notification outbox", sql: """
         ALTER TABLE alert_notifications ADD COLUMN receiver_index INTEGER NOT NULL DEFAULT 0;
         ALTER TABLE alert_notifications ADD COLUMN due_ms INTEGER NOT NULL DEFAULT 0;
         CREATE INDEX alert_notifications_pending ON alert_notifications(id) WHERE result = 'pending';
