@@ -5,6 +5,9 @@
 // nonce, SHA-256 and HMAC-SHA-256 (for HKDF). Every function takes raw
 // pointers so the hot paths (seal/open of transport messages) never
 // allocate. All functions are thread-safe once `ensureReady()` has run.
+// X25519 stays libsodium's: OpenSSL's (through EVP), nettle's and
+// libgcrypt's were timed against it and none is clearly faster per
+// handshake (docs/PERFORMANCE.md, "Which X25519").
 import CSodium
 
 enum Sodium {
