@@ -56,13 +56,22 @@ final class NotifyListener {
 
 /// Whether 127.0.0.1:port is bound: a TCP listener (state 0A) in
 /// /proc/net/tcp, or a UDP socket in /proc/net/udp.
+///
+/// The kernel writes /proc/net/tcp a page at a time, so a read while other
+/// sockets come and go (other tests, other processes) can skip a line: a
+/// socket bound the whole time is looked for in up to ten reads.
 func loopbackPortBound(_ port: UInt16, tcp: Bool) -> Bool {
-    let table = (try? String(contentsOfFile: tcp ? "/proc/net/tcp" : "/proc/net/udp", encoding: .utf8)) ?? ""
     let local = "0100007F:" + String(format: "%04X", port)
-    return table.split(separator: "\n").contains { line in
-        let f = line.split(separator: " ")
-        return f.count > 3 && f[1] == local && (!tcp || f[3] == "0A")
+    for attempt in 0..<10 {
+        if attempt > 0 { usleep(20_000) }
+        let table = (try? String(contentsOfFile: tcp ? "/proc/net/tcp" : "/proc/net/udp", encoding: .utf8)) ?? ""
+        let found = table.split(separator: "\n").contains { line in
+            let f = line.split(separator: " ")
+            return f.count > 3 && f[1] == local && (!tcp || f[3] == "0A")
+        }
+        if found { return true }
     }
+    return false
 }
 
 final class ServiceNotifyProcessTests: XCTestCase {
