@@ -42,8 +42,7 @@ COLLECTORS=3
 case "$AGENTS$PORT$HTTP_PORT$IPA_PORT" in
     *[!0-9]*) echo "cluster.sh: VIGIL_CLUSTER_AGENTS and the ports must be whole numbers" >&2; exit 2 ;;
 esac
-mkdir -p "$DIR"
-DIR=$(cd "$DIR" && pwd)
+case "$DIR" in /*) ;; *) DIR=$ROOT/${DIR#./} ;; esac
 
 die() { echo "cluster.sh: $*" >&2; exit 1; }
 http_of() { echo $((HTTP_PORT + $1 - 1)); }
@@ -77,6 +76,7 @@ start() {
         bin=$(swift build -c release --show-bin-path)
     fi
     for b in vigil-collector vigil-agent; do [ -x "$bin/$b" ] || die "$bin/$b missing"; done
+    mkdir -p "$DIR"
     chmod 0711 "$DIR"   # the server's user must reach $DIR/pg
     : > "$DIR/pids"
     # From here on a failure (die, or a failed command under set -e) stops what was started.
