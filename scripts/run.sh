@@ -12,8 +12,23 @@
 #      (the agent drains first).
 # Ports: agent sessions 127.0.0.1:6600, HTTP API 127.0.0.1:6680, IPA UDP
 # 127.0.0.1:51712 (VIGIL_SESSION_PORT, VIGIL_HTTP_PORT, VIGIL_IPA_PORT).
+#
+#   scripts/run.sh --cluster   instead: three collectors on one private PostgreSQL and agents
+#                              spread over them (scripts/cluster.sh start, in ./cluster), in the
+#                              foreground; Ctrl-C runs scripts/cluster.sh stop.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+if [ "${1:-}" = --cluster ]; then
+    scripts/cluster.sh start
+    trap 'trap - INT TERM; echo; scripts/cluster.sh stop; exit 0' INT TERM
+    echo "Ctrl-C stops everything."
+    while [ -f "${VIGIL_CLUSTER_DIR:-./cluster}/pids" ]; do sleep 1 & wait $!; done
+    exit 0
+elif [ $# -gt 0 ]; then
+    echo "run.sh: unknown option '$1' (--cluster, or none)" >&2
+    exit 2
+fi
 source scripts/lib/deps.sh
 vigil_ensure_deps
 

@@ -27,8 +27,13 @@
 # Options (or environment): --minutes N (MINUTES, 10), --agents N (AGENTS, 1000),
 # --udp-rate N (UDP_RATE, 2000 datagrams/s), --keep (keep the temporary directory).
 # Environment: PORT (27900: both collectors; +80/+81 their HTTP; +100 agent UDP).
+#
+#   scripts/soak.sh --cluster [--seconds N] [--agents N] [--udp-rate N] [--keep]
+# runs the cluster soak instead: three collectors on one PostgreSQL (scripts/soak-cluster.sh,
+# where its options and figures are described; SOAK_SECONDS sets its length).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+for a in "$@"; do [ "$a" = --cluster ] && exec bash scripts/soak-cluster.sh "$@"; done
 
 MINUTES=${MINUTES:-10}
 AGENTS=${AGENTS:-1000}

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds, and runs every test: the XCTest suites,
-# the console in headless Chromium (scripts/console-test.sh), the Reactor
+# the console in headless Chromium (scripts/console-test.sh), a cluster of
+# three collectors on PostgreSQL started and stopped (scripts/cluster-test.sh), the Reactor
 # suite under AddressSanitizer, the Reactor
 # and store suites under ThreadSanitizer, docs/ARCHITECTURE.md's module table
 # against Package.swift, the Debian packages (scripts/test-packages.sh), and a
@@ -54,6 +55,9 @@ echo "== console in a browser (scripts/console-test.sh)"
 shots=$(mktemp -d /tmp/vigil-console-shots.XXXXXX)
 if VIGIL_SCREENSHOTS="${VIGIL_SCREENSHOTS-$shots}" bash scripts/console-test.sh; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
 rm -rf "$shots"
+
+echo "== cluster: three collectors on one PostgreSQL (scripts/cluster-test.sh)"
+if bash scripts/cluster-test.sh >"$log" 2>&1; then passed=$((passed + 1)); tail -1 "$log"; else failed=$((failed + 1)); tail -40 "$log"; fi
 
 if [ "${VIGIL_SKIP_SANITIZERS:-0}" != 1 ]; then
   ASAN_OPTIONS=malloc_context_size=10 LSAN_OPTIONS="suppressions=$PWD/scripts/lsan.supp" \

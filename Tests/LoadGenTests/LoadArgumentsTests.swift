@@ -107,6 +107,9 @@ final class LoadArgumentsTests: XCTestCase {
         XCTAssertEqual(try parse(["density", "--agents", "3", "-h"]), .help)
         XCTAssertEqual(try parse(["verify", "--ledger", "l", "--db", "a.db", "--db=b.db"]),
                        .verify(VerifyOptions(ledgerPath: "l", databases: ["a.db", "b.db"])))
+        XCTAssertEqual(try parse(["verify", "--ledger", "l", "--shared-db", "c.db"]),
+                       .verify(VerifyOptions(ledgerPath: "l", databases: ["c.db"], shared: true)))
+        XCTAssertTrue(usageError(["verify", "--ledger", "l", "--shared-db", "c.db", "--db", "a.db"]).hasPrefix("verify takes either one --shared-db"))
         XCTAssertTrue(HelpText.usage.contains("--max-pending"))
     }
 

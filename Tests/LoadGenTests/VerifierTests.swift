@@ -100,4 +100,26 @@ final class VerifierTests: XCTestCase {
         XCTAssertFalse(swappedOK)
         XCTAssertEqual(swapped["lost_records"], "2")
     }
+
+    func testASharedDatabaseHoldsWhatEveryCollectorAcknowledgedOnce() throws {
+        let db = try database()
+        defer { db.close() }
+        // Three collectors on one store: batch 1 acked by 0, 2 by 2 (after a
+        // failover), 3 by 1; the batch re-sent after a failover is stored once.
+        for seq in 1...3 { for item in 0..<2 { try store(db, agent: "load-0", seq: Int64(seq), item: item) } }
+        let acks = ["load-0": [AckedRange(from: 1, to: 1, records: 2, collector: 0), AckedRange(from: 2, to: 2, records: 2, collector: 2),
+                               AckedRange(from: 3, to: 3, records: 2, collector: 1)]]
+        let (s, ok) = try Verifier.check(ledger(acks, collectors: 3), [db], shared: true)
+        XCTAssertTrue(ok)
+        XCTAssertEqual(s["lost_records"], "0")
+        XCTAssertEqual(s["cross_collector_batches"], "0")
+        // Without `shared` the batches of collectors 1 and 2 are looked for in databases that are not there.
+        let (_, separateOK) = try Verifier.check(ledger(acks, collectors: 3), [db])
+        XCTAssertFalse(separateOK)
+        // A batch stored twice in the shared database is a duplicate.
+        try store(db, agent: "load-0", seq: 2, item: 0)
+        let (d, dupOK) = try Verifier.check(ledger(acks, collectors: 3), [db], shared: true)
+        XCTAssertFalse(dupOK)
+        XCTAssertEqual(d["duplicate_rows"], "1")
+    }
 }

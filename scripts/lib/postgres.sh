@@ -4,6 +4,7 @@
 #   scripts/lib/postgres.sh start DIR [WATCH_PID]   prints "port=P socket=DIR user=vigil password_file=DIR/password"
 #   scripts/lib/postgres.sh stop DIR                 stops it (fast) and removes DIR
 #   scripts/lib/postgres.sh pause DIR | resume DIR   pg_ctl stop -m fast / start again, same port (outage tests)
+#   scripts/lib/postgres.sh restart DIR              pg_ctl restart -m fast (scripts/soak.sh --cluster)
 #
 # Debian's `postgresql` server (initdb, pg_ctl from /usr/lib/postgresql/*/bin). PostgreSQL
 # refuses to run as root, so the cluster belongs to a system user, `vigiltest` (created with
@@ -88,10 +89,15 @@ resume() {
     as_pg "$(pg_bin)/pg_ctl" -D "$1/data" -l "$1/server.log" -w -t 60 start >/dev/null
 }
 
+restart() {
+    as_pg "$(pg_bin)/pg_ctl" -D "$1/data" -l "$1/server.log" -m fast -w -t 60 restart >/dev/null
+}
+
 case "${1:-}" in
     start) start "${2:-}" "${3:-}" ;;
     stop) stop "${2:?stop needs a directory}" ;;
     pause) pause "${2:?pause needs a directory}" ;;
     resume) resume "${2:?resume needs a directory}" ;;
-    *) echo "usage: postgres.sh start DIR [WATCH_PID] | stop DIR | pause DIR | resume DIR" >&2; exit 2 ;;
+    restart) restart "${2:?restart needs a directory}" ;;
+    *) echo "usage: postgres.sh start DIR [WATCH_PID] | stop DIR | pause DIR | resume DIR | restart DIR" >&2; exit 2 ;;
 esac

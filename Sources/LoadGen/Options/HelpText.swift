@@ -9,6 +9,8 @@ public enum HelpText {
       vigil-load ingest  --key KEY [options]     saturate: keep every session's batch window full
       vigil-load verify  --ledger FILE --db PATH [--db PATH]…
                                                  check a run's acknowledged batches against collector databases
+      vigil-load verify  --ledger FILE --shared-db PATH
+                                                 the same against one database every collector shared
       vigil-load e2e --udp IP:PORT --db PATH [options]
                                                  datagram sent → aggregate durable, through a real agent
       vigil-load --help
@@ -61,7 +63,9 @@ public enum HelpText {
     the collector that acknowledged it. Prints
       verify: acked_batches=… acked_records=… lost_records=… duplicate_rows=… cross_collector_batches=… …
     and exits 0 only when lost_records=0 and duplicate_rows=0 (1 otherwise, 2 on a usage error).
-    Run it after the collectors have stopped.
+    Run it after the collectors have stopped. With --shared-db (collectors of one cluster on one store,
+    its measurements and series copied into a SQLite file of the same columns) every batch is looked up
+    there, whichever collector acknowledged it.
 
     e2e: sends single-record IPA datagrams (host e2e.example.com, path /e2e/N) to the agent at --udp and
     polls the collector's database (read-only) for the rule's rows; each datagram's latency is the first

@@ -27,7 +27,7 @@ public enum LoadArguments {
         "--connect-timeout", "--reconnect-min", "--reconnect-max", "--drain", "--ledger", "--prefix",
         "--report-interval", "--json", "--seed",
     ]
-    static let verifyOptions = ["--ledger", "--db"]
+    static let verifyOptions = ["--ledger", "--db", "--shared-db"]
     static let e2eOptions = ["--udp", "--db", "--rate", "--duration", "--window-ms", "--monitor", "--check", "--settle"]
 
     /// Parses `arguments` (without the program name). `readFile` returns a
@@ -45,10 +45,21 @@ public enum LoadArguments {
         case "verify":
             var ledger: String?
             var dbs: [String] = []
+            var shared: [String] = []
             for (name, value) in pairs {
-                if name == "--ledger" { ledger = value } else { dbs.append(value) }
+                switch name {
+                case "--ledger": ledger = value
+                case "--shared-db": shared.append(value)
+                default: dbs.append(value)
+                }
             }
             guard let ledger else { throw UsageError("verify needs --ledger FILE") }
+            if !shared.isEmpty {
+                guard shared.count == 1, dbs.isEmpty else {
+                    throw UsageError("verify takes either one --shared-db PATH (every collector's database) or --db PATH per collector")
+                }
+                return .verify(VerifyOptions(ledgerPath: ledger, databases: shared, shared: true))
+            }
             guard !dbs.isEmpty else { throw UsageError("verify needs at least one --db PATH (in collector-list order)") }
             return .verify(VerifyOptions(ledgerPath: ledger, databases: dbs))
         default:

@@ -106,8 +106,12 @@ public struct VerifyOptions: Equatable, Sendable {
     public var ledgerPath: String
     /// Databases in collector-list order (the ledger's collector index).
     public var databases: [String]
-    public init(ledgerPath: String, databases: [String]) {
+    /// `--shared-db`: one database holds what every collector of the ledger
+    /// acknowledged (collectors of one cluster on one store).
+    public var shared: Bool
+    public init(ledgerPath: String, databases: [String], shared: Bool = false) {
         self.ledgerPath = ledgerPath
         self.databases = databases
+        self.shared = shared
     }
 }

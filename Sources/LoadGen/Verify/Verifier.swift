@@ -11,6 +11,9 @@
 // and the records of agents that are not the load generator's (a real
 // agent's aggregates, counted once across databases, for the caller to
 // compare with what it sent).
+// With one shared database (`--shared-db`: the collectors of a cluster on
+// one store) every collector's batches are looked up in it, and a batch
+// acknowledged by two collectors must still be stored once.
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -28,7 +31,7 @@ public enum Verifier {
         let text = try readWholeFile(options.ledgerPath)
         let ledger: LedgerContents
         do { ledger = try LedgerReader.parse(text) } catch { throw Failure(description: "\(options.ledgerPath): \(error)") }
-        if ledger.header.collectors.count > options.databases.count {
+        if !options.shared && ledger.header.collectors.count > options.databases.count {
             throw Failure(description: "the ledger names \(ledger.header.collectors.count) collectors (\(ledger.header.collectors.joined(separator: ", "))) but \(options.databases.count) --db were given; pass one per collector, in list order")
         }
         var dbs: [SQLiteConnection] = []
@@ -39,11 +42,12 @@ public enum Verifier {
                 throw Failure(description: "cannot open database '\(path)': \(error)")
             }
         }
-        return try check(ledger, dbs)
+        return try check(ledger, dbs, shared: options.shared)
     }
 
-    /// The check itself, on open databases (tests call this).
-    public static func check(_ ledger: LedgerContents, _ dbs: [SQLiteConnection]) throws -> (SummaryFields, ok: Bool) {
+    /// The check itself, on open databases (tests call this). `shared`: `dbs`
+    /// is one database holding every collector's batches.
+    public static func check(_ ledger: LedgerContents, _ dbs: [SQLiteConnection], shared: Bool = false) throws -> (SummaryFields, ok: Bool) {
         let h = ledger.header
         let items = UInt64(h.items)
         var lostBatches: UInt64 = 0, lostRecords: UInt64 = 0, duplicateRows: UInt64 = 0
@@ -73,7 +77,8 @@ public enum Verifier {
                 let ackedThrough = ranges.last?.to ?? 0
                 for r in ranges {
                     for seq in r.from...r.to {
-                        let found = r.collector < stored.count ? stored[r.collector][seq] ?? 0 : 0
+                        let index = shared ? 0 : r.collector
+                        let found = index < stored.count ? stored[index][seq] ?? 0 : 0
                         if found < items {
                             lostBatches += 1
                             lostRecords += items - found
