@@ -412,6 +412,20 @@ enum Migrations {
         Migration(version: 12, name: "agents by name", sql: """
         CREATE INDEX agents_project_name ON agents(project_id, name, id);
         """),
+        // Changes other processes made (rules, monitors, overrides, keys,
+        // identities), for collectors to follow (ChangeLog.swift).
+        // AUTOINCREMENT: a seq is never used twice, even after deletes.
+        Migration(version: 13, name: "change log", sql: """
+        CREATE TABLE change_log (
+            seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+            project TEXT NOT NULL,
+            kind    TEXT NOT NULL,
+            agent   TEXT NOT NULL DEFAULT '',
+            detail  TEXT NOT NULL DEFAULT '',
+            origin  TEXT NOT NULL DEFAULT '',
+            at_ms   INTEGER NOT NULL
+        );
+        """),
     ]
 
     static var latest: Int { all.last?.version ?? 0 }
