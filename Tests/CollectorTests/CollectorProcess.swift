@@ -94,7 +94,7 @@ final class CollectorProcess: @unchecked Sendable {
             self.lock.unlock()
         }
         try process.run()
-        guard waitForLog("ready", timeout: 20) else {
+        guard waitForLog(" ready pid=", timeout: 20) else {   // not "already …"
             process.terminate()
             throw NSError(domain: "CollectorProcess", code: 1, userInfo: [NSLocalizedDescriptionKey: "collector did not start:\n\(log)"])
         }
