@@ -158,6 +158,9 @@ final class ClusterSyncTests: XCTestCase {
         b.signal(SIGSTOP)
         var stopped = true
         defer { if stopped { b.signal(SIGCONT) } }
+        // Let the SIGCHLD of B stopping arrive now, not in the middle of a request to A.
+        let settled = Date().addingTimeInterval(0.3)
+        while Date() < settled { usleep(20_000) }
         XCTAssertEqual(a.api("PUT", "/projects/acme/patterns", body: #"{"patterns":[{"host":"*","path":"/g","monitor":"m","check":"c"}]}"#).status, 200)
         XCTAssertEqual(a.api("PUT", "/projects/acme/monitors", body: #"{"monitors":[]}"#).status, 200)
         XCTAssertNil(pg.execute("DELETE FROM change_log WHERE seq < (SELECT max(seq) FROM change_log)", in: db))
