@@ -234,6 +234,7 @@ struct HTTPResult {
         var off = 0
         while off < all.count {
             let n = all[off...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if n < 0 && errno == EINTR { continue }   // SIGCHLD of a collector a test stopped or resumed
             if n <= 0 { break }
             off += n
         }
@@ -241,6 +242,7 @@ struct HTTPResult {
         var buf = [UInt8](repeating: 0, count: 65536)
         while true {
             let n = recv(fd, &buf, buf.count, 0)
+            if n < 0 && errno == EINTR { continue }
             if n <= 0 { break }
             data += buf[0..<n]
         }
