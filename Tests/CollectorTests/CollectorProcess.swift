@@ -94,8 +94,8 @@ final class CollectorProcess: @unchecked Sendable {
             self.lock.unlock()
         }
         try process.run()
-        // "info ready", not "ready": PostgreSQL notices ("… already exists") may come first.
-        guard waitForLog("info ready", timeout: 20) else {
+        // " ready pid=", not "ready": PostgreSQL notices ("… already exists") may come first.
+        guard waitForLog(" ready pid=", timeout: 20) else {
             process.terminate()
             throw NSError(domain: "CollectorProcess", code: 1, userInfo: [NSLocalizedDescriptionKey: "collector did not start:\n\(log)"])
         }
@@ -235,6 +235,7 @@ struct HTTPResult {
         var off = 0
         while off < all.count {
             let n = all[off...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if n < 0 && errno == EINTR { continue }   // SIGCHLD of a collector a test stopped or resumed
             if n <= 0 { break }
             off += n
         }
@@ -242,6 +243,7 @@ struct HTTPResult {
         var buf = [UInt8](repeating: 0, count: 65536)
         while true {
             let n = recv(fd, &buf, buf.count, 0)
+            if n < 0 && errno == EINTR { continue }
             if n <= 0 { break }
             data += buf[0..<n]
         }

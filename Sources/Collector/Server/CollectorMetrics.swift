@@ -81,6 +81,17 @@ enum CollectorMetrics {
         p.sample("vigil_key_lookups_total", ["kind": "read"], manager.keys.reads)
         p.sample("vigil_key_lookups_total", ["kind": "shared"], manager.keys.shared)
         p.sample("vigil_key_lookups_total", ["kind": "negative_cache"], manager.keys.negativeHits)
+        let changes = manager.changes!
+        p.family("vigil_changes_applied_total", "counter",
+                 "Changes other collectors or processes made, read from the change log and applied here, by kind.")
+        for kind in ChangeKind.allCases { p.sample("vigil_changes_applied_total", ["kind": kind.rawValue], changes.applied[kind] ?? 0) }
+        p.single("vigil_changes_own_total", "counter", "This collector's own changes read back from the change log (pushed when made).",
+                 Double(changes.own))
+        p.single("vigil_change_reloads_total", "counter",
+                 "Gaps in the change log (rows deleted before they were read): everything reloaded.", Double(changes.reloads))
+        p.family("vigil_change_polls_total", "counter", "Reads of the change log by result.")
+        p.sample("vigil_change_polls_total", ["result": "ok"], changes.polls &- changes.pollFailures)
+        p.sample("vigil_change_polls_total", ["result": "failed"], changes.pollFailures)
 
         p.single("vigil_records_in_total", "counter", "Records received from agents.", Double(s.recordsIn))
         p.single("vigil_bytes_in_total", "counter", "Bytes received on agent sessions.", Double(s.bytesIn))

@@ -7,7 +7,9 @@
 // not know is answered "unknown" without a read for `negativeTTL` (1 s),
 // for at most `negativeCapacity` (4096) names — so preambles that keep
 // naming a project that does not exist cost one read a second, not one
-// each. (A project created with `keys create` is seen within that second.)
+// each. (A project created with `keys create` or on another collector is
+// seen as soon as the change log shows it — ChangeFollower, 250 ms — and
+// within that second at the latest.)
 // Hits are counted (`vigil_key_lookups_total{kind="negative_cache"}`).
 //
 // Lookups for one project that arrive while a read for it is queued share
@@ -121,6 +123,13 @@ final class KeyDirectory {
             for c in list { c(answer) }
         }
     }
+
+    /// A key of `project` was created (the change log says so): a handshake
+    /// naming it reads the store at once instead of the cached "unknown".
+    func forgetUnknown(project: String) { unknown.removeValue(forKey: project) }
+
+    /// Everything may have changed (a gap in the change log).
+    func forgetAllUnknown() { unknown.removeAll(keepingCapacity: true) }
 
     /// Bounded: when full, expired entries go first, and if none has
     /// expired the table starts over (a flood of distinct names costs a

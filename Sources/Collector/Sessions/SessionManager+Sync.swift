@@ -2,10 +2,13 @@
 // operator set — filter rules and monitor schedules, answered when an agent
 // asks and pushed when they change (a slice of sessions per iteration), and
 // stored configuration overrides sent to an agent when it connects and
-// project-level changes pushed to the project's connected agents.
+// project-level changes pushed to the project's connected agents; and the
+// same for changes other collectors or processes made, as the change log
+// shows them (ChangeFollower, docs/COLLECTOR.md "Changes between collectors").
 //
 // Thread: loop thread.
 import CollectorStore
+import ConfigFile
 import Reactor
 import Wire
 
@@ -179,5 +182,138 @@ extension SessionManager {
             }
         }
         return targets.compactMap(\.agentID)
+    }
+}
+
+// MARK: changes made elsewhere (ChangeFollower)
+
+extension SessionManager {
+    /// Changes other processes committed, in seq order (this collector's own
+    /// were pushed when made and never arrive here). Several changes of one
+    /// thing in one read are applied once. What each does:
+    /// - `patterns`, `monitors`: the project's cached entry goes; when agents
+    ///   of the project are connected here, the stored value is read and, if
+    ///   its version is not the one cached, pushed to them (the push paths
+    ///   above: a slice of sessions per iteration);
+    /// - `config`: the named keys go, as one configuration update, to the
+    ///   connected agents they affect — for a project change each agent that
+    ///   does not override the key itself, for an agent change that agent —
+    ///   with the value now in force (agent, else project, else the default);
+    /// - `key`: the negative cache forgets the project (a new key works at
+    ///   once; revoked keys end sessions through KeyRevocations);
+    /// - `identity`: nothing is cached (identities are read at each handshake).
+    func applyChanges(_ changes: [ChangeRecord]) {
+        var patternProjects: [String] = [], monitorProjects: [String] = []
+        var configs: [String: Set<String>] = [:]   // "project\0agent" → keys
+        for c in changes {
+            switch c.kind {
+            case .patterns: if !patternProjects.contains(c.project) { patternProjects.append(c.project) }
+            case .monitors: if !monitorProjects.contains(c.project) { monitorProjects.append(c.project) }
+            case .config:
+                configs[c.project + "\u{0}" + c.agent, default: []].formUnion(c.detail.split(separator: ",").map(String.init))
+            case .key: keys.forgetUnknown(project: c.project)
+            case .identity: break
+            }
+        }
+        let connected = Set(agents.values.map(\.projectName))
+        for p in patternProjects { refreshPatterns(project: p, connected: connected.contains(p)) }
+        for p in monitorProjects { refreshSchedules(project: p, connected: connected.contains(p)) }
+        for (k, keys) in configs.sorted(by: { $0.key < $1.key }) {
+            let parts = k.split(separator: "\u{0}", omittingEmptySubsequences: false).map(String.init)
+            pushChangedConfig(project: parts[0], agent: parts[1], keys: keys.sorted())
+        }
+    }
+
+    /// A gap in the change log: every cache goes, and every connected
+    /// project's rules and schedules are read and pushed where their version
+    /// changed, and every connected agent converges again.
+    func reloadAfterChangeGap() {
+        keys.forgetAllUnknown()
+        patterns.forgetAll()
+        schedules.forgetAll()
+        let connected = Set(agents.values.map(\.projectName))
+        for p in connected.sorted() {
+            refreshPatterns(project: p, connected: true, force: true)
+            refreshSchedules(project: p, connected: true, force: true)
+        }
+        convergeSlice(agents.values.filter { $0.phase == .established }.sorted { ($0.agentID ?? "") < ($1.agentID ?? "") }[...])
+    }
+
+    private func convergeSlice(_ targets: ArraySlice<AgentSession>) {
+        for s in targets.prefix(SessionManager.pushSlice) where s.phase == .established { converge(s) }
+        let rest = targets.dropFirst(SessionManager.pushSlice)
+        if !rest.isEmpty { loop.defer { [weak self] in self?.convergeSlice(rest) } }
+    }
+
+    /// `force`: push even when the version read is the one cached (after a
+    /// gap the cache was emptied, so "cached" says nothing).
+    private func refreshPatterns(project: String, connected: Bool, force: Bool = false) {
+        let had: UInt64? = force ? nil : (patterns.cachedVersion(project: project) == 0 ? nil : patterns.cachedVersion(project: project))
+        patterns.forget(project: project)
+        guard connected else { return }
+        store.patterns(project: project) { [weak self] result in
+            guard let self else { return }
+            switch result {
+            case .success(let set):
+                if let had, had == UInt64(max(0, set.version)) { return self.patterns.replaced(project: project, with: set) }
+                self.pushPatterns(project: project, set: set)
+            case .failure(.notFound): break
+            case .failure(let e): self.storeTrouble("reading filter rules changed elsewhere", e)
+            }
+        }
+    }
+
+    private func refreshSchedules(project: String, connected: Bool, force: Bool = false) {
+        let had = force ? nil : schedules.cachedVersion(project: project)
+        schedules.forget(project: project)
+        guard connected else { return }
+        store.monitorDefinitions(project: project) { [weak self] result in
+            guard let self else { return }
+            switch result {
+            case .success(let stored):
+                if let had, had == UInt64(max(0, stored.version)) { self.schedules.replaced(project: project, with: stored); return }
+                self.pushSchedules(project: project, stored: stored)
+            case .failure(.notFound): break
+            case .failure(let e): self.storeTrouble("reading monitor definitions changed elsewhere", e)
+            }
+        }
+    }
+
+    /// Overrides of `keys` changed elsewhere for `project` (agent "") or one
+    /// agent: the affected agents connected here get the values now in force.
+    private func pushChangedConfig(project: String, agent: String, keys: [String]) {
+        if agent.isEmpty {
+            guard agents.values.contains(where: { $0.projectName == project && $0.phase == .established }) else { return }
+        } else {
+            guard let s = agents[agent], s.phase == .established, s.projectName == project else { return }
+        }
+        store.configOverrides(project: project, agent: nil) { [weak self] result in
+            guard let self else { return }
+            let projectValues: [String: String]
+            switch result {
+            case .success(let v): projectValues = v
+            case .failure(.notFound): return
+            case .failure(let e): return self.storeTrouble("reading overrides changed elsewhere", e)
+            }
+            func inForce(_ k: String, own: [String: String]) -> String? {
+                own[k] ?? projectValues[k] ?? AgentSchema.schema.key(k)?.defaultText
+            }
+            if agent.isEmpty {
+                // pushProjectConfig leaves out the keys an agent overrides itself.
+                let values = keys.compactMap { k in inForce(k, own: [:]).map { KeyValue(k, $0) } }
+                guard !values.isEmpty else { return }
+                _ = self.pushProjectConfig(project: project, values: values)
+                return
+            }
+            self.store.configOverrides(project: project, agent: agent) { [weak self] own in
+                guard let self, case .success(let agentValues) = own,
+                      let s = self.agents[agent], s.phase == .established else { return }
+                let values = self.allowedByPolicy(keys.compactMap { k in inForce(k, own: agentValues).map { KeyValue(k, $0) } }, of: s)
+                guard !values.isEmpty else { return }
+                self.control.send(to: s, kind: .configUpdate, values: values, timeout: 30,
+                                  audit: AuditContext(actor: "collector", action: "config.converge", target: agent,
+                                                      detail: values.map(\.key).joined(separator: ","))) { _ in }
+            }
+        }
     }
 }

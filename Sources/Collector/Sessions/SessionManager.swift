@@ -81,6 +81,8 @@ public final class SessionManager {
     private(set) lazy var wheel = DeadlineWheel<AgentSession>(loop: loop) { $0.deadlinePassed() }
     let keys: KeyDirectory
     private(set) var revocations: KeyRevocations!
+    /// Follows the store's change log (Sync/ChangeFollower.swift).
+    private(set) var changes: ChangeFollower!
     let patterns: PatternDirectory
     let schedules: ScheduleDirectory
     let control: ControlRouter
@@ -167,6 +169,9 @@ public final class SessionManager {
         nextSessionID = UInt64(max(0, Clock.wallMillis())) << 16
         revocations = KeyRevocations(loop: loop, store: store) { [unowned self] id in self.closeSessions(usingKey: id) }
         revocations.start()
+        changes = ChangeFollower(loop: loop, store: store, apply: { [unowned self] in self.applyChanges($0) },
+                                 reloadAll: { [unowned self] in self.reloadAfterChangeGap() })
+        changes.start()
     }
 
     /// Ends every established session that authenticated with access key
@@ -299,6 +304,7 @@ public final class SessionManager {
         guard !isShuttingDown else { return }
         isShuttingDown = true
         revocations.stop()
+        changes.stop()
         drained = done
         control.cancelAll()
         for s in Array(sessions.values) { s.drain() }

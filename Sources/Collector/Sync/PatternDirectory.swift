@@ -3,9 +3,10 @@
 //
 // Ten thousand agents asking every ten seconds is a thousand requests a
 // second for data that changes when an operator edits it, so the rules are
-// kept in memory per project after the first read. Only this process
-// changes them (`PUT /api/v1/projects/{p}/patterns`), and it updates the
-// entry when it does (ProjectCache: shared first reads, bounded).
+// kept in memory per project after the first read. This process updates
+// the entry when it changes them (`PUT /api/v1/projects/{p}/patterns`); a
+// change made elsewhere drops or replaces it when the change log shows it
+// (ChangeFollower; ProjectCache: shared first reads, bounded).
 //
 // Thread: loop thread.
 import CollectorStore
@@ -39,6 +40,10 @@ final class PatternDirectory {
     func replaced(project: String, with set: PatternSet) {
         cache.put(project, set)
     }
+
+    /// Changed elsewhere: the next request reads the store.
+    func forget(project: String) { cache.forget(project) }
+    func forgetAll() { cache.forgetAll() }
 
     /// The rules as the agent's `Patterns` record carries them.
     static func record(_ set: PatternSet) -> Patterns {

@@ -1,9 +1,13 @@
 // ProjectCache: one value per project, read from the store once and kept in
 // memory, for data that agents ask for every sync interval but that changes
-// only when an operator edits it through this process (which then calls
-// `put`, so the cache is never stale). Concurrent first reads of one project
-// share one store read; completions always run on a later iteration, never
-// inside `get`. Bounded: past `maxProjects` entries the cache starts over.
+// only when an operator edits it: through this process (which then calls
+// `put`) or through another collector or process on the same database
+// (ChangeFollower sees it in the change log within a poll and calls
+// `forget`). Concurrent first reads of one project share one store read;
+// completions always run on a later iteration, never inside `get`. A read
+// that was in flight when its project was forgotten answers its waiters but
+// is not kept (it may predate the change). Bounded: past `maxProjects`
+// entries the cache starts over.
 //
 // Thread: loop thread.
 import CollectorStore
@@ -21,6 +25,8 @@ final class ProjectCache<Value> {
     private var loading: [String: [Completion]] = [:]
     /// Store reads made (a joined read counts once).
     private(set) var reads: UInt64 = 0
+    /// Bumped by every `forget`: a read started before one is not kept.
+    private var generation: UInt64 = 0
 
     init(loop: EventLoop, maxProjects: Int = 10_000, load: @escaping Load) {
         self.loop = loop
@@ -40,9 +46,10 @@ final class ProjectCache<Value> {
         }
         loading[project] = [completion]
         reads &+= 1
+        let started = generation
         load(project) { [weak self] result in
             guard let self else { return }
-            if case .success(let v) = result { self.put(project, v) }
+            if case .success(let v) = result, self.generation == started { self.put(project, v) }
             for c in self.loading.removeValue(forKey: project) ?? [] { c(result) }
         }
     }
@@ -54,5 +61,17 @@ final class ProjectCache<Value> {
     func put(_ project: String, _ value: Value) {
         if cache[project] == nil && cache.count >= maxProjects { cache.removeAll() }
         cache[project] = value
+    }
+
+    /// Changed elsewhere: the next `get` reads the store again.
+    func forget(_ project: String) {
+        generation &+= 1
+        cache.removeValue(forKey: project)
+    }
+
+    /// Everything may have changed (a gap in the change log).
+    func forgetAll() {
+        generation &+= 1
+        cache.removeAll()
     }
 }

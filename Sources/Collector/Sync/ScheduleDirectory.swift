@@ -2,9 +2,10 @@
 // ask for them (`ScheduleRequest` every `schedule_sync_interval_ms`).
 //
 // Like PatternDirectory: the stored document is read and validated once per
-// project and kept in memory; `PUT /api/v1/projects/{p}/monitors` is the
-// only writer and updates the entry (ProjectCache: shared first reads,
-// bounded). A stored document that no longer validates (a newer collector wrote
+// project and kept in memory; `PUT /api/v1/projects/{p}/monitors` on this
+// collector updates the entry, and a change made elsewhere drops or
+// replaces it when the change log shows it (ChangeFollower; ProjectCache:
+// shared first reads, bounded). A stored document that no longer validates (a newer collector wrote
 // it) serves an empty schedule and is counted, never a crash.
 //
 // Thread: loop thread.
@@ -51,6 +52,13 @@ final class ScheduleDirectory {
         cache.put(project, e)
         return e
     }
+
+    /// The version held in memory, or nil.
+    func cachedVersion(project: String) -> UInt64? { cache.cached(project)?.version }
+
+    /// Changed elsewhere: the next request reads the store.
+    func forget(project: String) { cache.forget(project) }
+    func forgetAll() { cache.forgetAll() }
 
     /// Parses a stored document (the normalised array PUT wrote).
     func entry(_ stored: MonitorDefinitions) -> Entry {

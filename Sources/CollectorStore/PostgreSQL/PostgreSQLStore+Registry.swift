@@ -1,7 +1,9 @@
 // PostgreSQLStore, registry: projects and keys, filter patterns, monitor
 // definitions, configuration overrides, forgetting an agent, agent
-// identities, the audit log.
+// identities, the audit log. Each change to what agents are told also
+// appends a change-log row in its transaction (PostgreSQLStore+Changes.swift).
 // Loop thread; each public method queues one write transaction or one read.
+import Reactor
 
 extension PostgreSQLStore {
     // MARK: keys
@@ -11,13 +13,16 @@ extension PostgreSQLStore {
             counters.refusedInvalid &+= 1
             return deliverLater(completion, .failure(.invalid("a key needs a project name and a secret")))
         }
-        enqueueWrite(rows: 2, { (tx: PGTransaction<KeyInfo>) in
+        let origin = changeOrigin
+        enqueueWrite(rows: 3, { (tx: PGTransaction<KeyInfo>) in
             tx.query("""
                 WITH p AS (INSERT INTO projects(name, created_ms) VALUES ($1, $3)
                            ON CONFLICT (name) DO UPDATE SET name = excluded.name RETURNING id)
                 INSERT INTO project_keys(project_id, secret, created_ms) SELECT id, $2, $3 FROM p RETURNING id
                 """, [project, secret, PGText.int(at)]) { r in
-                tx.done(KeyInfo(id: r.int(0, 0) ?? 0, project: project, created: at, revoked: nil))
+                Self.appendChange(tx, .key, project: project, origin: origin, at: at) {
+                    tx.done(KeyInfo(id: r.int(0, 0) ?? 0, project: project, created: at, revoked: nil))
+                }
             }
         }, completion: completion)
     }
@@ -34,13 +39,16 @@ extension PostgreSQLStore {
     }
 
     public func revokeKey(id: Int64, at: Int64, completion: @escaping StoreCompletion<KeyInfo>) {
-        enqueueWrite(rows: 1, { (tx: PGTransaction<KeyInfo>) in
-            tx.query("UPDATE project_keys SET revoked_ms = $1 WHERE id = $2 AND revoked_ms IS NULL", [PGText.int(at), PGText.int(id)]) { _ in
+        let origin = changeOrigin
+        enqueueWrite(rows: 2, { (tx: PGTransaction<KeyInfo>) in
+            tx.query("UPDATE project_keys SET revoked_ms = $1 WHERE id = $2 AND revoked_ms IS NULL", [PGText.int(at), PGText.int(id)]) { u in
                 tx.query("""
                     SELECT k.id, p.name, k.created_ms, k.revoked_ms FROM project_keys k JOIN projects p ON p.id = k.project_id WHERE k.id = $1
                     """, [PGText.int(id)]) { r in
                     guard r.count == 1 else { return tx.fail(.notFound("key \(id)")) }
-                    tx.done(KeyInfo(id: r.int(0, 0)!, project: r.text(0, 1)!, created: r.int(0, 2)!, revoked: r.int(0, 3)))
+                    let info = KeyInfo(id: r.int(0, 0)!, project: r.text(0, 1)!, created: r.int(0, 2)!, revoked: r.int(0, 3))
+                    guard u.affected > 0 else { return tx.done(info) }
+                    Self.appendChange(tx, .key, project: info.project, origin: origin, at: at) { tx.done(info) }
                 }
             }
         }, completion: completion)
@@ -102,7 +110,8 @@ extension PostgreSQLStore {
 
     public func replacePatterns(project: String, patterns: [FilterPattern], at: Int64,
                                 completion: @escaping StoreCompletion<PatternSet>) {
-        enqueueWrite(rows: patterns.count + 2, { (tx: PGTransaction<PatternSet>) in
+        let origin = changeOrigin
+        enqueueWrite(rows: patterns.count + 3, { (tx: PGTransaction<PatternSet>) in
             Self.projectId(tx, project) { pid in
                 tx.query("DELETE FROM patterns WHERE project_id = $1", [PGText.int(pid)]) { _ in
                     tx.query("""
@@ -117,7 +126,9 @@ extension PostgreSQLStore {
                             INSERT INTO pattern_sets(project_id, version, updated_ms) VALUES ($1, 1, $2)
                             ON CONFLICT (project_id) DO UPDATE SET version = pattern_sets.version + 1, updated_ms = $2
                             """, [PGText.int(pid), PGText.int(at)]) { _ in
-                            Self.readPatterns(tx, pid) { tx.done($0) }
+                            Self.appendChange(tx, .patterns, project: project, origin: origin, at: at) {
+                                Self.readPatterns(tx, pid) { tx.done($0) }
+                            }
                         }
                     }
                 }
@@ -142,14 +153,15 @@ extension PostgreSQLStore {
     // MARK: forgetting an agent
 
     public func forgetAgent(id: String, completion: @escaping StoreCompletion<Void>) {
-        enqueueWrite(rows: 4, { (tx: PGTransaction<Void>) in
-            tx.query("SELECT 1 FROM agents WHERE id = $1", [id]) { r in
-                guard r.count == 1 else { return tx.fail(.notFound("agent '\(id)'")) }
+        let origin = changeOrigin, at = Clock.wallMillis()
+        enqueueWrite(rows: 5, { (tx: PGTransaction<Void>) in
+            tx.query("SELECT p.name FROM agents a JOIN projects p ON p.id = a.project_id WHERE a.id = $1", [id]) { r in
+                guard r.count == 1, let project = r.text(0, 0) else { return tx.fail(.notFound("agent '\(id)'")) }
                 tx.query("""
                     WITH a AS (DELETE FROM agent_states WHERE agent_id = $1), b AS (DELETE FROM agent_status WHERE agent_id = $1),
                          c AS (DELETE FROM config_overrides WHERE agent_id = $1), d AS (DELETE FROM agent_identities WHERE agent_id = $1)
                     DELETE FROM agents WHERE id = $1
-                    """, [id]) { _ in tx.done(()) }
+                    """, [id]) { _ in Self.appendChange(tx, .identity, project: project, agent: id, origin: origin, at: at) { tx.done(()) } }
             }
         }, completion: completion)
     }
@@ -166,18 +178,21 @@ extension PostgreSQLStore {
             counters.refusedInvalid &+= 1
             return deliverLater(completion, .failure(.invalid("enrolling needs an agent id and a key")))
         }
-        enqueueWrite(rows: 1, { (tx: PGTransaction<Enrollment>) in
+        // As SQLite's: enrolling appends no change-log row (no advisory lock
+        // taken per first connect).
+        enqueueWrite(rows: 2, { (tx: PGTransaction<Enrollment>) in
+            let enrolled = { tx.done(.enrolled) }
             tx.query("""
                 INSERT INTO agent_identities(agent_id, project_id, public_key, enrolled_ms) VALUES ($1, $2, $3, $4)
                 ON CONFLICT (agent_id) DO NOTHING RETURNING 1
                 """, [id, PGText.int(projectId), publicKey, PGText.int(at)]) { r in
-                if r.count == 1 { return tx.done(.enrolled) }
+                if r.count == 1 { return enrolled() }
                 tx.query("SELECT project_id, public_key FROM agent_identities WHERE agent_id = $1 FOR UPDATE", [id]) { r in
                     guard r.count == 1 else { return tx.fail(.unavailable("agent identity '\(id)' went while enrolling")) }
                     guard r.int(0, 0) == projectId else { return tx.done(.otherProject) }
                     guard let key = r.text(0, 1) else {
                         return tx.query("UPDATE agent_identities SET public_key = $1, enrolled_ms = $2 WHERE agent_id = $3",
-                                        [publicKey, PGText.int(at), id]) { _ in tx.done(.enrolled) }
+                                        [publicKey, PGText.int(at), id]) { _ in enrolled() }
                     }
                     tx.done(key == publicKey ? .known : .keyMismatch)
                 }
@@ -186,10 +201,11 @@ extension PostgreSQLStore {
     }
 
     public func resetAgentIdentity(id: String, completion: @escaping StoreCompletion<Void>) {
-        enqueueWrite(rows: 1, { (tx: PGTransaction<Void>) in
-            tx.query("UPDATE agent_identities SET public_key = NULL WHERE agent_id = $1", [id]) { r in
-                guard r.affected > 0 else { return tx.fail(.notFound("agent '\(id)'")) }
-                tx.done(())
+        let origin = changeOrigin, at = Clock.wallMillis()
+        enqueueWrite(rows: 2, { (tx: PGTransaction<Void>) in
+            tx.query("UPDATE agent_identities SET public_key = NULL WHERE agent_id = $1 RETURNING project_id", [id]) { r in
+                guard r.count > 0, let pid = r.int(0, 0) else { return tx.fail(.notFound("agent '\(id)'")) }
+                Self.appendChange(tx, .identity, projectId: pid, agent: id, origin: origin, at: at) { tx.done(()) }
             }
         }, completion: completion)
     }
@@ -213,12 +229,15 @@ extension PostgreSQLStore {
 
     public func replaceMonitorDefinitions(project: String, json: String, at: Int64,
                                           completion: @escaping StoreCompletion<MonitorDefinitions>) {
-        enqueueWrite(rows: 1, { (tx: PGTransaction<MonitorDefinitions>) in
+        let origin = changeOrigin
+        enqueueWrite(rows: 2, { (tx: PGTransaction<MonitorDefinitions>) in
             Self.projectId(tx, project) { pid in
                 tx.query("""
                     INSERT INTO monitor_definitions(project_id, version, body, updated_ms) VALUES ($1, 1, $2, $3)
                     ON CONFLICT (project_id) DO UPDATE SET version = monitor_definitions.version + 1, body = $2, updated_ms = $3
-                    """, [PGText.int(pid), json, PGText.int(at)]) { _ in Self.readMonitors(tx, pid) { tx.done($0) } }
+                    """, [PGText.int(pid), json, PGText.int(at)]) { _ in
+                    Self.appendChange(tx, .monitors, project: project, origin: origin, at: at) { Self.readMonitors(tx, pid) { tx.done($0) } }
+                }
             }
         }, completion: completion)
     }
@@ -241,10 +260,15 @@ extension PostgreSQLStore {
     public func setConfigOverrides(project: String, agent: String?, values: [String: String?], at: Int64,
                                    completion: @escaping StoreCompletion<[String: String]>) {
         let sorted = values.sorted(by: { $0.key < $1.key })
-        enqueueWrite(rows: max(values.count, 1), { (tx: PGTransaction<[String: String]>) in
+        let origin = changeOrigin, detail = sorted.map(\.key).joined(separator: ",")
+        enqueueWrite(rows: max(values.count, 1) + 1, { (tx: PGTransaction<[String: String]>) in
             Self.projectId(tx, project) { pid in
                 func step(_ i: Int) {
-                    guard i < sorted.count else { return Self.readOverrides(tx, pid, agent ?? "") { tx.done($0) } }
+                    guard i < sorted.count else {
+                        return Self.appendChange(tx, .config, project: project, agent: agent ?? "", detail: detail, origin: origin, at: at) {
+                            Self.readOverrides(tx, pid, agent ?? "") { tx.done($0) }
+                        }
+                    }
                     let (key, value) = sorted[i]
                     if let value {
                         tx.query("""

@@ -371,6 +371,8 @@ public final class PostgreSQLStore: OperatedStore {
     public var agentRetentionDays = 0
     public var selfMetricsRetentionDays = 0
     public var agentsForgotten: (([String]) -> Void)?
+    /// The origin written into change-log rows (MeasurementStore.changeOrigin).
+    public var changeOrigin = ""
     /// The server and database, password redacted.
     public var location: String { PGConnInfo.redacted(options.conninfo) }
 }

@@ -421,6 +421,20 @@ enum Migrations {
         ALTER TABLE alert_notifications ADD COLUMN due_ms INTEGER NOT NULL DEFAULT 0;
         CREATE INDEX alert_notifications_pending ON alert_notifications(id) WHERE result = 'pending';
         """),
+        // Changes other processes made (rules, monitors, overrides, keys,
+        // identities), for collectors to follow (ChangeLog.swift).
+        // AUTOINCREMENT: a seq is never used twice, even after deletes.
+        Migration(version: 14, name: "change log", sql: """
+        CREATE TABLE change_log (
+            seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+            project TEXT NOT NULL,
+            kind    TEXT NOT NULL,
+            agent   TEXT NOT NULL DEFAULT '',
+            detail  TEXT NOT NULL DEFAULT '',
+            origin  TEXT NOT NULL DEFAULT '',
+            at_ms   INTEGER NOT NULL
+        );
+        """),
     ]
 
     static var latest: Int { all.last?.version ?? 0 }

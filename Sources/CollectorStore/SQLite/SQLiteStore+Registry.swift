@@ -1,7 +1,9 @@
 // SQLiteStore, registry: projects and keys, filter patterns, monitor
-// definitions, configuration overrides and the audit log. The public
+// definitions, configuration overrides and the audit log; each change to
+// what agents are told also appends a change-log row (ChangeLog.swift). The public
 // methods run on the loop thread and queue a job; the bodies and the
 // SQLiteWriter helpers at the end run on the writer thread.
+import Reactor
 
 extension SQLiteStore {
     // MARK: keys
@@ -11,13 +13,16 @@ extension SQLiteStore {
             loopStats.refusedInvalid &+= 1
             return deliverLater(completion, .failure(.invalid("a key needs a project name and a secret")))
         }
-        enqueueWrite(rows: 2, { writer in
+        let origin = changeOrigin
+        enqueueWrite(rows: 3, { writer in
             try writer.db.run("INSERT INTO projects(name, created_ms) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
                               [.text(project), .integer(at)])
             let pid = try writer.projectId(named: project)
             try writer.db.run("INSERT INTO project_keys(project_id, secret, created_ms) VALUES (?, ?, ?)",
                               [.integer(pid), .text(secret), .integer(at)])
-            return KeyInfo(id: writer.db.lastInsertRowID, project: project, created: at, revoked: nil)
+            let id = writer.db.lastInsertRowID
+            try writer.appendChange(.key, project: project, origin: origin, at: at)
+            return KeyInfo(id: id, project: project, created: at, revoked: nil)
         }, completion: completion)
     }
 
@@ -36,15 +41,19 @@ extension SQLiteStore {
     }
 
     public func revokeKey(id: Int64, at: Int64, completion: @escaping StoreCompletion<KeyInfo>) {
-        enqueueWrite(rows: 1, { writer in
-            try writer.db.run("UPDATE project_keys SET revoked_ms = ? WHERE id = ? AND revoked_ms IS NULL", [.integer(at), .integer(id)])
+        let origin = changeOrigin
+        enqueueWrite(rows: 2, { writer in
+            let changed = try writer.db.run("UPDATE project_keys SET revoked_ms = ? WHERE id = ? AND revoked_ms IS NULL",
+                                            [.integer(at), .integer(id)])
             let s = try writer.db.statement("""
                 SELECT k.id, p.name, k.created_ms, k.revoked_ms FROM project_keys k JOIN projects p ON p.id = k.project_id WHERE k.id = ?
                 """)
-            defer { s.reset() }
             s.bind(1, id)
-            guard try s.step() else { throw StoreError.notFound("key \(id)") }
-            return KeyInfo(id: s.int64(0), project: s.text(1), created: s.int64(2), revoked: s.optionalInt64(3))
+            guard try s.step() else { s.reset(); throw StoreError.notFound("key \(id)") }
+            let info = KeyInfo(id: s.int64(0), project: s.text(1), created: s.int64(2), revoked: s.optionalInt64(3))
+            s.reset()
+            if changed > 0 { try writer.appendChange(.key, project: info.project, origin: origin, at: at) }
+            return info
         }, completion: completion)
     }
 
@@ -106,7 +115,8 @@ extension SQLiteStore {
 
     public func replacePatterns(project: String, patterns: [FilterPattern], at: Int64,
                                 completion: @escaping StoreCompletion<PatternSet>) {
-        enqueueWrite(rows: patterns.count + 2, { writer in
+        let origin = changeOrigin
+        enqueueWrite(rows: patterns.count + 3, { writer in
             let pid = try writer.projectId(named: project)
             try writer.db.run("DELETE FROM patterns WHERE project_id = ?", [.integer(pid)])
             let s = try writer.db.statement("""
@@ -122,6 +132,7 @@ extension SQLiteStore {
                 INSERT INTO pattern_sets(project_id, version, updated_ms) VALUES (?1, 1, ?2)
                 ON CONFLICT (project_id) DO UPDATE SET version = version + 1, updated_ms = ?2
                 """, [.integer(pid), .integer(at)])
+            try writer.appendChange(.patterns, project: project, origin: origin, at: at)
             return try writer.readPatterns(projectId: pid)
         }, completion: completion)
     }
@@ -129,10 +140,12 @@ extension SQLiteStore {
     // MARK: forgetting an agent
 
     public func forgetAgent(id: String, completion: @escaping StoreCompletion<Void>) {
-        enqueueWrite(rows: 4, { writer in
-            guard try writer.db.scalar("SELECT 1 FROM agents WHERE id = ?", [.text(id)]) != nil else {
+        let origin = changeOrigin, at = Clock.wallMillis()
+        enqueueWrite(rows: 5, { writer in
+            guard let pid = try writer.db.scalar("SELECT project_id FROM agents WHERE id = ?", [.text(id)]) else {
                 throw StoreError.notFound("agent '\(id)'")
             }
+            try writer.appendChange(.identity, projectId: pid, agent: id, origin: origin, at: at)
             for table in ["agent_states", "agent_status", "config_overrides", "agent_identities", "agents"] {
                 try writer.db.run("DELETE FROM \(table) WHERE \(table == "agents" ? "id" : "agent_id") = ?", [.text(id)])
             }
@@ -147,7 +160,9 @@ extension SQLiteStore {
             loopStats.refusedInvalid &+= 1
             return deliverLater(completion, .failure(.invalid("enrolling needs an agent id and a key")))
         }
-        enqueueWrite(rows: 1, { writer in
+        // An agent enrolling its own key is not an operator's change: no
+        // change-log row (a fleet's first connects must not queue on it).
+        enqueueWrite(rows: 2, { writer in
             let s = try writer.db.statement("SELECT project_id, public_key FROM agent_identities WHERE agent_id = ?")
             s.bind(1, id)
             let found = try s.step() ? (project: s.int64(0), key: s.optionalText(1)) : nil
@@ -168,9 +183,12 @@ extension SQLiteStore {
     }
 
     public func resetAgentIdentity(id: String, completion: @escaping StoreCompletion<Void>) {
-        enqueueWrite(rows: 1, { writer in
+        let origin = changeOrigin, at = Clock.wallMillis()
+        enqueueWrite(rows: 2, { writer in
             try writer.db.run("UPDATE agent_identities SET public_key = NULL WHERE agent_id = ?", [.text(id)])
             guard writer.db.changes > 0 else { throw StoreError.notFound("agent '\(id)'") }
+            guard let pid = try writer.db.scalar("SELECT project_id FROM agent_identities WHERE agent_id = ?", [.text(id)]) else { return }
+            try writer.appendChange(.identity, projectId: pid, agent: id, origin: origin, at: at)
         }, completion: completion)
     }
 
@@ -192,8 +210,10 @@ extension SQLiteStore {
 
     public func replaceMonitorDefinitions(project: String, json: String, at: Int64,
                                           completion: @escaping StoreCompletion<MonitorDefinitions>) {
-        enqueueWrite(rows: 1, { writer in
+        let origin = changeOrigin
+        enqueueWrite(rows: 2, { writer in
             let pid = try writer.projectId(named: project)
+            try writer.appendChange(.monitors, project: project, origin: origin, at: at)
             try writer.db.run("""
                 INSERT INTO monitor_definitions(project_id, version, body, updated_ms) VALUES (?1, 1, ?2, ?3)
                 ON CONFLICT (project_id) DO UPDATE SET version = version + 1, body = ?2, updated_ms = ?3
@@ -211,8 +231,11 @@ extension SQLiteStore {
 
     public func setConfigOverrides(project: String, agent: String?, values: [String: String?], at: Int64,
                                    completion: @escaping StoreCompletion<[String: String]>) {
-        enqueueWrite(rows: max(values.count, 1), { writer in
+        let origin = changeOrigin
+        let detail = values.keys.sorted().joined(separator: ",")
+        enqueueWrite(rows: max(values.count, 1) + 1, { writer in
             let pid = try writer.projectId(named: project)
+            try writer.appendChange(.config, project: project, agent: agent ?? "", detail: detail, origin: origin, at: at)
             for (key, value) in values.sorted(by: { $0.key < $1.key }) {
                 if let value {
                     try writer.db.run("""
@@ -241,6 +264,19 @@ extension SQLiteStore {
 }
 
 extension SQLiteWriter {
+    /// Appends a change-log row, inside the caller's transaction.
+    func appendChange(_ kind: ChangeKind, project: String, agent: String = "", detail: String = "", origin: String, at: Int64) throws {
+        try db.run("INSERT INTO change_log(project, kind, agent, detail, origin, at_ms) VALUES (?, ?, ?, ?, ?, ?)",
+                   [.text(project), .text(kind.rawValue), .text(agent), .text(detail), .text(origin), .integer(at)])
+    }
+
+    /// The same, naming the project by id.
+    func appendChange(_ kind: ChangeKind, projectId: Int64, agent: String, origin: String, at: Int64) throws {
+        try db.run("""
+            INSERT INTO change_log(project, kind, agent, detail, origin, at_ms) SELECT name, ?, ?, '', ?, ? FROM projects WHERE id = ?
+            """, [.text(kind.rawValue), .text(agent), .text(origin), .integer(at), .integer(projectId)])
+    }
+
     func projectId(named name: String) throws -> Int64 {
         guard let id = try db.scalar("SELECT id FROM projects WHERE name = ?", [.text(name)]) else {
             throw StoreError.notFound("project '\(name)'")

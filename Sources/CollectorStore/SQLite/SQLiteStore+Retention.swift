@@ -126,6 +126,7 @@ extension SQLiteStore {
     }
 
     private func retentionTick() {
+        pruneChangeLog()
         guard !retentionRunning, !isClosed, retentionDays > 0 || agentRetentionDays > 0 || selfMetricsRetentionDays > 0 else {
             return
         }
@@ -171,6 +172,19 @@ extension SQLiteStore {
                 Log.warn("store: retention failed: \(e)")
             }
             forgetAgents()
+        }
+    }
+
+    /// The change log keeps `ChangeLog.retentionMs` whatever the other
+    /// retention settings say (it is not data anyone reads back later).
+    private func pruneChangeLog() {
+        guard !isClosed else { return }
+        removeExpiredChanges(olderThan: Clock.wallMillis() - ChangeLog.retentionMs) { result in
+            switch result {
+            case .success(let n) where n > 0: Log.info("store: retention removed \(n) change-log rows older than a day")
+            case .success: break
+            case .failure(let e): Log.warn("store: change-log retention failed: \(e)")
+            }
         }
     }
 }

@@ -53,6 +53,8 @@ public final class SQLiteStore: MeasurementStore {
     public var selfMetricsRetentionDays = 0
     /// Told (on the loop) which agents the retention timer forgot.
     public var agentsForgotten: (([String]) -> Void)?
+    /// The origin written into change-log rows (MeasurementStore.changeOrigin).
+    public var changeOrigin = ""
     /// The schema version of the open database.
     public let schemaVersion: Int
 

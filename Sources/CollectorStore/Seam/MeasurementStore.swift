@@ -23,7 +23,8 @@ public protocol MeasurementStore: AnyObject {
     // MARK: ingest (sessions)
 
     /// Stores a batch once: a batch whose (agent, boot, sequence) was stored
-    /// before completes as `.duplicate` without writing anything.
+    /// before completes as `.duplicate` without writing anything. Never
+    /// writes the change log.
     func submitBatch(_ batch: Batch, completion: @escaping StoreCompletion<BatchOutcome>)
     /// Registers (or updates) an agent at handshake and sets it `connecting`.
     func agentConnected(_ hello: AgentHello, completion: @escaping StoreCompletion<AgentRecord>)
@@ -41,6 +42,8 @@ public protocol MeasurementStore: AnyObject {
     func markAllAgentsNotVisible(at: Int64, completion: @escaping StoreCompletion<Int>)
 
     // MARK: projects and keys
+    // Every write below that changes rules, monitors, overrides, keys or an
+    // agent's identity appends a change-log row in its own transaction.
 
     /// Creates the project if needed and stores a new key with `secret`.
     func createKey(project: String, secret: String, at: Int64, completion: @escaping StoreCompletion<KeyInfo>)
@@ -96,6 +99,22 @@ public protocol MeasurementStore: AnyObject {
     /// The enrolled public key (base64url), nil while reset; `.notFound`
     /// for an id never enrolled.
     func agentIdentity(id: String, completion: @escaping StoreCompletion<String?>)
+
+    // MARK: change log (ChangeLog.swift)
+
+    /// Written as the origin of every change-log row this store appends; a
+    /// collector sets one of its own, so it can tell its own changes from
+    /// those of other processes on the same database.
+    var changeOrigin: String { get set }
+    /// The highest seq in the change log; 0 while it is empty.
+    func latestChange(completion: @escaping StoreCompletion<Int64>)
+    /// Change-log rows with seq >= `from`, ascending, at most `limit`
+    /// (clamped). One probe of the log's primary key.
+    func changes(from: Int64, limit: Int, completion: @escaping StoreCompletion<[ChangeRecord]>)
+    /// Deletes change-log rows written before `cutoff` (ms), except the
+    /// newest row, in chunks of `ChangeLog.retentionChunk`; completes with
+    /// how many went.
+    func removeExpiredChanges(olderThan cutoff: Int64, completion: @escaping StoreCompletion<Int>)
 
     // MARK: audit
 
