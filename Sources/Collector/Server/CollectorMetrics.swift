@@ -77,6 +77,12 @@ enum CollectorMetrics {
         for (reason, n) in s.sessionsClosed.nonZero { p.sample("vigil_sessions_closed_total", ["reason": reason.description], n) }
         p.single("vigil_sessions_replaced_total", "counter", "Sessions closed because the same agent connected again.",
                  Double(s.sessionsReplaced))
+        p.family("vigil_session_end_writes_total", "counter",
+                 "Store writes of ended sessions' final Status and not_visible state (writes), and the sessions they carried (sessions).")
+        p.sample("vigil_session_end_writes_total", ["kind": "writes"], s.sessionEndWrites)
+        p.sample("vigil_session_end_writes_total", ["kind": "sessions"], s.sessionEndsWritten)
+        p.single("vigil_session_ends_pending", "gauge", "Ended sessions whose final state waits for its store write.",
+                 Double(manager.sessionEndsPending))
         p.family("vigil_key_lookups_total", "counter", "Project key reads for handshakes (shared: joined a queued read).")
         p.sample("vigil_key_lookups_total", ["kind": "read"], manager.keys.reads)
         p.sample("vigil_key_lookups_total", ["kind": "shared"], manager.keys.shared)

@@ -71,6 +71,10 @@ public final class SessionManager {
     /// Sessions whose acknowledgements one deferred slice sends (a seal and
     /// a write each); more wait for the next slice.
     static let acksPerSlice = 256
+    /// Ended sessions whose final Status and `not_visible` one store write
+    /// carries, one write per iteration; more wait for the next
+    /// (SessionManager+Ends.swift).
+    static let sessionEndsPerSlice = 256
 
     public let loop: EventLoop
     let store: MeasurementStore
@@ -127,6 +131,12 @@ public final class SessionManager {
     /// feed's input. It must only take the batch and return.
     var batchStored: ((_ project: String, _ batch: Batch) -> Void)?
 
+    /// Ended agent sessions waiting for their store write, in order, and
+    /// by agent id (SessionManager+Ends.swift).
+    var sessionEnds = RingBuffer<PendingSessionEnd>(capacity: 64, overflow: .grow)
+    var sessionEndsByAgent: [String: PendingSessionEnd] = [:]
+    lazy var sessionEndWrites = DeferOnce(loop: loop, label: "session ends") { [weak self] in self?.writeSessionEnds() }
+
     /// Sessions with a Status waiting for its interval to end, and the one
     /// timer that writes them (SessionManager+Limits.swift).
     var statusWaiting = RingBuffer<AgentSession>(capacity: 64, overflow: .grow)
@@ -138,7 +148,7 @@ public final class SessionManager {
     var handshakeOrder = RingBuffer<AgentSession>(capacity: 64, overflow: .grow)
 
     public private(set) var isShuttingDown = false
-    private var drained: (() -> Void)?
+    var drained: (() -> Void)?
 
     public init(loop: EventLoop, store: MeasurementStore, settings: SessionSettings, collectorKey: StaticKeyPair) {
         self.loop = loop
@@ -302,7 +312,7 @@ public final class SessionManager {
         drained = done
         control.cancelAll()
         for s in Array(sessions.values) { s.drain() }
-        if open == 0, let d = drained {
+        if open == 0 && sessionEnds.isEmpty, let d = drained {
             drained = nil
             loop.defer { d() }
         }
@@ -450,6 +460,9 @@ extension SessionManager: AgentSessionContext {
             countInProject(s, +1)
         }
         Log.debug("session established", ["agent": id, "project": s.projectName, "peer": "\(s.peer)"])
+        // A previous session's end still waiting for its slice is written
+        // first, so the store sees it gone before it connects again.
+        writeSessionEndNow(agent: id)
         let now = Clock.wallMillis()
         store.agentConnected(AgentHello(id: id, projectId: s.projectId, name: hello.name, hostname: hello.host,
                                         version: hello.version, bootId: hello.bootID, at: now)) { [weak self] r in
@@ -522,10 +535,9 @@ extension SessionManager: AgentSessionContext {
         agents.removeValue(forKey: id)
         countInProject(s, -1)
         Log.debug("session closed", ["agent": id, "reason": "\(reason)"])
-        flushStatus(s, live: false)   // its latest Status, before the state that says it is gone
-        store.setAgentState(agent: id, state: .notVisible, messages: [], at: Clock.wallMillis()) { [weak self] r in
-            if case .failure(let e) = r { self?.stateWriteFailed("agent state", e) }
-        }
+        // Its latest Status and the state that says it is gone: written in
+        // a later iteration's slice, with the other sessions that ended.
+        queueSessionEnd(s, agent: id)
     }
 
     func sessionFinished(_ s: AgentSession) {
@@ -533,7 +545,7 @@ extension SessionManager: AgentSessionContext {
         open -= 1
         closing -= 1
         sessions.removeValue(forKey: s.sessionID)
-        if isShuttingDown && open == 0, let d = drained {
+        if isShuttingDown && open == 0 && sessionEnds.isEmpty, let d = drained {
             drained = nil
             d()
         }
