@@ -21,7 +21,7 @@ enum CollectorMetrics {
 
     static func render(manager: SessionManager, store: any OperatedStore, loop: EventLoop, api: APIHandler?, http: [HTTPServer] = [], windows: SummaryWindows,
                        reloads: (applied: UInt64, rejected: UInt64), uptime: Double, remoteWrite: RemoteWriteFeed? = nil,
-                       alerts: AlertEvaluator? = nil, notifier: AlertNotifier? = nil) -> String {
+                       alerts: AlertEvaluator? = nil, notifier: AlertNotifier? = nil, heap: HeapGauge? = nil) -> String {
         var p = PrometheusText()
         let s = manager.stats
         let st = store.stats
@@ -152,7 +152,8 @@ enum CollectorMetrics {
         p.single("process_open_fds", "gauge", "Open file descriptors.", Double(ProcessLimits.openDescriptorCount()))
         p.single("process_max_fds", "gauge", "The descriptor limit.", Double(ProcessLimits.descriptorLimit()))
         p.single("process_resident_memory_bytes", "gauge", "Resident set size.", Double(ProcessLimits.residentBytes()))
-        p.single("vigil_heap_bytes", "gauge", "Heap bytes in use (malloc).", Double(ProcessLimits.heapBytesInUse()))
+        p.single("vigil_heap_bytes", "gauge", "Heap bytes in use (malloc; read at most once a second, less often when reading it is slow).",
+                 Double(heap?.value(now: Clock.monotonic()) ?? ProcessLimits.heapBytesInUse()))
         p.single("process_cpu_seconds_total", "counter", "User and system CPU time.", ProcessLimits.cpuSeconds())
         p.single("vigil_uptime_seconds", "gauge", "Seconds since start.", uptime)
         p.family("vigil_build_info", "gauge", "Always 1; the labels say which collector this is.")

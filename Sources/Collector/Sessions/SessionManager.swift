@@ -113,6 +113,8 @@ public final class SessionManager {
     /// order), kept as they change so a /metrics scrape costs O(projects),
     /// not a walk over every agent (15 ms of the loop at 20,000 agents).
     private var projectStateCounts: [String: [Int]] = [:]
+    /// The listed sessions' spool figures by project, kept the same way.
+    private var projectSpools: [String: ProjectSpools] = [:]
     private var nextSessionID: UInt64
 
     private var handshakeBudget = IterationBudget(limit: SessionManager.handshakesPerIteration)
@@ -257,11 +259,34 @@ public final class SessionManager {
 
     /// Agents by project and operator state: connected agents by their
     /// state, every other known agent as `not_visible`.
-    /// The connected agents' spool figures, summed per project.
+    /// The connected agents' spool figures, summed per project (kept as
+    /// they change: O(projects), not a walk over the agents).
     func agentSpoolsByProject() -> [String: AgentSpoolFigures] {
         var out: [String: AgentSpoolFigures] = [:]
-        for s in agents.values { if let f = s.spool { out[s.projectName, default: AgentSpoolFigures()].add(f) } }
+        for (project, p) in projectSpools where p.agents > 0 { out[project] = p.figures }
         return out
+    }
+
+    /// A listed session's spool figures change to `figures` (a Status).
+    func setSpool(_ s: AgentSession, _ figures: AgentSpoolFigures?) {
+        guard let id = s.agentID, agents[id] === s else {
+            s.spool = figures
+            return
+        }
+        countSpool(s, -1)
+        s.spool = figures
+        countSpool(s, +1)
+    }
+
+    /// `s` enters (+1) or leaves (-1) `agents` with its spool figures.
+    private func countSpool(_ s: AgentSession, _ delta: Int) {
+        guard let f = s.spool else { return }
+        if delta > 0 {
+            projectSpools[s.projectName, default: ProjectSpools()].add(f)
+        } else {
+            projectSpools[s.projectName]?.remove(f)
+            if projectSpools[s.projectName]?.agents == 0 { projectSpools.removeValue(forKey: s.projectName) }
+        }
     }
 
     func agentCountsByProject() -> [String: [CollectorStore.AgentState: Int]] {
@@ -284,6 +309,7 @@ public final class SessionManager {
     /// `s` enters (+1) or leaves (-1) `agents` in its current state.
     private func countInProject(_ s: AgentSession, _ delta: Int) {
         projectStateCounts[s.projectName, default: [Int](repeating: 0, count: stateCounts.count)][index(of: s.state)] += delta
+        countSpool(s, delta)
     }
 
     /// An agent's operator state changed (a Status record).
