@@ -12,7 +12,10 @@
 # and the logged lines (what ran in each, docs/COLLECTOR.md "Slow loop iterations") are printed.
 # A collector that does not know the key (an older build) is run without it. /metrics is
 # scraped every SCRAPE_S seconds (5; 0: only at the end) during the step, as a Prometheus
-# would, and the slowest scrape is printed. Release binaries must be
+# would, and the slowest scrape is printed. The load average at the start and the largest
+# cpu_ms of a logged slow iteration (what the collector itself cost, CPU steal left out)
+# are printed too: on a shared machine they say how far the wall-clock figures can be
+# trusted. Release binaries must be
 # built (scripts/load.sh builds them); BIN=DIR runs the binaries in DIR instead (e.g. an older
 # build, for a before/after comparison). Ports: PORT (27700) and PORT+80. KEEP=1 keeps the
 # temporary directory (the database, logs) and prints its path.
@@ -56,6 +59,7 @@ PIDS+=("$C")
 for _ in $(seq 100); do grep -qs " ready " "$DIR/c.log" && break; sleep 0.1; done
 grep -q " ready " "$DIR/c.log" || { cat "$DIR/c.log" >&2; exit 1; }
 rss0=$(awk '/^VmRSS/ {print $2}' "/proc/$C/status")
+echo "load average at the start: $(cut -d' ' -f1-3 /proc/loadavg)"
 # minflt and majflt: fields 10 and 12 of /proc/PID/stat (after the parenthesised name).
 faults() { sed 's/.*) //' "/proc/$C/stat" | awk '{print $8, $10}'; }
 read -r minflt0 majflt0 < <(faults)
@@ -90,3 +94,5 @@ grep -E '^vigil_loop_lag_seconds\{' "$DIR/metrics" \
 echo "collector page faults during the step: minor $((minflt1 - minflt0)), major $((majflt1 - majflt0))"
 grep -E '^vigil_loop_(slow_iterations|callbacks_timed|iterations)_total ' "$DIR/metrics" | sed 's/^/collector /' || true
 grep ' slow loop iteration ' "$DIR/c.log" | sed 's/^[^ ]* warn //' || true
+grep -o ' cpu_ms=[0-9.]*' "$DIR/c.log" | cut -d= -f2 | sort -n | tail -1 \
+    | awk '{print "largest cpu_ms of a logged slow iteration: " $1}' || true

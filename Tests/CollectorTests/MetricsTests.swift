@@ -78,6 +78,73 @@ final class MetricsTests: XCTestCase {
         }
     }
 
+    /// The spool gauges are kept as Status records arrive and sessions end
+    /// (no walk over the agents per scrape): each change and each end moves
+    /// the project's sums, and the oldest age follows the agent holding it.
+    func testSpoolGaugesFollowStatusesAndSessionEnds() throws {
+        let c = try CollectorProcess()
+        defer { c.stop(); c.removeDirectory() }
+        let key = c.createKey(project: "acme")
+        func spool(_ batches: UInt64, _ bytes: UInt64, ageMs: UInt64, full: UInt64 = 0) -> [Record] {
+            [.status(Status(timestampMs: 1, state: .capturing, counters: [
+                Counter("spool_batches", batches), Counter("spool_bytes", bytes), Counter("spool_oldest_age_ms", ageMs),
+                Counter("spool_dropped_full", full)]))]
+        }
+        func metric(_ name: String) -> Double? { c.metric("\(name){project=\"acme\"}") }
+        let a = try WireTestClient(port: c.sessionPort, key: key, hello: WireTestClient.hello("a1"))
+        var b: WireTestClient? = try WireTestClient(port: c.sessionPort, key: key, hello: WireTestClient.hello("a2"))
+        let plain = try WireTestClient(port: c.sessionPort, key: key, hello: WireTestClient.hello("a3"))
+        for client in [a, b!, plain] { XCTAssertNotNil(client.handshake()) }
+        a.send(spool(3, 300, ageMs: 5_000))
+        b!.send(spool(4, 400, ageMs: 90_000, full: 2))
+        plain.send([.status(Status(timestampMs: 1, state: .stopped))])
+        XCTAssertTrue(c.eventually { metric("vigil_agent_spool_batches") == 7 })
+        XCTAssertEqual(metric("vigil_agent_spool_bytes"), 700)
+        XCTAssertEqual(c.metric("vigil_agent_spool_dropped{project=\"acme\",cause=\"full\"}"), 2)
+        // 90,000 ms within a bucket's 1/128: 89,600–90,000 ms.
+        let age = metric("vigil_agent_spool_oldest_age_seconds") ?? 0
+        XCTAssertTrue(age >= 89.6 && age <= 90, "\(age)")
+
+        a.send(spool(1, 100, ageMs: 100))                // a1's spool drains
+        XCTAssertTrue(c.eventually { metric("vigil_agent_spool_batches") == 5 })
+        XCTAssertEqual(metric("vigil_agent_spool_bytes"), 500)
+        b = nil                                           // the oldest one's session ends
+        XCTAssertTrue(c.eventually { metric("vigil_agent_spool_batches") == 1 })
+        XCTAssertEqual(metric("vigil_agent_spool_bytes"), 100)
+        XCTAssertEqual(c.metric("vigil_agent_spool_dropped{project=\"acme\",cause=\"full\"}"), 0)
+        XCTAssertEqual(metric("vigil_agent_spool_oldest_age_seconds"), 0.1, "exact below 128 ms")
+    }
+
+    func testProjectSpoolsAddAndRemoveExactlyAndBucketTheOldestAge() {
+        var p = ProjectSpools()
+        func f(_ batches: UInt64, _ age: UInt64) -> AgentSpoolFigures {
+            var x = AgentSpoolFigures()
+            x.batches = batches
+            x.oldestAgeMs = age
+            return x
+        }
+        p.add(f(1, 100))
+        p.add(f(2, 1_000_000))
+        p.add(f(4, 1_000_000))
+        XCTAssertEqual(p.figures.batches, 7)
+        XCTAssertEqual(p.agents, 3)
+        XCTAssertLessThanOrEqual(p.figures.oldestAgeMs, 1_000_000)
+        XCTAssertGreaterThan(Double(p.figures.oldestAgeMs), 1_000_000 * (1 - 1.0 / 128))
+        p.remove(f(2, 1_000_000))
+        XCTAssertGreaterThan(p.figures.oldestAgeMs, 100, "another agent is still in the oldest bucket")
+        p.remove(f(4, 1_000_000))
+        XCTAssertEqual(p.figures.oldestAgeMs, 100)
+        XCTAssertEqual(p.figures.batches, 1)
+        p.remove(f(1, 100))
+        XCTAssertEqual(p.agents, 0)
+        XCTAssertEqual(p.figures, AgentSpoolFigures())
+        for v: UInt64 in [0, 1, 127, 128, 129, 255, 256, 12_345, 1 << 40] {
+            let b = ProjectSpools.bucket(v)
+            XCTAssertLessThanOrEqual(b, v)
+            XCTAssertLessThan(Double(v - b), max(1, Double(v) / 128), "\(v)")
+        }
+    }
+
     func testNumbersPrintWithoutFloatNoise() {
         XCTAssertEqual(PrometheusText.format(0.007470999999999999), "0.007471")
         XCTAssertEqual(PrometheusText.format(Double(7471) / 1e6), "0.007471")

@@ -161,6 +161,24 @@ final class BackoffTests: XCTestCase {
 }
 
 final class SystemTests: XCTestCase {
+    /// mallinfo2 walks malloc's free lists: the gauge reads it again only
+    /// once its interval (at least a second, or a thousand times the last
+    /// read's cost) has passed, and serves the cached figure before that.
+    func testHeapGaugeReadsAtMostOncePerIntervalScaledByItsCost() {
+        let g = HeapGauge()
+        _ = g.value(now: 100)
+        XCTAssertEqual(g.reads, 1)
+        _ = g.value(now: 100.5)
+        XCTAssertEqual(g.reads, 1, "within a second: the cached figure")
+        _ = g.value(now: 101.1)
+        XCTAssertEqual(g.reads, 2)
+        g.costFactor = 1e12        // as if the last read had cost seconds
+        _ = g.value(now: 102.2)
+        XCTAssertEqual(g.reads, 2, "a costly read is repeated less often")
+        _ = g.value(now: 101.1 + 1e12 * Double(max(g.lastCostNanos, 1)) / 1e9 + 1)
+        XCTAssertEqual(g.reads, 3)
+    }
+
     func testSyscallErrorNamesTheCall() throws {
         let fd = try Syscalls.socket(AF_INET, Int32(SOCK_STREAM.rawValue))
         defer { Syscalls.close(fd) }

@@ -21,7 +21,7 @@ enum CollectorMetrics {
 
     static func render(manager: SessionManager, store: any OperatedStore, loop: EventLoop, api: APIHandler?, http: [HTTPServer] = [], windows: SummaryWindows,
                        reloads: (applied: UInt64, rejected: UInt64), uptime: Double, remoteWrite: RemoteWriteFeed? = nil,
-                       alerts: AlertEvaluator? = nil, notifier: AlertNotifier? = nil) -> String {
+                       alerts: AlertEvaluator? = nil, notifier: AlertNotifier? = nil, heap: HeapGauge? = nil) -> String {
         var p = PrometheusText()
         let s = manager.stats
         let st = store.stats
@@ -77,6 +77,12 @@ enum CollectorMetrics {
         for (reason, n) in s.sessionsClosed.nonZero { p.sample("vigil_sessions_closed_total", ["reason": reason.description], n) }
         p.single("vigil_sessions_replaced_total", "counter", "Sessions closed because the same agent connected again.",
                  Double(s.sessionsReplaced))
+        p.family("vigil_session_end_writes_total", "counter",
+                 "Store writes of ended sessions' final Status and not_visible state (writes), and the sessions they carried (sessions).")
+        p.sample("vigil_session_end_writes_total", ["kind": "writes"], s.sessionEndWrites)
+        p.sample("vigil_session_end_writes_total", ["kind": "sessions"], s.sessionEndsWritten)
+        p.single("vigil_session_ends_pending", "gauge", "Ended sessions whose final state waits for its store write.",
+                 Double(manager.sessionEndsPending))
         p.family("vigil_key_lookups_total", "counter", "Project key reads for handshakes (shared: joined a queued read).")
         p.sample("vigil_key_lookups_total", ["kind": "read"], manager.keys.reads)
         p.sample("vigil_key_lookups_total", ["kind": "shared"], manager.keys.shared)
@@ -157,7 +163,8 @@ enum CollectorMetrics {
         p.single("process_open_fds", "gauge", "Open file descriptors.", Double(ProcessLimits.openDescriptorCount()))
         p.single("process_max_fds", "gauge", "The descriptor limit.", Double(ProcessLimits.descriptorLimit()))
         p.single("process_resident_memory_bytes", "gauge", "Resident set size.", Double(ProcessLimits.residentBytes()))
-        p.single("vigil_heap_bytes", "gauge", "Heap bytes in use (malloc).", Double(ProcessLimits.heapBytesInUse()))
+        p.single("vigil_heap_bytes", "gauge", "Heap bytes in use (malloc; read at most once a second, less often when reading it is slow).",
+                 Double(heap?.value(now: Clock.monotonic()) ?? ProcessLimits.heapBytesInUse()))
         p.single("process_cpu_seconds_total", "counter", "User and system CPU time.", ProcessLimits.cpuSeconds())
         p.single("vigil_uptime_seconds", "gauge", "Seconds since start.", uptime)
         p.family("vigil_build_info", "gauge", "Always 1; the labels say which collector this is.")

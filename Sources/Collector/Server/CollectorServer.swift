@@ -72,6 +72,9 @@ public final class CollectorServer {
     private(set) var alertNotifier: AlertNotifier?
     private var alertDelivery: NotificationDelivery?
     private var shutdownTimer: TimerWatcher?
+    /// malloc's in-use figure for /metrics, read no more often than its
+    /// cost allows (ProcessLimits.swift).
+    private let heapGauge = HeapGauge()
     private var shuttingDown = false
     public private(set) var exitCode: Int32 = 0
     private(set) var reloadsApplied: UInt64 = 0
@@ -545,6 +548,6 @@ public final class CollectorServer {
         return CollectorMetrics.render(manager: manager, store: store, loop: loop, api: api, http: [http, metricsHTTP].compactMap { $0 }, windows: summaryWindows,
                                        reloads: (applied: reloadsApplied, rejected: reloadsRejected),
                                        uptime: Clock.monotonic() - startedAt, remoteWrite: remoteWrite,
-                                       alerts: alertEvaluator, notifier: alertNotifier)
+                                       alerts: alertEvaluator, notifier: alertNotifier, heap: heapGauge)
     }
 }

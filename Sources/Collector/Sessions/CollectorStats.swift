@@ -113,6 +113,11 @@ public struct CollectorStats {
     public var pingsSent: UInt64 = 0
     /// Store writes for agent state and status that failed.
     public var stateWritesFailed: UInt64 = 0
+    /// Store writes of ended sessions' final Status and `not_visible`
+    /// (SessionManager+Ends.swift), and the sessions they carried: at most
+    /// `sessionEndsPerSlice` per write, one write per loop iteration.
+    public var sessionEndWrites: UInt64 = 0
+    public var sessionEndsWritten: UInt64 = 0
     /// Time from accept to the Welcome, µs.
     public var handshakeMicros = LogHistogram()
 

@@ -143,7 +143,7 @@ extension SessionManager {
             ("counters", .object(status.counters.map { ($0.name, .number(Double($0.value))) })),
         ]
         if let interfaces = s.interfaces { fields.append(("interfaces", .raw(interfaces))) }
-        s.spool = AgentSpoolFigures(status.counters)
+        setSpool(s, AgentSpoolFigures(status.counters))
         // Stored (and the operator state set) now or when the session's
         // status interval ends, the latest winning (SessionManager+Limits.swift).
         submitStatus(PendingStatus(agent: id, state: newState, messages: messages,

@@ -58,13 +58,27 @@ extension SQLiteStore {
     public func recordAgentStatus(agent: String, state: AgentState, messages: [String], snapshot: StatusSnapshot,
                                   completion: @escaping StoreCompletion<Bool>) {
         enqueueWrite(rows: 2, { writer in
-            try writer.db.run("INSERT INTO agent_status(agent_id, ts_ms, status) VALUES (?, ?, ?)",
-                              [.text(agent), .integer(snapshot.ts), .text(snapshot.json)])
-            try writer.db.run("""
-                UPDATE agents SET status = ?1, status_ms = ?2, last_seen_ms = max(last_seen_ms, ?2)
-                WHERE id = ?3 AND (status_ms IS NULL OR status_ms <= ?2)
-                """, [.text(snapshot.json), .integer(snapshot.ts), .text(agent)])
-            return try writer.applyState(agent: agent, state: state, messages: messages, at: snapshot.ts)
+            try writer.storeStatus(agent: agent, state: state, messages: messages, snapshot: snapshot)
+        }, completion: completion)
+    }
+
+    /// One write for the whole slice: a job per session (two with a
+    /// waiting Status) made a mass close cost the loop a job, a closure and
+    /// a completion per write.
+    public func recordSessionsEnded(_ ends: [AgentSessionEnd], completion: @escaping StoreCompletion<Int>) {
+        precondition(!ends.isEmpty, "recordSessionsEnded needs at least one session")
+        let rows = ends.reduce(0) { $0 + ($1.status == nil ? 2 : 5) }
+        enqueueWrite(rows: rows, { writer in
+            var written = 0
+            for e in ends {
+                guard try writer.db.scalar("SELECT 1 FROM agents WHERE id = ?", [.text(e.agent)]) != nil else { continue }
+                if let st = e.status {
+                    _ = try writer.storeStatus(agent: e.agent, state: st.state, messages: st.messages, snapshot: st.snapshot)
+                }
+                _ = try writer.applyState(agent: e.agent, state: .notVisible, messages: [], at: e.at)
+                written += 1
+            }
+            return written
         }, completion: completion)
     }
 
@@ -194,6 +208,18 @@ extension SQLiteWriter {
         if seriesCache.count >= options.seriesCacheLimit { seriesCache.removeAll(keepingCapacity: true) }
         seriesCache[key] = id
         return id
+    }
+
+    /// A Status: the snapshot into the history (and made the latest unless
+    /// a newer one is stored), then its state.
+    func storeStatus(agent: String, state: AgentState, messages: [String], snapshot: StatusSnapshot) throws -> Bool {
+        try db.run("INSERT INTO agent_status(agent_id, ts_ms, status) VALUES (?, ?, ?)",
+                   [.text(agent), .integer(snapshot.ts), .text(snapshot.json)])
+        try db.run("""
+            UPDATE agents SET status = ?1, status_ms = ?2, last_seen_ms = max(last_seen_ms, ?2)
+            WHERE id = ?3 AND (status_ms IS NULL OR status_ms <= ?2)
+            """, [.text(snapshot.json), .integer(snapshot.ts), .text(agent)])
+        return try applyState(agent: agent, state: state, messages: messages, at: snapshot.ts)
     }
 
     /// Sets the state; a history row only when state or messages change.

@@ -66,8 +66,14 @@ public final class SQLiteStore: MeasurementStore {
         label: "store completions",
         process: { [writer] thread, jobs in writer.process(jobs) { thread.finish($0) } },
         completed: { [weak self] jobs in self?.completed(jobs) })
-    /// Jobs queued during this loop iteration, handed to the writer at once.
+    /// Jobs queued and not yet handed to the writer: `outbox[outboxHead...]`.
     private var outbox: [StoreJob] = []
+    private var outboxHead = 0
+    /// Hand-offs so far, how many left jobs for the next iteration, and the
+    /// most rows one carried (`maxRowsPerHandOff` bounds it).
+    public private(set) var handOffs: UInt64 = 0
+    public private(set) var handOffsCarriedOver: UInt64 = 0
+    public private(set) var largestHandOffRows = 0
     private lazy var handOff = DeferOnce(loop: loop, label: "store hand-off") { [weak self] in self?.handOffJobs() }
     /// Finished jobs whose completions have not run yet.
     private var completions = RingBuffer<StoreJob>(capacity: 1024, overflow: .grow)
@@ -211,11 +217,36 @@ public final class SQLiteStore: MeasurementStore {
         handOff.schedule()
     }
 
-    /// One lock round trip per loop iteration, however many jobs were queued.
+    /// One lock round trip per loop iteration, with at most
+    /// `maxRowsPerHandOff` rows of the queued jobs (at least one job); what
+    /// is left goes on the next iteration, in order.
     private func handOffJobs() {
-        guard !outbox.isEmpty else { return }
-        worker.submit(contentsOf: outbox)
-        outbox.removeAll(keepingCapacity: true)
+        guard outboxHead < outbox.count else { return }
+        var end = outboxHead
+        var rows = 0
+        while end < outbox.count {
+            let n: Int
+            if case .write(let r) = outbox[end].kind { n = max(r, 1) } else { n = 1 }
+            if end > outboxHead && rows + n > options.maxRowsPerHandOff { break }
+            rows += n
+            end += 1
+        }
+        worker.submit(contentsOf: outbox[outboxHead..<end])
+        handOffs &+= 1
+        largestHandOffRows = max(largestHandOffRows, rows)
+        if end == outbox.count {
+            outbox.removeAll(keepingCapacity: true)
+            outboxHead = 0
+        } else {
+            handOffsCarriedOver &+= 1
+            outboxHead = end
+            // Keep the array from growing with what was already handed over.
+            if outboxHead >= 4_096 && outboxHead * 2 >= outbox.count {
+                outbox.removeFirst(outboxHead)
+                outboxHead = 0
+            }
+            handOff.schedule()
+        }
     }
 
     /// Loop thread (the worker's hand-back): completions, in order, at most

@@ -24,6 +24,13 @@ public struct StoreOptions: Sendable {
     /// filled only as pages are used. The hot pages are the right edges of
     /// time-ordered tables and indexes, so a small cache holds them.
     public var cacheKiB = 8_192
+    /// Rows handed to the writer per loop iteration at most (a read or a
+    /// close counts as one; a single larger write still goes, alone); the
+    /// rest are handed over on the next iterations, in order. Each job
+    /// costs the hand-off a retain, an append under the worker's mutex and,
+    /// later, a completion: a mass close or a burst of batches no longer
+    /// hands thousands of jobs over in one iteration.
+    public var maxRowsPerHandOff = 4_096
     /// Completions run per loop iteration at most; the rest run on the
     /// next ones (a commit of thousands of writes does not hold the loop).
     public var maxCompletionsPerIteration = 128

@@ -37,6 +37,13 @@ public protocol MeasurementStore: AnyObject {
     /// with whether state or messages changed.
     func recordAgentStatus(agent: String, state: AgentState, messages: [String], snapshot: StatusSnapshot,
                            completion: @escaping StoreCompletion<Bool>)
+    /// Agent sessions that ended, in order: for each, its last Status if one
+    /// was still waiting (stored as `recordAgentStatus` stores it), then
+    /// `not_visible` at `at` — all in one write, so a mass close costs the
+    /// loop one job per slice of sessions, not two per session. An agent the
+    /// store no longer holds (forgotten meanwhile) is skipped. Completes with
+    /// the number of agents written. `ends` is not empty.
+    func recordSessionsEnded(_ ends: [AgentSessionEnd], completion: @escaping StoreCompletion<Int>)
     /// Collector start: every agent becomes `not_visible` (no session yet).
     /// Completes with the number of agents that changed.
     func markAllAgentsNotVisible(at: Int64, completion: @escaping StoreCompletion<Int>)
@@ -304,5 +311,46 @@ public struct AgentNamePosition: Equatable, Sendable {
         self.project = project
         self.name = name
         self.id = id
+    }
+}
+
+/// One agent session that ended (`recordSessionsEnded`).
+public struct AgentSessionEnd: Sendable {
+    public var agent: String
+    /// The session's last Status, not yet stored when it ended.
+    public var status: (state: AgentState, messages: [String], snapshot: StatusSnapshot)?
+    /// When it ended (epoch ms): the `not_visible` state's time.
+    public var at: Int64
+
+    public init(agent: String, status: (state: AgentState, messages: [String], snapshot: StatusSnapshot)? = nil, at: Int64) {
+        self.agent = agent
+        self.status = status
+        self.at = at
+    }
+}
+
+extension MeasurementStore {
+    /// A backend without a one-write form: each end as the two writes it
+    /// stands for, in order; completes once, after the last of them.
+    public func recordSessionsEnded(_ ends: [AgentSessionEnd], completion: @escaping StoreCompletion<Int>) {
+        precondition(!ends.isEmpty, "recordSessionsEnded needs at least one session")
+        let last = ends.count - 1
+        var written = 0
+        var failure: StoreError?
+        func settle(_ r: Result<Bool, StoreError>, _ final: Bool, _ i: Int) {
+            switch r {
+            case .success: if final { written += 1 }
+            case .failure(.notFound): break
+            case .failure(let e): failure = failure ?? e
+            }
+            guard final, i == last else { return }
+            if let failure { completion(.failure(failure)) } else { completion(.success(written)) }
+        }
+        for (i, e) in ends.enumerated() {
+            if let st = e.status {
+                recordAgentStatus(agent: e.agent, state: st.state, messages: st.messages, snapshot: st.snapshot) { settle($0, false, i) }
+            }
+            setAgentState(agent: e.agent, state: .notVisible, messages: [], at: e.at) { settle($0, true, i) }
+        }
     }
 }

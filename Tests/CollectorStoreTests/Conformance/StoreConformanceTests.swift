@@ -595,6 +595,27 @@ final class StoreConformanceTests: XCTestCase {
         }
     }
 
+    func testRecordSessionsEndedStoresEachLastStatusThenNotVisible() throws {
+        try forEachBackend { f in
+            _ = try populate(f)
+            let ends = [
+                AgentSessionEnd(agent: "a1", status: (.capturing, ["m"], StatusSnapshot(ts: 9_000, json: "{\"x\":1}")), at: 9_500),
+                AgentSessionEnd(agent: "nope", at: 9_500),
+                AgentSessionEnd(agent: "b1", at: 9_600),
+            ]
+            XCTAssertEqual(try f.wait { f.store.recordSessionsEnded(ends, completion: $0) }, 2, "an unknown agent is skipped")
+            let a1 = try f.wait { f.store.agent(id: "a1", completion: $0) }
+            XCTAssertEqual(a1.state, .notVisible)
+            XCTAssertEqual(a1.stateMessages, [])
+            XCTAssertEqual(a1.status, "{\"x\":1}")
+            XCTAssertEqual(a1.statusTs, 9_000)
+            XCTAssertEqual(try f.wait { f.store.stateHistory(agent: "a1", since: nil, limit: 2, completion: $0) }.map(\.state),
+                           [.notVisible, .capturing], "the last Status, then gone")
+            XCTAssertEqual(try f.wait { f.store.agent(id: "b1", completion: $0) }.state, .notVisible)
+            XCTAssertEqual(try f.wait { f.store.agent(id: "a2", completion: $0) }.state, .connecting, "not among the ends")
+        }
+    }
+
     func testForgetAgentKeepsWhatItMeasured() throws {
         try forEachBackend { f in
             _ = try populate(f)

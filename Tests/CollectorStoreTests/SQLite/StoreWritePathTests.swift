@@ -70,6 +70,40 @@ final class StoreWritePathTests: XCTestCase {
         close(f.store)
     }
 
+    /// Jobs queued in one iteration reach the writer at most
+    /// `maxRowsPerHandOff` rows per iteration, the rest on the next ones,
+    /// in order; a single larger write still goes, alone.
+    func testHandOffCarriesAtMostItsRowBudgetPerIteration() throws {
+        let f = try StoreFixture(self) { $0.maxRowsPerHandOff = 100 }
+        // The fixture's own setup writes were handed over before.
+        let h0 = f.store.handOffs, c0 = f.store.handOffsCarriedOver
+        XCTAssertLessThan(f.store.largestHandOffRows, 100)
+        var completed: [Int64] = []
+        for seq in 0..<30 {
+            let ms = (0..<10).map { measurement(Int64($0), check: "c\($0)") }
+            f.store.submitBatch(f.batch(seq: Int64(seq), measurements: ms)) { r in
+                XCTAssertEqual(try? r.get(), .stored(rows: 10))
+                completed.append(Int64(seq))
+            }
+        }
+        let big = (0..<150).map { measurement(Int64($0), check: "big\($0)") }
+        f.store.submitBatch(f.batch(seq: 30, measurements: big)) { r in
+            XCTAssertEqual(try? r.get(), .stored(rows: 150))
+            completed.append(30)
+        }
+        XCTAssertEqual(f.store.handOffs, h0, "nothing handed over before the call returns")
+        _ = f.loop.runOnce()
+        XCTAssertEqual(f.store.handOffs, h0 + 1)
+        XCTAssertEqual(f.store.largestHandOffRows, 100, "ten batches of ten rows, the other twenty and the large one wait")
+        XCTAssertTrue(f.loop.run(until: { completed.count == 31 }, timeout: 10))
+        XCTAssertEqual(completed, Array(0...30), "completions in submission order")
+        XCTAssertEqual(f.store.handOffs, h0 + 4, "100 + 100 + 100 rows, then the 150-row batch alone")
+        XCTAssertEqual(f.store.handOffsCarriedOver, c0 + 3)
+        XCTAssertEqual(f.store.largestHandOffRows, 150)
+        XCTAssertEqual(try f.committedCount("measurements"), 450)
+        close(f.store)
+    }
+
     func testOneBadBatchFailsAloneAndCanBeResent() throws {
         let f = try StoreFixture(self)
         try f.sql(self) {
