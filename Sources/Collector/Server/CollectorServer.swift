@@ -58,6 +58,8 @@ public final class CollectorServer {
     /// The `metrics_listen` listener (/metrics and /healthz only); nil when off.
     private var metricsHTTP: HTTPServer?
     private var api: APIHandler?
+    /// This collector in its cluster (a cluster of one on SQLite).
+    private(set) var cluster: ClusterNode?
     /// The remote-write sender and its feed; nil without `remote_write_url`.
     private(set) var remoteWrite: RemoteWriteFeed?
     private var signals: [SignalWatcher] = []
@@ -243,6 +245,22 @@ public final class CollectorServer {
             }
             metricsHTTP = m
         }
+
+        let startedMs = Clock.wallMillis()
+        let collectorID = ClusterNode.collectorID(configured: settings.collectorID, hostName: CollectorServer.hostName(),
+                                                  listenPort: listener!.localAddress.port)
+        let node = ClusterNode(id: collectorID, loop: loop, store: store, manager: manager) { [unowned self, unowned manager] in
+            CollectorPresence(id: collectorID, startedMs: startedMs, listen: "\(self.listener?.localAddress.description ?? "")",
+                              httpListen: "\(self.settings.httpListen.withPort(self.http?.port ?? 0))", sessions: manager.established,
+                              lagP99Us: Int64(self.loop.lag.quantile(0.99)), version: CollectorVersion.current)
+        }
+        node.closeStaleSession = { [unowned manager] agent in manager.closeStaleSession(agent: agent) }
+        manager.ownership = node
+        api.cluster = node
+        node.start()
+        cluster = node
+        Log.info("cluster", ["collector_id": collectorID, "shared": store.isShared ? "yes" : "no",
+                             "channel": store.isShared ? ClusterNames.channel(collectorID) : "-"])
 
         for sig in [SIGTERM, SIGINT] {
             let w = SignalWatcher(loop: loop, signal: sig) { [unowned self] w in self.shutdown(signal: w.signal) }
@@ -477,6 +495,7 @@ public final class CollectorServer {
 
     private func finishShutdown() {
         shutdownTimer?.stop()
+        cluster?.stop()
         remoteWrite?.close()
         http?.stop()
         metricsHTTP?.stop()
@@ -545,6 +564,6 @@ public final class CollectorServer {
         return CollectorMetrics.render(manager: manager, store: store, loop: loop, api: api, http: [http, metricsHTTP].compactMap { $0 }, windows: summaryWindows,
                                        reloads: (applied: reloadsApplied, rejected: reloadsRejected),
                                        uptime: Clock.monotonic() - startedAt, remoteWrite: remoteWrite,
-                                       alerts: alertEvaluator, notifier: alertNotifier)
+                                       alerts: alertEvaluator, notifier: alertNotifier, cluster: cluster)
     }
 }

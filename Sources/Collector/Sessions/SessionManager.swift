@@ -126,6 +126,9 @@ public final class SessionManager {
     /// after its commit, with the agent's project name: the remote-write
     /// feed's input. It must only take the batch and return.
     var batchStored: ((_ project: String, _ batch: Batch) -> Void)?
+    /// The cluster's view of who holds which agent (ClusterNode): told when
+    /// an agent's session here begins and ends.
+    weak var ownership: SessionOwnership?
 
     /// Sessions with a Status waiting for its interval to end, and the one
     /// timer that writes them (SessionManager+Limits.swift).
@@ -450,6 +453,7 @@ extension SessionManager: AgentSessionContext {
             countInProject(s, +1)
         }
         Log.debug("session established", ["agent": id, "project": s.projectName, "peer": "\(s.peer)"])
+        ownership?.sessionStarted(agent: id)
         let now = Clock.wallMillis()
         store.agentConnected(AgentHello(id: id, projectId: s.projectId, name: hello.name, hostname: hello.host,
                                         version: hello.version, bootId: hello.bootID, at: now)) { [weak self] r in
@@ -522,6 +526,8 @@ extension SessionManager: AgentSessionContext {
         agents.removeValue(forKey: id)
         countInProject(s, -1)
         Log.debug("session closed", ["agent": id, "reason": "\(reason)"])
+        // Taken by another collector: the agent's state is that one's to write.
+        guard ownership?.sessionEnded(agent: id) ?? true else { return }
         flushStatus(s, live: false)   // its latest Status, before the state that says it is gone
         store.setAgentState(agent: id, state: .notVisible, messages: [], at: Clock.wallMillis()) { [weak self] r in
             if case .failure(let e) = r { self?.stateWriteFailed("agent state", e) }
@@ -544,6 +550,10 @@ extension SessionManager: AgentSessionContext {
 
 extension SessionManager: ConnectedAgents {
     func session(forAgent id: String) -> ConnectedAgent? { agents[id] }
+    /// Closes the agent's session here: another collector holds it now.
+    func closeStaleSession(agent id: String) {
+        agents[id]?.close(.local, error: ErrorRecord(code: .duplicateAgent, message: "the agent connected to another collector"))
+    }
     var collectorPublicKey: Key32 { collectorKey.publicKey }
     func keyRevoked(_ keyID: Int64) { revocations.revoked(keyID) }
 }
