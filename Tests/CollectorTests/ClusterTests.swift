@@ -163,6 +163,56 @@ final class ClusterTests: XCTestCase {
         XCTAssertEqual(o["connected"] as? Bool, true)
     }
 
+    func testALostListenConnectionComesBackAndMissesNothing() throws {
+        let pg = try server()
+        let (a, b, db) = try twoCollectors(pg)
+        defer { a.stop(); b.stop(); a.removeDirectory(); b.removeDirectory() }
+        let key = a.createKey(project: "acme")
+        let client = try WireTestClient(port: a.sessionPort, key: key, hello: WireTestClient.hello("agent-4"))
+        XCTAssertNotNil(client.handshake())
+        XCTAssertTrue(b.eventually { b.api("GET", "/agents/agent-4").object["collector"] as? String == "a" })
+        XCTAssertEqual(a.metric("vigil_cluster_listening"), 1)
+        // A's LISTEN connection dies; a request through B is sent meanwhile.
+        XCTAssertEqual(pg.scalar("""
+            SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE query = 'LISTEN "vigil_control_a"'
+            """, in: db), "1")
+        let (answer, req) = control(b, client, "POST", "/agents/agent-4/capture", #"{"action":"start"}"#, ok: true, message: "on")
+        XCTAssertEqual(req?.kind, .captureStart)
+        XCTAssertEqual(answer?.status, 200, answer?.body ?? "no answer")
+        XCTAssertTrue(a.eventually { a.metric("vigil_cluster_listen_reconnects_total") == 1 && a.metric("vigil_cluster_listening") == 1 })
+        XCTAssertEqual(b.metric("vigil_cluster_relayed_total{direction=\"out\"}"), 1)
+        XCTAssertEqual(a.metric("vigil_cluster_relayed_total{direction=\"in\"}"), 1)
+        XCTAssertEqual(b.metric("vigil_cluster_relayed_results_total{result=\"ok\"}"), 1)
+    }
+
+    func testAKilledCollectorsAgentsBecomeNotVisibleAndAStartingOneLeavesOthersAlone() throws {
+        let pg = try server()
+        let (a, b, db) = try twoCollectors(pg)
+        defer { a.stop(); b.stop(); a.removeDirectory(); b.removeDirectory() }
+        let key = a.createKey(project: "acme")
+        let client = try WireTestClient(port: a.sessionPort, key: key, hello: WireTestClient.hello("agent-5"))
+        XCTAssertNotNil(client.handshake())
+        client.send([.status(Status(timestampMs: 1, state: .stopped))])
+        XCTAssertTrue(b.eventually { b.api("GET", "/agents/agent-5").object["state"] as? String == "stopped" })
+        // A third collector starting on the database leaves A's agent as it is.
+        let c = try CollectorProcess(config: ["store = postgresql", "postgresql_url = \(pg.socketConninfo(db))", "collector_id = c"])
+        defer { c.stop(); c.removeDirectory() }
+        XCTAssertEqual(b.api("GET", "/agents/agent-5").object["state"] as? String, "stopped")
+        XCTAssertEqual(pg.scalar("SELECT state FROM agents WHERE id = 'agent-5'", in: db), "stopped")
+        // A dies and the agent does not come back: once A's lease expired
+        // (10 s) a live collector marks it gone.
+        a.kill9()
+        let killed = Date()
+        XCTAssertTrue(b.eventually(timeout: 20) {
+            let o = b.api("GET", "/agents/agent-5").object
+            return o["state"] as? String == "not_visible" && o["connected"] as? Bool == false && o["collector"] is NSNull
+        }, b.api("GET", "/agents/agent-5").body)
+        XCTAssertGreaterThanOrEqual(Date().timeIntervalSince(killed), 8, "not before the lease expired")
+        let members = (b.api("GET", "/cluster").object["collectors"] as? [[String: Any]]) ?? []
+        XCTAssertEqual(members.first { $0["id"] as? String == "a" }?["live"] as? Bool, false)
+        XCTAssertEqual(pg.scalar("SELECT count(*) FROM agent_states WHERE agent_id = 'agent-5' AND state = 'not_visible'", in: db), "1")
+    }
+
     func testSingleCollectorOnSQLite() throws {
         let c = try CollectorProcess(config: ["collector_id = solo"])
         defer { c.stop(); c.removeDirectory() }

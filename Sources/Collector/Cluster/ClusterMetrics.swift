@@ -20,6 +20,9 @@ enum ClusterMetrics {
         p.sample("vigil_cluster_claims_total", ["result": "failed"], c.claimFailures)
         p.single("vigil_cluster_stale_sessions_closed_total", "counter",
                  "Sessions closed because another collector claimed their agent with a newer epoch.", Double(c.staleSessionsClosed))
+        p.single("vigil_cluster_leases_reaped_total", "counter",
+                 "Expired leases (their collector stopped renewing them) this collector found; their agents became not_visible.",
+                 Double(c.leasesReaped))
         let r: ControlRelay = c.relay
         p.family("vigil_cluster_relayed_total", "counter",
                  "Control requests relayed through the database: out (asked here, agent elsewhere), in (run here for another collector).")

@@ -59,6 +59,10 @@ final class ClusterNode: SessionOwnership {
     private var generation: UInt64 = 0
     private var timer: TimerWatcher?
     private var heartbeatRunning = false
+    private var reaping = false
+    private var beatsSinceReap = 0
+    /// Heartbeats between looks for expired leases.
+    static let reapEvery = 2
     private var stopped = false
 
     // Counters for /metrics.
@@ -67,6 +71,8 @@ final class ClusterNode: SessionOwnership {
     private(set) var claims: UInt64 = 0
     private(set) var claimFailures: UInt64 = 0
     private(set) var staleSessionsClosed: UInt64 = 0
+    /// Expired leases this collector found and marked (their agents `not_visible`).
+    private(set) var leasesReaped: UInt64 = 0
     /// The last heartbeat that committed (monotonic seconds; 0: none yet).
     private(set) var lastHeartbeatAt = 0.0
 
@@ -168,6 +174,24 @@ final class ClusterNode: SessionOwnership {
         }
     }
 
+    /// Agents of collectors that died: `not_visible` once their lease
+    /// expired (every few beats; any live collector may do it).
+    private func reap() {
+        guard store.isShared, !reaping else { return }
+        beatsSinceReap += 1
+        guard beatsSinceReap >= ClusterNode.reapEvery else { return }
+        beatsSinceReap = 0
+        reaping = true
+        store.reapExpiredLeases { [weak self] r in
+            guard let self else { return }
+            self.reaping = false
+            if case .success(let n) = r, n > 0 {
+                self.leasesReaped &+= UInt64(n)
+                Log.info("cluster: agents whose collector stopped renewing their lease are not visible", ["agents": "\(n)"])
+            }
+        }
+    }
+
     // MARK: heartbeat
 
     private func beat() {
@@ -200,6 +224,7 @@ final class ClusterNode: SessionOwnership {
                     self.closeStaleSession?(lost.agent)
                 }
                 if answer.pendingCommands > 0 { self.relay.takeCommands() }
+                self.reap()
             }
         }
     }

@@ -142,7 +142,8 @@ public final class CollectorServer {
             throw StartError(description: "\(error)")
         }
 
-        store.markAllAgentsNotVisible(at: Clock.wallMillis()) { r in
+        // In a cluster, the agents other collectors hold keep their state.
+        store.markUnheldAgentsNotVisible(at: Clock.wallMillis()) { r in
             if case .failure(let e) = r { Log.warn("store: marking agents not visible failed", ["error": "\(e)"]) }
         }
         store.startRetention(days: settings.retentionDays, agentDays: settings.agentRetentionDays,

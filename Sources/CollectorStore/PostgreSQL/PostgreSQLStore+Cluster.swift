@@ -85,6 +85,45 @@ extension PostgreSQLStore: ClusterStore {
         }, completion: completion)
     }
 
+    public func markUnheldAgentsNotVisible(at: Int64, completion: @escaping (Result<Int, StoreError>) -> Void) {
+        let unheld = """
+            NOT EXISTS (SELECT 1 FROM agent_sessions s WHERE s.agent_id = agents.id AND s.lease_until_ms > \(Self.serverNowMs))
+            """
+        enqueueWrite(rows: 1, { (tx: PGTransaction<Int>) in
+            tx.query("""
+                INSERT INTO agent_states(agent_id, ts_ms, state, messages)
+                SELECT id, $1, 'not_visible', '' FROM agents WHERE state <> 'not_visible' AND \(unheld) ORDER BY id
+                """, [PGText.int(at)]) { _ in
+                tx.query("""
+                    UPDATE agents SET state = 'not_visible', state_messages = '', state_since_ms = $1
+                    WHERE state <> 'not_visible' AND \(unheld)
+                    """, [PGText.int(at)]) { r in tx.done(r.affected) }
+            }
+        }, completion: completion)
+    }
+
+    public func reapExpiredLeases(completion: @escaping (Result<Int, StoreError>) -> Void) {
+        let now = Self.serverNowMs
+        enqueueWrite(rows: 0, { (tx: PGTransaction<Int>) in
+            // lease_until 0: released or already handled. SKIP LOCKED: collectors
+            // reaping at once take different rows.
+            tx.query("""
+                WITH gone AS (
+                    UPDATE agent_sessions SET lease_until_ms = 0 WHERE agent_id IN (
+                        SELECT agent_id FROM agent_sessions WHERE lease_until_ms > 0 AND lease_until_ms <= \(now)
+                        ORDER BY lease_until_ms LIMIT 1000 FOR UPDATE SKIP LOCKED)
+                    RETURNING agent_id),
+                u AS (
+                    UPDATE agents a SET state = 'not_visible', state_messages = '', state_since_ms = \(now)
+                    FROM gone WHERE a.id = gone.agent_id AND a.state <> 'not_visible' RETURNING a.id),
+                h AS (
+                    INSERT INTO agent_states(agent_id, ts_ms, state, messages)
+                    SELECT id, \(now), 'not_visible', '' FROM u RETURNING 1)
+                SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM h)
+                """) { r in tx.done(Int(r.int(0, 0) ?? 0)) }
+        }, completion: completion)
+    }
+
     public func agentOwners(_ agents: [String], completion: @escaping (Result<[String: AgentOwner], StoreError>) -> Void) {
         guard !agents.isEmpty else { return deliverLater(completion, .success([:])) }
         enqueueRead({ (tx: PGTransaction<[String: AgentOwner]>) in

@@ -25,6 +25,15 @@ extension SQLiteStore: ClusterStore {
         answer(completion, isClosed ? .failure(.closed) : .success(()))
     }
 
+    public func markUnheldAgentsNotVisible(at: Int64, completion: @escaping (Result<Int, StoreError>) -> Void) {
+        // Nobody else holds an agent of this database.
+        markAllAgentsNotVisible(at: at, completion: completion)
+    }
+
+    public func reapExpiredLeases(completion: @escaping (Result<Int, StoreError>) -> Void) {
+        answer(completion, isClosed ? .failure(.closed) : .success(0))
+    }
+
     public func agentOwners(_ agents: [String], completion: @escaping (Result<[String: AgentOwner], StoreError>) -> Void) {
         answer(completion, isClosed ? .failure(.closed) : .success([:]))
     }

@@ -160,6 +160,15 @@ public protocol ClusterStore: AnyObject {
                     completion: @escaping (Result<Int64, StoreError>) -> Void)
     /// The session ended: its lease ends now unless a newer claim took it.
     func releaseAgent(_ lease: SessionLease, collector: String, completion: @escaping (Result<Void, StoreError>) -> Void)
+    /// Collector start: every agent no collector holds (no running lease)
+    /// becomes `not_visible`, as `markAllAgentsNotVisible` does for all —
+    /// the agents other collectors hold keep their state. Completes with
+    /// the number changed.
+    func markUnheldAgentsNotVisible(at: Int64, completion: @escaping (Result<Int, StoreError>) -> Void)
+    /// Agents whose lease expired without a release (their collector died or
+    /// was cut off) become `not_visible` and their lease is marked handled;
+    /// at most 1,000 a call. Completes with how many were handled.
+    func reapExpiredLeases(completion: @escaping (Result<Int, StoreError>) -> Void)
     /// The live owners (lease not expired) of the agents among `agents`.
     func agentOwners(_ agents: [String], completion: @escaping (Result<[String: AgentOwner], StoreError>) -> Void)
     /// Every collector that ever heartbeated, in id order.
