@@ -21,14 +21,6 @@
 import CollectorStore
 import Reactor
 
-/// What the sessions tell the cluster: an agent's session here began or ended.
-protocol SessionOwnership: AnyObject {
-    func sessionStarted(agent: String)
-    /// False when the agent's session was taken by another collector (a
-    /// stale session closed here): its end must not write the agent's state.
-    func sessionEnded(agent: String) -> Bool
-}
-
 final class ClusterNode: SessionOwnership {
     /// How long a lease runs without renewal (ms): a collector silent this
     /// long (killed, stopped, cut off from the database) owns nothing.
