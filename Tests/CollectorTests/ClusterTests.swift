@@ -161,6 +161,11 @@ final class ClusterTests: XCTestCase {
         XCTAssertEqual(o["collector"] as? String, "b")
         XCTAssertEqual(o["state"] as? String, "stopped")
         XCTAssertEqual(o["connected"] as? Bool, true)
+        // Nor can A forget an agent B holds.
+        let forget = a.api("DELETE", "/agents/agent-2")
+        XCTAssertEqual(forget.status, 409, forget.body)
+        XCTAssertEqual((forget.object["detail"] as? [String: Any])?["collector"] as? String, "b", forget.body)
+        XCTAssertEqual((forget.object["detail"] as? [String: Any])?["state"] as? String, "stopped", forget.body)
     }
 
     func testALostListenConnectionComesBackAndMissesNothing() throws {

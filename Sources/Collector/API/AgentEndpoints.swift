@@ -190,19 +190,31 @@ extension APIHandler {
             store.appendAudit(AuditEntry(ts: Clock.wallMillis(), actor: actor, action: "agent.forget", target: id,
                                          detail: "", result: result)) { _ in }
         }
-        if let session = manager.session(forAgent: id) {
+        func connected(_ state: String, collector: String?) {
             audit("connected")
-            return r.fail(APIError(409, "agent connected", .object([
-                ("agent", .string(id)), ("state", .string(session.state.rawValue)),
+            r.fail(APIError(409, "agent connected", .object([
+                ("agent", .string(id)), ("state", .string(state)), ("collector", .optional(collector)),
                 ("message", .string("stop the agent (or wait until its session closes) before forgetting it"))])))
         }
-        store.forgetAgent(id: id) { result in
-            switch result {
-            case .failure(let e):
-                r.fail(.store(e))
-            case .success:
-                audit("ok")
-                r.json(.object([("agent", .string(id)), ("result", .string("ok"))]))
+        if let session = manager.session(forAgent: id) { return connected(session.state.rawValue, collector: cluster?.id) }
+        // Connected to another collector of the cluster: the same answer.
+        controlPath(id, r) { [self] path in
+            switch path {
+            case .local(let session)?: return connected(session.state.rawValue, collector: cluster?.id)
+            case .remote(let owner)?:
+                return store.agent(id: id) { found in
+                    connected((try? found.get())?.state.rawValue ?? "connecting", collector: owner.collector)
+                }
+            case nil: break
+            }
+            store.forgetAgent(id: id) { result in
+                switch result {
+                case .failure(let e):
+                    r.fail(.store(e))
+                case .success:
+                    audit("ok")
+                    r.json(.object([("agent", .string(id)), ("result", .string("ok"))]))
+                }
             }
         }
     }
