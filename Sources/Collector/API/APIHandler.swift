@@ -56,6 +56,8 @@ public final class APIHandler {
 
     /// Capture uploads (nil: refused with 503).
     var uploads: Uploads?
+    /// This collector in its cluster: agent owners, control relayed to them.
+    var cluster: ClusterNode?
 
     /// Counts an answer by its status class.
     func count(_ status: Int) { answers[min(5, max(1, status / 100))] &+= 1 }

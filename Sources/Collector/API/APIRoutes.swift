@@ -90,6 +90,7 @@ extension APIHandler {
         APIRoute("GET", "events", query: ["project", "agent", "monitor", "check", "since", "until", "limit", "cursor"]) { h, _, q, r in h.events(q, r) },
         APIRoute("GET", "audit", query: ["target", "action", "since", "until", "limit", "cursor"]) { h, _, q, r in h.audit(q, r) },
         APIRoute("GET", "config") { h, _, _, r in h.ownConfig(r) },
+        APIRoute("GET", "cluster") { h, _, _, r in h.clusterStatus(r) },
         APIRoute("GET", "collector/history", query: ["from", "to", "step"]) { h, _, q, r in h.collectorHistory(q, r) },
         APIRoute("GET", "schema/agent-config") { h, _, _, r in h.agentConfigSchema(r) },
         APIRoute("POST", "session") { h, _, q, r in h.signIn(q, r) },

@@ -58,13 +58,14 @@ extension APIHandler {
         }
         withKnownProject(project, r) { [self] in
             let answer: (Result<[AgentRecord], StoreError>, [CollectorStore.AgentState: Int]?) -> Void = { [self] result, stateCounts in
-                r.result(result) { agents in
-                    let page = agents.prefix(n)
+                guard case .success(let agents) = result else { return r.result(result) { _ in .null } }
+                let page = agents.prefix(n)
+                agentOwners(page.map(\.id), r) { [self] owners in
                     var next: JSON = .null
                     if agents.count > n, let last = page.last {
                         next = .string(byName ? APIHandler.agentNameCursor(last) : last.id)
                     }
-                    var fields: [(String, JSON)] = [("agents", .array(page.map(agentJSON))), ("next_cursor", next)]
+                    var fields: [(String, JSON)] = [("agents", .array(page.map { agentJSON($0, owners: owners) })), ("next_cursor", next)]
                     if let stateCounts {
                         var total = 0
                         fields.append(("counts", .object(CollectorStore.AgentState.allCases.map { s in
@@ -72,7 +73,7 @@ extension APIHandler {
                             return (s.rawValue, .int(Int64(stateCounts[s] ?? 0)))
                         } + [("total", .int(Int64(total)))])))
                     }
-                    return .object(fields)
+                    r.json(.object(fields))
                 }
             }
             let list: (@escaping (Result<[AgentRecord], StoreError>) -> Void) -> Void = { [self] done in
@@ -118,20 +119,27 @@ extension APIHandler {
     }
 
     func getAgent(_ id: String, _ r: CountingResponder) {
-        store.agent(id: id) { [self] result in r.result(result, agentJSON) }
+        store.agent(id: id) { [self] result in
+            guard case .success(let a) = result else { return r.result(result) { _ in .null } }
+            agentOwners([a.id], r) { [self] owners in r.json(agentJSON(a, owners: owners)) }
+        }
     }
 
     /// An agent as the API shows it. A connected agent's state comes from
-    /// its session (current to the last record); otherwise from the store.
-    func agentJSON(_ a: AgentRecord) -> JSON {
+    /// its session (current to the last record); otherwise from the store,
+    /// which the collector holding its session (`collector`, from
+    /// `owners`: ClusterNode's leases) keeps current.
+    func agentJSON(_ a: AgentRecord, owners: [String: AgentOwner] = [:]) -> JSON {
         let live = manager.session(forAgent: a.id)
         let state = live?.state ?? a.state
+        let collector: String? = live != nil ? cluster?.id : owners[a.id]?.collector
         return .object([
             ("id", .string(a.id)), ("project", .string(a.project)), ("name", .string(a.name)),
             ("hostname", .string(a.hostname)), ("version", .string(a.version)), ("state", .string(state.rawValue)),
             ("mode", .string(a.mode)),
             ("state_messages", .array(a.stateMessages.map(JSON.string))), ("state_since", .int(a.stateSince)),
-            ("connected", .bool(live != nil)), ("last_seen", .int(a.lastSeen)), ("first_seen", .int(a.firstSeen)),
+            ("connected", .bool(live != nil || collector != nil)), ("collector", .optional(collector)),
+            ("last_seen", .int(a.lastSeen)), ("first_seen", .int(a.firstSeen)),
             ("status", a.status.map(JSON.raw) ?? .null), ("status_ts", .optional(a.statusTs)),
         ])
     }
@@ -182,19 +190,31 @@ extension APIHandler {
             store.appendAudit(AuditEntry(ts: Clock.wallMillis(), actor: actor, action: "agent.forget", target: id,
                                          detail: "", result: result)) { _ in }
         }
-        if let session = manager.session(forAgent: id) {
+        func connected(_ state: String, collector: String?) {
             audit("connected")
-            return r.fail(APIError(409, "agent connected", .object([
-                ("agent", .string(id)), ("state", .string(session.state.rawValue)),
+            r.fail(APIError(409, "agent connected", .object([
+                ("agent", .string(id)), ("state", .string(state)), ("collector", .optional(collector)),
                 ("message", .string("stop the agent (or wait until its session closes) before forgetting it"))])))
         }
-        store.forgetAgent(id: id) { result in
-            switch result {
-            case .failure(let e):
-                r.fail(.store(e))
-            case .success:
-                audit("ok")
-                r.json(.object([("agent", .string(id)), ("result", .string("ok"))]))
+        if let session = manager.session(forAgent: id) { return connected(session.state.rawValue, collector: cluster?.id) }
+        // Connected to another collector of the cluster: the same answer.
+        controlPath(id, r) { [self] path in
+            switch path {
+            case .local(let session)?: return connected(session.state.rawValue, collector: cluster?.id)
+            case .remote(let owner)?:
+                return store.agent(id: id) { found in
+                    connected((try? found.get())?.state.rawValue ?? "connecting", collector: owner.collector)
+                }
+            case nil: break
+            }
+            store.forgetAgent(id: id) { result in
+                switch result {
+                case .failure(let e):
+                    r.fail(.store(e))
+                case .success:
+                    audit("ok")
+                    r.json(.object([("agent", .string(id)), ("result", .string("ok"))]))
+                }
             }
         }
     }
@@ -239,17 +259,17 @@ extension APIHandler {
         }
         let audit = AuditContext(actor: actor(req), action: "capture.\(action)", target: id,
                                  detail: values.map { "\($0.key)=\($0.value)" }.joined(separator: ","))
-        func sendCapture(_ session: ConnectedAgent) {
-            manager.control.send(to: session, kind: action == "start" ? .captureStart : .captureStop, values: values,
-                                 timeout: timeout, audit: audit) { [self] outcome in
+        func sendCapture(_ path: ControlPath) {
+            sendControl(path, agent: id, kind: action == "start" ? .captureStart : .captureStop, values: values,
+                        timeout: timeout, audit: audit, r) { [self] outcome in
                 answer(outcome, timeout: timeout, r) {
                     r.json(.object([("agent", .string(id)), ("action", .string(action)), ("result", .string("ok")),
                                     ("message", .string($0))]))
                 }
             }
         }
-        withConnectedAgent(id, audit, r) { [self] session in
-            guard let iface = values.first?.value else { return sendCapture(session) }
+        withConnectedAgent(id, audit, r) { [self] path in
+            guard let iface = values.first?.value else { return sendCapture(path) }
             // The agent captures only on interfaces it reported; another name
             // would be accepted by nobody, so it is refused here, naming it.
             store.agent(id: id) { found in
@@ -263,7 +283,7 @@ extension APIHandler {
                         ("interface", .string("the agent reported no interface \(iface)")),
                         ("reported", .array(reported.map(JSON.string)))])))
                 }
-                sendCapture(session)
+                sendCapture(path)
             }
         }
     }
@@ -316,11 +336,11 @@ extension APIHandler {
                     values[k] = v
                 }
                 let update = values.sorted { $0.key < $1.key }.map { KeyValue($0.key, $0.value) }
-                guard manager.session(forAgent: id) != nil else {
-                    return stageAgentConfig(a, set: set, removed: removed, actor: audit.actor, r)
-                }
-                withConnectedAgent(id, audit, r) { [self] session in
-                    manager.control.send(to: session, kind: .configUpdate, values: update, timeout: timeout, audit: audit) { [self] outcome in
+                controlPath(id, r) { [self] found in
+                    guard let path = found else {
+                        return stageAgentConfig(a, set: set, removed: removed, actor: audit.actor, r)
+                    }
+                    sendControl(path, agent: id, kind: .configUpdate, values: update, timeout: timeout, audit: audit, r) { [self] outcome in
                         answer(outcome, timeout: timeout, r) { _ in
                             var change: [String: String?] = set.mapValues { Optional($0) }
                             for k in removed { change[k] = .some(nil) }
@@ -435,22 +455,30 @@ extension APIHandler {
         return Double(ms) / 1000
     }
 
-    /// Runs `body` with the agent's session; answers 404 for an unknown
-    /// agent and 409 (audited) for one without a session.
+    /// Runs `body` with the way to the agent's session (here, or through
+    /// the collector that holds it); answers 404 for an unknown agent and
+    /// 409 (audited) for one without a session anywhere.
     func withConnectedAgent(_ id: String, _ audit: AuditContext, _ r: CountingResponder,
-                            _ body: @escaping (ConnectedAgent) -> Void) {
-        if let s = manager.session(forAgent: id) { return body(s) }
+                            _ body: @escaping (ControlPath) -> Void) {
+        if let s = manager.session(forAgent: id) { return body(.local(s)) }
         store.agent(id: id) { [self] found in
             switch found {
             case .failure(let e):
                 r.fail(.store(e))
             case .success(let a):
-                if let s = manager.session(forAgent: id) { return body(s) }   // connected meanwhile
-                store.appendAudit(AuditEntry(ts: Clock.wallMillis(), actor: audit.actor, action: audit.action,
-                                             target: id, detail: audit.detail, result: "not_connected")) { _ in }
-                r.fail(APIError(409, "agent not connected", .object([("agent", .string(id)), ("state", .string(a.state.rawValue))])))
+                controlPath(id, r) { [self] path in
+                    if let path { return body(path) }
+                    notConnected(a, audit, r)
+                }
             }
         }
+    }
+
+    private func notConnected(_ a: AgentRecord, _ audit: AuditContext, _ r: CountingResponder) {
+        let id = a.id
+        store.appendAudit(AuditEntry(ts: Clock.wallMillis(), actor: audit.actor, action: audit.action,
+                                     target: id, detail: audit.detail, result: "not_connected")) { _ in }
+        r.fail(APIError(409, "agent not connected", .object([("agent", .string(id)), ("state", .string(a.state.rawValue))])))
     }
 
     /// The HTTP answer for a control outcome; `accepted` renders success.

@@ -5,6 +5,7 @@
 //   vigil-collector keys list [--project NAME] [--config FILE]
 //   vigil-collector keys revoke KEY_ID [--config FILE]
 //   vigil-collector check-config [--config FILE] [--set key=value]…
+//   vigil-collector cluster status [--config FILE] [--set key=value]…
 //   vigil-collector --version
 //   vigil-collector [COMMAND] --help
 //
@@ -36,6 +37,8 @@ public enum CollectorCommand {
         CommandSpec(["keys", "revoke"], positionals: ["KEY_ID"], set: true,
                     summary: "revoke a key by the id `keys list` shows; takes effect at the next handshake"),
         CommandSpec(["check-config"], set: true, summary: "validate the configuration and print it (secrets redacted)"),
+        CommandSpec(["cluster", "status"], set: true,
+                    summary: "the collectors sharing the database: heartbeat age, live or dead, sessions, leases, loop lag"),
     ]
 
     /// Runs the command line (without the program name) and returns the exit status.
@@ -100,6 +103,8 @@ public enum CollectorCommand {
             return KeysCommand.list(project: parsed.options["project"], settings: settings)
         case "keys revoke":
             return KeysCommand.revoke(id: parsed.positionals[0], settings: settings)
+        case "cluster status":
+            return ClusterCommand.status(settings: settings)
         default:
             printError("\(program): unhandled command \(parsed.commandName)")
             return exitUsage
@@ -156,6 +161,13 @@ public enum CollectorCommand {
         "keys revoke": """
         Revokes the key with the id `keys list` shows; a running collector refuses it at the
         next handshake.
+
+        """,
+        "cluster status": """
+        Reads the collectors of the configured database (`store`, `postgresql_url`): one line
+        each with its collector_id, live or dead (no heartbeat within the \(ClusterNode.leaseMs / 1000) s lease), the
+        heartbeat's age, established sessions, agent leases held, loop lag p99, version and
+        addresses, then the totals. On SQLite the database is one collector's: it prints that one.
 
         """,
         "check-config": """

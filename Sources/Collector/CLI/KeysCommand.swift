@@ -112,7 +112,7 @@ enum KeysCommand {
 
     /// Opens the store on a private loop, runs `body`, waits for it to call
     /// `done` with an exit status, and closes the store.
-    private static func withStore(_ settings: CollectorSettings,
+    static func withStore(_ settings: CollectorSettings,
                                   _ body: (any OperatedStore, @escaping (Int32) -> Void) -> Void) -> Int32 {
         let loop = EventLoop()
         let store: any OperatedStore

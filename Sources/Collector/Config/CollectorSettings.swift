@@ -2,6 +2,7 @@
 // beyond what the schema's types can say (a listen address must be an IP
 // literal). Errors name the key and where its value came from, like every
 // configuration error.
+import CollectorStore
 import ConfigFile
 import HTTPServer
 import Reactor
@@ -32,6 +33,8 @@ public struct CollectorSettings: Sendable {
     public var postgresqlPasswordFile: String
     /// Empty: generated into `data_dir/admin_token` at first start.
     public var adminToken: String
+    /// `collector_id`; empty: derived at start (ClusterNode.collectorID).
+    public var collectorID: String
     public var maxClients: Int
     public var backlog: Int32
     public var maxHandshakesPerAddress: Int
@@ -122,6 +125,7 @@ public struct CollectorSettings: Sendable {
                                       problem: .invalidValue(expected: "the PostgreSQL server and database (store = postgresql)", got: nil)))
         }
         adminToken = c.string("admin_token")
+        collectorID = c.string("collector_id")
         maxClients = c.int("max_clients")
         backlog = Int32(c.int("backlog"))
         maxHandshakesPerAddress = c.int("max_handshakes_per_address")
@@ -184,6 +188,10 @@ public struct CollectorSettings: Sendable {
     } + [ConfigCheck(keys: ["store", "postgresql_url"]) { c in
         guard c.string("store") == "postgresql", c.string("postgresql_url").isEmpty else { return [] }
         return [c.invalid("postgresql_url", expected: "the PostgreSQL server and database (store = postgresql)", got: nil)]
+    }, ConfigCheck(keys: ["collector_id"]) { c in
+        let id = c.string("collector_id")
+        if id.isEmpty || ClusterNames.isValidCollectorID(id) { return [] }
+        return [c.invalid("collector_id", expected: "1 to 48 of A-Z a-z 0-9 . _ - (or empty: host name and listen port)", got: id)]
     }, ConfigCheck(keys: ["metrics_listen"]) { c in
         let m = c.string("metrics_listen")
         if m.isEmpty || (try? SocketAddress(parsing: m)) != nil { return [] }

@@ -21,7 +21,7 @@ enum CollectorMetrics {
 
     static func render(manager: SessionManager, store: any OperatedStore, loop: EventLoop, api: APIHandler?, http: [HTTPServer] = [], windows: SummaryWindows,
                        reloads: (applied: UInt64, rejected: UInt64), uptime: Double, remoteWrite: RemoteWriteFeed? = nil,
-                       alerts: AlertEvaluator? = nil, notifier: AlertNotifier? = nil, heap: HeapGauge? = nil) -> String {
+                       alerts: AlertEvaluator? = nil, notifier: AlertNotifier? = nil, heap: HeapGauge? = nil, cluster: ClusterNode? = nil) -> String {
         var p = PrometheusText()
         let s = manager.stats
         let st = store.stats
@@ -133,6 +133,7 @@ enum CollectorMetrics {
             p.sample("vigil_control_requests_total", ["result": result], manager.control.outcomes[result] ?? 0)
         }
         p.single("vigil_control_requests_in_flight", "gauge", "Control requests waiting for an agent.", Double(manager.control.inFlight))
+        if let cluster { ClusterMetrics.render(cluster, into: &p) }
 
         summary("vigil_store_commit_seconds", "COMMIT (the fsync) of one store transaction.", st.commitMicros)
         summary("vigil_store_transaction_seconds", "BEGIN to COMMIT of one store transaction (on the writer thread).",

@@ -58,6 +58,8 @@ public final class CollectorServer {
     /// The `metrics_listen` listener (/metrics and /healthz only); nil when off.
     private var metricsHTTP: HTTPServer?
     private var api: APIHandler?
+    /// This collector in its cluster (a cluster of one on SQLite).
+    private(set) var cluster: ClusterNode?
     /// The remote-write sender and its feed; nil without `remote_write_url`.
     private(set) var remoteWrite: RemoteWriteFeed?
     private var signals: [SignalWatcher] = []
@@ -143,7 +145,8 @@ public final class CollectorServer {
             throw StartError(description: "\(error)")
         }
 
-        store.markAllAgentsNotVisible(at: Clock.wallMillis()) { r in
+        // In a cluster, the agents other collectors hold keep their state.
+        store.markUnheldAgentsNotVisible(at: Clock.wallMillis()) { r in
             if case .failure(let e) = r { Log.warn("store: marking agents not visible failed", ["error": "\(e)"]) }
         }
         store.startRetention(days: settings.retentionDays, agentDays: settings.agentRetentionDays,
@@ -246,6 +249,22 @@ public final class CollectorServer {
             }
             metricsHTTP = m
         }
+
+        let startedMs = Clock.wallMillis()
+        let collectorID = ClusterNode.collectorID(configured: settings.collectorID, hostName: CollectorServer.hostName(),
+                                                  listenPort: listener!.localAddress.port)
+        let node = ClusterNode(id: collectorID, loop: loop, store: store, manager: manager) { [unowned self, unowned manager] in
+            CollectorPresence(id: collectorID, startedMs: startedMs, listen: "\(self.listener?.localAddress.description ?? "")",
+                              httpListen: "\(self.settings.httpListen.withPort(self.http?.port ?? 0))", sessions: manager.established,
+                              lagP99Us: Int64(self.loop.lag.quantile(0.99)), version: CollectorVersion.current)
+        }
+        node.closeStaleSession = { [unowned manager] agent in manager.closeStaleSession(agent: agent) }
+        manager.ownership = node
+        api.cluster = node
+        node.start()
+        cluster = node
+        Log.info("cluster", ["collector_id": collectorID, "shared": store.isShared ? "yes" : "no",
+                             "channel": store.isShared ? ClusterNames.channel(collectorID) : "-"])
 
         for sig in [SIGTERM, SIGINT] {
             let w = SignalWatcher(loop: loop, signal: sig) { [unowned self] w in self.shutdown(signal: w.signal) }
@@ -480,6 +499,7 @@ public final class CollectorServer {
 
     private func finishShutdown() {
         shutdownTimer?.stop()
+        cluster?.stop()
         remoteWrite?.close()
         http?.stop()
         metricsHTTP?.stop()
@@ -548,6 +568,6 @@ public final class CollectorServer {
         return CollectorMetrics.render(manager: manager, store: store, loop: loop, api: api, http: [http, metricsHTTP].compactMap { $0 }, windows: summaryWindows,
                                        reloads: (applied: reloadsApplied, rejected: reloadsRejected),
                                        uptime: Clock.monotonic() - startedAt, remoteWrite: remoteWrite,
-                                       alerts: alertEvaluator, notifier: alertNotifier, heap: heapGauge)
+                                       alerts: alertEvaluator, notifier: alertNotifier, heap: heapGauge, cluster: cluster)
     }
 }

@@ -144,11 +144,22 @@ extension SessionManager {
 
     // MARK: status
 
+    /// A Status that changes the agent's state waits at most this long
+    /// after the previous write (s): collectors of a cluster read the state
+    /// from the store, and show it within a second.
+    static let stateChangeWriteInterval = 0.5
+
+    /// The interval `p` waits after the session's last stored Status.
+    func statusInterval(_ p: PendingStatus, _ s: AgentSession) -> Double {
+        p.state == s.state ? settings.statusWriteInterval : min(settings.statusWriteInterval, SessionManager.stateChangeWriteInterval)
+    }
+
     /// Stores `p` now, or — within the interval of the session's last
     /// stored Status — keeps it as the one to store when the interval ends.
     func submitStatus(_ p: PendingStatus, from s: AgentSession) {
         let now = Clock.monotonic()
-        if now >= s.limits.statusWrittenAt + settings.statusWriteInterval {
+        let interval = statusInterval(p, s)
+        if now >= s.limits.statusWrittenAt + interval {
             if s.limits.pendingStatus != nil { stats.limited(.statusReplaced) }
             s.limits.pendingStatus = nil
             writeStatus(p, from: s, now: now, live: true)
@@ -156,10 +167,15 @@ extension SessionManager {
         }
         if s.limits.pendingStatus != nil { stats.limited(.statusReplaced) }
         s.limits.pendingStatus = p
-        guard !s.limits.statusQueued else { return }
+        let after = max(0.01, s.limits.statusWrittenAt + interval - now)
+        guard !s.limits.statusQueued else {
+            // A state change may be due before the timer fires.
+            if statusTimer.isActive && after < statusTimer.remaining { statusTimer.start(after: after) }
+            return
+        }
         s.limits.statusQueued = true
         statusWaiting.append(s)
-        statusTimer.start(after: max(0.01, s.limits.statusWrittenAt + settings.statusWriteInterval - now))
+        if !statusTimer.isActive || after < statusTimer.remaining { statusTimer.start(after: after) }
     }
 
     /// `live`: the session is established, so its operator state follows
@@ -184,7 +200,7 @@ extension SessionManager {
                 s.limits.statusQueued = false
                 continue
             }
-            let due = s.limits.statusWrittenAt + settings.statusWriteInterval
+            let due = s.limits.statusWrittenAt + statusInterval(s.limits.pendingStatus!, s)
             if now >= due - 0.001 {
                 flushStatus(s, now: now, live: true)
             } else {

@@ -140,6 +140,9 @@ public final class SessionManager {
     /// after its commit, with the agent's project name: the remote-write
     /// feed's input. It must only take the batch and return.
     var batchStored: ((_ project: String, _ batch: Batch) -> Void)?
+    /// The cluster's view of who holds which agent (ClusterNode): told when
+    /// an agent's session here begins and ends.
+    weak var ownership: SessionOwnership?
 
     /// Ended agent sessions waiting for their store write, in order, and
     /// by agent id (SessionManager+Ends.swift).
@@ -501,6 +504,7 @@ extension SessionManager: AgentSessionContext {
         // A previous session's end still waiting for its slice is written
         // first, so the store sees it gone before it connects again.
         writeSessionEndNow(agent: id)
+        ownership?.sessionStarted(agent: id)
         let now = Clock.wallMillis()
         store.agentConnected(AgentHello(id: id, projectId: s.projectId, name: hello.name, hostname: hello.host,
                                         version: hello.version, bootId: hello.bootID, at: now)) { [weak self] r in
@@ -576,6 +580,8 @@ extension SessionManager: AgentSessionContext {
         agents.removeValue(forKey: id)
         countInProject(s, -1)
         Log.debug("session closed", ["agent": id, "reason": "\(reason)"])
+        // Taken by another collector: the agent's state is that one's to write.
+        guard ownership?.sessionEnded(agent: id) ?? true else { return }
         // Its latest Status and the state that says it is gone: written in
         // a later iteration's slice, with the other sessions that ended.
         queueSessionEnd(s, agent: id)
@@ -597,6 +603,10 @@ extension SessionManager: AgentSessionContext {
 
 extension SessionManager: ConnectedAgents {
     func session(forAgent id: String) -> ConnectedAgent? { agents[id] }
+    /// Closes the agent's session here: another collector holds it now.
+    func closeStaleSession(agent id: String) {
+        agents[id]?.close(.local, error: ErrorRecord(code: .duplicateAgent, message: "the agent connected to another collector"))
+    }
     var collectorPublicKey: Key32 { collectorKey.publicKey }
     func keyRevoked(_ keyID: Int64) { revocations.revoked(keyID) }
 }

@@ -99,6 +99,9 @@ public final class PostgreSQLStore: OperatedStore {
         defer { PQfinish(conn) }
         guard PQstatus(conn) == CONNECTION_OK else { throw .unavailable("PostgreSQL: \(PGConnection.message(conn))") }
         try PGMigrations.exec(conn, "SET synchronous_commit = on")
+        // libpq prints NOTICEs ("already exists, skipping" when a second
+        // collector starts on the database) raw on stderr, among the log lines.
+        try PGMigrations.exec(conn, "SET client_min_messages = warning")
         return try body(conn)
     }
 

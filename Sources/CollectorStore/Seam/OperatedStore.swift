@@ -3,11 +3,12 @@
 // data is (for logs, never a secret), the retention timer and whether the
 // store can serve now. SQLiteStore and PostgreSQLStore both offer it, so
 // the collector picks a backend at start (`store = sqlite | postgresql`)
-// and depends on nothing else.
+// and depends on nothing else. Both are ClusterStores too (SQLite as a
+// cluster of one).
 //
 // Loop thread, like the store.
 
-public protocol OperatedStore: MeasurementStore {
+public protocol OperatedStore: MeasurementStore, ClusterStore {
     var schemaVersion: Int { get }
     /// Where the data is, as a log may show it (a path, a redacted URL).
     var location: String { get }

@@ -1,0 +1,15 @@
+// SessionOwnership: what the sessions tell whoever keeps track of which
+// collector holds which agent (ClusterNode) — an agent's session here began
+// or ended — without knowing who that is, as the API sees the sessions only
+// through ConnectedAgents.
+//
+// Thread: loop thread.
+
+protocol SessionOwnership: AnyObject {
+    /// An agent's handshake completed here (a newer session of an agent
+    /// already here counts again).
+    func sessionStarted(agent: String)
+    /// False when the agent's session was taken by another collector (a
+    /// stale session closed here): its end must not write the agent's state.
+    func sessionEnded(agent: String) -> Bool
+}

@@ -1,0 +1,233 @@
+// PostgreSQLStore as a ClusterStore: collectors sharing this database see
+// each other (`collectors`), hold agents by lease (`agent_sessions`) and
+// relay control requests to the holder (`control_commands` + NOTIFY).
+//
+// Every cluster write is one statement in a transaction of its own on the
+// write connection — never inside a batch's (ingest) transaction, so a
+// NOTIFY here cannot ride on, or wait for, an ingest commit's fate. A
+// NOTIFY (pg_notify) is sent when its transaction commits, so the other
+// side never reads a row before it exists.
+//
+// Ownership: a claim sets epoch = previous + 1 in one upsert, whoever held
+// the agent — the newer epoch wins at once, without waiting for the old
+// lease. The heartbeat renews only leases whose (collector, epoch) is still
+// the stored one and reports those another claim took since ("lost"). The
+// lease and heartbeat times are the server's clock (`clock_timestamp()`).
+//
+// Loop thread only, like the store.
+
+extension PostgreSQLStore: ClusterStore {
+    /// The server's clock in epoch milliseconds, in SQL.
+    static let serverNowMs = "(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
+
+    public var isShared: Bool { true }
+
+    public func heartbeat(_ p: CollectorPresence, leases: [SessionLease], leaseMs: Int64,
+                          completion: @escaping (Result<HeartbeatAnswer, StoreError>) -> Void) {
+        let now = Self.serverNowMs
+        let params: [String?] = [p.id, PGText.int(p.startedMs), p.listen, p.httpListen, String(p.sessions), PGText.int(p.lagP99Us),
+                                 p.version, PGText.array(leases.map(\.agent)), "{" + leases.map { String($0.epoch) }.joined(separator: ",") + "}",
+                                 PGText.int(leaseMs)]
+        // rows: 0 — a heartbeat is never refused for a full ingest queue
+        // (its leases would lapse under load).
+        enqueueWrite(rows: 0, { (tx: PGTransaction<HeartbeatAnswer>) in
+            tx.query("""
+                WITH me AS (
+                    INSERT INTO collectors(id, started_ms, heartbeat_ms, listen, http_listen, sessions, lag_p99_us, version)
+                    VALUES ($1, $2, \(now), $3, $4, $5, $6, $7)
+                    ON CONFLICT (id) DO UPDATE SET started_ms = excluded.started_ms, heartbeat_ms = excluded.heartbeat_ms,
+                        listen = excluded.listen, http_listen = excluded.http_listen, sessions = excluded.sessions,
+                        lag_p99_us = excluded.lag_p99_us, version = excluded.version
+                    RETURNING id),
+                mine AS (SELECT * FROM unnest($8::text[], $9::bigint[]) AS m(agent_id, epoch)),
+                renewed AS (
+                    UPDATE agent_sessions s SET lease_until_ms = \(now) + $10::bigint FROM mine m
+                    WHERE s.agent_id = m.agent_id AND s.collector_id = $1 AND s.epoch = m.epoch
+                    RETURNING s.agent_id),
+                expired AS (
+                    DELETE FROM control_commands WHERE id IN (
+                        SELECT id FROM control_commands WHERE created_ms < \(now) - 3600000 ORDER BY created_ms LIMIT 1000)
+                    RETURNING id)
+                SELECT 'lost', m.agent_id, m.epoch FROM mine m JOIN agent_sessions s ON s.agent_id = m.agent_id WHERE s.epoch > m.epoch
+                UNION ALL
+                SELECT 'pending', NULL, count(*) FROM control_commands WHERE owner = $1 AND result IS NULL AND taken_ms IS NULL
+                """, params) { r in
+                var lost: [SessionLease] = []
+                var pending = 0
+                for i in 0..<r.count {
+                    if r.text(i, 0) == "lost", let a = r.text(i, 1), let e = r.int(i, 2) { lost.append(SessionLease(agent: a, epoch: e)) }
+                    if r.text(i, 0) == "pending" { pending = Int(r.int(i, 2) ?? 0) }
+                }
+                tx.done(HeartbeatAnswer(lost: lost, pendingCommands: pending))
+            }
+        }, completion: completion)
+    }
+
+    public func claimAgent(_ agent: String, collector: String, leaseMs: Int64,
+                           completion: @escaping (Result<Int64, StoreError>) -> Void) {
+        let now = Self.serverNowMs
+        enqueueWrite(rows: 0, { (tx: PGTransaction<Int64>) in
+            tx.query("""
+                INSERT INTO agent_sessions(agent_id, collector_id, epoch, lease_until_ms, since_ms)
+                VALUES ($1, $2, 1, \(now) + $3::bigint, \(now))
+                ON CONFLICT (agent_id) DO UPDATE SET collector_id = excluded.collector_id, epoch = agent_sessions.epoch + 1,
+                    lease_until_ms = excluded.lease_until_ms, since_ms = excluded.since_ms
+                RETURNING epoch
+                """, [agent, collector, PGText.int(leaseMs)]) { r in tx.done(r.count > 0 ? (r.int(0, 0) ?? 0) : 0) }
+        }, completion: completion)
+    }
+
+    public func releaseAgent(_ lease: SessionLease, collector: String, completion: @escaping (Result<Void, StoreError>) -> Void) {
+        enqueueWrite(rows: 0, { (tx: PGTransaction<Void>) in
+            tx.query("""
+                UPDATE agent_sessions SET lease_until_ms = 0 WHERE agent_id = $1 AND collector_id = $2 AND epoch = $3
+                """, [lease.agent, collector, PGText.int(lease.epoch)]) { _ in tx.done(()) }
+        }, completion: completion)
+    }
+
+    public func markUnheldAgentsNotVisible(at: Int64, completion: @escaping (Result<Int, StoreError>) -> Void) {
+        let unheld = """
+            NOT EXISTS (SELECT 1 FROM agent_sessions s WHERE s.agent_id = agents.id AND s.lease_until_ms > \(Self.serverNowMs))
+            """
+        enqueueWrite(rows: 1, { (tx: PGTransaction<Int>) in
+            tx.query("""
+                INSERT INTO agent_states(agent_id, ts_ms, state, messages)
+                SELECT id, $1, 'not_visible', '' FROM agents WHERE state <> 'not_visible' AND \(unheld) ORDER BY id
+                """, [PGText.int(at)]) { _ in
+                tx.query("""
+                    UPDATE agents SET state = 'not_visible', state_messages = '', state_since_ms = $1
+                    WHERE state <> 'not_visible' AND \(unheld)
+                    """, [PGText.int(at)]) { r in tx.done(r.affected) }
+            }
+        }, completion: completion)
+    }
+
+    public func reapExpiredLeases(completion: @escaping (Result<Int, StoreError>) -> Void) {
+        let now = Self.serverNowMs
+        enqueueWrite(rows: 0, { (tx: PGTransaction<Int>) in
+            // lease_until 0: released or already handled. SKIP LOCKED: collectors
+            // reaping at once take different rows.
+            tx.query("""
+                WITH gone AS (
+                    UPDATE agent_sessions SET lease_until_ms = 0 WHERE agent_id IN (
+                        SELECT agent_id FROM agent_sessions WHERE lease_until_ms > 0 AND lease_until_ms <= \(now)
+                        ORDER BY lease_until_ms LIMIT 1000 FOR UPDATE SKIP LOCKED)
+                    RETURNING agent_id),
+                u AS (
+                    UPDATE agents a SET state = 'not_visible', state_messages = '', state_since_ms = \(now)
+                    FROM gone WHERE a.id = gone.agent_id AND a.state <> 'not_visible' RETURNING a.id),
+                h AS (
+                    INSERT INTO agent_states(agent_id, ts_ms, state, messages)
+                    SELECT id, \(now), 'not_visible', '' FROM u RETURNING 1)
+                SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM h)
+                """) { r in tx.done(Int(r.int(0, 0) ?? 0)) }
+        }, completion: completion)
+    }
+
+    public func agentOwners(_ agents: [String], completion: @escaping (Result<[String: AgentOwner], StoreError>) -> Void) {
+        guard !agents.isEmpty else { return deliverLater(completion, .success([:])) }
+        enqueueRead({ (tx: PGTransaction<[String: AgentOwner]>) in
+            tx.query("""
+                SELECT agent_id, collector_id, epoch, lease_until_ms FROM agent_sessions
+                WHERE agent_id = ANY($1::text[]) AND lease_until_ms > \(Self.serverNowMs)
+                """, [PGText.array(agents)]) { r in
+                var out: [String: AgentOwner] = [:]
+                for i in 0..<r.count {
+                    guard let a = r.text(i, 0), let c = r.text(i, 1) else { continue }
+                    out[a] = AgentOwner(collector: c, epoch: r.int(i, 2) ?? 0, leaseUntilMs: r.int(i, 3) ?? 0)
+                }
+                tx.done(out)
+            }
+        }, completion: completion)
+    }
+
+    public func clusterMembers(completion: @escaping (Result<[ClusterMember], StoreError>) -> Void) {
+        let now = Self.serverNowMs
+        enqueueRead({ (tx: PGTransaction<[ClusterMember]>) in
+            tx.query("""
+                SELECT c.id, c.started_ms, c.heartbeat_ms, \(now) - c.heartbeat_ms, c.listen, c.http_listen, c.sessions,
+                       c.lag_p99_us, c.version,
+                       (SELECT count(*) FROM agent_sessions s WHERE s.collector_id = c.id AND s.lease_until_ms > \(now))
+                FROM collectors c ORDER BY c.id
+                """) { r in
+                tx.done((0..<r.count).map { i in
+                    let p = CollectorPresence(id: r.text(i, 0) ?? "", startedMs: r.int(i, 1) ?? 0, listen: r.text(i, 4) ?? "",
+                                              httpListen: r.text(i, 5) ?? "", sessions: Int(r.int(i, 6) ?? 0),
+                                              lagP99Us: r.int(i, 7) ?? 0, version: r.text(i, 8) ?? "")
+                    return ClusterMember(presence: p, heartbeatMs: r.int(i, 2) ?? 0, heartbeatAgeMs: r.int(i, 3) ?? 0,
+                                         leasesHeld: Int(r.int(i, 9) ?? 0))
+                })
+            }
+        }, completion: completion)
+    }
+
+    public func submitControlCommand(_ c: ControlCommand, timeoutMs: Int64, completion: @escaping (Result<Int64, StoreError>) -> Void) {
+        let now = Self.serverNowMs
+        enqueueWrite(rows: 0, { (tx: PGTransaction<Int64>) in
+            tx.query("""
+                WITH c AS (
+                    INSERT INTO control_commands(agent_id, owner, epoch, kind, payload, detail, requested_by, asker, created_ms, deadline_ms)
+                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, \(now), \(now) + $9::bigint)
+                    RETURNING id, owner)
+                SELECT id, pg_notify('vigil_control_' || owner, id::text) FROM c
+                """, [c.agent, c.owner, PGText.int(c.epoch), c.kind, c.payload, c.detail, c.requestedBy, c.asker,
+                      PGText.int(timeoutMs)]) { r in tx.done(r.count > 0 ? (r.int(0, 0) ?? 0) : 0) }
+        }, completion: completion)
+    }
+
+    static let commandColumns = """
+        id, agent_id, owner, epoch, kind, payload, detail, requested_by, asker, deadline_ms - \(serverNowMs), result, message, errors
+        """
+
+    static func commands(_ r: PGRows) -> [ControlCommand] {
+        (0..<r.count).map { i in
+            ControlCommand(id: r.int(i, 0) ?? 0, agent: r.text(i, 1) ?? "", owner: r.text(i, 2) ?? "", epoch: r.int(i, 3) ?? 0,
+                           kind: r.text(i, 4) ?? "", payload: r.text(i, 5) ?? "", detail: r.text(i, 6) ?? "",
+                           requestedBy: r.text(i, 7) ?? "", asker: r.text(i, 8) ?? "", remainingMs: r.int(i, 9) ?? 0,
+                           result: r.text(i, 10), message: r.text(i, 11) ?? "", errors: r.text(i, 12) ?? "")
+        }
+    }
+
+    public func takeControlCommands(owner: String, completion: @escaping (Result<[ControlCommand], StoreError>) -> Void) {
+        enqueueWrite(rows: 0, { (tx: PGTransaction<[ControlCommand]>) in
+            tx.query("""
+                UPDATE control_commands SET taken_ms = \(Self.serverNowMs)
+                WHERE id IN (SELECT id FROM control_commands WHERE owner = $1 AND result IS NULL AND taken_ms IS NULL
+                             ORDER BY id LIMIT 256 FOR UPDATE SKIP LOCKED)
+                RETURNING \(Self.commandColumns)
+                """, [owner]) { r in tx.done(Self.commands(r).sorted { $0.id < $1.id }) }
+        }, completion: completion)
+    }
+
+    public func finishControlCommand(id: Int64, result: String, message: String, errors: String, notifyAsker: Bool,
+                                     completion: @escaping (Result<ControlCommand, StoreError>) -> Void) {
+        let notify = notifyAsker ? "pg_notify('vigil_control_' || asker, id::text)" : "NULL"
+        enqueueWrite(rows: 0, { (tx: PGTransaction<ControlCommand>) in
+            tx.query("""
+                WITH u AS (
+                    UPDATE control_commands SET result = $2, message = $3, errors = $4, done_ms = \(Self.serverNowMs)
+                    WHERE id = $1 AND result IS NULL RETURNING id, asker)
+                SELECT \(notify) FROM u
+                """, [PGText.int(id), result, message, errors]) { _ in
+                tx.query("SELECT \(Self.commandColumns) FROM control_commands WHERE id = $1", [PGText.int(id)]) { r in
+                    guard let c = Self.commands(r).first else { return tx.fail(.notFound("control command \(id)")) }
+                    tx.done(c)
+                }
+            }
+        }, completion: completion)
+    }
+
+    public func controlCommand(id: Int64, completion: @escaping (Result<ControlCommand, StoreError>) -> Void) {
+        enqueueRead({ (tx: PGTransaction<ControlCommand>) in
+            tx.query("SELECT \(Self.commandColumns) FROM control_commands WHERE id = $1", [PGText.int(id)]) { r in
+                guard let c = Self.commands(r).first else { return tx.fail(.notFound("control command \(id)")) }
+                tx.done(c)
+            }
+        }, completion: completion)
+    }
+
+    public func listenControl(collector: String, notified: @escaping (String) -> Void,
+                              listening: @escaping () -> Void) -> ControlListening? {
+        PGListener(loop: loop, options: options, channel: ClusterNames.channel(collector), notified: notified, listening: listening)
+    }
+}

@@ -1,0 +1,105 @@
+// PostgreSQLStore as a ClusterStore, two stores on one database standing
+// for two collectors: a claim takes the agent with epoch + 1 whoever held
+// it, the old holder's heartbeat reports it lost, a release by anyone but
+// the holder changes nothing; a relayed command notifies its owner when it
+// commits, is taken once, keeps its first outcome and notifies the asker;
+// expired leases are reaped once. Loop thread (the test's).
+import XCTest
+import Reactor
+@testable import CollectorStore
+
+final class PostgreSQLClusterTests: XCTestCase {
+    private func server() throws -> TestPostgreSQL {
+        guard let s = TestPostgreSQL.shared else { throw XCTSkip("no PostgreSQL server can run here") }
+        return s
+    }
+
+    private func presence(_ id: String, sessions: Int) -> CollectorPresence {
+        CollectorPresence(id: id, startedMs: 1, listen: "127.0.0.1:1", httpListen: "127.0.0.1:2", sessions: sessions,
+                          lagP99Us: 250, version: "test")
+    }
+
+    func testNewerEpochWinsAtOnceAndTheOldHolderLearnsIt() throws {
+        let pg = try server()
+        let db = pg.freshDatabase()
+        let loop = EventLoop()
+        let a = try PostgreSQLStore.open(loop: loop, options: PostgreSQLOptions(conninfo: pg.socketConninfo(db)))
+        let b = try PostgreSQLStore.open(loop: loop, options: PostgreSQLOptions(conninfo: pg.socketConninfo(db)))
+        defer { close(a, on: loop); close(b, on: loop) }
+
+        XCTAssertEqual(try wait(loop) { a.claimAgent("x", collector: "a", leaseMs: 10_000, completion: $0) }, 1)
+        XCTAssertEqual(try wait(loop) { a.heartbeat(presence("a", sessions: 1), leases: [SessionLease(agent: "x", epoch: 1)],
+                                                    leaseMs: 10_000, completion: $0) }, HeartbeatAnswer(lost: [], pendingCommands: 0))
+        XCTAssertEqual(try wait(loop) { a.agentOwners(["x", "y"], completion: $0) }["x"]?.collector, "a")
+        // B claims while A's lease runs: B holds it now, with epoch 2.
+        XCTAssertEqual(try wait(loop) { b.claimAgent("x", collector: "b", leaseMs: 10_000, completion: $0) }, 2)
+        XCTAssertEqual(try wait(loop) { a.agentOwners(["x"], completion: $0) }["x"], AgentOwner(
+            collector: "b", epoch: 2, leaseUntilMs: try XCTUnwrap(Int64(pg.scalar("SELECT lease_until_ms FROM agent_sessions", in: db) ?? ""))))
+        let answer = try wait(loop) { a.heartbeat(presence("a", sessions: 1), leases: [SessionLease(agent: "x", epoch: 1)],
+                                                  leaseMs: 10_000, completion: $0) }
+        XCTAssertEqual(answer.lost, [SessionLease(agent: "x", epoch: 1)])
+        XCTAssertEqual(try wait(loop) { b.heartbeat(presence("b", sessions: 1), leases: [SessionLease(agent: "x", epoch: 2)],
+                                                    leaseMs: 10_000, completion: $0) }.lost, [])
+        // A's late release does not free B's session; B's does.
+        try wait(loop) { a.releaseAgent(SessionLease(agent: "x", epoch: 1), collector: "a", completion: $0) }
+        XCTAssertEqual(try wait(loop) { a.agentOwners(["x"], completion: $0) }["x"]?.collector, "b")
+        let members = try wait(loop) { a.clusterMembers(completion: $0) }
+        XCTAssertEqual(members.map(\.presence.id), ["a", "b"])
+        XCTAssertEqual(members.map(\.leasesHeld), [0, 1])
+        XCTAssertEqual(members.first?.presence, presence("a", sessions: 1))
+        XCTAssertLessThan(members.first?.heartbeatAgeMs ?? 99_999, 5_000)
+        try wait(loop) { b.releaseAgent(SessionLease(agent: "x", epoch: 2), collector: "b", completion: $0) }
+        XCTAssertEqual(try wait(loop) { a.agentOwners(["x"], completion: $0) }, [:])
+        XCTAssertEqual(pg.scalar("SELECT epoch FROM agent_sessions WHERE agent_id = 'x'", in: db), "2", "the epoch stays")
+
+        // A lease that expires without a release is reaped once.
+        XCTAssertEqual(try wait(loop) { a.claimAgent("y", collector: "a", leaseMs: 1, completion: $0) }, 1)
+        usleep(20_000)
+        XCTAssertEqual(try wait(loop) { b.reapExpiredLeases(completion: $0) }, 1)
+        XCTAssertEqual(try wait(loop) { a.reapExpiredLeases(completion: $0) }, 0)
+    }
+
+    func testACommandNotifiesItsOwnerIsTakenOnceAndKeepsItsFirstOutcome() throws {
+        let pg = try server()
+        let db = pg.freshDatabase()
+        let loop = EventLoop()
+        let owner = try PostgreSQLStore.open(loop: loop, options: PostgreSQLOptions(conninfo: pg.socketConninfo(db)))
+        let asker = try PostgreSQLStore.open(loop: loop, options: PostgreSQLOptions(conninfo: pg.socketConninfo(db)))
+        defer { close(owner, on: loop); close(asker, on: loop) }
+        var ownerHeard: [String] = [], askerHeard: [String] = []
+        var ownerUp = false, askerUp = false
+        let l1 = try XCTUnwrap(owner.listenControl(collector: "own", notified: { ownerHeard.append($0) }, listening: { ownerUp = true }))
+        let l2 = try XCTUnwrap(asker.listenControl(collector: "ask", notified: { askerHeard.append($0) }, listening: { askerUp = true }))
+        defer { l1.close(); l2.close() }
+        XCTAssertTrue(loop.run(until: { ownerUp && askerUp }, timeout: 10))
+
+        let id = try wait(loop) {
+            asker.submitControlCommand(ControlCommand(agent: "x", owner: "own", epoch: 3, kind: "capture_start", payload: "[]",
+                                                      detail: "d", requestedBy: "alice", asker: "ask", remainingMs: 0),
+                                       timeoutMs: 5_000, completion: $0)
+        }
+        XCTAssertTrue(loop.run(until: { ownerHeard == [String(id)] }, timeout: 10), "\(ownerHeard)")
+        let taken = try wait(loop) { owner.takeControlCommands(owner: "own", completion: $0) }
+        XCTAssertEqual(taken.map(\.id), [id])
+        XCTAssertEqual(taken.first?.requestedBy, "alice")
+        XCTAssertEqual(taken.first?.epoch, 3)
+        XCTAssertGreaterThan(taken.first?.remainingMs ?? 0, 3_000)
+        XCTAssertNil(taken.first?.result)
+        XCTAssertEqual(try wait(loop) { owner.takeControlCommands(owner: "own", completion: $0) }, [], "taken once")
+
+        let done = try wait(loop) { owner.finishControlCommand(id: id, result: "ok", message: "on", errors: "", notifyAsker: true, completion: $0) }
+        XCTAssertEqual(done.result, "ok")
+        XCTAssertTrue(loop.run(until: { askerHeard == [String(id)] }, timeout: 10), "\(askerHeard)")
+        // The asker's deadline coming later changes nothing.
+        let late = try wait(loop) { asker.finishControlCommand(id: id, result: "timeout", message: "", errors: "", notifyAsker: false, completion: $0) }
+        XCTAssertEqual(late.result, "ok")
+        XCTAssertEqual(late.message, "on")
+        XCTAssertEqual(try wait(loop) { asker.controlCommand(id: id, completion: $0) }.result, "ok")
+        XCTAssertEqual(try waitResult(loop) { asker.controlCommand(id: id + 1, completion: $0) }.failureValue, .notFound("control command \(id + 1)"))
+        XCTAssertTrue(l1.isListening)
+    }
+}
+
+private extension Result {
+    var failureValue: Failure? { if case .failure(let e) = self { return e } else { return nil } }
+}

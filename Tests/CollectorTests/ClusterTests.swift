@@ -1,0 +1,242 @@
+// Two real vigil-collector processes on one PostgreSQL database (the test
+// process's TestPostgreSQL), sharing the installation's collector key as a
+// cluster's collectors do: an agent (a Wire client playing it) connected to
+// A is controlled through B's API with A's answers; its state written by A
+// shows through B within a second; a newer session on B closes A's stale
+// one; after A is killed (SIGKILL) and the agent reconnects to B, B
+// controls it at once. And the single collector on SQLite: /cluster and
+// `cluster status` show it alone.
+import Foundation
+import Glibc
+import XCTest
+import Wire
+
+final class ClusterTests: XCTestCase {
+    private func server() throws -> TestPostgreSQL {
+        guard let s = TestPostgreSQL.shared else { throw XCTSkip("no PostgreSQL server can run here") }
+        return s
+    }
+
+    /// Collectors `a` and `b` on a fresh database with one collector key.
+    private func twoCollectors(_ pg: TestPostgreSQL) throws -> (CollectorProcess, CollectorProcess, String) {
+        let db = pg.freshDatabase()
+        let common = ["store = postgresql", "postgresql_url = \(pg.socketConninfo(db))", "status_write_interval_ms = 2000"]
+        let a = try CollectorProcess(config: common + ["collector_id = a"])
+        let dirB = CollectorProcess.makeDirectory()
+        let dataB = dirB.appendingPathComponent("data").path
+        try FileManager.default.createDirectory(atPath: dataB, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: a.dataDir + "/collector_key", toPath: dataB + "/collector_key")
+        let b = try CollectorProcess(directory: dirB, config: common + ["collector_id = b"])
+        return (a, b, db)
+    }
+
+    /// Answers the next ControlRequest of `kind` (a configuration push
+    /// after a handshake is answered ok on the way).
+    private func answerControl(_ client: WireTestClient, kind: ControlKind, ok: Bool, errors: [KeyValue] = [],
+                               message: String = "") -> ControlRequest? {
+        while true {
+            guard case .controlRequest(let req)? = client.waitForRecord(timeout: 10, { if case .controlRequest = $0 { return true }; return false })
+            else { return nil }
+            client.clearEvents()
+            guard req.kind == kind else {
+                client.send([.controlResponse(ControlResponse(requestID: req.requestID, ok: true, errors: [], message: ""))])
+                continue
+            }
+            client.send([.controlResponse(ControlResponse(requestID: req.requestID, ok: ok, errors: errors, message: message))])
+            return req
+        }
+    }
+
+    /// Sends a control request through `c` and plays the agent's answer.
+    private func control(_ c: CollectorProcess, _ client: WireTestClient, _ method: String, _ path: String, _ body: String,
+                         ok: Bool, errors: [KeyValue] = [], message: String = "") -> (HTTPResult?, ControlRequest?) {
+        let pending = PendingHTTP(c, method, path, body: body)
+        let kind: ControlKind = path.hasSuffix("/config") ? .configUpdate : body.contains("start") ? .captureStart : .captureStop
+        let req = answerControl(client, kind: kind, ok: ok, errors: errors, message: message)
+        return (pending.wait(), req)
+    }
+
+    func testControlThroughAnotherCollectorAndFailover() throws {
+        let pg = try server()
+        let (a, b, db) = try twoCollectors(pg)
+        defer { a.stop(); b.stop(); a.removeDirectory(); b.removeDirectory() }
+        let key = a.createKey(project: "acme")
+        let client = try WireTestClient(port: a.sessionPort, key: key, hello: WireTestClient.hello("agent-1"))
+        XCTAssertNotNil(client.handshake())
+        client.send([.status(Status(timestampMs: 1, state: .stopped))])
+
+        // B sees the agent, its state, and who holds it.
+        XCTAssertTrue(b.eventually {
+            let o = b.api("GET", "/agents/agent-1").object
+            return o["collector"] as? String == "a" && o["state"] as? String == "stopped" && o["connected"] as? Bool == true
+        }, b.api("GET", "/agents/agent-1").body)
+        XCTAssertEqual(a.api("GET", "/agents/agent-1").object["collector"] as? String, "a")
+        let listed = (b.api("GET", "/agents").object["agents"] as? [[String: Any]]) ?? []
+        XCTAssertEqual(listed.first?["collector"] as? String, "a")
+        XCTAssertEqual(pg.scalar("SELECT collector_id || ':' || epoch FROM agent_sessions WHERE agent_id = 'agent-1'", in: db), "a:1")
+
+        // Capture start through B reaches the agent and answers as A does.
+        let (viaB, reqB) = control(b, client, "POST", "/agents/agent-1/capture", #"{"action":"start"}"#,
+                                   ok: true, message: "capturing")
+        XCTAssertEqual(reqB?.kind, .captureStart)
+        let (viaA, _) = control(a, client, "POST", "/agents/agent-1/capture", #"{"action":"start"}"#,
+                                ok: true, message: "capturing")
+        XCTAssertEqual(viaB?.status, 200, viaB?.body ?? "no answer")
+        XCTAssertEqual(viaB?.status, viaA?.status)
+        XCTAssertEqual(viaB?.body, viaA?.body)
+        XCTAssertEqual(pg.scalar("SELECT count(*) FROM audit WHERE action = 'capture.start' AND result = 'ok'", in: db), "2",
+                       "the owner audits a relayed request as a local one")
+
+        // A refusal and a timeout come back with the same statuses.
+        let (rejectedB, _) = control(b, client, "PUT", "/agents/agent-1/config", #"{"log_level":"debug"}"#,
+                                     ok: false, errors: [KeyValue("log_level", "not now")], message: "busy")
+        let (rejectedA, _) = control(a, client, "PUT", "/agents/agent-1/config", #"{"log_level":"debug"}"#,
+                                     ok: false, errors: [KeyValue("log_level", "not now")], message: "busy")
+        XCTAssertEqual(rejectedB?.status, 422, rejectedB?.body ?? "no answer")
+        XCTAssertEqual(rejectedB?.body, rejectedA?.body)
+        let (configB, reqConfig) = control(b, client, "PUT", "/agents/agent-1/config", #"{"log_level":"debug"}"#, ok: true)
+        XCTAssertEqual(configB?.status, 200, configB?.body ?? "no answer")
+        XCTAssertEqual(reqConfig?.kind, .configUpdate)
+        XCTAssertEqual(configB?.object["result"] as? String, "ok")
+        let slow = b.api("POST", "/agents/agent-1/capture?timeout_ms=700", body: #"{"action":"stop"}"#)
+        XCTAssertEqual(slow.status, 504, slow.body)
+        XCTAssertEqual((slow.object["detail"] as? [String: Any])?["timeout_ms"] as? Int, 700)
+        XCTAssertEqual(pg.scalar("SELECT result FROM control_commands WHERE kind = 'capture_stop'", in: db), "timeout")
+        client.clearEvents()
+
+        // A state change written by A shows through B within a second.
+        usleep(600_000)
+        client.send([.status(Status(timestampMs: 2, state: .capturing))])
+        let sent = Date()
+        XCTAssertTrue(b.eventually(timeout: 1.0) { b.api("GET", "/agents/agent-1").object["state"] as? String == "capturing" },
+                      "state through B after \(Date().timeIntervalSince(sent)) s")
+
+        // A dies; the agent fails over to B, which holds it at once.
+        a.kill9()
+        XCTAssertTrue(client.waitForClose(timeout: 10))
+        let again = try WireTestClient(port: b.sessionPort, key: key, hello: WireTestClient.hello("agent-1"))
+        XCTAssertNotNil(again.handshake())
+        XCTAssertTrue(b.eventually { b.api("GET", "/agents/agent-1").object["collector"] as? String == "b" })
+        XCTAssertEqual(pg.scalar("SELECT collector_id || ':' || epoch FROM agent_sessions WHERE agent_id = 'agent-1'", in: db), "b:2")
+        let (afterFailover, req) = control(b, again, "POST", "/agents/agent-1/capture", #"{"action":"stop"}"#, ok: true, message: "stopped")
+        XCTAssertEqual(req?.kind, .captureStop)
+        XCTAssertEqual(afterFailover?.status, 200, afterFailover?.body ?? "no answer")
+
+        // The cluster as B and the command line see it.
+        let cluster = b.api("GET", "/cluster")
+        XCTAssertEqual(cluster.status, 200, cluster.body)
+        let members = (cluster.object["collectors"] as? [[String: Any]]) ?? []
+        XCTAssertEqual(members.map { $0["id"] as? String }, ["a", "b"])
+        XCTAssertEqual(members.last?["leases"] as? Int, 1)
+        XCTAssertEqual(members.last?["live"] as? Bool, true)
+        let status = runCollectorCommand(["cluster", "status", "--config", b.configPath])
+        XCTAssertEqual(status.status, 0, status.err)
+        let lines = status.out.split(separator: "\n")
+        XCTAssertTrue(lines.first?.hasPrefix("COLLECTOR") == true, status.out)
+        XCTAssertTrue(lines.contains { $0.hasPrefix("b ") && $0.contains("live") }, status.out)
+        XCTAssertTrue(lines.contains { $0.hasPrefix("a ") }, status.out)
+    }
+
+    func testNewerSessionElsewhereClosesTheStaleOne() throws {
+        let pg = try server()
+        let (a, b, db) = try twoCollectors(pg)
+        defer { a.stop(); b.stop(); a.removeDirectory(); b.removeDirectory() }
+        let key = a.createKey(project: "acme")
+        XCTAssertNotEqual(a.sessionPort, 0, a.log)
+        XCTAssertNotEqual(b.sessionPort, 0, b.log)
+        let first = try WireTestClient(port: a.sessionPort, key: key, hello: WireTestClient.hello("agent-2"))
+        XCTAssertNotNil(first.handshake())
+        XCTAssertTrue(a.eventually { pg.scalar("SELECT collector_id FROM agent_sessions WHERE agent_id = 'agent-2'", in: db) == "a" })
+        // The agent comes up on B while A still has its old connection open.
+        let second = try WireTestClient(port: b.sessionPort, key: key, hello: WireTestClient.hello("agent-2"))
+        XCTAssertNotNil(second.handshake())
+        second.send([.status(Status(timestampMs: 1, state: .stopped))])
+        XCTAssertTrue(first.waitForClose(timeout: 5), "A closes its stale session at its next heartbeat")
+        XCTAssertEqual(first.peerError?.code, .duplicateAgent)
+        XCTAssertFalse(second.peerClosed)
+        XCTAssertEqual(pg.scalar("SELECT collector_id || ':' || epoch FROM agent_sessions WHERE agent_id = 'agent-2'", in: db), "b:2")
+        // A's end of the stale session does not mark the agent gone.
+        usleep(500_000)
+        let o = a.api("GET", "/agents/agent-2").object
+        XCTAssertEqual(o["collector"] as? String, "b")
+        XCTAssertEqual(o["state"] as? String, "stopped")
+        XCTAssertEqual(o["connected"] as? Bool, true)
+        // Nor can A forget an agent B holds.
+        let forget = a.api("DELETE", "/agents/agent-2")
+        XCTAssertEqual(forget.status, 409, forget.body)
+        XCTAssertEqual((forget.object["detail"] as? [String: Any])?["collector"] as? String, "b", forget.body)
+        XCTAssertEqual((forget.object["detail"] as? [String: Any])?["state"] as? String, "stopped", forget.body)
+    }
+
+    func testALostListenConnectionComesBackAndMissesNothing() throws {
+        let pg = try server()
+        let (a, b, db) = try twoCollectors(pg)
+        defer { a.stop(); b.stop(); a.removeDirectory(); b.removeDirectory() }
+        let key = a.createKey(project: "acme")
+        let client = try WireTestClient(port: a.sessionPort, key: key, hello: WireTestClient.hello("agent-4"))
+        XCTAssertNotNil(client.handshake())
+        XCTAssertTrue(b.eventually { b.api("GET", "/agents/agent-4").object["collector"] as? String == "a" })
+        XCTAssertEqual(a.metric("vigil_cluster_listening"), 1)
+        // A's LISTEN connection dies; a request through B is sent meanwhile.
+        XCTAssertEqual(pg.scalar("""
+            SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE query = 'LISTEN "vigil_control_a"'
+            """, in: db), "1")
+        let (answer, req) = control(b, client, "POST", "/agents/agent-4/capture", #"{"action":"start"}"#, ok: true, message: "on")
+        XCTAssertEqual(req?.kind, .captureStart)
+        XCTAssertEqual(answer?.status, 200, answer?.body ?? "no answer")
+        XCTAssertTrue(a.eventually { a.metric("vigil_cluster_listen_reconnects_total") == 1 && a.metric("vigil_cluster_listening") == 1 })
+        XCTAssertEqual(b.metric("vigil_cluster_relayed_total{direction=\"out\"}"), 1)
+        XCTAssertEqual(a.metric("vigil_cluster_relayed_total{direction=\"in\"}"), 1)
+        XCTAssertEqual(b.metric("vigil_cluster_relayed_results_total{result=\"ok\"}"), 1)
+    }
+
+    func testAKilledCollectorsAgentsBecomeNotVisibleAndAStartingOneLeavesOthersAlone() throws {
+        let pg = try server()
+        let (a, b, db) = try twoCollectors(pg)
+        defer { a.stop(); b.stop(); a.removeDirectory(); b.removeDirectory() }
+        let key = a.createKey(project: "acme")
+        let client = try WireTestClient(port: a.sessionPort, key: key, hello: WireTestClient.hello("agent-5"))
+        XCTAssertNotNil(client.handshake())
+        client.send([.status(Status(timestampMs: 1, state: .stopped))])
+        XCTAssertTrue(b.eventually { b.api("GET", "/agents/agent-5").object["state"] as? String == "stopped" })
+        // A third collector starting on the database leaves A's agent as it is.
+        let c = try CollectorProcess(config: ["store = postgresql", "postgresql_url = \(pg.socketConninfo(db))", "collector_id = c"])
+        defer { c.stop(); c.removeDirectory() }
+        XCTAssertEqual(b.api("GET", "/agents/agent-5").object["state"] as? String, "stopped")
+        XCTAssertEqual(pg.scalar("SELECT state FROM agents WHERE id = 'agent-5'", in: db), "stopped")
+        // A dies and the agent does not come back: once A's lease expired
+        // (10 s) a live collector marks it gone.
+        a.kill9()
+        let killed = Date()
+        XCTAssertTrue(b.eventually(timeout: 20) {
+            let o = b.api("GET", "/agents/agent-5").object
+            return o["state"] as? String == "not_visible" && o["connected"] as? Bool == false && o["collector"] is NSNull
+        }, b.api("GET", "/agents/agent-5").body)
+        XCTAssertGreaterThanOrEqual(Date().timeIntervalSince(killed), 8, "not before the lease expired")
+        let members = (b.api("GET", "/cluster").object["collectors"] as? [[String: Any]]) ?? []
+        XCTAssertEqual(members.first { $0["id"] as? String == "a" }?["live"] as? Bool, false)
+        XCTAssertEqual(pg.scalar("SELECT count(*) FROM agent_states WHERE agent_id = 'agent-5' AND state = 'not_visible'", in: db), "1")
+    }
+
+    func testSingleCollectorOnSQLite() throws {
+        let c = try CollectorProcess(config: ["collector_id = solo"])
+        defer { c.stop(); c.removeDirectory() }
+        let key = c.createKey(project: "acme")
+        let client = try WireTestClient(port: c.sessionPort, key: key, hello: WireTestClient.hello("agent-3"))
+        XCTAssertNotNil(client.handshake())
+        XCTAssertTrue(c.eventually { c.api("GET", "/agents/agent-3").object["collector"] as? String == "solo" })
+        let cluster = c.api("GET", "/cluster")
+        XCTAssertEqual(cluster.status, 200, cluster.body)
+        XCTAssertEqual(cluster.object["shared"] as? Bool, false)
+        let members = (cluster.object["collectors"] as? [[String: Any]]) ?? []
+        XCTAssertEqual(members.map { $0["id"] as? String }, ["solo"])
+        XCTAssertEqual(members.first?["sessions"] as? Int, 1)
+        XCTAssertTrue(c.eventually { ((c.api("GET", "/cluster").object["collectors"] as? [[String: Any]])?.first?["leases"] as? Int) == 1 })
+        let status = runCollectorCommand(["cluster", "status", "--config", c.configPath])
+        XCTAssertEqual(status.status, 0, status.err)
+        XCTAssertTrue(status.out.contains("store sqlite: one collector") && status.out.contains("solo"), status.out)
+        let bad = runCollectorCommand(["check-config", "--set", "collector_id=has space"])
+        XCTAssertEqual(bad.status, 2)
+        XCTAssertTrue(bad.err.contains("collector_id"), bad.err)
+    }
+}
