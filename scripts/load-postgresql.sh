@@ -14,10 +14,13 @@
 #  3. the raw baseline: as many measurement rows over as many series (agents × 100), loaded with
 #     psql `\copy … FROM` into a second database with the same schema (pg_dump --schema-only of
 #     the collector's), one COPY and transaction per 5,000 rows, on the same server.
-# Ends with one line `load-postgresql: key=value …`. Stops everything it started on exit.
+# Ends with one line `load-postgresql: key=value …` (with the load average at the start, and
+# the collector's round trips per transaction from /metrics). Stops everything it started on exit.
 #
 # Options (or environment): --ingest-s S (INGEST_S, 20), --ingest-agents N (INGEST_AGENTS, 50),
 # --quick (5 s), --keep (keep the temporary directory). PORT (27700: collector; +80 HTTP).
+# COLLECTOR_BIN=DIR runs DIR/vigil-collector (another build, e.g. a baseline's, built with
+# `swift build -c release` in its own tree) instead of this tree's; vigil-load is this tree's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -63,7 +66,10 @@ for product in vigil-collector vigil-load; do
     swift build -c release --product "$product" 2>&1 | grep -E "error|Build" >&2 || true
 done
 BIN=$(swift build -c release --show-bin-path)
-for b in vigil-collector vigil-load; do [ -x "$BIN/$b" ] || fail "$b was not built"; done
+CBIN=${COLLECTOR_BIN:-$BIN}
+[ -x "$CBIN/vigil-collector" ] || fail "$CBIN/vigil-collector was not built"
+[ -x "$BIN/vigil-load" ] || fail "vigil-load was not built"
+LOADAVG=$(cut -d' ' -f1 /proc/loadavg)
 RX=() TX=()
 if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then RX=(taskset -c 1); TX=(taskset -c 0); fi
 
@@ -81,9 +87,9 @@ store = postgresql
 postgresql_url = host=$DIR/pg port=$PGPORT user=vigil dbname=vigil
 log_level = info
 EOF
-"$BIN/vigil-collector" keys create --project load --create-project --config "$DIR/collector.conf" > "$DIR/key" 2>"$DIR/keys.log" \
+"$CBIN/vigil-collector" keys create --project load --create-project --config "$DIR/collector.conf" > "$DIR/key" 2>"$DIR/keys.log" \
     || fail "vigil-collector keys create failed: $(cat "$DIR/keys.log")"
-"${RX[@]}" "$BIN/vigil-collector" run --config "$DIR/collector.conf" > /dev/null 2> "$DIR/collector.log" &
+"${RX[@]}" "$CBIN/vigil-collector" run --config "$DIR/collector.conf" > /dev/null 2> "$DIR/collector.log" &
 CPID=$!
 PIDS+=("$CPID")
 for _ in $(seq 300); do
@@ -97,6 +103,10 @@ say "== ingest: $INGEST_AGENTS sessions keeping their batch windows full for ${I
     --agents "$INGEST_AGENTS" --duration "$INGEST_S" --ledger "$DIR/ingest.ledger" --json "$DIR/ingest.json" \
     --prefix ingest --report-interval 5 > "$DIR/ingest.out" 2> "$DIR/ingest.log" \
     || fail "vigil-load ingest failed: $(tail -3 "$DIR/ingest.log")"
+metric() { curl -sf "http://127.0.0.1:$HTTP/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
+tx=$(metric vigil_store_transactions_total)
+trips=$(metric vigil_store_write_round_trips_total)
+per_tx=$(awk -v a="${trips:-0}" -v b="${tx:-0}" 'BEGIN {printf "%.1f", (b > 0 ? a / b : 0)}')
 dget() { sed -n "s/.*\"$1\":\"\{0,1\}\([^,\"}]*\).*/\1/p" "$DIR/$2.json"; }
 durable=$(dget acked_records_per_s ingest)
 acked=$(dget acked_records ingest)
@@ -129,4 +139,4 @@ t1=$(date +%s.%N)
 raw=$(awk -v n="$rows" -v a="$t0" -v b="$t1" 'BEGIN {printf "%.0f", n / (b - a)}')
 ratio=$(awk -v a="$durable" -v b="$raw" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}')
 say "raw COPY $raw rows/s ($rows rows); ratio $ratio"
-echo "load-postgresql: durable_records_per_s=$durable acked_records=$acked stored=$stored verify=$verify raw_copy_rows_per_s=$raw ratio=$ratio ingest_s=$INGEST_S agents=$INGEST_AGENTS"
+echo "load-postgresql: durable_records_per_s=$durable acked_records=$acked stored=$stored verify=$verify raw_copy_rows_per_s=$raw ratio=$ratio transactions=${tx:-?} round_trips_per_transaction=$per_tx load_average=$LOADAVG ingest_s=$INGEST_S agents=$INGEST_AGENTS"

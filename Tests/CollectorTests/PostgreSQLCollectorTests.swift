@@ -32,6 +32,9 @@ final class PostgreSQLCollectorTests: XCTestCase {
         XCTAssertNotNil(client.waitForRecord(timeout: 20) { $0 == .ack(Ack(sequence: 3)) })
         XCTAssertEqual(pg.scalar("SELECT count(*) FROM measurements", in: db), "3")
         XCTAssertEqual(c.http("GET", "/healthz").status, 200)
+        XCTAssertGreaterThan(c.metric("vigil_store_write_round_trips_total") ?? 0, 0)
+        XCTAssertEqual(c.metric("vigil_store_writes_retried_total"), 0)
+        XCTAssertEqual(c.metric("vigil_store_groups_split_total"), 0)
 
         pg.pause()
         var resumed = false

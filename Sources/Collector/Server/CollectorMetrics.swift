@@ -150,6 +150,15 @@ enum CollectorMetrics {
         p.sample("vigil_store_failures_total", ["cause": "busy_retry"], st.busyRetries)
         p.sample("vigil_store_failures_total", ["cause": "read_failed"], st.readsFailed - st.readsInterrupted)
         p.sample("vigil_store_failures_total", ["cause": "read_too_long"], st.readsInterrupted)
+        p.single("vigil_store_writes_retried_total", "counter",
+                 "Writes run again because their server connection broke before COMMIT returned (PostgreSQL).",
+                 Double(st.writesRetried))
+        p.single("vigil_store_groups_split_total", "counter",
+                 "Group transactions the server refused, run again batch by batch so the bad batch fails alone (PostgreSQL).",
+                 Double(st.groupsSplit))
+        p.single("vigil_store_write_round_trips_total", "counter",
+                 "Commands sent on the store's write connection, one round trip each (PostgreSQL; 0 for SQLite).",
+                 Double(st.writeRoundTrips))
         p.single("vigil_store_retention_deleted_total", "counter", "Rows removed by retention.", Double(st.retentionDeleted))
 
         summary("vigil_loop_lag_seconds", "Time the loop was busy before polling again.", loop.lag)

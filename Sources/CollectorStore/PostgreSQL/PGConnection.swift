@@ -15,6 +15,12 @@
 // blocking. A command's completion gets every result of the command (a
 // multi-statement string gives several) or the first error.
 //
+// A pipeline command (libpq's pipeline mode, PostgreSQL 14+) sends several
+// statements at once: PQenterPipelineMode, PQsendQueryParams for each,
+// PQpipelineSync, then one wait for all their results (PGRES_PIPELINE_SYNC
+// ends them) and PQexitPipelineMode. COPY is not allowed in pipeline mode:
+// a COPY is its own command between pipelines, so only its data waits.
+//
 // A lost connection fails the command in flight and every queued one with
 // `.unavailable` and moves to `.failed`; the owner decides whether and when
 // to connect again (PostgreSQLStore: backoff). Nothing here retries,
@@ -54,6 +60,11 @@ final class PGConnection {
         /// `COPY … FROM STDIN` of `sql`, fed with `data` in the format the
         /// statement names.
         case copy(String, [UInt8])
+        /// Statements (one each, text parameters) sent together in
+        /// pipeline mode and answered together: one round trip. The first
+        /// error fails the command; the statements after it are skipped by
+        /// the server (an open transaction is then aborted).
+        case pipeline([(String, [String?])])
     }
 
     let loop: EventLoop
@@ -78,7 +89,11 @@ final class PGConnection {
     private var results: [PGRows] = []
     private var firstError: String?
     private var copyFed = false
+    /// In pipeline mode, waiting for PGRES_PIPELINE_SYNC.
+    private var pipelining = false
     private let maxQueued: Int
+    /// Commands sent (a pipeline counts once): the connection's round trips.
+    private(set) var commandsSent: UInt64 = 0
 
     init(loop: EventLoop, maxQueued: Int = 4_096) {
         self.loop = loop
@@ -172,6 +187,7 @@ final class PGConnection {
         results = []
         firstError = nil
         copyFed = false
+        commandsSent &+= 1
         let sent: Int32
         switch next.command {
         case .query(let sql, let params) where params.isEmpty:
@@ -182,6 +198,16 @@ final class PGConnection {
             }
         case .copy(let sql, _):
             sent = PQsendQuery(conn, sql)
+        case .pipeline(let statements):
+            guard PQenterPipelineMode(conn) == 1 else { return broken(Self.message(conn)) }
+            pipelining = true
+            var ok: Int32 = 1
+            for (sql, params) in statements where ok == 1 {
+                ok = withOptionalCStrings(params) { values in
+                    PQsendQueryParams(conn, sql, Int32(params.count), nil, values, nil, nil, 0)
+                }
+            }
+            sent = ok == 1 ? PQpipelineSync(conn) : 0
         }
         guard sent == 1 else { return broken(Self.message(conn)) }
         flush()
@@ -203,13 +229,27 @@ final class PGConnection {
         deliverNotifies()
         // Results already in libpq's buffer do not make the socket
         // readable again: take all there are, feeding a COPY on the way.
+        var ends = 0
         while inFlight != nil, let conn = self.conn, PQisBusy(conn) == 0 {
             guard let r = PQgetResult(conn) else {
+                // In pipeline mode NULL ends one statement's results; the
+                // sync result ends the command. (Two in a row: nothing
+                // more buffered yet — wait for the socket.)
+                if pipelining { ends += 1; if ends > 1 { return }; continue }
                 finishCommand()
                 return
             }
+            ends = 0
             let status = PQresultStatus(r)
             switch status {
+            case PGRES_PIPELINE_SYNC:
+                PQclear(r)
+                pipelining = false
+                guard PQexitPipelineMode(conn) == 1 else { return broken(Self.message(conn)) }
+                finishCommand()
+                return
+            case PGRES_PIPELINE_ABORTED:
+                if firstError == nil { firstError = "pipeline aborted" }
             case PGRES_COPY_IN:
                 PQclear(r)
                 feedCopy(conn)
@@ -311,6 +351,7 @@ final class PGConnection {
         // Stop the watcher before PQfinish closes the socket.
         watcher?.stop()
         watcher = nil
+        pipelining = false
         if let conn { PQfinish(conn) }
         conn = nil
     }

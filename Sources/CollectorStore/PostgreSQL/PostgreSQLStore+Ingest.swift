@@ -1,6 +1,15 @@
 // PostgreSQLStore, ingest: batches with de-duplication (the sequence row
 // locked, rows by COPY), agent registration and state. Loop thread; each
 // public method queues one write transaction (PostgreSQLStore).
+//
+// A group of batches (everything queued while the write connection was
+// busy) normally goes in with `storeGroup`: a fixed number of exchanges
+// with the server whatever the group's size — a pipeline (BEGIN, every
+// sequence row of the group locked in one statement, the new series made),
+// one COPY per table for the whole group, and a pipeline (the sequence
+// rows, the agents' last-seen and latest status, COMMIT). A group the
+// server refuses is rolled back and run again batch by batch in savepoints
+// (`writeBatch`), so one bad batch fails alone.
 import Reactor
 
 extension PostgreSQLStore {
@@ -11,9 +20,136 @@ extension PostgreSQLStore {
             counters.countBatch(refused)
             return deliverLater(completion, refused)
         }
-        enqueueWrite(rows: max(batch.rowCount, 1), retry: true, { [weak self] tx in self?.writeBatch(batch, tx) }) { [weak self] result in
+        enqueueWrite(rows: max(batch.rowCount, 1), batch: batch, { [weak self] tx in self?.writeBatch(batch, tx) }) { [weak self] result in
             self?.counters.countBatch(result)
             completion(result)
+        }
+    }
+
+    /// Stores `batches` in one transaction on `conn` with a fixed number of
+    /// round trips; `done` after COMMIT returned with each batch's outcome,
+    /// in order, or with the first failure (the transaction is then open
+    /// and aborted, or gone with the connection: the caller rolls back).
+    func storeGroup(_ batches: [Batch], _ conn: PGConnection,
+                    _ done: @escaping (Result<[BatchOutcome], StoreError>) -> Void) {
+        // Every (agent, boot) of the group once, sorted: collectors lock
+        // the rows they share in the same order, so they cannot deadlock.
+        var firstSeen: [SeqKey: Int64] = [:]
+        for b in batches where firstSeen[SeqKey(agent: b.agentId, boot: b.bootId)] == nil {
+            firstSeen[SeqKey(agent: b.agentId, boot: b.bootId)] = b.receivedAt
+        }
+        let keys = firstSeen.keys.sorted()
+        var statements: [(String, [String?])] = [("BEGIN", [])]
+        statements.append(("""
+            INSERT INTO batch_sequences(agent_id, boot_id, high_seq, gaps, batches, updated_ms)
+            SELECT u.a, u.b, -1, '', 0, u.t FROM unnest($1::text[], $2::text[], $3::bigint[]) AS u(a, b, t) ORDER BY u.a, u.b
+            ON CONFLICT (agent_id, boot_id) DO UPDATE SET agent_id = excluded.agent_id
+            RETURNING agent_id, boot_id, high_seq, gaps
+            """, [PGText.array(keys.map(\.agent)), PGText.array(keys.map(\.boot)),
+                  PGText.intArray(keys.map { firstSeen[$0] ?? 0 })]))
+        var missing: [SeriesKey] = []
+        var missingProject: [Int64] = []
+        var seen = Set<SeriesKey>()
+        for b in batches {
+            for m in b.measurements {
+                let k = SeriesKey(agent: b.agentId, monitor: m.monitor, check: m.check, source: m.source)
+                if seriesCache[k] == nil, seen.insert(k).inserted { missing.append(k); missingProject.append(b.projectId) }
+            }
+        }
+        if !missing.isEmpty {
+            statements.append(("""
+                INSERT INTO series(project_id, agent_id, monitor, check_name, source)
+                SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[])
+                ON CONFLICT (agent_id, monitor, check_name, source) DO UPDATE SET source = excluded.source
+                RETURNING id, agent_id, monitor, check_name, source
+                """, [PGText.intArray(missingProject), PGText.array(missing.map(\.agent)), PGText.array(missing.map(\.monitor)),
+                      PGText.array(missing.map(\.check)), PGText.array(missing.map(\.source))]))
+        }
+        conn.run(.pipeline(statements)) { [self] r in
+            let results: [PGRows]
+            switch r {
+            case .success(let rows) where rows.count == statements.count: results = rows
+            case .success: return done(.failure(.backend("PostgreSQL: a result is missing")))
+            case .failure(let e): return done(.failure(e))
+            }
+            var seqs: [SeqKey: ReceivedSequences] = [:]
+            let locked = results[1]
+            for i in 0..<locked.count {
+                seqs[SeqKey(agent: locked.text(i, 0) ?? "", boot: locked.text(i, 1) ?? "")] =
+                    ReceivedSequences(high: locked.int(i, 2) ?? -1, encodedGaps: locked.text(i, 3) ?? "")
+            }
+            var newIds: [SeriesKey: Int64] = [:]
+            if results.count > 2 {
+                let made = results[2]
+                for i in 0..<made.count {
+                    newIds[SeriesKey(agent: made.text(i, 1) ?? "", monitor: made.text(i, 2) ?? "", check: made.text(i, 3) ?? "",
+                                     source: made.text(i, 4) ?? "")] = made.int(i, 0)
+                }
+            }
+            // De-duplication against the locked rows, and within the group.
+            var outcomes: [BatchOutcome] = []
+            var copies = CopyBuffers()
+            var gapsForgotten = 0
+            var stored: [SeqKey: (count: Int, at: Int64)] = [:]
+            var lastSeen: [String: Int64] = [:]
+            var latestStatus: [String: StatusSnapshot] = [:]
+            for b in batches {
+                let key = SeqKey(agent: b.agentId, boot: b.bootId)
+                if seqs[key, default: ReceivedSequences()].contains(b.sequence) { outcomes.append(.duplicate); continue }
+                gapsForgotten += seqs[key, default: ReceivedSequences()].insert(b.sequence, maxGaps: options.maxSequenceGaps)
+                copies.add(b) { seriesCache[$0] ?? newIds[$0] ?? 0 }
+                stored[key, default: (0, 0)].count += 1
+                stored[key]!.at = b.receivedAt
+                lastSeen[b.agentId] = max(lastSeen[b.agentId] ?? b.receivedAt, b.receivedAt)
+                // The newest status becomes the agent's latest (the last of equal times).
+                for st in b.statuses where latestStatus[b.agentId].map({ $0.ts <= st.ts }) ?? true { latestStatus[b.agentId] = st }
+                outcomes.append(.stored(rows: b.rowCount))
+            }
+            var last: [(String, [String?])] = []
+            if !stored.isEmpty {
+                let ks = stored.keys.sorted()
+                last.append(("""
+                    UPDATE batch_sequences s SET high_seq = u.h, gaps = u.g, batches = s.batches + u.n, updated_ms = u.t
+                    FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::bigint[], $6::bigint[]) AS u(a, b, h, g, n, t)
+                    WHERE s.agent_id = u.a AND s.boot_id = u.b
+                    """, [PGText.array(ks.map(\.agent)), PGText.array(ks.map(\.boot)),
+                          PGText.intArray(ks.map { seqs[$0]?.high ?? -1 }), PGText.array(ks.map { seqs[$0]?.encodedGaps ?? "" }),
+                          PGText.intArray(ks.map { Int64(stored[$0]?.count ?? 0) }), PGText.intArray(ks.map { stored[$0]?.at ?? 0 })]))
+                let agents = lastSeen.keys.sorted()
+                last.append(("""
+                    UPDATE agents a SET last_seen_ms = greatest(a.last_seen_ms, u.t)
+                    FROM unnest($1::text[], $2::bigint[]) AS u(id, t) WHERE a.id = u.id
+                    """, [PGText.array(agents), PGText.intArray(agents.map { lastSeen[$0] ?? 0 })]))
+            }
+            if !latestStatus.isEmpty {
+                let agents = latestStatus.keys.sorted()
+                last.append(("""
+                    UPDATE agents a SET status = u.s, status_ms = u.t
+                    FROM unnest($1::text[], $2::text[], $3::bigint[]) AS u(id, s, t)
+                    WHERE a.id = u.id AND (a.status_ms IS NULL OR a.status_ms <= u.t)
+                    """, [PGText.array(agents), PGText.array(agents.map { latestStatus[$0]?.json ?? "" }),
+                          PGText.intArray(agents.map { latestStatus[$0]?.ts ?? 0 })]))
+            }
+            last.append(("COMMIT", []))
+            let commands = copies.commands
+            func step(_ i: Int) {
+                guard i < commands.count else {
+                    let commitStarted = Clock.monotonicNanos()
+                    return conn.run(.pipeline(last)) { [self] r in
+                        if case .failure(let e) = r { return done(.failure(e)) }
+                        counters.commitMicros.record((Clock.monotonicNanos() - commitStarted) / 1_000)
+                        counters.sequenceGapsForgotten &+= UInt64(gapsForgotten)
+                        if seriesCache.count + newIds.count > options.seriesCacheLimit { seriesCache.removeAll(keepingCapacity: true) }
+                        seriesCache.merge(newIds) { a, _ in a }
+                        done(.success(outcomes))
+                    }
+                }
+                conn.run(commands[i]) { r in
+                    if case .failure(let e) = r { return done(.failure(e)) }
+                    step(i + 1)
+                }
+            }
+            step(0)
         }
     }
 
@@ -72,46 +208,11 @@ extension PostgreSQLStore {
     }
 
     private func copyRows(_ b: Batch, _ ids: [SeriesKey: Int64], _ tx: PGTransaction<BatchOutcome>, _ next: @escaping () -> Void) {
-        var steps: [(String, [UInt8])] = []
-        if !b.measurements.isEmpty {
-            var data: [UInt8] = []
-            data.reserveCapacity(b.measurements.count * 80)
-            for m in b.measurements {
-                let id = ids[SeriesKey(agent: b.agentId, monitor: m.monitor, check: m.check, source: m.source)] ?? 0
-                PGText.copyRow([String(id), String(m.ts), String(m.windowMs), String(m.count), String(m.errors), String(m.sumUs),
-                                String(m.minUs), String(m.maxUs), String(m.p50Us), String(m.p95Us), String(m.p99Us),
-                                String(m.outcomes.s2xx), String(m.outcomes.s3xx), String(m.outcomes.s4xx),
-                                String(m.outcomes.s5xx), String(m.outcomes.error), m.histogram.map(PGText.byteaHex)], into: &data)
-            }
-            steps.append(("""
-                COPY measurements (series_id, ts_ms, window_ms, count, errors, sum_us, min_us, max_us, p50_us, p95_us, p99_us,
-                                   outcome_2xx, outcome_3xx, outcome_4xx, outcome_5xx, outcome_error, histogram) FROM STDIN
-                """, data))
-        }
-        if !b.events.isEmpty {
-            var data: [UInt8] = []
-            for e in b.events {
-                PGText.copyRow([String(e.ts), String(b.projectId), b.agentId, e.monitor, e.check, e.method, e.host, e.path,
-                                String(e.status), String(e.durationUs), e.errorClass], into: &data)
-            }
-            steps.append(("""
-                COPY events (ts_ms, project_id, agent_id, monitor, check_name, method, host, path, status, duration_us, error_class)
-                FROM STDIN
-                """, data))
-        }
-        if !b.statuses.isEmpty {
-            var data: [UInt8] = []
-            for s in b.statuses { PGText.copyRow([b.agentId, String(s.ts), s.json], into: &data) }
-            steps.append(("COPY agent_status (agent_id, ts_ms, status) FROM STDIN", data))
-        }
-        if !b.monitorRuns.isEmpty {
-            var data: [UInt8] = []
-            for r in b.monitorRuns {
-                PGText.copyRow([String(r.ts), String(b.projectId), b.agentId, r.monitor, r.check, r.ok ? "t" : "f",
-                                String(r.durationUs), r.detail], into: &data)
-            }
-            steps.append(("COPY monitor_runs (ts_ms, project_id, agent_id, monitor, check_name, ok, duration_us, detail) FROM STDIN",
-                          data))
+        var copies = CopyBuffers()
+        copies.add(b) { ids[$0] ?? 0 }
+        let steps = copies.commands.compactMap { c -> (String, [UInt8])? in
+            guard case .copy(let sql, let data) = c else { return nil }
+            return (sql, data)
         }
         func step(_ i: Int) {
             guard i < steps.count else {
@@ -201,5 +302,67 @@ extension PostgreSQLStore {
             guard r.text(0, 1) == "t" else { return tx.fail(.notFound("agent '\(agent)'")) }
             next((r.int(0, 0) ?? 0) > 0)
         }
+    }
+}
+
+/// An (agent, boot): the key of a sequence row.
+struct SeqKey: Hashable, Comparable {
+    let agent: String
+    let boot: String
+    static func < (a: SeqKey, b: SeqKey) -> Bool { (a.agent, a.boot) < (b.agent, b.boot) }
+}
+
+/// The COPY data of a group's rows, one buffer per table (COPY's text
+/// format), and the commands that load them. A measurement row is written
+/// straight into its buffer (digits and hex, no String per field): it is
+/// most of the rows, and encoding them is the collector's main cost of ingest.
+struct CopyBuffers {
+    var measurements: [UInt8] = []
+    var events: [UInt8] = []
+    var statuses: [UInt8] = []
+    var runs: [UInt8] = []
+
+    mutating func add(_ b: Batch, seriesId: (SeriesKey) -> Int64) {
+        for m in b.measurements {
+            let id = seriesId(SeriesKey(agent: b.agentId, monitor: m.monitor, check: m.check, source: m.source))
+            for v in [id, m.ts, m.windowMs, m.count, m.errors, m.sumUs, m.minUs, m.maxUs, m.p50Us, m.p95Us, m.p99Us,
+                      m.outcomes.s2xx, m.outcomes.s3xx, m.outcomes.s4xx, m.outcomes.s5xx, m.outcomes.error] {
+                PGText.appendInt(v, into: &measurements)
+                measurements.append(0x09)
+            }
+            PGText.appendByteaHex(m.histogram, into: &measurements)
+            measurements.append(0x0A)
+        }
+        for e in b.events {
+            PGText.copyRow([String(e.ts), String(b.projectId), b.agentId, e.monitor, e.check, e.method, e.host, e.path,
+                            String(e.status), String(e.durationUs), e.errorClass], into: &events)
+        }
+        for s in b.statuses { PGText.copyRow([b.agentId, String(s.ts), s.json], into: &statuses) }
+        for r in b.monitorRuns {
+            PGText.copyRow([String(r.ts), String(b.projectId), b.agentId, r.monitor, r.check, r.ok ? "t" : "f",
+                            String(r.durationUs), r.detail], into: &runs)
+        }
+    }
+
+    var commands: [PGConnection.Command] {
+        var c: [PGConnection.Command] = []
+        if !measurements.isEmpty {
+            c.append(.copy("""
+                COPY measurements (series_id, ts_ms, window_ms, count, errors, sum_us, min_us, max_us, p50_us, p95_us, p99_us,
+                                   outcome_2xx, outcome_3xx, outcome_4xx, outcome_5xx, outcome_error, histogram) FROM STDIN
+                """, measurements))
+        }
+        if !events.isEmpty {
+            c.append(.copy("""
+                COPY events (ts_ms, project_id, agent_id, monitor, check_name, method, host, path, status, duration_us, error_class)
+                FROM STDIN
+                """, events))
+        }
+        if !statuses.isEmpty { c.append(.copy("COPY agent_status (agent_id, ts_ms, status) FROM STDIN", statuses)) }
+        if !runs.isEmpty {
+            c.append(.copy("COPY monitor_runs (ts_ms, project_id, agent_id, monitor, check_name, ok, duration_us, detail) FROM STDIN",
+                           runs))
+        }
+        return c
     }
 }

@@ -10,10 +10,14 @@
 // completed, then runs on the read connection (statement_timeout =
 // limits.maxReadMillis: a longer read fails with `.readTooLong`).
 //
-// Measurements, events, statuses and monitor runs of a batch go in with
-// COPY … FROM STDIN (text format) inside the batch's transaction; the
-// batch's (agent, boot) sequence row is locked (SELECT … FOR UPDATE) first,
-// so two collectors storing re-sends of one batch store it once.
+// Batches queued together share one transaction (group commit) made of a
+// fixed number of exchanges (PostgreSQLStore+Ingest, `storeGroup`): libpq's
+// pipeline mode sends the statements before and after the rows together,
+// and one COPY … FROM STDIN per table carries the whole group's rows. Every
+// (agent, boot) sequence row of the group is locked first (INSERT … ON
+// CONFLICT DO UPDATE), so two collectors storing re-sends of one batch
+// store it once. A group the server refuses is rolled back and run again
+// with each batch in its own savepoint, so a bad batch fails alone.
 //
 // Connections that fail are made again with backoff (StoreReconnect); work
 // queued meanwhile waits, within the limits (maxPendingRows,
@@ -29,7 +33,11 @@ public final class PostgreSQLStore: OperatedStore {
     public let loop: EventLoop
     public let options: PostgreSQLOptions
     public var limits: StoreLimits { options.limits }
-    public var stats: StoreStats { counters }
+    public var stats: StoreStats {
+        var s = counters
+        s.writeRoundTrips = writer.commandsSent
+        return s
+    }
     public let schemaVersion: Int
     /// Why the store cannot reach the server now (nil: both connections up).
     public var unavailableReason: String? {
@@ -58,6 +66,9 @@ public final class PostgreSQLStore: OperatedStore {
         var grouped: ((PGConnection, @escaping ((() -> Void)?) -> Void) -> Void)? = nil
         /// Fails the job (its group's COMMIT failed).
         var fail: ((StoreError) -> Void)? = nil
+        /// A batch, for `storeGroup`, and its delivery after COMMIT.
+        var batch: Batch? = nil
+        var deliver: ((Result<BatchOutcome, StoreError>) -> Void)? = nil
     }
     private var writes = RingBuffer<Job>(capacity: 256, overflow: .grow)
     private var reads = RingBuffer<Job>(capacity: 256, overflow: .grow)
@@ -171,8 +182,12 @@ public final class PostgreSQLStore: OperatedStore {
     /// batch, which its sequence row makes safe to run twice (had the first
     /// COMMIT landed, the second finds the batch stored and answers
     /// `.duplicate`), so a server restart costs a delay, not a session.
-    func enqueueWrite<T>(rows: Int, retry: Bool = false, _ body: @escaping (PGTransaction<T>) -> Void,
+    ///
+    /// A `batch` write is retried so, and stored with the other batches
+    /// queued with it (`storeGroup`); `body` is its savepoint form.
+    func enqueueWrite<T>(rows: Int, retry: Bool = false, batch: Batch? = nil, _ body: @escaping (PGTransaction<T>) -> Void,
                          completion: @escaping StoreCompletion<T>) {
+        let retry = retry || batch != nil
         guard phase == .open else {
             counters.refusedClosed &+= 1
             return deliverLater(completion, .failure(.closed))
@@ -213,6 +228,11 @@ public final class PostgreSQLStore: OperatedStore {
                 }
             }
             job.fail = { finish(.failure($0)) }
+        }
+        if let batch {
+            job.batch = batch
+            // T is BatchOutcome here (submitBatch).
+            job.deliver = { r in finish(r.map { $0 as! T }) }
         }
         _ = writes.append(job)
         loop.defer { [weak self] in self?.pump() }
@@ -289,10 +309,43 @@ public final class PostgreSQLStore: OperatedStore {
         if phase == .closing, writes.isEmpty, reads.isEmpty, retryGroup.isEmpty, !writeRunning, !readRunning { finishClose() }
     }
 
+    /// The group in one transaction with a fixed number of round trips
+    /// (`storeGroup`), then every completion in order. Refused by the
+    /// server: rolled back and run again in savepoints (`runGroupInSavepoints`).
+    /// A connection that breaks before COMMIT returned puts the whole group
+    /// back for a retry.
+    private func runGroup(_ jobs: [Job]) {
+        guard jobs.allSatisfy({ $0.batch != nil }) else { return runGroupInSavepoints(jobs) }
+        writeRunning = true
+        let started = Clock.monotonicNanos()
+        storeGroup(jobs.map { $0.batch! }, writer) { [self] result in
+            switch result {
+            case .success(let outcomes):
+                writeRunning = false
+                counters.transactions &+= 1
+                counters.transactionMicros.record((Clock.monotonicNanos() - started) / 1_000)
+                counters.transactionRows.record(UInt64(jobs.reduce(0) { $0 + $1.rows }))
+                writesDone += UInt64(jobs.count)
+                for (job, outcome) in zip(jobs, outcomes) { job.deliver?(.success(outcome)) }
+                pump()
+            case .failure(.unavailable) where phase != .closed:
+                writeRunning = false
+                retryGroup = jobs
+                pump()
+            case .failure(let e):
+                // One batch the server refuses must fail alone: the group
+                // again, each batch in its savepoint.
+                counters.groupsSplit &+= 1
+                Log.debug("store: PostgreSQL refused a group of \(jobs.count) batches (\(e)); running them one by one")
+                writer.run(.query("ROLLBACK", [])) { [self] _ in runGroupInSavepoints(jobs) }
+            }
+        }
+    }
+
     /// BEGIN, each batch in its SAVEPOINT (one failing fails alone),
     /// COMMIT, then every completion in order. A connection that breaks
     /// before COMMIT returned puts the whole group back for a retry.
-    private func runGroup(_ jobs: [Job]) {
+    private func runGroupInSavepoints(_ jobs: [Job]) {
         writeRunning = true
         let started = Clock.monotonicNanos()
         var deliveries: [() -> Void] = []
@@ -463,6 +516,11 @@ enum PGText {
     static func int(_ v: Int64) -> String? { String(v) }
     static func int(_ v: Int64?) -> String? { v.map { String($0) } }
 
+    /// A bigint[] literal.
+    static func intArray(_ items: [Int64]) -> String {
+        "{" + items.map { String($0) }.joined(separator: ",") + "}"
+    }
+
     /// A text[] literal: every element double-quoted, `"` and `\` escaped.
     static func array(_ items: [String]) -> String {
         var s = "{"
@@ -492,6 +550,34 @@ enum PGText {
             }
         }
     }
+
+    /// `v` in decimal digits, appended without making a String.
+    static func appendInt(_ v: Int64, into out: inout [UInt8]) {
+        if v < 0 { out.append(0x2D) }
+        var u = v.magnitude
+        var digits = 1
+        var t = u
+        while t >= 10 { t /= 10; digits += 1 }
+        let start = out.count
+        out.append(contentsOf: repeatElement(0x30, count: digits))
+        var i = start + digits - 1
+        repeat {
+            out[i] = 0x30 + UInt8(truncatingIfNeeded: u % 10)
+            u /= 10
+            i -= 1
+        } while u > 0
+    }
+
+    /// A bytea field of COPY's text format: `\\x` (the backslash escaped
+    /// for COPY) and two hex digits a byte; nil is \N.
+    static func appendByteaHex(_ bytes: [UInt8]?, into out: inout [UInt8]) {
+        guard let bytes else { out += [0x5C, 0x4E]; return }
+        out += [0x5C, 0x5C, 0x78]
+        out.reserveCapacity(out.count + bytes.count * 2)
+        for b in bytes { out.append(hexDigits[Int(b >> 4)]); out.append(hexDigits[Int(b & 15)]) }
+    }
+
+    private static let hexDigits = Array("0123456789abcdef".utf8)
 
     /// bytea's hex input form (`\\x` and two hex digits a byte).
     static func byteaHex(_ bytes: [UInt8]) -> String {

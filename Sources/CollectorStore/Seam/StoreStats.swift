@@ -31,6 +31,12 @@ public struct StoreStats: Sendable {
     /// Writes run again because their server connection broke before
     /// COMMIT returned (PostgreSQL: batches, safe to run twice).
     public var writesRetried: UInt64 = 0
+    /// Group transactions the server refused, run again batch by batch in
+    /// savepoints so the bad batch fails alone (PostgreSQL).
+    public var groupsSplit: UInt64 = 0
+    /// Commands sent on the write connection, each one round trip to the
+    /// server (PostgreSQL; a pipeline counts once).
+    public var writeRoundTrips: UInt64 = 0
     public var reads: UInt64 = 0
     /// Reads that failed; a `notFound` answer is not a failure (`StoreError.isAnswer`).
     public var readsFailed: UInt64 = 0

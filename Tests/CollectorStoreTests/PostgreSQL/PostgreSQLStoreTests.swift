@@ -136,11 +136,55 @@ final class PostgreSQLStoreTests: XCTestCase {
         XCTAssertEqual(results.values.filter { (try? $0.get()) == .stored(rows: 2) }.count, 19)
         guard case .failure(.backend)? = results[7] else { return XCTFail("batch 7: \(String(describing: results[7]))") }
         XCTAssertLessThan(store.stats.transactions - before, 20, "batches queued together share transactions")
+        XCTAssertGreaterThanOrEqual(store.stats.groupsSplit, 1, "the refused group was run again batch by batch")
         XCTAssertEqual(pg.scalar("SELECT count(*) FROM measurements", in: db), "19")
         XCTAssertEqual(pg.scalar("SELECT count(*) FROM events", in: db), "19")
         // The failed one was not marked stored: sent again (fixed), it goes in.
         let fixed = Batch(projectId: pid, agentId: "a1", bootId: "b", sequence: 7, receivedAt: 5_000, measurements: [measurement(10_007)])
         XCTAssertEqual(try wait(loop) { store.submitBatch(fixed, completion: $0) }, .stored(rows: 1))
+    }
+
+    /// A group of batches costs a fixed number of round trips, not a few
+    /// per batch: a pipeline before the rows, one COPY per table, a
+    /// pipeline with COMMIT. Re-sends in the same group are still answered
+    /// `.duplicate`, and the agent's last-seen and latest status are set.
+    func testAGroupOfBatchesTakesAFixedNumberOfRoundTrips() throws {
+        let pg = try server()
+        let db = pg.freshDatabase()
+        let loop = EventLoop()
+        let store = try open(pg, db, loop)
+        defer { close(store, on: loop) }
+        _ = try wait(loop) { store.createKey(project: "demo", secret: "s", at: 1, completion: $0) }
+        let pid = try wait(loop) { store.activeKeys(project: "demo", completion: $0) }.projectId
+        for a in ["a1", "a2"] {
+            _ = try wait(loop) { store.agentConnected(AgentHello(id: a, projectId: pid, name: "", hostname: "", version: "",
+                                                                 bootId: "b", at: 2_000), completion: $0) }
+        }
+        let before = store.stats.writeRoundTrips
+        var results: [Result<BatchOutcome, StoreError>?] = Array(repeating: nil, count: 42)
+        for i in 0..<42 {
+            // 20 batches of each agent, then a re-send of a1's 3 and a2's 19.
+            let agent = i < 40 ? (i % 2 == 0 ? "a1" : "a2") : (i == 40 ? "a1" : "a2")
+            let seq = Int64(i < 40 ? i / 2 : (i == 40 ? 3 : 19))
+            let b = Batch(projectId: pid, agentId: agent, bootId: "b", sequence: seq, receivedAt: 5_000 + Int64(i),
+                          measurements: [measurement(10_000 + seq)],
+                          events: [RawEvent(ts: 10_000 + seq, monitor: "m", check: "c", method: "GET", host: "h", path: "/p", durationUs: 1)],
+                          statuses: [StatusSnapshot(ts: 9_000 + Int64(i), json: "{\"i\":\(i)}")])
+            store.submitBatch(b) { results[i] = $0 }
+        }
+        XCTAssertTrue(loop.run(until: { results.allSatisfy { $0 != nil } }, timeout: 20))
+        XCTAssertEqual(results[0..<40].filter { (try? $0?.get()) == .stored(rows: 3) }.count, 40)
+        XCTAssertEqual(try results[40]?.get(), .duplicate)
+        XCTAssertEqual(try results[41]?.get(), .duplicate)
+        // BEGIN + locks + series, 3 COPYs, updates + COMMIT: at most 2 groups of 5.
+        XCTAssertLessThanOrEqual(store.stats.writeRoundTrips - before, 10, "round trips for 42 batches")
+        XCTAssertEqual(store.stats.groupsSplit, 0)
+        XCTAssertEqual(pg.scalar("SELECT count(*) FROM measurements", in: db), "40")
+        XCTAssertEqual(pg.scalar("SELECT count(*) FROM events", in: db), "40")
+        XCTAssertEqual(pg.scalar("SELECT string_agg(high_seq || ':' || batches, ',' ORDER BY agent_id) FROM batch_sequences", in: db),
+                       "19:20,19:20")
+        XCTAssertEqual(pg.scalar("SELECT string_agg(last_seen_ms || ' ' || status, ',' ORDER BY id) FROM agents", in: db),
+                       "5038 {\"i\":38},5039 {\"i\":39}")
     }
 
     /// Two collectors on one database: asked at once, exactly one holds the
@@ -252,5 +296,26 @@ final class PostgreSQLStoreOutageTests: XCTestCase {
         XCTAssertEqual(store.stats.batchesFailed, 0)
         XCTAssertEqual(pg.scalar("SELECT count(*) FROM measurements", in: db), "1")
         XCTAssertEqual(try wait(loop) { store.submitBatch(b, completion: $0) }, .duplicate)
+    }
+}
+
+/// COPY's text format written straight into the buffer: the same bytes as
+/// the String path gave (digits, sign, bytea hex with its backslash
+/// escaped, \N for a missing histogram), so the server reads the same values.
+final class PGTextTests: XCTestCase {
+    func testIntegersAndByteaAreWrittenAsCopyTextReadsThem() {
+        for v: Int64 in [0, 7, 10, 99, 100, -1, -10, 1_733_443_200_000, .max, .min] {
+            var out: [UInt8] = [0x41]
+            PGText.appendInt(v, into: &out)
+            XCTAssertEqual(String(decoding: out, as: UTF8.self), "A" + String(v))
+        }
+        var out: [UInt8] = []
+        PGText.appendByteaHex([0x00, 0xAB, 0x7F], into: &out)
+        out.append(0x09)
+        PGText.appendByteaHex(nil, into: &out)
+        XCTAssertEqual(String(decoding: out, as: UTF8.self), "\\\\x00ab7f\t\\N")
+        var viaString: [UInt8] = []
+        PGText.copyField(PGText.byteaHex([0x00, 0xAB, 0x7F]), into: &viaString)
+        XCTAssertEqual(Array(out.prefix(viaString.count)), viaString)
     }
 }
