@@ -66,24 +66,27 @@ check_visible() {
 import json, sys
 d = sys.argv[1]
 lists = [{a["name"]: a for a in json.load(open(f"{d}/agents-{i}.json"))["agents"]} for i in (1, 2, 3)]
-holders = {}
-for i, l in enumerate(lists):
-    for name, a in l.items():
-        if a.get("connected"):
-            holders.setdefault(name, set()).add(i)
+# Each agent's holder as every collector tells it: one collector, the same in all three lists.
 missing = []
+holders = {}
 for n in range(6):
     name = f"cluster-agent-{n}"
-    held = holders.get(name, set())
-    if len(held) != 1:
-        missing.append(f"{name}: held by {sorted(held)}"); continue
-    others = [i for i in range(3) if i not in held]
-    if not all(name in lists[i] for i in others):
-        missing.append(f"{name}: not listed by every other collector")
+    told = [l.get(name) for l in lists]
+    if any(a is None for a in told):
+        missing.append(f"{name}: not listed by every collector"); continue
+    ids = {a.get("collector") or "" for a in told}
+    if len(ids) != 1 or "" in ids or not all(a.get("connected") for a in told):
+        missing.append(f"{name}: held by {sorted(ids)} (connected: {[a.get('connected') for a in told]})"); continue
+    holders[name] = ids.pop()
 if missing:
     print("; ".join(missing)); sys.exit(1)
-spread = sorted(len([h for h in holders.values() if i in h]) for i in range(3))
-print("agents per collector:", spread)
+per = {}
+for h in holders.values():
+    per[h] = per.get(h, 0) + 1
+if len(per) < 2:
+    # Agents start with rotated collector lists: one holder for all means the collectors share an id.
+    print(f"every agent held by {sorted(per)}: the collectors do not tell themselves apart"); sys.exit(1)
+print("agents per collector:", sorted(per.values()), "held by", len(per), "collectors")
 EOF
 }
 ok=0

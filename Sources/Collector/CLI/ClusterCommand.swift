@@ -13,7 +13,7 @@ enum ClusterCommand {
         KeysCommand.withStore(settings) { store, done in
             guard store.isShared else {
                 let id = ClusterNode.collectorID(configured: settings.collectorID, hostName: CollectorServer.hostName(),
-                                                 listenPort: settings.listen.port)
+                                                 listen: settings.listen.description)
                 print("store sqlite: one collector")
                 print("COLLECTOR  \(id)  (data_dir \(settings.dataDir))")
                 return done(0)

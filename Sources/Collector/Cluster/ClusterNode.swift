@@ -77,9 +77,15 @@ final class ClusterNode: SessionOwnership {
     }
 
     /// The collector id when `collector_id` is empty: host name and the
-    /// bound agent listen port.
-    static func collectorID(configured: String, hostName: String, listenPort: UInt16) -> String {
-        configured.isEmpty ? ClusterNames.collectorID(from: "\(hostName)-\(listenPort)") : configured
+    /// bound agent listen port — with the address too when bound to one
+    /// address, so collectors of one host on the same port with different
+    /// addresses (127.0.0.1:6600, 127.0.0.2:6600) get different ids.
+    static func collectorID(configured: String, hostName: String, listen: String) -> String {
+        guard configured.isEmpty else { return configured }
+        let port = listen.split(separator: ":").last.map(String.init) ?? ""
+        let host = String(listen.dropLast(port.count + 1).filter { $0 != "[" && $0 != "]" })
+        let wildcard = host.isEmpty || host == "0.0.0.0" || host == "::"
+        return ClusterNames.collectorID(from: wildcard ? "\(hostName)-\(port)" : "\(hostName)-\(host)-\(port)")
     }
 
     var leasesHeld: Int { leases.values.filter { $0.epoch != nil }.count }

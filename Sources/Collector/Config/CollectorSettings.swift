@@ -191,7 +191,7 @@ public struct CollectorSettings: Sendable {
     }, ConfigCheck(keys: ["collector_id"]) { c in
         let id = c.string("collector_id")
         if id.isEmpty || ClusterNames.isValidCollectorID(id) { return [] }
-        return [c.invalid("collector_id", expected: "1 to 48 of A-Z a-z 0-9 . _ - (or empty: host name and listen port)", got: id)]
+        return [c.invalid("collector_id", expected: "1 to 48 of A-Z a-z 0-9 . _ - (or empty: host name and listen address)", got: id)]
     }, ConfigCheck(keys: ["metrics_listen"]) { c in
         let m = c.string("metrics_listen")
         if m.isEmpty || (try? SocketAddress(parsing: m)) != nil { return [] }

@@ -252,7 +252,7 @@ public final class CollectorServer {
 
         let startedMs = Clock.wallMillis()
         let collectorID = ClusterNode.collectorID(configured: settings.collectorID, hostName: CollectorServer.hostName(),
-                                                  listenPort: listener!.localAddress.port)
+                                                  listen: listener!.localAddress.description)
         let node = ClusterNode(id: collectorID, loop: loop, store: store, manager: manager) { [unowned self, unowned manager] in
             CollectorPresence(id: collectorID, startedMs: startedMs, listen: "\(self.listener?.localAddress.description ?? "")",
                               httpListen: "\(self.settings.httpListen.withPort(self.http?.port ?? 0))", sessions: manager.established,

@@ -43,7 +43,7 @@ public enum CollectorSchema {
         ConfigKey("collector_id", .string(allowEmpty: true), default: "",
                   help: "this collector's name in a cluster (agent ownership, control relayed through the database, "
                       + "`cluster status`): 1 to 48 of A-Z a-z 0-9 . _ -, unique per collector; empty: the host name "
-                      + "and the agent listen port (host-6600)"),
+                      + "and the agent listen port (host-6600), with the address when listen names one (host-127.0.0.2-6600)"),
         ConfigKey("admin_token", .string(allowEmpty: true), default: "", secret: true, live: true,
                   help: "bearer token of the HTTP API; empty: generated at first start into data_dir/admin_token"),
         ConfigKey("max_clients", .integer(1...1_000_000), default: "10000", live: true,
