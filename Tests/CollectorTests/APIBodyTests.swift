@@ -9,29 +9,11 @@ import JSON
 import Wire
 @testable import Collector
 
-final class APIBodyTests: XCTestCase {
-    var c: CollectorProcess!
-    var key: AccessKey!
-
-    override func setUpWithError() throws {
-        c = try CollectorProcess()
-        key = c.createKey(project: "acme")
-    }
-
-    override func tearDown() {
-        c.stop()
-        c.removeDirectory()
-    }
-
+final class APIBodyTests: CollectorAPITestCase {
     /// A connected agent that reported `eth0` and `lo`.
     private func agent(_ id: String) throws -> WireTestClient {
-        let client = try WireTestClient(port: c.sessionPort, key: key, hello: WireTestClient.hello(id))
-        XCTAssertNotNil(client.handshake())
-        client.send([.interfaces(Interfaces([NetworkInterface(name: "eth0", flags: 1, addresses: ["10.0.0.5/24"]),
-                                             NetworkInterface(name: "lo", flags: 3, addresses: [])])),
-                     .status(Status(timestampMs: 1, state: .stopped))])
-        XCTAssertTrue(c.eventually { (self.c.api("GET", "/agents/\(id)").object["state"] as? String) == "stopped" })
-        return client
+        try stoppedAgent(id, sending: [.interfaces(Interfaces([NetworkInterface(name: "eth0", flags: 1, addresses: ["10.0.0.5/24"]),
+                                                              NetworkInterface(name: "lo", flags: 3, addresses: [])]))])
     }
 
     func testExcludeRulesNeedNoMonitorAndKeepTheField() throws {

@@ -6,38 +6,7 @@ import XCTest
 import ConfigFile
 import Wire
 
-final class APIIntegrationTests: XCTestCase {
-    var c: CollectorProcess!
-    var key: AccessKey!
-
-    override func setUpWithError() throws {
-        c = try CollectorProcess()
-        key = c.createKey(project: "acme")
-    }
-
-    override func tearDown() {
-        c.stop()
-        c.removeDirectory()
-    }
-
-    private func agent(_ id: String) throws -> WireTestClient {
-        let client = try WireTestClient(port: c.sessionPort, key: key, hello: WireTestClient.hello(id))
-        XCTAssertNotNil(client.handshake())
-        client.send([.status(Status(timestampMs: 1, state: .stopped))])
-        XCTAssertTrue(c.eventually { (self.c.api("GET", "/agents/\(id)").object["state"] as? String) == "stopped" })
-        return client
-    }
-
-    /// Waits for the collector's ControlRequest and answers it.
-    private func answer(_ client: WireTestClient, ok: Bool, errors: [KeyValue] = [], message: String = "") -> ControlRequest? {
-        guard case .controlRequest(let req)? = client.waitForRecord(timeout: 10, { if case .controlRequest = $0 { return true }; return false }) else {
-            return nil
-        }
-        client.clearEvents()
-        client.send([.controlResponse(ControlResponse(requestID: req.requestID, ok: ok, errors: errors, message: message))])
-        return req
-    }
-
+final class APIIntegrationTests: CollectorAPITestCase {
     func testAuthentication() throws {
         XCTAssertEqual(c.http("GET", "/healthz", token: "").status, 200)
         XCTAssertEqual(c.http("GET", "/healthz").body, "ok\n")
@@ -63,7 +32,7 @@ final class APIIntegrationTests: XCTestCase {
     }
 
     func testAgentsCaptureAndAudit() throws {
-        let client = try agent("ctl-1")
+        let client = try stoppedAgent("ctl-1")
         XCTAssertEqual((c.api("GET", "/agents").object["agents"] as? [[String: Any]])?.count, 1)
         XCTAssertEqual((c.api("GET", "/agents?project=acme").object["agents"] as? [[String: Any]])?.count, 1)
         XCTAssertEqual(c.api("GET", "/agents?project=other").status, 404, "an unknown project is named, not an empty list")
@@ -73,7 +42,7 @@ final class APIIntegrationTests: XCTestCase {
 
         // Accepted.
         var pending = PendingHTTP(c, "POST", "/agents/ctl-1/capture", body: #"{"action":"start"}"#)
-        let req = try XCTUnwrap(answer(client, ok: true, message: "capturing on eth0"))
+        let req = try XCTUnwrap(answerControl(client, ok: true, message: "capturing on eth0"))
         XCTAssertEqual(req.kind, .captureStart)
         var r = try XCTUnwrap(pending.wait())
         XCTAssertEqual(r.status, 200, r.body)
@@ -82,7 +51,7 @@ final class APIIntegrationTests: XCTestCase {
 
         // Refused by the agent.
         pending = PendingHTTP(c, "POST", "/agents/ctl-1/capture", body: #"{"action":"stop"}"#)
-        XCTAssertEqual(answer(client, ok: false, message: "not capturing")?.kind, .captureStop)
+        XCTAssertEqual(answerControl(client, ok: false, message: "not capturing")?.kind, .captureStop)
         r = try XCTUnwrap(pending.wait())
         XCTAssertEqual(r.status, 422, r.body)
         XCTAssertEqual((r.object["detail"] as? [String: Any])?["message"] as? String, "not capturing")
@@ -92,7 +61,7 @@ final class APIIntegrationTests: XCTestCase {
         XCTAssertEqual(r.status, 504, r.body)
         XCTAssertEqual(r.object["error"] as? String, "agent did not answer")
         // The late answer is ignored (counted), the session stays.
-        _ = answer(client, ok: true)
+        _ = answerControl(client, ok: true)
 
         // Bad requests.
         XCTAssertEqual(c.api("POST", "/agents/ctl-1/capture", body: #"{"action":"pause"}"#).status, 422)
@@ -116,7 +85,7 @@ final class APIIntegrationTests: XCTestCase {
     }
 
     func testAgentConfiguration() throws {
-        let client = try agent("cfg-1")
+        let client = try stoppedAgent("cfg-1")
         var r = c.api("GET", "/agents/cfg-1/config")
         XCTAssertEqual(r.status, 200)
         let entries = r.object["config"] as? [[String: Any]] ?? []
@@ -142,7 +111,7 @@ final class APIIntegrationTests: XCTestCase {
 
         // Accepted by the agent: stored as the agent's override.
         var pending = PendingHTTP(c, "PUT", "/agents/cfg-1/config", body: #"{"capture": false, "status_interval_ms": 5000}"#)
-        let req = try XCTUnwrap(answer(client, ok: true))
+        let req = try XCTUnwrap(answerControl(client, ok: true))
         XCTAssertEqual(req.kind, .configUpdate)
         XCTAssertEqual(req.values, [KeyValue("capture", "off"), KeyValue("status_interval_ms", "5000")])
         r = try XCTUnwrap(pending.wait())
@@ -155,7 +124,7 @@ final class APIIntegrationTests: XCTestCase {
 
         // Rejected by the agent: its per-key messages come back.
         pending = PendingHTTP(c, "PUT", "/agents/cfg-1/config", body: #"{"ipa_port": 9}"#)
-        _ = answer(client, ok: false, errors: [KeyValue("ipa_port", "address in use")], message: "kept the running configuration")
+        _ = answerControl(client, ok: false, errors: [KeyValue("ipa_port", "address in use")], message: "kept the running configuration")
         r = try XCTUnwrap(pending.wait())
         XCTAssertEqual(r.status, 422, r.body)
         let detail = r.object["detail"] as? [String: Any]
@@ -167,14 +136,14 @@ final class APIIntegrationTests: XCTestCase {
         // No answer.
         r = c.api("PUT", "/agents/cfg-1/config?timeout_ms=300", body: #"{"capture": true}"#)
         XCTAssertEqual(r.status, 504)
-        _ = answer(client, ok: true)  // the late answer: ignored, and not stored
+        _ = answerControl(client, ok: true)  // the late answer: ignored, and not stored
         XCTAssertEqual(entry(c.api("GET", "/agents/cfg-1/config").object["config"] as? [[String: Any]] ?? [], "capture")?["value"] as? String,
                        "off")
 
         // null removes the agent's override: the agent gets the default back.
         pending = PendingHTTP(c, "PUT", "/agents/cfg-1/config", body: #"{"status_interval_ms": null}"#)
         client.clearEvents()
-        let reset = try XCTUnwrap(answer(client, ok: true))
+        let reset = try XCTUnwrap(answerControl(client, ok: true))
         XCTAssertEqual(reset.values, [KeyValue("status_interval_ms", "10000")])
         XCTAssertEqual(try XCTUnwrap(pending.wait()).status, 200)
 
@@ -183,7 +152,7 @@ final class APIIntegrationTests: XCTestCase {
         XCTAssertTrue(c.eventually { (self.c.api("GET", "/agents/cfg-1").object["connected"] as? Bool) == false })
         let again = try WireTestClient(port: c.sessionPort, key: key, hello: WireTestClient.hello("cfg-1"))
         XCTAssertNotNil(again.handshake())
-        let converge = try XCTUnwrap(answer(again, ok: true))
+        let converge = try XCTUnwrap(answerControl(again, ok: true))
         XCTAssertEqual(converge.kind, .configUpdate)
         XCTAssertEqual(converge.values, [KeyValue("capture", "off")])
         XCTAssertTrue(c.eventually {
@@ -192,7 +161,7 @@ final class APIIntegrationTests: XCTestCase {
     }
 
     func testPatternsAreServedAndPushed() throws {
-        let client = try agent("pat-1")
+        let client = try stoppedAgent("pat-1")
         var r = c.api("GET", "/projects/acme/patterns")
         XCTAssertEqual(r.status, 200)
         XCTAssertEqual(r.object["version"] as? Int, 0)
@@ -235,7 +204,7 @@ final class APIIntegrationTests: XCTestCase {
     }
 
     func testMonitorSchedulesAnsweredAndPushed() throws {
-        let client = try agent("sched-1")
+        let client = try stoppedAgent("sched-1")
         client.send([.scheduleRequest(ScheduleRequest(haveVersion: 0))])
         XCTAssertNotNil(client.waitForRecord { $0 == .scheduleUnchanged(ScheduleUnchanged(version: 0)) })
 
@@ -323,7 +292,7 @@ final class APIIntegrationTests: XCTestCase {
     }
 
     func testMeasurementsEventsAndStatusQueries() throws {
-        let client = try agent("data-1")
+        let client = try stoppedAgent("data-1")
         let method = try client.session.stringRef("GET"), host = try client.session.stringRef("shop.example")
         client.send(client.batch(1) + [.dataBatch(DataBatch(sequence: 2, items: [
             .event(RawEvent(timestampUs: 1_700_000_000_000_000, method: method, host: host, path: "/cart/42", status: 200,

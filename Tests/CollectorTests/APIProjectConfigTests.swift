@@ -10,38 +10,7 @@ import MonitorModel
 import Wire
 @testable import Collector
 
-final class APIProjectConfigTests: XCTestCase {
-    var c: CollectorProcess!
-    var key: AccessKey!
-
-    override func setUpWithError() throws {
-        c = try CollectorProcess()
-        key = c.createKey(project: "acme")
-    }
-
-    override func tearDown() {
-        c.stop()
-        c.removeDirectory()
-    }
-
-    private func agent(_ id: String) throws -> WireTestClient {
-        let client = try WireTestClient(port: c.sessionPort, key: key, hello: WireTestClient.hello(id))
-        XCTAssertNotNil(client.handshake())
-        client.send([.status(Status(timestampMs: 1, state: .stopped))])
-        XCTAssertTrue(c.eventually { (self.c.api("GET", "/agents/\(id)").object["connected"] as? Bool) == true })
-        return client
-    }
-
-    /// Answers the next control request `ok`; the request, nil when none came.
-    private func answer(_ client: WireTestClient) -> ControlRequest? {
-        guard case .controlRequest(let req)? = client.waitForRecord(timeout: 10, { if case .controlRequest = $0 { return true }; return false }) else {
-            return nil
-        }
-        client.clearEvents()
-        client.send([.controlResponse(ControlResponse(requestID: req.requestID, ok: true, errors: [], message: ""))])
-        return req
-    }
-
+final class APIProjectConfigTests: CollectorAPITestCase {
     private func entry(_ r: HTTPResult, _ key: String) -> [String: Any]? {
         (r.object["config"] as? [[String: Any]] ?? []).first { $0["key"] as? String == key }
     }
@@ -53,10 +22,10 @@ final class APIProjectConfigTests: XCTestCase {
         XCTAssertEqual(c.api("GET", "/projects/nope/config").status, 404)
         XCTAssertEqual(c.api("PUT", "/projects/nope/config", body: #"{"capture":false}"#).status, 404)
 
-        let plain = try agent("p-1"), own = try agent("p-2")
+        let plain = try stoppedAgent("p-1"), own = try stoppedAgent("p-2")
         // p-2 overrides status_interval_ms itself.
         var pending = PendingHTTP(c, "PUT", "/agents/p-2/config", body: #"{"status_interval_ms": 7000}"#)
-        XCTAssertNotNil(answer(own))
+        XCTAssertNotNil(answerControl(own))
         XCTAssertEqual(try XCTUnwrap(pending.wait()).status, 200)
         plain.clearEvents(); own.clearEvents()
 
@@ -76,10 +45,10 @@ final class APIProjectConfigTests: XCTestCase {
         XCTAssertTrue(plain.records.isEmpty && own.records.isEmpty, "nothing sent for an invalid update")
 
         pending = PendingHTTP(c, "PUT", "/projects/acme/config", body: #"{"capture": false, "status_interval_ms": 5000}"#)
-        let toPlain = try XCTUnwrap(answer(plain))
+        let toPlain = try XCTUnwrap(answerControl(plain))
         XCTAssertEqual(toPlain.kind, .configUpdate)
         XCTAssertEqual(toPlain.values, [KeyValue("capture", "off"), KeyValue("status_interval_ms", "5000")])
-        let toOwn = try XCTUnwrap(answer(own))
+        let toOwn = try XCTUnwrap(answerControl(own))
         XCTAssertEqual(toOwn.values, [KeyValue("capture", "off")], "the agent's own override is kept")
         r = try XCTUnwrap(pending.wait())
         XCTAssertEqual(r.status, 200, r.body)
@@ -95,7 +64,7 @@ final class APIProjectConfigTests: XCTestCase {
 
         // null removes the project's override: agents without their own get the default.
         pending = PendingHTTP(c, "PUT", "/projects/acme/config", body: #"{"capture": null}"#)
-        XCTAssertEqual(try XCTUnwrap(answer(plain)).values, [KeyValue("capture", "on")])
+        XCTAssertEqual(try XCTUnwrap(answerControl(plain)).values, [KeyValue("capture", "on")])
         XCTAssertEqual(try XCTUnwrap(pending.wait()).status, 200)
         XCTAssertEqual(entry(c.api("GET", "/projects/acme/config"), "capture")?["origin"] as? String, "default")
 
@@ -105,7 +74,7 @@ final class APIProjectConfigTests: XCTestCase {
     }
 
     func testAnOfflineAgentsConfigurationIsStagedAndAppliedWhenItConnects() throws {
-        var client: WireTestClient? = try agent("s-1")
+        var client: WireTestClient? = try stoppedAgent("s-1")
         client = nil   // the session closes
         XCTAssertTrue(c.eventually { (self.c.api("GET", "/agents/s-1").object["connected"] as? Bool) == false })
 
@@ -127,7 +96,7 @@ final class APIProjectConfigTests: XCTestCase {
         // The agent connects: the staged value reaches it as the converge update.
         let again = try WireTestClient(port: c.sessionPort, key: key, hello: WireTestClient.hello("s-1"))
         XCTAssertNotNil(again.handshake())
-        let converge = try XCTUnwrap(answer(again))
+        let converge = try XCTUnwrap(answerControl(again))
         XCTAssertEqual(converge.kind, .configUpdate)
         XCTAssertEqual(converge.values, [KeyValue("status_interval_ms", "6000")])
         _ = client
@@ -136,7 +105,7 @@ final class APIProjectConfigTests: XCTestCase {
     func testRunsOfARemovedMonitorStayReadable() throws {
         let doc = #"{"monitors":[{"id":"db","name":"db","kind":"tcp","interval_secs":10,"timeout_secs":3,"spec":{"host":"db","port":5432}}]}"#
         XCTAssertEqual(c.api("PUT", "/projects/acme/monitors", body: doc).status, 200)
-        let client = try agent("m-1")
+        let client = try stoppedAgent("m-1")
         let step = try client.session.stringRef("run")
         client.send([.dataBatch(DataBatch(sequence: 1, items: [
             .monitorResult(MonitorResult(monitorID: MonitorID.numeric("db"), runID: 1, timestampMs: 1_700_000_001_000, step: step,

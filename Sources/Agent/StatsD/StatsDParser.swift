@@ -14,6 +14,7 @@
 // traps on any input (fuzz-statsd checks it) and allocates nothing.
 //
 // Thread: any; pure functions over the bytes given.
+import IPAPipeline
 
 /// A StatsD metric type.
 public enum StatsDType: UInt8, CaseIterable, Sendable {
@@ -78,28 +79,13 @@ public enum StatsDParser {
     /// metric line and counting everything else. Never traps on any input.
     public static func parse(_ datagram: UnsafeRawBufferPointer, drops: inout StatsDDropCounters,
                              extras: inout Extras, _ metric: (inout StatsDLine) -> Void) {
-        guard let base = datagram.baseAddress, datagram.count > 0 else { return }
-        let bytes = base.assumingMemoryBound(to: UInt8.self)
-        let n = datagram.count
-        var start = 0
-        while start < n {
-            var end = start
-            while end < n && bytes[end] != 0x0A { end += 1 }
-            var lineEnd = end
-            if lineEnd > start && bytes[lineEnd - 1] == 0x0D { lineEnd -= 1 }
-            if lineEnd > start {
-                if lineEnd - start > maxLineBytes {
-                    drops.count(.oversize)
-                } else {
-                    switch parseLine(UnsafeRawBufferPointer(start: base + start, count: lineEnd - start), extras: &extras) {
-                    case .metric(var m): metric(&m)
-                    case .event: extras.events &+= 1
-                    case .serviceCheck: extras.serviceChecks &+= 1
-                    case .failure(let cause): drops.count(cause)
-                    }
-                }
+        DatagramLines.forEach(in: datagram, maxLineBytes: maxLineBytes, oversize: { drops.count(.oversize) }) { line in
+            switch parseLine(line, extras: &extras) {
+            case .metric(var m): metric(&m)
+            case .event: extras.events &+= 1
+            case .serviceCheck: extras.serviceChecks &+= 1
+            case .failure(let cause): drops.count(cause)
             }
-            start = end + 1
         }
     }
 

@@ -36,26 +36,11 @@ public enum IPAParser {
     /// and counting each invalid one in `drops`. Never traps on any input.
     public static func parse(_ datagram: UnsafeRawBufferPointer, drops: inout IPADropCounters,
                              _ record: (inout IPARecord) -> Void) {
-        guard let base = datagram.baseAddress, datagram.count > 0 else { return }
-        let bytes = base.assumingMemoryBound(to: UInt8.self)
-        let n = datagram.count
-        var start = 0
-        while start < n {
-            var end = start
-            while end < n && bytes[end] != 0x0A { end += 1 }
-            var lineEnd = end
-            if lineEnd > start && bytes[lineEnd - 1] == 0x0D { lineEnd -= 1 }
-            if lineEnd > start {
-                if lineEnd - start > maxLineBytes {
-                    drops.count(.oversize)
-                } else {
-                    switch parseLine(UnsafeRawBufferPointer(start: base + start, count: lineEnd - start)) {
-                    case .success(var r): record(&r)
-                    case .failure(let cause): drops.count(cause)
-                    }
-                }
+        DatagramLines.forEach(in: datagram, maxLineBytes: maxLineBytes, oversize: { drops.count(.oversize) }) { line in
+            switch parseLine(line) {
+            case .success(var r): record(&r)
+            case .failure(let cause): drops.count(cause)
             }
-            start = end + 1
         }
     }
 
