@@ -38,6 +38,7 @@ PIDS_SEEN=""
 fail() {
     echo "cluster-test: FAIL: $*" >&2
     for f in "$DIR"/cluster/*.log; do [ -f "$f" ] && { echo "--- $f" >&2; tail -5 "$f" >&2; }; done
+    echo "cluster-test: FAIL: $*" >&2   # again, last: test.sh shows the log's tail
     exit 1
 }
 cleanup() {
