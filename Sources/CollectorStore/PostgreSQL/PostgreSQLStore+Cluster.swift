@@ -4,7 +4,9 @@
 //
 // Every cluster write is one statement in a transaction of its own on the
 // write connection — never inside a batch's (ingest) transaction, so a
-// NOTIFY here cannot ride on, or wait for, an ingest commit's fate. A
+// NOTIFY here cannot ride on, or wait for, an ingest commit's fate. The
+// claim made at every handshake runs on the handshake lane instead, so it
+// does not wait behind the ingest backlog either. A
 // NOTIFY (pg_notify) is sent when its transaction commits, so the other
 // side never reads a row before it exists.
 //
@@ -66,7 +68,9 @@ extension PostgreSQLStore: ClusterStore {
     public func claimAgent(_ agent: String, collector: String, leaseMs: Int64,
                            completion: @escaping (Result<Int64, StoreError>) -> Void) {
         let now = Self.serverNowMs
-        enqueueWrite(rows: 0, { (tx: PGTransaction<Int64>) in
+        // On the handshake lane: a claim is made at every handshake and must
+        // not wait behind the ingest backlog (it depends on no other write).
+        enqueueWrite(rows: 0, lane: .handshake, { (tx: PGTransaction<Int64>) in
             tx.query("""
                 INSERT INTO agent_sessions(agent_id, collector_id, epoch, lease_until_ms, since_ms)
                 VALUES ($1, $2, 1, \(now) + $3::bigint, \(now))

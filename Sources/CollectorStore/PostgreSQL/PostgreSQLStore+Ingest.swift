@@ -234,7 +234,8 @@ extension PostgreSQLStore {
             counters.refusedInvalid &+= 1
             return deliverLater(completion, .failure(.invalid("agent id is empty")))
         }
-        enqueueWrite(rows: 2, { [weak self] (tx: PGTransaction<AgentRecord>) in
+        // Ingest lane: its project came from a key read that completed.
+        enqueueWrite(rows: 2, lane: .ingest, { [weak self] (tx: PGTransaction<AgentRecord>) in
             tx.query("""
                 INSERT INTO agents(id, project_id, name, hostname, version, boot_id, state, state_since_ms, first_seen_ms, last_seen_ms, mode)
                 SELECT $1, $2, $3, $4, $5, $6, 'not_visible', $7, $7, $7, $8 WHERE EXISTS (SELECT 1 FROM projects WHERE id = $2)
@@ -257,14 +258,14 @@ extension PostgreSQLStore {
 
     public func setAgentState(agent: String, state: AgentState, messages: [String], at: Int64,
                               completion: @escaping StoreCompletion<Bool>) {
-        enqueueWrite(rows: 1, { [weak self] (tx: PGTransaction<Bool>) in
+        enqueueWrite(rows: 1, lane: .ingest, { [weak self] (tx: PGTransaction<Bool>) in
             self?.applyState(agent: agent, state: state, messages: messages, at: at, tx) { tx.done($0) }
         }, completion: completion)
     }
 
     public func recordAgentStatus(agent: String, state: AgentState, messages: [String], snapshot: StatusSnapshot,
                                   completion: @escaping StoreCompletion<Bool>) {
-        enqueueWrite(rows: 2, { [weak self] (tx: PGTransaction<Bool>) in
+        enqueueWrite(rows: 2, lane: .ingest, { [weak self] (tx: PGTransaction<Bool>) in
             tx.query("INSERT INTO agent_status(agent_id, ts_ms, status) VALUES ($1, $2, $3)",
                      [agent, PGText.int(snapshot.ts), snapshot.json]) { _ in
                 tx.query("""

@@ -2,6 +2,9 @@
 // definitions, configuration overrides, forgetting an agent, agent
 // identities, the audit log. Each change to what agents are told also
 // appends a change-log row in its transaction (PostgreSQLStore+Changes.swift).
+// Keys and identities go through the handshake lane (PostgreSQLStore's
+// header): a handshake reads and enrolls there without waiting for ingest,
+// and sees every key or identity write queued before it.
 // Loop thread; each public method queues one write transaction or one read.
 import Reactor
 
@@ -14,7 +17,7 @@ extension PostgreSQLStore {
             return deliverLater(completion, .failure(.invalid("a key needs a project name and a secret")))
         }
         let origin = changeOrigin
-        enqueueWrite(rows: 3, { (tx: PGTransaction<KeyInfo>) in
+        enqueueWrite(rows: 3, lane: .handshake, { (tx: PGTransaction<KeyInfo>) in
             tx.query("""
                 WITH p AS (INSERT INTO projects(name, created_ms) VALUES ($1, $3)
                            ON CONFLICT (name) DO UPDATE SET name = excluded.name RETURNING id)
@@ -40,7 +43,7 @@ extension PostgreSQLStore {
 
     public func revokeKey(id: Int64, at: Int64, completion: @escaping StoreCompletion<KeyInfo>) {
         let origin = changeOrigin
-        enqueueWrite(rows: 2, { (tx: PGTransaction<KeyInfo>) in
+        enqueueWrite(rows: 2, lane: .handshake, { (tx: PGTransaction<KeyInfo>) in
             tx.query("UPDATE project_keys SET revoked_ms = $1 WHERE id = $2 AND revoked_ms IS NULL", [PGText.int(at), PGText.int(id)]) { u in
                 tx.query("""
                     SELECT k.id, p.name, k.created_ms, k.revoked_ms FROM project_keys k JOIN projects p ON p.id = k.project_id WHERE k.id = $1
@@ -61,7 +64,7 @@ extension PostgreSQLStore {
     }
 
     public func handshakeKeys(project: String, completion: @escaping StoreCompletion<ProjectKeys>) {
-        enqueueRead({ (tx: PGTransaction<ProjectKeys>) in
+        enqueueRead(lane: .handshake, { (tx: PGTransaction<ProjectKeys>) in
             Self.projectId(tx, project) { pid in
                 tx.query("SELECT id, secret, revoked_ms IS NOT NULL FROM project_keys WHERE project_id = $1 ORDER BY id", [PGText.int(pid)]) { r in
                     var keys = ProjectKeys(projectId: pid, project: project, keys: [])
@@ -154,7 +157,7 @@ extension PostgreSQLStore {
 
     public func forgetAgent(id: String, completion: @escaping StoreCompletion<Void>) {
         let origin = changeOrigin, at = Clock.wallMillis()
-        enqueueWrite(rows: 5, { (tx: PGTransaction<Void>) in
+        enqueueWrite(rows: 5, changesIdentities: true, { (tx: PGTransaction<Void>) in
             tx.query("SELECT p.name FROM agents a JOIN projects p ON p.id = a.project_id WHERE a.id = $1", [id]) { r in
                 guard r.count == 1, let project = r.text(0, 0) else { return tx.fail(.notFound("agent '\(id)'")) }
                 tx.query("""
@@ -168,10 +171,11 @@ extension PostgreSQLStore {
 
     // MARK: agent identity
 
-    /// As SQLite's. The insert is tried first (ON CONFLICT DO NOTHING), so
-    /// two collectors enrolling one new id at once bind it once; an
-    /// existing row is then read locked (FOR UPDATE) before it is compared
-    /// or, reset, given the key.
+    /// As SQLite's. A known id with its key is a plain read (no lock, nothing
+    /// to flush at COMMIT): every reconnect takes this way. Otherwise the
+    /// insert is tried (ON CONFLICT DO NOTHING), so two collectors enrolling
+    /// one new id at once bind it once; an existing row is then read locked
+    /// (FOR UPDATE) before it is compared or, reset, given the key.
     public func enrollAgent(id: String, projectId: Int64, publicKey: String, at: Int64,
                             completion: @escaping StoreCompletion<Enrollment>) {
         guard !id.isEmpty, !publicKey.isEmpty else {
@@ -180,21 +184,27 @@ extension PostgreSQLStore {
         }
         // As SQLite's: enrolling appends no change-log row (no advisory lock
         // taken per first connect).
-        enqueueWrite(rows: 2, { (tx: PGTransaction<Enrollment>) in
+        enqueueWrite(rows: 2, lane: .handshake, { (tx: PGTransaction<Enrollment>) in
             let enrolled = { tx.done(.enrolled) }
-            tx.query("""
-                INSERT INTO agent_identities(agent_id, project_id, public_key, enrolled_ms) VALUES ($1, $2, $3, $4)
-                ON CONFLICT (agent_id) DO NOTHING RETURNING 1
-                """, [id, PGText.int(projectId), publicKey, PGText.int(at)]) { r in
-                if r.count == 1 { return enrolled() }
-                tx.query("SELECT project_id, public_key FROM agent_identities WHERE agent_id = $1 FOR UPDATE", [id]) { r in
-                    guard r.count == 1 else { return tx.fail(.unavailable("agent identity '\(id)' went while enrolling")) }
-                    guard r.int(0, 0) == projectId else { return tx.done(.otherProject) }
-                    guard let key = r.text(0, 1) else {
-                        return tx.query("UPDATE agent_identities SET public_key = $1, enrolled_ms = $2 WHERE agent_id = $3",
-                                        [publicKey, PGText.int(at), id]) { _ in enrolled() }
+            tx.query("SELECT project_id, public_key FROM agent_identities WHERE agent_id = $1", [id]) { known in
+                if known.count == 1, let key = known.text(0, 1) {
+                    guard known.int(0, 0) == projectId else { return tx.done(.otherProject) }
+                    return tx.done(key == publicKey ? .known : .keyMismatch)
+                }
+                tx.query("""
+                    INSERT INTO agent_identities(agent_id, project_id, public_key, enrolled_ms) VALUES ($1, $2, $3, $4)
+                    ON CONFLICT (agent_id) DO NOTHING RETURNING 1
+                    """, [id, PGText.int(projectId), publicKey, PGText.int(at)]) { r in
+                    if r.count == 1 { return enrolled() }
+                    tx.query("SELECT project_id, public_key FROM agent_identities WHERE agent_id = $1 FOR UPDATE", [id]) { r in
+                        guard r.count == 1 else { return tx.fail(.unavailable("agent identity '\(id)' went while enrolling")) }
+                        guard r.int(0, 0) == projectId else { return tx.done(.otherProject) }
+                        guard let key = r.text(0, 1) else {
+                            return tx.query("UPDATE agent_identities SET public_key = $1, enrolled_ms = $2 WHERE agent_id = $3",
+                                            [publicKey, PGText.int(at), id]) { _ in enrolled() }
+                        }
+                        tx.done(key == publicKey ? .known : .keyMismatch)
                     }
-                    tx.done(key == publicKey ? .known : .keyMismatch)
                 }
             }
         }, completion: completion)
@@ -202,7 +212,7 @@ extension PostgreSQLStore {
 
     public func resetAgentIdentity(id: String, completion: @escaping StoreCompletion<Void>) {
         let origin = changeOrigin, at = Clock.wallMillis()
-        enqueueWrite(rows: 2, { (tx: PGTransaction<Void>) in
+        enqueueWrite(rows: 2, lane: .handshake, { (tx: PGTransaction<Void>) in
             tx.query("UPDATE agent_identities SET public_key = NULL WHERE agent_id = $1 RETURNING project_id", [id]) { r in
                 guard r.count > 0, let pid = r.int(0, 0) else { return tx.fail(.notFound("agent '\(id)'")) }
                 Self.appendChange(tx, .identity, projectId: pid, agent: id, origin: origin, at: at) { tx.done(()) }
@@ -211,7 +221,7 @@ extension PostgreSQLStore {
     }
 
     public func agentIdentity(id: String, completion: @escaping StoreCompletion<String?>) {
-        enqueueRead({ (tx: PGTransaction<String?>) in
+        enqueueRead(lane: .handshake, { (tx: PGTransaction<String?>) in
             tx.query("SELECT public_key FROM agent_identities WHERE agent_id = $1", [id]) { r in
                 guard r.count == 1 else { return tx.fail(.notFound("agent '\(id)'")) }
                 tx.done(r.text(0, 0))

@@ -1,8 +1,8 @@
 // PostgreSQLStore: the collector's MeasurementStore over a PostgreSQL server,
 // on the collector's loop through libpq's nonblocking API (PGConnection).
 //
-// Two connections: writes on one, reads on the other, so a long read never
-// holds up a commit. Each write is one transaction (BEGIN … COMMIT) made of
+// Three connections: writes on one, reads on another, so a long read never
+// holds up a commit, and a third for the handshake (below). Each write is one transaction (BEGIN … COMMIT) made of
 // a chain of commands; its completion runs when COMMIT has returned
 // (synchronous_commit on: durable), which is when the collector may
 // acknowledge. Writes run one after another in submission order, so their
@@ -18,6 +18,20 @@
 // CONFLICT DO UPDATE), so two collectors storing re-sends of one batch
 // store it once. A group the server refuses is rolled back and run again
 // with each batch in its own savepoint, so a bad batch fails alone.
+//
+// The handshake lane: what a session's handshake waits for — key lookups
+// (`handshakeKeys`), identity reads and enrollment, the ownership claim —
+// and the writes those depend on (keys created or revoked, identities
+// reset) run in order on a connection of their own, so a handshake never
+// waits behind the ingest backlog queued on the write connection. The
+// contract holds across lanes: a job on the write or read connection
+// waits for the handshake-lane writes queued before it (short, and never
+// behind ingest), except ingest itself (batches, agent states), which
+// never depends on them; a handshake-lane job waits for the write
+// connection only after a write there that changes identities
+// (forgetting an agent), until that write completed. The lane holds at
+// most limits.maxPendingReads jobs (beyond: `.overloaded` for a write,
+// `.tooManyReads` for a read, counted as the other lanes' refusals).
 //
 // Connections that fail are made again with backoff (StoreReconnect); work
 // queued meanwhile waits, within the limits (maxPendingRows,
@@ -39,10 +53,10 @@ public final class PostgreSQLStore: OperatedStore {
         return s
     }
     public let schemaVersion: Int
-    /// Why the store cannot reach the server now (nil: both connections up).
+    /// Why the store cannot reach the server now (nil: every connection up).
     public var unavailableReason: String? {
         if phase == .closed { return "store closed" }
-        for (name, c) in [("write", writer), ("read", reader)] {
+        for (name, c) in [("write", writer), ("read", reader), ("handshake", handshaker)] {
             if case .failed(let why) = c.state { return "PostgreSQL \(name) connection: \(why)" }
             if c.state != .ready { return "PostgreSQL \(name) connection: connecting" }
         }
@@ -52,12 +66,29 @@ public final class PostgreSQLStore: OperatedStore {
     var counters = StoreStats()
     private let writer: PGConnection
     private let reader: PGConnection
+    private let handshaker: PGConnection
+    /// Where a job runs, and what it waits for first.
+    enum Lane {
+        /// The write connection (or the read one, for a read), after the
+        /// handshake-lane writes queued before it.
+        case ordered
+        /// The write connection, not waiting for the handshake lane: ingest
+        /// of sessions past their handshake, which never reads keys or
+        /// identities.
+        case ingest
+        /// The handshake connection (see the header).
+        case handshake
+    }
     private struct Job {
         var isWrite: Bool
         var rows: Int
-        /// Writes queued (ever) when this job was queued: a read runs once
-        /// that many writes have completed.
+        /// Writes on the write connection that must have completed before
+        /// this job runs: for a read, every write queued before it; for a
+        /// handshake-lane job, up to the last identity-changing write.
         var afterWrites: UInt64
+        /// Handshake-lane writes that must have completed before this job
+        /// (on the write or read connection) runs.
+        var afterHandshakeWrites: UInt64 = 0
         /// Runs the job alone; it calls the closure when done.
         var run: (PGConnection, @escaping (Bool) -> Void) -> Void
         /// A batch: runs inside a SAVEPOINT of a shared transaction and
@@ -79,15 +110,23 @@ public final class PostgreSQLStore: OperatedStore {
     private var readRunning = false
     private var writesQueued: UInt64 = 0
     private var writesDone: UInt64 = 0
+    private var handshakeJobs = RingBuffer<Job>(capacity: 256, overflow: .grow)
+    private var handshakeRunning = false
+    private var handshakeWritesQueued: UInt64 = 0
+    private var handshakeWritesDone: UInt64 = 0
+    /// The number (writesQueued) of the last write queued on the write
+    /// connection that changes identities: handshake-lane jobs queued after
+    /// it wait for it.
+    private var identityBarrier: UInt64 = 0
     private enum Phase { case open, closing, closed }
     private var phase = Phase.open
     private var closeWaiters: [() -> Void] = []
     var seriesCache: [SeriesKey: Int64] = [:]
     private var reconnectTimers: [TimerWatcher] = []
-    private var backoff: [Double] = [0, 0]
+    private var backoff: [Double] = [0, 0, 0]
 
     /// Connects once, blocking, to apply migrations (start-up, before the
-    /// loop serves), then opens the store's two connections on the loop.
+    /// loop serves), then opens the store's three connections on the loop.
     public static func open(loop: EventLoop, options: PostgreSQLOptions, now: Int64 = Clock.wallMillis()) throws(StoreError) -> PostgreSQLStore {
         let version = try withBlockingConnection(options) { conn throws(StoreError) -> Int in
             try PGMigrations.migrate(conn, now: now)
@@ -97,6 +136,7 @@ public final class PostgreSQLStore: OperatedStore {
         let store = PostgreSQLStore(loop: loop, options: options, schemaVersion: version)
         store.connect(0)
         store.connect(1)
+        store.connect(2)
         return store
     }
 
@@ -122,23 +162,26 @@ public final class PostgreSQLStore: OperatedStore {
         self.schemaVersion = schemaVersion
         writer = PGConnection(loop: loop, maxQueued: 64)
         reader = PGConnection(loop: loop, maxQueued: 64)
+        handshaker = PGConnection(loop: loop, maxQueued: 64)
     }
 
     deinit {
         reconnectTimers.forEach { $0.stop() }
         writer.close()
         reader.close()
+        handshaker.close()
     }
 
     // MARK: connections
 
-    private func connection(_ i: Int) -> PGConnection { i == 0 ? writer : reader }
+    private func connection(_ i: Int) -> PGConnection { i == 0 ? writer : i == 1 ? reader : handshaker }
+    private static let connectionNames = ["write", "read", "handshake"]
 
     private func connect(_ i: Int) {
         guard phase != .closed else { return }
         let c = connection(i)
         c.onFailure = { [weak self] why in
-            Log.warn("store: PostgreSQL \(i == 0 ? "write" : "read") connection lost: \(why)")
+            Log.warn("store: PostgreSQL \(Self.connectionNames[i]) connection lost: \(why)")
             self?.scheduleReconnect(i)
         }
         c.connect(conninfo: options.conninfo, password: options.password, timeout: options.connectTimeout) { [weak self] result in
@@ -147,11 +190,11 @@ public final class PostgreSQLStore: OperatedStore {
             case .success:
                 self.backoff[i] = 0
                 // Durable commits, and reads bounded in time.
-                let setup = i == 0 ? "SET synchronous_commit = on"
+                let setup = i != 1 ? "SET synchronous_commit = on"
                                    : "SET statement_timeout = \(self.options.limits.maxReadMillis)"
                 c.run(.query(setup, [])) { [weak self] _ in self?.pump() }
             case .failure(let e):
-                Log.warn("store: PostgreSQL \(i == 0 ? "write" : "read") connection: \(e)")
+                Log.warn("store: PostgreSQL \(Self.connectionNames[i]) connection: \(e)")
                 self.scheduleReconnect(i)
             }
         }
@@ -185,15 +228,24 @@ public final class PostgreSQLStore: OperatedStore {
     ///
     /// A `batch` write is retried so, and stored with the other batches
     /// queued with it (`storeGroup`); `body` is its savepoint form.
-    func enqueueWrite<T>(rows: Int, retry: Bool = false, batch: Batch? = nil, _ body: @escaping (PGTransaction<T>) -> Void,
-                         completion: @escaping StoreCompletion<T>) {
-        let retry = retry || batch != nil
+    ///
+    /// `lane` says where it runs (see the header); `changesIdentities`
+    /// makes handshake-lane jobs queued after it wait for it.
+    func enqueueWrite<T>(rows: Int, retry: Bool = false, batch: Batch? = nil, lane: Lane = .ordered, changesIdentities: Bool = false,
+                         _ body: @escaping (PGTransaction<T>) -> Void, completion: @escaping StoreCompletion<T>) {
+        let lane = batch != nil ? .ingest : lane
+        let retry = (retry || batch != nil) && lane != .handshake
         guard phase == .open else {
             counters.refusedClosed &+= 1
             return deliverLater(completion, .failure(.closed))
         }
         let limit = options.limits.maxPendingRows
-        if counters.pendingRows + rows > limit {
+        if lane == .handshake {
+            if handshakeJobs.count >= options.limits.maxPendingReads {
+                counters.refusedOverloaded &+= 1
+                return deliverLater(completion, .failure(.overloaded(pendingRows: handshakeJobs.count, limit: options.limits.maxPendingReads)))
+            }
+        } else if counters.pendingRows + rows > limit {
             if rows > limit {
                 counters.refusedInvalid &+= 1
                 return deliverLater(completion, .failure(.invalid("a write of \(rows) rows exceeds the queue limit of \(limit)")))
@@ -203,14 +255,13 @@ public final class PostgreSQLStore: OperatedStore {
         }
         counters.pendingWrites += 1
         counters.pendingRows += rows
-        writesQueued += 1
         let finish: (Result<T, StoreError>) -> Void = { [self] result in
             counters.pendingWrites -= 1
             counters.pendingRows -= rows
             if case .failure(let e) = result, !e.isAnswer { counters.writesFailed &+= 1 }
             completion(result)
         }
-        var job = Job(isWrite: true, rows: rows, afterWrites: writesQueued, run: { [self] conn, next in
+        var job = Job(isWrite: true, rows: rows, afterWrites: 0, run: { [self] conn, next in
             let started = Clock.monotonicNanos()
             PGTransaction<T>.run(conn, mode: .transaction, body) { [self] result in
                 counters.transactions &+= 1
@@ -234,23 +285,35 @@ public final class PostgreSQLStore: OperatedStore {
             // T is BatchOutcome here (submitBatch).
             job.deliver = { r in finish(r.map { $0 as! T }) }
         }
-        _ = writes.append(job)
+        if lane == .handshake {
+            handshakeWritesQueued += 1
+            job.afterWrites = identityBarrier
+            _ = handshakeJobs.append(job)
+        } else {
+            writesQueued += 1
+            job.afterWrites = writesQueued
+            job.afterHandshakeWrites = lane == .ingest ? 0 : handshakeWritesQueued
+            if changesIdentities { identityBarrier = writesQueued }
+            _ = writes.append(job)
+        }
         loop.defer { [weak self] in self?.pump() }
     }
 
-    /// Queues a read; it runs after every write queued before it completed.
-    func enqueueRead<T>(_ body: @escaping (PGTransaction<T>) -> Void, completion: @escaping StoreCompletion<T>) {
+    /// Queues a read; it runs after every write queued before it completed
+    /// (on the handshake lane: every write it depends on, see the header).
+    func enqueueRead<T>(lane: Lane = .ordered, _ body: @escaping (PGTransaction<T>) -> Void, completion: @escaping StoreCompletion<T>) {
         guard phase == .open else {
             counters.refusedClosed &+= 1
             return deliverLater(completion, .failure(.closed))
         }
         let limit = options.limits.maxPendingReads
-        if counters.pendingReads >= limit {
+        let pending = lane == .handshake ? handshakeJobs.count : counters.pendingReads
+        if pending >= limit {
             counters.refusedReads &+= 1
-            return deliverLater(completion, .failure(.tooManyReads(pending: counters.pendingReads, limit: limit)))
+            return deliverLater(completion, .failure(.tooManyReads(pending: pending, limit: limit)))
         }
         counters.pendingReads += 1
-        _ = reads.append(Job(isWrite: false, rows: 0, afterWrites: writesQueued, run: { [self] conn, next in
+        var job = Job(isWrite: false, rows: 0, afterWrites: writesQueued, afterHandshakeWrites: handshakeWritesQueued, run: { [self] conn, next in
             let started = Clock.monotonicNanos()
             PGTransaction<T>.run(conn, mode: .none, body) { [self] result in
                 counters.pendingReads -= 1
@@ -265,29 +328,40 @@ public final class PostgreSQLStore: OperatedStore {
                 completion(result)
                 next(true)
             }
-        }))
+        })
+        if lane == .handshake {
+            job.afterWrites = identityBarrier
+            job.afterHandshakeWrites = 0
+            _ = handshakeJobs.append(job)
+        } else {
+            _ = reads.append(job)
+        }
         loop.defer { [weak self] in self?.pump() }
     }
 
-    /// Starts the next write and the next read when their connection is
-    /// free and ready; a read only once the writes before it completed.
+    /// Starts the next write, the next read and the next handshake-lane job
+    /// when their connection is free and ready, each once the jobs it
+    /// waits for completed.
     private func pump() {
+        let handshakeDone = handshakeWritesDone
         if !writeRunning, writer.state == .ready {
             if !retryGroup.isEmpty {
                 let group = retryGroup
                 retryGroup = []
                 counters.writesRetried &+= UInt64(group.count)
                 runGroup(group)
-            } else if let first = writes.first, first.grouped != nil {
+            } else if let first = writes.first, first.grouped != nil, first.afterHandshakeWrites <= handshakeDone {
                 // Group commit: the batches queued now share one transaction.
                 var group: [Job] = []
                 var rows = 0
-                while let j = writes.first, j.grouped != nil, group.isEmpty || rows + j.rows <= options.maxRowsPerTransaction {
+                while let j = writes.first, j.grouped != nil, j.afterHandshakeWrites <= handshakeDone,
+                      group.isEmpty || rows + j.rows <= options.maxRowsPerTransaction {
                     group.append(writes.popFirst()!)
                     rows += j.rows
                 }
                 runGroup(group)
-            } else if let job = writes.popFirst() {
+            } else if let first = writes.first, first.afterHandshakeWrites <= handshakeDone {
+                let job = writes.popFirst()!
                 writeRunning = true
                 job.run(writer) { [weak self] _ in
                     guard let self else { return }
@@ -297,7 +371,8 @@ public final class PostgreSQLStore: OperatedStore {
                 }
             }
         }
-        if !readRunning, reader.state == .ready, let job = reads.first, job.afterWrites <= writesDone {
+        if !readRunning, reader.state == .ready, let job = reads.first, job.afterWrites <= writesDone,
+           job.afterHandshakeWrites <= handshakeDone {
             _ = reads.popFirst()
             readRunning = true
             job.run(reader) { [weak self] _ in
@@ -306,7 +381,18 @@ public final class PostgreSQLStore: OperatedStore {
                 self.pump()
             }
         }
-        if phase == .closing, writes.isEmpty, reads.isEmpty, retryGroup.isEmpty, !writeRunning, !readRunning { finishClose() }
+        if !handshakeRunning, handshaker.state == .ready, let job = handshakeJobs.first, job.afterWrites <= writesDone {
+            _ = handshakeJobs.popFirst()
+            handshakeRunning = true
+            job.run(handshaker) { [weak self] _ in
+                guard let self else { return }
+                self.handshakeRunning = false
+                if job.isWrite { self.handshakeWritesDone += 1 }
+                self.pump()
+            }
+        }
+        if phase == .closing, writes.isEmpty, reads.isEmpty, handshakeJobs.isEmpty, retryGroup.isEmpty,
+           !writeRunning, !readRunning, !handshakeRunning { finishClose() }
     }
 
     /// The group in one transaction with a fixed number of round trips
@@ -413,6 +499,7 @@ public final class PostgreSQLStore: OperatedStore {
         reconnectTimers = []
         writer.close()
         reader.close()
+        handshaker.close()
         let waiters = closeWaiters
         closeWaiters = []
         for w in waiters { w() }

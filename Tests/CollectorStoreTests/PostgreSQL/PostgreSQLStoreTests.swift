@@ -2,8 +2,9 @@
 // real server: versioned migrations (applied once, a newer schema refused,
 // agents of a database from before identities keep their project),
 // daily partitions created ahead and dropped whole by retention, a
-// time-ordered and per-series index on every partition, and connection
-// strings redacted for logs. Loop thread (the test's).
+// time-ordered and per-series index on every partition, connection
+// strings redacted for logs, and the handshake lane (a handshake's store
+// work does not wait for the write connection, and the store order holds). Loop thread (the test's).
 import XCTest
 import Reactor
 import CPQ
@@ -296,6 +297,94 @@ final class PostgreSQLStoreOutageTests: XCTestCase {
         XCTAssertEqual(store.stats.batchesFailed, 0)
         XCTAssertEqual(pg.scalar("SELECT count(*) FROM measurements", in: db), "1")
         XCTAssertEqual(try wait(loop) { store.submitBatch(b, completion: $0) }, .duplicate)
+    }
+}
+
+/// The handshake lane: what a handshake waits for does not queue behind the
+/// write connection's backlog, and still sees the writes it depends on.
+final class PostgreSQLHandshakeLaneTests: XCTestCase {
+    /// With the write connection held by a batch stuck on a lock (as an
+    /// ingest backlog holds it), a handshake's key lookup, identity
+    /// enrollment and check, and ownership claim all complete; a key made
+    /// meanwhile is seen by the next lookup; the batch completes afterwards.
+    func testAHandshakeDoesNotWaitForTheWriteConnection() throws {
+        guard let pg = TestPostgreSQL.shared else { throw XCTSkip("no PostgreSQL server can run here") }
+        let db = pg.freshDatabase()
+        let loop = EventLoop()
+        let store = try PostgreSQLStore.open(loop: loop, options: PostgreSQLOptions(conninfo: pg.socketConninfo(db)), now: 1_000)
+        defer { close(store, on: loop) }
+        _ = try wait(loop) { store.createKey(project: "demo", secret: "s", at: 1, completion: $0) }
+        let pid = try wait(loop) { store.activeKeys(project: "demo", completion: $0) }.projectId
+        _ = try wait(loop) { store.agentConnected(AgentHello(id: "a1", projectId: pid, name: "", hostname: "", version: "",
+                                                             bootId: "b", at: 2_000), completion: $0) }
+
+        let locker = PQconnectdb(pg.socketConninfo(db))!
+        defer { PQfinish(locker) }
+        PQclear(PQexec(locker, "BEGIN"))
+        PQclear(PQexec(locker, "LOCK TABLE batch_sequences IN EXCLUSIVE MODE"))
+        var batch: Result<BatchOutcome, StoreError>?
+        store.submitBatch(Batch(projectId: pid, agentId: "a1", bootId: "b", sequence: 0, receivedAt: 5_000,
+                                measurements: [measurement(7_000)])) { batch = $0 }
+        // A state write queued behind it: the write connection's queue is not empty.
+        var state: Result<Bool, StoreError>?
+        store.setAgentState(agent: "a1", state: .capturing, messages: [], at: 6_000) { state = $0 }
+        XCTAssertTrue(loop.run(until: {
+            pg.scalar("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                      in: db) == "1"
+        }, timeout: 10), "the batch waits for the lock")
+
+        XCTAssertEqual(try wait(loop) { store.handshakeKeys(project: "demo", completion: $0) }.keys.count, 1)
+        XCTAssertEqual(try wait(loop) { store.enrollAgent(id: "new-1", projectId: pid, publicKey: "k1", at: 3_000, completion: $0) },
+                       .enrolled)
+        XCTAssertEqual(try wait(loop) { store.enrollAgent(id: "new-1", projectId: pid, publicKey: "k1", at: 3_001, completion: $0) },
+                       .known)
+        XCTAssertEqual(try wait(loop) { store.enrollAgent(id: "new-1", projectId: pid, publicKey: "k2", at: 3_002, completion: $0) },
+                       .keyMismatch)
+        XCTAssertEqual(try wait(loop) { store.agentIdentity(id: "new-1", completion: $0) }, "k1")
+        XCTAssertEqual(try wait(loop) { store.claimAgent("new-1", collector: "c1", leaseMs: 10_000, completion: $0) }, 1)
+        // A key created and a lookup queued right after it, without waiting: the lookup sees it.
+        var created: Result<KeyInfo, StoreError>?
+        store.createKey(project: "demo", secret: "s2", at: 4, completion: { created = $0 })
+        XCTAssertEqual(try wait(loop) { store.handshakeKeys(project: "demo", completion: $0) }.keys.count, 2)
+        XCTAssertNotNil(try created?.get())
+        XCTAssertNil(batch, "the batch still waits for the lock")
+        XCTAssertNil(state, "the state write still waits behind the batch")
+
+        PQclear(PQexec(locker, "COMMIT"))
+        XCTAssertTrue(loop.run(until: { batch != nil && state != nil }, timeout: 20))
+        XCTAssertEqual(try batch?.get(), .stored(rows: 1))
+        XCTAssertEqual(try state?.get(), true)
+    }
+
+    /// Forgetting an agent goes by the write connection; an identity read
+    /// queued after it waits for it and finds the identity gone, and a key
+    /// list read after a key write on the handshake lane sees it.
+    func testTheLanesKeepTheStoreOrder() throws {
+        guard let pg = TestPostgreSQL.shared else { throw XCTSkip("no PostgreSQL server can run here") }
+        let db = pg.freshDatabase()
+        let loop = EventLoop()
+        let store = try PostgreSQLStore.open(loop: loop, options: PostgreSQLOptions(conninfo: pg.socketConninfo(db)), now: 1_000)
+        defer { close(store, on: loop) }
+        _ = try wait(loop) { store.createKey(project: "demo", secret: "s", at: 1, completion: $0) }
+        let pid = try wait(loop) { store.activeKeys(project: "demo", completion: $0) }.projectId
+        _ = try wait(loop) { store.agentConnected(AgentHello(id: "a1", projectId: pid, name: "", hostname: "", version: "",
+                                                             bootId: "b", at: 2_000), completion: $0) }
+        XCTAssertEqual(try wait(loop) { store.enrollAgent(id: "a1", projectId: pid, publicKey: "k1", at: 3_000, completion: $0) },
+                       .enrolled)
+        var forgot: Result<Void, StoreError>?
+        store.forgetAgent(id: "a1") { forgot = $0 }
+        let identity = try waitResult(loop) { store.agentIdentity(id: "a1", completion: $0) }
+        XCTAssertNotNil(forgot, "the identity read ran after the forget completed")
+        guard case .failure(.notFound) = identity else { return XCTFail("the forgotten identity was read: \(identity)") }
+        XCTAssertEqual(try wait(loop) { store.enrollAgent(id: "a1", projectId: pid, publicKey: "k2", at: 4_000, completion: $0) },
+                       .enrolled)
+
+        var created: Result<KeyInfo, StoreError>?
+        store.createKey(project: "other", secret: "s3", at: 5, completion: { created = $0 })
+        let keys = try wait(loop) { store.keys(project: nil, completion: $0) }
+        XCTAssertNotNil(created)
+        XCTAssertEqual(keys.map(\.project), ["demo", "other"])
+        XCTAssertEqual(try wait(loop) { store.projects(completion: $0) }.map(\.name), ["demo", "other"])
     }
 }
 
