@@ -19,10 +19,14 @@
 # restarted at 30%), a PostgreSQL restart (`pg_ctl restart -m fast`, 45%), and the collector
 # then holding the most sessions stopped with SIGSTOP for 30 s (60%), then SIGCONT. Throughout,
 # every 2 s, a control request — capture stop, capture start, or a configuration PUT, in turn —
-# for a real agent is sent to a running collector that does not hold its session; each answer is
-# classified (docs/API.md: 200 ok, 202 staged, 409 not connected, 422 rejected, 504 no answer in
-# time / disconnected, 500 store error, 503 store overloaded / shutting down); any other answer,
-# or none within the request's deadline, is a violation.
+# for a real agent is sent to a running collector that does not hold its session (so it is
+# relayed to the holder through the database); each answer is classified against docs/API.md,
+# per endpoint: 200 ok (its documented body), 202 staged (configuration only), 409 not connected
+# (capture only), 422 rejected by the agent, 504 no answer in time (its timeout_ms, not before it
+# passed) / disconnected, 500 store error, 503 store overloaded / shutting down. Any other answer,
+# none within 20 s, or 409/202 for an agent whose session stayed on a running collector from a
+# lease (10 s) before the request to its answer, is a violation; so is a `control_commands` row
+# left without a result past its deadline.
 # At the end: the senders stop, vigil-load and the agents drain and exit, the collectors stop,
 # the measurements are copied from PostgreSQL into a SQLite file and every ledger is checked with
 # `vigil-load verify --shared-db`: acknowledged records lost (must be 0), rows stored twice (must
@@ -255,14 +259,29 @@ T0=$(date +%s)   # the schedule counts from here
 say "steady load: $AGENTS simulated agents, $N real agents at $UDP_RATE datagrams/s each for ${SEND_S}s; faults follow"
 
 # --- control requests, every 2 s, to a collector that does not hold the agent --------------
-# One line per request: t (its start) action agent holder sent_to http_code error seconds class;
-# holder is the collector of the agent's latest "uplink established" line, "X>Y" when that changed
-# while the request ran.
+# One line per request: t (its start) action agent holder sent_to http_code error seconds class
+# held; holder is the collector of the agent's latest "uplink established" line, "X>Y" when that
+# changed while the request ran; held is "yes" when the agent's session stayed on that running
+# collector from at least a lease (10 s) before the request until its answer — the agent was
+# connected to the cluster throughout, so "not connected" (409) or "staged" (202) would be wrong.
+link_of() {   # link_of K: "H MS" — H the collector of agent K's latest uplink event (0: lost), MS its time
+    local l h ts
+    l=$(grep -E ' (uplink established|uplink: session lost|uplink: collector unreachable|uplink: no collector reachable)' \
+        "$DIR/agent-$1.log" | tail -1 || true)
+    [ -n "$l" ] || { echo "0 0"; return; }
+    ts=$(date -d "${l%% *}" +%s%3N 2>/dev/null || echo 0)
+    case "$l" in
+        *" uplink established "*) h=$(sed -n 's/.*collector=127\.0\.0\.\([0-9]\):.*/\1/p' <<<"$l") ;;
+        *) h=0 ;;
+    esac
+    echo "${h:-0} $ts"
+}
 controls() {
-    local n=0 k action holder after to code err secs cls body url method data h t
+    local n=0 k action holder after to code err secs cls body url method data h t tmo before link held start_ms
     while [ ! -f "$DIR/controls.stop" ]; do
         k=$((n % N)); action=$(( (n / N) % 3 ))
         n=$((n + 1))
+        before=$(link_of "$k")
         holder=$(grep ' uplink established ' "$DIR/agent-$k.log" | tail -1 | sed -n 's/.*collector=127\.0\.0\.\([0-9]\):.*/\1/p')
         to=""
         for h in $(seq 0 $((N - 1))); do
@@ -271,34 +290,57 @@ controls() {
         done
         if [ -z "$to" ]; then sleep 2; continue; fi
         case $action in
-            0) method=POST; url="agents/${AGENT_ID[$k]}/capture?timeout_ms=5000"; data='{"action":"stop"}'; action=capture_stop ;;
-            1) method=POST; url="agents/${AGENT_ID[$k]}/capture?timeout_ms=5000"; data='{"action":"start"}'; action=capture_start ;;
-            *) method=PUT; url="agents/${AGENT_ID[$k]}/config"; data="{\"status_interval_ms\":\"$(( 4 + n % 2 ))s\"}"; action=config_put ;;
+            0) method=POST; url="agents/${AGENT_ID[$k]}/capture?timeout_ms=5000"; data='{"action":"stop"}'; action=capture_stop; tmo=5000 ;;
+            1) method=POST; url="agents/${AGENT_ID[$k]}/capture?timeout_ms=5000"; data='{"action":"start"}'; action=capture_start; tmo=5000 ;;
+            *) method=PUT; url="agents/${AGENT_ID[$k]}/config"; data="{\"status_interval_ms\":\"$(( 4 + n % 2 ))s\"}"; action=config_put; tmo=10000 ;;
         esac
         t=$(( $(date +%s) - T0 ))
+        start_ms=$(date +%s%3N)
+        held=no
+        if [ "${before%% *}" != 0 ] && is_up "${before%% *}" && [ $(( start_ms - ${before#* } )) -ge 10000 ]; then held=yes; fi
+        : > "$DIR/control.body"
         body=$(curl -s -m 20 -o "$DIR/control.body" -w '%{http_code} %{time_total}' -X "$method" \
             -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$(http_of "$to")/api/v1/$url" -d "$data" 2>/dev/null) || true
         code=${body%% *}; secs=${body#* }
         err=$(sed -n 's/.*"error":"\([^"]*\)".*/\1/p' "$DIR/control.body" 2>/dev/null | head -1)
+        link=$(link_of "$k")
+        { [ "$link" = "$before" ] && is_up "${before%% *}"; } || held=no
         after=$(grep ' uplink established ' "$DIR/agent-$k.log" | tail -1 | sed -n 's/.*collector=127\.0\.0\.\([0-9]\):.*/\1/p')
         [ "${after:-0}" = "${holder:-0}" ] || holder="${holder:-none}>${after:-none}"
-        case "$code:$err" in
-            200:*) cls=ok ;;
-            202:*) [ "$action" = config_put ] && cls=staged || cls=undocumented ;;
-            409:"agent not connected") cls=not_connected ;;
-            422:"rejected by the agent") cls=rejected ;;
-            504:"agent did not answer") cls=timeout ;;
-            504:"agent disconnected before answering") cls=disconnected ;;
-            500:"store error"|500:"applied by the agent but not saved") cls=store_error ;;
-            503:"store overloaded"|503:"shutting down") cls=unavailable ;;
-            000:*) cls=no_answer ;;
+        # docs/API.md, per endpoint: capture answers 200/409/422/504/500/503, a configuration PUT
+        # 200/202/422/504/500/503 (an agent connected nowhere is staged, never 409); each success
+        # body as documented, a 504 "did not answer" only once its timeout_ms has passed.
+        case "$action:$code:$err" in
+            capture_*:200:*)
+                grep -q '"result":"ok"' "$DIR/control.body" && grep -q "\"action\":\"${action#capture_}\"" "$DIR/control.body" \
+                    && cls=ok || cls=undocumented ;;
+            config_put:200:*)
+                grep -q '"result":"ok"' "$DIR/control.body" && grep -q '"applied":\["status_interval_ms"\]' "$DIR/control.body" \
+                    && cls=ok || cls=undocumented ;;
+            config_put:202:*)
+                grep -q '"result":"staged"' "$DIR/control.body" && grep -q '"staged":\["status_interval_ms"\]' "$DIR/control.body" \
+                    && cls=staged || cls=undocumented ;;
+            capture_*:409:"agent not connected") cls=not_connected ;;
+            *:422:"rejected by the agent") cls=rejected ;;
+            *:504:"agent did not answer")
+                if grep -q "\"timeout_ms\":$tmo[,}]" "$DIR/control.body" && awk -v s="$secs" -v m="$tmo" 'BEGIN {exit !(s * 1000 >= m - 50)}'; then
+                    cls=timeout
+                else
+                    cls=undocumented
+                fi ;;
+            *:504:"agent disconnected before answering") cls=disconnected ;;
+            *:500:"store error"|config_put:500:"applied by the agent but not saved") cls=store_error ;;
+            *:503:"store overloaded"|*:503:"shutting down") cls=unavailable ;;
+            *:000:*) cls=no_answer ;;
             *) cls=undocumented ;;
         esac
+        # Answered as connected nowhere while its session stayed on a running collector.
+        if [ "$held" = yes ] && { [ "$cls" = not_connected ] || [ "$cls" = staged ]; }; then cls="${cls}_while_held"; fi
         # A collector killed or paused while it was answering is the fault, not the API.
         if [ "$cls" = no_answer ] && ! is_up "$to"; then cls=cut_by_fault; fi
         err=${err// /_}
-        printf '%s %s %s %s %s %s %s %s %s\n' "$t" "$action" "soak-agent-$k" "${holder:-none}" "$to" \
-            "$code" "${err:--}" "$secs" "$cls" >> "$DIR/controls.txt"
+        printf '%s %s %s %s %s %s %s %s %s %s\n' "$t" "$action" "soak-agent-$k" "${holder:-none}" "$to" \
+            "$code" "${err:--}" "$secs" "$cls" "$held" >> "$DIR/controls.txt"
         sleep 2
     done
 }
@@ -481,19 +523,36 @@ else
     say "real agents' records not compared exactly (item drops $item_drops, $drained of $N drained)"
 fi
 
-# Control requests by class; anything undocumented or unanswered is a violation.
+# Control requests by class; anything undocumented or unanswered, or "not connected"/"staged" for
+# an agent whose session stayed on a running collector, is a violation.
 classes=$(awk '{c[$9]++} END {for (k in c) printf "%s=%d ", k, c[k]}' "$DIR/controls.txt")
-bad=$(awk '$9 == "undocumented" || $9 == "no_answer"' "$DIR/controls.txt")
+bad=$(awk '$9 == "undocumented" || $9 == "no_answer" || $9 ~ /_while_held$/' "$DIR/controls.txt")
 [ -z "$bad" ] || violation "control requests answered outside docs/API.md: $(head -3 <<<"$bad" | tr '\n' ';')"
 controls_n=$(wc -l < "$DIR/controls.txt")
-say "control requests: $controls_n ($classes)"
+slowest=$(awk 'BEGIN {m = 0} $8 + 0 > m {m = $8 + 0} END {printf "%.1f", m}' "$DIR/controls.txt")
+say "control requests: $controls_n ($classes); slowest answer ${slowest}s"
 say "control answers by action: $(awk '{c[$2 "/" $6 "/" $9]++} END {for (k in c) printf "%s=%d ", k, c[k]}' "$DIR/controls.txt")"
+say "control timeouts (t action holder sent_to seconds): $(awk '$9 == "timeout" || $9 == "disconnected" {printf "%s %s %s %s %s; ", $1, $2, $4, $5, $8}' "$DIR/controls.txt")"
+
+# The relayed commands as the database holds them, the collectors stopped: every row past its
+# deadline carries an outcome (the owner's, or the asker's `timeout`); none is left open.
+relayed=$(psql_ -d vigil -At -F= -c "SELECT COALESCE(result, 'open'), count(*) FROM control_commands GROUP BY 1 ORDER BY 1" | tr '\n' ' ') \
+    || violation "cannot read control_commands"
+open_rows=$(psql_ -d vigil -At -F' ' -c "SELECT id, agent_id, kind, owner, asker, deadline_ms - created_ms, taken_ms IS NOT NULL
+    FROM control_commands WHERE result IS NULL AND deadline_ms < (extract(epoch FROM clock_timestamp()) * 1000)::bigint ORDER BY id") \
+    || violation "cannot read control_commands"
+relayed_open=$(grep -c . <<<"$open_rows" || true)
+say "relayed commands in control_commands: ${relayed:-none}"
+[ "$relayed_open" = 0 ] || violation "control_commands rows with no result past their deadline: $relayed_open (id agent kind owner asker timeout_ms taken: $(head -3 <<<"$open_rows" | tr '\n' ';'))"
 
 summary="seconds=$T agents=$AGENTS real_agents=$N acked_records=$acked lost_records=$lost duplicate_rows=$dups duplicate_rows_all=${dups_all:-?}"
 summary+=" real_datagrams_sent=$sent real_records_matched=$matched real_records_stored=${stored:-?} real_records_missing=$missing"
 for f in "${FAULTS[@]}"; do summary+=" $f"; done
 summary+=" sessions_lost=$load_lost control_requests=$controls_n"
 for c in $classes; do summary+=" control_$c"; done
+summary+=" control_slowest_s=$slowest"
+for c in $relayed; do summary+=" relayed_$c"; done
+summary+=" relayed_open_past_deadline=$relayed_open"
 summary+=" load_average=$(cut -d' ' -f1-3 /proc/loadavg | tr ' ' '/') violations=${#VIOLATIONS[@]}"
 
 mkdir -p results
@@ -505,9 +564,9 @@ OUT="results/soak-cluster-$(date -u +%Y%m%dT%H%M%SZ).json"
     sep=""; for v in "${VIOLATIONS[@]}"; do printf '%s"%s"' "$sep" "${v//\"/\'}"; sep=", "; done
     printf '],\n  "controls": ['
     sep=""
-    while read -r t action agent holder to code err secs cls; do
-        printf '%s\n    {"t": %s, "action": "%s", "agent": "%s", "holder": "%s", "sent_to": "%s", "status": %s, "error": "%s", "seconds": %s, "class": "%s"}' \
-            "$sep" "$t" "$action" "$agent" "$holder" "$to" "$((10#$code))" "$err" "$secs" "$cls"
+    while read -r t action agent holder to code err secs cls held; do
+        printf '%s\n    {"t": %s, "action": "%s", "agent": "%s", "holder": "%s", "sent_to": "%s", "status": %s, "error": "%s", "seconds": %s, "class": "%s", "held": "%s"}' \
+            "$sep" "$t" "$action" "$agent" "$holder" "$to" "$((10#$code))" "$err" "$secs" "$cls" "$held"
         sep=","
     done < "$DIR/controls.txt"
     printf '\n  ]\n}\n'
