@@ -8,8 +8,9 @@
 # Builds in release mode, then on loopback, every file in a temporary directory:
 #   - a private PostgreSQL (scripts/lib/postgres.sh: Debian's server as the unprivileged
 #     `vigiltest` user, fsync and synchronous_commit on) and three collectors with
-#     `store = postgresql` on it: collector N takes sessions on 127.0.0.N:PORT and serves HTTP on
-#     127.0.0.1:PORT+79+N; one collector_key, one admin token, one access key made once;
+#     `store = postgresql` on it: collector N (`collector_id` soak-cN: the default, host name and
+#     listen port, would be the same for all three) takes sessions on 127.0.0.N:PORT and serves
+#     HTTP on 127.0.0.1:PORT+79+N; one collector_key, one admin token, one access key made once;
 #   - three `vigil-load density` processes, AGENTS/3 simulated agents each (Status and a batch of
 #     10 aggregates every 10 s), each with the collectors in a rotated order, each writing its
 #     acknowledgement ledger;
@@ -186,6 +187,7 @@ for i in $(seq $N); do
     (umask 077; cat > "$DIR/c$i.conf" <<EOF
 listen = 127.0.0.$i:$PORT
 http_listen = 127.0.0.1:$(http_of "$i")
+collector_id = soak-c$i
 data_dir = $DIR/c$i
 store = postgresql
 postgresql_url = host=$DIR/pg port=$PGPORT user=vigil dbname=vigil
