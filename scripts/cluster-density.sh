@@ -21,7 +21,8 @@
 # second over the ramp (all processes), whether every session was established, and the load
 # average. Ports: PORT (28900) outside the ephemeral range. KEEP=1 keeps the directory.
 # Environment: RATE (200 connects/s per process), MAX_PENDING (100 connects + handshakes in progress
-# per process: each handshake waits for a key lookup in PostgreSQL, and more in flight only time
+# per process: each handshake waits for a key lookup and an identity check in PostgreSQL (on the
+# store's handshake connection, not behind ingest), and more in flight only time
 # out), RAMP_TIMEOUT (1800: the longest ramp; the hold then goes on with the sessions there are),
 # STATUS_S (30), BATCH_S (30), RESERVE (64).
 set -euo pipefail
