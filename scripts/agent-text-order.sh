@@ -19,9 +19,11 @@
 # instructions run after its own madvise and so stay resident), the idle
 # agent's sections, then the sections only the agent with monitors ran, each
 # part in address order — an idle agent keeps only the first blocks resident,
-# an agent with monitors the next few as well. Symbols without a section of
-# their own (Swift runtime code in one .text, libev, libsodium) match nothing
-# and cost nothing.
+# an agent with monitors the next few as well. The file names functions (lld
+# --symbol-ordering-file moves the section that defines a named symbol), so
+# it holds only functions with a section of their own (.text.NAME): code in
+# an object's one .text (the Swift runtime's Swift.o, libev, libsodium) is
+# left where it is, and so is every name also defined in such a section.
 #
 # Regenerate after changing code the agent runs: stale lines only stop
 # matching (the agent keeps working; its RSS creeps back up).
@@ -109,43 +111,62 @@ sleep 1
 "$OUT/steptrace" "$APID" "$MONITOR_TRACE_S" > "$OUT/addresses-monitors"
 kill -0 "$APID" || { echo "the agent died while traced:" >&2; cat "$DIR/agent.log" >&2; exit 1; }
 
-# The input sections of .text from the link map (address, size, name, in
-# address order; gold prints a long name on a line of its own), then the
-# addresses (ascending) against them: the sections that contain one, except
-# the plain `.text` of objects built without function sections.
-awk 'function hex(s,   i, v) { v = 0; s = tolower(substr(s, 3)); for (i = 1; i <= length(s); i++) v = v * 16 + index("0123456789abcdef", substr(s, i, 1)) - 1; return v }
-     /^[^ ]/ { text = ($1 == ".text"); pending = ""; next }
+# The executed file offsets as virtual addresses (the executable LOAD
+# segments of the program headers: lld places the code segment's vaddr a
+# page above its file offset).
+to_vaddr() {
+    readelf -lW "$AGENT_BIN" | awk 'function hex(s,   i, v) { v = 0; s = tolower(s); sub(/^0x/, "", s); for (i = 1; i <= length(s); i++) v = v * 16 + index("0123456789abcdef", substr(s, i, 1)) - 1; return v }
+        NR == FNR { if ($1 == "LOAD" && index($0, " E ") > 0) { n++; off[n] = hex($2); va[n] = hex($3); sz[n] = hex($5) } next }
+        { for (i = 1; i <= n; i++) if ($1 >= off[i] && $1 < off[i] + sz[i]) { printf "%.0f\n", $1 - off[i] + va[i]; next } }' - "$1"
+}
+to_vaddr "$OUT/addresses" > "$OUT/vaddrs"
+to_vaddr "$OUT/addresses-monitors" > "$OUT/vaddrs-monitors"
+# The input sections of .text from lld's link map (address, size, name, in
+# address order: columns VMA LMA Size Align, then the output section at the
+# Out column or `file.o:(section)` at the In column), then the addresses
+# (ascending) against them: the symbols of the sections that contain one
+# (a section .text.NAME holds the function NAME), except the plain `.text`
+# of objects built without function sections.
+awk 'function hex(s,   i, v) { v = 0; s = tolower(s); sub(/^0x/, "", s); for (i = 1; i <= length(s); i++) v = v * 16 + index("0123456789abcdef", substr(s, i, 1)) - 1; return v }
+     NR == 1 { out = index($0, "Out"); next }
+     index($0, $5) == out { text = ($5 == ".text"); next }
+     !text || $5 !~ /:\(/ { next }
+     { name = substr($5, index($5, ":(") + 2); sub(/\)$/, "", name); print hex($1), hex($3), name }' \
+    "$OUT/vigil-agent.map" > "$OUT/sections-all"
+# Names lld's --symbol-ordering-file must not get: a symbol defined (also)
+# in a section other than its own .text.NAME — e.g. a merged specialisation
+# (…Tm) local to an object of ours and to the Swift standard library's
+# Swift.o, whose one .text (1.6 MB) the link would then move in between.
+awk 'NR == 1 { out = index($0, "Out"); next }
+     index($0, $5) == out { text = ($5 == ".text"); next }
      !text { next }
-     /^ \./ { if (NF >= 4) print hex($2), hex($3), $1; else pending = $1; next }
-     pending != "" && $1 ~ /^0x/ && NF >= 3 { print hex($1), hex($2), pending; pending = "" }' "$OUT/vigil-agent.map" > "$OUT/sections-all"
-# sections ADDRESSES: the function sections that hold one of ADDRESSES.
+     $5 ~ /:\(/ { sec = substr($5, index($5, ":(") + 2); sub(/\)$/, "", sec); next }
+     sec != ".text." $5 { print $5 }' "$OUT/vigil-agent.map" | sort -u > "$OUT/shared"
+# sections ADDRESSES: the functions whose sections hold one of ADDRESSES.
 sections() {
     awk 'NR == FNR { hit[++n] = $1 + 0; next }
          {
              start = $1 + 0; end = start + $2
              while (i < n && hit[i + 1] < start) i++
-             if (i < n && hit[i + 1] < end && $3 ~ /^\.text\./) print $3
+             if (i < n && hit[i + 1] < end && $3 ~ /^\.text\./) print substr($3, 7)
          }' "$1" "$OUT/sections-all" | awk '!seen[$0]++'
 }
-sections "$OUT/addresses" > "$OUT/sections"
-sections "$OUT/addresses-monitors" | awk 'NR == FNR { idle[$0] = 1; next } !idle[$0]' "$OUT/sections" - > "$OUT/sections-monitors"
+sections "$OUT/vaddrs" > "$OUT/sections"
+sections "$OUT/vaddrs-monitors" | awk 'NR == FNR { idle[$0] = 1; next } !idle[$0]' "$OUT/sections" - > "$OUT/sections-monitors"
 
 {
-    echo "# The function sections vigil-agent runs, linked first and together (gold"
-    echo "# --section-ordering-file; scripts/lib/agent-build.sh): an idle agent's, then"
+    echo "# The functions vigil-agent runs, linked first and together (lld"
+    echo "# --symbol-ordering-file; scripts/lib/agent-build.sh): an idle agent's, then"
     echo "# those only an agent running HTTP monitors adds. Written by scripts/agent-text-order.sh"
     echo "# on $(date -u +%Y-%m-%d) from ${TRACE_S}s of tracing idle and ${MONITOR_TRACE_S}s with $MONITORS monitors; do not edit."
     echo "# The trim (MappedPageTrim, the timer's closure, madvise):"
-    echo '.text.$s5Agent14MappedPageTrimO*'
-    echo '.text.$s5Agent0A11CommandLineO3run_6replay*'
-    echo '.text.$s7Reactor8SyscallsO7madvise*'
-    echo '.text.$s7Reactor8SyscallsO8blocking*'
-    echo '.text.$s7Reactor8SyscallsO8retrying*'
+    awk '$3 ~ /^\.text\.\$s(5Agent14MappedPageTrimO|5Agent0A11CommandLineO3run_6replay|7Reactor8SyscallsO7madvise|7Reactor8SyscallsO8blocking|7Reactor8SyscallsO8retrying)/ { print substr($3, 7) }' \
+        "$OUT/sections-all"
     echo "# Traced, idle:"
     cat "$OUT/sections"
     echo "# Traced, running HTTP monitors:"
     cat "$OUT/sections-monitors"
-} > "$ORDER"
+} | awk 'NR == FNR { shared[$0] = 1; next } /^#/ || (!seen[$0]++ && !($0 in shared))' "$OUT/shared" - > "$ORDER"
 echo "idle: $(wc -l < "$OUT/sections") sections, $(wc -l < "$OUT/addresses") distinct instruction addresses"
 echo "with monitors: $(wc -l < "$OUT/sections-monitors") more sections, $(wc -l < "$OUT/addresses-monitors") distinct instruction addresses"
 echo "wrote $ORDER"

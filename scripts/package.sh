@@ -38,11 +38,20 @@ mkdir -p "$OUT"
 
 # dpkg-shlibdeps wants a debian/control to read; the Depends it computes
 # from the binary's DT_NEEDED libraries and the shlibs/symbols files of the
-# packages that ship them.
+# packages that ship them. It reads the symbols the binary imports, not the
+# versions it requires without a symbol: a binary with packed relative
+# relocations (DT_RELR, the agent: scripts/lib/agent-build.sh) requires
+# GLIBC_ABI_DT_RELR, i.e. glibc 2.36, which it would not see, so that
+# floor is raised here.
 shlib_depends() {
     mkdir -p "$WORK/shlibs/debian"
     printf 'Source: vigil\n\nPackage: vigil\nArchitecture: any\n' > "$WORK/shlibs/debian/control"
-    (cd "$WORK/shlibs" && dpkg-shlibdeps -O "$1") | sed -n 's/^shlibs:Depends=//p'
+    local deps
+    deps=$( (cd "$WORK/shlibs" && dpkg-shlibdeps -O "$1") | sed -n 's/^shlibs:Depends=//p')
+    if readelf -d "$1" | grep -q "(RELR)"; then
+        deps=$(echo "$deps" | sed -E 's/libc6 \(>= 2\.(3[0-5]|[0-2][0-9]|[0-9])(\.[0-9]+)?\)/libc6 (>= 2.36)/')
+    fi
+    echo "$deps"
 }
 
 # man_page PROGRAM SUMMARY: roff from `PROGRAM --help` (help2man's idea).

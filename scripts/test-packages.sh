@@ -145,6 +145,13 @@ verify=$(systemd-analyze verify --man=no /lib/systemd/system/vigil-agent.service
 ok "systemd-analyze verify: no findings"
 vigil-agent --version >/dev/null 2>&1 || vigil-agent version >/dev/null || fail "vigil-agent does not run"
 ldd /usr/bin/vigil-agent | grep -q swift && fail "the packaged agent links the Swift runtime dynamically"
+# The agent is linked with packed relative relocations (DT_RELR), which need
+# glibc 2.36: the package must say so (dpkg-shlibdeps reads the binary's
+# GLIBC_ABI_DT_RELR version), and the binary above ran on this glibc.
+readelf -d /usr/bin/vigil-agent | grep -q "(RELR)" || fail "the packaged agent has no DT_RELR (scripts/lib/agent-build.sh)"
+dpkg-query -W -f='${Depends}' vigil-agent | grep -qE "libc6 \(>= 2\.(3[6-9]|[4-9][0-9])" \
+    || fail "vigil-agent Depends: $(dpkg-query -W -f='${Depends}' vigil-agent) (DT_RELR needs libc6 >= 2.36)"
+ok "the agent runs; DT_RELR, Depends: $(dpkg-query -W -f='${Depends}' vigil-agent | grep -oE 'libc6 \([^)]*\)')"
 
 echo "== run as the units would"
 SPORT=$(free_port); HPORT=$(free_port); IPORT=$(free_udp_port)

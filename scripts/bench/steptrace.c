@@ -2,9 +2,11 @@
  * steptrace.c — which code of its own executable a running process executes:
  * single-steps the process's main thread (ptrace) for SECONDS and prints each
  * distinct instruction address inside the executable's code mapping, as a
- * decimal virtual address of the executable (mapping offset + file offset:
- * the code segment of a gold- or lld-linked PIE has vaddr == file offset),
- * sorted. scripts/agent-text-order.sh turns them into function sections.
+ * decimal file offset in the executable, sorted (a gold-linked PIE has
+ * vaddr == file offset; lld with -z max-page-size moves the code segment's
+ * vaddr a page above its offset, so scripts/agent-text-order.sh turns the
+ * offsets into virtual addresses with the program headers, then into
+ * function sections).
  *
  *   steptrace PID SECONDS
  *
