@@ -239,22 +239,16 @@ public final class PostgreSQLStore: OperatedStore {
             counters.refusedClosed &+= 1
             return deliverLater(completion, .failure(.closed))
         }
-        let limit = options.limits.maxPendingRows
         if lane == .handshake {
             if handshakeJobs.count >= options.limits.maxPendingReads {
                 counters.refusedOverloaded &+= 1
                 return deliverLater(completion, .failure(.overloaded(pendingRows: handshakeJobs.count, limit: options.limits.maxPendingReads)))
             }
-        } else if counters.pendingRows + rows > limit {
-            if rows > limit {
-                counters.refusedInvalid &+= 1
-                return deliverLater(completion, .failure(.invalid("a write of \(rows) rows exceeds the queue limit of \(limit)")))
-            }
-            counters.refusedOverloaded &+= 1
-            return deliverLater(completion, .failure(.overloaded(pendingRows: counters.pendingRows, limit: limit)))
+            counters.pendingWrites += 1
+            counters.pendingRows += rows
+        } else if let refused = counters.admitWrite(rows: rows, limit: options.limits.maxPendingRows) {
+            return deliverLater(completion, .failure(refused))
         }
-        counters.pendingWrites += 1
-        counters.pendingRows += rows
         let finish: (Result<T, StoreError>) -> Void = { [self] result in
             counters.pendingWrites -= 1
             counters.pendingRows -= rows

@@ -163,17 +163,9 @@ public final class SQLiteStore: MeasurementStore {
             loopStats.refusedClosed &+= 1
             return deliverLater(completion, .failure(.closed))
         }
-        let limit = options.limits.maxPendingRows
-        if loopStats.pendingRows + rows > limit {
-            if rows > limit {
-                loopStats.refusedInvalid &+= 1
-                return deliverLater(completion, .failure(.invalid("a write of \(rows) rows exceeds the queue limit of \(limit)")))
-            }
-            loopStats.refusedOverloaded &+= 1
-            return deliverLater(completion, .failure(.overloaded(pendingRows: loopStats.pendingRows, limit: limit)))
+        if let refused = loopStats.admitWrite(rows: rows, limit: options.limits.maxPendingRows) {
+            return deliverLater(completion, .failure(refused))
         }
-        loopStats.pendingWrites += 1
-        loopStats.pendingRows += rows
         queue(job(.write(rows: rows), body, completion))
     }
 

@@ -92,4 +92,21 @@ public struct StoreStats: Sendable {
         checkpointMicros = w.checkpointMicros
         readMicros = w.readMicros
     }
+
+    /// Admits a write of `rows` against the pending-rows bound: counts it
+    /// pending, or counts the refusal and returns why (`.invalid` when it
+    /// could never fit, `.overloaded` while the queue is full).
+    public mutating func admitWrite(rows: Int, limit: Int) -> StoreError? {
+        if pendingRows + rows > limit {
+            if rows > limit {
+                refusedInvalid &+= 1
+                return .invalid("a write of \(rows) rows exceeds the queue limit of \(limit)")
+            }
+            refusedOverloaded &+= 1
+            return .overloaded(pendingRows: pendingRows, limit: limit)
+        }
+        pendingWrites += 1
+        pendingRows += rows
+        return nil
+    }
 }
