@@ -12,10 +12,16 @@
 #     acknowledged (the collector acknowledges after COMMIT), then a check that PostgreSQL holds
 #     at least every acknowledged record;
 #  3. the raw baseline: as many measurement rows over as many series (agents × 100), loaded with
-#     psql `\copy … FROM` into a second database with the same schema (pg_dump --schema-only of
-#     the collector's), one COPY and transaction per 5,000 rows, on the same server.
-# Ends with one line `load-postgresql: key=value …` (with the load average at the start, and
-# the collector's round trips per transaction from /metrics). Stops everything it started on exit.
+#     psql `\copy … FROM` in COPY's text format into a second database with the same schema
+#     (pg_dump --schema-only of the collector's), one COPY and transaction per 5,000 rows, on
+#     the same server;
+#  4. the raw binary baseline: the same rows, exported from that database in COPY's binary
+#     format (the format the collector sends measurements in), loaded the same way into a third
+#     database with the same schema.
+# Ends with one line `load-postgresql: key=value …` (ratio = durable / raw text COPY,
+# ratio_binary = durable / raw binary COPY; with the load average at the start and at the end,
+# and the collector's round trips per transaction from /metrics). Stops everything it started
+# on exit.
 #
 # Options (or environment): --ingest-s S (INGEST_S, 20), --ingest-agents N (INGEST_AGENTS, 50),
 # --quick (5 s), --keep (keep the temporary directory). PORT (27700: collector; +80 HTTP).
@@ -77,7 +83,7 @@ say "== PostgreSQL =="
 bash scripts/lib/postgres.sh start "$DIR/pg" $$ >&2 || fail "cannot start PostgreSQL"
 PGPORT=$(cat "$DIR/pg/port")
 psql_() { psql -X -q -h "$DIR/pg" -p "$PGPORT" -U vigil "$@"; }
-psql_ -d postgres -c "CREATE DATABASE vigil" -c "CREATE DATABASE vigil_raw"
+psql_ -d postgres -c "CREATE DATABASE vigil" -c "CREATE DATABASE vigil_raw" -c "CREATE DATABASE vigil_rawbin"
 
 cat > "$DIR/collector.conf" <<EOF
 listen = 127.0.0.1:$PORT
@@ -116,10 +122,14 @@ verify=ok
 say "acknowledged (durable) $durable records/s over ${INGEST_S}s ($acked records); PostgreSQL holds $stored: $verify"
 
 say "== raw COPY: $acked rows over $((INGEST_AGENTS * 100)) series, 5,000 rows per COPY =="
-pg_dump -h "$DIR/pg" -p "$PGPORT" -U vigil --schema-only vigil | psql_ -d vigil_raw >/dev/null
+pg_dump -h "$DIR/pg" -p "$PGPORT" -U vigil --schema-only vigil > "$DIR/schema.sql"
 SERIES=$((INGEST_AGENTS * 100))
-psql_ -d vigil_raw -c "INSERT INTO series(project_id, agent_id, monitor, check_name, source)
-    SELECT 1, 'a' || (i / 100), 'm', 'c' || (i % 100), 'ipa' FROM generate_series(0, $SERIES - 1) i" >/dev/null
+for db in vigil_raw vigil_rawbin; do
+    psql_ -d "$db" -f "$DIR/schema.sql" >/dev/null
+    psql_ -d "$db" -c "INSERT INTO series(project_id, agent_id, monitor, check_name, source)
+        SELECT 1, 'a' || (i / 100), 'm', 'c' || (i % 100), 'ipa' FROM generate_series(0, $SERIES - 1) i" >/dev/null
+done
+COLS="series_id, ts_ms, window_ms, count, errors, sum_us, min_us, max_us, p50_us, p95_us, p99_us, outcome_2xx, outcome_3xx, outcome_4xx, outcome_5xx, outcome_error"
 rows=$(( acked < 100000 ? 100000 : acked ))
 NOW_MS=$(($(date +%s) * 1000))
 mkdir -p "$DIR/raw"
@@ -131,12 +141,33 @@ awk -v n="$rows" -v s="$SERIES" -v t0="$NOW_MS" -v dir="$DIR/raw" 'BEGIN {
 }'
 : > "$DIR/raw.sql"
 for f in "$DIR"/raw/*; do
-    echo "\\copy measurements (series_id, ts_ms, window_ms, count, errors, sum_us, min_us, max_us, p50_us, p95_us, p99_us, outcome_2xx, outcome_3xx, outcome_4xx, outcome_5xx, outcome_error) FROM '$f'" >> "$DIR/raw.sql"
+    echo "\\copy measurements ($COLS) FROM '$f'" >> "$DIR/raw.sql"
 done
 t0=$(date +%s.%N)
 psql_ -d vigil_raw -v ON_ERROR_STOP=1 -f "$DIR/raw.sql" >/dev/null
 t1=$(date +%s.%N)
 raw=$(awk -v n="$rows" -v a="$t0" -v b="$t1" 'BEGIN {printf "%.0f", n / (b - a)}')
 ratio=$(awk -v a="$durable" -v b="$raw" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}')
-say "raw COPY $raw rows/s ($rows rows); ratio $ratio"
-echo "load-postgresql: durable_records_per_s=$durable acked_records=$acked stored=$stored verify=$verify raw_copy_rows_per_s=$raw ratio=$ratio transactions=${tx:-?} round_trips_per_transaction=$per_tx load_average=$LOADAVG ingest_s=$INGEST_S agents=$INGEST_AGENTS"
+say "raw COPY (text) $raw rows/s ($rows rows); ratio $ratio"
+
+say "== raw binary COPY: the same rows in COPY's binary format, 5,000 rows per COPY =="
+# Exported from vigil_raw (ids 1…rows, in the order they went in), not timed.
+mkdir -p "$DIR/rawbin"
+: > "$DIR/export.sql"
+: > "$DIR/rawbin.sql"
+for ((k = 0; k * 5000 < rows; k++)); do
+    f=$(printf "%s/rawbin/%06d" "$DIR" "$k")
+    echo "\\copy (SELECT $COLS FROM measurements WHERE id > $((k * 5000)) AND id <= $(((k + 1) * 5000)) ORDER BY id) TO '$f' (FORMAT binary)" >> "$DIR/export.sql"
+    echo "\\copy measurements ($COLS) FROM '$f' (FORMAT binary)" >> "$DIR/rawbin.sql"
+done
+psql_ -d vigil_raw -v ON_ERROR_STOP=1 -f "$DIR/export.sql" >/dev/null
+t0=$(date +%s.%N)
+psql_ -d vigil_rawbin -v ON_ERROR_STOP=1 -f "$DIR/rawbin.sql" >/dev/null
+t1=$(date +%s.%N)
+rawbin=$(awk -v n="$rows" -v a="$t0" -v b="$t1" 'BEGIN {printf "%.0f", n / (b - a)}')
+binstored=$(psql_ -d vigil_rawbin -At -c "SELECT count(*) FROM measurements")
+[ "$binstored" = "$rows" ] || fail "raw binary COPY stored $binstored of $rows rows"
+ratio_bin=$(awk -v a="$durable" -v b="$rawbin" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}')
+LOADEND=$(cut -d' ' -f1 /proc/loadavg)
+say "raw COPY (binary) $rawbin rows/s ($rows rows); ratio $ratio_bin"
+echo "load-postgresql: durable_records_per_s=$durable acked_records=$acked stored=$stored verify=$verify raw_copy_rows_per_s=$raw ratio=$ratio raw_binary_copy_rows_per_s=$rawbin ratio_binary=$ratio_bin transactions=${tx:-?} round_trips_per_transaction=$per_tx load_average=$LOADAVG load_average_end=$LOADEND ingest_s=$INGEST_S agents=$INGEST_AGENTS"

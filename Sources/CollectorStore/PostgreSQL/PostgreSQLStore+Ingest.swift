@@ -313,26 +313,32 @@ struct SeqKey: Hashable, Comparable {
     static func < (a: SeqKey, b: SeqKey) -> Bool { (a.agent, a.boot) < (b.agent, b.boot) }
 }
 
-/// The COPY data of a group's rows, one buffer per table (COPY's text
-/// format), and the commands that load them. A measurement row is written
-/// straight into its buffer (digits and hex, no String per field): it is
-/// most of the rows, and encoding them is the collector's main cost of ingest.
+/// The COPY data of a group's rows, one buffer per table, and the commands
+/// that load them. Measurements — most of the rows — go in COPY's binary
+/// format (PGBinaryCopy: no number parsing on the server, the bytea as it
+/// is), written straight into the buffer; the other tables in the text format.
 struct CopyBuffers {
+    /// Binary COPY data: the header once the first row is added; the
+    /// trailer is added by `commands`.
     var measurements: [UInt8] = []
     var events: [UInt8] = []
     var statuses: [UInt8] = []
     var runs: [UInt8] = []
 
     mutating func add(_ b: Batch, seriesId: (SeriesKey) -> Int64) {
+        if !b.measurements.isEmpty {
+            if measurements.isEmpty { measurements = PGBinaryCopy.header }
+            // 2 + 16 × 12 + 4 bytes a row, and the histogram.
+            measurements.reserveCapacity(measurements.count + b.measurements.count * 256)
+        }
         for m in b.measurements {
             let id = seriesId(SeriesKey(agent: b.agentId, monitor: m.monitor, check: m.check, source: m.source))
+            PGBinaryCopy.beginRow(fields: 17, into: &measurements)
             for v in [id, m.ts, m.windowMs, m.count, m.errors, m.sumUs, m.minUs, m.maxUs, m.p50Us, m.p95Us, m.p99Us,
                       m.outcomes.s2xx, m.outcomes.s3xx, m.outcomes.s4xx, m.outcomes.s5xx, m.outcomes.error] {
-                PGText.appendInt(v, into: &measurements)
-                measurements.append(0x09)
+                PGBinaryCopy.appendInt8(v, into: &measurements)
             }
-            PGText.appendByteaHex(m.histogram, into: &measurements)
-            measurements.append(0x0A)
+            PGBinaryCopy.appendBytea(m.histogram, into: &measurements)
         }
         for e in b.events {
             PGText.copyRow([String(e.ts), String(b.projectId), b.agentId, e.monitor, e.check, e.method, e.host, e.path,
@@ -350,8 +356,9 @@ struct CopyBuffers {
         if !measurements.isEmpty {
             c.append(.copy("""
                 COPY measurements (series_id, ts_ms, window_ms, count, errors, sum_us, min_us, max_us, p50_us, p95_us, p99_us,
-                                   outcome_2xx, outcome_3xx, outcome_4xx, outcome_5xx, outcome_error, histogram) FROM STDIN
-                """, measurements))
+                                   outcome_2xx, outcome_3xx, outcome_4xx, outcome_5xx, outcome_error, histogram)
+                FROM STDIN (FORMAT binary)
+                """, measurements + PGBinaryCopy.trailer))
         }
         if !events.isEmpty {
             c.append(.copy("""

@@ -188,6 +188,43 @@ final class PostgreSQLStoreTests: XCTestCase {
                        "5038 {\"i\":38},5039 {\"i\":39}")
     }
 
+    /// Measurements go in by binary COPY: extreme values, a missing, an
+    /// empty and a large histogram come back from the server as they went
+    /// in, and other rows of the same COPY are not shifted by them.
+    func testBinaryCopyRoundTripsExtremeValues() throws {
+        let pg = try server()
+        let db = pg.freshDatabase()
+        let loop = EventLoop()
+        let store = try open(pg, db, loop)
+        defer { close(store, on: loop) }
+        _ = try wait(loop) { store.createKey(project: "demo", secret: "s", at: 1, completion: $0) }
+        let pid = try wait(loop) { store.activeKeys(project: "demo", completion: $0) }.projectId
+        _ = try wait(loop) { store.agentConnected(AgentHello(id: "a1", projectId: pid, name: "", hostname: "", version: "",
+                                                             bootId: "b", at: 2_000), completion: $0) }
+        let large = (0..<100_000).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 7) }
+        let rows: [MeasurementRow] = [
+            MeasurementRow(ts: .max, windowMs: .min, monitor: "m", check: "max", source: "ipa", count: .max, errors: .min,
+                           sumUs: .max, minUs: .min, maxUs: .max, p50Us: -1, p95Us: 0, p99Us: 1,
+                           outcomes: Outcomes(s2xx: .max, s3xx: .min, s4xx: -256, s5xx: 256, error: 0x0102_0304_0506_0708),
+                           histogram: nil),
+            MeasurementRow(ts: .min, windowMs: 0, monitor: "m", check: "min", source: "ipa", count: 0, sumUs: 0, minUs: 0,
+                           maxUs: 0, p50Us: 0, p95Us: 0, p99Us: 0, histogram: []),
+            MeasurementRow(ts: 1_733_443_200_000, windowMs: 10_000, monitor: "m", check: "large", source: "ipa", count: 3,
+                           sumUs: 9, minUs: 1, maxUs: 5, p50Us: 2, p95Us: 4, p99Us: 5, histogram: large),
+            MeasurementRow(ts: 1_733_443_210_000, windowMs: 10_000, monitor: "m", check: "small", source: "ipa", count: 1,
+                           sumUs: 1, minUs: 1, maxUs: 1, p50Us: 1, p95Us: 1, p99Us: 1, histogram: [0x00, 0xFF, 0x5C, 0x0A, 0x09]),
+        ]
+        let b = Batch(projectId: pid, agentId: "a1", bootId: "b", sequence: 0, receivedAt: 5_000, measurements: rows)
+        XCTAssertEqual(try wait(loop) { store.submitBatch(b, completion: $0) }, .stored(rows: 4))
+        let back = try wait(loop) { store.measurements(MeasurementQuery(limit: 10), completion: $0) }.map(\.measurement)
+        XCTAssertEqual(back.count, rows.count)
+        for row in rows { XCTAssertEqual(back.first { $0.check == row.check }, row, row.check) }
+        XCTAssertEqual(pg.scalar("SELECT histogram IS NULL FROM measurements m JOIN series s ON s.id = m.series_id WHERE s.check_name = 'max'",
+                                 in: db), "t")
+        XCTAssertEqual(pg.scalar("SELECT length(histogram) FROM measurements m JOIN series s ON s.id = m.series_id WHERE s.check_name = 'min'",
+                                 in: db), "0")
+    }
+
     /// Two collectors on one database: asked at once, exactly one holds the
     /// lease, also when it expires and both try to take it over; the one
     /// that lost it cannot record a state, the holder can.
@@ -406,5 +443,35 @@ final class PGTextTests: XCTestCase {
         var viaString: [UInt8] = []
         PGText.copyField(PGText.byteaHex([0x00, 0xAB, 0x7F]), into: &viaString)
         XCTAssertEqual(Array(out.prefix(viaString.count)), viaString)
+    }
+}
+
+/// COPY's binary format as the server reads it: the signature and two zero
+/// words, per row the field count, each bigint as length 8 and its bytes in
+/// network order, NULL as length -1, bytea and text as their bytes.
+final class PGBinaryCopyTests: XCTestCase {
+    func testRowsAreWrittenInCopyBinaryFormat() {
+        XCTAssertEqual(Array(PGBinaryCopy.header.prefix(11)), Array("PGCOPY\n".utf8) + [0xFF, 0x0D, 0x0A, 0x00])
+        XCTAssertEqual(PGBinaryCopy.header.count, 19)
+        var out: [UInt8] = []
+        PGBinaryCopy.beginRow(fields: 17, into: &out)
+        PGBinaryCopy.appendInt8(.min, into: &out)
+        PGBinaryCopy.appendInt8(0x0102_0304_0506_0708, into: &out)
+        PGBinaryCopy.appendInt8(-2, into: &out)
+        PGBinaryCopy.appendBytea(nil, into: &out)
+        PGBinaryCopy.appendBytea([], into: &out)
+        PGBinaryCopy.appendBytea([0x5C, 0x00], into: &out)
+        PGBinaryCopy.appendText("é", into: &out)
+        PGBinaryCopy.appendBool(true, into: &out)
+        XCTAssertEqual(out, [0x00, 0x11,
+                             0, 0, 0, 8, 0x80, 0, 0, 0, 0, 0, 0, 0,
+                             0, 0, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8,
+                             0, 0, 0, 8, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFE,
+                             0xFF, 0xFF, 0xFF, 0xFF,
+                             0, 0, 0, 0,
+                             0, 0, 0, 2, 0x5C, 0x00,
+                             0, 0, 0, 2, 0xC3, 0xA9,
+                             0, 0, 0, 1, 1])
+        XCTAssertEqual(PGBinaryCopy.trailer, [0xFF, 0xFF])
     }
 }
