@@ -16,6 +16,10 @@ public struct PostgreSQLOptions: Sendable {
     /// Rows of the batches that share one transaction at most (group
     /// commit: the batches queued while the previous COMMIT ran).
     public var maxRowsPerTransaction = 50_000
+    /// Connections batches are stored over (the write connection and
+    /// more), each agent's always over the same one: a PostgreSQL backend
+    /// works on one core. 1: every write on the write connection.
+    public var ingestConnections = 2
     /// Daily measurement partitions created ahead of today.
     public var partitionDaysAhead = 3
     /// Rows deleted per retention transaction (the default partition and

@@ -19,6 +19,16 @@
 // store it once. A group the server refuses is rolled back and run again
 // with each batch in its own savepoint, so a bad batch fails alone.
 //
+// Ingest connections: a PostgreSQL backend works on one core, so batches
+// go over `ingestConnections` connections (the write connection is the
+// first), each agent always over the same one (a stable hash of its id):
+// one agent's batches keep their order, and two connections never touch
+// the same sequence, series or agent row, so their transactions neither
+// wait for nor deadlock with each other. Each group is acknowledged after
+// its own COMMIT. Every other write is a barrier: it starts once every
+// write queued before it completed, and the batches queued after it wait
+// for it. So only batches of different agents may complete out of order.
+//
 // The handshake lane: what a session's handshake waits for — key lookups
 // (`handshakeKeys`), identity reads and enrollment, the ownership claim —
 // and the writes those depend on (keys created or revoked, identities
@@ -49,14 +59,15 @@ public final class PostgreSQLStore: OperatedStore {
     public var limits: StoreLimits { options.limits }
     public var stats: StoreStats {
         var s = counters
-        s.writeRoundTrips = writer.commandsSent
+        s.writeRoundTrips = ingesters.reduce(0) { $0 + $1.commandsSent }
         return s
     }
     public let schemaVersion: Int
     /// Why the store cannot reach the server now (nil: every connection up).
     public var unavailableReason: String? {
         if phase == .closed { return "store closed" }
-        for (name, c) in [("write", writer), ("read", reader), ("handshake", handshaker)] {
+        for i in 0..<connectionCount {
+            let (name, c) = (connectionName(i), connection(i))
             if case .failed(let why) = c.state { return "PostgreSQL \(name) connection: \(why)" }
             if c.state != .ready { return "PostgreSQL \(name) connection: connecting" }
         }
@@ -65,6 +76,8 @@ public final class PostgreSQLStore: OperatedStore {
 
     var counters = StoreStats()
     private let writer: PGConnection
+    /// The connections batches go over: `writer`, then the others.
+    private let ingesters: [PGConnection]
     private let reader: PGConnection
     private let handshaker: PGConnection
     /// Where a job runs, and what it waits for first.
@@ -82,6 +95,8 @@ public final class PostgreSQLStore: OperatedStore {
     private struct Job {
         var isWrite: Bool
         var rows: Int
+        /// A write's number (writesQueued when it was queued).
+        var number: UInt64 = 0
         /// Writes on the write connection that must have completed before
         /// this job runs: for a read, every write queued before it; for a
         /// handshake-lane job, up to the last identity-changing write.
@@ -101,15 +116,27 @@ public final class PostgreSQLStore: OperatedStore {
         var batch: Batch? = nil
         var deliver: ((Result<BatchOutcome, StoreError>) -> Void)? = nil
     }
+    /// Writes other than batches, run on `writer` in order.
     private var writes = RingBuffer<Job>(capacity: 256, overflow: .grow)
+    /// Batches, one queue per ingest connection (`ingestShard`).
+    private var batchQueues: [RingBuffer<Job>]
     private var reads = RingBuffer<Job>(capacity: 256, overflow: .grow)
-    private var writeRunning = false
-    /// Batches whose connection broke before their COMMIT returned: they
-    /// run again first once a connection is back.
-    private var retryGroup: [Job] = []
+    /// A transaction runs on the ingest connection of that index.
+    private var running: [Bool]
+    private var writeRunning: Bool { running[0] }
+    /// Per ingest connection, the batches whose connection broke before
+    /// their COMMIT returned: they run again first once it is back.
+    private var retryGroups: [[Job]]
     private var readRunning = false
     private var writesQueued: UInt64 = 0
+    /// Every write numbered up to this one has completed (writes are
+    /// numbered by `writesQueued` when queued; batches of different agents
+    /// may complete out of order, see `writeCompleted`).
     private var writesDone: UInt64 = 0
+    private var writesDoneAhead = Set<UInt64>()
+    /// The number of the last write queued that is not a batch: the
+    /// batches queued after it wait for it.
+    private var lastBarrier: UInt64 = 0
     private var handshakeJobs = RingBuffer<Job>(capacity: 256, overflow: .grow)
     private var handshakeRunning = false
     private var handshakeWritesQueued: UInt64 = 0
@@ -123,7 +150,7 @@ public final class PostgreSQLStore: OperatedStore {
     private var closeWaiters: [() -> Void] = []
     var seriesCache: [SeriesKey: Int64] = [:]
     private var reconnectTimers: [TimerWatcher] = []
-    private var backoff: [Double] = [0, 0, 0]
+    private var backoff: [Double]
 
     /// Connects once, blocking, to apply migrations (start-up, before the
     /// loop serves), then opens the store's three connections on the loop.
@@ -134,9 +161,7 @@ public final class PostgreSQLStore: OperatedStore {
             return try PGMigrations.version(conn)
         }
         let store = PostgreSQLStore(loop: loop, options: options, schemaVersion: version)
-        store.connect(0)
-        store.connect(1)
-        store.connect(2)
+        for i in 0..<store.connectionCount { store.connect(i) }
         return store
     }
 
@@ -163,25 +188,42 @@ public final class PostgreSQLStore: OperatedStore {
         writer = PGConnection(loop: loop, maxQueued: 64)
         reader = PGConnection(loop: loop, maxQueued: 64)
         handshaker = PGConnection(loop: loop, maxQueued: 64)
+        let n = max(1, options.ingestConnections)
+        ingesters = [writer] + (1..<n).map { _ in PGConnection(loop: loop, maxQueued: 64) }
+        batchQueues = (0..<n).map { _ in RingBuffer<Job>(capacity: 256, overflow: .grow) }
+        running = Array(repeating: false, count: n)
+        retryGroups = Array(repeating: [], count: n)
+        backoff = Array(repeating: 0, count: n + 2)
     }
 
     deinit {
         reconnectTimers.forEach { $0.stop() }
-        writer.close()
+        ingesters.forEach { $0.close() }
         reader.close()
         handshaker.close()
     }
 
     // MARK: connections
 
-    private func connection(_ i: Int) -> PGConnection { i == 0 ? writer : i == 1 ? reader : handshaker }
-    private static let connectionNames = ["write", "read", "handshake"]
+    /// 0 write, 1 read, 2 handshake, 3… the other ingest connections.
+    private var connectionCount: Int { 2 + ingesters.count }
+    private func connection(_ i: Int) -> PGConnection { i == 0 ? writer : i == 1 ? reader : i == 2 ? handshaker : ingesters[i - 2] }
+    private func connectionName(_ i: Int) -> String { i < 3 ? ["write", "read", "handshake"][i] : "write \(i - 1)" }
+
+    /// The ingest connection an agent's batches go over: FNV-1a of its id
+    /// (stable across runs, unlike Hasher), modulo `count`.
+    static func ingestShard(agent: String, count: Int) -> Int {
+        guard count > 1 else { return 0 }
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for b in agent.utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
+        return Int(h % UInt64(count))
+    }
 
     private func connect(_ i: Int) {
         guard phase != .closed else { return }
         let c = connection(i)
         c.onFailure = { [weak self] why in
-            Log.warn("store: PostgreSQL \(Self.connectionNames[i]) connection lost: \(why)")
+            Log.warn("store: PostgreSQL \(self?.connectionName(i) ?? "") connection lost: \(why)")
             self?.scheduleReconnect(i)
         }
         c.connect(conninfo: options.conninfo, password: options.password, timeout: options.connectTimeout) { [weak self] result in
@@ -194,7 +236,7 @@ public final class PostgreSQLStore: OperatedStore {
                                    : "SET statement_timeout = \(self.options.limits.maxReadMillis)"
                 c.run(.query(setup, [])) { [weak self] _ in self?.pump() }
             case .failure(let e):
-                Log.warn("store: PostgreSQL \(Self.connectionNames[i]) connection: \(e)")
+                Log.warn("store: PostgreSQL \(self.connectionName(i)) connection: \(e)")
                 self.scheduleReconnect(i)
             }
         }
@@ -285,10 +327,20 @@ public final class PostgreSQLStore: OperatedStore {
             _ = handshakeJobs.append(job)
         } else {
             writesQueued += 1
-            job.afterWrites = writesQueued
+            job.number = writesQueued
             job.afterHandshakeWrites = lane == .ingest ? 0 : handshakeWritesQueued
             if changesIdentities { identityBarrier = writesQueued }
-            _ = writes.append(job)
+            if let batch {
+                // After the last barrier only; batches before it on other
+                // connections are not waited for.
+                job.afterWrites = lastBarrier
+                _ = batchQueues[Self.ingestShard(agent: batch.agentId, count: ingesters.count)].append(job)
+            } else {
+                // A barrier: after every write queued before it.
+                job.afterWrites = writesQueued - 1
+                lastBarrier = writesQueued
+                _ = writes.append(job)
+            }
         }
         loop.defer { [weak self] in self?.pump() }
     }
@@ -338,31 +390,33 @@ public final class PostgreSQLStore: OperatedStore {
     /// waits for completed.
     private func pump() {
         let handshakeDone = handshakeWritesDone
-        if !writeRunning, writer.state == .ready {
-            if !retryGroup.isEmpty {
-                let group = retryGroup
-                retryGroup = []
+        for shard in ingesters.indices where !running[shard] && ingesters[shard].state == .ready {
+            if !retryGroups[shard].isEmpty {
+                let group = retryGroups[shard]
+                retryGroups[shard] = []
                 counters.writesRetried &+= UInt64(group.count)
-                runGroup(group)
-            } else if let first = writes.first, first.grouped != nil, first.afterHandshakeWrites <= handshakeDone {
+                runGroup(group, shard)
+            } else if let first = batchQueues[shard].first, first.afterWrites <= writesDone {
                 // Group commit: the batches queued now share one transaction.
                 var group: [Job] = []
                 var rows = 0
-                while let j = writes.first, j.grouped != nil, j.afterHandshakeWrites <= handshakeDone,
+                while let j = batchQueues[shard].first, j.afterWrites <= writesDone,
                       group.isEmpty || rows + j.rows <= options.maxRowsPerTransaction {
-                    group.append(writes.popFirst()!)
+                    group.append(batchQueues[shard].popFirst()!)
                     rows += j.rows
                 }
-                runGroup(group)
-            } else if let first = writes.first, first.afterHandshakeWrites <= handshakeDone {
-                let job = writes.popFirst()!
-                writeRunning = true
-                job.run(writer) { [weak self] _ in
-                    guard let self else { return }
-                    self.writeRunning = false
-                    self.writesDone += 1
-                    self.pump()
-                }
+                runGroup(group, shard)
+            }
+        }
+        if !writeRunning, writer.state == .ready, let first = writes.first, first.afterWrites <= writesDone,
+           first.afterHandshakeWrites <= handshakeDone {
+            let job = writes.popFirst()!
+            running[0] = true
+            job.run(writer) { [weak self] _ in
+                guard let self else { return }
+                self.running[0] = false
+                self.writeCompleted(job.number)
+                self.pump()
             }
         }
         if !readRunning, reader.state == .ready, let job = reads.first, job.afterWrites <= writesDone,
@@ -385,8 +439,16 @@ public final class PostgreSQLStore: OperatedStore {
                 self.pump()
             }
         }
-        if phase == .closing, writes.isEmpty, reads.isEmpty, handshakeJobs.isEmpty, retryGroup.isEmpty,
-           !writeRunning, !readRunning, !handshakeRunning { finishClose() }
+        if phase == .closing, writes.isEmpty, batchQueues.allSatisfy(\.isEmpty), reads.isEmpty, handshakeJobs.isEmpty,
+           retryGroups.allSatisfy(\.isEmpty), !running.contains(true), !readRunning, !handshakeRunning { finishClose() }
+    }
+
+    /// Write `number` completed: moves `writesDone` past every write
+    /// completed without a gap before it.
+    private func writeCompleted(_ number: UInt64) {
+        guard number == writesDone + 1 else { writesDoneAhead.insert(number); return }
+        writesDone = number
+        while writesDoneAhead.remove(writesDone + 1) != nil { writesDone += 1 }
     }
 
     /// The group in one transaction with a fixed number of round trips
@@ -394,30 +456,30 @@ public final class PostgreSQLStore: OperatedStore {
     /// server: rolled back and run again in savepoints (`runGroupInSavepoints`).
     /// A connection that breaks before COMMIT returned puts the whole group
     /// back for a retry.
-    private func runGroup(_ jobs: [Job]) {
-        guard jobs.allSatisfy({ $0.batch != nil }) else { return runGroupInSavepoints(jobs) }
-        writeRunning = true
+    private func runGroup(_ jobs: [Job], _ shard: Int) {
+        running[shard] = true
         let started = Clock.monotonicNanos()
-        storeGroup(jobs.map { $0.batch! }, writer) { [self] result in
+        let conn = ingesters[shard]
+        storeGroup(jobs.map { $0.batch! }, conn) { [self] result in
             switch result {
             case .success(let outcomes):
-                writeRunning = false
+                running[shard] = false
                 counters.transactions &+= 1
                 counters.transactionMicros.record((Clock.monotonicNanos() - started) / 1_000)
                 counters.transactionRows.record(UInt64(jobs.reduce(0) { $0 + $1.rows }))
-                writesDone += UInt64(jobs.count)
+                jobs.forEach { writeCompleted($0.number) }
                 for (job, outcome) in zip(jobs, outcomes) { job.deliver?(.success(outcome)) }
                 pump()
             case .failure(.unavailable) where phase != .closed:
-                writeRunning = false
-                retryGroup = jobs
+                running[shard] = false
+                retryGroups[shard] = jobs
                 pump()
             case .failure(let e):
                 // One batch the server refuses must fail alone: the group
                 // again, each batch in its savepoint.
                 counters.groupsSplit &+= 1
                 Log.debug("store: PostgreSQL refused a group of \(jobs.count) batches (\(e)); running them one by one")
-                writer.run(.query("ROLLBACK", [])) { [self] _ in runGroupInSavepoints(jobs) }
+                conn.run(.query("ROLLBACK", [])) { [self] _ in runGroupInSavepoints(jobs, shard) }
             }
         }
     }
@@ -425,26 +487,26 @@ public final class PostgreSQLStore: OperatedStore {
     /// BEGIN, each batch in its SAVEPOINT (one failing fails alone),
     /// COMMIT, then every completion in order. A connection that breaks
     /// before COMMIT returned puts the whole group back for a retry.
-    private func runGroupInSavepoints(_ jobs: [Job]) {
-        writeRunning = true
+    private func runGroupInSavepoints(_ jobs: [Job], _ shard: Int) {
+        running[shard] = true
         let started = Clock.monotonicNanos()
         var deliveries: [() -> Void] = []
-        let conn = writer
+        let conn = ingesters[shard]
         func finished(_ outcome: Result<Void, StoreError>) {
-            writeRunning = false
+            running[shard] = false
             switch outcome {
             case .success:
                 counters.transactions &+= 1
                 counters.transactionMicros.record((Clock.monotonicNanos() - started) / 1_000)
                 counters.transactionRows.record(UInt64(jobs.reduce(0) { $0 + $1.rows }))
-                writesDone += UInt64(jobs.count)
+                jobs.forEach { writeCompleted($0.number) }
                 for d in deliveries { d() }
             case .failure(.unavailable) where phase != .closed:
-                retryGroup = jobs
+                retryGroups[shard] = jobs
             case .failure(let e):
                 counters.transactions &+= 1
                 counters.transactionsFailed &+= 1
-                writesDone += UInt64(jobs.count)
+                jobs.forEach { writeCompleted($0.number) }
                 for j in jobs { j.fail?(e) }
             }
             pump()
@@ -491,7 +553,7 @@ public final class PostgreSQLStore: OperatedStore {
         phase = .closed
         reconnectTimers.forEach { $0.stop() }
         reconnectTimers = []
-        writer.close()
+        ingesters.forEach { $0.close() }
         reader.close()
         handshaker.close()
         let waiters = closeWaiters

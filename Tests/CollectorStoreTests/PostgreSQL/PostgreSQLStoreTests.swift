@@ -337,6 +337,113 @@ final class PostgreSQLStoreOutageTests: XCTestCase {
     }
 }
 
+/// Batches over two ingest connections, each agent's over one.
+final class PostgreSQLIngestConnectionTests: XCTestCase {
+    /// With one agent's sequence row locked by another session, another
+    /// agent's batches (on the other connection) still commit, in order,
+    /// and its re-send is a duplicate; a state write queued after the
+    /// stuck batches waits for them (a barrier), and so does the batch
+    /// queued after it. Unlocked, everything completes, each agent's
+    /// acknowledgements in order, every sequence counted once.
+    func testAnotherAgentsBatchesDoNotWaitForALockedOne() throws {
+        guard let pg = TestPostgreSQL.shared else { throw XCTSkip("no PostgreSQL server can run here") }
+        let db = pg.freshDatabase()
+        let loop = EventLoop()
+        let store = try PostgreSQLStore.open(loop: loop, options: PostgreSQLOptions(conninfo: pg.socketConninfo(db)), now: 1_000)
+        defer { close(store, on: loop) }
+        XCTAssertEqual(store.options.ingestConnections, 2)
+        let ids = (1...20).map { "agent-\($0)" }
+        let a = try XCTUnwrap(ids.first { PostgreSQLStore.ingestShard(agent: $0, count: 2) == 0 })
+        let b = try XCTUnwrap(ids.first { PostgreSQLStore.ingestShard(agent: $0, count: 2) == 1 })
+        _ = try wait(loop) { store.createKey(project: "demo", secret: "s", at: 1, completion: $0) }
+        let pid = try wait(loop) { store.activeKeys(project: "demo", completion: $0) }.projectId
+        func batch(_ agent: String, _ seq: Int64) -> Batch {
+            Batch(projectId: pid, agentId: agent, bootId: "boot", sequence: seq, receivedAt: 5_000 + seq,
+                  measurements: [measurement(10_000 + seq, check: agent)])
+        }
+        for agent in [a, b] {
+            _ = try wait(loop) { store.agentConnected(AgentHello(id: agent, projectId: pid, name: "", hostname: "", version: "",
+                                                                 bootId: "boot", at: 2_000), completion: $0) }
+            XCTAssertEqual(try wait(loop) { store.submitBatch(batch(agent, 0), completion: $0) }, .stored(rows: 1))
+        }
+
+        let locker = PQconnectdb(pg.socketConninfo(db))!
+        defer { PQfinish(locker) }
+        PQclear(PQexec(locker, "BEGIN"))
+        PQclear(PQexec(locker, "SELECT 1 FROM batch_sequences WHERE agent_id = '\(a)' FOR UPDATE"))
+        var done: [(String, Result<BatchOutcome, StoreError>)] = []
+        func submit(_ agent: String, _ seq: Int64) { store.submitBatch(batch(agent, seq)) { done.append(("\(agent):\(seq)", $0)) } }
+        submit(a, 1)
+        XCTAssertTrue(loop.run(until: {
+            pg.scalar("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                      in: db) == "1"
+        }, timeout: 10), "a's batch waits for the lock")
+        submit(a, 2)
+        for seq in Int64(1)...5 { submit(b, seq) }
+        submit(b, 3)
+        XCTAssertTrue(loop.run(until: { done.count == 6 }, timeout: 10), "b's batches do not wait for a's: \(done.map(\.0))")
+        XCTAssertEqual(done.map(\.0), ["\(b):1", "\(b):2", "\(b):3", "\(b):4", "\(b):5", "\(b):3"])
+        XCTAssertEqual(done.map { try? $0.1.get() }, Array(repeating: .stored(rows: 1), count: 5) + [.duplicate])
+
+        var state: Result<Bool, StoreError>?
+        store.setAgentState(agent: b, state: .capturing, messages: [], at: 6_000) { state = $0 }
+        submit(b, 6)
+        _ = loop.run(until: { state != nil || done.count > 6 }, timeout: 1)
+        XCTAssertNil(state, "a write that is not a batch waits for every batch queued before it")
+        XCTAssertEqual(done.count, 6, "a batch queued after that write waits for it")
+
+        PQclear(PQexec(locker, "COMMIT"))
+        XCTAssertTrue(loop.run(until: { done.count == 9 && state != nil }, timeout: 20))
+        XCTAssertEqual(done[6...].map(\.0), ["\(a):1", "\(a):2", "\(b):6"])
+        XCTAssertTrue(done[6...].allSatisfy { (try? $0.1.get()) == .stored(rows: 1) })
+        XCTAssertEqual(try state?.get(), true)
+        XCTAssertEqual(try wait(loop) { store.submitBatch(batch(a, 2), completion: $0) }, .duplicate)
+        XCTAssertEqual(pg.scalar("SELECT count(*) FROM measurements", in: db), "10")
+        XCTAssertEqual(pg.scalar("SELECT string_agg(agent_id || '=' || high_seq || ':' || batches, ',' ORDER BY agent_id = '\(a)' DESC) FROM batch_sequences",
+                                 in: db), "\(a)=2:3,\(b)=6:7")
+    }
+
+    /// Many agents' batches and re-sends interleaved over both connections
+    /// at once: every sequence stored once, every re-send a duplicate,
+    /// each agent's acknowledgements in the order sent.
+    func testInterleavedAgentsOverTwoConnectionsAreStoredOnce() throws {
+        guard let pg = TestPostgreSQL.shared else { throw XCTSkip("no PostgreSQL server can run here") }
+        let db = pg.freshDatabase()
+        let loop = EventLoop()
+        let store = try PostgreSQLStore.open(loop: loop, options: PostgreSQLOptions(conninfo: pg.socketConninfo(db)), now: 1_000)
+        defer { close(store, on: loop) }
+        _ = try wait(loop) { store.createKey(project: "demo", secret: "s", at: 1, completion: $0) }
+        let pid = try wait(loop) { store.activeKeys(project: "demo", completion: $0) }.projectId
+        let agents = (1...8).map { "agent-\($0)" }
+        XCTAssertEqual(Set(agents.map { PostgreSQLStore.ingestShard(agent: $0, count: 2) }), [0, 1])
+        for agent in agents {
+            _ = try wait(loop) { store.agentConnected(AgentHello(id: agent, projectId: pid, name: "", hostname: "", version: "",
+                                                                 bootId: "boot", at: 2_000), completion: $0) }
+        }
+        var acks: [String: [Int64]] = [:]
+        var outcomes: [BatchOutcome] = []
+        for round in Int64(0)..<30 {
+            for agent in agents {
+                // Every third round re-sends the previous sequence.
+                let seq = round % 3 == 2 ? round - 1 : round
+                store.submitBatch(Batch(projectId: pid, agentId: agent, bootId: "boot", sequence: seq, receivedAt: 5_000 + round,
+                                        measurements: [measurement(10_000 + round, check: agent)])) { r in
+                    acks[agent, default: []].append(seq)
+                    if let o = try? r.get() { outcomes.append(o) }
+                }
+            }
+            if round % 5 == 0 { _ = loop.run(until: { false }, timeout: 0.01) }
+        }
+        XCTAssertTrue(loop.run(until: { outcomes.count == 240 }, timeout: 30))
+        let sent = (Int64(0)..<30).map { $0 % 3 == 2 ? $0 - 1 : $0 }
+        for agent in agents { XCTAssertEqual(acks[agent], sent, agent) }
+        XCTAssertEqual(outcomes.filter { $0 == .duplicate }.count, 80)
+        XCTAssertEqual(pg.scalar("SELECT count(*) FROM measurements", in: db), "160")
+        XCTAssertEqual(pg.scalar("SELECT count(DISTINCT (series_id, ts_ms)) FROM measurements", in: db), "160")
+        XCTAssertEqual(pg.scalar("SELECT string_agg(DISTINCT high_seq || ':' || batches, ',') FROM batch_sequences", in: db), "28:20")
+    }
+}
+
 /// The handshake lane: what a handshake waits for does not queue behind the
 /// write connection's backlog, and still sees the writes it depends on.
 final class PostgreSQLHandshakeLaneTests: XCTestCase {
