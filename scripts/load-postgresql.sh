@@ -17,9 +17,11 @@
 #     the same server;
 #  4. the raw binary baseline: the same rows, exported from that database in COPY's binary
 #     format (the format the collector sends measurements in), loaded the same way into a third
-#     database with the same schema.
+#     database with the same schema; then again into a fourth by two psql processes at once
+#     (half the COPYs each), as the collector's two ingest connections do.
 # Ends with one line `load-postgresql: key=value …` (ratio = durable / raw text COPY,
-# ratio_binary = durable / raw binary COPY; with the load average at the start and at the end,
+# ratio_binary = durable / raw binary COPY, ratio_binary_2 = durable / the two streams'
+# binary COPY; with the load average at the start and at the end,
 # and the collector's round trips per transaction from /metrics). Stops everything it started
 # on exit.
 #
@@ -83,7 +85,7 @@ say "== PostgreSQL =="
 bash scripts/lib/postgres.sh start "$DIR/pg" $$ >&2 || fail "cannot start PostgreSQL"
 PGPORT=$(cat "$DIR/pg/port")
 psql_() { psql -X -q -h "$DIR/pg" -p "$PGPORT" -U vigil "$@"; }
-psql_ -d postgres -c "CREATE DATABASE vigil" -c "CREATE DATABASE vigil_raw" -c "CREATE DATABASE vigil_rawbin"
+psql_ -d postgres -c "CREATE DATABASE vigil" -c "CREATE DATABASE vigil_raw" -c "CREATE DATABASE vigil_rawbin" -c "CREATE DATABASE vigil_rawbin2"
 
 cat > "$DIR/collector.conf" <<EOF
 listen = 127.0.0.1:$PORT
@@ -124,7 +126,7 @@ say "acknowledged (durable) $durable records/s over ${INGEST_S}s ($acked records
 say "== raw COPY: $acked rows over $((INGEST_AGENTS * 100)) series, 5,000 rows per COPY =="
 pg_dump -h "$DIR/pg" -p "$PGPORT" -U vigil --schema-only vigil > "$DIR/schema.sql"
 SERIES=$((INGEST_AGENTS * 100))
-for db in vigil_raw vigil_rawbin; do
+for db in vigil_raw vigil_rawbin vigil_rawbin2; do
     psql_ -d "$db" -f "$DIR/schema.sql" >/dev/null
     psql_ -d "$db" -c "INSERT INTO series(project_id, agent_id, monitor, check_name, source)
         SELECT 1, 'a' || (i / 100), 'm', 'c' || (i % 100), 'ipa' FROM generate_series(0, $SERIES - 1) i" >/dev/null
@@ -154,11 +156,11 @@ say "== raw binary COPY: the same rows in COPY's binary format, 5,000 rows per C
 # Exported from vigil_raw (ids 1…rows, in the order they went in), not timed.
 mkdir -p "$DIR/rawbin"
 : > "$DIR/export.sql"
-: > "$DIR/rawbin.sql"
+: > "$DIR/rawbin.sql" ; : > "$DIR/rawbin.0.sql" ; : > "$DIR/rawbin.1.sql"
 for ((k = 0; k * 5000 < rows; k++)); do
     f=$(printf "%s/rawbin/%06d" "$DIR" "$k")
     echo "\\copy (SELECT $COLS FROM measurements WHERE id > $((k * 5000)) AND id <= $(((k + 1) * 5000)) ORDER BY id) TO '$f' (FORMAT binary)" >> "$DIR/export.sql"
-    echo "\\copy measurements ($COLS) FROM '$f' (FORMAT binary)" >> "$DIR/rawbin.sql"
+    echo "\\copy measurements ($COLS) FROM '$f' (FORMAT binary)" | tee -a "$DIR/rawbin.sql" >> "$DIR/rawbin.$((k % 2)).sql"
 done
 psql_ -d vigil_raw -v ON_ERROR_STOP=1 -f "$DIR/export.sql" >/dev/null
 t0=$(date +%s.%N)
@@ -168,6 +170,14 @@ rawbin=$(awk -v n="$rows" -v a="$t0" -v b="$t1" 'BEGIN {printf "%.0f", n / (b - 
 binstored=$(psql_ -d vigil_rawbin -At -c "SELECT count(*) FROM measurements")
 [ "$binstored" = "$rows" ] || fail "raw binary COPY stored $binstored of $rows rows"
 ratio_bin=$(awk -v a="$durable" -v b="$rawbin" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}')
-LOADEND=$(cut -d' ' -f1 /proc/loadavg)
 say "raw COPY (binary) $rawbin rows/s ($rows rows); ratio $ratio_bin"
-echo "load-postgresql: durable_records_per_s=$durable acked_records=$acked stored=$stored verify=$verify raw_copy_rows_per_s=$raw ratio=$ratio raw_binary_copy_rows_per_s=$rawbin ratio_binary=$ratio_bin transactions=${tx:-?} round_trips_per_transaction=$per_tx load_average=$LOADAVG load_average_end=$LOADEND ingest_s=$INGEST_S agents=$INGEST_AGENTS"
+t0=$(date +%s.%N)
+psql_ -d vigil_rawbin2 -v ON_ERROR_STOP=1 -f "$DIR/rawbin.0.sql" >/dev/null & P0=$!
+psql_ -d vigil_rawbin2 -v ON_ERROR_STOP=1 -f "$DIR/rawbin.1.sql" >/dev/null & P1=$!
+wait "$P0" && wait "$P1" || fail "raw binary COPY over two streams failed"
+t1=$(date +%s.%N)
+rawbin2=$(awk -v n="$rows" -v a="$t0" -v b="$t1" 'BEGIN {printf "%.0f", n / (b - a)}')
+ratio_bin2=$(awk -v a="$durable" -v b="$rawbin2" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}')
+LOADEND=$(cut -d' ' -f1 /proc/loadavg)
+say "raw COPY (binary, two streams) $rawbin2 rows/s; ratio $ratio_bin2"
+echo "load-postgresql: durable_records_per_s=$durable acked_records=$acked stored=$stored verify=$verify raw_copy_rows_per_s=$raw ratio=$ratio raw_binary_copy_rows_per_s=$rawbin ratio_binary=$ratio_bin raw_binary_copy_2_rows_per_s=$rawbin2 ratio_binary_2=$ratio_bin2 transactions=${tx:-?} round_trips_per_transaction=$per_tx load_average=$LOADAVG load_average_end=$LOADEND ingest_s=$INGEST_S agents=$INGEST_AGENTS"
