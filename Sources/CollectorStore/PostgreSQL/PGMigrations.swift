@@ -389,14 +389,6 @@ enum PGMigrations {
         CREATE INDEX control_commands_pending ON control_commands(owner, id) WHERE result IS NULL AND taken_ms IS NULL;
         CREATE INDEX control_commands_created ON control_commands(created_ms);
         """),
-        // Ingest: measurement ids from a cache of 1,000 sequence values per
-        // server process instead of the sequence's page locked (and logged
-        // every 32 values) for every row. Ids stay unique; they were never
-        // in time order across ingest connections, and only break ties of
-        // equal `ts_ms` in the newest-first scans and their cursors.
-        PGMigration(version: 11, name: "measurement id cache", sql: """
-        ALTER SEQUENCE measurements_id_seq CACHE 1000;
-        """),
     ]
 
     static var latest: Int { all.last?.version ?? 0 }

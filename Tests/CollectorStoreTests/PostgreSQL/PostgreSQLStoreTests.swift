@@ -67,40 +67,6 @@ final class PostgreSQLStoreTests: XCTestCase {
         XCTAssertEqual(try wait(loop) { store.enrollAgent(id: "x", projectId: a, publicKey: "k", at: 2, completion: $0) }, .enrolled)
     }
 
-    /// A database of the schema before the id cache (step 10) migrates
-    /// and keeps its rows; new rows get ids after the old ones.
-    func testADatabaseBeforeTheIdCacheMigratesAndKeepsItsRows() throws {
-        let pg = try server()
-        let db = pg.freshDatabase()
-        let step = try XCTUnwrap(PGMigrations.all.first { $0.name == "measurement id cache" }?.version)
-        do {
-            let conn = try XCTUnwrap(PQconnectdb(pg.socketConninfo(db)))
-            defer { PQfinish(conn) }
-            try PGMigrations.migrate(conn, now: 1, upTo: step - 1)
-        }
-        XCTAssertEqual(pg.scalar("SELECT cache_size FROM pg_sequences WHERE sequencename = 'measurements_id_seq'", in: db), "1")
-        XCTAssertNil(pg.execute("""
-            INSERT INTO projects(name, created_ms) VALUES ('demo', 1);
-            INSERT INTO series(project_id, agent_id, monitor, check_name, source) SELECT id, 'a1', 'shop', 'checkout', 'ipa' FROM projects;
-            INSERT INTO measurements(series_id, ts_ms, window_ms, count, errors, sum_us, min_us, max_us, p50_us, p95_us, p99_us)
-                SELECT s.id, 7000 + i, 10000, 1, 0, 1, 1, 1, 1, 1, 1 FROM series s, generate_series(1, 3) i;
-            """, in: db))
-        let loop = EventLoop()
-        let store = try open(pg, db, loop)
-        defer { close(store, on: loop) }
-        XCTAssertEqual(store.schemaVersion, PGMigrations.latest)
-        XCTAssertEqual(pg.scalar("SELECT cache_size FROM pg_sequences WHERE sequencename = 'measurements_id_seq'", in: db), "1000")
-        let pid = try XCTUnwrap(pg.scalar("SELECT id FROM projects", in: db).flatMap { Int64($0) })
-        _ = try wait(loop) { store.agentConnected(AgentHello(id: "a1", projectId: pid, name: "", hostname: "", version: "",
-                                                             bootId: "b", at: 2_000), completion: $0) }
-        let b = Batch(projectId: pid, agentId: "a1", bootId: "b", sequence: 0, receivedAt: 5_000, measurements: [measurement(9_000)])
-        XCTAssertEqual(try wait(loop) { store.submitBatch(b, completion: $0) }, .stored(rows: 1))
-        let rows = try wait(loop) { store.measurements(MeasurementQuery(limit: 10), completion: $0) }
-        XCTAssertEqual(rows.map(\.measurement.ts), [9_000, 7_003, 7_002, 7_001])
-        XCTAssertEqual(Set(rows.map(\.id)).count, 4)
-        XCTAssertGreaterThan(rows[0].id, rows[1...].map(\.id).max() ?? .max)
-    }
-
     func testPartitionsAreCreatedAheadAndRetentionDropsWholeDays() throws {
         let pg = try server()
         let db = pg.freshDatabase()
