@@ -54,6 +54,37 @@ final class DeadlineWheelTests: XCTestCase {
         XCTAssertTrue(loop.run(until: { runs == 3 && wheel.count == 0 }, timeout: 5))
         XCTAssertEqual(runs, 3)
     }
+
+    /// 2,000 entries due in the same slot — sessions connected in the same
+    /// second — expire over several iterations, at most `perSlice` in each,
+    /// in the order they were filed, none skipped, none early.
+    func testEntriesDueTogetherExpireAtMostPerSliceInEachIteration() {
+        let loop = EventLoop()
+        var perIteration: [UInt: Int] = [:]
+        var order: [String] = []
+        let start = Clock.monotonic()
+        var early = 0
+        var wheel: DeadlineWheel<Entry>!
+        let entries = (0..<2000).map { Entry("e\($0)") }
+        wheel = DeadlineWheel<Entry>(loop: loop, slots: 64, granularity: 0.01, perSlice: 64) { e in
+            perIteration[loop.iteration, default: 0] += 1
+            order.append(e.name)
+            if Clock.monotonic() < start + 0.02 { early += 1 }
+            // A callback that removes a later due entry: it is not run.
+            if e.name == "e0" { wheel.remove(entries[1999]) }
+        }
+        for e in entries.reversed() { wheel.schedule(e, at: start + 0.02) }
+        XCTAssertTrue(loop.run(until: { wheel.count == 0 }, timeout: 10))
+        XCTAssertEqual(order.count, 1999)
+        XCTAssertEqual(Set(order).count, 1999)
+        XCTAssertFalse(order.contains("e1999"))
+        XCTAssertEqual(early, 0)
+        XCTAssertLessThanOrEqual(perIteration.values.max() ?? 0, 64, "expiries in one iteration")
+        XCTAssertGreaterThanOrEqual(perIteration.count, 1999 / 64)
+        XCTAssertEqual(wheel.expired, 1999)
+        XCTAssertLessThanOrEqual(wheel.largestSlice, 64)
+        XCTAssertEqual(wheel.dueCount, 0)
+    }
 }
 
 final class AckWindowTests: XCTestCase {
