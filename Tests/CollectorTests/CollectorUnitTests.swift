@@ -87,6 +87,61 @@ final class DeadlineWheelTests: XCTestCase {
     }
 }
 
+/// A session as OutboundBudget sees it.
+final class Holder: OutboundHolder {
+    var queuedBytes = 0
+    var isEstablished = true
+    var outboundHeld = 0
+    var outboundDropped = false
+}
+
+final class OutboundBudgetTests: XCTestCase {
+    /// 20,000 sessions written to at once (an ack flush, a pushed schedule)
+    /// and drained by their flushes: the total follows every write and
+    /// every flush, and nothing reads a session except its own write or
+    /// flush — no walk over the sessions that hold bytes, however many.
+    func testAccountsEachWriteAndFlushWithoutWalkingTheHolders() {
+        let budget = OutboundBudget()
+        let holders = (0..<20_000).map { _ in Holder() }
+        for h in holders {
+            h.queuedBytes = 100
+            XCTAssertFalse(budget.observe(h, budget: 1 << 30, sessions: holders.count))
+        }
+        XCTAssertEqual(budget.total, 2_000_000)
+        XCTAssertEqual(budget.holders, 20_000)
+        // Half flushed completely, a quarter partly; the rest still full.
+        for h in holders[0..<10_000] { h.queuedBytes = 0; budget.sent(h) }
+        for h in holders[10_000..<15_000] { h.queuedBytes = 40; budget.sent(h) }
+        XCTAssertEqual(budget.total, 5_000 * 40 + 5_000 * 100)
+        XCTAssertEqual(budget.holders, 10_000)
+        // A flush of a session that held nothing does not read it.
+        let idle = Holder()
+        budget.sent(idle)
+        XCTAssertEqual(budget.reads, 20_000 + 15_000)
+        for h in holders[10_000...] { budget.forget(h) }
+        XCTAssertEqual(budget.total, 0)
+        XCTAssertEqual(budget.holders, 0)
+    }
+
+    /// Over the budget, a session above its share is dropped once; one
+    /// within its share, or not established, is not.
+    func testDropsASessionAboveItsShareOnceWhileTheBudgetIsSpent() {
+        let budget = OutboundBudget()
+        let small = Holder(), big = Holder(), handshaking = Holder()
+        handshaking.isEstablished = false
+        small.queuedBytes = 100
+        XCTAssertFalse(budget.observe(small, budget: 1000, sessions: 2))
+        handshaking.queuedBytes = 900
+        XCTAssertFalse(budget.observe(handshaking, budget: 1000, sessions: 2))
+        big.queuedBytes = 900
+        XCTAssertTrue(budget.observe(big, budget: 1000, sessions: 2))
+        XCTAssertFalse(budget.observe(big, budget: 1000, sessions: 2), "dropped once")
+        XCTAssertFalse(budget.observe(small, budget: 1000, sessions: 2), "within its share")
+        budget.forget(big)
+        XCTAssertEqual(budget.total, 1000)
+    }
+}
+
 final class AckWindowTests: XCTestCase {
     func testAcknowledgesOnlyLeadingDurableBatchesCumulatively() {
         var w = AckWindow()
