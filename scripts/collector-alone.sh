@@ -14,11 +14,15 @@
 # scraped every SCRAPE_S seconds (5; 0: only at the end) during the step, as a Prometheus
 # would, and the slowest scrape is printed. The load average at the start and the largest
 # cpu_ms of a logged slow iteration (what the collector itself cost, CPU steal left out)
-# are printed too: on a shared machine they say how far the wall-clock figures can be
-# trusted. Release binaries must be
+# are printed too, and for the step: the time CPU 1 (the collector's) spent busy and
+# stolen by the hypervisor, and how often the collector's loop thread was preempted
+# (nonvoluntary context switches: something else ran on its core while it could run).
+# On a shared machine they say how far the wall-clock figures can be trusted. Release binaries must be
 # built (scripts/load.sh builds them); BIN=DIR runs the binaries in DIR instead (e.g. an older
 # build, for a before/after comparison). Ports: PORT (27700) and PORT+80. KEEP=1 keeps the
-# temporary directory (the database, logs) and prints its path.
+# temporary directory (the database, logs) and prints its path. PERF=FILE records the
+# collector with `perf record -g` (999 Hz) during the step into FILE, e.g. to see what a
+# scrape costs: `perf report -i FILE --children --no-demangle | grep -i metrics`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/procs.sh
@@ -63,6 +67,12 @@ echo "load average at the start: $(cut -d' ' -f1-3 /proc/loadavg)"
 # minflt and majflt: fields 10 and 12 of /proc/PID/stat (after the parenthesised name).
 faults() { sed 's/.*) //' "/proc/$C/stat" | awk '{print $8, $10}'; }
 read -r minflt0 majflt0 < <(faults)
+# CPU 1's busy and steal ticks (/proc/stat: user nice system idle iowait irq softirq steal).
+cpu1() { awk '$1 == "cpu1" {print $2 + $3 + $4 + $7 + $8, $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat; }
+# The loop thread is the main thread: its preemptions (nonvoluntary switches).
+preempted() { awk '/^nonvoluntary_ctxt_switches/ {print $2}' "/proc/$C/status"; }
+read -r busy0 steal0 total0 < <(cpu1)
+pre0=$(preempted)
 
 SCRAPER=
 if [ "${SCRAPE_S:-5}" != 0 ]; then
@@ -71,6 +81,11 @@ if [ "${SCRAPE_S:-5}" != 0 ]; then
       done ) &
     SCRAPER=$!
     PIDS+=("$SCRAPER")
+fi
+PERFPID=
+if [ -n "${PERF:-}" ]; then
+    perf record -q -g -F 999 -p "$C" -o "$PERF" 2> "$DIR/perf.log" &
+    PERFPID=$!
 fi
 common=(--key-file "$DIR/key" --collector "127.0.0.1:$PORT" --agents "$agents" --duration "$seconds"
         --ledger "$DIR/ledger" --json "$DIR/out.json" --prefix "$mode")
@@ -86,6 +101,12 @@ else
     tail -1 "$DIR/load.out" | tr ' ' '\n' | grep -E '^ping_rtt_(p50|p99|max)_ms='
 fi
 read -r minflt1 majflt1 < <(faults)
+if [ -n "$PERFPID" ]; then kill -INT "$PERFPID" 2>/dev/null || true; wait "$PERFPID" 2>/dev/null || true; fi
+read -r busy1 steal1 total1 < <(cpu1)
+pre1=$(preempted)
+awk -v b=$((busy1 - busy0)) -v s=$((steal1 - steal0)) -v t=$((total1 - total0)) -v p=$((pre1 - pre0)) \
+    'BEGIN {if (t > 0) printf "CPU 1 during the step: busy %.0f %%, stolen %.1f %%; collector loop thread preempted %d times\n", 100 * b / t, 100 * s / t, p}'
+echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 if [ -n "$SCRAPER" ]; then kill "$SCRAPER" 2>/dev/null || true; fi
 [ -s "$DIR/scrapes" ] && sort -n "$DIR/scrapes" | awk '{n++; m=$1} END {printf "metrics scrapes during the step: %d, slowest %.1f ms\n", n, m * 1000}'
 curl -sf "http://127.0.0.1:$HTTP/metrics" > "$DIR/metrics"

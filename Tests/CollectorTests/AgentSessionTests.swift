@@ -60,6 +60,7 @@ private final class ScriptedContext: AgentSessionContext {
     func didRead(_ s: AgentSession, bytes: Int) { bytesIn += bytes }
     func received(_ record: Record, from s: AgentSession) { records.append(record) }
     func didWrite(_ s: AgentSession, bytes: Int) {}
+    func didSend(_ s: AgentSession) {}
     func writeRefused(_ s: AgentSession) {}
     func pinged(_ s: AgentSession) {}
     func sessionEnded(_ s: AgentSession, reason: CloseReason) { ended.append(reason) }

@@ -232,6 +232,11 @@ final class ClusterTests: XCTestCase {
         XCTAssertEqual(members.map { $0["id"] as? String }, ["solo"])
         XCTAssertEqual(members.first?["sessions"] as? Int, 1)
         XCTAssertTrue(c.eventually { ((c.api("GET", "/cluster").object["collectors"] as? [[String: Any]])?.first?["leases"] as? Int) == 1 })
+        // The count /metrics shows is kept as leases change (not counted
+        // per scrape): it follows the session's end too.
+        XCTAssertEqual(c.metric("vigil_cluster_leases"), 1)
+        close(client.fd)
+        XCTAssertTrue(c.eventually { c.metric("vigil_cluster_leases") == 0 })
         let status = runCollectorCommand(["cluster", "status", "--config", c.configPath])
         XCTAssertEqual(status.status, 0, status.err)
         XCTAssertTrue(status.out.contains("store sqlite: one collector") && status.out.contains("solo"), status.out)

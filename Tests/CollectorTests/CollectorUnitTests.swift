@@ -54,6 +54,92 @@ final class DeadlineWheelTests: XCTestCase {
         XCTAssertTrue(loop.run(until: { runs == 3 && wheel.count == 0 }, timeout: 5))
         XCTAssertEqual(runs, 3)
     }
+
+    /// 2,000 entries due in the same slot — sessions connected in the same
+    /// second — expire over several iterations, at most `perSlice` in each,
+    /// in the order they were filed, none skipped, none early.
+    func testEntriesDueTogetherExpireAtMostPerSliceInEachIteration() {
+        let loop = EventLoop()
+        var perIteration: [UInt: Int] = [:]
+        var order: [String] = []
+        let start = Clock.monotonic()
+        var early = 0
+        var wheel: DeadlineWheel<Entry>!
+        let entries = (0..<2000).map { Entry("e\($0)") }
+        wheel = DeadlineWheel<Entry>(loop: loop, slots: 64, granularity: 0.01, perSlice: 64) { e in
+            perIteration[loop.iteration, default: 0] += 1
+            order.append(e.name)
+            if Clock.monotonic() < start + 0.02 { early += 1 }
+            // A callback that removes a later due entry: it is not run.
+            if e.name == "e0" { wheel.remove(entries[1999]) }
+        }
+        for e in entries.reversed() { wheel.schedule(e, at: start + 0.02) }
+        XCTAssertTrue(loop.run(until: { wheel.count == 0 }, timeout: 10))
+        XCTAssertEqual(order.count, 1999)
+        XCTAssertEqual(Set(order).count, 1999)
+        XCTAssertFalse(order.contains("e1999"))
+        XCTAssertEqual(early, 0)
+        XCTAssertLessThanOrEqual(perIteration.values.max() ?? 0, 64, "expiries in one iteration")
+        XCTAssertGreaterThanOrEqual(perIteration.count, 1999 / 64)
+        XCTAssertEqual(wheel.expired, 1999)
+        XCTAssertLessThanOrEqual(wheel.largestSlice, 64)
+        XCTAssertEqual(wheel.dueCount, 0)
+    }
+}
+
+/// A session as OutboundBudget sees it.
+final class Holder: OutboundHolder {
+    var queuedBytes = 0
+    var isEstablished = true
+    var outboundHeld = 0
+    var outboundDropped = false
+}
+
+final class OutboundBudgetTests: XCTestCase {
+    /// 20,000 sessions written to at once (an ack flush, a pushed schedule)
+    /// and drained by their flushes: the total follows every write and
+    /// every flush, and nothing reads a session except its own write or
+    /// flush — no walk over the sessions that hold bytes, however many.
+    func testAccountsEachWriteAndFlushWithoutWalkingTheHolders() {
+        let budget = OutboundBudget()
+        let holders = (0..<20_000).map { _ in Holder() }
+        for h in holders {
+            h.queuedBytes = 100
+            XCTAssertFalse(budget.observe(h, budget: 1 << 30, sessions: holders.count))
+        }
+        XCTAssertEqual(budget.total, 2_000_000)
+        XCTAssertEqual(budget.holders, 20_000)
+        // Half flushed completely, a quarter partly; the rest still full.
+        for h in holders[0..<10_000] { h.queuedBytes = 0; budget.sent(h) }
+        for h in holders[10_000..<15_000] { h.queuedBytes = 40; budget.sent(h) }
+        XCTAssertEqual(budget.total, 5_000 * 40 + 5_000 * 100)
+        XCTAssertEqual(budget.holders, 10_000)
+        // A flush of a session that held nothing does not read it.
+        let idle = Holder()
+        budget.sent(idle)
+        XCTAssertEqual(budget.reads, 20_000 + 15_000)
+        for h in holders[10_000...] { budget.forget(h) }
+        XCTAssertEqual(budget.total, 0)
+        XCTAssertEqual(budget.holders, 0)
+    }
+
+    /// Over the budget, a session above its share is dropped once; one
+    /// within its share, or not established, is not.
+    func testDropsASessionAboveItsShareOnceWhileTheBudgetIsSpent() {
+        let budget = OutboundBudget()
+        let small = Holder(), big = Holder(), handshaking = Holder()
+        handshaking.isEstablished = false
+        small.queuedBytes = 100
+        XCTAssertFalse(budget.observe(small, budget: 1000, sessions: 2))
+        handshaking.queuedBytes = 900
+        XCTAssertFalse(budget.observe(handshaking, budget: 1000, sessions: 2))
+        big.queuedBytes = 900
+        XCTAssertTrue(budget.observe(big, budget: 1000, sessions: 2))
+        XCTAssertFalse(budget.observe(big, budget: 1000, sessions: 2), "dropped once")
+        XCTAssertFalse(budget.observe(small, budget: 1000, sessions: 2), "within its share")
+        budget.forget(big)
+        XCTAssertEqual(budget.total, 1000)
+    }
 }
 
 final class AckWindowTests: XCTestCase {

@@ -330,5 +330,8 @@ final class HTTPHardeningTests: XCTestCase {
         XCTAssertNotNil(reader.waitForRecord { if case .schedule = $0 { return true }; return false })
         XCTAssertFalse(reader.peerClosed)
         XCTAssertEqual(c.metric(#"vigil_sessions{phase="established"}"#), 1)
+        // What the reader was sent left the queue: the account falls to 0
+        // with the flushes themselves, no periodic re-read needed.
+        XCTAssertTrue(c.eventually { c.metric("vigil_outbound_queued_bytes") == 0 })
     }
 }

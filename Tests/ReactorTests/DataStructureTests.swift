@@ -179,6 +179,21 @@ final class SystemTests: XCTestCase {
         XCTAssertEqual(g.reads, 3)
     }
 
+    /// A read that cost more than an iteration's budget (1 ms) is repeated
+    /// only after 100,000 times its cost, however often the page is asked
+    /// for; the cached figure is served meanwhile.
+    func testHeapGaugeReadsASlowHeapRarely() {
+        var calls = 0
+        let g = HeapGauge(read: { calls += 1; usleep(2_000); return 42 })
+        XCTAssertEqual(g.value(now: 100), 42)
+        XCTAssertGreaterThan(g.lastCostNanos, 1_000_000)
+        XCTAssertGreaterThanOrEqual(g.interval, 200)
+        for t in stride(from: 105.0, to: 295, by: 5) { XCTAssertEqual(g.value(now: t), 42) }
+        XCTAssertEqual(calls, 1, "a scrape every 5 s for over 3 minutes: one walk")
+        _ = g.value(now: 100 + g.interval + 1)
+        XCTAssertEqual(calls, 2)
+    }
+
     func testSyscallErrorNamesTheCall() throws {
         let fd = try Syscalls.socket(AF_INET, Int32(SOCK_STREAM.rawValue))
         defer { Syscalls.close(fd) }

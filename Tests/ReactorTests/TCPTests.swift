@@ -12,6 +12,8 @@ final class TCPProbe: TCPConnectionHandler {
     var writability: [Bool] = []
     var closes: [TCPCloseReason] = []
     var willReads = 0
+    /// `queuedBytes` at each connectionDidSend.
+    var sendNotices: [Int] = []
     var onWillRead: ((TCPConnection) -> Void)?
     var onConnect: ((TCPConnection) -> Void)?
     var onRead: ((TCPConnection, ByteBuffer) -> Void)?
@@ -28,6 +30,7 @@ final class TCPProbe: TCPConnectionHandler {
     }
     func connectionDidReadEOF(_ c: TCPConnection) { eofs += 1; onEOF?(c) }
     func connectionWritabilityChanged(_ c: TCPConnection) { writability.append(c.isWritable); onWritability?(c) }
+    func connectionDidSend(_ c: TCPConnection) { sendNotices.append(c.queuedBytes) }
     func connectionDidClose(_ c: TCPConnection, reason: TCPCloseReason) { closes.append(reason); onClose?(c) }
 }
 
@@ -354,6 +357,10 @@ final class TCPTests: XCTestCase {
         XCTAssertTrue(c.isWritable)
         XCTAssertEqual(c.queuedBytes, 0)
         XCTAssertEqual(client.writability.first, false)
+        // Every flush that sent bytes was reported, down to an empty queue.
+        XCTAssertGreaterThan(client.sendNotices.count, 1)
+        XCTAssertTrue(client.sendNotices.contains { $0 > 0 }, "a flush that left bytes queued")
+        XCTAssertEqual(client.sendNotices.last, 0)
         c.close()
         XCTAssertTrue(loop.run(until: { peer.closes.count == 1 }, timeout: 5))
         server.listener.close()

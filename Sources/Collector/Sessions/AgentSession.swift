@@ -98,6 +98,10 @@ final class AgentSession: TCPConnectionHandler, DeadlineEntry, ConnectedAgent, C
     var converged = false
     /// The disk-spool figures of the latest Status (nil: no spool).
     var spool: AgentSpoolFigures?
+    /// OutboundBudget's account of this session: the connection's queued
+    /// bytes as last read, and whether the budget dropped it.
+    var outboundHeld = 0
+    var outboundDropped = false
 
     // Established: flow.
     /// Batches between receipt and acknowledgement (the context's record
@@ -157,6 +161,10 @@ final class AgentSession: TCPConnectionHandler, DeadlineEntry, ConnectedAgent, C
         case .closing, .closed:
             buffer.consume(buffer.readableBytes)
         }
+    }
+
+    func connectionDidSend(_ c: TCPConnection) {
+        if outboundHeld > 0 { context.didSend(self) }
     }
 
     func connectionDidClose(_ c: TCPConnection, reason: TCPCloseReason) {
@@ -554,4 +562,9 @@ final class AgentSession: TCPConnectionHandler, DeadlineEntry, ConnectedAgent, C
         reportedConfig = nil
         connection = nil
     }
+}
+
+extension AgentSession: OutboundHolder {
+    var queuedBytes: Int { connection?.queuedBytes ?? 0 }
+    var isEstablished: Bool { phase == .established }
 }

@@ -70,6 +70,8 @@ protocol AgentSessionContext: AnyObject {
     func received(_ record: Record, from s: AgentSession)
     /// `bytes` handed to the connection's write queue.
     func didWrite(_ s: AgentSession, bytes: Int)
+    /// The connection sent bytes it held queued (`s.outboundHeld` > 0).
+    func didSend(_ s: AgentSession)
     /// The connection refused a write (its queue is full).
     func writeRefused(_ s: AgentSession)
     /// The session pinged a silent agent.

@@ -98,7 +98,7 @@ public final class SessionManager {
     let control: ControlRouter
     public internal(set) var stats = CollectorStats()
     /// The bytes queued to agents across sessions, against `outboundBudget`.
-    private(set) lazy var outbound = OutboundBudget(loop: loop)
+    let outbound = OutboundBudget()
     var failureLog = LogLimiter(interval: 60, maxKeys: 4096)
     private var troubleLog = LogLimiter(interval: 60, maxKeys: 64)
 
@@ -563,6 +563,7 @@ extension SessionManager: AgentSessionContext {
             loop.defer { s.abort(.outboundOverflow) }
         }
     }
+    func didSend(_ s: AgentSession) { outbound.sent(s) }
     func writeRefused(_ s: AgentSession) { stats.writesRefused &+= 1 }
     func pinged(_ s: AgentSession) { stats.pingsSent &+= 1 }
 

@@ -526,6 +526,7 @@ public final class TCPConnection: CustomStringConvertible {
             }
         }
         deliverWritabilityNotice()
+        if wrote > 0 && state != .closed { handler?.connectionDidSend(self) }
     }
 
     private func deliverWritabilityNotice() {

@@ -39,6 +39,12 @@ public protocol TCPConnectionHandler: AnyObject {
     /// may be coalesced, so read `isWritable` rather than toggling.
     func connectionWritabilityChanged(_ connection: TCPConnection)
 
+    /// Queued bytes went to the socket: `queuedBytes` fell. Called after
+    /// each flush that wrote any, so an owner that accounts what its
+    /// connections hold learns of every decrease when it happens, instead
+    /// of polling connections that still held bytes.
+    func connectionDidSend(_ connection: TCPConnection)
+
     /// The connection is closed, for `reason`; called exactly once, after
     /// which the connection drops its reference to the handler.
     func connectionDidClose(_ connection: TCPConnection, reason: TCPCloseReason)
@@ -49,6 +55,7 @@ extension TCPConnectionHandler {
     public func connectionWillRead(_ connection: TCPConnection) {}
     public func connectionDidReadEOF(_ connection: TCPConnection) {}
     public func connectionWritabilityChanged(_ connection: TCPConnection) {}
+    public func connectionDidSend(_ connection: TCPConnection) {}
 }
 
 /// A `TCPConnectionHandler` made of closures, for tools and tests. Without

@@ -123,29 +123,44 @@ public enum ProcessLimits {
 
 /// `heapBytesInUse()` for a loop that reads it on demand (a /metrics
 /// scrape): read again at most once per `max(minInterval, costFactor ×
-/// the last read's cost)`, the cached figure otherwise. A heap whose free
-/// lists make the walk cost a millisecond is walked at most once per
-/// second of loop time in a thousand; a small heap is read at every scrape
-/// a second apart. What one read costs cannot be bounded from outside
-/// glibc: `lastCostNanos` says what it was.
+/// the last read's cost)`, the cached figure otherwise — and once a read
+/// cost more than `slowCostNanos` (1 ms, an iteration's whole budget), at
+/// most once per `slowFactor` × that cost (3 ms: every 5 minutes). A small
+/// heap is read at every scrape a second apart; a fragmented one, whose
+/// walk makes the scrape the longest iteration of the loop (3–5 ms at
+/// 20,000 sessions), is walked rarely and its figure is that old. What one
+/// read costs cannot be bounded from outside glibc: `lastCostNanos` says
+/// what it was.
 ///
 /// Thread: the loop's thread (one owner).
 public final class HeapGauge {
     public var minInterval = 1.0
     public var costFactor = 1000.0
+    public var slowCostNanos: UInt64 = 1_000_000
+    public var slowFactor = 100_000.0
     public private(set) var bytes = 0
     public private(set) var reads: UInt64 = 0
     public private(set) var lastCostNanos: UInt64 = 0
     private var readAt = -Double.infinity
+    private let read: () -> Int
 
-    public init() {}
+    /// `read` stands in for mallinfo2 in tests.
+    public init(read: @escaping () -> Int = ProcessLimits.heapBytesInUse) {
+        self.read = read
+    }
+
+    /// Seconds until the figure is read again after the last read.
+    public var interval: Double {
+        let cost = Double(lastCostNanos) / 1e9
+        return lastCostNanos > slowCostNanos ? slowFactor * cost : Swift.max(minInterval, costFactor * cost)
+    }
 
     /// The heap figure, read again if the last read is old enough at `now`
     /// (monotonic seconds).
     public func value(now: Double) -> Int {
-        if now - readAt >= Swift.max(minInterval, costFactor * Double(lastCostNanos) / 1e9) {
+        if now - readAt >= interval {
             let t0 = Clock.monotonicNanos()
-            bytes = ProcessLimits.heapBytesInUse()
+            bytes = read()
             lastCostNanos = Clock.monotonicNanos() &- t0
             readAt = now
             reads &+= 1
