@@ -218,6 +218,55 @@ final class ClusterTests: XCTestCase {
         XCTAssertEqual(pg.scalar("SELECT count(*) FROM agent_states WHERE agent_id = 'agent-5' AND state = 'not_visible'", in: db), "1")
     }
 
+    func testTwoLiveCollectorsWithOneIDAreRefusedOrReported() throws {
+        let pg = try server()
+        let db = pg.freshDatabase()
+        let config = ["store = postgresql", "postgresql_url = \(pg.socketConninfo(db))", "collector_id = twin"]
+        let a = try CollectorProcess(config: config)
+        defer { a.signal(SIGCONT); a.stop(); a.removeDirectory() }
+        XCTAssertTrue(a.eventually { pg.scalar("SELECT instance FROM collectors WHERE id = 'twin'", in: db)?.isEmpty == false })
+
+        // A second process with the same id refuses to start, naming the id and A.
+        XCTAssertThrowsError(try CollectorProcess(config: config)) { error in
+            let text = "\(error)"
+            XCTAssertTrue(text.contains("collector_id 'twin' is in use by another live collector"), text)
+            XCTAssertTrue(text.contains("listen 127.0.0.1:\(a.sessionPort)"), text)
+            XCTAssertTrue(text.contains("http_listen 127.0.0.1:\(a.httpPort)"), text)
+            XCTAssertTrue(text.contains("last heartbeat"), text)
+        }
+        XCTAssertEqual(a.http("GET", "/healthz").status, 200)
+
+        // A paused past its lease: a second process may start with the id...
+        a.signal(SIGSTOP)
+        usleep(11_000_000)
+        let b = try CollectorProcess(config: config)
+        defer { b.stop(); b.removeDirectory() }
+        a.signal(SIGCONT)
+        // ...and A, back, finds its row held by B: it says so, counts it and is unhealthy.
+        // (The pause itself shows as loop_stalled for a while.)
+        func conflict(_ h: HTTPResult) -> [String: Any]? {
+            (((h.object["detail"] as? [String: Any])?["reasons"] as? [[String: Any]]) ?? []).first { $0["cause"] as? String == "collector_id_conflict" }
+        }
+        XCTAssertTrue(a.eventually { conflict(a.http("GET", "/healthz")) != nil }, a.http("GET", "/healthz").body)
+        let health = a.http("GET", "/healthz")
+        XCTAssertEqual(health.status, 503)
+        let cause = conflict(health)
+        XCTAssertEqual(cause?["other_http_listen"] as? String, "127.0.0.1:\(b.httpPort)", health.body)
+        XCTAssertGreaterThanOrEqual(a.metric("vigil_cluster_id_conflicts_total") ?? 0, 1)
+        XCTAssertTrue(a.log.contains("another live collector runs with this collector_id"), a.log)
+        XCTAssertEqual(b.http("GET", "/healthz").status, 200, b.http("GET", "/healthz").body)
+        XCTAssertEqual(b.metric("vigil_cluster_id_conflicts_total"), 0)
+        // The row stays B's.
+        usleep(1_500_000)
+        XCTAssertEqual(pg.scalar("SELECT http_listen FROM collectors WHERE id = 'twin'", in: db), "127.0.0.1:\(b.httpPort)")
+
+        // A restart on this host right after kill -9 is not refused: the old process is gone.
+        b.kill9()
+        let again = try CollectorProcess.restart(b, config: config)
+        defer { again.stop() }
+        XCTAssertTrue(again.log.contains("the last process with this collector id is gone"), again.log)
+    }
+
     func testSingleCollectorOnSQLite() throws {
         let c = try CollectorProcess(config: ["collector_id = solo"])
         defer { c.stop(); c.removeDirectory() }

@@ -13,13 +13,26 @@
 // releases its lease at once; a collector that dies leaves leases that
 // expire after `leaseMs`: an agent with an expired lease is owned by no one.
 //
+// Collector id: two processes must not run as one collector. Each run has
+// an instance token (`host/pid/random`) kept in the collectors row. At
+// start (`register`, before the loop serves) a row another instance holds
+// with a heartbeat younger than a lease refuses the start, naming that
+// instance's addresses and heartbeat age — unless it is a process of this
+// host that is gone (a restart right after kill -9). While running, a
+// heartbeat that finds the row taken by another instance leaves it alone,
+// logs and counts it (`vigil_cluster_id_conflicts_total`) and /healthz
+// answers 503 (`collector_id_conflict`) for as long as that lasts.
+//
 // Nothing here runs per record or inside an ingest transaction: one claim
 // and one release per session, one heartbeat per second for all of them.
 // On SQLite (not shared) the same calls answer as a cluster of one.
 //
 // Thread: loop thread.
 import CollectorStore
+import Glibc
+import JSON
 import Reactor
+import Wire
 
 final class ClusterNode: SessionOwnership {
     /// How long a lease runs without renewal (ms): a collector silent this
@@ -29,6 +42,8 @@ final class ClusterNode: SessionOwnership {
     static let heartbeatInterval = 1.0
 
     let id: String
+    /// This run of the process: `host/pid/random`.
+    let instance: String
     let loop: EventLoop
     let store: any OperatedStore
     private(set) var relay: ControlRelay!
@@ -67,9 +82,15 @@ final class ClusterNode: SessionOwnership {
     private(set) var leasesReaped: UInt64 = 0
     /// The last heartbeat that committed (monotonic seconds; 0: none yet).
     private(set) var lastHeartbeatAt = 0.0
+    /// Heartbeats that found this id's row held by another instance.
+    private(set) var idConflicts: UInt64 = 0
+    /// That instance, as the last heartbeat found it; nil while the row is ours.
+    private(set) var displacedBy: CollectorHolder?
 
-    init(id: String, loop: EventLoop, store: any OperatedStore, manager: ConnectedAgents, presence: @escaping () -> CollectorPresence) {
+    init(id: String, instance: String, loop: EventLoop, store: any OperatedStore, manager: ConnectedAgents,
+         presence: @escaping () -> CollectorPresence) {
         self.id = id
+        self.instance = instance
         self.loop = loop
         self.store = store
         self.presence = presence
@@ -89,6 +110,52 @@ final class ClusterNode: SessionOwnership {
     }
 
     var leasesHeld: Int { leases.values.filter { $0.epoch != nil }.count }
+
+    /// A new instance token: this host, this process, 9 random bytes.
+    static func makeInstance(hostName: String) -> String {
+        let host = ClusterNames.collectorID(from: hostName)
+        return "\(host)/\(getpid())/" + Base64URL.encode(Array(Key32.random().bytes.prefix(9)))
+    }
+
+    /// Whether `instance` names a process of this host that no longer runs.
+    static func isGone(_ instance: String, hostName: String) -> Bool {
+        let f = instance.split(separator: "/")
+        guard f.count == 3, String(f[0]) == ClusterNames.collectorID(from: hostName), let pid = pid_t(f[1]), pid > 0 else { return false }
+        return pid != getpid() && kill(pid, 0) != 0 && errno == ESRCH
+    }
+
+    /// Why the collector id cannot be used, for a refused start.
+    static func refusal(_ h: CollectorHolder) -> String {
+        "collector_id '\(h.id)' is in use by another live collector (listen \(h.listen.isEmpty ? "?" : h.listen), "
+            + "http_listen \(h.httpListen.isEmpty ? "?" : h.httpListen), instance \(h.instance), last heartbeat \(h.heartbeatAgeMs) ms ago); "
+            + "give each collector its own collector_id, or wait until its lease (\(ClusterNode.leaseMs / 1000) s) has expired"
+    }
+
+    /// Start, blocking, before the loop serves: takes this id's row, or
+    /// throws the refusal when another live instance holds it.
+    func register(hostName: String) throws {
+        var replacing: String?
+        while true {
+            guard let holder = try store.registerCollector(presence(), leaseMs: ClusterNode.leaseMs, replacing: replacing) else { return }
+            guard replacing == nil, ClusterNode.isGone(holder.instance, hostName: hostName) else {
+                throw ClusterNode.IDInUse(description: ClusterNode.refusal(holder))
+            }
+            Log.info("cluster: the last process with this collector id is gone; taking its row over",
+                     ["collector_id": id, "instance": holder.instance])
+            replacing = holder.instance
+        }
+    }
+
+    struct IDInUse: Error, CustomStringConvertible { let description: String }
+
+    /// Why /healthz should answer 503 on this collector's account.
+    func problems() -> [JSON] {
+        guard let h = displacedBy else { return [] }
+        return [.object([("cause", .string("collector_id_conflict")),
+                         ("detail", .string("another live collector runs with collector_id '\(h.id)'")),
+                         ("other_listen", .string(h.listen)), ("other_http_listen", .string(h.httpListen)),
+                         ("other_instance", .string(h.instance)), ("heartbeat_age_ms", .int(h.heartbeatAgeMs))])]
+    }
 
     /// The epoch this collector holds `agent` with, nil when none (yet).
     func epoch(of agent: String) -> Int64? { leases[agent]?.epoch }
@@ -172,6 +239,21 @@ final class ClusterNode: SessionOwnership {
         }
     }
 
+    /// A heartbeat found this id's row held by `holder` (nil: ours).
+    private func noteHolder(_ holder: CollectorHolder?) {
+        defer { displacedBy = holder }
+        guard let holder else {
+            if displacedBy != nil { Log.info("cluster: this collector's row is its own again", ["collector_id": id]) }
+            return
+        }
+        idConflicts &+= 1
+        if displacedBy?.instance != holder.instance {
+            Log.error("cluster: another live collector runs with this collector_id; /healthz answers 503 until one of them stops",
+                      ["collector_id": id, "instance": instance, "other_instance": holder.instance, "other_listen": holder.listen,
+                       "other_http_listen": holder.httpListen, "other_heartbeat_age_ms": "\(holder.heartbeatAgeMs)"])
+        }
+    }
+
     /// Agents of collectors that died: `not_visible` once their lease
     /// expired (every few beats; any live collector may do it).
     private func reap() {
@@ -212,6 +294,7 @@ final class ClusterNode: SessionOwnership {
             case .success(let answer):
                 self.heartbeats &+= 1
                 self.lastHeartbeatAt = Clock.monotonic()
+                self.noteHolder(answer.displacedBy)
                 for lost in answer.lost where self.leases[lost.agent]?.epoch == lost.epoch {
                     // Another collector holds the agent now: this session is stale.
                     self.leases.removeValue(forKey: lost.agent)
