@@ -218,6 +218,37 @@ final class ClusterTests: XCTestCase {
         XCTAssertEqual(pg.scalar("SELECT count(*) FROM agent_states WHERE agent_id = 'agent-5' AND state = 'not_visible'", in: db), "1")
     }
 
+    func testAnAgentForgottenThroughAWhileItsSessionIsOnBIsClosedThere() throws {
+        let pg = try server()
+        let (a, b, db) = try twoCollectors(pg)
+        defer { b.signal(SIGCONT); a.stop(); b.stop(); a.removeDirectory(); b.removeDirectory() }
+        let key = a.createKey(project: "acme")
+        let client = try WireTestClient(port: b.sessionPort, key: key, hello: WireTestClient.hello("agent-6"))
+        XCTAssertNotNil(client.handshake())
+        client.send([.status(Status(timestampMs: 1, state: .stopped))])
+        XCTAssertTrue(a.eventually { a.api("GET", "/agents/agent-6").object["collector"] as? String == "b" })
+        // B is paused past its lease: A no longer sees anyone hold the
+        // agent, so forgetting it through A goes through.
+        b.signal(SIGSTOP)
+        XCTAssertTrue(a.eventually(timeout: 25) { a.api("GET", "/agents/agent-6").object["connected"] as? Bool == false },
+                      a.api("GET", "/agents/agent-6").body)
+        let forget = a.api("DELETE", "/agents/agent-6")
+        XCTAssertEqual(forget.status, 200, forget.body)
+        b.signal(SIGCONT)
+        // B, back, learns it from the change log and closes the session.
+        XCTAssertTrue(client.waitForClose(timeout: 3), "B keeps the session of a forgotten agent")
+        XCTAssertEqual(client.peerError?.code, .rejected)
+        XCTAssertTrue(client.peerError?.message.contains("forgotten") == true, "\(String(describing: client.peerError))")
+        XCTAssertEqual(b.metric("vigil_cluster_forgotten_sessions_closed_total"), 1)
+        // Its end writes nothing back: the agent stays forgotten on both, its lease released.
+        usleep(1_500_000)
+        XCTAssertEqual(pg.scalar("SELECT count(*) FROM agents WHERE id = 'agent-6'", in: db), "0")
+        XCTAssertEqual(pg.scalar("SELECT count(*) FROM agent_states WHERE agent_id = 'agent-6'", in: db), "0")
+        XCTAssertEqual(pg.scalar("SELECT count(*) FROM agent_sessions WHERE agent_id = 'agent-6' AND lease_until_ms > 0", in: db), "0")
+        XCTAssertEqual(a.api("GET", "/agents/agent-6").status, 404)
+        XCTAssertEqual(b.api("GET", "/agents/agent-6").status, 404)
+    }
+
     func testTwoLiveCollectorsWithOneIDAreRefusedOrReported() throws {
         let pg = try server()
         let db = pg.freshDatabase()

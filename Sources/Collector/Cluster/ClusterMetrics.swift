@@ -23,6 +23,9 @@ enum ClusterMetrics {
         p.sample("vigil_cluster_claims_total", ["result": "failed"], c.claimFailures)
         p.single("vigil_cluster_stale_sessions_closed_total", "counter",
                  "Sessions closed because another collector claimed their agent with a newer epoch.", Double(c.staleSessionsClosed))
+        p.single("vigil_cluster_forgotten_sessions_closed_total", "counter",
+                 "Sessions closed because their agent was forgotten through another collector (the change log).",
+                 Double(c.forgottenSessionsClosed))
         p.single("vigil_cluster_leases_reaped_total", "counter",
                  "Expired leases (their collector stopped renewing them) this collector found; their agents became not_visible.",
                  Double(c.leasesReaped))

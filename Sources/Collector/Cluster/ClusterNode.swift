@@ -61,8 +61,11 @@ final class ClusterNode: SessionOwnership {
         var claiming: Bool
     }
     private var leases: [String: Lease] = [:]
-    /// Agents whose stale session is being closed (until its end is seen).
+    /// Agents whose session is being closed without writing their state —
+    /// taken by a newer claim elsewhere, or forgotten — until its end is seen.
     private var takenElsewhere: Set<String> = []
+    /// Sessions closed because their agent was forgotten through another collector.
+    private(set) var forgottenSessionsClosed: UInt64 = 0
     private var generation: UInt64 = 0
     private var timer: TimerWatcher?
     private var heartbeatRunning = false
@@ -205,6 +208,13 @@ final class ClusterNode: SessionOwnership {
         if let epoch = lease.epoch { release(SessionLease(agent: agent, epoch: epoch)) }
         // A claim in flight releases when it answers (the lease is gone).
         return true
+    }
+
+    func sessionForgotten(agent: String) {
+        forgottenSessionsClosed &+= 1
+        takenElsewhere.insert(agent)
+        guard let lease = leases.removeValue(forKey: agent) else { return }
+        if let epoch = lease.epoch { release(SessionLease(agent: agent, epoch: epoch)) }
     }
 
     private func claim(_ agent: String) {

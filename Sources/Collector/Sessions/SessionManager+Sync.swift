@@ -201,10 +201,14 @@ extension SessionManager {
     ///   with the value now in force (agent, else project, else the default);
     /// - `key`: the negative cache forgets the project (a new key works at
     ///   once; revoked keys end sessions through KeyRevocations);
-    /// - `identity`: nothing is cached (identities are read at each handshake).
+    /// - `identity`: nothing is cached (identities are read at each handshake);
+    ///   but an agent with a session here whose row is gone was forgotten
+    ///   through another collector: its session closes, without its end
+    ///   writing the agent back (an identity reset keeps the row and the session).
     func applyChanges(_ changes: [ChangeRecord]) {
         var patternProjects: [String] = [], monitorProjects: [String] = []
         var configs: [String: Set<String>] = [:]   // "project\0agent" → keys
+        var identities: [String] = []
         for c in changes {
             switch c.kind {
             case .patterns: if !patternProjects.contains(c.project) { patternProjects.append(c.project) }
@@ -212,15 +216,26 @@ extension SessionManager {
             case .config:
                 configs[c.project + "\u{0}" + c.agent, default: []].formUnion(c.detail.split(separator: ",").map(String.init))
             case .key: keys.forgetUnknown(project: c.project)
-            case .identity: break
+            case .identity: if agents[c.agent] != nil && !identities.contains(c.agent) { identities.append(c.agent) }
             }
         }
+        for id in identities { closeIfForgotten(agent: id) }
         let connected = Set(agents.values.map(\.projectName))
         for p in patternProjects { refreshPatterns(project: p, connected: connected.contains(p)) }
         for p in monitorProjects { refreshSchedules(project: p, connected: connected.contains(p)) }
         for (k, keys) in configs.sorted(by: { $0.key < $1.key }) {
             let parts = k.split(separator: "\u{0}", omittingEmptySubsequences: false).map(String.init)
             pushChangedConfig(project: parts[0], agent: parts[1], keys: keys.sorted())
+        }
+    }
+
+    /// The agent's session closes when its row is gone (forgotten elsewhere).
+    private func closeIfForgotten(agent id: String) {
+        store.agent(id: id) { [weak self] result in
+            guard let self, case .failure(.notFound) = result, let s = self.agents[id] else { return }
+            Log.info("session closed: the agent was forgotten through another collector", ["agent": id])
+            self.ownership?.sessionForgotten(agent: id)
+            s.close(.local, error: ErrorRecord(code: .rejected, message: "the agent was forgotten on the collector"))
         }
     }
 

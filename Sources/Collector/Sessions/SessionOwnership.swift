@@ -12,4 +12,8 @@ protocol SessionOwnership: AnyObject {
     /// False when the agent's session was taken by another collector (a
     /// stale session closed here): its end must not write the agent's state.
     func sessionEnded(agent: String) -> Bool
+    /// The agent was forgotten (its row deleted) elsewhere while its session
+    /// is here: the session is about to close, and its end must not write
+    /// the agent back; its lease is released now.
+    func sessionForgotten(agent: String)
 }
