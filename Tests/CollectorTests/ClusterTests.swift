@@ -249,6 +249,48 @@ final class ClusterTests: XCTestCase {
         XCTAssertEqual(b.api("GET", "/agents/agent-6").status, 404)
     }
 
+    func testAfterAFailoverAControlRequestThroughAThirdCollectorReachesTheAgentAtOnce() throws {
+        let pg = try server()
+        let (a, b, db) = try twoCollectors(pg)
+        let dirC = CollectorProcess.makeDirectory()
+        try FileManager.default.createDirectory(atPath: dirC.appendingPathComponent("data").path, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: a.dataDir + "/collector_key", toPath: dirC.appendingPathComponent("data/collector_key").path)
+        let c = try CollectorProcess(directory: dirC, config: ["store = postgresql", "postgresql_url = \(pg.socketConninfo(db))",
+                                                              "collector_id = c"])
+        defer { a.stop(); b.stop(); c.stop(); a.removeDirectory(); b.removeDirectory(); c.removeDirectory() }
+        let key = a.createKey(project: "acme")
+        let client = try WireTestClient(port: a.sessionPort, key: key, hello: WireTestClient.hello("agent-7"))
+        XCTAssertNotNil(client.handshake())
+        XCTAssertTrue(c.eventually { c.api("GET", "/agents/agent-7").object["collector"] as? String == "a" })
+        a.kill9()
+        XCTAssertTrue(client.waitForClose(timeout: 10))
+
+        // Whatever makes B's claim slow (here another transaction holding the
+        // agent's ownership row for a while), the agent is told it is
+        // connected only once B is recorded as its owner.
+        let released = DispatchSemaphore(value: 0)
+        Thread {
+            _ = pg.execute("BEGIN; SELECT 1 FROM agent_sessions WHERE agent_id = 'agent-7' FOR UPDATE; SELECT pg_sleep(1.5); COMMIT",
+                           in: db)
+            released.signal()
+        }.start()
+        XCTAssertTrue(c.eventually {
+            pg.scalar("SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE '%pg_sleep(1.5)%' AND pid <> pg_backend_pid()",
+                      in: db) == "1"
+        })
+        let again = try WireTestClient(port: b.sessionPort, key: key, hello: WireTestClient.hello("agent-7"))
+        XCTAssertNotNil(again.handshake())
+        // Right after B's Welcome: a configuration update through C is
+        // answered by the agent (not relayed to dead A, not staged as for
+        // an agent nobody holds).
+        let (answer, req) = control(c, again, "PUT", "/agents/agent-7/config", #"{"log_level":"debug"}"#, ok: true)
+        XCTAssertEqual(req?.kind, .configUpdate)
+        XCTAssertEqual(answer?.status, 200, answer?.body ?? "no answer")
+        XCTAssertEqual(answer?.object["result"] as? String, "ok", answer?.body ?? "")
+        XCTAssertEqual(released.wait(timeout: .now() + 10), .success)
+        XCTAssertEqual(pg.scalar("SELECT collector_id || ':' || epoch FROM agent_sessions WHERE agent_id = 'agent-7'", in: db), "b:2")
+    }
+
     func testTwoLiveCollectorsWithOneIDAreRefusedOrReported() throws {
         let pg = try server()
         let db = pg.freshDatabase()

@@ -2,9 +2,14 @@
 // database (docs/COLLECTOR.md, "Cluster") — its id, its heartbeat, and the
 // leases of the agent sessions it holds.
 //
-// Ownership: when a handshake completes the agent is claimed at once (one
-// statement: epoch = previous + 1), whoever held it before — a newer epoch
-// wins without waiting for the old lease. Every `heartbeatInterval` one
+// Ownership: when an agent's identity is accepted the agent is claimed
+// (one statement: epoch = previous + 1), whoever held it before — a newer
+// epoch wins without waiting for the old lease — and only then does its
+// Welcome go out: once the agent (or anyone) can see the session
+// established, every collector finds its owner, so a control request sent
+// anywhere right after a failover reaches it instead of finding no owner
+// (a configuration staged, 202) or the dead one (504). A claim that failed
+// is made again when the session starts, then at each heartbeat. Every `heartbeatInterval` one
 // statement upserts this collector's row and renews the leases of all its
 // sessions to now + `leaseMs`; it answers with the sessions whose agent a
 // newer claim took meanwhile (the agent reconnected elsewhere, e.g. while
@@ -67,6 +72,10 @@ final class ClusterNode: SessionOwnership {
     /// Sessions closed because their agent was forgotten through another collector.
     private(set) var forgottenSessionsClosed: UInt64 = 0
     private var generation: UInt64 = 0
+    /// Epochs claimed before a Welcome, until the session starts (a
+    /// handshake that fails after its claim leaves an entry that the
+    /// agent's next claim replaces; its lease expires unrenewed).
+    private var claimedAtHandshake: [String: Int64] = [:]
     private var timer: TimerWatcher?
     private var heartbeatRunning = false
     private var reaping = false
@@ -196,9 +205,34 @@ final class ClusterNode: SessionOwnership {
 
     // MARK: sessions
 
+    func claimAtHandshake(agent: String, done: @escaping () -> Void) {
+        // A database of one collector: nobody else to tell; claimed at start.
+        guard store.isShared, !stopped else { return done() }
+        claims &+= 1
+        store.claimAgent(agent, collector: id, leaseMs: ClusterNode.leaseMs) { [weak self] r in
+            guard let self else { return done() }
+            switch r {
+            case .success(let epoch):
+                // Bounded: an entry lost here only means a second claim at start.
+                if self.claimedAtHandshake.count >= 65_536 { self.claimedAtHandshake.removeAll() }
+                self.claimedAtHandshake[agent] = epoch
+            case .failure(let e):
+                // Claimed again when the session starts.
+                self.claimFailures &+= 1
+                self.claimedAtHandshake[agent] = nil
+                Log.warn("cluster: claiming agent failed", ["agent": agent, "error": "\(e)"])
+            }
+            done()
+        }
+    }
+
     func sessionStarted(agent: String) {
         takenElsewhere.remove(agent)
         generation &+= 1
+        if let epoch = claimedAtHandshake.removeValue(forKey: agent) {
+            leases[agent] = Lease(generation: generation, epoch: epoch, claiming: false)
+            return
+        }
         leases[agent] = Lease(generation: generation, epoch: nil, claiming: false)
         claim(agent)
     }

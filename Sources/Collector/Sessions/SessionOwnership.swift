@@ -6,6 +6,11 @@
 // Thread: loop thread.
 
 protocol SessionOwnership: AnyObject {
+    /// An agent's identity was accepted and its Welcome is about to go out:
+    /// `done` once its ownership is recorded (or that failed, to be tried
+    /// again), so that by the time the agent can be seen connected its
+    /// owner is known to every collector.
+    func claimAtHandshake(agent: String, done: @escaping () -> Void)
     /// An agent's handshake completed here (a newer session of an agent
     /// already here counts again).
     func sessionStarted(agent: String)

@@ -6,7 +6,9 @@
 // write connection — never inside a batch's (ingest) transaction, so a
 // NOTIFY here cannot ride on, or wait for, an ingest commit's fate. The
 // claim made at every handshake runs on the handshake lane instead, so it
-// does not wait behind the ingest backlog either. A
+// does not wait behind the ingest backlog either — and so do the release,
+// the heartbeat (lease renewal) and a control request's owner lookup, which
+// depend on no ingest write. A
 // NOTIFY (pg_notify) is sent when its transaction commits, so the other
 // side never reads a row before it exists.
 //
@@ -81,8 +83,11 @@ extension PostgreSQLStore: ClusterStore {
                                  p.version, PGText.array(leases.map(\.agent)), "{" + leases.map { String($0.epoch) }.joined(separator: ",") + "}",
                                  PGText.int(leaseMs), p.instance]
         // rows: 0 — a heartbeat is never refused for a full ingest queue
-        // (its leases would lapse under load).
-        enqueueWrite(rows: 0, { (tx: PGTransaction<HeartbeatAnswer>) in
+        // (its leases would lapse under load); and on the handshake lane,
+        // not behind the ingest backlog: after a failover the new holder's
+        // write queue is deep with re-sent batches, and a renewal waiting
+        // there let leases expire, so the agents it held showed unowned.
+        enqueueWrite(rows: 0, lane: .handshake, { (tx: PGTransaction<HeartbeatAnswer>) in
             tx.query("""
                 WITH me AS (
                     INSERT INTO collectors(id, started_ms, heartbeat_ms, listen, http_listen, sessions, lag_p99_us, version, instance)
@@ -143,7 +148,8 @@ extension PostgreSQLStore: ClusterStore {
     }
 
     public func releaseAgent(_ lease: SessionLease, collector: String, completion: @escaping (Result<Void, StoreError>) -> Void) {
-        enqueueWrite(rows: 0, { (tx: PGTransaction<Void>) in
+        // On the claims' lane, in order with them.
+        enqueueWrite(rows: 0, lane: .handshake, { (tx: PGTransaction<Void>) in
             tx.query("""
                 UPDATE agent_sessions SET lease_until_ms = 0 WHERE agent_id = $1 AND collector_id = $2 AND epoch = $3
                 """, [lease.agent, collector, PGText.int(lease.epoch)]) { _ in tx.done(()) }
@@ -191,7 +197,9 @@ extension PostgreSQLStore: ClusterStore {
 
     public func agentOwners(_ agents: [String], completion: @escaping (Result<[String: AgentOwner], StoreError>) -> Void) {
         guard !agents.isEmpty else { return deliverLater(completion, .success([:])) }
-        enqueueRead({ (tx: PGTransaction<[String: AgentOwner]>) in
+        // On the handshake lane, where claims are written: a control request
+        // does not wait behind this collector's ingest backlog to find an owner.
+        enqueueRead(lane: .handshake, { (tx: PGTransaction<[String: AgentOwner]>) in
             tx.query("""
                 SELECT agent_id, collector_id, epoch, lease_until_ms FROM agent_sessions
                 WHERE agent_id = ANY($1::text[]) AND lease_until_ms > \(Self.serverNowMs)
