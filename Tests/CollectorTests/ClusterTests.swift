@@ -361,4 +361,24 @@ final class ClusterTests: XCTestCase {
         XCTAssertEqual(bad.status, 2)
         XCTAssertTrue(bad.err.contains("collector_id"), bad.err)
     }
+
+    func testCheckConfigRefusesAPostgreSQLPasswordFileItCannotRead() throws {
+        let dir = URL(fileURLWithPath: "/tmp/vigil-pw-\(getpid())")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let missing = dir.appendingPathComponent("no-such-password").path
+        let bad = runCollectorCommand(["check-config", "--set", "store=postgresql", "--set", "postgresql_url=dbname=vigil",
+                                       "--set", "postgresql_password_file=\(missing)"])
+        XCTAssertEqual(bad.status, 2, bad.err)
+        XCTAssertTrue(bad.err.contains("postgresql_password_file") && bad.err.contains(missing) && bad.err.contains("no such file"), bad.err)
+        // A directory is not a password file either (root reads any file, so permissions cannot stand in here).
+        let notFile = runCollectorCommand(["check-config", "--set", "postgresql_password_file=\(dir.path)"])
+        XCTAssertEqual(notFile.status, 2, notFile.err)
+        XCTAssertTrue(notFile.err.contains("postgresql_password_file") && notFile.err.contains("not a regular file"), notFile.err)
+        let file = dir.appendingPathComponent("password").path
+        try "secret\n".write(toFile: file, atomically: true, encoding: .utf8)
+        let ok = runCollectorCommand(["check-config", "--set", "postgresql_password_file=\(file)"])
+        XCTAssertEqual(ok.status, 0, ok.err)
+        XCTAssertFalse(ok.out.contains("secret"), ok.out)
+    }
 }
