@@ -291,6 +291,30 @@ final class ClusterTests: XCTestCase {
         XCTAssertEqual(pg.scalar("SELECT collector_id || ':' || epoch FROM agent_sessions WHERE agent_id = 'agent-7'", in: db), "b:2")
     }
 
+    func testAConfigurationUpdateRelayedToTheOwnerReachesTheAgentOnce() throws {
+        let pg = try server()
+        let (a, b, _) = try twoCollectors(pg)
+        defer { a.stop(); b.stop(); a.removeDirectory(); b.removeDirectory() }
+        let key = a.createKey(project: "acme")
+        let client = try WireTestClient(port: a.sessionPort, key: key, hello: WireTestClient.hello("agent-8"))
+        XCTAssertNotNil(client.handshake())
+        XCTAssertTrue(b.eventually { b.api("GET", "/agents/agent-8").object["collector"] as? String == "a" })
+        // Through B, held by A: the agent answers it once...
+        let (answer, req) = control(b, client, "PUT", "/agents/agent-8/config", #"{"log_level":"debug"}"#, ok: true)
+        XCTAssertEqual(answer?.status, 200, answer?.body ?? "no answer")
+        XCTAssertEqual(req?.values, [KeyValue("log_level", "debug")])
+        // ...and B's stored change, read back by A from the change log (4 polls
+        // a second), does not send it again.
+        let again = client.waitForRecord(timeout: 2) { if case .controlRequest = $0 { return true }; return false }
+        XCTAssertNil(again, "pushed twice: \(String(describing: again))")
+        XCTAssertGreaterThanOrEqual(a.metric(#"vigil_changes_applied_total{kind="config"}"#) ?? 0, 1, "A read B's change")
+        // A change of another value made elsewhere still reaches the agent.
+        let project = b.api("PUT", "/projects/acme/config", body: #"{"log_format":"json"}"#)
+        XCTAssertEqual(project.status, 200, project.body)
+        let pushed = answerControl(client, kind: .configUpdate, ok: true)
+        XCTAssertEqual(pushed?.values, [KeyValue("log_format", "json")])
+    }
+
     func testTwoLiveCollectorsWithOneIDAreRefusedOrReported() throws {
         let pg = try server()
         let db = pg.freshDatabase()

@@ -76,6 +76,9 @@ final class ClusterNode: SessionOwnership {
     /// handshake that fails after its claim leaves an entry that the
     /// agent's next claim replaces; its lease expires unrenewed).
     private var claimedAtHandshake: [String: Int64] = [:]
+    /// Values agents here accepted through relayed configuration updates,
+    /// until the asker's stored change comes back (`takeRelayedConfig`).
+    private var relayedConfig: [String: [String: String]] = [:]
     private var timer: TimerWatcher?
     private var heartbeatRunning = false
     private var reaping = false
@@ -238,6 +241,7 @@ final class ClusterNode: SessionOwnership {
     }
 
     func sessionEnded(agent: String) -> Bool {
+        relayedConfig[agent] = nil
         guard let lease = leases.removeValue(forKey: agent) else { return takenElsewhere.remove(agent) == nil }
         if let epoch = lease.epoch { release(SessionLease(agent: agent, epoch: epoch)) }
         // A claim in flight releases when it answers (the lease is gone).
@@ -249,6 +253,21 @@ final class ClusterNode: SessionOwnership {
         takenElsewhere.insert(agent)
         guard let lease = leases.removeValue(forKey: agent) else { return }
         if let epoch = lease.epoch { release(SessionLease(agent: agent, epoch: epoch)) }
+    }
+
+    /// A relayed configuration update the agent accepted (ControlRelay).
+    func relayedConfigApplied(agent: String, values: [KeyValue]) {
+        // Bounded: a memory lost here only means one push too many.
+        if relayedConfig.count >= 65_536 { relayedConfig.removeAll() }
+        for kv in values { relayedConfig[agent, default: [:]][kv.key] = kv.value }
+    }
+
+    func takeRelayedConfig(agent: String, keys: [String]) -> [String: String] {
+        guard var held = relayedConfig[agent] else { return [:] }
+        var out: [String: String] = [:]
+        for k in keys { if let v = held.removeValue(forKey: k) { out[k] = v } }
+        relayedConfig[agent] = held.isEmpty ? nil : held
+        return out
     }
 
     private func claim(_ agent: String) {

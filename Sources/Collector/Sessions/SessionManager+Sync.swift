@@ -198,7 +198,9 @@ extension SessionManager {
     /// - `config`: the named keys go, as one configuration update, to the
     ///   connected agents they affect — for a project change each agent that
     ///   does not override the key itself, for an agent change that agent —
-    ///   with the value now in force (agent, else project, else the default);
+    ///   with the value now in force (agent, else project, else the default)
+    ///   — except values the agent accepted already through the relayed
+    ///   update that this change stores (ControlRelay);
     /// - `key`: the negative cache forgets the project (a new key works at
     ///   once; revoked keys end sessions through KeyRevocations);
     /// - `identity`: nothing is cached (identities are read at each handshake);
@@ -323,7 +325,10 @@ extension SessionManager {
             self.store.configOverrides(project: project, agent: agent) { [weak self] own in
                 guard let self, case .success(let agentValues) = own,
                       let s = self.agents[agent], s.phase == .established else { return }
-                let values = self.allowedByPolicy(keys.compactMap { k in inForce(k, own: agentValues).map { KeyValue(k, $0) } }, of: s)
+                // Values it accepted already, through a relayed update whose stored change this is, are not sent again.
+                let applied = self.ownership?.takeRelayedConfig(agent: agent, keys: keys) ?? [:]
+                let changed = keys.compactMap { k in inForce(k, own: agentValues).flatMap { v in applied[k] == v ? nil : KeyValue(k, v) } }
+                let values = self.allowedByPolicy(changed, of: s)
                 guard !values.isEmpty else { return }
                 self.control.send(to: s, kind: .configUpdate, values: values, timeout: 30,
                                   audit: AuditContext(actor: "collector", action: "config.converge", target: agent,

@@ -21,4 +21,9 @@ protocol SessionOwnership: AnyObject {
     /// is here: the session is about to close, and its end must not write
     /// the agent back; its lease is released now.
     func sessionForgotten(agent: String)
+    /// Of `keys`, the values the agent already accepted through a
+    /// configuration update relayed from another collector — whose stored
+    /// change then comes back through the change log and is not pushed
+    /// again. Taken once.
+    func takeRelayedConfig(agent: String, keys: [String]) -> [String: String]
 }
