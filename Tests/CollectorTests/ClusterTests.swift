@@ -335,7 +335,9 @@ final class ClusterTests: XCTestCase {
 
         // A paused past its lease: a second process may start with the id...
         a.signal(SIGSTOP)
-        usleep(11_000_000)
+        // Past A's lease; a loop, since a SIGCHLD (the refused process's exit) cuts a usleep short.
+        let expired = Date().addingTimeInterval(11)
+        while Date() < expired { usleep(50_000) }
         let b = try CollectorProcess(config: config)
         defer { b.stop(); b.removeDirectory() }
         a.signal(SIGCONT)
