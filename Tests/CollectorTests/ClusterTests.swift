@@ -218,6 +218,154 @@ final class ClusterTests: XCTestCase {
         XCTAssertEqual(pg.scalar("SELECT count(*) FROM agent_states WHERE agent_id = 'agent-5' AND state = 'not_visible'", in: db), "1")
     }
 
+    func testAnAgentForgottenThroughAWhileItsSessionIsOnBIsClosedThere() throws {
+        let pg = try server()
+        let (a, b, db) = try twoCollectors(pg)
+        defer { b.signal(SIGCONT); a.stop(); b.stop(); a.removeDirectory(); b.removeDirectory() }
+        let key = a.createKey(project: "acme")
+        let client = try WireTestClient(port: b.sessionPort, key: key, hello: WireTestClient.hello("agent-6"))
+        XCTAssertNotNil(client.handshake())
+        client.send([.status(Status(timestampMs: 1, state: .stopped))])
+        XCTAssertTrue(a.eventually { a.api("GET", "/agents/agent-6").object["collector"] as? String == "b" })
+        // B is paused past its lease: A no longer sees anyone hold the
+        // agent, so forgetting it through A goes through.
+        b.signal(SIGSTOP)
+        XCTAssertTrue(a.eventually(timeout: 25) { a.api("GET", "/agents/agent-6").object["connected"] as? Bool == false },
+                      a.api("GET", "/agents/agent-6").body)
+        let forget = a.api("DELETE", "/agents/agent-6")
+        XCTAssertEqual(forget.status, 200, forget.body)
+        b.signal(SIGCONT)
+        // B, back, learns it from the change log and closes the session.
+        XCTAssertTrue(client.waitForClose(timeout: 3), "B keeps the session of a forgotten agent")
+        XCTAssertEqual(client.peerError?.code, .rejected)
+        XCTAssertTrue(client.peerError?.message.contains("forgotten") == true, "\(String(describing: client.peerError))")
+        XCTAssertEqual(b.metric("vigil_cluster_forgotten_sessions_closed_total"), 1)
+        // Its end writes nothing back: the agent stays forgotten on both, its lease released.
+        usleep(1_500_000)
+        XCTAssertEqual(pg.scalar("SELECT count(*) FROM agents WHERE id = 'agent-6'", in: db), "0")
+        XCTAssertEqual(pg.scalar("SELECT count(*) FROM agent_states WHERE agent_id = 'agent-6'", in: db), "0")
+        XCTAssertEqual(pg.scalar("SELECT count(*) FROM agent_sessions WHERE agent_id = 'agent-6' AND lease_until_ms > 0", in: db), "0")
+        XCTAssertEqual(a.api("GET", "/agents/agent-6").status, 404)
+        XCTAssertEqual(b.api("GET", "/agents/agent-6").status, 404)
+    }
+
+    func testAfterAFailoverAControlRequestThroughAThirdCollectorReachesTheAgentAtOnce() throws {
+        let pg = try server()
+        let (a, b, db) = try twoCollectors(pg)
+        let dirC = CollectorProcess.makeDirectory()
+        try FileManager.default.createDirectory(atPath: dirC.appendingPathComponent("data").path, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: a.dataDir + "/collector_key", toPath: dirC.appendingPathComponent("data/collector_key").path)
+        let c = try CollectorProcess(directory: dirC, config: ["store = postgresql", "postgresql_url = \(pg.socketConninfo(db))",
+                                                              "collector_id = c"])
+        defer { a.stop(); b.stop(); c.stop(); a.removeDirectory(); b.removeDirectory(); c.removeDirectory() }
+        let key = a.createKey(project: "acme")
+        let client = try WireTestClient(port: a.sessionPort, key: key, hello: WireTestClient.hello("agent-7"))
+        XCTAssertNotNil(client.handshake())
+        XCTAssertTrue(c.eventually { c.api("GET", "/agents/agent-7").object["collector"] as? String == "a" })
+        a.kill9()
+        XCTAssertTrue(client.waitForClose(timeout: 10))
+
+        // Whatever makes B's claim slow (here another transaction holding the
+        // agent's ownership row for a while), the agent is told it is
+        // connected only once B is recorded as its owner.
+        let released = DispatchSemaphore(value: 0)
+        Thread {
+            _ = pg.execute("BEGIN; SELECT 1 FROM agent_sessions WHERE agent_id = 'agent-7' FOR UPDATE; SELECT pg_sleep(1.5); COMMIT",
+                           in: db)
+            released.signal()
+        }.start()
+        XCTAssertTrue(c.eventually {
+            pg.scalar("SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE '%pg_sleep(1.5)%' AND pid <> pg_backend_pid()",
+                      in: db) == "1"
+        })
+        let again = try WireTestClient(port: b.sessionPort, key: key, hello: WireTestClient.hello("agent-7"))
+        XCTAssertNotNil(again.handshake())
+        // Right after B's Welcome: a configuration update through C is
+        // answered by the agent (not relayed to dead A, not staged as for
+        // an agent nobody holds).
+        let (answer, req) = control(c, again, "PUT", "/agents/agent-7/config", #"{"log_level":"debug"}"#, ok: true)
+        XCTAssertEqual(req?.kind, .configUpdate)
+        XCTAssertEqual(answer?.status, 200, answer?.body ?? "no answer")
+        XCTAssertEqual(answer?.object["result"] as? String, "ok", answer?.body ?? "")
+        XCTAssertEqual(released.wait(timeout: .now() + 10), .success)
+        XCTAssertEqual(pg.scalar("SELECT collector_id || ':' || epoch FROM agent_sessions WHERE agent_id = 'agent-7'", in: db), "b:2")
+    }
+
+    func testAConfigurationUpdateRelayedToTheOwnerReachesTheAgentOnce() throws {
+        let pg = try server()
+        let (a, b, _) = try twoCollectors(pg)
+        defer { a.stop(); b.stop(); a.removeDirectory(); b.removeDirectory() }
+        let key = a.createKey(project: "acme")
+        let client = try WireTestClient(port: a.sessionPort, key: key, hello: WireTestClient.hello("agent-8"))
+        XCTAssertNotNil(client.handshake())
+        XCTAssertTrue(b.eventually { b.api("GET", "/agents/agent-8").object["collector"] as? String == "a" })
+        // Through B, held by A: the agent answers it once...
+        let (answer, req) = control(b, client, "PUT", "/agents/agent-8/config", #"{"log_level":"debug"}"#, ok: true)
+        XCTAssertEqual(answer?.status, 200, answer?.body ?? "no answer")
+        XCTAssertEqual(req?.values, [KeyValue("log_level", "debug")])
+        // ...and B's stored change, read back by A from the change log (4 polls
+        // a second), does not send it again.
+        let again = client.waitForRecord(timeout: 2) { if case .controlRequest = $0 { return true }; return false }
+        XCTAssertNil(again, "pushed twice: \(String(describing: again))")
+        XCTAssertGreaterThanOrEqual(a.metric(#"vigil_changes_applied_total{kind="config"}"#) ?? 0, 1, "A read B's change")
+        // A change of another value made elsewhere still reaches the agent.
+        let project = b.api("PUT", "/projects/acme/config", body: #"{"log_format":"json"}"#)
+        XCTAssertEqual(project.status, 200, project.body)
+        let pushed = answerControl(client, kind: .configUpdate, ok: true)
+        XCTAssertEqual(pushed?.values, [KeyValue("log_format", "json")])
+    }
+
+    func testTwoLiveCollectorsWithOneIDAreRefusedOrReported() throws {
+        let pg = try server()
+        let db = pg.freshDatabase()
+        let config = ["store = postgresql", "postgresql_url = \(pg.socketConninfo(db))", "collector_id = twin"]
+        let a = try CollectorProcess(config: config)
+        defer { a.signal(SIGCONT); a.stop(); a.removeDirectory() }
+        XCTAssertTrue(a.eventually { pg.scalar("SELECT instance FROM collectors WHERE id = 'twin'", in: db)?.isEmpty == false })
+
+        // A second process with the same id refuses to start, naming the id and A.
+        XCTAssertThrowsError(try CollectorProcess(config: config)) { error in
+            let text = "\(error)"
+            XCTAssertTrue(text.contains("collector_id 'twin' is in use by another live collector"), text)
+            XCTAssertTrue(text.contains("listen 127.0.0.1:\(a.sessionPort)"), text)
+            XCTAssertTrue(text.contains("http_listen 127.0.0.1:\(a.httpPort)"), text)
+            XCTAssertTrue(text.contains("last heartbeat"), text)
+        }
+        XCTAssertEqual(a.http("GET", "/healthz").status, 200)
+
+        // A paused past its lease: a second process may start with the id...
+        a.signal(SIGSTOP)
+        // Past A's lease; a loop, since a SIGCHLD (the refused process's exit) cuts a usleep short.
+        let expired = Date().addingTimeInterval(11)
+        while Date() < expired { usleep(50_000) }
+        let b = try CollectorProcess(config: config)
+        defer { b.stop(); b.removeDirectory() }
+        a.signal(SIGCONT)
+        // ...and A, back, finds its row held by B: it says so, counts it and is unhealthy.
+        // (The pause itself shows as loop_stalled for a while.)
+        func conflict(_ h: HTTPResult) -> [String: Any]? {
+            (((h.object["detail"] as? [String: Any])?["reasons"] as? [[String: Any]]) ?? []).first { $0["cause"] as? String == "collector_id_conflict" }
+        }
+        XCTAssertTrue(a.eventually { conflict(a.http("GET", "/healthz")) != nil }, a.http("GET", "/healthz").body)
+        let health = a.http("GET", "/healthz")
+        XCTAssertEqual(health.status, 503)
+        let cause = conflict(health)
+        XCTAssertEqual(cause?["other_http_listen"] as? String, "127.0.0.1:\(b.httpPort)", health.body)
+        XCTAssertGreaterThanOrEqual(a.metric("vigil_cluster_id_conflicts_total") ?? 0, 1)
+        XCTAssertTrue(a.log.contains("another live collector runs with this collector_id"), a.log)
+        XCTAssertEqual(b.http("GET", "/healthz").status, 200, b.http("GET", "/healthz").body)
+        XCTAssertEqual(b.metric("vigil_cluster_id_conflicts_total"), 0)
+        // The row stays B's.
+        usleep(1_500_000)
+        XCTAssertEqual(pg.scalar("SELECT http_listen FROM collectors WHERE id = 'twin'", in: db), "127.0.0.1:\(b.httpPort)")
+
+        // A restart on this host right after kill -9 is not refused: the old process is gone.
+        b.kill9()
+        let again = try CollectorProcess.restart(b, config: config)
+        defer { again.stop() }
+        XCTAssertTrue(again.log.contains("the last process with this collector id is gone"), again.log)
+    }
+
     func testSingleCollectorOnSQLite() throws {
         let c = try CollectorProcess(config: ["collector_id = solo"])
         defer { c.stop(); c.removeDirectory() }
@@ -243,5 +391,25 @@ final class ClusterTests: XCTestCase {
         let bad = runCollectorCommand(["check-config", "--set", "collector_id=has space"])
         XCTAssertEqual(bad.status, 2)
         XCTAssertTrue(bad.err.contains("collector_id"), bad.err)
+    }
+
+    func testCheckConfigRefusesAPostgreSQLPasswordFileItCannotRead() throws {
+        let dir = URL(fileURLWithPath: "/tmp/vigil-pw-\(getpid())")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let missing = dir.appendingPathComponent("no-such-password").path
+        let bad = runCollectorCommand(["check-config", "--set", "store=postgresql", "--set", "postgresql_url=dbname=vigil",
+                                       "--set", "postgresql_password_file=\(missing)"])
+        XCTAssertEqual(bad.status, 2, bad.err)
+        XCTAssertTrue(bad.err.contains("postgresql_password_file") && bad.err.contains(missing) && bad.err.contains("no such file"), bad.err)
+        // A directory is not a password file either (root reads any file, so permissions cannot stand in here).
+        let notFile = runCollectorCommand(["check-config", "--set", "postgresql_password_file=\(dir.path)"])
+        XCTAssertEqual(notFile.status, 2, notFile.err)
+        XCTAssertTrue(notFile.err.contains("postgresql_password_file") && notFile.err.contains("not a regular file"), notFile.err)
+        let file = dir.appendingPathComponent("password").path
+        try "secret\n".write(toFile: file, atomically: true, encoding: .utf8)
+        let ok = runCollectorCommand(["check-config", "--set", "postgresql_password_file=\(file)"])
+        XCTAssertEqual(ok.status, 0, ok.err)
+        XCTAssertFalse(ok.out.contains("secret"), ok.out)
     }
 }

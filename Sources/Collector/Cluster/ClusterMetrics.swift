@@ -14,12 +14,18 @@ enum ClusterMetrics {
         p.sample("vigil_cluster_heartbeats_total", ["result": "failed"], c.heartbeatFailures)
         p.single("vigil_cluster_heartbeat_age_seconds", "gauge", "Time since the last heartbeat that committed (-1: none yet).",
                  c.lastHeartbeatAt == 0 ? -1 : Clock.monotonic() - c.lastHeartbeatAt)
+        p.single("vigil_cluster_id_conflicts_total", "counter",
+                 "Heartbeats that found this collector id's row held by another live instance (two processes with one collector_id).",
+                 Double(c.idConflicts))
         p.single("vigil_cluster_leases", "gauge", "Agent sessions this collector holds a lease for.", Double(c.leasesHeld))
         p.family("vigil_cluster_claims_total", "counter", "Agent claims at handshake (epoch + 1) by result.")
         p.sample("vigil_cluster_claims_total", ["result": "sent"], c.claims)
         p.sample("vigil_cluster_claims_total", ["result": "failed"], c.claimFailures)
         p.single("vigil_cluster_stale_sessions_closed_total", "counter",
                  "Sessions closed because another collector claimed their agent with a newer epoch.", Double(c.staleSessionsClosed))
+        p.single("vigil_cluster_forgotten_sessions_closed_total", "counter",
+                 "Sessions closed because their agent was forgotten through another collector (the change log).",
+                 Double(c.forgottenSessionsClosed))
         p.single("vigil_cluster_leases_reaped_total", "counter",
                  "Expired leases (their collector stopped renewing them) this collector found; their agents became not_visible.",
                  Double(c.leasesReaped))

@@ -2,9 +2,14 @@
 // database (docs/COLLECTOR.md, "Cluster") — its id, its heartbeat, and the
 // leases of the agent sessions it holds.
 //
-// Ownership: when a handshake completes the agent is claimed at once (one
-// statement: epoch = previous + 1), whoever held it before — a newer epoch
-// wins without waiting for the old lease. Every `heartbeatInterval` one
+// Ownership: when an agent's identity is accepted the agent is claimed
+// (one statement: epoch = previous + 1), whoever held it before — a newer
+// epoch wins without waiting for the old lease — and only then does its
+// Welcome go out: once the agent (or anyone) can see the session
+// established, every collector finds its owner, so a control request sent
+// anywhere right after a failover reaches it instead of finding no owner
+// (a configuration staged, 202) or the dead one (504). A claim that failed
+// is made again when the session starts, then at each heartbeat. Every `heartbeatInterval` one
 // statement upserts this collector's row and renews the leases of all its
 // sessions to now + `leaseMs`; it answers with the sessions whose agent a
 // newer claim took meanwhile (the agent reconnected elsewhere, e.g. while
@@ -13,13 +18,26 @@
 // releases its lease at once; a collector that dies leaves leases that
 // expire after `leaseMs`: an agent with an expired lease is owned by no one.
 //
+// Collector id: two processes must not run as one collector. Each run has
+// an instance token (`host/pid/random`) kept in the collectors row. At
+// start (`register`, before the loop serves) a row another instance holds
+// with a heartbeat younger than a lease refuses the start, naming that
+// instance's addresses and heartbeat age — unless it is a process of this
+// host that is gone (a restart right after kill -9). While running, a
+// heartbeat that finds the row taken by another instance leaves it alone,
+// logs and counts it (`vigil_cluster_id_conflicts_total`) and /healthz
+// answers 503 (`collector_id_conflict`) for as long as that lasts.
+//
 // Nothing here runs per record or inside an ingest transaction: one claim
 // and one release per session, one heartbeat per second for all of them.
 // On SQLite (not shared) the same calls answer as a cluster of one.
 //
 // Thread: loop thread.
 import CollectorStore
+import Glibc
+import JSON
 import Reactor
+import Wire
 
 final class ClusterNode: SessionOwnership {
     /// How long a lease runs without renewal (ms): a collector silent this
@@ -29,6 +47,8 @@ final class ClusterNode: SessionOwnership {
     static let heartbeatInterval = 1.0
 
     let id: String
+    /// This run of the process: `host/pid/random`.
+    let instance: String
     let loop: EventLoop
     let store: any OperatedStore
     private(set) var relay: ControlRelay!
@@ -46,9 +66,19 @@ final class ClusterNode: SessionOwnership {
         var claiming: Bool
     }
     private var leases: [String: Lease] = [:]
-    /// Agents whose stale session is being closed (until its end is seen).
+    /// Agents whose session is being closed without writing their state —
+    /// taken by a newer claim elsewhere, or forgotten — until its end is seen.
     private var takenElsewhere: Set<String> = []
+    /// Sessions closed because their agent was forgotten through another collector.
+    private(set) var forgottenSessionsClosed: UInt64 = 0
     private var generation: UInt64 = 0
+    /// Epochs claimed before a Welcome, until the session starts (a
+    /// handshake that fails after its claim leaves an entry that the
+    /// agent's next claim replaces; its lease expires unrenewed).
+    private var claimedAtHandshake: [String: Int64] = [:]
+    /// Values agents here accepted through relayed configuration updates,
+    /// until the asker's stored change comes back (`takeRelayedConfig`).
+    private var relayedConfig: [String: [String: String]] = [:]
     private var timer: TimerWatcher?
     private var heartbeatRunning = false
     private var reaping = false
@@ -67,9 +97,15 @@ final class ClusterNode: SessionOwnership {
     private(set) var leasesReaped: UInt64 = 0
     /// The last heartbeat that committed (monotonic seconds; 0: none yet).
     private(set) var lastHeartbeatAt = 0.0
+    /// Heartbeats that found this id's row held by another instance.
+    private(set) var idConflicts: UInt64 = 0
+    /// That instance, as the last heartbeat found it; nil while the row is ours.
+    private(set) var displacedBy: CollectorHolder?
 
-    init(id: String, loop: EventLoop, store: any OperatedStore, manager: ConnectedAgents, presence: @escaping () -> CollectorPresence) {
+    init(id: String, instance: String, loop: EventLoop, store: any OperatedStore, manager: ConnectedAgents,
+         presence: @escaping () -> CollectorPresence) {
         self.id = id
+        self.instance = instance
         self.loop = loop
         self.store = store
         self.presence = presence
@@ -96,6 +132,52 @@ final class ClusterNode: SessionOwnership {
     private func setLease(_ agent: String, _ lease: Lease?) {
         let old = lease == nil ? leases.removeValue(forKey: agent) : leases.updateValue(lease!, forKey: agent)
         leasesHeld += (lease?.epoch != nil ? 1 : 0) - (old?.epoch != nil ? 1 : 0)
+    }
+
+    /// A new instance token: this host, this process, 9 random bytes.
+    static func makeInstance(hostName: String) -> String {
+        let host = ClusterNames.collectorID(from: hostName)
+        return "\(host)/\(getpid())/" + Base64URL.encode(Array(Key32.random().bytes.prefix(9)))
+    }
+
+    /// Whether `instance` names a process of this host that no longer runs.
+    static func isGone(_ instance: String, hostName: String) -> Bool {
+        let f = instance.split(separator: "/")
+        guard f.count == 3, String(f[0]) == ClusterNames.collectorID(from: hostName), let pid = pid_t(f[1]), pid > 0 else { return false }
+        return pid != getpid() && kill(pid, 0) != 0 && errno == ESRCH
+    }
+
+    /// Why the collector id cannot be used, for a refused start.
+    static func refusal(_ h: CollectorHolder) -> String {
+        "collector_id '\(h.id)' is in use by another live collector (listen \(h.listen.isEmpty ? "?" : h.listen), "
+            + "http_listen \(h.httpListen.isEmpty ? "?" : h.httpListen), instance \(h.instance), last heartbeat \(h.heartbeatAgeMs) ms ago); "
+            + "give each collector its own collector_id, or wait until its lease (\(ClusterNode.leaseMs / 1000) s) has expired"
+    }
+
+    /// Start, blocking, before the loop serves: takes this id's row, or
+    /// throws the refusal when another live instance holds it.
+    func register(hostName: String) throws {
+        var replacing: String?
+        while true {
+            guard let holder = try store.registerCollector(presence(), leaseMs: ClusterNode.leaseMs, replacing: replacing) else { return }
+            guard replacing == nil, ClusterNode.isGone(holder.instance, hostName: hostName) else {
+                throw ClusterNode.IDInUse(description: ClusterNode.refusal(holder))
+            }
+            Log.info("cluster: the last process with this collector id is gone; taking its row over",
+                     ["collector_id": id, "instance": holder.instance])
+            replacing = holder.instance
+        }
+    }
+
+    struct IDInUse: Error, CustomStringConvertible { let description: String }
+
+    /// Why /healthz should answer 503 on this collector's account.
+    func problems() -> [JSON] {
+        guard let h = displacedBy else { return [] }
+        return [.object([("cause", .string("collector_id_conflict")),
+                         ("detail", .string("another live collector runs with collector_id '\(h.id)'")),
+                         ("other_listen", .string(h.listen)), ("other_http_listen", .string(h.httpListen)),
+                         ("other_instance", .string(h.instance)), ("heartbeat_age_ms", .int(h.heartbeatAgeMs))])]
     }
 
     /// The epoch this collector holds `agent` with, nil when none (yet).
@@ -134,19 +216,68 @@ final class ClusterNode: SessionOwnership {
 
     // MARK: sessions
 
+    func claimAtHandshake(agent: String, done: @escaping () -> Void) {
+        // A database of one collector: nobody else to tell; claimed at start.
+        guard store.isShared, !stopped else { return done() }
+        claims &+= 1
+        store.claimAgent(agent, collector: id, leaseMs: ClusterNode.leaseMs) { [weak self] r in
+            guard let self else { return done() }
+            switch r {
+            case .success(let epoch):
+                // Bounded: an entry lost here only means a second claim at start.
+                if self.claimedAtHandshake.count >= 65_536 { self.claimedAtHandshake.removeAll() }
+                self.claimedAtHandshake[agent] = epoch
+            case .failure(let e):
+                // Claimed again when the session starts.
+                self.claimFailures &+= 1
+                self.claimedAtHandshake[agent] = nil
+                Log.warn("cluster: claiming agent failed", ["agent": agent, "error": "\(e)"])
+            }
+            done()
+        }
+    }
+
     func sessionStarted(agent: String) {
         takenElsewhere.remove(agent)
         generation &+= 1
+        if let epoch = claimedAtHandshake.removeValue(forKey: agent) {
+            setLease(agent, Lease(generation: generation, epoch: epoch, claiming: false))
+            return
+        }
         setLease(agent, Lease(generation: generation, epoch: nil, claiming: false))
         claim(agent)
     }
 
     func sessionEnded(agent: String) -> Bool {
+        relayedConfig[agent] = nil
         guard let lease = leases[agent] else { return takenElsewhere.remove(agent) == nil }
         setLease(agent, nil)
         if let epoch = lease.epoch { release(SessionLease(agent: agent, epoch: epoch)) }
         // A claim in flight releases when it answers (the lease is gone).
         return true
+    }
+
+    func sessionForgotten(agent: String) {
+        forgottenSessionsClosed &+= 1
+        takenElsewhere.insert(agent)
+        guard let lease = leases[agent] else { return }
+        setLease(agent, nil)
+        if let epoch = lease.epoch { release(SessionLease(agent: agent, epoch: epoch)) }
+    }
+
+    /// A relayed configuration update the agent accepted (ControlRelay).
+    func relayedConfigApplied(agent: String, values: [KeyValue]) {
+        // Bounded: a memory lost here only means one push too many.
+        if relayedConfig.count >= 65_536 { relayedConfig.removeAll() }
+        for kv in values { relayedConfig[agent, default: [:]][kv.key] = kv.value }
+    }
+
+    func takeRelayedConfig(agent: String, keys: [String]) -> [String: String] {
+        guard var held = relayedConfig[agent] else { return [:] }
+        var out: [String: String] = [:]
+        for k in keys { if let v = held.removeValue(forKey: k) { out[k] = v } }
+        relayedConfig[agent] = held.isEmpty ? nil : held
+        return out
     }
 
     private func claim(_ agent: String) {
@@ -178,6 +309,21 @@ final class ClusterNode: SessionOwnership {
     private func release(_ lease: SessionLease) {
         store.releaseAgent(lease, collector: id) { r in
             if case .failure(let e) = r { Log.debug("cluster: releasing agent failed", ["agent": lease.agent, "error": "\(e)"]) }
+        }
+    }
+
+    /// A heartbeat found this id's row held by `holder` (nil: ours).
+    private func noteHolder(_ holder: CollectorHolder?) {
+        defer { displacedBy = holder }
+        guard let holder else {
+            if displacedBy != nil { Log.info("cluster: this collector's row is its own again", ["collector_id": id]) }
+            return
+        }
+        idConflicts &+= 1
+        if displacedBy?.instance != holder.instance {
+            Log.error("cluster: another live collector runs with this collector_id; /healthz answers 503 until one of them stops",
+                      ["collector_id": id, "instance": instance, "other_instance": holder.instance, "other_listen": holder.listen,
+                       "other_http_listen": holder.httpListen, "other_heartbeat_age_ms": "\(holder.heartbeatAgeMs)"])
         }
     }
 
@@ -221,6 +367,7 @@ final class ClusterNode: SessionOwnership {
             case .success(let answer):
                 self.heartbeats &+= 1
                 self.lastHeartbeatAt = Clock.monotonic()
+                self.noteHolder(answer.displacedBy)
                 for lost in answer.lost where self.leases[lost.agent]?.epoch == lost.epoch {
                     // Another collector holds the agent now: this session is stale.
                     self.setLease(lost.agent, nil)

@@ -17,7 +17,10 @@
 // for this collector in one statement. Each runs through the ControlRouter
 // exactly as a local request (same audit row, with the asker's actor; the
 // time left until the row's deadline as its timeout), and its outcome is
-// written to the row with a NOTIFY to the asker. A command whose agent has
+// written to the row with a NOTIFY to the asker. A configuration update the
+// agent accepted is remembered (ClusterNode.relayedConfigApplied): the
+// asker stores it as the agent's overrides, and when that change comes
+// back through the change log it is not pushed a second time. A command whose agent has
 // no session here any more ends `disconnected`; one already past its
 // deadline ends `timeout` without reaching the agent.
 //
@@ -187,9 +190,14 @@ final class ControlRelay {
         guard c.remainingMs > 0 else { return finish(c, .timedOut) }
         guard let session = manager.session(forAgent: c.agent) else { return finish(c, .disconnected) }
         let audit = AuditContext(actor: c.requestedBy, action: ControlRelay.auditAction(kind), target: c.agent, detail: c.detail)
-        manager.control.send(to: session, kind: kind, values: ControlRelay.decode(c.payload), timeout: Double(c.remainingMs) / 1000,
+        let values = ControlRelay.decode(c.payload)
+        manager.control.send(to: session, kind: kind, values: values, timeout: Double(c.remainingMs) / 1000,
                              audit: audit) { [weak self] outcome in
-            self?.finish(c, outcome)
+            guard let self else { return }
+            // The asker stores these values next; that change, read back
+            // from the change log, is then not pushed to the agent again.
+            if kind == .configUpdate, case .accepted = outcome { self.node.relayedConfigApplied(agent: c.agent, values: values) }
+            self.finish(c, outcome)
         }
     }
 

@@ -188,6 +188,12 @@ public struct CollectorSettings: Sendable {
     } + [ConfigCheck(keys: ["store", "postgresql_url"]) { c in
         guard c.string("store") == "postgresql", c.string("postgresql_url").isEmpty else { return [] }
         return [c.invalid("postgresql_url", expected: "the PostgreSQL server and database (store = postgresql)", got: nil)]
+    }, ConfigCheck(keys: ["postgresql_password_file"]) { c in
+        // Found now (check-config, a start, a reload), not at the first connection.
+        let path = c.string("postgresql_password_file")
+        guard !path.isEmpty, let why = CollectorSettings.unreadableFile(path) else { return [] }
+        return [c.invalid("postgresql_password_file", expected: "a readable file holding the PostgreSQL password (\(path): \(why))",
+                          got: path)]
     }, ConfigCheck(keys: ["collector_id"]) { c in
         let id = c.string("collector_id")
         if id.isEmpty || ClusterNames.isValidCollectorID(id) { return [] }
@@ -202,6 +208,17 @@ public struct CollectorSettings: Sendable {
         let missing = cert.isEmpty ? "http_tls_cert" : "http_tls_key"
         return [c.invalid(missing, expected: "a PEM file: http_tls_cert and http_tls_key are set together", got: "")]
     }] + RemoteWriteSettings.checks
+
+    /// Why `path` cannot be read as a file; nil when it can.
+    static func unreadableFile(_ path: String) -> String? {
+        var st = stat()
+        guard stat(path, &st) == 0 else { return errno == ENOENT ? "no such file" : String(cString: strerror(errno)) }
+        guard (st.st_mode & S_IFMT) == S_IFREG else { return "not a regular file" }
+        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return "cannot be read: \(String(cString: strerror(errno)))" }
+        Glibc.close(fd)
+        return nil
+    }
 
     static let metricsListenExpectation = "an IP address and port (a host name cannot be listened on), or empty for none"
 

@@ -227,7 +227,7 @@ public final class CollectorServer {
         let health = HealthWatch(loop: loop, store: store, loopStall: settings.healthLoopStall, storeStall: settings.healthStoreStall)
         health.start()
         healthWatch = health
-        api.health = { [unowned health] in health.problems() }
+        api.health = { [unowned health, unowned self] in health.problems() + (self.cluster?.problems() ?? []) }
         self.api = api
         let http = HTTPServer(loop: loop) { [unowned api] req, responder in api.handle(req, responder) }
         // The token (or console session) is checked before a body is read.
@@ -253,10 +253,17 @@ public final class CollectorServer {
         let startedMs = Clock.wallMillis()
         let collectorID = ClusterNode.collectorID(configured: settings.collectorID, hostName: CollectorServer.hostName(),
                                                   listen: listener!.localAddress.description)
-        let node = ClusterNode(id: collectorID, loop: loop, store: store, manager: manager) { [unowned self, unowned manager] in
+        let instance = ClusterNode.makeInstance(hostName: CollectorServer.hostName())
+        let node = ClusterNode(id: collectorID, instance: instance, loop: loop, store: store, manager: manager) { [unowned self, unowned manager] in
             CollectorPresence(id: collectorID, startedMs: startedMs, listen: "\(self.listener?.localAddress.description ?? "")",
                               httpListen: "\(self.settings.httpListen.withPort(self.http?.port ?? 0))", sessions: manager.established,
-                              lagP99Us: Int64(self.loop.lag.quantile(0.99)), version: CollectorVersion.current)
+                              lagP99Us: Int64(self.loop.lag.quantile(0.99)), version: CollectorVersion.current, instance: instance)
+        }
+        // Two live processes with one collector id would pass for one: refused.
+        do {
+            try node.register(hostName: CollectorServer.hostName())
+        } catch {
+            throw StartError(description: "\(error)")
         }
         node.closeStaleSession = { [unowned manager] agent in manager.closeStaleSession(agent: agent) }
         manager.ownership = node

@@ -198,13 +198,19 @@ extension SessionManager {
     /// - `config`: the named keys go, as one configuration update, to the
     ///   connected agents they affect — for a project change each agent that
     ///   does not override the key itself, for an agent change that agent —
-    ///   with the value now in force (agent, else project, else the default);
+    ///   with the value now in force (agent, else project, else the default)
+    ///   — except values the agent accepted already through the relayed
+    ///   update that this change stores (ControlRelay);
     /// - `key`: the negative cache forgets the project (a new key works at
     ///   once; revoked keys end sessions through KeyRevocations);
-    /// - `identity`: nothing is cached (identities are read at each handshake).
+    /// - `identity`: nothing is cached (identities are read at each handshake);
+    ///   but an agent with a session here whose row is gone was forgotten
+    ///   through another collector: its session closes, without its end
+    ///   writing the agent back (an identity reset keeps the row and the session).
     func applyChanges(_ changes: [ChangeRecord]) {
         var patternProjects: [String] = [], monitorProjects: [String] = []
         var configs: [String: Set<String>] = [:]   // "project\0agent" → keys
+        var identities: [String] = []
         for c in changes {
             switch c.kind {
             case .patterns: if !patternProjects.contains(c.project) { patternProjects.append(c.project) }
@@ -212,15 +218,26 @@ extension SessionManager {
             case .config:
                 configs[c.project + "\u{0}" + c.agent, default: []].formUnion(c.detail.split(separator: ",").map(String.init))
             case .key: keys.forgetUnknown(project: c.project)
-            case .identity: break
+            case .identity: if agents[c.agent] != nil && !identities.contains(c.agent) { identities.append(c.agent) }
             }
         }
+        for id in identities { closeIfForgotten(agent: id) }
         let connected = Set(agents.values.map(\.projectName))
         for p in patternProjects { refreshPatterns(project: p, connected: connected.contains(p)) }
         for p in monitorProjects { refreshSchedules(project: p, connected: connected.contains(p)) }
         for (k, keys) in configs.sorted(by: { $0.key < $1.key }) {
             let parts = k.split(separator: "\u{0}", omittingEmptySubsequences: false).map(String.init)
             pushChangedConfig(project: parts[0], agent: parts[1], keys: keys.sorted())
+        }
+    }
+
+    /// The agent's session closes when its row is gone (forgotten elsewhere).
+    private func closeIfForgotten(agent id: String) {
+        store.agent(id: id) { [weak self] result in
+            guard let self, case .failure(.notFound) = result, let s = self.agents[id] else { return }
+            Log.info("session closed: the agent was forgotten through another collector", ["agent": id])
+            self.ownership?.sessionForgotten(agent: id)
+            s.close(.local, error: ErrorRecord(code: .rejected, message: "the agent was forgotten on the collector"))
         }
     }
 
@@ -308,7 +325,10 @@ extension SessionManager {
             self.store.configOverrides(project: project, agent: agent) { [weak self] own in
                 guard let self, case .success(let agentValues) = own,
                       let s = self.agents[agent], s.phase == .established else { return }
-                let values = self.allowedByPolicy(keys.compactMap { k in inForce(k, own: agentValues).map { KeyValue(k, $0) } }, of: s)
+                // Values it accepted already, through a relayed update whose stored change this is, are not sent again.
+                let applied = self.ownership?.takeRelayedConfig(agent: agent, keys: keys) ?? [:]
+                let changed = keys.compactMap { k in inForce(k, own: agentValues).flatMap { v in applied[k] == v ? nil : KeyValue(k, v) } }
+                let values = self.allowedByPolicy(changed, of: s)
                 guard !values.isEmpty else { return }
                 self.control.send(to: s, kind: .configUpdate, values: values, timeout: 30,
                                   audit: AuditContext(actor: "collector", action: "config.converge", target: agent,

@@ -423,14 +423,20 @@ extension SessionManager: AgentSessionContext {
     func verifyIdentity(_ s: AgentSession, agentID: String, key: Key32) {
         let project = s.projectName
         let publicKey = Base64URL.encode(key.bytes)
+        // Accepted: the agent is claimed before its Welcome (ClusterNode).
+        let ownership = self.ownership
+        let accept = { [weak s] in
+            guard let ownership else { s?.identityAnswered(.accepted); return }
+            ownership.claimAtHandshake(agent: agentID) { [weak s] in s?.identityAnswered(.accepted) }
+        }
         store.enrollAgent(id: agentID, projectId: s.projectId, publicKey: publicKey, at: Clock.wallMillis()) { [weak s] r in
             guard let s else { return }
             switch r {
             case .success(.enrolled):
                 Log.info("agent enrolled", ["agent": agentID, "project": project, "public_key": publicKey])
-                s.identityAnswered(.accepted)
+                accept()
             case .success(.known):
-                s.identityAnswered(.accepted)
+                accept()
             case .success(.keyMismatch):
                 s.identityAnswered(.refused(ErrorRecord(code: .identityMismatch, message:
                     "agent id '\(agentID)' is enrolled with another static key; if this host was rebuilt, "

@@ -389,6 +389,11 @@ enum PGMigrations {
         CREATE INDEX control_commands_pending ON control_commands(owner, id) WHERE result IS NULL AND taken_ms IS NULL;
         CREATE INDEX control_commands_created ON control_commands(created_ms);
         """),
+        // Which run of a collector holds its id's row (host/pid/random): two
+        // live processes configured with one collector id are told apart.
+        PGMigration(version: 11, name: "collector instance", sql: """
+        ALTER TABLE collectors ADD COLUMN instance text NOT NULL DEFAULT '';
+        """),
     ]
 
     static var latest: Int { all.last?.version ?? 0 }

@@ -6,9 +6,18 @@
 // write connection — never inside a batch's (ingest) transaction, so a
 // NOTIFY here cannot ride on, or wait for, an ingest commit's fate. The
 // claim made at every handshake runs on the handshake lane instead, so it
-// does not wait behind the ingest backlog either. A
+// does not wait behind the ingest backlog either — and so do the release,
+// the heartbeat (lease renewal) and a control request's owner lookup, which
+// depend on no ingest write. A
 // NOTIFY (pg_notify) is sent when its transaction commits, so the other
 // side never reads a row before it exists.
+//
+// Collector ids: each run of a process has an instance token (host/pid/
+// random). At start the id's row is taken only when no other live instance
+// holds it (`registerCollector`, blocking, before the loop serves); a
+// heartbeat writes the row only while it is this instance's (or the other
+// instance's heartbeat is older than a lease), and otherwise reports who
+// holds it, so two processes configured with one id do not pass for one.
 //
 // Ownership: a claim sets epoch = previous + 1 in one upsert, whoever held
 // the agent — the newer epoch wins at once, without waiting for the old
@@ -17,6 +26,7 @@
 // lease and heartbeat times are the server's clock (`clock_timestamp()`).
 //
 // Loop thread only, like the store.
+internal import CPQ
 
 extension PostgreSQLStore: ClusterStore {
     /// The server's clock in epoch milliseconds, in SQL.
@@ -24,22 +34,68 @@ extension PostgreSQLStore: ClusterStore {
 
     public var isShared: Bool { true }
 
+    public func registerCollector(_ p: CollectorPresence, leaseMs: Int64, replacing: String?) throws(StoreError) -> CollectorHolder? {
+        let now = Self.serverNowMs
+        return try Self.withBlockingConnection(options) { conn throws(StoreError) -> CollectorHolder? in
+            // The row is taken when it is free ('': written before instances
+            // existed), this instance's, a dead instance's, or its heartbeat
+            // is older than a lease; otherwise it stays as it is.
+            let taken = try Self.blockingRows(conn, """
+                INSERT INTO collectors(id, started_ms, heartbeat_ms, listen, http_listen, sessions, lag_p99_us, version, instance)
+                VALUES ($1, $2, \(now), $3, $4, 0, 0, $5, $6)
+                ON CONFLICT (id) DO UPDATE SET started_ms = excluded.started_ms, heartbeat_ms = excluded.heartbeat_ms,
+                    listen = excluded.listen, http_listen = excluded.http_listen, sessions = 0, lag_p99_us = 0,
+                    version = excluded.version, instance = excluded.instance
+                WHERE collectors.instance IN ('', excluded.instance, $7) OR collectors.heartbeat_ms <= \(now) - $8::bigint
+                RETURNING id
+                """, [p.id, PGText.int(p.startedMs), p.listen, p.httpListen, p.version, p.instance, replacing ?? "", PGText.int(leaseMs)])
+            guard taken.isEmpty else { return nil }
+            let r = try Self.blockingRows(conn, """
+                SELECT instance, listen, http_listen, \(now) - heartbeat_ms FROM collectors WHERE id = $1
+                """, [p.id])
+            guard let row = r.first else { throw .unavailable("collector '\(p.id)': its row went while starting") }
+            return CollectorHolder(id: p.id, instance: row[0] ?? "", listen: row[1] ?? "", httpListen: row[2] ?? "",
+                                   heartbeatAgeMs: Int64(row[3] ?? "") ?? 0)
+        }
+    }
+
+    /// One statement with text parameters on a blocking connection; its rows as text.
+    static func blockingRows(_ conn: OpaquePointer, _ sql: String, _ params: [String?]) throws(StoreError) -> [[String?]] {
+        let r = withOptionalCStrings(params) { values in PQexecParams(conn, sql, Int32(params.count), nil, values, nil, nil, 0) }
+        defer { PQclear(r) }
+        let st = PQresultStatus(r)
+        guard st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK else {
+            throw .backend("PostgreSQL: \(String(cString: PQresultErrorMessage(r)).split(separator: "\n").joined(separator: " "))")
+        }
+        var rows: [[String?]] = []
+        for i in 0..<PQntuples(r) {
+            var row: [String?] = []
+            for j in 0..<PQnfields(r) { row.append(PQgetisnull(r, i, j) == 0 ? String(cString: PQgetvalue(r, i, j)) : nil) }
+            rows.append(row)
+        }
+        return rows
+    }
+
     public func heartbeat(_ p: CollectorPresence, leases: [SessionLease], leaseMs: Int64,
                           completion: @escaping (Result<HeartbeatAnswer, StoreError>) -> Void) {
         let now = Self.serverNowMs
         let params: [String?] = [p.id, PGText.int(p.startedMs), p.listen, p.httpListen, String(p.sessions), PGText.int(p.lagP99Us),
                                  p.version, PGText.array(leases.map(\.agent)), "{" + leases.map { String($0.epoch) }.joined(separator: ",") + "}",
-                                 PGText.int(leaseMs)]
+                                 PGText.int(leaseMs), p.instance]
         // rows: 0 — a heartbeat is never refused for a full ingest queue
-        // (its leases would lapse under load).
-        enqueueWrite(rows: 0, { (tx: PGTransaction<HeartbeatAnswer>) in
+        // (its leases would lapse under load); and on the handshake lane,
+        // not behind the ingest backlog: after a failover the new holder's
+        // write queue is deep with re-sent batches, and a renewal waiting
+        // there let leases expire, so the agents it held showed unowned.
+        enqueueWrite(rows: 0, lane: .handshake, { (tx: PGTransaction<HeartbeatAnswer>) in
             tx.query("""
                 WITH me AS (
-                    INSERT INTO collectors(id, started_ms, heartbeat_ms, listen, http_listen, sessions, lag_p99_us, version)
-                    VALUES ($1, $2, \(now), $3, $4, $5, $6, $7)
+                    INSERT INTO collectors(id, started_ms, heartbeat_ms, listen, http_listen, sessions, lag_p99_us, version, instance)
+                    VALUES ($1, $2, \(now), $3, $4, $5, $6, $7, $11)
                     ON CONFLICT (id) DO UPDATE SET started_ms = excluded.started_ms, heartbeat_ms = excluded.heartbeat_ms,
                         listen = excluded.listen, http_listen = excluded.http_listen, sessions = excluded.sessions,
-                        lag_p99_us = excluded.lag_p99_us, version = excluded.version
+                        lag_p99_us = excluded.lag_p99_us, version = excluded.version, instance = excluded.instance
+                    WHERE collectors.instance IN (excluded.instance, '') OR collectors.heartbeat_ms <= \(now) - $10::bigint
                     RETURNING id),
                 mine AS (SELECT * FROM unnest($8::text[], $9::bigint[]) AS m(agent_id, epoch)),
                 renewed AS (
@@ -53,14 +109,24 @@ extension PostgreSQLStore: ClusterStore {
                 SELECT 'lost', m.agent_id, m.epoch FROM mine m JOIN agent_sessions s ON s.agent_id = m.agent_id WHERE s.epoch > m.epoch
                 UNION ALL
                 SELECT 'pending', NULL, count(*) FROM control_commands WHERE owner = $1 AND result IS NULL AND taken_ms IS NULL
+                UNION ALL
+                SELECT 'holder', instance || ' ' || listen || ' ' || http_listen, \(now) - heartbeat_ms FROM collectors
+                WHERE id = $1 AND instance <> $11 AND instance <> '' AND heartbeat_ms > \(now) - $10::bigint
                 """, params) { r in
                 var lost: [SessionLease] = []
                 var pending = 0
+                var holder: CollectorHolder?
                 for i in 0..<r.count {
                     if r.text(i, 0) == "lost", let a = r.text(i, 1), let e = r.int(i, 2) { lost.append(SessionLease(agent: a, epoch: e)) }
                     if r.text(i, 0) == "pending" { pending = Int(r.int(i, 2) ?? 0) }
+                    if r.text(i, 0) == "holder" {
+                        // Instance and addresses hold no spaces.
+                        let f = (r.text(i, 1) ?? "").split(separator: " ", omittingEmptySubsequences: false).map(String.init)
+                        holder = CollectorHolder(id: p.id, instance: f.first ?? "", listen: f.count > 1 ? f[1] : "",
+                                                 httpListen: f.count > 2 ? f[2] : "", heartbeatAgeMs: r.int(i, 2) ?? 0)
+                    }
                 }
-                tx.done(HeartbeatAnswer(lost: lost, pendingCommands: pending))
+                tx.done(HeartbeatAnswer(lost: lost, pendingCommands: pending, displacedBy: holder))
             }
         }, completion: completion)
     }
@@ -82,7 +148,8 @@ extension PostgreSQLStore: ClusterStore {
     }
 
     public func releaseAgent(_ lease: SessionLease, collector: String, completion: @escaping (Result<Void, StoreError>) -> Void) {
-        enqueueWrite(rows: 0, { (tx: PGTransaction<Void>) in
+        // On the claims' lane, in order with them.
+        enqueueWrite(rows: 0, lane: .handshake, { (tx: PGTransaction<Void>) in
             tx.query("""
                 UPDATE agent_sessions SET lease_until_ms = 0 WHERE agent_id = $1 AND collector_id = $2 AND epoch = $3
                 """, [lease.agent, collector, PGText.int(lease.epoch)]) { _ in tx.done(()) }
@@ -130,7 +197,9 @@ extension PostgreSQLStore: ClusterStore {
 
     public func agentOwners(_ agents: [String], completion: @escaping (Result<[String: AgentOwner], StoreError>) -> Void) {
         guard !agents.isEmpty else { return deliverLater(completion, .success([:])) }
-        enqueueRead({ (tx: PGTransaction<[String: AgentOwner]>) in
+        // On the handshake lane, where claims are written: a control request
+        // does not wait behind this collector's ingest backlog to find an owner.
+        enqueueRead(lane: .handshake, { (tx: PGTransaction<[String: AgentOwner]>) in
             tx.query("""
                 SELECT agent_id, collector_id, epoch, lease_until_ms FROM agent_sessions
                 WHERE agent_id = ANY($1::text[]) AND lease_until_ms > \(Self.serverNowMs)

@@ -28,9 +28,14 @@ public struct CollectorPresence: Equatable, Sendable {
     /// The loop's lag, 99th percentile (µs).
     public var lagP99Us: Int64
     public var version: String
+    /// This run of the process (`host/pid/random`, new at every start): two
+    /// processes configured with one collector id are told apart by it.
+    public var instance: String
 
-    public init(id: String, startedMs: Int64, listen: String, httpListen: String, sessions: Int, lagP99Us: Int64, version: String) {
+    public init(id: String, startedMs: Int64, listen: String, httpListen: String, sessions: Int, lagP99Us: Int64, version: String,
+                instance: String = "") {
         self.id = id
+        self.instance = instance
         self.startedMs = startedMs
         self.listen = listen
         self.httpListen = httpListen
@@ -81,6 +86,25 @@ public struct AgentOwner: Equatable, Sendable {
     }
 }
 
+/// The process that holds a collector id's row: another instance when a
+/// start is refused or a heartbeat finds the row taken.
+public struct CollectorHolder: Equatable, Sendable {
+    public var id: String
+    public var instance: String
+    public var listen: String
+    public var httpListen: String
+    /// Age of its last heartbeat (ms, the database's clock).
+    public var heartbeatAgeMs: Int64
+
+    public init(id: String, instance: String, listen: String, httpListen: String, heartbeatAgeMs: Int64) {
+        self.id = id
+        self.instance = instance
+        self.listen = listen
+        self.httpListen = httpListen
+        self.heartbeatAgeMs = heartbeatAgeMs
+    }
+}
+
 /// What a heartbeat learnt.
 public struct HeartbeatAnswer: Equatable, Sendable {
     /// Sessions of this collector whose agent another claim took since
@@ -88,10 +112,14 @@ public struct HeartbeatAnswer: Equatable, Sendable {
     public var lost: [SessionLease]
     /// Control commands for this collector not taken yet (a NOTIFY missed).
     public var pendingCommands: Int
+    /// Another instance holds this collector id's row (the heartbeat left
+    /// the row alone); nil while the row is this instance's.
+    public var displacedBy: CollectorHolder?
 
-    public init(lost: [SessionLease], pendingCommands: Int) {
+    public init(lost: [SessionLease], pendingCommands: Int, displacedBy: CollectorHolder? = nil) {
         self.lost = lost
         self.pendingCommands = pendingCommands
+        self.displacedBy = displacedBy
     }
 }
 
@@ -149,7 +177,14 @@ public protocol ControlListening: AnyObject {
 public protocol ClusterStore: AnyObject {
     /// Whether other collectors can share this database (false: SQLite).
     var isShared: Bool { get }
-    /// Upserts the collector's row (heartbeat now) and renews the lease of
+    /// Collector start, blocking (before the loop serves): takes the row of
+    /// `presence.id` for `presence.instance` unless another instance holds
+    /// it with a heartbeat younger than `leaseMs` — then leaves it and
+    /// returns that holder. `replacing`: an instance known to be dead (its
+    /// process is gone from this host), taken over whatever its heartbeat.
+    func registerCollector(_ presence: CollectorPresence, leaseMs: Int64, replacing: String?) throws(StoreError) -> CollectorHolder?
+    /// Upserts the collector's row (heartbeat now) — unless another
+    /// instance holds it (`HeartbeatAnswer.displacedBy`) — and renews the lease of
     /// every session in `leases` to now + `leaseMs` — one statement — and
     /// deletes relayed commands older than an hour (a bounded number).
     func heartbeat(_ presence: CollectorPresence, leases: [SessionLease], leaseMs: Int64,
@@ -194,6 +229,13 @@ public protocol ClusterStore: AnyObject {
     /// Lost connections come back with backoff. nil when not shared.
     func listenControl(collector: String, notified: @escaping (String) -> Void,
                        listening: @escaping () -> Void) -> ControlListening?
+}
+
+extension ClusterStore {
+    /// A database of one collector has nobody to share an id with.
+    public func registerCollector(_ presence: CollectorPresence, leaseMs: Int64, replacing: String?) throws(StoreError) -> CollectorHolder? {
+        nil
+    }
 }
 
 public enum ClusterNames {

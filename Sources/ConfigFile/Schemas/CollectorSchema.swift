@@ -38,8 +38,8 @@ public enum CollectorSchema {
                   help: "with store = postgresql: the server and database, handed to libpq as written "
                       + "(postgresql://user@host:port/db?sslmode=… or host=… dbname=… pairs); shown redacted"),
         ConfigKey("postgresql_password_file", .string(allowEmpty: true), default: "",
-                  help: "file holding the PostgreSQL password (read at start, never logged); empty: the URL's, "
-                      + "PGPASSWORD or ~/.pgpass, as libpq finds it"),
+                  help: "file holding the PostgreSQL password (read at start, never logged; it must exist and be readable); "
+                      + "empty: the URL's, PGPASSWORD or ~/.pgpass, as libpq finds it"),
         ConfigKey("collector_id", .string(allowEmpty: true), default: "",
                   help: "this collector's name in a cluster (agent ownership, control relayed through the database, "
                       + "`cluster status`): 1 to 48 of A-Z a-z 0-9 . _ -, unique per collector; empty: the host name "
