@@ -114,6 +114,9 @@ enum CollectorMetrics {
         p.sample("vigil_dropped_total", ["cause": "write_refused"], s.writesRefused)
         p.sample("vigil_dropped_total", ["cause": "state_write_failed"], s.stateWritesFailed)
         p.single("vigil_window_pauses_total", "counter", "Sessions paused for exceeding their in-flight window.", Double(s.windowPauses))
+        p.single("vigil_store_pushbacks_total", "counter", "Sessions paused because the store refused a batch as overloaded.", Double(s.storePushbacks))
+        p.single("vigil_sessions_pushed_back", "gauge", "Sessions paused now until the store drains.", Double(s.sessionsPushedBack))
+        p.single("vigil_batches_resubmitted_total", "counter", "Batches held for an overloaded store and submitted again.", Double(s.batchesResubmitted))
         p.single("vigil_status_records_total", "counter", "Status records received.", Double(s.statusRecords))
         p.single("vigil_status_writes_total", "counter", "Status records stored (at most one per session and status_write_interval_ms).",
                  Double(s.statusWrites))

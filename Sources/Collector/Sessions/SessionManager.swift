@@ -77,6 +77,10 @@ public final class SessionManager {
     /// Sessions whose acknowledgements one deferred slice sends (a seal and
     /// a write each); more wait for the next slice.
     static let acksPerSlice = 256
+    /// How often the store's pending rows are looked at while sessions are
+    /// pushed back, and how many of them resume per look.
+    static let drainCheckInterval = 0.05
+    static let resumesPerSlice = 256
     /// Ended sessions whose final Status and `not_visible` one store write
     /// carries, one write per iteration; more wait for the next
     /// (SessionManager+Ends.swift).
@@ -134,6 +138,12 @@ public final class SessionManager {
                                                                label: "input turns") { $0.resumeInput() }
     /// Sessions with acknowledgements to send, flushed together once per
     /// iteration by one deferred slice (SessionManager+Records.swift).
+    /// Sessions paused because the store refused their batches as
+    /// overloaded, oldest first (SessionManager+Records, "push-back").
+    var pushedBack = RingBuffer<AgentSession>(capacity: 64, overflow: .grow)
+    var pushBackStarted = 0.0
+    var pushBackEpisodeSessions = 0
+    private(set) lazy var drainCheck = TimerWatcher(loop: loop, label: "store drain check") { [weak self] _ in self?.resumePushedBack() }
     var acksDue = RingBuffer<AgentSession>(capacity: 64, overflow: .grow)
     lazy var ackFlush = DeferOnce(loop: loop, label: "ack flush") { [weak self] in self?.flushAcks() }
     /// Called with each batch the store has just stored (not duplicates),
