@@ -105,6 +105,9 @@ public struct CollectorStats {
     /// Status records written to the store (at most one per session and
     /// `status_write_interval_ms`).
     public var statusWrites: UInt64 = 0
+    /// Store writes that carried Statuses (many per write; `statusWrites`
+    /// counts the Statuses).
+    public var statusGroupWrites: UInt64 = 0
     /// Records folded into others by the per-session limits, by cause.
     public var sessionLimited = [UInt64](repeating: 0, count: SessionLimitCause.allCases.count)
     public var interfaceRecords: UInt64 = 0

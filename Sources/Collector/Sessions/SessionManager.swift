@@ -77,6 +77,8 @@ public final class SessionManager {
     /// Sessions whose acknowledgements one deferred slice sends (a seal and
     /// a write each); more wait for the next slice.
     static let acksPerSlice = 256
+    /// Most Statuses in one store write.
+    static let statusesPerWrite = 256
     /// How often the store's pending rows are looked at while sessions are
     /// pushed back, and how many of them resume per look.
     static let drainCheckInterval = 0.05
@@ -162,6 +164,9 @@ public final class SessionManager {
 
     /// Sessions with a Status waiting for its interval to end, and the one
     /// timer that writes them (SessionManager+Limits.swift).
+    /// Statuses due, for the next group write (SessionManager+Limits).
+    var statusWrites: [AgentStatusWrite] = []
+    lazy var statusGroup = DeferOnce(loop: loop, label: "status writes") { [weak self] in self?.writeStatusGroup() }
     var statusWaiting = RingBuffer<AgentSession>(capacity: 64, overflow: .grow)
     private(set) lazy var statusTimer = TimerWatcher(loop: loop, label: "status writes") { [weak self] _ in self?.writeDueStatuses() }
 
