@@ -395,7 +395,21 @@ final class AgentSession: TCPConnectionHandler, DeadlineEntry, ConnectedAgent, C
         guard !windowPaused else { return false }
         windowPaused = true
         connection?.pauseReading()
+        holdStarted()
         return true
+    }
+
+    /// Reading was just stopped by the collector: a Ping now and every
+    /// `heldPingInterval` (deadlinePassed) keeps the agent's silence
+    /// timeout from running out. The deadline already set may be up to half
+    /// an idle timeout away, longer than an agent waits.
+    private func holdStarted() {
+        guard phase == .established else { return }
+        context.pinged(self)
+        send(.ping(Ping(UInt64(bitPattern: Clock.wallMillis()))))
+        if phase == .established {
+            context.setDeadline(self, at: Clock.monotonic() + AgentSession.heldPingInterval(idle: context.settings.idleTimeout))
+        }
     }
 
     /// The store refused a batch as overloaded: stop reading (TCP flow
@@ -405,6 +419,7 @@ final class AgentSession: TCPConnectionHandler, DeadlineEntry, ConnectedAgent, C
         guard !storePaused, phase == .established else { return false }
         storePaused = true
         connection?.pauseReading()
+        if !windowPaused { holdStarted() }
         return true
     }
 

@@ -115,6 +115,14 @@ extension SessionManager {
 
     // MARK: push-back
 
+    /// A pushed-back session ended: its held batches go (never stored, the
+    /// agent sends them again), and it leaves the queue at the next look.
+    func pushedBackEnded(_ s: AgentSession) {
+        s.heldBatches = []
+        stats.sessionsPushedBack -= 1
+        pushedBackGone += 1
+    }
+
     /// The store refused `batch` for being over its pending-rows bound.
     /// The batch was not stored (the refusal comes before it is queued), so
     /// it stays in the session, unacknowledged, and goes to the store again
@@ -139,7 +147,7 @@ extension SessionManager {
         }
         pushBackEpisodeSessions += 1
         pushedBack.append(s)
-        stats.sessionsPushedBack = pushedBack.count
+        stats.sessionsPushedBack += 1
         if !drainCheck.isActive { drainCheck.start(after: SessionManager.drainCheckInterval, repeat: SessionManager.drainCheckInterval) }
     }
 
@@ -149,12 +157,27 @@ extension SessionManager {
     /// the sessions are read again, at most `resumesPerSlice` sessions and
     /// up to the low-water mark per check.
     func resumePushedBack() {
+        // Sessions that ended while paused leave the queue here, once they
+        // are half of it: a long wait with agents coming and going must
+        // not grow it.
+        if pushedBackGone > 64 && pushedBackGone * 2 > pushedBack.count {
+            var live = RingBuffer<AgentSession>(capacity: max(64, pushedBack.count - pushedBackGone), overflow: .grow)
+            while let s = pushedBack.popFirst() {
+                if s.phase == .established { _ = live.append(s) }
+            }
+            pushedBack = live
+            pushedBackGone = 0
+        }
         let lowWater = store.limits.maxPendingRows / 2
         var pending = store.stats.pendingRows
         var n = 0
         while n < SessionManager.resumesPerSlice, pending < lowWater, let s = pushedBack.popFirst() {
             n += 1
-            guard s.phase == .established else { s.heldBatches = []; continue }
+            guard s.phase == .established else {
+                pushedBackGone = max(0, pushedBackGone - 1)
+                continue
+            }
+            stats.sessionsPushedBack -= 1
             let held = s.heldBatches
             s.heldBatches = []
             for (ticket, batch) in held {
@@ -164,7 +187,6 @@ extension SessionManager {
             }
             s.resumeFromStore()
         }
-        stats.sessionsPushedBack = pushedBack.count
         guard pushedBack.isEmpty else { return }
         drainCheck.stop()
         let took = Clock.monotonic() - pushBackStarted

@@ -145,6 +145,8 @@ public final class SessionManager {
     var pushedBack = RingBuffer<AgentSession>(capacity: 64, overflow: .grow)
     var pushBackStarted = 0.0
     var pushBackEpisodeSessions = 0
+    /// Sessions in `pushedBack` that ended meanwhile (dropped at the next look).
+    var pushedBackGone = 0
     private(set) lazy var drainCheck = TimerWatcher(loop: loop, label: "store drain check") { [weak self] _ in self?.resumePushedBack() }
     var acksDue = RingBuffer<AgentSession>(capacity: 64, overflow: .grow)
     lazy var ackFlush = DeferOnce(loop: loop, label: "ack flush") { [weak self] in self?.flushAcks() }
@@ -584,6 +586,7 @@ extension SessionManager: AgentSessionContext {
     func sessionEnded(_ s: AgentSession, reason: CloseReason) {
         established -= 1
         closing += 1
+        if s.storePaused { pushedBackEnded(s) }
         stats.sessionsClosed.add(reason)
         control.sessionClosed(s)
         guard let id = s.agentID else {
