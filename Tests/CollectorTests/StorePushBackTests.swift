@@ -77,7 +77,8 @@ final class StorePushBackTests: XCTestCase {
         XCTAssertEqual(c.metric("vigil_sessions_closed_total{reason=\"idle_timeout\"}") ?? 0, 0)
         XCTAssertEqual(c.metric("vigil_sessions{phase=\"established\"}"), Double(clients.count))
         XCTAssertTrue(c.log.contains("store over its pending-rows bound"), c.log)
-        XCTAssertTrue(c.log.contains("store drained"), c.log)
+        XCTAssertTrue(c.eventually { c.log.contains("store drained: push-back over") }, c.log)
+        XCTAssertTrue(c.log.contains("ended_meanwhile=0"), c.log)
     }
 }
 

@@ -141,6 +141,7 @@ extension SessionManager {
         if pushedBack.isEmpty {
             pushBackStarted = Clock.monotonic()
             pushBackEpisodeSessions = 0
+            pushBackEpisodeResumed = 0
             let st = store.stats
             Log.warn("store over its pending-rows bound: pausing the sessions whose batches it refuses until it drains",
                      ["pending_rows": "\(st.pendingRows)", "limit": "\(store.limits.maxPendingRows)"])
@@ -178,6 +179,7 @@ extension SessionManager {
                 continue
             }
             stats.sessionsPushedBack -= 1
+            pushBackEpisodeResumed += 1
             let held = s.heldBatches
             s.heldBatches = []
             for (ticket, batch) in held {
@@ -190,8 +192,9 @@ extension SessionManager {
         guard pushedBack.isEmpty else { return }
         drainCheck.stop()
         let took = Clock.monotonic() - pushBackStarted
-        Log.info("store drained: pushed-back sessions read again",
-                 ["sessions": "\(pushBackEpisodeSessions)", "seconds": "\(Int(took.rounded()))"])
+        Log.info("store drained: push-back over",
+                 ["sessions_paused": "\(pushBackEpisodeSessions)", "read_again": "\(pushBackEpisodeResumed)",
+                  "ended_meanwhile": "\(pushBackEpisodeSessions - pushBackEpisodeResumed)", "seconds": "\(Int(took.rounded()))"])
     }
 
     /// The deferred slice: acknowledges what each waiting session's window

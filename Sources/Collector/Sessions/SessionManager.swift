@@ -145,6 +145,7 @@ public final class SessionManager {
     var pushedBack = RingBuffer<AgentSession>(capacity: 64, overflow: .grow)
     var pushBackStarted = 0.0
     var pushBackEpisodeSessions = 0
+    var pushBackEpisodeResumed = 0
     /// Sessions in `pushedBack` that ended meanwhile (dropped at the next look).
     var pushedBackGone = 0
     private(set) lazy var drainCheck = TimerWatcher(loop: loop, label: "store drain check") { [weak self] _ in self?.resumePushedBack() }
