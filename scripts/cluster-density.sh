@@ -17,7 +17,10 @@
 # raised to it, and a collector is given at most that minus RESERVE (64) sessions; SESSIONS that
 # do not fit in COLLECTORS × that are refused before anything starts, naming how many would.
 # After the ramp and HOLD_S seconds, prints per collector: sessions established, RSS before and
-# after and KiB per session, loop lag p50/p99/max since start (/metrics); then the handshakes per
+# after and KiB per session, loop lag p50/p99/max since start, sessions pushed back (paused while the
+# store is over its pending-rows bound) and the episodes so far, pending rows, sessions the
+# collector closed, handshake-lane round trips per handshake, Status writes and the store writes
+# that carried them (/metrics); then the handshakes per
 # second over the ramp (all processes), whether every session was established, and the load
 # average. Ports: PORT (28900) outside the ephemeral range. KEEP=1 keeps the directory.
 # Environment: RATE (200 connects/s per process), MAX_PENDING (100 connects + handshakes in progress
@@ -144,6 +147,14 @@ for i in $(seq "$COLLECTORS"); do
         -v p50="$(metric "$i" 'vigil_loop_lag_seconds{quantile="0.5"}')" -v p99="$(metric "$i" 'vigil_loop_lag_seconds{quantile="0.99"}')" \
         -v mx="$(metric "$i" 'vigil_loop_lag_seconds{quantile="1"}')" \
         'BEGIN {printf "collector %d: sessions %d, RSS %d -> %d KiB (%.2f KiB per session), loop lag p50 %.2f ms p99 %.2f ms max %.1f ms\n", i, e, a, b, (e > 0 ? (b - a) / e : 0), p50 * 1000, p99 * 1000, mx * 1000}'
+    # The store side: push-back, the write queue, and what a session costs it.
+    awk -v i="$i" -v pb="$(metric "$i" vigil_sessions_pushed_back)" -v pbt="$(metric "$i" vigil_store_pushbacks_total)" \
+        -v rs="$(metric "$i" vigil_batches_resubmitted_total)" -v pr="$(metric "$i" vigil_store_pending_rows)" \
+        -v cl="$(metric "$i" 'vigil_sessions_closed_total{reason="local"}')" -v hs="$(metric "$i" vigil_handshakes_total)" \
+        -v hrt="$(metric "$i" vigil_store_handshake_round_trips_total)" -v hg="$(metric "$i" vigil_store_handshake_groups_total)" \
+        -v sw="$(metric "$i" vigil_status_writes_total)" -v sg="$(metric "$i" vigil_status_group_writes_total)" \
+        -v rows="$(metric "$i" vigil_rows_stored_total)" \
+        'BEGIN {printf "collector %d: pushed back now %d (episodes %d, batches resubmitted %d), pending rows %d, closed by the collector %d, handshakes %d (%.1f handshake-lane round trips each, %d shared enrollment commits), statuses %d in %d writes, rows stored %d\n", i, pb, pbt, rs, pr, cl, hs, (hs > 0 ? hrt / hs : 0), hg, sw, sg, rows}'
 done
 sleep $((HOLD_S - HOLD_S / 2))
 # SIGTERM ends a run early with its summary (vigil-load --help).

@@ -76,6 +76,43 @@ final class SessionLimitsTests: XCTestCase {
     }
 }
 
+extension SessionLimitsTests {
+    /// Statuses that become due in one loop iteration go to the store in
+    /// one write (PostgreSQL: one statement), and every agent's state and
+    /// snapshot are stored as sent.
+    func testStatusesDueTogetherAreStoredInOneWrite() throws {
+        let c = try CollectorProcess(config: [])
+        defer { c.stop(); c.removeDirectory() }
+        let key = c.createKey(project: "acme")
+        let clients = try (0..<20).map { i -> WireTestClient in
+            let client = try WireTestClient(port: c.sessionPort, key: key, hello: WireTestClient.hello("st-\(i)"))
+            XCTAssertNotNil(client.handshake())
+            return client
+        }
+        XCTAssertTrue(c.eventually { c.metric("vigil_sessions{phase=\"established\"}") == 20 })
+        let groupsBefore = c.metric("vigil_status_group_writes_total") ?? 0
+        // Stopped, the collector reads nothing: the Statuses arrive together.
+        c.signal(SIGSTOP)
+        for (i, client) in clients.enumerated() {
+            client.send([.status(Status(timestampMs: 1_700_000_000_000 + UInt64(i), state: i % 2 == 0 ? .capturing : .stopped,
+                                        messages: ["m\(i)"]))])
+        }
+        usleep(200_000)
+        c.signal(SIGCONT)
+        XCTAssertTrue(c.eventually { c.metric("vigil_status_writes_total") == 20 })
+        let groups = (c.metric("vigil_status_group_writes_total") ?? 0) - groupsBefore
+        XCTAssertGreaterThanOrEqual(groups, 1)
+        XCTAssertLessThanOrEqual(groups, 3, "20 Statuses due together, a few writes at most")
+        for i in 0..<20 {
+            XCTAssertTrue(c.eventually {
+                let a = c.api("GET", "/agents/st-\(i)").object
+                return (a["state"] as? String) == (i % 2 == 0 ? "capturing" : "stopped")
+            }, "st-\(i): \(c.api("GET", "/agents/st-\(i)").body)")
+        }
+        XCTAssertEqual(c.metric("vigil_dropped_total{cause=\"state_write_failed\"}") ?? 0, 0)
+    }
+}
+
 /// Connections that send a preamble and nothing else, from `source` (any
 /// 127/8 address reaches the collector's loopback listener).
 private func preambleOnly(_ n: Int, from source: String, port: UInt16) -> [Int32] {

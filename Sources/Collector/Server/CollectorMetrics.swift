@@ -114,9 +114,14 @@ enum CollectorMetrics {
         p.sample("vigil_dropped_total", ["cause": "write_refused"], s.writesRefused)
         p.sample("vigil_dropped_total", ["cause": "state_write_failed"], s.stateWritesFailed)
         p.single("vigil_window_pauses_total", "counter", "Sessions paused for exceeding their in-flight window.", Double(s.windowPauses))
+        p.single("vigil_store_pushbacks_total", "counter", "Sessions paused because the store refused a batch as overloaded.", Double(s.storePushbacks))
+        p.single("vigil_sessions_pushed_back", "gauge", "Sessions paused now until the store drains.", Double(s.sessionsPushedBack))
+        p.single("vigil_batches_resubmitted_total", "counter", "Batches held for an overloaded store and submitted again.", Double(s.batchesResubmitted))
         p.single("vigil_status_records_total", "counter", "Status records received.", Double(s.statusRecords))
         p.single("vigil_status_writes_total", "counter", "Status records stored (at most one per session and status_write_interval_ms).",
                  Double(s.statusWrites))
+        p.single("vigil_status_group_writes_total", "counter", "Store writes that carried Status records (up to 256 each).",
+                 Double(s.statusGroupWrites))
         p.family("vigil_session_limited_total", "counter", "Agent records folded into others by the per-session limits, by cause.")
         for c in SessionLimitCause.allCases { p.sample("vigil_session_limited_total", ["cause": c.description], s.limits(c)) }
         p.family("vigil_patterns_total", "counter", "Filter-rule answers and pushes.")
@@ -159,6 +164,12 @@ enum CollectorMetrics {
         p.single("vigil_store_write_round_trips_total", "counter",
                  "Commands sent on the store's write connection, one round trip each (PostgreSQL; 0 for SQLite).",
                  Double(st.writeRoundTrips))
+        p.single("vigil_store_handshake_round_trips_total", "counter",
+                 "Commands sent on the store's handshake connection, one round trip each (PostgreSQL; 0 for SQLite).",
+                 Double(st.handshakeRoundTrips))
+        p.single("vigil_store_handshake_groups_total", "counter",
+                 "Transactions on the handshake connection that carried several enrollments (PostgreSQL).",
+                 Double(st.handshakeGroups))
         p.single("vigil_store_retention_deleted_total", "counter", "Rows removed by retention.", Double(st.retentionDeleted))
 
         summary("vigil_loop_lag_seconds", "Time the loop was busy before polling again.", loop.lag)

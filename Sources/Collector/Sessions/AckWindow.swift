@@ -7,7 +7,9 @@
 // Acks are cumulative (Ack n settles every batch <= n), so one failed batch
 // blocks every later acknowledgement — the session is then closed and the
 // agent re-sends from its window; de-duplication keeps the committed ones
-// from being stored twice.
+// from being stored twice. A batch refused only because the store was over
+// its pending-rows bound is not failed: it stays pending here while the
+// session holds it for the store (SessionManager+Records, "push-back").
 //
 // A value type owned by one session; bounded by the window the collector
 // announces (`Welcome.limits.maxInFlightBatches`), enforced by the session

@@ -47,6 +47,11 @@ final class AgentSession: TCPConnectionHandler, DeadlineEntry, ConnectedAgent, C
     /// What a session's Wire buffers keep between messages: enough for an
     /// Ack or a Pong, so an idle session holds almost no buffer memory.
     static let idleBufferBytes = 64
+    /// How often a session the collector does not read is sent a Ping: a
+    /// quarter of the idle timeout, at most 15 s, so that an agent's own
+    /// silence timeout (`tcp_so_timeout`, 60 s by default) never expires
+    /// while the collector holds its session.
+    static func heldPingInterval(idle: Double) -> Double { min(idle / 4, 15) }
 
     unowned let context: AgentSessionContext
     let peer: SocketAddress
@@ -114,6 +119,12 @@ final class AgentSession: TCPConnectionHandler, DeadlineEntry, ConnectedAgent, C
     private var lastReceived = 0.0
     private var pinged = false
     private var windowPaused = false
+    /// Reading stopped because the store refused one of this session's
+    /// batches for being over its pending-rows bound (SessionManager+Records).
+    private(set) var storePaused = false
+    /// Batches the store refused as overloaded, in arrival order, with their
+    /// AckWindow tickets: submitted again when the store has drained.
+    var heldBatches: [(ticket: Int, batch: Batch)] = []
     /// Reading paused until the manager's next input turn (decode budget).
     private var inputWaiting = false
     private var draining = false
@@ -382,13 +393,53 @@ final class AgentSession: TCPConnectionHandler, DeadlineEntry, ConnectedAgent, C
 
     // MARK: flow
 
+    /// The collector, not the agent, keeps this session from being read:
+    /// its silence is then no sign of a dead agent.
+    private var readingHeld: Bool { windowPaused || storePaused || draining }
+
     /// The agent exceeded the window it was given: let TCP push back until
     /// acknowledgements catch up. True when reading was running.
     func pauseForWindow() -> Bool {
         guard !windowPaused else { return false }
         windowPaused = true
         connection?.pauseReading()
+        holdStarted()
         return true
+    }
+
+    /// Reading was just stopped by the collector: a Ping now and every
+    /// `heldPingInterval` (deadlinePassed) keeps the agent's silence
+    /// timeout from running out. The deadline already set may be up to half
+    /// an idle timeout away, longer than an agent waits.
+    private func holdStarted() {
+        guard phase == .established else { return }
+        context.pinged(self)
+        send(.ping(Ping(UInt64(bitPattern: Clock.wallMillis()))))
+        if phase == .established {
+            context.setDeadline(self, at: Clock.monotonic() + AgentSession.heldPingInterval(idle: context.settings.idleTimeout))
+        }
+    }
+
+    /// The store refused a batch as overloaded: stop reading (TCP flow
+    /// control pushes back on the agent, whose queue and spool hold the
+    /// data) until the store drains. True when it was not paused so already.
+    func pauseForStore() -> Bool {
+        guard !storePaused, phase == .established else { return false }
+        storePaused = true
+        connection?.pauseReading()
+        if !windowPaused { holdStarted() }
+        return true
+    }
+
+    /// The store drained and the held batches went to it again: read again.
+    /// The agent's silence restarts from now (it was ours, not its).
+    func resumeFromStore() {
+        guard storePaused, phase == .established else { return }
+        storePaused = false
+        lastReceived = Clock.monotonic()
+        pinged = false
+        context.setDeadline(self, at: lastReceived + context.settings.idleTimeout / 2)
+        if !windowPaused && !inputWaiting && !draining { connection?.resumeReading() }
     }
 
     /// Acknowledgements went out: read again once half the window is free;
@@ -397,7 +448,9 @@ final class AgentSession: TCPConnectionHandler, DeadlineEntry, ConnectedAgent, C
         guard phase == .established else { return }
         if windowPaused && window.inFlight <= AgentSession.maxInFlightBatches / 2 && !draining {
             windowPaused = false
-            if !inputWaiting { connection?.resumeReading() }     // else the input turn resumes it
+            lastReceived = Clock.monotonic()     // the silence was ours
+            // else the input turn or the store's drain resumes it
+            if !inputWaiting && !storePaused { connection?.resumeReading() }
         }
         if draining && window.isEmpty { close(.local, error: ErrorRecord(code: .shuttingDown, message: "collector shutting down")) }
     }
@@ -406,7 +459,7 @@ final class AgentSession: TCPConnectionHandler, DeadlineEntry, ConnectedAgent, C
     func resumeInput() {
         guard inputWaiting else { return }
         inputWaiting = false
-        if !windowPaused && !draining { connection?.resumeReading() }
+        if !windowPaused && !storePaused && !draining { connection?.resumeReading() }
     }
 
     // MARK: sending
@@ -470,7 +523,15 @@ final class AgentSession: TCPConnectionHandler, DeadlineEntry, ConnectedAgent, C
             let idle = context.settings.idleTimeout
             let now = Clock.monotonic()
             let silence = now - lastReceived
-            if silence >= idle - 0.001 {
+            if readingHeld {
+                // We are the ones not reading: the agent's bytes (its Pongs,
+                // its keep-alive Pings) wait in the socket. Keep the agent's
+                // own silence timer fed with a Ping instead (a dead peer then
+                // shows as a failed write), and count nothing as silence.
+                context.pinged(self)
+                send(.ping(Ping(UInt64(bitPattern: Clock.wallMillis()))))
+                if phase == .established { context.setDeadline(self, at: now + AgentSession.heldPingInterval(idle: idle)) }
+            } else if silence >= idle - 0.001 {
                 close(.idleTimeout, error: ErrorRecord(code: .idleTimeout, message: "no data for \(Int(idle * 1000)) ms"))
             } else if silence >= idle / 2 - 0.001 && !pinged {
                 pinged = true
@@ -531,7 +592,10 @@ final class AgentSession: TCPConnectionHandler, DeadlineEntry, ConnectedAgent, C
         case .established:
             draining = true
             connection?.pauseReading()
-            if window.isEmpty { close(.local, error: ErrorRecord(code: .shuttingDown, message: "collector shutting down")) }
+            // Batches held for an overloaded store would wait for a drain
+            // that shutdown does not wait for: the agent sends them again
+            // to the next collector (they were never stored).
+            if window.isEmpty || storePaused { close(.local, error: ErrorRecord(code: .shuttingDown, message: "collector shutting down")) }
         case .closing, .closed:
             break
         }

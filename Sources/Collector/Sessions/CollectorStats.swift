@@ -93,11 +93,21 @@ public struct CollectorStats {
     public var itemsUnknownDropped: UInt64 = 0
     /// Sessions whose reading paused because their in-flight window was full.
     public var windowPauses: UInt64 = 0
+    /// Sessions whose reading paused because the store refused a batch as
+    /// over its pending-rows bound (pushed back until it drained).
+    public var storePushbacks: UInt64 = 0
+    /// Batches held for an overloaded store and submitted to it again.
+    public var batchesResubmitted: UInt64 = 0
+    /// Sessions paused for the store now.
+    public var sessionsPushedBack = 0
 
     public var statusRecords: UInt64 = 0
     /// Status records written to the store (at most one per session and
     /// `status_write_interval_ms`).
     public var statusWrites: UInt64 = 0
+    /// Store writes that carried Statuses (many per write; `statusWrites`
+    /// counts the Statuses).
+    public var statusGroupWrites: UInt64 = 0
     /// Records folded into others by the per-session limits, by cause.
     public var sessionLimited = [UInt64](repeating: 0, count: SessionLimitCause.allCases.count)
     public var interfaceRecords: UInt64 = 0

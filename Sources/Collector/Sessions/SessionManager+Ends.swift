@@ -61,6 +61,7 @@ extension SessionManager {
     /// One slice: up to `sessionEndsPerSlice` ended sessions in one store
     /// write; the rest wait for the next iteration.
     func writeSessionEnds() {
+        flushStatusGroups()
         var slice: [AgentSessionEnd] = []
         slice.reserveCapacity(min(sessionEnds.count, SessionManager.sessionEndsPerSlice))
         while slice.count < SessionManager.sessionEndsPerSlice, let e = sessionEnds.popFirst() {
@@ -81,9 +82,16 @@ extension SessionManager {
     /// `agent` connected again: an end of its previous session still
     /// queued is written now, before the new session's registration.
     func writeSessionEndNow(agent: String) {
+        flushStatusGroups()
         guard let e = sessionEndsByAgent.removeValue(forKey: agent) else { return }
         e.written = true
         write([e.end])
+    }
+
+    /// Every Status still waiting for its group write goes to the store
+    /// now, ahead of the state write that follows.
+    func flushStatusGroups() {
+        while !statusWrites.isEmpty { writeStatusGroup() }
     }
 
     private func write(_ ends: [AgentSessionEnd]) {

@@ -184,9 +184,28 @@ extension SessionManager {
         if live { setState(s, p.state) }
         s.limits.statusWrittenAt = now
         stats.statusWrites &+= 1
-        store.recordAgentStatus(agent: p.agent, state: p.state, messages: p.messages, snapshot: p.snapshot) { [weak self] r in
-            if case .failure(let e) = r { self?.stateWriteFailed("agent status", e) }
+        statusWrites.append(AgentStatusWrite(agent: p.agent, state: p.state, messages: p.messages, snapshot: p.snapshot))
+        statusGroup.schedule()
+    }
+
+    /// The deferred slice: the Statuses due in this iteration, at most
+    /// `statusesPerWrite` per store write (PostgreSQL: one statement for
+    /// all of them), in the order they became due; the rest next iteration.
+    /// Run first by whatever writes a session's end or a new registration,
+    /// so a Status never lands after the state that follows it.
+    func writeStatusGroup() {
+        guard !statusWrites.isEmpty else { return }
+        let n = min(statusWrites.count, SessionManager.statusesPerWrite)
+        let group = Array(statusWrites.prefix(n))
+        statusWrites.removeFirst(n)
+        stats.statusGroupWrites &+= 1
+        store.recordAgentStatuses(group) { [weak self] r in
+            if case .failure(let e) = r {
+                self?.stats.stateWritesFailed &+= UInt64(n - 1)
+                self?.stateWriteFailed("agent statuses", e)
+            }
         }
+        if !statusWrites.isEmpty { statusGroup.schedule() }
     }
 
     /// The status timer: writes every waiting Status whose interval ended;

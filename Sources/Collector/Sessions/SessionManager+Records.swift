@@ -10,6 +10,11 @@
 // slice per iteration sends the acks of every session on it: the acks of
 // one commit go out together, with no closure or object per session.
 //
+// Push-back. A batch the store refuses for being over its pending-rows
+// bound does not end the session: the batch is held, the session is no
+// longer read, and both resume, oldest first and in slices, once the
+// store's pending rows are below half the bound (`pushBack`).
+//
 // Thread: loop thread.
 import CollectorStore
 import ConfigFile
@@ -70,15 +75,30 @@ extension SessionManager {
         }
         stats.itemsUnknownDropped &+= UInt64(t.unknownItems)
         let ticket = s.window.received(b.sequence)
-        // The copy for `batchStored` shares the batch's storage; kept only when someone listens.
-        let copy = batchStored == nil ? nil : t.batch
-        let project = s.projectName
-        store.submitBatch(t.batch) { [weak self] result in
-            if let copy, case .success(.stored) = result { self?.batchStored?(project, copy) }
-            self?.batchCompleted(s, ticket, result)
+        if s.storePaused {
+            // Behind a batch held for the store (read before the pause took
+            // effect): held too, so the session's batches reach the store in
+            // the order they came.
+            s.heldBatches.append((ticket, t.batch))
+        } else {
+            submit(t.batch, ticket, from: s)
         }
         if s.window.inFlight > AgentSession.maxInFlightBatches && s.pauseForWindow() {
             stats.windowPauses &+= 1
+        }
+    }
+
+    private func submit(_ batch: Batch, _ ticket: Int, from s: AgentSession) {
+        // The copy for `batchStored` shares the batch's storage; kept only when someone listens.
+        let copy = batchStored == nil ? nil : batch
+        let project = s.projectName
+        store.submitBatch(batch) { [weak self] result in
+            if let copy, case .success(.stored) = result { self?.batchStored?(project, copy) }
+            if case .failure(.overloaded) = result {
+                self?.pushBack(s, batch, ticket)
+            } else {
+                self?.batchCompleted(s, ticket, result)
+            }
         }
     }
 
@@ -91,6 +111,90 @@ extension SessionManager {
         s.ackQueued = true
         acksDue.append(s)
         ackFlush.schedule()
+    }
+
+    // MARK: push-back
+
+    /// A pushed-back session ended: its held batches go (never stored, the
+    /// agent sends them again), and it leaves the queue at the next look.
+    func pushedBackEnded(_ s: AgentSession) {
+        s.heldBatches = []
+        stats.sessionsPushedBack -= 1
+        pushedBackGone += 1
+    }
+
+    /// The store refused `batch` for being over its pending-rows bound.
+    /// The batch was not stored (the refusal comes before it is queued), so
+    /// it stays in the session, unacknowledged, and goes to the store again
+    /// once the store drained: stored once, acknowledged once. (Closing the
+    /// session instead, the agent's re-send on its next session, cost a
+    /// handshake per refusal and turned a slow store into reconnect churn.)
+    /// Until then the session is not read: TCP flow control holds the agent,
+    /// whose own queue and spool keep what it produces meanwhile.
+    private func pushBack(_ s: AgentSession, _ batch: Batch, _ ticket: Int) {
+        guard s.phase == .established else { return }
+        // In ticket order: a re-refused batch may come back behind others.
+        let at = s.heldBatches.firstIndex { $0.ticket > ticket } ?? s.heldBatches.count
+        s.heldBatches.insert((ticket, batch), at: at)
+        guard s.pauseForStore() else { return }
+        stats.storePushbacks &+= 1
+        if pushedBack.isEmpty {
+            pushBackStarted = Clock.monotonic()
+            pushBackEpisodeSessions = 0
+            pushBackEpisodeResumed = 0
+            let st = store.stats
+            Log.warn("store over its pending-rows bound: pausing the sessions whose batches it refuses until it drains",
+                     ["pending_rows": "\(st.pendingRows)", "limit": "\(store.limits.maxPendingRows)"])
+        }
+        pushBackEpisodeSessions += 1
+        pushedBack.append(s)
+        stats.sessionsPushedBack += 1
+        if !drainCheck.isActive { drainCheck.start(after: SessionManager.drainCheckInterval, repeat: SessionManager.drainCheckInterval) }
+    }
+
+    /// Every `drainCheckInterval` while sessions are pushed back: once the
+    /// store's pending rows are below the low-water mark (half the bound),
+    /// the oldest paused sessions' held batches go to the store again and
+    /// the sessions are read again, at most `resumesPerSlice` sessions and
+    /// up to the low-water mark per check.
+    func resumePushedBack() {
+        // Sessions that ended while paused leave the queue here, once they
+        // are half of it: a long wait with agents coming and going must
+        // not grow it.
+        if pushedBackGone > 64 && pushedBackGone * 2 > pushedBack.count {
+            var live = RingBuffer<AgentSession>(capacity: max(64, pushedBack.count - pushedBackGone), overflow: .grow)
+            while let s = pushedBack.popFirst() {
+                if s.phase == .established { _ = live.append(s) }
+            }
+            pushedBack = live
+            pushedBackGone = 0
+        }
+        let lowWater = store.limits.maxPendingRows / 2
+        var pending = store.stats.pendingRows
+        var n = 0
+        while n < SessionManager.resumesPerSlice, pending < lowWater, let s = pushedBack.popFirst() {
+            n += 1
+            guard s.phase == .established else {
+                pushedBackGone = max(0, pushedBackGone - 1)
+                continue
+            }
+            stats.sessionsPushedBack -= 1
+            pushBackEpisodeResumed += 1
+            let held = s.heldBatches
+            s.heldBatches = []
+            for (ticket, batch) in held {
+                stats.batchesResubmitted &+= 1
+                pending += max(batch.rowCount, 1)
+                submit(batch, ticket, from: s)
+            }
+            s.resumeFromStore()
+        }
+        guard pushedBack.isEmpty else { return }
+        drainCheck.stop()
+        let took = Clock.monotonic() - pushBackStarted
+        Log.info("store drained: push-back over",
+                 ["sessions_paused": "\(pushBackEpisodeSessions)", "read_again": "\(pushBackEpisodeResumed)",
+                  "ended_meanwhile": "\(pushBackEpisodeSessions - pushBackEpisodeResumed)", "seconds": "\(Int(took.rounded()))"])
     }
 
     /// The deferred slice: acknowledges what each waiting session's window

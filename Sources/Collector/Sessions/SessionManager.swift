@@ -77,6 +77,12 @@ public final class SessionManager {
     /// Sessions whose acknowledgements one deferred slice sends (a seal and
     /// a write each); more wait for the next slice.
     static let acksPerSlice = 256
+    /// Most Statuses in one store write.
+    static let statusesPerWrite = 256
+    /// How often the store's pending rows are looked at while sessions are
+    /// pushed back, and how many of them resume per look.
+    static let drainCheckInterval = 0.05
+    static let resumesPerSlice = 256
     /// Ended sessions whose final Status and `not_visible` one store write
     /// carries, one write per iteration; more wait for the next
     /// (SessionManager+Ends.swift).
@@ -134,6 +140,15 @@ public final class SessionManager {
                                                                label: "input turns") { $0.resumeInput() }
     /// Sessions with acknowledgements to send, flushed together once per
     /// iteration by one deferred slice (SessionManager+Records.swift).
+    /// Sessions paused because the store refused their batches as
+    /// overloaded, oldest first (SessionManager+Records, "push-back").
+    var pushedBack = RingBuffer<AgentSession>(capacity: 64, overflow: .grow)
+    var pushBackStarted = 0.0
+    var pushBackEpisodeSessions = 0
+    var pushBackEpisodeResumed = 0
+    /// Sessions in `pushedBack` that ended meanwhile (dropped at the next look).
+    var pushedBackGone = 0
+    private(set) lazy var drainCheck = TimerWatcher(loop: loop, label: "store drain check") { [weak self] _ in self?.resumePushedBack() }
     var acksDue = RingBuffer<AgentSession>(capacity: 64, overflow: .grow)
     lazy var ackFlush = DeferOnce(loop: loop, label: "ack flush") { [weak self] in self?.flushAcks() }
     /// Called with each batch the store has just stored (not duplicates),
@@ -152,6 +167,9 @@ public final class SessionManager {
 
     /// Sessions with a Status waiting for its interval to end, and the one
     /// timer that writes them (SessionManager+Limits.swift).
+    /// Statuses due, for the next group write (SessionManager+Limits).
+    var statusWrites: [AgentStatusWrite] = []
+    lazy var statusGroup = DeferOnce(loop: loop, label: "status writes") { [weak self] in self?.writeStatusGroup() }
     var statusWaiting = RingBuffer<AgentSession>(capacity: 64, overflow: .grow)
     private(set) lazy var statusTimer = TimerWatcher(loop: loop, label: "status writes") { [weak self] _ in self?.writeDueStatuses() }
 
@@ -576,6 +594,7 @@ extension SessionManager: AgentSessionContext {
     func sessionEnded(_ s: AgentSession, reason: CloseReason) {
         established -= 1
         closing += 1
+        if s.storePaused { pushedBackEnded(s) }
         stats.sessionsClosed.add(reason)
         control.sessionClosed(s)
         guard let id = s.agentID else {

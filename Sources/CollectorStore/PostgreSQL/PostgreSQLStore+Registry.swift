@@ -2,9 +2,14 @@
 // definitions, configuration overrides, forgetting an agent, agent
 // identities, the audit log. Each change to what agents are told also
 // appends a change-log row in its transaction (PostgreSQLStore+Changes.swift).
-// Keys and identities go through the handshake lane (PostgreSQLStore's
-// header): a handshake reads and enrolls there without waiting for ingest,
-// and sees every key or identity write queued before it.
+// Keys, identities and what a session reads right after its handshake —
+// filter patterns, monitor definitions, configuration overrides — go
+// through the handshake lane (PostgreSQLStore's header), their writes too:
+// a handshake and the session's first reads run there without waiting for
+// ingest, and see every registry write queued before them (the lane runs in
+// order); a job on the other connections waits for the lane's writes queued
+// before it. A session's last monitor runs (PostgreSQLStore+Queries) are
+// ingest data and stay behind ingest.
 // Loop thread; each public method queues one write transaction or one read.
 import Reactor
 
@@ -106,7 +111,7 @@ extension PostgreSQLStore {
     // MARK: patterns
 
     public func patterns(project: String, completion: @escaping StoreCompletion<PatternSet>) {
-        enqueueRead({ (tx: PGTransaction<PatternSet>) in
+        enqueueRead(lane: .handshake, { (tx: PGTransaction<PatternSet>) in
             Self.projectId(tx, project) { pid in Self.readPatterns(tx, pid) { tx.done($0) } }
         }, completion: completion)
     }
@@ -114,7 +119,7 @@ extension PostgreSQLStore {
     public func replacePatterns(project: String, patterns: [FilterPattern], at: Int64,
                                 completion: @escaping StoreCompletion<PatternSet>) {
         let origin = changeOrigin
-        enqueueWrite(rows: patterns.count + 3, { (tx: PGTransaction<PatternSet>) in
+        enqueueWrite(rows: patterns.count + 3, lane: .handshake, { (tx: PGTransaction<PatternSet>) in
             Self.projectId(tx, project) { pid in
                 tx.query("DELETE FROM patterns WHERE project_id = $1", [PGText.int(pid)]) { _ in
                     tx.query("""
@@ -184,7 +189,9 @@ extension PostgreSQLStore {
         }
         // As SQLite's: enrolling appends no change-log row (no advisory lock
         // taken per first connect).
-        enqueueWrite(rows: 2, lane: .handshake, { (tx: PGTransaction<Enrollment>) in
+        // Enrollments queued together share one commit (PostgreSQLStore,
+        // `runHandshakeGroup`), each in its savepoint.
+        enqueueWrite(rows: 2, lane: .handshake, shareCommit: true, { (tx: PGTransaction<Enrollment>) in
             let enrolled = { tx.done(.enrolled) }
             tx.query("SELECT project_id, public_key FROM agent_identities WHERE agent_id = $1", [id]) { known in
                 if known.count == 1, let key = known.text(0, 1) {
@@ -232,7 +239,7 @@ extension PostgreSQLStore {
     // MARK: monitor definitions
 
     public func monitorDefinitions(project: String, completion: @escaping StoreCompletion<MonitorDefinitions>) {
-        enqueueRead({ (tx: PGTransaction<MonitorDefinitions>) in
+        enqueueRead(lane: .handshake, { (tx: PGTransaction<MonitorDefinitions>) in
             Self.projectId(tx, project) { pid in Self.readMonitors(tx, pid) { tx.done($0) } }
         }, completion: completion)
     }
@@ -240,7 +247,7 @@ extension PostgreSQLStore {
     public func replaceMonitorDefinitions(project: String, json: String, at: Int64,
                                           completion: @escaping StoreCompletion<MonitorDefinitions>) {
         let origin = changeOrigin
-        enqueueWrite(rows: 2, { (tx: PGTransaction<MonitorDefinitions>) in
+        enqueueWrite(rows: 2, lane: .handshake, { (tx: PGTransaction<MonitorDefinitions>) in
             Self.projectId(tx, project) { pid in
                 tx.query("""
                     INSERT INTO monitor_definitions(project_id, version, body, updated_ms) VALUES ($1, 1, $2, $3)
@@ -262,7 +269,7 @@ extension PostgreSQLStore {
     // MARK: configuration overrides
 
     public func configOverrides(project: String, agent: String?, completion: @escaping StoreCompletion<[String: String]>) {
-        enqueueRead({ (tx: PGTransaction<[String: String]>) in
+        enqueueRead(lane: .handshake, { (tx: PGTransaction<[String: String]>) in
             Self.projectId(tx, project) { pid in Self.readOverrides(tx, pid, agent ?? "") { tx.done($0) } }
         }, completion: completion)
     }
@@ -271,7 +278,7 @@ extension PostgreSQLStore {
                                    completion: @escaping StoreCompletion<[String: String]>) {
         let sorted = values.sorted(by: { $0.key < $1.key })
         let origin = changeOrigin, detail = sorted.map(\.key).joined(separator: ",")
-        enqueueWrite(rows: max(values.count, 1) + 1, { (tx: PGTransaction<[String: String]>) in
+        enqueueWrite(rows: max(values.count, 1) + 1, lane: .handshake, { (tx: PGTransaction<[String: String]>) in
             Self.projectId(tx, project) { pid in
                 func step(_ i: Int) {
                     guard i < sorted.count else {

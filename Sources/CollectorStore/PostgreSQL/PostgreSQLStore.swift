@@ -31,9 +31,12 @@
 //
 // The handshake lane: what a session's handshake waits for — key lookups
 // (`handshakeKeys`), identity reads and enrollment, the ownership claim —
-// and the writes those depend on (keys created or revoked, identities
-// reset) run in order on a connection of their own, so a handshake never
-// waits behind the ingest backlog queued on the write connection. The
+// the registry reads a new session makes next (filter patterns, monitor
+// definitions, configuration overrides) and the writes those depend on
+// (keys created or revoked, identities reset, patterns, monitors and
+// overrides replaced) run in order on a connection of their own, so neither
+// a handshake nor a new session's first answers wait behind the ingest
+// backlog queued on the write connection. The
 // contract holds across lanes: a job on the write or read connection
 // waits for the handshake-lane writes queued before it (short, and never
 // behind ingest), except ingest itself (batches, agent states), which
@@ -60,6 +63,7 @@ public final class PostgreSQLStore: OperatedStore {
     public var stats: StoreStats {
         var s = counters
         s.writeRoundTrips = ingesters.reduce(0) { $0 + $1.commandsSent }
+        s.handshakeRoundTrips = handshaker.commandsSent
         return s
     }
     public let schemaVersion: Int
@@ -273,7 +277,11 @@ public final class PostgreSQLStore: OperatedStore {
     ///
     /// `lane` says where it runs (see the header); `changesIdentities`
     /// makes handshake-lane jobs queued after it wait for it.
+    ///
+    /// `shareCommit`, on the handshake lane: consecutive such writes share
+    /// one transaction, each in its savepoint (`runHandshakeGroup`).
     func enqueueWrite<T>(rows: Int, retry: Bool = false, batch: Batch? = nil, lane: Lane = .ordered, changesIdentities: Bool = false,
+                         shareCommit: Bool = false,
                          _ body: @escaping (PGTransaction<T>) -> Void, completion: @escaping StoreCompletion<T>) {
         let lane = batch != nil ? .ingest : lane
         let retry = (retry || batch != nil) && lane != .handshake
@@ -307,7 +315,7 @@ public final class PostgreSQLStore: OperatedStore {
                 next(true)
             }
         })
-        if retry {
+        if retry || (shareCommit && lane == .handshake) {
             job.grouped = { conn, done in
                 PGTransaction<T>.run(conn, mode: .savepoint, body) { result in
                     if case .failure(.unavailable) = result { return done(nil) }
@@ -429,15 +437,17 @@ public final class PostgreSQLStore: OperatedStore {
                 self.pump()
             }
         }
-        if !handshakeRunning, handshaker.state == .ready, let job = handshakeJobs.first, job.afterWrites <= writesDone {
-            _ = handshakeJobs.popFirst()
-            handshakeRunning = true
-            job.run(handshaker) { [weak self] _ in
-                guard let self else { return }
-                self.handshakeRunning = false
-                if job.isWrite { self.handshakeWritesDone += 1 }
-                self.pump()
+        if !handshakeRunning, handshaker.state == .ready, let job = handshakeJobs.first, job.afterWrites <= writesDone,
+           job.grouped != nil, handshakeJobs.count > 1 {
+            // Enrollments queued together share one commit (one flush).
+            var group: [Job] = []
+            while group.count < PostgreSQLStore.maxHandshakeGroup, let j = handshakeJobs.first, j.grouped != nil, j.afterWrites <= writesDone {
+                group.append(handshakeJobs.popFirst()!)
             }
+            if group.count == 1 { runHandshakeJob(group[0]) } else { runHandshakeGroup(group) }
+        } else if !handshakeRunning, handshaker.state == .ready, let job = handshakeJobs.first, job.afterWrites <= writesDone {
+            _ = handshakeJobs.popFirst()
+            runHandshakeJob(job)
         }
         if phase == .closing, writes.isEmpty, batchQueues.allSatisfy(\.isEmpty), reads.isEmpty, handshakeJobs.isEmpty,
            retryGroups.allSatisfy(\.isEmpty), !running.contains(true), !readRunning, !handshakeRunning { finishClose() }
@@ -449,6 +459,62 @@ public final class PostgreSQLStore: OperatedStore {
         guard number == writesDone + 1 else { writesDoneAhead.insert(number); return }
         writesDone = number
         while writesDoneAhead.remove(writesDone + 1) != nil { writesDone += 1 }
+    }
+
+    /// Most handshake-lane writes that share one transaction.
+    static let maxHandshakeGroup = 64
+
+    private func runHandshakeJob(_ job: Job) {
+        handshakeRunning = true
+        job.run(handshaker) { [weak self] _ in
+            guard let self else { return }
+            self.handshakeRunning = false
+            if job.isWrite { self.handshakeWritesDone += 1 }
+            self.pump()
+        }
+    }
+
+    /// Handshake-lane writes (enrollments) in one transaction, each in its
+    /// savepoint so one that fails fails alone; their completions after the
+    /// COMMIT. N enrollments cost one flush instead of N. Not retried when
+    /// the connection breaks (as a single handshake-lane write is not): each
+    /// fails with `.unavailable` and its handshake is refused.
+    private func runHandshakeGroup(_ jobs: [Job]) {
+        handshakeRunning = true
+        let started = Clock.monotonicNanos()
+        let conn = handshaker
+        var deliveries: [() -> Void] = []
+        func finished(_ outcome: Result<Void, StoreError>) {
+            handshakeRunning = false
+            counters.transactions &+= 1
+            counters.transactionMicros.record((Clock.monotonicNanos() - started) / 1_000)
+            handshakeWritesDone += UInt64(jobs.count)
+            switch outcome {
+            case .success:
+                counters.handshakeGroups &+= 1
+                for d in deliveries { d() }
+            case .failure(let e):
+                // BEGIN or COMMIT failed, or the connection broke: no
+                // transaction is left open.
+                counters.transactionsFailed &+= 1
+                for j in jobs { j.fail?(e) }
+            }
+            pump()
+        }
+        func step(_ i: Int) {
+            guard i < jobs.count else {
+                return conn.run(.query("COMMIT", [])) { r in finished(r.map { _ in () }) }
+            }
+            jobs[i].grouped?(conn) { delivery in
+                guard let delivery else { return finished(.failure(.unavailable("PostgreSQL connection lost"))) }
+                deliveries.append(delivery)
+                step(i + 1)
+            }
+        }
+        conn.run(.query("BEGIN", [])) { r in
+            if case .failure(let e) = r { return finished(.failure(e)) }
+            step(0)
+        }
     }
 
     /// The group in one transaction with a fixed number of round trips

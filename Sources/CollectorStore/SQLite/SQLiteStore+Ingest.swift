@@ -62,6 +62,17 @@ extension SQLiteStore {
         }, completion: completion)
     }
 
+    /// One job for the whole slice; the writer thread commits it with the
+    /// batches queued beside it.
+    public func recordAgentStatuses(_ statuses: [AgentStatusWrite], completion: @escaping StoreCompletion<[Bool]>) {
+        enqueueWrite(rows: max(1, 2 * statuses.count), { writer in
+            try statuses.map { st in
+                guard try writer.db.scalar("SELECT 1 FROM agents WHERE id = ?", [.text(st.agent)]) != nil else { return false }
+                return try writer.storeStatus(agent: st.agent, state: st.state, messages: st.messages, snapshot: st.snapshot)
+            }
+        }, completion: completion)
+    }
+
     /// One write for the whole slice: a job per session (two with a
     /// waiting Status) made a mass close cost the loop a job, a closure and
     /// a completion per write.

@@ -37,6 +37,11 @@ public protocol MeasurementStore: AnyObject {
     /// with whether state or messages changed.
     func recordAgentStatus(agent: String, state: AgentState, messages: [String], snapshot: StatusSnapshot,
                            completion: @escaping StoreCompletion<Bool>)
+    /// Many agents' Statuses in one write (PostgreSQL: one statement),
+    /// each stored as `recordAgentStatus` stores it; an agent the store no
+    /// longer holds is skipped. Completes with, per status in order, whether
+    /// state or messages changed (false for a skipped agent).
+    func recordAgentStatuses(_ statuses: [AgentStatusWrite], completion: @escaping StoreCompletion<[Bool]>)
     /// Agent sessions that ended, in order: for each, its last Status if one
     /// was still waiting (stored as `recordAgentStatus` stores it), then
     /// `not_visible` at `at` — all in one write, so a mass close costs the
@@ -315,6 +320,21 @@ public struct AgentNamePosition: Equatable, Sendable {
 }
 
 /// One agent session that ended (`recordSessionsEnded`).
+/// One agent's Status, for `recordAgentStatuses`.
+public struct AgentStatusWrite: Sendable {
+    public var agent: String
+    public var state: AgentState
+    public var messages: [String]
+    public var snapshot: StatusSnapshot
+
+    public init(agent: String, state: AgentState, messages: [String], snapshot: StatusSnapshot) {
+        self.agent = agent
+        self.state = state
+        self.messages = messages
+        self.snapshot = snapshot
+    }
+}
+
 public struct AgentSessionEnd: Sendable {
     public var agent: String
     /// The session's last Status, not yet stored when it ended.

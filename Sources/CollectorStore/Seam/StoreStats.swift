@@ -37,6 +37,12 @@ public struct StoreStats: Sendable {
     /// Commands sent on the write connection, each one round trip to the
     /// server (PostgreSQL; a pipeline counts once).
     public var writeRoundTrips: UInt64 = 0
+    /// Commands sent on the handshake connection (PostgreSQL): key reads,
+    /// identity checks and enrollments, ownership claims, registry reads.
+    public var handshakeRoundTrips: UInt64 = 0
+    /// Handshake-lane transactions that carried several enrollments
+    /// (PostgreSQL; one commit for all of them).
+    public var handshakeGroups: UInt64 = 0
     public var reads: UInt64 = 0
     /// Reads that failed; a `notFound` answer is not a failure (`StoreError.isAnswer`).
     public var readsFailed: UInt64 = 0

@@ -67,7 +67,7 @@ public enum CollectorSchema {
                       + "the waiting one (the latest wins, counted) and it is written when the interval ends; 0 stores every one"),
         ConfigKey("store_max_pending_rows", .integer(1_000...10_000_000), default: "200000",
                   help: "rows queued for the database and not yet committed; beyond it writes are refused as overloaded "
-                      + "(agents re-send their batches later)"),
+                      + "(the agents' sessions are then not read until it is half empty)"),
         ConfigKey("store_max_pending_reads", .integer(16...1_000_000), default: "1024",
                   help: "database reads queued and not yet answered (API queries, agents' schedules); beyond it reads are "
                       + "refused at once (HTTP 503)"),

@@ -595,6 +595,45 @@ final class StoreConformanceTests: XCTestCase {
         }
     }
 
+    /// Many agents' Statuses in one write end as the same Statuses written
+    /// one by one would: the same answers, snapshots, states and histories;
+    /// an unknown agent is skipped.
+    func testRecordAgentStatusesEndAsOneByOneWould() throws {
+        try forEachBackend { f in
+            _ = try populate(f)
+            let changed = try f.wait { f.store.recordAgentStatuses([
+                AgentStatusWrite(agent: "a1", state: .capturing, messages: [], snapshot: StatusSnapshot(ts: 7_000, json: "{\"a\":1}")),
+                AgentStatusWrite(agent: "nope", state: .stopped, messages: [], snapshot: StatusSnapshot(ts: 1, json: "{}")),
+                AgentStatusWrite(agent: "b1", state: .stopped, messages: ["m1", "m 2"], snapshot: StatusSnapshot(ts: 7_500, json: "{\"b\":1}")),
+                AgentStatusWrite(agent: "a1", state: .capturing, messages: [], snapshot: StatusSnapshot(ts: 8_000, json: "{\"a\":2}")),
+                // Late: kept in the history, not made the latest.
+                AgentStatusWrite(agent: "a1", state: .stopped, messages: ["by operator"], snapshot: StatusSnapshot(ts: 6_000, json: "{\"a\":0}")),
+                AgentStatusWrite(agent: "a2", state: .connecting, messages: [], snapshot: StatusSnapshot(ts: 7_700, json: "{\"c\":1}")),
+            ], completion: $0) }
+            XCTAssertEqual(changed, [true, false, true, false, true, false])
+            let a1 = try f.wait { f.store.agent(id: "a1", completion: $0) }
+            XCTAssertEqual(a1.status, "{\"a\":2}")
+            XCTAssertEqual(a1.statusTs, 8_000)
+            XCTAssertEqual(a1.lastSeen, 8_000)
+            XCTAssertEqual(a1.state, .stopped)
+            XCTAssertEqual(a1.stateMessages, ["by operator"])
+            XCTAssertEqual(try f.wait { f.store.statusHistory(agent: "a1", since: nil, limit: 10, completion: $0) }.map(\.ts),
+                           [8_000, 7_000, 6_000])
+            XCTAssertEqual(try f.wait { f.store.stateHistory(agent: "a1", since: nil, limit: 10, completion: $0) }.map(\.state),
+                           [.capturing, .stopped, .connecting], "newest first by time")
+            let b1 = try f.wait { f.store.agent(id: "b1", completion: $0) }
+            XCTAssertEqual(b1.status, "{\"b\":1}")
+            XCTAssertEqual(b1.state, .stopped)
+            XCTAssertEqual(b1.stateMessages, ["m1", "m 2"])
+            let a2 = try f.wait { f.store.agent(id: "a2", completion: $0) }
+            XCTAssertEqual(a2.status, "{\"c\":1}")
+            XCTAssertEqual(a2.state, .connecting)
+            XCTAssertEqual(try f.wait { f.store.stateHistory(agent: "a2", since: nil, limit: 10, completion: $0) }.count, 1,
+                           "no change, no history row")
+            XCTAssertEqual(try f.wait { f.store.recordAgentStatuses([], completion: $0) }, [])
+        }
+    }
+
     func testRecordSessionsEndedStoresEachLastStatusThenNotVisible() throws {
         try forEachBackend { f in
             _ = try populate(f)

@@ -530,6 +530,91 @@ final class PostgreSQLHandshakeLaneTests: XCTestCase {
         XCTAssertEqual(keys.map(\.project), ["demo", "other"])
         XCTAssertEqual(try wait(loop) { store.projects(completion: $0) }.map(\.name), ["demo", "other"])
     }
+
+    /// A new session's registry reads (filter patterns, monitor
+    /// definitions, configuration overrides) and the writes they depend on
+    /// run on the handshake lane: with the write connection held by a batch
+    /// stuck on a lock, they complete, each read seeing the write queued
+    /// before it; a read on the other connections queued after such a write
+    /// sees it too, once the batch is through.
+    func testANewSessionsRegistryReadsDoNotWaitForTheWriteConnection() throws {
+        guard let pg = TestPostgreSQL.shared else { throw XCTSkip("no PostgreSQL server can run here") }
+        let db = pg.freshDatabase()
+        let loop = EventLoop()
+        let store = try PostgreSQLStore.open(loop: loop, options: PostgreSQLOptions(conninfo: pg.socketConninfo(db)), now: 1_000)
+        defer { close(store, on: loop) }
+        _ = try wait(loop) { store.createKey(project: "demo", secret: "s", at: 1, completion: $0) }
+        let pid = try wait(loop) { store.activeKeys(project: "demo", completion: $0) }.projectId
+        _ = try wait(loop) { store.agentConnected(AgentHello(id: "a1", projectId: pid, name: "", hostname: "", version: "",
+                                                             bootId: "b", at: 2_000), completion: $0) }
+        let locker = PQconnectdb(pg.socketConninfo(db))!
+        defer { PQfinish(locker) }
+        PQclear(PQexec(locker, "BEGIN"))
+        PQclear(PQexec(locker, "LOCK TABLE batch_sequences IN EXCLUSIVE MODE"))
+        var batch: Result<BatchOutcome, StoreError>?
+        store.submitBatch(Batch(projectId: pid, agentId: "a1", bootId: "b", sequence: 0, receivedAt: 5_000,
+                                measurements: [measurement(7_000)])) { batch = $0 }
+        XCTAssertTrue(loop.run(until: {
+            pg.scalar("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                      in: db) == "1"
+        }, timeout: 10), "the batch waits for the lock")
+
+        let rule = FilterPattern(method: "GET", host: "a.example", path: "/x", monitor: "m", check: "c")
+        var replaced: Result<PatternSet, StoreError>?
+        store.replacePatterns(project: "demo", patterns: [rule], at: 3, completion: { replaced = $0 })
+        XCTAssertEqual(try wait(loop) { store.patterns(project: "demo", completion: $0) }.patterns, [rule])
+        XCTAssertNotNil(replaced)
+        var monitors: Result<MonitorDefinitions, StoreError>?
+        store.replaceMonitorDefinitions(project: "demo", json: "[1]", at: 4, completion: { monitors = $0 })
+        XCTAssertEqual(try wait(loop) { store.monitorDefinitions(project: "demo", completion: $0) }.json, "[1]")
+        XCTAssertNotNil(monitors)
+        var overrides: Result<[String: String], StoreError>?
+        store.setConfigOverrides(project: "demo", agent: "a1", values: ["k": "v"], at: 5, completion: { overrides = $0 })
+        XCTAssertEqual(try wait(loop) { store.configOverrides(project: "demo", agent: "a1", completion: $0) }, ["k": "v"])
+        XCTAssertNotNil(overrides)
+        XCTAssertNil(batch, "the batch still waits for the lock")
+
+        // An ordered read after a lane write waits for the write connection
+        // (the batch) and sees the lane write.
+        var events: Result<[EventRecord], StoreError>?
+        store.events(EventQuery(), completion: { events = $0 })
+        PQclear(PQexec(locker, "COMMIT"))
+        XCTAssertTrue(loop.run(until: { batch != nil && events != nil }, timeout: 20))
+        XCTAssertEqual(try batch?.get(), .stored(rows: 1))
+        XCTAssertEqual(try events?.get().count, 0)
+    }
+
+    /// Enrollments queued together share one transaction, each in its
+    /// savepoint: the same answers as one by one (enrolled, known, key
+    /// mismatch, other project), one commit for the group.
+    func testEnrollmentsQueuedTogetherShareOneCommit() throws {
+        guard let pg = TestPostgreSQL.shared else { throw XCTSkip("no PostgreSQL server can run here") }
+        let db = pg.freshDatabase()
+        let loop = EventLoop()
+        let store = try PostgreSQLStore.open(loop: loop, options: PostgreSQLOptions(conninfo: pg.socketConninfo(db)), now: 1_000)
+        defer { close(store, on: loop) }
+        _ = try wait(loop) { store.createKey(project: "demo", secret: "s", at: 1, completion: $0) }
+        _ = try wait(loop) { store.createKey(project: "other", secret: "s-other", at: 1, completion: $0) }
+        let pid = try wait(loop) { store.activeKeys(project: "demo", completion: $0) }.projectId
+        let other = try wait(loop) { store.activeKeys(project: "other", completion: $0) }.projectId
+        XCTAssertEqual(try wait(loop) { store.enrollAgent(id: "old", projectId: pid, publicKey: "k-old", at: 2, completion: $0) }, .enrolled)
+        let before = store.stats
+
+        let asked: [(String, Int64, String)] = (0..<20).map { ("new-\($0)", pid, "k\($0)") }
+            + [("old", pid, "k-old"), ("old", pid, "k-wrong"), ("old", other, "k-old"), ("new-3", pid, "k3"), ("new-4", pid, "k-x")]
+        var answers = [Result<Enrollment, StoreError>?](repeating: nil, count: asked.count)
+        for (i, a) in asked.enumerated() {
+            store.enrollAgent(id: a.0, projectId: a.1, publicKey: a.2, at: 3, completion: { answers[i] = $0 })
+        }
+        XCTAssertTrue(loop.run(until: { answers.allSatisfy { $0 != nil } }, timeout: 20))
+        let got = answers.map { try? $0?.get() }
+        XCTAssertEqual(got, Array(repeating: Enrollment.enrolled, count: 20) + [.known, .keyMismatch, .otherProject, .known, .keyMismatch])
+        let after = store.stats
+        XCTAssertGreaterThanOrEqual(after.handshakeGroups - before.handshakeGroups, 1)
+        XCTAssertLessThanOrEqual(after.transactions - before.transactions, 3, "one commit per group, not one per enrollment")
+        XCTAssertEqual(pg.scalar("SELECT count(*) FROM agent_identities", in: db), "21")
+        XCTAssertEqual(try wait(loop) { store.agentIdentity(id: "new-7", completion: $0) }, "k7")
+    }
 }
 
 /// COPY's text format written straight into the buffer: the same bytes as
