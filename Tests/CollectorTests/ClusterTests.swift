@@ -4,7 +4,8 @@
 // A is controlled through B's API with A's answers; its state written by A
 // shows through B within a second; a newer session on B closes A's stale
 // one; after A is killed (SIGKILL) and the agent reconnects to B, B
-// controls it at once. And the single collector on SQLite: /cluster and
+// controls it at once; a process restarted after kill -9 holds none of the
+// agents its last process held. And the single collector on SQLite: /cluster and
 // `cluster status` show it alone.
 import Foundation
 import Glibc
@@ -313,6 +314,36 @@ final class ClusterTests: XCTestCase {
         XCTAssertEqual(project.status, 200, project.body)
         let pushed = answerControl(client, kind: .configUpdate, ok: true)
         XCTAssertEqual(pushed?.values, [KeyValue("log_format", "json")])
+    }
+
+    func testARestartAfterKill9HoldsNoneOfTheAgentsItsLastProcessHeld() throws {
+        let pg = try server()
+        let db = pg.freshDatabase()
+        let config = ["store = postgresql", "postgresql_url = \(pg.socketConninfo(db))", "collector_id = solo"]
+        let a = try CollectorProcess(config: config)
+        defer { a.removeDirectory() }
+        let key = a.createKey(project: "acme")
+        let client = try WireTestClient(port: a.sessionPort, key: key, hello: WireTestClient.hello("agent-9"))
+        XCTAssertNotNil(client.handshake())
+        client.send([.status(Status(timestampMs: 1, state: .stopped))])
+        XCTAssertTrue(a.eventually { a.api("GET", "/agents/agent-9").object["state"] as? String == "stopped" })
+        XCTAssertEqual(pg.scalar("SELECT collector_id FROM agent_sessions WHERE agent_id = 'agent-9'", in: db), "solo")
+        // The process dies with the agent's lease running; the next one of the
+        // id (its heartbeat renews every lease under the id) holds no session:
+        // the lease is released at its start, not kept alive nor left to expire.
+        a.kill9()
+        let killed = Date()
+        let again = try CollectorProcess.restart(a, config: config)
+        defer { again.stop() }
+        XCTAssertTrue(again.eventually(timeout: 5) {
+            let o = again.api("GET", "/agents/agent-9").object
+            return o["state"] as? String == "not_visible" && o["collector"] is NSNull
+        }, again.api("GET", "/agents/agent-9").body)
+        XCTAssertLessThan(Date().timeIntervalSince(killed), 8, "before the old lease would have expired")
+        usleep(2_500_000)
+        XCTAssertEqual(pg.scalar("SELECT collector_id || ':' || lease_until_ms FROM agent_sessions WHERE agent_id = 'agent-9'", in: db),
+                       ":0", "its heartbeats renew nothing it does not hold")
+        XCTAssertTrue(again.api("GET", "/agents/agent-9").object["collector"] is NSNull)
     }
 
     func testTwoLiveCollectorsWithOneIDAreRefusedOrReported() throws {

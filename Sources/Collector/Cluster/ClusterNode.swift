@@ -10,13 +10,19 @@
 // anywhere right after a failover reaches it instead of finding no owner
 // (a configuration staged, 202) or the dead one (504). A claim that failed
 // is made again when the session starts, then at each heartbeat. Every `heartbeatInterval` one
-// statement upserts this collector's row and renews the leases of all its
-// sessions to now + `leaseMs`; it answers with the sessions whose agent a
-// newer claim took meanwhile (the agent reconnected elsewhere, e.g. while
-// this process was stopped), which are closed here, and with whether
-// control commands wait that no NOTIFY announced. A session that ends
-// releases its lease at once; a collector that dies leaves leases that
-// expire after `leaseMs`: an agent with an expired lease is owned by no one.
+// statement upserts this collector's row and renews every lease held under
+// this collector id to now + `leaseMs` — by id, no list of leases is built
+// or sent, so a beat costs this loop the same at 10 or 20,000 sessions; it
+// answers with the sessions whose agent a newer claim took since the last
+// beat (the agent reconnected elsewhere, e.g. while this process was
+// stopped), which are closed here, and with whether control commands wait
+// that no NOTIFY announced. Since the renewal is by id, no lease may stay
+// under this id without a session here: a session that ends releases its
+// lease at once (a release that failed is tried again at each beat), a
+// claim made at a handshake that never became a session is released after
+// a lease's length, and a new process of the id releases at start what an
+// earlier one left. A collector that dies leaves leases that expire after
+// `leaseMs`: an agent with an expired lease is owned by no one.
 //
 // Collector id: two processes must not run as one collector. Each run has
 // an instance token (`host/pid/random`) kept in the collectors row. At
@@ -74,8 +80,20 @@ final class ClusterNode: SessionOwnership {
     private var generation: UInt64 = 0
     /// Epochs claimed before a Welcome, until the session starts (a
     /// handshake that fails after its claim leaves an entry that the
-    /// agent's next claim replaces; its lease expires unrenewed).
+    /// agent's next claim replaces, or that is released after a lease's
+    /// length: `handshakeClaims` keeps them in claim order for that).
     private var claimedAtHandshake: [String: Int64] = [:]
+    private var handshakeClaims: [(agent: String, epoch: Int64, at: Double)] = []
+    private var handshakeClaimsHead = 0
+    /// Claims at a handshake that a heartbeat reported taken before their
+    /// session started: the session is closed as stale when it starts.
+    private var lostBeforeStart: [String: Int64] = [:]
+    /// Sessions without an epoch whose claim failed: claimed again at the
+    /// next beats (a bounded number a beat).
+    private var unclaimed: Set<String> = []
+    /// Releases that failed: tried again at the next beats (the heartbeat
+    /// renews every lease under this id, so a lease left would live on).
+    private var failedReleases: [String: Int64] = [:]
     /// Values agents here accepted through relayed configuration updates,
     /// until the asker's stored change comes back (`takeRelayedConfig`).
     private var relayedConfig: [String: [String: String]] = [:]
@@ -132,6 +150,7 @@ final class ClusterNode: SessionOwnership {
     private func setLease(_ agent: String, _ lease: Lease?) {
         let old = lease == nil ? leases.removeValue(forKey: agent) : leases.updateValue(lease!, forKey: agent)
         leasesHeld += (lease?.epoch != nil ? 1 : 0) - (old?.epoch != nil ? 1 : 0)
+        if lease == nil { unclaimed.remove(agent) }
     }
 
     /// A new instance token: this host, this process, 9 random bytes.
@@ -224,9 +243,10 @@ final class ClusterNode: SessionOwnership {
             guard let self else { return done() }
             switch r {
             case .success(let epoch):
-                // Bounded: an entry lost here only means a second claim at start.
-                if self.claimedAtHandshake.count >= 65_536 { self.claimedAtHandshake.removeAll() }
                 self.claimedAtHandshake[agent] = epoch
+                self.handshakeClaims.append((agent, epoch, Clock.monotonic()))
+                // Bounded: the oldest go first (released unless started).
+                if self.handshakeClaims.count - self.handshakeClaimsHead > 65_536 { self.expireHandshakeClaims(keep: 32_768) }
             case .failure(let e):
                 // Claimed again when the session starts.
                 self.claimFailures &+= 1
@@ -240,8 +260,13 @@ final class ClusterNode: SessionOwnership {
     func sessionStarted(agent: String) {
         takenElsewhere.remove(agent)
         generation &+= 1
+        let lostEpoch = lostBeforeStart.removeValue(forKey: agent)
         if let epoch = claimedAtHandshake.removeValue(forKey: agent) {
             setLease(agent, Lease(generation: generation, epoch: epoch, claiming: false))
+            if lostEpoch == epoch {
+                // Taken by a newer claim elsewhere before it started here.
+                loop.defer { [weak self] in self?.lose(SessionLease(agent: agent, epoch: epoch)) }
+            }
             return
         }
         setLease(agent, Lease(generation: generation, epoch: nil, claiming: false))
@@ -281,6 +306,7 @@ final class ClusterNode: SessionOwnership {
     }
 
     private func claim(_ agent: String) {
+        unclaimed.remove(agent)
         guard let lease = leases[agent], !lease.claiming else { return }
         let gen = lease.generation
         leases[agent]?.claiming = true
@@ -300,16 +326,57 @@ final class ClusterNode: SessionOwnership {
             case .failure(let e):
                 self.claimFailures &+= 1
                 // Claimed again at the next heartbeat.
-                if current?.generation == gen { self.leases[agent]?.claiming = false }
+                if current?.generation == gen {
+                    self.leases[agent]?.claiming = false
+                    self.unclaimed.insert(agent)
+                }
                 Log.warn("cluster: claiming agent failed", ["agent": agent, "error": "\(e)"])
             }
         }
     }
 
     private func release(_ lease: SessionLease) {
-        store.releaseAgent(lease, collector: id) { r in
-            if case .failure(let e) = r { Log.debug("cluster: releasing agent failed", ["agent": lease.agent, "error": "\(e)"]) }
+        failedReleases[lease.agent] = nil
+        store.releaseAgent(lease, collector: id) { [weak self] r in
+            guard case .failure(let e) = r else { return }
+            Log.debug("cluster: releasing agent failed", ["agent": lease.agent, "error": "\(e)"])
+            // Tried again at the next beats, unless a newer session here holds it.
+            // Bounded: a release dropped here lives on until the agent connects again.
+            guard let self, self.leases[lease.agent] == nil, self.failedReleases.count < 65_536 else { return }
+            self.failedReleases[lease.agent] = lease.epoch
         }
+    }
+
+    /// Claims made at a handshake whose session did not start within a
+    /// lease's length — or, to bound them, all but the newest `keep` — are
+    /// released (a session that starts later claims again).
+    private func expireHandshakeClaims(keep: Int = .max) {
+        let before = Clock.monotonic() - Double(ClusterNode.leaseMs) / 1000
+        while handshakeClaimsHead < handshakeClaims.count,
+              handshakeClaims.count - handshakeClaimsHead > keep || handshakeClaims[handshakeClaimsHead].at < before {
+            let c = handshakeClaims[handshakeClaimsHead]
+            handshakeClaimsHead += 1
+            guard claimedAtHandshake[c.agent] == c.epoch else { continue }
+            claimedAtHandshake[c.agent] = nil
+            lostBeforeStart[c.agent] = nil
+            release(SessionLease(agent: c.agent, epoch: c.epoch))
+        }
+        if handshakeClaimsHead > 1_024 && handshakeClaimsHead * 2 > handshakeClaims.count {
+            handshakeClaims.removeFirst(handshakeClaimsHead)
+            handshakeClaimsHead = 0
+        }
+    }
+
+    /// A session whose agent a newer claim took: closed as stale.
+    private func lose(_ lost: SessionLease) {
+        guard leases[lost.agent]?.epoch == lost.epoch else { return }
+        // Another collector holds the agent now: this session is stale.
+        setLease(lost.agent, nil)
+        staleSessionsClosed &+= 1
+        Log.info("cluster: agent taken by a newer session elsewhere; closing this one",
+                 ["agent": lost.agent, "epoch": "\(lost.epoch)"])
+        takenElsewhere.insert(lost.agent)
+        closeStaleSession?(lost.agent)
     }
 
     /// A heartbeat found this id's row held by `holder` (nil: ours).
@@ -349,15 +416,17 @@ final class ClusterNode: SessionOwnership {
 
     private func beat() {
         guard !stopped, !heartbeatRunning else { return }
+        // Nothing here walks the sessions: what is done is bounded by what
+        // changed (failed claims and releases, handshakes in flight).
         // Sessions whose claim failed are claimed again, a bounded number a beat.
-        var retries = 0
-        for (agent, l) in leases where l.epoch == nil && !l.claiming && retries < 1_000 {
-            retries += 1
-            claim(agent)
+        for agent in Array(unclaimed.prefix(1_000)) { claim(agent) }
+        for (agent, epoch) in Array(failedReleases.prefix(1_000)) {
+            // A newer session here claimed the agent again: nothing to release.
+            if leases[agent] == nil { release(SessionLease(agent: agent, epoch: epoch)) } else { failedReleases[agent] = nil }
         }
-        let held = leases.compactMap { agent, l in l.epoch.map { SessionLease(agent: agent, epoch: $0) } }
+        expireHandshakeClaims()
         heartbeatRunning = true
-        store.heartbeat(presence(), leases: held, leaseMs: ClusterNode.leaseMs) { [weak self] r in
+        store.heartbeat(presence(), leaseMs: ClusterNode.leaseMs) { [weak self] r in
             guard let self else { return }
             self.heartbeatRunning = false
             switch r {
@@ -368,14 +437,13 @@ final class ClusterNode: SessionOwnership {
                 self.heartbeats &+= 1
                 self.lastHeartbeatAt = Clock.monotonic()
                 self.noteHolder(answer.displacedBy)
-                for lost in answer.lost where self.leases[lost.agent]?.epoch == lost.epoch {
-                    // Another collector holds the agent now: this session is stale.
-                    self.setLease(lost.agent, nil)
-                    self.staleSessionsClosed &+= 1
-                    Log.info("cluster: agent taken by a newer session elsewhere; closing this one",
-                             ["agent": lost.agent, "epoch": "\(lost.epoch)"])
-                    self.takenElsewhere.insert(lost.agent)
-                    self.closeStaleSession?(lost.agent)
+                // Each taken session is reported once: one whose claim at
+                // the handshake has not become a session yet is remembered.
+                for lost in answer.lost {
+                    if self.claimedAtHandshake[lost.agent] == lost.epoch, self.lostBeforeStart.count < 65_536 {
+                        self.lostBeforeStart[lost.agent] = lost.epoch
+                    }
+                    self.lose(lost)
                 }
                 if answer.pendingCommands > 0 { self.relay.takeCommands() }
                 self.reap()

@@ -394,6 +394,25 @@ enum PGMigrations {
         PGMigration(version: 11, name: "collector instance", sql: """
         ALTER TABLE collectors ADD COLUMN instance text NOT NULL DEFAULT '';
         """),
+        // A heartbeat whose cost does not grow with the sessions held: leases
+        // are renewed by collector id (a released lease belongs to no one,
+        // collector ''), and a claim that takes an agent from a collector
+        // leaves that collector a row in `agent_sessions_taken` (the agent
+        // and the epoch it held), which its next heartbeat takes and deletes.
+        // `prev_*`: the holder a claim replaced, so the claim can record it.
+        PGMigration(version: 12, name: "sessions taken", sql: """
+        ALTER TABLE agent_sessions ADD COLUMN prev_collector_id text NOT NULL DEFAULT '',
+                                   ADD COLUMN prev_epoch bigint NOT NULL DEFAULT 0;
+        UPDATE agent_sessions SET collector_id = '' WHERE lease_until_ms = 0;
+        CREATE TABLE agent_sessions_taken (
+            collector_id text NOT NULL,
+            agent_id     text NOT NULL,
+            epoch        bigint NOT NULL,
+            taken_ms     bigint NOT NULL
+        );
+        CREATE INDEX agent_sessions_taken_collector ON agent_sessions_taken(collector_id);
+        CREATE INDEX agent_sessions_taken_at ON agent_sessions_taken(taken_ms);
+        """),
     ]
 
     static var latest: Int { all.last?.version ?? 0 }

@@ -21,8 +21,16 @@
 //
 // Ownership: a claim sets epoch = previous + 1 in one upsert, whoever held
 // the agent — the newer epoch wins at once, without waiting for the old
-// lease. The heartbeat renews only leases whose (collector, epoch) is still
-// the stored one and reports those another claim took since ("lost"). The
+// lease — and, when it took the agent from a collector, leaves that
+// collector a row in `agent_sessions_taken` (agent, the epoch it held). A
+// release sets the lease to 0 and the holder to '' (no one). The heartbeat
+// sends no list of leases: it renews every lease whose holder is this
+// collector id (`WHERE collector_id = $1`, only while the id's row is this
+// instance's) and takes and deletes this collector's rows of
+// `agent_sessions_taken` ("lost"), so what it encodes and parses does not
+// grow with the sessions held. A new process of an id releases at start
+// what an earlier process of that id left (`registerCollector`), so the
+// renewal by id never keeps a lease alive for a session nobody has. The
 // lease and heartbeat times are the server's clock (`clock_timestamp()`).
 //
 // Loop thread only, like the store.
@@ -49,7 +57,17 @@ extension PostgreSQLStore: ClusterStore {
                 WHERE collectors.instance IN ('', excluded.instance, $7) OR collectors.heartbeat_ms <= \(now) - $8::bigint
                 RETURNING id
                 """, [p.id, PGText.int(p.startedMs), p.listen, p.httpListen, p.version, p.instance, replacing ?? "", PGText.int(leaseMs)])
-            guard taken.isEmpty else { return nil }
+            guard taken.isEmpty else {
+                // A fresh process holds no sessions: what an earlier process
+                // of this id held is released (its agents are unheld, and
+                // `markUnheldAgentsNotVisible` finds them), and the sessions
+                // taken from it are nobody's to close any more.
+                _ = try Self.blockingRows(conn, """
+                    UPDATE agent_sessions SET collector_id = '', lease_until_ms = 0 WHERE collector_id = $1
+                    """, [p.id])
+                _ = try Self.blockingRows(conn, "DELETE FROM agent_sessions_taken WHERE collector_id = $1", [p.id])
+                return nil
+            }
             let r = try Self.blockingRows(conn, """
                 SELECT instance, listen, http_listen, \(now) - heartbeat_ms FROM collectors WHERE id = $1
                 """, [p.id])
@@ -76,12 +94,15 @@ extension PostgreSQLStore: ClusterStore {
         return rows
     }
 
-    public func heartbeat(_ p: CollectorPresence, leases: [SessionLease], leaseMs: Int64,
+    /// Sessions taken from this collector that one heartbeat reports at
+    /// most (the rest at the next ones).
+    static let lostPerHeartbeat = 2_000
+
+    public func heartbeat(_ p: CollectorPresence, leaseMs: Int64,
                           completion: @escaping (Result<HeartbeatAnswer, StoreError>) -> Void) {
         let now = Self.serverNowMs
         let params: [String?] = [p.id, PGText.int(p.startedMs), p.listen, p.httpListen, String(p.sessions), PGText.int(p.lagP99Us),
-                                 p.version, PGText.array(leases.map(\.agent)), "{" + leases.map { String($0.epoch) }.joined(separator: ",") + "}",
-                                 PGText.int(leaseMs), p.instance]
+                                 p.version, PGText.int(leaseMs), p.instance]
         // rows: 0 — a heartbeat is never refused for a full ingest queue
         // (its leases would lapse under load); and on the handshake lane,
         // not behind the ingest backlog: after a failover the new holder's
@@ -91,27 +112,33 @@ extension PostgreSQLStore: ClusterStore {
             tx.query("""
                 WITH me AS (
                     INSERT INTO collectors(id, started_ms, heartbeat_ms, listen, http_listen, sessions, lag_p99_us, version, instance)
-                    VALUES ($1, $2, \(now), $3, $4, $5, $6, $7, $11)
+                    VALUES ($1, $2, \(now), $3, $4, $5, $6, $7, $9)
                     ON CONFLICT (id) DO UPDATE SET started_ms = excluded.started_ms, heartbeat_ms = excluded.heartbeat_ms,
                         listen = excluded.listen, http_listen = excluded.http_listen, sessions = excluded.sessions,
                         lag_p99_us = excluded.lag_p99_us, version = excluded.version, instance = excluded.instance
-                    WHERE collectors.instance IN (excluded.instance, '') OR collectors.heartbeat_ms <= \(now) - $10::bigint
+                    WHERE collectors.instance IN (excluded.instance, '') OR collectors.heartbeat_ms <= \(now) - $8::bigint
                     RETURNING id),
-                mine AS (SELECT * FROM unnest($8::text[], $9::bigint[]) AS m(agent_id, epoch)),
                 renewed AS (
-                    UPDATE agent_sessions s SET lease_until_ms = \(now) + $10::bigint FROM mine m
-                    WHERE s.agent_id = m.agent_id AND s.collector_id = $1 AND s.epoch = m.epoch
-                    RETURNING s.agent_id),
+                    UPDATE agent_sessions SET lease_until_ms = \(now) + $8::bigint
+                    WHERE collector_id = $1 AND EXISTS (SELECT 1 FROM me)),
+                lost AS (
+                    DELETE FROM agent_sessions_taken WHERE ctid IN (
+                        SELECT ctid FROM agent_sessions_taken WHERE collector_id = $1 AND EXISTS (SELECT 1 FROM me)
+                        LIMIT \(Self.lostPerHeartbeat))
+                    RETURNING agent_id, epoch),
+                forgotten AS (
+                    DELETE FROM agent_sessions_taken WHERE ctid IN (
+                        SELECT ctid FROM agent_sessions_taken WHERE taken_ms < \(now) - 3600000 ORDER BY taken_ms LIMIT 1000)),
                 expired AS (
                     DELETE FROM control_commands WHERE id IN (
                         SELECT id FROM control_commands WHERE created_ms < \(now) - 3600000 ORDER BY created_ms LIMIT 1000)
                     RETURNING id)
-                SELECT 'lost', m.agent_id, m.epoch FROM mine m JOIN agent_sessions s ON s.agent_id = m.agent_id WHERE s.epoch > m.epoch
+                SELECT 'lost', agent_id, epoch FROM lost
                 UNION ALL
                 SELECT 'pending', NULL, count(*) FROM control_commands WHERE owner = $1 AND result IS NULL AND taken_ms IS NULL
                 UNION ALL
                 SELECT 'holder', instance || ' ' || listen || ' ' || http_listen, \(now) - heartbeat_ms FROM collectors
-                WHERE id = $1 AND instance <> $11 AND instance <> '' AND heartbeat_ms > \(now) - $10::bigint
+                WHERE id = $1 AND instance <> $9 AND instance <> '' AND heartbeat_ms > \(now) - $8::bigint
                 """, params) { r in
                 var lost: [SessionLease] = []
                 var pending = 0
@@ -136,13 +163,22 @@ extension PostgreSQLStore: ClusterStore {
         let now = Self.serverNowMs
         // On the handshake lane: a claim is made at every handshake and must
         // not wait behind the ingest backlog (it depends on no other write).
+        // The holder it replaces (prev_*, the row's values before this
+        // update, also under a concurrent claim) learns it at its next
+        // heartbeat through `agent_sessions_taken`.
         enqueueWrite(rows: 0, lane: .handshake, { (tx: PGTransaction<Int64>) in
             tx.query("""
-                INSERT INTO agent_sessions(agent_id, collector_id, epoch, lease_until_ms, since_ms)
-                VALUES ($1, $2, 1, \(now) + $3::bigint, \(now))
-                ON CONFLICT (agent_id) DO UPDATE SET collector_id = excluded.collector_id, epoch = agent_sessions.epoch + 1,
-                    lease_until_ms = excluded.lease_until_ms, since_ms = excluded.since_ms
-                RETURNING epoch
+                WITH c AS (
+                    INSERT INTO agent_sessions(agent_id, collector_id, epoch, lease_until_ms, since_ms)
+                    VALUES ($1, $2, 1, \(now) + $3::bigint, \(now))
+                    ON CONFLICT (agent_id) DO UPDATE SET collector_id = excluded.collector_id, epoch = agent_sessions.epoch + 1,
+                        lease_until_ms = excluded.lease_until_ms, since_ms = excluded.since_ms,
+                        prev_collector_id = agent_sessions.collector_id, prev_epoch = agent_sessions.epoch
+                    RETURNING agent_id, epoch, prev_collector_id, prev_epoch, since_ms),
+                t AS (
+                    INSERT INTO agent_sessions_taken(collector_id, agent_id, epoch, taken_ms)
+                    SELECT prev_collector_id, agent_id, prev_epoch, since_ms FROM c WHERE prev_collector_id <> '')
+                SELECT epoch FROM c
                 """, [agent, collector, PGText.int(leaseMs)]) { r in tx.done(r.count > 0 ? (r.int(0, 0) ?? 0) : 0) }
         }, completion: completion)
     }
@@ -151,7 +187,7 @@ extension PostgreSQLStore: ClusterStore {
         // On the claims' lane, in order with them.
         enqueueWrite(rows: 0, lane: .handshake, { (tx: PGTransaction<Void>) in
             tx.query("""
-                UPDATE agent_sessions SET lease_until_ms = 0 WHERE agent_id = $1 AND collector_id = $2 AND epoch = $3
+                UPDATE agent_sessions SET lease_until_ms = 0, collector_id = '' WHERE agent_id = $1 AND collector_id = $2 AND epoch = $3
                 """, [lease.agent, collector, PGText.int(lease.epoch)]) { _ in tx.done(()) }
         }, completion: completion)
     }

@@ -107,8 +107,9 @@ public struct CollectorHolder: Equatable, Sendable {
 
 /// What a heartbeat learnt.
 public struct HeartbeatAnswer: Equatable, Sendable {
-    /// Sessions of this collector whose agent another claim took since
-    /// (a newer epoch): to close.
+    /// Sessions of this collector whose agent another claim took (a newer
+    /// epoch), with the epoch this collector held: to close. Each is
+    /// reported by one heartbeat only.
     public var lost: [SessionLease]
     /// Control commands for this collector not taken yet (a NOTIFY missed).
     public var pendingCommands: Int
@@ -182,18 +183,27 @@ public protocol ClusterStore: AnyObject {
     /// it with a heartbeat younger than `leaseMs` — then leaves it and
     /// returns that holder. `replacing`: an instance known to be dead (its
     /// process is gone from this host), taken over whatever its heartbeat.
+    /// A row taken releases every lease an earlier process of this id left
+    /// (a fresh process holds no sessions).
     func registerCollector(_ presence: CollectorPresence, leaseMs: Int64, replacing: String?) throws(StoreError) -> CollectorHolder?
     /// Upserts the collector's row (heartbeat now) — unless another
-    /// instance holds it (`HeartbeatAnswer.displacedBy`) — and renews the lease of
-    /// every session in `leases` to now + `leaseMs` — one statement — and
-    /// deletes relayed commands older than an hour (a bounded number).
-    func heartbeat(_ presence: CollectorPresence, leases: [SessionLease], leaseMs: Int64,
+    /// instance holds it (`HeartbeatAnswer.displacedBy`): then nothing else
+    /// is done — and, in one statement, renews to now + `leaseMs` every
+    /// lease this collector id holds (claimed and not released: no list is
+    /// sent, so a beat costs the caller the same at any number of
+    /// sessions), reports the sessions other claims took from it since the
+    /// last heartbeat that reported them (`lost`, each once, a bounded
+    /// number a beat) and deletes relayed commands older than an hour (a
+    /// bounded number).
+    func heartbeat(_ presence: CollectorPresence, leaseMs: Int64,
                    completion: @escaping (Result<HeartbeatAnswer, StoreError>) -> Void)
     /// The collector took the agent's session: epoch = previous + 1, lease
-    /// now + `leaseMs`, at once whoever held it. Completes with the epoch.
+    /// now + `leaseMs`, at once whoever held it; the collector that held it
+    /// finds it in its next heartbeat's `lost`. Completes with the epoch.
     func claimAgent(_ agent: String, collector: String, leaseMs: Int64,
                     completion: @escaping (Result<Int64, StoreError>) -> Void)
-    /// The session ended: its lease ends now unless a newer claim took it.
+    /// The session ended: its lease ends now and belongs to no one (no
+    /// heartbeat renews it) unless a newer claim took it.
     func releaseAgent(_ lease: SessionLease, collector: String, completion: @escaping (Result<Void, StoreError>) -> Void)
     /// Collector start: every agent no collector holds (no running lease)
     /// becomes `not_visible`, as `markAllAgentsNotVisible` does for all —

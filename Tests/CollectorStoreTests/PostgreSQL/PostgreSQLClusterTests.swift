@@ -3,7 +3,11 @@
 // it, the old holder's heartbeat reports it lost, a release by anyone but
 // the holder changes nothing; a relayed command notifies its owner when it
 // commits, is taken once, keeps its first outcome and notifies the asker;
-// expired leases are reaped once. Loop thread (the test's).
+// expired leases are reaped once; the heartbeat, sent no list of leases,
+// renews every lease its collector id holds and nothing released, reports
+// each taken session once to the collector it was taken from, and does
+// neither for an instance that does not hold the id's row; a new process
+// of an id releases what an earlier one left. Loop thread (the test's).
 import XCTest
 import Reactor
 @testable import CollectorStore
@@ -28,18 +32,15 @@ final class PostgreSQLClusterTests: XCTestCase {
         defer { close(a, on: loop); close(b, on: loop) }
 
         XCTAssertEqual(try wait(loop) { a.claimAgent("x", collector: "a", leaseMs: 10_000, completion: $0) }, 1)
-        XCTAssertEqual(try wait(loop) { a.heartbeat(presence("a", sessions: 1), leases: [SessionLease(agent: "x", epoch: 1)],
-                                                    leaseMs: 10_000, completion: $0) }, HeartbeatAnswer(lost: [], pendingCommands: 0))
+        XCTAssertEqual(try wait(loop) { a.heartbeat(presence("a", sessions: 1), leaseMs: 10_000, completion: $0) }, HeartbeatAnswer(lost: [], pendingCommands: 0))
         XCTAssertEqual(try wait(loop) { a.agentOwners(["x", "y"], completion: $0) }["x"]?.collector, "a")
         // B claims while A's lease runs: B holds it now, with epoch 2.
         XCTAssertEqual(try wait(loop) { b.claimAgent("x", collector: "b", leaseMs: 10_000, completion: $0) }, 2)
         XCTAssertEqual(try wait(loop) { a.agentOwners(["x"], completion: $0) }["x"], AgentOwner(
             collector: "b", epoch: 2, leaseUntilMs: try XCTUnwrap(Int64(pg.scalar("SELECT lease_until_ms FROM agent_sessions", in: db) ?? ""))))
-        let answer = try wait(loop) { a.heartbeat(presence("a", sessions: 1), leases: [SessionLease(agent: "x", epoch: 1)],
-                                                  leaseMs: 10_000, completion: $0) }
+        let answer = try wait(loop) { a.heartbeat(presence("a", sessions: 1), leaseMs: 10_000, completion: $0) }
         XCTAssertEqual(answer.lost, [SessionLease(agent: "x", epoch: 1)])
-        XCTAssertEqual(try wait(loop) { b.heartbeat(presence("b", sessions: 1), leases: [SessionLease(agent: "x", epoch: 2)],
-                                                    leaseMs: 10_000, completion: $0) }.lost, [])
+        XCTAssertEqual(try wait(loop) { b.heartbeat(presence("b", sessions: 1), leaseMs: 10_000, completion: $0) }.lost, [])
         // A's late release does not free B's session; B's does.
         try wait(loop) { a.releaseAgent(SessionLease(agent: "x", epoch: 1), collector: "a", completion: $0) }
         XCTAssertEqual(try wait(loop) { a.agentOwners(["x"], completion: $0) }["x"]?.collector, "b")
@@ -57,6 +58,66 @@ final class PostgreSQLClusterTests: XCTestCase {
         usleep(20_000)
         XCTAssertEqual(try wait(loop) { b.reapExpiredLeases(completion: $0) }, 1)
         XCTAssertEqual(try wait(loop) { a.reapExpiredLeases(completion: $0) }, 0)
+    }
+
+    func testTheHeartbeatRenewsByCollectorIDAndReportsEachTakenSessionOnce() throws {
+        let pg = try server()
+        let db = pg.freshDatabase()
+        let loop = EventLoop()
+        let a = try PostgreSQLStore.open(loop: loop, options: PostgreSQLOptions(conninfo: pg.socketConninfo(db)))
+        let b = try PostgreSQLStore.open(loop: loop, options: PostgreSQLOptions(conninfo: pg.socketConninfo(db)))
+        defer { close(a, on: loop); close(b, on: loop) }
+        let owners = { (agents: [String]) throws -> [String: String] in
+            try self.wait(loop) { a.agentOwners(agents, completion: $0) }.mapValues(\.collector)
+        }
+
+        // Leases that would have expired at once are held as long as A beats.
+        for x in ["x1", "x2", "x3"] { XCTAssertEqual(try wait(loop) { a.claimAgent(x, collector: "a", leaseMs: 1, completion: $0) }, 1) }
+        try wait(loop) { a.releaseAgent(SessionLease(agent: "x3", epoch: 1), collector: "a", completion: $0) }
+        usleep(20_000)
+        XCTAssertEqual(try owners(["x1", "x2", "x3"]), [:])
+        XCTAssertEqual(try wait(loop) { a.heartbeat(presence("a", sessions: 2), leaseMs: 10_000, completion: $0) },
+                       HeartbeatAnswer(lost: [], pendingCommands: 0))
+        XCTAssertEqual(try owners(["x1", "x2", "x3"]), ["x1": "a", "x2": "a"], "renewed by id; the released one stays released")
+
+        // Taken by B, then x2 again by C from B: each holder hears of its own loss, once.
+        XCTAssertEqual(try wait(loop) { b.claimAgent("x1", collector: "b", leaseMs: 10_000, completion: $0) }, 2)
+        XCTAssertEqual(try wait(loop) { b.claimAgent("x2", collector: "b", leaseMs: 10_000, completion: $0) }, 2)
+        XCTAssertEqual(try wait(loop) { b.claimAgent("x2", collector: "c", leaseMs: 10_000, completion: $0) }, 3)
+        XCTAssertEqual(Set(try wait(loop) { a.heartbeat(presence("a", sessions: 2), leaseMs: 10_000, completion: $0) }.lost),
+                       [SessionLease(agent: "x1", epoch: 1), SessionLease(agent: "x2", epoch: 1)])
+        XCTAssertEqual(try wait(loop) { a.heartbeat(presence("a", sessions: 0), leaseMs: 10_000, completion: $0) }.lost, [], "once")
+        XCTAssertEqual(try wait(loop) { b.heartbeat(presence("b", sessions: 1), leaseMs: 10_000, completion: $0) }.lost,
+                       [SessionLease(agent: "x2", epoch: 2)])
+        XCTAssertEqual(try owners(["x1", "x2"]), ["x1": "b", "x2": "c"], "a heartbeat renews only what its id holds")
+
+        // An instance that does not hold its id's row renews nothing and takes no losses.
+        var d1 = presence("d", sessions: 1)
+        d1.instance = "h/1/one"
+        XCTAssertNil(try a.registerCollector(d1, leaseMs: 10_000, replacing: nil))
+        XCTAssertEqual(try wait(loop) { a.claimAgent("y", collector: "d", leaseMs: 1, completion: $0) }, 1)
+        XCTAssertEqual(try wait(loop) { a.claimAgent("z", collector: "d", leaseMs: 1, completion: $0) }, 1)
+        XCTAssertEqual(try wait(loop) { b.claimAgent("z", collector: "b", leaseMs: 10_000, completion: $0) }, 2)
+        usleep(20_000)
+        var d2 = d1
+        d2.instance = "h/2/two"
+        let displaced = try wait(loop) { b.heartbeat(d2, leaseMs: 10_000, completion: $0) }
+        XCTAssertEqual(displaced.displacedBy?.instance, "h/1/one")
+        XCTAssertEqual(displaced.lost, [])
+        XCTAssertEqual(try owners(["y"]), [:], "not renewed by an instance without the row")
+        let held = try wait(loop) { a.heartbeat(d1, leaseMs: 10_000, completion: $0) }
+        XCTAssertNil(held.displacedBy)
+        XCTAssertEqual(held.lost, [SessionLease(agent: "z", epoch: 1)])
+        XCTAssertEqual(try owners(["y"]), ["y": "d"])
+
+        // A new process of the id holds no sessions: what the last one left is released.
+        var d3 = d1
+        d3.instance = "h/3/three"
+        XCTAssertNil(try a.registerCollector(d3, leaseMs: 10_000, replacing: "h/1/one"))
+        XCTAssertEqual(try owners(["y"]), [:])
+        XCTAssertEqual(try wait(loop) { a.heartbeat(d3, leaseMs: 10_000, completion: $0) }, HeartbeatAnswer(lost: [], pendingCommands: 0))
+        XCTAssertEqual(try owners(["y"]), [:])
+        XCTAssertEqual(pg.scalar("SELECT count(*) FROM agent_sessions_taken", in: db), "0")
     }
 
     func testACommandNotifiesItsOwnerIsTakenOnceAndKeepsItsFirstOutcome() throws {
