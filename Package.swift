@@ -163,8 +163,8 @@ let package = Package(
         // In-process and end-to-end tests; both binaries are dependencies so
         // they are built before the process tests start them.
         .testTarget(name: "AgentTests", dependencies: ["Agent", "IPAPipeline", "Reactor", "Wire", "ConfigFile", "MonitorModel", "MonitorRunners", "CSystem", "vigil-agent", "vigil-collector"]),
-        // Integration tests start the built vigil-collector (a dependency, so it is built first).
-        .testTarget(name: "CollectorTests", dependencies: ["Collector", "Reactor", "Wire", "ConfigFile", "CollectorStore", "JSON", "CSystem", "vigil-collector",
+        // Integration tests start the built vigil-collector (a dependency, so it is built first), one a real vigil-agent too.
+        .testTarget(name: "CollectorTests", dependencies: ["Collector", "Reactor", "Wire", "ConfigFile", "CollectorStore", "JSON", "CSystem", "vigil-collector", "vigil-agent",
                                                      "vigil-notify"]),
         .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer", "Reactor", "CSystem"]),
         // Monitors against local servers (HTTPServer, a TCP listener, the example exec monitor).
