@@ -248,22 +248,7 @@ final class HTTPHardeningTests: XCTestCase {
         _ = c.createKey(project: "shop")
         XCTAssertEqual(c.http("GET", "/healthz").status, 200)
 
-        let locker = Process()
-        locker.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-        locker.arguments = ["-c", """
-            import sqlite3, sys, time
-            c = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=10)
-            c.execute("BEGIN IMMEDIATE")
-            print("locked", flush=True)
-            sys.stdin.read()
-            """, c.dataDir + "/vigil.db"]
-        let out = Pipe(), input = Pipe()
-        locker.standardOutput = out
-        locker.standardInput = input
-        try locker.run()
-        defer { if locker.isRunning { locker.terminate() } }
-        let first = out.fileHandleForReading.availableData
-        XCTAssertTrue(String(decoding: first, as: UTF8.self).hasPrefix("locked"))
+        let lock = try SQLiteWriteLock(path: c.dataDir + "/vigil.db")
 
         let put = PendingHTTP(c, "PUT", "/projects/shop/patterns",
                               body: #"{"patterns":[{"host":"a.example","path":"/x","monitor":"m","check":"c"}]}"#)
@@ -276,8 +261,7 @@ final class HTTPHardeningTests: XCTestCase {
         XCTAssertEqual(reasons.first?["cause"] as? String, "store_stalled", unhealthy.body)
         XCTAssertNil(put.result, "the write waits for the lock")
 
-        try input.fileHandleForWriting.close()   // the locker exits, the lock is gone
-        locker.waitUntilExit()
+        try lock.release()   // the locker exits, the lock is gone
         XCTAssertEqual(put.wait()?.status, 200)
         XCTAssertTrue(c.eventually(timeout: 10) { c.http("GET", "/healthz").status == 200 })
 

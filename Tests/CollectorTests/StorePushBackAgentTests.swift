@@ -49,21 +49,7 @@ final class StorePushBackAgentTests: XCTestCase {
         }, "agents have their rules: \(agents.map(\.log))")
 
         // The write lock held elsewhere: nothing commits, pending rows grow.
-        let locker = Process()
-        locker.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-        locker.arguments = ["-c", """
-            import sqlite3, sys
-            c = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=10)
-            c.execute("BEGIN IMMEDIATE")
-            print("locked", flush=True)
-            sys.stdin.read()
-            """, c.dataDir + "/vigil.db"]
-        let out = Pipe(), input = Pipe()
-        locker.standardOutput = out
-        locker.standardInput = input
-        try locker.run()
-        defer { if locker.isRunning { locker.terminate() } }
-        XCTAssertTrue(String(decoding: out.fileHandleForReading.availableData, as: UTF8.self).hasPrefix("locked"))
+        let lock = try SQLiteWriteLock(path: c.dataDir + "/vigil.db")
 
         // 8,000 records a second for 3 s: a record a series every 100 ms.
         let senders = agents.map { UDPSender(port: $0.ipaPort) }
@@ -81,8 +67,7 @@ final class StorePushBackAgentTests: XCTestCase {
         XCTAssertEqual(c.metric("vigil_sessions_pushed_back"), Double(agentCount), "still paused while the lock is held: \(c.log)")
         XCTAssertEqual(c.metric("vigil_handshakes_total"), Double(agentCount), "one session each, no reconnect")
 
-        try input.fileHandleForWriting.close()   // the lock is gone; the store drains
-        locker.waitUntilExit()
+        try lock.release()   // the lock is gone; the store drains
         XCTAssertTrue(c.eventually(timeout: 60) { measuredCount(c, project) >= sent },
                       "measured \(measuredCount(c, project)) of \(sent): \(c.log)")
         // A status with items acknowledged is one from after the drain.

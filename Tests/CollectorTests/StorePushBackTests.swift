@@ -20,21 +20,7 @@ final class StorePushBackTests: XCTestCase {
         }
 
         // The write lock held elsewhere: nothing commits, pending rows grow.
-        let locker = Process()
-        locker.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-        locker.arguments = ["-c", """
-            import sqlite3, sys
-            c = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=10)
-            c.execute("BEGIN IMMEDIATE")
-            print("locked", flush=True)
-            sys.stdin.read()
-            """, c.dataDir + "/vigil.db"]
-        let out = Pipe(), input = Pipe()
-        locker.standardOutput = out
-        locker.standardInput = input
-        try locker.run()
-        defer { if locker.isRunning { locker.terminate() } }
-        XCTAssertTrue(String(decoding: out.fileHandleForReading.availableData, as: UTF8.self).hasPrefix("locked"))
+        let lock = try SQLiteWriteLock(path: c.dataDir + "/vigil.db")
 
         // 8 × 10 batches of 50 rows: 4,000 rows against a bound of 1,000.
         let batches: UInt64 = 10, rows = 50
@@ -58,8 +44,7 @@ final class StorePushBackTests: XCTestCase {
             XCTAssertGreaterThanOrEqual(client.session.counters.pingsAnswered, 3, "a paused session is sent Pings")
         }
 
-        try input.fileHandleForWriting.close()   // the lock is gone; the store drains
-        locker.waitUntilExit()
+        try lock.release()   // the lock is gone; the store drains
         for client in clients {
             XCTAssertNotNil(client.waitForRecord(timeout: 30) { $0 == .ack(Ack(sequence: batches)) },
                             "every batch of \(client.session) acknowledged: \(client.records.suffix(3))")
