@@ -162,7 +162,7 @@ enum CollectorMetrics {
                  "Group transactions the server refused, run again batch by batch so the bad batch fails alone (PostgreSQL).",
                  Double(st.groupsSplit))
         p.single("vigil_store_write_round_trips_total", "counter",
-                 "Commands sent on the store's write connection, one round trip each (PostgreSQL; 0 for SQLite).",
+                 "Commands sent on the store's write and ingest connections, one round trip each (PostgreSQL; 0 for SQLite).",
                  Double(st.writeRoundTrips))
         p.single("vigil_store_handshake_round_trips_total", "counter",
                  "Commands sent on the store's handshake connection, one round trip each (PostgreSQL; 0 for SQLite).",
