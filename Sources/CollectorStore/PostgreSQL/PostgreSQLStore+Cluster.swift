@@ -31,7 +31,8 @@
 // does not grow with the sessions held. A row is deleted only when a later
 // heartbeat acknowledges it (the collector sends back the sessions it
 // handled from its previous answer): an answer lost with its connection
-// after the commit loses nothing — the next beat reports the same rows. A new process of an id releases at start
+// after the commit loses nothing — the next beat reports the same rows.
+// A new process of an id releases at start
 // what an earlier process of that id left (`registerCollector`), so the
 // renewal by id never keeps a lease alive for a session nobody has. The
 // lease and heartbeat times are the server's clock (`clock_timestamp()`).
