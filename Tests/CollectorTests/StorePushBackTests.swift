@@ -76,20 +76,29 @@ extension StorePushBackTests {
         let c = try CollectorProcess(config: ["store_max_pending_rows = 1000", "session_idle_timeout_ms = 2000"])
         defer { c.stop(); c.removeDirectory() }
         var lock: SQLiteWriteLock?
-        try pausedSessionsEnding(c, replaceOne: false, stall: { lock = try SQLiteWriteLock(path: c.dataDir + "/vigil.db") },
+        try pausedSessionsEnding(c, stall: { lock = try SQLiteWriteLock(path: c.dataDir + "/vigil.db") },
                                  drain: { try lock?.release() })
     }
 
     /// On PostgreSQL a handshake does not wait for the stalled ingest, so a
-    /// newer session of a paused one's agent can connect and close it.
+    /// newer session of a paused one's agent can connect — to the same
+    /// collector, or to another collector of the cluster — and the collector
+    /// closes the paused one.
     func testThePausedSessionsGaugeReturnsToZeroOnPostgreSQLWhenTheCollectorClosesAPausedSession() throws {
         guard let pg = TestPostgreSQL.shared else { throw XCTSkip("no PostgreSQL server can run here") }
         let db = pg.freshDatabase()
-        let c = try CollectorProcess(config: ["store = postgresql", "postgresql_url = \(pg.socketConninfo(db))",
-                                              "store_max_pending_rows = 1000", "session_idle_timeout_ms = 2000"])
+        let common = ["store = postgresql", "postgresql_url = \(pg.socketConninfo(db))"]
+        let c = try CollectorProcess(config: common + ["collector_id = a", "store_max_pending_rows = 1000", "session_idle_timeout_ms = 2000"])
         defer { c.stop(); c.removeDirectory() }
+        // Another collector of the cluster: the installation's collector key.
+        let dirB = CollectorProcess.makeDirectory()
+        let dataB = dirB.appendingPathComponent("data").path
+        try FileManager.default.createDirectory(atPath: dataB, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: c.dataDir + "/collector_key", toPath: dataB + "/collector_key")
+        let other = try CollectorProcess(directory: dirB, config: common + ["collector_id = b"])
+        defer { other.stop(); other.removeDirectory() }
         var lock: PGTableLock?
-        try pausedSessionsEnding(c, replaceOne: true, stall: { lock = try PGTableLock(conninfo: pg.socketConninfo(db), table: "measurements") },
+        try pausedSessionsEnding(c, sameCollector: true, elsewhere: other, stall: { lock = try PGTableLock(conninfo: pg.socketConninfo(db), table: "measurements") },
                                  drain: { lock?.release() })
     }
 
@@ -97,7 +106,8 @@ extension StorePushBackTests {
     /// paused-sessions gauge follows each and is 0 once the store drained.
     /// A filler session fills the pending-rows bound first, so every
     /// other session's first batch is refused and it is paused.
-    private func pausedSessionsEnding(_ c: CollectorProcess, replaceOne: Bool, stall: () throws -> Void, drain: () throws -> Void) throws {
+    private func pausedSessionsEnding(_ c: CollectorProcess, sameCollector: Bool = false, elsewhere: CollectorProcess? = nil,
+                                      stall: () throws -> Void, drain: () throws -> Void) throws {
         let key = c.createKey(project: "acme")
         let filler = try WireTestClient(port: c.sessionPort, key: key, hello: WireTestClient.hello("filler"))
         XCTAssertNotNil(filler.handshake())
@@ -121,14 +131,25 @@ extension StorePushBackTests {
         XCTAssertTrue(c.eventually { gauge() == 5 }, "\(gauge())")
         var ended = 1
         var newer: WireTestClient?
-        if replaceOne {
+        if sameCollector {
             // The collector closes it: a newer session of its agent connected.
-            newer = try WireTestClient(port: c.sessionPort, key: key, hello: WireTestClient.hello("agent-1"))
+            newer = try WireTestClient(port: c.sessionPort, key: key, hello: WireTestClient.hello("agent-\(ended)"))
             XCTAssertNotNil(newer?.handshake())
-            XCTAssertTrue(clients[1].waitForClose(timeout: 5))
-            XCTAssertEqual(clients[1].peerError?.code, .duplicateAgent)
-            XCTAssertTrue(c.eventually { gauge() == 4 }, "\(gauge())")
-            ended = 2
+            XCTAssertTrue(clients[ended].waitForClose(timeout: 5))
+            XCTAssertEqual(clients[ended].peerError?.code, .duplicateAgent)
+            ended += 1
+            XCTAssertTrue(c.eventually { gauge() == Double(6 - ended) }, "\(gauge())")
+        }
+        var moved: WireTestClient?
+        if let elsewhere {
+            // Its agent connected to another collector: this one's next heartbeat learns it and closes it.
+            moved = try WireTestClient(port: elsewhere.sessionPort, key: key, hello: WireTestClient.hello("agent-\(ended)"))
+            XCTAssertNotNil(moved?.handshake())
+            XCTAssertTrue(clients[ended].waitForClose(timeout: 5), c.log)
+            XCTAssertEqual(clients[ended].peerError?.code, .duplicateAgent)
+            XCTAssertEqual(clients[ended].peerError?.message, "the agent connected to another collector")
+            ended += 1
+            XCTAssertTrue(c.eventually { gauge() == Double(6 - ended) }, "\(gauge())")
         }
         // A configuration reload while paused leaves the paused sessions as they are.
         let base = try String(contentsOfFile: c.configPath, encoding: .utf8)
