@@ -169,6 +169,39 @@ final class ClusterTests: XCTestCase {
         XCTAssertEqual((forget.object["detail"] as? [String: Any])?["state"] as? String, "stopped", forget.body)
     }
 
+    func testATakenSessionReportedAgainLeavesTheAgentsNewerSessionOpenAndIsAcknowledged() throws {
+        let pg = try server()
+        let (a, b, db) = try twoCollectors(pg)
+        defer { a.stop(); b.stop(); a.removeDirectory(); b.removeDirectory() }
+        let key = a.createKey(project: "acme")
+        let holder = { pg.scalar("SELECT collector_id || ':' || epoch FROM agent_sessions WHERE agent_id = 'agent-3'", in: db) }
+        let takenRows = { pg.scalar("SELECT count(*) FROM agent_sessions_taken WHERE agent_id = 'agent-3'", in: db) }
+        // A (epoch 1), then B (2): A closes its stale session; then A again (3): B closes its.
+        let first = try WireTestClient(port: a.sessionPort, key: key, hello: WireTestClient.hello("agent-3"))
+        XCTAssertNotNil(first.handshake())
+        XCTAssertTrue(a.eventually { holder() == "a:1" })
+        let second = try WireTestClient(port: b.sessionPort, key: key, hello: WireTestClient.hello("agent-3"))
+        XCTAssertNotNil(second.handshake())
+        XCTAssertTrue(first.waitForClose(timeout: 5))
+        let third = try WireTestClient(port: a.sessionPort, key: key, hello: WireTestClient.hello("agent-3"))
+        XCTAssertNotNil(third.handshake())
+        XCTAssertTrue(second.waitForClose(timeout: 5))
+        XCTAssertEqual(holder(), "a:3")
+        // Each report is acknowledged by the collector's next heartbeat and then gone.
+        XCTAssertTrue(a.eventually { takenRows() == "0" }, "\(takenRows() ?? "nil")")
+        // The report of epoch 1 comes again, as after a heartbeat whose answer was
+        // lost: A handles and acknowledges it, and its epoch-3 session stays open.
+        XCTAssertNil(pg.execute("""
+            INSERT INTO agent_sessions_taken(collector_id, agent_id, epoch, taken_ms) VALUES ('a', 'agent-3', 1, 1)
+            """, in: db))
+        XCTAssertTrue(a.eventually { takenRows() == "0" }, "acknowledged by a later beat")
+        XCTAssertFalse(third.waitForClose(timeout: 1.5), "the session A holds again stays open")
+        XCTAssertEqual(holder(), "a:3")
+        let o = a.api("GET", "/agents/agent-3").object
+        XCTAssertEqual(o["collector"] as? String, "a")
+        XCTAssertEqual(o["connected"] as? Bool, true)
+    }
+
     func testALostListenConnectionComesBackAndMissesNothing() throws {
         let pg = try server()
         let (a, b, db) = try twoCollectors(pg)

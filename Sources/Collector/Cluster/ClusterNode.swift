@@ -13,9 +13,12 @@
 // statement upserts this collector's row and renews every lease held under
 // this collector id to now + `leaseMs` — by id, no list of leases is built
 // or sent, so a beat costs this loop the same at 10 or 20,000 sessions; it
-// answers with the sessions whose agent a newer claim took since the last
-// beat (the agent reconnected elsewhere, e.g. while this process was
-// stopped), which are closed here, and with whether control commands wait
+// answers with the sessions whose agent a newer claim took (the agent
+// reconnected elsewhere, e.g. while this process was stopped), which are
+// closed here — the next beat acknowledges them, and until one does they
+// are reported again (an answer lost with its connection loses nothing;
+// closing a session twice, or one this collector has claimed again since,
+// is a no-op: the epochs differ) — and with whether control commands wait
 // that no NOTIFY announced. Since the renewal is by id, no lease may stay
 // under this id without a session here: a session that ends releases its
 // lease at once (a release that failed is tried again at each beat), a
@@ -97,6 +100,10 @@ final class ClusterNode: SessionOwnership {
     /// Values agents here accepted through relayed configuration updates,
     /// until the asker's stored change comes back (`takeRelayedConfig`).
     private var relayedConfig: [String: [String: String]] = [:]
+    /// Taken sessions the last answered heartbeat reported and this
+    /// collector handled: acknowledged by the next one (at most one
+    /// answer's worth, so bounded by the store's limit a beat).
+    private var lostHandled: [SessionLease] = []
     private var timer: TimerWatcher?
     private var heartbeatRunning = false
     private var reaping = false
@@ -426,19 +433,26 @@ final class ClusterNode: SessionOwnership {
         }
         expireHandshakeClaims()
         heartbeatRunning = true
-        store.heartbeat(presence(), leaseMs: ClusterNode.leaseMs) { [weak self] r in
+        store.heartbeat(presence(), leaseMs: ClusterNode.leaseMs, acknowledging: lostHandled) { [weak self] r in
             guard let self else { return }
             self.heartbeatRunning = false
             switch r {
             case .failure(let e):
+                // `lostHandled` stays to be acknowledged again: whether this
+                // beat's deletion committed is unknown, and acknowledging a
+                // row already gone is harmless.
                 self.heartbeatFailures &+= 1
                 Log.debug("cluster: heartbeat failed", ["error": "\(e)"])
             case .success(let answer):
                 self.heartbeats &+= 1
                 self.lastHeartbeatAt = Clock.monotonic()
                 self.noteHolder(answer.displacedBy)
-                // Each taken session is reported once: one whose claim at
-                // the handshake has not become a session yet is remembered.
+                // A taken session is reported until acknowledged; handling
+                // it again changes nothing (`lose` compares epochs). One
+                // whose claim at the handshake has not become a session yet
+                // is remembered. Displaced, nothing was acknowledged or
+                // reported: the acknowledgements wait for the row to be ours.
+                if answer.displacedBy == nil { self.lostHandled = answer.lost }
                 for lost in answer.lost {
                     if self.claimedAtHandshake[lost.agent] == lost.epoch, self.lostBeforeStart.count < 65_536 {
                         self.lostBeforeStart[lost.agent] = lost.epoch

@@ -26,9 +26,13 @@
 // release sets the lease to 0 and the holder to '' (no one). The heartbeat
 // sends no list of leases: it renews every lease whose holder is this
 // collector id (`WHERE collector_id = $1`, only while the id's row is this
-// instance's) and takes and deletes this collector's rows of
-// `agent_sessions_taken` ("lost"), so what it encodes and parses does not
-// grow with the sessions held. A new process of an id releases at start
+// instance's) and reports this collector's rows of `agent_sessions_taken`
+// ("lost", oldest first, a bounded number), so what it encodes and parses
+// does not grow with the sessions held. A row is deleted only when a later
+// heartbeat acknowledges it (the collector sends back the sessions it
+// handled from its previous answer): an answer lost with its connection
+// after the commit loses nothing — the next beat reports the same rows.
+// A new process of an id releases at start
 // what an earlier process of that id left (`registerCollector`), so the
 // renewal by id never keeps a lease alive for a session nobody has. The
 // lease and heartbeat times are the server's clock (`clock_timestamp()`).
@@ -98,11 +102,13 @@ extension PostgreSQLStore: ClusterStore {
     /// most (the rest at the next ones).
     static let lostPerHeartbeat = 2_000
 
-    public func heartbeat(_ p: CollectorPresence, leaseMs: Int64,
+    public func heartbeat(_ p: CollectorPresence, leaseMs: Int64, acknowledging handled: [SessionLease],
                           completion: @escaping (Result<HeartbeatAnswer, StoreError>) -> Void) {
         let now = Self.serverNowMs
+        let acked = handled.prefix(Self.lostPerHeartbeat)
         let params: [String?] = [p.id, PGText.int(p.startedMs), p.listen, p.httpListen, String(p.sessions), PGText.int(p.lagP99Us),
-                                 p.version, PGText.int(leaseMs), p.instance]
+                                 p.version, PGText.int(leaseMs), p.instance,
+                                 PGText.array(acked.map(\.agent)), PGText.intArray(acked.map(\.epoch))]
         // rows: 0 — a heartbeat is never refused for a full ingest queue
         // (its leases would lapse under load); and on the handshake lane,
         // not behind the ingest backlog: after a failover the new holder's
@@ -121,11 +127,17 @@ extension PostgreSQLStore: ClusterStore {
                 renewed AS (
                     UPDATE agent_sessions SET lease_until_ms = \(now) + $8::bigint
                     WHERE collector_id = $1 AND EXISTS (SELECT 1 FROM me)),
+                acked AS (
+                    SELECT * FROM unnest($10::text[], $11::bigint[]) AS a(agent_id, epoch)),
+                handled AS (
+                    DELETE FROM agent_sessions_taken t USING acked
+                    WHERE t.collector_id = $1 AND t.agent_id = acked.agent_id AND t.epoch = acked.epoch
+                        AND EXISTS (SELECT 1 FROM me)),
                 lost AS (
-                    DELETE FROM agent_sessions_taken WHERE ctid IN (
-                        SELECT ctid FROM agent_sessions_taken WHERE collector_id = $1 AND EXISTS (SELECT 1 FROM me)
-                        LIMIT \(Self.lostPerHeartbeat))
-                    RETURNING agent_id, epoch),
+                    SELECT agent_id, epoch, taken_ms FROM agent_sessions_taken t
+                    WHERE collector_id = $1 AND EXISTS (SELECT 1 FROM me)
+                        AND NOT EXISTS (SELECT 1 FROM acked WHERE acked.agent_id = t.agent_id AND acked.epoch = t.epoch)
+                    ORDER BY taken_ms, agent_id, epoch LIMIT \(Self.lostPerHeartbeat)),
                 forgotten AS (
                     DELETE FROM agent_sessions_taken WHERE ctid IN (
                         SELECT ctid FROM agent_sessions_taken WHERE taken_ms < \(now) - 3600000 ORDER BY taken_ms LIMIT 1000)),
@@ -133,7 +145,7 @@ extension PostgreSQLStore: ClusterStore {
                     DELETE FROM control_commands WHERE id IN (
                         SELECT id FROM control_commands WHERE created_ms < \(now) - 3600000 ORDER BY created_ms LIMIT 1000)
                     RETURNING id)
-                SELECT 'lost', agent_id, epoch FROM lost
+                (SELECT 'lost', agent_id, epoch FROM lost ORDER BY taken_ms, agent_id, epoch)
                 UNION ALL
                 SELECT 'pending', NULL, count(*) FROM control_commands WHERE owner = $1 AND result IS NULL AND taken_ms IS NULL
                 UNION ALL

@@ -11,7 +11,7 @@ import Reactor
 extension SQLiteStore: ClusterStore {
     public var isShared: Bool { false }
 
-    public func heartbeat(_ presence: CollectorPresence, leaseMs: Int64,
+    public func heartbeat(_ presence: CollectorPresence, leaseMs: Int64, acknowledging handled: [SessionLease],
                           completion: @escaping (Result<HeartbeatAnswer, StoreError>) -> Void) {
         answer(completion, isClosed ? .failure(.closed) : .success(HeartbeatAnswer(lost: [], pendingCommands: 0)))
     }

@@ -109,7 +109,8 @@ public struct CollectorHolder: Equatable, Sendable {
 public struct HeartbeatAnswer: Equatable, Sendable {
     /// Sessions of this collector whose agent another claim took (a newer
     /// epoch), with the epoch this collector held: to close. Each is
-    /// reported by one heartbeat only.
+    /// reported again by every heartbeat until one acknowledges it, so
+    /// handling one must be idempotent.
     public var lost: [SessionLease]
     /// Control commands for this collector not taken yet (a NOTIFY missed).
     public var pendingCommands: Int
@@ -191,11 +192,13 @@ public protocol ClusterStore: AnyObject {
     /// is done — and, in one statement, renews to now + `leaseMs` every
     /// lease this collector id holds (claimed and not released: no list is
     /// sent, so a beat costs the caller the same at any number of
-    /// sessions), reports the sessions other claims took from it since the
-    /// last heartbeat that reported them (`lost`, each once, a bounded
-    /// number a beat) and deletes relayed commands older than an hour (a
-    /// bounded number).
-    func heartbeat(_ presence: CollectorPresence, leaseMs: Int64,
+    /// sessions), forgets the taken sessions in `handled` (what the caller
+    /// handled from its previous answer's `lost`, at most as many as one
+    /// answer holds), reports the sessions other claims took from it and not
+    /// acknowledged yet (`lost`, oldest first, a bounded number a beat — an
+    /// answer that never arrived is reported again by the next heartbeat)
+    /// and deletes relayed commands older than an hour (a bounded number).
+    func heartbeat(_ presence: CollectorPresence, leaseMs: Int64, acknowledging handled: [SessionLease],
                    completion: @escaping (Result<HeartbeatAnswer, StoreError>) -> Void)
     /// The collector took the agent's session: epoch = previous + 1, lease
     /// now + `leaseMs`, at once whoever held it; the collector that held it

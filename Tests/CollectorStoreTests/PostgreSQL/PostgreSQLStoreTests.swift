@@ -4,36 +4,105 @@
 // daily partitions created ahead and dropped whole by retention, a
 // time-ordered and per-series index on every partition, connection
 // strings redacted for logs, and the handshake lane (a handshake's store
-// work does not wait for the write connection, and the store order holds). Loop thread (the test's).
+// work does not wait for the write connection, and the store order holds).
+// Every test starts from PGStoreFixture: the process's server, a database
+// of its own (a copy of one migrated once, unless it tests the migrations),
+// a loop, and stores closed when it ends. Loop thread (the test's).
 import XCTest
 import Reactor
 import CPQ
 @testable import CollectorStore
 
-final class PostgreSQLStoreTests: XCTestCase {
-    private func server() throws -> TestPostgreSQL {
-        guard let s = TestPostgreSQL.shared else { throw XCTSkip("no PostgreSQL server can run here") }
-        return s
+/// What every test here starts with: the test process's server (shared by
+/// every suite; the test skips without one), a database of the test's own
+/// and a loop. `migrated` databases are copies of one template migrated once
+/// per process (`CREATE DATABASE … TEMPLATE`), so a test does not run every
+/// migration again; opening a store still checks the version and creates
+/// the partitions its `now` needs. A store from `open` is closed when the
+/// test ends. Test thread (the loop's).
+final class PGStoreFixture {
+    let pg: TestPostgreSQL
+    let db: String
+    let loop = EventLoop()
+    private unowned let test: XCTestCase
+
+    init(_ test: XCTestCase, migrated: Bool = true) throws {
+        guard let pg = TestPostgreSQL.shared else { throw XCTSkip("no PostgreSQL server can run here") }
+        self.pg = pg
+        self.test = test
+        db = migrated ? try PGStoreFixture.copyOfMigrated(pg) : pg.freshDatabase()
     }
 
-    private func open(_ pg: TestPostgreSQL, _ db: String, _ loop: EventLoop, now: Int64 = 1_000) throws -> PostgreSQLStore {
-        try PostgreSQLStore.open(loop: loop, options: PostgreSQLOptions(conninfo: pg.socketConninfo(db)), now: now)
+    /// A store on the database (the store's clock at `now`), closed when the test ends.
+    func open(now: Int64 = 1_000, limits: StoreLimits? = nil) throws -> PostgreSQLStore {
+        var options = PostgreSQLOptions(conninfo: pg.socketConninfo(db))
+        if let limits { options.limits = limits }
+        let store = try PostgreSQLStore.open(loop: loop, options: options, now: now)
+        let loop = self.loop
+        test.addTeardownBlock { [unowned test] in if !store.isClosed { test.close(store, on: loop) } }
+        return store
     }
+
+    func scalar(_ sql: String) -> String? { pg.scalar(sql, in: db) }
+    @discardableResult
+    func execute(_ sql: String) -> String? { pg.execute(sql, in: db) }
+
+    /// Sessions of this database waiting for a lock, as the server sees them.
+    func lockWaiters() -> String? {
+        scalar("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'")
+    }
+
+    /// A connection of the test's own (another session holding locks), finished when the test ends.
+    func connection() -> OpaquePointer {
+        let c = PQconnectdb(pg.socketConninfo(db))!
+        test.addTeardownBlock { PQfinish(c) }
+        return c
+    }
+
+    /// Project `demo` with a key, and `agents` connected with boot `boot` at 2,000: the project's id.
+    func demoProject(_ store: PostgreSQLStore, agents: [String] = ["a1"], boot: String = "b") throws -> Int64 {
+        _ = try test.wait(loop) { store.createKey(project: "demo", secret: "s", at: 1, completion: $0) }
+        let pid = try test.wait(loop) { store.activeKeys(project: "demo", completion: $0) }.projectId
+        for agent in agents {
+            _ = try test.wait(loop) { store.agentConnected(AgentHello(id: agent, projectId: pid, name: "", hostname: "", version: "",
+                                                                      bootId: boot, at: 2_000), completion: $0) }
+        }
+        return pid
+    }
+
+    private static var template: String?
+    private static var copies = 0
+
+    private static func copyOfMigrated(_ pg: TestPostgreSQL) throws -> String {
+        if template == nil {
+            let name = pg.freshDatabase()
+            let conn = try XCTUnwrap(PQconnectdb(pg.socketConninfo(name)))
+            defer { PQfinish(conn) }
+            _ = try PGMigrations.migrate(conn, now: 1)
+            template = name
+        }
+        copies += 1
+        let name = "vigil_test_\(getpid())_m\(copies)"
+        if let e = pg.execute("CREATE DATABASE \(name) TEMPLATE \(template!)", in: "postgres") { XCTFail("CREATE DATABASE \(name): \(e)") }
+        return name
+    }
+}
+
+final class PostgreSQLStoreTests: XCTestCase {
 
     func testMigrationsApplyOnceAndANewerSchemaIsRefused() throws {
-        let pg = try server()
-        let db = pg.freshDatabase()
-        let loop = EventLoop()
-        let store = try open(pg, db, loop)
+        let f = try PGStoreFixture(self, migrated: false)
+        let loop = f.loop
+        let store = try f.open()
         XCTAssertEqual(store.schemaVersion, PGMigrations.latest)
         close(store, on: loop)
-        let again = try open(pg, db, loop)
+        let again = try f.open()
         close(again, on: loop)
-        XCTAssertEqual(pg.scalar("SELECT count(*) FROM schema_migrations", in: db), String(PGMigrations.all.count))
-        XCTAssertEqual(pg.scalar("SELECT name FROM schema_migrations WHERE version = 1", in: db), "initial schema")
+        XCTAssertEqual(f.scalar("SELECT count(*) FROM schema_migrations"), String(PGMigrations.all.count))
+        XCTAssertEqual(f.scalar("SELECT name FROM schema_migrations WHERE version = 1"), "initial schema")
 
-        pg.execute("INSERT INTO schema_migrations VALUES (999, 'from the future', 0)", in: db)
-        XCTAssertThrowsError(try open(pg, db, loop)) { error in
+        f.execute("INSERT INTO schema_migrations VALUES (999, 'from the future', 0)")
+        XCTAssertThrowsError(try f.open()) { error in
             XCTAssertEqual(error as? StoreError, .schemaTooNew(found: 999, known: PGMigrations.latest))
         }
     }
@@ -42,24 +111,22 @@ final class PostgreSQLStoreTests: XCTestCase {
     /// known to its project with no key, so its next handshake enrolls the
     /// key it proves, and only in its project.
     func testAgentsFromBeforeIdentitiesKeepTheirProject() throws {
-        let pg = try server()
-        let db = pg.freshDatabase()
+        let f = try PGStoreFixture(self, migrated: false)
         let step = try XCTUnwrap(PGMigrations.all.first { $0.name == "agent identities" }?.version)
         do {
-            let conn = try XCTUnwrap(PQconnectdb(pg.socketConninfo(db)))
+            let conn = try XCTUnwrap(PQconnectdb(f.pg.socketConninfo(f.db)))
             defer { PQfinish(conn) }
             try PGMigrations.migrate(conn, now: 1, upTo: step - 1)
         }
-        XCTAssertNil(pg.execute("""
+        XCTAssertNil(f.execute("""
             INSERT INTO projects(name, created_ms) VALUES ('a', 1), ('b', 1);
             INSERT INTO agents(id, project_id, state, state_since_ms, first_seen_ms, last_seen_ms)
                 SELECT 'x', id, 'not_visible', 1, 1, 1 FROM projects WHERE name = 'a';
-            """, in: db))
-        let a = try XCTUnwrap(pg.scalar("SELECT id FROM projects WHERE name = 'a'", in: db).flatMap { Int64($0) })
-        let b = try XCTUnwrap(pg.scalar("SELECT id FROM projects WHERE name = 'b'", in: db).flatMap { Int64($0) })
-        let loop = EventLoop()
-        let store = try open(pg, db, loop)
-        defer { close(store, on: loop) }
+            """))
+        let a = try XCTUnwrap(f.scalar("SELECT id FROM projects WHERE name = 'a'").flatMap { Int64($0) })
+        let b = try XCTUnwrap(f.scalar("SELECT id FROM projects WHERE name = 'b'").flatMap { Int64($0) })
+        let loop = f.loop
+        let store = try f.open()
         XCTAssertEqual(store.schemaVersion, PGMigrations.latest)
         XCTAssertEqual(try wait(loop) { store.agentIdentity(id: "x", completion: $0) }, nil, "no key yet")
         XCTAssertEqual(try wait(loop) { store.agent(id: "x", completion: $0) }.mode, AgentRecord.agentMode)
@@ -68,17 +135,15 @@ final class PostgreSQLStoreTests: XCTestCase {
     }
 
     func testPartitionsAreCreatedAheadAndRetentionDropsWholeDays() throws {
-        let pg = try server()
-        let db = pg.freshDatabase()
-        let loop = EventLoop()
+        let f = try PGStoreFixture(self)
+        let loop = f.loop
         let day = PGPartitions.dayMillis
         let today: Int64 = 20_000
-        let store = try open(pg, db, loop, now: today * day + 5_000)
-        defer { close(store, on: loop) }
-        let parts = pg.scalar("""
+        let store = try f.open(now: today * day + 5_000)
+        let parts = f.scalar("""
             SELECT string_agg(c.relname, ',' ORDER BY c.relname) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
             WHERE i.inhparent = 'measurements'::regclass
-            """, in: db)
+            """)
         XCTAssertEqual(parts, "measurements_d19999,measurements_d20000,measurements_d20001,measurements_d20002,measurements_d20003,measurements_default")
 
         _ = try wait(loop) { store.createKey(project: "demo", secret: "s", at: 1, completion: $0) }
@@ -90,23 +155,21 @@ final class PostgreSQLStoreTests: XCTestCase {
             + [measurement(day)]                                                           // 1970: the default partition
         let b = Batch(projectId: pid, agentId: "a1", bootId: "b", sequence: 0, receivedAt: today * day + day / 2, measurements: rows)
         XCTAssertEqual(try wait(loop) { store.submitBatch(b, completion: $0) }, .stored(rows: 34))
-        XCTAssertEqual(pg.scalar("SELECT count(*) FROM measurements_d19999", in: db), "30")
-        XCTAssertEqual(pg.scalar("SELECT count(*) FROM measurements_default", in: db), "1")
+        XCTAssertEqual(f.scalar("SELECT count(*) FROM measurements_d19999"), "30")
+        XCTAssertEqual(f.scalar("SELECT count(*) FROM measurements_default"), "1")
 
         let report = try wait(loop) { store.removeExpired(olderThan: today * day + day / 4, completion: $0) }
         XCTAssertEqual(report.deleted["measurements"], 31, "a whole day dropped, the old row in the default partition deleted")
-        XCTAssertNil(pg.scalar("SELECT to_regclass('measurements_d19999')::text", in: db), "yesterday's partition is gone")
-        XCTAssertNotNil(pg.scalar("SELECT to_regclass('measurements_d20000')::text", in: db), "today's holds the cutoff: kept")
+        XCTAssertNil(f.scalar("SELECT to_regclass('measurements_d19999')::text"), "yesterday's partition is gone")
+        XCTAssertNotNil(f.scalar("SELECT to_regclass('measurements_d20000')::text"), "today's holds the cutoff: kept")
         XCTAssertEqual(try wait(loop) { store.measurements(MeasurementQuery(), completion: $0) }.count, 3)
     }
 
     func testEveryPartitionHasTheTimeAndPerSeriesIndexes() throws {
-        let pg = try server()
-        let db = pg.freshDatabase()
-        let loop = EventLoop()
-        let store = try open(pg, db, loop)
-        close(store, on: loop)
-        let indexes = pg.scalar("SELECT string_agg(indexdef, ';') FROM pg_indexes WHERE tablename = 'measurements_default'", in: db) ?? ""
+        let f = try PGStoreFixture(self)
+        let store = try f.open()
+        close(store, on: f.loop)
+        let indexes = f.scalar("SELECT string_agg(indexdef, ';') FROM pg_indexes WHERE tablename = 'measurements_default'") ?? ""
         XCTAssertTrue(indexes.contains("(series_id, ts_ms, id)"), indexes)
         XCTAssertTrue(indexes.contains("(ts_ms, id)"), indexes)
     }
@@ -114,15 +177,10 @@ final class PostgreSQLStoreTests: XCTestCase {
     /// Batches queued together share one transaction (group commit), each
     /// in a savepoint: one the server refuses fails alone.
     func testBatchesQueuedTogetherShareATransactionAndFailAlone() throws {
-        let pg = try server()
-        let db = pg.freshDatabase()
-        let loop = EventLoop()
-        let store = try open(pg, db, loop)
-        defer { close(store, on: loop) }
-        _ = try wait(loop) { store.createKey(project: "demo", secret: "s", at: 1, completion: $0) }
-        let pid = try wait(loop) { store.activeKeys(project: "demo", completion: $0) }.projectId
-        _ = try wait(loop) { store.agentConnected(AgentHello(id: "a1", projectId: pid, name: "", hostname: "", version: "",
-                                                             bootId: "b", at: 2_000), completion: $0) }
+        let f = try PGStoreFixture(self)
+        let loop = f.loop
+        let store = try f.open()
+        let pid = try f.demoProject(store)
         let before = store.stats.transactions
         var results: [Int64: Result<BatchOutcome, StoreError>] = [:]
         for seq in Int64(0)..<20 {
@@ -138,8 +196,8 @@ final class PostgreSQLStoreTests: XCTestCase {
         guard case .failure(.backend)? = results[7] else { return XCTFail("batch 7: \(String(describing: results[7]))") }
         XCTAssertLessThan(store.stats.transactions - before, 20, "batches queued together share transactions")
         XCTAssertGreaterThanOrEqual(store.stats.groupsSplit, 1, "the refused group was run again batch by batch")
-        XCTAssertEqual(pg.scalar("SELECT count(*) FROM measurements", in: db), "19")
-        XCTAssertEqual(pg.scalar("SELECT count(*) FROM events", in: db), "19")
+        XCTAssertEqual(f.scalar("SELECT count(*) FROM measurements"), "19")
+        XCTAssertEqual(f.scalar("SELECT count(*) FROM events"), "19")
         // The failed one was not marked stored: sent again (fixed), it goes in.
         let fixed = Batch(projectId: pid, agentId: "a1", bootId: "b", sequence: 7, receivedAt: 5_000, measurements: [measurement(10_007)])
         XCTAssertEqual(try wait(loop) { store.submitBatch(fixed, completion: $0) }, .stored(rows: 1))
@@ -150,17 +208,10 @@ final class PostgreSQLStoreTests: XCTestCase {
     /// pipeline with COMMIT. Re-sends in the same group are still answered
     /// `.duplicate`, and the agent's last-seen and latest status are set.
     func testAGroupOfBatchesTakesAFixedNumberOfRoundTrips() throws {
-        let pg = try server()
-        let db = pg.freshDatabase()
-        let loop = EventLoop()
-        let store = try open(pg, db, loop)
-        defer { close(store, on: loop) }
-        _ = try wait(loop) { store.createKey(project: "demo", secret: "s", at: 1, completion: $0) }
-        let pid = try wait(loop) { store.activeKeys(project: "demo", completion: $0) }.projectId
-        for a in ["a1", "a2"] {
-            _ = try wait(loop) { store.agentConnected(AgentHello(id: a, projectId: pid, name: "", hostname: "", version: "",
-                                                                 bootId: "b", at: 2_000), completion: $0) }
-        }
+        let f = try PGStoreFixture(self)
+        let loop = f.loop
+        let store = try f.open()
+        let pid = try f.demoProject(store, agents: ["a1", "a2"])
         let before = store.stats.writeRoundTrips
         var results: [Result<BatchOutcome, StoreError>?] = Array(repeating: nil, count: 42)
         for i in 0..<42 {
@@ -180,11 +231,11 @@ final class PostgreSQLStoreTests: XCTestCase {
         // BEGIN + locks + series, 3 COPYs, updates + COMMIT: at most 2 groups of 5.
         XCTAssertLessThanOrEqual(store.stats.writeRoundTrips - before, 10, "round trips for 42 batches")
         XCTAssertEqual(store.stats.groupsSplit, 0)
-        XCTAssertEqual(pg.scalar("SELECT count(*) FROM measurements", in: db), "40")
-        XCTAssertEqual(pg.scalar("SELECT count(*) FROM events", in: db), "40")
-        XCTAssertEqual(pg.scalar("SELECT string_agg(high_seq || ':' || batches, ',' ORDER BY agent_id) FROM batch_sequences", in: db),
+        XCTAssertEqual(f.scalar("SELECT count(*) FROM measurements"), "40")
+        XCTAssertEqual(f.scalar("SELECT count(*) FROM events"), "40")
+        XCTAssertEqual(f.scalar("SELECT string_agg(high_seq || ':' || batches, ',' ORDER BY agent_id) FROM batch_sequences"),
                        "19:20,19:20")
-        XCTAssertEqual(pg.scalar("SELECT string_agg(last_seen_ms || ' ' || status, ',' ORDER BY id) FROM agents", in: db),
+        XCTAssertEqual(f.scalar("SELECT string_agg(last_seen_ms || ' ' || status, ',' ORDER BY id) FROM agents"),
                        "5038 {\"i\":38},5039 {\"i\":39}")
     }
 
@@ -192,15 +243,10 @@ final class PostgreSQLStoreTests: XCTestCase {
     /// empty and a large histogram come back from the server as they went
     /// in, and other rows of the same COPY are not shifted by them.
     func testBinaryCopyRoundTripsExtremeValues() throws {
-        let pg = try server()
-        let db = pg.freshDatabase()
-        let loop = EventLoop()
-        let store = try open(pg, db, loop)
-        defer { close(store, on: loop) }
-        _ = try wait(loop) { store.createKey(project: "demo", secret: "s", at: 1, completion: $0) }
-        let pid = try wait(loop) { store.activeKeys(project: "demo", completion: $0) }.projectId
-        _ = try wait(loop) { store.agentConnected(AgentHello(id: "a1", projectId: pid, name: "", hostname: "", version: "",
-                                                             bootId: "b", at: 2_000), completion: $0) }
+        let f = try PGStoreFixture(self)
+        let loop = f.loop
+        let store = try f.open()
+        let pid = try f.demoProject(store)
         let large = (0..<100_000).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 7) }
         let rows: [MeasurementRow] = [
             MeasurementRow(ts: .max, windowMs: .min, monitor: "m", check: "max", source: "ipa", count: .max, errors: .min,
@@ -219,23 +265,18 @@ final class PostgreSQLStoreTests: XCTestCase {
         let back = try wait(loop) { store.measurements(MeasurementQuery(limit: 10), completion: $0) }.map(\.measurement)
         XCTAssertEqual(back.count, rows.count)
         for row in rows { XCTAssertEqual(back.first { $0.check == row.check }, row, row.check) }
-        XCTAssertEqual(pg.scalar("SELECT histogram IS NULL FROM measurements m JOIN series s ON s.id = m.series_id WHERE s.check_name = 'max'",
-                                 in: db), "t")
-        XCTAssertEqual(pg.scalar("SELECT length(histogram) FROM measurements m JOIN series s ON s.id = m.series_id WHERE s.check_name = 'min'",
-                                 in: db), "0")
+        XCTAssertEqual(f.scalar("SELECT histogram IS NULL FROM measurements m JOIN series s ON s.id = m.series_id WHERE s.check_name = 'max'"), "t")
+        XCTAssertEqual(f.scalar("SELECT length(histogram) FROM measurements m JOIN series s ON s.id = m.series_id WHERE s.check_name = 'min'"), "0")
     }
 
     /// Two collectors on one database: asked at once, exactly one holds the
     /// lease, also when it expires and both try to take it over; the one
     /// that lost it cannot record a state, the holder can.
     func testTwoCollectorsRacingForTheAlertLeaseCannotBothRecord() throws {
-        let pg = try server()
-        let db = pg.freshDatabase()
-        let loop = EventLoop()
-        let c1 = try open(pg, db, loop)
-        defer { close(c1, on: loop) }
-        let c2 = try open(pg, db, loop)
-        defer { close(c2, on: loop) }
+        let f = try PGStoreFixture(self)
+        let loop = f.loop
+        let c1 = try f.open()
+        let c2 = try f.open()
         _ = try wait(loop) { c1.createKey(project: "demo", secret: "s", at: 1, completion: $0) }
         let rule = try wait(loop) { c1.createAlertRule(project: "demo", name: "r", body: "{}", at: 1, completion: $0) }
 
@@ -270,7 +311,7 @@ final class PostgreSQLStoreTests: XCTestCase {
             return XCTFail("the collector without the lease recorded a state")
         }
         XCTAssertTrue(why.contains("lease lost"), why)
-        XCTAssertEqual(pg.scalar("SELECT count(*) FROM alert_states", in: db), "0")
+        XCTAssertEqual(f.scalar("SELECT count(*) FROM alert_states"), "0")
         let current = AlertLease(name: "alerts", holder: holderName, epoch: lease.epoch, expires: lease.expires)
         let t = try wait(loop) { holder.recordAlertState(firing, lease: current, completion: $0) }
         XCTAssertEqual(t?.from, "ok")
@@ -299,19 +340,13 @@ final class PostgreSQLStoreOutageTests: XCTestCase {
     /// connection and completes `.stored` — never a failure (which would
     /// close the agent's session) and never stored twice.
     func testABatchInFlightWhenTheConnectionDiesIsRetried() throws {
-        guard let pg = TestPostgreSQL.shared else { throw XCTSkip("no PostgreSQL server can run here") }
-        let db = pg.freshDatabase()
-        let loop = EventLoop()
-        let store = try PostgreSQLStore.open(loop: loop, options: PostgreSQLOptions(conninfo: pg.socketConninfo(db)), now: 1_000)
-        defer { close(store, on: loop) }
-        _ = try wait(loop) { store.createKey(project: "demo", secret: "s", at: 1, completion: $0) }
-        let pid = try wait(loop) { store.activeKeys(project: "demo", completion: $0) }.projectId
-        _ = try wait(loop) { store.agentConnected(AgentHello(id: "a1", projectId: pid, name: "", hostname: "", version: "",
-                                                             bootId: "b", at: 2_000), completion: $0) }
+        let f = try PGStoreFixture(self)
+        let loop = f.loop
+        let store = try f.open()
+        let pid = try f.demoProject(store)
 
         // Another session holds a lock the batch needs: the batch waits on the server, in flight.
-        let locker = PQconnectdb(pg.socketConninfo(db))!
-        defer { PQfinish(locker) }
+        let locker = f.connection()
         PQclear(PQexec(locker, "BEGIN"))
         PQclear(PQexec(locker, "LOCK TABLE batch_sequences IN EXCLUSIVE MODE"))
         var result: Result<BatchOutcome, StoreError>?
@@ -319,20 +354,19 @@ final class PostgreSQLStoreOutageTests: XCTestCase {
         store.submitBatch(b) { result = $0 }
         var waiting = 0
         XCTAssertTrue(loop.run(until: {
-            waiting = Int(pg.scalar("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
-                                    in: db) ?? "0") ?? 0
+            waiting = Int(f.lockWaiters() ?? "0") ?? 0
             return waiting == 1
         }, timeout: 10), "the batch waits for the lock")
-        XCTAssertEqual(pg.scalar("""
+        XCTAssertEqual(f.scalar("""
             SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
             WHERE datname = current_database() AND wait_event_type = 'Lock'
-            """, in: db), "1")
+            """), "1")
         PQclear(PQexec(locker, "COMMIT"))
         XCTAssertTrue(loop.run(until: { result != nil }, timeout: 20))
         XCTAssertEqual(try result?.get(), .stored(rows: 1))
         XCTAssertEqual(store.stats.writesRetried, 1)
         XCTAssertEqual(store.stats.batchesFailed, 0)
-        XCTAssertEqual(pg.scalar("SELECT count(*) FROM measurements", in: db), "1")
+        XCTAssertEqual(f.scalar("SELECT count(*) FROM measurements"), "1")
         XCTAssertEqual(try wait(loop) { store.submitBatch(b, completion: $0) }, .duplicate)
     }
 }
@@ -346,17 +380,14 @@ final class PostgreSQLIngestConnectionTests: XCTestCase {
     /// queued after it. Unlocked, everything completes, each agent's
     /// acknowledgements in order, every sequence counted once.
     func testAnotherAgentsBatchesDoNotWaitForALockedOne() throws {
-        guard let pg = TestPostgreSQL.shared else { throw XCTSkip("no PostgreSQL server can run here") }
-        let db = pg.freshDatabase()
-        let loop = EventLoop()
-        let store = try PostgreSQLStore.open(loop: loop, options: PostgreSQLOptions(conninfo: pg.socketConninfo(db)), now: 1_000)
-        defer { close(store, on: loop) }
+        let f = try PGStoreFixture(self)
+        let loop = f.loop
+        let store = try f.open()
         XCTAssertEqual(store.options.ingestConnections, 2)
         let ids = (1...20).map { "agent-\($0)" }
         let a = try XCTUnwrap(ids.first { PostgreSQLStore.ingestShard(agent: $0, count: 2) == 0 })
         let b = try XCTUnwrap(ids.first { PostgreSQLStore.ingestShard(agent: $0, count: 2) == 1 })
-        _ = try wait(loop) { store.createKey(project: "demo", secret: "s", at: 1, completion: $0) }
-        let pid = try wait(loop) { store.activeKeys(project: "demo", completion: $0) }.projectId
+        let pid = try f.demoProject(store, agents: [])
         func batch(_ agent: String, _ seq: Int64) -> Batch {
             Batch(projectId: pid, agentId: agent, bootId: "boot", sequence: seq, receivedAt: 5_000 + seq,
                   measurements: [measurement(10_000 + seq, check: agent)])
@@ -367,17 +398,13 @@ final class PostgreSQLIngestConnectionTests: XCTestCase {
             XCTAssertEqual(try wait(loop) { store.submitBatch(batch(agent, 0), completion: $0) }, .stored(rows: 1))
         }
 
-        let locker = PQconnectdb(pg.socketConninfo(db))!
-        defer { PQfinish(locker) }
+        let locker = f.connection()
         PQclear(PQexec(locker, "BEGIN"))
         PQclear(PQexec(locker, "SELECT 1 FROM batch_sequences WHERE agent_id = '\(a)' FOR UPDATE"))
         var done: [(String, Result<BatchOutcome, StoreError>)] = []
         func submit(_ agent: String, _ seq: Int64) { store.submitBatch(batch(agent, seq)) { done.append(("\(agent):\(seq)", $0)) } }
         submit(a, 1)
-        XCTAssertTrue(loop.run(until: {
-            pg.scalar("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
-                      in: db) == "1"
-        }, timeout: 10), "a's batch waits for the lock")
+        XCTAssertTrue(loop.run(until: { f.lockWaiters() == "1" }, timeout: 10), "a's batch waits for the lock")
         submit(a, 2)
         for seq in Int64(1)...5 { submit(b, seq) }
         submit(b, 3)
@@ -398,28 +425,21 @@ final class PostgreSQLIngestConnectionTests: XCTestCase {
         XCTAssertTrue(done[6...].allSatisfy { (try? $0.1.get()) == .stored(rows: 1) })
         XCTAssertEqual(try state?.get(), true)
         XCTAssertEqual(try wait(loop) { store.submitBatch(batch(a, 2), completion: $0) }, .duplicate)
-        XCTAssertEqual(pg.scalar("SELECT count(*) FROM measurements", in: db), "10")
-        XCTAssertEqual(pg.scalar("SELECT string_agg(agent_id || '=' || high_seq || ':' || batches, ',' ORDER BY agent_id = '\(a)' DESC) FROM batch_sequences",
-                                 in: db), "\(a)=2:3,\(b)=6:7")
+        XCTAssertEqual(f.scalar("SELECT count(*) FROM measurements"), "10")
+        XCTAssertEqual(f.scalar("SELECT string_agg(agent_id || '=' || high_seq || ':' || batches, ',' ORDER BY agent_id = '\(a)' DESC) FROM batch_sequences"),
+                       "\(a)=2:3,\(b)=6:7")
     }
 
     /// Many agents' batches and re-sends interleaved over both connections
     /// at once: every sequence stored once, every re-send a duplicate,
     /// each agent's acknowledgements in the order sent.
     func testInterleavedAgentsOverTwoConnectionsAreStoredOnce() throws {
-        guard let pg = TestPostgreSQL.shared else { throw XCTSkip("no PostgreSQL server can run here") }
-        let db = pg.freshDatabase()
-        let loop = EventLoop()
-        let store = try PostgreSQLStore.open(loop: loop, options: PostgreSQLOptions(conninfo: pg.socketConninfo(db)), now: 1_000)
-        defer { close(store, on: loop) }
-        _ = try wait(loop) { store.createKey(project: "demo", secret: "s", at: 1, completion: $0) }
-        let pid = try wait(loop) { store.activeKeys(project: "demo", completion: $0) }.projectId
+        let f = try PGStoreFixture(self)
+        let loop = f.loop
+        let store = try f.open()
         let agents = (1...8).map { "agent-\($0)" }
         XCTAssertEqual(Set(agents.map { PostgreSQLStore.ingestShard(agent: $0, count: 2) }), [0, 1])
-        for agent in agents {
-            _ = try wait(loop) { store.agentConnected(AgentHello(id: agent, projectId: pid, name: "", hostname: "", version: "",
-                                                                 bootId: "boot", at: 2_000), completion: $0) }
-        }
+        let pid = try f.demoProject(store, agents: agents, boot: "boot")
         var acks: [String: [Int64]] = [:]
         var outcomes: [BatchOutcome] = []
         for round in Int64(0)..<30 {
@@ -438,9 +458,9 @@ final class PostgreSQLIngestConnectionTests: XCTestCase {
         let sent = (Int64(0)..<30).map { $0 % 3 == 2 ? $0 - 1 : $0 }
         for agent in agents { XCTAssertEqual(acks[agent], sent, agent) }
         XCTAssertEqual(outcomes.filter { $0 == .duplicate }.count, 80)
-        XCTAssertEqual(pg.scalar("SELECT count(*) FROM measurements", in: db), "160")
-        XCTAssertEqual(pg.scalar("SELECT count(DISTINCT (series_id, ts_ms)) FROM measurements", in: db), "160")
-        XCTAssertEqual(pg.scalar("SELECT string_agg(DISTINCT high_seq || ':' || batches, ',') FROM batch_sequences", in: db), "28:20")
+        XCTAssertEqual(f.scalar("SELECT count(*) FROM measurements"), "160")
+        XCTAssertEqual(f.scalar("SELECT count(DISTINCT (series_id, ts_ms)) FROM measurements"), "160")
+        XCTAssertEqual(f.scalar("SELECT string_agg(DISTINCT high_seq || ':' || batches, ',') FROM batch_sequences"), "28:20")
     }
 }
 
@@ -452,18 +472,12 @@ final class PostgreSQLHandshakeLaneTests: XCTestCase {
     /// enrollment and check, and ownership claim all complete; a key made
     /// meanwhile is seen by the next lookup; the batch completes afterwards.
     func testAHandshakeDoesNotWaitForTheWriteConnection() throws {
-        guard let pg = TestPostgreSQL.shared else { throw XCTSkip("no PostgreSQL server can run here") }
-        let db = pg.freshDatabase()
-        let loop = EventLoop()
-        let store = try PostgreSQLStore.open(loop: loop, options: PostgreSQLOptions(conninfo: pg.socketConninfo(db)), now: 1_000)
-        defer { close(store, on: loop) }
-        _ = try wait(loop) { store.createKey(project: "demo", secret: "s", at: 1, completion: $0) }
-        let pid = try wait(loop) { store.activeKeys(project: "demo", completion: $0) }.projectId
-        _ = try wait(loop) { store.agentConnected(AgentHello(id: "a1", projectId: pid, name: "", hostname: "", version: "",
-                                                             bootId: "b", at: 2_000), completion: $0) }
+        let f = try PGStoreFixture(self)
+        let loop = f.loop
+        let store = try f.open()
+        let pid = try f.demoProject(store)
 
-        let locker = PQconnectdb(pg.socketConninfo(db))!
-        defer { PQfinish(locker) }
+        let locker = f.connection()
         PQclear(PQexec(locker, "BEGIN"))
         PQclear(PQexec(locker, "LOCK TABLE batch_sequences IN EXCLUSIVE MODE"))
         var batch: Result<BatchOutcome, StoreError>?
@@ -472,10 +486,7 @@ final class PostgreSQLHandshakeLaneTests: XCTestCase {
         // A state write queued behind it: the write connection's queue is not empty.
         var state: Result<Bool, StoreError>?
         store.setAgentState(agent: "a1", state: .capturing, messages: [], at: 6_000) { state = $0 }
-        XCTAssertTrue(loop.run(until: {
-            pg.scalar("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
-                      in: db) == "1"
-        }, timeout: 10), "the batch waits for the lock")
+        XCTAssertTrue(loop.run(until: { f.lockWaiters() == "1" }, timeout: 10), "the batch waits for the lock")
 
         XCTAssertEqual(try wait(loop) { store.handshakeKeys(project: "demo", completion: $0) }.keys.count, 1)
         XCTAssertEqual(try wait(loop) { store.enrollAgent(id: "new-1", projectId: pid, publicKey: "k1", at: 3_000, completion: $0) },
@@ -504,15 +515,10 @@ final class PostgreSQLHandshakeLaneTests: XCTestCase {
     /// queued after it waits for it and finds the identity gone, and a key
     /// list read after a key write on the handshake lane sees it.
     func testTheLanesKeepTheStoreOrder() throws {
-        guard let pg = TestPostgreSQL.shared else { throw XCTSkip("no PostgreSQL server can run here") }
-        let db = pg.freshDatabase()
-        let loop = EventLoop()
-        let store = try PostgreSQLStore.open(loop: loop, options: PostgreSQLOptions(conninfo: pg.socketConninfo(db)), now: 1_000)
-        defer { close(store, on: loop) }
-        _ = try wait(loop) { store.createKey(project: "demo", secret: "s", at: 1, completion: $0) }
-        let pid = try wait(loop) { store.activeKeys(project: "demo", completion: $0) }.projectId
-        _ = try wait(loop) { store.agentConnected(AgentHello(id: "a1", projectId: pid, name: "", hostname: "", version: "",
-                                                             bootId: "b", at: 2_000), completion: $0) }
+        let f = try PGStoreFixture(self)
+        let loop = f.loop
+        let store = try f.open()
+        let pid = try f.demoProject(store)
         XCTAssertEqual(try wait(loop) { store.enrollAgent(id: "a1", projectId: pid, publicKey: "k1", at: 3_000, completion: $0) },
                        .enrolled)
         var forgot: Result<Void, StoreError>?
@@ -538,26 +544,17 @@ final class PostgreSQLHandshakeLaneTests: XCTestCase {
     /// before it; a read on the other connections queued after such a write
     /// sees it too, once the batch is through.
     func testANewSessionsRegistryReadsDoNotWaitForTheWriteConnection() throws {
-        guard let pg = TestPostgreSQL.shared else { throw XCTSkip("no PostgreSQL server can run here") }
-        let db = pg.freshDatabase()
-        let loop = EventLoop()
-        let store = try PostgreSQLStore.open(loop: loop, options: PostgreSQLOptions(conninfo: pg.socketConninfo(db)), now: 1_000)
-        defer { close(store, on: loop) }
-        _ = try wait(loop) { store.createKey(project: "demo", secret: "s", at: 1, completion: $0) }
-        let pid = try wait(loop) { store.activeKeys(project: "demo", completion: $0) }.projectId
-        _ = try wait(loop) { store.agentConnected(AgentHello(id: "a1", projectId: pid, name: "", hostname: "", version: "",
-                                                             bootId: "b", at: 2_000), completion: $0) }
-        let locker = PQconnectdb(pg.socketConninfo(db))!
-        defer { PQfinish(locker) }
+        let f = try PGStoreFixture(self)
+        let loop = f.loop
+        let store = try f.open()
+        let pid = try f.demoProject(store)
+        let locker = f.connection()
         PQclear(PQexec(locker, "BEGIN"))
         PQclear(PQexec(locker, "LOCK TABLE batch_sequences IN EXCLUSIVE MODE"))
         var batch: Result<BatchOutcome, StoreError>?
         store.submitBatch(Batch(projectId: pid, agentId: "a1", bootId: "b", sequence: 0, receivedAt: 5_000,
                                 measurements: [measurement(7_000)])) { batch = $0 }
-        XCTAssertTrue(loop.run(until: {
-            pg.scalar("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
-                      in: db) == "1"
-        }, timeout: 10), "the batch waits for the lock")
+        XCTAssertTrue(loop.run(until: { f.lockWaiters() == "1" }, timeout: 10), "the batch waits for the lock")
 
         let rule = FilterPattern(method: "GET", host: "a.example", path: "/x", monitor: "m", check: "c")
         var replaced: Result<PatternSet, StoreError>?
@@ -588,11 +585,9 @@ final class PostgreSQLHandshakeLaneTests: XCTestCase {
     /// savepoint: the same answers as one by one (enrolled, known, key
     /// mismatch, other project), one commit for the group.
     func testEnrollmentsQueuedTogetherShareOneCommit() throws {
-        guard let pg = TestPostgreSQL.shared else { throw XCTSkip("no PostgreSQL server can run here") }
-        let db = pg.freshDatabase()
-        let loop = EventLoop()
-        let store = try PostgreSQLStore.open(loop: loop, options: PostgreSQLOptions(conninfo: pg.socketConninfo(db)), now: 1_000)
-        defer { close(store, on: loop) }
+        let f = try PGStoreFixture(self)
+        let loop = f.loop
+        let store = try f.open()
         _ = try wait(loop) { store.createKey(project: "demo", secret: "s", at: 1, completion: $0) }
         _ = try wait(loop) { store.createKey(project: "other", secret: "s-other", at: 1, completion: $0) }
         let pid = try wait(loop) { store.activeKeys(project: "demo", completion: $0) }.projectId
@@ -612,7 +607,7 @@ final class PostgreSQLHandshakeLaneTests: XCTestCase {
         let after = store.stats
         XCTAssertGreaterThanOrEqual(after.handshakeGroups - before.handshakeGroups, 1)
         XCTAssertLessThanOrEqual(after.transactions - before.transactions, 3, "one commit per group, not one per enrollment")
-        XCTAssertEqual(pg.scalar("SELECT count(*) FROM agent_identities", in: db), "21")
+        XCTAssertEqual(f.scalar("SELECT count(*) FROM agent_identities"), "21")
         XCTAssertEqual(try wait(loop) { store.agentIdentity(id: "new-7", completion: $0) }, "k7")
     }
 }

@@ -14,7 +14,7 @@ final class SQLiteClusterTests: XCTestCase {
         XCTAssertFalse(store.isShared)
         XCTAssertEqual(try wait(loop) { store.claimAgent("x", collector: "c", leaseMs: 10_000, completion: $0) }, 1)
         let p = CollectorPresence(id: "c", startedMs: 1, listen: "", httpListen: "", sessions: 1, lagP99Us: 0, version: "t")
-        XCTAssertEqual(try wait(loop) { store.heartbeat(p, leaseMs: 10_000, completion: $0) },
+        XCTAssertEqual(try wait(loop) { store.heartbeat(p, leaseMs: 10_000, acknowledging: [], completion: $0) },
                        HeartbeatAnswer(lost: [], pendingCommands: 0))
         XCTAssertEqual(try wait(loop) { store.agentOwners(["x"], completion: $0) }, [:])
         XCTAssertEqual(try wait(loop) { store.clusterMembers(completion: $0) }, [])
