@@ -398,7 +398,8 @@ enum PGMigrations {
         // are renewed by collector id (a released lease belongs to no one,
         // collector ''), and a claim that takes an agent from a collector
         // leaves that collector a row in `agent_sessions_taken` (the agent
-        // and the epoch it held), which its next heartbeat takes and deletes.
+        // and the epoch it held), which its heartbeats report until a later
+        // one acknowledges it (PostgreSQLStore+Cluster).
         // `prev_*`: the holder a claim replaced, so the claim can record it.
         PGMigration(version: 12, name: "sessions taken", sql: """
         ALTER TABLE agent_sessions ADD COLUMN prev_collector_id text NOT NULL DEFAULT '',
