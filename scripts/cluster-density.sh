@@ -6,7 +6,8 @@
 #
 # Release binaries must be built (scripts/load.sh builds them; BIN=DIR runs others). On loopback,
 # every file in a temporary directory:
-#   - a private PostgreSQL (scripts/lib/postgres.sh) and COLLECTORS collectors with
+#   - a private PostgreSQL (scripts/lib/postgres.sh start --tuned: sized for heavy ingest, durability
+#     as in production) and COLLECTORS collectors with
 #     `store = postgresql` on it; collector N takes sessions on 127.0.0.N:PORT, HTTP on
 #     127.0.0.1:PORT+79+N; one collector_key and one access key made once;
 #   - LOADS `vigil-load density` processes (2 per collector), process j aiming at collector
@@ -84,7 +85,7 @@ metric() { awk -v n="$2" '$1 == n {print $2; exit}' "$DIR/metrics-$1"; }
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 
 say "== PostgreSQL, $COLLECTORS collectors =="
-bash scripts/lib/postgres.sh start "$DIR/pg" $$ >/dev/null
+bash scripts/lib/postgres.sh start --tuned "$DIR/pg" $$ >/dev/null
 PGPORT=$(cat "$DIR/pg/port")
 psql -X -q -h "$DIR/pg" -p "$PGPORT" -U vigil -d postgres -c "CREATE DATABASE vigil"
 declare -A CPID RSS0

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # postgres.sh — a private PostgreSQL server in a local directory, for tests and scripts.
 #
-#   scripts/lib/postgres.sh start DIR [WATCH_PID]   prints "port=P socket=DIR user=vigil password_file=DIR/password"
+#   scripts/lib/postgres.sh start [--tuned] DIR [WATCH_PID]
+#                                                    prints "port=P socket=DIR user=vigil password_file=DIR/password"
 #   scripts/lib/postgres.sh stop DIR                 stops it (fast) and removes DIR
 #   scripts/lib/postgres.sh pause DIR | resume DIR   pg_ctl stop -m fast / start again, same port (outage tests)
 #   scripts/lib/postgres.sh restart DIR              pg_ctl restart -m fast (scripts/soak.sh --cluster)
@@ -13,6 +14,13 @@
 # fsync and synchronous_commit are on, as in production: what a test measures is durable.
 # The superuser `vigil` logs in without a password over the socket and with the password in
 # DIR/password (scram-sha-256) over TCP, so both connection forms get exercised.
+# The default server is small (shared_buffers 64MB, PostgreSQL's WAL and checkpoint defaults), as
+# the tests want: many of them start at once. `--tuned` sizes it for heavy ingest
+# (scripts/load-postgresql.sh, scripts/cluster-density.sh), as docs/STORAGE.md, "Server settings
+# for heavy ingest", advises an operator to: 2GB of shared buffers, 64MB of WAL buffers, WAL
+# compressed with lz4, and checkpoints at most every 30 minutes or 16GB of WAL. Durability is
+# untouched by it: fsync, synchronous_commit and full_page_writes stay on. VIGIL_PG_SETTINGS
+# (lines of `name = value`) is appended after either set, to try other values.
 # With WATCH_PID, a watchdog stops the server and removes DIR once that process is gone, so
 # a killed test run leaves nothing running.
 set -euo pipefail
@@ -34,8 +42,19 @@ free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
+# What --tuned adds (docs/STORAGE.md, "Server settings for heavy ingest", says why each).
+TUNED_SETTINGS="shared_buffers = 2GB
+wal_buffers = 64MB
+wal_compression = lz4
+max_wal_size = 16GB
+min_wal_size = 2GB
+checkpoint_timeout = 30min
+checkpoint_completion_target = 0.9"
+
 start() {
-    local dir=$1 watch=${2:-} bin port
+    local tuned=0
+    [ "${1:-}" = --tuned ] && { tuned=1; shift; }
+    local dir=${1:-} watch=${2:-} bin port
     [ -n "$dir" ] || die "start needs a directory"
     bin=$(pg_bin)
     if ! id -u "$PGUSER_OS" >/dev/null 2>&1; then
@@ -59,9 +78,13 @@ unix_socket_directories = '$dir'
 fsync = on
 synchronous_commit = on
 max_connections = 200
+full_page_writes = on
 shared_buffers = 64MB
 logging_collector = off
+log_checkpoints = on
 EOF
+    if [ "$tuned" = 1 ]; then printf '%s\n' "$TUNED_SETTINGS" >>"$dir/data/postgresql.conf"; fi
+    if [ -n "${VIGIL_PG_SETTINGS:-}" ]; then printf '%s\n' "$VIGIL_PG_SETTINGS" >>"$dir/data/postgresql.conf"; fi
     echo "$port" > "$dir/port"
     as_pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start >/dev/null \
         || { cat "$dir/server.log" >&2; die "pg_ctl start failed"; }
@@ -94,10 +117,10 @@ restart() {
 }
 
 case "${1:-}" in
-    start) start "${2:-}" "${3:-}" ;;
+    start) shift; start "$@" ;;
     stop) stop "${2:?stop needs a directory}" ;;
     pause) pause "${2:?pause needs a directory}" ;;
     resume) resume "${2:?resume needs a directory}" ;;
     restart) restart "${2:?restart needs a directory}" ;;
-    *) echo "usage: postgres.sh start DIR [WATCH_PID] | stop DIR | pause DIR | resume DIR | restart DIR" >&2; exit 2 ;;
+    *) echo "usage: postgres.sh start [--tuned] DIR [WATCH_PID] | stop DIR | pause DIR | resume DIR | restart DIR" >&2; exit 2 ;;
 esac
