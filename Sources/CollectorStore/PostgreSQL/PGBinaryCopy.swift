@@ -8,9 +8,8 @@
 // The stream: the 11-byte signature, a flags word and a header-extension
 // length (both 0); per row the number of fields (int16), then per field its
 // length (int32; -1 for NULL) and its bytes; at the end the trailer, -1 as
-// int16. bigint is 8 bytes big-endian; bytea its bytes as they are; text its
-// UTF-8 bytes (the server still checks the encoding: NUL is refused as in
-// the text format); boolean one byte.
+// int16. bigint is 8 bytes big-endian; bytea its bytes as they are (the
+// only types the measurement rows have; the other tables go by text COPY).
 //
 // Thread: any (values only); used by the store's writer on the loop.
 
@@ -48,18 +47,5 @@ enum PGBinaryCopy {
         guard let bytes else { return appendLength(-1, into: &out) }
         appendLength(Int32(truncatingIfNeeded: bytes.count), into: &out)
         out.append(contentsOf: bytes)
-    }
-
-    /// A text field: the UTF-8 bytes; nil is NULL.
-    static func appendText(_ s: String?, into out: inout [UInt8]) {
-        guard let s else { return appendLength(-1, into: &out) }
-        appendLength(Int32(truncatingIfNeeded: s.utf8.count), into: &out)
-        out.append(contentsOf: s.utf8)
-    }
-
-    /// A boolean field: one byte.
-    static func appendBool(_ b: Bool, into out: inout [UInt8]) {
-        appendLength(1, into: &out)
-        out.append(b ? 1 : 0)
     }
 }

@@ -648,17 +648,13 @@ final class PGBinaryCopyTests: XCTestCase {
         PGBinaryCopy.appendBytea(nil, into: &out)
         PGBinaryCopy.appendBytea([], into: &out)
         PGBinaryCopy.appendBytea([0x5C, 0x00], into: &out)
-        PGBinaryCopy.appendText("é", into: &out)
-        PGBinaryCopy.appendBool(true, into: &out)
         XCTAssertEqual(out, [0x00, 0x11,
                              0, 0, 0, 8, 0x80, 0, 0, 0, 0, 0, 0, 0,
                              0, 0, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8,
                              0, 0, 0, 8, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFE,
                              0xFF, 0xFF, 0xFF, 0xFF,
                              0, 0, 0, 0,
-                             0, 0, 0, 2, 0x5C, 0x00,
-                             0, 0, 0, 2, 0xC3, 0xA9,
-                             0, 0, 0, 1, 1])
+                             0, 0, 0, 2, 0x5C, 0x00])
         XCTAssertEqual(PGBinaryCopy.trailer, [0xFF, 0xFF])
     }
 }
