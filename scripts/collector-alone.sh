@@ -7,7 +7,10 @@
 # looks again every second and after the ramp), vigil-load and the /metrics scraper run on
 # CPU 0. What each thread is pinned to is printed when the collector is ready and at the
 # end. PIN=process pins the whole collector (every thread) to CPU 1 and vigil-load to
-# CPU 0, as scripts/load.sh does, for a comparison with the earlier figures.
+# CPU 0, as scripts/load.sh does, for a comparison with the earlier figures. On a machine
+# shared with other work, CPU 1 still runs other processes' threads; RT=N (PIN=thread only)
+# also gives the loop thread the real-time policy SCHED_FIFO at priority N (chrt), so that no
+# ordinary thread preempts it there (the kernel's real-time throttling still leaves others 5 %).
 #   ingest:  AGENTS (50) sessions keep their batch windows full for SECONDS (20);
 #            prints the progress lines (records/s acknowledged per 5 s) and the verify line.
 #   density: AGENTS (10000) sessions ramp at 5,000 connects/s and hold for SECONDS (20);
@@ -105,6 +108,10 @@ show_threads() {
     echo "collector threads $1 (PIN=$PIN):$line"
 }
 pin_threads > /dev/null
+if [ -n "${RT:-}" ] && [ "$PIN" = thread ]; then
+    chrt -f -p "$RT" "$C"
+    echo "collector loop thread: $(chrt -p "$C" | head -1 | sed 's/.*: //'), priority $RT"
+fi
 show_threads "when ready"
 REPIN=
 if [ "$PIN" = thread ]; then

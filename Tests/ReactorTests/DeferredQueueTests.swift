@@ -25,6 +25,34 @@ final class DeferredQueueTests: XCTestCase {
         XCTAssertEqual(loop.deferred.carriedOver, 2)
     }
 
+    /// After its first slice, an iteration runs no more once the loop's
+    /// time box is spent. The test's clock moves 200 µs per slice: with a
+    /// 500 µs box, three slices per iteration (0, 200 and 400 µs in).
+    func testTimeBoxStopsSlicesOnceTheIterationsTimeIsSpent() {
+        let loop = EventLoop()
+        var now: UInt64 = 7_000_000
+        loop.timeBox.clock = { now }
+        loop.timeBox.budgetNanos = 500_000
+        var ran = 0
+        for _ in 0..<10 { loop.defer { now += 200_000; ran += 1 } }
+        loop.runOnce(); XCTAssertEqual(ran, 3)
+        loop.runOnce(); XCTAssertEqual(ran, 6)
+        loop.runOnce(); XCTAssertEqual(ran, 9)
+        loop.runOnce(); XCTAssertEqual(ran, 10)
+        XCTAssertEqual(loop.timeBox.cutShort, 3)
+
+        // A slice that alone overruns the box still runs: the first of each
+        // iteration always does, so nothing is starved.
+        for _ in 0..<2 { loop.defer { now += 5_000_000; ran += 1 } }
+        loop.runOnce(); XCTAssertEqual(ran, 11)
+        loop.runOnce(); XCTAssertEqual(ran, 12)
+
+        // Off (0): only the slice budget bounds an iteration.
+        loop.timeBox.budgetNanos = 0
+        for _ in 0..<10 { loop.defer { now += 200_000; ran += 1 } }
+        loop.runOnce(); XCTAssertEqual(ran, 22)
+    }
+
     func testWorkQueuedWhileDrainingWaitsForTheNextIteration() {
         let loop = EventLoop()
         var log: [Int] = []

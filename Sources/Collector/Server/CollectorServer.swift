@@ -41,6 +41,9 @@ public final class CollectorServer {
     /// Descriptors the process needs besides sessions (database, sockets,
     /// HTTP clients, the listener's reserve).
     static let descriptorReserve: UInt64 = 300
+    /// The loop's time box: what an iteration may spend, after each
+    /// source's first unit, on work that can wait (IterationTimeBox).
+    static let iterationTimeBudgetNanos: UInt64 = 500_000
 
     public let loop: EventLoop
     public private(set) var configuration: Configuration
@@ -112,6 +115,12 @@ public final class CollectorServer {
         // per iteration would make acknowledgements wait behind one another,
         // and thousands would make one iteration last milliseconds.
         loop.deferred.budget = 256
+        // And all the work that can wait — deferred slices, handshake turns
+        // and finishes, session input, store completions — shares half a
+        // millisecond per iteration beyond each one's first unit
+        // (IterationTimeBox): each budget alone stays under a millisecond,
+        // their sum in one iteration did not.
+        loop.timeBox.budgetNanos = CollectorServer.iterationTimeBudgetNanos
 
         let store: any OperatedStore
         do {

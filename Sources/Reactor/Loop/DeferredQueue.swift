@@ -2,8 +2,9 @@
 //
 // Long work is cut into slices and each slice is deferred. Every iteration a
 // check watcher runs at most `budget` of the slices that were queued before
-// the iteration began; slices queued while draining wait for the next
-// iteration. An idle watcher, active only while work is queued, keeps poll
+// the iteration began, and after the first none once the loop's time box
+// says the iteration's time is spent (IterationTimeBox); slices queued while
+// draining wait for the next iteration. An idle watcher, active only while work is queued, keeps poll
 // from blocking, so I/O and timers get their turn between slices and a
 // slice never runs before the call that queued it has returned.
 import CEv
@@ -22,6 +23,8 @@ public final class DeferredQueue {
     }
     private var items = RingBuffer<Slice>(capacity: 256, overflow: .grow)
     private weak var profile: IterationProfile?
+    /// The loop's time box (set by the loop; nil for none).
+    var timeBox: IterationTimeBox?
     // The raw ev_loop, not the EventLoop: the loop owns this queue, and a
     // reference back would make a cycle — no EventLoop would ever be freed,
     // nor its epoll descriptor closed by ev_loop_destroy.
@@ -69,7 +72,8 @@ public final class DeferredQueue {
 
     private func drain() {
         let n = min(items.count, budget)
-        for _ in 0..<n {
+        for i in 0..<n {
+            if i > 0, let timeBox, !timeBox.hasTime { break }
             guard let slice = items.popFirst() else { break }
             ran &+= 1
             if let profile, profile.enabled {
