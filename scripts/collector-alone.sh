@@ -24,7 +24,8 @@
 # cpu_ms of a logged slow iteration (what the collector itself cost, CPU steal left out)
 # are printed too, and for the step: the time CPU 1 (the collector's) spent busy and
 # stolen by the hypervisor, and how often the collector's loop thread was preempted
-# (nonvoluntary context switches: something else ran on its core while it could run).
+# (nonvoluntary context switches: something else ran on its core while it could run) and
+# how much CPU time the loop thread itself used.
 # On a shared machine they say how far the wall-clock figures can be trusted. So do the
 # softirq time of CPU 1 (/proc/stat) and the NET_RX softirqs per CPU (/proc/softirqs) during
 # the step: loopback TCP delivers its packets in softirq context, on the CPU that sent them or
@@ -129,11 +130,14 @@ read -r minflt0 majflt0 < <(faults)
 cpu1() { awk '$1 == "cpu1" {print $2 + $3 + $4 + $7 + $8, $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9, $8}' /proc/stat; }
 # The loop thread is the main thread: its preemptions (nonvoluntary switches).
 preempted() { awk '/^nonvoluntary_ctxt_switches/ {print $2}' "/proc/$C/task/$C/status"; }
+# CPU time of the loop thread (utime + stime, clock ticks: fields 14 and 15 of its stat).
+loopcpu() { sed 's/.*) //' "/proc/$C/task/$C/stat" | awk '{print $12 + $13}'; }
 # NET_RX softirqs raised on CPU 0 and on CPU 1.
 netrx() { awk '$1 == "NET_RX:" {print $2, $3}' /proc/softirqs; }
 read -r busy0 steal0 total0 softirq0 < <(cpu1)
 pre0=$(preempted)
 netrx0=$(netrx)
+lcpu0=$(loopcpu)
 
 SCRAPER=
 if [ "${SCRAPE_S:-5}" != 0 ]; then
@@ -167,8 +171,10 @@ if [ -n "$PERFPID" ]; then kill -INT "$PERFPID" 2>/dev/null || true; wait "$PERF
 read -r busy1 steal1 total1 softirq1 < <(cpu1)
 pre1=$(preempted)
 netrx1=$(netrx)
+lcpu1=$(loopcpu)
 awk -v b=$((busy1 - busy0)) -v s=$((steal1 - steal0)) -v t=$((total1 - total0)) -v p=$((pre1 - pre0)) -v q=$((softirq1 - softirq0)) \
     'BEGIN {if (t > 0) printf "CPU 1 during the step: busy %.0f %%, softirq %.1f %%, stolen %.1f %%; collector loop thread preempted %d times\n", 100 * b / t, 100 * q / t, 100 * s / t, p}'
+awk -v t=$((lcpu1 - lcpu0)) -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "collector loop thread CPU time during the step: %.2f s\n", t / hz}'
 read -r rx00 rx01 <<< "$netrx0"; read -r rx10 rx11 <<< "$netrx1"
 echo "NET_RX softirqs during the step: CPU 0 $((rx10 - rx00)), CPU 1 $((rx11 - rx01))"
 if [ -n "$REPIN" ]; then kill "$REPIN" 2>/dev/null || true; fi
@@ -181,7 +187,8 @@ curl -sf "http://127.0.0.1:$HTTP/metrics" > "$DIR/metrics"
 grep -E '^vigil_loop_lag_seconds\{' "$DIR/metrics" \
     | awk '{printf "collector loop lag %s %.2f ms\n", $1, $2 * 1000}' | sed 's/vigil_loop_lag_seconds//'
 echo "collector page faults during the step: minor $((minflt1 - minflt0)), major $((majflt1 - majflt0))"
-grep -E '^vigil_loop_(slow_iterations|callbacks_timed|iterations)_total ' "$DIR/metrics" | sed 's/^/collector /' || true
+grep -E '^vigil_loop_(slow_iterations|slow_iterations_on_cpu|time_box_cuts|callbacks_timed|iterations)_total |^vigil_loop_slow_iteration_cpu_max_seconds ' \
+    "$DIR/metrics" | sed 's/^/collector /' || true
 grep ' slow loop iteration ' "$DIR/c.log" | sed 's/^[^ ]* warn //' || true
 grep -o ' cpu_ms=[0-9.]*' "$DIR/c.log" | cut -d= -f2 | sort -n | tail -1 \
     | awk '{print "largest cpu_ms of a logged slow iteration: " $1}' || true
