@@ -25,32 +25,41 @@ final class DeferredQueueTests: XCTestCase {
         XCTAssertEqual(loop.deferred.carriedOver, 2)
     }
 
-    /// After its first slice, an iteration runs no more once the loop's
-    /// time box is spent. The test's clock moves 200 µs per slice: with a
-    /// 500 µs box, three slices per iteration (0, 200 and 400 µs in).
-    func testTimeBoxStopsSlicesOnceTheIterationsTimeIsSpent() {
+    /// The loop's time box: after a source's first unit, no more once the
+    /// iteration has run for its budget; the deferred queue itself is not
+    /// boxed (it drains flushes and closes). The test's clock moves 200 µs
+    /// per unit: with a 500 µs box, three units per iteration (0, 200 and
+    /// 400 µs in).
+    func testTimeBoxBoundsAnIterationsUnitsButNotTheDeferredQueue() {
         let loop = EventLoop()
         var now: UInt64 = 7_000_000
         loop.timeBox.clock = { now }
         loop.timeBox.budgetNanos = 500_000
+        var units: [Int] = []
+        func source() {
+            var n = 0
+            while loop.timeBox.mayRun(after: n) { n += 1; now += 200_000 }
+            units.append(n)
+        }
+        loop.defer { source() }; loop.runOnce()
+        loop.defer { source() }; loop.runOnce()
+        XCTAssertEqual(units, [3, 3], "the box starts again with each iteration")
+        XCTAssertEqual(loop.timeBox.cutShort, 2)
+
+        // A unit that alone overruns the box still runs: the first always does.
+        loop.defer { now += 5_000_000; source() }; loop.runOnce()
+        XCTAssertEqual(units.last, 1)
+
+        // Slices of the deferred queue are bounded by its count budget only.
         var ran = 0
         for _ in 0..<10 { loop.defer { now += 200_000; ran += 1 } }
-        loop.runOnce(); XCTAssertEqual(ran, 3)
-        loop.runOnce(); XCTAssertEqual(ran, 6)
-        loop.runOnce(); XCTAssertEqual(ran, 9)
         loop.runOnce(); XCTAssertEqual(ran, 10)
-        XCTAssertEqual(loop.timeBox.cutShort, 3)
 
-        // A slice that alone overruns the box still runs: the first of each
-        // iteration always does, so nothing is starved.
-        for _ in 0..<2 { loop.defer { now += 5_000_000; ran += 1 } }
-        loop.runOnce(); XCTAssertEqual(ran, 11)
-        loop.runOnce(); XCTAssertEqual(ran, 12)
-
-        // Off (0): only the slice budget bounds an iteration.
+        // Off (0): always time.
         loop.timeBox.budgetNanos = 0
-        for _ in 0..<10 { loop.defer { now += 200_000; ran += 1 } }
-        loop.runOnce(); XCTAssertEqual(ran, 22)
+        now += 60_000_000_000
+        XCTAssertTrue(loop.timeBox.hasTime)
+        XCTAssertEqual(loop.timeBox.cutShort, 3)
     }
 
     func testWorkQueuedWhileDrainingWaitsForTheNextIteration() {

@@ -184,7 +184,7 @@ enum CollectorMetrics {
                  "The most CPU time the loop thread used in one slow iteration.",
                  Double(loop.profile.mostCPUMicros) / 1e6)
         p.single("vigil_loop_time_box_cuts_total", "counter",
-                 "Times deferrable work stopped because the iteration had spent its time box (0.5 ms).",
+                 "Times intake that can wait stopped because the iteration had spent its time box (0.5 ms).",
                  Double(loop.timeBox.cutShort))
         p.single("vigil_loop_callbacks_timed_total", "counter",
                  "Loop callbacks timed for the slow-iteration log (0 while loop_slow_iteration_ms is 0).",

@@ -115,11 +115,11 @@ public final class CollectorServer {
         // per iteration would make acknowledgements wait behind one another,
         // and thousands would make one iteration last milliseconds.
         loop.deferred.budget = 256
-        // And all the work that can wait — deferred slices, handshake turns
-        // and finishes, session input, store completions — shares half a
-        // millisecond per iteration beyond each one's first unit
-        // (IterationTimeBox): each budget alone stays under a millisecond,
-        // their sum in one iteration did not.
+        // And the intake that can wait — handshake turns and finishes,
+        // session input, store completions — shares half a millisecond per
+        // iteration beyond each one's first unit (IterationTimeBox): each
+        // budget alone stays under a millisecond, their sum in one
+        // iteration did not.
         loop.timeBox.budgetNanos = CollectorServer.iterationTimeBudgetNanos
 
         let store: any OperatedStore

@@ -2,9 +2,11 @@
 //
 // Long work is cut into slices and each slice is deferred. Every iteration a
 // check watcher runs at most `budget` of the slices that were queued before
-// the iteration began, and after the first none once the loop's time box
-// says the iteration's time is spent (IterationTimeBox); slices queued while
-// draining wait for the next iteration. An idle watcher, active only while work is queued, keeps poll
+// the iteration began; slices queued while draining wait for the next
+// iteration. The loop's time box (IterationTimeBox) does not cut the queue
+// short: it carries the flushes and closes that the time-boxed intake
+// (reads, handshakes, completions) produced, and draining them must keep
+// pace — closes free the slots new connections wait for. An idle watcher, active only while work is queued, keeps poll
 // from blocking, so I/O and timers get their turn between slices and a
 // slice never runs before the call that queued it has returned.
 import CEv
@@ -23,8 +25,6 @@ public final class DeferredQueue {
     }
     private var items = RingBuffer<Slice>(capacity: 256, overflow: .grow)
     private weak var profile: IterationProfile?
-    /// The loop's time box (set by the loop; nil for none).
-    var timeBox: IterationTimeBox?
     // The raw ev_loop, not the EventLoop: the loop owns this queue, and a
     // reference back would make a cycle — no EventLoop would ever be freed,
     // nor its epoll descriptor closed by ev_loop_destroy.
@@ -72,8 +72,7 @@ public final class DeferredQueue {
 
     private func drain() {
         let n = min(items.count, budget)
-        for i in 0..<n {
-            if i > 0, let timeBox, !timeBox.hasTime { break }
+        for _ in 0..<n {
             guard let slice = items.popFirst() else { break }
             ran &+= 1
             if let profile, profile.enabled {

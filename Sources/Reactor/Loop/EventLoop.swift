@@ -63,7 +63,6 @@ public final class EventLoop {
         lagCheck = .allocate(capacity: 1)
         lagPrepare = .allocate(capacity: 1)
         deferred = DeferredQueue()
-        deferred.timeBox = timeBox
         Syscalls.ignoreSIGPIPE()
 
         let me = Unmanaged.passUnretained(self).toOpaque()

@@ -7,9 +7,12 @@
 // a burst of reads, a store commit's completions, the flushes they queue —
 // and their sum is what the loop's lag measures: at 20,000 sessions, one
 // iteration in twenty took 1–2 ms of CPU that way, each budget within its
-// own bound. The time box is the one bound they share: work that can wait
+// own bound. The time box is the one bound they share: intake that can
+// wait (handshake turns and finishes, session reads, store completions)
 // asks `hasTime` before each unit after its first, and stops once the
-// iteration has run for `budgetNanos` since poll returned. Every source
+// iteration has run for `budgetNanos` since poll returned. The deferred
+// queue is not boxed: it drains what that intake produced (flushes,
+// closes), and starving it kept closed connections' slots taken. Every source
 // still makes progress — its first unit of an iteration runs regardless —
 // so none is starved by the ones that run before it.
 //
