@@ -4,7 +4,7 @@
 # "isolated" figures of "Load and soak"). PIN=thread (the default) gives the collector's
 # loop thread (its main thread, TID = PID) CPU 1 to itself: every other thread of the
 # collector (the store's writer "vigil-store", a resolver, any started later: the script
-# looks again every second and after the ramp), vigil-load and the /metrics scraper run on
+# looks again every second during the step and at its end), vigil-load and the scraper run on
 # CPU 0. What each thread is pinned to is printed when the collector is ready and at the
 # end. PIN=process pins the whole collector (every thread) to CPU 1 and vigil-load to
 # CPU 0, as scripts/load.sh does, for a comparison with the earlier figures. On a machine
