@@ -13,6 +13,38 @@ private final class Entry: DeadlineEntry {
     init(_ name: String) { self.name = name }
 }
 
+final class IterationBudgetTests: XCTestCase {
+    /// The handshake, finish and input budgets share the loop's time box:
+    /// after each one's first unit, none has room once the iteration's time
+    /// is spent, whatever units it has left. The test's clock moves 150 µs
+    /// per unit of a 500 µs box.
+    func testBudgetsShareTheLoopsTimeBoxAndEachKeepsItsFirstUnit() {
+        let loop = EventLoop()
+        var now: UInt64 = 3_000_000
+        loop.timeBox.clock = { now }
+        loop.timeBox.budgetNanos = 500_000
+        var handshakes = IterationBudget(limit: 8)
+        var input = IterationBudget(limit: 8)
+        var counts: [(Int, Int)] = []
+        func iteration() {
+            var h = 0, i = 0
+            while handshakes.hasRoom(on: loop) { handshakes.spend(1, in: loop.iteration); h += 1; now += 150_000 }
+            while input.hasRoom(on: loop) { input.spend(1, in: loop.iteration); i += 1; now += 150_000 }
+            counts.append((h, i))
+        }
+        for _ in 0..<2 { loop.defer { iteration() }; loop.runOnce() }
+        // 0, 150, 300, 450 µs in: four handshakes; then the input's first unit only.
+        XCTAssertEqual(counts.map(\.0), [4, 4])
+        XCTAssertEqual(counts.map(\.1), [1, 1])
+        XCTAssertEqual(loop.timeBox.cutShort, 4)
+
+        loop.timeBox.budgetNanos = 0
+        loop.defer { iteration() }; loop.runOnce()
+        XCTAssertEqual(counts.last?.0, 8, "off: the unit limit alone")
+        XCTAssertEqual(counts.last?.1, 8)
+    }
+}
+
 final class DeadlineWheelTests: XCTestCase {
     func testExpiresInOrderNeverEarlyAndOnlyWhatIsScheduled() {
         let loop = EventLoop()

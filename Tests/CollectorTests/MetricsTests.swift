@@ -155,6 +155,22 @@ final class MetricsTests: XCTestCase {
         XCTAssertEqual(PrometheusText.format(123456789.25), "123456789.25")
     }
 
+    /// Until the window is full, the quantiles cover everything since start:
+    /// a minute-old collector's loop-lag maximum is not only its last seconds'.
+    func testSummaryQuantilesCoverEverythingSinceStartUntilTheWindowIsFull() {
+        let w = SummaryWindows()
+        var h = LogHistogram()
+        h.record(30_000)                           // one 30 ms iteration in the first minute
+        for _ in 1..<SummaryWindows.steps {
+            w.tick(["x": h])
+            for _ in 0..<10 { h.record(100) }
+            XCTAssertEqual(w.recent("x", h).count, h.count, "not a full window yet")
+        }
+        var p = PrometheusText()
+        p.summary("x", "help", total: h, recent: w.recent("x", h), perSecond: 1e6)
+        XCTAssertTrue(p.text.contains("x{quantile=\"1\"} 0.03"), p.text)
+    }
+
     func testSummaryQuantilesCoverTheRecentWindowAndSumsTheWholeLifetime() {
         let w = SummaryWindows()
         var h = LogHistogram()

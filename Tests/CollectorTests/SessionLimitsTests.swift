@@ -11,6 +11,18 @@ import Wire
 import CSystem  // SOCK_* constants: glibc's socket macros may be owned by this C module
 
 final class SessionLimitsTests: XCTestCase {
+    /// The descriptor table is sized for max_clients before the first
+    /// session: grown later, each doubling in a process with threads waits
+    /// for an RCU grace period inside `accept`, on the loop.
+    func testTheDescriptorTableIsSizedForMaxClientsAtStart() throws {
+        let c = try CollectorProcess(config: ["max_clients = 3000"])
+        defer { c.stop(); c.removeDirectory() }
+        let status = try String(contentsOfFile: "/proc/\(c.process.processIdentifier)/status", encoding: .utf8)
+        let line = try XCTUnwrap(status.split(separator: "\n").first { $0.hasPrefix("FDSize:") })
+        let size = Int(line.dropFirst("FDSize:".count).trimmingCharacters(in: .whitespaces)) ?? 0
+        XCTAssertGreaterThanOrEqual(size, 3000, String(line))
+    }
+
     func testStatusAndScheduleFloodFromOneSessionDoesNotHurtOtherSessions() throws {
         // A small write queue, so a flood that reached the store would
         // fill it at once and other agents' batches would be refused.

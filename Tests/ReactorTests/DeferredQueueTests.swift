@@ -25,6 +25,43 @@ final class DeferredQueueTests: XCTestCase {
         XCTAssertEqual(loop.deferred.carriedOver, 2)
     }
 
+    /// The loop's time box: after a source's first unit, no more once the
+    /// iteration has run for its budget; the deferred queue itself is not
+    /// boxed (it drains flushes and closes). The test's clock moves 200 µs
+    /// per unit: with a 500 µs box, three units per iteration (0, 200 and
+    /// 400 µs in).
+    func testTimeBoxBoundsAnIterationsUnitsButNotTheDeferredQueue() {
+        let loop = EventLoop()
+        var now: UInt64 = 7_000_000
+        loop.timeBox.clock = { now }
+        loop.timeBox.budgetNanos = 500_000
+        var units: [Int] = []
+        func source() {
+            var n = 0
+            while loop.timeBox.mayRun(after: n) { n += 1; now += 200_000 }
+            units.append(n)
+        }
+        loop.defer { source() }; loop.runOnce()
+        loop.defer { source() }; loop.runOnce()
+        XCTAssertEqual(units, [3, 3], "the box starts again with each iteration")
+        XCTAssertEqual(loop.timeBox.cutShort, 2)
+
+        // A unit that alone overruns the box still runs: the first always does.
+        loop.defer { now += 5_000_000; source() }; loop.runOnce()
+        XCTAssertEqual(units.last, 1)
+
+        // Slices of the deferred queue are bounded by its count budget only.
+        var ran = 0
+        for _ in 0..<10 { loop.defer { now += 200_000; ran += 1 } }
+        loop.runOnce(); XCTAssertEqual(ran, 10)
+
+        // Off (0): always time.
+        loop.timeBox.budgetNanos = 0
+        now += 60_000_000_000
+        XCTAssertTrue(loop.timeBox.hasTime)
+        XCTAssertEqual(loop.timeBox.cutShort, 3)
+    }
+
     func testWorkQueuedWhileDrainingWaitsForTheNextIteration() {
         let loop = EventLoop()
         var log: [Int] = []

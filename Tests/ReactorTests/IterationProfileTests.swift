@@ -89,8 +89,8 @@ final class IterationProfileTests: XCTestCase {
 
         p.add(site, 20_000_000)
         p.iterationEnded(busyNanos: 21_000_000, iteration: 1, now: 100.0)
-        p.add(site, 30_000_000)
-        p.iterationEnded(busyNanos: 30_000_000, iteration: 2, now: 100.5)   // within the second
+        p.add(site, 19_000_000)
+        p.iterationEnded(busyNanos: 19_000_000, iteration: 2, now: 100.5)   // within the second, not the longest
         p.iterationEnded(busyNanos: 5_000_000, iteration: 3, now: 100.7)    // fast
         p.add(site, 15_000_000)
         p.iterationEnded(busyNanos: 16_000_000, iteration: 4, now: 101.1)
@@ -103,8 +103,36 @@ final class IterationProfileTests: XCTestCase {
         XCTAssertEqual(reports[0].unattributedMicros, 1_000)
         XCTAssertEqual(reports[1].sites, [SlowIteration.Site(name: "timer wheel", runs: 1, micros: 15_000)],
                        "an iteration's figures do not carry into the next")
-        XCTAssertEqual(p.longestMicros, 30_000)
+        XCTAssertEqual(p.longestMicros, 21_000)
         XCTAssertNil(reports[0].cpuMicros, "no iteration start seen")
+    }
+
+    /// An iteration longer than all before it is reported within the rate
+    /// limit; every slow iteration's CPU time is read, reported or not, and
+    /// those the thread itself spent the threshold in are counted.
+    func testTheLongestIterationIsAlwaysReportedAndEverySlowOnesCPUIsCounted() {
+        let loop = EventLoop()
+        let p = loop.profile
+        var reports: [SlowIteration] = []
+        p.report = { reports.append($0) }
+        p.thresholdMicros = 1_000
+        p.minReportInterval = 1
+        var cpu: UInt64 = 1_000_000_000   // nanoseconds
+        p.cpuClock = { cpu }
+        // (wall µs, CPU µs) of four slow iterations within one second.
+        let iterations: [(UInt64, UInt64)] = [(2_000, 1_900), (1_500, 200), (9_000, 600), (3_000, 2_500)]
+        for (i, (wall, used)) in iterations.enumerated() {
+            p.iterationStarted()
+            cpu += used * 1000
+            p.iterationEnded(busyNanos: wall * 1000, iteration: UInt(i), now: 50.0 + Double(i) * 0.1)
+        }
+        XCTAssertEqual(reports.map(\.iteration), [0, 2], "the first, then a new longest despite the rate limit")
+        XCTAssertEqual(reports.map(\.longest), [true, true])
+        XCTAssertEqual(reports.last?.cpuMicros, 600)
+        XCTAssertEqual(p.reportsSuppressed, 2)
+        XCTAssertEqual(p.slowIterations, 4)
+        XCTAssertEqual(p.slowIterationsOnCPU, 2, "1.9 and 2.5 ms of CPU; the others waited for a core")
+        XCTAssertEqual(p.mostCPUMicros, 2_500)
     }
 
     func testSitesAreInternedOnceAndUnlabelledOnesNamedByWhereTheyWereMade() {

@@ -36,6 +36,54 @@ final class WorkerThreadTests: XCTestCase {
         XCTAssertEqual(loop.activeWatchers, 0, "an idle worker holds no watcher")
     }
 
+    /// The loop never waits for the hand-off's mutex: while a worker (here
+    /// the test) holds it, submitted jobs and finished ones wait, the loop's
+    /// iterations go on, and both are handed over, in order, once it is free.
+    func testTheLoopTriesTheMutexAndNeverWaitsForIt() {
+        let loop = EventLoop()
+        final class Flag: @unchecked Sendable {
+            let done = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+            var finished = 0
+            init() { pthread_mutex_init(done, nil) }
+            func add(_ n: Int) { pthread_mutex_lock(done); finished += n; pthread_mutex_unlock(done) }
+            var count: Int { pthread_mutex_lock(done); defer { pthread_mutex_unlock(done) }; return finished }
+        }
+        let flag = Flag()
+        var results: [Int] = []
+        let worker = WorkerThread<Int>(loop: loop, name: "test-worker", process: { w, batch in
+            w.finish(batch)
+            flag.add(batch.count)
+        }, completed: { results.append(contentsOf: $0) })
+        try? worker.start()
+
+        // Submitted while the mutex is held: nothing reaches the worker, and
+        // every iteration returns.
+        worker.withMutexHeld {
+            worker.submit(contentsOf: 1...10)
+            for _ in 0..<5 { loop.runOnce() }
+        }
+        XCTAssertGreaterThanOrEqual(worker.contended, 5)
+        XCTAssertEqual(flag.count, 0)
+        run(loop) { results.count == 10 }
+        XCTAssertEqual(results, Array(1...10))
+
+        // Finished while the mutex is held: delivered once it is free.
+        worker.submit(contentsOf: 11...20)
+        let deadline = Clock.monotonicNanos() + 10_000_000_000
+        while flag.count < 20 && Clock.monotonicNanos() < deadline { usleep(1_000) }
+        XCTAssertEqual(flag.count, 20)
+        let before = worker.contended
+        worker.withMutexHeld {
+            for _ in 0..<3 { loop.runOnce() }
+        }
+        XCTAssertEqual(results.count, 10, "not delivered while the mutex was held")
+        XCTAssertGreaterThan(worker.contended, before)
+        run(loop) { results.count == 20 }
+        XCTAssertEqual(results, Array(1...20))
+        worker.stop()
+        XCTAssertEqual(worker.outstanding, 0)
+    }
+
     func testIdleWorkerLetsRunReturn() {
         let loop = EventLoop()
         var done = 0

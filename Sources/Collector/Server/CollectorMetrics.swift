@@ -177,6 +177,15 @@ enum CollectorMetrics {
         p.single("vigil_loop_slow_iterations_total", "counter",
                  "Loop iterations at least loop_slow_iteration_ms long (each logged with what ran, rate-limited).",
                  Double(loop.profile.slowIterations))
+        p.single("vigil_loop_slow_iterations_on_cpu_total", "counter",
+                 "Slow loop iterations in which the loop thread itself ran for loop_slow_iteration_ms (the rest waited for a core).",
+                 Double(loop.profile.slowIterationsOnCPU))
+        p.single("vigil_loop_slow_iteration_cpu_max_seconds", "gauge",
+                 "The most CPU time the loop thread used in one slow iteration.",
+                 Double(loop.profile.mostCPUMicros) / 1e6)
+        p.single("vigil_loop_time_box_cuts_total", "counter",
+                 "Times intake that can wait stopped because the iteration had spent its time box (0.5 ms).",
+                 Double(loop.timeBox.cutShort))
         p.single("vigil_loop_callbacks_timed_total", "counter",
                  "Loop callbacks timed for the slow-iteration log (0 while loop_slow_iteration_ms is 0).",
                  Double(loop.profile.callbacksTimed))

@@ -31,9 +31,12 @@ final class SummaryWindows {
         }
     }
 
-    /// The part of `current` recorded within the window.
+    /// The part of `current` recorded within the window: everything since
+    /// start until `steps` copies are kept. (Subtracting the first copy as
+    /// soon as there was one left a collector a minute old with quantiles
+    /// of its last few seconds only.)
     func recent(_ name: String, _ current: LogHistogram) -> LogHistogram {
-        guard let oldest = history[name]?.first else { return current }
+        guard let list = history[name], list.count >= SummaryWindows.steps, let oldest = list.first else { return current }
         return current.subtracting(oldest)
     }
 }

@@ -1,8 +1,13 @@
 // IterationBudget: an amount of work allowed per loop iteration (handshakes,
 // input bytes). Spending starts from zero again whenever the loop's
-// iteration counter has moved on, so nothing has to reset it.
+// iteration counter has moved on, so nothing has to reset it. Asked with the
+// loop's time box (`hasRoom(on:)`), it also has no room once the iteration's
+// time is spent, except for its first unit (IterationTimeBox): the budgets
+// of the handshakes, their finishes and the input share one bound on time.
 //
 // Loop thread only, like the SessionManager that owns it.
+import Reactor
+
 struct IterationBudget {
     let limit: Int
     private var iteration: UInt = .max
@@ -20,6 +25,13 @@ struct IterationBudget {
     mutating func spend(_ amount: Int, in iteration: UInt) {
         roll(to: iteration)
         spent += amount
+    }
+
+    /// Whether anything is left in the loop's current iteration, in units
+    /// and — after this budget's first unit — in the loop's time box.
+    mutating func hasRoom(on loop: EventLoop) -> Bool {
+        guard hasRoom(in: loop.iteration) else { return false }
+        return spent == 0 || loop.timeBox.hasTime
     }
 
     private mutating func roll(to iteration: UInt) {

@@ -261,7 +261,7 @@ public final class SessionManager {
     /// Runs from the deferred queue: sessions that waited get the
     /// iteration's handshakes, first come first served.
     private func giveHandshakeTurns() {
-        while handshakeBudget.hasRoom(in: loop.iteration), let s = waitingForTurn.popFirst() {
+        while handshakeBudget.hasRoom(on: loop), let s = waitingForTurn.popFirst() {
             if s.handshakeTurn() { handshakeBudget.spend(1, in: loop.iteration) }
         }
         if !waitingForTurn.isEmpty { handshakeTurns.schedule() }
@@ -425,7 +425,7 @@ extension SessionManager: AgentSessionContext {
     /// When not — the budget is spent, or others wait already — it waits its
     /// turn (`giveHandshakeTurns`) on a later iteration.
     func mayHandshake(_ s: AgentSession) -> Bool {
-        if waitingForTurn.isEmpty && handshakeBudget.hasRoom(in: loop.iteration) {
+        if waitingForTurn.isEmpty && handshakeBudget.hasRoom(on: loop) {
             handshakeBudget.spend(1, in: loop.iteration)
             return true
         }
@@ -548,7 +548,7 @@ extension SessionManager: AgentSessionContext {
     /// (reading paused, bytes left in the kernel) and `resumeInput()` lets it
     /// read again on a later iteration.
     func mayRead(_ s: AgentSession) -> Bool {
-        if inputBudget.hasRoom(in: loop.iteration) {
+        if inputBudget.hasRoom(on: loop) {
             inputBudget.spend(SessionManager.inputChargePerRead, in: loop.iteration)
             return true
         }
@@ -561,7 +561,7 @@ extension SessionManager: AgentSessionContext {
     /// this iteration; when not, it waits for an input turn like a session
     /// past the decode budget (counted as a deferred handshake).
     func mayFinishHandshake(_ s: AgentSession) -> Bool {
-        if finishBudget.hasRoom(in: loop.iteration) {
+        if finishBudget.hasRoom(on: loop) {
             finishBudget.spend(1, in: loop.iteration)
             return true
         }

@@ -242,7 +242,8 @@ public final class SQLiteStore: MeasurementStore {
     }
 
     /// Loop thread (the worker's hand-back): completions, in order, at most
-    /// `maxCompletionsPerIteration` per iteration.
+    /// `maxCompletionsPerIteration` per iteration, and after the first none
+    /// once the loop's time box is spent (IterationTimeBox).
     private func completed(_ jobs: [StoreJob]) {
         for job in jobs { completions.append(job) }
         runCompletions()
@@ -250,7 +251,7 @@ public final class SQLiteStore: MeasurementStore {
 
     private func runCompletions() {
         var n = 0
-        while n < options.maxCompletionsPerIteration, let job = completions.popFirst() {
+        while n < options.maxCompletionsPerIteration, loop.timeBox.mayRun(after: n), let job = completions.popFirst() {
             n += 1
             switch job.kind {
             case .write(let rows):

@@ -3,7 +3,10 @@
 // Long work is cut into slices and each slice is deferred. Every iteration a
 // check watcher runs at most `budget` of the slices that were queued before
 // the iteration began; slices queued while draining wait for the next
-// iteration. An idle watcher, active only while work is queued, keeps poll
+// iteration. The loop's time box (IterationTimeBox) does not cut the queue
+// short: it carries the flushes and closes that the time-boxed intake
+// (reads, handshakes, completions) produced, and draining them must keep
+// pace — closes free the slots new connections wait for. An idle watcher, active only while work is queued, keeps poll
 // from blocking, so I/O and timers get their turn between slices and a
 // slice never runs before the call that queued it has returned.
 import CEv

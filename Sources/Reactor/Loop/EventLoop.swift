@@ -25,6 +25,9 @@ public final class EventLoop {
     /// Per-callback timing and the slow-iteration report; off until its
     /// threshold is set (IterationProfile).
     public let profile = IterationProfile()
+    /// The time an iteration may spend on work that can wait; off until
+    /// its budget is set (IterationTimeBox).
+    public let timeBox = IterationTimeBox()
 
     /// Number of watchers currently retained by this loop (active ones).
     public internal(set) var activeWatchers = 0
@@ -66,6 +69,7 @@ public final class EventLoop {
         cev_check_init(lagCheck) { _, w, _ in
             let loop = Unmanaged<EventLoop>.fromOpaque(cev_data(w)!).takeUnretainedValue()
             loop.busySince = Clock.monotonicNanos()
+            loop.timeBox.iterationStarted()
             loop.profile.iterationStarted()
         }
         cev_set_data(lagCheck, me)

@@ -13,7 +13,13 @@
 // its start and end): wall time well above CPU time is time the thread waited
 // for a core — another process on it (CPU steal on a shared machine) — which
 // inflates whichever callback was running then. Reports are rate-limited
-// (`minReportInterval`); the ones left out are counted.
+// (`minReportInterval`); the ones left out are counted — except an
+// iteration longer than every one before it, which is always reported, so
+// the maximum the lag shows is never one the log left out. The CPU time is
+// read for every slow iteration, reported or not: `slowIterationsOnCPU`
+// counts those in which the thread itself ran for the threshold (the
+// loop's own work, not a wait for a core), and `mostCPUMicros` is the most
+// CPU time any iteration took.
 //
 // Why time every callback rather than only a sample of iterations: a slow
 // iteration is only known to be slow at its end, and its breakdown must have
@@ -50,6 +56,13 @@ public final class IterationProfile {
     public private(set) var callbacksTimed: UInt64 = 0
     /// The longest iteration seen while profiling, in microseconds.
     public private(set) var longestMicros: UInt64 = 0
+    /// Slow iterations in which the loop's thread itself used at least the
+    /// threshold in CPU time (the rest waited for a core for part of it).
+    public private(set) var slowIterationsOnCPU: UInt64 = 0
+    /// The most CPU time a slow iteration took, in microseconds.
+    public private(set) var mostCPUMicros: UInt64 = 0
+    /// The thread's CPU clock (nanoseconds); tests inject their own.
+    public var cpuClock: () -> UInt64 = Clock.threadCPUNanos
 
     /// True while timing is on (`thresholdMicros > 0`).
     public private(set) var enabled = false
@@ -123,7 +136,7 @@ public final class IterationProfile {
     /// The iteration's busy part begins (the loop's lag check, after poll).
     @inline(__always)
     func iterationStarted() {
-        if enabled { cpuAtStart = Clock.threadCPUNanos() }
+        if enabled { cpuAtStart = cpuClock() }
     }
 
     /// The iteration ended after `busyNanos`; reports it if it was slow.
@@ -131,14 +144,20 @@ public final class IterationProfile {
     public func iterationEnded(busyNanos: UInt64, iteration: UInt, now: Double) {
         guard enabled else { return }
         let micros = busyNanos / 1000
-        if micros > longestMicros { longestMicros = micros }
+        let longest = micros > longestMicros
+        if longest { longestMicros = micros }
         if micros >= thresholdMicros {
             slowIterations &+= 1
-            if now - lastReportAt >= minReportInterval {
+            let cpu = cpuAtStart == 0 ? nil : (cpuClock() &- cpuAtStart) / 1000
+            if let cpu {
+                if cpu >= thresholdMicros { slowIterationsOnCPU &+= 1 }
+                if cpu > mostCPUMicros { mostCPUMicros = cpu }
+            }
+            if longest || now - lastReportAt >= minReportInterval {
                 lastReportAt = now
-                let cpu = cpuAtStart == 0 ? nil : (Clock.threadCPUNanos() &- cpuAtStart) / 1000
                 var r = breakdown(totalNanos: busyNanos, iteration: iteration)
                 r.cpuMicros = cpu
+                r.longest = longest
                 report(r)
                 suppressedSinceReport = 0
             } else {
@@ -170,7 +189,8 @@ public final class IterationProfile {
     public static func log(_ r: SlowIteration) {
         Log.warn("slow loop iteration", ["ms": millis(r.micros), "cpu_ms": r.cpuMicros.map(millis) ?? "-", "ran": r.summary,
                                          "unattributed_ms": millis(r.unattributedMicros),
-                                         "iteration": "\(r.iteration)", "suppressed": "\(r.suppressedBefore)"])
+                                         "iteration": "\(r.iteration)", "suppressed": "\(r.suppressedBefore)",
+                                         "longest": r.longest ? "yes" : "no"])
     }
 
     static func millis(_ us: UInt64) -> String {
@@ -210,6 +230,8 @@ public struct SlowIteration: Sendable {
     /// iteration's start was not seen); `micros` minus this is time spent
     /// waiting for a core.
     public var cpuMicros: UInt64? = nil
+    /// Longer than every iteration before it: reported despite the rate limit.
+    public var longest = false
 
     /// "io session read 812x 41.0 ms, timer metrics window 1x 20.1 ms, …".
     public var summary: String {

@@ -11,6 +11,16 @@
 // thread, in the order the jobs were finished, always on a later iteration
 // than the submit.
 //
+// The loop never waits for that mutex. A worker holds it only for a few
+// appends, but a worker thread can lose its core while holding it — the
+// store's writer runs at nice 10, behind every other thread on its CPU —
+// and a loop blocked in pthread_mutex_lock then waited the scheduler's
+// slices out (iterations of 2–5 ms with no CPU used, `async store
+// completions` or `deferred store hand-off` alone in them). So the loop
+// only tries the lock: when a worker holds it, jobs to submit wait in a
+// loop-side list and finished jobs wait where they are, and both are tried
+// again on the next iteration (`contended` counts the retries).
+//
 // Lifetime. Threads start lazily, on the first submit (an agent that never
 // resolves a name never pays for a thread), or with `start()`. The async
 // watcher is active only while jobs are outstanding (submitted and not yet
@@ -48,6 +58,13 @@ public final class WorkerThread<Job>: @unchecked Sendable {
 
     // Loop thread only.
     private var wake: AsyncWatcher!
+    /// Submitted while a worker held the mutex: handed over, in order, on a
+    /// later iteration (`retry`).
+    private var unsent: [Job] = []
+    private var retry: DeferOnce!
+    /// Times the loop found the mutex held and tried again on a later
+    /// iteration instead of waiting for it.
+    public private(set) var contended: UInt64 = 0
     private var threads: [pthread_t] = []
     /// Submitted and not yet handed to `completed` (or discarded).
     public private(set) var outstanding = 0
@@ -72,6 +89,10 @@ public final class WorkerThread<Job>: @unchecked Sendable {
         // The watcher holds the worker weakly: the loop's retain on an
         // active watcher must not keep a dropped worker alive.
         wake = AsyncWatcher(loop: loop, label: label ?? "\(name) completions") { [weak self] _ in self?.deliver() }
+        retry = DeferOnce(loop: loop, label: "\(name) lock retry") { [weak self] in
+            self?.handOverUnsent()
+            self?.deliver()
+        }
     }
 
     deinit {
@@ -123,11 +144,24 @@ public final class WorkerThread<Job>: @unchecked Sendable {
         // send that came first (`w->sent = 0`), which would lose the wake-up.
         outstanding += batch.count
         wake.start()
-        pthread_mutex_lock(mutex)
-        for job in batch { _ = incoming.append(job) }
+        unsent.append(contentsOf: batch)
+        handOverUnsent()
+    }
+
+    /// Moves `unsent` to the workers if the mutex is free now; otherwise
+    /// tries again on the next iteration.
+    private func handOverUnsent() {
+        guard !unsent.isEmpty else { return }
+        guard pthread_mutex_trylock(mutex) == 0 else {
+            contended &+= 1
+            retry.schedule()
+            return
+        }
+        for job in unsent { _ = incoming.append(job) }
         // Several jobs for several threads: wake them all, not one.
-        if batch.count > 1 && threadCount > 1 { pthread_cond_broadcast(wakeWorkers) } else { pthread_cond_signal(wakeWorkers) }
+        if unsent.count > 1 && threadCount > 1 { pthread_cond_broadcast(wakeWorkers) } else { pthread_cond_signal(wakeWorkers) }
         pthread_mutex_unlock(mutex)
+        unsent.removeAll(keepingCapacity: true)
     }
 
     /// Jobs queued and not yet taken by a thread.
@@ -146,9 +180,12 @@ public final class WorkerThread<Job>: @unchecked Sendable {
         stopping = true
         var discarded = 0
         if discardingQueued {
-            discarded = incoming.count
+            discarded = incoming.count + unsent.count
             incoming.removeAll()
+        } else {
+            for job in unsent { _ = incoming.append(job) }
         }
+        unsent.removeAll()
         pthread_cond_broadcast(wakeWorkers)
         pthread_mutex_unlock(mutex)
         for thread in threads { pthread_join(thread, nil) }
@@ -158,7 +195,11 @@ public final class WorkerThread<Job>: @unchecked Sendable {
     }
 
     private func deliver() {
-        pthread_mutex_lock(mutex)
+        guard pthread_mutex_trylock(mutex) == 0 else {
+            contended &+= 1
+            retry.schedule()
+            return
+        }
         let jobs = finished
         finished = []
         pthread_mutex_unlock(mutex)
@@ -179,6 +220,14 @@ public final class WorkerThread<Job>: @unchecked Sendable {
     }
 
     public func finish(_ job: Job) { finish([job]) }
+
+    /// Holds the hand-off's mutex around `body`, as a worker between two
+    /// jobs would (tests: the loop must not wait for it).
+    func withMutexHeld(_ body: () -> Void) {
+        pthread_mutex_lock(mutex)
+        body()
+        pthread_mutex_unlock(mutex)
+    }
 
     private func runThread() {
         csys_set_thread_name(name)

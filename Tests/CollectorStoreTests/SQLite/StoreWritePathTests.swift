@@ -51,6 +51,33 @@ final class StoreWritePathTests: XCTestCase {
         close(f.store)
     }
 
+    /// Completions of one commit stop, after the first of an iteration,
+    /// once the loop's time box is spent; the rest run on the next
+    /// iterations, in order. The clock is the test's: each completion
+    /// "costs" 200 µs of a 500 µs box, so at most three run per iteration.
+    func testCompletionsStopWhenTheIterationsTimeBoxIsSpent() throws {
+        let f = try StoreFixture(self)
+        var now: UInt64 = 1_000_000
+        f.loop.timeBox.clock = { now }
+        f.loop.timeBox.budgetNanos = 500_000
+        var iterations: [UInt] = []
+        var order: [Int] = []
+        for seq in 0..<10 {
+            f.store.submitBatch(f.batch(seq: Int64(seq), measurements: [measurement(1)])) { _ in
+                now += 200_000
+                iterations.append(f.loop.iteration)
+                order.append(seq)
+            }
+        }
+        XCTAssertTrue(f.loop.run(until: { order.count == 10 }, timeout: 10))
+        XCTAssertEqual(order, Array(0..<10), "completions in submission order")
+        let perIteration = Dictionary(grouping: iterations, by: { $0 }).mapValues(\.count)
+        XCTAssertLessThanOrEqual(perIteration.values.max() ?? 0, 3, "\(perIteration)")
+        XCTAssertGreaterThanOrEqual(perIteration.count, 4)
+        XCTAssertGreaterThan(f.loop.timeBox.cutShort, 0)
+        close(f.store)
+    }
+
     func testLargeBacklogIsCutIntoBoundedTransactions() throws {
         let f = try StoreFixture(self) { $0.maxRowsPerTransaction = 100 }
         let before = f.store.stats.transactions
