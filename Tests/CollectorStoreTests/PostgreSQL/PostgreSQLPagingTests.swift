@@ -3,7 +3,9 @@
 // between rows of equal time, paged newest first with and without a
 // project — every row exactly once, in (ts, id) order; and the statement a
 // cursor page sends prunes the partitions newer than the cursor when it is
-// planned. Loop thread (the test's).
+// planned; and a read the server cancels at the read limit fails as
+// `.readTooLong` (the API's "query too broad"), not as a backend error.
+// Loop thread (the test's).
 import XCTest
 import Reactor
 @testable import CollectorStore
@@ -77,6 +79,18 @@ final class PostgreSQLPagingTests: XCTestCase {
         }
         XCTAssertEqual(inRange.map { [$0.measurement.ts, $0.id] },
                        try expected(f, project: nil).filter { $0[0] >= 7 * day && $0[0] <= 8 * day + 2000 })
+    }
+
+    func testReadPastTheLimitFailsAsTooLong() throws {
+        let f = try PGStoreFixture(self)
+        var limits = StoreLimits()
+        limits.maxReadMillis = 20
+        let store = try f.open(limits: limits)
+        let r = try waitResult(f.loop) { (done: @escaping StoreCompletion<Int>) in
+            store.enqueueRead({ (tx: PGTransaction<Int>) in tx.query("SELECT pg_sleep(2)") { _ in tx.done(1) } }, completion: done)
+        }
+        guard case .failure(let e) = r else { return XCTFail("a 2 s read with a 20 ms limit answered") }
+        XCTAssertEqual(e, .readTooLong(millis: 20))
     }
 
     func testCursorPagePrunesPartitionsNewerThanTheCursor() throws {
