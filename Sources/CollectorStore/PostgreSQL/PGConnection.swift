@@ -362,8 +362,13 @@ final class PGConnection {
         oneLine(PQerrorMessage(conn).map { String(cString: $0) } ?? "unknown error")
     }
 
+    /// The server's message with its SQLSTATE, which callers match on
+    /// (57014: a statement cancelled by `statement_timeout`); the message
+    /// alone does not carry it at libpq's default verbosity.
     private static func resultMessage(_ r: OpaquePointer) -> String {
-        oneLine(PQresultErrorMessage(r).map { String(cString: $0) } ?? "unknown error")
+        let text = oneLine(PQresultErrorMessage(r).map { String(cString: $0) } ?? "unknown error")
+        guard let code = PQresultErrorField(r, Int32(UInt8(ascii: "C"))).map({ String(cString: $0) }), !code.isEmpty else { return text }
+        return text + " (SQLSTATE \(code))"
     }
 
     private static func oneLine(_ s: String) -> String {

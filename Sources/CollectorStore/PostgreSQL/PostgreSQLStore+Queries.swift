@@ -3,6 +3,15 @@
 // 1...limits.maxQueryRows. Single-series and agent queries use the
 // (series_id, ts_ms, id) and (agent_id, ts_ms, id) indexes; broad ones the
 // (ts_ms, id) ones. Loop thread; each method queues one read.
+//
+// Two things keep a page's plan right whatever the statistics say
+// (docs/PERFORMANCE.md, "Deep pages of measurements"): a cursor also bounds
+// the time column alone, so the measurement partitions newer than it are
+// pruned when the statement is planned; and a project's measurements are
+// asked for by the project's id, looked up first, so the planner estimates
+// the project's share of the series from `series`' statistics instead of
+// guessing from a `projects` table that autovacuum never analyzes (it has
+// fewer rows than autovacuum's threshold of 50 changes).
 
 /// A WHERE clause with numbered parameters ($1 …), built from the filters present.
 struct PGFilter {
@@ -26,10 +35,15 @@ struct PGFilter {
         clauses.append("\(column) \(op) \(param(String(value)))")
     }
 
-    /// Rows after `p` in newest-first (ts, id) order.
+    /// Rows after `p` in newest-first (ts, id) order. The row comparison
+    /// alone is what selects the rows; `ts <= p.ts` beside it is implied by
+    /// it and lets the planner prune partitions newer than the cursor (it
+    /// cannot from a row comparison).
     mutating func add(after p: ListPosition?, ts: String, id: String) {
         guard let p else { return }
-        clauses.append("(\(ts), \(id)) < (\(param(String(p.ts))), \(param(String(p.id))))")
+        let t = param(String(p.ts))
+        clauses.append("\(ts) <= \(t)")
+        clauses.append("(\(ts), \(id)) < (\(t), \(param(String(p.id))))")
     }
 
     var sql: String { clauses.isEmpty ? "" : " WHERE " + clauses.joined(separator: " AND ") }
@@ -47,26 +61,44 @@ extension PostgreSQLStore {
     }
 
     public func measurements(_ q: MeasurementQuery, completion: @escaping StoreCompletion<[MeasurementRecord]>) {
+        let limit = limits.clamp(q.limit)
+        enqueueRead({ (tx: PGTransaction<[MeasurementRecord]>) in
+            func page(projectId: Int64?) {
+                let (sql, values) = Self.measurementsSQL(q, projectId: projectId, limit: limit)
+                tx.query(sql, values) { r in tx.done((0..<r.count).map { Self.measurementRecord(r, $0) }) }
+            }
+            guard let project = q.project else { return page(projectId: nil) }
+            tx.query("SELECT id FROM projects WHERE name = $1", [project]) { r in
+                guard r.count > 0, let id = r.int(0, 0) else { return tx.done([]) }
+                page(projectId: id)
+            }
+        }, completion: completion)
+    }
+
+    /// The measurements page as sent: `q`'s filters, its project as
+    /// `projectId` (the caller looked the name up), `limit` already clamped.
+    static func measurementsSQL(_ q: MeasurementQuery, projectId: Int64?, limit: Int) -> (String, [String?]) {
         var f = PGFilter()
-        f.add("p.name", q.project); f.add("s.agent_id", q.agent); f.add("s.monitor", q.monitor)
+        f.add("s.project_id", "=", projectId); f.add("s.agent_id", q.agent); f.add("s.monitor", q.monitor)
         f.add("s.check_name", q.check); f.add("s.source", q.source)
         f.add("m.ts_ms", ">=", q.since); f.add("m.ts_ms", "<", q.until)
         f.add(after: q.after, ts: "m.ts_ms", id: "m.id")
-        var ordered = f
-        ordered.clauses.append("true ORDER BY m.ts_ms DESC, m.id DESC")
-        select("""
+        let sql = """
             SELECT m.ts_ms, p.name, s.agent_id, s.monitor, s.check_name, s.source, m.window_ms, m.count, m.errors,
                    m.sum_us, m.min_us, m.max_us, m.p50_us, m.p95_us, m.p99_us, m.id,
                    m.outcome_2xx, m.outcome_3xx, m.outcome_4xx, m.outcome_5xx, m.outcome_error, m.histogram
             FROM measurements m JOIN series s ON s.id = m.series_id JOIN projects p ON p.id = s.project_id
-            """, ordered, limit: q.limit, completion: completion) { r, i in
-            let v = { (c: Int) in r.int(i, c) ?? 0 }
-            return MeasurementRecord(project: r.text(i, 1) ?? "", agent: r.text(i, 2) ?? "", measurement: MeasurementRow(
-                ts: v(0), windowMs: v(6), monitor: r.text(i, 3) ?? "", check: r.text(i, 4) ?? "", source: r.text(i, 5) ?? "",
-                count: v(7), errors: v(8), sumUs: v(9), minUs: v(10), maxUs: v(11), p50Us: v(12), p95Us: v(13), p99Us: v(14),
-                outcomes: Outcomes(s2xx: v(16), s3xx: v(17), s4xx: v(18), s5xx: v(19), error: v(20)),
-                histogram: PGText.bytea(r.text(i, 21))), id: v(15))
-        }
+            """ + f.sql + " ORDER BY m.ts_ms DESC, m.id DESC LIMIT " + f.param(String(limit))
+        return (sql, f.values)
+    }
+
+    private static func measurementRecord(_ r: PGRows, _ i: Int) -> MeasurementRecord {
+        let v = { (c: Int) in r.int(i, c) ?? 0 }
+        return MeasurementRecord(project: r.text(i, 1) ?? "", agent: r.text(i, 2) ?? "", measurement: MeasurementRow(
+            ts: v(0), windowMs: v(6), monitor: r.text(i, 3) ?? "", check: r.text(i, 4) ?? "", source: r.text(i, 5) ?? "",
+            count: v(7), errors: v(8), sumUs: v(9), minUs: v(10), maxUs: v(11), p50Us: v(12), p95Us: v(13), p99Us: v(14),
+            outcomes: Outcomes(s2xx: v(16), s3xx: v(17), s4xx: v(18), s5xx: v(19), error: v(20)),
+            histogram: PGText.bytea(r.text(i, 21))), id: v(15))
     }
 
     public func events(_ q: EventQuery, completion: @escaping StoreCompletion<[EventRecord]>) {
