@@ -112,6 +112,8 @@ extension SessionLimitsTests {
         usleep(200_000)
         c.signal(SIGCONT)
         XCTAssertTrue(c.eventually { c.metric("vigil_status_writes_total") == 20 })
+        XCTAssertTrue(c.eventually { (c.metric("vigil_status_group_writes_total") ?? 0) > groupsBefore })
+        usleep(100_000)
         let groups = (c.metric("vigil_status_group_writes_total") ?? 0) - groupsBefore
         XCTAssertGreaterThanOrEqual(groups, 1)
         XCTAssertLessThanOrEqual(groups, 3, "20 Statuses due together, a few writes at most")
@@ -122,6 +124,48 @@ extension SessionLimitsTests {
             }, "st-\(i): \(c.api("GET", "/agents/st-\(i)").body)")
         }
         XCTAssertEqual(c.metric("vigil_dropped_total{cause=\"state_write_failed\"}") ?? 0, 0)
+    }
+
+    /// Statuses that change nothing but the snapshot, arriving a few
+    /// milliseconds apart and each read in its own loop iteration, still
+    /// share a store write: such a Status waits up to 50 ms for others
+    /// (each write is a barrier for the ingest groups), then is stored.
+    func testStatusesArrivingApartShareAStoreWrite() throws {
+        let c = try CollectorProcess(config: ["status_write_interval_ms = 0"])
+        defer { c.stop(); c.removeDirectory() }
+        let key = c.createKey(project: "acme")
+        let clients = try (0..<10).map { i -> WireTestClient in
+            let client = try WireTestClient(port: c.sessionPort, key: key, hello: WireTestClient.hello("sa-\(i)"))
+            XCTAssertNotNil(client.handshake())
+            return client
+        }
+        XCTAssertTrue(c.eventually { c.metric("vigil_sessions{phase=\"established\"}") == 10 })
+        // A first Status sets each agent's state: written in its own iteration.
+        for (i, client) in clients.enumerated() {
+            client.send([.status(Status(timestampMs: 1_700_000_000_000 + UInt64(i), state: .stopped, messages: ["a\(i)"]))])
+        }
+        XCTAssertTrue(c.eventually { c.metric("vigil_status_writes_total") == 10 })
+        for i in 0..<10 {
+            XCTAssertTrue(c.eventually { (c.api("GET", "/agents/sa-\(i)").object["state"] as? String) == "stopped" })
+        }
+        usleep(100_000)
+        // Then each sends a snapshot with the same state and messages, 3 ms apart.
+        let groupsBefore = c.metric("vigil_status_group_writes_total") ?? 0
+        for (i, client) in clients.enumerated() {
+            client.send([.status(Status(timestampMs: 1_700_000_001_000 + UInt64(i), state: .stopped, messages: ["a\(i)"],
+                                        cpuPermille: 7))])
+            usleep(3_000)
+        }
+        XCTAssertTrue(c.eventually { c.metric("vigil_status_writes_total") == 20 })
+        XCTAssertTrue(c.eventually { (c.metric("vigil_status_group_writes_total") ?? 0) > groupsBefore })
+        usleep(100_000)
+        let groups = (c.metric("vigil_status_group_writes_total") ?? 0) - groupsBefore
+        XCTAssertLessThanOrEqual(groups, 3, "10 Statuses 3 ms apart: one write each before they were gathered")
+        for i in 0..<10 {
+            XCTAssertTrue(c.eventually {
+                ((c.api("GET", "/agents/sa-\(i)").object["status"] as? [String: Any])?["cpu_permille"] as? Int) == 7
+            }, "sa-\(i): \(c.api("GET", "/agents/sa-\(i)").body)")
+        }
     }
 }
 

@@ -45,6 +45,7 @@ final class WorkerThreadTests: XCTestCase {
             let done = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
             var finished = 0
             init() { pthread_mutex_init(done, nil) }
+            deinit { pthread_mutex_destroy(done); done.deallocate() }
             func add(_ n: Int) { pthread_mutex_lock(done); finished += n; pthread_mutex_unlock(done) }
             var count: Int { pthread_mutex_lock(done); defer { pthread_mutex_unlock(done) }; return finished }
         }

@@ -80,6 +80,9 @@ struct SessionLimitState {
     var statusQueued = false
     /// When this session's last Status was written (monotonic s).
     var statusWrittenAt = -Double.infinity
+    /// The messages of the last Status written: one that changes them (or
+    /// the state) is written at once, one that repeats them is gathered.
+    var statusWrittenMessages: [String] = []
     /// A ScheduleRequest is being answered (its store reads outstanding).
     var scheduleAnswering = false
     /// Another ScheduleRequest arrived meanwhile: its `have` (the latest).
@@ -181,20 +184,32 @@ extension SessionManager {
     /// `live`: the session is established, so its operator state follows
     /// (not for the flush of a session that is ending).
     private func writeStatus(_ p: PendingStatus, from s: AgentSession, now: Double, live: Bool) {
+        // A change of state or messages is stored in this iteration's group,
+        // as the operator state it sets is visible at once; a Status that
+        // only brings a new snapshot waits up to `statusGatherSeconds`.
+        let changes = s.state != p.state || s.limits.statusWrittenMessages != p.messages
         if live { setState(s, p.state) }
         s.limits.statusWrittenAt = now
+        s.limits.statusWrittenMessages = p.messages
         stats.statusWrites &+= 1
         statusWrites.append(AgentStatusWrite(agent: p.agent, state: p.state, messages: p.messages, snapshot: p.snapshot))
-        statusGroup.schedule()
+        if changes || statusWrites.count >= SessionManager.statusesPerWrite {
+            statusGroup.schedule()
+        } else if !statusGather.isActive {
+            statusGather.start(after: SessionManager.statusGatherSeconds)
+        }
     }
 
-    /// The deferred slice: the Statuses due in this iteration, at most
-    /// `statusesPerWrite` per store write (PostgreSQL: one statement for
-    /// all of them), in the order they became due; the rest next iteration.
-    /// Run first by whatever writes a session's end or a new registration,
-    /// so a Status never lands after the state that follows it.
+    /// The Statuses due over the last `statusGatherSeconds` (or in this
+    /// iteration, when one changes its agent's state or messages or a
+    /// write's worth is due), at most `statusesPerWrite` per store write
+    /// (PostgreSQL: one statement for all of them), in the order they
+    /// became due; the rest next iteration. Run first by whatever writes a
+    /// session's end or a new registration, so a Status never lands after
+    /// the state that follows it.
     func writeStatusGroup() {
         guard !statusWrites.isEmpty else { return }
+        if statusWrites.count <= SessionManager.statusesPerWrite && statusGather.isActive { statusGather.stop() }
         let n = min(statusWrites.count, SessionManager.statusesPerWrite)
         let group = Array(statusWrites.prefix(n))
         statusWrites.removeFirst(n)

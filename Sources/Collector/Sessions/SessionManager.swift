@@ -79,6 +79,11 @@ public final class SessionManager {
     static let acksPerSlice = 256
     /// Most Statuses in one store write.
     static let statusesPerWrite = 256
+    /// How long a due Status waits for others to share its store write.
+    /// Written each in its own iteration, Statuses from many sessions went
+    /// about 1.3 to a write, and every such write is a barrier the ingest
+    /// connections' batch groups stop at (docs/STORAGE.md).
+    static let statusGatherSeconds = 0.05
     /// How often the store's pending rows are looked at while sessions are
     /// pushed back, and how many of them resume per look.
     static let drainCheckInterval = 0.05
@@ -170,6 +175,7 @@ public final class SessionManager {
     /// Statuses due, for the next group write (SessionManager+Limits).
     var statusWrites: [AgentStatusWrite] = []
     lazy var statusGroup = DeferOnce(loop: loop, label: "status writes") { [weak self] in self?.writeStatusGroup() }
+    private(set) lazy var statusGather = TimerWatcher(loop: loop, label: "status gather") { [weak self] _ in self?.writeStatusGroup() }
     var statusWaiting = RingBuffer<AgentSession>(capacity: 64, overflow: .grow)
     private(set) lazy var statusTimer = TimerWatcher(loop: loop, label: "status writes") { [weak self] _ in self?.writeDueStatuses() }
 
