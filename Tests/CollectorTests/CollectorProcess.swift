@@ -50,6 +50,9 @@ final class CollectorProcess: @unchecked Sendable {
     let process = Process()
     private let lock = NSLock()
     private var _log = ""
+    /// The collector's stderr reached its end (the process exited and every
+    /// byte it wrote is in `_log`).
+    private var _logEnded = false
     private(set) var sessionPort: UInt16 = 0
     private(set) var httpPort: UInt16 = 0
     private(set) var token = ""
@@ -88,10 +91,11 @@ final class CollectorProcess: @unchecked Sendable {
         process.standardOutput = FileHandle.nullDevice
         err.fileHandleForReading.readabilityHandler = { [weak self] h in
             let d = h.availableData
-            guard let self, !d.isEmpty else { return }
+            guard let self else { return }
             self.lock.lock()
-            self._log += String(decoding: d, as: UTF8.self)
+            if d.isEmpty { self._logEnded = true } else { self._log += String(decoding: d, as: UTF8.self) }
             self.lock.unlock()
+            if d.isEmpty { h.readabilityHandler = nil }
         }
         try process.run()
         // " ready pid=", not "ready": PostgreSQL notices ("… already exists") may come first.
@@ -117,10 +121,24 @@ final class CollectorProcess: @unchecked Sendable {
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
             if log.components(separatedBy: text).count - 1 >= occurrences { return true }
-            if !process.isRunning && log.components(separatedBy: text).count - 1 < occurrences { return false }
+            if !process.isRunning {
+                // Exited: what it wrote last may still be on its way from the pipe.
+                waitForLogEnd()
+                return log.components(separatedBy: text).count - 1 >= occurrences
+            }
             usleep(10_000)
         }
         return false
+    }
+
+    /// After the process exited: until its stderr is read to the end (at most 5 s).
+    private func waitForLogEnd() {
+        let deadline = Date().addingTimeInterval(5)
+        while Date() < deadline {
+            lock.lock(); let ended = _logEnded; lock.unlock()
+            if ended { return }
+            usleep(10_000)
+        }
     }
 
     func signal(_ sig: Int32) { kill(process.processIdentifier, sig) }
