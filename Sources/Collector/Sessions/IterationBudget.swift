@@ -30,8 +30,7 @@ struct IterationBudget {
     /// Whether anything is left in the loop's current iteration, in units
     /// and — after this budget's first unit — in the loop's time box.
     mutating func hasRoom(on loop: EventLoop) -> Bool {
-        guard hasRoom(in: loop.iteration) else { return false }
-        return spent == 0 || loop.timeBox.hasTime
+        hasRoom(in: loop.iteration) && loop.timeBox.mayRun(after: spent)
     }
 
     private mutating func roll(to iteration: UInt) {

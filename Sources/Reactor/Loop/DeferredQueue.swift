@@ -6,9 +6,10 @@
 // iteration. The loop's time box (IterationTimeBox) does not cut the queue
 // short: it carries the flushes and closes that the time-boxed intake
 // (reads, handshakes, completions) produced, and draining them must keep
-// pace — closes free the slots new connections wait for. An idle watcher, active only while work is queued, keeps poll
-// from blocking, so I/O and timers get their turn between slices and a
-// slice never runs before the call that queued it has returned.
+// pace — closes free the slots new connections wait for. An idle watcher,
+// active only while work is queued, keeps poll from blocking, so I/O and
+// timers get their turn between slices and a slice never runs before the
+// call that queued it has returned.
 import CEv
 
 public final class DeferredQueue {

@@ -19,18 +19,25 @@ final class PostgreSQLClusterTests: XCTestCase {
         return s
     }
 
+    /// A fresh database and two stores on it, standing for collectors A and
+    /// B on one loop; both closed when the test ends.
+    private func twoCollectors() throws -> (TestPostgreSQL, String, EventLoop, PostgreSQLStore, PostgreSQLStore) {
+        let pg = try server()
+        let db = pg.freshDatabase()
+        let loop = EventLoop()
+        let a = try PostgreSQLStore.open(loop: loop, options: PostgreSQLOptions(conninfo: pg.socketConninfo(db)))
+        let b = try PostgreSQLStore.open(loop: loop, options: PostgreSQLOptions(conninfo: pg.socketConninfo(db)))
+        addTeardownBlock { [self] in close(a, on: loop); close(b, on: loop) }
+        return (pg, db, loop, a, b)
+    }
+
     private func presence(_ id: String, sessions: Int) -> CollectorPresence {
         CollectorPresence(id: id, startedMs: 1, listen: "127.0.0.1:1", httpListen: "127.0.0.1:2", sessions: sessions,
                           lagP99Us: 250, version: "test")
     }
 
     func testNewerEpochWinsAtOnceAndTheOldHolderLearnsIt() throws {
-        let pg = try server()
-        let db = pg.freshDatabase()
-        let loop = EventLoop()
-        let a = try PostgreSQLStore.open(loop: loop, options: PostgreSQLOptions(conninfo: pg.socketConninfo(db)))
-        let b = try PostgreSQLStore.open(loop: loop, options: PostgreSQLOptions(conninfo: pg.socketConninfo(db)))
-        defer { close(a, on: loop); close(b, on: loop) }
+        let (pg, db, loop, a, b) = try twoCollectors()
 
         XCTAssertEqual(try wait(loop) { a.claimAgent("x", collector: "a", leaseMs: 10_000, completion: $0) }, 1)
         XCTAssertEqual(try wait(loop) { a.heartbeat(presence("a", sessions: 1), leaseMs: 10_000, acknowledging: [], completion: $0) }, HeartbeatAnswer(lost: [], pendingCommands: 0))
@@ -62,12 +69,7 @@ final class PostgreSQLClusterTests: XCTestCase {
     }
 
     func testTheHeartbeatRenewsByCollectorIDAndReportsEachTakenSessionOnce() throws {
-        let pg = try server()
-        let db = pg.freshDatabase()
-        let loop = EventLoop()
-        let a = try PostgreSQLStore.open(loop: loop, options: PostgreSQLOptions(conninfo: pg.socketConninfo(db)))
-        let b = try PostgreSQLStore.open(loop: loop, options: PostgreSQLOptions(conninfo: pg.socketConninfo(db)))
-        defer { close(a, on: loop); close(b, on: loop) }
+        let (pg, db, loop, a, b) = try twoCollectors()
         let owners = { (agents: [String]) throws -> [String: String] in
             try self.wait(loop) { a.agentOwners(agents, completion: $0) }.mapValues(\.collector)
         }
@@ -126,12 +128,7 @@ final class PostgreSQLClusterTests: XCTestCase {
     }
 
     func testATakenSessionIsReportedUntilAcknowledgedOldestFirstAndBounded() throws {
-        let pg = try server()
-        let db = pg.freshDatabase()
-        let loop = EventLoop()
-        let a = try PostgreSQLStore.open(loop: loop, options: PostgreSQLOptions(conninfo: pg.socketConninfo(db)))
-        let b = try PostgreSQLStore.open(loop: loop, options: PostgreSQLOptions(conninfo: pg.socketConninfo(db)))
-        defer { close(a, on: loop); close(b, on: loop) }
+        let (pg, db, loop, a, b) = try twoCollectors()
         let beat = { (store: PostgreSQLStore, id: String, acks: [SessionLease]) throws -> [SessionLease] in
             try self.wait(loop) { store.heartbeat(self.presence(id, sessions: 1), leaseMs: 10_000, acknowledging: acks, completion: $0) }.lost
         }
