@@ -24,12 +24,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+case "${1:-}" in -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;; esac
 ROWS=${1:-2000000}
 DAYS=${2:-10}
 REPEAT=${REPEAT:-5}
 PORT=${PORT:-46700}
 HTTP=$((PORT + 80))
-case "$ROWS$DAYS$REPEAT$PORT" in *[!0-9]*) echo "pg-deep-pages.sh: numbers expected" >&2; exit 2 ;; esac
+for v in "$ROWS" "$DAYS" "$REPEAT" "$PORT"; do
+    case "$v" in ''|*[!0-9]*) echo "pg-deep-pages.sh: '$v' is not a whole number (ROWS, DAYS, REPEAT and PORT are; see --help)" >&2; exit 2 ;; esac
+done
 
 source scripts/lib/deps.sh
 source scripts/lib/procs.sh
