@@ -8,9 +8,10 @@
 # CPU 0. What each thread is pinned to is printed when the collector is ready and at the
 # end. PIN=process pins the whole collector (every thread) to CPU 1 and vigil-load to
 # CPU 0, as scripts/load.sh does, for a comparison with the earlier figures. On a machine
-# shared with other work, CPU 1 still runs other processes' threads; RT=N (PIN=thread only)
-# also gives the loop thread the real-time policy SCHED_FIFO at priority N (chrt), so that no
-# ordinary thread preempts it there (the kernel's real-time throttling still leaves others 5 %).
+# shared with other work, CPU 1 still runs other processes' threads; RT=N also gives the loop
+# thread the real-time policy SCHED_FIFO at priority N (chrt), so that no ordinary thread
+# preempts it there (the kernel's real-time throttling still leaves others 5 %); with
+# PIN=process the collector's other threads then run on CPU 1 only while the loop waits.
 #   ingest:  AGENTS (50) sessions keep their batch windows full for SECONDS (20);
 #            prints the progress lines (records/s acknowledged per 5 s) and the verify line.
 #   density: AGENTS (10000) sessions ramp at 5,000 connects/s and hold for SECONDS (20);
@@ -34,7 +35,9 @@
 # build, for a before/after comparison). Ports: PORT (27700) and PORT+80. KEEP=1 keeps the
 # temporary directory (the database, logs) and prints its path. PERF=FILE records the
 # collector with `perf record -g` (999 Hz) during the step into FILE, e.g. to see what a
-# scrape costs: `perf report -i FILE --children --no-demangle | grep -i metrics`.
+# scrape costs: `perf report -i FILE --children --no-demangle | grep -i metrics`;
+# PERF_ARGS replaces `-g -F 999`, e.g. PERF_ARGS="-e sched:sched_switch --call-graph dwarf"
+# records where each thread went to sleep.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/procs.sh
@@ -109,7 +112,7 @@ show_threads() {
     echo "collector threads $1 (PIN=$PIN):$line"
 }
 pin_threads > /dev/null
-if [ -n "${RT:-}" ] && [ "$PIN" = thread ]; then
+if [ -n "${RT:-}" ]; then
     chrt -f -p "$RT" "$C"
     echo "collector loop thread: $(chrt -p "$C" | head -1 | sed 's/.*: //'), priority $RT"
 fi
@@ -150,7 +153,7 @@ if [ "${SCRAPE_S:-5}" != 0 ]; then
 fi
 PERFPID=
 if [ -n "${PERF:-}" ]; then
-    perf record -q -g -F 999 -p "$C" -o "$PERF" 2> "$DIR/perf.log" &
+    perf record -q ${PERF_ARGS:--g -F 999} -p "$C" -o "$PERF" 2> "$DIR/perf.log" &
     PERFPID=$!
 fi
 common=(--key-file "$DIR/key" --collector "127.0.0.1:$PORT" --agents "$agents" --duration "$seconds"

@@ -31,6 +31,10 @@ enum BatchTranslator {
             guard let s = strings[ref] else { return .failure(Refusal(description: "\(field) refers to undefined string id \(ref)")) }
             return .success(s)
         }
+        // One allocation for the rows rather than one per doubling.
+        var aggregates = 0
+        for item in b.items { if case .aggregate = item { aggregates += 1 } }
+        batch.measurements.reserveCapacity(aggregates)
         for item in b.items {
             switch item {
             case .aggregate(let a):

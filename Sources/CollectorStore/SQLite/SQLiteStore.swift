@@ -36,10 +36,13 @@ public final class SQLiteStore: MeasurementStore {
     public var path: String { options.databasePath }
     /// The loop's counters with the writer's as of its latest hand-back.
     public var stats: StoreStats {
+        if let latest = writer.publishedStatsIfFree() { writerStats = latest }
         var s = loopStats
-        s.takeWriterCounters(from: writer.publishedStats())
+        s.takeWriterCounters(from: writerStats)
         return s
     }
+    /// The writer's counters as last read; kept while the writer publishes.
+    private var writerStats = StoreStats()
     /// Counters kept on the loop thread (queueing, outcomes, refusals).
     var loopStats = StoreStats()
     /// Days of data kept by the retention timer (0: keep everything).

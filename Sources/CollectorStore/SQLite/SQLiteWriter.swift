@@ -23,7 +23,7 @@
 // its hand-back), once the WAL holds `checkpointPages` pages.
 //
 // Threading contract: after SQLiteStore.open hands it to the worker thread,
-// only that thread uses a writer — except `publishedStats()`, which any
+// only that thread uses a writer — except `publishedStatsIfFree()`, which any
 // thread may call (a mutex-guarded copy), and `close()` once the thread has
 // been joined. Jobs bodies get the writer as their argument and capture no
 // loop-thread object.
@@ -39,7 +39,8 @@ final class StoreJob {
 
     let kind: Kind
     /// Writer thread. A write runs inside a savepoint of a transaction.
-    /// Cleared once it ran.
+    /// Released on the loop, by `complete` (what it captured — a batch's
+    /// rows — was allocated there: see WorkerThread, "Memory").
     var execute: ((SQLiteWriter) throws -> Void)?
     /// Loop thread, after the job ran (`error` nil on success). It holds
     /// the store; `complete` lets go of it, so a job the writer thread has
@@ -54,10 +55,14 @@ final class StoreJob {
         self.finish = finish
     }
 
-    /// Loop thread: runs `finish` once and releases it.
+    /// Loop thread: runs `finish` once and releases it, the body and the
+    /// error, so that the writer's last reference, if it is the last,
+    /// frees only the job itself.
     func complete(_ error: StoreError?) {
         let f = finish
         finish = nil
+        execute = nil
+        self.error = nil
         f?(error)
     }
 }
@@ -96,8 +101,10 @@ final class SQLiteWriter {
         }, Unmanaged.passUnretained(self).toOpaque())
     }
 
-    /// The writer's counters as of its latest hand-back. Any thread.
-    func publishedStats() -> StoreStats { published.get() }
+    /// The writer's counters as of its latest hand-back, or nil while the
+    /// writer is publishing them: the loop never waits for the writer
+    /// (WorkerThread, "The loop never waits"). Any thread.
+    func publishedStatsIfFree() -> StoreStats? { published.tryGet() }
 
     /// Folds the WAL into the database (so the directory holds one file)
     /// and closes the connection. Idempotent.
@@ -126,7 +133,7 @@ final class SQLiteWriter {
         var reads: [StoreJob] = []
         func runReads() {
             guard !reads.isEmpty else { return }
-            for r in reads { runRead(r); r.execute = nil }
+            for r in reads { runRead(r) }
             published.set(stats)
             finish(reads)
             reads = []
@@ -136,7 +143,7 @@ final class SQLiteWriter {
                 // The loop queues nothing after `.close`; should it, refuse.
                 let rest = reads + Array(jobs[i...])
                 reads = []
-                for job in rest { job.error = .closed; job.execute = nil }
+                for job in rest { job.error = .closed }
                 return finish(rest)
             }
             if db.walPages >= checkpointAt { checkpoint() }
@@ -162,14 +169,12 @@ final class SQLiteWriter {
             }
             if !writes.isEmpty {
                 runTransaction(writes, rows: rows)
-                for job in writes { job.execute = nil }
                 published.set(stats)
                 finish(writes)
             }
             if let closeJob {
                 runReads()
                 close()
-                closeJob.execute = nil
                 published.set(stats)
                 finish([closeJob])
             }
@@ -299,8 +304,8 @@ private final class PublishedStats: @unchecked Sendable {
         pthread_mutex_unlock(mutex)
     }
 
-    func get() -> StoreStats {
-        pthread_mutex_lock(mutex)
+    func tryGet() -> StoreStats? {
+        guard pthread_mutex_trylock(mutex) == 0 else { return nil }
         defer { pthread_mutex_unlock(mutex) }
         return value
     }

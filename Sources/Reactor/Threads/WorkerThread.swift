@@ -19,7 +19,18 @@
 // completions` or `deferred store hand-off` alone in them). So the loop
 // only tries the lock: when a worker holds it, jobs to submit wait in a
 // loop-side list and finished jobs wait where they are, and both are tried
-// again on the next iteration (`contended` counts the retries).
+// again `lockRetrySeconds` later (`contended` counts the retries). The
+// retry is a timer, not the next iteration: the loop sleeps in epoll_wait
+// meanwhile. Retried at once, a loop thread with a real-time priority that
+// shares its core with the worker spun without letting the worker run and
+// release the lock, until the kernel's real-time throttling stopped it for
+// 20–50 ms.
+//
+// Memory. Finished jobs come back in the array the loop handed over the
+// time before (`finished` and `delivered` swap), so neither thread frees
+// an array the other allocated: freeing another thread's allocation takes
+// that thread's allocator lock, which a worker at nice 10 can hold while
+// it waits for its core — the loop then waited as long.
 //
 // Lifetime. Threads start lazily, on the first submit (an agent that never
 // resolves a name never pays for a thread), or with `start()`. The async
@@ -59,9 +70,15 @@ public final class WorkerThread<Job>: @unchecked Sendable {
     // Loop thread only.
     private var wake: AsyncWatcher!
     /// Submitted while a worker held the mutex: handed over, in order, on a
-    /// later iteration (`retry`).
+    /// later try (`retry`).
     private var unsent: [Job] = []
-    private var retry: DeferOnce!
+    /// Swapped with `finished` under the mutex: the finished jobs, handed
+    /// to `completed`, then emptied with its capacity kept.
+    private var delivered: [Job] = []
+    private var retry: TimerWatcher!
+    /// How long the loop leaves the mutex to a worker that holds it before
+    /// trying again (libev waits at least a millisecond in epoll_wait).
+    public static var lockRetrySeconds: Double { 0.001 }
     /// Times the loop found the mutex held and tried again on a later
     /// iteration instead of waiting for it.
     public private(set) var contended: UInt64 = 0
@@ -89,7 +106,7 @@ public final class WorkerThread<Job>: @unchecked Sendable {
         // The watcher holds the worker weakly: the loop's retain on an
         // active watcher must not keep a dropped worker alive.
         wake = AsyncWatcher(loop: loop, label: label ?? "\(name) completions") { [weak self] _ in self?.deliver() }
-        retry = DeferOnce(loop: loop, label: "\(name) lock retry") { [weak self] in
+        retry = TimerWatcher(loop: loop, label: "\(name) lock retry") { [weak self] _ in
             self?.handOverUnsent()
             self?.deliver()
         }
@@ -152,11 +169,7 @@ public final class WorkerThread<Job>: @unchecked Sendable {
     /// tries again on the next iteration.
     private func handOverUnsent() {
         guard !unsent.isEmpty else { return }
-        guard pthread_mutex_trylock(mutex) == 0 else {
-            contended &+= 1
-            retry.schedule()
-            return
-        }
+        guard tryLock() else { return }
         for job in unsent { _ = incoming.append(job) }
         // Several jobs for several threads: wake them all, not one.
         if unsent.count > 1 && threadCount > 1 { pthread_cond_broadcast(wakeWorkers) } else { pthread_cond_signal(wakeWorkers) }
@@ -191,21 +204,32 @@ public final class WorkerThread<Job>: @unchecked Sendable {
         for thread in threads { pthread_join(thread, nil) }
         threads = []
         outstanding -= discarded
+        retry.stop()
         deliver()
     }
 
+    /// The loop's only way to the mutex: takes it if it is free, and
+    /// otherwise counts the try and arms the retry.
+    private func tryLock() -> Bool {
+        if pthread_mutex_trylock(mutex) == 0 { return true }
+        contended &+= 1
+        if !retry.isActive { retry.start(after: Self.lockRetrySeconds) }
+        return false
+    }
+
     private func deliver() {
-        guard pthread_mutex_trylock(mutex) == 0 else {
-            contended &+= 1
-            retry.schedule()
-            return
-        }
-        let jobs = finished
-        finished = []
+        guard tryLock() else { return }
+        swap(&finished, &delivered)
         pthread_mutex_unlock(mutex)
+        // Out of `delivered` while `completed` runs: a completion that
+        // stops the worker delivers again, into an empty array.
+        var jobs: [Job] = []
+        swap(&jobs, &delivered)
         outstanding -= jobs.count
         if outstanding == 0 && wake.isActive { wake.stop() }
         if !jobs.isEmpty { completed(jobs) }
+        jobs.removeAll(keepingCapacity: true)
+        if delivered.capacity < jobs.capacity { delivered = jobs }
     }
 
     // MARK: worker threads
