@@ -110,6 +110,21 @@ final class LogHistogramTests: XCTestCase {
         XCTAssertEqual(LogHistogram().quantile(0.5), 0)
     }
 
+    /// What one thread hands another (the store's writer its counters to
+    /// the loop) must not leave the receiver holding the sender's storage.
+    func testOwnCopyHasTheSameCountsAndSharesNoStorage() {
+        var h = LogHistogram()
+        for v in [3, 200, 5_000, 70_000, 70_001, 9_000_000] as [UInt64] { h.record(v) }
+        let plain = h
+        let own = h.ownCopy()
+        XCTAssertEqual(plain.blockAddresses, h.blockAddresses, "a plain copy shares the blocks")
+        XCTAssertEqual(own.blockAddresses.count, h.blockAddresses.count)
+        XCTAssertTrue(Set(own.blockAddresses).isDisjoint(with: h.blockAddresses))
+        for q in [0.0, 0.25, 0.5, 0.9, 1.0] { XCTAssertEqual(own.quantile(q), h.quantile(q), "q=\(q)") }
+        XCTAssertEqual([own.count, own.sum, own.min, own.max], [h.count, h.sum, h.min, h.max])
+        XCTAssertEqual(own.subBits, h.subBits)
+    }
+
     func testSubtractingAnEarlierCopyLeavesOnlyTheNewerValues() {
         var h = LogHistogram()
         for _ in 0..<1000 { h.record(1_000_000) }      // an old, slow period

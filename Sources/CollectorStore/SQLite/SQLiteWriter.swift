@@ -304,9 +304,13 @@ private final class PublishedStats: @unchecked Sendable {
         pthread_mutex_unlock(mutex)
     }
 
+    /// A copy whose histograms are the caller's own, made while the lock
+    /// keeps the writer from replacing `value`: the caller never holds the
+    /// last reference to storage the writer allocated, and so never frees
+    /// it (WorkerThread, "Memory").
     func tryGet() -> StoreStats? {
         guard pthread_mutex_trylock(mutex) == 0 else { return nil }
         defer { pthread_mutex_unlock(mutex) }
-        return value
+        return value.ownCopy()
     }
 }

@@ -79,6 +79,17 @@ public struct StoreStats: Sendable {
         }
     }
 
+    /// The same counters with histograms of their own (LogHistogram.ownCopy).
+    public func ownCopy() -> StoreStats {
+        var c = self
+        c.commitMicros = commitMicros.ownCopy()
+        c.transactionMicros = transactionMicros.ownCopy()
+        c.transactionRows = transactionRows.ownCopy()
+        c.checkpointMicros = checkpointMicros.ownCopy()
+        c.readMicros = readMicros.ownCopy()
+        return c
+    }
+
     /// Copies the counters a backend keeps off the loop thread
     /// (transactions, reads, checkpoints, their latencies) from `w`; the
     /// rest stay the loop's.

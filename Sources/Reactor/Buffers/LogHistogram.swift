@@ -20,6 +20,24 @@ public struct LogHistogram: Sendable {
         self.subBits = subBits
     }
 
+    /// The same counts in buckets of its own: shares no storage with this
+    /// one, so each is freed by the thread that made it (a histogram
+    /// handed from one thread to another; see WorkerThread, "Memory").
+    public func ownCopy() -> LogHistogram {
+        var c = LogHistogram(subBits: subBits)
+        c.blocks = blocks.map { $0.map { block in block.map { $0 } } }
+        c.count = count
+        c.sum = sum
+        c.min = min
+        c.max = max
+        return c
+    }
+
+    /// Where the counts of each allocated block live (tests: what a copy shares).
+    var blockAddresses: [UInt] {
+        blocks.compactMap { $0?.withUnsafeBufferPointer { UInt(bitPattern: $0.baseAddress) } }
+    }
+
     /// Largest relative error of a recorded value's bucket.
     public var relativeError: Double { 1.0 / Double(1 << subBits) }
 
