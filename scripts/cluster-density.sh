@@ -66,20 +66,7 @@ if [ "$PORT" -le "$EPH_HI" ] && [ $((PORT + 80 + COLLECTORS)) -ge "$EPH_LO" ]; t
     echo "cluster-density.sh: PORT=$PORT overlaps the ephemeral port range ($EPH_LO-$EPH_HI)" >&2; exit 2
 fi
 
-DIR=$(mktemp -d /tmp/vigil-cluster-density.XXXXXX)
-chmod 0711 "$DIR"
-PIDS=()
-cleanup() {
-    local s=$?
-    trap - EXIT INT TERM
-    vigil_stop_pids "${PIDS[@]}"
-    bash scripts/lib/postgres.sh stop "$DIR/pg" >/dev/null 2>&1 || true
-    if [ "${KEEP:-0}" = 1 ]; then echo "kept $DIR"; else rm -rf "$DIR"; fi
-    exit $s
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-say() { echo "$*" >&2; }
+vigil_workdir cluster-density.sh
 http_of() { echo $((PORT + 79 + $1)); }
 metric() { awk -v n="$2" '$1 == n {print $2; exit}' "$DIR/metrics-$1"; }
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }

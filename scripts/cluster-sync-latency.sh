@@ -39,21 +39,7 @@ source scripts/lib/deps.sh
 source scripts/lib/procs.sh
 vigil_ensure_deps
 
-DIR=$(mktemp -d /tmp/vigil-cluster-sync.XXXXXX)
-chmod 0711 "$DIR"   # the server user must reach $DIR/pg
-PIDS=()
-cleanup() {
-    local status=$?
-    trap - EXIT INT TERM
-    vigil_stop_pids "${PIDS[@]}"
-    bash scripts/lib/postgres.sh stop "$DIR/pg" >/dev/null 2>&1 || true
-    if [ "$KEEP" = 1 ]; then echo "kept $DIR" >&2; else rm -rf "$DIR"; fi
-    exit "$status"
-}
-trap cleanup EXIT
-trap 'echo "cluster-sync-latency.sh: interrupted" >&2; exit 130' INT TERM
-fail() { echo "cluster-sync-latency.sh: $*" >&2; exit 1; }
-say() { echo "$*" >&2; }
+vigil_workdir cluster-sync-latency.sh
 
 say "== build ($CONFIG) =="
 for product in vigil-collector vigil-agent; do

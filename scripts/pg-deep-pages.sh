@@ -38,20 +38,7 @@ source scripts/lib/deps.sh
 source scripts/lib/procs.sh
 vigil_ensure_deps
 
-DIR=$(mktemp -d /tmp/vigil-deep-pages.XXXXXX)
-chmod 0711 "$DIR"
-PIDS=()
-cleanup() {
-    local status=$?
-    trap - EXIT INT TERM
-    vigil_stop_pids "${PIDS[@]}"
-    bash scripts/lib/postgres.sh stop "$DIR/pg" >/dev/null 2>&1 || true
-    rm -rf "$DIR"
-    exit "$status"
-}
-trap cleanup EXIT
-trap 'echo "pg-deep-pages.sh: interrupted" >&2; exit 130' INT TERM
-fail() { echo "pg-deep-pages.sh: $*" >&2; exit 1; }
+vigil_workdir pg-deep-pages.sh
 
 if [ -z "${COLLECTOR_BIN:-}" ]; then
     swift build -c release --product vigil-collector 2>&1 | grep -E "error|Build" >&2 || true
