@@ -131,7 +131,7 @@ extension PostgreSQLStore {
                           PGText.intArray(agents.map { latestStatus[$0]?.ts ?? 0 })]))
             }
             last.append(("COMMIT", []))
-            let commands = copies.commands
+            let commands = copies.takeCommands()
             func step(_ i: Int) {
                 guard i < commands.count else {
                     let commitStarted = Clock.monotonicNanos()
@@ -210,7 +210,7 @@ extension PostgreSQLStore {
     private func copyRows(_ b: Batch, _ ids: [SeriesKey: Int64], _ tx: PGTransaction<BatchOutcome>, _ next: @escaping () -> Void) {
         var copies = CopyBuffers()
         copies.add(b) { ids[$0] ?? 0 }
-        let steps = copies.commands.compactMap { c -> (String, [UInt8])? in
+        let steps = copies.takeCommands().compactMap { c -> (String, [UInt8])? in
             guard case .copy(let sql, let data) = c else { return nil }
             return (sql, data)
         }
@@ -328,16 +328,32 @@ struct CopyBuffers {
     mutating func add(_ b: Batch, seriesId: (SeriesKey) -> Int64) {
         if !b.measurements.isEmpty {
             if measurements.isEmpty { measurements = PGBinaryCopy.header }
-            // 2 + 16 × 12 + 4 bytes a row, and the histogram.
-            measurements.reserveCapacity(measurements.count + b.measurements.count * 256)
+            // 2 + 16 × 12 + 4 bytes a row, and the histogram. Grown by
+            // doubling: reserveCapacity allocates exactly what it is asked
+            // for, so asking it for each batch's rows copied the whole
+            // group's buffer once per batch.
+            let need = measurements.count + b.measurements.count * 256
+            if need > measurements.capacity { measurements.reserveCapacity(max(need, 2 * measurements.capacity)) }
         }
         for m in b.measurements {
             let id = seriesId(SeriesKey(agent: b.agentId, monitor: m.monitor, check: m.check, source: m.source))
             PGBinaryCopy.beginRow(fields: 17, into: &measurements)
-            for v in [id, m.ts, m.windowMs, m.count, m.errors, m.sumUs, m.minUs, m.maxUs, m.p50Us, m.p95Us, m.p99Us,
-                      m.outcomes.s2xx, m.outcomes.s3xx, m.outcomes.s4xx, m.outcomes.s5xx, m.outcomes.error] {
-                PGBinaryCopy.appendInt8(v, into: &measurements)
-            }
+            PGBinaryCopy.appendInt8(id, into: &measurements)
+            PGBinaryCopy.appendInt8(m.ts, into: &measurements)
+            PGBinaryCopy.appendInt8(m.windowMs, into: &measurements)
+            PGBinaryCopy.appendInt8(m.count, into: &measurements)
+            PGBinaryCopy.appendInt8(m.errors, into: &measurements)
+            PGBinaryCopy.appendInt8(m.sumUs, into: &measurements)
+            PGBinaryCopy.appendInt8(m.minUs, into: &measurements)
+            PGBinaryCopy.appendInt8(m.maxUs, into: &measurements)
+            PGBinaryCopy.appendInt8(m.p50Us, into: &measurements)
+            PGBinaryCopy.appendInt8(m.p95Us, into: &measurements)
+            PGBinaryCopy.appendInt8(m.p99Us, into: &measurements)
+            PGBinaryCopy.appendInt8(m.outcomes.s2xx, into: &measurements)
+            PGBinaryCopy.appendInt8(m.outcomes.s3xx, into: &measurements)
+            PGBinaryCopy.appendInt8(m.outcomes.s4xx, into: &measurements)
+            PGBinaryCopy.appendInt8(m.outcomes.s5xx, into: &measurements)
+            PGBinaryCopy.appendInt8(m.outcomes.error, into: &measurements)
             PGBinaryCopy.appendBytea(m.histogram, into: &measurements)
         }
         for e in b.events {
@@ -351,25 +367,34 @@ struct CopyBuffers {
         }
     }
 
-    var commands: [PGConnection.Command] {
+    /// One COPY per table with rows, each with its data. The buffers are
+    /// handed over, not copied: they are left empty.
+    mutating func takeCommands() -> [PGConnection.Command] {
         var c: [PGConnection.Command] = []
         if !measurements.isEmpty {
+            measurements.append(contentsOf: PGBinaryCopy.trailer)
             c.append(.copy("""
                 COPY measurements (series_id, ts_ms, window_ms, count, errors, sum_us, min_us, max_us, p50_us, p95_us, p99_us,
                                    outcome_2xx, outcome_3xx, outcome_4xx, outcome_5xx, outcome_error, histogram)
                 FROM STDIN (FORMAT binary)
-                """, measurements + PGBinaryCopy.trailer))
+                """, measurements))
+            measurements = []
         }
         if !events.isEmpty {
             c.append(.copy("""
                 COPY events (ts_ms, project_id, agent_id, monitor, check_name, method, host, path, status, duration_us, error_class)
                 FROM STDIN
                 """, events))
+            events = []
         }
-        if !statuses.isEmpty { c.append(.copy("COPY agent_status (agent_id, ts_ms, status) FROM STDIN", statuses)) }
+        if !statuses.isEmpty {
+            c.append(.copy("COPY agent_status (agent_id, ts_ms, status) FROM STDIN", statuses))
+            statuses = []
+        }
         if !runs.isEmpty {
             c.append(.copy("COPY monitor_runs (ts_ms, project_id, agent_id, monitor, check_name, ok, duration_us, detail) FROM STDIN",
                            runs))
+            runs = []
         }
         return c
     }
