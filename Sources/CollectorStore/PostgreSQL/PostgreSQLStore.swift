@@ -760,34 +760,6 @@ enum PGText {
         }
     }
 
-    /// `v` in decimal digits, appended without making a String.
-    static func appendInt(_ v: Int64, into out: inout [UInt8]) {
-        if v < 0 { out.append(0x2D) }
-        var u = v.magnitude
-        var digits = 1
-        var t = u
-        while t >= 10 { t /= 10; digits += 1 }
-        let start = out.count
-        out.append(contentsOf: repeatElement(0x30, count: digits))
-        var i = start + digits - 1
-        repeat {
-            out[i] = 0x30 + UInt8(truncatingIfNeeded: u % 10)
-            u /= 10
-            i -= 1
-        } while u > 0
-    }
-
-    /// A bytea field of COPY's text format: `\\x` (the backslash escaped
-    /// for COPY) and two hex digits a byte; nil is \N.
-    static func appendByteaHex(_ bytes: [UInt8]?, into out: inout [UInt8]) {
-        guard let bytes else { out += [0x5C, 0x4E]; return }
-        out += [0x5C, 0x5C, 0x78]
-        out.reserveCapacity(out.count + bytes.count * 2)
-        for b in bytes { out.append(hexDigits[Int(b >> 4)]); out.append(hexDigits[Int(b & 15)]) }
-    }
-
-    private static let hexDigits = Array("0123456789abcdef".utf8)
-
     /// bytea's hex input form (`\\x` and two hex digits a byte).
     static func byteaHex(_ bytes: [UInt8]) -> String {
         let digits = Array("0123456789abcdef".utf8)

@@ -612,27 +612,6 @@ final class PostgreSQLHandshakeLaneTests: XCTestCase {
     }
 }
 
-/// COPY's text format written straight into the buffer: the same bytes as
-/// the String path gave (digits, sign, bytea hex with its backslash
-/// escaped, \N for a missing histogram), so the server reads the same values.
-final class PGTextTests: XCTestCase {
-    func testIntegersAndByteaAreWrittenAsCopyTextReadsThem() {
-        for v: Int64 in [0, 7, 10, 99, 100, -1, -10, 1_733_443_200_000, .max, .min] {
-            var out: [UInt8] = [0x41]
-            PGText.appendInt(v, into: &out)
-            XCTAssertEqual(String(decoding: out, as: UTF8.self), "A" + String(v))
-        }
-        var out: [UInt8] = []
-        PGText.appendByteaHex([0x00, 0xAB, 0x7F], into: &out)
-        out.append(0x09)
-        PGText.appendByteaHex(nil, into: &out)
-        XCTAssertEqual(String(decoding: out, as: UTF8.self), "\\\\x00ab7f\t\\N")
-        var viaString: [UInt8] = []
-        PGText.copyField(PGText.byteaHex([0x00, 0xAB, 0x7F]), into: &viaString)
-        XCTAssertEqual(Array(out.prefix(viaString.count)), viaString)
-    }
-}
-
 /// COPY's binary format as the server reads it: the signature and two zero
 /// words, per row the field count, each bigint as length 8 and its bytes in
 /// network order, NULL as length -1, bytea and text as their bytes.
