@@ -616,6 +616,32 @@ final class PostgreSQLHandshakeLaneTests: XCTestCase {
 /// words, per row the field count, each bigint as length 8 and its bytes in
 /// network order, NULL as length -1, bytea and text as their bytes.
 final class PGBinaryCopyTests: XCTestCase {
+    /// A group's COPY buffer grows by doubling: adding 200 batches moves it a
+    /// handful of times, not once per batch (which copied the whole buffer
+    /// each time), and hands it to its command without a copy.
+    func testAGroupsBufferGrowsByDoublingAndIsHandedOverWhole() {
+        var copies = CopyBuffers()
+        var moves = 0
+        var base: UnsafeRawPointer?
+        for seq in 0..<200 {
+            let rows = (0..<10).map { measurement(Int64(seq * 10 + $0) * 10_000, check: "c\($0)") }
+            copies.add(Batch(projectId: 1, agentId: "a1", bootId: "b", sequence: Int64(seq), receivedAt: 0,
+                             measurements: rows)) { _ in 7 }
+            let now = copies.measurements.withUnsafeBytes { $0.baseAddress }
+            if now != base { moves += 1; base = now }
+        }
+        XCTAssertLessThanOrEqual(moves, 12, "moved \(moves) times for 200 batches")
+        let size = copies.measurements.count
+        let commands = copies.takeCommands()
+        XCTAssertEqual(commands.count, 1)
+        guard case .copy(let sql, let data) = commands[0] else { return XCTFail("not a COPY") }
+        XCTAssertTrue(sql.contains("COPY measurements"))
+        XCTAssertEqual(data.count, size + PGBinaryCopy.trailer.count)
+        XCTAssertEqual(Array(data.suffix(2)), PGBinaryCopy.trailer)
+        XCTAssertEqual(data.count, PGBinaryCopy.header.count + 2_000 * (2 + 16 * 12 + 4) + 2, "2,000 rows without histograms")
+        XCTAssertTrue(copies.measurements.isEmpty, "handed over")
+    }
+
     func testRowsAreWrittenInCopyBinaryFormat() {
         XCTAssertEqual(Array(PGBinaryCopy.header.prefix(11)), Array("PGCOPY\n".utf8) + [0xFF, 0x0D, 0x0A, 0x00])
         XCTAssertEqual(PGBinaryCopy.header.count, 19)
