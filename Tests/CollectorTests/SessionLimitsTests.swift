@@ -116,7 +116,9 @@ extension SessionLimitsTests {
         usleep(100_000)
         let groups = (c.metric("vigil_status_group_writes_total") ?? 0) - groupsBefore
         XCTAssertGreaterThanOrEqual(groups, 1)
-        XCTAssertLessThanOrEqual(groups, 3, "20 Statuses due together, a few writes at most")
+        // A few: the loop's time box (0.5 ms an iteration) may spread the
+        // 20 sessions' reads over several iterations on a busy machine.
+        XCTAssertLessThanOrEqual(groups, 5, "20 Statuses due together, a few writes at most")
         for i in 0..<20 {
             XCTAssertTrue(c.eventually {
                 let a = c.api("GET", "/agents/st-\(i)").object
