@@ -60,7 +60,14 @@ final class RealCollector {
         let deadline = Date().addingTimeInterval(20)
         while !p.stderr.contains(" ready") {
             guard p.isRunning, Date() < deadline else {
-                throw NSError(domain: "RealCollector", code: 1, userInfo: [NSLocalizedDescriptionKey: "collector did not start:\n\(p.stderr)"])
+                var how = "still running after 20 s"
+                if !p.isRunning {
+                    p.process.waitUntilExit()
+                    how = p.process.terminationReason == .uncaughtSignal
+                        ? "killed by signal \(p.process.terminationStatus)" : "exited with status \(p.process.terminationStatus)"
+                }
+                throw NSError(domain: "RealCollector", code: 1, userInfo: [NSLocalizedDescriptionKey:
+                    "collector did not start (\(how); sessions \(host):\(sessionPort), HTTP 127.0.0.1:\(httpPort)):\n\(p.stderr)"])
             }
             usleep(10_000)
         }
