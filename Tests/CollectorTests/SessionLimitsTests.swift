@@ -89,19 +89,27 @@ final class SessionLimitsTests: XCTestCase {
 }
 
 extension SessionLimitsTests {
+    /// `count` agents of project "acme" (PREFIX0, PREFIX1, …), each with an
+    /// established session to `c`.
+    private func establishedClients(_ c: CollectorProcess, count: Int, prefix: String,
+                                    file: StaticString = #filePath, line: UInt = #line) throws -> [WireTestClient] {
+        let key = c.createKey(project: "acme")
+        let clients = try (0..<count).map { i -> WireTestClient in
+            let client = try WireTestClient(port: c.sessionPort, key: key, hello: WireTestClient.hello("\(prefix)\(i)"))
+            XCTAssertNotNil(client.handshake(), file: file, line: line)
+            return client
+        }
+        XCTAssertTrue(c.eventually { c.metric("vigil_sessions{phase=\"established\"}") == Double(count) }, file: file, line: line)
+        return clients
+    }
+
     /// Statuses that become due in one loop iteration go to the store in
     /// one write (PostgreSQL: one statement), and every agent's state and
     /// snapshot are stored as sent.
     func testStatusesDueTogetherAreStoredInOneWrite() throws {
         let c = try CollectorProcess(config: [])
         defer { c.stop(); c.removeDirectory() }
-        let key = c.createKey(project: "acme")
-        let clients = try (0..<20).map { i -> WireTestClient in
-            let client = try WireTestClient(port: c.sessionPort, key: key, hello: WireTestClient.hello("st-\(i)"))
-            XCTAssertNotNil(client.handshake())
-            return client
-        }
-        XCTAssertTrue(c.eventually { c.metric("vigil_sessions{phase=\"established\"}") == 20 })
+        let clients = try establishedClients(c, count: 20, prefix: "st-")
         let groupsBefore = c.metric("vigil_status_group_writes_total") ?? 0
         // Stopped, the collector reads nothing: the Statuses arrive together.
         c.signal(SIGSTOP)
@@ -135,13 +143,7 @@ extension SessionLimitsTests {
     func testStatusesArrivingApartShareAStoreWrite() throws {
         let c = try CollectorProcess(config: ["status_write_interval_ms = 0"])
         defer { c.stop(); c.removeDirectory() }
-        let key = c.createKey(project: "acme")
-        let clients = try (0..<10).map { i -> WireTestClient in
-            let client = try WireTestClient(port: c.sessionPort, key: key, hello: WireTestClient.hello("sa-\(i)"))
-            XCTAssertNotNil(client.handshake())
-            return client
-        }
-        XCTAssertTrue(c.eventually { c.metric("vigil_sessions{phase=\"established\"}") == 10 })
+        let clients = try establishedClients(c, count: 10, prefix: "sa-")
         // A first Status sets each agent's state: written in its own iteration.
         for (i, client) in clients.enumerated() {
             client.send([.status(Status(timestampMs: 1_700_000_000_000 + UInt64(i), state: .stopped, messages: ["a\(i)"]))])

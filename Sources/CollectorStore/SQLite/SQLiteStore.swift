@@ -36,13 +36,18 @@ public final class SQLiteStore: MeasurementStore {
     public var path: String { options.databasePath }
     /// The loop's counters with the writer's as of its latest hand-back.
     public var stats: StoreStats {
-        if let latest = writer.publishedStatsIfFree() { writerStats = latest }
+        if let latest = writer.publishedStatsIfNewer(than: writerStatsVersion) {
+            (writerStats, writerStatsVersion) = latest
+        }
         var s = loopStats
         s.takeWriterCounters(from: writerStats)
         return s
     }
-    /// The writer's counters as last read; kept while the writer publishes.
+    /// The writer's counters as last read, and their version: copied again
+    /// only once the writer published newer ones (callers that want only
+    /// the loop's pending rows read this often).
     private var writerStats = StoreStats()
+    private var writerStatsVersion: UInt64 = 0
     /// Counters kept on the loop thread (queueing, outcomes, refusals).
     var loopStats = StoreStats()
     /// Days of data kept by the retention timer (0: keep everything).

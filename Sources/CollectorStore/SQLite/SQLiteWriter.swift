@@ -23,7 +23,7 @@
 // its hand-back), once the WAL holds `checkpointPages` pages.
 //
 // Threading contract: after SQLiteStore.open hands it to the worker thread,
-// only that thread uses a writer — except `publishedStatsIfFree()`, which any
+// only that thread uses a writer — except `publishedStatsIfNewer(than:)`, which any
 // thread may call (a mutex-guarded copy), and `close()` once the thread has
 // been joined. Jobs bodies get the writer as their argument and capture no
 // loop-thread object.
@@ -101,10 +101,12 @@ final class SQLiteWriter {
         }, Unmanaged.passUnretained(self).toOpaque())
     }
 
-    /// The writer's counters as of its latest hand-back, or nil while the
-    /// writer is publishing them: the loop never waits for the writer
-    /// (WorkerThread, "The loop never waits"). Any thread.
-    func publishedStatsIfFree() -> StoreStats? { published.tryGet() }
+    /// The writer's counters as of its latest hand-back if they are newer
+    /// than version `seen`, or nil (also while the writer is publishing
+    /// them: the loop never waits for the writer; WorkerThread). Any thread.
+    func publishedStatsIfNewer(than seen: UInt64) -> (stats: StoreStats, version: UInt64)? {
+        published.tryGet(newerThan: seen)
+    }
 
     /// Folds the WAL into the database (so the directory holds one file)
     /// and closes the connection. Idempotent.
@@ -287,6 +289,9 @@ final class SQLiteWriter {
 private final class PublishedStats: @unchecked Sendable {
     private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     private var value = StoreStats()
+    /// How many times `value` was replaced: a reader that has the latest
+    /// copies nothing.
+    private var version: UInt64 = 0
 
     init() {
         mutex.initialize(to: pthread_mutex_t())
@@ -301,16 +306,19 @@ private final class PublishedStats: @unchecked Sendable {
     func set(_ stats: StoreStats) {
         pthread_mutex_lock(mutex)
         value = stats
+        version &+= 1
         pthread_mutex_unlock(mutex)
     }
 
-    /// A copy whose histograms are the caller's own, made while the lock
+    /// The counters published since version `seen`, with their version, in
+    /// a copy whose histograms are the caller's own, made while the lock
     /// keeps the writer from replacing `value`: the caller never holds the
     /// last reference to storage the writer allocated, and so never frees
-    /// it (WorkerThread, "Memory").
-    func tryGet() -> StoreStats? {
+    /// it (WorkerThread, "Memory"). Nil when nothing newer was published
+    /// or the writer holds the lock.
+    func tryGet(newerThan seen: UInt64) -> (stats: StoreStats, version: UInt64)? {
         guard pthread_mutex_trylock(mutex) == 0 else { return nil }
         defer { pthread_mutex_unlock(mutex) }
-        return value.ownCopy()
+        return version == seen ? nil : (value.ownCopy(), version)
     }
 }

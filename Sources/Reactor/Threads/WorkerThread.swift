@@ -166,7 +166,7 @@ public final class WorkerThread<Job>: @unchecked Sendable {
     }
 
     /// Moves `unsent` to the workers if the mutex is free now; otherwise
-    /// tries again on the next iteration.
+    /// tries again once the retry is due (`tryLock`).
     private func handOverUnsent() {
         guard !unsent.isEmpty else { return }
         guard tryLock() else { return }
